@@ -1,0 +1,5 @@
+"""``python -m flight_profiler``."""
+
+from .cli.main import entry
+
+entry()

@@ -1,0 +1,33 @@
+"""Explicit map from command name to its agent half (runs in the target).
+
+Modules are imported on first use so an idle agent stays small.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Dict
+
+from ..services.context import CommandFailed, JobContext
+
+Handler = Callable[[Dict[str, Any], JobContext], None]
+
+# command name -> module (relative to the package root) exposing ``run``
+HANDLERS: dict[str, str] = {
+    "getglobal": ".commands.getglobal.agent",
+    "vmtool": ".commands.vmtool.agent",
+    "module": ".commands.module.agent",
+    "console": ".commands.console.agent",
+    "stack": ".commands.stack.agent",
+    "complete": ".commands.complete.agent",
+}
+
+
+def handler_for(command: str, package: str) -> Handler:
+    """Return the ``run`` function of ``command``'s agent half."""
+    module_name = HANDLERS.get(command)
+    if module_name is None:
+        raise CommandFailed("unknown command %r" % command)
+    module = importlib.import_module(module_name, package)
+    run: Handler = module.run
+    return run

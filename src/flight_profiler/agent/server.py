@@ -1,0 +1,153 @@
+"""Unix-socket server of the agent (runs in the target).
+
+The bootstrap calls ``serve(path)`` on a fresh daemon thread. We listen on a
+socket inside a directory that only the target's user can enter (0700, owned by
+us, not a symlink) and check every peer with SO_PEERCRED: only the target's own
+uid or root get in. There is no TCP listener anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import struct
+import sys
+import threading
+from typing import Any
+
+from ..services.context import AGENT_THREAD_IDS
+from . import session as session_module
+from .session import Session
+
+_state_lock = threading.Lock()
+_server: Server | None = None
+
+
+class Server:
+    """The listening socket and the sessions it accepted."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.listener = _listen(path)
+        self.sessions: set[Session] = set()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def accept_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                break  # listener closed by detach
+            if not _peer_allowed(conn):
+                _refuse(conn)
+                continue
+            session = Session(conn, self)
+            with self.lock:
+                self.sessions.add(session)
+            session.start()
+
+    def forget(self, session: Session) -> None:
+        with self.lock:
+            self.sessions.discard(session)
+
+    def detach(self, calling: Session | None) -> None:
+        """Stop every session and job, remove the socket and its directory."""
+        global _server
+        self.stopping.set()
+        with self.lock:
+            sessions = list(self.sessions)
+        for session in sessions:
+            session.stop(wait=session is not calling)
+        _close_quietly(self.listener)
+        _remove_socket(self.path)
+        with _state_lock:
+            _server = None
+        _drop_modules()
+
+
+def serve(path: str) -> None:
+    """Run the agent on ``path`` unless one already runs in this process."""
+    global _server
+    AGENT_THREAD_IDS.add(threading.get_ident())
+    with _state_lock:
+        if _server is not None:
+            return
+        session_module.LOG_PATH = "%s.log" % path
+        _server = Server(path)
+        server = _server
+    try:
+        server.accept_loop()
+    finally:
+        AGENT_THREAD_IDS.discard(threading.get_ident())
+
+
+def running() -> bool:
+    return _server is not None
+
+
+def _listen(path: str) -> socket.socket:
+    directory = os.path.dirname(path)
+    _ensure_private_dir(directory)
+    if os.path.lexists(path):
+        os.unlink(path)  # a stale socket of an agent that died with its process
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old_umask)
+    sock.listen(8)
+    return sock
+
+
+def _ensure_private_dir(directory: str) -> None:
+    """Create ``directory`` 0700 or check that an existing one is ours and private."""
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise RuntimeError("%s is not a directory" % directory)
+    if info.st_uid != os.getuid():
+        raise RuntimeError("%s belongs to another user" % directory)
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise RuntimeError("%s is accessible to other users" % directory)
+
+
+def _peer_allowed(conn: socket.socket) -> bool:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid in (0, os.getuid())
+
+
+def _refuse(conn: socket.socket) -> None:
+    try:
+        conn.sendall(b'{"type":"error","error":"permission denied: peer uid not allowed"}\n')
+    except OSError:
+        pass
+    _close_quietly(conn)
+
+
+def _close_quietly(sock: Any) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _remove_socket(path: str) -> None:
+    for remove, target in ((os.unlink, path), (os.unlink, path + ".log"), (os.rmdir, os.path.dirname(path))):
+        try:
+            remove(target)
+        except OSError:
+            pass  # the directory may hold another target's socket
+
+
+def _drop_modules() -> None:
+    """Forget our privately-named modules so detach leaves no trace in sys.modules."""
+    root = __name__.split(".", 1)[0]
+    for name in [n for n in sys.modules if n == root or n.startswith(root + ".")]:
+        sys.modules.pop(name, None)

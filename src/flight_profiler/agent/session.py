@@ -1,0 +1,178 @@
+"""One client connection and its jobs (runs in the target).
+
+Every job runs on its own daemon thread. When the client goes away, however it
+died, the reader sees EOF and cancels its jobs; each job's cleanups (unhooking
+included) run on its own thread before it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from ..protocol.framing import Channel, ChannelClosed, FrameError
+from ..protocol.messages import END_CANCELLED, END_ERROR, END_OK, validate
+from ..protocol.version import PROTOCOL_VERSION
+from ..services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
+from .registry import handler_for
+
+if TYPE_CHECKING:
+    from .server import Server
+
+JOB_STOP_WAIT = 1.0  # seconds a job gets to finish after cancel before we move on
+LOG_PATH: str | None = None  # set by the server: tracebacks of agent bugs go here, never to stdout
+
+
+class Session:
+    def __init__(self, sock: Any, server: Server) -> None:
+        self.channel = Channel(sock)
+        self.server = server
+        self.jobs: dict[int, tuple[JobContext, threading.Thread]] = {}
+        self.state: dict[str, Any] = {}
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name="flight_profiler-session", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, wait: bool) -> None:
+        """Cancel all jobs and close the connection."""
+        self._cancel_all()
+        self.channel.close()
+        if wait and self.thread is not threading.current_thread():
+            self.thread.join(JOB_STOP_WAIT)
+
+    def _run(self) -> None:
+        AGENT_THREAD_IDS.add(threading.get_ident())
+        try:
+            if self._handshake():
+                self._read_loop()
+        except (ChannelClosed, FrameError, OSError):
+            pass
+        finally:
+            self._cancel_all()
+            self.channel.close()
+            self.server.forget(self)
+            AGENT_THREAD_IDS.discard(threading.get_ident())
+
+    def _handshake(self) -> bool:
+        msg = self.channel.recv()
+        if msg.get("type") != "hello" or msg.get("protocol") != PROTOCOL_VERSION:
+            self.channel.send(
+                {
+                    "type": "error",
+                    "error": "protocol mismatch: agent speaks %d, client sent %r"
+                    % (PROTOCOL_VERSION, msg.get("protocol")),
+                }
+            )
+            return False
+        self.channel.send(_hello())
+        return True
+
+    def _read_loop(self) -> None:
+        while True:
+            msg = self.channel.recv()
+            problem = validate(msg)
+            if problem:
+                self.channel.send({"type": "error", "error": problem})
+                continue
+            kind = msg["type"]
+            if kind == "run":
+                self._start_job(msg)
+            elif kind == "cancel":
+                self._cancel(msg["job"])
+            elif kind == "detach":
+                self._cancel_all()
+                self.channel.send({"type": "end", "job": 0, "status": END_OK})
+                self.server.detach(self)
+                return
+
+    def _start_job(self, msg: dict[str, Any]) -> None:
+        job_id = msg["job"]
+        ctx = JobContext(job_id, lambda data: self._emit(job_id, data), self.state)
+        thread = threading.Thread(
+            target=self._run_job,
+            args=(ctx, msg["command"], msg["request"]),
+            name="flight_profiler-job-%s" % msg["command"],
+            daemon=True,
+        )
+        with self.lock:
+            self.jobs[job_id] = (ctx, thread)
+        thread.start()
+
+    def _run_job(self, ctx: JobContext, command: str, request: dict[str, Any]) -> None:
+        AGENT_THREAD_IDS.add(threading.get_ident())
+        status, error = END_OK, None
+        try:
+            handler = handler_for(command, _package())
+            handler(request, ctx)
+        except CommandFailed as exc:
+            status, error = END_ERROR, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a command bug must not kill the agent
+            status, error = END_ERROR, "internal error in %s: %s: %s" % (command, type(exc).__name__, exc)
+            _log_exception()
+        finally:
+            cleanup_errors = ctx.run_cleanups()
+            if ctx.cancelled.is_set() and status == END_OK:
+                status = END_CANCELLED
+            if cleanup_errors and error is None:
+                status, error = END_ERROR, "cleanup failed: " + "; ".join(cleanup_errors)
+            with self.lock:
+                self.jobs.pop(ctx.job_id, None)
+            AGENT_THREAD_IDS.discard(threading.get_ident())
+        end: dict[str, Any] = {"type": "end", "job": ctx.job_id, "status": status}
+        if error is not None:
+            end["error"] = error
+        try:
+            self.channel.send(end)
+        except ChannelClosed:
+            pass
+
+    def _emit(self, job_id: int, data: dict[str, Any]) -> None:
+        self.channel.send({"type": "event", "job": job_id, "data": data})
+
+    def _cancel(self, job_id: int) -> None:
+        with self.lock:
+            entry = self.jobs.get(job_id)
+        if entry is not None:
+            entry[0].cancelled.set()
+
+    def _cancel_all(self) -> None:
+        with self.lock:
+            entries = list(self.jobs.values())
+        for ctx, _ in entries:
+            ctx.cancelled.set()
+        for _, thread in entries:
+            if thread is not threading.current_thread():
+                thread.join(JOB_STOP_WAIT)
+
+
+def _package() -> str:
+    return __name__.rsplit(".", 2)[0]
+
+
+def _hello() -> dict[str, Any]:
+    from .. import __version__
+
+    return {
+        "type": "hello",
+        "protocol": PROTOCOL_VERSION,
+        "pid": os.getpid(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "executable": sys.executable,
+        "agent_version": __version__,
+    }
+
+
+def _log_exception() -> None:
+    """Keep the traceback next to the socket for ``--debug``; never print into the target."""
+    if LOG_PATH is None:
+        return
+    try:
+        with open(LOG_PATH, "a") as fh:
+            traceback.print_exc(file=fh)
+    except OSError:
+        pass

@@ -1,0 +1,171 @@
+"""Attach sequence (client side): reuse a running agent, or inject one.
+
+1. Read /proc: is it a live CPython we support, did it opt out, is another
+   tracer on it?  Nothing is stopped yet.
+2. If an agent already answers on the target's socket, use it (no injection).
+3. 3.14+: ``sys.remote_exec`` run by the target's own interpreter binary; the
+   bootstrap runs when the main thread next reaches the eval loop.
+4. Otherwise (or when 3 did not connect within ``REMOTE_EXEC_WAIT``): the
+   ptrace injector, which runs the bootstrap only at a safe point (see
+   ``ptrace.inject``); if it had to queue a pending call that the main thread
+   does not reach, another thread parked in a safe syscall runs it instead.
+5. Wait for the agent's socket and shake hands. If it never comes, say why
+   (the GIL holder, read from outside) and leave the target as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import AttachError, InjectionError, TargetError
+from ..readers import pyspy
+from . import bootstrap, paths
+from .connection import AgentConnection
+from .target import Target, check_remote_debug_allowed, inspect, tracer_of
+
+REMOTE_EXEC_WAIT = 2.0
+PENDING_WAIT = 2.0
+FALLBACK_WAIT = 3.0
+
+
+@dataclass
+class AttachOptions:
+    timeout: float = 10.0
+    force: bool = False
+    log: Callable[[str], None] = lambda message: None
+
+
+def connect(pid: int, options: AttachOptions) -> AgentConnection:
+    """A connection to the agent in ``pid``, injecting it when none runs yet."""
+    target = inspect(pid)
+    socket_path = paths.from_client(target, paths.socket_in_target(target))
+    existing = _try_open(socket_path)
+    if existing is not None:
+        options.log("reusing the agent already running in pid %d" % pid)
+        return existing
+    if not options.force:
+        check_remote_debug_allowed(pid)
+    tracer = tracer_of(pid)
+    if tracer:
+        raise AttachError("pid %d is already being traced by pid %d (a debugger?); detach it first" % (pid, tracer))
+    _prepare_dir(target)
+    source = bootstrap.source(paths.socket_in_target(target), bootstrap.package_dir())
+    deadline = time.monotonic() + options.timeout
+    if target.version >= (3, 14) and _remote_exec(target, source, options):
+        conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
+        if conn is not None:
+            return conn
+        options.log("remote_exec did not run within %.1f s (main thread blocked?); using ptrace" % REMOTE_EXEC_WAIT)
+    return _inject_with_ptrace(target, source, socket_path, deadline, options)
+
+
+def _inject_with_ptrace(
+    target: Target, source: str, socket_path: str, deadline: float, options: AttachOptions
+) -> AgentConnection:
+    from . import ptrace  # imported only when we inject: a reused agent needs none of it
+
+    report = ptrace.inject(target.pid, source, mode="auto", timeout=max(1.0, deadline - time.monotonic()))
+    options.log("bootstrap %s in tid %d (thread stopped %.1f ms)" % (report.method, report.tid, report.stopped_ms))
+    wait = PENDING_WAIT if report.method == "pending" else FALLBACK_WAIT
+    conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + wait))
+    if conn is not None:
+        return conn
+    if report.method == "pending":
+        conn = _fallback_thread(target, source, socket_path, deadline, options)
+        if conn is not None:
+            return conn
+    raise AttachError(_why_no_agent(target))
+
+
+def _fallback_thread(
+    target: Target, source: str, socket_path: str, deadline: float, options: AttachOptions
+) -> AgentConnection | None:
+    """The main thread is not reaching the eval loop: use a thread parked in a safe syscall."""
+    from . import ptrace
+
+    runtime = ptrace.runtime_range(target.pid)
+    for state in ptrace.thread_states(target.pid):
+        if state.tid == target.pid or not ptrace.is_safe_parked(state, runtime):
+            continue
+        try:
+            report = ptrace.inject(target.pid, source, tid=state.tid, mode="gilstate", timeout=2.0)
+        except InjectionError as exc:
+            options.log("thread %d not usable: %s" % (state.tid, exc))
+            continue
+        options.log("bootstrap ran in thread %d (%s)" % (report.tid, state.name))
+        return _wait_for_agent(socket_path, min(deadline, time.monotonic() + FALLBACK_WAIT))
+    return None
+
+
+def _why_no_agent(target: Target) -> str:
+    try:
+        threads = pyspy.dump(target.pid)
+    except TargetError:
+        threads = []
+    holders = [thread for thread in threads if thread.get("owns_gil")]
+    if holders:
+        holder = holders[0]
+        return (
+            "the agent could not start: GIL held by thread %s (%s) in native code; commands that need the "
+            "agent wait until it releases the GIL - 'stack' still works" % (holder.get("os_thread_id"), holder.get("thread_name"))
+        )
+    return "the agent did not start within the timeout (the bootstrap is queued and will run at the main thread's next safe point); 'stack' still works"
+
+
+def _remote_exec(target: Target, source: str, options: AttachOptions) -> bool:
+    """PEP 768: the target's own interpreter (same major.minor) asks it to run a file."""
+    directory = paths.from_client(target, paths.private_dir(target))
+    fd, script = tempfile.mkstemp(prefix="bootstrap-", suffix=".py", dir=directory)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(source + "\n")
+    os.chown(script, target.uid, -1)
+    in_target = os.path.join(paths.private_dir(target), os.path.basename(script))
+    proc = subprocess.run(
+        [target.exe, "-I", "-c", "import sys; sys.remote_exec(%d, %r)" % (target.ns_pid, in_target)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    if proc.returncode != 0:
+        options.log("remote_exec failed: %s" % pyspy.first_error_line(proc.stderr))
+        os.unlink(script)
+        return False
+    return True
+
+
+def _prepare_dir(target: Target) -> None:
+    """Create the private directory as the target's user, or check the one that exists."""
+    directory = paths.from_client(target, paths.private_dir(target))
+    try:
+        os.mkdir(directory, 0o700)
+        os.chown(directory, target.uid, -1)
+    except FileExistsError:
+        pass
+    info = os.lstat(directory)
+    if not os.path.isdir(directory) or os.path.islink(directory) or info.st_uid != target.uid or info.st_mode & 0o077:
+        raise AttachError("%s is not a private directory of uid %d; remove it and retry" % (directory, target.uid))
+
+
+def _try_open(path: str) -> AgentConnection | None:
+    try:
+        return AgentConnection.open(path, timeout=2.0)
+    except OSError:
+        return None
+
+
+def _wait_for_agent(path: str, deadline: float) -> AgentConnection | None:
+    delay = 0.005
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            conn = _try_open(path)
+            if conn is not None:
+                return conn
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return None

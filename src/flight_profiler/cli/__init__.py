@@ -1,0 +1,1 @@
+"""The command-line client: argument wiring, the shell, and running commands."""

@@ -1,0 +1,101 @@
+"""``flight_profiler`` entry point: argument wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..attach.attacher import AttachOptions
+from ..errors import FlightProfilerError, UsageError
+from ..render.console import make_console
+from .output import Output
+from .runner import Detached, Runner
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flight_profiler",
+        description="Look inside a running CPython process without restarting it.",
+        epilog="'flight_profiler demo' starts a sample service and opens the shell on it.",
+    )
+    parser.add_argument("target", help="pid of the Python process, or 'demo'")
+    parser.add_argument("--cmd", help="run one command and exit (e.g. --cmd \"stack\")")
+    parser.add_argument("--json", action="store_true", help="print results as JSON lines (for scripts and AI agents)")
+    parser.add_argument("--no-color", action="store_true", help="plain text output (NO_COLOR is honoured too)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the attach (default 10)")
+    parser.add_argument("--force", action="store_true", help="attach even if the target opted out of remote debugging")
+    parser.add_argument("--debug", action="store_true", help="explain each attach step on stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    color = not args.no_color and sys.stdout.isatty()
+    output = Output(make_console(color), args.json, make_console(color and sys.stderr.isatty(), file=sys.stderr))
+    if args.target == "demo":
+        from .demo import run_demo
+
+        return run_demo(output, args)
+    try:
+        pid = _pid(args.target)
+    except UsageError as exc:
+        output.error(None, str(exc))
+        return exc.exit_code
+    options = AttachOptions(timeout=args.timeout, force=args.force, log=output.note if args.debug else _quiet)
+    runner = Runner(pid, output, options)
+    if args.cmd is None:
+        if args.json or not sys.stdin.isatty():
+            output.error(None, "no terminal for the shell: use --cmd \"<command>\"")
+            return 2
+        from .shell import run_shell
+
+        return run_shell(runner)
+    return run_once(runner, args.cmd)
+
+
+def run_once(runner: Runner, line: str) -> int:
+    try:
+        ok = runner.execute(_console_from_stdin(line))
+    except Detached:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        runner.close()
+    return 0 if ok else 1
+
+
+def _console_from_stdin(line: str) -> str:
+    """``--cmd console`` with piped input runs that input once."""
+    if line.strip() == "console" and not sys.stdin.isatty():
+        import shlex
+
+        return "console -c %s" % shlex.quote(sys.stdin.read())
+    return line
+
+
+def _pid(text: str) -> int:
+    try:
+        pid = int(text)
+    except ValueError:
+        raise UsageError("%r is not a pid (or 'demo')" % text) from None
+    if pid <= 0:
+        raise UsageError("%r is not a pid" % text)
+    return pid
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def entry() -> None:
+    try:
+        sys.exit(main())
+    except FlightProfilerError as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+

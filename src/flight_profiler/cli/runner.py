@@ -1,0 +1,109 @@
+"""Run one command line against one target (client side).
+
+Parses with the command's spec, runs it locally or in the agent (attaching
+lazily, so ``stack`` never injects anything), and hands each structured result
+to the output. Errors become one line; the caller decides whether to go on.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from typing import Any
+
+from ..attach.attacher import AttachOptions, connect
+from ..attach.connection import AgentConnection, Cancelled
+from ..commands.spec import CommandSpec, LocalContext
+from ..errors import FlightProfilerError, UsageError
+from .help import command_help, overview
+from .output import Output
+from .registry import COMMANDS
+
+CANCEL_WAIT = 2.0
+
+
+class Detached(Exception):
+    """The user detached; the shell should end."""
+
+
+class Runner:
+    def __init__(self, pid: int, output: Output, attach_options: AttachOptions) -> None:
+        self.pid = pid
+        self.output = output
+        self.attach_options = attach_options
+        self._conn: AgentConnection | None = None
+
+    def connection(self) -> AgentConnection:
+        if self._conn is None:
+            started = time.monotonic()
+            self._conn = connect(self.pid, self.attach_options)
+            self.attach_options.log("attached to pid %d in %.0f ms" % (self.pid, (time.monotonic() - started) * 1000))
+        return self._conn
+
+    def execute(self, line: str) -> bool:
+        """Run ``line``; True on success. Errors are reported, never raised."""
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            self.output.error(None, "cannot parse the line: %s" % exc)
+            return False
+        if not argv:
+            return True
+        try:
+            self._dispatch(argv[0], argv[1:])
+        except FlightProfilerError as exc:
+            self.output.error(argv[0], str(exc))
+            return False
+        return True
+
+    def _dispatch(self, name: str, args: list[str]) -> None:
+        if name == "help":
+            self.output.console.print(command_help(args[0]) if args else overview())
+            return
+        if name == "detach":
+            self.detach()
+            raise Detached()
+        spec = COMMANDS.get(name)
+        if spec is None:
+            raise UsageError("unknown command %r; 'help' lists them" % name)
+        request = spec.parse(args)
+        self.run_request(spec, request)
+
+    def run_request(self, spec: CommandSpec, request: dict[str, Any]) -> None:
+        if spec.run_local is not None and spec.runs_locally(request):
+            context = LocalContext(pid=self.pid, cancelled=lambda: False, cwd=os.getcwd())
+            for event in spec.run_local(request, context):
+                self.output.result(spec.name, event, spec.render(event))
+            return
+        conn = self.connection()
+        job = conn.start(spec.name, request)
+        try:
+            for event in conn.events(job):
+                self.output.result(spec.name, event, spec.render(event))
+        except KeyboardInterrupt:
+            self._cancel(conn, job)
+        except Cancelled:
+            self.output.note("cancelled")
+
+    def _cancel(self, conn: AgentConnection, job: int) -> None:
+        conn.cancel(job)
+        try:
+            for _ in conn.events(job, timeout=CANCEL_WAIT):
+                pass
+        except (Cancelled, FlightProfilerError):
+            pass
+        self.output.note("cancelled")
+
+    def detach(self) -> None:
+        conn = self._conn
+        if conn is None:
+            conn = self.connection()
+        conn.detach()
+        self._conn = None
+        self.output.note("detached: the agent and its hooks are gone from pid %d" % self.pid)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,124 @@
+"""The interactive shell (prompt_toolkit): history, Tab completion, Ctrl-C/Ctrl-D."""
+
+from __future__ import annotations
+
+import codeop
+import os
+import shlex
+from collections.abc import Iterable
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory
+
+from ..commands.console.client import SPEC as CONSOLE
+from ..errors import FlightProfilerError
+from .registry import BUILTINS, COMMANDS, visible
+from .runner import Detached, Runner
+
+HISTORY = os.path.expanduser("~/.flight_profiler_history")
+
+
+class CommandCompleter(Completer):
+    """Commands, their options, and names the target knows (asked from the agent)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
+        text = document.text_before_cursor
+        words = text.split()
+        current = "" if text.endswith(" ") else (words[-1] if words else "")
+        done = words if text.endswith(" ") else words[:-1]
+        for candidate in self._candidates(done, current):
+            yield Completion(candidate, start_position=-len(current))
+
+    def _candidates(self, done: list[str], current: str) -> list[str]:
+        if not done:
+            names = [spec.name for spec in visible()] + list(BUILTINS)
+            return sorted(name for name in names if name.startswith(current))
+        spec = COMMANDS.get(done[0])
+        if spec is None:
+            return []
+        if current.startswith("-"):
+            options = [opt for action in spec.parser()._actions for opt in action.option_strings]
+            return sorted(opt for opt in options if opt.startswith(current))
+        return self._target_names(spec.completes, [w for w in done[1:] if not w.startswith("-")], current)
+
+    def _target_names(self, kinds: tuple[str, ...], positionals: list[str], current: str) -> list[str]:
+        if not kinds or len(positionals) >= len(kinds) or kinds[len(positionals)] == "path":
+            return []
+        request = {"kind": "module", "prefix": current, "module": "", "cls": None}
+        if positionals:
+            request = {"kind": "member", "prefix": current, "module": positionals[0], "cls": positionals[1] if len(positionals) > 1 else None}
+        try:
+            events = self.runner.connection().run("complete", request, timeout=2.0)
+        except FlightProfilerError:
+            return []
+        return [name for event in events for name in event["names"]]
+
+
+def run_shell(runner: Runner) -> int:
+    session: PromptSession[str] = PromptSession(
+        history=FileHistory(HISTORY), completer=CommandCompleter(runner), complete_while_typing=False
+    )
+    runner.output.console.print("flight_profiler attached to pid %d - 'help' lists commands, Ctrl-D leaves" % runner.pid)
+    while True:
+        try:
+            line = session.prompt("flight_profiler> ")
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            break
+        words = line.split()
+        if words and words[0] in ("quit", "exit"):
+            break
+        try:
+            if words and words[0] == "console" and len(words) == 1:
+                run_console(runner)
+            else:
+                runner.execute(line)
+        except Detached:
+            return 0
+        except KeyboardInterrupt:
+            runner.output.note("interrupted")
+    runner.close()
+    return 0
+
+
+def run_console(runner: Runner) -> None:
+    """A remote Python REPL: lines are collected here until they form a complete statement."""
+    session: PromptSession[str] = PromptSession(history=FileHistory(HISTORY + "_console"))
+    runner.output.console.print("Python console inside pid %d; Ctrl-D or exit() returns to flight_profiler" % runner.pid)
+    lines: list[str] = []
+    while True:
+        try:
+            line = session.prompt("... " if lines else ">>> ")
+        except KeyboardInterrupt:
+            lines = []
+            continue
+        except EOFError:
+            return
+        if not lines and line.strip() in ("exit()", "quit()"):
+            return
+        lines.append(line)
+        source = "\n".join(lines)
+        if _needs_more(source):
+            continue
+        lines = []
+        try:
+            runner.run_request(CONSOLE, {"source": source})
+        except FlightProfilerError as exc:
+            runner.output.error("console", str(exc))
+
+
+def _needs_more(source: str) -> bool:
+    try:
+        return codeop.compile_command(source, "<console>", "exec") is None
+    except (SyntaxError, ValueError, OverflowError):
+        return False  # let the target report the error
+
+
+def quote(words: list[str]) -> str:
+    return " ".join(shlex.quote(word) for word in words)

@@ -1,0 +1,34 @@
+"""Names for Tab completion, asked from the target (runs in the target).
+
+Reads ``sys.modules`` and namespaces only: never imports anything.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ...services.context import JobContext
+
+LIMIT = 200
+
+
+def run(request: dict[str, Any], ctx: JobContext) -> None:
+    prefix = request.get("prefix", "")
+    if request.get("kind") == "module":
+        names = [name for name in list(sys.modules) if not name.startswith("_flight_profiler")]
+    else:
+        names = _members(request.get("module", ""), request.get("cls"))
+    ctx.emit({"names": sorted(name for name in names if name.startswith(prefix))[:LIMIT]})
+
+
+def _members(module_name: str, cls: str | None) -> list[str]:
+    owner: Any = sys.modules.get(module_name)
+    if owner is not None and cls:
+        owner = getattr(owner, cls, None)
+    if owner is None:
+        return []
+    try:
+        return [str(name) for name in vars(owner)]
+    except TypeError:
+        return []

@@ -1,0 +1,77 @@
+"""``console`` in the target: run Python source in a per-client namespace.
+
+Output of ``print`` goes back to the client through a ``print`` bound in the
+console's own namespace, so the process-wide ``sys.stdout`` that the target's
+other threads use is never replaced. The value of a trailing expression is
+shown like the interactive interpreter does.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import sys
+import traceback
+from typing import Any
+
+from ...services.context import CommandFailed, JobContext
+
+OUTPUT_LIMIT = 1024 * 1024  # a runaway loop of prints must not fill the target's memory
+
+
+class _BoundedBuffer(io.StringIO):
+    def write(self, text: str) -> int:
+        if self.tell() < OUTPUT_LIMIT:
+            return super().write(text[: OUTPUT_LIMIT - self.tell()])
+        return len(text)
+
+
+def run(request: dict[str, Any], ctx: JobContext) -> None:
+    namespace = ctx.session.setdefault("console_namespace", _new_namespace())
+    output = _BoundedBuffer()
+    namespace["print"] = _printer(output)
+    try:
+        tree = ast.parse(request["source"], "<console>", "exec")
+    except SyntaxError as exc:
+        raise CommandFailed("SyntaxError: %s (line %s)" % (exc.msg, exc.lineno)) from None
+    value, error = _execute(tree, namespace)
+    ctx.emit({"output": output.getvalue(), "value": value, "error": error})
+
+
+def _new_namespace() -> dict[str, Any]:
+    return {"__name__": "__console__", "__builtins__": builtins}
+
+
+def _printer(output: io.StringIO) -> Any:
+    def console_print(*args: Any, **kwargs: Any) -> None:
+        if kwargs.get("file") in (None, sys.stdout):
+            kwargs["file"] = output
+        builtins.print(*args, **kwargs)
+
+    return console_print
+
+
+def _execute(tree: ast.Module, namespace: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Run the statements; return (repr of a trailing expression, traceback text)."""
+    last = tree.body[-1] if tree.body else None
+    trailing = isinstance(last, ast.Expr)
+    body = tree.body[:-1] if trailing else tree.body
+    try:
+        exec(compile(ast.Module(body=body, type_ignores=[]), "<console>", "exec"), namespace)  # noqa: S102
+        if trailing and isinstance(last, ast.Expr):
+            result = eval(compile(ast.Expression(last.value), "<console>", "eval"), namespace)  # noqa: S307
+            if result is not None:
+                namespace["_"] = result
+                return repr(result), None
+    except BaseException:  # noqa: BLE001 - SystemExit/KeyboardInterrupt from user code must not end the agent
+        return None, _user_traceback()
+    return None, None
+
+
+def _user_traceback() -> str:
+    kind, exc, tb = sys.exc_info()
+    # drop our own frames so the user sees only their code
+    while tb is not None and tb.tb_frame.f_code.co_filename != "<console>":
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(kind, exc, tb))

@@ -1,0 +1,43 @@
+"""``console`` in the CLI: a remote Python REPL (the shell drives the loop)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from ..spec import CommandSpec
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--code", help="run this source once and print the result (for scripts and agents)")
+
+
+def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+    return {"source": ns.code} if ns.code is not None else {}
+
+
+def _render(event: dict[str, Any]) -> RenderableType | None:
+    parts: list[RenderableType] = []
+    if event.get("output"):
+        parts.append(Text(event["output"].rstrip("\n")))
+    if event.get("value") is not None:
+        parts.append(Text(event["value"]))
+    if event.get("error"):
+        parts.append(Text(event["error"].rstrip("\n"), style="red"))
+    return Group(*parts) if parts else None
+
+
+SPEC = CommandSpec(
+    name="console",
+    summary="Open a Python console inside the target (changes the target: it runs your code).",
+    usage="console [-c CODE]",
+    examples=("console", "console -c \"import sys; len(sys.modules)\""),
+    add_arguments=_add_arguments,
+    to_request=_to_request,
+    render=_render,
+    changes_target=True,
+    interactive=True,
+)

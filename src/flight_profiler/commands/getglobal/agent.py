@@ -1,0 +1,36 @@
+"""``getglobal`` in the target: read a module global or class attribute."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...services.capture import CaptureOptions, capture
+from ...services.context import JobContext
+from ...services.expr import Expression, describe_error
+from ...services.resolve import find_attribute, find_class, loaded_module, qualified
+
+
+def run(request: dict[str, Any], ctx: JobContext) -> None:
+    expression = Expression(request["expr"], ("target",)) if request.get("expr") else None
+    module = loaded_module(request["module"])
+    owner: Any = module
+    label = module.__name__
+    if request.get("cls"):
+        owner = find_class(module, request["cls"])
+        label = qualified(module.__name__, request["cls"], "")
+    value = find_attribute(owner, request["field"], label)
+    event: dict[str, Any] = {
+        "name": qualified(request["module"], request.get("cls"), request["field"]),
+        "type": type(value).__name__,
+    }
+    options = CaptureOptions.from_request(request)
+    if expression is not None:
+        event["expr"] = expression.source
+        try:
+            value = expression.evaluate({"target": value})
+        except Exception as exc:  # noqa: BLE001 - the expression's error is the result
+            event["error"] = describe_error(exc)
+            ctx.emit(event)
+            return
+    event["value"] = capture(value, options)
+    ctx.emit(event)

@@ -1,0 +1,38 @@
+"""``module`` in the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from rich.console import RenderableType
+from rich.text import Text
+
+from ..spec import CommandSpec
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("filepath", help="source file path (relative paths are taken from your directory)")
+
+
+def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+    return {"path": os.path.abspath(os.path.expanduser(ns.filepath))}
+
+
+def _render(event: dict[str, Any]) -> RenderableType:
+    if not event["modules"]:
+        return Text("%s is not imported in the target" % event["path"], style="yellow")
+    return Text("%s -> %s" % (event["path"], ", ".join(event["modules"])))
+
+
+SPEC = CommandSpec(
+    name="module",
+    summary="Show the module name under which a source file is loaded in the target.",
+    usage="module filepath",
+    examples=("module /home/admin/application/compute.py",),
+    add_arguments=_add_arguments,
+    to_request=_to_request,
+    render=_render,
+    completes=("path",),
+)

@@ -1,0 +1,21 @@
+"""``module [class] name`` positional arguments shared by several commands (client side)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+
+
+def add_location_arguments(parser: argparse.ArgumentParser, last: str) -> None:
+    parser.add_argument("module", help="module as imported in the target, e.g. __main__ or pkg.mod")
+    parser.add_argument("names", nargs="+", metavar="[class] %s" % last, help="optional class, then the %s" % last)
+
+
+def location(ns: argparse.Namespace, last: str) -> tuple[str, str | None, str]:
+    names: list[str] = ns.names
+    if len(names) > 2:
+        raise UsageError("expected: module [class] %s, got %d names after the module" % (last, len(names)))
+    if len(names) == 2:
+        return ns.module, names[0], names[1]
+    return ns.module, None, names[0]

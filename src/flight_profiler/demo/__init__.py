@@ -1,0 +1,1 @@
+"""The bundled demo: a small service to attach to (``flight_profiler demo``)."""

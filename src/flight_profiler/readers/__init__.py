@@ -1,0 +1,1 @@
+"""Client-side readers that look at the target from outside (no injection)."""

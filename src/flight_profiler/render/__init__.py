@@ -1,0 +1,1 @@
+"""Client-side rendering helpers: structured results in, rich renderables out."""

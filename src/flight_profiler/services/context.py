@@ -1,0 +1,60 @@
+"""What a command's agent half gets from the dispatcher (runs in the target).
+
+A command handler is ``run(request: dict, ctx: JobContext) -> None``. It emits
+structured events with ``ctx.emit`` and raises ``CommandFailed`` for a one-line
+error. It never imports the dispatcher: the dispatcher hands it this context.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+# Threads the agent runs; hooks ignore calls made on them so the agent never
+# records its own work.
+AGENT_THREAD_IDS: set[int] = set()
+
+
+class CommandFailed(Exception):
+    """A command cannot do what was asked; ``str()`` is the one-line reason."""
+
+
+class JobContext:
+    """One running command: its output, its cancellation and its cleanups."""
+
+    def __init__(
+        self,
+        job_id: int,
+        emit: Callable[[dict[str, Any]], None],
+        session: dict[str, Any],
+    ) -> None:
+        self.job_id = job_id
+        self._emit = emit
+        self.session = session  # per-connection state (console namespace, ...)
+        self.cancelled = threading.Event()
+        self._cleanups: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def emit(self, data: dict[str, Any]) -> None:
+        self._emit(data)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when the job was cancelled meanwhile."""
+        return self.cancelled.wait(seconds)
+
+    def add_cleanup(self, fn: Callable[[], None]) -> None:
+        """Register an undo action; run once, newest first, on every exit path."""
+        with self._lock:
+            self._cleanups.append(fn)
+
+    def run_cleanups(self) -> list[str]:
+        """Run and forget all cleanups; return the errors they raised as text."""
+        with self._lock:
+            cleanups, self._cleanups = self._cleanups, []
+        errors = []
+        for fn in reversed(cleanups):
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - every undo must get its turn
+                errors.append("%s: %s" % (type(exc).__name__, exc))
+        return errors
