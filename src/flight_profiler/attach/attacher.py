@@ -86,11 +86,11 @@ def _fallback_thread(
     target: Target, source: str, socket_path: str, deadline: float, options: AttachOptions
 ) -> AgentConnection | None:
     """The main thread is not reaching the eval loop: use a thread parked in a safe syscall."""
-    from . import ptrace
+    from . import procfs, ptrace
 
-    runtime = ptrace.runtime_range(target.pid)
-    for state in ptrace.thread_states(target.pid):
-        if state.tid == target.pid or not ptrace.is_safe_parked(state, runtime):
+    runtime = ptrace.find_python_api(target.pid).runtime_range
+    for state in procfs.thread_states(target.pid):
+        if state.tid == target.pid or not procfs.is_safe_parked(state, runtime):
             continue
         try:
             report = ptrace.inject(target.pid, source, tid=state.tid, mode="gilstate", timeout=2.0)
@@ -112,9 +112,13 @@ def _why_no_agent(target: Target) -> str:
         holder = holders[0]
         return (
             "the agent could not start: GIL held by thread %s (%s) in native code; commands that need the "
-            "agent wait until it releases the GIL - 'stack' still works" % (holder.get("os_thread_id"), holder.get("thread_name"))
+            "agent wait until it releases the GIL - 'stack' still works"
+            % (holder.get("os_thread_id"), holder.get("thread_name"))
         )
-    return "the agent did not start within the timeout (the bootstrap is queued and will run at the main thread's next safe point); 'stack' still works"
+    return (
+        "the agent did not start within the timeout (the bootstrap is queued and runs at the main "
+        "thread's next safe point); 'stack' still works"
+    )
 
 
 def _remote_exec(target: Target, source: str, options: AttachOptions) -> bool:

@@ -48,7 +48,9 @@ class AgentConnection:
         if reply.get("type") == "error":
             raise ProtocolError("the agent refused us: %s" % reply.get("error"))
         if reply.get("type") != "hello" or reply.get("protocol") != PROTOCOL_VERSION:
-            raise ProtocolError("protocol mismatch: we speak %d, the agent %r" % (PROTOCOL_VERSION, reply.get("protocol")))
+            raise ProtocolError(
+                "protocol mismatch: we speak %d, the agent %r" % (PROTOCOL_VERSION, reply.get("protocol"))
+            )
         self.info = reply
 
     def start(self, command: str, request: dict[str, Any]) -> int:

@@ -54,12 +54,21 @@ def inspect(pid: int) -> Target:
 def check_remote_debug_allowed(pid: int) -> None:
     """Honour the target's opt-out (PEP 768 spelling; the underscore form does nothing in CPython)."""
     environ = _read("/proc/%d/environ" % pid).split(b"\0")
-    if any(item.startswith(b"PYTHON_DISABLE_REMOTE_DEBUG=") and item != b"PYTHON_DISABLE_REMOTE_DEBUG=" for item in environ):
-        raise TargetError("pid %d opted out of remote debugging (PYTHON_DISABLE_REMOTE_DEBUG is set); use --force to attach anyway" % pid)
+    if any(
+        item.startswith(b"PYTHON_DISABLE_REMOTE_DEBUG=") and item != b"PYTHON_DISABLE_REMOTE_DEBUG=" for item in environ
+    ):
+        raise TargetError(
+            "pid %d opted out of remote debugging (PYTHON_DISABLE_REMOTE_DEBUG is set); use --force to attach anyway"
+            % pid
+        )
     argv = _read("/proc/%d/cmdline" % pid).split(b"\0")
     for index, arg in enumerate(argv):
-        if arg == b"-Xdisable-remote-debug" or (arg == b"-X" and argv[index + 1 : index + 2] == [b"disable-remote-debug"]):
-            raise TargetError("pid %d opted out of remote debugging (-X disable-remote-debug); use --force to attach anyway" % pid)
+        if arg == b"-Xdisable-remote-debug" or (
+            arg == b"-X" and argv[index + 1 : index + 2] == [b"disable-remote-debug"]
+        ):
+            raise TargetError(
+                "pid %d opted out of remote debugging (-X disable-remote-debug); use --force to attach anyway" % pid
+            )
 
 
 def tracer_of(pid: int) -> int:
@@ -80,15 +89,16 @@ def _python_version(pid: int) -> tuple[int, int]:
 def _supported(version: tuple[int, int], pid: int) -> tuple[int, int]:
     low, high = SUPPORTED
     if not low <= version <= high:
-        raise TargetError("pid %d runs Python %d.%d; flight_profiler supports 3.8 to 3.14" % ((pid,) + version))
+        raise TargetError("pid %d runs Python %d.%d; flight_profiler supports 3.8 to 3.14" % (pid, *version))
     return version
 
 
 def _same_root(pid: int) -> bool:
     try:
-        return os.stat("/proc/%d/root/" % pid).st_ino == os.stat("/").st_ino and os.stat(
-            "/proc/%d/root/" % pid
-        ).st_dev == os.stat("/").st_dev
+        return (
+            os.stat("/proc/%d/root/" % pid).st_ino == os.stat("/").st_ino
+            and os.stat("/proc/%d/root/" % pid).st_dev == os.stat("/").st_dev
+        )
     except OSError:
         return True
 

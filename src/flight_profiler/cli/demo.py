@@ -21,7 +21,9 @@ def run_demo(output: Output, args: argparse.Namespace) -> int:
         proc.stdout.readline()  # "demo service running": it is ready
         output.note("demo service started: pid %d (it stops when you leave)" % proc.pid)
         output.note("try: stack | getglobal __main__ SETTINGS -x 2 | vmtool -a getInstances -c __main__ Order -n 3")
-        options = AttachOptions(timeout=args.timeout, force=args.force, log=output.note if args.debug else lambda m: None)
+        options = AttachOptions(
+            timeout=args.timeout, force=args.force, log=output.note if args.debug else lambda m: None
+        )
         runner = Runner(proc.pid, output, options)
         if args.cmd is not None:
             from .main import run_once

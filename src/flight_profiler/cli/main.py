@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ..attach.attacher import AttachOptions
@@ -20,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="'flight_profiler demo' starts a sample service and opens the shell on it.",
     )
     parser.add_argument("target", help="pid of the Python process, or 'demo'")
-    parser.add_argument("--cmd", help="run one command and exit (e.g. --cmd \"stack\")")
+    parser.add_argument("--cmd", help='run one command and exit (e.g. --cmd "stack")')
     parser.add_argument("--json", action="store_true", help="print results as JSON lines (for scripts and AI agents)")
     parser.add_argument("--no-color", action="store_true", help="plain text output (NO_COLOR is honoured too)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the attach (default 10)")
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(pid, output, options)
     if args.cmd is None:
         if args.json or not sys.stdin.isatty():
-            output.error(None, "no terminal for the shell: use --cmd \"<command>\"")
+            output.error(None, 'no terminal for the shell: use --cmd "<command>"')
             return 2
         from .shell import run_shell
 
@@ -97,5 +96,3 @@ def entry() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-
-

@@ -10,9 +10,7 @@ from ..commands.spec import CommandSpec
 from ..commands.stack.client import SPEC as STACK
 from ..commands.vmtool.client import SPEC as VMTOOL
 
-COMMANDS: dict[str, CommandSpec] = {
-    spec.name: spec for spec in (STACK, GETGLOBAL, VMTOOL, MODULE, CONSOLE, COMPLETE)
-}
+COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in (STACK, GETGLOBAL, VMTOOL, MODULE, CONSOLE, COMPLETE)}
 
 # handled by the shell itself, not by a command folder
 BUILTINS: dict[str, str] = {

@@ -51,7 +51,12 @@ class CommandCompleter(Completer):
             return []
         request = {"kind": "module", "prefix": current, "module": "", "cls": None}
         if positionals:
-            request = {"kind": "member", "prefix": current, "module": positionals[0], "cls": positionals[1] if len(positionals) > 1 else None}
+            request = {
+                "kind": "member",
+                "prefix": current,
+                "module": positionals[0],
+                "cls": positionals[1] if len(positionals) > 1 else None,
+            }
         try:
             events = self.runner.connection().run("complete", request, timeout=2.0)
         except FlightProfilerError:
@@ -63,7 +68,9 @@ def run_shell(runner: Runner) -> int:
     session: PromptSession[str] = PromptSession(
         history=FileHistory(HISTORY), completer=CommandCompleter(runner), complete_while_typing=False
     )
-    runner.output.console.print("flight_profiler attached to pid %d - 'help' lists commands, Ctrl-D leaves" % runner.pid)
+    runner.output.console.print(
+        "flight_profiler attached to pid %d - 'help' lists commands, Ctrl-D leaves" % runner.pid
+    )
     while True:
         try:
             line = session.prompt("flight_profiler> ")
@@ -90,7 +97,9 @@ def run_shell(runner: Runner) -> int:
 def run_console(runner: Runner) -> None:
     """A remote Python REPL: lines are collected here until they form a complete statement."""
     session: PromptSession[str] = PromptSession(history=FileHistory(HISTORY + "_console"))
-    runner.output.console.print("Python console inside pid %d; Ctrl-D or exit() returns to flight_profiler" % runner.pid)
+    runner.output.console.print(
+        "Python console inside pid %d; Ctrl-D or exit() returns to flight_profiler" % runner.pid
+    )
     lines: list[str] = []
     while True:
         try:

@@ -70,7 +70,9 @@ class CommandSpec:
 
 def add_render_options(parser: argparse.ArgumentParser) -> None:
     """The value-display options shared by every command that shows objects."""
-    parser.add_argument("-x", "--expand", type=int, default=1, help="depth to expand objects (default 1, max 4, -1 deepest)")
+    parser.add_argument(
+        "-x", "--expand", type=int, default=1, help="depth to expand objects (default 1, max 4, -1 deepest)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show all items of containers and long strings")
     parser.add_argument("-r", "--raw", action="store_true", help="show repr() of values instead of a tree")
 

@@ -105,9 +105,7 @@ def _sequence(obj: Any, kind: str, options: CaptureOptions, depth: int, seen: se
     return {"t": _type_name(obj), "kind": kind, "len": len(obj), "items": items, "more": max(0, len(obj) - limit)}
 
 
-def _object(
-    obj: Any, attrs: list[str], options: CaptureOptions, depth: int, seen: set[int]
-) -> dict[str, Any]:
+def _object(obj: Any, attrs: list[str], options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
     shown: dict[str, Any] = {}
     for name in attrs[: options.item_limit]:
         try:
@@ -121,7 +119,7 @@ def _object(
 
 def _attributes(obj: Any) -> list[str] | None:
     """Instance attributes worth expanding, or None for objects best shown by repr."""
-    if isinstance(obj, type) or callable(obj) and not hasattr(obj, "__dict__"):
+    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "__dict__")):
         return None
     names: list[str] = []
     try:
@@ -134,7 +132,7 @@ def _attributes(obj: Any) -> list[str] | None:
         slots = klass.__dict__.get("__slots__", ())
         names.extend(slot for slot in ([slots] if isinstance(slots, str) else slots) if slot not in names)
     names = [name for name in names if name not in ("__dict__", "__weakref__")]
-    if not names and type(obj).__repr__ is not object.__repr__:
+    if not names and getattr(type(obj), "__repr__", None) is not object.__repr__:
         return None  # objects with their own repr and no state: the repr says more
     return names
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
-
-try:
-    from typing import TypedDict
-except ImportError:  # pragma: no cover - 3.8 has it; kept for odd builds
-    TypedDict = dict  # type: ignore[assignment,misc]
+from typing import Any, Dict, Optional, TypedDict
 
 
 class GetGlobalRequest(TypedDict):

@@ -18,7 +18,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pid", nargs="?", type=int, help="another pid to read (default: the attached one)")
     parser.add_argument("-f", "--filepath", help="also write the stacks to this file")
     parser.add_argument("--native", action="store_true", help="include native (C) frames")
-    parser.add_argument("-a", "--asyncio", action="store_true", help="show the stacks of asyncio tasks (needs the agent)")
+    parser.add_argument(
+        "-a", "--asyncio", action="store_true", help="show the stacks of asyncio tasks (needs the agent)"
+    )
 
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
@@ -63,7 +65,11 @@ def _threads_text(threads: list[dict[str, Any]]) -> str:
 
 def _thread_text(thread: dict[str, Any]) -> Text:
     flags = [flag for flag, on in (("holds GIL", thread["owns_gil"]), ("running", thread["active"])) if on]
-    text = Text("Thread %s (%s)%s\n" % (thread["tid"], thread["name"] or "?", " [%s]" % ", ".join(flags) if flags else " [idle]"), style="bold")
+    text = Text(
+        "Thread %s (%s)%s\n"
+        % (thread["tid"], thread["name"] or "?", " [%s]" % ", ".join(flags) if flags else " [idle]"),
+        style="bold",
+    )
     for frame in thread["frames"]:
         if frame["native"]:
             text.append("    %s (%s)\n" % (frame["name"], os.path.basename(frame["file"])), style="dim")
@@ -77,7 +83,10 @@ def _tasks_text(event: dict[str, Any]) -> Text:
     if not event["loops"]:
         text.append("no pending asyncio tasks in the target\n", style="yellow")
     for loop in event["loops"]:
-        text.append("Loop %s%s: %d task(s)\n" % (loop["loop"], " [running]" if loop["running"] else "", len(loop["tasks"])), style="bold")
+        text.append(
+            "Loop %s%s: %d task(s)\n" % (loop["loop"], " [running]" if loop["running"] else "", len(loop["tasks"])),
+            style="bold",
+        )
         for task in loop["tasks"]:
             text.append("  Task %s (%s)\n" % (task["name"], task["coro"]), style="cyan")
             for frame in task["frames"]:
@@ -96,7 +105,7 @@ def _render(event: dict[str, Any]) -> RenderableType:
 
 SPEC = CommandSpec(
     name="stack",
-    summary="Show the stack of every thread (read from outside: works even when the GIL is stuck), or of asyncio tasks.",
+    summary="Show every thread's stack (read from outside: works even when the GIL is stuck), or asyncio tasks.",
     usage="stack [pid] [-f FILE] [--native] [-a]",
     examples=("stack", "stack --native", "stack -f ./stack.log", "stack -a"),
     add_arguments=_add_arguments,

@@ -15,7 +15,9 @@ from ..spec import CommandSpec, add_render_options, render_options
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-a", "--action", required=True, choices=("getInstances", "forceGc"), help="what to do")
-    parser.add_argument("-c", "--class", dest="location", nargs=2, metavar=("module", "class"), help="class whose instances to list")
+    parser.add_argument(
+        "-c", "--class", dest="location", nargs=2, metavar=("module", "class"), help="class whose instances to list"
+    )
     parser.add_argument("-e", "--expr", help="expression over `instances`, the list found, e.g. instances[0].val")
     parser.add_argument("-n", "--limits", type=int, default=10, help="instances to show (default 10, -1 all)")
     add_render_options(parser)
@@ -29,7 +31,14 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     if ns.limits == 0 or ns.limits < -1:
         raise UsageError("-n must be positive or -1, got %d" % ns.limits)
     module, cls = ns.location
-    return {"action": "getInstances", "module": module, "cls": cls, "expr": ns.expr, "limit": ns.limits, **render_options(ns)}
+    return {
+        "action": "getInstances",
+        "module": module,
+        "cls": cls,
+        "expr": ns.expr,
+        "limit": ns.limits,
+        **render_options(ns),
+    }
 
 
 def _render(event: dict[str, Any]) -> RenderableType:

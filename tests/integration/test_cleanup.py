@@ -1,0 +1,78 @@
+"""Everything the agent creates goes away: on detach, and when a client dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from interpreters import find_interpreters
+
+from support import agent_threads, cli, fd_count, start_target, wait_until
+
+INTERPRETERS = find_interpreters()
+NEWEST = [INTERPRETERS[-1]]
+PICK = [INTERPRETERS[0], INTERPRETERS[-1]]
+
+
+def _socket_dir(pid: int) -> str:
+    return "/tmp/flight_profiler-%d" % os.getuid()
+
+
+@pytest.mark.parametrize(("name", "python"), PICK, ids=[i for i, _ in PICK])
+def test_detach_removes_threads_socket_and_fds(name: str, python: str) -> None:
+    target = start_target(python, "service_target.py", "event")
+    try:
+        baseline = fd_count(target.pid)
+        assert cli(target.pid, "module /x.py").returncode == 0
+        sock = os.path.join(_socket_dir(target.pid), "agent-%d.sock" % target.pid)
+        assert os.path.exists(sock)
+        assert oct(os.stat(sock).st_mode & 0o777) == oct(0o600)
+        assert oct(os.stat(os.path.dirname(sock)).st_mode & 0o777) == oct(0o700)
+        assert agent_threads(target.pid) == ["flight_profiler-agent"]
+        assert cli(target.pid, "detach").returncode == 0
+        assert wait_until(lambda: not agent_threads(target.pid))
+        assert not os.path.exists(sock)
+        assert wait_until(lambda: fd_count(target.pid) == baseline), (baseline, fd_count(target.pid))
+        again = cli(
+            target.pid, "console -c \"import sys; sorted(m for m in sys.modules if 'flight_profiler' in m)[:1]\""
+        )
+        assert again.results[0]["value"] == "['_flight_profiler']"  # a fresh agent after re-injection
+        cli(target.pid, "detach")
+        assert target.healthy()
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize(("name", "python"), NEWEST, ids=[i for i, _ in NEWEST])
+def test_killed_client_session_ends_within_a_second(name: str, python: str) -> None:
+    target = start_target(python, "service_target.py", "event")
+    try:
+        assert cli(target.pid, "module /x.py").returncode == 0
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time\n"
+                "from flight_profiler.attach.connection import AgentConnection\n"
+                "c = AgentConnection.open(sys.argv[1]); print('connected', flush=True); time.sleep(60)\n",
+                os.path.join(_socket_dir(target.pid), "agent-%d.sock" % target.pid),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "connected"
+        assert "flight_profiler-session" in agent_threads(target.pid)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        killed_at = time.monotonic()
+        assert wait_until(
+            lambda: "flight_profiler-session" not in agent_threads(target.pid), timeout=1.0, interval=0.02
+        )
+        assert time.monotonic() - killed_at <= 1.0
+        cli(target.pid, "detach")
+    finally:
+        target.stop()

@@ -1,0 +1,182 @@
+"""The state commands against a real, really attached target, on every interpreter found."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from interpreters import find_interpreters
+
+from support import RunningTarget, cli, start_target
+
+INTERPRETERS = find_interpreters()
+
+
+@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
+    running = start_target(request.param[1], "service_target.py", "event")
+    yield running
+    cli(running.pid, "detach")
+    running.stop()
+
+
+def only(result: object) -> dict:
+    assert result.returncode == 0, (result.stdout, result.stderr)  # type: ignore[attr-defined]
+    results = result.results  # type: ignore[attr-defined]
+    assert len(results) == 1, results
+    return results[0]
+
+
+def test_getglobal_dict_with_depth(target: RunningTarget) -> None:
+    value = only(cli(target.pid, "getglobal __main__ CONFIG -x 2"))["value"]
+    assert value["kind"] == "dict" and value["len"] == 3
+    items = {k["v"]: v for k, v in value["items"]}
+    assert items["limits"]["kind"] == "list"
+    assert [node["v"] for node in items["limits"]["items"]] == [1, 2, 3]
+    assert "r" in items["nested"]["items"][0][1]  # depth 2 stops below "nested"
+
+
+def test_getglobal_class_attribute_and_expression(target: RunningTarget) -> None:
+    assert only(cli(target.pid, "getglobal __main__ Widget registry"))["value"]["items"][0][1]["v"] == "widget"
+    event = only(cli(target.pid, "getglobal __main__ CONFIG -e \"target['nested']['deep']['deeper']['deepest'] * 2\""))
+    assert event["value"]["v"] == 84
+
+
+def test_expression_errors(target: RunningTarget) -> None:
+    event = only(cli(target.pid, "getglobal __main__ CONFIG -e \"target['missing']\""))
+    assert event["error"].startswith("KeyError")
+    result = cli(target.pid, 'getglobal __main__ CONFIG -e "target["')
+    assert result.returncode != 0
+    assert result.errors == [result.errors[0]] and "bad expression" in result.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("getglobal no.such.module x", "module 'no.such.module' is not loaded"),
+        ("getglobal __main__ CONFIGG", "did you mean CONFIG"),
+        ("getglobal __main__ NoClass x", "not found"),
+        ("getglobal __main__ CONFIG -x 9", "-x must be"),
+        ("nosuchcommand", "unknown command"),
+        ("vmtool -a getInstances", "needs -c"),
+    ],
+)
+def test_bad_input_is_one_line(target: RunningTarget, command: str, message: str) -> None:
+    result = cli(target.pid, command)
+    assert result.returncode != 0
+    assert len(result.errors) == 1 and message in result.errors[0], result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_values_are_contained(target: RunningTarget) -> None:
+    text = only(cli(target.pid, "getglobal __main__ LONG_TEXT"))["value"]
+    assert text["cut"] == [256, 5003] and text["v"].endswith("END")
+    assert "repr failed" in only(cli(target.pid, "getglobal __main__ bad"))["value"]["error"]
+    cycle = only(cli(target.pid, "getglobal __main__ cycle -x 4"))["value"]
+    assert cycle["items"][0]["cycle"] is True
+    verbose = only(cli(target.pid, "getglobal __main__ LONG_TEXT -v"))["value"]
+    assert verbose["v"] == "a" * 5000 + "END"
+    raw = only(cli(target.pid, "getglobal __main__ CONFIG -r"))["value"]
+    assert raw["r"].startswith("{'name': 'svc'")
+
+
+def test_vmtool(target: RunningTarget) -> None:
+    event = only(cli(target.pid, "vmtool -a getInstances -c __main__ Widget -n 3"))
+    assert event["count"] == 7 and len(event["instances"]) == 3
+    assert event["instances"][0]["attrs"]["label"]["v"].startswith("w")
+    event = only(cli(target.pid, 'vmtool -a getInstances -c __main__ Widget -e "sorted(w.index for w in instances)"'))
+    assert [n["v"] for n in event["value"]["items"]] == list(range(7))
+    gc_event = only(cli(target.pid, "vmtool -a forceGc"))
+    assert gc_event["collected"] >= 0
+
+
+def test_module(target: RunningTarget) -> None:
+    script = os.path.join(os.path.dirname(__file__), "..", "targets", "service_target.py")
+    assert only(cli(target.pid, "module %s" % script))["modules"] == ["__main__"]
+    assert only(cli(target.pid, "module /nonexistent/thing.py"))["modules"] == []
+
+
+def test_console(target: RunningTarget) -> None:
+    event = only(cli(target.pid, "console -c \"print('hi'); x = 40\""))
+    assert event["output"] == "hi\n" and event["value"] is None
+    assert only(cli(target.pid, "console -c \"import __main__; __main__.CONFIG['name']\""))["value"] == "'svc'"
+    event = only(cli(target.pid, 'console -c "1/0"'))
+    assert "ZeroDivisionError" in event["error"] and "Traceback" in event["error"]
+    piped = cli(target.pid, "console", input="import sys\nsys.version_info[:2]\n")
+    assert only(piped)["value"].startswith("(3, ")
+
+
+def test_stack_threads_and_file(target: RunningTarget, tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "stack.txt")
+    event = only(cli(target.pid, "stack -f %s" % path))
+    names = [thread["name"] for thread in event["threads"]]
+    assert names[0] == "MainThread" and "asyncio-loop" in names
+    main = event["threads"][0]
+    assert any(frame["name"] == "main_body" for frame in main["frames"])
+    with open(path) as fh:
+        assert "main_body" in fh.read()
+
+
+def test_stack_native(target: RunningTarget) -> None:
+    main = only(cli(target.pid, "stack --native"))["threads"][0]
+    assert any(frame["native"] for frame in main["frames"])
+
+
+def test_stack_asyncio_tasks(target: RunningTarget) -> None:
+    event = only(cli(target.pid, "stack -a"))
+    tasks = [task for loop in event["loops"] for task in loop["tasks"]]
+    assert {task["coro"] for task in tasks} >= {"ticker"}
+    assert any(frame["name"] == "ticker" for task in tasks for frame in task["frames"])
+
+
+def test_text_output_and_help(target: RunningTarget) -> None:
+    text = cli(target.pid, "getglobal __main__ CONFIG", "--no-color", json_output=False)
+    assert text.returncode == 0 and text.stdout.startswith("__main__.CONFIG\n{")
+    helped = cli(target.pid, "help", "--no-color", json_output=False)
+    for name in ("stack", "getglobal", "vmtool", "module", "console", "detach"):
+        assert name in helped.stdout
+    assert "-x, --expand" in cli(target.pid, "help getglobal", json_output=False).stdout
+
+
+def test_second_client_reuses_the_agent(target: RunningTarget) -> None:
+    cli(target.pid, "module /x.py")
+    second = cli(target.pid, "module /x.py", "--debug", json_output=False)
+    assert "reusing the agent" in second.stderr
+
+
+def test_dead_and_non_python_pids() -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        result = cli(sleeper.pid, "getglobal __main__ x")
+        assert result.returncode != 0 and "not a CPython process" in result.errors[0]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    result = cli(sleeper.pid, "getglobal __main__ x")
+    assert result.returncode != 0 and "no process with pid" in result.errors[0]
+    result = cli("notapid", "stack")
+    assert result.returncode != 0 and "not a pid" in result.errors[0]
+
+
+def test_in_target_code_imports_without_client_dependencies() -> None:
+    """The in-target set must import on the oldest Python with rich/prompt_toolkit unavailable."""
+    code = (
+        "import sys; sys.modules['rich'] = None; sys.modules['prompt_toolkit'] = None\n"
+        "import importlib, pkgutil\n"
+        "import flight_profiler.agent.server, flight_profiler.agent.registry as r\n"
+        "for mod in r.HANDLERS.values(): importlib.import_module(mod, 'flight_profiler')\n"
+        "print('ok')\n"
+    )
+    oldest = INTERPRETERS[0][1]
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
+    proc = subprocess.run(
+        [oldest, "-I", "-c", "import sys; sys.path.insert(0, %r)\n" % src + code],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.stdout.strip() == "ok", proc.stderr
+    assert sys.version_info >= (3, 8)

@@ -1,0 +1,133 @@
+"""Helpers for tests that start real targets and run the real CLI against them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TARGETS = os.path.join(HERE, "targets")
+
+
+@dataclass
+class RunningTarget:
+    proc: subprocess.Popen[str]
+    port: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def healthy(self, scenario: str = "", timeout: float = 10.0) -> bool:
+        """The main thread still reacts to a signal and the process exits 0."""
+        if scenario == "accept":
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as conn:
+                if conn.recv(2) != b"ok":
+                    return False
+        time.sleep(0.3)
+        os.kill(self.pid, signal.SIGUSR1)
+        try:
+            return self.proc.wait(timeout) == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def start_target(
+    python: str, script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 30.0
+) -> RunningTarget:
+    proc = subprocess.Popen(
+        [python, os.path.join(TARGETS, script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=TARGETS,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("ready"):
+            words = line.split()
+            return RunningTarget(proc, int(words[1]) if len(words) > 1 else 0)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("target %s %s did not get ready" % (script, args))
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return [record["result"] for record in self.records if "result" in record]
+
+    @property
+    def errors(self) -> list[str]:
+        return [record["error"] for record in self.records if "error" in record]
+
+
+def cli(
+    pid: int | str,
+    command: str | None = None,
+    *options: str,
+    json_output: bool = True,
+    timeout: float = 60.0,
+    input: str | None = None,
+) -> CliResult:
+    argv = [sys.executable, "-m", "flight_profiler", str(pid)]
+    if command is not None:
+        argv += ["--cmd", command]
+    if json_output:
+        argv.append("--json")
+    argv += list(options)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, check=False)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def agent_threads(pid: int) -> list[str]:
+    """Names of our agent's threads in ``pid``, read from outside by py-spy (no agent needed)."""
+    from flight_profiler.readers import pyspy
+
+    return [
+        t.get("thread_name") or ""
+        for t in pyspy.dump(pid)
+        if (t.get("thread_name") or "").startswith("flight_profiler")
+    ]
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

@@ -1,0 +1,117 @@
+"""Target for the CLI tests: known state, and a main thread in a chosen situation.
+
+Usage: service_target.py SCENARIO
+  sleep | sleeploop | event | accept | busy | threads | threadsbusy | gilheld
+Prints "ready <port>" when ready. SIGUSR1 makes the main thread exit 0, which
+proves the main thread and signal handling still work after an attach.
+Stdlib only; Python 3.8+.
+"""
+
+import asyncio
+import ctypes
+import signal
+import socket
+import sys
+import threading
+import time
+
+CONFIG = {"name": "svc", "limits": [1, 2, 3], "nested": {"deep": {"deeper": {"deepest": 42}}}}
+LONG_TEXT = "a" * 5000 + "END"
+
+logger = "not a logger"  # a global named logger must keep its value
+
+
+class Wake(Exception):
+    pass
+
+
+class Widget:
+    registry = {"kind": "widget"}
+
+    def __init__(self, index):
+        self.index = index
+        self.label = "w%d" % index
+
+
+class BadRepr:
+    def __repr__(self):
+        raise RuntimeError("no repr for you")
+
+
+widgets = [Widget(i) for i in range(7)]
+bad = BadRepr()
+TASKS = []
+cycle = []
+cycle.append(cycle)
+
+
+def on_usr1(signum, frame):
+    raise Wake()
+
+
+def spin(stop):
+    counter = 0
+    while not stop.is_set():
+        counter += 1
+
+
+async def ticker(name):
+    while True:
+        await asyncio.sleep(0.05)
+
+
+def run_loop():
+    loop = asyncio.new_event_loop()
+    TASKS.extend([loop.create_task(ticker("tick-a")), loop.create_task(ticker("tick-b"))])
+    loop.run_forever()
+
+
+def start_threads(count_idle, count_busy, stop):
+    for index in range(count_idle):
+        threading.Thread(target=threading.Event().wait, name="idle-%d" % index, daemon=True).start()
+    for index in range(count_busy):
+        threading.Thread(target=spin, args=(stop,), name="busy-%d" % index, daemon=True).start()
+
+
+def main_body(scenario, server):
+    if scenario == "sleep":
+        time.sleep(1e6)
+    elif scenario == "sleeploop":
+        while True:
+            time.sleep(0.2)
+    elif scenario in ("event", "threads"):
+        threading.Event().wait()
+    elif scenario == "accept":
+        while True:
+            conn, _ = server.accept()
+            conn.sendall(b"ok")
+            conn.close()
+    elif scenario in ("busy", "threadsbusy"):
+        counter = 0
+        while True:
+            counter += 1
+    elif scenario == "gilheld":
+        ctypes.PyDLL(None).sleep(1000000)  # a C call that keeps the GIL
+
+
+def main():
+    scenario = sys.argv[1]
+    signal.signal(signal.SIGUSR1, on_usr1)
+    stop = threading.Event()
+    threading.Thread(target=run_loop, name="asyncio-loop", daemon=True).start()
+    if scenario in ("threads", "threadsbusy"):
+        start_threads(25, 25, stop)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    print("ready %d" % server.getsockname()[1], flush=True)
+    try:
+        main_body(scenario, server)
+    except Wake:
+        stop.set()
+        print("woke", flush=True)
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

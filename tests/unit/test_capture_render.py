@@ -1,0 +1,59 @@
+"""Value capture (agent side) and its text rendering (client side), in-process."""
+
+from __future__ import annotations
+
+from flight_profiler.render.values import one_line, pretty
+from flight_profiler.services.capture import CaptureOptions, capture
+
+
+class Point:
+    def __init__(self) -> None:
+        self.x = 1
+        self.y = [1, 2]
+
+
+class Slotted:
+    __slots__ = ("a", "b")
+
+    def __init__(self) -> None:
+        self.a = 1
+
+
+class Hostile:
+    @property
+    def boom(self) -> int:
+        raise ValueError("no")
+
+    def __init__(self) -> None:
+        self.fine = 2
+
+
+def test_depth_limits_expansion() -> None:
+    node = capture({"a": {"b": {"c": 1}}}, CaptureOptions(expand=2))
+    inner = node["items"][0][1]["items"][0][1]
+    assert inner == {"t": "dict", "r": "{'c': 1}"}
+
+
+def test_objects_slots_and_failing_attributes() -> None:
+    assert one_line(capture(Point(), CaptureOptions(expand=2))).endswith("Point(x=1, y=[1, 2])")
+    slotted = capture(Slotted(), CaptureOptions())
+    assert slotted["attrs"]["a"]["v"] == 1 and "error" in slotted["attrs"]["b"]
+    assert capture(Hostile(), CaptureOptions())["attrs"] == {"fine": {"t": "int", "v": 2}}
+
+
+def test_item_limit_and_verbose() -> None:
+    node = capture(list(range(100)), CaptureOptions())
+    assert len(node["items"]) == 20 and node["more"] == 80
+    assert one_line(node).endswith("19, ... 80 more]")
+    assert capture(list(range(100)), CaptureOptions(verbose=True))["more"] == 0
+
+
+def test_big_ints_and_special_floats_stay_exact() -> None:
+    assert capture(2**70, CaptureOptions())["r"] == str(2**70)
+    assert capture(float("nan"), CaptureOptions())["r"] == "nan"
+
+
+def test_pretty_breaks_long_values() -> None:
+    text = pretty(capture({"k%d" % i: "v" * 10 for i in range(12)}, CaptureOptions()))
+    assert text.splitlines()[0] == "{" and text.splitlines()[1] == "  'k0': 'vvvvvvvvvv',"
+    assert one_line(capture((1,), CaptureOptions())) == "(1,)"
