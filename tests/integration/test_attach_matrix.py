@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from interpreters import find_interpreters
 
+from interpreters import find_interpreters
 from support import agent_threads, cli, start_target, wait_until
 
 INTERPRETERS = find_interpreters()
@@ -16,7 +16,7 @@ SCENARIOS = ["sleep", "sleeploop", "event", "accept", "busy", "threads", "thread
 def test_attach_commands_detach_healthy(name: str, python: str, scenario: str) -> None:
     target = start_target(python, "service_target.py", scenario)
     try:
-        result = cli(target.pid, "getglobal __main__ CONFIG -x 2", timeout=60)
+        result = cli(target.pid, "getglobal __main__ CONFIG -x 2", "--debug", timeout=60)
         assert result.returncode == 0, (result.stdout, result.stderr)
         assert result.results[0]["value"]["len"] == 3
         assert cli(target.pid, "detach").returncode == 0

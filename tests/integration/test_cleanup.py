@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from interpreters import find_interpreters
 
+from interpreters import find_interpreters
 from support import agent_threads, cli, fd_count, start_target, wait_until
 
 INTERPRETERS = find_interpreters()

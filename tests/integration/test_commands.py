@@ -8,8 +8,8 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from interpreters import find_interpreters
 
+from interpreters import find_interpreters
 from support import RunningTarget, cli, start_target
 
 INTERPRETERS = find_interpreters()

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from interpreters import find_interpreters
 
+from interpreters import find_interpreters
 from support import cli, start_target
 
 INTERPRETERS = find_interpreters()

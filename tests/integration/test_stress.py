@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from interpreters import find_interpreters
 
+from interpreters import find_interpreters
 from support import cli, fd_count, start_target
 
 CYCLES = 200

@@ -11,17 +11,22 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import struct
 import sys
 import threading
-from typing import Any
 
 from ..services.context import AGENT_THREAD_IDS
 from . import session as session_module
+from .loader import unload
 from .session import Session
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any
+
 
 _state_lock = threading.Lock()
 _server: Server | None = None
+_bundle_key = ""
 
 
 class Server:
@@ -61,15 +66,16 @@ class Server:
         for session in sessions:
             session.stop(wait=session is not calling)
         _close_quietly(self.listener)
-        _remove_socket(self.path)
+        _remove_files(self.path)
         with _state_lock:
             _server = None
-        _drop_modules()
+        unload(__name__.split(".", 1)[0], _bundle_key)
 
 
-def serve(path: str) -> None:
+def serve(path: str, bundle_key: str) -> None:
     """Run the agent on ``path`` unless one already runs in this process."""
-    global _server
+    global _server, _bundle_key
+    _bundle_key = bundle_key
     AGENT_THREAD_IDS.add(threading.get_ident())
     with _state_lock:
         if _server is not None:
@@ -118,8 +124,8 @@ def _ensure_private_dir(directory: str) -> None:
 
 
 def _peer_allowed(conn: socket.socket) -> bool:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    uid = int.from_bytes(creds[4:8], sys.byteorder)
     return uid in (0, os.getuid())
 
 
@@ -138,16 +144,23 @@ def _close_quietly(sock: Any) -> None:
         pass
 
 
-def _remove_socket(path: str) -> None:
-    for remove, target in ((os.unlink, path), (os.unlink, path + ".log"), (os.rmdir, os.path.dirname(path))):
+def _remove_files(path: str) -> None:
+    stem = path[: -len(".sock")]
+    bundle = stem + ".bundle"
+    directory = os.path.dirname(path)
+    for name in os.listdir(directory):
+        if name.startswith(os.path.basename(stem) + ".boot-"):  # remote_exec bootstrap files
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+    for remove, target in (
+        (os.unlink, path),
+        (os.unlink, path + ".log"),
+        (os.unlink, bundle),
+        (os.rmdir, os.path.dirname(path)),
+    ):
         try:
             remove(target)
         except OSError:
             pass  # the directory may hold another target's socket
-
-
-def _drop_modules() -> None:
-    """Forget our privately-named modules so detach leaves no trace in sys.modules."""
-    root = __name__.split(".", 1)[0]
-    for name in [n for n in sys.modules if n == root or n.startswith(root + ".")]:
-        sys.modules.pop(name, None)

@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import traceback
-from typing import TYPE_CHECKING, Any
 
 from ..protocol.framing import Channel, ChannelClosed, FrameError
 from ..protocol.messages import END_CANCELLED, END_ERROR, END_OK, validate
 from ..protocol.version import PROTOCOL_VERSION
 from ..services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from .registry import handler_for
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any
+
 
 if TYPE_CHECKING:
     from .server import Server
@@ -171,6 +174,8 @@ def _log_exception() -> None:
     """Keep the traceback next to the socket for ``--debug``; never print into the target."""
     if LOG_PATH is None:
         return
+    import traceback
+
     try:
         with open(LOG_PATH, "a") as fh:
             traceback.print_exc(file=fh)

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 
 from ..errors import AttachError, InjectionError, TargetError
 from ..readers import pyspy
-from . import bootstrap, paths
+from . import bootstrap, bundle, paths
 from .connection import AgentConnection
 from .target import Target, check_remote_debug_allowed, inspect, tracer_of
 
 REMOTE_EXEC_WAIT = 2.0
 PENDING_WAIT = 2.0
-FALLBACK_WAIT = 3.0
 
 
 @dataclass
@@ -54,7 +53,13 @@ def connect(pid: int, options: AttachOptions) -> AgentConnection:
     if tracer:
         raise AttachError("pid %d is already being traced by pid %d (a debugger?); detach it first" % (pid, tracer))
     _prepare_dir(target)
-    source = bootstrap.source(paths.socket_in_target(target), bootstrap.package_dir())
+    in_target = paths.socket_in_target(target)
+    bundle.write(
+        paths.from_client(target, paths.private_dir(target)),
+        os.path.basename(bootstrap.bundle_path(in_target)),
+        target.uid,
+    )
+    source = bootstrap.source(in_target)
     deadline = time.monotonic() + options.timeout
     if target.version >= (3, 14) and _remote_exec(target, source, options):
         conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
@@ -71,14 +76,16 @@ def _inject_with_ptrace(
 
     report = ptrace.inject(target.pid, source, mode="auto", timeout=max(1.0, deadline - time.monotonic()))
     options.log("bootstrap %s in tid %d (thread stopped %.1f ms)" % (report.method, report.tid, report.stopped_ms))
-    wait = PENDING_WAIT if report.method == "pending" else FALLBACK_WAIT
-    conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + wait))
+    if report.method == "pending":
+        # queued for the main thread's next safe point; it may never get there
+        conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + PENDING_WAIT))
+        if conn is None:
+            conn = _fallback_thread(target, source, socket_path, deadline, options)
+    else:
+        # the bootstrap ran: the agent thread exists and only needs the GIL to start
+        conn = _wait_for_agent(socket_path, deadline, lambda: _holder_tid(target))
     if conn is not None:
         return conn
-    if report.method == "pending":
-        conn = _fallback_thread(target, source, socket_path, deadline, options)
-        if conn is not None:
-            return conn
     raise AttachError(_why_no_agent(target))
 
 
@@ -93,26 +100,38 @@ def _fallback_thread(
         if state.tid == target.pid or not procfs.is_safe_parked(state, runtime):
             continue
         try:
-            report = ptrace.inject(target.pid, source, tid=state.tid, mode="gilstate", timeout=2.0)
+            report = ptrace.inject(target.pid, source, tid=state.tid, mode="gilstate", timeout=5.0)
         except InjectionError as exc:
             options.log("thread %d not usable: %s" % (state.tid, exc))
             continue
         options.log("bootstrap ran in thread %d (%s)" % (report.tid, state.name))
-        return _wait_for_agent(socket_path, min(deadline, time.monotonic() + FALLBACK_WAIT))
+        return _wait_for_agent(socket_path, deadline, lambda: _holder_tid(target))
     return None
 
 
-def _why_no_agent(target: Target) -> str:
+def _native_gil_holder(target: Target) -> dict[str, object] | None:
+    """A thread that holds the GIL while not running Python (in a C call or syscall), if any."""
     try:
         threads = pyspy.dump(target.pid)
     except TargetError:
-        threads = []
-    holders = [thread for thread in threads if thread.get("owns_gil")]
-    if holders:
-        holder = holders[0]
+        return None
+    for thread in threads:
+        if thread.get("owns_gil") and not thread.get("active"):
+            return thread
+    return None
+
+
+def _holder_tid(target: Target) -> int | None:
+    holder = _native_gil_holder(target)
+    return None if holder is None else int(str(holder.get("os_thread_id") or 0))
+
+
+def _why_no_agent(target: Target) -> str:
+    holder = _native_gil_holder(target)
+    if holder is not None:
         return (
-            "the agent could not start: GIL held by thread %s (%s) in native code; commands that need the "
-            "agent wait until it releases the GIL - 'stack' still works"
+            "the agent could not start: GIL held by thread %s (%s) in native code; commands that need "
+            "the agent wait until it releases the GIL - 'stack' still works"
             % (holder.get("os_thread_id"), holder.get("thread_name"))
         )
     return (
@@ -124,7 +143,8 @@ def _why_no_agent(target: Target) -> str:
 def _remote_exec(target: Target, source: str, options: AttachOptions) -> bool:
     """PEP 768: the target's own interpreter (same major.minor) asks it to run a file."""
     directory = paths.from_client(target, paths.private_dir(target))
-    fd, script = tempfile.mkstemp(prefix="bootstrap-", suffix=".py", dir=directory)
+    # kept until detach: the target reads it whenever its main thread gets to it
+    fd, script = tempfile.mkstemp(prefix="agent-%d.boot-" % target.ns_pid, suffix=".py", dir=directory)
     with os.fdopen(fd, "w") as fh:
         fh.write(source + "\n")
     os.chown(script, target.uid, -1)
@@ -154,6 +174,20 @@ def _prepare_dir(target: Target) -> None:
     info = os.lstat(directory)
     if not os.path.isdir(directory) or os.path.islink(directory) or info.st_uid != target.uid or info.st_mode & 0o077:
         raise AttachError("%s is not a private directory of uid %d; remove it and retry" % (directory, target.uid))
+    if target.same_root:
+        _remove_stale(directory)
+
+
+def _remove_stale(directory: str) -> None:
+    """Files of agents whose process died without a detach (a killed target cannot clean up)."""
+    for name in os.listdir(directory):
+        stem = name.split(".", 1)[0]
+        pid = stem[len("agent-") :] if stem.startswith("agent-") else ""
+        if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
 
 
 def _try_open(path: str) -> AgentConnection | None:
@@ -163,13 +197,27 @@ def _try_open(path: str) -> AgentConnection | None:
         return None
 
 
-def _wait_for_agent(path: str, deadline: float) -> AgentConnection | None:
+def _wait_for_agent(
+    path: str, deadline: float, gil_holder: Callable[[], int | None] = lambda: None
+) -> AgentConnection | None:
+    """Poll for the agent's socket.
+
+    ``gil_holder`` is asked about once a second: the same thread seen holding the
+    GIL outside Python three times in a row means the agent cannot start soon.
+    """
     delay = 0.005
+    next_check = time.monotonic() + 1.0
+    seen: list[int | None] = []
     while time.monotonic() < deadline:
         if os.path.exists(path):
             conn = _try_open(path)
             if conn is not None:
                 return conn
+        if time.monotonic() >= next_check:
+            seen = [*seen[-2:], gil_holder()]
+            if len(seen) == 3 and seen[0] is not None and len(set(seen)) == 1:
+                return None
+            next_check = time.monotonic() + 1.0
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
     return None

@@ -3,10 +3,12 @@
 It must be tiny, exception-proof and quick: it runs at a safe point of a thread
 we interrupted (possibly the main thread, where a signal arriving meanwhile
 would be swallowed). It only starts the agent thread and returns. It binds no
-name in ``__main__`` (it runs inside ``exec`` with a namespace of its own), never
-lets an exception out (a pending call returning -1 kills the target), and loads
-our package under a private alias so it neither needs nor shadows anything on
-the target's ``sys.path``.
+name in ``__main__`` (it runs inside ``exec`` with a namespace of its own) and
+never lets an exception out (a pending call returning -1 kills the target).
+The agent thread then loads our modules from the bundle file under a private
+alias (see ``agent/loader``), so it neither needs nor shadows anything on the
+target's ``sys.path``. Run twice (a queued pending call that fires late), it
+finds the agent running and does nothing.
 """
 
 from __future__ import annotations
@@ -20,16 +22,15 @@ import sys, threading
 def _fp_agent():
     try:
         alias = %(alias)r
-        pkg = sys.modules.get(alias)
-        if pkg is None:
-            import importlib.util
-            spec = importlib.util.spec_from_file_location(
-                alias, %(init)r, submodule_search_locations=[%(pkgdir)r])
-            pkg = importlib.util.module_from_spec(spec)
-            sys.modules[alias] = pkg
-            spec.loader.exec_module(pkg)
-        import importlib
-        importlib.import_module(alias + ".agent.server").serve(%(sock)r)
+        if alias not in sys.modules:
+            with open(%(bundle)r) as fh:
+                bundle = eval(compile(fh.read(), %(bundle)r, "eval"), {"__builtins__": {}})
+            filename, source, _ = bundle[alias + ".agent.loader"]
+            loader = {"__name__": alias + "_bootstrap_loader"}
+            exec(compile(source, filename, "exec"), loader)
+            loader["install"](bundle, alias, %(key)r)
+        __import__(alias + ".agent.server")
+        sys.modules[alias + ".agent.server"].serve(%(sock)r, %(key)r)
     except BaseException:
         try:
             import traceback
@@ -45,22 +46,21 @@ except BaseException:
 
 
 def package_dir() -> str:
-    """Our installed package, from which the agent is loaded."""
-    return os.path.dirname(os.path.abspath(__file__)).rsplit(os.sep, 1)[0]
+    """Our installed package, from which the bundle is made."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def body(socket_path: str, pkg_dir: str) -> str:
-    """The statements the target runs (wrap with ``source``)."""
-    return _BODY % {
+def bundle_path(socket_path: str) -> str:
+    return socket_path[: -len(".sock")] + ".bundle"
+
+
+def source(socket_path: str) -> str:
+    """One expression statement: runs the body in a throwaway namespace, binds nothing in ``__main__``."""
+    text = _BODY % {
         "alias": ALIAS,
-        "init": os.path.join(pkg_dir, "__init__.py"),
-        "pkgdir": pkg_dir,
+        "bundle": bundle_path(socket_path),
+        "key": "<flight_profiler bundle %s>" % socket_path,
         "sock": socket_path,
         "log": socket_path + ".log",
     }
-
-
-def source(socket_path: str, pkg_dir: str) -> str:
-    """One expression statement: runs ``body`` in a throwaway namespace, binds nothing in ``__main__``."""
-    text = body(socket_path, pkg_dir)
     return "exec(%r, {'__name__': '_flight_profiler_boot'})" % text

@@ -30,9 +30,8 @@ class Output:
             self.err.print("error: %s" % message, style="red", markup=False)
 
     def note(self, message: str) -> None:
-        """Progress and status lines: on stderr, so stdout stays the result alone."""
-        if not self.as_json:
-            self.err.print(message, style="dim", markup=False)
+        """Progress and status lines: on stderr, so stdout stays the result alone (text or JSON)."""
+        self.err.print(message, style="dim", markup=False)
 
     def _json(self, obj: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(obj, default=repr) + "\n")

@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from typing import Any, Dict, Optional
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
+
+    Message = Dict[str, Any]
+
 
 MAX_LINE = 64 * 1024 * 1024
-
-Message = Dict[str, Any]
 
 
 class ChannelClosed(Exception):

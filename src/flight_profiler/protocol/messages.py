@@ -14,7 +14,10 @@ agent -> client:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any, Dict, Tuple
+
 
 REQUIRED: Dict[str, Tuple[str, ...]] = {
     "hello": ("protocol",),

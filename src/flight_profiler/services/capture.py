@@ -15,7 +15,10 @@ Node shapes (``t`` is always the type name):
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any
+
 
 MAX_DEPTH = 8  # what -x -1 ("infinite") means: a hard stop for huge graphs
 STR_LIMIT = 256

@@ -8,7 +8,11 @@ error. It never imports the dispatcher: the dispatcher hands it this context.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
 
 # Threads the agent runs; hooks ignore calls made on them so the agent never
 # records its own work.

@@ -8,9 +8,12 @@ result (expression + reason), never a crash of the target's code.
 from __future__ import annotations
 
 import builtins
-from typing import Any
 
 from .context import CommandFailed
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Expression:

@@ -6,12 +6,14 @@ must not run someone's import-time side effects behind their back.
 
 from __future__ import annotations
 
-import difflib
 import sys
 import types
-from typing import Any
 
 from .context import CommandFailed
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def loaded_module(name: str) -> types.ModuleType:
@@ -58,6 +60,8 @@ def _namespace(owner: Any) -> dict[str, Any]:
 
 
 def _suggest(name: str, candidates: list[str]) -> str:
+    import difflib  # only on the error path
+
     close = difflib.get_close_matches(name, [str(c) for c in candidates], n=3)
     return " (did you mean %s?)" % ", ".join(close) if close else ""
 

@@ -6,9 +6,13 @@ Reads ``sys.modules`` and namespaces only: never imports anything.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from ...services.context import JobContext
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any
+
 
 LIMIT = 200
 

@@ -13,9 +13,13 @@ import builtins
 import io
 import sys
 import traceback
-from typing import Any
 
 from ...services.context import CommandFailed, JobContext
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any
+
 
 OUTPUT_LIMIT = 1024 * 1024  # a runaway loop of prints must not fill the target's memory
 

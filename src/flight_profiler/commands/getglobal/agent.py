@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ...services.capture import CaptureOptions, capture
 from ...services.context import JobContext
 from ...services.expr import Expression, describe_error
 from ...services.resolve import find_attribute, find_class, loaded_module, qualified
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:

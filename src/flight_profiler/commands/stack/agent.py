@@ -11,9 +11,13 @@ import asyncio
 import gc
 import sys
 import threading
-from typing import Any
 
 from ...services.context import JobContext
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any
+
 
 FRAME_LIMIT = 64
 

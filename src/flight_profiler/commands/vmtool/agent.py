@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any
 
 from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
 from ...services.expr import Expression, describe_error
 from ...services.resolve import find_class, loaded_module
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:

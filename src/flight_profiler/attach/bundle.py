@@ -1,0 +1,60 @@
+"""Write the in-target modules into one bundle file for the agent (client side).
+
+See ``agent/loader`` for why the target reads one file instead of our install.
+The in-target set is: the package root, ``agent/``, ``services/``, ``protocol/``
+and each command's ``agent.py`` and ``model.py``. Nothing else of ours (rich,
+prompt_toolkit, the CLI) can reach the target this way.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from .bootstrap import ALIAS, package_dir
+
+IN_TARGET_PACKAGES = ("agent", "services", "protocol")
+COMMAND_FILES = ("__init__.py", "agent.py", "model.py")
+
+
+def collect(root: str | None = None) -> dict[str, tuple[str, str, bool]]:
+    """module name -> (file name, source, is_package) for the whole in-target set."""
+    root = root or package_dir()
+    bundle: dict[str, tuple[str, str, bool]] = {}
+    _add(bundle, root, "__init__.py")
+    for package in IN_TARGET_PACKAGES:
+        for name in sorted(os.listdir(os.path.join(root, package))):
+            if name.endswith(".py"):
+                _add(bundle, root, os.path.join(package, name))
+    _add(bundle, root, os.path.join("commands", "__init__.py"))
+    commands = os.path.join(root, "commands")
+    for command in sorted(os.listdir(commands)):
+        for name in COMMAND_FILES:
+            if os.path.isfile(os.path.join(commands, command, name)):
+                _add(bundle, root, os.path.join("commands", command, name))
+    return bundle
+
+
+def _add(bundle: dict[str, tuple[str, str, bool]], root: str, relative: str) -> None:
+    path = os.path.join(root, relative)
+    parts = relative[: -len(".py")].split(os.sep)
+    is_package = parts[-1] == "__init__"
+    if is_package:
+        parts = parts[:-1]
+    with open(path, encoding="utf-8") as fh:
+        bundle[".".join([ALIAS, *parts])] = (path, fh.read(), is_package)
+
+
+def write(directory: str, name: str, uid: int) -> str:
+    """Write the bundle as ``directory/name`` (owned by ``uid``, 0600) and return its path."""
+    text = repr(collect())
+    fd, temp = tempfile.mkstemp(prefix=".bundle-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chown(temp, uid, -1)
+        os.replace(temp, os.path.join(directory, name))
+    except BaseException:
+        os.unlink(temp)
+        raise
+    return os.path.join(directory, name)

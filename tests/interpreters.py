@@ -1,0 +1,72 @@
+"""CPython interpreters available on this machine for target processes.
+
+pyenv builds (shared libpython, symbols), Debian's static stripped non-PIE
+python3.11, and a private 3.14 (static, stripped) provided by shared/tools/python3.14.
+Missing ones are simply left out, so tests parametrized over them shrink instead of
+failing on machines without them.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import subprocess
+from typing import List, Tuple
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(_HERE)
+
+
+def _pyenv_root() -> str:
+    return os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+
+
+def _py314_tool() -> str:
+    for candidate in (
+        os.environ.get("FP_PY314_TOOL", ""),
+        os.path.join(os.path.dirname(_REPO), "shared", "tools", "python3.14"),  # CI: shared/ beside the clone
+        "/work/shared/tools/python3.14",
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return ""
+
+
+def _python314() -> str:
+    tool = _py314_tool()
+    if not tool:
+        return ""
+    try:
+        # The first use downloads and unpacks the interpreter (about a minute).
+        proc = subprocess.run([tool], capture_output=True, text=True, timeout=600, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    path = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    return path if proc.returncode == 0 and os.access(path, os.X_OK) else ""
+
+
+@functools.lru_cache(maxsize=1)
+def find_interpreters() -> List[Tuple[str, str]]:
+    """(id, path) of every interpreter found, oldest first (newest last); cached.
+
+    FLIGHT_PROFILER_TEST_PYTHONS=3.8,3.14 (ids) narrows the list.
+    """
+    found: List[Tuple[str, str]] = []
+    for minor in range(8, 14):
+        versions = sorted(glob.glob(os.path.join(_pyenv_root(), "versions", "3.%d.*" % minor)))
+        paths = [os.path.join(v, "bin", "python") for v in versions if not v.endswith("t")]
+        usable = [path for path in paths if os.access(path, os.X_OK)]
+        if usable:
+            found.append(("3.%d" % minor, usable[-1]))
+        if minor == 11 and os.access("/usr/bin/python3.11", os.X_OK):
+            # Next to its pyenv sibling, so that found[0] is the oldest and
+            # found[-1] the newest interpreter.
+            found.append(("deb3.11", "/usr/bin/python3.11"))
+    py314 = _python314()
+    if py314:
+        found.append(("3.14", py314))
+    wanted = os.environ.get("FLIGHT_PROFILER_TEST_PYTHONS")
+    if wanted:
+        found = [entry for entry in found if entry[0] in wanted.split(",")]
+    return found
