@@ -16,11 +16,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..errors import AttachError, InjectionError, TargetError
 from ..readers import pyspy
@@ -32,11 +29,11 @@ REMOTE_EXEC_WAIT = 2.0
 PENDING_WAIT = 2.0
 
 
-@dataclass
 class AttachOptions:
-    timeout: float = 10.0
-    force: bool = False
-    log: Callable[[str], None] = lambda message: None
+    def __init__(self, timeout: float = 10.0, force: bool = False, log: Callable[[str], None] | None = None) -> None:
+        self.timeout = timeout
+        self.force = force
+        self.log: Callable[[str], None] = log or (lambda message: None)
 
 
 def connect(pid: int, options: AttachOptions) -> AgentConnection:
@@ -142,6 +139,9 @@ def _why_no_agent(target: Target) -> str:
 
 def _remote_exec(target: Target, source: str, options: AttachOptions) -> bool:
     """PEP 768: the target's own interpreter (same major.minor) asks it to run a file."""
+    import subprocess
+    import tempfile
+
     directory = paths.from_client(target, paths.private_dir(target))
     # kept until detach: the target reads it whenever its main thread gets to it
     fd, script = tempfile.mkstemp(prefix="agent-%d.boot-" % target.ns_pid, suffix=".py", dir=directory)

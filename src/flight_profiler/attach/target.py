@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import PermissionDeniedError, TargetError
 
@@ -15,8 +15,7 @@ _VERSION_IN_PATH = re.compile(r"python(\d)\.(\d+)")
 SUPPORTED = ((3, 8), (3, 14))
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     pid: int
     uid: int
     version: tuple[int, int]

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
-from .registry import BUILTINS, COMMANDS, visible
+from .registry import BUILTINS, get, visible
 
 
 def overview() -> RenderableType:
@@ -25,7 +25,7 @@ def overview() -> RenderableType:
 def command_help(name: str) -> RenderableType:
     if name in BUILTINS:
         return Text("%s: %s" % (name, BUILTINS[name]))
-    spec = COMMANDS.get(name)
+    spec = get(name)
     if spec is None:
         raise UsageError("unknown command %r; 'help' lists them" % name)
     parser = spec.parser()

@@ -7,7 +7,6 @@ import sys
 
 from ..attach.attacher import AttachOptions
 from ..errors import FlightProfilerError, UsageError
-from ..render.console import make_console
 from .output import Output
 from .runner import Detached, Runner
 
@@ -30,8 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    color = not args.no_color and sys.stdout.isatty()
-    output = Output(make_console(color), args.json, make_console(color and sys.stderr.isatty(), file=sys.stderr))
+    output = Output(args.json, color=not args.no_color)
     if args.target == "demo":
         from .demo import run_demo
 

@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console, RenderableType
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
 JSON_SCHEMA_VERSION = 1
 
 
 class Output:
-    def __init__(self, console: Console, as_json: bool, err_console: Console) -> None:
-        self.console = console
-        self.err = err_console
+    """Consoles are made on first use: ``--json`` runs never import rich."""
+
+    def __init__(self, as_json: bool, color: bool) -> None:
         self.as_json = as_json
+        self.color = color
+        self._console: Console | None = None
+        self._err: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            self._console = _make(self.color and sys.stdout.isatty(), None)
+        return self._console
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = _make(self.color and sys.stderr.isatty(), sys.stderr)
+        return self._err
 
     def result(self, command: str, data: dict[str, Any], renderable: RenderableType | None) -> None:
         if self.as_json:
@@ -31,8 +47,17 @@ class Output:
 
     def note(self, message: str) -> None:
         """Progress and status lines: on stderr, so stdout stays the result alone (text or JSON)."""
-        self.err.print(message, style="dim", markup=False)
+        if self.as_json:
+            sys.stderr.write(message + "\n")
+        else:
+            self.err.print(message, style="dim", markup=False)
 
     def _json(self, obj: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(obj, default=repr) + "\n")
         sys.stdout.flush()
+
+
+def _make(color: bool, file: IO[str] | None) -> Console:
+    from ..render.console import make_console
+
+    return make_console(color, file=file)

@@ -1,16 +1,26 @@
-"""Explicit list of the commands the CLI knows (client side)."""
+"""Explicit list of the commands the CLI knows (client side).
+
+Each entry names the module holding the command's ``SPEC``; a module is imported
+only when its command is used, so ``--cmd`` pays for one command, not all of them.
+To add a command: one line in COMMANDS.
+"""
 
 from __future__ import annotations
 
-from ..commands.complete.client import SPEC as COMPLETE
-from ..commands.console.client import SPEC as CONSOLE
-from ..commands.getglobal.client import SPEC as GETGLOBAL
-from ..commands.module.client import SPEC as MODULE
-from ..commands.spec import CommandSpec
-from ..commands.stack.client import SPEC as STACK
-from ..commands.vmtool.client import SPEC as VMTOOL
+import importlib
+from typing import TYPE_CHECKING
 
-COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in (STACK, GETGLOBAL, VMTOOL, MODULE, CONSOLE, COMPLETE)}
+if TYPE_CHECKING:
+    from ..commands.spec import CommandSpec
+
+COMMANDS: dict[str, str] = {
+    "stack": "flight_profiler.commands.stack.client",
+    "getglobal": "flight_profiler.commands.getglobal.client",
+    "vmtool": "flight_profiler.commands.vmtool.client",
+    "module": "flight_profiler.commands.module.client",
+    "console": "flight_profiler.commands.console.client",
+    "complete": "flight_profiler.commands.complete.client",
+}
 
 # handled by the shell itself, not by a command folder
 BUILTINS: dict[str, str] = {
@@ -21,5 +31,20 @@ BUILTINS: dict[str, str] = {
 }
 
 
+def get(name: str) -> CommandSpec | None:
+    """The spec of command ``name``, or None when there is no such command."""
+    module = COMMANDS.get(name)
+    if module is None:
+        return None
+    spec: CommandSpec = importlib.import_module(module).SPEC
+    return spec
+
+
+def specs() -> list[CommandSpec]:
+    """Every command's spec, hidden ones included."""
+    found = [get(name) for name in COMMANDS]
+    return [spec for spec in found if spec is not None]
+
+
 def visible() -> list[CommandSpec]:
-    return [spec for spec in COMMANDS.values() if not spec.extra.get("hidden")]
+    return [spec for spec in specs() if not spec.extra.get("hidden")]

@@ -16,9 +16,8 @@ from ..attach.attacher import AttachOptions, connect
 from ..attach.connection import AgentConnection, Cancelled
 from ..commands.spec import CommandSpec, LocalContext
 from ..errors import FlightProfilerError, UsageError
-from .help import command_help, overview
+from . import registry
 from .output import Output
-from .registry import COMMANDS
 
 CANCEL_WAIT = 2.0
 
@@ -59,12 +58,14 @@ class Runner:
 
     def _dispatch(self, name: str, args: list[str]) -> None:
         if name == "help":
+            from .help import command_help, overview
+
             self.output.console.print(command_help(args[0]) if args else overview())
             return
         if name == "detach":
             self.detach()
             raise Detached()
-        spec = COMMANDS.get(name)
+        spec = registry.get(name)
         if spec is None:
             raise UsageError("unknown command %r; 'help' lists them" % name)
         request = spec.parse(args)

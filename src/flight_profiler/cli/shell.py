@@ -14,7 +14,7 @@ from prompt_toolkit.history import FileHistory
 
 from ..commands.console.client import SPEC as CONSOLE
 from ..errors import FlightProfilerError
-from .registry import BUILTINS, COMMANDS, visible
+from .registry import BUILTINS, get, visible
 from .runner import Detached, Runner
 
 HISTORY = os.path.expanduser("~/.flight_profiler_history")
@@ -38,7 +38,7 @@ class CommandCompleter(Completer):
         if not done:
             names = [spec.name for spec in visible()] + list(BUILTINS)
             return sorted(name for name in names if name.startswith(current))
-        spec = COMMANDS.get(done[0])
+        spec = get(done[0])
         if spec is None:
             return []
         if current.startswith("-"):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, NoReturn
-
-from rich.console import RenderableType
+from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, NoReturn
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 Request = Dict[str, Any]
 Event = Dict[str, Any]
@@ -30,8 +30,7 @@ class CommandParser(argparse.ArgumentParser):
         raise UsageError(message or "%s: invalid arguments" % self.prog)
 
 
-@dataclass(frozen=True)
-class LocalContext:
+class LocalContext(NamedTuple):
     """What a client-side command gets: the pid, the cancel flag and the agent, lazily."""
 
     pid: int
@@ -39,8 +38,7 @@ class LocalContext:
     cwd: str
 
 
-@dataclass(frozen=True)
-class CommandSpec:
+class CommandSpec(NamedTuple):
     name: str
     summary: str
     usage: str
@@ -56,7 +54,7 @@ class CommandSpec:
     # what the positional arguments name, for Tab completion: "module", "class", "member", "path"
     completes: tuple[str, ...] = ()
     interactive: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = {}
 
     def parser(self) -> CommandParser:
         parser = CommandParser(prog=self.name, description=self.summary, add_help=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 from typing import Any
@@ -36,6 +35,8 @@ def executable() -> str:
 
 def dump(pid: int, native: bool = False) -> list[dict[str, Any]]:
     """All threads' stacks as py-spy's JSON (innermost frame first)."""
+    import subprocess  # only commands that read from outside pay for it
+
     argv = [executable(), "dump", "--pid", str(pid), "--json"]
     if native:
         argv.append("--native")

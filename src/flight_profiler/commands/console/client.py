@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from rich.console import Group, RenderableType
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from ..spec import CommandSpec
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +20,9 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def _render(event: dict[str, Any]) -> RenderableType | None:
+    from rich.console import Group
+    from rich.text import Text
+
     parts: list[RenderableType] = []
     if event.get("output"):
         parts.append(Text(event["output"].rstrip("\n")))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from rich.console import RenderableType
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from ...render.values import pretty
 from ..spec import CommandSpec, add_render_options, render_options
 from ..targeting import add_location_arguments, location
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +25,8 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def _render(event: dict[str, Any]) -> RenderableType:
+    from rich.text import Text
+
     text = Text()
     text.append(event["name"], style="bold")
     if "expr" in event:

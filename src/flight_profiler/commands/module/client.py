@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
-
-from rich.console import RenderableType
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from ..spec import CommandSpec
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +21,8 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def _render(event: dict[str, Any]) -> RenderableType:
+    from rich.text import Text
+
     if not event["modules"]:
         return Text("%s is not imported in the target" % event["path"], style="yellow")
     return Text("%s -> %s" % (event["path"], ", ".join(event["modules"])))

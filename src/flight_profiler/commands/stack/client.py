@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Iterator
-from typing import Any
-
-from rich.console import Group, RenderableType
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from ...readers import pyspy
 from ..spec import CommandSpec, LocalContext
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.text import Text
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +65,8 @@ def _threads_text(threads: list[dict[str, Any]]) -> str:
 
 
 def _thread_text(thread: dict[str, Any]) -> Text:
+    from rich.text import Text
+
     flags = [flag for flag, on in (("holds GIL", thread["owns_gil"]), ("running", thread["active"])) if on]
     text = Text(
         "Thread %s (%s)%s\n"
@@ -79,6 +82,8 @@ def _thread_text(thread: dict[str, Any]) -> Text:
 
 
 def _tasks_text(event: dict[str, Any]) -> Text:
+    from rich.text import Text
+
     text = Text()
     if not event["loops"]:
         text.append("no pending asyncio tasks in the target\n", style="yellow")
@@ -95,6 +100,9 @@ def _tasks_text(event: dict[str, Any]) -> Text:
 
 
 def _render(event: dict[str, Any]) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
     if "loops" in event:
         return _tasks_text(event)
     parts: list[RenderableType] = [_thread_text(thread) for thread in event["threads"]]

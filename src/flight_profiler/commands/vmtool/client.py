@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from rich.console import Group, RenderableType
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...render.values import pretty
 from ..spec import CommandSpec, add_render_options, render_options
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +42,9 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def _render(event: dict[str, Any]) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
     if event["action"] == "forceGc":
         return Text(
             "gc.collect() freed %d objects in %.1f ms; generation counts %s -> %s"
