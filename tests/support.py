@@ -48,10 +48,15 @@ class RunningTarget:
 
 
 def start_target(
-    python: str, script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 30.0
+    python: str,
+    script: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    python_args: tuple[str, ...] = (),
 ) -> RunningTarget:
     proc = subprocess.Popen(
-        [python, os.path.join(TARGETS, script), *args],
+        [python, *python_args, os.path.join(TARGETS, script), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

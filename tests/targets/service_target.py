@@ -1,7 +1,7 @@
 """Target for the CLI tests: known state, and a main thread in a chosen situation.
 
 Usage: service_target.py SCENARIO
-  sleep | sleeploop | event | accept | busy | threads | threadsbusy | gilheld
+  sleep | sleeploop | event | accept | busy | busy2 | threads | threadsbusy | gilheld
 Prints "ready <port>" when ready. SIGUSR1 makes the main thread exit 0, which
 proves the main thread and signal handling still work after an attach.
 Stdlib only; Python 3.8+.
@@ -86,7 +86,7 @@ def main_body(scenario, server):
             conn, _ = server.accept()
             conn.sendall(b"ok")
             conn.close()
-    elif scenario in ("busy", "threadsbusy"):
+    elif scenario in ("busy", "busy2", "threadsbusy"):
         counter = 0
         while True:
             counter += 1
@@ -101,6 +101,8 @@ def main():
     threading.Thread(target=run_loop, name="asyncio-loop", daemon=True).start()
     if scenario in ("threads", "threadsbusy"):
         start_threads(25, 25, stop)
+    if scenario == "busy2":  # two CPU-bound threads: the main one and one worker
+        start_threads(0, 1, stop)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)

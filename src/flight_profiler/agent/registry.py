@@ -24,7 +24,18 @@ HANDLERS: dict[str, str] = {
     "console": ".commands.console.agent",
     "stack": ".commands.stack.agent",
     "complete": ".commands.complete.agent",
+    "watch": ".commands.watch.agent",
+    "trace": ".commands.trace.agent",
+    "tt": ".commands.tt.agent",
+    "reload": ".commands.reload.agent",
+    "mem": ".commands.mem.agent",
 }
+
+
+# Short commands run on the session's own thread and answer in one write: a new
+# thread and separate writes each cost a GIL round trip, which on a target whose
+# threads fight for the GIL is ~100 ms apiece. Everything else gets a job thread.
+QUICK: frozenset[str] = frozenset({"getglobal", "vmtool", "module", "complete"})
 
 
 def handler_for(command: str, package: str) -> Handler:

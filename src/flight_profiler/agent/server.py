@@ -14,7 +14,7 @@ import stat
 import sys
 import threading
 
-from ..services.context import AGENT_THREAD_IDS
+from ..services.context import AGENT_THREAD_IDS, run_detach_callbacks
 from . import session as session_module
 from .loader import unload
 from .session import Session
@@ -65,6 +65,7 @@ class Server:
             sessions = list(self.sessions)
         for session in sessions:
             session.stop(wait=session is not calling)
+        run_detach_callbacks()  # hooks a stuck job left, tt's records: gone before we unload
         _close_quietly(self.listener)
         _remove_files(self.path)
         with _state_lock:

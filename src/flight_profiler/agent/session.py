@@ -15,7 +15,7 @@ from ..protocol.framing import Channel, ChannelClosed, FrameError
 from ..protocol.messages import END_CANCELLED, END_ERROR, END_OK, validate
 from ..protocol.version import PROTOCOL_VERSION
 from ..services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
-from .registry import handler_for
+from .registry import QUICK, handler_for
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -95,6 +95,9 @@ class Session:
 
     def _start_job(self, msg: dict[str, Any]) -> None:
         job_id = msg["job"]
+        if msg["command"] in QUICK:
+            self._run_quick(msg)
+            return
         ctx = JobContext(job_id, lambda data: self._emit(job_id, data), self.state)
         thread = threading.Thread(
             target=self._run_job,
@@ -106,29 +109,24 @@ class Session:
             self.jobs[job_id] = (ctx, thread)
         thread.start()
 
+    def _run_quick(self, msg: dict[str, Any]) -> None:
+        """Run a short command here and send its events and end in one write."""
+        messages: list[dict[str, Any]] = []
+        job_id = msg["job"]
+        ctx = JobContext(
+            job_id, lambda data: messages.append({"type": "event", "job": job_id, "data": data}), self.state
+        )
+        messages.append(_execute(ctx, msg["command"], msg["request"]))
+        self.channel.send_many(messages)
+
     def _run_job(self, ctx: JobContext, command: str, request: dict[str, Any]) -> None:
         AGENT_THREAD_IDS.add(threading.get_ident())
-        status, error = END_OK, None
         try:
-            handler = handler_for(command, _package())
-            handler(request, ctx)
-        except CommandFailed as exc:
-            status, error = END_ERROR, str(exc)
-        except Exception as exc:  # noqa: BLE001 - a command bug must not kill the agent
-            status, error = END_ERROR, "internal error in %s: %s: %s" % (command, type(exc).__name__, exc)
-            _log_exception()
+            end = _execute(ctx, command, request)
         finally:
-            cleanup_errors = ctx.run_cleanups()
-            if ctx.cancelled.is_set() and status == END_OK:
-                status = END_CANCELLED
-            if cleanup_errors and error is None:
-                status, error = END_ERROR, "cleanup failed: " + "; ".join(cleanup_errors)
             with self.lock:
                 self.jobs.pop(ctx.job_id, None)
             AGENT_THREAD_IDS.discard(threading.get_ident())
-        end: dict[str, Any] = {"type": "end", "job": ctx.job_id, "status": status}
-        if error is not None:
-            end["error"] = error
         try:
             self.channel.send(end)
         except ChannelClosed:
@@ -151,6 +149,29 @@ class Session:
         for _, thread in entries:
             if thread is not threading.current_thread():
                 thread.join(JOB_STOP_WAIT)
+
+
+def _execute(ctx: JobContext, command: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Run a command's handler and its cleanups; return the ``end`` message."""
+    status, error = END_OK, None
+    try:
+        handler = handler_for(command, _package())
+        handler(request, ctx)
+    except CommandFailed as exc:
+        status, error = END_ERROR, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a command bug must not kill the agent
+        status, error = END_ERROR, "internal error in %s: %s: %s" % (command, type(exc).__name__, exc)
+        _log_exception()
+    finally:
+        cleanup_errors = ctx.run_cleanups()
+        if ctx.cancelled.is_set() and status == END_OK:
+            status = END_CANCELLED
+        if cleanup_errors and error is None:
+            status, error = END_ERROR, "cleanup failed: " + "; ".join(cleanup_errors)
+    end: dict[str, Any] = {"type": "end", "job": ctx.job_id, "status": status}
+    if error is not None:
+        end["error"] = error
+    return end
 
 
 def _package() -> str:

@@ -30,7 +30,7 @@ PENDING_WAIT = 2.0
 
 
 class AttachOptions:
-    def __init__(self, timeout: float = 10.0, force: bool = False, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, timeout: float = 30.0, force: bool = False, log: Callable[[str], None] | None = None) -> None:
         self.timeout = timeout
         self.force = force
         self.log: Callable[[str], None] = log or (lambda message: None)
@@ -58,7 +58,7 @@ def connect(pid: int, options: AttachOptions) -> AgentConnection:
     )
     source = bootstrap.source(in_target)
     deadline = time.monotonic() + options.timeout
-    if target.version >= (3, 14) and _remote_exec(target, source, options):
+    if target.version >= (3, 14) and not _main_thread_parked(target) and _remote_exec(target, source, options):
         conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
         if conn is not None:
             return conn
@@ -135,6 +135,14 @@ def _why_no_agent(target: Target) -> str:
         "the agent did not start within the timeout (the bootstrap is queued and runs at the main "
         "thread's next safe point); 'stack' still works"
     )
+
+
+def _main_thread_parked(target: Target) -> bool:
+    """remote_exec only runs when the main thread reaches the eval loop: not while it sits in a syscall."""
+    from . import procfs
+
+    state = procfs.read_thread_state(target.pid, target.pid)
+    return state is not None and state.syscall is not None
 
 
 def _remote_exec(target: Target, source: str, options: AttachOptions) -> bool:

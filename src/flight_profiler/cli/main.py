@@ -9,25 +9,37 @@ from ..attach.attacher import AttachOptions
 from ..errors import FlightProfilerError, UsageError
 from .output import Output
 from .runner import Detached, Runner
+from .subcommands import NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flight_profiler",
         description="Look inside a running CPython process without restarting it.",
-        epilog="'flight_profiler demo' starts a sample service and opens the shell on it.",
+        epilog="'flight_profiler demo' starts a sample service and opens the shell on it; 'flight_profiler ps' "
+        "lists the Python processes you can attach to; 'install-skills' and 'mcp' serve AI agents.",
     )
-    parser.add_argument("target", help="pid of the Python process, or 'demo'")
+    parser.add_argument("target", help="pid of the Python process, 'demo', or one of: ps, install-skills, mcp")
     parser.add_argument("--cmd", help='run one command and exit (e.g. --cmd "stack")')
     parser.add_argument("--json", action="store_true", help="print results as JSON lines (for scripts and AI agents)")
     parser.add_argument("--no-color", action="store_true", help="plain text output (NO_COLOR is honoured too)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the attach (default 10)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the agent to start (default 30; a stuck GIL is reported after about 3 s)",
+    )
     parser.add_argument("--force", action="store_true", help="attach even if the target opted out of remote debugging")
     parser.add_argument("--debug", action="store_true", help="explain each attach step on stderr")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in NAMES:  # subcommands that need no pid have their own options
+        from .subcommands import subcommand
+
+        return subcommand(words[0]).main(words[1:])
     args = build_parser().parse_args(argv)
     output = Output(args.json, color=not args.no_color)
     if args.target == "demo":
@@ -76,7 +88,7 @@ def _pid(text: str) -> int:
     try:
         pid = int(text)
     except ValueError:
-        raise UsageError("%r is not a pid (or 'demo')" % text) from None
+        raise UsageError("%r is not a pid (or 'demo'); 'flight_profiler ps' lists Python processes" % text) from None
     if pid <= 0:
         raise UsageError("%r is not a pid" % text)
     return pid

@@ -20,6 +20,12 @@ COMMANDS: dict[str, str] = {
     "module": "flight_profiler.commands.module.client",
     "console": "flight_profiler.commands.console.client",
     "complete": "flight_profiler.commands.complete.client",
+    "watch": "flight_profiler.commands.watch.client",
+    "trace": "flight_profiler.commands.trace.client",
+    "tt": "flight_profiler.commands.tt.client",
+    "reload": "flight_profiler.commands.reload.client",
+    "mem": "flight_profiler.commands.mem.client",
+    "perf": "flight_profiler.commands.perf.client",
 }
 
 # handled by the shell itself, not by a command folder

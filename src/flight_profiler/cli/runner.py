@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..attach.attacher import AttachOptions, connect
 from ..attach.connection import AgentConnection, Cancelled
 from ..commands.spec import CommandSpec, LocalContext
 from ..errors import FlightProfilerError, UsageError
+from ..protocol.framing import ChannelClosed
 from . import registry
 from .output import Output
 
@@ -32,6 +34,8 @@ class Runner:
         self.output = output
         self.attach_options = attach_options
         self._conn: AgentConnection | None = None
+        # seconds after which a running job is cancelled and what it produced kept (MCP tools); None: no limit
+        self.time_limit: float | None = None
 
     def connection(self) -> AgentConnection:
         if self._conn is None:
@@ -72,13 +76,15 @@ class Runner:
         self.run_request(spec, request)
 
     def run_request(self, spec: CommandSpec, request: dict[str, Any]) -> None:
+        deadline = None if self.time_limit is None else time.monotonic() + self.time_limit
         if spec.run_local is not None and spec.runs_locally(request):
-            context = LocalContext(pid=self.pid, cancelled=lambda: False, cwd=os.getcwd())
+            context = LocalContext(pid=self.pid, cancelled=lambda: _past(deadline), cwd=os.getcwd())
             for event in spec.run_local(request, context):
                 self.output.result(spec.name, event, spec.render(event))
             return
         conn = self.connection()
         job = conn.start(spec.name, request)
+        timer = _cancel_at(deadline, conn, job)
         try:
             for event in conn.events(job):
                 self.output.result(spec.name, event, spec.render(event))
@@ -86,6 +92,9 @@ class Runner:
             self._cancel(conn, job)
         except Cancelled:
             self.output.note("cancelled")
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _cancel(self, conn: AgentConnection, job: int) -> None:
         conn.cancel(job)
@@ -108,3 +117,24 @@ class Runner:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _cancel_at(deadline: float | None, conn: AgentConnection, job: int) -> threading.Timer | None:
+    """Cancel ``job`` at ``deadline``: the agent ends it and the events loop sees Cancelled."""
+    if deadline is None:
+        return None
+
+    def cancel() -> None:
+        try:
+            conn.cancel(job)
+        except (ChannelClosed, OSError):
+            pass  # the connection is gone: the job ended with it
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), cancel)
+    timer.daemon = True
+    timer.start()
+    return timer

@@ -38,7 +38,11 @@ class Channel:
         self._send_lock = threading.Lock()
 
     def send(self, msg: Message) -> None:
-        data = json.dumps(msg, separators=(",", ":"), default=repr).encode("utf-8") + b"\n"
+        self.send_many([msg])
+
+    def send_many(self, msgs: list[Message]) -> None:
+        """Send in one write: on a GIL-contended target every write costs a GIL round trip."""
+        data = b"".join(json.dumps(msg, separators=(",", ":"), default=repr).encode("utf-8") + b"\n" for msg in msgs)
         with self._send_lock:
             try:
                 self.sock.sendall(data)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import sysconfig
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+if TYPE_CHECKING:
+    import subprocess
 
 from ..errors import TargetError
 
@@ -59,3 +63,140 @@ def first_error_line(stderr: str) -> str:
             return line[len("Error:") :].strip()
     lines = [line for line in stderr.splitlines() if line.strip()]
     return lines[0] if lines else "py-spy failed"
+
+
+# ------------------------------------------------------------------ record (perf)
+
+# our format names -> py-spy's
+RECORD_FORMATS = {
+    "svg": "flamegraph",
+    "speedscope": "speedscope",
+    "raw": "raw",
+    "collapsed": "raw",  # py-spy's raw output is the collapsed-stack format
+    "chrometrace": "chrometrace",
+}
+STOP_WAIT = 60.0  # seconds py-spy gets to write its file once told to stop
+POLL = 0.25
+_PR_SET_PDEATHSIG = 1
+_SAMPLES = re.compile(r"Samples: (\d+) Errors: (\d+)")
+
+
+class Recording(NamedTuple):
+    path: str
+    samples: int
+    errors: int
+    seconds: float
+    stopped: str  # "duration", "interrupted" (Ctrl-C) or "target exited"
+
+
+def record(
+    pid: int,
+    path: str,
+    fmt: str = "svg",
+    rate: int = 100,
+    duration: float | None = None,
+    native: bool = False,
+    idle: bool = False,
+    progress: Callable[[float], None] | None = None,
+) -> Recording:
+    """Sample ``pid`` with ``py-spy record`` into ``path`` until ``duration`` or Ctrl-C.
+
+    Ctrl-C (KeyboardInterrupt here) stops the sampling and still writes the file.
+    py-spy runs in its own session, so only we tell it to stop, and it gets SIGINT
+    if we die, so an unlimited recording never outlives us.
+    """
+    import subprocess
+    import tempfile
+    import time
+
+    argv = [executable(), "record", "--pid", str(pid), "--output", path, "--format", RECORD_FORMATS[fmt]]
+    argv += ["--rate", str(rate)]
+    if native:
+        argv.append("--native")
+    if idle:
+        argv.append("--idle")
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_stop_with_parent(),  # the CLI runs no other thread meanwhile
+        )
+        started = time.monotonic()
+        try:
+            stopped = _sample(proc, started, duration, progress)
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+            _stop(proc)
+        seconds = time.monotonic() - started
+        log.seek(0)
+        output = log.read()
+    return _recording(pid, path, proc.returncode, output, seconds, stopped)
+
+
+def _sample(
+    proc: subprocess.Popen[bytes],
+    started: float,
+    duration: float | None,
+    progress: Callable[[float], None] | None,
+) -> str:
+    """Wait while py-spy samples; stop it at ``duration``. Returns why sampling stopped."""
+    import time
+
+    while proc.poll() is None:
+        elapsed = time.monotonic() - started
+        if duration is not None and elapsed >= duration:
+            _stop(proc)
+            return "duration"
+        if progress is not None:
+            progress(elapsed)
+        time.sleep(POLL if duration is None else max(0.0, min(POLL, duration - elapsed)))
+    return "target exited"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ask py-spy to stop and write its file; a second Ctrl-C gives up on the file."""
+    import signal
+    import subprocess
+
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(STOP_WAIT)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+        raise KeyboardInterrupt() from None
+
+
+def _recording(pid: int, path: str, returncode: int | None, output: str, seconds: float, stopped: str) -> Recording:
+    found = _SAMPLES.search(output)
+    if returncode != 0 or found is None or not os.path.exists(path):
+        if "process exited" in output or "No such process" in output:
+            raise TargetError("pid %d exited before anything was sampled" % pid)
+        if found is not None and found.group(1) == "0":
+            raise TargetError("no samples collected from pid %d (stopped after %.1f s)" % (pid, seconds))
+        raise TargetError("cannot sample pid %d: %s" % (pid, first_error_line(_without_banner(output))))
+    return Recording(path, int(found.group(1)), int(found.group(2)), seconds, stopped)
+
+
+def _without_banner(output: str) -> str:
+    return "\n".join(line for line in output.splitlines() if not line.startswith("py-spy>"))
+
+
+def _stop_with_parent() -> Callable[[], None]:
+    """A preexec_fn that makes the kernel send py-spy SIGINT when we die (Linux)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return lambda: None
+    prctl = libc.prctl
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGINT), 0, 0, 0)
+
+    return set_death_signal

@@ -19,6 +19,27 @@ if TYPE_CHECKING:
 AGENT_THREAD_IDS: set[int] = set()
 
 
+# Undo actions that outlive a job (tt's records, a hook a stuck job could not
+# remove): run once by the server's ``detach``, before our modules are unloaded.
+DETACH_CALLBACKS: list[Callable[[], None]] = []
+
+
+def on_detach(fn: Callable[[], None]) -> None:
+    """Run ``fn`` when the agent detaches (registered once per module, not per job)."""
+    if fn not in DETACH_CALLBACKS:
+        DETACH_CALLBACKS.append(fn)
+
+
+def run_detach_callbacks() -> None:
+    """Run and forget every detach callback; one failing does not stop the others."""
+    while DETACH_CALLBACKS:
+        fn = DETACH_CALLBACKS.pop()
+        try:
+            fn()
+        except Exception:  # noqa: BLE001, S110 - detach must go on; nothing may reach the target's output
+            pass
+
+
 class CommandFailed(Exception):
     """A command cannot do what was asked; ``str()`` is the one-line reason."""
 

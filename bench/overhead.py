@@ -1,0 +1,365 @@
+"""Overhead benchmark: what watch, trace and tt cost a running target, ours and the reference's, side by side.
+
+On one target (bench/overhead_target.py) running either a hot one-line function
+or a method with 200 sub-calls in a loop, for each scenario:
+  1. baseline: calls per second with nothing attached (measured right before);
+  2. during: the command running (started from a CLI, warmed up), calls per second
+     as a share of the baseline, the target's RSS growth, results received;
+  3. after: the command stopped with Ctrl-C (SIGINT to the CLI; one scenario uses
+     SIGKILL), calls per second again, and the RSS left behind;
+  4. whether the target survived.
+The same scenarios run against the reference flight-profiler==1.0.7, installed into
+a venv of the target's own interpreter under bench/.venvs/ (it has to be importable
+in the target); if it cannot be installed or run, the table says why.
+Nothing is asserted: it prints a table and writes bench/RESULTS-overhead.md.
+
+    .venv/bin/python bench/overhead.py [--pythons 3.11,3.13] [--seconds 3] [--only ours]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+from interpreters import find_interpreters  # noqa: E402
+
+REFERENCE = "flight-profiler==1.0.7"
+VENVS = os.path.join(HERE, ".venvs")
+OURS_CLI = [sys.executable, "-m", "flight_profiler"]
+NEVER = "args[0] < 0"  # a filter that never matches: the hot function gets 0, 1, 2, ...
+BIG = 100000000
+RESULT_MARKERS = ('"kind": "call"', '"kind": "trace"', '"kind": "record"')  # ours, one JSON line per result
+REFERENCE_RESULTS = ("✓ 20", "🔍")  # the reference's first line of a result
+
+
+@dataclass
+class Scenario:
+    name: str
+    workload: str  # "hot" or "method"
+    ours: str
+    reference: str
+    stop: int = signal.SIGINT
+
+
+SCENARIOS = [
+    Scenario(
+        "watch, filter never matches",
+        "hot",
+        "watch __main__ hot -f '%s' -n 5" % NEVER,
+        "watch __main__ hot -f '%s' -n 5" % NEVER,
+    ),
+    Scenario("watch, every call shown", "hot", "watch __main__ hot -n %d" % BIG, "watch __main__ hot -n %d" % BIG),
+    Scenario(
+        "trace, default -i 0.1",
+        "method",
+        "trace __main__ Work handle -n %d" % BIG,
+        "trace __main__ Work handle -n %d" % BIG,
+    ),
+    Scenario("tt recording", "hot", "tt -t __main__ hot -n %d" % BIG, "tt -t __main__ hot -n %d" % BIG),
+    Scenario(
+        "watch, client SIGKILLed",
+        "hot",
+        "watch __main__ hot -f '%s' -n 5" % NEVER,
+        "watch __main__ hot -f '%s' -n 5" % NEVER,
+        stop=signal.SIGKILL,
+    ),
+]
+
+
+@dataclass
+class Outcome:
+    during: float | None = None  # share of the baseline rate
+    after: float | None = None
+    rss_growth_mb: float | None = None
+    rss_left_mb: float | None = None
+    results_per_s: float | None = None
+    survived: bool = True
+    note: str = ""
+    baseline: float = 0.0
+
+
+class Target:
+    """The benchmark workload process and its tick stream."""
+
+    def __init__(self, python: str) -> None:
+        self.proc = subprocess.Popen(
+            [python, os.path.join(HERE, "overhead_target.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("benchmark target did not start")
+        self.ticks: list[tuple[float, int, int]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            parts = line.split()
+            if parts and parts[0] == "tick":
+                with self.lock:
+                    self.ticks.append((float(parts[1]), int(parts[2]), int(parts[3])))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def workload(self, name: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(name + "\n")
+        self.proc.stdin.flush()
+
+    def measure(self, seconds: float) -> tuple[float, int, int]:
+        """(calls per second, peak RSS kB, last RSS kB) over the next ``seconds``."""
+        start = time.monotonic()
+        time.sleep(seconds)
+        with self.lock:
+            window = [tick for tick in self.ticks if tick[0] >= start]
+        if len(window) < 2:
+            return 0.0, 0, 0
+        (t0, c0, _), (t1, c1, rss) = window[0], window[-1]
+        return (c1 - c0) / (t1 - t0), max(tick[2] for tick in window), rss
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+class Client:
+    """A CLI running one command; counts the lines of results it prints."""
+
+    def __init__(self, argv: list[str], started_marker: str) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = 0
+        self.results = 0
+        self.started = threading.Event()
+        self.first_lines: list[str] = []
+        self.marker = started_marker
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines += 1
+            if len(self.first_lines) < 5:
+                self.first_lines.append(line.rstrip()[:200])
+            if self.marker in line:
+                self.started.set()
+            if any(marker in line for marker in RESULT_MARKERS) or line.startswith(REFERENCE_RESULTS):
+                self.results += 1
+        self.started.set()
+
+    def stop(self, how: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(how)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def ours(pid: int, command: str) -> Client:
+    return Client([*OURS_CLI, str(pid), "--cmd", command, "--json"], '"kind": "start"')
+
+
+def reference(venv: str, pid: int, command: str) -> Client:
+    return Client([os.path.join(venv, "bin", "flight_profiler"), str(pid), "--cmd", command, "--no-color"], "Ctrl-C")
+
+
+def run_scenario(target: Target, scenario: Scenario, start: Any, seconds: float) -> Outcome:
+    """``start(pid)`` starts the client running the scenario's command."""
+    outcome = Outcome()
+    target.workload(scenario.workload)
+    time.sleep(1.0)
+    base_rate, _, base_rss = target.measure(seconds)
+    outcome.baseline = base_rate
+    client = start(target.pid)
+    if not client.started.wait(60) or (client.proc.poll() is not None and client.lines == 0):
+        client.stop(signal.SIGKILL)
+        outcome.note = "did not start: %s" % " | ".join(client.first_lines)
+        return outcome
+    time.sleep(1.0)
+    results_before = client.results
+    rate, peak_rss, _ = target.measure(seconds)
+    outcome.results_per_s = (client.results - results_before) / seconds
+    outcome.during = rate / base_rate if base_rate else None
+    outcome.rss_growth_mb = (peak_rss - base_rss) / 1024.0
+    client.stop(scenario.stop)
+    if not target.alive():
+        outcome.survived = False
+        outcome.note = "target died (exit %s)" % target.proc.returncode
+        return outcome
+    time.sleep(1.5)
+    after, _, after_rss = target.measure(seconds)
+    outcome.after = after / base_rate if base_rate else None
+    outcome.rss_left_mb = (after_rss - base_rss) / 1024.0
+    outcome.survived = target.alive()
+    if not outcome.survived:
+        outcome.note = "target died (exit %s)" % target.proc.returncode
+    return outcome
+
+
+def reference_venv(version: str, python: str) -> tuple[str | None, str]:
+    """The venv with the reference installed for this interpreter, or None and why not."""
+    venv = os.path.join(VENVS, "py%s" % version)
+    flight = os.path.join(venv, "bin", "flight_profiler")
+    if os.access(flight, os.X_OK):
+        return venv, ""
+    try:
+        subprocess.run([python, "-m", "venv", venv], check=True, capture_output=True, timeout=120)
+        proc = subprocess.run(
+            [os.path.join(venv, "bin", "pip"), "install", "-q", REFERENCE],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, "cannot create the venv: %s" % exc
+    if proc.returncode != 0:
+        return None, "pip install %s failed: %s" % (REFERENCE, (proc.stderr or proc.stdout).strip().splitlines()[-1:])
+    return venv, ""
+
+
+def bench_python(label: str, python: str, seconds: float, only: str | None) -> list[dict[str, Any]]:
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    venv, why = reference_venv(version, python)
+    target_python = os.path.join(venv, "bin", "python") if venv else python
+    rows = []
+    tools: list[tuple[str, Any]] = []
+    if only in (None, "ours"):
+        tools.append(("ours", lambda pid, command: ours(pid, command)))
+    if only in (None, "reference"):
+        tools.append(("reference 1.0.7", (lambda pid, command: reference(venv, pid, command)) if venv else None))
+    for tool, start in tools:
+        target = Target(target_python)
+        try:
+            for scenario in SCENARIOS:
+                if start is None:
+                    rows.append(
+                        {
+                            "python": label,
+                            "tool": tool,
+                            "scenario": scenario.name,
+                            "workload": "",
+                            "outcome": Outcome(note=why),
+                        }
+                    )
+                    continue
+                command = scenario.ours if tool == "ours" else scenario.reference
+                outcome = run_scenario(target, scenario, lambda pid, c=command, s=start: s(pid, c), seconds)
+                rows.append(
+                    {
+                        "python": label,
+                        "tool": tool,
+                        "scenario": scenario.name,
+                        "workload": scenario.workload,
+                        "outcome": outcome,
+                    }
+                )
+                print(_line(rows[-1]), flush=True)
+                if not target.alive():
+                    target.stop()
+                    target = Target(target_python)
+        finally:
+            target.stop()
+    return rows
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else "%.1f %%" % (value * 100.0)
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else "%+.1f MB" % value
+
+
+def _line(row: dict[str, Any]) -> str:
+    o: Outcome = row["outcome"]
+    return "| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        row["python"],
+        row["scenario"],
+        row["tool"],
+        _pct(o.during),
+        "-" if o.results_per_s is None else "%.0f" % o.results_per_s,
+        _mb(o.rss_growth_mb),
+        _pct(o.after),
+        _mb(o.rss_left_mb),
+        ("yes" if o.survived else "**no**") + (" (%s)" % o.note if o.note else ""),
+    )
+
+
+HEADER = (
+    "| Python | scenario | tool | throughput during | results/s | RSS growth during | throughput after "
+    "| RSS left after | target survived |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pythons", default="3.11,3.13", help="interpreter ids (tests/interpreters.py)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each measurement window")
+    parser.add_argument("--only", choices=("ours", "reference"), help="run one tool only")
+    args = parser.parse_args()
+    wanted = args.pythons.split(",")
+    found = [(label, path) for label, path in find_interpreters() if label in wanted]
+    rows: list[dict[str, Any]] = []
+    print(HEADER)
+    for label, path in found:
+        rows.extend(bench_python(label, path, args.seconds, args.only))
+    write_results(rows, args)
+    return 0
+
+
+def write_results(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    lines = [
+        "# Overhead of watch, trace and tt on a running target",
+        "",
+        "Produced by `bench/overhead.py --pythons %s --seconds %g` on %s (%d CPUs); not a test."
+        % (args.pythons, args.seconds, time.strftime("%Y-%m-%d"), os.cpu_count() or 0),
+        "Throughput is the workload's calls per second as a share of the same target's rate measured",
+        "right before the command (hot: a one-line function in a loop; method: a method making 200",
+        "calls of a one-line function). *After* is measured 1.5 s after the client was stopped",
+        "(Ctrl-C, or SIGKILL where the scenario says so). RSS is the target's resident memory.",
+        "",
+        HEADER,
+    ]
+    lines.extend(_line(row) for row in rows)
+    lines.append("")
+    lines.append("Baseline rates (calls/s, median of the per-scenario baselines):")
+    by_key: dict[str, list[float]] = {}
+    for row in rows:
+        if row["outcome"].baseline:
+            key = "Python %s, %s workload, %s's target" % (row["python"], row["workload"], row["tool"])
+            by_key.setdefault(key, []).append(row["outcome"].baseline)
+    for key, values in by_key.items():
+        lines.append("- %s: %s" % (key, f"{statistics.median(values):,.0f}"))
+    with open(os.path.join(HERE, "RESULTS-overhead.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\nwritten to bench/RESULTS-overhead.md")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Client-side pieces shared by the commands that instrument a function (watch, trace, tt, reload)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from ..render.values import pretty
+from .targeting import add_location_arguments, location
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    add_location_arguments(parser, last="method")
+    add_nested_argument(parser)
+
+
+def add_nested_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-nm",
+        "--nested-method",
+        dest="nested",
+        metavar="NAME",
+        help="instrument the function NAME defined inside the method (one level deep)",
+    )
+
+
+def target_request(ns: argparse.Namespace) -> dict[str, Any]:
+    module, cls, method = location(ns, last="method")
+    return {"module": module, "cls": cls, "method": method, "nested": ns.nested}
+
+
+def at_least(value: int, minimum: int, option: str) -> int:
+    if value < minimum:
+        raise UsageError("%s must be at least %d, got %d" % (option, minimum, value))
+    return value
+
+
+def non_negative(value: float, option: str) -> float:
+    if value < 0:
+        raise UsageError("%s must not be negative, got %s" % (option, value))
+    return value
+
+
+def add_rate_argument(parser: argparse.ArgumentParser, default: float, what: str) -> None:
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=default,
+        help="at most this many %s per second; the others are counted as skipped (default %g, 0: no limit)"
+        % (what, default),
+    )
+
+
+def timestamp(seconds: float) -> str:
+    local = time.localtime(seconds)
+    return time.strftime("%Y-%m-%d %H:%M:%S", local) + ".%03d" % int((seconds % 1) * 1000)
+
+
+def where(file: str, line: int) -> str:
+    return "%s:%d" % (os.path.basename(file) if file.startswith("/") else file, line)
+
+
+def render_start(event: dict[str, Any], doing: str, limits: str) -> Text:
+    from rich.text import Text
+
+    text = Text(style="dim")
+    text.append("%s %s (%s at %s)" % (doing, event["target"], event["callable"], where(event["file"], event["line"])))
+    text.append("; %s; Ctrl-C to stop" % limits)
+    return text
+
+
+def render_header(event: dict[str, Any], label: str) -> Text:
+    from rich.text import Text
+
+    text = Text()
+    text.append(label, style="bold")
+    text.append(" %s thread=%s" % (timestamp(event["time"]), event["thread"]))
+    text.append(" cost=%.3fms" % event["cost"], style="bold")
+    return text
+
+
+def render_values(values: list[dict[str, Any]]) -> list[Text]:
+    from rich.text import Text
+
+    lines = []
+    for entry in values:
+        line = Text()
+        line.append(entry["expr"], style="cyan")
+        line.append(" = ")
+        line.append(pretty(entry["value"], indent=1))
+        lines.append(line)
+    return lines
+
+
+def render_exception(info: dict[str, Any]) -> Text:
+    from rich.text import Text
+
+    text = Text(style="red")
+    text.append("raised %s: %s" % (info["type"], info["message"]))
+    for frame in info.get("frames", []):
+        text.append("\n  File %s, line %d, in %s" % (frame["file"], frame["line"], frame["name"]))
+    return text
+
+
+def skipped_note(event: dict[str, Any]) -> Text | None:
+    from rich.text import Text
+
+    skipped = event.get("skipped") or 0
+    if not skipped:
+        return None
+    return Text("(%d matching call(s) before this one were skipped by --rate)" % skipped, style="dim")
+
+
+def render_end(event: dict[str, Any], noun: str) -> Text:
+    from rich.text import Text
+
+    parts = ["%d %s shown" % (event["shown"], noun)]
+    if event.get("skipped"):
+        parts.append("%d matching call(s) skipped by --rate" % event["skipped"])
+    if event.get("dropped"):
+        parts.append("%d result(s) dropped: the client read too slowly" % event["dropped"])
+    return Text("; ".join(parts), style="dim")

@@ -1,0 +1,145 @@
+"""``mem`` in the CLI: arguments and tables."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from ...errors import UsageError
+from ..spec import CommandSpec
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
+ACTIONS = ("summary", "diff", "top")
+DEFAULT_INTERVAL = 10.0
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=ACTIONS, help="summary: objects by type; diff: growth; top: allocating lines")
+    parser.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
+    parser.add_argument(
+        "--order", choices=("descending", "ascending"), default="descending", help="largest first (default) or last"
+    )
+    parser.add_argument(
+        "-i", "--interval", type=float, help="seconds between the two snapshots (diff, top; default 10)"
+    )
+
+
+def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+    if ns.limit < 1:
+        raise UsageError("--limit must be at least 1, got %d" % ns.limit)
+    request: dict[str, Any] = {"action": ns.action, "limit": ns.limit, "order": ns.order}
+    if ns.action == "summary":
+        if ns.interval is not None:
+            raise UsageError("mem summary takes no --interval (mem diff and mem top do)")
+        return request
+    interval = DEFAULT_INTERVAL if ns.interval is None else ns.interval
+    if not 0 < interval <= 3600:
+        raise UsageError("--interval must be between 0 and 3600 seconds, got %s" % interval)
+    request["interval"] = interval
+    return request
+
+
+def human(size: float, signed: bool = False) -> str:
+    sign = ("+" if size > 0 else "-" if size < 0 else "") if signed else ("-" if size < 0 else "")
+    value = abs(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return "%s%s %s" % (sign, ("%d" % value) if unit == "B" else ("%.1f" % value), unit)
+        value /= 1024
+    return "%s%.1f GiB" % (sign, value)  # pragma: no cover - the loop always returns
+
+
+def _type_table(rows: list[dict[str, Any]], signed: bool) -> Table:
+    from rich.table import Table
+    table = Table(box=None, pad_edge=False)
+    table.add_column("type", overflow="fold")
+    table.add_column("count" if not signed else "count change", justify="right")
+    table.add_column("size" if not signed else "size change", justify="right")
+    for row in rows:
+        count = ("%+d" % row["count"]) if signed else str(row["count"])
+        table.add_row(row["type"], count, human(row["size"], signed))
+    return table
+
+
+def _render_summary(event: dict[str, Any]) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
+    header = Text(
+        "%d objects, %s, %d types (walked in %.1f s, the target kept running); largest %d:"
+        % (event["objects"], human(event["size"]), event["distinct"], event["seconds"], len(event["types"])),
+        style="bold",
+    )
+    return Group(header, _type_table(event["types"], signed=False))
+
+
+def _render_diff(event: dict[str, Any]) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
+    if event.get("phase") == "first":
+        return Text(
+            "first snapshot: %d objects, %s; the second in %g s..."
+            % (event["objects"], human(event["size"]), event["interval"]),
+            style="dim",
+        )
+    header = Text(
+        "in %g s: %+d objects, %s; %d types changed:"
+        % (event["interval"], event["count_change"], human(event["size_change"], signed=True), event["changed"]),
+        style="bold",
+    )
+    if not event["types"]:
+        return Group(header, Text("no change", style="dim"))
+    return Group(header, _type_table(event["types"], signed=True))
+
+
+def _render_top(event: dict[str, Any]) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
+    how = "growth while tracemalloc was already on (left on)" if event["already_tracing"] else "still alive at the end"
+    header = Text(
+        "allocated in %g s, %s: %s in %d blocks" % (event["interval"], how, human(event["size"]), event["count"]),
+        style="bold",
+    )
+    if not event["lines"]:
+        return Group(header, Text("nothing allocated", style="dim"))
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("size", justify="right")
+    table.add_column("blocks", justify="right")
+    table.add_column("where", overflow="fold")
+    for line in event["lines"]:
+        where = Text("%s:%d" % (line["file"], line["line"]))
+        if line["source"]:
+            where.append("  %s" % line["source"], style="cyan")
+        table.add_row(human(line["size"]), str(line["count"]), where)
+    return Group(header, table)
+
+
+def _render(event: dict[str, Any]) -> RenderableType:
+    if event["action"] == "summary":
+        return _render_summary(event)
+    if event["action"] == "diff":
+        return _render_diff(event)
+    return _render_top(event)
+
+
+SPEC = CommandSpec(
+    name="mem",
+    summary="Memory by type (summary), its growth over an interval (diff), or the lines allocating most (top).",
+    usage="mem summary [--limit N] [--order descending|ascending] | mem diff|top [-i SECONDS] [--limit N]",
+    examples=(
+        "mem summary",
+        "mem summary --limit 100 --order descending",
+        "mem diff --interval 10 --limit 100",
+        "mem top --interval 5",
+    ),
+    add_arguments=_add_arguments,
+    to_request=_to_request,
+    render=_render,
+)

@@ -1,0 +1,194 @@
+"""``perf``: a flame graph of where the target spends its time, sampled from outside by py-spy.
+
+Nothing is injected: py-spy (from our own install, whatever PATH says) reads the
+target's memory. Progress goes to stderr while sampling; the result is the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ...errors import UsageError
+from ...readers import pyspy
+from ..spec import CommandSpec, LocalContext
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+DEFAULT_FILES = {
+    "svg": "flamegraph.svg",
+    "speedscope": "profile.speedscope.json",
+    "raw": "profile.collapsed.txt",
+    "collapsed": "profile.collapsed.txt",
+    "chrometrace": "profile.trace.json",
+}
+HOW_TO_OPEN = {
+    "svg": "open it in a web browser: file://%s (click a frame to zoom, Ctrl-F to search)",
+    "speedscope": "drop it onto https://www.speedscope.app (or run: speedscope %s)",
+    "raw": "collapsed stacks, one 'frame;frame;... count' per line: flamegraph.pl or inferno-flamegraph "
+    "draw it (%s), speedscope reads it too",
+    "chrometrace": "load it in https://ui.perfetto.dev or chrome://tracing (%s)",
+}
+HOW_TO_OPEN["collapsed"] = HOW_TO_OPEN["raw"]
+MAX_RATE = 10000
+PROGRESS_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pid", nargs="?", type=int, help="another pid to sample (default: the attached one)")
+    parser.add_argument("-f", "--filepath", help="where to write (default: flamegraph.svg in this directory)")
+    parser.add_argument("-r", "--rate", type=int, default=100, help="samples per second (default 100)")
+    parser.add_argument("-d", "--duration", type=float, help="seconds to sample (default: until Ctrl-C)")
+    parser.add_argument(
+        "--format",
+        choices=tuple(DEFAULT_FILES),
+        default="svg",
+        help="svg flame graph (default), speedscope JSON, raw/collapsed stacks, or chrometrace",
+    )
+    parser.add_argument("--native", action="store_true", help="include native (C/C++/Cython) frames")
+    parser.add_argument("--idle", action="store_true", help="include idle (waiting) threads")
+
+
+def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+    if not 1 <= ns.rate <= MAX_RATE:
+        raise UsageError("-r must be 1..%d samples per second, got %d" % (MAX_RATE, ns.rate))
+    if ns.duration is not None and not ns.duration > 0:
+        raise UsageError("-d must be a positive number of seconds, got %s" % ns.duration)
+    # resolved here, against the user's working directory, before anything runs
+    path = os.path.abspath(os.path.expanduser(ns.filepath or DEFAULT_FILES[ns.format]))
+    _check_writable(path)
+    return {
+        "pid": ns.pid,
+        "filepath": path,
+        "rate": ns.rate,
+        "duration": ns.duration,
+        "format": ns.format,
+        "native": ns.native,
+        "idle": ns.idle,
+    }
+
+
+def _check_writable(path: str) -> None:
+    directory = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise UsageError("-f %s is a directory; give a file name" % path)
+    if not os.path.isdir(directory):
+        raise UsageError("cannot write %s: the directory %s does not exist" % (path, directory))
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UsageError("cannot write %s: permission denied" % path)
+
+
+def _run_local(request: dict[str, Any], ctx: LocalContext) -> Iterator[dict[str, Any]]:
+    pid = request.get("pid") or ctx.pid
+    progress = _Progress(pid, request["rate"], request.get("duration"))
+    try:
+        recording = pyspy.record(
+            pid,
+            request["filepath"],
+            fmt=request["format"],
+            rate=request["rate"],
+            duration=request.get("duration"),
+            native=request["native"],
+            idle=request["idle"],
+            progress=progress.update,
+        )
+    finally:
+        progress.close()
+    yield {
+        "pid": pid,
+        "path": recording.path,
+        "format": request["format"],
+        "samples": recording.samples,
+        "errors": recording.errors,
+        "seconds": round(recording.seconds, 3),
+        "stopped": recording.stopped,
+        "open": HOW_TO_OPEN[request["format"]] % recording.path,
+    }
+
+
+class _Progress:
+    """Elapsed time and samples so far, on stderr: one live line on a terminal, else a line every few seconds."""
+
+    def __init__(self, pid: int, rate: int, duration: float | None) -> None:
+        from ...render.console import make_console
+
+        self.rate = rate
+        self.duration = duration
+        self.console: Console = make_console(sys.stderr.isatty(), file=sys.stderr)
+        self.live = self.console.is_terminal
+        self.next_line = PROGRESS_EVERY
+        until = "for %g s" % duration if duration else "until Ctrl-C"
+        self.console.print("sampling pid %d at %d Hz %s..." % (pid, rate, until), style="dim", markup=False)
+        self.status: Any = None
+        if self.live:
+            self.status = self.console.status(self._message(0.0))
+            self.status.start()
+
+    def _message(self, elapsed: float) -> str:
+        total = " / %g s" % self.duration if self.duration else ""
+        return "sampling: %.1f s%s, ~%d samples" % (elapsed, total, elapsed * self.rate)
+
+    def update(self, elapsed: float) -> None:
+        if self.status is not None:
+            self.status.update(self._message(elapsed))
+        elif elapsed >= self.next_line:
+            self.next_line = elapsed + PROGRESS_EVERY
+            self.console.print(self._message(elapsed), style="dim", markup=False)
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+
+STOPPED = {"duration": "after -d", "interrupted": "by Ctrl-C", "target exited": "because the target exited"}
+KIND = {
+    "svg": "flame graph",
+    "speedscope": "speedscope profile",
+    "raw": "collapsed stacks",
+    "collapsed": "collapsed stacks",
+    "chrometrace": "Chrome trace",
+}
+
+
+def _render(event: dict[str, Any]) -> RenderableType:
+    from rich.text import Text
+
+    text = Text()
+    text.append("%s written to %s" % (KIND[event["format"]], event["path"]), style="bold green")
+    text.append(
+        "\n%d samples in %.1f s, stopped %s%s"
+        % (
+            event["samples"],
+            event["seconds"],
+            STOPPED.get(event["stopped"], event["stopped"]),
+            ", %d sampling errors" % event["errors"] if event["errors"] else "",
+        )
+    )
+    text.append("\n" + event["open"], style="cyan")
+    return text
+
+
+SPEC = CommandSpec(
+    name="perf",
+    summary="Sample where the target spends its time and write a flame graph (py-spy, from outside).",
+    usage="perf [pid] [-f FILE] [-r RATE] [-d SECONDS] [--format svg|speedscope|raw|collapsed|chrometrace] "
+    "[--native] [--idle]",
+    examples=(
+        "perf",
+        "perf -f ~/flamegraph.svg",
+        "perf -d 30 -f ~/flamegraph.svg",
+        "perf -d 10 --format speedscope",
+        "perf -r 1000 -d 5 --native",
+    ),
+    add_arguments=_add_arguments,
+    to_request=_to_request,
+    render=_render,
+    run_local=_run_local,
+    runs_locally=lambda request: True,
+    completes=("path",),
+)

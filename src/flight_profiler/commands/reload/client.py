@@ -1,0 +1,48 @@
+"""``reload`` in the CLI: swap in a function's current source."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from ..calls import where
+from ..spec import CommandSpec
+from ..targeting import add_location_arguments, location
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_location_arguments(parser, last="method")
+
+
+def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+    module, cls, method = location(ns, last="method")
+    return {"module": module, "cls": cls, "method": method}
+
+
+def _render(event: dict[str, Any]) -> RenderableType:
+    from rich.text import Text
+
+    text = Text()
+    text.append("reloaded %s" % event["target"], style="bold")
+    text.append(" from %s" % where(event["file"], event["line"]))
+    if not event["changed"]:
+        text.append(" (the code in the file is the same as before)", style="dim")
+    if event["hooked"]:
+        text.append("; the instrumentation on it stays and runs the new code", style="dim")
+    return text
+
+
+SPEC = CommandSpec(
+    name="reload",
+    summary="Replace a function's body with the one in its source file now, without restarting (changes the target).",
+    usage="reload module [class] method",
+    examples=("reload __main__ func", "reload my.pkg.module classA method"),
+    add_arguments=_add_arguments,
+    to_request=_to_request,
+    render=_render,
+    changes_target=True,
+    completes=("module", "class", "member"),
+)

@@ -1,0 +1,456 @@
+"""``trace`` in the target: the call tree of single invocations of a function.
+
+The function is hooked (``services.hooks``). When an invocation is to be
+traced, a profile function is installed on the calling thread only
+(``sys.setprofile``, which affects no other thread) for exactly as long as
+the invocation's own code runs, and the thread's previous profile function is
+put back afterwards. Generators and coroutines are stepped one resumption at
+a time: while one is suspended (awaiting, or yielded to its consumer) the
+profiler is off, so the event loop's other work is not recorded, and the
+suspension shows up as an ``[await]`` (``[yield]``) node of the frame that
+waited.
+
+Cost control: a traced invocation runs several times slower, so ``--budget``
+caps the share of wall-clock time spent inside traced invocations; the other
+invocations run at the hook's plain cost and are counted. ``-i`` drops calls
+shorter than the interval as soon as they return, ``-d`` limits the depth and
+``-et`` drops whole invocations, all here in the target, before anything is
+sent.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+
+from ...services import hooks
+from ...services.callexpr import CallExpression
+from ...services.callprobe import Outbox, describe_error, serve, thread_info
+from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
+from ...services.location import resolve
+from ...services.ratelimit import TimeBudget, TokenBucket
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any
+
+perf_counter = time.perf_counter
+get_ident = threading.get_ident
+
+MAX_NODES = 20000  # per invocation: beyond this, calls are counted, not kept
+MAX_DEPTH = 200  # the tree is sent as nested JSON: keep it shallower than any recursion limit
+SUSPENDABLE = hooks.CO_GENERATOR | hooks.CO_COROUTINE | hooks.CO_ASYNC_GENERATOR | hooks.CO_ITERABLE_COROUTINE
+
+# node fields (a list per call: cheaper to make than an object, on the traced thread's hot path)
+WHAT, START, END, CHILDREN, KIND, FRAME = range(6)
+PY, C, WAIT, HIDDEN = 0, 1, 2, 3
+
+_TRACING: set[int] = set()  # threads with a trace running: a traced function that recurses is traced once
+
+
+class TraceProbe:
+    steps = True
+
+    def __init__(self, request: dict[str, Any], is_method: bool, kind: str) -> None:
+        self.limit = int(request["limit"])
+        self.entrance_ms = float(request.get("entrance_time") or 0.0)
+        depth = request.get("depth")
+        self.max_depth = MAX_DEPTH if depth is None or int(depth) < 0 else min(int(depth), MAX_DEPTH)
+        interval = request.get("interval")
+        if interval is None:  # -d without -i shows the whole tree to that depth
+            interval = 0.0 if depth is not None and int(depth) >= 0 else 0.1
+        self.threshold = float(interval) / 1000.0
+        self.budget = TimeBudget(float(request.get("budget", 20.0)) / 100.0)
+        self.bucket = TokenBucket(float(request.get("rate", 0.0)))
+        self.outbox = Outbox()
+        self.lock = threading.Lock()
+        self.shown = 0
+        self.below_entrance = 0
+        self.busy_thread = 0  # invocations not traced: the thread already had a profiler we cannot restore
+        self.internal_errors = 0
+        self.full = threading.Event()
+        self.done = False  # -n reached: read on every call, so a plain attribute
+        self.kind = kind
+        self.handle: Any = None
+        self.filter_source = request.get("filter")
+        if self.filter_source:
+            self.enter = CallExpression(self.filter_source, ("target", "args", "kwargs")).gate(is_method, self._begin)
+        else:
+            self.enter = self._begin_plain
+
+    # ---- on the target's threads
+
+    def _begin_plain(self, args: Any, kwargs: Any) -> TraceRun | None:
+        return self._begin(args, kwargs, None)
+
+    def _begin(self, args: Any, kwargs: Any, filter_error: BaseException | None) -> TraceRun | None:
+        try:
+            if self.done or self.handle is None:
+                return None
+            ident = get_ident()
+            if ident in AGENT_THREAD_IDS or ident in hooks.OWN_WORK or ident in _TRACING:
+                return None
+            if filter_error is not None:
+                self._push_error(ident, filter_error)
+                return None
+            if not self.budget.allow():
+                return None
+            run = TraceRun(self, self.handle.root_code())
+            if self.kind == "function" and not run.step_in():
+                return None
+            return run
+        except Exception:  # noqa: BLE001 - never let our bug reach the target's call
+            self.internal_errors += 1
+            return None
+
+    def leave(self, run: TraceRun, args: Any, kwargs: Any, returned: Any, error: BaseException | None) -> None:
+        try:
+            if self.kind == "function":
+                run.step_out(None, True)
+            self.budget.charge(run.traced)
+            root = run.root
+            if root is None or run.broken:
+                return
+            cost_ms = (root[END] - root[START]) * 1000.0
+            if cost_ms < self.entrance_ms:
+                with self.lock:
+                    self.below_entrance += 1
+                return
+            with self.lock:
+                if self.shown >= self.limit or not self.bucket.take():
+                    return
+                self.shown += 1
+                index = self.shown
+                if self.shown >= self.limit:
+                    self.done = True
+                    self.full.set()
+            ident = get_ident()
+            hooks.OWN_WORK.add(ident)
+            try:
+                item = run.result(index, cost_ms, error)
+            finally:
+                hooks.OWN_WORK.discard(ident)
+            item["skipped"] = self.bucket.take_skipped()
+            self.outbox.put(item)
+        except Exception:  # noqa: BLE001 - never let our bug reach the target's call
+            self.internal_errors += 1
+
+    def drive(self, run: TraceRun, inner: Any) -> Any:
+        return _step_coroutine(run, inner) if self.kind in ("coroutine", "asyncgen") else _step_generator(run, inner)
+
+    def _push_error(self, ident: int, error: BaseException) -> None:
+        with self.lock:
+            if self.shown >= self.limit or not self.bucket.take():
+                return
+            self.shown += 1
+            index = self.shown
+            if self.shown >= self.limit:
+                self.done = True
+                self.full.set()
+        item: dict[str, Any] = {"kind": "trace", "index": index, "time": time.time(), "cost": 0.0}
+        item.update(thread_info(ident))
+        item["error"] = "filter %r failed: %s" % (self.filter_source, describe_error(error))
+        self.outbox.put(item)
+
+
+class TraceRun:
+    """The tree of one invocation, built from the profile events of its thread."""
+
+    def __init__(self, probe: TraceProbe, root_code: Any) -> None:
+        self.probe = probe
+        self.root_code = root_code
+        self.threshold = probe.threshold
+        self.max_depth = probe.max_depth
+        self.root: list[Any] | None = None
+        self.root_frame: Any = None
+        self.stack: list[list[Any]] = []
+        self.running = False
+        self.broken = False
+        self.nodes = 0
+        self.hidden = 0  # calls shorter than -i
+        self.truncated = 0  # calls beyond MAX_NODES
+        self.suspended: dict[Any, list[Any]] = {}  # generator/coroutine frames that may resume
+        # a suspension is placed under the innermost frame that resumes from it: frames
+        # resume outermost first, so it is the last resumed one before any other event
+        self.wait_label = ""
+        self.wait_since = 0.0
+        self.wait_until = 0.0
+        self.pending_wait = False
+        self.resume_tip: list[Any] | None = None
+        self.previous: Any = None
+        self.ident = 0
+        self.step_started = 0.0
+        self.traced = 0.0  # seconds spent with the profiler on (charged to the budget)
+
+    # ---- stepping: the profiler is on only while the invocation's own code runs
+
+    def step_in(self) -> bool:
+        previous = sys.getprofile()
+        if previous is not None and not callable(previous):
+            # a C-level profiler (cProfile, yappi) we could not put back exactly: leave this one alone
+            self.probe.busy_thread += 1
+            return False
+        self.previous = previous
+        self.ident = get_ident()
+        _TRACING.add(self.ident)
+        now = perf_counter()
+        if self.wait_since:
+            self.wait_until = now
+            self.pending_wait = True
+            self.resume_tip = self.root
+        self.step_started = now
+        sys.setprofile(self.event)
+        return True
+
+    def step_out(self, yielded: Any, final: bool) -> None:
+        sys.setprofile(self.previous)
+        self.previous = None
+        now = perf_counter()
+        _TRACING.discard(self.ident)
+        self.traced += now - self.step_started
+        self.running = False
+        if self.pending_wait:
+            self._place_wait()
+        self.wait_since = 0.0
+        if final or self.root is None:
+            return
+        self.wait_label = "[yield]" if self.probe.kind == "generator" else "[await] %s" % _type_label(yielded)
+        self.wait_since = now
+
+    def _place_wait(self) -> None:
+        self.pending_wait = False
+        host = self.resume_tip if self.resume_tip is not None else self.root
+        if host is not None:
+            self._attach(host, [self.wait_label, self.wait_since, self.wait_until, None, WAIT, None], 1)
+
+    # ---- the profile function (runs for every call on the traced thread: keep it short)
+
+    def event(self, frame: Any, event: str, arg: Any) -> None:
+        try:
+            if self.pending_wait and self.running and not (event == "call" and frame in self.suspended):
+                self._place_wait()
+            if event == "call":
+                if self.running:
+                    self._enter_py(frame)
+                elif frame is self.root_frame or (self.root_frame is None and frame.f_code is self.root_code):
+                    self._enter_root(frame)
+            elif not self.running:
+                return
+            elif event == "return":
+                self._leave_py(frame)
+            elif event == "c_call":
+                self._enter_c(arg)
+            else:  # c_return, c_exception
+                self._leave_c()
+        except Exception:  # noqa: BLE001 - a profile function that raises is removed and the error hits the target
+            self.broken = True
+            self.running = False
+
+    def _enter_root(self, frame: Any) -> None:
+        now = perf_counter()
+        if self.root is None:
+            self.root = [frame.f_code, now, now, None, PY, frame]
+            self.root_frame = frame
+        self.stack = [self.root]
+        self.running = True
+
+    def _enter_py(self, frame: Any) -> None:
+        node = self.suspended.pop(frame, None)
+        if node is None:
+            node = [frame.f_code, perf_counter(), 0.0, None, PY, frame]
+            self._attach(self.stack[-1], node, len(self.stack))
+        elif self.pending_wait:
+            self.resume_tip = node
+        self.stack.append(node)
+
+    def _enter_c(self, function: Any) -> None:
+        node = [function, perf_counter(), 0.0, None, C, None]
+        self._attach(self.stack[-1], node, len(self.stack))
+        self.stack.append(node)
+
+    def _attach(self, parent: list[Any], node: list[Any], depth: int) -> None:
+        if parent[KIND] == HIDDEN or depth >= self.max_depth:
+            node[KIND] = HIDDEN if node[KIND] != WAIT else WAIT
+            return
+        if self.nodes >= MAX_NODES:
+            self.truncated += 1
+            node[KIND] = HIDDEN
+            return
+        self.nodes += 1
+        children = parent[CHILDREN]
+        if children is None:
+            parent[CHILDREN] = [node]
+        else:
+            children.append(node)
+
+    def _leave_py(self, frame: Any) -> None:
+        stack = self.stack
+        index = len(stack) - 1
+        while index >= 0 and stack[index][FRAME] is not frame:
+            index -= 1
+        if index < 0:
+            return  # a frame we did not see start (ours, around the root)
+        now = perf_counter()
+        while len(stack) > index + 1:  # C calls left open by an exception
+            stack.pop()[END] = now
+        node = stack.pop()
+        node[END] = now
+        if node is self.root:
+            self.running = False  # finished, or suspended: the stepping driver knows which
+            return
+        if frame.f_code.co_flags & SUSPENDABLE:
+            self.suspended[frame] = node  # it may be resumed: keep its node, prune at the end
+            return
+        node[FRAME] = None
+        if now - node[START] < self.threshold:
+            self._prune(stack[-1], node)
+
+    def _leave_c(self) -> None:
+        stack = self.stack
+        if len(stack) < 2 or stack[-1][FRAME] is not None or stack[-1][KIND] == WAIT:
+            return
+        node = stack.pop()
+        node[END] = now = perf_counter()
+        if now - node[START] < self.threshold:
+            self._prune(stack[-1], node)
+
+    def _prune(self, parent: list[Any], node: list[Any]) -> None:
+        children = parent[CHILDREN]
+        if children and children[-1] is node:
+            children.pop()
+            self.nodes -= 1 + _count(node)
+            self.hidden += 1
+
+    # ---- after the invocation: the tree to send
+
+    def result(self, index: int, cost_ms: float, error: BaseException | None) -> dict[str, Any]:
+        assert self.root is not None
+        item: dict[str, Any] = {"kind": "trace", "index": index, "time": time.time() - cost_ms / 1000.0}
+        item["cost"] = round(cost_ms, 4)
+        item.update(thread_info(self.ident or get_ident()))
+        item["root"] = self._node(self.root, 0)
+        item["hidden"] = self.hidden
+        item["truncated"] = self.truncated
+        if error is not None:
+            item["raised"] = describe_error(error)
+        return item
+
+    def _node(self, node: list[Any], depth: int) -> dict[str, Any]:
+        what, kind = node[WHAT], node[KIND]
+        end = node[END] if node[END] >= node[START] else node[START]
+        out: dict[str, Any] = {"cost": round((end - node[START]) * 1000.0, 4)}
+        if kind == PY:
+            out.update(name=getattr(what, "co_qualname", what.co_name), file=what.co_filename, line=what.co_firstlineno)
+        elif kind == C:
+            out.update(name=_c_name(what), file="<built-in>", line=0)
+        else:
+            out.update(name=what, file="", line=0)
+        kept = []
+        for child in node[CHILDREN] or ():
+            child_end = child[END] if child[END] >= child[START] else end
+            if child[KIND] != WAIT and child_end - child[START] < self.threshold:
+                self.hidden += 1
+                continue
+            kept.append(self._node(child, depth + 1))
+        if kept:
+            out["children"] = kept
+        return out
+
+
+def _count(node: list[Any]) -> int:
+    total = 0
+    for child in node[CHILDREN] or ():
+        total += 1 + _count(child)
+    return total
+
+
+def _c_name(function: Any) -> str:
+    try:
+        name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
+        return str(name) if name else repr(function)[:80]
+    except Exception:  # noqa: BLE001 - a hostile callable
+        return "<C function>"
+
+
+def _type_label(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _step_generator(run: TraceRun, inner: Any) -> Any:
+    """Run a generator (or an awaitable's iterator) one step at a time, tracing each step."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        if not run.step_in():
+            run.broken = True  # a C profiler appeared meanwhile: finish untraced
+            return (yield from _resume(inner, value, error))
+        try:
+            yielded = inner.send(value) if error is None else inner.throw(error)
+        except StopIteration as stop:
+            run.step_out(None, True)
+            return stop.value
+        except BaseException:
+            run.step_out(None, True)
+            raise
+        run.step_out(yielded, False)
+        try:
+            value = yield yielded
+            error = None
+        except GeneratorExit:
+            inner.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: pass it on
+            value, error = None, exc
+
+
+def _resume(inner: Any, value: Any, error: BaseException | None) -> Any:
+    """Finish ``inner`` without tracing, from where stepping stopped."""
+    while True:
+        try:
+            yielded = inner.send(value) if error is None else inner.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            value, error = (yield yielded), None
+        except GeneratorExit:
+            inner.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            value, error = None, exc
+
+
+# the same stepping, awaitable: a generator-based coroutine, as types.coroutine would make it
+_step_coroutine = types.FunctionType(
+    _step_generator.__code__.replace(co_flags=_step_generator.__code__.co_flags | hooks.CO_ITERABLE_COROUTINE),
+    _step_generator.__globals__,
+    "_step_coroutine",
+)
+
+
+def run(request: dict[str, Any], ctx: JobContext) -> None:
+    if int(request.get("limit", 0)) < 1:
+        raise CommandFailed("-n must be at least 1")
+    target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
+    code = target.nested if target.nested is not None else hooks.real_code(target.func)
+    probe = TraceProbe(request, target.is_method, hooks.code_kind(code))
+    handle = hooks.install(target.func, probe, target.nested)
+    probe.handle = handle
+    ctx.add_cleanup(handle.remove)
+    ctx.emit({"kind": "start", **target.describe(), "limit": probe.limit, "budget": probe.budget.share * 100})
+    reason = serve(ctx, probe.outbox, probe.full, ctx.emit)
+    handle.remove()
+    if reason == "cancelled":
+        return
+    ctx.emit(
+        {
+            "kind": "end",
+            "reason": reason,
+            "shown": probe.shown,
+            "below_entrance_time": probe.below_entrance,
+            "not_traced_budget": probe.budget.refused,
+            "skipped": probe.bucket.skipped_total,
+            "dropped": probe.outbox.dropped,
+        }
+    )

@@ -1,0 +1,229 @@
+"""``tt`` (time tunnel) in the CLI: record calls, list, show, replay and delete records."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from ...errors import UsageError
+from ..calls import (
+    add_nested_argument,
+    add_rate_argument,
+    at_least,
+    non_negative,
+    render_exception,
+    render_start,
+    render_values,
+    timestamp,
+)
+from ..spec import CommandSpec, add_render_options, render_options
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.text import Text
+
+DEFAULT_RATE = 50.0
+DEFAULT_MAX_RECORDS = 500
+DEFAULT_MAX_MB = 16.0
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-t",
+        "--time-tunnel",
+        dest="location",
+        nargs="+",
+        metavar="NAME",
+        help="record calls of module [class] method",
+    )
+    add_nested_argument(parser)
+    parser.add_argument("-n", "--limits", type=int, default=50, help="records to make with -t (default 50)")
+    parser.add_argument("-l", "--list", action="store_true", help="list the records")
+    parser.add_argument("-i", "--index", type=int, help="show the record with this index")
+    parser.add_argument("-d", "--delete", type=int, metavar="INDEX", help="delete the record with this index")
+    parser.add_argument("-da", "--delete_all", action="store_true", help="delete every record")
+    parser.add_argument(
+        "-p", "--play", action="store_true", help="with -i: call the function again with those arguments"
+    )
+    parser.add_argument("-f", "--filter", help="with -t: only calls for which this is true (as in watch)")
+    parser.add_argument("-m", "--method", help="with -l: only records of module.class.method (class None: a function)")
+    add_rate_argument(parser, DEFAULT_RATE, "records")
+    parser.add_argument(
+        "--max-records",
+        type=int,
+        default=DEFAULT_MAX_RECORDS,
+        help="records kept at most (default %d)" % DEFAULT_MAX_RECORDS,
+    )
+    parser.add_argument(
+        "--max-mb", type=float, default=DEFAULT_MAX_MB, help="MB the records may take (default %g)" % DEFAULT_MAX_MB
+    )
+    add_render_options(parser)
+
+
+def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+    modes = [
+        name
+        for name, given in (
+            ("-t", ns.location is not None),
+            ("-l", ns.list),
+            ("-i", ns.index is not None),
+            ("-d", ns.delete is not None),
+            ("-da", ns.delete_all),
+        )
+        if given
+    ]
+    if len(modes) != 1:
+        raise UsageError(
+            "tt needs exactly one of -t, -l, -i, -d, -da%s" % (", got " + " ".join(modes) if modes else "")
+        )
+    mode = modes[0]
+    _check_companions(ns, mode)
+    if mode == "-t":
+        return _record_request(ns)
+    if mode == "-l":
+        return {"action": "list", "method_filter": ns.method}
+    if mode == "-i":
+        action = "replay" if ns.play else "show"
+        return {"action": action, "play": ns.play, "index": ns.index, **render_options(ns)}
+    if mode == "-d":
+        return {"action": "delete", "index": ns.delete}
+    return {"action": "delete_all"}
+
+
+def _check_companions(ns: argparse.Namespace, mode: str) -> None:
+    if ns.play and mode != "-i":
+        raise UsageError("-p replays a record: use it with -i INDEX")
+    if ns.method is not None and mode != "-l":
+        raise UsageError("-m filters the listing: use it with -l")
+    if mode != "-t" and (ns.filter is not None or ns.nested is not None):
+        raise UsageError("-f and -nm apply to recording: use them with -t")
+
+
+def _record_request(ns: argparse.Namespace) -> dict[str, Any]:
+    names: list[str] = ns.location
+    if not 2 <= len(names) <= 3:
+        raise UsageError("-t takes module [class] method, got %d name(s)" % len(names))
+    cls = names[1] if len(names) == 3 else None
+    return {
+        "action": "record",
+        "module": names[0],
+        "cls": cls,
+        "method": names[-1],
+        "nested": ns.nested,
+        "filter": ns.filter,
+        "limit": at_least(ns.limits, 1, "-n"),
+        "rate": non_negative(ns.rate, "--rate"),
+        "max_records": at_least(ns.max_records, 1, "--max-records"),
+        "max_mb": ns.max_mb if ns.max_mb > 0 else _bad_mb(ns.max_mb),
+        **render_options(ns),
+    }
+
+
+def _bad_mb(value: float) -> float:
+    raise UsageError("--max-mb must be positive, got %g" % value)
+
+
+def _render(event: dict[str, Any]) -> RenderableType | None:
+    from rich.text import Text
+
+    kind = event.get("kind")
+    if kind == "start":
+        rate = "at most %g records/s" % event["rate"] if event["rate"] else "no rate limit"
+        return render_start(event, "recording", "-n %d, %s" % (event["limit"], rate))
+    if kind == "record":
+        return _row_text(event)
+    if kind == "end":
+        return Text("%d call(s) recorded; %s" % (event["shown"], _budget(event)), style="dim")
+    if kind == "list":
+        return _render_list(event)
+    if kind in ("detail", "replay"):
+        return _render_detail(event)
+    if kind == "deleted":
+        if "count" in event:
+            return Text("deleted all %d record(s)" % event["count"])
+        return Text("deleted record %s" % ", ".join(str(i) for i in event["indexes"]))
+    return None
+
+
+def _row_text(row: dict[str, Any]) -> Text:
+    from rich.text import Text
+
+    text = Text()
+    text.append("%-6d" % row["index"], style="bold")
+    text.append(" %s  %10.3fms  " % (timestamp(row["time"]), row["cost"]))
+    text.append("exception" if row["is_exception"] else "return   ", style="red" if row["is_exception"] else "green")
+    text.append("  %s  %s" % (row["method"], row.get("thread", "")))
+    if row.get("replay_of"):
+        text.append("  (replay of %d)" % row["replay_of"], style="dim")
+    if row.get("error"):
+        text.append("  %s" % row["error"], style="red")
+    return text
+
+
+def _budget(event: dict[str, Any]) -> str:
+    text = "%d record(s) kept, %.1f of %.1f MB, at most %d" % (
+        event["kept"],
+        event["bytes"] / 1048576.0,
+        event["max_bytes"] / 1048576.0,
+        event["max_records"],
+    )
+    if event.get("dropped"):
+        text += "; %d oldest record(s) dropped to stay within that" % event["dropped"]
+    return text
+
+
+def _render_list(event: dict[str, Any]) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
+    lines: list[Any] = [Text("INDEX  TIME                      COST          RESULT     METHOD  THREAD", style="bold")]
+    lines.extend(_row_text(row) for row in event["records"])
+    if not event["records"]:
+        lines.append(Text("no records (tt -t module [class] method records calls)", style="dim"))
+    lines.append(Text(_budget(event), style="dim"))
+    return Group(*lines)
+
+
+def _render_detail(event: dict[str, Any]) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
+    lines: list[Any] = []
+    if event.get("note"):
+        lines.append(Text(event["note"], style="yellow"))
+    header = Text()
+    header.append("record %d" % event["index"], style="bold")
+    header.append(" %s %s thread=%s" % (event["method"], timestamp(event["time"]), event.get("thread", "")))
+    header.append(" cost=%.3fms" % event["cost"], style="bold")
+    lines.append(header)
+    values = [{"expr": "args", "value": event["args"]}]
+    if event["kwargs"].get("len"):
+        values.append({"expr": "kwargs", "value": event["kwargs"]})
+    if "return" in event:
+        values.append({"expr": "return_obj", "value": event["return"]})
+    lines.extend(render_values(values))
+    if "exception" in event:
+        lines.append(render_exception(event["exception"]))
+    if event.get("error"):
+        lines.append(Text(event["error"], style="red"))
+    return Group(*lines)
+
+
+SPEC = CommandSpec(
+    name="tt",
+    summary="Record calls of a function (time tunnel), list them, show one, replay one (-p runs it again).",
+    usage="tt -t module [class] method [-nm NAME] [-n N] [-f FILTER] | tt -l [-m METHOD] | tt -i INDEX [-x N] [-p] "
+    "| tt -d INDEX | tt -da",
+    examples=(
+        "tt -t __main__ func",
+        "tt -t __main__ A func",
+        "tt -l",
+        "tt -i 1000 -x 3",
+        "tt -i 1000 -p",
+        "tt -t __main__ func -f \"return_obj['success']==True and cost>10\"",
+    ),
+    add_arguments=_add_arguments,
+    to_request=_to_request,
+    render=_render,
+    changes_target=True,  # only -p does: it calls the function again
+)

@@ -1,0 +1,94 @@
+"""User expressions over one call, compiled into plain functions (runs in the target).
+
+``watch``/``trace``/``tt`` evaluate ``-f`` and ``--expr`` on calls of a hooked
+function, possibly millions of times a second. ``services.expr.Expression``
+checks the syntax (the one-line error users see); here the same source becomes
+the body of a small generated function, compiled once per command, so each
+call costs one Python call instead of building a namespace and running
+``eval``. The names an expression may use are parameters of that function:
+``args``, ``kwargs``, ``return_obj``, ``cost`` (ms) and ``target`` (the
+instance or class a method was called on, else None). Only builtins are
+visible besides them; nothing is looked up in the target's modules.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+from .context import CommandFailed
+from .expr import Expression
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+CALL_NAMES = ("target", "return_obj", "cost", "args", "kwargs")
+ENTRY_NAMES = ("target", "args", "kwargs")  # known when the call starts
+EXIT_ONLY = ("return_obj", "cost")
+
+# ``target`` for a method is its first argument (self, or cls for a classmethod)
+_TARGET = {True: "args[0] if args else None", False: "None"}
+
+_EVAL = """def _fp_eval(args, kwargs, return_obj, cost):
+    target = %s
+    return (
+%s
+)
+"""
+
+_GATE = """def _fp_gate(args, kwargs):
+    target = %s
+    try:
+        if not (
+%s
+):
+            return None
+    except Exception as _fp_exc:
+        return _fp_pass(args, kwargs, _fp_exc)
+    return _fp_pass(args, kwargs, None)
+"""
+
+
+class CallExpression:
+    """One ``-f``/``--expr`` source, checked once; ``names`` are those it may use."""
+
+    def __init__(self, source: str, names: tuple[str, ...] = CALL_NAMES) -> None:
+        Expression(source, names)  # raises CommandFailed with the syntax error
+        self.source = source
+        used = _names(source)
+        unavailable = [name for name in CALL_NAMES if name in used and name not in names]
+        if unavailable:
+            raise CommandFailed(
+                "%r uses %s, not known here; it can use %s" % (source, ", ".join(unavailable), ", ".join(names))
+            )
+        self.needs_exit = any(name in used for name in EXIT_ONLY)
+
+    def evaluator(self, is_method: bool) -> Callable[[Any, Any, Any, Any], Any]:
+        """``f(args, kwargs, return_obj, cost)`` -> the value; raises what the expression raises."""
+        made: Any = _build(_EVAL % (_TARGET[is_method], self.source), "_fp_eval", {})
+        return made  # type: ignore[no-any-return]
+
+    def gate(self, is_method: bool, on_pass: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        """``g(args, kwargs)``: None when the expression is false, else ``on_pass(args, kwargs, error)``.
+
+        For filters that need only what is known at the start of a call: a
+        call that does not match costs the target one function call. An
+        exception in the expression passes the call on with the error, so it
+        is shown as that call's result.
+        """
+        made: Any = _build(_GATE % (_TARGET[is_method], self.source), "_fp_gate", {"_fp_pass": on_pass})
+        return made  # type: ignore[no-any-return]
+
+
+def _build(source: str, name: str, extra: dict[str, Any]) -> Any:
+    namespace: dict[str, Any] = {"__builtins__": builtins}
+    namespace.update(extra)
+    exec(compile(source, "<expression>", "exec"), namespace)  # noqa: S102 - the user's checked expression
+    return namespace.pop(name)
+
+
+def _names(source: str) -> set[str]:
+    """Every plain name the expression mentions (attributes like ``x.cost`` are not names)."""
+    import ast  # only when a command starts
+
+    return {node.id for node in ast.walk(ast.parse(source, "<expression>", "eval")) if isinstance(node, ast.Name)}

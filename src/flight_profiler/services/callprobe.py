@@ -1,0 +1,242 @@
+"""What ``watch`` and ``tt`` share: a probe that picks calls and a bounded outbox (runs in the target).
+
+The probe runs on the target's threads, inside the hooked function's call, so
+everything on its path is built to be cheap and never to raise:
+- a filter that needs only the arguments is checked when the call starts
+  (``CallExpression.gate``): a call that does not match costs one function call;
+- a filter on ``return_obj``/``cost`` is checked when the call ends;
+- then, rarely: the agent's own threads and our own nested work are left out,
+  the count (``-n``) and the rate (``--rate``) are applied under a lock, and
+  only then is anything captured. Captured results go into a bounded queue
+  that the job's thread sends; the target's threads never touch the socket.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from .callexpr import CallExpression
+from .context import AGENT_THREAD_IDS
+from .hooks import HOOK_FILE, OWN_WORK
+from .ratelimit import TokenBucket
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from .context import JobContext
+
+OUTBOX_MAX = 256  # results waiting for the job thread; more means the client stopped reading
+TRACEBACK_FRAMES = 64
+POLL = 0.05  # seconds between two looks at the outbox
+
+perf_counter = time.perf_counter
+get_ident = threading.get_ident
+
+
+class Failed:
+    """State of a call whose start-time filter raised: the error becomes the call's result."""
+
+    __slots__ = ("error", "start")
+
+    def __init__(self, start: float, error: BaseException) -> None:
+        self.start = start
+        self.error = error
+
+
+class Outbox:
+    """Results from the target's threads to the job's thread; bounded, oldest dropped first."""
+
+    def __init__(self, size: int = OUTBOX_MAX) -> None:
+        self.items: deque[dict[str, Any]] = deque(maxlen=size)
+        self.dropped = 0
+        self.wake = threading.Event()
+
+    def put(self, item: dict[str, Any]) -> None:
+        if len(self.items) == self.items.maxlen:
+            self.dropped += 1
+        self.items.append(item)
+        self.wake.set()
+
+    def drain(self) -> list[dict[str, Any]]:
+        out = []
+        while True:
+            try:
+                out.append(self.items.popleft())
+            except IndexError:
+                return out
+
+
+class CallProbe:
+    """Picks the calls a command wants and hands them to ``record`` (a subclass method).
+
+    ``record(index, args, kwargs, returned, error, cost_ms, filter_error)`` runs on
+    the calling thread with our own work marked, so calls it makes itself
+    (a ``__repr__``, a property) are not recorded in turn.
+    """
+
+    steps = False  # no generator stepping: only trace needs it
+
+    def __init__(self, is_method: bool, filter_source: str | None, limit: int, rate: float, only_errors: bool) -> None:
+        self.limit = limit
+        self.only_errors = only_errors
+        self.bucket = TokenBucket(rate)
+        self.outbox = Outbox()
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.internal_errors = 0
+        self.closed = False
+        self.full = threading.Event()
+        self.exit_filter: Callable[..., Any] | None = None
+        self.enter: Callable[[Any, Any], Any]
+        expression = CallExpression(filter_source) if filter_source else None
+        if expression is not None and not expression.needs_exit:
+            self.enter = expression.gate(is_method, self._matched)
+        elif expression is None and not only_errors:
+            self.enter = self._start  # whether to show it is known when it starts
+        else:
+            self.enter = self._start_any
+            if expression is not None:
+                self.exit_filter = expression.evaluator(is_method)
+
+    # ---- on the target's threads: a call turned away costs as little as possible
+
+    def _start(self, args: Any, kwargs: Any) -> float | None:
+        now = perf_counter()
+        if now < self.bucket.next_ok or self.closed:  # no token before next_ok: no need for the lock
+            if not self.closed:
+                self.bucket.skip()
+            return None
+        return now
+
+    def _matched(self, args: Any, kwargs: Any, error: BaseException | None) -> Any:
+        now = perf_counter()
+        if error is not None:
+            return Failed(now, error)
+        if now < self.bucket.next_ok or self.closed:
+            if not self.closed:
+                self.bucket.skip()
+            return None
+        return now
+
+    @staticmethod
+    def _start_any(args: Any, kwargs: Any) -> float:
+        return perf_counter()  # the filter needs the return value or cost, or -e the outcome
+
+    def leave(self, state: Any, args: Any, kwargs: Any, returned: Any, error: BaseException | None) -> None:
+        end = perf_counter()
+        try:
+            if type(state) is float:
+                start, filter_error = state, None
+            else:
+                start, filter_error = state.start, state.error
+            cost = (end - start) * 1000.0
+            if self.exit_filter is not None and filter_error is None:
+                try:
+                    if not self.exit_filter(args, kwargs, returned, cost):
+                        return
+                except Exception as exc:  # noqa: BLE001 - the filter's error is this call's result
+                    filter_error = exc
+            if self.only_errors and error is None:
+                return
+            ident = get_ident()
+            if ident in OWN_WORK or ident in AGENT_THREAD_IDS:
+                return
+            index = self._admit()
+            if not index:
+                return
+            OWN_WORK.add(ident)
+            try:
+                item = self.record(index, args, kwargs, returned, error, cost, filter_error)
+            finally:
+                OWN_WORK.discard(ident)
+            if item is not None:
+                item["skipped"] = self.bucket.take_skipped()
+                self.outbox.put(item)
+        except Exception:  # noqa: BLE001 - never let our bug reach the target's call
+            self.internal_errors += 1
+
+    def drive(self, state: Any, inner: Any) -> Any:
+        return inner
+
+    def _admit(self) -> int:
+        """The call's number (1..limit) when it is to be recorded, else 0."""
+        with self.lock:
+            if self.closed or self.accepted >= self.limit:
+                return 0
+            if not self.bucket.take():
+                return 0
+            self.accepted += 1
+            if self.accepted >= self.limit:
+                self.closed = True  # later calls are turned away when they start
+                self.full.set()
+            return self.accepted
+
+    def record(
+        self,
+        index: int,
+        args: Any,
+        kwargs: Any,
+        returned: Any,
+        error: BaseException | None,
+        cost: float,
+        filter_error: BaseException | None,
+    ) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+
+
+def serve(ctx: JobContext, outbox: Outbox, done: threading.Event, emit: Callable[[dict[str, Any]], None]) -> str:
+    """Send results until ``done`` is set and all are sent, or the job is cancelled; return why it ended."""
+    while True:
+        for item in outbox.drain():
+            emit(item)
+        if done.is_set() and not outbox.items:
+            return "limit"
+        if ctx.cancelled.is_set():
+            return "cancelled"
+        outbox.wake.wait(POLL)
+        outbox.wake.clear()
+
+
+def exception_info(error: BaseException) -> dict[str, Any]:
+    """Type, message and the frames it passed, without reading source files on the target's thread."""
+    frames: list[dict[str, Any]] = []
+    tb = error.__traceback__
+    while tb is not None and len(frames) < TRACEBACK_FRAMES:
+        code = tb.tb_frame.f_code
+        if code.co_filename != HOOK_FILE:
+            frames.append({"file": code.co_filename, "line": tb.tb_lineno, "name": code.co_name})
+        tb = tb.tb_next
+    return {"type": _type_name(error), "message": _message(error), "frames": frames}
+
+
+def describe_error(error: BaseException) -> str:
+    return "%s: %s" % (_type_name(error), _message(error))
+
+
+def thread_info(ident: int) -> dict[str, Any]:
+    """Name and daemon flag of a thread, without creating a dummy Thread object for it."""
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    if thread is None:
+        return {"thread": "Thread-%d" % ident, "tid": ident, "daemon": None}
+    return {"thread": thread.name, "tid": ident, "daemon": thread.daemon}
+
+
+def _type_name(error: BaseException) -> str:
+    klass = type(error)
+    module = getattr(klass, "__module__", "builtins")
+    return klass.__qualname__ if module == "builtins" else "%s.%s" % (module, klass.__qualname__)
+
+
+def _message(error: BaseException) -> str:
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001 - even str() can fail
+        return "<str() failed>"
+    return text if len(text) <= 2000 else text[:1500] + " ... " + text[-400:]

@@ -1,0 +1,207 @@
+"""``flight_profiler mcp`` driven by a real MCP client session (the official SDK) against real targets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any, Callable
+
+import pytest
+
+from flight_profiler.cli import registry
+from flight_profiler.cli.demo import SERVICE
+from interpreters import find_interpreters
+from json_schemas import problems, validator
+from support import cli
+
+mcp = pytest.importorskip("mcp", reason="the mcp extra is not installed (pip install 'flight_profiler[mcp]')")
+anyio = pytest.importorskip("anyio")
+
+INTERPRETERS = find_interpreters()
+EDGES = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(__import__("flight_profiler").__file__)))
+ALWAYS = {"ps", "stack", "getglobal", "vmtool", "module", "detach", "command"}
+WHEN_REGISTERED = ("watch", "trace", "tt", "mem", "perf")
+CHANGES = {"vmtool", "tt", "command"}
+
+
+@asynccontextmanager
+async def session(*options: str) -> AsyncIterator[Any]:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "flight_profiler", "mcp", *options],
+        env={"PYTHONPATH": SRC, "PATH": os.environ.get("PATH", "")},  # the SDK passes a minimal environment
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+        await client.initialize()
+        yield client
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    anyio.run(scenario)
+
+
+def structured(result: Any) -> dict[str, Any]:
+    """The tool's structured result (attribute names differ between SDK 1.x and 2.x)."""
+    assert not _is_error(result), _text(result)
+    data = getattr(result, "structured_content", None) or getattr(result, "structuredContent", None)
+    assert isinstance(data, dict), result
+    assert not list(validator("mcp-result").iter_errors(data)), data
+    for item in data["results"]:
+        if data["command"] != "detach":
+            assert not problems({"schema": 1, "command": data["command"], "result": item}), item
+    return data
+
+
+def _is_error(result: Any) -> bool:
+    return bool(getattr(result, "is_error", None) or getattr(result, "isError", None))
+
+
+def _text(result: Any) -> str:
+    return " ".join(getattr(block, "text", "") for block in result.content)
+
+
+def error_text(result: Any) -> str:
+    assert _is_error(result), result
+    return _text(result)
+
+
+def _annotation(tool: Any, name: str) -> Any:
+    hints = tool.annotations
+    return getattr(hints, name, None) if hasattr(hints, name) else getattr(hints, _snake(name))
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def test_tools_follow_the_registry_and_mark_changes() -> None:
+    async def scenario() -> None:
+        async with session() as client:
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        wanted = ALWAYS | {name for name in WHEN_REGISTERED if name in registry.COMMANDS}
+        assert set(tools) == wanted
+        for name, tool in tools.items():
+            schema = getattr(tool, "input_schema", None) or tool.inputSchema
+            if name != "ps":
+                assert "timeout_s" in schema["properties"] and "pid" in schema["required"], name
+            changes = name in CHANGES
+            assert ("CHANGES THE TARGET" in tool.description.upper()) == changes, name
+            assert _annotation(tool, "destructiveHint") is changes, name
+            assert _annotation(tool, "readOnlyHint") is (not changes and name != "detach"), name
+
+    run(scenario)
+
+
+@pytest.fixture(scope="module", params=EDGES, ids=[i for i, _ in EDGES])
+def demo(request: pytest.FixtureRequest) -> Iterator[int]:
+    proc = subprocess.Popen([request.param[1], SERVICE], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().startswith("demo service running")
+    yield proc.pid
+    cli(proc.pid, "detach")
+    proc.kill()
+    proc.wait(10)
+    proc.stdout.close()
+
+
+def test_tools_against_a_real_target(demo: int) -> None:
+    async def scenario() -> None:
+        async with session() as client:
+            call = client.call_tool
+            [listing] = structured(await call("ps", {"pids": [demo]}))["results"]
+            assert [(p["pid"], p["attachable"]) for p in listing["processes"]] == [(demo, True)]
+
+            threads = structured(await call("stack", {"pid": demo}))["results"][0]["threads"]
+            assert threads[0]["name"] == "MainThread"
+
+            got = structured(await call("getglobal", {"pid": demo, "module": "__main__", "field": "SETTINGS"}))
+            assert got["line"] == "getglobal __main__ SETTINGS -x 1" and got["stopped"] == "done"
+            assert got["results"][0]["value"]["len"] == 3
+            got = structured(
+                await call(
+                    "getglobal",
+                    {"pid": demo, "module": "__main__", "field": "SETTINGS", "expr": "target['retry']['attempts']"},
+                )
+            )
+            assert got["results"][0]["value"] == {"t": "int", "v": 3}
+            assert "did you mean SETTINGS" in error_text(
+                await call("getglobal", {"pid": demo, "module": "__main__", "field": "SETTING"})
+            )
+            bad = await call("getglobal", {"pid": demo, "module": "__main__", "field": "SETTINGS", "expand": 0})
+            assert "-x must be 1..4 or -1" in error_text(bad)  # the CLI's own checks apply
+
+            args = {"pid": demo, "action": "getInstances", "module": "__main__", "cls": "Inventory"}
+            assert structured(await call("vmtool", args))["results"][0]["count"] == 1
+            assert structured(await call("vmtool", {"pid": demo, "action": "forceGc"}))["results"][0]["collected"] >= 0
+            assert structured(await call("module", {"pid": demo, "filepath": SERVICE}))["results"][0]["modules"] == [
+                "__main__"
+            ]
+            console = structured(await call("command", {"pid": demo, "line": "console -c '6 * 7'"}))
+            assert console["results"] == [{"output": "", "value": "42", "error": None}]
+            assert "interactive" in error_text(await call("command", {"pid": demo, "line": "console"}))
+            assert "unknown command" in error_text(await call("command", {"pid": demo, "line": "nosuch"}))
+
+            gone = structured(await call("detach", {"pid": demo}))["results"][0]
+            assert gone["detached"] is True
+            again = structured(await call("detach", {"pid": demo}))["results"][0]
+            assert again["detached"] is False  # nothing injected just to remove it
+            [listing] = structured(await call("ps", {"pids": [demo]}))["results"]
+            assert listing["processes"][0]["agent"] is False
+
+    run(scenario)
+
+
+def test_read_only_refuses_what_changes_the_target(demo: int) -> None:
+    async def scenario() -> None:
+        async with session("--read-only") as client:
+            call = client.call_tool
+            assert "read-only" in error_text(await call("vmtool", {"pid": demo, "action": "forceGc"}))
+            assert "read-only" in error_text(await call("command", {"pid": demo, "line": "console -c 1"}))
+            args = {"pid": demo, "action": "getInstances", "module": "__main__", "cls": "Inventory"}
+            assert structured(await call("vmtool", args))["results"][0]["count"] == 1
+
+    run(scenario)
+
+
+def test_every_call_returns_in_time(demo: int) -> None:
+    """A job still running at timeout_s is cancelled (results kept); a target that never answers is abandoned."""
+
+    async def scenario() -> None:
+        async with session() as client:
+            call = client.call_tool
+            if "mem" in registry.COMMANDS:
+                started = time.monotonic()
+                got = structured(await call("mem", {"pid": demo, "options": "diff -i 60", "timeout_s": 2}))
+                assert got["stopped"] == "time limit" and time.monotonic() - started < 30
+            started = time.monotonic()
+            stuck = await call(
+                "command", {"pid": demo, "line": "console -c 'import time; time.sleep(12)'", "timeout_s": 1}
+            )
+            assert "did not answer" in error_text(stuck)
+            assert time.monotonic() - started < 11  # 1 s + the attach bound (1 s) + 5 s grace
+            assert structured(await call("getglobal", {"pid": demo, "module": "__main__", "field": "SETTINGS"}))
+
+    run(scenario)
+
+
+def test_old_python_is_refused_plainly() -> None:
+    old = [path for name, path in INTERPRETERS if name in ("3.8", "3.9")]
+    if not old:
+        pytest.skip("no Python < 3.10 here")
+    proc = subprocess.run(
+        [old[0], "-m", "flight_profiler", "mcp"],
+        env=dict(os.environ, PYTHONPATH=SRC),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "needs Python >= 3.10" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""

@@ -1,0 +1,91 @@
+"""The interactive shell in a real pseudo-terminal: prompt, completion, Ctrl-C, console, Ctrl-D."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pexpect
+import pytest
+
+from interpreters import find_interpreters
+from support import RunningTarget, cli, start_target
+
+PROMPT = "flight_profiler>"
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[RunningTarget]:
+    running = start_target(find_interpreters()[-1][1], "service_target.py", "event")
+    yield running
+    cli(running.pid, "detach")
+    running.stop()
+
+
+@pytest.fixture
+def shell(target: RunningTarget, tmp_path: object) -> Iterator[pexpect.spawn]:
+    env = dict(os.environ, HOME=str(tmp_path), NO_COLOR="1", TERM="xterm")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "flight_profiler", str(target.pid)],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 200),
+    )
+    child.expect_exact(PROMPT)
+    yield child
+    child.close(force=True)
+
+
+def test_command_error_and_history(shell: pexpect.spawn, tmp_path: object) -> None:
+    shell.sendline("getglobal __main__ CONFIG")
+    shell.expect_exact("'name': 'svc'")
+    shell.expect_exact(PROMPT)
+    shell.sendline("getglobal __main__ NOPE")
+    shell.expect_exact("error: attribute 'NOPE' not found in __main__")
+    shell.expect_exact(PROMPT)  # the shell goes on after an error
+    shell.sendeof()
+    shell.expect(pexpect.EOF)
+    with open(os.path.join(str(tmp_path), ".flight_profiler_history")) as fh:
+        assert "getglobal __main__ CONFIG" in fh.read()
+
+
+def test_tab_completes_commands_and_target_names(shell: pexpect.spawn) -> None:
+    shell.send("getg\t")
+    shell.expect_exact("getglobal")
+    shell.send(" __ma\t")
+    shell.expect_exact("__main__")
+    shell.send(" CON\t")
+    shell.expect_exact("CONFIG")
+    shell.sendline("")
+    shell.expect_exact("'limits'")
+    shell.expect_exact(PROMPT)
+
+
+def test_ctrl_c_at_prompt_keeps_the_shell(shell: pexpect.spawn) -> None:
+    shell.send("half typed")
+    shell.sendintr()
+    shell.expect_exact(PROMPT)
+    shell.sendline("module /nope.py")
+    shell.expect_exact("is not imported in the target")
+    shell.sendline("quit")
+    shell.expect(pexpect.EOF)
+
+
+def test_console_multiline(shell: pexpect.spawn) -> None:
+    shell.sendline("console")
+    shell.expect_exact(">>>")
+    shell.sendline("def double(x):")
+    shell.expect_exact("...")
+    shell.sendline("    return 2 * x")
+    shell.expect_exact("...")
+    shell.sendline("")
+    shell.expect_exact(">>>")
+    shell.sendline("print(double(21))")
+    shell.expect_exact("42")
+    shell.sendline("1/0")
+    shell.expect_exact("ZeroDivisionError")
+    shell.sendline("exit()")
+    shell.expect_exact(PROMPT)

@@ -1,0 +1,205 @@
+"""The skill files: every command and option documented (and nothing else), examples still run.
+
+Coverage is derived from the registries, so a new command or option fails here until a
+skill documents it: the commands of cli/registry.py (hidden ones excepted), the shell
+built-ins, the main program's options and the top-level subcommands (ps, install-skills,
+mcp). The examples are re-run against the demo service (and a pre-fork server for ps) on
+the oldest and the newest interpreter; regenerate them with tools/gen_skill_examples.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from flight_profiler.cli import registry
+from flight_profiler.cli.demo import SERVICE
+from flight_profiler.cli.main import build_parser
+from flight_profiler.cli.subcommands import subcommands
+from flight_profiler.skills import Skill, skills
+from flight_profiler.skills.markers import Example, Substitutions, examples, json_records, option_tables, run_example
+from interpreters import find_interpreters
+from json_schemas import problems
+from support import TARGETS
+
+INTERPRETERS = find_interpreters()
+EDGES = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS
+# built-ins take no options, except help's optional command name
+BUILTIN_ARGUMENTS = {"help": {"command"}}
+SKILLS = skills()
+EXAMPLES = [(skill, index, example) for skill in SKILLS for index, example in enumerate(examples(skill.text))]
+
+
+def documented_names(parser: argparse.ArgumentParser) -> set[str]:
+    """What a skill must name for ``parser``: every option string, every positional."""
+    names: set[str] = set()
+    for action in parser._actions:  # argparse keeps no public list
+        if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+            continue
+        if action.option_strings:
+            names.update(action.option_strings)
+        else:
+            names.add(action.metavar if isinstance(action.metavar, str) else action.dest)
+    return names
+
+
+def expected() -> dict[str, set[str]]:
+    """Every documented key and the names it must list."""
+    wanted = {spec.name: documented_names(spec.parser()) for spec in registry.visible()}
+    for name in registry.BUILTINS:
+        wanted[name] = BUILTIN_ARGUMENTS.get(name, set())
+    wanted["flight_profiler"] = documented_names(build_parser())
+    for name, sub in subcommands().items():
+        wanted["flight_profiler %s" % name] = documented_names(sub.parser())
+    return wanted
+
+
+def tables() -> dict[str, tuple[str, set[str]]]:
+    """Documented key -> (skill name, names in its table); a key documented twice fails."""
+    found: dict[str, tuple[str, set[str]]] = {}
+    for skill in SKILLS:
+        for key, names in option_tables(skill.text).items():
+            assert key not in found, "%s is documented by both %s and %s" % (key, found[key][0], skill.name)
+            found[key] = (skill.name, names)
+    return found
+
+
+def test_front_matter() -> None:
+    assert SKILLS, "no skill files packaged"
+    for skill in SKILLS:
+        folder = os.path.basename(os.path.dirname(skill.path))
+        assert skill.name == folder, "%s: name %r must match its folder" % (skill.path, skill.name)
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", skill.name) and len(skill.name) <= 64
+        assert 40 <= len(skill.description) <= 1024, "%s: description length %d" % (skill.name, len(skill.description))
+
+
+def test_every_command_and_option_is_documented() -> None:
+    documented = tables()
+    missing = []
+    for key, names in expected().items():
+        if key not in documented:
+            missing.append("%s: no skill documents it (add an '<!-- options: %s -->' table)" % (key, key))
+            continue
+        skill, listed = documented[key]
+        missing += ["%s: %s is not in %s" % (key, name, skill) for name in sorted(names - listed)]
+    assert not missing, "\n".join(missing)
+
+
+def test_skills_document_nothing_that_does_not_exist() -> None:
+    wanted = expected()
+    extra = []
+    for key, (skill, listed) in tables().items():
+        if key not in wanted:
+            extra.append("%s documents %r, which is not a command" % (skill, key))
+            continue
+        extra += [
+            "%s documents %s %s, which does not exist" % (skill, key, name) for name in sorted(listed - wanted[key])
+        ]
+    assert not extra, "\n".join(extra)
+
+
+def test_commands_that_change_the_target_say_so() -> None:
+    documented = tables()
+    for spec in registry.visible():
+        if spec.name not in documented:
+            continue  # reported by test_every_command_and_option_is_documented
+        skill = next(s for s in SKILLS if s.name == documented[spec.name][0])
+        says = "changes the target" in skill.description.lower()
+        assert says == spec.changes_target, "%s: changes_target=%s but its skill's description %s" % (
+            spec.name,
+            spec.changes_target,
+            "says so" if says else "does not say so",
+        )
+
+
+def test_examples_hold_generated_output() -> None:
+    for skill, _, example in EXAMPLES:
+        assert example.body.startswith("```text\n$ flight_profiler "), (
+            "%s: example `%s` has no output: run tools/gen_skill_examples.py" % (skill.name, example.args)
+        )
+
+
+def test_marked_commands_exist() -> None:
+    """Examples only use commands that exist (option tables are checked above)."""
+    known = set(registry.COMMANDS) | set(registry.BUILTINS)
+    for skill, _, example in EXAMPLES:
+        match = re.search(r"--cmd [\"']([^\s\"']+)", example.args)
+        if match:
+            assert match.group(1) in known, "%s: example uses unknown command %r" % (skill.name, match.group(1))
+
+
+@pytest.fixture(scope="module", params=EDGES, ids=[i for i, _ in EDGES])
+def subs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Substitutions]:
+    tmp = str(tmp_path_factory.mktemp("examples"))
+    demo = subprocess.Popen([request.param[1], SERVICE], stdout=subprocess.PIPE, text=True)
+    gunicorn = os.path.join(tmp, "gunicorn")
+    shutil.copy(os.path.join(TARGETS, "ps_prefork.py"), gunicorn)
+    prefork = subprocess.Popen([request.param[1], gunicorn, "--workers", "2"], stdout=subprocess.PIPE, text=True)
+    for proc in (demo, prefork):
+        assert proc.stdout is not None and proc.stdout.readline()
+    yield Substitutions({"pid": str(demo.pid), "prefork": str(prefork.pid), "demo": SERVICE, "tmp": tmp})
+    subprocess.run([sys.executable, "-m", "flight_profiler", str(demo.pid), "--cmd", "detach"], check=False)
+    for proc in (demo, prefork):
+        proc.kill()
+        proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize(
+    ("skill", "index", "example"), EXAMPLES, ids=["%s-%d" % (skill.name[16:], index) for skill, index, _ in EXAMPLES]
+)
+def test_example_runs(subs: Substitutions, skill: Skill, index: int, example: Example) -> None:
+    proc = run_example(example, subs)
+    failed = proc.returncode != 0
+    assert failed == example.fails, "%s: `%s` exited %d\n%s%s" % (
+        skill.name,
+        example.args,
+        proc.returncode,
+        proc.stdout,
+        proc.stderr,
+    )
+    assert "Traceback (most recent call last)" not in proc.stderr
+    if example.is_json:
+        _same_shape(json_records(example.stored_output()), json_records(proc.stdout), example)
+
+
+def _same_shape(stored: list[dict[str, Any]], fresh: list[dict[str, Any]], example: Example) -> None:
+    assert stored, "stored output of `%s` has no JSON line" % example.args
+    assert len(fresh) == len(stored), (example.args, fresh)
+    for old, new in zip(stored, fresh):
+        assert set(new) == set(old), (example.args, new)
+        if "result" in old:
+            assert set(new["result"]) == set(old["result"]), (example.args, new)
+        assert not problems(new), (example.args, problems(new))
+
+
+def test_install_skills(tmp_path: Any) -> None:
+    explicit = tmp_path / "explicit"
+    result = subprocess.run(
+        [sys.executable, "-m", "flight_profiler", "install-skills", "--dir", str(explicit), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [record] = json_records(result.stdout)
+    assert not problems(record)
+    assert len(record["result"]["installed"]) == len(SKILLS)
+    for skill in SKILLS:
+        with open(explicit / skill.name / "SKILL.md", encoding="utf-8") as fh:
+            assert fh.read() == skill.text
+    home = tmp_path / "home"
+    env = dict(os.environ, HOME=str(home))
+    subprocess.run(
+        [sys.executable, "-m", "flight_profiler", "install-skills"], env=env, capture_output=True, check=True
+    )
+    for base in (".claude/skills", ".agent/skills"):
+        assert sorted(os.listdir(home / base)) == sorted(skill.name for skill in SKILLS)

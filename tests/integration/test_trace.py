@@ -1,0 +1,118 @@
+"""trace against a real target, on every interpreter found: the call tree, its options, coroutines, generators."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from instr_helpers import assert_clean, cli_many, of_kind, start_instr, state
+from interpreters import find_interpreters
+from support import RunningTarget, cli
+
+INTERPRETERS = find_interpreters()
+
+
+@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
+    running = start_instr(request.param[1])
+    running.extra["globals"] = state(running.pid)["globals"]
+    yield running
+    cli(running.pid, "detach")
+    assert running.healthy()
+    running.stop()
+
+
+def shape(node: dict[str, Any]) -> Any:
+    """(short name, [children]) without costs: what the tree says about who called whom."""
+    name = node["name"].rsplit(".", 1)[-1]
+    return (name, [shape(child) for child in node.get("children", [])])
+
+
+def names(node: dict[str, Any]) -> list[str]:
+    found = [node["name"]]
+    for child in node.get("children", []):
+        found.extend(names(child))
+    return found
+
+
+def test_call_tree_with_costs_files_and_builtins(target: RunningTarget) -> None:
+    full, depth, interval, entrance, filtered, nested = cli_many(
+        target.pid,
+        [
+            "trace __main__ Shop order -n 2",
+            "trace __main__ Shop order -n 1 -d 2",
+            "trace __main__ Shop order -n 1 -i 5000",
+            "trace __main__ nap -n 2 -et 4",
+            "trace __main__ nap -n 2 -f 'args[0] == 6' -i 0",
+            "trace __main__ outer_fn -nm inner_fn -n 1 -i 0",
+        ],
+    )
+    for tree in of_kind(full, "trace"):
+        assert shape(tree["root"]) == (
+            "order",
+            [("validate", [("sleep", [])]), ("compute_price", [("sleep", []), ("apply_discount", [("sleep", [])])])],
+        )
+        root = tree["root"]
+        assert root["file"].endswith("instr_target.py") and root["line"] > 0
+        assert tree["cost"] == root["cost"] >= 4.0
+        validate = root["children"][0]
+        assert validate["children"][0]["file"] == "<built-in>"
+        assert sum(child["cost"] for child in root["children"]) <= root["cost"]
+        assert tree["hidden"] >= 2  # the len() calls under 0.1 ms
+    root = of_kind(depth, "trace")[0]["root"]
+    assert shape(root) == ("order", [("validate", []), ("compute_price", [])])  # -d 2: no -i filtering
+    assert shape(of_kind(interval, "trace")[0]["root"]) == ("order", [])
+    assert [tree["cost"] >= 4.0 for tree in of_kind(entrance, "trace")] == [True, True]
+    for tree in of_kind(filtered, "trace"):
+        assert shape(tree["root"]) == ("nap", [("sleep", [])]) and tree["cost"] >= 6.0  # only nap(6)
+    assert shape(of_kind(nested, "trace")[0]["root"]) == ("inner_fn", [])
+    assert_clean(target.pid, target.extra["globals"])
+
+
+def test_coroutine_awaits_and_generator_yields(target: RunningTarget) -> None:
+    coroutine, generator, asyncgen = cli_many(
+        target.pid,
+        [
+            "trace __main__ fetch -n 1 -d 3",
+            "trace __main__ countdown -n 1 -i 0",
+            "trace __main__ ticks -n 1 -i 0",
+        ],
+    )
+    root = of_kind(coroutine, "trace")[0]["root"]
+    assert shape(root)[0] == "fetch"
+    helper = root["children"][0]
+    assert shape(helper)[0] == "helper" and helper["cost"] >= 2.0  # 2 ms of asyncio.sleep
+    sleep = helper["children"][0]
+    assert shape(sleep)[0] == "sleep"
+    assert [child["name"] for child in sleep["children"]] == ["[await] Future"]  # in the frame that waited
+    assert "sleep" in [shape(child)[0] for child in root["children"][1:]]
+    tree = of_kind(generator, "trace")[0]["root"]
+    assert [child["name"] for child in tree["children"]] == ["[yield]"] * 3
+    tree = of_kind(asyncgen, "trace")[0]["root"]
+    assert names(tree).count("[await] NoneType") == 3 or names(tree).count("[await] None") == 3
+    assert_clean(target.pid, target.extra["globals"])
+
+
+def test_bad_input(target: RunningTarget) -> None:
+    commands = [
+        ("trace __main__ plain -f 'return_obj > 1'", "uses return_obj, not known here"),
+        ("trace __main__ plain -d 0", "-d must be at least 1"),
+        ("trace __main__ plain -i -1", "-i must not be negative"),
+        ("trace __main__ plain --budget 101", "--budget must be between 0 and 100"),
+        ("trace __main__ nope", "not found"),
+    ]
+    for (command, message), result in zip(commands, cli_many(target.pid, [c for c, _ in commands])):
+        assert result.returncode != 0 and len(result.errors) == 1, command
+        assert message in result.errors[0], (command, result.errors)
+    assert_clean(target.pid, target.extra["globals"])
+
+
+def test_text_output(target: RunningTarget) -> None:
+    text = cli(target.pid, "trace __main__ Shop order -n 1", "--no-color", json_output=False)
+    lines = text.stdout.splitlines()
+    assert lines[1].startswith("trace #1 ") and "thread=sync-caller" in lines[1]
+    assert "] Shop.order instr_target.py:" in lines[2] or "] order instr_target.py:" in lines[2]
+    assert any(line.startswith("├─ [") and "validate instr_target.py:" in line for line in lines)
+    assert any("└─ [" in line and "sleep <built-in>" in line for line in lines)

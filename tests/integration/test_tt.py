@@ -1,0 +1,120 @@
+"""tt (time tunnel) against a real target, on every interpreter found: record, list, show, replay, delete, budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from instr_helpers import assert_clean, cli_many, of_kind, start_instr, state
+from interpreters import find_interpreters
+from support import RunningTarget, cli
+
+INTERPRETERS = find_interpreters()
+
+
+@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
+    running = start_instr(request.param[1])
+    running.extra["globals"] = state(running.pid)["globals"]
+    yield running
+    cli(running.pid, "detach")
+    assert running.healthy()
+    running.stop()
+
+
+def plain(node: dict[str, Any]) -> Any:
+    if "v" in node:
+        return node["v"]
+    if node.get("kind") in ("list", "tuple"):
+        return [plain(item) for item in node["items"]]
+    return node.get("r")
+
+
+def only(result: Any, kind: str) -> dict[str, Any]:
+    events = of_kind(result, kind)
+    assert len(events) == 1, result.stdout
+    return events[0]
+
+
+def test_records_keep_values_as_they_were(target: RunningTarget) -> None:
+    cli(target.pid, "tt -da")
+    rows = of_kind(cli(target.pid, "tt -t __main__ remember -n 3"), "record")
+    assert len(rows) == 3
+    assert [row["index"] for row in rows] == list(range(rows[0]["index"], rows[0]["index"] + 3))
+    assert {row["method"] for row in rows} == {"__main__.remember"}
+    # the target appends to the list after each call: the record shows it as the call saw it
+    detail = only(cli(target.pid, "tt -i %d -x 2" % rows[0]["index"]), "detail")
+    assert len(plain(detail["args"])[0]) == 1 == plain(detail["return"])
+    listing = only(cli(target.pid, "tt -l"), "list")
+    assert [row["index"] for row in listing["records"]] == [row["index"] for row in rows]
+    assert listing["kept"] == 3 and listing["dropped"] == 0
+    assert_clean(target.pid, target.extra["globals"])
+
+
+def test_replay_runs_the_function_again(target: RunningTarget) -> None:
+    cli(target.pid, "tt -da")
+    plain_row, fetch_row, fragile_row = (
+        of_kind(result, "record")[0]
+        for result in cli_many(
+            target.pid,
+            [
+                "tt -t __main__ plain -n 1",
+                "tt -t __main__ fetch -n 1",
+                "tt -t __main__ fragile -n 1 -f 'args[0] % 3 == 0'",
+            ],
+        )
+    )
+    shown = only(cli(target.pid, "tt -i %d" % plain_row["index"]), "detail")
+    again, fetched, failed = (
+        only(result, "replay")
+        for result in cli_many(
+            target.pid, ["tt -i %d -p" % row["index"] for row in (plain_row, fetch_row, fragile_row)]
+        )
+    )
+    assert "ran __main__.plain again for real" in again["note"]
+    assert again["replay_of"] == plain_row["index"] and again["index"] > fragile_row["index"]
+    assert plain(again["return"]) == plain(shown["return"])
+    assert plain(fetched["return"]) == plain(fetched["args"])[0] * 2 + 1  # the coroutine ran to its end
+    assert failed["exception"]["type"] == "ValueError"
+    assert [frame["name"] for frame in failed["exception"]["frames"]] == ["fragile"]
+    listing = only(cli(target.pid, "tt -l -m __main__.None.plain"), "list")
+    assert [row["index"] for row in listing["records"]] == [plain_row["index"], again["index"]]
+    assert_clean(target.pid, target.extra["globals"])
+
+
+def test_delete_and_budgets(target: RunningTarget) -> None:
+    cli(target.pid, "tt -da")
+    rows = of_kind(cli(target.pid, "tt -t __main__ Shop tax -n 4 --max-records 2"), "record")
+    assert len(rows) == 4
+    listing = only(cli(target.pid, "tt -l"), "list")
+    assert [row["index"] for row in listing["records"]] == [rows[2]["index"], rows[3]["index"]]  # oldest went first
+    assert listing["dropped"] == 2
+    assert only(cli(target.pid, "tt -d %d" % rows[2]["index"]), "deleted")["indexes"] == [rows[2]["index"]]
+    gone = cli(target.pid, "tt -i %d" % rows[2]["index"])
+    assert gone.returncode != 0 and "no record %d" % rows[2]["index"] in gone.errors[0]
+    assert only(cli(target.pid, "tt -da"), "deleted")["count"] == 1
+    cli(target.pid, "tt -t __main__ plain -n 5 --max-mb 0.001")  # 1 KB: about one record fits
+    listing = only(cli(target.pid, "tt -l"), "list")
+    assert listing["bytes"] <= listing["max_bytes"] == 1048 and listing["kept"] < 5 and listing["dropped"] > 0
+    cli(target.pid, "tt -da")
+
+
+def test_bad_input(target: RunningTarget) -> None:
+    commands = [
+        ("tt", "tt needs exactly one of -t, -l, -i, -d, -da"),
+        ("tt -l -da", "tt needs exactly one of -t, -l, -i, -d, -da, got -l -da"),
+        ("tt -l -p", "-p replays a record: use it with -i INDEX"),
+        ("tt -i 5 -m x", "-m filters the listing"),
+        ("tt -l -f 'x'", "-f and -nm apply to recording"),
+        ("tt -t __main__", "-t takes module [class] method"),
+        ("tt -t __main__ plain -n 0", "-n must be at least 1"),
+        ("tt -t __main__ plain -f 'args['", "bad expression"),
+        ("tt -i 424242", "no record 424242"),
+        ("tt -d 424242", "no record 424242"),
+    ]
+    for (command, message), result in zip(commands, cli_many(target.pid, [c for c, _ in commands])):
+        assert result.returncode != 0 and len(result.errors) == 1, (command, result.stdout)
+        assert message in result.errors[0], (command, result.errors)
+    assert_clean(target.pid, target.extra["globals"])

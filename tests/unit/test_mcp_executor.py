@@ -1,0 +1,52 @@
+"""The MCP server's pure parts: parsing, what changes a target, and the command lines built."""
+
+from __future__ import annotations
+
+import pytest
+
+from flight_profiler.errors import UsageError
+from flight_profiler.mcp.executor import Collector, changes_target, parse
+
+
+def test_parse_uses_the_cli_checks() -> None:
+    spec, request = parse("getglobal __main__ CONFIG -x 2")
+    assert spec.name == "getglobal" and request["expand"] == 2
+    for line, message in (
+        ("nosuch", "unknown command"),
+        ("getglobal __main__ X -x 9", "-x must be"),
+        ("console", "interactive"),
+        ("getglobal 'unclosed", "cannot parse"),
+        ("", "unknown command"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            parse(line)
+
+
+def test_what_changes_the_target() -> None:
+    assert changes_target(*parse("vmtool -a forceGc"))
+    assert not changes_target(*parse("vmtool -a getInstances -c m C"))
+    assert changes_target(*parse("console -c 1"))
+    assert not changes_target(*parse("getglobal m x"))
+
+
+def test_collector_keeps_everything_and_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    out = Collector()
+    out.result("x", {"a": 1}, None)
+    out.error("x", "bad")
+    out.note("cancelled")
+    assert (out.results, out.errors, out.notes) == ([{"a": 1}], ["bad"], ["cancelled"])
+    assert capsys.readouterr() == ("", "")
+
+
+def test_built_lines_are_quoted_and_bounded() -> None:
+    pytest.importorskip("mcp")
+    from flight_profiler.mcp.server import _line, _with_count
+
+    line = _line(
+        "getglobal", "__main__", "X", options={"-e": "target['a b']", "-x": "2"}, flags={"-v": True, "-r": False}
+    )
+    assert line == "getglobal __main__ X -e 'target['\"'\"'a b'\"'\"']' -x 2 -v"
+    assert parse(line)[1]["expr"] == "target['a b']"
+    assert _with_count("vmtool", "vmtool -a forceGc", 3) == "vmtool -a forceGc -n 3"
+    assert _with_count("vmtool", "vmtool -a forceGc -n 5", 3) == "vmtool -a forceGc -n 5"
+    assert _with_count("nosuch", "nosuch", 3) == "nosuch"
