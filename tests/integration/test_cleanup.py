@@ -18,6 +18,11 @@ NEWEST = [INTERPRETERS[-1]]
 PICK = [INTERPRETERS[0], INTERPRETERS[-1]]
 
 
+def _thread_count(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as fh:
+        return int(next(line for line in fh if line.startswith("Threads:")).split()[1])
+
+
 def _socket_dir(pid: int) -> str:
     return "/tmp/flight_profiler-%d" % os.getuid()
 
@@ -27,6 +32,7 @@ def test_detach_removes_threads_socket_and_fds(name: str, python: str) -> None:
     target = start_target(python, "service_target.py", "event")
     try:
         baseline = fd_count(target.pid)
+        threads = _thread_count(target.pid)
         assert cli(target.pid, "module /x.py").returncode == 0
         sock = os.path.join(_socket_dir(target.pid), "agent-%d.sock" % target.pid)
         assert os.path.exists(sock)
@@ -34,7 +40,8 @@ def test_detach_removes_threads_socket_and_fds(name: str, python: str) -> None:
         assert oct(os.stat(os.path.dirname(sock)).st_mode & 0o777) == oct(0o700)
         assert agent_threads(target.pid) == ["flight_profiler-agent"]
         assert cli(target.pid, "detach").returncode == 0
-        assert wait_until(lambda: not agent_threads(target.pid))
+        assert wait_until(lambda: _thread_count(target.pid) == threads), "an agent thread outlived detach"
+        assert not agent_threads(target.pid)
         assert not os.path.exists(sock)
         assert wait_until(lambda: fd_count(target.pid) == baseline), (baseline, fd_count(target.pid))
         again = cli(

@@ -22,7 +22,7 @@ def _rss_kb(pid: int) -> int:
 @pytest.mark.timeout(900)
 def test_repeated_attach_detach_cycles() -> None:
     python = find_interpreters()[-1][1]
-    target = start_target(python, "service_target.py", "threadsbusy")
+    target = start_target(python, "service_target.py", "busy2")  # two CPU-bound threads
     try:
         fds: list[int] = []
         rss: list[int] = []
@@ -35,6 +35,6 @@ def test_repeated_attach_detach_cycles() -> None:
         assert fds[-1] <= fds[9], fds  # after warm-up, no fd leaks
         # each injection may leak one 4 KiB page by design (the pending-call buffer); allow that plus noise
         assert rss[-1] - rss[9] < 8 * 1024, (rss[9], rss[-1])
-        assert target.healthy("threadsbusy")
+        assert target.healthy("busy2")
     finally:
         target.stop()

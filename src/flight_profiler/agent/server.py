@@ -66,7 +66,7 @@ class Server:
         for session in sessions:
             session.stop(wait=session is not calling)
         run_detach_callbacks()  # hooks a stuck job left, tt's records: gone before we unload
-        _close_quietly(self.listener)
+        _wake_and_close(self.listener)
         _remove_files(self.path)
         with _state_lock:
             _server = None
@@ -136,6 +136,15 @@ def _refuse(conn: socket.socket) -> None:
     except OSError:
         pass
     _close_quietly(conn)
+
+
+def _wake_and_close(listener: socket.socket) -> None:
+    """close() alone does not wake a thread blocked in accept() on Linux; shutdown() does."""
+    try:
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    _close_quietly(listener)
 
 
 def _close_quietly(sock: Any) -> None:
