@@ -23,7 +23,7 @@ from ..errors import AttachError, InjectionError, TargetError
 from ..readers import pyspy
 from . import bootstrap, bundle, paths
 from .connection import AgentConnection
-from .target import Target, check_remote_debug_allowed, inspect, tracer_of
+from .target import Target, check_remote_debug_allowed, inspect
 
 REMOTE_EXEC_WAIT = 2.0
 PENDING_WAIT = 2.0
@@ -46,9 +46,9 @@ def connect(pid: int, options: AttachOptions) -> AgentConnection:
         return existing
     if not options.force:
         check_remote_debug_allowed(pid)
-    tracer = tracer_of(pid)
-    if tracer:
-        raise AttachError("pid %d is already being traced by pid %d (a debugger?); detach it first" % (pid, tracer))
+    from . import procfs
+
+    procfs.check_attachable(pid)  # zombie, stopped, or another tracer: say so before touching it
     _prepare_dir(target)
     in_target = paths.socket_in_target(target)
     bundle.write(

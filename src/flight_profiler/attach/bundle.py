@@ -9,7 +9,6 @@ prompt_toolkit, the CLI) can reach the target this way.
 from __future__ import annotations
 
 import os
-import tempfile
 
 from .bootstrap import ALIAS, package_dir
 
@@ -47,6 +46,8 @@ def _add(bundle: dict[str, tuple[str, str, bool]], root: str, relative: str) -> 
 
 def write(directory: str, name: str, uid: int) -> str:
     """Write the bundle as ``directory/name`` (owned by ``uid``, 0600) and return its path."""
+    import tempfile  # only when injecting: a reused agent needs no bundle
+
     text = repr(collect())
     fd, temp = tempfile.mkstemp(prefix=".bundle-", dir=directory)
     try:

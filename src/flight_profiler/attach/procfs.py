@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from flight_profiler.errors import (
     AttachError,
@@ -49,8 +48,7 @@ SYS_FUTEX = 202
 _CAP_SYS_PTRACE = 19
 
 
-@dataclass(frozen=True)
-class MapEntry:
+class MapEntry(NamedTuple):
     start: int
     end: int
     perms: str
@@ -59,8 +57,7 @@ class MapEntry:
     path: str  # "" for anonymous mappings; may end in " (deleted)"
 
 
-@dataclass(frozen=True)
-class ThreadState:
+class ThreadState(NamedTuple):
     tid: int
     name: str
     syscall: Optional[int]  # syscall number, None when running or not in a syscall

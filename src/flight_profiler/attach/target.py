@@ -10,6 +10,7 @@ import re
 from typing import NamedTuple
 
 from ..errors import PermissionDeniedError, TargetError
+from .procfs import permission_hint
 
 _VERSION_IN_PATH = re.compile(r"python(\d)\.(\d+)")
 SUPPORTED = ((3, 8), (3, 14))
@@ -70,10 +71,6 @@ def check_remote_debug_allowed(pid: int) -> None:
             )
 
 
-def tracer_of(pid: int) -> int:
-    return int(_status(pid).get("TracerPid", "0"))
-
-
 def _python_version(pid: int) -> tuple[int, int]:
     maps = _read("/proc/%d/maps" % pid).decode("utf-8", "replace")
     for line in maps.splitlines():
@@ -117,6 +114,5 @@ def _read(path: str) -> bytes:
     except FileNotFoundError:
         raise TargetError("the process went away (%s is gone)" % os.path.dirname(path)) from None
     except PermissionError:
-        raise PermissionDeniedError(
-            "cannot read %s: the target belongs to another user; run flight_profiler as that user or as root" % path
-        ) from None
+        pid = int(path.split("/")[2])
+        raise PermissionDeniedError("cannot read %s: %s" % (path, permission_hint(pid))) from None

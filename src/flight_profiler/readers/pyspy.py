@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 import sysconfig
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
@@ -31,6 +30,8 @@ def executable() -> str:
     for path in candidates:
         if os.access(path, os.X_OK):
             return path
+    import shutil
+
     found = shutil.which("py-spy")
     if found:
         return found
