@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import shutil
 import subprocess
@@ -89,3 +91,33 @@ def test_other_user_gets_the_fix() -> None:
         assert target.healthy()
     finally:
         target.stop()
+
+
+OLD_PYTHONS = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.7.*/bin/python")))
+
+
+@pytest.mark.skipif(not OLD_PYTHONS, reason="no Python 3.7 on this machine")
+def test_unsupported_version_is_refused() -> None:
+    sleeper = subprocess.Popen([OLD_PYTHONS[-1], "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.5)
+        result = cli(sleeper.pid, "module /x.py")
+        assert result.returncode != 0 and "runs Python 3.7; flight_profiler supports 3.8 to 3.14" in result.errors[0]
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_demo_runs_a_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "flight_profiler", "demo", "--cmd", "getglobal __main__ SETTINGS -x 2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout.splitlines()[0])
+    items = {k["v"]: v for k, v in record["result"]["value"]["items"]}
+    assert items["region"]["v"] == "eu-west-1"
