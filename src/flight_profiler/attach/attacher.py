@@ -56,14 +56,31 @@ def connect(pid: int, options: AttachOptions) -> AgentConnection:
         os.path.basename(bootstrap.bundle_path(in_target)),
         target.uid,
     )
-    source = bootstrap.source(in_target)
     deadline = time.monotonic() + options.timeout
-    if target.version >= (3, 14) and not _main_thread_parked(target) and _remote_exec(target, source, options):
-        conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
-        if conn is not None:
-            return conn
-        options.log("remote_exec did not run within %.1f s (main thread blocked?); using ptrace" % REMOTE_EXEC_WAIT)
-    return _inject_with_ptrace(target, source, socket_path, deadline, options)
+    source = bootstrap.source(in_target, time.time() + options.timeout)
+    try:
+        if target.version >= (3, 14) and not _main_thread_parked(target) and _remote_exec(target, source, options):
+            conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
+            if conn is not None:
+                return conn
+            options.log("remote_exec did not run within %.1f s (main thread blocked?); using ptrace" % REMOTE_EXEC_WAIT)
+        return _inject_with_ptrace(target, source, socket_path, deadline, options)
+    except BaseException:
+        _forget_attempt(target)
+        raise
+
+
+def _forget_attempt(target: Target) -> None:
+    """A failed attach removes what it wrote; a late bootstrap sees its deadline passed and does nothing."""
+    directory = paths.from_client(target, paths.private_dir(target))
+    prefix = "agent-%d." % target.ns_pid
+    for name in os.listdir(directory):
+        # a queued remote_exec still opens its .boot- file: it stays (harmless: it checks the deadline)
+        if name.startswith(prefix) and not name.endswith(".sock") and ".boot-" not in name:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
 
 
 def _inject_with_ptrace(

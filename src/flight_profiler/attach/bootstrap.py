@@ -21,6 +21,9 @@ _BODY = """
 import sys, threading
 def _fp_agent():
     try:
+        import time
+        if time.time() > %(deadline)r:
+            return  # the client gave up on us and told the user so: leave the target as it was
         alias = %(alias)r
         if alias not in sys.modules:
             with open(%(bundle)r) as fh:
@@ -54,9 +57,15 @@ def bundle_path(socket_path: str) -> str:
     return socket_path[: -len(".sock")] + ".bundle"
 
 
-def source(socket_path: str) -> str:
-    """One expression statement: runs the body in a throwaway namespace, binds nothing in ``__main__``."""
+def source(socket_path: str, deadline: float) -> str:
+    """One expression statement: runs the body in a throwaway namespace, binds nothing in ``__main__``.
+
+    ``deadline`` (``time.time()``) is when the client stops waiting: an agent thread
+    that only gets to run after it (a pending call that fired late, a GIL that was
+    held) does nothing.
+    """
     text = _BODY % {
+        "deadline": deadline,
         "alias": ALIAS,
         "bundle": bundle_path(socket_path),
         "key": "<flight_profiler bundle %s>" % socket_path,
