@@ -73,18 +73,19 @@ def renice(pid: int) -> None:
 def measure(python: str, runs: int, objects: int) -> dict[str, object]:
     target = start_target(python, "prof_mem_pause_target.py", str(objects), timeout=120)
     try:
-        run_cli(target.pid, "mem summary --limit 1")  # attach and warm up, not measured
+        run_cli(target.pid, 'console -c "0"')  # attach, not measured
         renice(target.pid)
-        gaps, walks, counts = [], [], []
-        for _ in range(runs):
-            gap, _, (seconds, result) = window(target, lambda: run_cli(target.pid, "mem summary --limit 5"))
-            gaps.append(gap)
-            walks.append(result["seconds"])
-            counts.append(result["objects"])
-        idle, _, _ = window(target, lambda: time.sleep(max(walks)))
+        # first, on a heap no walk has touched yet: what one gc.get_objects() call costs
         naive, _, (_, result) = window(
             target, lambda: run_cli(target.pid, 'console -c "import gc; len(gc.get_objects())"')
         )
+        gaps, walks, counts = [], [], []
+        for _ in range(runs):
+            gap, _, (_, summary) = window(target, lambda: run_cli(target.pid, "mem summary --limit 5"))
+            gaps.append(gap)
+            walks.append(summary["seconds"])
+            counts.append(summary["objects"])
+        idle, _, _ = window(target, lambda: time.sleep(max(walks)))
         return {
             "max_gap_ms": max(gaps),
             "gaps_ms": gaps,
@@ -132,8 +133,9 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "",
         "- **mem summary**: longest gap over %d runs of `mem summary` (our walk, in slices)." % args.runs,
         "- **idle**: the same thread with nothing running, for as long as the slowest walk (the baseline).",
-        "- **gc.get_objects()**: one `gc.get_objects()` call in the target via `console`, what a heap walk",
-        "  built on it (the reference's) pays in one stall before it even starts.",
+        "- **gc.get_objects()**: one `gc.get_objects()` call in the target via `console` (measured first,",
+        "  before any walk warmed the caches), what a heap walk built on it (the reference's) pays in one",
+        "  stall before it even starts.",
         "",
         "| python | objects walked | walk time | longest gap, mem summary | idle | gc.get_objects() |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -38,7 +39,10 @@ from interpreters import find_interpreters  # noqa: E402
 REFERENCE = "flight-profiler==1.0.7"
 VENVS = os.path.join(HERE, ".venvs")
 OURS_CLI = [sys.executable, "-m", "flight_profiler"]
-NEVER = "args[0] < 0"  # a filter that never matches: the hot function gets 0, 1, 2, ...
+NEVER = "args[0]<0"  # a filter that never matches: the hot function gets 0, 1, 2, ...
+# (no spaces: the reference splits its --cmd on whitespace and ignores quotes; the same filter
+# with spaces, quoted as a shell would, is a scenario of its own)
+NEVER_SPACED = "args[0] < 0"
 BIG = 100000000
 RESULT_MARKERS = ('"kind": "call"', '"kind": "trace"', '"kind": "record"')  # ours, one JSON line per result
 REFERENCE_RESULTS = ("✓ 20", "🔍")  # the reference's first line of a result
@@ -57,8 +61,14 @@ SCENARIOS = [
     Scenario(
         "watch, filter never matches",
         "hot",
-        "watch __main__ hot -f '%s' -n 5" % NEVER,
-        "watch __main__ hot -f '%s' -n 5" % NEVER,
+        "watch __main__ hot -f %s -n 5" % NEVER,
+        "watch __main__ hot -f %s -n 5" % NEVER,
+    ),
+    Scenario(
+        "watch, filter with spaces never matches",
+        "hot",
+        "watch __main__ hot -f %s -n 5" % shlex.quote(NEVER_SPACED),
+        "watch __main__ hot -f %s -n 5" % shlex.quote(NEVER_SPACED),
     ),
     Scenario("watch, every call shown", "hot", "watch __main__ hot -n %d" % BIG, "watch __main__ hot -n %d" % BIG),
     Scenario(
@@ -71,8 +81,8 @@ SCENARIOS = [
     Scenario(
         "watch, client SIGKILLed",
         "hot",
-        "watch __main__ hot -f '%s' -n 5" % NEVER,
-        "watch __main__ hot -f '%s' -n 5" % NEVER,
+        "watch __main__ hot -f %s -n 5" % NEVER,
+        "watch __main__ hot -f %s -n 5" % NEVER,
         stop=signal.SIGKILL,
     ),
 ]
@@ -80,7 +90,8 @@ SCENARIOS = [
 
 @dataclass
 class Outcome:
-    during: float | None = None  # share of the baseline rate
+    during: float | None = None  # share of the baseline rate, per CPU second of the target
+    during_wall: float | None = None  # the same per wall-clock second (the machine's other load shows)
     after: float | None = None
     rss_growth_mb: float | None = None
     rss_left_mb: float | None = None
@@ -93,7 +104,7 @@ class Outcome:
 class Target:
     """The benchmark workload process and its tick stream."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, attach_first: Any = None) -> None:
         self.proc = subprocess.Popen(
             [python, os.path.join(HERE, "overhead_target.py")],
             stdin=subprocess.PIPE,
@@ -104,9 +115,12 @@ class Target:
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("benchmark target did not start")
-        self.ticks: list[tuple[float, int, int]] = []
+        self.ticks: list[tuple[float, int, int, float]] = []
         self.lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
+        if attach_first is not None:  # the agent's own footprint is then part of every baseline
+            client = attach_first(self.pid, "getglobal __main__ MODE")
+            client.proc.wait(120)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -114,7 +128,7 @@ class Target:
             parts = line.split()
             if parts and parts[0] == "tick":
                 with self.lock:
-                    self.ticks.append((float(parts[1]), int(parts[2]), int(parts[3])))
+                    self.ticks.append((float(parts[1]), int(parts[2]), int(parts[3]), float(parts[4])))
 
     @property
     def pid(self) -> int:
@@ -128,16 +142,21 @@ class Target:
         self.proc.stdin.write(name + "\n")
         self.proc.stdin.flush()
 
-    def measure(self, seconds: float) -> tuple[float, int, int]:
-        """(calls per second, peak RSS kB, last RSS kB) over the next ``seconds``."""
+    def measure(self, seconds: float) -> tuple[float, float, int, int]:
+        """(calls per CPU second, calls per wall second, peak RSS kB, last RSS kB) over the next ``seconds``.
+
+        Per CPU second of the target process (all its threads, the agent's included): the other
+        processes on the machine then matter much less than they do to a wall-clock rate.
+        """
         start = time.monotonic()
         time.sleep(seconds)
         with self.lock:
             window = [tick for tick in self.ticks if tick[0] >= start]
         if len(window) < 2:
-            return 0.0, 0, 0
-        (t0, c0, _), (t1, c1, rss) = window[0], window[-1]
-        return (c1 - c0) / (t1 - t0), max(tick[2] for tick in window), rss
+            return 0.0, 0.0, 0, 0
+        (t0, c0, _, cpu0), (t1, c1, rss, cpu1) = window[0], window[-1]
+        per_cpu = (c1 - c0) / (cpu1 - cpu0) if cpu1 > cpu0 else 0.0
+        return per_cpu, (c1 - c0) / (t1 - t0), max(tick[2] for tick in window), rss
 
     def stop(self) -> None:
         if self.alive():
@@ -148,8 +167,8 @@ class Target:
 class Client:
     """A CLI running one command; counts the lines of results it prints."""
 
-    def __init__(self, argv: list[str], started_marker: str) -> None:
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def __init__(self, argv: list[str], started_marker: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.lines = 0
         self.results = 0
         self.started = threading.Event()
@@ -184,7 +203,8 @@ def ours(pid: int, command: str) -> Client:
 
 
 def reference(venv: str, pid: int, command: str) -> Client:
-    return Client([os.path.join(venv, "bin", "flight_profiler"), str(pid), "--cmd", command, "--no-color"], "Ctrl-C")
+    argv = [os.path.join(venv, "bin", "flight_profiler"), str(pid), "--cmd", command, "--no-color"]
+    return Client(argv, "Ctrl-C", env={**os.environ, "PYTHONUNBUFFERED": "1"})  # its lines as they come
 
 
 def run_scenario(target: Target, scenario: Scenario, start: Any, seconds: float) -> Outcome:
@@ -192,8 +212,8 @@ def run_scenario(target: Target, scenario: Scenario, start: Any, seconds: float)
     outcome = Outcome()
     target.workload(scenario.workload)
     time.sleep(1.0)
-    base_rate, _, base_rss = target.measure(seconds)
-    outcome.baseline = base_rate
+    base, base_wall, _, base_rss = target.measure(seconds)
+    outcome.baseline = base
     client = start(target.pid)
     if not client.started.wait(60) or (client.proc.poll() is not None and client.lines == 0):
         client.stop(signal.SIGKILL)
@@ -201,9 +221,10 @@ def run_scenario(target: Target, scenario: Scenario, start: Any, seconds: float)
         return outcome
     time.sleep(1.0)
     results_before = client.results
-    rate, peak_rss, _ = target.measure(seconds)
+    rate, wall, peak_rss, _ = target.measure(seconds)
     outcome.results_per_s = (client.results - results_before) / seconds
-    outcome.during = rate / base_rate if base_rate else None
+    outcome.during = rate / base if base else None
+    outcome.during_wall = wall / base_wall if base_wall else None
     outcome.rss_growth_mb = (peak_rss - base_rss) / 1024.0
     client.stop(scenario.stop)
     if not target.alive():
@@ -211,8 +232,8 @@ def run_scenario(target: Target, scenario: Scenario, start: Any, seconds: float)
         outcome.note = "target died (exit %s)" % target.proc.returncode
         return outcome
     time.sleep(1.5)
-    after, _, after_rss = target.measure(seconds)
-    outcome.after = after / base_rate if base_rate else None
+    after, _, _, after_rss = target.measure(seconds)
+    outcome.after = after / base if base else None
     outcome.rss_left_mb = (after_rss - base_rss) / 1024.0
     outcome.survived = target.alive()
     if not outcome.survived:
@@ -254,7 +275,7 @@ def bench_python(label: str, python: str, seconds: float, only: str | None) -> l
     if only in (None, "reference"):
         tools.append(("reference 1.0.7", (lambda pid, command: reference(venv, pid, command)) if venv else None))
     for tool, start in tools:
-        target = Target(target_python)
+        target = Target(target_python, attach_first=start)
         try:
             for scenario in SCENARIOS:
                 if start is None:
@@ -282,7 +303,7 @@ def bench_python(label: str, python: str, seconds: float, only: str | None) -> l
                 print(_line(rows[-1]), flush=True)
                 if not target.alive():
                     target.stop()
-                    target = Target(target_python)
+                    target = Target(target_python, attach_first=start)
         finally:
             target.stop()
     return rows
@@ -298,11 +319,12 @@ def _mb(value: float | None) -> str:
 
 def _line(row: dict[str, Any]) -> str:
     o: Outcome = row["outcome"]
-    return "| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    return "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         row["python"],
         row["scenario"],
         row["tool"],
         _pct(o.during),
+        _pct(o.during_wall),
         "-" if o.results_per_s is None else "%.0f" % o.results_per_s,
         _mb(o.rss_growth_mb),
         _pct(o.after),
@@ -312,8 +334,8 @@ def _line(row: dict[str, Any]) -> str:
 
 
 HEADER = (
-    "| Python | scenario | tool | throughput during | results/s | RSS growth during | throughput after "
-    "| RSS left after | target survived |\n|---|---|---|---|---|---|---|---|---|"
+    "| Python | scenario | tool | throughput during | (wall clock) | results/s | RSS growth during "
+    "| throughput after | RSS left after | target survived |\n|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -339,10 +361,14 @@ def write_results(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "",
         "Produced by `bench/overhead.py --pythons %s --seconds %g` on %s (%d CPUs); not a test."
         % (args.pythons, args.seconds, time.strftime("%Y-%m-%d"), os.cpu_count() or 0),
-        "Throughput is the workload's calls per second as a share of the same target's rate measured",
-        "right before the command (hot: a one-line function in a loop; method: a method making 200",
-        "calls of a one-line function). *After* is measured 1.5 s after the client was stopped",
-        "(Ctrl-C, or SIGKILL where the scenario says so). RSS is the target's resident memory.",
+        "Throughput is the workload's calls per CPU second of the target process (all its threads,",
+        "the agent's included) as a share of the same target's rate measured right before the command",
+        "(hot: a one-line function in a loop; method: a method making 200 calls of a one-line",
+        "function); per CPU second because the machine is shared and its load varies, which a",
+        "wall-clock rate (next column) shows too. *After* is measured 1.5 s after the client was stopped",
+        "(Ctrl-C, or SIGKILL where the scenario says so). RSS is the target's resident memory; each",
+        "tool's agent is attached (one `getglobal`) before the first baseline, so its own footprint",
+        "is not counted as growth. Results/s: results the client received per second.",
         "",
         HEADER,
     ]

@@ -1,7 +1,7 @@
 """Workload for bench/overhead.py: a hot one-line function, or a method with 200 sub-calls.
 
 Reads the workload name from stdin ("hot" or "method"); prints
-"tick <monotonic> <calls so far> <rss kB>" every 0.2 s. Stdlib only.
+"tick <monotonic> <calls so far> <rss kB> <process CPU seconds>" every 0.2 s. Stdlib only.
 """
 
 import sys
@@ -51,7 +51,7 @@ def rss_kb():
 def reporter():
     while True:
         time.sleep(0.2)
-        print("tick %.4f %d %d" % (time.monotonic(), COUNT[0], rss_kb()), flush=True)
+        print("tick %.4f %d %d %.4f" % (time.monotonic(), COUNT[0], rss_kb(), time.process_time()), flush=True)
 
 
 def control():

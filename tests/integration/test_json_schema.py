@@ -99,20 +99,49 @@ def test_every_command_has_a_schema_a_section_and_real_output_checked() -> None:
     assert not missing, "\n".join(missing)
 
 
+class Demo:
+    """The demo service, its stderr kept so that a crash can be explained."""
+
+    def __init__(self, python: str, stderr_path: str) -> None:
+        self.stderr = open(stderr_path, "w+")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([python, SERVICE], stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().startswith("demo service running")
+        self.pid = self.proc.pid
+
+    def check_alive(self, after: str) -> None:
+        code = self.proc.poll()
+        if code is not None:
+            self.stderr.seek(0)
+            raise AssertionError("the target died (exit %s) after %r:\n%s" % (code, after, self.stderr.read()[-2000:]))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            cli(self.pid, "detach")
+            self.proc.kill()
+        self.proc.wait(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        self.stderr.close()
+
+
 @pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
-def demo(request: pytest.FixtureRequest) -> Iterator[int]:
-    proc = subprocess.Popen([request.param[1], SERVICE], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().startswith("demo service running")
-    yield proc.pid
-    cli(proc.pid, "detach")
-    proc.kill()
-    proc.wait(10)
-    proc.stdout.close()
+def demo_service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    service = Demo(request.param[1], str(tmp_path_factory.mktemp("demo") / "stderr.txt"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def demo(demo_service: Demo) -> int:
+    demo_service.check_alive("the previous test")
+    return demo_service.pid
 
 
 @pytest.mark.parametrize("line", CASES)
-def test_real_output_matches_the_schema(demo: int, line: str, tmp_path: Any) -> None:
-    result = cli(demo, line.replace("{demo}", SERVICE).replace("{tmp}", str(tmp_path)))
+def test_real_output_matches_the_schema(demo_service: Demo, line: str, tmp_path: Any) -> None:
+    demo_service.check_alive("the previous test")
+    result = cli(demo_service.pid, line.replace("{demo}", SERVICE).replace("{tmp}", str(tmp_path)))
+    demo_service.check_alive(line)  # no command may take the target down
     assert result.records, (line, result.stderr)
     for record in result.records:
         assert not problems(record), (line, record, problems(record))

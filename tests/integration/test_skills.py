@@ -3,8 +3,9 @@
 Coverage is derived from the registries, so a new command or option fails here until a
 skill documents it: the commands of cli/registry.py (hidden ones excepted), the shell
 built-ins, the main program's options and the top-level subcommands (ps, install-skills,
-mcp). The examples are re-run against the demo service (and a pre-fork server for ps) on
-the oldest and the newest interpreter; regenerate them with tools/gen_skill_examples.py.
+mcp). The examples are re-run against the demo service (a fresh one per skill, as when they
+were generated), a pre-fork server for ps and a small PyTorch model for torch, on the oldest
+and the newest interpreter; regenerate them with tools/gen_skill_examples.py.
 """
 
 from __future__ import annotations
@@ -120,6 +121,12 @@ def test_commands_that_change_the_target_say_so() -> None:
         )
 
 
+def test_the_overview_lists_every_command() -> None:
+    attach = next(skill for skill in SKILLS if skill.name == "flight-profiler-attach")
+    missing = [spec.name for spec in registry.visible() if "| `%s` |" % spec.name not in attach.text]
+    assert not missing, "add to the Commands table of flight-profiler-attach: %s" % ", ".join(missing)
+
+
 def test_examples_hold_generated_output() -> None:
     for skill, _, example in EXAMPLES:
         assert example.body.startswith("```text\n$ flight_profiler "), (
@@ -136,28 +143,83 @@ def test_marked_commands_exist() -> None:
             assert match.group(1) in known, "%s: example uses unknown command %r" % (skill.name, match.group(1))
 
 
-@pytest.fixture(scope="module", params=EDGES, ids=[i for i, _ in EDGES])
-def subs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Substitutions]:
-    tmp = str(tmp_path_factory.mktemp("examples"))
-    demo = subprocess.Popen([request.param[1], SERVICE], stdout=subprocess.PIPE, text=True)
-    gunicorn = os.path.join(tmp, "gunicorn")
-    shutil.copy(os.path.join(TARGETS, "ps_prefork.py"), gunicorn)
-    prefork = subprocess.Popen([request.param[1], gunicorn, "--workers", "2"], stdout=subprocess.PIPE, text=True)
-    for proc in (demo, prefork):
+class Targets:
+    """A fresh demo service for each skill (its examples ran on a fresh one too), one pre-fork server."""
+
+    def __init__(self, python: str, tmp: str) -> None:
+        self.python = python
+        self.tmp = tmp
+        gunicorn = os.path.join(tmp, "gunicorn")
+        shutil.copy(os.path.join(TARGETS, "ps_prefork.py"), gunicorn)
+        self.prefork = self._start([python, gunicorn, "--workers", "2"])
+        self.skill = ""
+        self.demo: subprocess.Popen[str] | None = None
+
+    def for_skill(self, skill: str) -> Substitutions:
+        if skill != self.skill or self.demo is None:
+            self._stop_demo()
+            self.demo, self.skill = self._start([self.python, SERVICE]), skill
+        values = {"pid": str(self.demo.pid), "prefork": str(self.prefork.pid), "demo": SERVICE, "tmp": self.tmp}
+        return Substitutions(values)
+
+    def close(self) -> None:
+        self._stop_demo()
+        self._stop(self.prefork)
+
+    @staticmethod
+    def _start(argv: list[str]) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stdout.readline()
-    yield Substitutions({"pid": str(demo.pid), "prefork": str(prefork.pid), "demo": SERVICE, "tmp": tmp})
-    subprocess.run([sys.executable, "-m", "flight_profiler", str(demo.pid), "--cmd", "detach"], check=False)
-    for proc in (demo, prefork):
+        return proc
+
+    def _stop_demo(self) -> None:
+        if self.demo is not None:
+            subprocess.run(
+                [sys.executable, "-m", "flight_profiler", str(self.demo.pid), "--cmd", "detach"], check=False
+            )
+            self._stop(self.demo)
+            self.demo = None
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen[str]) -> None:
         proc.kill()
         proc.wait(10)
         assert proc.stdout is not None
         proc.stdout.close()
 
 
+@pytest.fixture(scope="module", params=EDGES, ids=[i for i, _ in EDGES])
+def targets(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Targets]:
+    running = Targets(request.param[1], str(tmp_path_factory.mktemp("examples")))
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def torch_pid() -> Iterator[int]:
+    """The small PyTorch model the torch skill's examples ran against (its venv: ensure_torch_env.sh)."""
+    python = os.path.join(os.path.dirname(TARGETS), "..", "bench", ".venvs", "torch311", "bin", "python")
+    if not os.access(python, os.X_OK):
+        pytest.skip("no torch venv (tests/targets/ensure_torch_env.sh makes it)")
+    proc = subprocess.Popen([python, os.path.join(TARGETS, "prof_torch_target.py")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+    yield proc.pid
+    subprocess.run([sys.executable, "-m", "flight_profiler", str(proc.pid), "--cmd", "detach"], check=False)
+    proc.kill()
+    proc.wait(10)
+    proc.stdout.close()
+
+
 @pytest.mark.parametrize(
     ("skill", "index", "example"), EXAMPLES, ids=["%s-%d" % (skill.name[16:], index) for skill, index, _ in EXAMPLES]
 )
-def test_example_runs(subs: Substitutions, skill: Skill, index: int, example: Example) -> None:
+def test_example_runs(
+    targets: Targets, skill: Skill, index: int, example: Example, request: pytest.FixtureRequest
+) -> None:
+    subs = targets.for_skill(skill.name)
+    if example.needs == "torch":
+        subs = Substitutions(dict(subs.values, torch=str(request.getfixturevalue("torch_pid"))))
+    _check_needs(example, int(subs.values["pid"]))
     proc = run_example(example, subs)
     failed = proc.returncode != 0
     assert failed == example.fails, "%s: `%s` exited %d\n%s%s" % (
@@ -170,6 +232,19 @@ def test_example_runs(subs: Substitutions, skill: Skill, index: int, example: Ex
     assert "Traceback (most recent call last)" not in proc.stderr
     if example.is_json:
         _same_shape(json_records(example.stored_output()), json_records(proc.stdout), example)
+
+
+def _check_needs(example: Example, pid: int) -> None:
+    """Skip examples whose requirement this target does not meet (a stripped interpreter for gilstat)."""
+    if example.needs == "gil-symbols":
+        from flight_profiler.commands.gilstat.probe import GilUnavailable, find_functions
+
+        try:
+            find_functions(pid)
+        except GilUnavailable as exc:
+            pytest.skip(str(exc))
+    elif example.needs and example.needs != "torch":
+        raise AssertionError("unknown requirement needs=%s in `%s`" % (example.needs, example.args))
 
 
 def _same_shape(stored: list[dict[str, Any]], fresh: list[dict[str, Any]], example: Example) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from instr_helpers import assert_clean, cli_many, of_kind, start_instr, state
+from instr_helpers import assert_clean, background, cli_many, of_kind, start_instr, state
 from interpreters import find_interpreters
 from support import RunningTarget, cli
 
@@ -92,6 +93,16 @@ def test_coroutine_awaits_and_generator_yields(target: RunningTarget) -> None:
     assert [child["name"] for child in tree["children"]] == ["[yield]"] * 3
     tree = of_kind(asyncgen, "trace")[0]["root"]
     assert names(tree).count("[await] NoneType") == 3 or names(tree).count("[await] None") == 3
+    assert_clean(target.pid, target.extra["globals"])
+
+
+def test_other_hooks_and_recursion_are_seen_through(target: RunningTarget) -> None:
+    watch = background(target.pid, "watch __main__ validate -f 'args[0] is None' -n 1")  # a hook inside the tree
+    tree = of_kind(cli(target.pid, "trace __main__ Shop order -n 1 -i 0"), "trace")[0]["root"]
+    watch.proc.send_signal(signal.SIGINT)
+    assert watch.proc.wait(10) == 0
+    assert [shape(child)[0] for child in tree["children"]] == ["validate", "compute_price"]
+    assert all("flight_profiler" not in name and "_fp_" not in name for name in names(tree))
     assert_clean(target.pid, target.extra["globals"])
 
 

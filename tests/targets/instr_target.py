@@ -231,7 +231,14 @@ def state():
         "logger": logger,
         "profiler_intact": PROFILER_INTACT[-1:] == [True] and PROFILE_EVENTS[0] > 0,
         "monitoring": _monitoring_tools(),
+        "installed": _agent_hooks(),
     }
+
+
+def _agent_hooks():
+    """What the agent's hook registry holds (an agent that never hooked anything has none)."""
+    hooks = sys.modules.get("_flight_profiler.services.hooks")
+    return hooks.installed() if hooks is not None else []
 
 
 def _monitoring_tools():

@@ -16,7 +16,7 @@ N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 
 
 class Item:
-    __slots__ = ("value", "tags")
+    __slots__ = ("tags", "value")
 
     def __init__(self, value):
         self.value = value

@@ -50,3 +50,14 @@ def test_built_lines_are_quoted_and_bounded() -> None:
     assert _with_count("vmtool", "vmtool -a forceGc", 3) == "vmtool -a forceGc -n 3"
     assert _with_count("vmtool", "vmtool -a forceGc -n 5", 3) == "vmtool -a forceGc -n 5"
     assert _with_count("nosuch", "nosuch", 3) == "nosuch"
+
+
+def test_local_commands_must_end_before_the_time_limit() -> None:
+    from flight_profiler.mcp.executor import _check_bounded
+
+    _check_bounded(*parse("perf -d 1 -f /tmp/fp-unit.svg"), time_limit=5)
+    with pytest.raises(UsageError, match="runs until stopped"):
+        _check_bounded(*parse("perf -f /tmp/fp-unit.svg"), time_limit=5)
+    with pytest.raises(UsageError, match="would outlast"):
+        _check_bounded(*parse("perf -d 10 -f /tmp/fp-unit.svg"), time_limit=5)
+    _check_bounded(*parse("getglobal m x"), time_limit=5)  # agent commands are cancelled at the limit

@@ -29,6 +29,8 @@ HANDLERS: dict[str, str] = {
     "tt": ".commands.tt.agent",
     "reload": ".commands.reload.agent",
     "mem": ".commands.mem.agent",
+    "gilstat": ".commands.gilstat.agent",
+    "torch": ".commands.torch.agent",
 }
 
 

@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "reload": "flight_profiler.commands.reload.client",
     "mem": "flight_profiler.commands.mem.client",
     "perf": "flight_profiler.commands.perf.client",
+    "gilstat": "flight_profiler.commands.gilstat.client",
+    "torch": "flight_profiler.commands.torch.client",
 }
 
 # handled by the shell itself, not by a command folder

@@ -72,6 +72,17 @@ def parse(line: str) -> tuple[CommandSpec, Request]:
     return spec, request
 
 
+def _check_bounded(spec: CommandSpec, request: Request, time_limit: float) -> None:
+    """Commands run here (perf, gilstat) stop at their duration only: it must end before the time limit."""
+    if spec.run_local is None or not spec.runs_locally(request) or "duration" not in request:
+        return
+    duration = request["duration"]
+    if duration is None:
+        raise UsageError("%s runs until stopped: give it -d SECONDS (shorter than the time limit)" % spec.name)
+    if duration >= time_limit:
+        raise UsageError("%s -d %g would outlast the time limit of %g s" % (spec.name, duration, time_limit))
+
+
 class Executor:
     """Runs one call at a time per target; a fresh Runner per call (it reuses the agent already there)."""
 
@@ -86,6 +97,7 @@ class Executor:
         spec, request = parse(line)
         if self.read_only and changes_target(spec, request):
             raise UsageError("'%s' would change the target, and this MCP server is read-only" % line)
+        _check_bounded(spec, request, time_limit)
         with self._lock_for(pid, time_limit):
             collector = Collector()
             runner = self._start(pid, collector, time_limit)

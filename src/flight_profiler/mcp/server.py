@@ -441,13 +441,16 @@ def _command(tools: Tools, add: Adder) -> None:
     ) -> dict[str, Any]:
         return await tools.call(pid, line, timeout_s)
 
-    names = ", ".join(spec.name for spec in registry.visible())
+    specs = registry.visible()
+    names = ", ".join(spec.name for spec in specs)
+    changing = ", ".join(spec.name for spec in specs if spec.changes_target)
     add(
         command,
         "command",
         "Run any flight_profiler command line against the target, as `flight_profiler <pid> --cmd LINE` would "
-        "(commands: %s). Prefer the dedicated tools. %ssome commands do: console runs your code in the target, "
-        "reload replaces functions, tt -p replays calls, vmtool -a forceGc collects garbage." % (names, CHANGES),
+        "(commands: %s). Prefer the dedicated tools. %sthese commands can: %s (console runs your code, reload "
+        "replaces functions, tt -p replays calls, vmtool -a forceGc collects garbage). Commands that run until "
+        "stopped (perf, gilstat) need -d SECONDS below timeout_s." % (names, CHANGES, changing),
         changes=True,
     )
 

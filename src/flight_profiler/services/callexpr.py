@@ -28,16 +28,18 @@ EXIT_ONLY = ("return_obj", "cost")
 
 # ``target`` for a method is its first argument (self, or cls for a classmethod)
 _TARGET = {True: "args[0] if args else None", False: "None"}
+# the hooks pass None for the kwargs of a function that has no keyword parameters (no dict to build)
+_KWARGS = "    kwargs = {} if kwargs is None else kwargs\n"
 
 _EVAL = """def _fp_eval(args, kwargs, return_obj, cost):
-    target = %s
+%s    target = %s
     return (
 %s
 )
 """
 
 _GATE = """def _fp_gate(args, kwargs):
-    target = %s
+%s    target = %s
     try:
         if not (
 %s
@@ -62,10 +64,11 @@ class CallExpression:
                 "%r uses %s, not known here; it can use %s" % (source, ", ".join(unavailable), ", ".join(names))
             )
         self.needs_exit = any(name in used for name in EXIT_ONLY)
+        self.prologue = _KWARGS if "kwargs" in used else ""
 
     def evaluator(self, is_method: bool) -> Callable[[Any, Any, Any, Any], Any]:
         """``f(args, kwargs, return_obj, cost)`` -> the value; raises what the expression raises."""
-        made: Any = _build(_EVAL % (_TARGET[is_method], self.source), "_fp_eval", {})
+        made: Any = _build(_EVAL % (self.prologue, _TARGET[is_method], self.source), "_fp_eval", {})
         return made  # type: ignore[no-any-return]
 
     def gate(self, is_method: bool, on_pass: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -76,7 +79,7 @@ class CallExpression:
         exception in the expression passes the call on with the error, so it
         is shown as that call's result.
         """
-        made: Any = _build(_GATE % (_TARGET[is_method], self.source), "_fp_gate", {"_fp_pass": on_pass})
+        made: Any = _build(_GATE % (self.prologue, _TARGET[is_method], self.source), "_fp_gate", {"_fp_pass": on_pass})
         return made  # type: ignore[no-any-return]
 
 

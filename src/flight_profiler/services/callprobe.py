@@ -107,7 +107,7 @@ class CallProbe:
         now = perf_counter()
         if now < self.bucket.next_ok or self.closed:  # no token before next_ok: no need for the lock
             if not self.closed:
-                self.bucket.skip()
+                self.bucket.skipped_total += 1
             return None
         return now
 
@@ -117,7 +117,7 @@ class CallProbe:
             return Failed(now, error)
         if now < self.bucket.next_ok or self.closed:
             if not self.closed:
-                self.bucket.skip()
+                self.bucket.skipped_total += 1
             return None
         return now
 

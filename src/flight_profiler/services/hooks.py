@@ -10,12 +10,14 @@ to the probes. Removing the last probe puts back the exact code object the
 function had - or the one ``reload`` swapped in meanwhile.
 
 Why not ``sys.monitoring`` on 3.12+: its callbacks see a code object and an
-offset, not the arguments; reading them through ``sys._getframe().f_locals``
-costs more than the whole call of a small function (measured: +0.8 to +1.7 us
-per call on 3.12/3.13 against +0.2 to +0.5 us for this wrapper), and the
-filters of ``watch``/``trace`` need the arguments on every call. One mechanism
-on every version also means one set of behaviours to test. Why not
-``sys.setprofile``: it slows every call in the process, not one function.
+offset, not the arguments; reading them through ``sys._getframe(1).f_locals``
+costs more than the whole call of a small function (measured here: +0.5 to
++1.7 us per call on 3.12-3.14, against +0.1 to +0.2 us for this wrapper with a
+filter on the arguments), and the filters of ``watch``/``trace`` need the
+arguments on every call. One mechanism on every version also means one set of
+behaviours to test, and nothing to coordinate with debuggers or coverage tools
+over monitoring tool ids. Why not ``sys.setprofile``: it slows every call in
+the process, not one function.
 
 What the wrapper costs the program's meaning: one more frame on the stack
 while a hooked function runs (file ``<flight_profiler hook>``), visible in
@@ -38,7 +40,8 @@ Probes (``watch``, ``trace``, ``tt``) provide::
     drive(state, inner) -> inner, or a generator stepping it (trace)
 
 ``args`` is the tuple of positional parameter values (``*args`` included),
-``kwargs`` the dict of keyword-only parameters and ``**kwargs``. Several
+``kwargs`` the dict of keyword-only parameters and ``**kwargs`` - or None for a
+function that has neither (one dict less to build on every call). Several
 probes may hook the same function; each install is counted and removed on
 its own.
 """
@@ -72,6 +75,9 @@ OWN_WORK: set[int] = set()
 
 _lock = threading.RLock()
 _slots: dict[int, _Slot] = {}  # id(function) -> its patch; the slot keeps the function alive
+# id(wrapper code) -> (wrapper, the code it stands in for), for the closures nested hooks switch:
+# such a closure hooked on its own must get its real code back, not the nested hook's wrapper
+_standing_in: dict[int, tuple[types.CodeType, types.CodeType]] = {}
 
 
 def code_kind(code: types.CodeType) -> str:
@@ -89,7 +95,12 @@ def real_code(func: types.FunctionType) -> types.CodeType:
     """The function's own code, also while a hook's wrapper stands in for it."""
     with _lock:
         slot = _slots.get(id(func))
-        return slot.original if slot is not None else func.__code__
+        return slot.original if slot is not None else _own_code(func.__code__)
+
+
+def _own_code(code: types.CodeType) -> types.CodeType:
+    entry = _standing_in.get(id(code))
+    return entry[1] if entry is not None and entry[0] is code else code
 
 
 def install(func: types.FunctionType, probe: Any, nested: types.CodeType | None = None) -> Handle:
@@ -185,7 +196,7 @@ class _Slot:
 
     def __init__(self, func: types.FunctionType) -> None:
         self.func = func
-        self.original = func.__code__  # the function's own code (reload may change it)
+        self.original = _own_code(func.__code__)  # the function's own code (reload may change it)
         self.direct: _FunctionHook | None = None
         self.nested: dict[types.CodeType, _NestedHook] = {}
         self.installed_code: types.CodeType | None = None  # what we last set as func.__code__
@@ -321,6 +332,7 @@ class _NestedHook(_Hook):
         self.outer = outer
         self.code = code
         self.wrapper = _make_wrapper(code, self, nested=True)
+        _standing_in[id(self.wrapper)] = (self.wrapper, code)
         if not code.co_freevars:  # a nested function that uses no outer variable: one shadow serves all
             self.shadow = types.FunctionType(code, outer.__globals__, code.co_name)
 
@@ -337,6 +349,7 @@ class _NestedHook(_Hook):
         """Every closure made while hooked (or adopted) gets the real code back."""
         for func in _functions_with(self.wrapper):
             func.__code__ = self.code
+        _standing_in.pop(id(self.wrapper), None)
 
     def root_code(self) -> types.CodeType:
         return self.code
@@ -433,9 +446,8 @@ class _Params:
         self.declare = ", ".join(declared)
         packed = "(%s)" % "".join(name + ", " for name in positional)
         self.args = packed + (" + " + varargs if varargs else "")
-        self.kwargs = "{%s}" % ", ".join(
-            ["%r: %s" % (name, name) for name in keyword] + (["**" + varkw] if varkw else [])
-        )
+        packed_keywords = ["%r: %s" % (name, name) for name in keyword] + (["**" + varkw] if varkw else [])
+        self.kwargs = "{%s}" % ", ".join(packed_keywords) if packed_keywords else "None"
         passed = positional + (["*" + varargs] if varargs else []) + ["%s=%s" % (n, n) for n in keyword]
         self.call = ", ".join(passed + (["**" + varkw] if varkw else []))
         self.names = set(positional + keyword + [n for n in (varargs, varkw) if n])

@@ -23,8 +23,8 @@ class TokenBucket:
     A ``rate`` of 0 means no limit. The bucket starts full, so the first
     ``burst`` calls are consecutive: ``watch -n 10`` shows ten calls in a row.
     ``next_ok`` (a ``perf_counter`` time) lets a hot path turn a call away
-    without the lock: before it, no token can be had; ``skip()`` counts such a
-    call (without a lock too: a count lost to a thread switch is tolerable).
+    without the lock: before it, no token can be had; such a call is counted in
+    ``skipped_total`` without the lock too (a count lost to a thread switch is tolerable).
     """
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
@@ -33,8 +33,8 @@ class TokenBucket:
         self.tokens = self.capacity
         self.stamp = perf_counter()
         self.next_ok = 0.0
-        self.skipped = 0  # turned away since the last ``take_skipped``
         self.skipped_total = 0
+        self._reported = 0  # skipped_total when ``take_skipped`` last ran
         self._lock = threading.Lock()
 
     def take(self) -> bool:
@@ -48,20 +48,16 @@ class TokenBucket:
                 self.tokens -= 1.0
                 taken = True
             else:
-                self.skipped += 1
                 self.skipped_total += 1
                 taken = False
             self.next_ok = now if self.tokens >= 1.0 else now + (1.0 - self.tokens) / self.rate
             return taken
 
-    def skip(self) -> None:
-        self.skipped += 1
-        self.skipped_total += 1
-
     def take_skipped(self) -> int:
         """Calls turned away since the previous call (reported with the next result)."""
         with self._lock:
-            count, self.skipped = self.skipped, 0
+            total = self.skipped_total
+            count, self._reported = total - self._reported, total
         return count
 
 

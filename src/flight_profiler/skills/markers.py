@@ -25,7 +25,9 @@ Examples::
 The marker holds the argv after ``flight_profiler``; ``{pid}`` is the demo service's pid,
 ``{demo}`` its source file, ``{prefork}`` the master of a pre-fork server started as
 ``gunicorn`` (tests/targets/ps_prefork.py), ``{tmp}`` a scratch directory. ``example fails:`` marks an
-example whose point is the error it shows.
+example whose point is the error it shows; ``example needs=gil-symbols:`` one that only runs
+against an interpreter that keeps its symbols (gilstat), ``needs=torch`` one that runs against
+``{torch}``, a small PyTorch model (tests/targets/prof_torch_target.py).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any, NamedTuple
 
 _OPTIONS = re.compile(r"<!-- options: (?P<key>[^>]+?) -->\n(?P<body>.*?)<!-- /options -->", re.S)
 _EXAMPLE = re.compile(
-    r"<!-- example(?P<fails> fails)?: (?P<args>.+?) -->\n(?P<body>.*?)<!-- /example -->",
+    r"<!-- example(?P<fails> fails)?(?: needs=(?P<needs>[\w-]+))?: (?P<args>.+?) -->\n(?P<body>.*?)<!-- /example -->",
     re.S,
 )
 _CODE = re.compile(r"`([^`]+)`")
@@ -49,6 +51,7 @@ EXAMPLE_TIMEOUT = 90.0
 class Example(NamedTuple):
     args: str  # as in the marker, with the placeholders
     fails: bool
+    needs: str  # what the target must offer for the example to run ("gil-symbols"), or ""
     body: str  # what is stored between the markers
     start: int  # where the body starts in the file's text
     end: int
@@ -66,7 +69,7 @@ class Example(NamedTuple):
 class Substitutions(NamedTuple):
     """Placeholder values: pids of the running examples' targets and paths."""
 
-    values: dict[str, str]  # "pid", "prefork" (pids); "demo", "tmp" (paths)
+    values: dict[str, str]  # "pid", "prefork", "torch" (pids); "demo", "tmp" (paths)
 
     def apply(self, args: str) -> str:
         for name, value in self.values.items():
@@ -75,7 +78,10 @@ class Substitutions(NamedTuple):
 
     def shown(self, args: str) -> str:
         """How the command appears in the skill: placeholders for pids, real paths."""
-        return self.apply(args.replace("{pid}", "<pid>").replace("{prefork}", "<master-pid>"))
+        pids = {"{pid}": "<pid>", "{prefork}": "<master-pid>", "{torch}": "<pid>"}
+        for placeholder, shown in pids.items():
+            args = args.replace(placeholder, shown)
+        return self.apply(args)
 
 
 def option_tables(text: str) -> dict[str, set[str]]:
@@ -106,6 +112,7 @@ def examples(text: str) -> list[Example]:
         Example(
             args=match.group("args").strip(),
             fails=bool(match.group("fails")),
+            needs=match.group("needs") or "",
             body=match.group("body"),
             start=match.start("body"),
             end=match.end("body"),

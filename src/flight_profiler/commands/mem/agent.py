@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from itertools import islice
+from types import ModuleType
 
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 
@@ -156,41 +157,12 @@ def _walk(ctx: JobContext, exclude: list[Any]) -> Counts | None:
 
 def _follow(ctx: JobContext, seen: _Seen, by_type: dict[type, list[int]], stack: list[Any]) -> bool:
     """Depth-first over ``gc.get_referents``, a batch at a time, yielding the GIL between batches."""
-    getsizeof = sys.getsizeof
     next_pause = time.monotonic() + WALK_BURST
     while stack:
         batch = stack[-SLICE:]
         del stack[-SLICE:]
-        containers: list[Any] = []
-        weight = 0
-        for obj in batch:
-            kind = type(obj)
-            if kind is _Cursor:
-                _push_chunk(obj, seen, stack)
-                continue
-            entry = by_type.get(kind)
-            if entry is None:
-                entry = by_type[kind] = _OURS if _is_ours(kind) else [0, 0]
-            if entry is _OURS:
-                continue  # the agent's own objects (sessions, jobs, ...) are not the program's
-            entry[0] += 1
-            try:
-                entry[1] += getsizeof(obj)
-            except Exception:  # noqa: BLE001, S110 - a broken __sizeof__ must not stop the walk
-                pass
-            if kind is list or kind is tuple or kind is dict or kind is set or kind is frozenset:
-                length = len(obj)
-                if length > BIG_CONTAINER:
-                    stack.append(_Cursor(obj))  # one get_referents call on it would hold the GIL too long
-                    continue
-                weight += length
-            containers.append(obj)
-            if weight > BIG_CONTAINER:
-                _push_referents(containers, seen, stack)
-                containers, weight = [], 0
+        _count_and_follow(batch, seen, by_type, stack)
         del batch
-        _push_referents(containers, seen, stack)
-        del containers
         if time.monotonic() >= next_pause:
             time.sleep(SLICE_PAUSE)
             next_pause = time.monotonic() + WALK_BURST
@@ -199,7 +171,57 @@ def _follow(ctx: JobContext, seen: _Seen, by_type: dict[type, list[int]], stack:
     return True
 
 
+def _count_and_follow(batch: list[Any], seen: _Seen, by_type: dict[type, list[int]], stack: list[Any]) -> None:
+    """Count each object of ``batch`` by type and push what they refer to."""
+    getsizeof = sys.getsizeof
+    containers: list[Any] = []
+    weight = 0
+    for obj in batch:
+        kind = type(obj)
+        if kind is _Cursor:
+            _push_chunk(obj, seen, stack)
+            continue
+        entry = by_type.get(kind)
+        if entry is None:
+            entry = by_type[kind] = _OURS if _is_ours(kind) else [0, 0, _how_to_follow(kind)]
+        if entry is _OURS:
+            continue  # the agent's own objects (sessions, jobs, ...) are not the program's
+        entry[0] += 1
+        try:
+            entry[1] += getsizeof(obj)
+        except Exception:  # noqa: BLE001, S110 - a broken __sizeof__ must not stop the walk
+            pass
+        if entry[2]:  # a builtin container (len() runs no user code), or a module: its dict
+            if entry[2] == _MODULE:
+                obj = _MODULE_DICT.__get__(obj)
+            length = len(obj)
+            if length > BIG_CONTAINER:
+                stack.append(_Cursor(obj))  # one get_referents call on it would hold the GIL too long
+                continue
+            weight += length
+        containers.append(obj)
+        if weight > BIG_CONTAINER:
+            _push_referents(containers, seen, stack)
+            containers, weight = [], 0
+    _push_referents(containers, seen, stack)
+
+
 _OURS: list[int] = []  # by_type's mark for our own classes
+
+# A module is followed through its __dict__, never through gc.get_referents(module):
+# an extension module's traverse may visit memory that is not a live object. On
+# 3.12.0-3.12.5 _asyncio's visits its free list of future iterators; handing those
+# to Python double-frees them and loops the free list, so the next traverse of
+# _asyncio never ends and the process hangs or crashes (CPython gh-122695; what
+# froze asyncio targets under pympler-based heap walks on 3.12).
+_MODULE_DICT: Any = vars(ModuleType)["__dict__"]  # the getter of md_dict: no user code
+_CONTAINER, _MODULE = 1, 2
+
+
+def _how_to_follow(kind: type) -> int:
+    if kind is list or kind is tuple or kind is dict or kind is set or kind is frozenset:
+        return _CONTAINER
+    return _MODULE if issubclass(kind, ModuleType) else 0
 
 
 def _is_ours(kind: type) -> bool:
@@ -309,14 +331,15 @@ def _agent_objects() -> list[Any]:
 
 def _by_name(by_type: dict[type, list[int]]) -> Counts:
     counts: Counts = {}
-    for kind, (count, size) in by_type.items():
+    for kind, entry in by_type.items():
+        count, size = entry[0], entry[1]
         name = _type_name(kind)
-        entry = counts.get(name)
-        if entry is None:
+        merged = counts.get(name)
+        if merged is None:
             counts[name] = [count, size]
         else:
-            entry[0] += count
-            entry[1] += size
+            merged[0] += count
+            merged[1] += size
     return counts
 
 

@@ -54,6 +54,7 @@ def human(size: float, signed: bool = False) -> str:
 
 def _type_table(rows: list[dict[str, Any]], signed: bool) -> Table:
     from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     table.add_column("type", overflow="fold")
     table.add_column("count" if not signed else "count change", justify="right")

@@ -45,7 +45,7 @@ SUSPENDABLE = hooks.CO_GENERATOR | hooks.CO_COROUTINE | hooks.CO_ASYNC_GENERATOR
 
 # node fields (a list per call: cheaper to make than an object, on the traced thread's hot path)
 WHAT, START, END, CHILDREN, KIND, FRAME = range(6)
-PY, C, WAIT, HIDDEN = 0, 1, 2, 3
+PY, C, WAIT, HIDDEN, THROUGH = 0, 1, 2, 3, 4  # HIDDEN: kept off the tree; THROUGH: its calls go to its parent
 
 _TRACING: set[int] = set()  # threads with a trace running: a traced function that recurses is traced once
 
@@ -72,7 +72,9 @@ class TraceProbe:
         self.internal_errors = 0
         self.full = threading.Event()
         self.done = False  # -n reached: read on every call, so a plain attribute
+        self.stopped = False  # the command ended: invocations still running stop tracing
         self.kind = kind
+        self.own_files = _own_files()
         self.handle: Any = None
         self.filter_source = request.get("filter")
         if self.filter_source:
@@ -140,6 +142,10 @@ class TraceProbe:
     def drive(self, run: TraceRun, inner: Any) -> Any:
         return _step_coroutine(run, inner) if self.kind in ("coroutine", "asyncgen") else _step_generator(run, inner)
 
+    def stop(self) -> None:
+        self.stopped = True
+        self.done = True
+
     def _push_error(self, ident: int, error: BaseException) -> None:
         with self.lock:
             if self.shown >= self.limit or not self.bucket.take():
@@ -163,11 +169,13 @@ class TraceRun:
         self.root_code = root_code
         self.threshold = probe.threshold
         self.max_depth = probe.max_depth
+        self.own_files = probe.own_files
         self.root: list[Any] | None = None
         self.root_frame: Any = None
         self.stack: list[list[Any]] = []
         self.running = False
         self.broken = False
+        self.abandoned = False
         self.nodes = 0
         self.hidden = 0  # calls shorter than -i
         self.truncated = 0  # calls beyond MAX_NODES
@@ -187,6 +195,8 @@ class TraceRun:
     # ---- stepping: the profiler is on only while the invocation's own code runs
 
     def step_in(self) -> bool:
+        if self.probe.stopped:
+            return False  # a coroutine resumed after the command ended: not traced any more
         previous = sys.getprofile()
         if previous is not None and not callable(previous):
             # a C-level profiler (cProfile, yappi) we could not put back exactly: leave this one alone
@@ -205,6 +215,8 @@ class TraceRun:
         return True
 
     def step_out(self, yielded: Any, final: bool) -> None:
+        if self.abandoned:
+            return  # the thread's own profiler is back already
         sys.setprofile(self.previous)
         self.previous = None
         now = perf_counter()
@@ -223,12 +235,15 @@ class TraceRun:
         self.pending_wait = False
         host = self.resume_tip if self.resume_tip is not None else self.root
         if host is not None:
-            self._attach(host, [self.wait_label, self.wait_since, self.wait_until, None, WAIT, None], 1)
+            self._attach(host, 1, [self.wait_label, self.wait_since, self.wait_until, None, WAIT, None])
 
     # ---- the profile function (runs for every call on the traced thread: keep it short)
 
     def event(self, frame: Any, event: str, arg: Any) -> None:
         try:
+            if self.probe.stopped:
+                self._abandon()
+                return
             if self.pending_wait and self.running and not (event == "call" and frame in self.suspended):
                 self._place_wait()
             if event == "call":
@@ -248,6 +263,14 @@ class TraceRun:
             self.broken = True
             self.running = False
 
+    def _abandon(self) -> None:
+        """The command ended while this invocation runs: take the profiler off this thread now."""
+        sys.setprofile(self.previous)
+        self.previous = None
+        self.abandoned = self.broken = True
+        self.running = False
+        _TRACING.discard(self.ident)
+
     def _enter_root(self, frame: Any) -> None:
         now = perf_counter()
         if self.root is None:
@@ -259,18 +282,32 @@ class TraceRun:
     def _enter_py(self, frame: Any) -> None:
         node = self.suspended.pop(frame, None)
         if node is None:
-            node = [frame.f_code, perf_counter(), 0.0, None, PY, frame]
-            self._attach(self.stack[-1], node, len(self.stack))
+            code = frame.f_code
+            if code.co_filename in self.own_files:
+                # a hook's wrapper is see-through (its call of the real function is what counts);
+                # the agent's own code (a probe, a filter) is left out with everything it calls
+                node = [code, 0.0, 0.0, None, THROUGH if code.co_filename == hooks.HOOK_FILE else HIDDEN, frame]
+            else:
+                node = [code, perf_counter(), 0.0, None, PY, frame]
+                self._attach(*self._parent(), node)
         elif self.pending_wait:
             self.resume_tip = node
         self.stack.append(node)
 
     def _enter_c(self, function: Any) -> None:
         node = [function, perf_counter(), 0.0, None, C, None]
-        self._attach(self.stack[-1], node, len(self.stack))
+        self._attach(*self._parent(), node)
         self.stack.append(node)
 
-    def _attach(self, parent: list[Any], node: list[Any], depth: int) -> None:
+    def _parent(self) -> tuple[list[Any], int]:
+        """The open node new calls belong to, and their depth (see-through wrappers skipped)."""
+        stack = self.stack
+        index = len(stack) - 1
+        while stack[index][KIND] == THROUGH:
+            index -= 1
+        return stack[index], index + 1
+
+    def _attach(self, parent: list[Any], depth: int, node: list[Any]) -> None:
         if parent[KIND] == HIDDEN or depth >= self.max_depth:
             node[KIND] = HIDDEN if node[KIND] != WAIT else WAIT
             return
@@ -300,12 +337,14 @@ class TraceRun:
         if node is self.root:
             self.running = False  # finished, or suspended: the stepping driver knows which
             return
+        if node[KIND] >= HIDDEN:
+            return
         if frame.f_code.co_flags & SUSPENDABLE:
             self.suspended[frame] = node  # it may be resumed: keep its node, prune at the end
             return
         node[FRAME] = None
         if now - node[START] < self.threshold:
-            self._prune(stack[-1], node)
+            self._prune(self._parent()[0], node)
 
     def _leave_c(self) -> None:
         stack = self.stack
@@ -314,7 +353,7 @@ class TraceRun:
         node = stack.pop()
         node[END] = now = perf_counter()
         if now - node[START] < self.threshold:
-            self._prune(stack[-1], node)
+            self._prune(self._parent()[0], node)
 
     def _prune(self, parent: list[Any], node: list[Any]) -> None:
         children = parent[CHILDREN]
@@ -357,6 +396,18 @@ class TraceRun:
         if kept:
             out["children"] = kept
         return out
+
+
+def _own_files() -> set[str]:
+    """Files of the agent's code, the hooks' wrappers and the users' expressions: not the target's calls."""
+    package = __name__.split(".", 1)[0]
+    files = {hooks.HOOK_FILE, "<expression>"}
+    for name, module in list(sys.modules.items()):
+        if name == package or name.startswith(package + "."):
+            filename = getattr(module, "__file__", None)
+            if filename:
+                files.add(filename)
+    return files
 
 
 def _count(node: list[Any]) -> int:
@@ -437,10 +488,12 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     probe = TraceProbe(request, target.is_method, hooks.code_kind(code))
     handle = hooks.install(target.func, probe, target.nested)
     probe.handle = handle
+    ctx.add_cleanup(probe.stop)
     ctx.add_cleanup(handle.remove)
     ctx.emit({"kind": "start", **target.describe(), "limit": probe.limit, "budget": probe.budget.share * 100})
     reason = serve(ctx, probe.outbox, probe.full, ctx.emit)
     handle.remove()
+    probe.stop()
     if reason == "cancelled":
         return
     ctx.emit(

@@ -172,7 +172,7 @@ def make_record(
         "is_exception": error is not None,
         "depth": options.depth,
         "args": capture(args, options),
-        "kwargs": capture(kwargs, options),
+        "kwargs": capture({} if kwargs is None else kwargs, options),
     }
     if error is None:
         record["return"] = capture(returned, options)
@@ -311,7 +311,7 @@ def _replay(request: dict[str, Any], ctx: JobContext) -> None:
     returned: Any = None
     error: BaseException | None = None
     try:
-        returned = _finish(target.func(*args, **kwargs), loop, ctx)
+        returned = _finish(target.func(*args, **(kwargs or {})), loop, ctx)
     except CommandFailed:
         raise
     except Exception as exc:  # noqa: BLE001 - the function's exception is the replay's result

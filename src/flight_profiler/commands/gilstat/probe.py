@@ -1,0 +1,370 @@
+"""GIL hooks for ``gilstat`` (client side): find take_gil/drop_gil, hook them with frida.
+
+CPython's ``take_gil`` and ``drop_gil`` are static functions: they are listed only
+in the full symbol table (``.symtab``) of libpython (or of the executable, for a
+static build), never in ``.dynsym``. pyenv builds keep it; stripped builds
+(Debian's, most distribution and static builds) do not, and then there is nothing
+to hook. Compilers may also emit specialised clones (``take_gil.constprop.0`` on
+3.8), which callers use instead of the original: every clone is hooked.
+
+frida (an optional extra) injects its own agent into the target. The counting runs
+there, in C (a frida CModule compiled in the target): per-thread takes, waits,
+holds and drops, and a ring of threshold warnings, all in one block of memory that
+we read every interval. No Python code runs in the target for this, so the counts
+cost the target about a microsecond per GIL switch and never touch the GIL.
+Why the bookkeeping needs no locks: a thread's hold and its slot are written
+between ``take_gil`` returning and ``drop_gil`` being entered, i.e. while that
+thread holds the GIL, so those writes never race each other; the other fields of a
+slot are written only by the thread that owns it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import time
+from typing import Any, NamedTuple
+
+from ...attach import elf, procfs
+from ...errors import CommandError, TargetError
+
+INSTALL_HINT = "gilstat needs frida, an optional extra (about 140 MB): pip install 'flight_profiler[gil]'"
+MAX_THREADS = 1024  # slots of per-thread counters in the target
+RING = 1024  # threshold warnings kept between two reads
+HEADER = 8
+FIELDS = 10  # per slot: tid, takes, wait ns, max wait, holds, hold ns, max hold, drops, drop ns, hold start
+WARN_FIELDS = 4  # tid, kind (1 wait, 2 hold), ns, when (CLOCK_MONOTONIC ns)
+SIZE = (HEADER + MAX_THREADS * FIELDS + RING * WARN_FIELDS) * 8
+SETTLE = 0.3  # seconds between unhooking and unloading: calls in flight return through frida's code
+_FREE_THREADED = re.compile(r"^(lib)?python3\.\d+t\b")
+_VARIANTS = ("", ".constprop.0", ".constprop.1", ".isra.0")  # compiler clones callers may use instead
+
+
+class GilUnavailable(TargetError):
+    """This interpreter build cannot be hooked (stripped, free-threaded)."""
+
+
+class GilFunctions(NamedTuple):
+    path: str  # the file that holds them (libpython, or the executable of a static build)
+    take: list[int]  # runtime addresses of take_gil and its clones
+    drop: list[int]
+
+
+class ThreadStats(NamedTuple):
+    tid: int
+    takes: int
+    wait_ns: int
+    wait_max_ns: int
+    holds: int
+    hold_ns: int
+    hold_max_ns: int
+    drops: int
+    drop_ns: int
+
+
+class GilWarning(NamedTuple):
+    tid: int
+    kind: str  # "wait" or "hold"
+    ns: int
+    at_ns: int  # CLOCK_MONOTONIC, as time.monotonic_ns() in any process on this machine
+
+
+class Reading(NamedTuple):
+    threads: dict[int, ThreadStats]
+    warnings: list[GilWarning]
+    warnings_lost: int
+    threads_lost: int  # GIL switches of threads beyond MAX_THREADS, not counted
+    warnings_written: int  # warnings written so far: where the next read starts
+
+
+def find_functions(pid: int) -> GilFunctions:
+    """Runtime addresses of take_gil/drop_gil in ``pid``; GilUnavailable saying why not."""
+    maps = procfs.read_maps(pid)
+    path = _interpreter_file(pid, maps)
+    if _FREE_THREADED.match(os.path.basename(path)):
+        raise GilUnavailable(
+            "gilstat is unavailable for pid %d: %s is a free-threaded build (it has no GIL)" % (pid, path)
+        )
+    names = ["%s%s" % (name, variant) for name in ("take_gil", "drop_gil") for variant in _VARIANTS]
+    try:
+        image = elf.read_symbols(procfs.target_file(pid, path), names)
+    except (OSError, elf.ElfError) as exc:
+        raise GilUnavailable("gilstat is unavailable for pid %d: cannot read %s: %s" % (pid, path, exc)) from None
+    found = image.symbols
+    if not any(name.startswith("take_gil") for name in found) or not any(n.startswith("drop_gil") for n in found):
+        raise GilUnavailable(
+            "gilstat is unavailable for pid %d: take_gil/drop_gil are static functions, listed only in a full "
+            "symbol table (.symtab), and %s has none (a stripped build, like Debian's or most static builds); "
+            "it needs an interpreter that keeps its symbols, e.g. one built by pyenv" % (pid, path)
+        )
+    starts = [entry.start for entry in maps if entry.path == path and entry.offset == 0]
+    bias = image.load_bias(min(starts)) if starts else 0
+    return GilFunctions(
+        path,
+        sorted(sym.value + bias for name, sym in found.items() if name.startswith("take_gil")),
+        sorted(sym.value + bias for name, sym in found.items() if name.startswith("drop_gil")),
+    )
+
+
+def _interpreter_file(pid: int, maps: list[procfs.MapEntry]) -> str:
+    """libpython when the interpreter is shared, else the executable (a static build)."""
+    for entry in maps:
+        if os.path.basename(entry.path).startswith("libpython") and not entry.path.endswith(" (deleted)"):
+            return entry.path
+    try:
+        exe = os.readlink(procfs.proc_path(pid, "exe"))
+    except OSError:
+        raise TargetError("cannot read the executable of pid %d" % pid) from None
+    return exe
+
+
+def code_restored(pid: int, functions: GilFunctions) -> bool:
+    """True when the first bytes of every hooked function in memory equal those in the file."""
+    maps = procfs.read_maps(pid)
+    with open(procfs.proc_path(pid, "mem"), "rb") as mem, open(procfs.target_file(pid, functions.path), "rb") as disk:
+        for address in [*functions.take, *functions.drop]:
+            entry = next((e for e in maps if e.start <= address < e.end and e.path == functions.path), None)
+            if entry is None:
+                return False
+            mem.seek(address)
+            disk.seek(address - entry.start + entry.offset)
+            if mem.read(16) != disk.read(16):
+                return False
+    return True
+
+
+def import_frida() -> Any:
+    """The frida module, or a one-line error saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module("frida")
+    except ImportError:
+        raise CommandError(INSTALL_HINT) from None
+
+
+class Probe:
+    """The hooks in one target: attach, read the counters, remove everything."""
+
+    def __init__(self, frida: Any, pid: int, functions: GilFunctions, take_ms: float, hold_ms: float) -> None:
+        self.frida = frida
+        try:
+            self.session = frida.attach(pid)
+        except Exception as exc:  # noqa: BLE001 - frida's errors have no common base worth naming
+            raise CommandError("frida cannot attach to pid %d: %s" % (pid, _one_line(exc))) from None
+        self.detached_reason: str | None = None
+        self.session.on("detached", self._on_detached)
+        self.script = self.session.create_script(_script(functions))
+        try:
+            self.script.load()
+            self.script.exports_sync.configure(str(int(take_ms * 1e6)), str(int(hold_ms * 1e6)))
+        except Exception as exc:  # noqa: BLE001
+            self.stop()
+            raise CommandError("cannot hook the GIL functions of pid %d: %s" % (pid, _one_line(exc))) from None
+        self._warnings_read = 0
+
+    def _on_detached(self, reason: Any, *rest: Any) -> None:
+        self.detached_reason = str(reason)
+
+    def read(self) -> Reading:
+        try:
+            data = self.script.exports_sync.read()
+        except Exception as exc:  # noqa: BLE001
+            raise CommandError("lost the GIL probe: %s" % (self.detached_reason or _one_line(exc))) from None
+        reading = parse(data, self._warnings_read)
+        self._warnings_read = reading.warnings_written
+        return reading
+
+    def stop(self) -> None:
+        """Unhook, let calls in flight return through the trampolines, then unload frida's agent."""
+        try:
+            self.script.exports_sync.unhook()
+            time.sleep(SETTLE)
+        except Exception:  # noqa: BLE001, S110 - the target may be gone: unloading is all that is left
+            pass
+        try:
+            self.session.detach()
+        except Exception:  # noqa: BLE001, S110
+            pass
+
+
+def parse(data: bytes, warnings_before: int) -> Reading:
+    """The counters block as read from the target."""
+    words = struct.unpack("<%dQ" % (len(data) // 8), data)
+    threads = {}
+    for index in range(MAX_THREADS):
+        slot = words[HEADER + index * FIELDS : HEADER + (index + 1) * FIELDS]
+        if slot[0]:
+            threads[slot[0]] = ThreadStats(*slot[:9])
+    written = words[2]
+    first = max(warnings_before, written - RING)
+    ring = HEADER + MAX_THREADS * FIELDS
+    warnings = []
+    for serial in range(first, written):
+        tid, kind, ns, at = words[ring + (serial % RING) * WARN_FIELDS : ring + (serial % RING + 1) * WARN_FIELDS]
+        warnings.append(GilWarning(tid, "wait" if kind == 1 else "hold", ns, at))
+    return Reading(threads, warnings, first - warnings_before, words[1], written)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _script(functions: GilFunctions) -> str:
+    source = _C_SOURCE % {"header": HEADER, "threads": MAX_THREADS, "fields": FIELDS, "ring": RING}
+    return _JS % {
+        "size": SIZE,
+        "source": json.dumps(source),
+        "take": json.dumps([hex(address) for address in functions.take]),
+        "drop": json.dumps([hex(address) for address in functions.drop]),
+    }
+
+
+# Compiled in the target by frida (TinyCC). Globals of a CModule are not writable
+# there, so every counter lives in `state`, memory the script allocates.
+_C_SOURCE = r"""
+#include <gum/guminterceptor.h>
+
+typedef unsigned long long u64;
+struct ts { long sec; long nsec; };
+extern int clock_gettime (int clock, struct ts * t);
+extern u64 state[];
+
+#define HDR %(header)d
+#define MAXT %(threads)d
+#define NF %(fields)d
+#define RING %(ring)d
+#define SLOTS (state + HDR)
+#define WARN (state + HDR + MAXT * NF)
+
+typedef struct { u64 start; u64 * slot; } Pending;
+
+static u64 now (void)
+{
+  struct ts t;
+  clock_gettime (1, &t);
+  return (u64) t.sec * 1000000000ULL + (u64) t.nsec;
+}
+
+/* open addressing on the thread id; called with the GIL held, so never concurrently */
+static u64 * slot_for (u64 tid)
+{
+  int n;
+  for (n = 0; n < MAXT; n++)
+  {
+    u64 * s = SLOTS + ((tid + n) %% MAXT) * NF;
+    if (s[0] == tid)
+      return s;
+    if (s[0] == 0)
+    {
+      s[0] = tid;
+      state[0]++;
+      return s;
+    }
+  }
+  state[1]++;
+  return 0;
+}
+
+static void warn (u64 tid, u64 kind, u64 ns, u64 at)
+{
+  u64 * w = WARN + (state[2] %% RING) * 4;
+  w[0] = tid;
+  w[1] = kind;
+  w[2] = ns;
+  w[3] = at;
+  state[2]++;
+}
+
+void take_enter (GumInvocationContext * ic)
+{
+  Pending * p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
+  p->start = now ();
+}
+
+void take_leave (GumInvocationContext * ic)
+{
+  u64 t = now ();
+  Pending * p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
+  u64 tid = gum_invocation_context_get_thread_id (ic);
+  u64 * s;
+  u64 wait;
+  if (p->start == 0)
+    return;
+  s = slot_for (tid);
+  if (s == 0)
+    return;
+  wait = t - p->start;
+  p->start = 0;
+  s[1]++;
+  s[2] += wait;
+  if (wait > s[3])
+    s[3] = wait;
+  s[9] = t;
+  if (state[3] != 0 && wait >= state[3])
+    warn (tid, 1, wait, t);
+}
+
+void drop_enter (GumInvocationContext * ic)
+{
+  u64 t = now ();
+  Pending * p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
+  u64 * s = slot_for (gum_invocation_context_get_thread_id (ic));
+  u64 hold;
+  p->start = t;
+  p->slot = s;
+  if (s == 0 || s[9] == 0)
+    return;
+  hold = t - s[9];
+  s[9] = 0;
+  s[4]++;
+  s[5] += hold;
+  if (hold > s[6])
+    s[6] = hold;
+  if (state[4] != 0 && hold >= state[4])
+    warn (s[0], 2, hold, t);
+}
+
+void drop_leave (GumInvocationContext * ic)
+{
+  u64 t = now ();
+  Pending * p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
+  u64 * s = p->slot;
+  if (s == 0 || p->start == 0)
+    return;
+  s[7]++;
+  s[8] += t - p->start;
+  p->start = 0;
+}
+"""
+
+_JS = r"""
+const SIZE = %(size)d;
+const state = Memory.alloc(SIZE);
+state.writeByteArray(new Uint8Array(SIZE).buffer);
+const clock = (typeof Module.getGlobalExportByName === 'function')
+  ? Module.getGlobalExportByName('clock_gettime')
+  : Module.getExportByName(null, 'clock_gettime');
+const cm = new CModule(%(source)s, { state: state, clock_gettime: clock });
+const listeners = [];
+for (const a of %(take)s)
+  listeners.push(Interceptor.attach(ptr(a), { onEnter: cm.take_enter, onLeave: cm.take_leave }));
+for (const a of %(drop)s)
+  listeners.push(Interceptor.attach(ptr(a), { onEnter: cm.drop_enter, onLeave: cm.drop_leave }));
+Interceptor.flush();
+rpc.exports = {
+  read() { return state.readByteArray(SIZE); },
+  configure(takeNs, holdNs) {
+    state.add(24).writeU64(uint64(takeNs));
+    state.add(32).writeU64(uint64(holdNs));
+  },
+  unhook() {
+    for (const l of listeners) l.detach();
+    listeners.length = 0;
+    Interceptor.flush();
+  },
+};
+"""

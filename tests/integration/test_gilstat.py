@@ -1,0 +1,179 @@
+"""``gilstat``: GIL hold and wait times per thread, through frida hooks on take_gil/drop_gil.
+
+Builds that keep their full symbol table (pyenv's) are measured; stripped ones
+(Debian's python3.11, our 3.14) must say plainly why gilstat is unavailable. The
+measuring tests skip when frida (an optional extra) is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from flight_profiler.commands.gilstat import probe
+from interpreters import find_interpreters
+from support import RunningTarget, cli, start_target, wait_until
+
+INTERPRETERS = find_interpreters()
+STRIPPED = {"deb3.11", "3.14"}
+WITH_SYMBOLS = [entry for entry in INTERPRETERS if entry[0] not in STRIPPED]
+WITHOUT_SYMBOLS = [entry for entry in INTERPRETERS if entry[0] in STRIPPED]
+HAVE_FRIDA = importlib.util.find_spec("frida") is not None
+needs_frida = pytest.mark.skipif(not HAVE_FRIDA, reason="frida is not installed (pip install 'flight_profiler[gil]')")
+SLICE_MS = 50.0  # as in tests/targets/prof_gil_target.py
+
+
+def slices(target: RunningTarget) -> tuple[int, float]:
+    result = cli(target.pid, "getglobal __main__ SLICES -r")
+    assert result.returncode == 0, result.stdout + result.stderr
+    value = eval(result.results[0]["value"]["r"])  # the target's own count and total of its slices
+    return value["count"], value["total"]
+
+
+def hooks_gone(pid: int) -> bool:
+    functions = probe.find_functions(pid)
+    with open("/proc/%d/maps" % pid) as fh:
+        frida_mapped = "frida" in fh.read()
+    return probe.code_restored(pid, functions) and not frida_mapped
+
+
+def start_gilstat(pid: int, args: str) -> tuple[subprocess.Popen[str], dict]:
+    """Run gilstat in the background; return it once it reports that the hooks are in."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flight_profiler", str(pid), "--cmd", "gilstat on %s" % args, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line, proc.communicate()
+    started = json.loads(line)["result"]
+    assert started["action"] == "started"
+    return proc, started
+
+
+def finish(proc: subprocess.Popen[str]) -> dict:
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (out, err)
+    return json.loads(out.splitlines()[-1])["result"]
+
+
+def interrupt(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C: gilstat says it stopped; or, when the signal lands while a report is being
+    printed, the CLI ends with 130 (its generator's cleanup still unhooks)."""
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130), (out, err)
+    if proc.returncode == 0:
+        assert json.loads(out.splitlines()[-1])["result"]["reason"] == "Ctrl-C"
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module", params=WITH_SYMBOLS, ids=[i for i, _ in WITH_SYMBOLS])
+def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
+    running = start_target(request.param[1], "prof_gil_target.py")
+    yield running
+    cli(running.pid, "detach")
+    assert running.healthy()
+    running.stop()
+
+
+@needs_frida
+def test_hold_and_wait_per_thread(target: RunningTarget) -> None:
+    count0, total0 = slices(target)
+    result = cli(target.pid, "gilstat on 0 30 3 -d 3.2", timeout=90)
+    count1, total1 = slices(target)
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = result.results
+    assert [event["action"] for event in events] == ["started", "report", "stopped"], events
+    rows = {row["name"]: row for row in events[1]["threads"]}
+    holder = rows["gil-holder"]
+    measured = (total1 - total0) / (count1 - count0) * 1000  # the holder's own measure, same window
+    assert holder["holds"] >= 10
+    assert abs(holder["hold_avg_ms"] - measured) <= 0.3 * measured, (holder, measured)
+    for name in ("gil-waiter-0", "gil-waiter-1"):
+        assert rows[name]["takes"] > 10 and rows[name]["wait_total_ms"] > 0 and rows[name]["wait_avg_ms"] > 1, rows
+        assert rows[name]["hold_avg_ms"] < holder["hold_avg_ms"] / 10
+    holds = [w for w in events[1]["warnings"] if w["kind"] == "hold"]
+    assert holds and all(w["name"] == "gil-holder" and w["ms"] >= 30 for w in holds), events[1]["warnings"]
+    assert not any(name.startswith("flight_profiler") for name in rows)  # the agent's threads are left out
+    assert events[2]["reason"] == "duration"
+    assert hooks_gone(target.pid)
+    if abs(measured - SLICE_MS) > 0.3 * SLICE_MS:
+        pytest.skip("the machine is too loaded: the holder's own slices averaged %.1f ms, not ~50" % measured)
+    assert abs(holder["hold_avg_ms"] - SLICE_MS) <= 0.3 * SLICE_MS, holder
+
+
+@pytest.mark.parametrize(("name", "python"), WITHOUT_SYMBOLS, ids=[i for i, _ in WITHOUT_SYMBOLS])
+def test_stripped_build_says_why_unavailable(name: str, python: str) -> None:
+    running = start_target(python, "prof_gil_target.py")
+    try:
+        result = cli(running.pid, "gilstat on")
+        assert result.returncode != 0 and len(result.errors) == 1, result.stdout
+        message = result.errors[0]
+        assert "gilstat is unavailable" in message and "take_gil" in message and "stripped" in message, message
+        assert "Traceback" not in result.stdout + result.stderr
+        assert running.healthy()
+    finally:
+        running.stop()
+
+
+NEWEST_WITH_SYMBOLS = WITH_SYMBOLS[-1:]
+
+
+@needs_frida
+@pytest.mark.parametrize(("name", "python"), NEWEST_WITH_SYMBOLS, ids=[i for i, _ in NEWEST_WITH_SYMBOLS])
+def test_every_way_of_stopping_leaves_nothing_hooked(name: str, python: str) -> None:
+    running = start_target(python, "prof_gil_target.py")
+    try:
+        # Ctrl-C
+        proc, started = start_gilstat(running.pid, "0 0 0.5")
+        assert started["hooked"] >= 2 and not hooks_gone(running.pid)
+        time.sleep(1)
+        interrupt(proc)
+        assert hooks_gone(running.pid)
+        # gilstat off, from another client
+        proc, _ = start_gilstat(running.pid, "0 0 0.5")
+        off = cli(running.pid, "gilstat off")
+        assert off.results == [{"action": "off", "stopped": 1, "hooks_removed": True}], off.stdout + off.stderr
+        assert finish(proc)["reason"] == "gilstat off or detach"
+        # detach, from another client
+        proc, _ = start_gilstat(running.pid, "0 0 0.5")
+        assert cli(running.pid, "detach").returncode == 0
+        assert finish(proc)["reason"] in ("gilstat off or detach", "the agent went away (detach)")
+        assert hooks_gone(running.pid)
+        # the client killed: frida's agent notices its host is gone and unloads itself
+        proc, _ = start_gilstat(running.pid, "0 0 0.5")
+        proc.kill()
+        proc.communicate()
+        assert wait_until(lambda: hooks_gone(running.pid), timeout=15)
+        assert running.healthy()
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("gilstat on 5", "takes: [take_ms hold_ms"),
+        ("gilstat on 5 5 0", "interval_s must be"),
+        ("gilstat on 5 5 1 0.5", "max_threads must be"),
+        ("gilstat on -1 5", "must be 0"),
+        ("gilstat off 3", "takes no arguments"),
+        ("gilstat maybe", "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line(command: str, message: str) -> None:
+    result = cli(os.getpid(), command)
+    assert result.returncode != 0
+    assert len(result.errors) == 1 and message in result.errors[0], result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
