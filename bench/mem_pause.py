@@ -157,6 +157,13 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "The gap includes the 1 ms sleep itself and the switch interval (5 ms) the ticker may wait for",
         "the GIL while the walk runs Python code. Not a test: nothing is asserted.",
         "",
+        "Why the reference froze asyncio targets on 3.12.1: `gc.get_referents(_asyncio)` hands Python the",
+        "free list of future iterators (CPython gh-122695, fixed in 3.12.6 and 3.13.0); dropping them again",
+        "double-frees them and loops the free list, so the next traverse of `_asyncio` never ends (the GIL",
+        "is never released again) or the process crashes. Our walk hit it too (tests/integration/test_mem.py,",
+        "20 commands on an asyncio target, hung on 3.12.1) before it learnt to follow a module through its",
+        "`__dict__` instead of its traverse function.",
+        "",
     ]
     with open(os.path.join(HERE, "RESULTS-mem.md"), "w") as fh:
         fh.write("\n".join(lines))

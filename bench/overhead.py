@@ -43,6 +43,9 @@ NEVER = "args[0]<0"  # a filter that never matches: the hot function gets 0, 1, 
 # (no spaces: the reference splits its --cmd on whitespace and ignores quotes; the same filter
 # with spaces, quoted as a shell would, is a scenario of its own)
 NEVER_SPACED = "args[0] < 0"
+# -n: ours counts results shown, the reference counts calls entered (a never-matching
+# watch -n 5 of the reference unhooks itself after five calls), so every scenario runs with
+# a limit it never reaches and is stopped by the client
 BIG = 100000000
 RESULT_MARKERS = ('"kind": "call"', '"kind": "trace"', '"kind": "record"')  # ours, one JSON line per result
 REFERENCE_RESULTS = ("✓ 20", "🔍")  # the reference's first line of a result
@@ -61,14 +64,14 @@ SCENARIOS = [
     Scenario(
         "watch, filter never matches",
         "hot",
-        "watch __main__ hot -f %s -n 5" % NEVER,
-        "watch __main__ hot -f %s -n 5" % NEVER,
+        "watch __main__ hot -f %s -n %d" % (NEVER, BIG),
+        "watch __main__ hot -f %s -n %d" % (NEVER, BIG),
     ),
     Scenario(
         "watch, filter with spaces never matches",
         "hot",
-        "watch __main__ hot -f %s -n 5" % shlex.quote(NEVER_SPACED),
-        "watch __main__ hot -f %s -n 5" % shlex.quote(NEVER_SPACED),
+        "watch __main__ hot -f %s -n %d" % (shlex.quote(NEVER_SPACED), BIG),
+        "watch __main__ hot -f %s -n %d" % (shlex.quote(NEVER_SPACED), BIG),
     ),
     Scenario("watch, every call shown", "hot", "watch __main__ hot -n %d" % BIG, "watch __main__ hot -n %d" % BIG),
     Scenario(
@@ -81,8 +84,8 @@ SCENARIOS = [
     Scenario(
         "watch, client SIGKILLed",
         "hot",
-        "watch __main__ hot -f %s -n 5" % NEVER,
-        "watch __main__ hot -f %s -n 5" % NEVER,
+        "watch __main__ hot -f %s -n %d" % (NEVER, BIG),
+        "watch __main__ hot -f %s -n %d" % (NEVER, BIG),
         stop=signal.SIGKILL,
     ),
 ]

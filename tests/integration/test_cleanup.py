@@ -83,3 +83,14 @@ def test_killed_client_session_ends_within_a_second(name: str, python: str) -> N
         cli(target.pid, "detach")
     finally:
         target.stop()
+
+
+def test_detach_without_agent_injects_nothing() -> None:
+    target = start_target(INTERPRETERS[-1][1], "service_target.py", "event")
+    try:
+        result = cli(target.pid, "detach", json_output=False)
+        assert result.returncode == 0 and "nothing to remove" in result.stderr
+        assert not os.path.exists(os.path.join(_socket_dir(target.pid), "agent-%d.sock" % target.pid))
+        assert agent_threads(target.pid) == []
+    finally:
+        target.stop()

@@ -177,3 +177,22 @@ def test_bad_input_is_one_line(command: str, message: str) -> None:
     assert result.returncode != 0
     assert len(result.errors) == 1 and message in result.errors[0], result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("name", "python"), NEWEST_WITH_SYMBOLS, ids=[i for i, _ in NEWEST_WITH_SYMBOLS])
+def test_without_frida_says_how_to_install_it(name: str, python: str) -> None:
+    running = start_target(python, "prof_gil_target.py")
+    try:
+        code = (
+            "import sys; sys.modules['frida'] = None\n"  # as if the extra were not installed
+            "from flight_profiler.cli.main import entry\n"
+            "sys.argv = ['flight_profiler', %r, '--cmd', 'gilstat on', '--json']\n"
+            "entry()\n" % str(running.pid)
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode != 0
+        errors = [json.loads(line)["error"] for line in proc.stdout.splitlines() if line.strip()]
+        assert errors == [probe.INSTALL_HINT], proc.stdout + proc.stderr
+        assert running.healthy()
+    finally:
+        running.stop()

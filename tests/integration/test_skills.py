@@ -26,7 +26,15 @@ from flight_profiler.cli.demo import SERVICE
 from flight_profiler.cli.main import build_parser
 from flight_profiler.cli.subcommands import subcommands
 from flight_profiler.skills import Skill, skills
-from flight_profiler.skills.markers import Example, Substitutions, examples, json_records, option_tables, run_example
+from flight_profiler.skills.markers import (
+    Example,
+    Substitutions,
+    examples,
+    json_records,
+    option_rows,
+    option_tables,
+    run_example,
+)
 from interpreters import find_interpreters
 from json_schemas import problems
 from support import TARGETS
@@ -105,6 +113,30 @@ def test_skills_document_nothing_that_does_not_exist() -> None:
             "%s documents %s %s, which does not exist" % (skill, key, name) for name in sorted(listed - wanted[key])
         ]
     assert not extra, "\n".join(extra)
+
+
+def test_documented_defaults_match_the_parsers() -> None:
+    """A number or word the parser defaults to must appear in the table's default column."""
+    parsers = {spec.name: spec.parser() for spec in registry.visible()}
+    parsers["flight_profiler"] = build_parser()
+    parsers.update({"flight_profiler %s" % name: sub.parser() for name, sub in subcommands().items()})
+    rows = {key: row for skill in SKILLS for key, row in option_rows(skill.text).items()}
+    wrong = []
+    for key, parser in parsers.items():
+        for action in parser._actions:
+            default = action.default
+            if (
+                isinstance(default, bool)
+                or default is None
+                or default == argparse.SUPPRESS
+                or not action.option_strings
+            ):
+                continue
+            shown = "%g" % default if isinstance(default, (int, float)) else str(default)
+            cells = [cell for names, cell in rows.get(key, []) if names & set(action.option_strings)]
+            if cells and shown not in cells[0]:
+                wrong.append("%s %s: default %s, the skill says %r" % (key, action.option_strings[0], shown, cells[0]))
+    assert not wrong, "\n".join(wrong)
 
 
 def test_commands_that_change_the_target_say_so() -> None:

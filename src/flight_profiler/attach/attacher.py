@@ -36,6 +36,12 @@ class AttachOptions:
         self.log: Callable[[str], None] = log or (lambda message: None)
 
 
+def existing_agent(pid: int) -> AgentConnection | None:
+    """A connection to the agent already running in ``pid``, or None; never injects."""
+    target = inspect(pid)
+    return _try_open(paths.from_client(target, paths.socket_in_target(target)))
+
+
 def connect(pid: int, options: AttachOptions) -> AgentConnection:
     """A connection to the agent in ``pid``, injecting it when none runs yet."""
     target = inspect(pid)

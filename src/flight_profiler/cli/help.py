@@ -15,10 +15,10 @@ def overview() -> RenderableType:
     table.add_column("command")
     table.add_column("what it does")
     for spec in visible():
-        mark = "  (changes the target)" if spec.changes_target else ""
-        table.add_row(spec.name, spec.summary + mark)
+        mark = "  (changes the target)" if spec.changes_target and "changes the target" not in spec.summary else ""
+        table.add_row(Text(spec.name), Text(spec.summary + mark))  # Text: "[command]" is not markup
     for name, summary in BUILTINS.items():
-        table.add_row(name, summary)
+        table.add_row(Text(name), Text(summary))
     return Group(table, Text("\n'help <command>' shows its options and examples."))
 
 

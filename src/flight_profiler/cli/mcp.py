@@ -14,7 +14,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--read-only",
         action="store_true",
-        help="refuse every call that would change a target (console, reload, tt -p, vmtool -a forceGc)",
+        help="refuse every call that would change a target (console, reload, tt -p, vmtool -a forceGc, gilstat, torch)",
     )
     parser.add_argument(
         "--max-timeout",

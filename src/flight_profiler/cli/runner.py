@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from ..attach.attacher import AttachOptions, connect
+from ..attach.attacher import AttachOptions, connect, existing_agent
 from ..attach.connection import AgentConnection, Cancelled
 from ..commands.spec import CommandSpec, LocalContext
 from ..errors import FlightProfilerError, UsageError
@@ -106,9 +106,10 @@ class Runner:
         self.output.note("cancelled")
 
     def detach(self) -> None:
-        conn = self._conn
+        conn = self._conn or existing_agent(self.pid)  # never inject an agent just to remove it
         if conn is None:
-            conn = self.connection()
+            self.output.note("no agent in pid %d: nothing to remove" % self.pid)
+            return
         conn.detach()
         self._conn = None
         self.output.note("detached: the agent and its hooks are gone from pid %d" % self.pid)

@@ -93,9 +93,13 @@ class Tools:
         except FlightProfilerError as exc:
             raise self.tool_error(str(exc)) from None
 
-    async def ps(self, pids: list[int] | None, attachable_only: bool) -> dict[str, Any]:
+    async def ps(self, pids: list[int] | None, attachable_only: bool, timeout_s: float) -> dict[str, Any]:
+        limit = min(max(timeout_s, 0.5), self.max_timeout)
         try:
-            result = await anyio.to_thread.run_sync(listing, pids or [], attachable_only)
+            with anyio.fail_after(limit):  # reading /proc is quick, but a hung NFS-backed /proc read is not
+                result = await anyio.to_thread.run_sync(listing, pids or [], attachable_only, abandon_on_cancel=True)
+        except TimeoutError:
+            raise self.tool_error("listing the processes took longer than %.0f s" % limit) from None
         except FlightProfilerError as exc:
             raise self.tool_error(str(exc)) from None
         return {
@@ -138,8 +142,9 @@ def _ps(tools: Tools, add: Adder) -> None:
     async def ps(
         pids: Annotated[list[int] | None, Field(description="only these pids and their child processes")] = None,
         attachable_only: Annotated[bool, Field(description="only the processes you can attach to")] = False,
+        timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
-        return await tools.ps(pids, attachable_only)
+        return await tools.ps(pids, attachable_only, timeout_s)
 
     add(
         ps,

@@ -87,13 +87,25 @@ class Substitutions(NamedTuple):
 def option_tables(text: str) -> dict[str, set[str]]:
     """Documented names per key: option strings and positional names."""
     tables: dict[str, set[str]] = {}
+    for key, rows in option_rows(text).items():
+        names = tables.setdefault(key, set())
+        for row_names, _ in rows:
+            names.update(row_names)
+    return tables
+
+
+def option_rows(text: str) -> dict[str, list[tuple[set[str], str]]]:
+    """Per key, each table row's names and its last cell (the default)."""
+    tables: dict[str, list[tuple[set[str], str]]] = {}
     for match in _OPTIONS.finditer(text):
-        names = tables.setdefault(match.group("key").strip(), set())
+        rows = tables.setdefault(match.group("key").strip(), [])
         for row in match.group("body").splitlines():
             cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
             if not row.strip().startswith("|") or not cells or set(cells[0]) <= set("-: "):
                 continue
-            names.update(_names(cells[0]))
+            if cells[0] == "option":
+                continue  # the header
+            rows.append((_names(cells[0]), cells[-1]))
     return tables
 
 

@@ -1,15 +1,18 @@
 """``mem`` in the target: objects by type (summary, diff) and allocating lines (top).
 
 The heap walk never holds the GIL for long. ``gc.get_objects()`` is one C call
-that costs 50-400 ms on a heap of two million objects, during which no other
-thread runs, so it is not used. Instead the walk starts from the roots (every
-module, every thread's frames, the young GC generations, ``gc.garbage``) and
-follows ``gc.get_referents`` one object at a time in Python, which the
+that costs tens to hundreds of ms on a heap of two million objects, during which
+no other thread runs, so it is not used. Instead the walk starts from the roots
+(every module, every thread's frames, the young GC generations, ``gc.garbage``)
+and follows ``gc.get_referents`` a batch at a time in Python, which the
 interpreter interrupts every switch interval like any other Python code; it
 also sleeps 1 ms every 20 ms so a busy target keeps most of its CPU share.
-Huge lists and tuples are followed in slices of themselves, so no single C call
-grows with the heap. What it counts is what the program can reach, including
-objects the GC does not track (str, int, bytes...), each object once.
+Huge lists, tuples, dicts and sets are followed in slices of themselves, so no
+single C call grows with the heap (bench/RESULTS-mem.md: the longest stall of
+the target's other threads is 11-16 ms on 3 million objects). What it counts is
+what the program can reach, including objects the GC does not track (str, int,
+bytes...), each object once. Modules are followed through their ``__dict__``,
+never through their own traverse function (see ``_MODULE_DICT``).
 
 Visited objects are remembered as one bit per 16 bytes of address space in 8 KiB
 pages (1/128 of the heap's address range at most), not in a set of ids, so the

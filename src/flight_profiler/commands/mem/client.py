@@ -117,7 +117,7 @@ def _render_top(event: dict[str, Any]) -> RenderableType:
     for line in event["lines"]:
         where = Text("%s:%d" % (line["file"], line["line"]))
         if line["source"]:
-            where.append("  %s" % line["source"], style="cyan")
+            where.append("\n  %s" % line["source"], style="cyan")
         table.add_row(human(line["size"]), str(line["count"]), where)
     return Group(header, table)
 

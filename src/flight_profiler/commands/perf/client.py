@@ -190,5 +190,4 @@ SPEC = CommandSpec(
     render=_render,
     run_local=_run_local,
     runs_locally=lambda request: True,
-    completes=("path",),
 )
