@@ -94,7 +94,7 @@ def main() -> None:
         if wanted and name not in wanted:
             continue
         for label, scenario in (("idle", "event"), ("2 busy threads", "busy2"), ("51 threads, 26 busy", "threadsbusy")):
-            r = measure(python, scenario, args.runs)
+            r = measure(python, scenario, args.runs if scenario != "threadsbusy" else max(1, args.runs // 2))
             row = "| %s | %s | %.0f ms | %d/%d | %.0f ms | %.1f ms | %+.1f MB | %+d |" % (
                 name,
                 label,

@@ -7,9 +7,11 @@ measuring tests skip when frida (an optional extra) is not installed.
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,6 +136,7 @@ NEWEST_WITH_SYMBOLS = WITH_SYMBOLS[-1:]
 @pytest.mark.parametrize(("name", "python"), NEWEST_WITH_SYMBOLS, ids=[i for i, _ in NEWEST_WITH_SYMBOLS])
 def test_every_way_of_stopping_leaves_nothing_hooked(name: str, python: str) -> None:
     running = start_target(python, "prof_gil_target.py")
+    before = set(glob.glob("/tmp/frida-*"))
     try:
         # Ctrl-C
         proc, started = start_gilstat(running.pid, "0 0 0.5")
@@ -156,6 +159,8 @@ def test_every_way_of_stopping_leaves_nothing_hooked(name: str, python: str) -> 
         proc.kill()
         proc.communicate()
         assert wait_until(lambda: hooks_gone(running.pid), timeout=15)
+        for leftover in set(glob.glob("/tmp/frida-*")) - before:
+            shutil.rmtree(leftover, ignore_errors=True)  # frida's helper: a killed client cannot remove it
         assert running.healthy()
     finally:
         running.stop()

@@ -1,7 +1,7 @@
 """``torch``: profile a CPU model's forward pass end to end, and the CUDA-only commands without CUDA.
 
 torch lives in a venv of its own (bench/.venvs/torch311, Python 3.11), made by
-tests/targets/ensure_torch_env.sh the first time (about 45 s); the tests skip
+tests/targets/ensure_torch_env.sh the first time (25-45 s); the tests skip
 when it cannot be made (no pyenv 3.11, no torch wheel reachable) or takes over
 3 minutes.
 """
@@ -25,6 +25,7 @@ ROOT = os.path.dirname(HERE)
 VENV_PYTHON = os.path.join(ROOT, "bench", ".venvs", "torch311", "bin", "python")
 SETUP = os.path.join(HERE, "targets", "ensure_torch_env.sh")
 SETUP_LIMIT = 180.0
+pytestmark = pytest.mark.timeout(SETUP_LIMIT + 120)  # the first test pays for making the venv
 
 
 @pytest.fixture(scope="module")

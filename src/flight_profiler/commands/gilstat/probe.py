@@ -150,6 +150,7 @@ class Probe:
 
     def __init__(self, frida: Any, pid: int, functions: GilFunctions, take_ms: float, hold_ms: float) -> None:
         self.frida = frida
+        self._temp_before = _frida_temp_dirs()
         try:
             self.session = frida.attach(pid)
         except Exception as exc:  # noqa: BLE001 - frida's errors have no common base worth naming
@@ -188,6 +189,27 @@ class Probe:
             self.session.detach()
         except Exception:  # noqa: BLE001, S110
             pass
+        _remove_own_helper_dirs(self._temp_before)
+
+
+def _frida_temp_dirs() -> set[str]:
+    import glob
+    import tempfile
+
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "frida-*")))
+
+
+def _remove_own_helper_dirs(before: set[str]) -> None:
+    """frida unpacks its injection helper (about 10 MB) into a temp directory it never removes.
+
+    The ones that appeared while we were attached are ours. The helper may still run
+    from there for a minute; removing the directory of a running program is harmless
+    on Linux, and frida attaches again without it (the helper stays up while we do).
+    """
+    import shutil
+
+    for directory in _frida_temp_dirs() - before:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def parse(data: bytes, warnings_before: int) -> Reading:
