@@ -84,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--pythons", help="comma-separated interpreter ids")
+    parser.add_argument("--no-extreme", action="store_true", help="skip the 51-thread target (minutes per interpreter)")
     args = parser.parse_args()
     wanted = set(args.pythons.split(",")) if args.pythons else None
     rows = [
@@ -93,7 +94,8 @@ def main() -> None:
     for name, python in find_interpreters():
         if wanted and name not in wanted:
             continue
-        for label, scenario in (("idle", "event"), ("2 busy threads", "busy2"), ("51 threads, 26 busy", "threadsbusy")):
+        scenarios = [("idle", "event"), ("2 busy threads", "busy2"), ("51 threads, 26 busy", "threadsbusy")]
+        for label, scenario in scenarios[:2] if args.no_extreme else scenarios:
             r = measure(python, scenario, args.runs if scenario != "threadsbusy" else max(1, args.runs // 2))
             row = "| %s | %s | %.0f ms | %d/%d | %.0f ms | %.1f ms | %+.1f MB | %+d |" % (
                 name,

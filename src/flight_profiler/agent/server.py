@@ -58,13 +58,14 @@ class Server:
             self.sessions.discard(session)
 
     def detach(self, calling: Session | None) -> None:
-        """Stop every session and job, remove the socket and its directory."""
+        """Stop every other session and every job, remove our files; the caller answers its client."""
         global _server
         self.stopping.set()
         with self.lock:
             sessions = list(self.sessions)
         for session in sessions:
-            session.stop(wait=session is not calling)
+            if session is not calling:
+                session.stop(wait=True)
         run_detach_callbacks()  # hooks a stuck job left, tt's records: gone before we unload
         _wake_and_close(self.listener)
         _remove_files(self.path)
@@ -164,13 +165,9 @@ def _remove_files(path: str) -> None:
                 os.unlink(os.path.join(directory, name))
             except OSError:
                 pass
-    for remove, target in (
-        (os.unlink, path),
-        (os.unlink, path + ".log"),
-        (os.unlink, bundle),
-        (os.rmdir, os.path.dirname(path)),
-    ):
+    # the directory itself stays: another client may be preparing an attach in it right now
+    for target in (path, path + ".log", bundle):
         try:
-            remove(target)
+            os.unlink(target)
         except OSError:
-            pass  # the directory may hold another target's socket
+            pass

@@ -89,8 +89,10 @@ class Session:
                 self._cancel(msg["job"])
             elif kind == "detach":
                 self._cancel_all()
-                self.channel.send({"type": "end", "job": 0, "status": END_OK})
                 self.server.detach(self)
+                # only now: the client may attach again at once, and our cleanup must not
+                # race with the next agent's files
+                self.channel.send({"type": "end", "job": 0, "status": END_OK})
                 return
 
     def _start_job(self, msg: dict[str, Any]) -> None:

@@ -58,6 +58,9 @@ class Runner:
         except FlightProfilerError as exc:
             self.output.error(argv[0], str(exc))
             return False
+        except OSError as exc:  # a file-system or socket failure on our side: one line, never a traceback
+            self.output.error(argv[0], "%s failed: %s" % (argv[0], exc))
+            return False
         return True
 
     def _dispatch(self, name: str, args: list[str]) -> None:
