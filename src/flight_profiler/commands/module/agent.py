@@ -14,12 +14,20 @@ if TYPE_CHECKING:
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
     wanted = _canonical(request["path"])
+    stem = _stem(wanted)
     matches = []
     for name, module in list(sys.modules.items()):
         filename = getattr(module, "__file__", None)
-        if isinstance(filename, str) and _canonical(filename) == wanted and not name.startswith("_flight_profiler"):
+        if not isinstance(filename, str) or name.startswith("_flight_profiler"):
+            continue
+        # realpath costs file-system calls, each a GIL round trip on a busy target: only for likely matches
+        if _stem(filename) == stem and _canonical(filename) == wanted:
             matches.append(name)
     ctx.emit({"path": request["path"], "modules": sorted(matches)})
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 def _canonical(path: str) -> str:
