@@ -7,13 +7,36 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import NamedTuple
 
 from ..errors import PermissionDeniedError, TargetError
 from .procfs import permission_hint
 
-_VERSION_IN_PATH = re.compile(r"python(\d)\.(\d+)")
+_VERSION_IN_PATH = re.compile(r"python(\d)\.(\d+)(t?)")
 SUPPORTED = ((3, 8), (3, 14))
+# The injector and the agent are written for the GIL build on Linux x86-64; what other
+# platforms would take is planned in docs/platforms.md. Refused before anything is read
+# from the target's memory, let alone stopped.
+INJECT_MACHINES = ("x86_64",)
+
+
+def supported_range() -> str:
+    """'3.8 to 3.14', for messages (derived from SUPPORTED, so it cannot go stale)."""
+    (low_major, low_minor), (high_major, high_minor) = SUPPORTED
+    return "%d.%d to %d.%d" % (low_major, low_minor, high_major, high_minor)
+
+
+def check_platform() -> None:
+    """Refuse at once on a platform the injector does not support (the 'stack' reader may still work)."""
+    if not sys.platform.startswith("linux"):
+        raise TargetError("attaching needs Linux (this is %s); see docs/platforms.md for the macOS plan" % sys.platform)
+    machine = os.uname().machine
+    if machine not in INJECT_MACHINES:
+        raise TargetError(
+            "attaching is implemented for Linux x86-64 only (this machine is %s; see docs/platforms.md); "
+            "'stack' reads stacks from outside where py-spy supports the machine" % machine
+        )
 
 
 class Target(NamedTuple):
@@ -31,6 +54,7 @@ class Target(NamedTuple):
 
 def inspect(pid: int) -> Target:
     """Check that ``pid`` is a live CPython we support, and describe it."""
+    check_platform()
     if pid <= 0 or not os.path.exists("/proc/%d" % pid):
         raise TargetError("no process with pid %d" % pid)
     status = _status(pid)
@@ -78,14 +102,21 @@ def _python_version(pid: int) -> tuple[int, int]:
         if len(parts) == 6 and "x" in parts[1]:
             match = _VERSION_IN_PATH.search(os.path.basename(parts[5]))
             if match:
-                return _supported((int(match.group(1)), int(match.group(2))), pid)
+                version = (int(match.group(1)), int(match.group(2)))
+                if match.group(3):
+                    raise TargetError(
+                        "pid %d runs a free-threaded build of Python %d.%d (%s); attaching to free-threaded builds "
+                        "is not supported yet (docs/platforms.md); 'stack' still works from outside"
+                        % (pid, version[0], version[1], os.path.basename(parts[5]))
+                    )
+                return _supported(version, pid)
     raise TargetError("pid %d is not a CPython process (no python binary or libpython mapped)" % pid)
 
 
 def _supported(version: tuple[int, int], pid: int) -> tuple[int, int]:
     low, high = SUPPORTED
     if not low <= version <= high:
-        raise TargetError("pid %d runs Python %d.%d; flight_profiler supports 3.8 to 3.14" % (pid, *version))
+        raise TargetError("pid %d runs Python %d.%d; flight_profiler supports %s" % (pid, *version, supported_range()))
     return version
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..attach import paths, procfs
-from ..attach.target import SUPPORTED, check_remote_debug_allowed, inspect
+from ..attach.target import SUPPORTED, check_remote_debug_allowed, inspect, supported_range
 from ..errors import FlightProfilerError
 
 # python3.11, libpython3.11.so.1.0, python3.14t: the interpreter's version is in its file name
@@ -184,7 +184,7 @@ def _why_not(pid: int, version: tuple[int, int] | None, uid: int, caller: Caller
         return "cannot read its memory map: %s" % procfs.permission_hint(pid)
     low, high = SUPPORTED
     if not low <= version <= high:
-        return "Python %d.%d is not supported (flight_profiler supports 3.8 to 3.14)" % version
+        return "Python %d.%d is not supported (flight_profiler supports %s)" % (*version, supported_range())
     obstacle = _yama_obstacle(caller)
     if obstacle:
         return obstacle
