@@ -27,6 +27,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
+from stamp import stamp  # noqa: E402
+
 from interpreters import find_interpreters  # noqa: E402
 from support import start_target  # noqa: E402
 
@@ -111,7 +113,13 @@ def main() -> None:
             print(row, flush=True)
             rows.append(row)
     with open(os.path.join(HERE, "RESULTS-attach.md"), "w") as fh:
-        fh.write("# Attach benchmark (bench/attach.py, %d runs per cell)\n\n" % args.runs + "\n".join(rows) + "\n")
+        fh.write(
+            "# Attach benchmark (bench/attach.py, %d runs per cell)\n\n" % args.runs
+            + stamp()
+            + "\n"
+            + "\n".join(rows)
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

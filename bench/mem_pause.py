@@ -26,6 +26,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
+from stamp import stamp  # noqa: E402
+
 from interpreters import find_interpreters  # noqa: E402
 from support import RunningTarget, start_target  # noqa: E402
 
@@ -166,7 +168,7 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "",
     ]
     with open(os.path.join(HERE, "RESULTS-mem.md"), "w") as fh:
-        fh.write("\n".join(lines))
+        fh.write(lines[0] + "\n\n" + stamp() + "\n".join(lines[1:]))
 
 
 if __name__ == "__main__":

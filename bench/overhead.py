@@ -35,6 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
+from stamp import stamp  # noqa: E402
+
 from interpreters import find_interpreters  # noqa: E402
 
 REFERENCE = "flight-profiler==1.0.7"
@@ -460,7 +462,7 @@ def write_results(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     for key, values in by_key.items():
         lines.append("- %s: %s" % (key, f"{statistics.median(values):,.0f}"))
     with open(os.path.join(HERE, "RESULTS-overhead.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write(lines[0] + "\n\n" + stamp() + "\n".join(lines[1:]) + "\n")
     print("\nwritten to bench/RESULTS-overhead.md")
 
 
