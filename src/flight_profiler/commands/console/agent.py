@@ -35,6 +35,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     namespace = ctx.session.setdefault("console_namespace", _new_namespace())
     output = _BoundedBuffer()
     namespace["print"] = _printer(output)
+    namespace.update(_without_stdin(output))
     try:
         tree = ast.parse(request["source"], "<console>", "exec")
     except SyntaxError as exc:
@@ -54,6 +55,27 @@ def _printer(output: io.StringIO) -> Any:
         builtins.print(*args, **kwargs)
 
     return console_print
+
+
+def _without_stdin(output: io.StringIO) -> dict[str, Any]:
+    """input() would block on the app's stdin and interactive help() would page on the app's
+    terminal: stand-ins that say so; help(obj) writes its text into the console's output."""
+
+    def console_input(prompt: object = "") -> str:
+        raise RuntimeError("input() is not available in the remote console: it would read the target's stdin")
+
+    def console_help(*args: Any) -> None:
+        if not args:
+            output.write("help() is interactive and not available in the remote console; use help(obj)\n")
+            return
+        import pydoc  # only when asked: a heavy import
+
+        try:
+            output.write(pydoc.render_doc(args[0], renderer=pydoc.plaintext))  # type: ignore[attr-defined]
+        except ImportError as exc:
+            output.write("%s\n" % exc)
+
+    return {"input": console_input, "help": console_help}
 
 
 def _execute(tree: ast.Module, namespace: dict[str, Any]) -> tuple[str | None, str | None]:
