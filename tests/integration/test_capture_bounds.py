@@ -77,3 +77,11 @@ def test_arrays_and_tensors_by_shape(target: RunningTarget) -> None:
 def test_verbose_states_its_cap_in_text(target: RunningTarget) -> None:
     text = cli(target.pid, "getglobal __main__ BIG_DICT -v", "--no-color", json_output=False).stdout
     assert "2,000 shown of 100,000; -v shows at most 2,000" in text
+
+
+def test_the_new_fields_match_the_documented_schema(target: RunningTarget) -> None:
+    from json_schemas import problems
+
+    for command in ("getglobal __main__ BIG", "getglobal __main__ BIG_DICT -v", "getglobal __main__ BIG_DICT -r"):
+        for record in cli(target.pid, command).records:
+            assert problems(record) == [], (command, problems(record))
