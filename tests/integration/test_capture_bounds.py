@@ -85,3 +85,14 @@ def test_the_new_fields_match_the_documented_schema(target: RunningTarget) -> No
     for command in ("getglobal __main__ BIG", "getglobal __main__ BIG_DICT -v", "getglobal __main__ BIG_DICT -r"):
         for record in cli(target.pid, command).records:
             assert problems(record) == [], (command, problems(record))
+
+
+def test_the_console_value_of_a_huge_object_is_bounded(target: RunningTarget) -> None:
+    only(cli(target.pid, "getglobal __main__ HUGE_INT"))
+    before = peak_rss_kb(target.pid)
+    value = only(cli(target.pid, 'console -c "import __main__; __main__.BIG"'))["value"]
+    assert str(value).endswith("(cut: 16384 of 209715200 bytes shown)")
+    assert only(cli(target.pid, 'console -c "import __main__; __main__.HUGE_INT"'))["value"] == (
+        "<int of 16,610 bits, about 5,001 digits>"
+    )
+    assert peak_rss_kb(target.pid) - before < FEW_MB

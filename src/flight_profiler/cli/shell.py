@@ -123,6 +123,9 @@ def _offer_reattach(runner: Runner, session: PromptSession[str]) -> bool:
     except FlightProfilerError as exc:
         runner.output.error(None, str(exc))
         return False
+    except KeyboardInterrupt:
+        runner.output.note("interrupted")
+        return False
     runner.output.note("attached to pid %d again" % runner.pid)
     return True
 

@@ -72,6 +72,22 @@ def capture(obj: Any, options: CaptureOptions) -> dict[str, Any]:
         return {"t": _type_name(obj), "error": _describe(exc)}
 
 
+def bounded_repr(obj: Any, limit: int) -> str:
+    """``repr()`` text of at most about ``limit`` characters, at a cost bounded by ``limit``
+    (the console's trailing value): what ``-r`` shows, with the cut stated."""
+    options = CaptureOptions(raw=True)
+    options.str_limit = limit
+    node = _repr_node(obj, options)
+    if "error" in node:
+        return "<%s: %s>" % (node["t"], node["error"])
+    text = str(node["r"])
+    if "cut" in node:
+        return "%s  (cut: %d of %d %s shown)" % (text, node["cut"][0], node["cut"][1], node.get("unit", "chars"))
+    if "len" in node:
+        return "%s  (len %d)" % (text, node["len"])
+    return text
+
+
 def _capture(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
     if isinstance(obj, _SCALARS):
         return _scalar(obj)

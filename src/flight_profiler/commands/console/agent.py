@@ -14,6 +14,7 @@ import io
 import sys
 import traceback
 
+from ...services.capture import bounded_repr
 from ...services.context import CommandFailed, JobContext
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 
 OUTPUT_LIMIT = 1024 * 1024  # a runaway loop of prints must not fill the target's memory
+VALUE_LIMIT = 64 * 1024  # characters of a trailing expression's repr: a 1 GB bytearray is not 4 GB of text
 
 
 class _BoundedBuffer(io.StringIO):
@@ -89,7 +91,7 @@ def _execute(tree: ast.Module, namespace: dict[str, Any]) -> tuple[str | None, s
             result = eval(compile(ast.Expression(last.value), "<console>", "eval"), namespace)  # noqa: S307
             if result is not None:
                 namespace["_"] = result
-                return repr(result), None
+                return bounded_repr(result, VALUE_LIMIT), None
     except BaseException:  # noqa: BLE001 - SystemExit/KeyboardInterrupt from user code must not end the agent
         return None, _user_traceback()
     return None, None
