@@ -110,6 +110,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pythons", help="interpreter ids, e.g. 3.8,3.14")
     parser.add_argument("--before", help="another source tree (its src/ directory) to compare with")
+    parser.add_argument("--before-label", help="what --before is, for the results (default: its path)")
     parser.add_argument("--before-big", action="store_true", help="also the 1 GB/100 MB figures of --before (slow)")
     args = parser.parse_args()
     if args.pythons:
@@ -156,7 +157,11 @@ def write_results(rows: list[tuple[str, dict[str, dict[str, float]]]], args: arg
         "- **watch 100 MB arg**: VmHWM growth per captured call of `watch __main__ consume -n 5 -x 2`.",
         "- **100 000-entry dict, -x 1**: the target's CPU time per shown call of `watch __main__ lookup -n 20`,",
         "  less its CPU time without the watch over as long."
-        + (" Before: the same with the sources in `%s`." % args.before if args.before else ""),
+        + (
+            " Before: the same with %s." % (args.before_label or "the sources in `%s`" % args.before)
+            if args.before
+            else ""
+        ),
         "",
         "| python | getglobal 1 GB | its peak RSS growth | watch 100 MB arg: peak RSS per call | dict 100k: target CPU per call |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -175,7 +180,10 @@ def write_results(rows: list[tuple[str, dict[str, dict[str, float]]]], args: arg
     lines += [
         "",
         "CPU time comes from /proc/<pid>/stat in clock ticks (%d per second): per-call figures under" % TICKS,
-        "a tick are an average over the calls. Not a test: nothing is asserted.",
+        "a tick are an average over the calls. The watch's peak RSS includes loading the watch command",
+        "into the agent (its first use). The 1 GB and 100 MB figures are not measured before the change",
+        "unless --before-big: a full repr() of the bytearray is 4 GB of text (issue 9 measured 76 s for",
+        "`bytearray(10**9)`, and +800 MB per captured call of a 100 MB argument). Not a test: nothing is asserted.",
         "",
     ]
     with open(os.path.join(HERE, "RESULTS-capture.md"), "w") as fh:
