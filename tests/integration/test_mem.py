@@ -145,7 +145,8 @@ def test_asyncio_loop_keeps_running_through_repeated_commands(target: RunningTar
     [
         ("mem summary --limit 0", "--limit must be"),
         ("mem summary -i 3", "takes no --interval"),
-        ("mem diff -i 0", "--interval must be"),
+        ("mem diff -i 0", "-i must be > 0 and <= 3600, got '0'"),
+        ("mem diff --interval inf", "-i must be a finite number"),
         ("mem everything", "invalid choice"),
     ],
 )

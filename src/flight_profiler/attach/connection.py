@@ -19,6 +19,10 @@ class Cancelled(Exception):
     """The job ended because we cancelled it."""
 
 
+class ConnectionLost(ProtocolError):
+    """The agent's end of the socket went away: the target exited, or the agent was detached."""
+
+
 class AgentConnection:
     def __init__(self, sock: socket.socket) -> None:
         self.channel = Channel(sock)
@@ -40,8 +44,8 @@ class AgentConnection:
         return conn
 
     def _hello(self, timeout: float) -> None:
-        self.channel.send({"type": "hello", "protocol": PROTOCOL_VERSION})
         try:
+            self.channel.send({"type": "hello", "protocol": PROTOCOL_VERSION})
             reply = self.channel.recv(timeout)
         except (ChannelClosed, FrameError, socket.timeout) as exc:
             raise ProtocolError("the agent did not answer the handshake: %s" % exc) from None
@@ -55,8 +59,14 @@ class AgentConnection:
 
     def start(self, command: str, request: dict[str, Any]) -> int:
         job = next(self._jobs)
-        self.channel.send({"type": "run", "job": job, "command": command, "request": request})
+        self._send({"type": "run", "job": job, "command": command, "request": request})
         return job
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        try:
+            self.channel.send(msg)
+        except ChannelClosed as exc:
+            raise ConnectionLost("lost the connection to the agent: %s" % exc) from None
 
     def events(self, job: int, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield the job's events until it ends; raise CommandError when it failed."""
@@ -65,7 +75,9 @@ class AgentConnection:
                 msg = self.channel.recv(timeout)
             except socket.timeout:
                 raise CommandError("no answer from the agent within %.0f s" % (timeout or 0)) from None
-            except (ChannelClosed, FrameError) as exc:
+            except ChannelClosed as exc:
+                raise ConnectionLost("lost the connection to the agent: %s" % exc) from None
+            except FrameError as exc:
                 raise ProtocolError("lost the connection to the agent: %s" % exc) from None
             problem = validate(msg)
             if problem:
@@ -91,11 +103,11 @@ class AgentConnection:
         return list(self.events(self.start(command, request), timeout))
 
     def cancel(self, job: int) -> None:
-        self.channel.send({"type": "cancel", "job": job})
+        self._send({"type": "cancel", "job": job})
 
     def detach(self, timeout: float = 5.0) -> None:
         """Ask the agent to remove everything; wait for its goodbye."""
-        self.channel.send({"type": "detach"})
+        self._send({"type": "detach"})
         try:
             while self.channel.recv(timeout).get("type") != "end":
                 pass

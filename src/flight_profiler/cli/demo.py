@@ -15,7 +15,11 @@ SERVICE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def run_demo(output: Output, args: argparse.Namespace) -> int:
-    proc = subprocess.Popen([sys.executable, SERVICE], stdout=subprocess.PIPE, text=True)
+    # its own session: the terminal's Ctrl-C (which stops a watch) and SIGHUP never reach it;
+    # --exit-with-parent: it leaves by itself if we are killed before our finally runs
+    proc = subprocess.Popen(
+        [sys.executable, SERVICE, "--exit-with-parent"], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         assert proc.stdout is not None
         proc.stdout.readline()  # "demo service running": it is ready

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..attach.attacher import AttachOptions
+from ..commands.spec import number
 from ..errors import FlightProfilerError, UsageError
 from .output import Output
 from .runner import Detached, Runner
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-color", action="store_true", help="plain text output (NO_COLOR is honoured too)")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=number(float, 0, above=True),
         default=30.0,
         help="seconds to wait for the agent to start (default 30; a stuck GIL is reported after about 3 s)",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..commands.spec import number
 from .subcommands import Subcommand
 
 MCP_MIN_PYTHON = (3, 10)  # what the official ``mcp`` SDK requires
@@ -18,7 +19,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-timeout",
-        type=float,
+        type=number(float, 0, above=True),
         default=300.0,
         metavar="S",
         help="the longest any tool call may run, in seconds (default 300)",

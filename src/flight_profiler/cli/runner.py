@@ -14,10 +14,9 @@ import time
 from typing import Any
 
 from ..attach.attacher import AttachOptions, connect, existing_agent
-from ..attach.connection import AgentConnection, Cancelled
+from ..attach.connection import AgentConnection, Cancelled, ConnectionLost
 from ..commands.spec import CommandSpec, LocalContext
 from ..errors import FlightProfilerError, UsageError
-from ..protocol.framing import ChannelClosed
 from . import registry
 from .output import Output
 
@@ -28,6 +27,11 @@ class Detached(Exception):
     """The user detached; the shell should end."""
 
 
+class AgentLost(FlightProfilerError):
+    """The agent went away under us: the target exited, or another client detached it.
+    ``Runner.lost`` keeps the reason until the user re-attaches (``Runner.reattach``)."""
+
+
 class Runner:
     def __init__(self, pid: int, output: Output, attach_options: AttachOptions) -> None:
         self.pid = pid
@@ -36,8 +40,12 @@ class Runner:
         self._conn: AgentConnection | None = None
         # seconds after which a running job is cancelled and what it produced kept (MCP tools); None: no limit
         self.time_limit: float | None = None
+        # why the agent went away ("pid N exited", ...); None while it is there or not attached yet
+        self.lost: str | None = None
 
     def connection(self) -> AgentConnection:
+        if self.lost is not None:
+            raise AgentLost(self.lost)  # never re-inject behind the user's back: the shell asks first
         if self._conn is None:
             started = time.monotonic()
             self._conn = connect(self.pid, self.attach_options)
@@ -86,6 +94,14 @@ class Runner:
                 self.output.result(spec.name, event, spec.render(event))
             return
         conn = self.connection()
+        try:
+            self._run_in_agent(conn, spec, request, deadline)
+        except ConnectionLost:
+            raise self._lose() from None
+
+    def _run_in_agent(
+        self, conn: AgentConnection, spec: CommandSpec, request: dict[str, Any], deadline: float | None
+    ) -> None:
         job = conn.start(spec.name, request)
         timer = _cancel_at(deadline, conn, job)
         try:
@@ -99,21 +115,42 @@ class Runner:
             if timer is not None:
                 timer.cancel()
 
+    def _lose(self) -> AgentLost:
+        """Forget the dead connection and say why it died, in the words the user needs."""
+        self.close()
+        self.lost = _why_lost(self.pid)
+        return AgentLost(self.lost)
+
+    def reattach(self) -> None:
+        """After a lost agent: attach again now (injecting a new agent if none answers)."""
+        self.lost = None
+        self.connection()
+
+    def target_alive(self) -> bool:
+        return _alive(self.pid)
+
     def _cancel(self, conn: AgentConnection, job: int) -> None:
-        conn.cancel(job)
+        conn.cancel(job)  # ConnectionLost goes up: the agent is gone, not just this job
         try:
             for _ in conn.events(job, timeout=CANCEL_WAIT):
                 pass
+        except ConnectionLost:
+            raise
         except (Cancelled, FlightProfilerError):
             pass
         self.output.note("cancelled")
 
     def detach(self) -> None:
-        conn = self._conn or existing_agent(self.pid)  # never inject an agent just to remove it
+        conn = None if self.lost else self._conn or existing_agent(self.pid)  # never inject just to remove
         if conn is None:
             self.output.note("no agent in pid %d: nothing to remove" % self.pid)
             return
-        conn.detach()
+        try:
+            conn.detach()
+        except ConnectionLost:
+            self.close()
+            self.output.note("%s: nothing to remove" % _why_lost(self.pid))
+            return
         self._conn = None
         self.output.note("detached: the agent and its hooks are gone from pid %d" % self.pid)
 
@@ -121,6 +158,28 @@ class Runner:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited child its parent has not reaped yet)."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _why_lost(pid: int) -> str:
+    if not _alive(pid):
+        return "pid %d exited" % pid
+    try:
+        other = existing_agent(pid)  # asks the socket only: never injects
+    except FlightProfilerError:
+        other = None
+    if other is None:
+        return "the agent was detached by another client"
+    other.close()
+    return "lost the connection to the agent in pid %d (a new agent answers there)" % pid
 
 
 def _past(deadline: float | None) -> bool:
@@ -135,7 +194,7 @@ def _cancel_at(deadline: float | None, conn: AgentConnection, job: int) -> threa
     def cancel() -> None:
         try:
             conn.cancel(job)
-        except (ChannelClosed, OSError):
+        except (FlightProfilerError, OSError):
             pass  # the connection is gone: the job ended with it
 
     timer = threading.Timer(max(0.0, deadline - time.monotonic()), cancel)

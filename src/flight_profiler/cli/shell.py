@@ -1,4 +1,10 @@
-"""The interactive shell (prompt_toolkit): history, Tab completion, Ctrl-C/Ctrl-D."""
+"""The interactive shell (prompt_toolkit): history, Tab completion, Ctrl-C/Ctrl-D.
+
+The shell outlives its agent. When the target exits or another client detaches the agent,
+the next command says so in one line; then, if the target is still there, the shell asks
+"re-attach to pid N? [y/N]" (yes: a new agent now; no: the shell ends with status 1),
+and if it is gone the shell ends with status 1. Completion in that state offers nothing.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +37,11 @@ class CommandCompleter(Completer):
         words = text.split()
         current = "" if text.endswith(" ") else (words[-1] if words else "")
         done = words if text.endswith(" ") else words[:-1]
-        for candidate in self._candidates(done, current):
+        try:
+            candidates = self._candidates(done, current)
+        except Exception:  # noqa: BLE001 - a completer that raises makes prompt_toolkit print a traceback
+            candidates = []
+        for candidate in candidates:
             yield Completion(candidate, start_position=-len(current))
 
     def _candidates(self, done: list[str], current: str) -> list[str]:
@@ -49,6 +59,8 @@ class CommandCompleter(Completer):
     def _target_names(self, kinds: tuple[str, ...], positionals: list[str], current: str) -> list[str]:
         if not kinds or len(positionals) >= len(kinds) or kinds[len(positionals)] == "path":
             return []
+        if self.runner.lost is not None:
+            return []  # the agent is gone: nothing to ask, and Tab never re-attaches
         request = {"kind": "module", "prefix": current, "module": "", "cls": None}
         if positionals:
             request = {
@@ -59,7 +71,7 @@ class CommandCompleter(Completer):
             }
         try:
             events = self.runner.connection().run("complete", request, timeout=2.0)
-        except FlightProfilerError:
+        except (FlightProfilerError, OSError):
             return []
         return [name for event in events for name in event["names"]]
 
@@ -90,8 +102,32 @@ def run_shell(runner: Runner) -> int:
             return 0
         except KeyboardInterrupt:
             runner.output.note("interrupted")
+        if runner.lost is not None and not _offer_reattach(runner, session):
+            return 1
     runner.close()
     return 0
+
+
+def _offer_reattach(runner: Runner, session: PromptSession[str]) -> bool:
+    """After the agent went away (its reason is already printed): True to go on attached again."""
+    if not runner.target_alive():
+        return False  # "pid N exited" was the last word: nothing to re-attach to
+    try:
+        answer = session.prompt("re-attach to pid %d? [y/N] " % runner.pid)
+    except (KeyboardInterrupt, EOFError):
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        return False
+    try:
+        runner.reattach()
+    except FlightProfilerError as exc:
+        runner.output.error(None, str(exc))
+        return False
+    except KeyboardInterrupt:
+        runner.output.note("interrupted")
+        return False
+    runner.output.note("attached to pid %d again" % runner.pid)
+    return True
 
 
 def run_console(runner: Runner) -> None:
@@ -120,6 +156,8 @@ def run_console(runner: Runner) -> None:
             runner.run_request(CONSOLE, {"source": source})
         except FlightProfilerError as exc:
             runner.output.error("console", str(exc))
+            if runner.lost is not None:
+                return  # the shell offers to re-attach
 
 
 def _needs_more(source: str) -> bool:

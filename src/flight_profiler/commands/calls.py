@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..render.values import pretty
+from .spec import number
 from .targeting import add_location_arguments, location
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def non_negative(value: float, option: str) -> float:
 def add_rate_argument(parser: argparse.ArgumentParser, default: float, what: str) -> None:
     parser.add_argument(
         "--rate",
-        type=float,
+        type=number(float, 0),
         default=default,
         help="at most this many %s per second; the others are counted as skipped (default %g, 0: no limit)"
         % (what, default),

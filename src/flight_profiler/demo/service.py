@@ -6,6 +6,8 @@ Worker threads pull orders from a queue, an asyncio loop serves "requests",
 """
 
 import asyncio
+import collections
+import itertools
 import os
 import queue
 import random
@@ -16,6 +18,8 @@ import time
 SETTINGS = {"region": "eu-west-1", "max_batch": 32, "retry": {"attempts": 3, "backoff_s": 0.2}}
 orders = queue.Queue()
 processed = []
+recent_orders = collections.deque(maxlen=50)  # keeps live Order objects for vmtool getInstances
+order_ids = itertools.count(1)
 
 
 class Order:
@@ -85,11 +89,15 @@ def worker():
         handle(orders.get())
 
 
+def new_order():
+    order = Order(next(order_ids), random.choice(["apple", "pear", "plum"]), random.randint(1, 5))
+    recent_orders.append(order)
+    orders.put(order)
+
+
 def producer():
-    order_id = 0
     while True:
-        order_id += 1
-        orders.put(Order(order_id, random.choice(["apple", "pear", "plum"]), random.randint(1, 5)))
+        new_order()
         time.sleep(0.02)
 
 
@@ -106,7 +114,18 @@ async def http_like_server():
         await asyncio.sleep(0.1)
 
 
+def exit_with_parent(parent):
+    """Started by ``flight_profiler demo`` in its own session: leave when that client is gone."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
 def main():
+    if "--exit-with-parent" in sys.argv:
+        threading.Thread(target=exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+    for _ in range(5):
+        new_order()  # some orders exist from the first instant on
     for index in range(2):
         threading.Thread(target=worker, name="order-worker-%d" % index, daemon=True).start()
     threading.Thread(target=producer, name="order-producer", daemon=True).start()

@@ -17,7 +17,7 @@ def one_line(node: dict[str, Any]) -> str:
     if "v" in node:
         return _scalar(node)
     if "r" in node:
-        return str(node["r"])
+        return str(node["r"]) + _cut_note(node)
     kind = node.get("kind")
     if kind == "dict":
         body = ", ".join("%s: %s" % (one_line(k), one_line(v)) for k, v in node["items"])
@@ -55,16 +55,32 @@ def pretty(node: dict[str, Any], indent: int = 0) -> str:
         for item in node["items"]:
             lines.append("%s%s," % (pad, pretty(item, indent + 1)))
     if node.get("more"):
-        lines.append("%s... %d more" % (pad, node["more"]))
+        lines.append("%s%s" % (pad, _more_text(node)))
     return "\n".join([opener, *lines, INDENT * indent + closer])
 
 
 def _scalar(node: dict[str, Any]) -> str:
     value = node["v"]
     text = repr(value)
-    if "cut" in node:
-        text += "  (cut: %d of %d chars shown, -v shows more)" % tuple(node["cut"])
-    return text
+    return text + _cut_note(node)
+
+
+def _cut_note(node: dict[str, Any]) -> str:
+    """How much of a long string, repr or bytes object is shown (the agent never sends it all)."""
+    cut = node.get("cut")
+    if isinstance(cut, list) and len(cut) == 2:
+        return "  (cut: %s of %s %s shown, -v shows more)" % (
+            _count(cut[0]),
+            _count(cut[1]),
+            node.get("unit") or "chars",
+        )
+    if isinstance(node.get("len"), int):  # a container below the -x depth, written until its budget ran out
+        return "  (len %s)" % _count(node["len"])
+    return ""
+
+
+def _count(number: Any) -> str:
+    return f"{number:,}" if isinstance(number, int) else str(number)
 
 
 def _brackets(node: dict[str, Any]) -> tuple[str, str]:
@@ -79,7 +95,15 @@ def _brackets(node: dict[str, Any]) -> tuple[str, str]:
 
 
 def _more(node: dict[str, Any], has_items: bool) -> str:
-    more = node.get("more") or 0
-    if not more:
-        return ""
-    return "%s... %d more" % (", " if has_items else "", more)
+    return "%s%s" % (", " if has_items else "", _more_text(node)) if node.get("more") else ""
+
+
+def _more_text(node: dict[str, Any]) -> str:
+    """The items left out; with -v, that -v has a cap too (it never sends a million items)."""
+    if node.get("cap"):
+        return "... %s shown of %s; -v shows at most %s" % (
+            _count(len(node.get("items") or node.get("attrs") or ())),
+            _count(node.get("len")),
+            _count(node["cap"]),
+        )
+    return "... %d more" % node["more"]

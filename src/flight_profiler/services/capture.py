@@ -1,19 +1,30 @@
 """Turn live objects into a JSON tree the client renders (runs in the target).
 
 Every value a command shows goes through ``capture``: depth-limited (``-x``),
-item-limited unless verbose (``-v``), strings cut to head and tail, cycles and
-failing ``__repr__``/``__getattr__`` contained. The tree is plain JSON so the
-client can print it as text or pass it on as ``--json``.
+item-limited (``-v`` raises the limit, never removes it), strings cut to head and
+tail, cycles and failing ``__repr__``/``__getattr__`` contained.
+
+What a capture costs is bounded by what the preview shows, not by the object:
+containers are read from their head (never copied whole), bytes-like objects and
+strings from their head and tail, ints too long for ``str()`` are shown by their
+size, numpy arrays and torch tensors by shape and dtype (read as attributes: neither
+library is imported), and everything below the ``-x`` depth goes through a repr
+writer with a character budget instead of ``repr()``. Only objects with their own
+``__repr__`` get a real ``repr()`` (``_call_repr``), whose result is cut.
 
 Node shapes (``t`` is always the type name):
   {"t", "v"}                       scalar (None, bool, int, float, str) - "v" is the value
   {"t", "r"}                       object shown by its (possibly cut) repr
   {"t", "kind": "list"|"tuple"|"set"|"dict", "len", "items", "more"}
   {"t", "kind": "object", "attrs": {name: node}, "more"}
-  plus "cut": [head_len, total_len] on cut strings/reprs, "cycle": true, "error": text
+  plus "cut": [shown, total] on cut strings/reprs ("unit": "bytes" when counted in bytes),
+  "cap": the item limit that -v could not lift, "cycle": true, "error": text
 """
 
 from __future__ import annotations
+
+import sys
+from itertools import islice  # built-in modules: importing them costs the target no file-system call
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -25,13 +36,20 @@ STR_LIMIT = 256
 STR_LIMIT_VERBOSE = 8192
 ITEM_LIMIT = 20
 ITEM_LIMIT_VERBOSE = 2000
+# str() of an int is quadratic in its length, and 3.11+ refuses ints over 4300 digits
+# (sys.get_int_max_str_digits): past that, ints are shown by their size on every version.
+INT_DIGITS_LIMIT = 4300
+_LOG10_2 = 0.30102999566398120
+_INT_BITS_LIMIT = int(INT_DIGITS_LIMIT / _LOG10_2)
 _SCALARS = (bool, int, float, type(None))
+_BYTES = (bytes, bytearray, memoryview)
 
 
 class CaptureOptions:
     def __init__(self, expand: int = 1, verbose: bool = False, raw: bool = False) -> None:
         self.depth = MAX_DEPTH if expand < 0 else min(expand, MAX_DEPTH)
         self.raw = raw
+        self.verbose = verbose
         self.str_limit = STR_LIMIT_VERBOSE if verbose else STR_LIMIT
         self.item_limit = ITEM_LIMIT_VERBOSE if verbose else ITEM_LIMIT
 
@@ -46,9 +64,28 @@ class CaptureOptions:
 
 def capture(obj: Any, options: CaptureOptions) -> dict[str, Any]:
     """Return the JSON tree of ``obj``."""
-    if options.raw:
-        return _repr_node(obj, options)
-    return _capture(obj, options, options.depth, set())
+    try:
+        if options.raw:
+            return _repr_node(obj, options)
+        return _capture(obj, options, options.depth, set())
+    except Exception as exc:  # noqa: BLE001 - a hostile __len__/__iter__ is shown, not raised
+        return {"t": _type_name(obj), "error": _describe(exc)}
+
+
+def bounded_repr(obj: Any, limit: int) -> str:
+    """``repr()`` text of at most about ``limit`` characters, at a cost bounded by ``limit``
+    (the console's trailing value): what ``-r`` shows, with the cut stated."""
+    options = CaptureOptions(raw=True)
+    options.str_limit = limit
+    node = _repr_node(obj, options)
+    if "error" in node:
+        return "<%s: %s>" % (node["t"], node["error"])
+    text = str(node["r"])
+    if "cut" in node:
+        return "%s  (cut: %d of %d %s shown)" % (text, node["cut"][0], node["cut"][1], node.get("unit", "chars"))
+    if "len" in node:
+        return "%s  (len %d)" % (text, node["len"])
+    return text
 
 
 def _capture(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
@@ -56,13 +93,15 @@ def _capture(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) -> d
         return _scalar(obj)
     if isinstance(obj, str):
         return _string(obj, options.str_limit)
-    if isinstance(obj, (bytes, bytearray)) or depth <= 0:
+    if depth <= 0 or isinstance(obj, _BYTES) or _array_kind(obj):
         return _repr_node(obj, options)
     if id(obj) in seen:
         return {"t": _type_name(obj), "cycle": True}
     seen.add(id(obj))
     try:
         return _container(obj, options, depth, seen)
+    except Exception as exc:  # noqa: BLE001 - a hostile __len__/__iter__, a dict resized meanwhile
+        return {"t": _type_name(obj), "error": _describe(exc)}
     finally:
         seen.discard(id(obj))
 
@@ -73,7 +112,7 @@ def _container(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) ->
         return _mapping(obj, options, depth, seen)
     if kind in ("list", "tuple", "set"):
         return _sequence(obj, kind, options, depth, seen)
-    attrs = _attributes(obj)
+    attrs = _attributes(obj, options.item_limit)
     if attrs is None:
         return _repr_node(obj, options)
     return _object(obj, attrs, options, depth, seen)
@@ -88,64 +127,103 @@ def _kind(obj: Any) -> str:
         return "tuple"
     if isinstance(obj, (set, frozenset)):
         return "set"
+    if _is_stdlib(obj, "collections", "deque") or _is_stdlib(obj, "array", "array"):
+        return "list"
     return "object"
 
 
+def _is_stdlib(obj: Any, module: str, name: str) -> bool:
+    """``obj`` is an instance of ``module.name`` (by name: the module is never imported)."""
+    return any(klass.__name__ == name and klass.__module__ == module for klass in type(obj).__mro__)
+
+
+def _head(iterable: Any, limit: int) -> list[Any]:
+    """The first ``limit`` items, read in one C call (never a copy of the whole container)."""
+    return list(islice(iterable, limit))
+
+
+def _sized(obj: Any, node: dict[str, Any], shown: int, options: CaptureOptions) -> dict[str, Any]:
+    total = len(obj)
+    node["len"] = total
+    node["more"] = max(0, total - shown)
+    if node["more"] and options.verbose:
+        node["cap"] = options.item_limit
+    return node
+
+
 def _mapping(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
-    items = []
-    limit = options.item_limit
-    for index, (key, value) in enumerate(list(obj.items())):
-        if index >= limit:
-            break
-        items.append([_capture(key, options, depth - 1, seen), _capture(value, options, depth - 1, seen)])
-    return {"t": _type_name(obj), "kind": "dict", "len": len(obj), "items": items, "more": max(0, len(obj) - limit)}
+    pairs = _head(obj.items(), options.item_limit)
+    items = [
+        [_capture(key, options, depth - 1, seen), _capture(value, options, depth - 1, seen)] for key, value in pairs
+    ]
+    return _sized(obj, {"t": _type_name(obj), "kind": "dict", "items": items}, len(items), options)
 
 
 def _sequence(obj: Any, kind: str, options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
-    limit = options.item_limit
-    values = list(obj) if kind == "set" else obj
-    items = [_capture(value, options, depth - 1, seen) for value in values[:limit]]
-    return {"t": _type_name(obj), "kind": kind, "len": len(obj), "items": items, "more": max(0, len(obj) - limit)}
+    items = [_capture(value, options, depth - 1, seen) for value in _head(obj, options.item_limit)]
+    return _sized(obj, {"t": _type_name(obj), "kind": kind, "items": items}, len(items), options)
 
 
-def _object(obj: Any, attrs: list[str], options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
+def _object(
+    obj: Any, attrs: tuple[list[str], int], options: CaptureOptions, depth: int, seen: set[int]
+) -> dict[str, Any]:
+    names, total = attrs
     shown: dict[str, Any] = {}
-    for name in attrs[: options.item_limit]:
+    for name in names[: options.item_limit]:
         try:
             value = getattr(obj, name)
         except Exception as exc:  # noqa: BLE001 - a failing property is shown, not raised
             shown[name] = {"t": "error", "error": _describe(exc)}
             continue
         shown[name] = _capture(value, options, depth - 1, seen)
-    return {"t": _type_name(obj), "kind": "object", "attrs": shown, "more": max(0, len(attrs) - options.item_limit)}
+    return {"t": _type_name(obj), "kind": "object", "attrs": shown, "more": max(0, total - len(shown))}
 
 
-def _attributes(obj: Any) -> list[str] | None:
-    """Instance attributes worth expanding, or None for objects best shown by repr."""
+def _attributes(obj: Any, limit: int) -> tuple[list[str], int] | None:
+    """The first instance attributes worth expanding and how many there are, or None for
+    objects best shown by repr."""
     if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "__dict__")):
         return None
     names: list[str] = []
+    total = 0
     try:
         instance_dict = object.__getattribute__(obj, "__dict__")
     except Exception:  # noqa: BLE001 - no __dict__ or a hostile __getattribute__
         instance_dict = None
     if isinstance(instance_dict, dict):
-        names.extend(str(key) for key in instance_dict)
+        total = len(instance_dict)
+        names.extend(key for key in _head(instance_dict, limit) if isinstance(key, str))
     for klass in type(obj).__mro__:
         slots = klass.__dict__.get("__slots__", ())
-        names.extend(slot for slot in ([slots] if isinstance(slots, str) else slots) if slot not in names)
-    names = [name for name in names if name not in ("__dict__", "__weakref__")]
-    if not names and getattr(type(obj), "__repr__", None) is not object.__repr__:
+        for slot in [slots] if isinstance(slots, str) else slots:
+            if slot not in names and slot not in ("__dict__", "__weakref__"):
+                names.append(slot)
+                total += 1
+    if not total and getattr(type(obj), "__repr__", None) is not object.__repr__:
         return None  # objects with their own repr and no state: the repr says more
-    return names
+    return names, total
 
 
 def _scalar(obj: Any) -> dict[str, Any]:
     if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
         return {"t": "float", "r": repr(obj)}
-    if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) >= 2**53:
-        return {"t": _type_name(obj), "r": repr(obj)}  # JSON readers lose precision past 2**53
+    if isinstance(obj, int) and not isinstance(obj, bool) and obj.bit_length() > 53:
+        return {"t": _type_name(obj), "r": _int_text(obj)}  # JSON readers lose precision past 2**53
     return {"t": _type_name(obj), "v": obj}
+
+
+def _int_text(value: int) -> str:
+    bits = value.bit_length()
+    if bits <= _INT_BITS_LIMIT:
+        try:
+            return int.__repr__(value)
+        except ValueError:
+            pass  # the app lowered sys.set_int_max_str_digits: shown by size like the huge ones
+    return "<int of %s bits, about %s digits>" % (_thousands(bits), _thousands(int(bits * _LOG10_2) + 1))
+
+
+def _thousands(number: int) -> str:
+    return f"{number:,}"
 
 
 def _string(text: str, limit: int) -> dict[str, Any]:
@@ -156,16 +234,240 @@ def _string(text: str, limit: int) -> dict[str, Any]:
 
 
 def _repr_node(obj: Any, options: CaptureOptions) -> dict[str, Any]:
+    node: dict[str, Any] = {"t": _type_name(obj)}
     try:
-        text = repr(obj)
-    except Exception as exc:  # noqa: BLE001 - a broken __repr__ is shown, not raised
-        return {"t": _type_name(obj), "error": "repr failed: %s" % _describe(exc)}
-    if not isinstance(text, str):
-        text = "<invalid repr>"
-    node: dict[str, Any] = {"t": _type_name(obj), "r": _cut(text, options.str_limit)}
-    if len(text) > options.str_limit:
-        node["cut"] = [options.str_limit, len(text)]
+        if isinstance(obj, _BYTES):
+            return _bytes_node(obj, node, options.str_limit)
+        if _own_repr(obj):
+            return _user_repr_node(obj, node, options.str_limit)
+        text = _Text(options.str_limit)
+        _write(obj, text, [])
+        node["r"] = text.value()
+        if text.full and _kind(obj) != "object":
+            node["len"] = len(obj)
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__/__len__ is shown, not raised
+        return {"t": node["t"], "error": "repr failed: %s" % _describe(exc)}
     return node
+
+
+def _user_repr_node(obj: Any, node: dict[str, Any], limit: int) -> dict[str, Any]:
+    text = _call_repr(obj)
+    node["r"] = _cut(text, limit)
+    if len(text) > limit:
+        node["cut"] = [limit, len(text)]
+    return node
+
+
+def _call_repr(obj: Any) -> str:
+    """``repr()`` of an object with a ``__repr__`` of its own: the one place user code makes
+    a repr. Its cost is the user's (it may build a huge string before we cut it)."""
+    text = repr(obj)
+    return text if isinstance(text, str) else "<invalid repr>"
+
+
+def _bytes_node(obj: Any, node: dict[str, Any], limit: int) -> dict[str, Any]:
+    """bytes, bytearray and memoryview from their head and tail: never a copy of the whole."""
+    view = obj if isinstance(obj, memoryview) else None
+    if view is not None:
+        try:
+            obj = view.cast("B")  # a flat view of the same memory, no copy
+        except (TypeError, ValueError):  # not C-contiguous: its repr is all we can afford
+            node["r"] = "<memory nbytes=%d>" % view.nbytes
+            return node
+    total = len(obj)
+    shown = max(1, limit // 4)  # a byte takes up to 4 characters in a repr
+    if total <= shown:
+        node["r"] = _bytes_repr(node["t"], bytes(obj[:shown]), view)
+        return node
+    head = bytes(obj[: shown * 3 // 4])
+    tail = bytes(obj[total - (shown - len(head)) :])
+    node["r"] = _bytes_repr(node["t"], head, view, tail)
+    node["cut"] = [len(head) + len(tail), total]
+    node["unit"] = "bytes"
+    return node
+
+
+def _bytes_repr(type_name: str, head: bytes, view: Any, tail: bytes | None = None) -> str:
+    body = repr(head) if tail is None else "%s ... %s" % (repr(head), repr(tail))
+    if view is not None:
+        return "<memory %s>" % body
+    if type_name == "bytes":
+        return body
+    return "%s(%s)" % (type_name, body)
+
+
+# The reprs the writer below reproduces, by the __repr__ a type ends up with; a subclass that
+# keeps its base's repr is written like it. Types of ``collections`` are added on first use,
+# by name, if the target imported that module (we never import it).
+_WRITTEN: dict[Any, tuple[str, str]] = {
+    object.__repr__: ("object", ""),
+    int.__repr__: ("int", ""),
+    bool.__repr__: ("bool", ""),
+    float.__repr__: ("float", ""),
+    type(None).__repr__: ("none", ""),
+    str.__repr__: ("str", ""),
+    bytes.__repr__: ("bytes", ""),
+    bytearray.__repr__: ("bytes", ""),
+    memoryview.__repr__: ("bytes", ""),
+    list.__repr__: ("list", ""),
+    tuple.__repr__: ("tuple", ""),
+    dict.__repr__: ("dict", ""),
+    set.__repr__: ("set", ""),
+    frozenset.__repr__: ("set", "frozenset"),
+}
+_LEARNED: list[bool] = []
+_WRITE_DEPTH = 64  # nesting the writer follows: deeper lists would exhaust the recursion limit
+_COLLECTIONS = (("deque", "list"), ("OrderedDict", "dict"), ("defaultdict", "dict"), ("Counter", "dict"))
+
+
+def _written(obj: Any) -> tuple[str, str] | None:
+    """(kind, prefix) when the writer reproduces ``obj``'s repr; None for a ``__repr__`` of its own."""
+    if not _LEARNED:
+        _learn_collections()
+    try:
+        return _WRITTEN.get(type(obj).__repr__)
+    except TypeError:  # an unhashable __repr__ attribute: certainly the user's own
+        return None
+
+
+def _learn_collections() -> None:
+    module = sys.modules.get("collections")
+    if module is None:
+        return
+    for name, kind in _COLLECTIONS:
+        klass = getattr(module, name, None)
+        if isinstance(klass, type):
+            _WRITTEN[klass.__repr__] = (kind, name)
+    _LEARNED.append(True)
+
+
+def _own_repr(obj: Any) -> bool:
+    return _written(obj) is None and not _array_kind(obj)
+
+
+class _Text:
+    """A repr under construction with a character budget: writing stops when it is spent."""
+
+    def __init__(self, limit: int) -> None:
+        self.parts: list[str] = []
+        self.left = limit
+        self.full = False
+
+    def add(self, text: str) -> bool:
+        if self.left <= 0:
+            self.full = True
+            return False
+        if len(text) > self.left:
+            text = text[: self.left]
+            self.full = True
+        self.parts.append(text)
+        self.left -= len(text)
+        return not self.full
+
+    def value(self) -> str:
+        text = "".join(self.parts)
+        return text + "..." if self.full else text
+
+
+def _write(obj: Any, text: _Text, stack: list[int]) -> None:
+    """Append ``obj``'s repr to ``text`` while the budget lasts; the same text as ``repr()``
+    for the builtin types, at a cost bounded by the budget."""
+    if text.left <= 0:
+        text.full = True
+        return
+    written = _written(obj)
+    array = _array_kind(obj)
+    if array:
+        text.add(_array_text(obj, array))
+    elif written is None:
+        text.add(_call_repr(obj))
+    elif written[0] in ("list", "tuple", "set", "dict"):
+        _write_container(obj, written, text, stack)
+    else:
+        text.add(_scalar_text(obj, written[0], text.left))
+
+
+def _scalar_text(obj: Any, kind: str, left: int) -> str:
+    if kind == "int":
+        return _int_text(obj)
+    if kind == "str":
+        return str.__repr__(obj[: left + 1])  # a cut string overflows the budget: text marks it
+    if kind == "bytes":
+        return str(_bytes_node(obj, {"t": _type_name(obj)}, left + 4)["r"])
+    return str(repr(obj))  # object.__repr__, floats, bools, None: short
+
+
+def _write_container(obj: Any, written: tuple[str, str], text: _Text, stack: list[int]) -> None:
+    kind, prefix = written
+    opener, closer = {"list": ("[", "]"), "tuple": ("(", ")"), "set": ("{", "}"), "dict": ("{", "}")}[kind]
+    if id(obj) in stack or len(stack) >= _WRITE_DEPTH:
+        text.add(opener + "..." + closer)  # what repr() shows for a container inside itself
+        return
+    total = len(obj)
+    if kind == "set" and not total:
+        text.add("%s()" % (prefix or "set"))
+        return
+    if prefix:
+        text.add(prefix + "(")
+    text.add(opener)
+    stack.append(id(obj))
+    try:
+        _write_items(obj.items() if kind == "dict" else obj, kind == "dict", text, stack)
+    finally:
+        stack.pop()
+    if kind == "tuple" and total == 1:
+        text.add(",")
+    text.add(closer + (")" if prefix else ""))
+
+
+def _write_items(items: Any, pairs: bool, text: _Text, stack: list[int]) -> None:
+    # at most one item per character left: items are never read past what can be shown
+    for index, item in enumerate(_head(items, max(1, text.left))):
+        if index and not text.add(", "):
+            return
+        if pairs:
+            _write(item[0], text, stack)
+            if not text.add(": "):
+                return
+            item = item[1]
+        _write(item, text, stack)
+        if text.full:
+            return
+
+
+# numpy arrays and torch tensors, recognised by the name and module of a class in their MRO
+_ARRAYS = (("ndarray", "numpy", "ndarray"), ("Tensor", "torch", "tensor"))
+
+
+def _array_kind(obj: Any) -> str:
+    """ "ndarray", "tensor" or "": by class names only, so neither library is imported."""
+    try:
+        mro = type(obj).__mro__
+    except Exception:  # noqa: BLE001 - a metaclass with a hostile __getattribute__
+        return ""
+    for klass in mro:
+        for name, module, kind in _ARRAYS:
+            if klass.__name__ == name and klass.__module__ == module:
+                return kind
+    return ""
+
+
+def _array_text(obj: Any, kind: str) -> str:
+    """Shape, dtype (and device) read as attributes: the values are never converted."""
+    fields = ["shape=%s" % _attribute_text(obj, "shape"), "dtype=%s" % _attribute_text(obj, "dtype")]
+    if kind == "tensor":
+        fields.append("device=%s" % _attribute_text(obj, "device"))
+    return "<%s %s>" % (_type_name(obj), " ".join(fields))
+
+
+def _attribute_text(obj: Any, name: str) -> str:
+    try:
+        value = getattr(obj, name)
+        if isinstance(value, tuple):  # shapes: numpy's tuple, torch.Size
+            return "(%s)" % ", ".join(str(int(dim)) for dim in value[:32]) + ("..." if len(value) > 32 else "")
+        return str(value)[:64]
+    except Exception:  # noqa: BLE001 - a fake or broken array: say so, never raise
+        return "?"
 
 
 def _cut(text: str, limit: int) -> str:

@@ -14,6 +14,7 @@ import io
 import sys
 import traceback
 
+from ...services.capture import bounded_repr
 from ...services.context import CommandFailed, JobContext
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 
 OUTPUT_LIMIT = 1024 * 1024  # a runaway loop of prints must not fill the target's memory
+VALUE_LIMIT = 64 * 1024  # characters of a trailing expression's repr: a 1 GB bytearray is not 4 GB of text
 
 
 class _BoundedBuffer(io.StringIO):
@@ -35,6 +37,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     namespace = ctx.session.setdefault("console_namespace", _new_namespace())
     output = _BoundedBuffer()
     namespace["print"] = _printer(output)
+    namespace.update(_without_stdin(output))
     try:
         tree = ast.parse(request["source"], "<console>", "exec")
     except SyntaxError as exc:
@@ -56,6 +59,27 @@ def _printer(output: io.StringIO) -> Any:
     return console_print
 
 
+def _without_stdin(output: io.StringIO) -> dict[str, Any]:
+    """input() would block on the app's stdin and interactive help() would page on the app's
+    terminal: stand-ins that say so; help(obj) writes its text into the console's output."""
+
+    def console_input(prompt: object = "") -> str:
+        raise RuntimeError("input() is not available in the remote console: it would read the target's stdin")
+
+    def console_help(*args: Any) -> None:
+        if not args:
+            output.write("help() is interactive and not available in the remote console; use help(obj)\n")
+            return
+        import pydoc  # only when asked: a heavy import
+
+        try:
+            output.write(pydoc.render_doc(args[0], renderer=pydoc.plaintext))  # type: ignore[attr-defined]
+        except ImportError as exc:
+            output.write("%s\n" % exc)
+
+    return {"input": console_input, "help": console_help}
+
+
 def _execute(tree: ast.Module, namespace: dict[str, Any]) -> tuple[str | None, str | None]:
     """Run the statements; return (repr of a trailing expression, traceback text)."""
     last = tree.body[-1] if tree.body else None
@@ -67,7 +91,7 @@ def _execute(tree: ast.Module, namespace: dict[str, Any]) -> tuple[str | None, s
             result = eval(compile(ast.Expression(last.value), "<console>", "eval"), namespace)  # noqa: S307
             if result is not None:
                 namespace["_"] = result
-                return repr(result), None
+                return bounded_repr(result, VALUE_LIMIT), None
     except BaseException:  # noqa: BLE001 - SystemExit/KeyboardInterrupt from user code must not end the agent
         return None, _user_traceback()
     return None, None

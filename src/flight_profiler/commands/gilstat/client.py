@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ...errors import CommandError, FlightProfilerError, UsageError
-from ..spec import CommandSpec, LocalContext
+from ..spec import CommandSpec, LocalContext, number
 from . import probe
 
 if TYPE_CHECKING:
@@ -40,12 +40,17 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "numbers",
         nargs="*",
-        type=float,
+        type=number(float),
         metavar="take_ms hold_ms [interval_s [max_threads]]",
         help="warn for waits/holds longer than take_ms/hold_ms (0: never); report every interval_s (default 5) "
         "seconds, at most max_threads threads (default 20)",
     )
-    parser.add_argument("-d", "--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    parser.add_argument(
+        "-d",
+        "--duration",
+        type=number(float, 0, above=True),
+        help="stop after this many seconds (default: until Ctrl-C)",
+    )
 
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
@@ -67,8 +72,6 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("interval_s must be 0.1..3600 seconds, got %g" % interval)
     if max_threads < 1 or max_threads != int(max_threads):
         raise UsageError("max_threads must be a whole number of at least 1, got %g" % max_threads)
-    if ns.duration is not None and not ns.duration > 0:
-        raise UsageError("-d must be a positive number of seconds, got %g" % ns.duration)
     return {
         "action": "on",
         "take_ms": take_ms,

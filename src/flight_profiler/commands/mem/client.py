@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
-from ..spec import CommandSpec
+from ..spec import CommandSpec, number
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -14,16 +14,20 @@ if TYPE_CHECKING:
 
 ACTIONS = ("summary", "diff", "top")
 DEFAULT_INTERVAL = 10.0
+MAX_INTERVAL = 3600.0
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=ACTIONS, help="summary: objects by type; diff: growth; top: allocating lines")
-    parser.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
+    parser.add_argument("--limit", type=number(int, 1), default=20, help="rows to show (default 20)")
     parser.add_argument(
         "--order", choices=("descending", "ascending"), default="descending", help="largest first (default) or last"
     )
     parser.add_argument(
-        "-i", "--interval", type=float, help="seconds between the two snapshots (diff, top; default 10)"
+        "-i",
+        "--interval",
+        type=number(float, 0, MAX_INTERVAL, above=True),
+        help="seconds between the two snapshots (diff, top; default 10)",
     )
 
 
@@ -36,8 +40,6 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
             raise UsageError("mem summary takes no --interval (mem diff and mem top do)")
         return request
     interval = DEFAULT_INTERVAL if ns.interval is None else ns.interval
-    if not 0 < interval <= 3600:
-        raise UsageError("--interval must be between 0 and 3600 seconds, got %s" % interval)
     request["interval"] = interval
     return request
 

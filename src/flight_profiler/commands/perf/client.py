@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...readers import pyspy
-from ..spec import CommandSpec, LocalContext
+from ..spec import CommandSpec, LocalContext, number
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -39,10 +39,14 @@ PROGRESS_EVERY = 5.0  # seconds between progress lines when stderr is not a term
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pid", nargs="?", type=int, help="another pid to sample (default: the attached one)")
+    parser.add_argument("pid", nargs="?", type=number(int, 1), help="another pid to sample (default: the attached one)")
     parser.add_argument("-f", "--filepath", help="where to write (default: flamegraph.svg in this directory)")
-    parser.add_argument("-r", "--rate", type=int, default=100, help="samples per second (default 100)")
-    parser.add_argument("-d", "--duration", type=float, help="seconds to sample (default: until Ctrl-C)")
+    parser.add_argument(
+        "-r", "--rate", type=number(int, 1, MAX_RATE), default=100, help="samples per second (default 100)"
+    )
+    parser.add_argument(
+        "-d", "--duration", type=number(float, 0, above=True), help="seconds to sample (default: until Ctrl-C)"
+    )
     parser.add_argument(
         "--format",
         choices=tuple(DEFAULT_FILES),
@@ -54,10 +58,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
-    if not 1 <= ns.rate <= MAX_RATE:
-        raise UsageError("-r must be 1..%d samples per second, got %d" % (MAX_RATE, ns.rate))
-    if ns.duration is not None and not ns.duration > 0:
-        raise UsageError("-d must be a positive number of seconds, got %s" % ns.duration)
     # resolved here, against the user's working directory, before anything runs
     path = os.path.abspath(os.path.expanduser(ns.filepath or DEFAULT_FILES[ns.format]))
     _check_writable(path)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ...readers import pyspy
-from ..spec import CommandSpec, LocalContext
+from ..spec import CommandSpec, LocalContext, number
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pid", nargs="?", type=int, help="another pid to read (default: the attached one)")
+    parser.add_argument("pid", nargs="?", type=number(int, 1), help="another pid to read (default: the attached one)")
     parser.add_argument("-f", "--filepath", help="also write the stacks to this file")
     parser.add_argument("--native", action="store_true", help="include native (C) frames")
     parser.add_argument(

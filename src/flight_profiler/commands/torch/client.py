@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ..calls import add_nested_argument
-from ..spec import CommandSpec
+from ..spec import CommandSpec, number
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -34,12 +34,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="memory: record CUDA allocations during the next call of module [class] method",
     )
-    parser.add_argument("--wait", type=float, default=0.0, help="give up when no call came within this many seconds")
+    parser.add_argument(
+        "--wait", type=number(float, 0), default=0.0, help="give up when no call came within this many seconds"
+    )
 
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
-    if ns.wait < 0:
-        raise UsageError("--wait must not be negative, got %g" % ns.wait)
     path = os.path.abspath(os.path.expanduser(ns.filepath or DEFAULT_FILES[ns.action]))  # the user's cwd
     if os.path.isdir(path):
         raise UsageError("-f %s is a directory; give a file name" % path)

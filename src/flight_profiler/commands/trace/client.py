@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ...errors import UsageError
 from ..calls import (
     add_rate_argument,
     add_target_arguments,
@@ -16,7 +15,7 @@ from ..calls import (
     timestamp,
     where,
 )
-from ..spec import CommandSpec
+from ..spec import CommandSpec, number
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -32,20 +31,29 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-i",
         "--interval",
-        type=float,
+        type=number(float, 0),
         help="hide calls that took less than this many ms (default %g; 0 with -d)" % DEFAULT_INTERVAL,
     )
     parser.add_argument(
-        "-d", "--depth", type=int, help="show the tree down to this depth (2: the method and its calls)"
+        "-d",
+        "--depth",
+        type=number(int, 1, special=(-1,), note="no limit"),
+        help="show the tree down to this depth (2: the method and its calls)",
     )
     parser.add_argument(
-        "-et", "--entrance_time", type=float, default=0.0, help="only invocations that took at least this many ms"
+        "-et",
+        "--entrance_time",
+        type=number(float, 0),
+        default=0.0,
+        help="only invocations that took at least this many ms",
     )
-    parser.add_argument("-n", "--limits", type=int, default=10, help="stop after this many trees (default 10)")
+    parser.add_argument(
+        "-n", "--limits", type=number(int, 1), default=10, help="stop after this many trees (default 10)"
+    )
     parser.add_argument("-f", "--filter", help="only invocations for which this is true, over target, args, kwargs")
     parser.add_argument(
         "--budget",
-        type=float,
+        type=number(float, 0, 100),
         default=DEFAULT_BUDGET,
         help="at most this %% of the time may be spent in traced invocations; the others run untraced "
         "(default %g, 0: no limit)" % DEFAULT_BUDGET,
@@ -54,10 +62,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
-    if ns.depth is not None and ns.depth < 1 and ns.depth != -1:
-        raise UsageError("-d must be at least 1 (or -1: no limit), got %d" % ns.depth)
-    if not 0 <= ns.budget <= 100:
-        raise UsageError("--budget must be between 0 and 100, got %g" % ns.budget)
     return {
         **target_request(ns),
         "interval": None if ns.interval is None else non_negative(ns.interval, "-i"),

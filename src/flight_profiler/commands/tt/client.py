@@ -16,7 +16,7 @@ from ..calls import (
     render_values,
     timestamp,
 )
-from ..spec import CommandSpec, add_render_options, render_options
+from ..spec import CommandSpec, add_render_options, number, render_options
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -37,10 +37,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="record calls of module [class] method",
     )
     add_nested_argument(parser)
-    parser.add_argument("-n", "--limits", type=int, default=50, help="records to make with -t (default 50)")
+    parser.add_argument("-n", "--limits", type=number(int, 1), default=50, help="records to make with -t (default 50)")
     parser.add_argument("-l", "--list", action="store_true", help="list the records")
-    parser.add_argument("-i", "--index", type=int, help="show the record with this index")
-    parser.add_argument("-d", "--delete", type=int, metavar="INDEX", help="delete the record with this index")
+    parser.add_argument("-i", "--index", type=number(int, 0), help="show the record with this index")
+    parser.add_argument(
+        "-d", "--delete", type=number(int, 0), metavar="INDEX", help="delete the record with this index"
+    )
     parser.add_argument("-da", "--delete_all", action="store_true", help="delete every record")
     parser.add_argument(
         "-p", "--play", action="store_true", help="with -i: call the function again with those arguments"
@@ -50,12 +52,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_rate_argument(parser, DEFAULT_RATE, "records")
     parser.add_argument(
         "--max-records",
-        type=int,
+        type=number(int, 1),
         default=DEFAULT_MAX_RECORDS,
         help="records kept at most (default %d)" % DEFAULT_MAX_RECORDS,
     )
     parser.add_argument(
-        "--max-mb", type=float, default=DEFAULT_MAX_MB, help="MB the records may take (default %g)" % DEFAULT_MAX_MB
+        "--max-mb",
+        type=number(float, 0, above=True),
+        default=DEFAULT_MAX_MB,
+        help="MB the records may take (default %g)" % DEFAULT_MAX_MB,
     )
     add_render_options(parser)
 
@@ -114,13 +119,9 @@ def _record_request(ns: argparse.Namespace) -> dict[str, Any]:
         "limit": at_least(ns.limits, 1, "-n"),
         "rate": non_negative(ns.rate, "--rate"),
         "max_records": at_least(ns.max_records, 1, "--max-records"),
-        "max_mb": ns.max_mb if ns.max_mb > 0 else _bad_mb(ns.max_mb),
+        "max_mb": ns.max_mb,
         **render_options(ns),
     }
-
-
-def _bad_mb(value: float) -> float:
-    raise UsageError("--max-mb must be positive, got %g" % value)
 
 
 def _render(event: dict[str, Any]) -> RenderableType | None:

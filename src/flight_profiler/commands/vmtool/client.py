@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...render.values import pretty
-from ..spec import CommandSpec, add_render_options, render_options
+from ..spec import CommandSpec, add_render_options, number, render_options
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -19,7 +19,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "-c", "--class", dest="location", nargs=2, metavar=("module", "class"), help="class whose instances to list"
     )
     parser.add_argument("-e", "--expr", help="expression over `instances`, the list found, e.g. instances[0].val")
-    parser.add_argument("-n", "--limits", type=int, default=10, help="instances to show (default 10, -1 all)")
+    parser.add_argument(
+        "-n",
+        "--limits",
+        type=number(int, 1, special=(-1,), note="all"),
+        default=10,
+        help="instances to show (default 10, -1 all)",
+    )
     add_render_options(parser)
 
 
@@ -28,8 +34,6 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         return {"action": "forceGc"}
     if not ns.location:
         raise UsageError("vmtool -a getInstances needs -c module class")
-    if ns.limits == 0 or ns.limits < -1:
-        raise UsageError("-n must be positive or -1, got %d" % ns.limits)
     module, cls = ns.location
     return {
         "action": "getInstances",

@@ -18,7 +18,7 @@ from ..calls import (
     skipped_note,
     target_request,
 )
-from ..spec import CommandSpec, add_render_options, render_options
+from ..spec import CommandSpec, add_render_options, number, render_options
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -34,7 +34,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-e", "--exception", action="store_true", help="only calls that raise, with the traceback")
     parser.add_argument("-f", "--filter", help="only calls for which this is true, e.g. \"args[0]['q']=='hello'\"")
-    parser.add_argument("-n", "--limits", type=int, default=10, help="stop after this many results (default 10)")
+    parser.add_argument(
+        "-n", "--limits", type=number(int, 1), default=10, help="stop after this many results (default 10)"
+    )
     add_rate_argument(parser, DEFAULT_RATE, "results")
     add_render_options(parser)
 
