@@ -61,7 +61,8 @@ class CommandCompleter(Completer):
             events = self.runner.connection().run("complete", request, timeout=2.0)
         except FlightProfilerError:
             return []
-        return [name for event in events for name in event["names"]]
+        # a name that is not plain printable text (escapes, BiDi) would reach the prompt raw: not offered
+        return [name for event in events for name in event["names"] if isinstance(name, str) and name.isprintable()]
 
 
 def run_shell(runner: Runner) -> int:

@@ -274,7 +274,9 @@ def _off(pid: int) -> dict[str, Any]:
 
     target = inspect(pid)
     try:
-        conn = AgentConnection.open(paths.from_client(target, paths.socket_in_target(target)))
+        conn = AgentConnection.open(
+            paths.from_client(target, paths.socket_in_target(target)), expected_pid=target.pid, expected_uid=target.uid
+        )
     except OSError:
         conn = None  # no agent: no gilstat can be running (it needs one)
     stopped = 0
