@@ -222,18 +222,23 @@ def test_output_file_is_private_and_never_followed(tmp_path: object) -> None:
         outfile.check_destination(link)
     with pytest.raises(UsageError, match="symbolic link"):
         outfile.write_text(link, "stacks")
-    assert open(victim).read() == "keep" and os.path.islink(link)
+    assert _read(victim) == "keep" and os.path.islink(link)
 
     old = os.umask(0)
     try:
         fresh = os.path.join(base, "fresh.txt")
         outfile.write_text(fresh, "one")
-        assert stat.S_IMODE(os.lstat(fresh).st_mode) == 0o600 and open(fresh).read() == "one"
+        assert stat.S_IMODE(os.lstat(fresh).st_mode) == 0o600 and _read(fresh) == "one"
         outfile.write_text(fresh, "two")  # our own file: replaced
-        assert open(fresh).read() == "two" and stat.S_IMODE(os.lstat(fresh).st_mode) == 0o600
+        assert _read(fresh) == "two" and stat.S_IMODE(os.lstat(fresh).st_mode) == 0o600
     finally:
         os.umask(old)
     assert sorted(os.listdir(base)) == ["fresh.txt", "out.txt", "victim"]  # no staging directory left
+
+
+def _read(path: str) -> str:
+    with open(path) as fh:
+        return fh.read()
 
 
 def test_output_file_of_another_user_is_refused(tmp_path: object) -> None:
