@@ -299,3 +299,53 @@ def test_ps_escapes_other_processes_argv(hostile: RunningTarget) -> None:
     )
     [record] = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert "argv\x1b]0;title\x07\u202e" in record["result"]["processes"][0]["cmdline"]
+
+
+# ------------------------------------------------------------------ files the CLI writes
+
+
+def _cli_umask0(pid: int, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flight_profiler", str(pid), "--cmd", command, "--no-color"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: os.umask(0),  # the files must be 0600 whatever the umask says
+    )
+
+
+@pytest.mark.parametrize("command", ["stack -f %s", "perf -d 1 -r 50 -f %s --format raw"])
+def test_output_files_are_private_and_links_refused(hostile: RunningTarget, tmp_path: Any, command: str) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    planted = shared / "out.txt"
+    planted.symlink_to(victim)
+    refused = _cli_umask0(hostile.pid, command % planted)
+    assert refused.returncode != 0 and "symbolic link" in refused.stderr, refused.stderr
+    assert victim.read_text() == "keep" and planted.is_symlink()
+
+    fresh = shared / "fresh.txt"
+    written = _cli_umask0(hostile.pid, command % fresh)
+    assert written.returncode == 0, written.stderr
+    assert (fresh.stat().st_mode & 0o777) == 0o600
+    assert "\x1b" not in fresh.read_text(errors="replace")  # target names are escaped in the file too
+    assert sorted(p.name for p in shared.iterdir()) == ["fresh.txt", "out.txt"]  # no staging left behind
+
+
+def test_agent_refuses_a_client_whose_claimed_pid_is_not_its_socket(hostile: RunningTarget) -> None:
+    """In one pid namespace, the hello's pid must be the connecting process (SO_PEERCRED)."""
+    assert cli(hostile.pid, "getglobal __main__ TEXT").returncode == 0  # the agent runs
+    info = inspect(hostile.pid)
+    path = paths.from_client(info, paths.socket_in_target(info))
+    pidns = os.readlink("/proc/self/ns/pid")
+    for claimed, accepted in ((os.getpid() + 1, False), (os.getpid(), True)):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(path)
+            sock.sendall(json.dumps({"type": "hello", "protocol": 1, "pid": claimed, "pidns": pidns}).encode() + b"\n")
+            reply = json.loads(sock.makefile("rb").readline())
+        assert (reply["type"] == "hello") is accepted, reply

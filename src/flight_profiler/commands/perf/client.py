@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...readers import pyspy
-from ...render.safe import safe_line
+from ...render.safe import safe_block, safe_line
 from ..outfile import check_destination, staged
 from ..spec import CommandSpec, LocalContext
 
@@ -96,6 +96,8 @@ def _run_local(request: dict[str, Any], ctx: LocalContext) -> Iterator[dict[str,
                 idle=request["idle"],
                 progress=progress.update,
             )
+            if request["format"] in ("raw", "collapsed"):
+                _defuse_text(inner)
     finally:
         progress.close()
     path = request["filepath"]
@@ -109,6 +111,14 @@ def _run_local(request: dict[str, Any], ctx: LocalContext) -> Iterator[dict[str,
         "stopped": recording.stopped,
         "open": HOW_TO_OPEN[request["format"]] % safe_line(path),
     }
+
+
+def _defuse_text(path: str) -> None:
+    """Collapsed stacks are text people ``cat``: the target's function and file names get escaped like on screen."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        text = fh.read()
+    with open(path, "w", encoding="utf-8", errors="backslashreplace") as fh:  # our private directory
+        fh.write(safe_block(text))
 
 
 class _Progress:
