@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .safe import safe_line
+from .safe import safe_block, safe_line
 
 WIDTH = 100
 INDENT = "  "
@@ -19,7 +19,7 @@ def one_line(node: dict[str, Any]) -> str:
     if "v" in node:
         return _scalar(node)
     if "r" in node:
-        return safe_line(node["r"])
+        return safe_block(node["r"])  # a repr may span lines (tables, arrays); controls are escaped
     kind = node.get("kind")
     if kind == "dict":
         body = ", ".join("%s: %s" % (one_line(k), one_line(v)) for k, v in node["items"])
