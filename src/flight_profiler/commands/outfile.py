@@ -75,6 +75,8 @@ def install(source: str, path: str) -> None:
         return
     except FileExistsError:
         pass
+    except OSError:
+        pass  # a file system without hard links: the rename below never follows a link either
     _check_replaceable(path)  # something ours appeared meanwhile: replace the entry, never write through it
     os.replace(source, path)
 
