@@ -73,11 +73,9 @@ def install(source: str, path: str) -> None:
     try:
         os.link(source, path)
         return
-    except FileExistsError:
-        pass
     except OSError:
-        pass  # a file system without hard links: the rename below never follows a link either
-    _check_replaceable(path)  # something ours appeared meanwhile: replace the entry, never write through it
+        pass  # something is there now (EEXIST), or no hard links on this file system
+    _check_replaceable(path)  # only a file of ours is replaced: the entry is swapped, never written through
     os.replace(source, path)
 
 
