@@ -55,7 +55,16 @@ def namespaced(user: pwd.struct_passwd) -> Iterator[int]:
     """A target of the unprivileged user, alone in a new pid namespace; yields its pid as we see it."""
     drop = ["setpriv", "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid), "--clear-groups"]
     proc = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--kill-child", *drop, PYTHON, os.path.join(TARGETS, "service_target.py"), "event"],
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            *drop,
+            PYTHON,
+            os.path.join(TARGETS, "service_target.py"),
+            "event",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
