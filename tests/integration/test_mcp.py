@@ -27,6 +27,8 @@ SRC = os.path.dirname(os.path.dirname(os.path.abspath(__import__("flight_profile
 ALWAYS = {"ps", "stack", "getglobal", "vmtool", "module", "detach", "command"}
 WHEN_REGISTERED = ("watch", "trace", "tt", "mem", "perf")
 CHANGES = {"vmtool", "tt", "command"}
+# tools that take Python run in the target (expr, filter) or write a file: never annotated read-only
+NOT_READ_ONLY = {"getglobal", "vmtool", "watch", "trace", "tt", "perf", "command", "detach"}
 
 
 @asynccontextmanager
@@ -95,7 +97,7 @@ def test_tools_follow_the_registry_and_mark_changes() -> None:
             changes = name in CHANGES
             assert ("CHANGES THE TARGET" in tool.description.upper()) == changes, name
             assert _annotation(tool, "destructiveHint") is changes, name
-            assert _annotation(tool, "readOnlyHint") is (not changes and name != "detach"), name
+            assert _annotation(tool, "readOnlyHint") is (name not in NOT_READ_ONLY), name
 
     run(scenario)
 
@@ -171,6 +173,49 @@ def test_read_only_refuses_what_changes_the_target(demo: int) -> None:
             assert structured(await call("vmtool", args))["results"][0]["count"] == 1
 
     run(scenario)
+
+
+def test_read_only_refuses_code_and_files(demo: int, tmp_path: Any) -> None:
+    """Under --read-only nothing the model passes runs in the target, and nothing is written."""
+    marker = tmp_path / "ran"
+    code = "__import__('os').system('id > %s')" % marker
+    written = tmp_path / "stacks.txt"
+
+    async def scenario() -> None:
+        async with session("--read-only") as client:
+            call = client.call_tool
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            base = {"pid": demo, "module": "__main__", "field": "SETTINGS"}
+            assert "read-only" in error_text(await call("getglobal", {**base, "expr": code}))
+            assert "read-only" in error_text(
+                await call("command", {"pid": demo, "line": 'getglobal __main__ SETTINGS -e "%s"' % code})
+            )
+            args = {"pid": demo, "action": "getInstances", "module": "__main__", "cls": "Inventory", "expr": code}
+            assert "read-only" in error_text(await call("vmtool", args))
+            assert "read-only" in error_text(await call("command", {"pid": demo, "line": "stack -f %s" % written}))
+            for name, extra in (("watch", {"filter": code}), ("trace", {"filter": code}), ("watch", {"expr": code})):
+                if name in tools:
+                    hooked = {"pid": demo, "module": "__main__", "cls": "Inventory", "method": "reserve", **extra}
+                    assert "read-only" in error_text(await call(name, hooked)), name
+            if "tt" in tools:
+                recorded = {"pid": demo, "action": "record", "module": "__main__", "cls": "Inventory"}
+                assert "read-only" in error_text(await call("tt", {**recorded, "method": "reserve", "filter": code}))
+            if "perf" in tools:
+                profiled = {"pid": demo, "duration_s": 1, "filepath": str(tmp_path / "flame.svg")}
+                assert "read-only" in error_text(await call("perf", profiled))
+            # what only reads still works
+            assert structured(await call("getglobal", base))["results"][0]["value"]["len"] == 3
+
+    run(scenario)
+    assert "untrusted data" in _instructions()
+    assert not marker.exists() and not written.exists()
+    assert not (tmp_path / "flame.svg").exists()
+
+
+def _instructions() -> str:
+    from flight_profiler.mcp.server import INSTRUCTIONS
+
+    return INSTRUCTIONS
 
 
 def test_instrumentation_and_profiling_tools(demo: int, tmp_path: Any) -> None:

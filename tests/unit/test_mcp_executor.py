@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flight_profiler.errors import UsageError
-from flight_profiler.mcp.executor import Collector, changes_target, parse
+from flight_profiler.errors import FlightProfilerError, UsageError
+from flight_profiler.mcp.executor import MAX_COLLECTED, Collector, changes_target, not_read_only, parse
 
 
 def test_parse_uses_the_cli_checks() -> None:
@@ -27,6 +27,34 @@ def test_what_changes_the_target() -> None:
     assert not changes_target(*parse("vmtool -a getInstances -c m C"))
     assert changes_target(*parse("console -c 1"))
     assert not changes_target(*parse("getglobal m x"))
+
+
+def test_read_only_is_judged_on_the_parsed_request(tmp_path: object) -> None:
+    """Expressions, filters, console code and output files are not read-only, however they are spelled."""
+    for line in (
+        "getglobal m x -e target.a",
+        "getglobal m x --expr=1",
+        "vmtool -a getInstances -c m C -e instances",
+        "watch m f -f cost>1",
+        "watch m f --expr args",
+        "trace m f --filter 1",
+        "tt -t m f -f 1",
+        "tt -i 1000 -p",
+        "console -c 1",
+        "stack -f %s/x" % tmp_path,
+        "perf -d 1 -f %s/y" % tmp_path,
+    ):
+        assert not_read_only(*parse(line)), line
+    for line in ("getglobal m x", "vmtool -a getInstances -c m C", "watch m f", "stack", "mem summary", "tt -l"):
+        assert not_read_only(*parse(line)) == "", line
+
+
+def test_collector_caps_what_one_call_keeps() -> None:
+    collector = Collector()
+    collector.result("x", {"a": "b" * 1000}, None)
+    with pytest.raises(FlightProfilerError, match="truncated"):
+        collector.result("x", {"a": "b" * MAX_COLLECTED}, None)
+    assert len(collector.results) == 1
 
 
 def test_collector_keeps_everything_and_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:

@@ -126,9 +126,16 @@ def _ensure_private_dir(directory: str) -> None:
 
 
 def _peer_allowed(conn: socket.socket) -> bool:
+    """Our own uid or root; and a peer we can see, except root from an outer pid namespace.
+
+    The kernel reports pid 0 for a peer outside our pid namespace: we cannot tell
+    who that is. Root attaching to a containerised target from the host is the
+    one legitimate such peer.
+    """
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    pid = int.from_bytes(creds[0:4], sys.byteorder)
     uid = int.from_bytes(creds[4:8], sys.byteorder)
-    return uid in (0, os.getuid())
+    return uid in (0, os.getuid()) and (pid != 0 or uid == 0)
 
 
 def _refuse(conn: socket.socket) -> None:

@@ -8,6 +8,7 @@ included) run on its own thread before it ends.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 
@@ -71,6 +72,9 @@ class Session:
                     % (PROTOCOL_VERSION, msg.get("protocol")),
                 }
             )
+            return False
+        if not _claimed_pid_consistent(self.channel.sock, msg):
+            self.channel.send({"type": "error", "error": "the client's pid does not match its socket"})
             return False
         self.channel.send(_hello())
         return True
@@ -178,6 +182,25 @@ def _execute(ctx: JobContext, command: str, request: dict[str, Any]) -> dict[str
 
 def _package() -> str:
     return __name__.rsplit(".", 2)[0]
+
+
+_PID_NS: list[str] = []
+
+
+def _claimed_pid_consistent(sock: Any, msg: dict[str, Any]) -> bool:
+    """A client in our pid namespace must be the process SO_PEERCRED names (a relayed socket is not)."""
+    claimed = msg.get("pid")
+    if not isinstance(claimed, int) or not msg.get("pidns"):
+        return True  # an older client, or one that could not tell its namespace
+    if not _PID_NS:
+        try:
+            _PID_NS.append(os.readlink("/proc/self/ns/pid"))
+        except OSError:
+            _PID_NS.append("")
+    if msg["pidns"] != _PID_NS[0]:
+        return True  # its pid means nothing here
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    return int.from_bytes(creds[0:4], sys.byteorder) == claimed
 
 
 def _hello() -> dict[str, Any]:

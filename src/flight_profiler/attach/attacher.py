@@ -39,14 +39,14 @@ class AttachOptions:
 def existing_agent(pid: int) -> AgentConnection | None:
     """A connection to the agent already running in ``pid``, or None; never injects."""
     target = inspect(pid)
-    return _try_open(paths.from_client(target, paths.socket_in_target(target)))
+    return _try_open(paths.from_client(target, paths.socket_in_target(target)), target)
 
 
 def connect(pid: int, options: AttachOptions) -> AgentConnection:
     """A connection to the agent in ``pid``, injecting it when none runs yet."""
     target = inspect(pid)
     socket_path = paths.from_client(target, paths.socket_in_target(target))
-    existing = _try_open(socket_path)
+    existing = _try_open(socket_path, target)
     if existing is not None:
         options.log("reusing the agent already running in pid %d" % pid)
         return existing
@@ -66,7 +66,7 @@ def connect(pid: int, options: AttachOptions) -> AgentConnection:
     source = bootstrap.source(in_target, time.time() + options.timeout)
     try:
         if target.version >= (3, 14) and not _main_thread_parked(target) and _remote_exec(target, source, options):
-            conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
+            conn = _wait_for_agent(socket_path, target, min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
             if conn is not None:
                 return conn
             options.log("remote_exec did not run within %.1f s (main thread blocked?); using ptrace" % REMOTE_EXEC_WAIT)
@@ -98,12 +98,12 @@ def _inject_with_ptrace(
     options.log("bootstrap %s in tid %d (thread stopped %.1f ms)" % (report.method, report.tid, report.stopped_ms))
     if report.method == "pending":
         # queued for the main thread's next safe point; it may never get there
-        conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + PENDING_WAIT))
+        conn = _wait_for_agent(socket_path, target, min(deadline, time.monotonic() + PENDING_WAIT))
         if conn is None:
             conn = _fallback_thread(target, source, socket_path, deadline, options)
     else:
         # the bootstrap ran: the agent thread exists and only needs the GIL to start
-        conn = _wait_for_agent(socket_path, deadline, lambda: _holder_tid(target))
+        conn = _wait_for_agent(socket_path, target, deadline, lambda: _holder_tid(target))
     if conn is not None:
         return conn
     raise AttachError(_why_no_agent(target))
@@ -125,7 +125,7 @@ def _fallback_thread(
             options.log("thread %d not usable: %s" % (state.tid, exc))
             continue
         options.log("bootstrap ran in thread %d (%s)" % (report.tid, state.name))
-        return _wait_for_agent(socket_path, deadline, lambda: _holder_tid(target))
+        return _wait_for_agent(socket_path, target, deadline, lambda: _holder_tid(target))
     return None
 
 
@@ -221,15 +221,16 @@ def _remove_stale(directory: str) -> None:
                 pass
 
 
-def _try_open(path: str) -> AgentConnection | None:
+def _try_open(path: str, target: Target) -> AgentConnection | None:
     try:
-        return AgentConnection.open(path, timeout=2.0)
+        # only the target process itself may answer there (SO_PEERCRED pid and uid)
+        return AgentConnection.open(path, timeout=2.0, expected_pid=target.pid, expected_uid=target.uid)
     except OSError:
         return None
 
 
 def _wait_for_agent(
-    path: str, deadline: float, gil_holder: Callable[[], int | None] = lambda: None
+    path: str, target: Target, deadline: float, gil_holder: Callable[[], int | None] = lambda: None
 ) -> AgentConnection | None:
     """Poll for the agent's socket.
 
@@ -241,7 +242,7 @@ def _wait_for_agent(
     seen: list[int | None] = []
     while time.monotonic() < deadline:
         if os.path.exists(path):
-            conn = _try_open(path)
+            conn = _try_open(path, target)
             if conn is not None:
                 return conn
         if time.monotonic() >= next_check:

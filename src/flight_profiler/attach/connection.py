@@ -1,16 +1,28 @@
-"""The client's end of the agent channel."""
+"""The client's end of the agent channel.
+
+Before we send anything, we make sure the socket is the target's agent: the
+path must be a socket, not a link to someone else's, and the process at the
+other end (SO_PEERCRED, translated by the kernel into our pid namespace) must
+be the target pid, running as the target's uid or root. Everything the agent
+sends is read through ``wire.BoundedReader``: bounded in size, nesting and time.
+"""
 
 from __future__ import annotations
 
 import itertools
+import os
 import socket
+import stat
+import sys
+import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import CommandError, ProtocolError
 from ..protocol.framing import Channel, ChannelClosed, FrameError
 from ..protocol.messages import END_CANCELLED, END_OK, validate
 from ..protocol.version import PROTOCOL_VERSION
+from .wire import BoundedReader, Deadline
 
 HELLO_TIMEOUT = 5.0
 
@@ -23,31 +35,85 @@ class ConnectionLost(ProtocolError):
     """The agent's end of the socket went away: the target exited, or the agent was detached."""
 
 
+class Peer(NamedTuple):
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_of(sock: socket.socket) -> Peer:
+    """SO_PEERCRED of a connected Unix socket: who listened at the other end."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    return Peer(*(int.from_bytes(creds[i : i + 4], sys.byteorder) for i in (0, 4, 8)))
+
+
+def check_socket_path(path: str) -> None:
+    """A planted link or file at the agent's name is refused, never followed (ProtocolError).
+
+    FileNotFoundError (an OSError) when nothing is there: no agent yet.
+    """
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise ProtocolError("refusing %s: it is a symbolic link, not the agent's socket" % path)
+    if not stat.S_ISSOCK(info.st_mode):
+        raise ProtocolError("refusing %s: it is not a socket" % path)
+
+
+def check_peer(peer: Peer, expected_pid: int, expected_uid: int | None, path: str) -> None:
+    """The agent is the target process itself, running as the target's user (or root)."""
+    who = "pid %d, uid %d" % (peer.pid, peer.uid) if peer.pid else "a process outside our pid namespace"
+    if peer.pid != expected_pid:
+        raise ProtocolError("refusing %s: it is answered by %s, not by the target pid %d" % (path, who, expected_pid))
+    if expected_uid is not None and peer.uid not in (expected_uid, 0):
+        raise ProtocolError("refusing %s: it is answered by %s, not by the target's uid %d" % (path, who, expected_uid))
+
+
 class AgentConnection:
     def __init__(self, sock: socket.socket) -> None:
-        self.channel = Channel(sock)
+        self.channel = Channel(sock)  # sending only; every read goes through the bounded reader
+        self.reader = BoundedReader(sock)
         self._jobs = itertools.count(1)
         self.info: dict[str, Any] = {}
 
     @classmethod
-    def open(cls, path: str, timeout: float = HELLO_TIMEOUT) -> AgentConnection:
-        """Connect and shake hands; raises OSError when nobody listens on ``path``."""
+    def open(
+        cls,
+        path: str,
+        timeout: float = HELLO_TIMEOUT,
+        expected_pid: int | None = None,
+        expected_uid: int | None = None,
+    ) -> AgentConnection:
+        """Connect, check who answers, shake hands, all within ``timeout``.
+
+        OSError when nobody listens on ``path``; ProtocolError when someone other
+        than the target (``expected_pid``/``expected_uid``) does, or says nonsense.
+        """
+        deadline = time.monotonic() + timeout
+        check_socket_path(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
             sock.connect(path)
-        except OSError:
+            if expected_pid is not None:
+                check_peer(peer_of(sock), expected_pid, expected_uid, path)
+        except BaseException:
             sock.close()
             raise
         conn = cls(sock)
-        conn._hello(timeout)
+        try:
+            conn._hello(deadline)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
-    def _hello(self, timeout: float) -> None:
+    def _hello(self, deadline: float) -> None:
         try:
-            self.channel.send({"type": "hello", "protocol": PROTOCOL_VERSION})
-            reply = self.channel.recv(timeout)
-        except (ChannelClosed, FrameError, socket.timeout) as exc:
+            self.channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "pidns": _pid_ns()})
+            reply = self.reader.recv(deadline)
+        except Deadline:
+            raise ProtocolError("the agent did not answer the handshake in time") from None
+        except (ChannelClosed, FrameError) as exc:
             raise ProtocolError("the agent did not answer the handshake: %s" % exc) from None
         if reply.get("type") == "error":
             raise ProtocolError("the agent refused us: %s" % reply.get("error"))
@@ -69,11 +135,15 @@ class AgentConnection:
             raise ConnectionLost("lost the connection to the agent: %s" % exc) from None
 
     def events(self, job: int, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        """Yield the job's events until it ends; raise CommandError when it failed."""
+        """Yield the job's events until it ends; raise CommandError when it failed.
+
+        ``timeout`` bounds the whole wait, however slowly the bytes come.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                msg = self.channel.recv(timeout)
-            except socket.timeout:
+                msg = self.reader.recv(deadline)
+            except Deadline:
                 raise CommandError("no answer from the agent within %.0f s" % (timeout or 0)) from None
             except ChannelClosed as exc:
                 raise ConnectionLost("lost the connection to the agent: %s" % exc) from None
@@ -87,6 +157,8 @@ class AgentConnection:
             if msg.get("job") != job:
                 continue  # a late message of a job we gave up on
             if msg["type"] == "event":
+                if not isinstance(msg["data"], dict):
+                    raise ProtocolError("the agent sent an event that is not a JSON object")
                 yield msg["data"]
             elif msg["type"] == "end":
                 self._finish(msg)
@@ -106,14 +178,23 @@ class AgentConnection:
         self._send({"type": "cancel", "job": job})
 
     def detach(self, timeout: float = 5.0) -> None:
-        """Ask the agent to remove everything; wait for its goodbye."""
+        """Ask the agent to remove everything; wait for its goodbye (``timeout`` in all)."""
         self._send({"type": "detach"})
+        deadline = time.monotonic() + timeout
         try:
-            while self.channel.recv(timeout).get("type") != "end":
+            while self.reader.recv(deadline).get("type") != "end":
                 pass
-        except (ChannelClosed, FrameError, socket.timeout):
+        except (ChannelClosed, FrameError, Deadline):
             pass
         self.close()
 
     def close(self) -> None:
         self.channel.close()
+
+
+def _pid_ns() -> str:
+    """Our pid namespace; the agent compares our claimed pid with SO_PEERCRED's only when it shares it."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""

@@ -103,7 +103,9 @@ def entry() -> None:
     try:
         sys.exit(main())
     except FlightProfilerError as exc:
-        print("error: %s" % exc, file=sys.stderr)
+        from ..render.safe import safe_line
+
+        print("error: %s" % safe_line(exc), file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -6,6 +6,8 @@ import json
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
+from ..render.safe import safe_line
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
@@ -43,14 +45,14 @@ class Output:
         if self.as_json:
             self._json({"schema": JSON_SCHEMA_VERSION, "command": command, "error": message})
         else:
-            self.err.print("error: %s" % message, style="red", markup=False)
+            self.err.print("error: %s" % safe_line(message), style="red", markup=False)  # one line, whatever it holds
 
     def note(self, message: str) -> None:
         """Progress and status lines: on stderr, so stdout stays the result alone (text or JSON)."""
         if self.as_json:
-            sys.stderr.write(message + "\n")
+            sys.stderr.write(safe_line(message) + "\n")
         else:
-            self.err.print(message, style="dim", markup=False)
+            self.err.print(safe_line(message), style="dim", markup=False)
 
     def _json(self, obj: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(obj, default=repr) + "\n")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..discovery.processes import Caller, PythonProcess, roots, scan
 from ..errors import TargetError
+from ..render.safe import safe_line
 from .subcommands import Subcommand, add_output_options, make_output
 
 if TYPE_CHECKING:
@@ -86,19 +87,21 @@ def _label(proc: PythonProcess) -> Text:
 
     text = Text(no_wrap=False, overflow="fold")  # long command lines wrap, never cut at the edge
     text.append("%d" % proc.pid, style="bold")
-    text.append("  python %s  %s  " % (proc.python or "?", proc.user))
+    text.append("  python %s  %s  " % (safe_line(proc.python or "?"), safe_line(proc.user)))
     if proc.attachable:
         text.append("attachable" + (" (agent running)" if proc.agent else ""), style="green")
     else:
         text.append("not attachable", style="red")
     if proc.role:
-        text.append("  [%s]" % proc.role, style="cyan")
+        text.append("  [%s]" % safe_line(proc.role), style="cyan")
     if proc.container:
         text.append("  [container]", style="cyan")
-    cmdline = proc.cmdline if len(proc.cmdline) <= CMDLINE_WIDTH else proc.cmdline[: CMDLINE_WIDTH - 3] + "..."
+    # other users' argv: anything at all, escaped before it is cut so an escape is never cut in half
+    cmdline = safe_line(proc.cmdline)
+    cmdline = cmdline if len(cmdline) <= CMDLINE_WIDTH else cmdline[: CMDLINE_WIDTH - 3] + "..."
     text.append("\n  %s" % cmdline, style="dim")
     if proc.reason:
-        text.append("\n  why not: %s" % proc.reason, style="yellow")
+        text.append("\n  why not: %s" % safe_line(proc.reason), style="yellow")
     return text
 
 

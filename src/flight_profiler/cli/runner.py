@@ -16,7 +16,7 @@ from typing import Any
 from ..attach.attacher import AttachOptions, connect, existing_agent
 from ..attach.connection import AgentConnection, Cancelled, ConnectionLost
 from ..commands.spec import CommandSpec, LocalContext
-from ..errors import FlightProfilerError, UsageError
+from ..errors import FlightProfilerError, ProtocolError, UsageError
 from . import registry
 from .output import Output
 
@@ -91,7 +91,7 @@ class Runner:
         if spec.run_local is not None and spec.runs_locally(request):
             context = LocalContext(pid=self.pid, cancelled=lambda: _past(deadline), cwd=os.getcwd())
             for event in spec.run_local(request, context):
-                self.output.result(spec.name, event, spec.render(event))
+                self.output.result(spec.name, event, _rendered(spec, event, self.output.as_json))
             return
         conn = self.connection()
         try:
@@ -106,7 +106,7 @@ class Runner:
         timer = _cancel_at(deadline, conn, job)
         try:
             for event in conn.events(job):
-                self.output.result(spec.name, event, spec.render(event))
+                self.output.result(spec.name, event, _rendered(spec, event, self.output.as_json))
         except KeyboardInterrupt:
             self._cancel(conn, job)
         except Cancelled:
@@ -180,6 +180,16 @@ def _why_lost(pid: int) -> str:
         return "the agent was detached by another client"
     other.close()
     return "lost the connection to the agent in pid %d (a new agent answers there)" % pid
+
+
+def _rendered(spec: CommandSpec, event: dict[str, Any], as_json: bool) -> Any:
+    """The event as text; an event that lacks what its renderer needs came from a broken or hostile agent."""
+    if as_json:
+        return None  # --json prints the data itself
+    try:
+        return spec.render(event)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        raise ProtocolError("the agent sent a malformed %s result (%s)" % (spec.name, type(exc).__name__)) from None
 
 
 def _past(deadline: float | None) -> bool:

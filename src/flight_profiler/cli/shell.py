@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
-from prompt_toolkit.history import FileHistory
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
 from ..commands.console.client import SPEC as CONSOLE
 from ..errors import FlightProfilerError
@@ -73,12 +73,13 @@ class CommandCompleter(Completer):
             events = self.runner.connection().run("complete", request, timeout=2.0)
         except (FlightProfilerError, OSError):
             return []
-        return [name for event in events for name in event["names"]]
+        # a name that is not plain printable text (escapes, BiDi) would reach the prompt raw: not offered
+        return [name for event in events for name in event["names"] if isinstance(name, str) and name.isprintable()]
 
 
 def run_shell(runner: Runner) -> int:
     session: PromptSession[str] = PromptSession(
-        history=FileHistory(HISTORY), completer=CommandCompleter(runner), complete_while_typing=False
+        history=private_history(HISTORY), completer=CommandCompleter(runner), complete_while_typing=False
     )
     runner.output.console.print(
         "flight_profiler attached to pid %d - 'help' lists commands, Ctrl-D leaves" % runner.pid
@@ -132,7 +133,7 @@ def _offer_reattach(runner: Runner, session: PromptSession[str]) -> bool:
 
 def run_console(runner: Runner) -> None:
     """A remote Python REPL: lines are collected here until they form a complete statement."""
-    session: PromptSession[str] = PromptSession(history=FileHistory(HISTORY + "_console"))
+    session: PromptSession[str] = PromptSession(history=private_history(HISTORY + "_console"))
     runner.output.console.print(
         "Python console inside pid %d; Ctrl-D or exit() returns to flight_profiler" % runner.pid
     )
@@ -158,6 +159,24 @@ def run_console(runner: Runner) -> None:
             runner.output.error("console", str(exc))
             if runner.lost is not None:
                 return  # the shell offers to re-attach
+
+
+def private_history(path: str) -> History:
+    """The history file, readable by its owner only (the commands typed can hold secrets).
+
+    Created 0600, or narrowed to 0600 if it exists wider; a link there is refused
+    (O_NOFOLLOW) and the session keeps its history in memory instead.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return InMemoryHistory()
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return FileHistory(path)
 
 
 def _needs_more(source: str) -> bool:

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..render.safe import safe_line
 from ..render.values import pretty
 from .spec import number
 from .targeting import add_location_arguments, location
@@ -64,14 +65,17 @@ def timestamp(seconds: float) -> str:
 
 
 def where(file: str, line: int) -> str:
-    return "%s:%d" % (os.path.basename(file) if file.startswith("/") else file, line)
+    return "%s:%d" % (safe_line(os.path.basename(file) if file.startswith("/") else file), line)
 
 
 def render_start(event: dict[str, Any], doing: str, limits: str) -> Text:
     from rich.text import Text
 
     text = Text(style="dim")
-    text.append("%s %s (%s at %s)" % (doing, event["target"], event["callable"], where(event["file"], event["line"])))
+    text.append(
+        "%s %s (%s at %s)"
+        % (doing, safe_line(event["target"]), safe_line(event["callable"]), where(event["file"], event["line"]))
+    )
     text.append("; %s; Ctrl-C to stop" % limits)
     return text
 
@@ -81,7 +85,7 @@ def render_header(event: dict[str, Any], label: str) -> Text:
 
     text = Text()
     text.append(label, style="bold")
-    text.append(" %s thread=%s" % (timestamp(event["time"]), event["thread"]))
+    text.append(" %s thread=%s" % (timestamp(event["time"]), safe_line(event["thread"])))
     text.append(" cost=%.3fms" % event["cost"], style="bold")
     return text
 
@@ -92,7 +96,7 @@ def render_values(values: list[dict[str, Any]]) -> list[Text]:
     lines = []
     for entry in values:
         line = Text()
-        line.append(entry["expr"], style="cyan")
+        line.append(safe_line(entry["expr"]), style="cyan")
         line.append(" = ")
         line.append(pretty(entry["value"], indent=1))
         lines.append(line)
@@ -103,9 +107,9 @@ def render_exception(info: dict[str, Any]) -> Text:
     from rich.text import Text
 
     text = Text(style="red")
-    text.append("raised %s: %s" % (info["type"], info["message"]))
+    text.append("raised %s: %s" % (safe_line(info["type"]), safe_line(info["message"])))
     for frame in info.get("frames", []):
-        text.append("\n  File %s, line %d, in %s" % (frame["file"], frame["line"], frame["name"]))
+        text.append("\n  File %s, line %d, in %s" % (safe_line(frame["file"]), frame["line"], safe_line(frame["name"])))
     return text
 
 

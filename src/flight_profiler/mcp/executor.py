@@ -7,6 +7,7 @@ SDK: it is plain, synchronous, and testable on its own.
 
 from __future__ import annotations
 
+import json
 import shlex
 import threading
 import time
@@ -21,6 +22,14 @@ from ..discovery.processes import agent_running
 from ..errors import FlightProfilerError, UsageError
 
 ATTACH_TIMEOUT = 10.0
+# What one call may collect (its results as JSON text): they all go back to the model in one message,
+# and the server keeps them in memory until then. Beyond it the call stops with an error saying so.
+MAX_COLLECTED = 8 * 1024 * 1024
+
+# Request keys whose text the target runs as Python (watch/trace/tt filters, --expr, console source),
+# and keys naming a file the command writes. A call with any of them is not read-only.
+EVALUATED = ("expr", "filter", "source")
+WRITTEN = ("filepath",)
 
 # Commands flagged changes_target that change it only for some requests; the rest of
 # those flagged always do (console runs code, reload replaces functions).
@@ -38,8 +47,16 @@ class Collector(Output):
         self.results: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self.notes: list[str] = []
+        self.size = 0
 
     def result(self, command: str, data: dict[str, Any], renderable: Any) -> None:
+        self.size += len(json.dumps(data, default=repr))
+        if self.size > MAX_COLLECTED:
+            # raised into the runner: the job's connection closes, so the agent stops the job too
+            raise FlightProfilerError(
+                "results truncated: %s produced more than %d MiB; the results before are kept (narrow the "
+                "call: fewer items, -n, a filter)" % (command, MAX_COLLECTED // (1024 * 1024))
+            )
         self.results.append(data)
 
     def error(self, command: str | None, message: str) -> None:
@@ -55,6 +72,20 @@ def changes_target(spec: CommandSpec, request: Request) -> bool:
         return False
     when = _CHANGES_WHEN.get(spec.name)
     return bool(when(request)) if when is not None else True
+
+
+def not_read_only(spec: CommandSpec, request: Request) -> str:
+    """Why running ``request`` is not read-only ("" when it is): it changes the target, runs an expression
+    there, or writes a file. The request is parsed by the command's own spec, so ``command`` lines are judged
+    exactly like the dedicated tools."""
+    if changes_target(spec, request):
+        return "would change the target"
+    evaluated = [key for key in EVALUATED if request.get(key)]
+    if evaluated:
+        return "runs Python in the target (%s)" % ", ".join(evaluated)
+    if any(request.get(key) for key in WRITTEN):
+        return "writes a file"
+    return ""
 
 
 def parse(line: str) -> tuple[CommandSpec, Request]:
@@ -95,8 +126,9 @@ class Executor:
     def run(self, pid: int, line: str, time_limit: float) -> dict[str, Any]:
         """Run one command line against ``pid``; stop it after ``time_limit`` seconds, keeping its results."""
         spec, request = parse(line)
-        if self.read_only and changes_target(spec, request):
-            raise UsageError("'%s' would change the target, and this MCP server is read-only" % line)
+        reason = not_read_only(spec, request) if self.read_only else ""
+        if reason:
+            raise UsageError("'%s' %s, and this MCP server is read-only" % (line, reason))
         _check_bounded(spec, request, time_limit)
         with self._lock_for(pid, time_limit):
             collector = Collector()

@@ -1,7 +1,8 @@
 """Message kinds and their required fields (runs on both sides).
 
 client -> agent:
-  hello    {protocol}                      first message of every connection
+  hello    {protocol, pid?, pidns?}        first message of every connection; pid and pid namespace
+                                           let the agent compare the claimed pid with SO_PEERCRED
   run      {job, command, request}         start a command; request is a JSON object
   cancel   {job}                           stop a running command (Ctrl-C)
   detach   {}                              remove everything the agent put in the target

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .safe import safe_block, safe_line
+
 WIDTH = 100
 INDENT = "  "
 
@@ -11,13 +13,13 @@ INDENT = "  "
 def one_line(node: dict[str, Any]) -> str:
     """The value on one line, Python-literal style."""
     if "error" in node:
-        return "<%s: %s>" % (node.get("t", "?"), node["error"])
+        return "<%s: %s>" % (safe_line(node.get("t", "?")), safe_line(node["error"]))
     if node.get("cycle"):
-        return "<cycle: %s>" % node.get("t")
+        return "<cycle: %s>" % safe_line(node.get("t"))
     if "v" in node:
         return _scalar(node)
     if "r" in node:
-        return str(node["r"]) + _cut_note(node)
+        return safe_block(node["r"]) + _cut_note(node)  # a repr may span lines (tables, arrays); controls are escaped
     kind = node.get("kind")
     if kind == "dict":
         body = ", ".join("%s: %s" % (one_line(k), one_line(v)) for k, v in node["items"])
@@ -29,9 +31,9 @@ def one_line(node: dict[str, Any]) -> str:
             body += ","
         return "%s%s%s%s" % (opener, body, _more(node, bool(node["items"])), closer)
     if kind == "object":
-        body = ", ".join("%s=%s" % (name, one_line(value)) for name, value in node["attrs"].items())
-        return "%s(%s%s)" % (node["t"], body, _more(node, bool(node["attrs"])))
-    return "<%s>" % node.get("t", "?")
+        body = ", ".join("%s=%s" % (safe_line(name), one_line(value)) for name, value in node["attrs"].items())
+        return "%s(%s%s)" % (safe_line(node["t"]), body, _more(node, bool(node["attrs"])))
+    return "<%s>" % safe_line(node.get("t", "?"))
 
 
 def pretty(node: dict[str, Any], indent: int = 0) -> str:
@@ -47,9 +49,9 @@ def pretty(node: dict[str, Any], indent: int = 0) -> str:
         for key, value in node["items"]:
             lines.append("%s%s: %s," % (pad, one_line(key), pretty(value, indent + 1)))
     elif kind == "object":
-        opener, closer = node["t"] + "(", ")"
+        opener, closer = safe_line(node["t"]) + "(", ")"
         for name, value in node["attrs"].items():
-            lines.append("%s%s=%s," % (pad, name, pretty(value, indent + 1)))
+            lines.append("%s%s=%s," % (pad, safe_line(name), pretty(value, indent + 1)))
     else:
         opener, closer = _brackets(node)
         for item in node["items"]:
@@ -90,7 +92,7 @@ def _brackets(node: dict[str, Any]) -> tuple[str, str]:
     if kind == "set":
         return "{", "}"
     if node.get("t") not in ("list", None):
-        return node["t"] + "([", "])"
+        return safe_line(node["t"]) + "([", "])"
     return "[", "]"
 
 

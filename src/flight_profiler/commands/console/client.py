@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from ...render.safe import safe_block
 from ..spec import CommandSpec
 
 if TYPE_CHECKING:
@@ -25,11 +26,11 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
 
     parts: list[RenderableType] = []
     if event.get("output"):
-        parts.append(Text(event["output"].rstrip("\n")))
+        parts.append(Text(safe_block(event["output"].rstrip("\n"))))
     if event.get("value") is not None:
-        parts.append(Text(event["value"]))
+        parts.append(Text(safe_block(event["value"])))
     if event.get("error"):
-        parts.append(Text(event["error"].rstrip("\n"), style="red"))
+        parts.append(Text(safe_block(event["error"].rstrip("\n")), style="red"))
     return Group(*parts) if parts else None
 
 

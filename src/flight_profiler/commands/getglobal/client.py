@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from ...render.safe import safe_line
 from ...render.values import pretty
 from ..spec import CommandSpec, add_render_options, render_options
 from ..targeting import add_location_arguments, location
@@ -28,12 +29,12 @@ def _render(event: dict[str, Any]) -> RenderableType:
     from rich.text import Text
 
     text = Text()
-    text.append(event["name"], style="bold")
+    text.append(safe_line(event["name"]), style="bold")
     if "expr" in event:
-        text.append("  expr: %s" % event["expr"], style="cyan")
+        text.append("  expr: %s" % safe_line(event["expr"]), style="cyan")
     text.append("\n")
     if "error" in event:
-        text.append("expression failed: %s" % event["error"], style="red")
+        text.append("expression failed: %s" % safe_line(event["error"]), style="red")
     else:
         text.append(pretty(event["value"]))
     return text

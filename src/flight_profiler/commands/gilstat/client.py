@@ -15,12 +15,12 @@ and ``detach`` reach this client: when that job ends, measuring ends.
 from __future__ import annotations
 
 import argparse
-import socket
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ...errors import CommandError, FlightProfilerError, UsageError
+from ...render.safe import safe_line
 from ..spec import CommandSpec, LocalContext, number
 from . import probe
 
@@ -161,15 +161,15 @@ class _Names:
 
     def pump(self, until: float, until_names: bool = False) -> str | None:
         """Take messages until ``until``; the reason to stop measuring, or None."""
+        from ...attach.wire import Deadline
         from ...protocol.framing import ChannelClosed, FrameError
 
         while True:
-            remaining = until - time.monotonic()
-            if remaining <= 0:
+            if until - time.monotonic() <= 0:
                 return None
             try:
-                msg = self.conn.channel.recv(max(remaining, 0.01))
-            except socket.timeout:
+                msg = self.conn.reader.recv(until)  # bounded in size, depth and time, like every read
+            except Deadline:
                 return None
             except (ChannelClosed, FrameError):
                 self.ended = True
@@ -277,7 +277,9 @@ def _off(pid: int) -> dict[str, Any]:
 
     target = inspect(pid)
     try:
-        conn = AgentConnection.open(paths.from_client(target, paths.socket_in_target(target)))
+        conn = AgentConnection.open(
+            paths.from_client(target, paths.socket_in_target(target)), expected_pid=target.pid, expected_uid=target.uid
+        )
     except OSError:
         conn = None  # no agent: no gilstat can be running (it needs one)
     stopped = 0
@@ -308,12 +310,13 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     if action == "started":
         return Text(
             "gilstat on pid %d: %d GIL functions hooked in %s; a report every %g s (Ctrl-C or 'gilstat off' stops)"
-            % (event["pid"], event["hooked"], event["library"], event["interval"]),
+            % (event["pid"], event["hooked"], safe_line(event["library"]), event["interval"]),
             style="dim",
         )
     if action == "stopped":
         return Text(
-            "gilstat stopped (%s) after %.1f s; hooks removed" % (event["reason"], event["seconds"]), style="dim"
+            "gilstat stopped (%s) after %.1f s; hooks removed" % (safe_line(event["reason"]), event["seconds"]),
+            style="dim",
         )
     if action == "off":
         text = "stopped %d gilstat session(s)" % event["stopped"]
@@ -334,7 +337,7 @@ def _render_report(event: dict[str, Any]) -> RenderableType:
         table.add_column(name, justify="right", no_wrap=True)
     for row in event["threads"]:
         table.add_row(
-            row["name"] or "?",
+            Text(safe_line(row["name"] or "?")),
             str(row["tid"]),
             str(row["takes"]),
             "%.1f (%.2f)" % (row["wait_total_ms"], row["wait_avg_ms"]),
@@ -353,7 +356,7 @@ def _render_report(event: dict[str, Any]) -> RenderableType:
             Text(
                 "warning: %s (%s) %s the GIL for %.1f ms at %.3f s"
                 % (
-                    warning["name"] or "?",
+                    safe_line(warning["name"] or "?"),
                     warning["tid"],
                     "waited for" if warning["kind"] == "wait" else "held",
                     warning["ms"],

@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
+from ...render.safe import safe_line
 from ..spec import CommandSpec, number
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def human(size: float, signed: bool = False) -> str:
 
 def _type_table(rows: list[dict[str, Any]], signed: bool) -> Table:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     table.add_column("type", overflow="fold")
@@ -63,7 +65,7 @@ def _type_table(rows: list[dict[str, Any]], signed: bool) -> Table:
     table.add_column("size" if not signed else "size change", justify="right")
     for row in rows:
         count = ("%+d" % row["count"]) if signed else str(row["count"])
-        table.add_row(row["type"], count, human(row["size"], signed))
+        table.add_row(Text(safe_line(row["type"])), count, human(row["size"], signed))
     return table
 
 
@@ -117,9 +119,9 @@ def _render_top(event: dict[str, Any]) -> RenderableType:
     table.add_column("blocks", justify="right")
     table.add_column("where", overflow="fold")
     for line in event["lines"]:
-        where = Text("%s:%d" % (line["file"], line["line"]))
+        where = Text("%s:%d" % (safe_line(line["file"]), line["line"]))
         if line["source"]:
-            where.append("\n  %s" % line["source"], style="cyan")
+            where.append("\n  %s" % safe_line(line["source"]), style="cyan")
         table.add_row(human(line["size"]), str(line["count"]), where)
     return Group(header, table)
 

@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
+from ...render.safe import safe_line
 from ..spec import CommandSpec
 
 if TYPE_CHECKING:
@@ -24,8 +25,8 @@ def _render(event: dict[str, Any]) -> RenderableType:
     from rich.text import Text
 
     if not event["modules"]:
-        return Text("%s is not imported in the target" % event["path"], style="yellow")
-    return Text("%s -> %s" % (event["path"], ", ".join(event["modules"])))
+        return Text("%s is not imported in the target" % safe_line(event["path"]), style="yellow")
+    return Text("%s -> %s" % (safe_line(event["path"]), ", ".join(safe_line(name) for name in event["modules"])))
 
 
 SPEC = CommandSpec(

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...readers import pyspy
+from ...render.safe import safe_block, safe_line
+from ..outfile import check_destination, staged
 from ..spec import CommandSpec, LocalContext, number
 
 if TYPE_CHECKING:
@@ -73,41 +75,50 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_writable(path: str) -> None:
-    directory = os.path.dirname(path)
     if os.path.isdir(path):
         raise UsageError("-f %s is a directory; give a file name" % path)
-    if not os.path.isdir(directory):
-        raise UsageError("cannot write %s: the directory %s does not exist" % (path, directory))
-    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise UsageError("cannot write %s: permission denied" % path)
+    check_destination(path)  # never through a link, never another user's file
 
 
 def _run_local(request: dict[str, Any], ctx: LocalContext) -> Iterator[dict[str, Any]]:
     pid = request.get("pid") or ctx.pid
     progress = _Progress(pid, request["rate"], request.get("duration"))
     try:
-        recording = pyspy.record(
-            pid,
-            request["filepath"],
-            fmt=request["format"],
-            rate=request["rate"],
-            duration=request.get("duration"),
-            native=request["native"],
-            idle=request["idle"],
-            progress=progress.update,
-        )
+        # py-spy opens its output by name, following links: it writes into our private directory
+        with staged(request["filepath"]) as inner:
+            recording = pyspy.record(
+                pid,
+                inner,
+                fmt=request["format"],
+                rate=request["rate"],
+                duration=request.get("duration"),
+                native=request["native"],
+                idle=request["idle"],
+                progress=progress.update,
+            )
+            if request["format"] in ("raw", "collapsed"):
+                _defuse_text(inner)
     finally:
         progress.close()
+    path = request["filepath"]
     yield {
         "pid": pid,
-        "path": recording.path,
+        "path": path,
         "format": request["format"],
         "samples": recording.samples,
         "errors": recording.errors,
         "seconds": round(recording.seconds, 3),
         "stopped": recording.stopped,
-        "open": HOW_TO_OPEN[request["format"]] % recording.path,
+        "open": HOW_TO_OPEN[request["format"]] % safe_line(path),
     }
+
+
+def _defuse_text(path: str) -> None:
+    """Collapsed stacks are text people ``cat``: the target's function and file names get escaped like on screen."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        text = fh.read()
+    with open(path, "w", encoding="utf-8", errors="backslashreplace") as fh:  # our private directory
+        fh.write(safe_block(text))
 
 
 class _Progress:
@@ -159,7 +170,7 @@ def _render(event: dict[str, Any]) -> RenderableType:
     from rich.text import Text
 
     text = Text()
-    text.append("%s written to %s" % (KIND[event["format"]], event["path"]), style="bold green")
+    text.append("%s written to %s" % (KIND[event["format"]], safe_line(event["path"])), style="bold green")
     text.append(
         "\n%d samples in %.1f s, stopped %s%s"
         % (
@@ -169,7 +180,7 @@ def _render(event: dict[str, Any]) -> RenderableType:
             ", %d sampling errors" % event["errors"] if event["errors"] else "",
         )
     )
-    text.append("\n" + event["open"], style="cyan")
+    text.append("\n" + safe_line(event["open"]), style="cyan")
     return text
 
 

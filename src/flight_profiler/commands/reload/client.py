@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from ...render.safe import safe_line
 from ..calls import where
 from ..spec import CommandSpec
 from ..targeting import add_location_arguments, location
@@ -26,7 +27,7 @@ def _render(event: dict[str, Any]) -> RenderableType:
     from rich.text import Text
 
     text = Text()
-    text.append("reloaded %s" % event["target"], style="bold")
+    text.append("reloaded %s" % safe_line(event["target"]), style="bold")
     text.append(" from %s" % where(event["file"], event["line"]))
     if not event["changed"]:
         text.append(" (the code in the file is the same as before)", style="dim")

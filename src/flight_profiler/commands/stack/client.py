@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ...readers import pyspy
+from ...render.safe import safe_line
+from ..outfile import check_destination, write_text
 from ..spec import CommandSpec, LocalContext, number
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     path = os.path.abspath(os.path.expanduser(ns.filepath)) if ns.filepath else None
+    if path is not None:
+        check_destination(path)
     return {"pid": ns.pid, "filepath": path, "native": ns.native, "asyncio": ns.asyncio}
 
 
@@ -35,8 +39,7 @@ def _run_local(request: dict[str, Any], ctx: LocalContext) -> Iterator[dict[str,
     threads.sort(key=lambda thread: (thread["name"] != "MainThread", thread["tid"]))
     event: dict[str, Any] = {"pid": pid, "threads": threads}
     if request.get("filepath"):
-        with open(request["filepath"], "w") as fh:
-            fh.write(_threads_text(threads) + "\n")
+        write_text(request["filepath"], _threads_text(threads) + "\n")  # 0600, never through a link
         event["written_to"] = request["filepath"]
     yield event
 
@@ -70,14 +73,18 @@ def _thread_text(thread: dict[str, Any]) -> Text:
     flags = [flag for flag, on in (("holds GIL", thread["owns_gil"]), ("running", thread["active"])) if on]
     text = Text(
         "Thread %s (%s)%s\n"
-        % (thread["tid"], thread["name"] or "?", " [%s]" % ", ".join(flags) if flags else " [idle]"),
+        % (thread["tid"], safe_line(thread["name"] or "?"), " [%s]" % ", ".join(flags) if flags else " [idle]"),
         style="bold",
     )
     for frame in thread["frames"]:
         if frame["native"]:
-            text.append("    %s (%s)\n" % (frame["name"], os.path.basename(frame["file"])), style="dim")
+            text.append(
+                "    %s (%s)\n" % (safe_line(frame["name"]), safe_line(os.path.basename(frame["file"]))), style="dim"
+            )
         else:
-            text.append('    File "%s", line %d, in %s\n' % (frame["file"], frame["line"], frame["name"]))
+            text.append(
+                '    File "%s", line %d, in %s\n' % (safe_line(frame["file"]), frame["line"], safe_line(frame["name"]))
+            )
     return text
 
 
@@ -89,13 +96,17 @@ def _tasks_text(event: dict[str, Any]) -> Text:
         text.append("no pending asyncio tasks in the target\n", style="yellow")
     for loop in event["loops"]:
         text.append(
-            "Loop %s%s: %d task(s)\n" % (loop["loop"], " [running]" if loop["running"] else "", len(loop["tasks"])),
+            "Loop %s%s: %d task(s)\n"
+            % (safe_line(loop["loop"]), " [running]" if loop["running"] else "", len(loop["tasks"])),
             style="bold",
         )
         for task in loop["tasks"]:
-            text.append("  Task %s (%s)\n" % (task["name"], task["coro"]), style="cyan")
+            text.append("  Task %s (%s)\n" % (safe_line(task["name"]), safe_line(task["coro"])), style="cyan")
             for frame in task["frames"]:
-                text.append('      File "%s", line %d, in %s\n' % (frame["file"], frame["line"], frame["name"]))
+                text.append(
+                    '      File "%s", line %d, in %s\n'
+                    % (safe_line(frame["file"]), frame["line"], safe_line(frame["name"]))
+                )
     return text
 
 
@@ -107,7 +118,7 @@ def _render(event: dict[str, Any]) -> RenderableType:
         return _tasks_text(event)
     parts: list[RenderableType] = [_thread_text(thread) for thread in event["threads"]]
     if event.get("written_to"):
-        parts.append(Text("stacks written to %s" % event["written_to"], style="green"))
+        parts.append(Text("stacks written to %s" % safe_line(event["written_to"]), style="green"))
     return Group(*parts)
 
 

@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
+from ...render.safe import safe_line
 from ..calls import add_nested_argument
 from ..spec import CommandSpec, number
 
@@ -71,19 +72,23 @@ def _render(event: dict[str, Any]) -> RenderableType:
 
     action = event["action"]
     if action == "waiting":
-        return Text("%s; Ctrl-C to stop" % event["doing"], style="dim")
+        return Text("%s; Ctrl-C to stop" % safe_line(event["doing"]), style="dim")
     text = Text()
     if action == "profile":
-        text.append("profiled one call of %s (%s)" % (event["target"], "+".join(event["activities"])), style="bold")
+        text.append(
+            "profiled one call of %s (%s)" % (safe_line(event["target"]), safe_line("+".join(event["activities"]))),
+            style="bold",
+        )
     elif action == "record":
-        text.append("recorded CUDA allocations of one call of %s" % event["target"], style="bold")
+        text.append("recorded CUDA allocations of one call of %s" % safe_line(event["target"]), style="bold")
     else:
         text.append("CUDA memory snapshot", style="bold")
     if "call_ms" in event:
         text.append(
-            ": the call took %.1f ms%s" % (event["call_ms"], ", raised %s" % event["raised"] if event["raised"] else "")
+            ": the call took %.1f ms%s"
+            % (event["call_ms"], ", raised %s" % safe_line(event["raised"]) if event["raised"] else "")
         )
-    text.append("\nwritten to %s (%d bytes)\n" % (event["path"], event["bytes"]), style="green")
+    text.append("\nwritten to %s (%d bytes)\n" % (safe_line(event["path"]), event["bytes"]), style="green")
     text.append(OPEN[action], style="cyan")
     return text
 

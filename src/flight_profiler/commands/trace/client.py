@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from ...render.safe import safe_line
 from ..calls import (
     add_rate_argument,
     add_target_arguments,
@@ -90,12 +91,13 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     header = Text()
     header.append("trace #%d" % event["index"], style="bold")
     header.append(
-        " %s thread=%s tid=%s daemon=%s" % (timestamp(event["time"]), event["thread"], event["tid"], event["daemon"])
+        " %s thread=%s tid=%s daemon=%s"
+        % (timestamp(event["time"]), safe_line(event["thread"]), event["tid"], event["daemon"])
     )
     header.append(" cost=%.3fms" % event["cost"], style="bold")
     lines.append(header)
     if "error" in event:
-        lines.append(Text(event["error"], style="red"))
+        lines.append(Text(safe_line(event["error"]), style="red"))
         return Group(*lines)
     _tree(event["root"], None, "", "", lines)
     notes = []
@@ -104,7 +106,7 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     if event.get("truncated"):
         notes.append("%d call(s) beyond the node limit not kept" % event["truncated"])
     if event.get("raised"):
-        notes.append("raised %s" % event["raised"])
+        notes.append("raised %s" % safe_line(event["raised"]))
     if notes:
         lines.append(Text("; ".join(notes), style="dim"))
     return Group(*lines)
@@ -115,9 +117,11 @@ def _tree(node: dict[str, Any], parent_cost: float | None, lead: str, branch: st
 
     line = Text(lead + branch)
     line.append("[%sms]" % _ms(node["cost"]), style=_style(node["cost"], parent_cost))
-    line.append(" %s " % node["name"])
+    line.append(" %s " % safe_line(node["name"]))
     if node["file"]:
-        line.append(node["file"] if node["file"].startswith("<") else where(node["file"], node["line"]), style="dim")
+        line.append(
+            safe_line(node["file"]) if node["file"].startswith("<") else where(node["file"], node["line"]), style="dim"
+        )
     lines.append(line)
     children = node.get("children", [])
     below = lead + ("" if not branch else ("   " if branch.startswith("└") else "│  "))

@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
+from ...render.safe import safe_line
 from ..calls import (
     add_nested_argument,
     add_rate_argument,
@@ -153,11 +154,11 @@ def _row_text(row: dict[str, Any]) -> Text:
     text.append("%-6d" % row["index"], style="bold")
     text.append(" %s  %10.3fms  " % (timestamp(row["time"]), row["cost"]))
     text.append("exception" if row["is_exception"] else "return   ", style="red" if row["is_exception"] else "green")
-    text.append("  %s  %s" % (row["method"], row.get("thread", "")))
+    text.append("  %s  %s" % (safe_line(row["method"]), safe_line(row.get("thread", ""))))
     if row.get("replay_of"):
         text.append("  (replay of %d)" % row["replay_of"], style="dim")
     if row.get("error"):
-        text.append("  %s" % row["error"], style="red")
+        text.append("  %s" % safe_line(row["error"]), style="red")
     return text
 
 
@@ -191,10 +192,12 @@ def _render_detail(event: dict[str, Any]) -> RenderableType:
 
     lines: list[Any] = []
     if event.get("note"):
-        lines.append(Text(event["note"], style="yellow"))
+        lines.append(Text(safe_line(event["note"]), style="yellow"))
     header = Text()
     header.append("record %d" % event["index"], style="bold")
-    header.append(" %s %s thread=%s" % (event["method"], timestamp(event["time"]), event.get("thread", "")))
+    header.append(
+        " %s %s thread=%s" % (safe_line(event["method"]), timestamp(event["time"]), safe_line(event.get("thread", "")))
+    )
     header.append(" cost=%.3fms" % event["cost"], style="bold")
     lines.append(header)
     values = [{"expr": "args", "value": event["args"]}]
@@ -206,7 +209,7 @@ def _render_detail(event: dict[str, Any]) -> RenderableType:
     if "exception" in event:
         lines.append(render_exception(event["exception"]))
     if event.get("error"):
-        lines.append(Text(event["error"], style="red"))
+        lines.append(Text(safe_line(event["error"]), style="red"))
     return Group(*lines)
 
 

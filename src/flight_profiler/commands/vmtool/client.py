@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
+from ...render.safe import safe_line
 from ...render.values import pretty
 from ..spec import CommandSpec, add_render_options, number, render_options
 
@@ -54,11 +55,14 @@ def _render(event: dict[str, Any]) -> RenderableType:
             "gc.collect() freed %d objects in %.1f ms; generation counts %s -> %s"
             % (event["collected"], event["ms"], event["count_before"], event["count_after"])
         )
-    header = Text("%d live instance(s) of %s" % (event["count"], event["class"]), style="bold")
+    header = Text("%d live instance(s) of %s" % (event["count"], safe_line(event["class"])), style="bold")
     if "error" in event:
-        return Group(header, Text("expression %s failed: %s" % (event["expr"], event["error"]), style="red"))
+        return Group(
+            header,
+            Text("expression %s failed: %s" % (safe_line(event["expr"]), safe_line(event["error"])), style="red"),
+        )
     if "value" in event:
-        return Group(header, Text("%s = %s" % (event["expr"], pretty(event["value"]))))
+        return Group(header, Text("%s = %s" % (safe_line(event["expr"]), pretty(event["value"]))))
     rows = [Text("[%d] %s" % (index, pretty(node))) for index, node in enumerate(event["instances"])]
     if len(rows) < event["count"]:
         rows.append(Text("... %d more (-n -1 shows all)" % (event["count"] - len(rows)), style="dim"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from ...render.safe import safe_line
 from ..calls import (
     add_rate_argument,
     add_target_arguments,
@@ -70,7 +71,7 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     if "error" in event:
         from rich.text import Text
 
-        parts.append(Text(event["error"], style="red"))
+        parts.append(Text(safe_line(event["error"]), style="red"))
     parts.extend(render_values(event.get("values", [])))
     if "exception" in event:
         parts.append(render_exception(event["exception"]))

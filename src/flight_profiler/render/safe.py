@@ -1,0 +1,52 @@
+"""Make text that came from the target safe for a terminal.
+
+Everything the agent sends (type and attribute names, reprs, exception texts,
+thread and file names, other users' command lines in ``ps``) is untrusted: a
+raw ESC can clear the screen, retitle the window, write the clipboard (OSC 52)
+or plant hyperlinks (OSC 8); BiDi overrides and zero-width characters make text
+read differently from what it is. We show every character that Python does not
+call printable (categories Cc, Cf, Cs, Co, Cn, Zl, Zp and spaces other than
+" ") as an escape, the way ``repr`` does: ``\\x1b``, ``\\u202e``. That covers
+C0, C1 and DEL, so no ESC/CSI/OSC/DCS sequence can start.
+
+``safe_line`` is for one-line fields (a newline there would let the target
+forge lines of our output); ``safe_block`` keeps newlines and tabs for text
+that is multi-line by nature (console output, tracebacks).
+"""
+
+from __future__ import annotations
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_char(ch: str) -> str:
+    """The visible escape of one character."""
+    named = _NAMED.get(ch)
+    if named is not None:
+        return named
+    code = ord(ch)
+    if code < 0x100:
+        return "\\x%02x" % code
+    if code < 0x10000:
+        return "\\u%04x" % code
+    return "\\U%08x" % code
+
+
+def safe_line(text: object) -> str:
+    """``text`` on one line with every non-printable character escaped."""
+    value = text if isinstance(text, str) else str(text)
+    if value.isprintable():  # the common case, at C speed
+        return value
+    return "".join(ch if ch.isprintable() else escape_char(ch) for ch in value)
+
+
+def safe_block(text: object) -> str:
+    """Like ``safe_line`` but keeps newlines and tabs."""
+    value = text if isinstance(text, str) else str(text)
+    return "\n".join(_keep_tabs(line) for line in value.split("\n"))
+
+
+def _keep_tabs(line: str) -> str:
+    if line.isprintable():
+        return line
+    return "".join(ch if ch.isprintable() or ch == "\t" else escape_char(ch) for ch in line)

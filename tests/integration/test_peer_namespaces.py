@@ -1,0 +1,120 @@
+"""The agent's peer check across pid namespaces, with a real user and a real namespace.
+
+The kernel shows a peer outside the agent's pid namespace as pid 0: the agent
+cannot tell who that is. Root from the host (attaching to a container) is let
+in; anyone else from outside is refused, even with the target's own uid. The
+same user inside the namespace gets in.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from flight_profiler.attach import paths
+from flight_profiler.attach.target import inspect
+from support import TARGETS, cli
+
+PYTHON = "/usr/bin/python3.11"  # readable by an unprivileged user, unlike pyenv's under /root
+USER = "fph3a"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists(PYTHON), reason="needs root and a system python3.11"
+)
+
+_HELLO = r"""
+import socket, sys
+sock = socket.socket(socket.AF_UNIX)
+sock.settimeout(10)
+sock.connect(sys.argv[1])
+try:
+    sock.sendall(b'{"type":"hello","protocol":1}\n')
+except BrokenPipeError:
+    pass  # refused at accept: the answer is queued for us anyway
+print(sock.recv(4096).decode().strip())
+"""
+
+
+@pytest.fixture(scope="module")
+def user() -> Iterator[pwd.struct_passwd]:
+    subprocess.run(["userdel", USER], check=False, capture_output=True)  # left by an interrupted run
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", USER], check=True, capture_output=True)
+    try:
+        yield pwd.getpwnam(USER)
+    finally:
+        subprocess.run(["userdel", USER], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def namespaced(user: pwd.struct_passwd) -> Iterator[int]:
+    """A target of the unprivileged user, alone in a new pid namespace; yields its pid as we see it."""
+    drop = ["setpriv", "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid), "--clear-groups"]
+    proc = subprocess.Popen(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            *drop,
+            PYTHON,
+            os.path.join(TARGETS, "service_target.py"),
+            "event",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    pid = 0
+    try:
+        assert proc.stdout.readline().startswith("ready")
+        pid = _only_child(proc.pid)
+        assert inspect(pid).ns_pid == 1 and inspect(pid).uid == user.pw_uid
+        yield pid
+        cli(pid, "detach")
+    finally:
+        if pid:
+            os.kill(pid, 9)  # the target itself: killing unshare alone may leave it running
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def _only_child(pid: int) -> int:
+    for _ in range(100):
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as fh:
+            children = fh.read().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError("unshare started no child")
+
+
+def _hello_as(user: pwd.struct_passwd, socket_path: str, enter_pid: int | None) -> str:
+    drop = ["setpriv", "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid), "--clear-groups"]
+    enter = ["nsenter", "--target", str(enter_pid), "--pid"] if enter_pid else []
+    proc = subprocess.run(
+        [*enter, *drop, PYTHON, "-c", _HELLO, socket_path], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_root_from_the_host_gets_in_the_user_from_outside_does_not(user: pwd.struct_passwd, namespaced: int) -> None:
+    attached = cli(namespaced, "getglobal __main__ CONFIG")
+    assert attached.returncode == 0, attached.stderr  # root, seen by the agent as pid 0: allowed
+    info = inspect(namespaced)
+    socket_path = paths.from_client(info, paths.socket_in_target(info))
+
+    outside = _hello_as(user, socket_path, enter_pid=None)
+    assert "permission denied" in outside, outside  # the target's own uid, but from outside its namespace
+
+    inside = _hello_as(user, socket_path, enter_pid=namespaced)
+    assert '"type": "hello"' in inside or '"type":"hello"' in inside, inside  # the same user, inside: fine
+
+    assert cli(namespaced, "getglobal __main__ CONFIG").returncode == 0  # the agent is unharmed
