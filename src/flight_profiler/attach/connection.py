@@ -39,6 +39,18 @@ class AgentConnection:
         conn._hello(timeout)
         return conn
 
+    @classmethod
+    def from_socket(cls, sock: socket.socket, timeout: float = HELLO_TIMEOUT) -> AgentConnection:
+        """Shake hands on a socket already connected (by the helper that works as the target's user)."""
+        sock.settimeout(timeout)
+        conn = cls(sock)
+        try:
+            conn._hello(timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return conn
+
     def _hello(self, timeout: float) -> None:
         self.channel.send({"type": "hello", "protocol": PROTOCOL_VERSION})
         try:
