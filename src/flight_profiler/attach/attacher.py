@@ -330,6 +330,7 @@ def _remote_exec(helper: Helper, target: Target, source: str, options: AttachOpt
         options.log("remote_exec failed: %s" % result.get("error"))
         helper.call("remove", names=[name])
         return False
+    options.log("bootstrap queued by sys.remote_exec, run as uid %d" % target.uid)
     return True
 
 

@@ -293,16 +293,19 @@ class Workspace:
         its site-packages are the target user's, so running them gains that user
         nothing. Empty environment, no inherited descriptors.
         """
-        proc = subprocess.run(
-            [exe, "-I", "-c", "import sys; sys.remote_exec(%d, %r)" % (pid, script)],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-            env={"PATH": "/usr/bin:/bin"},
-            cwd="/",
-            stdin=subprocess.DEVNULL,
-        )
+        try:
+            proc = subprocess.run(
+                [exe, "-I", "-c", "import sys; sys.remote_exec(%d, %r)" % (pid, script)],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+                env={"PATH": "/usr/bin:/bin"},
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return {"rc": -1, "error": str(exc)[:300]}, []  # not runnable by that user: the client uses ptrace
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         return {"rc": proc.returncode, "error": lines[-1][:300] if lines else ""}, []
 
