@@ -92,9 +92,10 @@ def _ns_inode(pid: int, kind: str) -> int:
 
 
 def _dumpable(pid: int, uids: tuple[int, ...]) -> bool:
-    """The kernel makes /proc/<pid> root's when a process is not dumpable (setuid, PR_SET_DUMPABLE 0)."""
+    """The kernel gives /proc/<pid>/maps (and the other per-process files) to root when a process is
+    not dumpable (setuid, PR_SET_DUMPABLE 0); otherwise they belong to its effective uid."""
     try:
-        owner = os.stat("/proc/%d" % pid).st_uid
+        owner = os.stat("/proc/%d/maps" % pid).st_uid
     except OSError:
         return True
     return owner == uids[1] if len(uids) > 1 else True
