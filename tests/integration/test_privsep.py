@@ -246,8 +246,7 @@ def test_bundle_swap_racer_never_reaches_root_files(users: tuple[User, User]) ->
         racer = Racer(user, "bundle", _private_dir(user), secret)
         try:
             _file_work(target.pid, ITERATIONS)
-            for _ in range(3):
-                cli(target.pid, "module /x.py", "--timeout", "5")  # the whole attach, under the racer
+            cli(target.pid, "module /x.py", "--timeout", "3")  # the whole attach, under the racer
         finally:
             swaps = racer.stop()
         assert swaps > 0
@@ -275,8 +274,7 @@ def test_directory_swap_racer_never_touches_another_directory(users: tuple[User,
         racer = Racer(user, "dir", _private_dir(user), victim)
         try:
             refused = _file_work(target.pid, ITERATIONS)
-            for _ in range(3):
-                cli(target.pid, "module /x.py", "--timeout", "5")
+            cli(target.pid, "module /x.py", "--timeout", "3")
         finally:
             swaps = racer.stop()
         assert swaps > 0 and refused > 0  # the race was on, and the helper saw links and refused them
@@ -583,4 +581,39 @@ def test_twenty_first_attaches_at_once_inject_once(users: tuple[User, User], ver
         assert cli(target.pid, "detach").returncode == 0
         assert target.alive_and_running()
     finally:
+        target.stop()
+
+
+_HOLD_LOCK = r"""
+import fcntl, sys, time
+from flight_profiler.attach import paths, privsep
+from flight_profiler.attach.target import inspect
+target = inspect(int(sys.argv[1]))
+with privsep.start(target, paths.private_dir(target)) as helper:
+    helper.call("open_dir", create=True)
+    fd = helper.call("lock", name=paths.lock_name(target))[1][0]
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_crowd_lock_waits_with_a_reason_and_dies_with_its_holder(users: tuple[User, User]) -> None:
+    user = users[0]
+    target = start_as(user, USER_PYTHON, "event")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(target.pid)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        waiting = cli(target.pid, "module /x.py", "--timeout", "2", "--debug")
+        assert waiting.returncode != 0
+        assert "waiting for another client's attach" in waiting.stderr
+        assert "another client's attach" in waiting.errors[0]
+        holder.kill()  # SIGKILL: the kernel releases its flock
+        holder.wait()
+        assert cli(target.pid, "module /x.py").returncode == 0
+        assert cli(target.pid, "detach").returncode == 0
+        assert target.alive_and_running()
+    finally:
+        holder.kill()
+        holder.wait()
         target.stop()
