@@ -174,7 +174,11 @@ class _Identities:
     def gone(self, identity: tuple[int, int, int]) -> bool:
         ns, pid, start = identity
         if ns == self.own_ns:
-            return start_time(pid) != start or _pid_ns(pid) != ns
+            now = start_time(pid)
+            if now != start:
+                return True  # no process with that pid, or a newer one that reused it
+            current = _pid_ns(pid)
+            return current != 0 and current != ns  # 0: we may not read it (another user's): keep
         if not _sees_every_pid_namespace():
             return False  # its namespace may be one we cannot see: keep its files
         if self._all is None:

@@ -42,6 +42,7 @@ import socket
 import stat
 import struct
 import subprocess
+import time
 from collections.abc import Callable
 from typing import Any, Dict, List, Tuple
 
@@ -54,6 +55,9 @@ MAX_MESSAGE = 8 << 20  # a request carries the bundle (about 200 kB)
 MAX_FDS = 4
 REPLY_TIMEOUT = 30.0
 _HEADER = struct.Struct(">I")
+# Loaded before any fork: dlopen in a child forked from a threaded client could wait for a lock
+# another thread held at the fork.
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 Reply = Tuple[Dict[str, Any], List[int]]  # typing spelling: this alias is evaluated on 3.8 too
 
@@ -133,16 +137,21 @@ class Workspace:
             raise Refused("%s/%s is not a socket (a link?): refused" % (self.directory, name))
         if info.st_uid != os.geteuid():
             raise Refused("%s/%s belongs to uid %d: refused" % (self.directory, name, info.st_uid))
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            self._connect_relative(sock, name)
-        except OSError as exc:
-            sock.close()
-            if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
-                return {"state": "dead"}, []  # nobody listens: an agent that died with its process
-            raise
-        return {"state": "connected"}, [sock.detach()]
+        deadline = time.monotonic() + timeout
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                self._connect_relative(sock, name)
+            except OSError as exc:
+                sock.close()
+                if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+                    return {"state": "dead"}, []  # nobody listens: an agent that died with its process
+                if exc.errno == errno.EAGAIN and time.monotonic() < deadline:
+                    time.sleep(0.01)  # its backlog is full (a crowd of clients): a live agent, try again
+                    continue
+                raise
+            return {"state": "connected"}, [sock.detach()]
 
     def _connect_relative(self, sock: socket.socket, name: str) -> None:
         if self.in_process:
@@ -490,7 +499,7 @@ def _child_main(target: Target, directory: str, sock: socket.socket, mnt_fd: int
 
 def _enter_and_drop(target: Target, mnt_fd: int, root_fd: int) -> str:
     """Enter the target's mount namespace and root, then become its user; a reason on failure."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _LIBC
     try:
         if not target.same_mount_ns and libc.setns(mnt_fd, CLONE_NEWNS) != 0:
             return "cannot enter the mount namespace of pid %d: %s" % (target.pid, os.strerror(ctypes.get_errno()))
@@ -561,8 +570,6 @@ def _close_all(fds: list[int]) -> None:
 
 
 def _reap(pid: int) -> None:
-    import time
-
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         try:
