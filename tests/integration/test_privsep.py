@@ -563,13 +563,23 @@ def test_non_dumpable_target_is_refused_unless_forced(users: tuple[User, User]) 
 # ---------------------------------------------------------------------- crowds
 
 
-CROWD = [v for v in ("3.8", "3.12", "3.14") if v in PYTHONS]
+CROWD = [(v, "user") for v in ("3.8", "3.12", "3.14") if v in PYTHONS] + [
+    (v, "root")
+    for v in ("3.12",)
+    if v in PYTHONS  # in-process file work: the same lock
+]
 
 
-@pytest.mark.parametrize("version", CROWD)
-def test_twenty_first_attaches_at_once_inject_once(users: tuple[User, User], version: str) -> None:
-    user = users[0]
-    target = start_as(user, PYTHONS[version], "event")
+@pytest.mark.parametrize(("version", "owner"), CROWD, ids=["%s-%s" % case for case in CROWD])
+def test_twenty_first_attaches_at_once_inject_once(users: tuple[User, User], version: str, owner: str) -> None:
+    if owner == "user":
+        target = start_as(users[0], PYTHONS[version], "event")
+    else:
+        proc = subprocess.Popen(
+            [PYTHONS[version], os.path.join(TARGETS, "service_target.py"), "event"], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+        target = Proc(proc, proc.pid)
     argv = [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", "module /x.py", "--json", "--debug"]
     try:
         clients = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(20)]

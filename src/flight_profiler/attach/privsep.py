@@ -257,7 +257,7 @@ class Workspace:
 
     def op_write(self, name: str, text: str) -> Reply:
         """Write ``name`` atomically: an exclusive temporary file (0600), then a rename within the directory."""
-        temp = ".%s.%s.tmp" % (name, secrets.token_hex(6))
+        temp = "%s.tmp-%s" % (name, secrets.token_hex(6))  # same stem: a killed client's leftover is stale cleanup's
         self._write_new(temp, text)
         try:
             os.replace(temp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
