@@ -627,3 +627,34 @@ def test_crowd_lock_waits_with_a_reason_and_dies_with_its_holder(users: tuple[Us
         holder.kill()
         holder.wait()
         target.stop()
+
+
+def test_helper_runs_as_the_user_without_capabilities_and_not_dumpable(users: tuple[User, User]) -> None:
+    user = users[0]
+    target = start_as(user, USER_PYTHON, "event")
+    try:
+        helper = privsep.start(inspect(target.pid), _private_dir(user))
+        try:
+            assert helper.separated
+            child = helper._child
+            with open("/proc/%d/status" % child) as fh:
+                status = dict(line.rstrip("\n").split(":\t", 1) for line in fh if ":\t" in line)
+            assert status["Uid"].split() == [str(user.uid)] * 4
+            assert status["Gid"].split() == [str(user.gid)] * 4
+            assert status["Groups"].strip() == ""
+            assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
+            assert os.stat("/proc/%d/maps" % child).st_uid == 0  # not dumpable: the user cannot ptrace it
+            helper.call("open_dir", create=True)  # still serving after the checks
+        finally:
+            helper.close()
+        assert not os.path.exists("/proc/%d" % child) or _zombie_or_gone(child)
+    finally:
+        target.stop()
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
