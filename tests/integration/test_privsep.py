@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -400,6 +401,12 @@ def test_two_pid_namespaces_sharing_tmp(users: tuple[User, User]) -> None:
             result = cli(proc.pid, "getglobal sys argv")
             assert result.returncode == 0, result.stdout
             assert result.results[0]["value"]["items"][-1]["v"] == scenario
+        for proc in (first, second):  # the socket the helper hands over is the target's agent, by host pid
+            conn = attacher.existing_agent(proc.pid)
+            assert conn is not None
+            creds = conn.channel.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            conn.close()
+            assert int.from_bytes(creds[:4], sys.byteorder) == proc.pid
         sockets = [os.path.join(_private_dir(user), paths.socket_name(inspect(p.pid))) for p in (first, second)]
         assert sockets[0] != sockets[1]
         dead = "agent-%d-999999-1" % inspect(third.pid).pid_ns  # a process that is certainly gone
