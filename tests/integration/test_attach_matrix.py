@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
 from support import agent_threads, cli, start_target, wait_until
 
@@ -36,10 +37,9 @@ def test_gil_held_in_native_code(name: str, python: str) -> None:
         result = cli(target.pid, "getglobal __main__ CONFIG", "--timeout", "4", timeout=60)
         assert result.returncode != 0
         assert "GIL held by thread %d" % target.pid in result.errors[0]
-        leftovers = [
-            n for n in os.listdir("/tmp/flight_profiler-%d" % os.getuid()) if n.startswith("agent-%d." % target.pid)
-        ]
-        assert [n for n in leftovers if ".boot-" not in n] == [], leftovers
+        stem = os.path.basename(agent_socket(target.pid))[: -len(".sock")]
+        leftovers = [n for n in os.listdir("/tmp/flight_profiler-%d" % os.getuid()) if n.startswith(stem + ".")]
+        assert [n for n in leftovers if ".boot-" not in n and not n.endswith(".lock")] == [], leftovers
         stack = cli(target.pid, "stack")
         assert stack.returncode == 0
         main = stack.results[0]["threads"][0]

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
 from support import agent_threads, cli, fd_count, start_target, wait_until
 
@@ -23,10 +24,6 @@ def _thread_count(pid: int) -> int:
         return int(next(line for line in fh if line.startswith("Threads:")).split()[1])
 
 
-def _socket_dir(pid: int) -> str:
-    return "/tmp/flight_profiler-%d" % os.getuid()
-
-
 @pytest.mark.parametrize(("name", "python"), PICK, ids=[i for i, _ in PICK])
 def test_detach_removes_threads_socket_and_fds(name: str, python: str) -> None:
     target = start_target(python, "service_target.py", "event")
@@ -34,7 +31,7 @@ def test_detach_removes_threads_socket_and_fds(name: str, python: str) -> None:
         baseline = fd_count(target.pid)
         threads = _thread_count(target.pid)
         assert cli(target.pid, "module /x.py").returncode == 0
-        sock = os.path.join(_socket_dir(target.pid), "agent-%d.sock" % target.pid)
+        sock = agent_socket(target.pid)
         assert os.path.exists(sock)
         assert oct(os.stat(sock).st_mode & 0o777) == oct(0o600)
         assert oct(os.stat(os.path.dirname(sock)).st_mode & 0o777) == oct(0o700)
@@ -66,7 +63,7 @@ def test_killed_client_session_ends_within_a_second(name: str, python: str) -> N
                 "import sys, time\n"
                 "from flight_profiler.attach.connection import AgentConnection\n"
                 "c = AgentConnection.open(sys.argv[1]); print('connected', flush=True); time.sleep(60)\n",
-                os.path.join(_socket_dir(target.pid), "agent-%d.sock" % target.pid),
+                agent_socket(target.pid),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -90,7 +87,7 @@ def test_detach_without_agent_injects_nothing() -> None:
     try:
         result = cli(target.pid, "detach", json_output=False)
         assert result.returncode == 0 and "nothing to remove" in result.stderr
-        assert not os.path.exists(os.path.join(_socket_dir(target.pid), "agent-%d.sock" % target.pid))
+        assert not os.path.exists(agent_socket(target.pid))
         assert agent_threads(target.pid) == []
     finally:
         target.stop()

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
 from support import cli, start_target
 
@@ -25,7 +26,7 @@ def test_opt_out_is_honoured_unless_forced() -> None:
         refused = cli(target.pid, "module /x.py")
         assert refused.returncode != 0 and "opted out of remote debugging" in refused.errors[0]
         assert "--force" in refused.errors[0]
-        assert not os.path.exists("/tmp/flight_profiler-%d/agent-%d.sock" % (os.getuid(), target.pid))
+        assert not os.path.exists(agent_socket(target.pid))
         forced = cli(target.pid, "module /x.py", "--force")
         assert forced.returncode == 0, forced.stdout
         cli(target.pid, "detach")

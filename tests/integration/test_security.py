@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
 from support import cli, start_target
 
@@ -25,7 +26,7 @@ sock.connect(sys.argv[1])
 try:
     sock.sendall(b'{"type":"hello","protocol":1}\n')
 except BrokenPipeError:
-    pass  # the agent refuses at accept and may have closed already; its answer is still queued for us
+    pass  # the agent may refuse and close before our hello: its answer is already queued for us
 print(sock.recv(4096).decode().strip())
 """
 
@@ -35,7 +36,7 @@ def test_other_uid_is_refused_by_peercred() -> None:
     target = start_target(INTERPRETERS[-1][1], "service_target.py", "event")
     try:
         assert cli(target.pid, "module /x.py").returncode == 0
-        sock = "/tmp/flight_profiler-%d/agent-%d.sock" % (os.getuid(), target.pid)
+        sock = agent_socket(target.pid)
         proc = subprocess.run(
             [sys.executable, "-c", _AS_NOBODY, sock], capture_output=True, text=True, timeout=30, check=False
         )

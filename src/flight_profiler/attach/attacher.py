@@ -1,32 +1,41 @@
 """Attach sequence (client side): reuse a running agent, or inject one.
 
-1. Read /proc: is it a live CPython we support, did it opt out, is another
-   tracer on it?  Nothing is stopped yet.
-2. If an agent already answers on the target's socket, use it (no injection).
-3. 3.14+: ``sys.remote_exec`` run by the target's own interpreter binary; the
-   bootstrap runs when the main thread next reaches the eval loop.
-4. Otherwise (or when 3 did not connect within ``REMOTE_EXEC_WAIT``): the
+1. Read /proc: is it a live CPython we support, with one uid (not setuid-style),
+   dumpable when we are root?  Nothing is stopped yet.
+2. Every file operation in the target user's directory goes through a helper
+   (``privsep``) that has entered the target's mount namespace and dropped to
+   its user. If an agent already answers on the target's socket, use it (no
+   injection).
+3. Take the crowd lock next to the socket: of any number of clients attaching
+   at once, one injects, the others wait for it and reuse its agent.
+4. 3.14+: ``sys.remote_exec`` run by the target's own interpreter, as the
+   target's (non-root) user; the bootstrap runs when the main thread next
+   reaches the eval loop.
+5. Otherwise (or when 4 did not connect within ``REMOTE_EXEC_WAIT``): the
    ptrace injector, which runs the bootstrap only at a safe point (see
    ``ptrace.inject``); if it had to queue a pending call that the main thread
    does not reach, another thread parked in a safe syscall runs it instead.
-5. Wait for the agent's socket and shake hands. If it never comes, say why
+6. Wait for the agent's socket and shake hands. If it never comes, say why
    (the GIL holder, read from outside) and leave the target as it was.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from collections.abc import Callable
 
 from ..errors import AttachError, InjectionError, TargetError
 from ..readers import pyspy
-from . import bootstrap, bundle, paths
-from .connection import AgentConnection
-from .target import Target, check_remote_debug_allowed, inspect
+from . import bootstrap, bundle, paths, privsep
+from .connection import AgentConnection, check_peer, peer_of
+from .privsep import Helper
+from .target import Target, check_credentials, check_remote_debug_allowed, inspect, start_time
 
 REMOTE_EXEC_WAIT = 2.0
 PENDING_WAIT = 2.0
+LOCK_POLL = 0.02
 
 
 class AttachOptions:
@@ -37,60 +46,202 @@ class AttachOptions:
 
 
 def existing_agent(pid: int) -> AgentConnection | None:
-    """A connection to the agent already running in ``pid``, or None; never injects."""
+    """A connection to the agent already running in ``pid``, or None; never injects, never creates files."""
     target = inspect(pid)
-    return _try_open(paths.from_client(target, paths.socket_in_target(target)), target)
+    with privsep.start(target, paths.private_dir(target)) as helper:
+        if not helper.call("open_dir", create=False)[0]["exists"]:
+            return None
+        return _connect_once(helper, target)
 
 
 def connect(pid: int, options: AttachOptions) -> AgentConnection:
     """A connection to the agent in ``pid``, injecting it when none runs yet."""
     target = inspect(pid)
-    socket_path = paths.from_client(target, paths.socket_in_target(target))
-    existing = _try_open(socket_path, target)
-    if existing is not None:
-        options.log("reusing the agent already running in pid %d" % pid)
-        return existing
+    check_credentials(target, options.force)
+    with privsep.start(target, paths.private_dir(target)) as helper:
+        if helper.call("open_dir", create=False)[0]["exists"]:
+            existing = _connect_once(helper, target)
+            if existing is not None:
+                options.log("reusing the agent already running in pid %d" % pid)
+                return existing
+        deadline = time.monotonic() + options.timeout
+        helper.call("open_dir", create=True)
+        lock = _take_lock(helper, target, deadline, options)
+        try:
+            return _attach_locked(helper, target, deadline, options)
+        finally:
+            os.close(lock)  # releases the flock: the next client in the crowd reuses our agent
+
+
+def _attach_locked(helper: Helper, target: Target, deadline: float, options: AttachOptions) -> AgentConnection:
+    """Holding the crowd lock: reuse what another client injected meanwhile, or inject."""
+    conn = _connect_once(helper, target)
+    if conn is not None:
+        options.log("reusing the agent another client just started in pid %d" % target.pid)
+        return conn
     if not options.force:
-        check_remote_debug_allowed(pid)
+        check_remote_debug_allowed(target.pid)
     from . import procfs
 
-    procfs.check_attachable(pid)  # zombie, stopped, or another tracer: say so before touching it
-    _prepare_dir(target)
-    in_target = paths.socket_in_target(target)
-    bundle.write(
-        paths.from_client(target, paths.private_dir(target)),
-        os.path.basename(bootstrap.bundle_path(in_target)),
-        target.uid,
-    )
-    deadline = time.monotonic() + options.timeout
-    source = bootstrap.source(in_target, time.time() + options.timeout)
+    procfs.check_attachable(target.pid)  # zombie, stopped, or another tracer: say so before touching it
+    _remove_stale(helper, target)
+    helper.call("write", name=paths.stem(target) + ".bundle", text=bundle.text())
+    source = bootstrap.source(paths.socket_in_target(target), time.time() + (deadline - time.monotonic()))
     try:
-        if target.version >= (3, 14) and not _main_thread_parked(target) and _remote_exec(target, source, options):
-            conn = _wait_for_agent(socket_path, target, min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
+        if (
+            target.version >= (3, 14)
+            and _remote_exec_allowed(target)
+            and not _main_thread_parked(target)
+            and _remote_exec(helper, target, source, options)
+        ):
+            conn = _wait_for_agent(helper, target, min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
             if conn is not None:
                 return conn
             options.log("remote_exec did not run within %.1f s (main thread blocked?); using ptrace" % REMOTE_EXEC_WAIT)
-        return _inject_with_ptrace(target, source, socket_path, deadline, options)
+        return _inject_with_ptrace(helper, target, source, deadline, options)
     except BaseException:
-        _forget_attempt(target)
+        _forget_attempt(helper, target)
         raise
 
 
-def _forget_attempt(target: Target) -> None:
-    """A failed attach removes what it wrote; a late bootstrap sees its deadline passed and does nothing."""
-    directory = paths.from_client(target, paths.private_dir(target))
-    prefix = "agent-%d." % target.ns_pid
-    for name in os.listdir(directory):
-        # a queued remote_exec still opens its .boot- file: it stays (harmless: it checks the deadline)
-        if name.startswith(prefix) and not name.endswith(".sock") and ".boot-" not in name:
+def _take_lock(helper: Helper, target: Target, deadline: float, options: AttachOptions) -> int:
+    """The crowd lock (flock on a file the helper created with the target's credentials).
+
+    The kernel releases it when its holder dies, SIGKILL included. A lock file
+    removed as stale while we waited (its process died) is not the one at the
+    path any more: take the new one.
+    """
+    told = False
+    while True:
+        fd = helper.call("lock", name=paths.lock_name(target))[1][0]
+        while True:
             try:
-                os.unlink(os.path.join(directory, name))
-            except OSError:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
                 pass
+            if not told:
+                options.log("waiting for another client's attach to pid %d" % target.pid)
+                told = True
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise AttachError(
+                    "timed out waiting for another client's attach to pid %d (it holds the attach lock)" % target.pid
+                )
+            time.sleep(LOCK_POLL)
+        if helper.call("lock_inode", name=paths.lock_name(target))[0]["inode"] == os.fstat(fd).st_ino:
+            return fd
+        os.close(fd)
+
+
+def _forget_attempt(helper: Helper, target: Target) -> None:
+    """A failed attach removes what it wrote; a late bootstrap sees its deadline passed and does nothing.
+
+    A queued remote_exec still opens its .boot- file: it stays (harmless: it checks the deadline).
+    """
+    stem = paths.stem(target)
+    try:
+        helper.call("remove", names=[stem + ".bundle", stem + ".sock.log"])
+    except AttachError:
+        pass
+
+
+def _remove_stale(helper: Helper, target: Target) -> None:
+    """Files of agents whose process died without a detach (a killed target cannot clean up).
+
+    We decide which processes are gone (from /proc, by pid namespace, pid and
+    start time: never a bare pid across namespaces); the helper removes their
+    files only under their lock and only if their socket refuses connections.
+    """
+    stems = helper.call("scan")[0]["stems"]
+    identities = _Identities()
+    gone = []
+    for stem in stems:
+        identity = paths.parse(stem + ".")
+        if identity is not None and identity != target.identity and identities.gone(identity):
+            gone.append(stem)
+    if gone:
+        helper.call("remove_stale", stems=gone)
+
+
+class _Identities:
+    """Which (pid namespace, pid, start) triples belong to live processes, as far as we can see."""
+
+    def __init__(self) -> None:
+        self.own_ns = _pid_ns(os.getpid())
+        self._all: set[tuple[int, int, int]] | None = None
+
+    def gone(self, identity: tuple[int, int, int]) -> bool:
+        ns, pid, start = identity
+        if ns == self.own_ns:
+            now = start_time(pid)
+            if now != start:
+                return True  # no process with that pid, or a newer one that reused it
+            current = _pid_ns(pid)
+            return current != 0 and current != ns  # 0: we may not read it (another user's): keep
+        if not _sees_every_pid_namespace():
+            return False  # its namespace may be one we cannot see: keep its files
+        if self._all is None:
+            self._all = _all_identities()
+        return identity not in self._all
+
+
+def _pid_ns(pid: int) -> int:
+    try:
+        return os.stat("/proc/%d/ns/pid" % pid).st_ino
+    except OSError:
+        return 0
+
+
+def _sees_every_pid_namespace() -> bool:
+    from . import procfs
+
+    try:
+        return len(procfs.read_status(os.getpid()).get("NSpid", "").split()) == 1 and os.geteuid() == 0
+    except TargetError:
+        return False
+
+
+def _all_identities() -> set[tuple[int, int, int]]:
+    from . import procfs
+
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            ns_pid = int(procfs.read_status(pid).get("NSpid", entry).split()[-1])
+        except (TargetError, OSError, ValueError):
+            continue
+        found.add((_pid_ns(pid), ns_pid, start_time(pid)))
+    return found
+
+
+def _connect_once(helper: Helper, target: Target) -> AgentConnection | None:
+    """The agent's connection if it listens; the helper connects, we shake hands on the socket it hands us."""
+    reply, fds = helper.call("connect", name=paths.socket_name(target), timeout=2.0)
+    if reply.get("state") != "connected" or not fds:
+        return None
+    import socket
+
+    sock = socket.socket(fileno=fds[0])
+    for extra in fds[1:]:
+        os.close(extra)
+    try:
+        # only the target process itself may answer there (SO_PEERCRED pid, in our namespace, and uid)
+        check_peer(peer_of(sock), target.pid, target.uid, paths.socket_name(target))
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        return AgentConnection.from_socket(sock, timeout=2.0, connector_pid=helper.connector_pid)
+    except OSError:
+        return None
 
 
 def _inject_with_ptrace(
-    target: Target, source: str, socket_path: str, deadline: float, options: AttachOptions
+    helper: Helper, target: Target, source: str, deadline: float, options: AttachOptions
 ) -> AgentConnection:
     from . import ptrace  # imported only when we inject: a reused agent needs none of it
 
@@ -98,19 +249,19 @@ def _inject_with_ptrace(
     options.log("bootstrap %s in tid %d (thread stopped %.1f ms)" % (report.method, report.tid, report.stopped_ms))
     if report.method == "pending":
         # queued for the main thread's next safe point; it may never get there
-        conn = _wait_for_agent(socket_path, target, min(deadline, time.monotonic() + PENDING_WAIT))
+        conn = _wait_for_agent(helper, target, min(deadline, time.monotonic() + PENDING_WAIT))
         if conn is None:
-            conn = _fallback_thread(target, source, socket_path, deadline, options)
+            conn = _fallback_thread(helper, target, source, deadline, options)
     else:
         # the bootstrap ran: the agent thread exists and only needs the GIL to start
-        conn = _wait_for_agent(socket_path, target, deadline, lambda: _holder_tid(target))
+        conn = _wait_for_agent(helper, target, deadline, lambda: _holder_tid(target))
     if conn is not None:
         return conn
     raise AttachError(_why_no_agent(target))
 
 
 def _fallback_thread(
-    target: Target, source: str, socket_path: str, deadline: float, options: AttachOptions
+    helper: Helper, target: Target, source: str, deadline: float, options: AttachOptions
 ) -> AgentConnection | None:
     """The main thread is not reaching the eval loop: use a thread parked in a safe syscall."""
     from . import procfs, ptrace
@@ -125,7 +276,7 @@ def _fallback_thread(
             options.log("thread %d not usable: %s" % (state.tid, exc))
             continue
         options.log("bootstrap ran in thread %d (%s)" % (report.tid, state.name))
-        return _wait_for_agent(socket_path, target, deadline, lambda: _holder_tid(target))
+        return _wait_for_agent(helper, target, deadline, lambda: _holder_tid(target))
     return None
 
 
@@ -168,71 +319,35 @@ def _main_thread_parked(target: Target) -> bool:
     return state is not None and state.syscall is not None
 
 
-def _remote_exec(target: Target, source: str, options: AttachOptions) -> bool:
-    """PEP 768: the target's own interpreter (same major.minor) asks it to run a file."""
-    import subprocess
-    import tempfile
+def _remote_exec_allowed(target: Target) -> bool:
+    """PEP 768 through the target's own interpreter only as the target's own, non-root user.
 
-    directory = paths.from_client(target, paths.private_dir(target))
-    # kept until detach: the target reads it whenever its main thread gets to it
-    fd, script = tempfile.mkstemp(prefix="agent-%d.boot-" % target.ns_pid, suffix=".py", dir=directory)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(source + "\n")
-    os.chown(script, target.uid, -1)
-    in_target = os.path.join(paths.private_dir(target), os.path.basename(script))
-    proc = subprocess.run(
-        [target.exe, "-I", "-c", "import sys; sys.remote_exec(%d, %r)" % (target.ns_pid, in_target)],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    if proc.returncode != 0:
-        options.log("remote_exec failed: %s" % pyspy.first_error_line(proc.stderr))
-        os.unlink(script)
+    That binary and its site-packages (.pth files) belong to the target's user:
+    run by root they would run that user's code as root. The helper runs it
+    after dropping to the target's uid, in our mount namespace (where the
+    /proc/<pid>/exe path and the target's view of /tmp agree). A root target
+    gets the ptrace injector, which runs nothing of the target's on our side.
+    """
+    return target.uid != 0 and target.same_mount_ns and target.same_root and bool(target.exe)
+
+
+def _remote_exec(helper: Helper, target: Target, source: str, options: AttachOptions) -> bool:
+    """PEP 768: the target's own interpreter (same major.minor) asks it to run a file; kept until detach."""
+    name = helper.call("write_script", prefix=paths.stem(target), text=source + "\n")[0]["name"]
+    in_target = "%s/%s" % (paths.private_dir(target), name)
+    result = helper.call("remote_exec", exe=target.exe, pid=target.pid, script=in_target)[0]
+    if result.get("rc") != 0:
+        options.log("remote_exec failed: %s" % result.get("error"))
+        helper.call("remove", names=[name])
         return False
+    options.log("bootstrap queued by sys.remote_exec, run as uid %d" % target.uid)
     return True
 
 
-def _prepare_dir(target: Target) -> None:
-    """Create the private directory as the target's user, or check the one that exists."""
-    directory = paths.from_client(target, paths.private_dir(target))
-    try:
-        os.mkdir(directory, 0o700)
-        os.chown(directory, target.uid, -1)
-    except FileExistsError:
-        pass
-    info = os.lstat(directory)
-    if not os.path.isdir(directory) or os.path.islink(directory) or info.st_uid != target.uid or info.st_mode & 0o077:
-        raise AttachError("%s is not a private directory of uid %d; remove it and retry" % (directory, target.uid))
-    if target.same_root:
-        _remove_stale(directory)
-
-
-def _remove_stale(directory: str) -> None:
-    """Files of agents whose process died without a detach (a killed target cannot clean up)."""
-    for name in os.listdir(directory):
-        stem = name.split(".", 1)[0]
-        pid = stem[len("agent-") :] if stem.startswith("agent-") else ""
-        if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
-            try:
-                os.unlink(os.path.join(directory, name))
-            except OSError:
-                pass
-
-
-def _try_open(path: str, target: Target) -> AgentConnection | None:
-    try:
-        # only the target process itself may answer there (SO_PEERCRED pid and uid)
-        return AgentConnection.open(path, timeout=2.0, expected_pid=target.pid, expected_uid=target.uid)
-    except OSError:
-        return None
-
-
 def _wait_for_agent(
-    path: str, target: Target, deadline: float, gil_holder: Callable[[], int | None] = lambda: None
+    helper: Helper, target: Target, deadline: float, gil_holder: Callable[[], int | None] = lambda: None
 ) -> AgentConnection | None:
-    """Poll for the agent's socket.
+    """Poll for the agent's socket (through the helper).
 
     ``gil_holder`` is asked about once a second: the same thread seen holding the
     GIL outside Python three times in a row means the agent cannot start soon.
@@ -241,10 +356,9 @@ def _wait_for_agent(
     next_check = time.monotonic() + 1.0
     seen: list[int | None] = []
     while time.monotonic() < deadline:
-        if os.path.exists(path):
-            conn = _try_open(path, target)
-            if conn is not None:
-                return conn
+        conn = _connect_once(helper, target)
+        if conn is not None:
+            return conn
         if time.monotonic() >= next_check:
             seen = [*seen[-2:], gil_holder()]
             if len(seen) == 3 and seen[0] is not None and len(set(seen)) == 1:

@@ -44,18 +44,11 @@ def _add(bundle: dict[str, tuple[str, str, bool]], root: str, relative: str) -> 
         bundle[".".join([ALIAS, *parts])] = (path, fh.read(), is_package)
 
 
-def write(directory: str, name: str, uid: int) -> str:
-    """Write the bundle as ``directory/name`` (owned by ``uid``, 0600) and return its path."""
-    import tempfile  # only when injecting: a reused agent needs no bundle
+def text() -> str:
+    """The bundle file's content: one Python literal the bootstrap evaluates with no builtins.
 
-    text = repr(collect())
-    fd, temp = tempfile.mkstemp(prefix=".bundle-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chown(temp, uid, -1)
-        os.replace(temp, os.path.join(directory, name))
-    except BaseException:
-        os.unlink(temp)
-        raise
-    return os.path.join(directory, name)
+    The client writes it through ``privsep`` (as the target's user, relative to
+    the private directory's descriptor, exclusively then renamed): never by path
+    as root in a directory another user controls.
+    """
+    return repr(collect())

@@ -107,9 +107,29 @@ class AgentConnection:
             raise
         return conn
 
-    def _hello(self, deadline: float) -> None:
+    @classmethod
+    def from_socket(
+        cls, sock: socket.socket, timeout: float = HELLO_TIMEOUT, connector_pid: int | None = None
+    ) -> AgentConnection:
+        """Shake hands on a socket already connected (by the helper that works as the target's user).
+
+        The caller has checked who answers (``check_peer``) before handing it here. ``connector_pid``
+        is the process that called connect(): the agent compares it with SO_PEERCRED.
+        """
+        deadline = time.monotonic() + timeout
+        sock.settimeout(timeout)
+        conn = cls(sock)
         try:
-            self.channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "pidns": _pid_ns()})
+            conn._hello(deadline, connector_pid)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _hello(self, deadline: float, connector_pid: int | None = None) -> None:
+        claimed = os.getpid() if connector_pid is None else connector_pid
+        try:
+            self.channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "pid": claimed, "pidns": _pid_ns()})
             reply = self.reader.recv(deadline)
         except Deadline:
             raise ProtocolError("the agent did not answer the handshake in time") from None

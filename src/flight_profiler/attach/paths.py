@@ -1,15 +1,29 @@
-"""Where the agent's socket lives (client side).
+"""Where the agent's files live (client side).
 
-``/tmp/flight_profiler-<uid>/agent-<pid>.sock`` inside the target's mount
-namespace: one private (0700) directory per user, one socket per process. A
-second client computes the same path and reuses the running agent.
+``/tmp/flight_profiler-<uid>/agent-<pidns>-<pid>-<start>.sock`` inside the
+target's mount namespace: one private (0700) directory per user, one name per
+process. The name carries the pid namespace's inode and the process start time,
+so two processes with the same pid in different pid namespaces sharing one
+``/tmp`` never share a socket, and a name outlives its process only as a stale
+file that cleanup can recognise. A second client computes the same name and
+reuses the running agent.
+
+The client computes the name and hands it to the bootstrap: the agent never
+derives it itself. Its longest form (uid and inode 10 digits, pid 7, start 20)
+is 85 bytes, under the 108 of ``sun_path``; the client connects relative to the
+directory anyway.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 from .target import Target
+
+# agent-<pid namespace inode>-<pid in that namespace>-<start time>.<suffix>
+NAME = re.compile(r"^agent-(\d{1,20})-(\d{1,10})-(\d{1,20})\.")
+SUFFIXES = (".sock", ".sock.log", ".bundle", ".lock")  # and .boot-*.py (3.14 bootstrap scripts)
 
 
 def private_dir(target: Target) -> str:
@@ -17,12 +31,40 @@ def private_dir(target: Target) -> str:
     return "/tmp/flight_profiler-%d" % target.uid
 
 
+def stem(target: Target) -> str:
+    return "agent-%d-%d-%d" % target.identity
+
+
+def socket_name(target: Target) -> str:
+    return stem(target) + ".sock"
+
+
+def lock_name(target: Target) -> str:
+    return stem(target) + ".lock"
+
+
 def socket_in_target(target: Target) -> str:
-    return "%s/agent-%d.sock" % (private_dir(target), target.ns_pid)
+    return "%s/%s" % (private_dir(target), socket_name(target))
 
 
 def from_client(target: Target, path: str) -> str:
-    """``path`` (in the target's namespace) as reachable from our namespace."""
-    if target.same_root:
+    """``path`` (in the target's namespace) as reachable from our namespace (for reading only)."""
+    if target.same_root and target.same_mount_ns:
         return path
-    return os.path.join(target.root, path.lstrip("/"))
+    return os.path.join("/proc/%d/root" % target.pid, path.lstrip("/"))
+
+
+def parse(name: str) -> tuple[int, int, int] | None:
+    """(pid namespace, pid, start) of one of our file names, None for anything else."""
+    match = NAME.match(name)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def agent_socket(pid: int) -> str:
+    """The agent socket of ``pid`` as reachable from here (tests, diagnostics; read-only use)."""
+    from .target import inspect
+
+    target = inspect(pid)
+    return from_client(target, socket_in_target(target))

@@ -46,10 +46,22 @@ class Target(NamedTuple):
     exe: str  # the interpreter binary as seen from our mount namespace
     ns_pid: int  # the pid inside the target's own pid namespace
     same_root: bool  # False when the target lives in another mount namespace (container)
+    uids: tuple[int, ...] = ()  # real, effective, saved, file-system uid
+    gid: int = 0
+    groups: tuple[int, ...] = ()  # supplementary groups
+    start: int = 0  # start time in clock ticks since boot (/proc/<pid>/stat field 22)
+    pid_ns: int = 0  # inode of the target's pid namespace
+    same_mount_ns: bool = True  # False: its /tmp is not ours (PrivateTmp=, containers)
+    dumpable: bool = True  # /proc/<pid> owned by root while the process runs as someone else: not dumpable
 
     @property
     def root(self) -> str:
         return "/" if self.same_root else "/proc/%d/root" % self.pid
+
+    @property
+    def identity(self) -> tuple[int, int, int]:
+        """(pid namespace, pid in it, start time): unique among live processes, never reused at once."""
+        return (self.pid_ns, self.ns_pid, self.start)
 
 
 def inspect(pid: int) -> Target:
@@ -59,7 +71,7 @@ def inspect(pid: int) -> Target:
         raise TargetError("no process with pid %d" % pid)
     status = _status(pid)
     version = _python_version(pid)
-    uid = int(status.get("Uid", "0").split()[0])
+    uids = tuple(int(u) for u in status.get("Uid", "0 0 0 0").split())
     ns_pids = status.get("NSpid", str(pid)).split()
     try:
         exe = os.readlink("/proc/%d/exe" % pid)
@@ -67,12 +79,64 @@ def inspect(pid: int) -> Target:
         exe = ""
     return Target(
         pid=pid,
-        uid=uid,
+        uid=uids[0],
         version=version,
         exe="/proc/%d/exe" % pid if exe else "",
         ns_pid=int(ns_pids[-1]),
         same_root=_same_root(pid),
+        uids=uids,
+        gid=int(status.get("Gid", "0").split()[0]),
+        groups=tuple(int(g) for g in status.get("Groups", "").split()),
+        start=start_time(pid),
+        pid_ns=_ns_inode(pid, "pid"),
+        same_mount_ns=_ns_inode(pid, "mnt") == _ns_inode(os.getpid(), "mnt"),
+        dumpable=_dumpable(pid, uids),
     )
+
+
+def start_time(pid: int) -> int:
+    """Field 22 of /proc/<pid>/stat; 0 when the process is gone.
+
+    The command name (field 2) may contain spaces and parentheses: count from the last ')'.
+    """
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            text = fh.read()
+    except OSError:
+        return 0
+    fields = text[text.rfind(b")") + 2 :].split()
+    return int(fields[19]) if len(fields) > 19 else 0
+
+
+def _ns_inode(pid: int, kind: str) -> int:
+    try:
+        return os.stat("/proc/%d/ns/%s" % (pid, kind)).st_ino
+    except OSError:
+        return 0
+
+
+def _dumpable(pid: int, uids: tuple[int, ...]) -> bool:
+    """The kernel gives /proc/<pid>/maps (and the other per-process files) to root when a process is
+    not dumpable (setuid, PR_SET_DUMPABLE 0); otherwise they belong to its effective uid."""
+    try:
+        owner = os.stat("/proc/%d/maps" % pid).st_uid
+    except OSError:
+        return True
+    return owner == uids[1] if len(uids) > 1 else True
+
+
+def check_credentials(target: Target, force: bool) -> None:
+    """Refuse targets whose files we cannot make private to one user, or that asked not to be inspected."""
+    real, effective, saved = (target.uids + (target.uid,) * 3)[:3]
+    if not real == effective == saved:
+        raise TargetError(
+            "pid %d runs with real uid %d, effective uid %d, saved uid %d (setuid-style): refused, the "
+            "agent's files could not be private to one user (no override)" % (target.pid, real, effective, saved)
+        )
+    if not target.dumpable and os.geteuid() == 0 and not force:
+        raise TargetError(
+            "pid %d made itself non-dumpable (it asked not to be inspected); use --force to attach anyway" % target.pid
+        )
 
 
 def check_remote_debug_allowed(pid: int) -> None:

@@ -215,8 +215,8 @@ def _yama_obstacle(caller: Caller) -> str | None:
 def agent_running(pid: int) -> bool:
     """Whether our agent's socket is there for ``pid`` (attaching would reuse it, no injection)."""
     try:
-        target = inspect(pid)
-        mode = os.stat(paths.from_client(target, paths.socket_in_target(target))).st_mode
+        target = inspect(pid)  # lstat: a planted link is not an agent
+        mode = os.lstat(paths.from_client(target, paths.socket_in_target(target))).st_mode
     except (FlightProfilerError, OSError):
         return False
     return stat.S_ISSOCK(mode)

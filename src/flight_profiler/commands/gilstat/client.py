@@ -271,17 +271,9 @@ def _warning(warning: probe.GilWarning, names: _Names, started: float) -> dict[s
 
 def _off(pid: int) -> dict[str, Any]:
     """Stop every gilstat measuring ``pid`` (through our agent) and check the code is restored."""
-    from ...attach import paths
-    from ...attach.connection import AgentConnection
-    from ...attach.target import inspect
+    from ...attach.attacher import existing_agent
 
-    target = inspect(pid)
-    try:
-        conn = AgentConnection.open(
-            paths.from_client(target, paths.socket_in_target(target)), expected_pid=target.pid, expected_uid=target.uid
-        )
-    except OSError:
-        conn = None  # no agent: no gilstat can be running (it needs one)
+    conn = existing_agent(pid)  # None: no agent, so no gilstat can be running (it needs one)
     stopped = 0
     if conn is not None:
         try:

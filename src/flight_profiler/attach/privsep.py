@@ -1,0 +1,591 @@
+"""File work in the target user's directory, done with the target user's credentials (client side).
+
+Root attaching to another user's process must not open, create, chown, unlink
+or connect by path in a directory that user controls: the user can swap any
+name for a link between our check and our use. So everything that touches
+``/tmp/flight_profiler-<uid>`` runs in a short-lived helper process forked from
+the client that, before touching anything:
+
+1. enters the target's mount namespace (``setns`` on ``/proc/<pid>/ns/mnt``,
+   which needs CAP_SYS_ADMIN, so it comes first) and its root (``fchdir`` to
+   ``/proc/<pid>/root`` opened before, then ``chroot(".")``): it sees the
+   ``/tmp`` the target sees (``PrivateTmp=``, containers, chroots whose ``/tmp``
+   is an absolute symlink), and symlinks resolve inside the target's root;
+2. drops to the target's uid, gid and supplementary groups (``setgroups``,
+   ``setresgid``, ``setresuid``): from then on, nothing the target's user
+   places in its directory can make the helper do what that user could not do
+   itself. The kernel also makes the helper non-dumpable, so that user cannot
+   read the rest of the client's memory through it.
+
+The helper answers small JSON requests over a socketpair and hands back
+descriptors (the connected agent socket, the crowd lock) with SCM_RIGHTS. Its
+operations still use ``O_NOFOLLOW|O_EXCL|O_CLOEXEC`` opens, ``fchmod`` and
+calls relative to the verified directory descriptor, so that when the client
+already is the target's user in the target's mount namespace the same code
+runs in-process (no boundary to cross) with the same discipline.
+
+The helper dies with the client: it reads EOF when the client goes away (a
+SIGKILL included) and it has a parent-death signal.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import secrets
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any, Dict, List, Tuple
+
+from ..errors import AttachError, TargetError
+from .target import Target
+
+CLONE_NEWNS = 0x00020000
+PR_SET_PDEATHSIG = 1
+MAX_MESSAGE = 8 << 20  # a request carries the bundle (about 200 kB)
+MAX_FDS = 4
+REPLY_TIMEOUT = 30.0
+_HEADER = struct.Struct(">I")
+# Loaded before any fork: dlopen in a child forked from a threaded client could wait for a lock
+# another thread held at the fork.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+Reply = Tuple[Dict[str, Any], List[int]]  # typing spelling: this alias is evaluated on 3.8 too
+
+
+class Refused(Exception):
+    """A check in the helper failed: the message is the one line for the user."""
+
+
+class Workspace:
+    """The operations on the target user's directory; run with that user's credentials.
+
+    ``in_process``: we are already that user (no helper); connecting relative to
+    the directory then goes through ``/proc/self/fd`` instead of ``fchdir``, which
+    would move the whole client's working directory.
+    """
+
+    def __init__(self, directory: str, in_process: bool) -> None:
+        self.directory = directory  # e.g. /tmp/flight_profiler-1001, as the target sees it
+        self.in_process = in_process
+        self.dir_fd = -1
+
+    def close(self) -> None:
+        if self.dir_fd >= 0:
+            os.close(self.dir_fd)
+            self.dir_fd = -1
+
+    def dispatch(self, op: str, args: dict[str, Any]) -> Reply:
+        handler: Callable[..., Reply] | None = getattr(self, "op_" + op, None)
+        if handler is None:
+            raise Refused("unknown helper operation %r" % op)
+        if op != "open_dir" and self.dir_fd < 0:
+            raise Refused("the directory was not opened")
+        return handler(**args)
+
+    # ------------------------------------------------------------------ the directory
+
+    def op_open_dir(self, create: bool) -> Reply:
+        """Open (and, with ``create``, make) the private directory; refuse one that is not ours and private."""
+        parent, name = os.path.split(self.directory)
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if create:
+                try:
+                    os.mkdir(name, 0o700, dir_fd=parent_fd)
+                except FileExistsError:
+                    pass
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+            except FileNotFoundError:
+                return {"exists": False}, []
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise Refused("%s is not a directory (a link?): refused; remove it" % self.directory) from None
+                raise
+        finally:
+            os.close(parent_fd)
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+            os.close(fd)
+            raise Refused(
+                "%s is not a private directory of uid %d (owner %d, mode %o): refused; remove it"
+                % (self.directory, os.geteuid(), info.st_uid, stat.S_IMODE(info.st_mode))
+            )
+        self.close()
+        self.dir_fd = fd
+        return {"exists": True}, []
+
+    # ------------------------------------------------------------------ the agent socket
+
+    def op_connect(self, name: str, timeout: float) -> Reply:
+        """Connect to the agent socket ``name``; a link or anything but a socket is refused, not followed."""
+        try:
+            info = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return {"state": "absent"}, []
+        if not stat.S_ISSOCK(info.st_mode):
+            raise Refused("%s/%s is not a socket (a link?): refused" % (self.directory, name))
+        if info.st_uid != os.geteuid():
+            raise Refused("%s/%s belongs to uid %d: refused" % (self.directory, name, info.st_uid))
+        deadline = time.monotonic() + timeout
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                self._connect_relative(sock, name)
+            except OSError as exc:
+                sock.close()
+                if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+                    return {"state": "dead"}, []  # nobody listens: an agent that died with its process
+                if exc.errno == errno.EAGAIN and time.monotonic() < deadline:
+                    time.sleep(0.01)  # its backlog is full (a crowd of clients): a live agent, try again
+                    continue
+                raise
+            return {"state": "connected"}, [sock.detach()]
+
+    def _connect_relative(self, sock: socket.socket, name: str) -> None:
+        if self.in_process:
+            sock.connect("/proc/self/fd/%d/%s" % (self.dir_fd, name))
+            return
+        os.fchdir(self.dir_fd)  # the helper is single-threaded: its cwd is ours to move
+        sock.connect(name)
+
+    def _probe(self, name: str) -> str:
+        """'listening', 'dead' (refused or absent) or 'other' (not a socket)."""
+        try:
+            info = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return "dead"
+        if not stat.S_ISSOCK(info.st_mode):
+            return "other"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(1.0)
+        try:
+            self._connect_relative(sock, name)
+        except OSError as exc:
+            return "dead" if exc.errno in (errno.ECONNREFUSED, errno.ENOENT) else "listening"
+        finally:
+            sock.close()
+        return "listening"
+
+    # ------------------------------------------------------------------ stale files
+
+    def op_scan(self) -> Reply:
+        """The stems of our file names in the directory (the client decides which processes are gone)."""
+        stems = set()
+        for name in os.listdir(self.dir_fd):
+            if name.startswith("agent-"):
+                stems.add(name.split(".", 1)[0])
+        return {"stems": sorted(stems)}, []
+
+    def op_remove_stale(self, stems: list[str]) -> Reply:
+        """Remove the files of ``stems`` whose process is gone (the client checked), never a live agent's.
+
+        Under the name's lock (an attach in progress holds it), and only when its
+        socket refuses connections: a socket that answers is a live agent whatever
+        the name says.
+        """
+        removed = []
+        names = os.listdir(self.dir_fd)
+        for stem_ in stems:
+            lock = self._take_lock_now(stem_ + ".lock")
+            if lock < 0:
+                continue
+            try:
+                if self._probe(stem_ + ".sock") != "dead":
+                    continue
+                for name in names:
+                    if name.startswith(stem_ + ".") and name != stem_ + ".lock":
+                        self._unlink(name)
+                self._unlink(stem_ + ".lock")  # last, while we still hold it
+                removed.append(stem_)
+            finally:
+                os.close(lock)
+        return {"removed": removed}, []
+
+    def _take_lock_now(self, name: str) -> int:
+        try:
+            fd = self._open_lock(name)
+        except OSError:
+            return -1
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return -1
+        return fd
+
+    def _unlink(self, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            pass
+
+    # ------------------------------------------------------------------ the crowd lock
+
+    def _open_lock(self, name: str) -> int:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.dir_fd)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            os.close(fd)
+            raise Refused("%s/%s is not our lock file: refused" % (self.directory, name))
+        os.fchmod(fd, 0o600)
+        return fd
+
+    def op_lock(self, name: str) -> Reply:
+        """The lock file next to the agent socket, opened (created with our credentials); the client flocks it."""
+        return {}, [self._open_lock(name)]
+
+    def op_lock_inode(self, name: str) -> Reply:
+        """The inode now under ``name``: the client's lock is valid only if it is the one it holds."""
+        try:
+            return {"inode": os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False).st_ino}, []
+        except FileNotFoundError:
+            return {"inode": 0}, []
+
+    # ------------------------------------------------------------------ files for the target
+
+    def op_write(self, name: str, text: str) -> Reply:
+        """Write ``name`` atomically: an exclusive temporary file (0600), then a rename within the directory."""
+        temp = "%s.tmp-%s" % (name, secrets.token_hex(6))  # same stem: a killed client's leftover is stale cleanup's
+        self._write_new(temp, text)
+        try:
+            os.replace(temp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        except BaseException:
+            self._unlink(temp)
+            raise
+        return {}, []
+
+    def op_write_script(self, prefix: str, text: str) -> Reply:
+        """A new file ``<prefix>.boot-<random>.py`` (the 3.14 bootstrap), created exclusively."""
+        name = "%s.boot-%s.py" % (prefix, secrets.token_hex(6))
+        self._write_new(name, text)
+        return {"name": name}, []
+
+    def _write_new(self, name: str, text: str) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags, 0o600, dir_fd=self.dir_fd)
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            data = text.encode("utf-8")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except BaseException:
+            os.close(fd)
+            self._unlink(name)
+            raise
+        os.close(fd)
+
+    def op_remove(self, names: list[str]) -> Reply:
+        for name in names:
+            if "/" not in name:
+                self._unlink(name)
+        return {}, []
+
+    # ------------------------------------------------------------------ PEP 768
+
+    def op_remote_exec(self, exe: str, pid: int, script: str) -> Reply:
+        """``sys.remote_exec`` by the target's own interpreter, run as the target's user.
+
+        Only ever called with the target's (non-root) credentials: that binary and
+        its site-packages are the target user's, so running them gains that user
+        nothing. Empty environment, no inherited descriptors.
+        """
+        try:
+            proc = subprocess.run(
+                [exe, "-I", "-c", "import sys; sys.remote_exec(%d, %r)" % (pid, script)],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+                env={"PATH": "/usr/bin:/bin"},
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return {"rc": -1, "error": str(exc)[:300]}, []  # not runnable by that user: the client uses ptrace
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        return {"rc": proc.returncode, "error": lines[-1][:300] if lines else ""}, []
+
+
+# ---------------------------------------------------------------------- transport
+
+
+def _send(sock: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
+    body = json.dumps(message).encode("utf-8")
+    header = _HEADER.pack(len(body))
+    if fds:
+        sock.sendmsg([header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+    else:
+        sock.sendall(header)
+    sock.sendall(body)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _recv(sock: socket.socket) -> Reply:
+    fds: list[int] = []
+    flags = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+    data, ancillary, _, _ = sock.recvmsg(_HEADER.size, socket.CMSG_SPACE(MAX_FDS * 4), flags)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            received = array.array("i")
+            received.frombytes(payload[: len(payload) - len(payload) % 4])
+            fds.extend(received)
+    if not data:
+        raise EOFError
+    if len(data) < _HEADER.size:
+        data += _recv_exact(sock, _HEADER.size - len(data))
+    (size,) = _HEADER.unpack(data)
+    if size > MAX_MESSAGE:
+        for fd in fds:
+            os.close(fd)
+        raise EOFError
+    return json.loads(_recv_exact(sock, size).decode("utf-8")), fds
+
+
+# ---------------------------------------------------------------------- the client's side
+
+
+class Helper:
+    """The client's handle on a Workspace: in a dropped helper process, or in-process."""
+
+    def __init__(self, target: Target, workspace: Workspace | None, sock: socket.socket | None, child: int) -> None:
+        self.target = target
+        self._workspace = workspace
+        self._sock = sock
+        self._child = child
+
+    @property
+    def connector_pid(self) -> int:
+        """The process whose connect() the agent sees (SO_PEERCRED): the helper, or ourselves."""
+        return self._child if self._workspace is None else os.getpid()
+
+    @property
+    def separated(self) -> bool:
+        """Whether the work runs in a helper with the target's credentials (a privilege boundary)."""
+        return self._workspace is None
+
+    def call(self, op: str, **args: Any) -> Reply:
+        """Run ``op``; OSError and Refused come back as AttachError with the helper's message."""
+        if self._workspace is not None:
+            try:
+                return self._workspace.dispatch(op, args)
+            except Refused as exc:
+                raise AttachError(str(exc)) from None
+            except OSError as exc:
+                raise AttachError(_describe(self._workspace.directory, op, exc)) from None
+        assert self._sock is not None
+        try:
+            _send(self._sock, {"op": op, "args": args}, [])
+            reply, fds = _recv(self._sock)
+        except (OSError, EOFError, ValueError):
+            raise AttachError("the helper working in the target user's directory went away") from None
+        if "refused" in reply:
+            _close_all(fds)
+            raise AttachError(str(reply["refused"]))
+        if "errno" in reply:
+            _close_all(fds)
+            error = OSError(int(reply["errno"]), os.strerror(int(reply["errno"])))
+            raise AttachError(_describe(str(reply.get("directory")), op, error))
+        return reply, fds
+
+    def close(self) -> None:
+        if self._workspace is not None:
+            self._workspace.close()
+            return
+        if self._sock is not None:
+            self._sock.close()  # the helper reads EOF and exits
+            self._sock = None
+        if self._child > 0:
+            _reap(self._child)
+            self._child = 0
+
+    def __enter__(self) -> Helper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start(target: Target, directory: str) -> Helper:
+    """A Helper for ``target``'s ``directory``: in-process when we already are its user in its namespace."""
+    if _no_boundary(target):
+        return Helper(target, Workspace(directory, in_process=True), None, 0)
+    return _fork_helper(target, directory)
+
+
+def _no_boundary(target: Target) -> bool:
+    return os.getresuid() == (target.uid, target.uid, target.uid) and target.same_mount_ns and target.same_root
+
+
+def _fork_helper(target: Target, directory: str) -> Helper:
+    mnt_fd, root_fd = _open_namespace(target)
+    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        for fd in (mnt_fd, root_fd):
+            os.close(fd)
+        parent_end.close()
+        child_end.close()
+        raise AttachError("cannot start the helper process: %s" % exc.strerror) from None
+    if pid == 0:  # pragma: no cover - the child; its effects are what the tests check
+        parent_end.close()
+        _child_main(target, directory, child_end, mnt_fd, root_fd)
+    child_end.close()
+    for fd in (mnt_fd, root_fd):
+        os.close(fd)
+    parent_end.settimeout(REPLY_TIMEOUT)
+    helper = Helper(target, None, parent_end, pid)
+    try:
+        ready, _ = _recv(parent_end)
+    except (OSError, EOFError, ValueError):
+        helper.close()
+        raise AttachError("the helper process could not start") from None
+    if "refused" in ready:
+        helper.close()
+        raise AttachError(str(ready["refused"]))
+    return helper
+
+
+def _open_namespace(target: Target) -> tuple[int, int]:
+    """Descriptors of the target's mount namespace and root, checked to belong to that very process."""
+    try:
+        mnt_fd = os.open("/proc/%d/ns/mnt" % target.pid, os.O_RDONLY | os.O_CLOEXEC)
+        root_fd = os.open("/proc/%d/root" % target.pid, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TargetError("cannot reach the file system of pid %d: %s" % (target.pid, exc.strerror)) from None
+    from .target import start_time
+
+    if start_time(target.pid) != target.start:  # the pid was reused between inspect() and now
+        os.close(mnt_fd)
+        os.close(root_fd)
+        raise TargetError("pid %d exited" % target.pid)
+    return mnt_fd, root_fd
+
+
+def _child_main(target: Target, directory: str, sock: socket.socket, mnt_fd: int, root_fd: int) -> None:
+    """The helper: enter, drop, then serve; never returns, never raises."""
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's; we end at its EOF
+        problem = _enter_and_drop(target, mnt_fd, root_fd)
+        if problem:
+            _send(sock, {"refused": problem}, [])
+        else:
+            _send(sock, {"ready": True}, [])
+            _serve(sock, Workspace(directory, in_process=False))
+    except BaseException:  # noqa: BLE001 - the forked child must reach os._exit, never the client's code
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _enter_and_drop(target: Target, mnt_fd: int, root_fd: int) -> str:
+    """Enter the target's mount namespace and root, then become its user; a reason on failure."""
+    libc = _LIBC
+    try:
+        if not target.same_mount_ns and libc.setns(mnt_fd, CLONE_NEWNS) != 0:
+            return "cannot enter the mount namespace of pid %d: %s" % (target.pid, os.strerror(ctypes.get_errno()))
+        if not (target.same_root and target.same_mount_ns):
+            os.fchdir(root_fd)
+            os.chroot(".")
+        os.chdir("/")
+        os.close(mnt_fd)
+        os.close(root_fd)
+        os.setgroups(list(target.groups))
+        os.setresgid(target.gid, target.gid, target.gid)
+        os.setresuid(target.uid, target.uid, target.uid)
+    except OSError as exc:
+        return "cannot become uid %d in the file system of pid %d: %s (run as root or as that user)" % (
+            target.uid,
+            target.pid,
+            exc.strerror,
+        )
+    if os.getresuid() != (target.uid,) * 3:
+        return "could not switch to uid %d" % target.uid
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    os.umask(0o077)
+    return ""
+
+
+def _serve(sock: socket.socket, workspace: Workspace) -> None:
+    while True:
+        try:
+            request, fds = _recv(sock)
+        except (OSError, EOFError, ValueError):
+            return  # the client went away
+        _close_all(fds)
+        out: list[int] = []
+        try:
+            reply, out = workspace.dispatch(str(request.get("op")), dict(request.get("args") or {}))
+        except Refused as exc:
+            reply = {"refused": str(exc)}
+        except OSError as exc:
+            reply = {"errno": exc.errno or errno.EIO, "directory": workspace.directory}
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: one line for the user, not a dead helper
+            reply = {"refused": "helper error: %s" % exc}
+        try:
+            _send(sock, reply, out)
+        except OSError:
+            return
+        finally:
+            _close_all(out)
+
+
+def _describe(directory: str, op: str, exc: OSError) -> str:
+    """The true reason, in one line (read-only or full /tmp, permissions)."""
+    what = {
+        "open_dir": "create or open %s" % directory,
+        "write": "write the agent's bundle in %s" % directory,
+        "write_script": "write the bootstrap script in %s" % directory,
+        "lock": "create the attach lock in %s" % directory,
+    }.get(op, "use %s" % directory)
+    where = "" if directory.startswith("/proc") else " (in the target's mount namespace)"
+    return "cannot %s%s: %s" % (what, where, exc.strerror or exc)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _reap(pid: int) -> None:
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.002)
+    try:
+        os.kill(pid, signal.SIGKILL)  # our own child; it does not answer EOF in time
+        os.waitpid(pid, 0)
+    except OSError:
+        pass

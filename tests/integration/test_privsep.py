@@ -1,0 +1,667 @@
+"""Root attaching to another user's process gives that user nothing.
+
+Real unprivileged users (created here, removed after), real racers running as
+those users while root's client works in their directory, real namespaces
+(``unshare``), a real chroot. Targets run as the test user with one extra
+capability, CAP_DAC_READ_SEARCH, only because the test interpreters live under
+root's 0700 home; racers run without it (Debian's /usr/bin/python3.11).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import pytest
+
+from flight_profiler.attach import attacher, paths, privsep
+from flight_profiler.attach.target import inspect
+from flight_profiler.errors import AttachError
+from interpreters import find_interpreters
+from support import TARGETS, agent_threads, cli, wait_until
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("useradd") or not shutil.which("unshare"),
+    reason="needs root, setpriv, useradd and unshare",
+)
+
+PYTHONS = dict(find_interpreters())
+RACER_PYTHON = "/usr/bin/python3.11"  # any user can run it (pyenv's interpreters live under /root)
+ITERATIONS = 200
+USER_PYTHON = PYTHONS.get("3.12") or PYTHONS.get("deb3.11") or next(iter(PYTHONS.values()), "")
+
+
+class User(NamedTuple):
+    name: str
+    uid: int
+    gid: int
+
+
+class Proc:
+    """A process we started (``pid`` may be a child of ``proc`` in a new pid namespace)."""
+
+    def __init__(self, proc: subprocess.Popen[str], pid: int) -> None:
+        self.proc = proc
+        self.pid = pid
+
+    def alive_and_running(self) -> bool:
+        with open("/proc/%d/status" % self.pid) as fh:
+            fields = dict(line.split(":", 1) for line in fh if ":" in line)
+        return fields["State"].split()[0] in ("S", "R") and fields["TracerPid"].strip() == "0"
+
+    def stop(self) -> None:
+        for pid in {self.pid, self.proc.pid}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.proc.wait(10)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def _make_user(name: str) -> User:
+    subprocess.run(["userdel", name], capture_output=True, check=False)  # a leftover of a killed run
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True, capture_output=True)
+    entry = pwd.getpwnam(name)
+    return User(name, entry.pw_uid, entry.pw_gid)
+
+
+def _kill_processes_of(uid: int) -> None:
+    """Every process of a user this module created is one of ours."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat("/proc/" + entry).st_uid == uid:
+                    os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def users() -> Iterator[tuple[User, User]]:
+    made = (_make_user("fph2a"), _make_user("fph2b"))
+    yield made
+    for user in made:
+        _kill_processes_of(user.uid)
+        shutil.rmtree("/tmp/flight_profiler-%d" % user.uid, ignore_errors=True)
+        subprocess.run(["userdel", user.name], capture_output=True, check=False)
+
+
+def _as(user: User, caps: bool = True) -> list[str]:
+    argv = ["setpriv", "--reuid=%d" % user.uid, "--regid=%d" % user.gid, "--clear-groups"]
+    if caps:
+        argv += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return argv
+
+
+def start_as(
+    user: User, python: str, scenario: str = "event", wrap: tuple[str, ...] = (), caps: bool = True, child: bool = False
+) -> Proc:
+    """service_target.py as ``user``; ``wrap`` runs first (unshare, sh -c); ``child``: the target is its child."""
+    argv = [*wrap, *_as(user, caps), python, os.path.join(TARGETS, "service_target.py"), scenario]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd="/")
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("ready"):
+        proc.kill()
+        proc.wait()
+        pytest.fail("target %s did not start: %r" % (argv, line))
+    pid = proc.pid
+    if child:
+        with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as fh:
+            pid = int(fh.read().split()[0])
+    return Proc(proc, pid)
+
+
+_RACER = r"""
+import os, signal, socket, sys
+mode, directory, victim = sys.argv[1:4]
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+swaps = 0
+print("racing", flush=True)
+while not stop:
+    try:
+        if mode == "bundle":  # every file we did not make becomes a link to root's secret
+            for name in os.listdir(directory):
+                if not name.endswith((".sock", ".lock")):
+                    path = os.path.join(directory, name)
+                    os.unlink(path)
+                    os.symlink(victim, path)
+                    swaps += 1
+        elif mode == "dir":  # the private directory becomes a link to someone else's
+            if os.path.islink(directory):
+                os.unlink(directory)
+            elif os.path.isdir(directory):
+                os.rename(directory, "%s.aside-%d" % (directory, swaps))
+                os.symlink(victim, directory)
+                swaps += 1
+        elif mode == "socket":  # the agent's socket name: a link to another user's agent, or a dead socket
+            name = sys.argv[4]
+            path = os.path.join(directory, name)
+            if os.path.lexists(path):
+                os.unlink(path)
+            if swaps % 2:
+                os.symlink(victim, path)
+            else:
+                dead = socket.socket(socket.AF_UNIX)
+                dead.bind(path)
+                dead.close()
+            swaps += 1
+    except OSError:
+        pass
+print(swaps, flush=True)
+"""
+
+
+class Racer:
+    def __init__(self, user: User, *args: str) -> None:
+        if not os.access(RACER_PYTHON, os.X_OK):
+            pytest.skip("no interpreter that an unprivileged user can run")
+        self.proc = subprocess.Popen(
+            [*_as(user, caps=False), RACER_PYTHON, "-c", _RACER, *args], stdout=subprocess.PIPE, text=True, cwd="/"
+        )
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "racing"
+
+    def stop(self) -> int:
+        """The number of swaps it made (a racer that never raced proves nothing)."""
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        return int(out.split()[-1])
+
+
+def _private_dir(user: User) -> str:
+    return "/tmp/flight_profiler-%d" % user.uid
+
+
+def _file_work(pid: int, rounds: int) -> int:
+    """What an attach does in the user's directory, ``rounds`` times, through the real helper; refusals counted."""
+    target = inspect(pid)
+    refused = 0
+    for _ in range(rounds):
+        try:
+            with privsep.start(target, paths.private_dir(target)) as helper:
+                helper.call("open_dir", create=True)
+                attacher._remove_stale(helper, target)
+                lock = helper.call("lock", name=paths.lock_name(target))[1][0]
+                os.close(lock)
+                helper.call("write", name=paths.stem(target) + ".bundle", text="{}")
+                name = helper.call("write_script", prefix=paths.stem(target), text="pass\n")[0]["name"]
+                helper.call("remove", names=[name, paths.stem(target) + ".bundle"])
+        except AttachError:
+            refused += 1
+    return refused
+
+
+def _owned(path: str, uid: int, mode: int) -> bool:
+    info = os.lstat(path)
+    return info.st_uid == uid and stat.S_IMODE(info.st_mode) == mode
+
+
+# ---------------------------------------------------------------------- plain attach as root
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.14"])
+def test_root_attach_to_user_target_leaves_only_user_files(users: tuple[User, User], version: str) -> None:
+    if version not in PYTHONS:
+        pytest.skip("no Python %s here" % version)
+    user = users[0]
+    target = start_as(user, PYTHONS[version], "busy")
+    try:
+        result = cli(target.pid, "getglobal sys argv", "--debug")
+        assert result.returncode == 0, result.stderr
+        assert result.results[0]["value"]["items"][-1]["v"] == "busy"
+        directory = _private_dir(user)
+        assert _owned(directory, user.uid, 0o700)
+        for name in os.listdir(directory):
+            if name.startswith(paths.stem(inspect(target.pid))):
+                assert _owned(os.path.join(directory, name), user.uid, 0o600), name
+        assert cli(target.pid, "detach").returncode == 0
+        assert wait_until(lambda: not agent_threads(target.pid), timeout=5)
+        assert target.alive_and_running()
+    finally:
+        target.stop()
+
+
+# ---------------------------------------------------------------------- racers
+
+
+def test_bundle_swap_racer_never_reaches_root_files(users: tuple[User, User]) -> None:
+    user = users[0]
+    fd, secret = tempfile.mkstemp(prefix="fph2-secret-")
+    os.write(fd, b"root's secret\n")
+    os.close(fd)
+    target = start_as(user, USER_PYTHON)
+    try:
+        _file_work(target.pid, 1)  # the directory exists before the racer watches it
+        racer = Racer(user, "bundle", _private_dir(user), secret)
+        try:
+            _file_work(target.pid, ITERATIONS)
+            cli(target.pid, "module /x.py", "--timeout", "3")  # the whole attach, under the racer
+        finally:
+            swaps = racer.stop()
+        assert swaps > 0
+        assert _owned(secret, 0, 0o600)
+        assert os.stat(secret).st_gid == 0
+        with open(secret, "rb") as fh:
+            assert fh.read() == b"root's secret\n"
+        assert target.alive_and_running()
+    finally:
+        target.stop()
+        os.unlink(secret)
+
+
+def test_directory_swap_racer_never_touches_another_directory(users: tuple[User, User]) -> None:
+    user = users[0]
+    victim = tempfile.mkdtemp(prefix="fph2-victim-")
+    os.chmod(victim, 0o755)
+    planted = ["agent-1-1-1.bundle", "agent-1-1-1.sock.log", "agent-1-1-1.lock"]  # look stale: cleanup bait
+    for name in planted:
+        with open(os.path.join(victim, name), "w") as fh:
+            fh.write("victim\n")
+    target = start_as(user, USER_PYTHON)
+    try:
+        _file_work(target.pid, 1)
+        racer = Racer(user, "dir", _private_dir(user), victim)
+        try:
+            refused = _file_work(target.pid, ITERATIONS)
+            cli(target.pid, "module /x.py", "--timeout", "3")
+        finally:
+            swaps = racer.stop()
+        assert swaps > 0 and refused > 0  # the race was on, and the helper saw links and refused them
+        assert sorted(os.listdir(victim)) == sorted(planted)
+        for name in planted:
+            assert _owned(os.path.join(victim, name), 0, 0o644)
+        assert target.alive_and_running()
+    finally:
+        target.stop()
+        shutil.rmtree(victim)
+        for name in os.listdir("/tmp"):
+            if name.startswith("flight_profiler-%d.aside-" % user.uid):
+                shutil.rmtree(os.path.join("/tmp", name), ignore_errors=True)
+        if os.path.islink(_private_dir(user)):
+            os.unlink(_private_dir(user))
+
+
+def test_socket_link_racer_never_reaches_another_users_agent(users: tuple[User, User]) -> None:
+    user, other = users
+    mine = start_as(user, USER_PYTHON, "event")
+    theirs = start_as(other, USER_PYTHON, "sleeploop")
+    try:
+        assert cli(theirs.pid, "module /x.py").returncode == 0
+        their_socket = paths.agent_socket(theirs.pid)
+        name = paths.socket_name(inspect(mine.pid))
+        _file_work(mine.pid, 1)
+        racer = Racer(user, "socket", _private_dir(user), their_socket, name)
+        connected = 0
+        try:
+            for _ in range(ITERATIONS):
+                try:
+                    conn = attacher.existing_agent(mine.pid)
+                except AttachError:
+                    continue
+                if conn is not None:
+                    connected += 1
+                    conn.close()
+        finally:
+            swaps = racer.stop()
+        assert swaps > 0
+        assert connected == 0
+        placed = os.path.join(_private_dir(user), name)
+        if os.path.lexists(placed):
+            os.unlink(placed)
+        os.symlink(their_socket, placed)  # pre-placed, as in the report
+        refused = cli(mine.pid, "getglobal sys argv")
+        assert refused.returncode != 0 and "not a socket" in refused.errors[0], refused.stdout
+        os.unlink(placed)
+        ours = cli(mine.pid, "getglobal sys argv")
+        assert ours.returncode == 0 and ours.results[0]["value"]["items"][-1]["v"] == "event"
+        assert cli(theirs.pid, "getglobal sys argv").results[0]["value"]["items"][-1]["v"] == "sleeploop"
+        for proc in (mine, theirs):
+            assert cli(proc.pid, "detach").returncode == 0
+            assert proc.alive_and_running()
+    finally:
+        mine.stop()
+        theirs.stop()
+
+
+# ---------------------------------------------------------------------- the target's own interpreter (3.14)
+
+
+def test_user_owned_314_with_pth_never_runs_as_root(users: tuple[User, User]) -> None:
+    original = PYTHONS.get("3.14", "")
+    if not original or not shutil.which("patchelf"):
+        pytest.skip("needs Python 3.14 and patchelf")
+    user = users[0]
+    prefix = os.path.dirname(os.path.dirname(original))  # .../usr
+    copy = tempfile.mkdtemp(prefix="fph2-py314-")
+    markers = tempfile.mkdtemp(prefix="fph2-markers-")
+    os.chmod(markers, 0o1777)
+    try:
+        shutil.copytree(prefix, os.path.join(copy, "usr"), symlinks=True)
+        for root, dirs, files in os.walk(copy):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.lchown(name, user.uid, user.gid)
+        python = os.path.join(copy, "usr", "bin", os.path.basename(original))
+        libs = os.path.join(copy, "usr", "lib", "x86_64-linux-gnu")  # the copy's own loader and libc, as a user's
+        relink = ["patchelf", "--set-interpreter", os.path.join(libs, "ld-linux-x86-64.so.2"), "--force-rpath"]
+        subprocess.run([*relink, "--set-rpath", libs, python], check=True, capture_output=True)
+        site = subprocess.run(
+            [*_as(user, caps=False), python, "-c", "import site; print(site.getsitepackages()[0])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert site.startswith(copy)
+        os.makedirs(site, exist_ok=True)
+        with open(os.path.join(site, "zz_marker.pth"), "w") as fh:
+            fh.write(
+                "import os; open(os.path.join(%r, '%%d-%%d' %% (os.getuid(), os.getpid())), 'w').close()\n" % markers
+            )
+        target = start_as(user, python, "busy", caps=False)
+        try:
+            result = cli(target.pid, "getglobal sys argv", "--debug")
+            assert result.returncode == 0, result.stderr
+            ran_as = {name.split("-")[0] for name in os.listdir(markers)}
+            assert "0" not in ran_as  # the user's .pth never ran as root
+            helpers = [n for n in os.listdir(markers) if n != "%d-%d" % (user.uid, target.pid)]
+            assert helpers and all(n.startswith("%d-" % user.uid) for n in helpers)  # remote_exec ran, as the user
+            assert cli(target.pid, "detach").returncode == 0
+            assert target.alive_and_running()
+        finally:
+            target.stop()
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.rmtree(markers, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- namespaces
+
+
+def test_two_pid_namespaces_sharing_tmp(users: tuple[User, User]) -> None:
+    """Both are pid 1 in their namespace: two names, no cross talk, cleanup removes neither."""
+    user = users[0]
+    wrap = ("unshare", "--pid", "--fork", "--kill-child", "--mount-proc")
+    first = start_as(user, USER_PYTHON, "event", wrap=wrap, child=True)
+    second = start_as(user, USER_PYTHON, "sleeploop", wrap=wrap, child=True)
+    third = start_as(user, USER_PYTHON, "event")
+    try:
+        assert inspect(first.pid).ns_pid == inspect(second.pid).ns_pid == 1
+        for proc, scenario in ((first, "event"), (second, "sleeploop"), (first, "event")):
+            result = cli(proc.pid, "getglobal sys argv")
+            assert result.returncode == 0, result.stdout
+            assert result.results[0]["value"]["items"][-1]["v"] == scenario
+        for proc in (first, second):  # the socket the helper hands over is the target's agent, by host pid
+            conn = attacher.existing_agent(proc.pid)
+            assert conn is not None
+            creds = conn.channel.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            conn.close()
+            assert int.from_bytes(creds[:4], sys.byteorder) == proc.pid
+        sockets = [os.path.join(_private_dir(user), paths.socket_name(inspect(p.pid))) for p in (first, second)]
+        assert sockets[0] != sockets[1]
+        dead = "agent-%d-999999-1" % inspect(third.pid).pid_ns  # a process that is certainly gone
+        with privsep.start(inspect(third.pid), _private_dir(user)) as helper:
+            helper.call("open_dir", create=True)
+            helper.call("write", name=dead + ".bundle", text="{}")
+        assert cli(third.pid, "module /x.py").returncode == 0  # a fresh attach runs the stale cleanup
+        assert not os.path.exists(os.path.join(_private_dir(user), dead + ".bundle"))
+        assert all(stat.S_ISSOCK(os.lstat(s).st_mode) for s in sockets)
+        for proc, scenario in ((second, "sleeploop"), (first, "event")):
+            assert cli(proc.pid, "getglobal sys argv").results[0]["value"]["items"][-1]["v"] == scenario
+        for proc in (first, second, third):
+            assert cli(proc.pid, "detach").returncode == 0
+            assert proc.alive_and_running()
+    finally:
+        for proc in (first, second, third):
+            proc.stop()
+
+
+def _private_tmp(options: str) -> tuple[str, ...]:
+    script = 'mount -t tmpfs -o %s tmpfs /tmp && exec "$@"' % options
+    return ("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh")
+
+
+def test_private_tmp_target_attaches_and_detaches(users: tuple[User, User]) -> None:
+    user = users[0]
+    target = start_as(user, USER_PYTHON, "event", wrap=_private_tmp("mode=1777"))
+    try:
+        name = paths.socket_name(inspect(target.pid))
+        result = cli(target.pid, "getglobal sys argv")
+        assert result.returncode == 0, result.stdout
+        inside = "/proc/%d/root/tmp/flight_profiler-%d" % (target.pid, user.uid)
+        assert stat.S_ISSOCK(os.lstat(os.path.join(inside, name)).st_mode)
+        assert not os.path.exists(os.path.join(_private_dir(user), name))  # nothing on our /tmp
+        assert cli(target.pid, "detach").returncode == 0
+        assert os.listdir(inside) == [paths.lock_name(inspect(target.pid))]
+        assert target.alive_and_running()
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"), [("ro", "Read-only file system"), ("size=64k,mode=1777", "No space left on device")]
+)
+def test_read_only_or_full_tmp_says_why_at_once(users: tuple[User, User], options: str, reason: str) -> None:
+    user = users[0]
+    target = start_as(user, USER_PYTHON, "event", wrap=_private_tmp(options))
+    try:
+        result = cli(target.pid, "getglobal sys argv")
+        assert result.returncode != 0
+        assert len(result.errors) == 1 and reason in result.errors[0], result.stdout
+        assert "Traceback" not in result.stderr
+        assert agent_threads(target.pid) == []
+        assert target.alive_and_running()
+    finally:
+        target.stop()
+
+
+def test_chroot_whose_tmp_is_an_absolute_link(users: tuple[User, User]) -> None:
+    """The target's /tmp -> /var/tmp means its own /var/tmp, never the host's."""
+    if not os.access(RACER_PYTHON, os.X_OK):
+        pytest.skip("needs %s" % RACER_PYTHON)
+    user = users[0]
+    host_dir = "/var/tmp/flight_profiler-%d" % user.uid
+    assert not os.path.exists(host_dir)
+    root = tempfile.mkdtemp(prefix="fph2-chroot-")
+    os.chmod(root, 0o755)
+    binds = []
+    for name in ("usr", "lib", "lib64", "lib32", "bin", "sbin", "etc", "dev"):
+        host = "/" + name
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), os.path.join(root, name))
+        elif os.path.isdir(host):
+            os.mkdir(os.path.join(root, name))
+            binds.append(name)
+    os.makedirs(os.path.join(root, "proc"))
+    os.makedirs(os.path.join(root, "targets"))
+    os.makedirs(os.path.join(root, "var", "tmp"))
+    os.chmod(os.path.join(root, "var", "tmp"), 0o1777)
+    os.symlink("/var/tmp", os.path.join(root, "tmp"))
+    mounts = " && ".join(["mount --rbind /%s %s/%s" % (b, root, b) for b in binds])
+    script = '%s && mount --bind %s %s/targets && mount -t proc proc %s/proc && exec chroot %s "$@"' % (
+        mounts,
+        TARGETS,
+        root,
+        root,
+        root,
+    )
+    argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *_as(user, caps=False)]
+    proc = subprocess.Popen(
+        [*argv, RACER_PYTHON, "/targets/service_target.py", "event"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd="/",
+    )
+    target = Proc(proc, proc.pid)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+        # The file work of an attach, through the real helper (the ptrace injector does not
+        # resolve a chrooted target's mapped files yet: /proc/<pid>/maps paths are relative
+        # to the reader's root, so the whole attach is not run here).
+        _file_work(target.pid, 1)
+        with privsep.start(inspect(target.pid), _private_dir(user)) as helper:
+            helper.call("open_dir", create=False)
+            helper.call("write", name=paths.stem(inspect(target.pid)) + ".bundle", text="{}")
+        assert not os.path.exists(host_dir)
+        inside = os.path.join(root, "var", "tmp", "flight_profiler-%d" % user.uid)
+        assert _owned(inside, user.uid, 0o700)
+        assert _owned(os.path.join(inside, paths.stem(inspect(target.pid)) + ".bundle"), user.uid, 0o600)
+        assert target.alive_and_running()
+    finally:
+        target.stop()
+        shutil.rmtree(os.path.join(root, "var"), ignore_errors=True)
+        for name in os.listdir(root):  # only links and empty mount points remain (the mounts died with the ns)
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                os.unlink(path)
+            else:
+                os.rmdir(path)
+        os.rmdir(root)
+
+
+# ---------------------------------------------------------------------- refusals
+
+
+def test_setuid_style_target_is_refused(users: tuple[User, User]) -> None:
+    user = users[0]
+    code = "import os, time; os.setresuid(%d, 0, 0); print('ready', flush=True); time.sleep(600)" % user.uid
+    proc = subprocess.Popen([USER_PYTHON, "-c", code], stdout=subprocess.PIPE, text=True)
+    target = Proc(proc, proc.pid)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+        result = cli(target.pid, "module /x.py")
+        assert result.returncode != 0 and "setuid-style" in result.errors[0], result.stdout
+        assert target.alive_and_running()
+    finally:
+        target.stop()
+
+
+def test_non_dumpable_target_is_refused_unless_forced(users: tuple[User, User]) -> None:
+    user = users[0]
+    code = (
+        "import ctypes, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); print('ready', flush=True)\n"
+        "while True: time.sleep(0.1)\n"
+    )
+    proc = subprocess.Popen([*_as(user), USER_PYTHON, "-c", code], stdout=subprocess.PIPE, text=True, cwd="/")
+    target = Proc(proc, proc.pid)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+        refused = cli(target.pid, "module /x.py")
+        assert refused.returncode != 0 and "non-dumpable" in refused.errors[0] and "--force" in refused.errors[0]
+        forced = cli(target.pid, "module /x.py", "--force")
+        assert forced.returncode == 0, forced.stdout
+        assert cli(target.pid, "detach").returncode == 0
+        assert target.alive_and_running()
+    finally:
+        target.stop()
+
+
+# ---------------------------------------------------------------------- crowds
+
+
+CROWD = [(v, "user") for v in ("3.8", "3.12", "3.14") if v in PYTHONS] + [
+    (v, "root")
+    for v in ("3.12",)
+    if v in PYTHONS  # in-process file work: the same lock
+]
+
+
+@pytest.mark.parametrize(("version", "owner"), CROWD, ids=["%s-%s" % case for case in CROWD])
+def test_twenty_first_attaches_at_once_inject_once(users: tuple[User, User], version: str, owner: str) -> None:
+    if owner == "user":
+        target = start_as(users[0], PYTHONS[version], "event")
+    else:
+        proc = subprocess.Popen(
+            [PYTHONS[version], os.path.join(TARGETS, "service_target.py"), "event"], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+        target = Proc(proc, proc.pid)
+    argv = [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", "module /x.py", "--json", "--debug"]
+    try:
+        clients = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(20)]
+        outputs = [client.communicate(timeout=120) for client in clients]
+        assert [c.returncode for c in clients] == [0] * 20, [err for _, err in outputs]
+        injections = sum(err.count("bootstrap ") for _, err in outputs)
+        assert injections == 1, [err for _, err in outputs]
+        assert agent_threads(target.pid).count("flight_profiler-agent") == 1
+        assert cli(target.pid, "detach").returncode == 0
+        assert target.alive_and_running()
+    finally:
+        target.stop()
+
+
+_HOLD_LOCK = r"""
+import fcntl, sys, time
+from flight_profiler.attach import paths, privsep
+from flight_profiler.attach.target import inspect
+target = inspect(int(sys.argv[1]))
+with privsep.start(target, paths.private_dir(target)) as helper:
+    helper.call("open_dir", create=True)
+    fd = helper.call("lock", name=paths.lock_name(target))[1][0]
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_crowd_lock_waits_with_a_reason_and_dies_with_its_holder(users: tuple[User, User]) -> None:
+    user = users[0]
+    target = start_as(user, USER_PYTHON, "event")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(target.pid)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        waiting = cli(target.pid, "module /x.py", "--timeout", "2", "--debug")
+        assert waiting.returncode != 0
+        assert "waiting for another client's attach" in waiting.stderr
+        assert "another client's attach" in waiting.errors[0]
+        holder.kill()  # SIGKILL: the kernel releases its flock
+        holder.wait()
+        assert cli(target.pid, "module /x.py").returncode == 0
+        assert cli(target.pid, "detach").returncode == 0
+        assert target.alive_and_running()
+    finally:
+        holder.kill()
+        holder.wait()
+        target.stop()
+
+
+def test_helper_runs_as_the_user_without_capabilities_and_not_dumpable(users: tuple[User, User]) -> None:
+    user = users[0]
+    target = start_as(user, USER_PYTHON, "event")
+    try:
+        helper = privsep.start(inspect(target.pid), _private_dir(user))
+        try:
+            assert helper.separated
+            child = helper._child
+            with open("/proc/%d/status" % child) as fh:
+                status = dict(line.rstrip("\n").split(":\t", 1) for line in fh if ":\t" in line)
+            assert status["Uid"].split() == [str(user.uid)] * 4
+            assert status["Gid"].split() == [str(user.gid)] * 4
+            assert status["Groups"].strip() == ""
+            assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
+            assert os.stat("/proc/%d/maps" % child).st_uid == 0  # not dumpable: the user cannot ptrace it
+            helper.call("open_dir", create=True)  # still serving after the checks
+        finally:
+            helper.close()
+        assert not os.path.exists("/proc/%d" % child) or _zombie_or_gone(child)
+    finally:
+        target.stop()
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
