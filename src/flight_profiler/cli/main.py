@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_once(runner: Runner, line: str) -> int:
+    """Exit status as the attach skill documents it: 0 done, 1 failed (a usage error, an attach
+    failure, an expression, filter or statement that raised), 130 stopped with Ctrl-C."""
+    if line.strip() in ("quit", "exit"):
+        return 0  # nothing to run: the agent, if any, stays (detach removes it)
     try:
         ok = runner.execute(_console_from_stdin(line))
     except Detached:
@@ -73,6 +77,8 @@ def run_once(runner: Runner, line: str) -> int:
         return 130
     finally:
         runner.close()
+    if runner.interrupted:
+        return 130
     return 0 if ok else 1
 
 

@@ -8,19 +8,20 @@ to the output. Errors become one line; the caller decides whether to go on.
 from __future__ import annotations
 
 import os
-import shlex
 import threading
 import time
 from typing import Any
 
 from ..attach.attacher import AttachOptions, connect, existing_agent
 from ..attach.connection import AgentConnection, Cancelled, ConnectionLost
-from ..commands.spec import CommandSpec, LocalContext
+from ..commands.spec import CommandSpec, LocalContext, split_command
 from ..errors import FlightProfilerError, ProtocolError, UsageError
 from . import registry
 from .output import Output
 
 CANCEL_WAIT = 2.0
+# other names of commands, as the seeds spell them
+ALIASES = {"timetunnel": "tt"}
 
 
 class Detached(Exception):
@@ -42,6 +43,9 @@ class Runner:
         self.time_limit: float | None = None
         # why the agent went away ("pid N exited", ...); None while it is there or not attached yet
         self.lost: str | None = None
+        # the last command's results reported a failed expression, filter or statement
+        self.failed = False
+        self.interrupted = False  # the last command was stopped with Ctrl-C
 
     def connection(self) -> AgentConnection:
         if self.lost is not None:
@@ -55,42 +59,47 @@ class Runner:
     def execute(self, line: str) -> bool:
         """Run ``line``; True on success. Errors are reported, never raised."""
         try:
-            argv = shlex.split(line)
-        except ValueError as exc:
-            self.output.error(None, "cannot parse the line: %s" % exc)
+            name, rest = split_command(line)
+        except UsageError as exc:
+            self.output.error(None, str(exc))
             return False
-        if not argv:
+        if not name:
             return True
+        self.failed = self.interrupted = False
         try:
-            self._dispatch(argv[0], argv[1:])
+            self._dispatch(name, rest)
         except FlightProfilerError as exc:
-            self.output.error(argv[0], str(exc))
+            self.output.error(name, str(exc))
             return False
         except OSError as exc:  # a file-system or socket failure on our side: one line, never a traceback
-            self.output.error(argv[0], "%s failed: %s" % (argv[0], exc))
+            self.output.error(name, "%s failed: %s" % (name, exc))
             return False
-        return True
+        return not self.failed
 
-    def _dispatch(self, name: str, args: list[str]) -> None:
+    def _dispatch(self, name: str, rest: str) -> None:
         if name == "help":
             from .help import command_help, overview
 
-            self.output.console.print(command_help(args[0]) if args else overview())
+            args = rest.split()
+            self.output.console.print(command_help(ALIASES.get(args[0], args[0])) if args else overview())
             return
         if name == "detach":
             self.detach()
             raise Detached()
-        spec = registry.get(name)
-        if spec is None:
-            raise UsageError("unknown command %r; 'help' lists them" % name)
-        request = spec.parse(args)
+        spec, request = parse_command(name, rest)
         self.run_request(spec, request)
+
+    def _note_failure(self, event: dict[str, Any]) -> None:
+        """An expression, filter or statement that failed in the target makes the command fail (exit 1)."""
+        if isinstance(event, dict) and (event.get("error") or event.get("filter_error") or event.get("errors")):
+            self.failed = True
 
     def run_request(self, spec: CommandSpec, request: dict[str, Any]) -> None:
         deadline = None if self.time_limit is None else time.monotonic() + self.time_limit
         if spec.run_local is not None and spec.runs_locally(request):
             context = LocalContext(pid=self.pid, cancelled=lambda: _past(deadline), cwd=os.getcwd())
             for event in spec.run_local(request, context):
+                self._note_failure(event)
                 self.output.result(spec.name, event, _rendered(spec, event, self.output.as_json))
             return
         conn = self.connection()
@@ -106,8 +115,10 @@ class Runner:
         timer = _cancel_at(deadline, conn, job)
         try:
             for event in conn.events(job):
+                self._note_failure(event)
                 self.output.result(spec.name, event, _rendered(spec, event, self.output.as_json))
         except KeyboardInterrupt:
+            self.interrupted = True  # the shell goes on; --cmd exits 130
             self._cancel(conn, job)
         except Cancelled:
             self.output.note("cancelled")
@@ -158,6 +169,14 @@ class Runner:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def parse_command(name: str, rest: str) -> tuple[CommandSpec, dict[str, Any]]:
+    """The spec of command ``name`` (or its alias) and ``rest`` parsed into its request."""
+    spec = registry.get(ALIASES.get(name, name))
+    if spec is None:
+        raise UsageError("unknown command %r; 'help' lists them" % name)
+    return spec, spec.parse_line(rest)
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..render.safe import safe_line
-from ..render.values import pretty
+from ..render.values import pretty, type_line
 from .spec import number
 from .targeting import add_location_arguments, location
 
@@ -59,9 +59,41 @@ def add_rate_argument(parser: argparse.ArgumentParser, default: float, what: str
     )
 
 
+SEPARATOR = "\u2500" * 60  # the faint rule above each result, as in the seeds
+ICON_OK = "\u2713"
+ICON_FAILED = "\u2717"
+ICON_TRACE = "\U0001f50d"
+
+
 def timestamp(seconds: float) -> str:
+    """The seeds' time format: ``2026-04-19 11:35:38:953`` (milliseconds after a colon)."""
     local = time.localtime(seconds)
-    return time.strftime("%Y-%m-%d %H:%M:%S", local) + ".%03d" % int((seconds % 1) * 1000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", local) + ":%03d" % int((seconds % 1) * 1000)
+
+
+def expr_block(entries: list[tuple[str, dict[str, Any]]], indent: str = "") -> list[Text]:
+    """The seeds' result fields, one ``EXPR`` / ``TYPE`` / ``VALUE`` group per expression."""
+    from rich.text import Text
+
+    lines = []
+    for expr, node in entries:
+        lines.append(Text("%sEXPR: %s" % (indent, safe_line(expr))))
+        lines.append(Text("%sTYPE: %s" % (indent, type_line(node))))
+        value = pretty(node, indent=len(indent) // 2)
+        lines.append(Text("%sVALUE: %s" % (indent, value)))
+    return lines
+
+
+def extras_line(event: dict[str, Any], *, skipped_by: str = "--rate") -> Text | None:
+    """What we show beyond the seeds' fields, below them: thread and skipped calls."""
+    from rich.text import Text
+
+    parts = []
+    if event.get("thread") is not None:
+        parts.append("thread=%s tid=%s daemon=%s" % (safe_line(event["thread"]), event.get("tid"), event.get("daemon")))
+    if event.get("skipped"):
+        parts.append("%d matching call(s) before this one skipped by %s" % (event["skipped"], skipped_by))
+    return Text("  ".join(parts), style="dim") if parts else None
 
 
 def where(file: str, line: int) -> str:

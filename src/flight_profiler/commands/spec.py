@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import shlex
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, NoReturn, Union
 
@@ -75,6 +76,144 @@ class CommandSpec(NamedTuple):
         namespace = self.parser().parse_args(argv)
         return self.to_request(namespace)
 
+    def parse_line(self, rest: str) -> Request:
+        """Parse the text after the command name, expressions taken as typed (``split_arguments``)."""
+        return self.parse(split_arguments(rest, self.parser()))
+
+
+EXPRESSION = "flight_profiler_expression"  # marks an argparse action whose value is Python source
+
+
+def add_expression_argument(parser: argparse.ArgumentParser, *flags: str, **kwargs: Any) -> argparse.Action:
+    """An option whose value is a Python expression: on a command line it takes the text up to the
+    next option of the command as typed, quotes and spaces included (``split_arguments``)."""
+    action = parser.add_argument(*flags, **kwargs)
+    setattr(action, EXPRESSION, True)
+    return action
+
+
+def split_command(line: str) -> tuple[str, str]:
+    """The command name and the rest of the line, untouched."""
+    spans = _token_spans(line)
+    if not spans:
+        return "", ""
+    start, end = spans[0]
+    return _unquote(line[start:end]), line[end:]
+
+
+def split_arguments(text: str, parser: argparse.ArgumentParser) -> list[str]:
+    """``text`` as argv, the way people type the seeds' examples.
+
+    Words are split like a POSIX shell does (quotes group and are removed), except the value of an
+    expression option (``-f``, ``--expr``...): it runs from the next word up to the next word that
+    is one of the command's options, outside brackets, and is kept verbatim, so that
+    ``-f args[0]["query"]=='hello'`` and ``-e [i.host for i in instances]`` reach Python as typed.
+    A value that is one quoted word (``-f "cost > 10"``) loses its quotes, as in a shell."""
+    options = parser._option_string_actions  # argparse has no public accessor
+    spans = _token_spans(text)
+    argv: list[str] = []
+    index = 0
+    while index < len(spans):
+        start, end = spans[index]
+        word = text[start:end]
+        index += 1
+        action = options.get(word)
+        if action is None or not getattr(action, EXPRESSION, False) or index >= len(spans):
+            argv.append(_unquote(word))
+            continue
+        last = index
+        depth = _depth(text[spans[index][0] : spans[index][1]])
+        while last + 1 < len(spans):
+            following = text[spans[last + 1][0] : spans[last + 1][1]]
+            if depth <= 0 and _is_option(following, options):
+                break
+            last += 1
+            depth += _depth(following)
+        value = _expression_value(text[spans[index][0] : spans[last][1]])
+        argv.append(_joined(action, value))
+        index = last + 1
+    return argv
+
+
+def _is_option(word: str, options: dict[str, argparse.Action]) -> bool:
+    return word in options or (word.startswith("--") and word.split("=", 1)[0] in options)
+
+
+def _joined(action: argparse.Action, value: str) -> str:
+    """``--name=value``: argparse then never mistakes a value that starts with "-" for an option."""
+    longs = [flag for flag in action.option_strings if flag.startswith("--")]
+    if longs:
+        return "%s=%s" % (longs[0], value)
+    return action.option_strings[0] + value
+
+
+def _expression_value(raw: str) -> str:
+    if raw[:1] in ("'", '"'):
+        try:
+            words = shlex.split(raw)
+        except ValueError:
+            return raw
+        if len(words) == 1:
+            return words[0]
+    return raw
+
+
+def _unquote(word: str) -> str:
+    try:
+        words = shlex.split(word)
+    except ValueError as exc:
+        raise UsageError("cannot parse %r: %s" % (word, exc)) from None
+    return words[0] if words else ""
+
+
+def _token_spans(text: str) -> list[tuple[int, int]]:
+    """Where each shell word of ``text`` starts and ends (quotes and backslashes as in POSIX sh)."""
+    spans: list[tuple[int, int]] = []
+    index, size = 0, len(text)
+    while index < size:
+        if text[index].isspace():
+            index += 1
+            continue
+        start = index
+        while index < size and not text[index].isspace():
+            index = _past_char(text, index)
+        spans.append((start, index))
+    return spans
+
+
+def _past_char(text: str, index: int) -> int:
+    """The index after the character (or quoted run) at ``index``."""
+    char = text[index]
+    if char == "\\":
+        return min(index + 2, len(text))
+    if char not in ("'", '"'):
+        return index + 1
+    scan = index + 1
+    while scan < len(text) and text[scan] != char:
+        scan += 2 if char == '"' and text[scan] == "\\" else 1
+    if scan >= len(text):
+        raise UsageError("cannot parse the line: no closing quote (%s) in %r" % (char, text[index:]))
+    return scan + 1
+
+
+def _depth(word: str) -> int:
+    """How many brackets ``word`` leaves open, outside quotes (the value goes on while any is)."""
+    depth, index = 0, 0
+    while index < len(word):
+        char = word[index]
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        if char in ("'", '"', "\\"):
+            try:
+                index = _past_char(word, index)
+            except UsageError:
+                return depth
+            continue
+        index += 1
+    return depth
+
 
 def number(
     kind: type = float,
@@ -136,14 +275,14 @@ def _plain(value: Number | None) -> str:
     return "%g" % value if isinstance(value, float) else str(value)
 
 
-def add_render_options(parser: argparse.ArgumentParser) -> None:
-    """The value-display options shared by every command that shows objects."""
+def add_render_options(parser: argparse.ArgumentParser, deepest: int = 4) -> None:
+    """The value-display options shared by every command that shows objects (vmtool: -x up to 6)."""
     parser.add_argument(
         "-x",
         "--expand",
-        type=number(int, 1, 4, special=(-1,), note="deepest"),
+        type=number(int, 1, deepest, special=(-1,), note="deepest"),
         default=1,
-        help="depth to expand objects (default 1, max 4, -1 deepest)",
+        help="depth to expand objects (default 1, max %d, -1 deepest)" % deepest,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show all items of containers and long strings")
     parser.add_argument("-r", "--raw", action="store_true", help="show repr() of values instead of a tree")
@@ -151,6 +290,6 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
 
 def render_options(namespace: argparse.Namespace) -> Request:
     expand = namespace.expand
-    if expand < -1 or expand == 0 or expand > 4:
-        raise UsageError("-x must be 1..4 or -1, got %d" % expand)
+    if expand < -1 or expand == 0:
+        raise UsageError("-x must be at least 1 or -1, got %d" % expand)
     return {"expand": expand, "verbose": namespace.verbose, "raw": namespace.raw}

@@ -8,7 +8,6 @@ SDK: it is plain, synchronous, and testable on its own.
 from __future__ import annotations
 
 import json
-import shlex
 import threading
 import time
 from typing import Any
@@ -16,8 +15,8 @@ from typing import Any
 from ..attach.attacher import AttachOptions
 from ..cli import registry
 from ..cli.output import JSON_SCHEMA_VERSION, Output
-from ..cli.runner import Detached, Runner
-from ..commands.spec import CommandSpec, Request
+from ..cli.runner import ALIASES, Detached, Runner
+from ..commands.spec import CommandSpec, Request, split_command
 from ..discovery.processes import agent_running
 from ..errors import FlightProfilerError, UsageError
 
@@ -90,14 +89,11 @@ def not_read_only(spec: CommandSpec, request: Request) -> str:
 
 def parse(line: str) -> tuple[CommandSpec, Request]:
     """Parse ``line`` exactly as the CLI would; UsageError for anything it would refuse."""
-    try:
-        argv = shlex.split(line)
-    except ValueError as exc:
-        raise UsageError("cannot parse the line: %s" % exc) from None
-    spec = registry.get(argv[0]) if argv else None
+    name, rest = split_command(line)
+    spec = registry.get(ALIASES.get(name, name)) if name else None
     if spec is None:
-        raise UsageError("unknown command %r; known: %s" % (argv[0] if argv else "", ", ".join(registry.COMMANDS)))
-    request = spec.parse(argv[1:])
+        raise UsageError("unknown command %r; known: %s" % (name, ", ".join(registry.COMMANDS)))
+    request = spec.parse_line(rest)
     if spec.interactive and not request:
         raise UsageError("%s is interactive: pass its input as an option (e.g. console -c CODE)" % spec.name)
     return spec, request

@@ -30,16 +30,16 @@ def one_line(node: dict[str, Any]) -> str:
         if kind == "tuple" and len(node["items"]) == 1 and not node.get("more"):
             body += ","
         return "%s%s%s%s" % (opener, body, _more(node, bool(node["items"])), closer)
-    if kind == "object":
-        body = ", ".join("%s=%s" % (safe_line(name), one_line(value)) for name, value in node["attrs"].items())
-        return "%s(%s%s)" % (safe_line(node["t"]), body, _more(node, bool(node["attrs"])))
+    if kind == "object":  # the seeds' form: Connection({'host': 'queue', 'port': 5672})
+        body = ", ".join("'%s': %s" % (safe_line(name), one_line(value)) for name, value in node["attrs"].items())
+        return "%s({%s%s})" % (short_type(node["t"]), body, _more(node, bool(node["attrs"])))
     return "<%s>" % safe_line(node.get("t", "?"))
 
 
 def pretty(node: dict[str, Any], indent: int = 0) -> str:
     """Multi-line when the one-line form would not fit."""
     flat = one_line(node)
-    if len(flat) + indent * len(INDENT) <= WIDTH or node.get("kind") is None:
+    if len(flat) + indent * len(INDENT) <= WIDTH or node.get("kind") is None or node.get("flat"):
         return flat
     pad = INDENT * (indent + 1)
     lines = []
@@ -47,18 +47,28 @@ def pretty(node: dict[str, Any], indent: int = 0) -> str:
     if kind == "dict":
         opener, closer = "{", "}"
         for key, value in node["items"]:
-            lines.append("%s%s: %s," % (pad, one_line(key), pretty(value, indent + 1)))
+            lines.append("%s%s: %s" % (pad, one_line(key), pretty(value, indent + 1)))
     elif kind == "object":
-        opener, closer = safe_line(node["t"]) + "(", ")"
+        opener, closer = short_type(node["t"]) + "({", "})"
         for name, value in node["attrs"].items():
-            lines.append("%s%s=%s," % (pad, safe_line(name), pretty(value, indent + 1)))
+            lines.append("%s'%s': %s" % (pad, safe_line(name), pretty(value, indent + 1)))
     else:
         opener, closer = _brackets(node)
         for item in node["items"]:
-            lines.append("%s%s," % (pad, pretty(item, indent + 1)))
+            lines.append("%s%s" % (pad, pretty(item, indent + 1)))
     if node.get("more"):
         lines.append("%s%s" % (pad, _more_text(node)))
-    return "\n".join([opener, *lines, INDENT * indent + closer])
+    return "\n".join([opener, ",\n".join(lines), INDENT * indent + closer])  # no comma after the last, as the seeds
+
+
+def short_type(name: object) -> str:
+    """``pkg.mod.Connection`` as ``Connection``: the class name alone, as the seeds show objects."""
+    return safe_line(str(name).rsplit(".", 1)[-1])
+
+
+def type_line(node: dict[str, Any]) -> str:
+    """The seeds' ``TYPE`` field: ``<class 'list'>``, ``<class '__main__.Connection'>``."""
+    return "<class '%s'>" % safe_line(node.get("t", "?"))
 
 
 def _scalar(node: dict[str, Any]) -> str:

@@ -6,14 +6,16 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ...render.safe import safe_block
-from ..spec import CommandSpec
+from ..spec import CommandSpec, add_expression_argument
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--code", help="run this source once and print the result (for scripts and agents)")
+    add_expression_argument(
+        parser, "-c", "--code", help="run this source once and print the result (for scripts and agents)"
+    )
 
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:

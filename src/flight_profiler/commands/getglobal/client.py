@@ -6,8 +6,8 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ...render.safe import safe_line
-from ...render.values import pretty
-from ..spec import CommandSpec, add_render_options, render_options
+from ..calls import expr_block
+from ..spec import CommandSpec, add_expression_argument, add_render_options, render_options
 from ..targeting import add_location_arguments, location
 
 if TYPE_CHECKING:
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_location_arguments(parser, last="field")
-    parser.add_argument("-e", "--expr", help="expression over `target`, the value found, e.g. target.fieldA")
+    add_expression_argument(
+        parser, "-e", "--expr", help="expression over `target`, the value found, e.g. target.fieldA"
+    )
     add_render_options(parser)
 
 
@@ -26,18 +28,20 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def _render(event: dict[str, Any]) -> RenderableType:
+    """The seeds' block: EXPR (``target`` when none was given), TYPE, VALUE; then the field's name."""
+    from rich.console import Group
     from rich.text import Text
 
-    text = Text()
-    text.append(safe_line(event["name"]), style="bold")
-    if "expr" in event:
-        text.append("  expr: %s" % safe_line(event["expr"]), style="cyan")
-    text.append("\n")
+    expr = event.get("expr") or "target"
     if "error" in event:
-        text.append("expression failed: %s" % safe_line(event["error"]), style="red")
+        parts: list[Any] = [
+            Text("EXPR: %s" % safe_line(expr)),
+            Text("FAILED: %s" % safe_line(event["error"]), style="red"),
+        ]
     else:
-        text.append(pretty(event["value"]))
-    return text
+        parts = list(expr_block([(expr, event["value"])]))
+    parts.append(Text("target=%s" % safe_line(event["name"]), style="dim"))
+    return Group(*parts)
 
 
 SPEC = CommandSpec(
@@ -47,7 +51,7 @@ SPEC = CommandSpec(
     examples=(
         "getglobal __main__ g_list",
         "getglobal __main__ classA static_field",
-        "getglobal __main__ CONFIG -e \"target['timeout']\"",
+        "getglobal __main__ CONFIG -e target['timeout']",
     ),
     add_arguments=_add_arguments,
     to_request=_to_request,

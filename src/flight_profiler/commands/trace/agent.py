@@ -59,10 +59,13 @@ class TraceProbe:
         depth = request.get("depth")
         self.max_depth = MAX_DEPTH if depth is None or int(depth) < 0 else min(int(depth), MAX_DEPTH)
         interval = request.get("interval")
-        if interval is None:  # -d without -i shows the whole tree to that depth
-            interval = 0.0 if depth is not None and int(depth) >= 0 else 0.1
+        if depth is not None and int(depth) >= 0:  # -d shows the whole tree to that depth, -i or not
+            interval = 0.0
+        elif interval is None:
+            interval = 0.1
         self.threshold = float(interval) / 1000.0
-        self.budget = TimeBudget(float(request.get("budget", 20.0)) / 100.0)
+        self.budget = TimeBudget(float(request.get("budget") or 0.0) / 100.0)  # off unless asked for
+        self.budget_told = 0  # refusals already reported with a tree
         self.bucket = TokenBucket(float(request.get("rate", 0.0)))
         self.outbox = Outbox()
         self.lock = threading.Lock()
@@ -135,6 +138,8 @@ class TraceProbe:
             finally:
                 hooks.OWN_WORK.discard(ident)
             item["skipped"] = self.bucket.take_skipped()
+            refused = self.budget.refused
+            item["not_traced_budget"], self.budget_told = refused - self.budget_told, refused
             self.outbox.put(item)
         except Exception:  # noqa: BLE001 - never let our bug reach the target's call
             self.internal_errors += 1
@@ -381,7 +386,7 @@ class TraceRun:
         end = node[END] if node[END] >= node[START] else node[START]
         out: dict[str, Any] = {"cost": round((end - node[START]) * 1000.0, 4)}
         if kind == PY:
-            out.update(name=getattr(what, "co_qualname", what.co_name), file=what.co_filename, line=what.co_firstlineno)
+            out.update(name=what.co_name, file=what.co_filename, line=what.co_firstlineno)  # the seeds: bare names
         elif kind == C:
             out.update(name=_c_name(what), file="<built-in>", line=0)
         else:

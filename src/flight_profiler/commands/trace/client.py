@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...render.safe import safe_line
 from ..calls import (
+    ICON_TRACE,
+    SEPARATOR,
     add_rate_argument,
     add_target_arguments,
     at_least,
@@ -16,15 +18,15 @@ from ..calls import (
     timestamp,
     where,
 )
-from ..spec import CommandSpec, number
+from ..spec import CommandSpec, add_expression_argument, number
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
 
 DEFAULT_INTERVAL = 0.1
-DEFAULT_RATE = 10.0
-DEFAULT_BUDGET = 20.0
+DEFAULT_RATE = 0.0  # every qualifying invocation up to -n, as the seeds promise; --rate N to cap
+DEFAULT_BUDGET = 0.0  # off unless asked for; when on, every skip is reported with the next tree
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +35,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "-i",
         "--interval",
         type=number(float, 0),
-        help="hide calls that took less than this many ms (default %g; 0 with -d)" % DEFAULT_INTERVAL,
+        help="hide calls that took less than this many ms (default %g; -d sets it to 0)" % DEFAULT_INTERVAL,
     )
     parser.add_argument(
         "-d",
@@ -51,13 +53,20 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n", "--limits", type=number(int, 1), default=10, help="stop after this many trees (default 10)"
     )
-    parser.add_argument("-f", "--filter", help="only invocations for which this is true, over target, args, kwargs")
+    add_expression_argument(
+        parser,
+        "-f",
+        "--filter",
+        "--filter_expr",
+        dest="filter",
+        help="only invocations for which this is true, over target, args, kwargs",
+    )
     parser.add_argument(
         "--budget",
         type=number(float, 0, 100),
         default=DEFAULT_BUDGET,
         help="at most this %% of the time may be spent in traced invocations; the others run untraced "
-        "(default %g, 0: no limit)" % DEFAULT_BUDGET,
+        "and are counted in the output (default: no limit)",
     )
     add_rate_argument(parser, DEFAULT_RATE, "trees")
 
@@ -65,7 +74,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     return {
         **target_request(ns),
-        "interval": None if ns.interval is None else non_negative(ns.interval, "-i"),
+        "interval": _interval(ns),
         "depth": ns.depth,
         "entrance_time": non_negative(ns.entrance_time, "-et"),
         "limit": at_least(ns.limits, 1, "-n"),
@@ -73,6 +82,15 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         "budget": ns.budget,
         "rate": non_negative(ns.rate, "--rate"),
     }
+
+
+def _interval(ns: argparse.Namespace) -> float | None:
+    """-d forces the interval to 0 (the seeds: "the interval parameter is ignored"), even with -i."""
+    if ns.interval is not None:
+        non_negative(ns.interval, "-i")
+    if ns.depth is not None and ns.depth >= 0:
+        return 0.0
+    return None if ns.interval is None else float(ns.interval)
 
 
 def _render(event: dict[str, Any]) -> RenderableType | None:
@@ -85,11 +103,9 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
         return render_start(event, "tracing", "-n %d, %s" % (event["limit"], budget))
     if kind == "end":
         return _render_end(event)
-    lines: list[Text] = []
-    if event.get("skipped"):
-        lines.append(Text("(%d invocation(s) before this one skipped by --rate)" % event["skipped"], style="dim"))
-    header = Text()
-    header.append("trace #%d" % event["index"], style="bold")
+    lines: list[Text] = [Text(SEPARATOR, style="dim")]
+    header = Text()  # the seeds' title line: icon, time, thread, tid, daemon, cost
+    header.append(ICON_TRACE)
     header.append(
         " %s thread=%s tid=%s daemon=%s"
         % (timestamp(event["time"]), safe_line(event["thread"]), event["tid"], event["daemon"])
@@ -107,9 +123,20 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
         notes.append("%d call(s) beyond the node limit not kept" % event["truncated"])
     if event.get("raised"):
         notes.append("raised %s" % safe_line(event["raised"]))
+    notes.extend(_skipped_before(event))
     if notes:
         lines.append(Text("; ".join(notes), style="dim"))
     return Group(*lines)
+
+
+def _skipped_before(event: dict[str, Any]) -> list[str]:
+    """Qualifying invocations not traced since the previous tree, and why (said at once, not at the end)."""
+    notes = []
+    if event.get("not_traced_budget"):
+        notes.append("%d invocation(s) before this one not traced: --budget" % event["not_traced_budget"])
+    if event.get("skipped"):
+        notes.append("%d tree(s) before this one skipped by --rate" % event["skipped"])
+    return notes
 
 
 def _tree(node: dict[str, Any], parent_cost: float | None, lead: str, branch: str, lines: list[Text]) -> None:
@@ -166,6 +193,8 @@ SPEC = CommandSpec(
     usage="trace module [class] method [-i MS] [-nm NAME] [-et MS] [-d N] [-n N] [-f FILTER] [--budget PCT] [--rate N]",
     examples=(
         "trace __main__ func",
+        "trace __main__ func --interval 1",
+        "trace __main__ func -f args[0]>=1 -n 1",
         "trace __main__ func -i 1",
         "trace __main__ func -et 30 -i 1",
         "trace __main__ classA func -d 2 -n 1",

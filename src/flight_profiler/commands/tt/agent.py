@@ -273,12 +273,18 @@ def _list(request: dict[str, Any], ctx: JobContext) -> None:
 
 
 def _show(request: dict[str, Any], ctx: JobContext) -> None:
-    record, _ = STORE.get(int(request["index"]))
-    depth = CaptureOptions(expand=int(request.get("expand", 1))).depth
+    record, live = STORE.get(int(request["index"]))
+    options = CaptureOptions(
+        expand=int(request.get("expand", 1)), verbose=bool(request.get("verbose")), raw=bool(request.get("raw"))
+    )
+    depth = options.depth
     detail = {key: value for key, value in record.items() if key != "size"}
     for key in ("args", "kwargs", "return"):
         if key in detail:
             detail[key] = _trim(detail[key], depth)
+    if options.raw or options.verbose:  # -r / -v: the arguments as they are now, shown that way
+        detail["args"] = capture(live[1], options)
+        detail["kwargs"] = capture({} if live[2] is None else live[2], options)
     detail["shown_depth"] = min(depth, record["depth"])
     ctx.emit({"kind": "detail", **detail})
 
@@ -288,9 +294,8 @@ def _trim(node: dict[str, Any], depth: int) -> dict[str, Any]:
     kind = node.get("kind")
     if kind is None:
         return node
-    if depth <= 0:
-        count = node.get("len", len(node.get("attrs", {})))
-        return {"t": node["t"], "r": "<%s with %d item(s); -x shows more>" % (node["t"], count)}
+    if depth <= 0:  # below -x: on one line, as watch shows it there (the record is already bounded)
+        return dict(node, flat=True)
     out = dict(node)
     if kind == "dict":
         out["items"] = [[_trim(key, depth - 1), _trim(value, depth - 1)] for key, value in node["items"]]

@@ -8,16 +8,20 @@ from typing import TYPE_CHECKING, Any
 from ...errors import UsageError
 from ...render.safe import safe_line
 from ..calls import (
+    ICON_FAILED,
+    ICON_OK,
+    SEPARATOR,
     add_nested_argument,
     add_rate_argument,
     at_least,
+    expr_block,
+    extras_line,
     non_negative,
     render_exception,
     render_start,
-    render_values,
     timestamp,
 )
-from ..spec import CommandSpec, add_render_options, number, render_options
+from ..spec import CommandSpec, add_expression_argument, add_render_options, number, render_options
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -32,6 +36,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-t",
         "--time-tunnel",
+        "--time_tunnel",
         dest="location",
         nargs="+",
         metavar="NAME",
@@ -48,7 +53,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-p", "--play", action="store_true", help="with -i: call the function again with those arguments"
     )
-    parser.add_argument("-f", "--filter", help="with -t: only calls for which this is true (as in watch)")
+    add_expression_argument(parser, "-f", "--filter", help="with -t: only calls for which this is true (as in watch)")
     parser.add_argument("-m", "--method", help="with -l: only records of module.class.method (class None: a function)")
     add_rate_argument(parser, DEFAULT_RATE, "records")
     parser.add_argument(
@@ -187,27 +192,31 @@ def _render_list(event: dict[str, Any]) -> RenderableType:
 
 
 def _render_detail(event: dict[str, Any]) -> RenderableType:
+    """A record as the seeds show a call: rule, title, ``result={`` EXPR/TYPE/VALUE ``}``; ours below."""
     from rich.console import Group
     from rich.text import Text
 
-    lines: list[Any] = []
+    failed = "exception" in event
+    title = Text()
+    title.append(ICON_FAILED if failed else ICON_OK, style="red" if failed else "green")
+    title.append(" %s index=%d method=%s" % (timestamp(event["time"]), event["index"], safe_line(event["method"])))
+    title.append(" cost=%.6fms is_exp=%s result={" % (event["cost"], failed))
+    lines: list[Any] = [Text(SEPARATOR, style="dim"), title]
+    values = [("args", event["args"])]
+    if event["kwargs"].get("len"):
+        values.append(("kwargs", event["kwargs"]))
+    if "return" in event:
+        values.append(("return_obj", event["return"]))
+    lines.extend(expr_block(values, "  "))
+    if failed:
+        lines.append(Text("  EXCEPTION:"))
+        lines.append(render_exception(event["exception"]))
+    lines.append(Text("}"))
+    extras = extras_line(event)
+    if extras is not None:
+        lines.append(extras)
     if event.get("note"):
         lines.append(Text(safe_line(event["note"]), style="yellow"))
-    header = Text()
-    header.append("record %d" % event["index"], style="bold")
-    header.append(
-        " %s %s thread=%s" % (safe_line(event["method"]), timestamp(event["time"]), safe_line(event.get("thread", "")))
-    )
-    header.append(" cost=%.3fms" % event["cost"], style="bold")
-    lines.append(header)
-    values = [{"expr": "args", "value": event["args"]}]
-    if event["kwargs"].get("len"):
-        values.append({"expr": "kwargs", "value": event["kwargs"]})
-    if "return" in event:
-        values.append({"expr": "return_obj", "value": event["return"]})
-    lines.extend(render_values(values))
-    if "exception" in event:
-        lines.append(render_exception(event["exception"]))
     if event.get("error"):
         lines.append(Text(safe_line(event["error"]), style="red"))
     return Group(*lines)
@@ -224,7 +233,7 @@ SPEC = CommandSpec(
         "tt -l",
         "tt -i 1000 -x 3",
         "tt -i 1000 -p",
-        "tt -t __main__ func -f \"return_obj['success']==True and cost>10\"",
+        "tt -t __main__ func -f return_obj['success']==True and cost>10",
     ),
     add_arguments=_add_arguments,
     to_request=_to_request,

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...render.safe import safe_line
-from ...render.values import pretty
-from ..spec import CommandSpec, add_render_options, number, render_options
+from ..calls import expr_block
+from ..spec import CommandSpec, add_expression_argument, add_render_options, number, render_options
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -19,7 +19,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c", "--class", dest="location", nargs=2, metavar=("module", "class"), help="class whose instances to list"
     )
-    parser.add_argument("-e", "--expr", help="expression over `instances`, the list found, e.g. instances[0].val")
+    add_expression_argument(
+        parser, "-e", "--expr", help="expression over `instances`, the list found, e.g. instances[0].val"
+    )
     parser.add_argument(
         "-n",
         "--limits",
@@ -27,7 +29,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10,
         help="instances to show (default 10, -1 all)",
     )
-    add_render_options(parser)
+    add_render_options(parser, deepest=6)
 
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
@@ -51,22 +53,30 @@ def _render(event: dict[str, Any]) -> RenderableType:
     from rich.text import Text
 
     if event["action"] == "forceGc":
-        return Text(
-            "gc.collect() freed %d objects in %.1f ms; generation counts %s -> %s"
-            % (event["collected"], event["ms"], event["count_before"], event["count_after"])
-        )
-    header = Text("%d live instance(s) of %s" % (event["count"], safe_line(event["class"])), style="bold")
-    if "error" in event:
         return Group(
-            header,
-            Text("expression %s failed: %s" % (safe_line(event["expr"]), safe_line(event["error"])), style="red"),
+            Text("Gc execute successfully, totally %d unreachable objects are freed." % event["collected"]),
+            Text(
+                "took %.1f ms; generation counts %s -> %s" % (event["ms"], event["count_before"], event["count_after"]),
+                style="dim",
+            ),
         )
-    if "value" in event:
-        return Group(header, Text("%s = %s" % (safe_line(event["expr"]), pretty(event["value"]))))
-    rows = [Text("[%d] %s" % (index, pretty(node))) for index, node in enumerate(event["instances"])]
-    if len(rows) < event["count"]:
-        rows.append(Text("... %d more (-n -1 shows all)" % (event["count"] - len(rows)), style="dim"))
-    return Group(header, *rows)
+    expr = event.get("expr") or "instances"
+    if "error" in event:
+        parts: list[Any] = [
+            Text("EXPR: %s" % safe_line(expr)),
+            Text("FAILED: %s" % safe_line(event["error"]), style="red"),
+        ]
+    elif "value" in event:
+        parts = list(expr_block([(expr, event["value"])]))
+    else:
+        instances = event["instances"]
+        node = {"t": "list", "kind": "list", "len": len(instances), "items": instances}
+        parts = list(expr_block([(expr, node)]))
+    found = "%d live instance(s) of %s" % (event["count"], safe_line(event["class"]))
+    if "instances" in event and len(event["instances"]) < event["count"]:
+        found += "; %d shown (-n -1 shows all)" % len(event["instances"])
+    parts.append(Text(found, style="dim"))
+    return Group(*parts)
 
 
 SPEC = CommandSpec(
@@ -76,6 +86,7 @@ SPEC = CommandSpec(
     examples=(
         "vmtool -a getInstances -c __main__ A",
         "vmtool -a getInstances -c __main__ A -e instances[0].val",
+        "vmtool -a getInstances -c __main__ A -e [i.val for i in instances]",
         "vmtool -a forceGc",
     ),
     add_arguments=_add_arguments,

@@ -37,6 +37,7 @@ class WatchProbe(CallProbe):
         self.expr_source = request.get("expr")
         self.expr = CallExpression(self.expr_source).evaluator(is_method) if self.expr_source else None
         self.options = CaptureOptions.from_request(request)
+        self.method = ""  # module[.class].method, shown in each result's title
 
     def record(
         self,
@@ -50,6 +51,7 @@ class WatchProbe(CallProbe):
     ) -> dict[str, Any]:
         item: dict[str, Any] = {"kind": "call", "index": index, "time": time.time() - cost / 1000.0}
         item["cost"] = round(cost, 4)
+        item["method"] = self.method
         item.update(thread_info(get_ident()))
         if error is not None:
             item["exception"] = exception_info(error)
@@ -78,6 +80,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         raise CommandFailed("-n must be at least 1")
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
     probe = WatchProbe(request, target.is_method)  # expressions are checked here, before anything is hooked
+    probe.method = target.label
     handle = hooks.install(target.func, probe, target.nested)
     ctx.add_cleanup(handle.remove)
     ctx.emit({"kind": "start", **target.describe(), "limit": probe.limit, "rate": probe.bucket.rate})

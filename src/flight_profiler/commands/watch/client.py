@@ -7,19 +7,22 @@ from typing import TYPE_CHECKING, Any
 
 from ...render.safe import safe_line
 from ..calls import (
+    ICON_FAILED,
+    ICON_OK,
+    SEPARATOR,
     add_rate_argument,
     add_target_arguments,
     at_least,
+    expr_block,
+    extras_line,
     non_negative,
     render_end,
     render_exception,
-    render_header,
     render_start,
-    render_values,
-    skipped_note,
     target_request,
+    timestamp,
 )
-from ..spec import CommandSpec, add_render_options, number, render_options
+from ..spec import CommandSpec, add_expression_argument, add_render_options, number, render_options
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -29,12 +32,15 @@ DEFAULT_RATE = 20.0
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_arguments(parser)
-    parser.add_argument(
+    add_expression_argument(
+        parser,
         "--expr",
         help="what to show, over target, return_obj, cost (ms), args, kwargs (default: args, kwargs, return_obj)",
     )
     parser.add_argument("-e", "--exception", action="store_true", help="only calls that raise, with the traceback")
-    parser.add_argument("-f", "--filter", help="only calls for which this is true, e.g. \"args[0]['q']=='hello'\"")
+    add_expression_argument(
+        parser, "-f", "--filter", help="only calls for which this is true, e.g. \"args[0]['q']=='hello'\""
+    )
     parser.add_argument(
         "-n", "--limits", type=number(int, 1), default=10, help="stop after this many results (default 10)"
     )
@@ -55,26 +61,36 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def _render(event: dict[str, Any]) -> RenderableType | None:
-    from rich.console import Group
-
     kind = event.get("kind")
     if kind == "start":
         rate = "at most %g results/s" % event["rate"] if event["rate"] else "no rate limit"
         return render_start(event, "watching", "-n %d, %s" % (event["limit"], rate))
     if kind == "end":
         return render_end(event, "call(s)")
-    parts: list[Any] = []
-    note = skipped_note(event)
-    if note is not None:
-        parts.append(note)
-    parts.append(render_header(event, "#%d" % event["index"]))
-    if "error" in event:
-        from rich.text import Text
+    return render_call(event)
 
-        parts.append(Text(safe_line(event["error"]), style="red"))
-    parts.extend(render_values(event.get("values", [])))
-    if "exception" in event:
+
+def render_call(event: dict[str, Any]) -> RenderableType:
+    """One call as the seeds show it: the rule, the title line, then ``result={`` EXPR/TYPE/VALUE ``}``."""
+    from rich.console import Group
+    from rich.text import Text
+
+    failed = "exception" in event
+    title = Text()
+    title.append(ICON_FAILED if failed else ICON_OK, style="red" if failed else "green")
+    title.append(" %s method=%s" % (timestamp(event["time"]), safe_line(event.get("method") or "?")))
+    title.append(" cost=%.6fms is_exp=%s result={" % (event["cost"], failed))
+    parts: list[Any] = [Text(SEPARATOR, style="dim"), title]
+    if "error" in event:
+        parts.append(Text("  %s" % safe_line(event["error"]), style="red"))
+    parts.extend(expr_block([(entry["expr"], entry["value"]) for entry in event.get("values", [])], "  "))
+    if failed:
+        parts.append(Text("  EXCEPTION:"))
         parts.append(render_exception(event["exception"]))
+    parts.append(Text("}"))
+    extras = extras_line(event)
+    if extras is not None:
+        parts.append(extras)
     return Group(*parts)
 
 
@@ -84,9 +100,9 @@ SPEC = CommandSpec(
     usage="watch module [class] method [--expr EXPR] [-nm NAME] [-e] [-r] [-v] [-n N] [-x N] [-f FILTER] [--rate N]",
     examples=(
         "watch __main__ func -x 2",
-        "watch __main__ func -f \"args[0]['query']=='hello'\"",
-        "watch __main__ func -f \"return_obj['success']==True\"",
-        'watch __main__ func --expr "return_obj,args" -f "cost>10"',
+        "watch __main__ func -f args[0][\"query\"]=='hello'",
+        "watch __main__ func -f return_obj['success']==True",
+        "watch __main__ func --expr return_obj,args -f cost>10",
         "watch __main__ classA func",
     ),
     add_arguments=_add_arguments,
