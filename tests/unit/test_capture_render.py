@@ -35,7 +35,9 @@ def test_depth_limits_expansion() -> None:
 
 
 def test_objects_slots_and_failing_attributes() -> None:
-    assert one_line(capture(Point(), CaptureOptions(expand=2))) == "Point({'x': 1, 'y': [1, 2]})"  # the seeds' object form
+    assert (
+        one_line(capture(Point(), CaptureOptions(expand=2))) == "Point({'x': 1, 'y': [1, 2]})"
+    )  # the seeds' object form
     slotted = capture(Slotted(), CaptureOptions())
     assert slotted["attrs"]["a"]["v"] == 1 and "error" in slotted["attrs"]["b"]
     assert capture(Hostile(), CaptureOptions())["attrs"] == {"fine": {"t": "int", "v": 2}}
