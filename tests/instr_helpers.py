@@ -74,8 +74,9 @@ def cli_many(pid: int, commands: list[str], timeout: float = 60.0) -> list[CliRe
     return results
 
 
-def of_kind(result: CliResult, kind: str) -> list[dict[str, Any]]:
-    assert result.returncode == 0, (result.stdout, result.stderr)
+def of_kind(result: CliResult, kind: str, status: int = 0) -> list[dict[str, Any]]:
+    """The events of ``kind``; ``status`` 1 where an expression or filter failed (the skill's exit status)."""
+    assert result.returncode == status, (result.stdout, result.stderr)
     return [event for event in result.results if event.get("kind") == kind]
 
 

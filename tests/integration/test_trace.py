@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -39,14 +40,15 @@ def names(node: dict[str, Any]) -> list[str]:
 
 
 def test_call_tree_with_costs_files_and_builtins(target: RunningTarget) -> None:
-    full, depth, interval, entrance, filtered, nested = cli_many(
+    full, depth, depth_over_interval, interval, entrance, filtered, nested = cli_many(
         target.pid,
         [
             "trace __main__ Shop order -n 2",
             "trace __main__ Shop order -n 1 -d 2",
+            "trace __main__ Shop order -n 1 -d 2 -i 5000",  # the seeds: -d forces the interval to 0
             "trace __main__ Shop order -n 1 -i 5000",
             "trace __main__ nap -n 2 -et 4",
-            "trace __main__ nap -n 2 -f 'args[0] == 6' -i 0",
+            "trace __main__ nap -n 2 -f args[0] == 6 -i 0",  # unquoted, as the seeds type it
             "trace __main__ outer_fn -nm inner_fn -n 1 -i 0",
         ],
     )
@@ -64,6 +66,7 @@ def test_call_tree_with_costs_files_and_builtins(target: RunningTarget) -> None:
         assert tree["hidden"] >= 2  # the len() calls under 0.1 ms
     root = of_kind(depth, "trace")[0]["root"]
     assert shape(root) == ("order", [("validate", []), ("compute_price", [])])  # -d 2: no -i filtering
+    assert shape(of_kind(depth_over_interval, "trace")[0]["root"]) == shape(root)
     assert shape(of_kind(interval, "trace")[0]["root"]) == ("order", [])
     assert [tree["cost"] >= 4.0 for tree in of_kind(entrance, "trace")] == [True, True]
     for tree in of_kind(filtered, "trace"):
@@ -100,7 +103,7 @@ def test_other_hooks_and_recursion_are_seen_through(target: RunningTarget) -> No
     watch = background(target.pid, "watch __main__ validate -f 'args[0] is None' -n 1")  # a hook inside the tree
     tree = of_kind(cli(target.pid, "trace __main__ Shop order -n 1 -i 0"), "trace")[0]["root"]
     watch.proc.send_signal(signal.SIGINT)
-    assert watch.proc.wait(10) == 0
+    assert watch.proc.wait(10) == 130  # interrupted
     assert [shape(child)[0] for child in tree["children"]] == ["validate", "compute_price"]
     assert all("flight_profiler" not in name and "_fp_" not in name for name in names(tree))
     assert_clean(target.pid, target.extra["globals"])
@@ -123,7 +126,24 @@ def test_bad_input(target: RunningTarget) -> None:
 def test_text_output(target: RunningTarget) -> None:
     text = cli(target.pid, "trace __main__ Shop order -n 1", "--no-color", json_output=False)
     lines = text.stdout.splitlines()
-    assert lines[1].startswith("trace #1 ") and "thread=sync-caller" in lines[1]
-    assert "] Shop.order instr_target.py:" in lines[2] or "] order instr_target.py:" in lines[2]
+    title = next(index for index, line in enumerate(lines) if line.startswith("\U0001f50d "))  # the seeds' icon
+    assert lines[title - 1] == "\u2500" * 60
+    assert re.match(
+        r"\U0001f50d \d{4}-\d\d-\d\d \d\d:\d\d:\d\d:\d{3} thread=sync-caller tid=\d+ daemon=\w+ cost=\d+\.\d{3}ms$",
+        lines[title],
+    )
+    assert re.match(r"\[[\d.]+ms\] order instr_target.py:\d+$", lines[title + 1])  # bare names, as the seeds
     assert any(line.startswith("├─ [") and "validate instr_target.py:" in line for line in lines)
     assert any("└─ [" in line and "sleep <built-in>" in line for line in lines)
+
+
+def test_every_qualifying_invocation_is_traced_by_default(target: RunningTarget) -> None:
+    """The seeds: trace traces every qualifying invocation up to -n; the --budget guard is off unless asked."""
+    result = cli(target.pid, "trace __main__ Shop order -n 8 -i 0")
+    trees = of_kind(result, "trace")
+    assert [tree["index"] for tree in trees] == list(range(1, 9))
+    assert all(not tree.get("not_traced_budget") and not tree.get("skipped") for tree in trees)
+    end = of_kind(result, "end")[0]
+    assert end["not_traced_budget"] == 0 and end["skipped"] == 0
+    assert of_kind(result, "start")[0]["budget"] == 0
+    assert_clean(target.pid, target.extra["globals"])

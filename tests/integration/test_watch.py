@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,8 +92,8 @@ def test_expressions_and_filters(target: RunningTarget) -> None:
     for call in of_kind(expr, "call"):
         assert plain(call["values"][0]["value"]) == ["special", "apple", True]
     assert [plain(values(call)["args"]) for call in of_kind(exit_filter, "call")] == [[1], [1]]
-    assert "expression 'args[99]' failed: IndexError" in of_kind(bad_expr, "call")[0]["error"]
-    assert "filter 'kwargs[\"missing\"]' failed: KeyError" in of_kind(bad_filter, "call")[0]["error"]
+    assert "expression 'args[99]' failed: IndexError" in of_kind(bad_expr, "call", 1)[0]["error"]
+    assert "filter 'kwargs[\"missing\"]' failed: KeyError" in of_kind(bad_filter, "call", 1)[0]["error"]
     raised = of_kind(errors_only, "call")
     assert len(raised) == 2
     for call in raised:
@@ -155,4 +156,28 @@ def test_bad_input_is_one_line_and_hooks_nothing(target: RunningTarget) -> None:
 
 
 def test_nothing_left_behind(target: RunningTarget) -> None:
+    assert_clean(target.pid, target.extra["globals"])
+
+
+def test_seeds_syntax_unquoted_and_text_shape(target: RunningTarget) -> None:
+    """The PyPI page's unquoted filters reach Python as typed; the text is the seeds' EXPR/TYPE/VALUE block."""
+    typed = "watch __main__ greet -f args[0]=='bob' and return_obj == 'hello bob' -n 1 --expr return_obj,args"
+    text = cli(target.pid, typed, "--no-color", json_output=False)
+    assert text.returncode == 0, (text.stdout, text.stderr)
+    lines = text.stdout.splitlines()
+    title = next(index for index, line in enumerate(lines) if line.startswith("\u2713 "))
+    assert lines[title - 1] == "\u2500" * 60
+    assert re.match(
+        r"\u2713 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d:\d{3} method=__main__\.greet cost=\d+\.\d{6}ms is_exp=False result=\{$",
+        lines[title],
+    )
+    assert lines[title + 1 : title + 5] == [
+        "  EXPR: return_obj,args",
+        "  TYPE: <class 'tuple'>",
+        "  VALUE: ('hello bob', ('bob',))",
+        "}",
+    ]
+    assert lines[title + 5].startswith("thread=sync-caller tid=")  # ours, below the seeds' fields
+    bad = cli(target.pid, "watch __main__ greet -f args[0] = 'bob' -n 1")  # not an expression: said before hooking
+    assert bad.returncode == 1 and len(bad.errors) == 1 and "bad expression" in bad.errors[0]
     assert_clean(target.pid, target.extra["globals"])
