@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,8 +24,9 @@ def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
     running.stop()
 
 
-def only(result: object) -> dict:
-    assert result.returncode == 0, (result.stdout, result.stderr)  # type: ignore[attr-defined]
+def only(result: object, status: int = 0) -> dict:
+    """The one result; ``status`` 1 where an expression or statement failed (the skill's exit status)."""
+    assert result.returncode == status, (result.stdout, result.stderr)  # type: ignore[attr-defined]
     results = result.results  # type: ignore[attr-defined]
     assert len(results) == 1, results
     return results[0]
@@ -46,7 +48,7 @@ def test_getglobal_class_attribute_and_expression(target: RunningTarget) -> None
 
 
 def test_expression_errors(target: RunningTarget) -> None:
-    event = only(cli(target.pid, "getglobal __main__ CONFIG -e \"target['missing']\""))
+    event = only(cli(target.pid, "getglobal __main__ CONFIG -e \"target['missing']\""), 1)
     assert event["error"].startswith("KeyError")
     result = cli(target.pid, 'getglobal __main__ CONFIG -e "target["')
     assert result.returncode != 0
@@ -87,10 +89,18 @@ def test_vmtool(target: RunningTarget) -> None:
     event = only(cli(target.pid, "vmtool -a getInstances -c __main__ Widget -n 3"))
     assert event["count"] == 7 and len(event["instances"]) == 3
     assert event["instances"][0]["attrs"]["label"]["v"].startswith("w")
+    unquoted = only(cli(target.pid, "vmtool -a getInstances -c __main__ Widget -e sorted(w.index for w in instances)"))
     event = only(cli(target.pid, 'vmtool -a getInstances -c __main__ Widget -e "sorted(w.index for w in instances)"'))
+    assert unquoted["value"] == event["value"]  # the vmtool skill's unquoted form is the same expression
     assert [n["v"] for n in event["value"]["items"]] == list(range(7))
     gc_event = only(cli(target.pid, "vmtool -a forceGc"))
     assert gc_event["collected"] >= 0
+    gc_text = cli(target.pid, "vmtool -a forceGc", "--no-color", json_output=False).stdout.splitlines()
+    assert re.match(r"Gc execute successfully, totally \d+ unreachable objects are freed\.$", gc_text[0])  # the seeds'
+    deep = cli(
+        target.pid, "vmtool -a getInstances -c __main__ Widget -e len(instances) -x 6", "--no-color", json_output=False
+    )
+    assert deep.stdout.splitlines()[:3] == ["EXPR: len(instances)", "TYPE: <class 'int'>", "VALUE: 7"]
 
 
 def test_module(target: RunningTarget) -> None:
@@ -103,8 +113,9 @@ def test_console(target: RunningTarget) -> None:
     event = only(cli(target.pid, "console -c \"print('hi'); x = 40\""))
     assert event["output"] == "hi\n" and event["value"] is None
     assert only(cli(target.pid, "console -c \"import __main__; __main__.CONFIG['name']\""))["value"] == "'svc'"
-    event = only(cli(target.pid, 'console -c "1/0"'))
+    event = only(cli(target.pid, 'console -c "1/0"'), 1)
     assert "ZeroDivisionError" in event["error"] and "Traceback" in event["error"]
+    assert only(cli(target.pid, "console -c import __main__; __main__.CONFIG['name']"))["value"] == "'svc'"  # unquoted
     piped = cli(target.pid, "console", input="import sys\nsys.version_info[:2]\n")
     assert only(piped)["value"].startswith("(3, ")
 
@@ -133,8 +144,14 @@ def test_stack_asyncio_tasks(target: RunningTarget) -> None:
 
 
 def test_text_output_and_help(target: RunningTarget) -> None:
-    text = cli(target.pid, "getglobal __main__ CONFIG", "--no-color", json_output=False)
-    assert text.returncode == 0 and text.stdout.startswith("__main__.CONFIG\n{")
+    text = cli(target.pid, "getglobal __main__ CONFIG -e target['limits']", "--no-color", json_output=False)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines() == [  # the seeds' block, our own line below it
+        "EXPR: target['limits']",
+        "TYPE: <class 'list'>",
+        "VALUE: [1, 2, 3]",
+        "target=__main__.CONFIG",
+    ]
     helped = cli(target.pid, "help", "--no-color", json_output=False)
     for name in ("stack", "getglobal", "vmtool", "module", "console", "detach"):
         assert name in helped.stdout
