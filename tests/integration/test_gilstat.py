@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from flight_profiler.commands.gilstat import probe
+from flight_profiler.commands.gilstat.client import SEEDS_COLUMNS
 from interpreters import find_interpreters
 from support import RunningTarget, cli, start_target, wait_until
 
@@ -109,10 +110,29 @@ def test_hold_and_wait_per_thread(target: RunningTarget) -> None:
     assert holds and all(w["name"] == "gil-holder" and w["ms"] >= 30 for w in holds), events[1]["warnings"]
     assert not any(name.startswith("flight_profiler") for name in rows)  # the agent's threads are left out
     assert events[2]["reason"] == "duration"
+    totals = {row["thread_name"]: row for row in events[1]["cumulative"]}  # the seeds' columns, ns since the start
+    cumulative = totals["gil-holder"]
+    assert cumulative["takecnt"] >= holder["takes"] and cumulative["drogcnt"] >= holder["drops"]
+    assert abs(cumulative["holdavg"] / 1e6 - holder["hold_avg_ms"]) <= 0.3 * holder["hold_avg_ms"], (cumulative, holder)
+    assert all(
+        totals[name]["take_all"] > 0 and totals[name]["takeavg"] > 1e6 for name in ("gil-waiter-0", "gil-waiter-1")
+    )
     assert hooks_gone(target.pid)
     if abs(measured - SLICE_MS) > 0.3 * SLICE_MS:
         pytest.skip("the machine is too loaded: the holder's own slices averaged %.1f ms, not ~50" % measured)
     assert abs(holder["hold_avg_ms"] - SLICE_MS) <= 0.3 * SLICE_MS, holder
+
+
+@needs_frida
+def test_text_has_the_seeds_columns(target: RunningTarget) -> None:
+    result = cli(target.pid, "gilstat on 0 0 1 -d 1.5", "--no-color", json_output=False, timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    header = next(line for line in result.stdout.splitlines() if line.startswith("thread_name"))
+    assert header.split() == ["thread_name", *SEEDS_COLUMNS, "tid"]
+    assert any(line.startswith("gil-holder ") for line in result.stdout.splitlines())
+    interval = cli(target.pid, "gilstat on 0 0 1 -d 1.5 --per-interval", "--no-color", json_output=False, timeout=90)
+    assert any(line.startswith("thread ") and "wait ms (avg)" in line for line in interval.stdout.splitlines())
+    assert hooks_gone(target.pid)
 
 
 @pytest.mark.parametrize(("name", "python"), WITHOUT_SYMBOLS, ids=[i for i, _ in WITHOUT_SYMBOLS])

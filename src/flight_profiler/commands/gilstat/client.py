@@ -1,9 +1,10 @@
 """``gilstat``: who holds the GIL, for how long, and who waits for it (client side).
 
 ``gilstat on`` hooks CPython's take_gil/drop_gil with frida from here (see probe.py)
-and prints, every interval, per thread: how often it took the GIL, how long it
-waited for it and held it (total, average, longest), how often and how long it
-took to drop it, and a warning line for each wait or hold over its threshold. It
+and prints, every interval, per thread, the seeds' cumulative columns in nanoseconds
+(takecnt, hold_all, holdavg, take_all, takeavg, drogcnt, drog_all, dropavg; take =
+waiting to get the GIL), or with ``--per-interval`` that interval's counts and times in
+ms, and a warning line for each wait or hold over its threshold. It
 runs until Ctrl-C, ``-d``, ``gilstat off`` (from any client) or ``detach``; on
 every one of those, and when this client dies, the hooks are removed (frida
 unloads its agent when we go away).
@@ -46,6 +47,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "seconds, at most max_threads threads (default 20)",
     )
     parser.add_argument(
+        "--per-interval",
+        action="store_true",
+        help="show each interval's counts and times in ms instead of the seeds' cumulative ns columns",
+    )
+    parser.add_argument(
         "-d",
         "--duration",
         type=number(float, 0, above=True),
@@ -55,7 +61,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     if ns.action == "off":
-        if ns.numbers or ns.duration is not None:
+        if ns.numbers or ns.duration is not None or ns.per_interval:
             raise UsageError("gilstat off takes no arguments")
         return {"action": "off"}
     numbers: list[float] = ns.numbers
@@ -79,6 +85,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         "interval": interval,
         "max_threads": int(max_threads),
         "duration": ns.duration,
+        "view": "interval" if ns.per_interval else "cumulative",
     }
 
 
@@ -204,26 +211,33 @@ class _Report:
         self.max_threads: int = request["max_threads"]
         self.started = started
         self.count = 0
+        self.view: str = request.get("view", "cumulative")
 
     def next_at(self) -> float:
         return self.started + (self.count + 1) * self.interval
 
     def event(self, before: probe.Reading, after: probe.Reading, names: _Names) -> dict[str, Any]:
         self.count += 1
-        rows = []
+        rows, totals = [], []
         for tid, now in after.threads.items():
             if str(tid) in names.agent:
                 continue
+            name = names.names.get(str(tid), "")
             row = _delta(now, before.threads.get(tid))
             if row["takes"] or row["holds"] or row["drops"]:
-                row["name"] = names.names.get(str(tid), "")
+                row["name"] = name
                 rows.append(row)
+            if now.takes or now.holds or now.drops:
+                totals.append(dict(_cumulative(now), thread_name=name, tid=now.tid))
         rows.sort(key=lambda row: (-row["hold_total_ms"], row["tid"]))
+        totals.sort(key=lambda row: (-row["hold_all"], row["tid"]))
         warnings = [w for w in after.warnings if str(w.tid) not in names.agent]
         return {
             "action": "report",
             "elapsed": round(self.count * self.interval, 3),
             "interval": self.interval,
+            "view": self.view,
+            "cumulative": totals[: self.max_threads],
             "threads": rows[: self.max_threads],
             "threads_hidden": max(0, len(rows) - self.max_threads),
             "warnings": [_warning(w, names, self.started) for w in warnings[:MAX_WARNINGS_SHOWN]],
@@ -253,6 +267,20 @@ def _delta(now: probe.ThreadStats, before: probe.ThreadStats | None) -> dict[str
         # the longest ever seen (the target keeps one maximum per thread)
         "wait_max_ms": round(now.wait_max_ns / 1e6, 3),
         "hold_max_ms": round(now.hold_max_ns / 1e6, 3),
+    }
+
+
+def _cumulative(now: probe.ThreadStats) -> dict[str, int]:
+    """The seeds' columns: counts and nanoseconds since gilstat started (take = waiting to get the GIL)."""
+    return {
+        "takecnt": now.takes,
+        "hold_all": now.hold_ns,
+        "holdavg": now.hold_ns // now.holds if now.holds else 0,
+        "take_all": now.wait_ns,
+        "takeavg": now.wait_ns // now.takes if now.takes else 0,
+        "drogcnt": now.drops,
+        "drog_all": now.drop_ns,
+        "dropavg": now.drop_ns // now.drops if now.drops else 0,
     }
 
 
@@ -318,8 +346,43 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     return _render_report(event)
 
 
+SEEDS_COLUMNS = ("takecnt", "hold_all", "holdavg", "take_all", "takeavg", "drogcnt", "drog_all", "dropavg")
+
+
+def _cumulative_table(event: dict[str, Any]) -> RenderableType:
+    """The seeds' table: thread_name, then cumulative counts and ns; the tid (ours) last. Plain aligned
+    lines, never squeezed to the terminal's width: scripts and agents parse these columns."""
+    from rich.text import Text
+
+    header = ("thread_name", *SEEDS_COLUMNS, "tid")
+    rows = [
+        (safe_line(row["thread_name"] or "?"), *(str(int(row[name])) for name in SEEDS_COLUMNS), str(row["tid"]))
+        for row in event["cumulative"]
+    ]
+    widths = [max(len(cells[index]) for cells in (header, *rows)) for index in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first, *(cell.rjust(width) for cell, width in zip(cells[1:], widths[1:]))])
+
+    return Text("\n".join([line(header), *(line(cells) for cells in rows)]), no_wrap=True, overflow="ignore")
+
+
 def _render_report(event: dict[str, Any]) -> RenderableType:
     from rich.console import Group
+    from rich.text import Text
+
+    if event.get("view", "cumulative") == "cumulative" and "cumulative" in event:
+        parts: list[RenderableType] = [Text("GIL since start (ns), at %g s:" % event["elapsed"], style="bold")]
+        parts.append(_cumulative_table(event) if event["cumulative"] else Text("no thread took the GIL", style="dim"))
+    else:
+        parts = [Text("GIL, %g s to %g s:" % (event["elapsed"] - event["interval"], event["elapsed"]), style="bold")]
+        parts.append(_interval_table(event) if event["threads"] else Text("no thread took the GIL", style="dim"))
+    return Group(*parts, *_report_notes(event))
+
+
+def _interval_table(event: dict[str, Any]) -> RenderableType:
+    """``--per-interval``: this interval's counts, totals and averages in ms."""
     from rich.table import Table
     from rich.text import Text
 
@@ -337,10 +400,13 @@ def _render_report(event: dict[str, Any]) -> RenderableType:
             str(row["drops"]),
             "%.1f (%.3f)" % (row["drop_total_ms"], row["drop_avg_ms"]),
         )
-    parts: list[RenderableType] = [
-        Text("GIL, %g s to %g s:" % (event["elapsed"] - event["interval"], event["elapsed"]), style="bold")
-    ]
-    parts.append(table if event["threads"] else Text("no thread took the GIL", style="dim"))
+    return table
+
+
+def _report_notes(event: dict[str, Any]) -> list[RenderableType]:
+    from rich.text import Text
+
+    parts: list[RenderableType] = []
     if event["threads_hidden"]:
         parts.append(Text("... %d more threads (raise max_threads)" % event["threads_hidden"], style="dim"))
     for warning in event["warnings"]:
@@ -359,13 +425,13 @@ def _render_report(event: dict[str, Any]) -> RenderableType:
         )
     if event["warnings_more"]:
         parts.append(Text("... %d more warnings" % event["warnings_more"], style="yellow"))
-    return Group(*parts)
+    return parts
 
 
 SPEC = CommandSpec(
     name="gilstat",
     summary="Per-thread GIL statistics every interval: takes, waits, holds, drops, and long waits/holds (frida).",
-    usage="gilstat on [take_ms hold_ms [interval_s [max_threads]]] [-d SECONDS] | gilstat off",
+    usage="gilstat on [take_ms hold_ms [interval_s [max_threads]]] [--per-interval] [-d SECONDS] | gilstat off",
     examples=("gilstat on", "gilstat on 5 5", "gilstat on 5 20 1 10 -d 30", "gilstat off"),
     add_arguments=_add_arguments,
     to_request=_to_request,
