@@ -141,6 +141,17 @@ def test_stack_asyncio_tasks(target: RunningTarget) -> None:
     tasks = [task for loop in event["loops"] for task in loop["tasks"]]
     assert {task["coro"] for task in tasks} >= {"ticker"}
     assert any(frame["name"] == "ticker" for task in tasks for frame in task["frames"])
+    by_name = {task["name"]: task for task in tasks}
+    child, parent = by_name["chain-child"], by_name["chain-parent"]
+    assert [frame["name"] for frame in child["frames"]][:3] == [
+        "chain_middle",
+        "chain_leaf",
+        "sleep",
+    ]  # down to the innermost
+    assert child["awaited_by"] == ["chain-parent"] and parent["awaits"] == ["chain-child"]
+    assert [frame["name"] for frame in parent["frames"]] == ["chain_parent"]
+    text = cli(target.pid, "stack -a", "--no-color", json_output=False).stdout
+    assert "awaits task chain-child" in text and "awaited by task chain-parent" in text
 
 
 def test_text_output_and_help(target: RunningTarget) -> None:

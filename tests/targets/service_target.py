@@ -60,9 +60,23 @@ async def ticker(name):
         await asyncio.sleep(0.05)
 
 
+async def chain_leaf():
+    await asyncio.sleep(3600)
+
+
+async def chain_middle():
+    await chain_leaf()
+
+
+async def chain_parent(child):
+    await child
+
+
 def run_loop():
     loop = asyncio.new_event_loop()
     TASKS.extend([loop.create_task(ticker("tick-a")), loop.create_task(ticker("tick-b"))])
+    child = loop.create_task(chain_middle(), name="chain-child")  # stack -a: a whole await chain, a task awaiting it
+    TASKS.extend([child, loop.create_task(chain_parent(child), name="chain-parent")])
     loop.run_forever()
 
 

@@ -1,5 +1,10 @@
 """``stack -a`` in the target: the stacks of every asyncio task of every loop.
 
+Each task's stack is its whole await chain: the frame of its coroutine and of every
+coroutine, generator or async generator it awaits, down to the innermost (found through
+``cr_await`` / ``gi_yieldfrom`` / ``ag_await``: asyncio's own ``get_stack`` stops at the
+outermost frame of a suspended task), and which tasks it awaits (a task, or a gather's).
+
 Thread stacks are read from outside by the client (no injection needed); only
 asyncio tasks need the agent, since their suspended coroutines are not on any
 thread's stack.
@@ -28,7 +33,14 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         loop = _loop_of(task)
         entry = loops.setdefault(id(loop), {"loop": _safe_repr(loop), "running": _running(loop), "tasks": []})
         entry["tasks"].append(_describe(task))
+    awaited_by: dict[str, list[str]] = {}
     for entry in loops.values():
+        for task in entry["tasks"]:
+            for inner in task["awaits"]:
+                awaited_by.setdefault(inner, []).append(task["name"])
+    for entry in loops.values():
+        for task in entry["tasks"]:
+            task["awaited_by"] = sorted(awaited_by.get(task["name"], []))
         entry["tasks"].sort(key=lambda task: task["name"])
     ctx.emit({"loops": list(loops.values()), "threads": _loop_threads()})
 
@@ -51,16 +63,66 @@ def _all_tasks() -> list[Any]:
 
 
 def _describe(task: Any) -> dict[str, Any]:
-    frames = []
-    for frame in task.get_stack(limit=FRAME_LIMIT):
-        code = frame.f_code
-        frames.append({"name": code.co_name, "file": code.co_filename, "line": frame.f_lineno})
     coro = task.get_coro()
+    frames, awaited = _await_chain(coro)
+    waiter = getattr(task, "_fut_waiter", None)  # what the task's step waits on, when it is a future
+    if waiter is not None:
+        awaited = waiter
     return {
-        "name": task.get_name() if hasattr(task, "get_name") else _safe_repr(task),
+        "name": _task_name(task),
         "coro": getattr(coro, "__qualname__", _safe_repr(coro)),
-        "frames": frames,  # outermost first, as asyncio returns them for suspended coroutines
+        "frames": frames,  # outermost first, down to the innermost coroutine the task awaits
+        "awaits": [_task_name(inner) for inner in _tasks_in(awaited)],
     }
+
+
+def _await_chain(coro: Any) -> tuple[list[dict[str, Any]], Any]:
+    """The frames of ``coro`` and of every coroutine or generator it awaits, outermost first (a
+    suspended coroutine's frame has no f_back: the chain is only reachable through cr_await),
+    and the future at the end of the chain, if any."""
+    frames: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    current = coro
+    while current is not None and len(frames) < FRAME_LIMIT and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncio.Future):
+            return frames, current
+        frame = _first_attribute(current, ("cr_frame", "gi_frame", "ag_frame"))
+        if frame is not None:
+            code = frame.f_code
+            frames.append({"name": code.co_name, "file": code.co_filename, "line": frame.f_lineno})
+        current = _first_attribute(current, ("cr_await", "gi_yieldfrom", "ag_await"))
+    return frames, None
+
+
+def _first_attribute(obj: Any, names: tuple[str, ...]) -> Any:
+    for name in names:
+        try:
+            value = getattr(obj, name, None)
+        except Exception:  # noqa: BLE001 - a hostile awaitable
+            value = None
+        if value is not None:
+            return value
+    return None
+
+
+def _tasks_in(awaited: Any) -> list[Any]:
+    """The tasks a task waits for: the task it awaits, or the children of a gather."""
+    if awaited is None:
+        return []
+    if hasattr(awaited, "get_coro"):
+        return [awaited]
+    children = getattr(awaited, "_children", None)  # asyncio.gather's future
+    if isinstance(children, (list, tuple)):
+        return [child for child in children if hasattr(child, "get_coro")]
+    return []
+
+
+def _task_name(task: Any) -> str:
+    try:
+        return str(task.get_name()) if hasattr(task, "get_name") else _safe_repr(task)
+    except Exception:  # noqa: BLE001 - a task subclass may break it
+        return _safe_repr(task)
 
 
 def _loop_of(task: Any) -> Any:

@@ -102,6 +102,12 @@ def _tasks_text(event: dict[str, Any]) -> Text:
         )
         for task in loop["tasks"]:
             text.append("  Task %s (%s)\n" % (safe_line(task["name"]), safe_line(task["coro"])), style="cyan")
+            if task.get("awaits"):
+                text.append("    awaits task %s\n" % ", ".join(safe_line(name) for name in task["awaits"]), style="dim")
+            if task.get("awaited_by"):
+                text.append(
+                    "    awaited by task %s\n" % ", ".join(safe_line(name) for name in task["awaited_by"]), style="dim"
+                )
             for frame in task["frames"]:
                 text.append(
                     '      File "%s", line %d, in %s\n'
