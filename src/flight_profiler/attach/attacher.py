@@ -303,7 +303,7 @@ def _why_no_agent(target: Target) -> str:
         return (
             "the agent could not start: GIL held by thread %s (%s) in native code; commands that need "
             "the agent wait until it releases the GIL - 'stack' still works"
-            % (holder.get("os_thread_id"), holder.get("thread_name"))
+            % (holder.get("os_thread_id"), holder.get("thread_name") or "no Python name")
         )
     return (
         "the agent did not start within the timeout (the bootstrap is queued and runs at the main "
