@@ -116,6 +116,9 @@ def test_console(target: RunningTarget) -> None:
     event = only(cli(target.pid, 'console -c "1/0"'), 1)
     assert "ZeroDivisionError" in event["error"] and "Traceback" in event["error"]
     assert only(cli(target.pid, "console -c import __main__; __main__.CONFIG['name']"))["value"] == "'svc'"  # unquoted
+    assert only(cli(target.pid, "console -c CONFIG['name']"))["value"] == "'svc'"  # sees __main__'s globals
+    rebound = only(cli(target.pid, "console -c CONFIG = 1; import __main__; CONFIG, type(__main__.CONFIG).__name__"))
+    assert rebound["value"] == "(1, 'dict')"  # the console's own name; __main__ untouched
     piped = cli(target.pid, "console", input="import sys\nsys.version_info[:2]\n")
     assert only(piped)["value"].startswith("(3, ")
 

@@ -135,7 +135,9 @@ def run_console(runner: Runner) -> None:
     """A remote Python REPL: lines are collected here until they form a complete statement."""
     session: PromptSession[str] = PromptSession(history=private_history(HISTORY + "_console"))
     runner.output.console.print(
-        "Python console inside pid %d; Ctrl-D or exit() returns to flight_profiler" % runner.pid
+        "Python console inside pid %d. Code runs in a namespace of its own that sees the target's __main__ "
+        "globals as they are now; what you assign stays in the console, never in __main__. "
+        "Ctrl-D or exit() returns to flight_profiler" % runner.pid
     )
     lines: list[str] = []
     while True:

@@ -1,5 +1,9 @@
 """``console`` in the target: run Python source in a per-client namespace.
 
+That namespace sees the target's ``__main__`` globals as they are at each run
+(``_see_main_globals``); what the console binds stays in its own namespace, so
+nothing is ever written into the target's globals.
+
 Output of ``print`` goes back to the client through a ``print`` bound in the
 console's own namespace, so the process-wide ``sys.stdout`` that the target's
 other threads use is never replaced. The value of a trailing expression is
@@ -35,6 +39,7 @@ class _BoundedBuffer(io.StringIO):
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
     namespace = ctx.session.setdefault("console_namespace", _new_namespace())
+    ctx.session["console_main"] = _see_main_globals(namespace, ctx.session.get("console_main", {}))
     output = _BoundedBuffer()
     namespace["print"] = _printer(output)
     namespace.update(_without_stdin(output))
@@ -48,6 +53,30 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
 
 def _new_namespace() -> dict[str, Any]:
     return {"__name__": "__console__", "__builtins__": builtins}
+
+
+_ABSENT = object()
+
+
+def _see_main_globals(namespace: dict[str, Any], shown: dict[str, Any]) -> dict[str, Any]:
+    """Make the target's ``__main__`` globals, as they are now, visible in the console (as the seeds'
+    console does) without writing into them: each run copies them into the console's own namespace,
+    except names the console rebound itself (their value is not the copy ``shown`` last time) and
+    dunder names (the console keeps its own ``__name__``). Returns what was copied this time."""
+    main = sys.modules.get("__main__")
+    source = list(getattr(main, "__dict__", {}).items())  # one C call: no other thread changes it meanwhile
+    names = {name for name, _ in source}
+    for name, value in list(shown.items()):
+        if name not in names and namespace.get(name, _ABSENT) is value:
+            del namespace[name]  # gone from __main__ and not rebound here
+    copied = {}
+    for name, value in source:
+        if name.startswith("__") and name.endswith("__"):
+            continue
+        current = namespace.get(name, _ABSENT)
+        if current is _ABSENT or current is shown.get(name, _ABSENT):
+            namespace[name] = copied[name] = value
+    return copied
 
 
 def _printer(output: io.StringIO) -> Any:
