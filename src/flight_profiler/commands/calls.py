@@ -84,6 +84,20 @@ def expr_block(entries: list[tuple[str, dict[str, Any]]], indent: str = "") -> l
     return lines
 
 
+def exception_block(info: dict[str, Any], indent: str = "  ") -> Text:
+    """The seeds' ``EXCEPTION`` field: type and message, then the frames (outermost first)."""
+    from rich.text import Text
+
+    text = Text(style="red")
+    text.append("%sEXCEPTION: %s: %s" % (indent, safe_line(info["type"]), safe_line(info["message"])))
+    for frame in info.get("frames", []):
+        text.append(
+            '\n%s  File "%s", line %d, in %s'
+            % (indent, safe_line(frame["file"]), frame["line"], safe_line(frame["name"]))
+        )
+    return text
+
+
 def extras_line(event: dict[str, Any], *, skipped_by: str = "--rate") -> Text | None:
     """What we show beyond the seeds' fields, below them: thread and skipped calls."""
     from rich.text import Text

@@ -218,7 +218,8 @@ class _Report:
 
     def event(self, before: probe.Reading, after: probe.Reading, names: _Names) -> dict[str, Any]:
         self.count += 1
-        rows, totals = [], []
+        rows: list[dict[str, Any]] = []
+        totals: list[dict[str, Any]] = []
         for tid, now in after.threads.items():
             if str(tid) in names.agent:
                 continue
@@ -228,7 +229,7 @@ class _Report:
                 row["name"] = name
                 rows.append(row)
             if now.takes or now.holds or now.drops:
-                totals.append(dict(_cumulative(now), thread_name=name, tid=now.tid))
+                totals.append({**_cumulative(now), "thread_name": name, "tid": now.tid})
         rows.sort(key=lambda row: (-row["hold_total_ms"], row["tid"]))
         totals.sort(key=lambda row: (-row["hold_all"], row["tid"]))
         warnings = [w for w in after.warnings if str(w.tid) not in names.agent]

@@ -14,10 +14,10 @@ from ..calls import (
     add_nested_argument,
     add_rate_argument,
     at_least,
+    exception_block,
     expr_block,
     extras_line,
     non_negative,
-    render_exception,
     render_start,
     timestamp,
 )
@@ -209,8 +209,7 @@ def _render_detail(event: dict[str, Any]) -> RenderableType:
         values.append(("return_obj", event["return"]))
     lines.extend(expr_block(values, "  "))
     if failed:
-        lines.append(Text("  EXCEPTION:"))
-        lines.append(render_exception(event["exception"]))
+        lines.append(exception_block(event["exception"]))
     lines.append(Text("}"))
     extras = extras_line(event)
     if extras is not None:

@@ -13,11 +13,11 @@ from ..calls import (
     add_rate_argument,
     add_target_arguments,
     at_least,
+    exception_block,
     expr_block,
     extras_line,
     non_negative,
     render_end,
-    render_exception,
     render_start,
     target_request,
     timestamp,
@@ -85,8 +85,7 @@ def render_call(event: dict[str, Any]) -> RenderableType:
         parts.append(Text("  %s" % safe_line(event["error"]), style="red"))
     parts.extend(expr_block([(entry["expr"], entry["value"]) for entry in event.get("values", [])], "  "))
     if failed:
-        parts.append(Text("  EXCEPTION:"))
-        parts.append(render_exception(event["exception"]))
+        parts.append(exception_block(event["exception"]))
     parts.append(Text("}"))
     extras = extras_line(event)
     if extras is not None:
