@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,4 +118,20 @@ def test_bad_input(target: RunningTarget) -> None:
     for (command, message), result in zip(commands, cli_many(target.pid, [c for c, _ in commands])):
         assert result.returncode != 0 and len(result.errors) == 1, (command, result.stdout)
         assert message in result.errors[0], (command, result.errors)
+    assert_clean(target.pid, target.extra["globals"])
+
+
+def test_timetunnel_show_like_watch_raw_and_verbose(target: RunningTarget) -> None:
+    """The seeds: `timetunnel` is tt; `tt -i` shows values as watch does; -r and -v are not ignored."""
+    cli(target.pid, "tt -da")
+    row = of_kind(cli(target.pid, "timetunnel -t __main__ remember -n 1"), "record")[0]
+    text = cli(target.pid, "tt -i %d" % row["index"], "--no-color", json_output=False)
+    lines = text.stdout.splitlines()
+    assert "  EXPR: args" in lines and "  TYPE: <class 'tuple'>" in lines, text.stdout
+    value = lines[lines.index("  TYPE: <class 'tuple'>") + 1]
+    assert re.match(r"  VALUE: \(\[\d+\],\)$", value), value  # the list inside, as watch -x 1 shows it
+    raw = only(cli(target.pid, "tt -i %d -r" % row["index"]), "detail")
+    assert "r" in raw["args"] and "'later'" in raw["args"]["r"]  # repr() of the arguments as they are now
+    verbose = only(cli(target.pid, "tt -i %d -v" % row["index"]), "detail")
+    assert verbose["args"]["kind"] == "tuple" and "later" in str(plain(verbose["args"]))  # read again, uncut
     assert_clean(target.pid, target.extra["globals"])

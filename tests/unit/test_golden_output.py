@@ -352,3 +352,10 @@ def test_target_text_in_the_new_fields_is_escaped(spec: Any) -> None:
     }
     rendered = "\n".join(text(spec.render(event)))
     assert "\x1b" not in rendered and "\x07" not in rendered and "\\x1b]52" in rendered
+
+
+def test_an_event_of_a_newer_kind_is_one_line() -> None:
+    """A filter that raised, reported once by the agent, reaches the user as one line (escaped)."""
+    once = {"kind": "filter_error", "error": "filter 'args[9]' raised IndexError: no match from now on\x1b[2J"}
+    for spec in (WATCH, TRACE, TT):
+        assert text(spec.render(once)) == ["filter 'args[9]' raised IndexError: no match from now on\\x1b[2J"]

@@ -98,6 +98,18 @@ def exception_block(info: dict[str, Any], indent: str = "  ") -> Text:
     return text
 
 
+def render_notice(event: dict[str, Any]) -> Text | None:
+    """An event of a kind this client does not draw (a newer agent's): its ``error`` or ``message``
+    on one line, e.g. a filter that raised and is from now on treated as no match (said once)."""
+    from rich.text import Text
+
+    if event.get("error"):
+        return Text(safe_line(event["error"]), style="red")
+    if event.get("message"):
+        return Text(safe_line(event["message"]), style="yellow")
+    return None
+
+
 def extras_line(event: dict[str, Any], *, skipped_by: str = "--rate") -> Text | None:
     """What we show beyond the seeds' fields, below them: thread and skipped calls."""
     from rich.text import Text

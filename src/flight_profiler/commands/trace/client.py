@@ -13,6 +13,7 @@ from ..calls import (
     add_target_arguments,
     at_least,
     non_negative,
+    render_notice,
     render_start,
     target_request,
     timestamp,
@@ -103,6 +104,8 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
         return render_start(event, "tracing", "-n %d, %s" % (event["limit"], budget))
     if kind == "end":
         return _render_end(event)
+    if kind not in ("trace", None):
+        return render_notice(event)
     lines: list[Text] = [Text(SEPARATOR, style="dim")]
     header = Text()  # the seeds' title line: icon, time, thread, tid, daemon, cost
     header.append(ICON_TRACE)

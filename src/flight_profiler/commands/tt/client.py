@@ -18,6 +18,7 @@ from ..calls import (
     expr_block,
     extras_line,
     non_negative,
+    render_notice,
     render_start,
     timestamp,
 )
@@ -149,7 +150,7 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
         if "count" in event:
             return Text("deleted all %d record(s)" % event["count"])
         return Text("deleted record %s" % ", ".join(str(i) for i in event["indexes"]))
-    return None
+    return render_notice(event)
 
 
 def _row_text(row: dict[str, Any]) -> Text:

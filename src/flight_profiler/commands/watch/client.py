@@ -18,6 +18,7 @@ from ..calls import (
     extras_line,
     non_negative,
     render_end,
+    render_notice,
     render_start,
     target_request,
     timestamp,
@@ -67,6 +68,8 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
         return render_start(event, "watching", "-n %d, %s" % (event["limit"], rate))
     if kind == "end":
         return render_end(event, "call(s)")
+    if kind not in ("call", None):
+        return render_notice(event)
     return render_call(event)
 
 
