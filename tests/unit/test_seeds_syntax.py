@@ -67,8 +67,8 @@ def parsed(line: str) -> dict[str, Any]:
         ("vmtool -a getInstances -c __main__ Task -e instances[0] -x 2", "expand", 2),
         ("vmtool -a getInstances -c __main__ Task -e instances[0] -x 6", "expand", 6),
         # an option inside brackets is part of the expression; a negative number is no option
-        ("watch m f -f x in [-1, -n] -n 2", "filter", "x in [-1, -n]"),
-        ("watch m f -f x == -1", "filter", "x == -1"),
+        ("watch m f -f (lambda n: cost in [ -n ])(1) -n 2", "filter", "(lambda n: cost in [ -n ])(1)"),
+        ("watch m f -f cost == -1", "filter", "cost == -1"),
         ("getglobal __main__ CONFIG -e target['timeout'] -x 2", "expr", "target['timeout']"),
         ("console -c import sys; len(sys.modules)", "source", "import sys; len(sys.modules)"),
     ],
@@ -105,3 +105,31 @@ def test_vmtool_expand_stops_at_six_others_at_four() -> None:
 def test_an_unclosed_quote_is_one_clear_error() -> None:
     with pytest.raises(UsageError, match="no closing quote"):
         parsed("watch m f -f 'args[0]")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "watch __main__ func -f args[0][query]==hello",  # what a shell leaves of the unquoted filter
+        "trace __main__ func -f args[0] == hello -n 1",
+        "tt -t __main__ func -f return_obj[success]==True",
+        "vmtool -a getInstances -c __main__ A -e [i.host for i in instancs]",
+        "getglobal __main__ CONFIG -e targt['x']",
+    ],
+)
+def test_an_expression_that_cannot_see_its_names_is_refused_before_hooking(line: str) -> None:
+    with pytest.raises(UsageError, match="cannot see in the target"):
+        parsed(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "vmtool -a getInstances -c __main__ A -e [i.host for i in instances if (n := len(i.host)) > 1]",
+        "vmtool -a getInstances -c __main__ A -e sorted(instances, key=lambda i, *rest: i.n)",
+        "watch __main__ func -f isinstance(args[0], dict) and len(kwargs) < 3 and cost > 1e-3",
+        "watch __main__ func -f args[0] == t'x'",  # newer syntax: left to the target's compiler
+    ],
+)
+def test_bound_names_builtins_and_newer_syntax_pass(line: str) -> None:
+    parsed(line)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 Request = Dict[str, Any]
 Event = Dict[str, Any]
 Number = Union[int, float]
+# the names a watch/trace/tt expression may use (services/callexpr.py; trace's filter has fewer)
+CALL_NAMES = ("target", "return_obj", "cost", "args", "kwargs")
 LONGEST_NUMBER = 40  # characters: int() of a 5000-digit string is slow (and refused on 3.11+)
 
 
@@ -90,6 +92,46 @@ def add_expression_argument(parser: argparse.ArgumentParser, *flags: str, **kwar
     action = parser.add_argument(*flags, **kwargs)
     setattr(action, EXPRESSION, True)
     return action
+
+
+# builtins of interpreters newer than the client's may appear in expressions for a newer target
+_NEWER_BUILTINS = frozenset(
+    ("aiter", "anext", "EncodingWarning", "BaseExceptionGroup", "ExceptionGroup", "PythonFinalizationError")
+)
+
+
+def check_expression(source: str | None, names: tuple[str, ...], option: str) -> str | None:
+    """``source`` unchanged, or a UsageError when it cannot be what the user meant: it mentions a
+    name that it cannot see in the target (only ``names`` and builtins are visible there), so
+    every evaluation would raise NameError - typically a shell ate its quotes
+    (``args[0][query]==hello``). Said once, before anything is hooked. Source this Python cannot
+    parse is left to the target's compiler (it may be newer syntax)."""
+    if not source:
+        return source
+    import ast
+    import builtins
+
+    try:
+        tree = ast.parse(source, "<expression>", "eval")
+    except (SyntaxError, ValueError):
+        return source
+    bound = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load)}
+    bound.update(arg.arg for node in ast.walk(tree) if isinstance(node, ast.Lambda) for arg in _lambda_args(node))
+    known = bound | set(names) | set(dir(builtins)) | _NEWER_BUILTINS
+    unknown = sorted({node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id not in known})
+    if unknown:
+        raise UsageError(
+            "%s %s uses %s, which it cannot see in the target (it sees %s and builtins); "
+            "every call would raise NameError - were quotes lost?"
+            % (option, source, ", ".join(unknown), ", ".join(names))
+        )
+    return source
+
+
+def _lambda_args(node: Any) -> list[Any]:
+    spec = node.args
+    extra = [arg for arg in (spec.vararg, spec.kwarg) if arg is not None]
+    return [*getattr(spec, "posonlyargs", []), *spec.args, *spec.kwonlyargs, *extra]
 
 
 def split_command(line: str) -> tuple[str, str]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...render.safe import safe_line
 from ..calls import expr_block
-from ..spec import CommandSpec, add_expression_argument, add_render_options, render_options
+from ..spec import CommandSpec, add_expression_argument, add_render_options, check_expression, render_options
 from ..targeting import add_location_arguments, location
 
 if TYPE_CHECKING:
@@ -24,7 +24,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     module, cls, field = location(ns, last="field")
-    return {"module": module, "cls": cls, "field": field, "expr": ns.expr, **render_options(ns)}
+    return {
+        "module": module,
+        "cls": cls,
+        "field": field,
+        "expr": check_expression(ns.expr, ("target",), "-e"),
+        **render_options(ns),
+    }
 
 
 def _render(event: dict[str, Any]) -> RenderableType:

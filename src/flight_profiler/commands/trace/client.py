@@ -19,7 +19,7 @@ from ..calls import (
     timestamp,
     where,
 )
-from ..spec import CommandSpec, add_expression_argument, number
+from ..spec import CALL_NAMES, CommandSpec, add_expression_argument, check_expression, number
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -79,7 +79,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         "depth": ns.depth,
         "entrance_time": non_negative(ns.entrance_time, "-et"),
         "limit": at_least(ns.limits, 1, "-n"),
-        "filter": ns.filter,
+        "filter": check_expression(ns.filter, CALL_NAMES, "-f"),  # the agent says which of them trace lacks
         "budget": ns.budget,
         "rate": non_negative(ns.rate, "--rate"),
     }

@@ -22,7 +22,15 @@ from ..calls import (
     render_start,
     timestamp,
 )
-from ..spec import CommandSpec, add_expression_argument, add_render_options, number, render_options
+from ..spec import (
+    CALL_NAMES,
+    CommandSpec,
+    add_expression_argument,
+    add_render_options,
+    check_expression,
+    number,
+    render_options,
+)
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -122,7 +130,7 @@ def _record_request(ns: argparse.Namespace) -> dict[str, Any]:
         "cls": cls,
         "method": names[-1],
         "nested": ns.nested,
-        "filter": ns.filter,
+        "filter": check_expression(ns.filter, CALL_NAMES, "-f"),
         "limit": at_least(ns.limits, 1, "-n"),
         "rate": non_negative(ns.rate, "--rate"),
         "max_records": at_least(ns.max_records, 1, "--max-records"),

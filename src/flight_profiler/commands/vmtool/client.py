@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import UsageError
 from ...render.safe import safe_line
 from ..calls import expr_block
-from ..spec import CommandSpec, add_expression_argument, add_render_options, number, render_options
+from ..spec import CommandSpec, add_expression_argument, add_render_options, check_expression, number, render_options
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -42,7 +42,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         "action": "getInstances",
         "module": module,
         "cls": cls,
-        "expr": ns.expr,
+        "expr": check_expression(ns.expr, ("instances",), "-e"),
         "limit": ns.limits,
         **render_options(ns),
     }

@@ -23,7 +23,15 @@ from ..calls import (
     target_request,
     timestamp,
 )
-from ..spec import CommandSpec, add_expression_argument, add_render_options, number, render_options
+from ..spec import (
+    CALL_NAMES,
+    CommandSpec,
+    add_expression_argument,
+    add_render_options,
+    check_expression,
+    number,
+    render_options,
+)
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -52,8 +60,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     return {
         **target_request(ns),
-        "expr": ns.expr,
-        "filter": ns.filter,
+        "expr": check_expression(ns.expr, CALL_NAMES, "--expr"),
+        "filter": check_expression(ns.filter, CALL_NAMES, "-f"),
         "exception": ns.exception,
         "limit": at_least(ns.limits, 1, "-n"),
         "rate": non_negative(ns.rate, "--rate"),
