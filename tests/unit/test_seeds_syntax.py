@@ -133,3 +133,19 @@ def test_an_expression_that_cannot_see_its_names_is_refused_before_hooking(line:
 )
 def test_bound_names_builtins_and_newer_syntax_pass(line: str) -> None:
     parsed(line)
+
+
+@pytest.mark.parametrize("word", ["quit", "exit", " quit "])
+def test_cmd_quit_does_nothing_and_exits_0(word: str) -> None:
+    """The attach skill: `--cmd quit`/`exit` leave at once; nothing is attached (the pid need not exist)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "flight_profiler", "2147483646", "--cmd", word],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
