@@ -232,7 +232,8 @@ def _render_detail(event: dict[str, Any]) -> RenderableType:
 
 SPEC = CommandSpec(
     name="tt",
-    summary="Record calls of a function (time tunnel), list them, show one, replay one (-p runs it again).",
+    summary="Record calls of a function (time tunnel; also named timetunnel), list them, show one, replay one (-p "
+    "runs it again).",
     usage="tt -t module [class] method [-nm NAME] [-n N] [-f FILTER] | tt -l [-m METHOD] | tt -i INDEX [-x N] [-p] "
     "| tt -d INDEX | tt -da",
     examples=(
