@@ -359,3 +359,19 @@ def test_an_event_of_a_newer_kind_is_one_line() -> None:
     once = {"kind": "filter_error", "error": "filter 'args[9]' raised IndexError: no match from now on\x1b[2J"}
     for spec in (WATCH, TRACE, TT):
         assert text(spec.render(once)) == ["filter 'args[9]' raised IndexError: no match from now on\\x1b[2J"]
+
+
+def test_trace_title_escapes_what_a_hostile_agent_sends() -> None:
+    hostile = "\x1b]0;pwned\x07"
+    event = {
+        "kind": "trace",
+        "index": 1,
+        "time": WHEN,
+        "cost": 1.0,
+        "thread": hostile,
+        "tid": hostile,
+        "daemon": hostile,
+        "root": node(hostile, 1.0, "/x/" + hostile, 1),
+    }
+    rendered = "\n".join(text(TRACE.render(event)))
+    assert "\x1b" not in rendered and "\x07" not in rendered and rendered.count("\\x1b]0;pwned") == 5

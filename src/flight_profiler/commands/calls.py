@@ -116,7 +116,10 @@ def extras_line(event: dict[str, Any], *, skipped_by: str = "--rate") -> Text | 
 
     parts = []
     if event.get("thread") is not None:
-        parts.append("thread=%s tid=%s daemon=%s" % (safe_line(event["thread"]), event.get("tid"), event.get("daemon")))
+        parts.append(
+            "thread=%s tid=%s daemon=%s"
+            % (safe_line(event["thread"]), safe_line(event.get("tid")), safe_line(event.get("daemon")))
+        )
     if event.get("skipped"):
         parts.append("%d matching call(s) before this one skipped by %s" % (event["skipped"], skipped_by))
     return Text("  ".join(parts), style="dim") if parts else None

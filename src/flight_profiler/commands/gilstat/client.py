@@ -357,7 +357,7 @@ def _cumulative_table(event: dict[str, Any]) -> RenderableType:
 
     header = ("thread_name", *SEEDS_COLUMNS, "tid")
     rows = [
-        (safe_line(row["thread_name"] or "?"), *(str(int(row[name])) for name in SEEDS_COLUMNS), str(row["tid"]))
+        (safe_line(row["thread_name"] or "?"), *(str(int(row[name])) for name in SEEDS_COLUMNS), safe_line(row["tid"]))
         for row in event["cumulative"]
     ]
     widths = [max(len(cells[index]) for cells in (header, *rows)) for index in range(len(header))]

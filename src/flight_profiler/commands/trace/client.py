@@ -111,7 +111,7 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     header.append(ICON_TRACE)
     header.append(
         " %s thread=%s tid=%s daemon=%s"
-        % (timestamp(event["time"]), safe_line(event["thread"]), event["tid"], event["daemon"])
+        % (timestamp(event["time"]), safe_line(event["thread"]), safe_line(event["tid"]), safe_line(event["daemon"]))
     )
     header.append(" cost=%.3fms" % event["cost"], style="bold")
     lines.append(header)

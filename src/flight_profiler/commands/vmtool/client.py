@@ -56,7 +56,8 @@ def _render(event: dict[str, Any]) -> RenderableType:
         return Group(
             Text("Gc execute successfully, totally %d unreachable objects are freed." % event["collected"]),
             Text(
-                "took %.1f ms; generation counts %s -> %s" % (event["ms"], event["count_before"], event["count_after"]),
+                "took %.1f ms; generation counts %s -> %s"
+                % (event["ms"], safe_line(event["count_before"]), safe_line(event["count_after"])),
                 style="dim",
             ),
         )
