@@ -149,3 +149,11 @@ def test_cmd_quit_does_nothing_and_exits_0(word: str) -> None:
         check=False,
     )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+
+
+def test_shell_completes_timetunnel_and_its_options() -> None:
+    from flight_profiler.cli.shell import CommandCompleter
+
+    completer = CommandCompleter(None)  # type: ignore[arg-type]  # names and options need no runner
+    assert "timetunnel" in completer._candidates([], "time")
+    assert "--time_tunnel" in completer._candidates(["timetunnel"], "--time")

@@ -21,7 +21,7 @@ from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from ..commands.console.client import SPEC as CONSOLE
 from ..errors import FlightProfilerError
 from .registry import BUILTINS, get, visible
-from .runner import Detached, Runner
+from .runner import ALIASES, Detached, Runner
 
 HISTORY = os.path.expanduser("~/.flight_profiler_history")
 
@@ -46,9 +46,9 @@ class CommandCompleter(Completer):
 
     def _candidates(self, done: list[str], current: str) -> list[str]:
         if not done:
-            names = [spec.name for spec in visible()] + list(BUILTINS)
+            names = [spec.name for spec in visible()] + list(BUILTINS) + list(ALIASES)
             return sorted(name for name in names if name.startswith(current))
-        spec = get(done[0])
+        spec = get(ALIASES.get(done[0], done[0]))
         if spec is None:
             return []
         if current.startswith("-"):
