@@ -26,7 +26,8 @@ def add_nested_argument(parser: argparse.ArgumentParser) -> None:
         "--nested-method",
         dest="nested",
         metavar="NAME",
-        help="instrument the function NAME defined inside the method (one level deep)",
+        help="instrument the function NAME defined inside the method: a path (a.b, Class.method, '<lambda>'), "
+        "or a name found at any depth when it is unique; every function of that name and path is hooked",
     )
 
 

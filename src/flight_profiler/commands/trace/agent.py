@@ -99,7 +99,7 @@ class TraceProbe:
                 return None
             if not self.budget.allow():
                 return None
-            run = TraceRun(self, self.handle.root_code())
+            run = TraceRun(self, self.handle.root_codes())
             if self.kind == "function" and not run.step_in():
                 return None
             return run
@@ -164,9 +164,9 @@ class TraceProbe:
 class TraceRun:
     """The tree of one invocation, built from the profile events of its thread."""
 
-    def __init__(self, probe: TraceProbe, root_code: Any) -> None:
+    def __init__(self, probe: TraceProbe, root_codes: tuple[Any, ...]) -> None:
         self.probe = probe
-        self.root_code = root_code
+        self.root_codes = root_codes  # several for a -nm name defined more than once
         self.threshold = probe.threshold
         self.max_depth = probe.max_depth
         self.own_files = probe.own_files
@@ -249,7 +249,7 @@ class TraceRun:
             if event == "call":
                 if self.running:
                     self._enter_py(frame)
-                elif frame is self.root_frame or (self.root_frame is None and frame.f_code is self.root_code):
+                elif frame is self.root_frame or (self.root_frame is None and self._is_root(frame.f_code)):
                     self._enter_root(frame)
             elif not self.running:
                 return
@@ -262,6 +262,9 @@ class TraceRun:
         except Exception:  # noqa: BLE001 - a profile function that raises is removed and the error hits the target
             self.broken = True
             self.running = False
+
+    def _is_root(self, code: Any) -> bool:
+        return any(code is root for root in self.root_codes)
 
     def _abandon(self) -> None:
         """The command ended while this invocation runs: take the profiler off this thread now."""
@@ -484,7 +487,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     if int(request.get("limit", 0)) < 1:
         raise CommandFailed("-n must be at least 1")
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
-    code = target.nested if target.nested is not None else hooks.real_code(target.func)
+    code = target.code
     probe = TraceProbe(request, target.is_method, hooks.code_kind(code))
     handle = hooks.install(target.func, probe, target.nested)
     probe.handle = handle

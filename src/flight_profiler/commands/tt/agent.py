@@ -239,7 +239,7 @@ def _record(request: dict[str, Any], ctx: JobContext) -> None:
     if int(request.get("limit", 0)) < 1:
         raise CommandFailed("-n must be at least 1")
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
-    code = target.nested if target.nested is not None else hooks.real_code(target.func)
+    code = target.code
     probe = TtProbe(request, target, hooks.code_kind(code))
     max_records = int(request.get("max_records") or DEFAULT_MAX_RECORDS)
     max_bytes = int(float(request.get("max_mb") or DEFAULT_MAX_MB) * 1024 * 1024)
