@@ -16,7 +16,7 @@ from __future__ import annotations
 import builtins
 
 from .context import CommandFailed
-from .expr import Expression
+from .expr import EXIT_NAMES, Expression
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -38,16 +38,19 @@ _EVAL = """def _fp_eval(args, kwargs, return_obj, cost):
 )
 """
 
-_GATE = """def _fp_gate(args, kwargs):
+# a filter's truth, taken inside the function so that a __bool__ of the user's objects is user code too
+_TEST = """def _fp_test(args, kwargs):
 %s    target = %s
-    try:
-        if not (
+    return True if (
 %s
-):
-            return None
-    except Exception as _fp_exc:
-        return _fp_pass(args, kwargs, _fp_exc)
-    return _fp_pass(args, kwargs, None)
+) else False
+"""
+
+_EXIT_TEST = """def _fp_exit_test(args, kwargs, return_obj, cost):
+%s    target = %s
+    return True if (
+%s
+) else False
 """
 
 
@@ -71,20 +74,22 @@ class CallExpression:
         made: Any = _build(_EVAL % (self.prologue, _TARGET[is_method], self.source), "_fp_eval", {})
         return made  # type: ignore[no-any-return]
 
-    def gate(self, is_method: bool, on_pass: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        """``g(args, kwargs)``: None when the expression is false, else ``on_pass(args, kwargs, error)``.
+    def test(self, is_method: bool) -> Callable[[Any, Any], bool]:
+        """``t(args, kwargs)`` -> whether the call matches; raises what the expression raises.
 
-        For filters that need only what is known at the start of a call: a
-        call that does not match costs the target one function call. An
-        exception in the expression passes the call on with the error, so it
-        is shown as that call's result.
+        Filters run it through a ``usercode.Guard``, which owns every exception.
         """
-        made: Any = _build(_GATE % (self.prologue, _TARGET[is_method], self.source), "_fp_gate", {"_fp_pass": on_pass})
+        made: Any = _build(_TEST % (self.prologue, _TARGET[is_method], self.source), "_fp_test", {})
+        return made  # type: ignore[no-any-return]
+
+    def exit_test(self, is_method: bool) -> Callable[[Any, Any, Any, Any], bool]:
+        """``t(args, kwargs, return_obj, cost)`` -> whether the call matches, for filters on the outcome."""
+        made: Any = _build(_EXIT_TEST % (self.prologue, _TARGET[is_method], self.source), "_fp_exit_test", {})
         return made  # type: ignore[no-any-return]
 
 
 def _build(source: str, name: str, extra: dict[str, Any]) -> Any:
-    namespace: dict[str, Any] = {"__builtins__": builtins}
+    namespace: dict[str, Any] = {"__builtins__": builtins, **EXIT_NAMES}
     namespace.update(extra)
     exec(compile(source, "<expression>", "exec"), namespace)  # noqa: S102 - the user's checked expression
     return namespace.pop(name)

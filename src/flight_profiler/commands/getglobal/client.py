@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ...render.values import pretty
+from ..calls import add_budget_argument, budget_request
 from ..spec import CommandSpec, add_render_options, render_options
 from ..targeting import add_location_arguments, location
 
@@ -16,12 +17,13 @@ if TYPE_CHECKING:
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_location_arguments(parser, last="field")
     parser.add_argument("-e", "--expr", help="expression over `target`, the value found, e.g. target.fieldA")
+    add_budget_argument(parser, "agent", "-e")
     add_render_options(parser)
 
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     module, cls, field = location(ns, last="field")
-    return {"module": module, "cls": cls, "field": field, "expr": ns.expr, **render_options(ns)}
+    return {"module": module, "cls": cls, "field": field, "expr": ns.expr, **budget_request(ns), **render_options(ns)}
 
 
 def _render(event: dict[str, Any]) -> RenderableType:

@@ -31,6 +31,7 @@ from ...services.callprobe import Outbox, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.location import resolve
 from ...services.ratelimit import TimeBudget, TokenBucket
+from ...services.usercode import APP_BUDGET_MS, Guard, budget_of
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -77,25 +78,36 @@ class TraceProbe:
         self.own_files = _own_files()
         self.handle: Any = None
         self.filter_source = request.get("filter")
+        self.guard: Guard | None = None
         if self.filter_source:
-            self.enter = CallExpression(self.filter_source, ("target", "args", "kwargs")).gate(is_method, self._begin)
+            expression = CallExpression(self.filter_source, ("target", "args", "kwargs"))
+            self._test = expression.test(is_method)
+            self.guard = Guard("filter %r" % self.filter_source, budget_of(request, APP_BUDGET_MS), self._switch_off)
+            self.enter = self._begin_filtered
         else:
-            self.enter = self._begin_plain
+            self.enter = self._begin
 
     # ---- on the target's threads
 
-    def _begin_plain(self, args: Any, kwargs: Any) -> TraceRun | None:
-        return self._begin(args, kwargs, None)
+    def _begin_filtered(self, args: Any, kwargs: Any) -> TraceRun | None:
+        if self.done:
+            return None
+        # the filter runs before any profiler is set: what its guard catches leaves nothing behind
+        guard: Any = self.guard
+        if guard.call(self._test, args, kwargs) is not True:
+            return None
+        return self._begin(args, kwargs)
 
-    def _begin(self, args: Any, kwargs: Any, filter_error: BaseException | None) -> TraceRun | None:
+    def _switch_off(self) -> None:
+        self.done = True
+        self.full.set()
+
+    def _begin(self, args: Any, kwargs: Any) -> TraceRun | None:
         try:
             if self.done or self.handle is None:
                 return None
             ident = get_ident()
             if ident in AGENT_THREAD_IDS or ident in hooks.OWN_WORK or ident in _TRACING:
-                return None
-            if filter_error is not None:
-                self._push_error(ident, filter_error)
                 return None
             if not self.budget.allow():
                 return None
@@ -145,20 +157,8 @@ class TraceProbe:
     def stop(self) -> None:
         self.stopped = True
         self.done = True
-
-    def _push_error(self, ident: int, error: BaseException) -> None:
-        with self.lock:
-            if self.shown >= self.limit or not self.bucket.take():
-                return
-            self.shown += 1
-            index = self.shown
-            if self.shown >= self.limit:
-                self.done = True
-                self.full.set()
-        item: dict[str, Any] = {"kind": "trace", "index": index, "time": time.time(), "cost": 0.0}
-        item.update(thread_info(ident))
-        item["error"] = "filter %r failed: %s" % (self.filter_source, describe_error(error))
-        self.outbox.put(item)
+        if self.guard is not None:
+            self.guard.close()
 
 
 class TraceRun:
@@ -499,6 +499,8 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     probe.stop()
     if reason == "cancelled":
         return
+    if probe.guard is not None and probe.guard.reason is not None:
+        raise CommandFailed(probe.guard.reason)
     ctx.emit(
         {
             "kind": "end",

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ..calls import (
+    add_budget_argument,
     add_rate_argument,
     add_target_arguments,
     at_least,
+    budget_request,
     non_negative,
     render_start,
     target_request,
@@ -43,6 +45,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-n", "--limits", type=int, default=10, help="stop after this many trees (default 10)")
     parser.add_argument("-f", "--filter", help="only invocations for which this is true, over target, args, kwargs")
+    add_budget_argument(parser, "app", "one evaluation of -f in the calling thread")
     parser.add_argument(
         "--budget",
         type=float,
@@ -65,6 +68,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         "entrance_time": non_negative(ns.entrance_time, "-et"),
         "limit": at_least(ns.limits, 1, "-n"),
         "filter": ns.filter,
+        **budget_request(ns),
         "budget": ns.budget,
         "rate": non_negative(ns.rate, "--rate"),
     }

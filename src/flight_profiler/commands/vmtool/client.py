@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...render.values import pretty
+from ..calls import add_budget_argument, budget_request
 from ..spec import CommandSpec, add_render_options, render_options
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-e", "--expr", help="expression over `instances`, the list found, e.g. instances[0].val")
     parser.add_argument("-n", "--limits", type=int, default=10, help="instances to show (default 10, -1 all)")
+    add_budget_argument(parser, "agent", "-e")
     add_render_options(parser)
 
 
@@ -36,6 +38,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         "module": module,
         "cls": cls,
         "expr": ns.expr,
+        **budget_request(ns),
         "limit": ns.limits,
         **render_options(ns),
     }

@@ -6,9 +6,11 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ..calls import (
+    add_budget_argument,
     add_rate_argument,
     add_target_arguments,
     at_least,
+    budget_request,
     non_negative,
     render_end,
     render_exception,
@@ -35,6 +37,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-e", "--exception", action="store_true", help="only calls that raise, with the traceback")
     parser.add_argument("-f", "--filter", help="only calls for which this is true, e.g. \"args[0]['q']=='hello'\"")
     parser.add_argument("-n", "--limits", type=int, default=10, help="stop after this many results (default 10)")
+    add_budget_argument(parser, "app", "one evaluation of -f or --expr, or one call's capture, in the calling thread")
     add_rate_argument(parser, DEFAULT_RATE, "results")
     add_render_options(parser)
 
@@ -44,6 +47,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         **target_request(ns),
         "expr": ns.expr,
         "filter": ns.filter,
+        **budget_request(ns),
         "exception": ns.exception,
         "limit": at_least(ns.limits, 1, "-n"),
         "rate": non_negative(ns.rate, "--rate"),
