@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .server import Server
 
 JOB_STOP_WAIT = 1.0  # seconds a job gets to finish after cancel before we move on
+CANCEL_STOP_WAIT = 0.5  # after Ctrl-C, before we say its user code is still busy (the client waits 2 s)
 REPLAY_BUDGET_MS = 60000.0  # tt -p runs the application's function again: it may take a while
 LOG_PATH: str | None = None  # set by the server: tracebacks of agent bugs go here, never to stdout
 
@@ -179,7 +180,7 @@ class Session:
         ctx.cancelled.set()
         if not usercode.interrupt(thread.ident):
             return  # not running user code: the job sees ``cancelled`` and ends itself
-        thread.join(JOB_STOP_WAIT)
+        thread.join(CANCEL_STOP_WAIT)
         if thread.is_alive():  # blocked in C: its stop lands when it is back in Python
             self.channel.send(
                 {

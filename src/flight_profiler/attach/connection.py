@@ -93,15 +93,20 @@ class AgentConnection:
     def cancel(self, job: int) -> None:
         self.channel.send({"type": "cancel", "job": job})
 
-    def detach(self, timeout: float = 5.0) -> None:
-        """Ask the agent to remove everything; wait for its goodbye."""
+    def detach(self, timeout: float = 5.0) -> str:
+        """Ask the agent to remove everything; wait for its goodbye. Returns what it says is still busy."""
         self.channel.send({"type": "detach"})
+        busy = ""
         try:
-            while self.channel.recv(timeout).get("type") != "end":
-                pass
+            while True:
+                msg = self.channel.recv(timeout)
+                if msg.get("type") == "end":
+                    busy = str(msg.get("busy") or "")
+                    break
         except (ChannelClosed, FrameError, socket.timeout):
             pass
         self.close()
+        return busy
 
     def close(self) -> None:
         self.channel.close()

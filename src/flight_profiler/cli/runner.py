@@ -16,7 +16,7 @@ from typing import Any
 from ..attach.attacher import AttachOptions, connect, existing_agent
 from ..attach.connection import AgentConnection, Cancelled
 from ..commands.spec import CommandSpec, LocalContext
-from ..errors import FlightProfilerError, UsageError
+from ..errors import CommandError, FlightProfilerError, UsageError
 from ..protocol.framing import ChannelClosed
 from . import registry
 from .output import Output
@@ -104,6 +104,9 @@ class Runner:
         try:
             for _ in conn.events(job, timeout=CANCEL_WAIT):
                 pass
+        except CommandError as exc:  # e.g. user code still busy in C: the agent names the thread
+            self.output.note(_printable(str(exc)))
+            return
         except (Cancelled, FlightProfilerError):
             pass
         self.output.note("cancelled")
@@ -113,14 +116,21 @@ class Runner:
         if conn is None:
             self.output.note("no agent in pid %d: nothing to remove" % self.pid)
             return
-        conn.detach()
+        busy = conn.detach()
         self._conn = None
         self.output.note("detached: the agent and its hooks are gone from pid %d" % self.pid)
+        if busy:
+            self.output.note(_printable(busy))
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _printable(text: str) -> str:
+    """The target's words (thread names, file names) with control characters shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:4000])
 
 
 def _past(deadline: float | None) -> bool:

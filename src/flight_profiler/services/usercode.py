@@ -73,7 +73,7 @@ AGENT_BUDGET_MS = 5000.0  # one evaluation in an agent thread (-e of getglobal/v
 POLL = 0.05  # seconds between two looks of the watchdog
 REPOST_AFTER = 1.0  # an agent thread whose user code swallowed the exception gets it again after this
 WATCHDOG_IDLE = 10.0  # seconds the watchdog stays after the last guard closed (a thread start costs the target)
-STACK_FRAMES = 8
+STACK_FRAMES = 5
 
 monotonic = time.monotonic
 get_ident = threading.get_ident
