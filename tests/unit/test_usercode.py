@@ -200,3 +200,22 @@ def test_describe_threads_names_a_thread_and_its_frames() -> None:
     text = usercode.describe_threads([threading.get_ident()])
     assert "MainThread (tid %d) at " % threading.get_ident() in text
     assert "test_describe_threads_names_a_thread_and_its_frames" in text
+
+
+def test_the_inlined_filter_guard_contains_errors_and_never_ending_filters() -> None:
+    from flight_profiler.services.callexpr import CallExpression
+
+    raising = usercode.Guard("filter 'args[0] / 0'", 200)
+    never = usercode.Guard("filter 'loop'", 100)
+    try:
+        check = CallExpression("args[0] / 0").guarded(False, raising)
+        assert in_thread(lambda: [check((1,), None), check((2,), None)]) == [False, False]
+        assert raising.reason is not None and "ZeroDivisionError" in raising.reason
+        loop = CallExpression("all(True for _ in iter(int, 1))").guarded(False, never, on_exit=True)
+        assert in_thread(lambda: (loop((1,), None, None, 0.0), sum(range(100000)))) == (False, sum(range(100000)))
+        assert never.reason is not None and "ran over its budget of 100 ms" in never.reason
+        matches = CallExpression("kwargs['a'] == 1 and target is None").guarded(False, usercode.Guard("f", 200))
+        assert matches((), {"a": 1}) is True and matches((), {"a": 2}) is False
+    finally:
+        raising.close()
+        never.close()

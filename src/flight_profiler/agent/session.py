@@ -210,6 +210,8 @@ class Session:
 
 def _user_code(command: str, request: dict[str, Any]) -> tuple[str, float | None] | None:
     """What user code the command runs and its default budget in ms (None: until stopped), or None."""
+    if not isinstance(request, dict):
+        return None  # the handler refuses it, on a job thread
     if command == "console":
         return "the console code", None
     if command in ("getglobal", "vmtool") and request.get("expr"):

@@ -100,15 +100,15 @@ class CallProbe:
         if expression is not None:
             self.filter_guard = Guard("filter %r" % filter_source, budget_ms, self._switch_off)
         self.record_guard = Guard(capturing, budget_ms, self._switch_off)
-        if expression is not None and not expression.needs_exit:
-            self._test = expression.test(is_method)
+        if expression is not None and self.filter_guard is not None and not expression.needs_exit:
+            self._filter = expression.guarded(is_method, self.filter_guard)
             self.enter = self._start_filtered
         elif expression is None and not only_errors:
             self.enter = self._start  # whether to show it is known when it starts
         else:
             self.enter = self._start_any
-            if expression is not None:
-                self.exit_filter = expression.exit_test(is_method)
+            if expression is not None and self.filter_guard is not None:
+                self.exit_filter = expression.guarded(is_method, self.filter_guard, on_exit=True)
 
     # ---- on the target's threads: a call turned away costs as little as possible
 
@@ -121,10 +121,7 @@ class CallProbe:
         return now
 
     def _start_filtered(self, args: Any, kwargs: Any) -> float | None:
-        if self.closed:
-            return None
-        guard: Any = self.filter_guard
-        if guard.call(self._test, args, kwargs) is not True:  # False, or FAILED: not a match either way
+        if self.closed or not self._filter(args, kwargs):  # a filter that failed is no match either
             return None
         return self._start(args, kwargs)
 
@@ -136,10 +133,8 @@ class CallProbe:
         end = perf_counter()
         try:
             cost = (end - state) * 1000.0
-            if self.exit_filter is not None:
-                guard: Any = self.filter_guard
-                if self.closed or guard.call(self.exit_filter, args, kwargs, returned, cost) is not True:
-                    return
+            if self.exit_filter is not None and (self.closed or not self.exit_filter(args, kwargs, returned, cost)):
+                return
             if self.only_errors and error is None:
                 return
             ident = get_ident()

@@ -81,8 +81,8 @@ class TraceProbe:
         self.guard: Guard | None = None
         if self.filter_source:
             expression = CallExpression(self.filter_source, ("target", "args", "kwargs"))
-            self._test = expression.test(is_method)
             self.guard = Guard("filter %r" % self.filter_source, budget_of(request, APP_BUDGET_MS), self._switch_off)
+            self._filter = expression.guarded(is_method, self.guard)
             self.enter = self._begin_filtered
         else:
             self.enter = self._begin
@@ -90,11 +90,8 @@ class TraceProbe:
     # ---- on the target's threads
 
     def _begin_filtered(self, args: Any, kwargs: Any) -> TraceRun | None:
-        if self.done:
-            return None
         # the filter runs before any profiler is set: what its guard catches leaves nothing behind
-        guard: Any = self.guard
-        if guard.call(self._test, args, kwargs) is not True:
+        if self.done or not self._filter(args, kwargs):
             return None
         return self._begin(args, kwargs)
 
