@@ -347,7 +347,9 @@ class _Slot:
             _standing_in[id(stand_in)] = (stand_in, code)
         if codes:
             for func in _functions_with(codes):
-                func.__code__ = moves[id(func.__code__)]
+                target = moves.get(id(func.__code__))
+                if target is not None:  # (None: its code was changed meanwhile, by someone else)
+                    func.__code__ = target
         for key, (_, stand_in) in self.stand_ins.items():
             current = new.get(key)
             if current is None or current[1] is not stand_in:
