@@ -239,3 +239,36 @@ def test_long_expression_leaves_the_agent_responsive_and_has_a_budget(target: Ru
         if running.poll() is None:
             running.kill()
     assert_untouched(target.pid)
+
+
+def test_detach_names_application_threads_blocked_in_a_filter(target: RunningTarget) -> None:
+    assert_untouched(target.pid)
+    blocking = shlex.quote("__import__('time').sleep(3) or True")
+    watch = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flight_profiler",
+            str(target.pid),
+            "--json",
+            "--cmd",
+            "watch __main__ hot -f %s -n 1" % blocking,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None and '"start"' in watch.stdout.readline()  # hooked
+        time.sleep(1.0)  # the hot threads are inside the filter now, past its 200 ms budget, blocked in C
+        detached = cli(target.pid, "detach", json_output=False)
+        assert detached.returncode == 0
+        assert "still busy in code we ran: hot-" in detached.stderr and "<expression>" in detached.stderr
+        watch.communicate(timeout=20)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    # the stops posted into those threads land in our filter when the sleep returns, after the
+    # agent is gone: contained there, the application sees nothing and goes on
+    assert_untouched(target.pid)
+    assert_no_agent_thread_after_detach(target.pid)

@@ -101,7 +101,7 @@ class Session:
             elif kind == "detach":
                 busy = self._cancel_all()
                 # application threads still inside a filter of ours (blocked in C): named, not waited for
-                busy += [ident for ident in list(usercode.ACTIVE) if ident not in AGENT_THREAD_IDS]
+                busy += [ident for ident in usercode.overdue() if ident not in AGENT_THREAD_IDS]
                 end = {"type": "end", "job": 0, "status": END_OK}
                 if busy:
                     end["busy"] = "still busy in code we ran: " + usercode.describe_threads(busy)

@@ -286,6 +286,12 @@ def interrupt(ident: int | None) -> bool:
     return _post(ident, mark, Interrupted, monotonic())
 
 
+def overdue() -> list[int]:
+    """Threads still inside an evaluation past its budget (blocked in C, or swallowing our stop)."""
+    now = monotonic()
+    return [ident for ident, mark in list(ACTIVE.items()) if mark[0] < now]
+
+
 def describe_threads(idents: list[int]) -> str:
     """Each thread by name and innermost frames, for a reply that says they are still busy."""
     frames = sys._current_frames()
