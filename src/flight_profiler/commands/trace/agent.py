@@ -486,9 +486,9 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
     code = target.code
     probe = TraceProbe(request, target.is_method, hooks.code_kind(code))
+    ctx.add_cleanup(probe.stop)  # closes its guard (which holds the watchdog) whatever happens next
     handle = hooks.install(target.func, probe, target.nested)
     probe.handle = handle
-    ctx.add_cleanup(probe.stop)
     ctx.add_cleanup(handle.remove)
     ctx.emit({"kind": "start", **target.describe(), "limit": probe.limit, "budget": probe.budget.share * 100})
     reason = serve(ctx, probe.outbox, probe.full, ctx.emit)

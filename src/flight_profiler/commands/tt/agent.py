@@ -245,12 +245,12 @@ def _record(request: dict[str, Any], ctx: JobContext) -> None:
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
     code = target.code
     probe = TtProbe(request, target, hooks.code_kind(code))
+    ctx.add_cleanup(probe.close)
     max_records = int(request.get("max_records") or DEFAULT_MAX_RECORDS)
     max_bytes = int(float(request.get("max_mb") or DEFAULT_MAX_MB) * 1024 * 1024)
     if max_records < 1 or max_bytes < 1024:
         raise CommandFailed("--max-records must be at least 1 and --max-mb at least 0.001")
     STORE.configure(max_records, max_bytes)
-    ctx.add_cleanup(probe.close)
     handle = hooks.install(target.func, probe, target.nested)
     ctx.add_cleanup(handle.remove)
     ctx.emit({"kind": "start", **target.describe(), "limit": probe.limit, "rate": probe.bucket.rate})

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 class WatchProbe(CallProbe):
     def __init__(self, request: dict[str, Any], is_method: bool) -> None:
+        expr_source = request.get("expr")
+        # checked before the guards are made (they hold the watchdog until closed)
+        expr = CallExpression(expr_source).evaluator(is_method) if expr_source else None
         super().__init__(
             is_method,
             request.get("filter"),
@@ -40,7 +43,7 @@ class WatchProbe(CallProbe):
         )
         self.filter_source = request.get("filter")
         self.expr_source = request.get("expr")
-        self.expr = CallExpression(self.expr_source).evaluator(is_method) if self.expr_source else None
+        self.expr = expr
         self.options = CaptureOptions.from_request(request)
 
     def record(
