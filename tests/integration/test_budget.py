@@ -272,3 +272,15 @@ def test_detach_names_application_threads_blocked_in_a_filter(target: RunningTar
     # agent is gone: contained there, the application sees nothing and goes on
     assert_untouched(target.pid)
     assert_no_agent_thread_after_detach(target.pid)
+
+
+def test_a_replay_runs_with_a_budget(target: RunningTarget) -> None:
+    recorded = cli(target.pid, "tt -t __main__ until_empty -n 1")
+    index = next(event["index"] for event in recorded.results if event.get("kind") == "record")
+    # empty the very list the record keeps for the replay: the replayed call now spins forever
+    store = "__import__('sys').modules['_flight_profiler.commands.tt.agent'].STORE"
+    evaluate(target.pid, "%s.live[%d][1][0].clear()" % (store, index))
+    replay = cli(target.pid, "tt -i %d -p --budget-ms 300" % index)
+    assert replay.returncode != 0
+    assert replay.errors == ["the replay ran over its budget of 300 ms: stopped (--budget-ms)"], replay.stdout
+    assert_untouched(target.pid)

@@ -25,6 +25,19 @@ def hot(x):
     return x + 1
 
 
+def until_empty(gate):
+    """Returns at once for the callers (their list is never empty); a replay with an emptied list spins."""
+    while not gate:
+        pass
+    return len(gate)
+
+
+def gate_caller():
+    while True:
+        until_empty([1])
+        sleep(0.01)
+
+
 def hot_caller():
     i = 0
     while True:
@@ -66,6 +79,7 @@ def main():
     sys.excepthook = sys_hook
     signal.signal(signal.SIGUSR1, on_usr1)
     if not IDLE:
+        threading.Thread(target=gate_caller, name="gate-caller", daemon=True).start()
         for index in range(3):
             threading.Thread(target=hot_caller, name="hot-%d" % index, daemon=True).start()
     print("ready", flush=True)
