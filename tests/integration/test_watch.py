@@ -93,7 +93,11 @@ def test_expressions_and_filters(target: RunningTarget) -> None:
         assert plain(call["values"][0]["value"]) == ["special", "apple", True]
     assert [plain(values(call)["args"]) for call in of_kind(exit_filter, "call")] == [[1], [1]]
     assert "expression 'args[99]' failed: IndexError" in of_kind(bad_expr, "call", 1)[0]["error"]
-    assert "filter 'kwargs[\"missing\"]' failed: KeyError" in of_kind(bad_filter, "call", 1)[0]["error"]
+    # a failing filter is not a match: reported once, switched off, the command ends non-zero
+    assert bad_filter.returncode != 0 and [e.get("kind") for e in bad_filter.results] == ["start"]
+    assert len(bad_filter.errors) == 1
+    assert "filter 'kwargs[\"missing\"]' raised KeyError: 'missing' in thread" in bad_filter.errors[0]
+    assert bad_filter.errors[0].endswith("switched off")
     raised = of_kind(errors_only, "call")
     assert len(raised) == 2
     for call in raised:

@@ -3,6 +3,13 @@
 Every job runs on its own daemon thread. When the client goes away, however it
 died, the reader sees EOF and cancels its jobs; each job's cleanups (unhooking
 included) run on its own thread before it ends.
+
+User code (``console``, ``-e`` of getglobal/vmtool, ``tt -p``) never runs on
+this session's own thread, so the session keeps reading ``cancel`` and
+``detach`` while it runs; it runs inside ``usercode.contain``: bounded by its
+budget, stopped by Ctrl-C and detach (an asynchronous exception at its next
+bytecode), and a thread that does not stop (blocked in C) is named in the
+reply with its stack.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import threading
 from ..protocol.framing import Channel, ChannelClosed, FrameError
 from ..protocol.messages import END_CANCELLED, END_ERROR, END_OK, validate
 from ..protocol.version import PROTOCOL_VERSION
+from ..services import usercode
 from ..services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from .registry import QUICK, handler_for
 
@@ -27,6 +35,8 @@ if TYPE_CHECKING:
     from .server import Server
 
 JOB_STOP_WAIT = 1.0  # seconds a job gets to finish after cancel before we move on
+CANCEL_STOP_WAIT = 0.5  # after Ctrl-C, before we say its user code is still busy (the client waits 2 s)
+REPLAY_BUDGET_MS = 60000.0  # tt -p runs the application's function again: it may take a while
 LOG_PATH: str | None = None  # set by the server: tracebacks of agent bugs go here, never to stdout
 
 
@@ -44,6 +54,7 @@ class Session:
 
     def stop(self, wait: bool) -> None:
         """Cancel all jobs and close the connection."""
+        usercode.interrupt(self.thread.ident)  # a quick command's capture may be running a __repr__
         self._cancel_all()
         self.channel.close()
         if wait and self.thread is not threading.current_thread():
@@ -92,16 +103,21 @@ class Session:
             elif kind == "cancel":
                 self._cancel(msg["job"])
             elif kind == "detach":
-                self._cancel_all()
+                busy = self._cancel_all()
+                # application threads still inside a filter of ours (blocked in C): named, not waited for
+                busy += [ident for ident in usercode.overdue() if ident not in AGENT_THREAD_IDS]
+                end = {"type": "end", "job": 0, "status": END_OK}
+                if busy:
+                    end["busy"] = "still busy in code we ran: " + usercode.describe_threads(busy)
                 self.server.detach(self)
                 # only now: the client may attach again at once, and our cleanup must not
                 # race with the next agent's files
-                self.channel.send({"type": "end", "job": 0, "status": END_OK})
+                self.channel.send(end)
                 return
 
     def _start_job(self, msg: dict[str, Any]) -> None:
         job_id = msg["job"]
-        if msg["command"] in QUICK:
+        if msg["command"] in QUICK and _user_code(msg["command"], msg["request"]) is None:
             self._run_quick(msg)
             return
         ctx = JobContext(job_id, lambda data: self._emit(job_id, data), self.state)
@@ -128,15 +144,33 @@ class Session:
     def _run_job(self, ctx: JobContext, command: str, request: dict[str, Any]) -> None:
         AGENT_THREAD_IDS.add(threading.get_ident())
         try:
-            end = _execute(ctx, command, request)
+            if _user_code(command, request) is not None:
+                end = self._run_buffered(ctx, command, request)
+            else:
+                end = _execute(ctx, command, request)
+        except BaseException:  # noqa: BLE001 - a stop that landed outside the user code ends the job, not the thread
+            end = {"type": "end", "job": ctx.job_id, "status": END_CANCELLED}
         finally:
             with self.lock:
                 self.jobs.pop(ctx.job_id, None)
             AGENT_THREAD_IDS.discard(threading.get_ident())
         try:
             self.channel.send(end)
-        except ChannelClosed:
+        except (ChannelClosed, OSError):
             pass
+
+    def _run_buffered(self, ctx: JobContext, command: str, request: dict[str, Any]) -> dict[str, Any]:
+        """User code's events are sent after it ran: a stop never lands in the middle of a write."""
+        messages: list[dict[str, Any]] = []
+        job_id = ctx.job_id
+        ctx._emit = lambda data: messages.append({"type": "event", "job": job_id, "data": data})
+        end = _execute(ctx, command, request)
+        if messages:
+            try:
+                self.channel.send_many(messages)
+            except (ChannelClosed, OSError):
+                pass
+        return end
 
     def _emit(self, job_id: int, data: dict[str, Any]) -> None:
         self.channel.send({"type": "event", "job": job_id, "data": data})
@@ -144,17 +178,51 @@ class Session:
     def _cancel(self, job_id: int) -> None:
         with self.lock:
             entry = self.jobs.get(job_id)
-        if entry is not None:
-            entry[0].cancelled.set()
+        if entry is None:
+            return
+        ctx, thread = entry
+        ctx.cancelled.set()
+        if not usercode.interrupt(thread.ident):
+            return  # not running user code: the job sees ``cancelled`` and ends itself
+        thread.join(CANCEL_STOP_WAIT)
+        if thread.is_alive():  # blocked in C: its stop lands when it is back in Python
+            self.channel.send(
+                {
+                    "type": "end",
+                    "job": job_id,
+                    "status": END_ERROR,
+                    "error": "cancelled, but it is still busy outside Python: "
+                    + usercode.describe_threads([thread.ident or 0]),
+                }
+            )
 
-    def _cancel_all(self) -> None:
+    def _cancel_all(self) -> list[int]:
+        """Cancel and stop every job; the threads that did not end within JOB_STOP_WAIT."""
         with self.lock:
             entries = list(self.jobs.values())
-        for ctx, _ in entries:
+        for ctx, thread in entries:
             ctx.cancelled.set()
+            usercode.interrupt(thread.ident)
+        busy = []
         for _, thread in entries:
             if thread is not threading.current_thread():
                 thread.join(JOB_STOP_WAIT)
+                if thread.is_alive() and thread.ident is not None:
+                    busy.append(thread.ident)
+        return busy
+
+
+def _user_code(command: str, request: dict[str, Any]) -> tuple[str, float | None] | None:
+    """What user code the command runs and its default budget in ms (None: until stopped), or None."""
+    if not isinstance(request, dict):
+        return None  # the handler refuses it, on a job thread
+    if command == "console":
+        return "the console code", None
+    if command in ("getglobal", "vmtool") and request.get("expr"):
+        return "-e %r" % (request["expr"],), usercode.AGENT_BUDGET_MS
+    if command == "tt" and request.get("action") == "replay":
+        return "the replay", REPLAY_BUDGET_MS
+    return None
 
 
 def _execute(ctx: JobContext, command: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -162,9 +230,23 @@ def _execute(ctx: JobContext, command: str, request: dict[str, Any]) -> dict[str
     status, error = END_OK, None
     try:
         handler = handler_for(command, _package())
-        handler(request, ctx)
+        user = _user_code(command, request)
+        if user is not None:
+            what, default = user
+            budget = usercode.budget_of(request, default) if default is not None else None
+            usercode.contain(handler, (request, ctx), budget, what)
+        elif command in QUICK:
+            # marked all the same, so that a detach can stop a __repr__ its capture runs; never a
+            # command that hooks: a stop landing in the middle of an install would leave it half done
+            usercode.contain(handler, (request, ctx), None, command)
+        else:
+            handler(request, ctx)
     except CommandFailed as exc:
         status, error = END_ERROR, str(exc)
+    except usercode.Stopped:
+        status = END_CANCELLED
+    except usercode.UserError as exc:
+        status, error = END_ERROR, "%s raised %s" % (command, exc)
     except Exception as exc:  # noqa: BLE001 - a command bug must not kill the agent
         status, error = END_ERROR, "internal error in %s: %s: %s" % (command, type(exc).__name__, exc)
         _log_exception()

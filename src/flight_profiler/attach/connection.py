@@ -197,16 +197,24 @@ class AgentConnection:
     def cancel(self, job: int) -> None:
         self._send({"type": "cancel", "job": job})
 
-    def detach(self, timeout: float = 5.0) -> None:
-        """Ask the agent to remove everything; wait for its goodbye (``timeout`` in all)."""
+    def detach(self, timeout: float = 5.0) -> str:
+        """Ask the agent to remove everything; wait for its goodbye (``timeout`` in all).
+
+        Returns what the agent says is still busy (user code stuck in C), or "".
+        """
         self._send({"type": "detach"})
         deadline = time.monotonic() + timeout
+        busy = ""
         try:
-            while self.reader.recv(deadline).get("type") != "end":
-                pass
+            while True:
+                msg = self.reader.recv(deadline)
+                if msg.get("type") == "end":
+                    busy = str(msg.get("busy") or "")
+                    break
         except (ChannelClosed, FrameError, Deadline):
             pass
         self.close()
+        return busy
 
     def close(self) -> None:
         self.channel.close()

@@ -15,7 +15,8 @@ from typing import Any
 from ..attach.attacher import AttachOptions, connect, existing_agent
 from ..attach.connection import AgentConnection, Cancelled, ConnectionLost
 from ..commands.spec import CommandSpec, LocalContext, split_command
-from ..errors import FlightProfilerError, ProtocolError, UsageError
+from ..errors import CommandError, FlightProfilerError, ProtocolError, UsageError
+from ..render.safe import safe_block
 from . import registry
 from .output import Output
 
@@ -147,6 +148,9 @@ class Runner:
                 pass
         except ConnectionLost:
             raise
+        except CommandError as exc:  # e.g. user code still busy in C: the agent names the thread
+            self.output.note(safe_block(str(exc)[:4000]))
+            return
         except (Cancelled, FlightProfilerError):
             pass
         self.output.note("cancelled")
@@ -157,13 +161,15 @@ class Runner:
             self.output.note("no agent in pid %d: nothing to remove" % self.pid)
             return
         try:
-            conn.detach()
+            busy = conn.detach()
         except ConnectionLost:
             self.close()
             self.output.note("%s: nothing to remove" % _why_lost(self.pid))
             return
         self._conn = None
         self.output.note("detached: the agent and its hooks are gone from pid %d" % self.pid)
+        if busy:
+            self.output.note(safe_block(busy[:4000]))
 
     def close(self) -> None:
         if self._conn is not None:

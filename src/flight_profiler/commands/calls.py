@@ -28,8 +28,34 @@ def add_nested_argument(parser: argparse.ArgumentParser) -> None:
         "--nested-method",
         dest="nested",
         metavar="NAME",
-        help="instrument the function NAME defined inside the method (one level deep)",
+        help="instrument the function NAME defined inside the method: a path (a.b, Class.method, '<lambda>'), "
+        "or a name found at any depth when it is unique; every function of that name and path is hooked",
     )
+
+
+# the defaults the agent applies (services/usercode.py, agent/session.py): shown in --help
+BUDGETS = {"app": 200, "agent": 5000, "replay": 60000}
+
+
+def add_budget_argument(parser: argparse.ArgumentParser, where: str, what: str) -> None:
+    """``--budget-ms``: how long one evaluation of the user's code may run before it is stopped."""
+    parser.add_argument(
+        "--budget-ms",
+        dest="budget_ms",
+        type=number(float, 0, 3_600_000, above=True),
+        metavar="MS",
+        help="time budget of %s in ms (default %d): past it, it is stopped%s"
+        % (what, BUDGETS[where], ", switched off and reported" if where == "app" else " and reported"),
+    )
+
+
+def budget_request(ns: argparse.Namespace) -> dict[str, Any]:
+    value = getattr(ns, "budget_ms", None)
+    if value is None:
+        return {}
+    if not 1 <= value <= 3600000:  # also refuses nan; inf is above the range
+        raise UsageError("--budget-ms must be between 1 and 3600000, got %g" % value)
+    return {"budget_ms": value}
 
 
 def target_request(ns: argparse.Namespace) -> dict[str, Any]:

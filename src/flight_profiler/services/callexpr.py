@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import builtins
 
+from . import usercode
 from .context import CommandFailed
-from .expr import Expression
+from .expr import EXIT_NAMES, Expression
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any, Callable
+
+    from .usercode import Guard
 
 CALL_NAMES = ("target", "return_obj", "cost", "args", "kwargs")
 ENTRY_NAMES = ("target", "args", "kwargs")  # known when the call starts
@@ -38,16 +41,40 @@ _EVAL = """def _fp_eval(args, kwargs, return_obj, cost):
 )
 """
 
-_GATE = """def _fp_gate(args, kwargs):
-%s    target = %s
+# A filter with its guard inlined (``usercode.run_marked`` and ``Guard.call``, written out: on a hot
+# function the filter runs on every call, and each Python call layer costs more than the filter).
+# The truth is taken inside, so a __bool__ of the user's objects is user code too. Read the
+# protocol in services/usercode.py before changing the order of anything here. An overrun is
+# found by the watchdog (within its poll), which stops the evaluation and switches the guard off:
+# no second clock read here.
+_GUARDED = """def _fp_filter(%(params)s):
+    if _fp_g.off:
+        return False
+    _fp_i = _fp_ident()
+    _fp_o = _fp_active.get(_fp_i)
+    _fp_m = (_fp_now() + _fp_limit, _fp_g)
+    _fp_active[_fp_i] = _fp_m
+    _fp_x = None
     try:
-        if not (
-%s
-):
-            return None
-    except Exception as _fp_exc:
-        return _fp_pass(args, kwargs, _fp_exc)
-    return _fp_pass(args, kwargs, None)
+        try:
+%(prologue)s            target = %(target)s
+            _fp_r = True if (
+%(source)s
+) else False
+        except BaseException as _fp_e:
+            _fp_r, _fp_x = False, _fp_e
+        if _fp_o is None:
+            _fp_active.pop(_fp_i, None)
+        else:
+            _fp_active[_fp_i] = _fp_o
+        if _fp_posted:
+            _fp_leave(_fp_i, _fp_m, _fp_o)
+    except BaseException as _fp_e:
+        _fp_leave(_fp_i, _fp_m, _fp_o)
+        _fp_r, _fp_x = False, _fp_e
+    if _fp_x is not None:
+        _fp_g.trip(_fp_x, _fp_i)
+    return _fp_r
 """
 
 
@@ -71,20 +98,33 @@ class CallExpression:
         made: Any = _build(_EVAL % (self.prologue, _TARGET[is_method], self.source), "_fp_eval", {})
         return made  # type: ignore[no-any-return]
 
-    def gate(self, is_method: bool, on_pass: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        """``g(args, kwargs)``: None when the expression is false, else ``on_pass(args, kwargs, error)``.
+    def guarded(self, is_method: bool, guard: Guard, on_exit: bool = False) -> Callable[..., bool]:
+        """The filter: ``f(args, kwargs)`` (``on_exit``: ``f(args, kwargs, return_obj, cost)``) -> a match.
 
-        For filters that need only what is known at the start of a call: a
-        call that does not match costs the target one function call. An
-        exception in the expression passes the call on with the error, so it
-        is shown as that call's result.
+        Never raises: what the expression raises, or an evaluation past the
+        guard's budget, switches ``guard`` off (and is no match).
         """
-        made: Any = _build(_GATE % (self.prologue, _TARGET[is_method], self.source), "_fp_gate", {"_fp_pass": on_pass})
+        source = _GUARDED % {
+            "params": "args, kwargs, return_obj, cost" if on_exit else "args, kwargs",
+            "prologue": "        " + self.prologue if self.prologue else "",
+            "target": _TARGET[is_method],
+            "source": self.source,
+        }
+        names = {
+            "_fp_g": guard,
+            "_fp_limit": guard.limit,
+            "_fp_ident": usercode.get_ident,
+            "_fp_now": usercode.monotonic,
+            "_fp_active": usercode.ACTIVE,
+            "_fp_posted": usercode._POSTED,
+            "_fp_leave": usercode._leave,
+        }
+        made: Any = _build(source, "_fp_filter", names)
         return made  # type: ignore[no-any-return]
 
 
 def _build(source: str, name: str, extra: dict[str, Any]) -> Any:
-    namespace: dict[str, Any] = {"__builtins__": builtins}
+    namespace: dict[str, Any] = {"__builtins__": builtins, **EXIT_NAMES}
     namespace.update(extra)
     exec(compile(source, "<expression>", "exec"), namespace)  # noqa: S102 - the user's checked expression
     return namespace.pop(name)

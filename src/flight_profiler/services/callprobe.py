@@ -3,8 +3,12 @@
 The probe runs on the target's threads, inside the hooked function's call, so
 everything on its path is built to be cheap and never to raise:
 - a filter that needs only the arguments is checked when the call starts
-  (``CallExpression.gate``): a call that does not match costs one function call;
+  (``CallExpression.test``): a call that does not match costs the filter and
+  its guard;
 - a filter on ``return_obj``/``cost`` is checked when the call ends;
+- filters and captures run under a ``usercode.Guard``: one that raises, blocks
+  or runs over ``--budget-ms`` is switched off, the call is not a match, and the
+  command ends with that reason (``switched_off``);
 - then, rarely: the agent's own threads and our own nested work are left out,
   the count (``-n``) and the rate (``--rate``) are applied under a lock, and
   only then is anything captured. Captured results go into a bounded queue
@@ -21,6 +25,7 @@ from .callexpr import CallExpression
 from .context import AGENT_THREAD_IDS
 from .hooks import HOOK_FILE, OWN_WORK
 from .ratelimit import TokenBucket
+from .usercode import FAILED, Guard
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -34,16 +39,6 @@ POLL = 0.05  # seconds between two looks at the outbox
 
 perf_counter = time.perf_counter
 get_ident = threading.get_ident
-
-
-class Failed:
-    """State of a call whose start-time filter raised: the error becomes the call's result."""
-
-    __slots__ = ("error", "start")
-
-    def __init__(self, start: float, error: BaseException) -> None:
-        self.start = start
-        self.error = error
 
 
 class Outbox:
@@ -79,7 +74,16 @@ class CallProbe:
 
     steps = False  # no generator stepping: only trace needs it
 
-    def __init__(self, is_method: bool, filter_source: str | None, limit: int, rate: float, only_errors: bool) -> None:
+    def __init__(
+        self,
+        is_method: bool,
+        filter_source: str | None,
+        limit: int,
+        rate: float,
+        only_errors: bool,
+        budget_ms: float | None = None,
+        capturing: str = "capturing a call's values",
+    ) -> None:
         self.limit = limit
         self.only_errors = only_errors
         self.bucket = TokenBucket(rate)
@@ -92,14 +96,19 @@ class CallProbe:
         self.exit_filter: Callable[..., Any] | None = None
         self.enter: Callable[[Any, Any], Any]
         expression = CallExpression(filter_source) if filter_source else None
-        if expression is not None and not expression.needs_exit:
-            self.enter = expression.gate(is_method, self._matched)
+        self.filter_guard: Guard | None = None
+        if expression is not None:
+            self.filter_guard = Guard("filter %r" % filter_source, budget_ms, self._switch_off)
+        self.record_guard = Guard(capturing, budget_ms, self._switch_off)
+        if expression is not None and self.filter_guard is not None and not expression.needs_exit:
+            self._filter = expression.guarded(is_method, self.filter_guard)
+            self.enter = self._start_filtered
         elif expression is None and not only_errors:
             self.enter = self._start  # whether to show it is known when it starts
         else:
             self.enter = self._start_any
-            if expression is not None:
-                self.exit_filter = expression.evaluator(is_method)
+            if expression is not None and self.filter_guard is not None:
+                self.exit_filter = expression.guarded(is_method, self.filter_guard, on_exit=True)
 
     # ---- on the target's threads: a call turned away costs as little as possible
 
@@ -111,15 +120,10 @@ class CallProbe:
             return None
         return now
 
-    def _matched(self, args: Any, kwargs: Any, error: BaseException | None) -> Any:
-        now = perf_counter()
-        if error is not None:
-            return Failed(now, error)
-        if now < self.bucket.next_ok or self.closed:
-            if not self.closed:
-                self.bucket.skipped_total += 1
+    def _start_filtered(self, args: Any, kwargs: Any) -> float | None:
+        if self.closed or not self._filter(args, kwargs):  # a filter that failed is no match either
             return None
-        return now
+        return self._start(args, kwargs)
 
     @staticmethod
     def _start_any(args: Any, kwargs: Any) -> float:
@@ -128,17 +132,9 @@ class CallProbe:
     def leave(self, state: Any, args: Any, kwargs: Any, returned: Any, error: BaseException | None) -> None:
         end = perf_counter()
         try:
-            if type(state) is float:
-                start, filter_error = state, None
-            else:
-                start, filter_error = state.start, state.error
-            cost = (end - start) * 1000.0
-            if self.exit_filter is not None and filter_error is None:
-                try:
-                    if not self.exit_filter(args, kwargs, returned, cost):
-                        return
-                except Exception as exc:  # noqa: BLE001 - the filter's error is this call's result
-                    filter_error = exc
+            cost = (end - state) * 1000.0
+            if self.exit_filter is not None and (self.closed or not self.exit_filter(args, kwargs, returned, cost)):
+                return
             if self.only_errors and error is None:
                 return
             ident = get_ident()
@@ -149,14 +145,28 @@ class CallProbe:
                 return
             OWN_WORK.add(ident)
             try:
-                item = self.record(index, args, kwargs, returned, error, cost, filter_error)
+                # a capture runs the user's __repr__ and properties, and --expr: user code too
+                item = self.record_guard.call(self.record, index, args, kwargs, returned, error, cost, None)
             finally:
                 OWN_WORK.discard(ident)
-            if item is not None:
+            if item is not None and item is not FAILED:
+                item = self.commit(item)  # outside the guard: it may take locks (see usercode)
                 item["skipped"] = self.bucket.take_skipped()
                 self.outbox.put(item)
         except Exception:  # noqa: BLE001 - never let our bug reach the target's call
             self.internal_errors += 1
+
+    def _switch_off(self) -> None:
+        """A guard tripped (on the calling thread): no more calls; the job ends and says why."""
+        self.closed = True
+        self.full.set()
+
+    def switched_off(self) -> str | None:
+        """Why the user code was switched off, or None."""
+        for guard in (self.filter_guard, self.record_guard):
+            if guard is not None and guard.reason is not None:
+                return guard.reason
+        return None
 
     def drive(self, state: Any, inner: Any) -> Any:
         return inner
@@ -186,9 +196,16 @@ class CallProbe:
     ) -> dict[str, Any] | None:
         raise NotImplementedError
 
+    def commit(self, item: Any) -> dict[str, Any]:
+        """What ``record`` made, kept where it belongs; the item to send."""
+        return item  # type: ignore[no-any-return]
+
     def close(self) -> None:
         with self.lock:
             self.closed = True
+        for guard in (self.filter_guard, self.record_guard):
+            if guard is not None:
+                guard.close()
 
 
 def serve(ctx: JobContext, outbox: Outbox, done: threading.Event, emit: Callable[[dict[str, Any]], None]) -> str:

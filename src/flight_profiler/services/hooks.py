@@ -28,10 +28,23 @@ through a constant of its own code object.
 Kinds: plain functions, generators (``yield from``), coroutines (``await``)
 and async generators (a full asend/athrow/aclose proxy) each get a wrapper of
 their own kind, so ``inspect.iscoroutinefunction`` & co. answer as before and
-the cost of a generator or coroutine is its whole run. Nested functions
-(``-nm``): the enclosing function's code gets the wrapper as the constant it
-makes closures from, existing closures of that code are switched too (found
-through ``gc``), and removal switches every closure back.
+the cost of a generator or coroutine is its whole run.
+
+Nested functions (``-nm``) are named by a *path*: the code objects from the
+enclosing function's code down to the nested one (``outer -nm a.b``: ``b``
+defined in ``a`` defined in ``outer``; a class body is a step too). The code
+object on each step gets a stand-in in its parent's constants: the hooked one
+its wrapper, the ones above it a copy whose constants hold the stand-ins below,
+and the enclosing function's code the same. Functions made before the hook
+(closures, the methods of a class made by an earlier call) are switched to
+the stand-ins too, found through ``gc``, and switched back when the last probe
+goes. Shadows never run the original code object itself but a copy of it
+(``code.replace()``): a shadow must never be found by that ``gc`` sweep, or it
+would be switched to the wrapper it serves and the wrapper would call itself.
+A frame of the enclosing function that started before the hook keeps making
+unhooked functions, and one that started while hooked and is still running
+after removal makes functions whose wrapper has no probe left (they run the
+original code, unreported).
 
 Probes (``watch``, ``trace``, ``tt``) provide::
 
@@ -58,6 +71,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any
 
+CO_OPTIMIZED = 0x01
 CO_VARARGS = 0x04
 CO_VARKEYWORDS = 0x08
 CO_GENERATOR = 0x20
@@ -75,9 +89,15 @@ OWN_WORK: set[int] = set()
 
 _lock = threading.RLock()
 _slots: dict[int, _Slot] = {}  # id(function) -> its patch; the slot keeps the function alive
-# id(wrapper code) -> (wrapper, the code it stands in for), for the closures nested hooks switch:
-# such a closure hooked on its own must get its real code back, not the nested hook's wrapper
+# id(stand-in code) -> (stand-in, the code it stands in for), for the functions nested hooks switch:
+# such a function hooked on its own must get its real code back, not the nested hook's stand-in
 _standing_in: dict[int, tuple[types.CodeType, types.CodeType]] = {}
+
+MAX_NESTING = 32  # deeper than any real program nests functions
+
+if TYPE_CHECKING:
+    Path = tuple[types.CodeType, ...]  # the nested code objects from the enclosing code down, outermost first
+    Key = tuple[int, ...]  # a path by the ids of its codes (code objects compare by value)
 
 
 def code_kind(code: types.CodeType) -> str:
@@ -103,37 +123,38 @@ def _own_code(code: types.CodeType) -> types.CodeType:
     return entry[1] if entry is not None and entry[0] is code else code
 
 
-def install(func: types.FunctionType, probe: Any, nested: types.CodeType | None = None) -> Handle:
-    """Hook ``func`` (or, with ``nested``, the closures ``func`` makes from that code) for ``probe``."""
+def install(func: types.FunctionType, probe: Any, nested: list[Path] | None = None) -> Handle:
+    """Hook ``func`` (or, with ``nested``, the functions ``func`` makes from those code paths) for ``probe``."""
     with _lock:
         on_detach(remove_all)
         slot = _slots.get(id(func))
         if slot is None:
             slot = _slots[id(func)] = _Slot(func)
-        hook = None
+        paths: list[Path | None] = [None] if nested is None else list(nested)
+        added: list[tuple[_Hook, Path | None]] = []
         try:
-            hook = slot.hook_for(nested)
-            hook.add(probe)
+            for path in paths:
+                hook = slot.hook_for(path)
+                hook.add(probe)
+                added.append((hook, path))
             slot.apply()
         except BaseException:
-            if hook is not None:
+            for hook, _ in added:
                 hook.discard(probe)
-            _settle(slot, nested)
+            _settle(slot)
             raise
-        return Handle(slot, hook, probe, nested)
+        return Handle(slot, added, probe)
 
 
-def _settle(slot: _Slot, nested: types.CodeType | None) -> None:
-    """After a probe left: put back what no probe needs any more, closures last."""
-    released = slot.forget_empty(nested)
+def _settle(slot: _Slot) -> None:
+    """After a probe left: put back what no probe needs any more (the enclosing code first)."""
+    slot.forget_empty()
     if slot.empty():
         slot.restore()
         if _slots.get(id(slot.func)) is slot:
             del _slots[id(slot.func)]
     else:
         slot.apply()
-    if released is not None:  # after the enclosing function stopped making wrapped closures
-        released.release_closures()
 
 
 def replace_code(func: types.FunctionType, code: types.CodeType) -> bool:
@@ -167,28 +188,66 @@ def installed() -> list[str]:
         return sorted("%s.%s" % (s.func.__module__, s.func.__qualname__) for s in _slots.values())
 
 
+def nested_paths(code: types.CodeType) -> list[tuple[Path, tuple[str, ...]]]:
+    """Every code object defined inside ``code`` at any depth, with its path and its names.
+
+    The names are the ``co_name`` of each step; comprehensions and the other
+    ``<...>`` scopes the compiler adds (type-parameter scopes) are looked
+    through and have no name of their own, so a path reads the same on every
+    version; ``<lambda>`` is a name.
+    """
+    found: list[tuple[Path, tuple[str, ...]]] = []
+
+    def walk(parent: types.CodeType, path: Path, names: tuple[str, ...]) -> None:
+        if len(path) >= MAX_NESTING:
+            return
+        for const in parent.co_consts:
+            if not isinstance(const, types.CodeType):
+                continue
+            name = const.co_name
+            step = names if name.startswith("<") and name != "<lambda>" else (*names, name)
+            if step is not names:
+                found.append(((*path, const), step))
+            walk(const, (*path, const), step)
+
+    walk(code, (), ())
+    return found
+
+
+def is_class_body(code: types.CodeType) -> bool:
+    return not code.co_flags & CO_OPTIMIZED
+
+
 class Handle:
     """One probe's install; ``remove()`` is idempotent and safe from any thread."""
 
-    def __init__(self, slot: _Slot, hook: _Hook, probe: Any, nested: types.CodeType | None) -> None:
+    def __init__(self, slot: _Slot, added: list[tuple[_Hook, Path | None]], probe: Any) -> None:
         self._slot = slot
-        self._hook = hook
+        self._hooks = [hook for hook, _ in added]
         self._probe = probe
-        self._nested = nested
-        self.kind = hook.kind
+        self.kind = self._hooks[0].kind
         self.removed = False
 
     def root_code(self) -> types.CodeType:
         """The code object that runs the function's body now (trace binds its root frame by it)."""
-        return self._hook.root_code()
+        return self._hooks[0].root_code()
+
+    def root_codes(self) -> tuple[types.CodeType, ...]:
+        """Those of every hooked code (``-nm`` may name several nested functions)."""
+        return tuple(hook.root_code() for hook in self._hooks)
 
     def remove(self) -> None:
         with _lock:
             if self.removed:
                 return
             self.removed = True
-            self._hook.discard(self._probe)
-            _settle(self._slot, self._nested)
+            for hook in self._hooks:
+                hook.discard(self._probe)
+            _settle(self._slot)
+
+
+def _key(path: Path) -> Key:
+    return tuple(id(code) for code in path)
 
 
 class _Slot:
@@ -198,55 +257,104 @@ class _Slot:
         self.func = func
         self.original = _own_code(func.__code__)  # the function's own code (reload may change it)
         self.direct: _FunctionHook | None = None
-        self.nested: dict[types.CodeType, _NestedHook] = {}
+        self.nested: dict[Key, _NestedHook] = {}
+        # path -> (the code on that path, what functions made from it get now): what we switched
+        self.stand_ins: dict[Key, tuple[types.CodeType, types.CodeType]] = {}
         self.installed_code: types.CodeType | None = None  # what we last set as func.__code__
 
-    def hook_for(self, nested: types.CodeType | None) -> _Hook:
-        if nested is None:
+    def hook_for(self, path: Path | None) -> _Hook:
+        if path is None:
             if self.direct is None:
                 self.direct = _FunctionHook(self.func, self.original)
             return self.direct
-        if nested not in self.original.co_consts:
-            raise CommandFailed("the nested function's code is no longer part of %s" % self.func.__qualname__)
-        hook = self.nested.get(nested)
+        parent = self.original
+        for code in path:
+            if not any(const is code for const in parent.co_consts):
+                raise CommandFailed("the nested function's code is no longer part of %s" % self.func.__qualname__)
+            parent = code
+        if is_class_body(path[-1]):
+            raise CommandFailed("%s is a class: name one of its methods" % path[-1].co_name)
+        key = _key(path)
+        hook = self.nested.get(key)
         if hook is None:
-            hook = self.nested[nested] = _NestedHook(self.func, nested)
+            hook = self.nested[key] = _NestedHook(self.func, path[-1])
         return hook
 
-    def forget_empty(self, nested: types.CodeType | None) -> _NestedHook | None:
-        """Drop the hook if no probe is left on it; a nested one is returned for its closures."""
-        if nested is None:
-            if self.direct is not None and not self.direct.probes:
-                self.direct = None
-            return None
-        hook = self.nested.get(nested)
-        if hook is not None and not hook.probes:
-            del self.nested[nested]
-            return hook
-        return None
+    def forget_empty(self) -> None:
+        """Drop the hooks no probe is left on."""
+        if self.direct is not None and not self.direct.probes:
+            self.direct = None
+        for key in [key for key, hook in self.nested.items() if not hook.probes]:
+            del self.nested[key]
 
     def empty(self) -> bool:
         return self.direct is None and not self.nested
 
-    def effective(self) -> types.CodeType:
-        """The function's code with the nested hooks' wrappers in place of their closures' code."""
-        if not self.nested:
-            return self.original
-        consts = tuple(
-            self.nested[c].wrapper if isinstance(c, types.CodeType) and c in self.nested else c
-            for c in self.original.co_consts
-        )
-        return self.original.replace(co_consts=consts)
-
     def apply(self) -> None:
-        effective = self.effective()
+        stand_ins: dict[Key, tuple[types.CodeType, types.CodeType]] = {}
+        effective = self._rewrite(self.original, (), stand_ins) if self.nested else self.original
         if self.direct is not None:
             self.direct.retarget(effective)
             self._set(self.direct.wrapper)
         else:
             self._set(effective)
-        for hook in self.nested.values():
-            hook.adopt_closures()
+        # only now the functions made earlier: the enclosing code makes hooked functions already
+        self._switch(stand_ins)
+
+    def _rewrite(
+        self, code: types.CodeType, prefix: Key, stand_ins: dict[Key, tuple[types.CodeType, types.CodeType]]
+    ) -> types.CodeType:
+        """``code`` with the stand-ins of the hooked codes below it among its constants."""
+        consts = list(code.co_consts)
+        changed = False
+        for index, const in enumerate(consts):
+            if not isinstance(const, types.CodeType):
+                continue
+            key = (*prefix, id(const))
+            if not any(hooked[: len(key)] == key for hooked in self.nested):
+                continue
+            inner = self._rewrite(const, key, stand_ins)
+            hook = self.nested.get(key)
+            if hook is not None:
+                hook.retarget(inner)
+                stand_in = hook.wrapper
+            else:
+                previous = self.stand_ins.get(key)
+                # the same constants as last time: keep that copy, so its functions need no switch
+                reuse = previous is not None and _same_consts(previous[1], inner)
+                stand_in = previous[1] if previous is not None and reuse else inner
+            stand_ins[key] = (const, stand_in)
+            consts[index] = stand_in
+            changed = True
+        return code.replace(co_consts=tuple(consts)) if changed else code
+
+    def _switch(self, new: dict[Key, tuple[types.CodeType, types.CodeType]]) -> None:
+        """Functions made from a code on a hooked path get its current stand-in, or their own code back."""
+        moves: dict[int, types.CodeType] = {}
+        codes: list[types.CodeType] = []
+        for key, (code, stand_in) in new.items():
+            moves[id(code)] = stand_in
+            codes.append(code)
+            previous = self.stand_ins.get(key)
+            if previous is not None and previous[1] is not stand_in:
+                moves[id(previous[1])] = stand_in
+                codes.append(previous[1])
+        for key, (code, stand_in) in self.stand_ins.items():
+            if key not in new:
+                moves[id(stand_in)] = code
+                codes.append(stand_in)
+        for code, stand_in in new.values():
+            _standing_in[id(stand_in)] = (stand_in, code)
+        if codes:
+            for func in _functions_with(codes):
+                target = moves.get(id(func.__code__))
+                if target is not None:  # (None: its code was changed meanwhile, by someone else)
+                    func.__code__ = target
+        for key, (_, stand_in) in self.stand_ins.items():
+            current = new.get(key)
+            if current is None or current[1] is not stand_in:
+                _standing_in.pop(id(stand_in), None)
+        self.stand_ins = new
 
     def set_original(self, code: types.CodeType) -> None:
         self.original = code
@@ -254,17 +362,15 @@ class _Slot:
 
     def restore(self) -> None:
         self._set(self.original)
+        self._switch({})
 
     def remove_everything(self) -> None:
-        nested = list(self.nested.values())
-        for hook in nested + ([self.direct] if self.direct is not None else []):
+        for hook in [*self.nested.values(), *([self.direct] if self.direct is not None else [])]:
             hook.probes = ()
             hook._refresh()
         self.nested.clear()
         self.direct = None
         self.restore()
-        for hook in nested:
-            hook.release_closures()
 
     def _set(self, code: types.CodeType) -> None:
         current = self.func.__code__
@@ -274,6 +380,10 @@ class _Slot:
         if current is not code:
             self.func.__code__ = code
         self.installed_code = code
+
+
+def _same_consts(a: types.CodeType, b: types.CodeType) -> bool:
+    return len(a.co_consts) == len(b.co_consts) and all(x is y for x, y in zip(a.co_consts, b.co_consts))
 
 
 class _Hook:
@@ -310,17 +420,20 @@ class _FunctionHook(_Hook):
         self.func = func
         self.signature = _signature(code)
         self.wrapper = _make_wrapper(code, self, nested=False)
-        # calls the real code with the function's own globals and closure cells
-        self.shadow = types.FunctionType(code, func.__globals__, func.__name__, None, func.__closure__)
+        self.source = code
+        # calls a copy of the real code (never the object itself: see the module's doc) with the
+        # function's own globals and closure cells
+        self.shadow = types.FunctionType(code.replace(), func.__globals__, func.__name__, None, func.__closure__)
 
     def retarget(self, code: types.CodeType) -> None:
-        if self.shadow.__code__ is code:
+        if self.source is code:
             return
         if _signature(code) != self.signature:
             self.signature = _signature(code)
             self.kind = code_kind(code)
             self.wrapper = _make_wrapper(code, self, nested=False)
-        self.shadow.__code__ = code
+        self.source = code
+        self.shadow.__code__ = code.replace()
 
     def root_code(self) -> types.CodeType:
         return self.shadow.__code__
@@ -329,36 +442,35 @@ class _FunctionHook(_Hook):
 class _NestedHook(_Hook):
     def __init__(self, outer: types.FunctionType, code: types.CodeType) -> None:
         super().__init__(code)
-        self.outer = outer
+        self.globals = outer.__globals__
         self.code = code
+        self.copy = code.replace()  # what shadows run while nothing below this code is hooked
+        self.run = self.copy
         self.wrapper = _make_wrapper(code, self, nested=True)
-        _standing_in[id(self.wrapper)] = (self.wrapper, code)
+        self.shadow: types.FunctionType | None = None
         if not code.co_freevars:  # a nested function that uses no outer variable: one shadow serves all
-            self.shadow = types.FunctionType(code, outer.__globals__, code.co_name)
+            self.shadow = types.FunctionType(self.copy, outer.__globals__, code.co_name)
+
+    def retarget(self, code: types.CodeType) -> None:
+        """Run ``code`` (this code with stand-ins of hooked codes nested in it) from now on."""
+        self.run = self.copy if code is self.code else code
+        if self.shadow is not None:
+            self.shadow.__code__ = self.run
 
     def shadow_for(self, cells: tuple[Any, ...] | None) -> types.FunctionType:
         """A function running the real code with the calling closure's own cells."""
-        return types.FunctionType(self.code, self.outer.__globals__, self.code.co_name, None, cells)
-
-    def adopt_closures(self) -> None:
-        """Closures made before the hook: switch them to the wrapper too."""
-        for func in _functions_with(self.code):
-            func.__code__ = self.wrapper
-
-    def release_closures(self) -> None:
-        """Every closure made while hooked (or adopted) gets the real code back."""
-        for func in _functions_with(self.wrapper):
-            func.__code__ = self.code
-        _standing_in.pop(id(self.wrapper), None)
+        return types.FunctionType(self.run, self.globals, self.code.co_name, None, cells)
 
     def root_code(self) -> types.CodeType:
-        return self.code
+        return self.run
 
 
-def _functions_with(code: types.CodeType) -> list[types.FunctionType]:
+def _functions_with(codes: list[types.CodeType]) -> list[types.FunctionType]:
+    """The functions whose code is one of ``codes``: one walk of the gc's objects for all of them."""
     import gc  # built in: no file access
 
-    return [f for f in gc.get_referrers(code) if isinstance(f, types.FunctionType) and f.__code__ is code]
+    wanted = {id(code) for code in codes}
+    return [f for f in gc.get_referrers(*codes) if isinstance(f, types.FunctionType) and id(f.__code__) in wanted]
 
 
 class _Nobody:

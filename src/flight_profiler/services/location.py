@@ -26,15 +26,22 @@ MAX_WRAPPED = 32  # a __wrapped__ chain longer than this is a cycle
 class Target:
     """The function to instrument and how its calls are to be read."""
 
-    def __init__(self, func: types.FunctionType, label: str, kind: str, nested: types.CodeType | None) -> None:
-        self.func = func  # for -nm: the enclosing function, whose code holds the nested one
+    def __init__(
+        self, func: types.FunctionType, label: str, kind: str, nested: list[tuple[types.CodeType, ...]] | None
+    ) -> None:
+        self.func = func  # for -nm: the enclosing function, whose code holds the nested ones
         self.label = label  # module.Class.method[.nested], for people
         self.kind = kind  # function, method, classmethod, staticmethod, property getter, nested function
-        self.nested = nested  # the nested function's code object, for -nm
+        self.nested = nested  # for -nm: the path of code objects down to each nested function named
         self.is_method = kind in ("method", "classmethod", "property getter")  # args[0] is the target
 
+    @property
+    def code(self) -> types.CodeType:
+        """The code whose calls are reported (the first one, for several nested functions of one name)."""
+        return self.nested[0][-1] if self.nested else hooks.real_code(self.func)
+
     def describe(self) -> dict[str, Any]:
-        code = self.nested if self.nested is not None else hooks.real_code(self.func)
+        code = self.code
         return {
             "target": self.label,
             "callable": self.kind,
@@ -54,7 +61,11 @@ def resolve(module_name: str, class_name: str | None, name: str, nested: str | N
     func, kind = _function_of(raw, label, in_class=bool(class_name))
     if not nested:
         return Target(func, label, kind, None)
-    return Target(func, "%s.%s" % (label, nested), "nested function", _nested_code(func, label, nested))
+    names, paths = _nested_paths(func, label, nested)
+    what = "nested method" if len(paths[0]) > 1 and hooks.is_class_body(paths[0][-2]) else "nested function"
+    if len(paths) > 1:
+        what = "%d nested functions" % len(paths)
+    return Target(func, "%s.%s" % (label, ".".join(names)), what, paths)
 
 
 def _function_of(raw: Any, label: str, in_class: bool) -> tuple[types.FunctionType, str]:
@@ -104,19 +115,44 @@ def _what(obj: Any) -> str:
     return "is %s %s, not a Python function" % ("an" if kind[:1] in "aeiou" else "a", kind)
 
 
-def _nested_code(func: types.FunctionType, label: str, nested: str) -> types.CodeType:
-    code = hooks.real_code(func)
-    found = [const for const in code.co_consts if isinstance(const, types.CodeType) and const.co_name == nested]
-    if len(found) == 1:
-        return found[0]
-    if found:
-        raise CommandFailed("%s defines %d nested functions named %r; cannot tell which" % (label, len(found), nested))
-    names = sorted(
-        {
-            const.co_name
-            for const in code.co_consts
-            if isinstance(const, types.CodeType) and not const.co_name.startswith("<")
-        }
-    )
-    hint = " (it defines: %s)" % ", ".join(names) if names else " (it defines no nested functions)"
-    raise CommandFailed("%s defines no nested function %r%s" % (label, nested, hint))
+def _nested_paths(
+    func: types.FunctionType, label: str, spec: str
+) -> tuple[tuple[str, ...], list[tuple[types.CodeType, ...]]]:
+    """``-nm`` to the code paths it names, and their names.
+
+    ``a.b`` is ``b`` defined in ``a`` defined in the function (a class body is
+    a step: ``Inner.method``); a name that is not such a path from the
+    function matches where it ends any path (``b`` alone finds ``a.b``) when
+    it ends only one. Every code object at that path is hooked: a name
+    defined twice (in both branches of an ``if``, say) is the same function to
+    the person reading the source.
+    """
+    wanted = tuple(spec.split("."))
+    every = hooks.nested_paths(hooks.real_code(func))
+    found = [(path, names) for path, names in every if not hooks.is_class_body(path[-1])]
+    exact = [entry for entry in found if entry[1] == wanted]
+    matches = exact or [entry for entry in found if entry[1][-len(wanted) :] == wanted]
+    if not matches:
+        if any(n == wanted and hooks.is_class_body(p[-1]) for p, n in every):
+            raise CommandFailed("%s.%s is a class: name one of its methods (-nm %s.METHOD)" % (label, spec, spec))
+        names = sorted({".".join(n) for _, n in found})
+        hint = _listing(names) if names else " (it defines no nested functions)"
+        raise CommandFailed("%s defines no nested function %r%s" % (label, spec, hint))
+    distinct = sorted({".".join(n) for _, n in matches})
+    if len(distinct) > 1:
+        raise CommandFailed(
+            "-nm %s is ambiguous in %s: it could be %s; name one by its path" % (spec, label, ", ".join(distinct))
+        )
+    kinds = sorted({hooks.code_kind(p[-1]) for p, _ in matches})
+    if len(kinds) > 1:
+        raise CommandFailed(
+            "%s defines %d functions named %s of different kinds (%s): they cannot be instrumented together"
+            % (label, len(matches), distinct[0], ", ".join(kinds))
+        )
+    return matches[0][1], [path for path, _ in matches]
+
+
+def _listing(names: list[str]) -> str:
+    shown = names[:12]
+    more = " and %d more" % (len(names) - len(shown)) if len(names) > len(shown) else ""
+    return " (it defines: %s%s)" % (", ".join(shown), more)

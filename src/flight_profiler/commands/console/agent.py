@@ -8,6 +8,12 @@ Output of ``print`` goes back to the client through a ``print`` bound in the
 console's own namespace, so the process-wide ``sys.stdout`` that the target's
 other threads use is never replaced. The value of a trailing expression is
 shown like the interactive interpreter does.
+
+The code runs on the job's own thread inside ``usercode.contain`` with no time
+budget: Ctrl-C and detach stop it at its next bytecode (the session raises
+``usercode.Interrupted`` there, shown as the statement's traceback); a
+statement blocked in C is reported as still busy. ``exit()``, ``sys.exit()``
+and KeyboardInterrupt end the statement, never the agent.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import traceback
 
 from ...services.capture import bounded_repr
 from ...services.context import CommandFailed, JobContext
+from ...services.expr import EXIT_NAMES
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -52,7 +59,9 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
 
 
 def _new_namespace() -> dict[str, Any]:
-    return {"__name__": "__console__", "__builtins__": builtins}
+    # exit()/quit() end the statement (SystemExit is shown like any exception): the builtins of
+    # those names would close the target's own sys.stdin first
+    return {"__name__": "__console__", "__builtins__": builtins, **EXIT_NAMES}
 
 
 _ABSENT = object()

@@ -6,6 +6,7 @@ from ...services.capture import CaptureOptions, capture
 from ...services.context import JobContext
 from ...services.expr import Expression, describe_error
 from ...services.resolve import find_attribute, find_class, loaded_module, qualified
+from ...services.usercode import is_ours
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -30,7 +31,9 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         event["expr"] = expression.source
         try:
             value = expression.evaluate({"target": value})
-        except Exception as exc:  # noqa: BLE001 - the expression's error is the result
+        except BaseException as exc:
+            if is_ours(exc):
+                raise  # a stop (budget, Ctrl-C, detach) ends the command
             event["error"] = describe_error(exc)
             ctx.emit(event)
             return

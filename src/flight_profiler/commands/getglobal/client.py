@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ...render.safe import safe_line
-from ..calls import expr_block
+from ..calls import add_budget_argument, budget_request, expr_block
 from ..spec import CommandSpec, add_expression_argument, add_render_options, check_expression, render_options
 from ..targeting import add_location_arguments, location
 
@@ -19,6 +19,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_expression_argument(
         parser, "-e", "--expr", help="expression over `target`, the value found, e.g. target.fieldA"
     )
+    add_budget_argument(parser, "agent", "-e")
     add_render_options(parser)
 
 
@@ -29,6 +30,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         "cls": cls,
         "field": field,
         "expr": check_expression(ns.expr, ("target",), "-e"),
+        **budget_request(ns),
         **render_options(ns),
     }
 

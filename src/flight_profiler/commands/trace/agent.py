@@ -31,6 +31,7 @@ from ...services.callprobe import Outbox, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.location import resolve
 from ...services.ratelimit import TimeBudget, TokenBucket
+from ...services.usercode import APP_BUDGET_MS, Guard, budget_of
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -80,29 +81,37 @@ class TraceProbe:
         self.own_files = _own_files()
         self.handle: Any = None
         self.filter_source = request.get("filter")
+        self.guard: Guard | None = None
         if self.filter_source:
-            self.enter = CallExpression(self.filter_source, ("target", "args", "kwargs")).gate(is_method, self._begin)
+            expression = CallExpression(self.filter_source, ("target", "args", "kwargs"))
+            self.guard = Guard("filter %r" % self.filter_source, budget_of(request, APP_BUDGET_MS), self._switch_off)
+            self._filter = expression.guarded(is_method, self.guard)
+            self.enter = self._begin_filtered
         else:
-            self.enter = self._begin_plain
+            self.enter = self._begin
 
     # ---- on the target's threads
 
-    def _begin_plain(self, args: Any, kwargs: Any) -> TraceRun | None:
-        return self._begin(args, kwargs, None)
+    def _begin_filtered(self, args: Any, kwargs: Any) -> TraceRun | None:
+        # the filter runs before any profiler is set: what its guard catches leaves nothing behind
+        if self.done or not self._filter(args, kwargs):
+            return None
+        return self._begin(args, kwargs)
 
-    def _begin(self, args: Any, kwargs: Any, filter_error: BaseException | None) -> TraceRun | None:
+    def _switch_off(self) -> None:
+        self.done = True
+        self.full.set()
+
+    def _begin(self, args: Any, kwargs: Any) -> TraceRun | None:
         try:
             if self.done or self.handle is None:
                 return None
             ident = get_ident()
             if ident in AGENT_THREAD_IDS or ident in hooks.OWN_WORK or ident in _TRACING:
                 return None
-            if filter_error is not None:
-                self._push_error(ident, filter_error)
-                return None
             if not self.budget.allow():
                 return None
-            run = TraceRun(self, self.handle.root_code())
+            run = TraceRun(self, self.handle.root_codes())
             if self.kind == "function" and not run.step_in():
                 return None
             return run
@@ -150,28 +159,16 @@ class TraceProbe:
     def stop(self) -> None:
         self.stopped = True
         self.done = True
-
-    def _push_error(self, ident: int, error: BaseException) -> None:
-        with self.lock:
-            if self.shown >= self.limit or not self.bucket.take():
-                return
-            self.shown += 1
-            index = self.shown
-            if self.shown >= self.limit:
-                self.done = True
-                self.full.set()
-        item: dict[str, Any] = {"kind": "trace", "index": index, "time": time.time(), "cost": 0.0}
-        item.update(thread_info(ident))
-        item["error"] = "filter %r failed: %s" % (self.filter_source, describe_error(error))
-        self.outbox.put(item)
+        if self.guard is not None:
+            self.guard.close()
 
 
 class TraceRun:
     """The tree of one invocation, built from the profile events of its thread."""
 
-    def __init__(self, probe: TraceProbe, root_code: Any) -> None:
+    def __init__(self, probe: TraceProbe, root_codes: tuple[Any, ...]) -> None:
         self.probe = probe
-        self.root_code = root_code
+        self.root_codes = root_codes  # several for a -nm name defined more than once
         self.threshold = probe.threshold
         self.max_depth = probe.max_depth
         self.own_files = probe.own_files
@@ -254,7 +251,7 @@ class TraceRun:
             if event == "call":
                 if self.running:
                     self._enter_py(frame)
-                elif frame is self.root_frame or (self.root_frame is None and frame.f_code is self.root_code):
+                elif frame is self.root_frame or (self.root_frame is None and self._is_root(frame.f_code)):
                     self._enter_root(frame)
             elif not self.running:
                 return
@@ -267,6 +264,9 @@ class TraceRun:
         except Exception:  # noqa: BLE001 - a profile function that raises is removed and the error hits the target
             self.broken = True
             self.running = False
+
+    def _is_root(self, code: Any) -> bool:
+        return any(code is root for root in self.root_codes)
 
     def _abandon(self) -> None:
         """The command ended while this invocation runs: take the profiler off this thread now."""
@@ -489,11 +489,11 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     if int(request.get("limit", 0)) < 1:
         raise CommandFailed("-n must be at least 1")
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
-    code = target.nested if target.nested is not None else hooks.real_code(target.func)
+    code = target.code
     probe = TraceProbe(request, target.is_method, hooks.code_kind(code))
+    ctx.add_cleanup(probe.stop)  # closes its guard (which holds the watchdog) whatever happens next
     handle = hooks.install(target.func, probe, target.nested)
     probe.handle = handle
-    ctx.add_cleanup(probe.stop)
     ctx.add_cleanup(handle.remove)
     ctx.emit({"kind": "start", **target.describe(), "limit": probe.limit, "budget": probe.budget.share * 100})
     reason = serve(ctx, probe.outbox, probe.full, ctx.emit)
@@ -501,6 +501,8 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     probe.stop()
     if reason == "cancelled":
         return
+    if probe.guard is not None and probe.guard.reason is not None:
+        raise CommandFailed(probe.guard.reason)
     ctx.emit(
         {
             "kind": "end",

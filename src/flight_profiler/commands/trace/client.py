@@ -9,9 +9,11 @@ from ...render.safe import safe_line
 from ..calls import (
     ICON_TRACE,
     SEPARATOR,
+    add_budget_argument,
     add_rate_argument,
     add_target_arguments,
     at_least,
+    budget_request,
     non_negative,
     render_notice,
     render_start,
@@ -62,6 +64,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="filter",
         help="only invocations for which this is true, over target, args, kwargs",
     )
+    add_budget_argument(parser, "app", "one evaluation of -f in the calling thread")
     parser.add_argument(
         "--budget",
         type=number(float, 0, 100),
@@ -80,6 +83,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         "entrance_time": non_negative(ns.entrance_time, "-et"),
         "limit": at_least(ns.limits, 1, "-n"),
         "filter": check_expression(ns.filter, CALL_NAMES, "-f"),  # the agent says which of them trace lacks
+        **budget_request(ns),
         "budget": ns.budget,
         "rate": non_negative(ns.rate, "--rate"),
     }

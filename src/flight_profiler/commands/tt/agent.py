@@ -20,10 +20,11 @@ import threading
 import time
 
 from ...services import hooks
-from ...services.callprobe import CallProbe, describe_error, exception_info, serve, thread_info
+from ...services.callprobe import CallProbe, exception_info, serve, thread_info
 from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext, on_detach
 from ...services.location import resolve
+from ...services.usercode import APP_BUDGET_MS, budget_of, is_ours
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -126,6 +127,7 @@ class TtProbe(CallProbe):
             int(request["limit"]),
             float(request["rate"]),
             bool(request.get("exception")),
+            budget_of(request, APP_BUDGET_MS),
         )
         self.filter_source = request.get("filter")
         self.target = target
@@ -148,11 +150,13 @@ class TtProbe(CallProbe):
         filter_error: BaseException | None,
     ) -> dict[str, Any]:
         record = make_record(self.target.label, args, kwargs, returned, error, cost, self.options)
-        if filter_error is not None:
-            record["error"] = "filter %r failed: %s" % (self.filter_source, describe_error(filter_error))
         record.update(thread_info(threading.get_ident()))
-        STORE.add(record, (self.target, args, kwargs, _running_loop() if self.kind != "function" else None))
-        return {"kind": "record", **_row(record)}
+        live = (self.target, args, kwargs, _running_loop() if self.kind != "function" else None)
+        return {"record": record, "live": live}
+
+    def commit(self, item: Any) -> dict[str, Any]:
+        STORE.add(item["record"], item["live"])
+        return {"kind": "record", **_row(item["record"])}
 
 
 def make_record(
@@ -239,8 +243,9 @@ def _record(request: dict[str, Any], ctx: JobContext) -> None:
     if int(request.get("limit", 0)) < 1:
         raise CommandFailed("-n must be at least 1")
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
-    code = target.nested if target.nested is not None else hooks.real_code(target.func)
+    code = target.code
     probe = TtProbe(request, target, hooks.code_kind(code))
+    ctx.add_cleanup(probe.close)
     max_records = int(request.get("max_records") or DEFAULT_MAX_RECORDS)
     max_bytes = int(float(request.get("max_mb") or DEFAULT_MAX_MB) * 1024 * 1024)
     if max_records < 1 or max_bytes < 1024:
@@ -254,6 +259,9 @@ def _record(request: dict[str, Any], ctx: JobContext) -> None:
     probe.close()
     if reason == "cancelled":
         return
+    switched_off = probe.switched_off()
+    if switched_off is not None:
+        raise CommandFailed(switched_off)
     ctx.emit({"kind": "end", "reason": reason, "shown": probe.accepted, **_budget()})
 
 
@@ -319,7 +327,9 @@ def _replay(request: dict[str, Any], ctx: JobContext) -> None:
         returned = _finish(target.func(*args, **(kwargs or {})), loop, ctx)
     except CommandFailed:
         raise
-    except Exception as exc:  # noqa: BLE001 - the function's exception is the replay's result
+    except BaseException as exc:
+        if is_ours(exc):
+            raise  # its budget (--budget-ms), Ctrl-C or detach: the replay ends here
         error = exc.with_traceback(exc.__traceback__.tb_next if exc.__traceback__ else None)  # not our frame
     cost = (time.perf_counter() - started) * 1000.0
     options = CaptureOptions(
@@ -372,10 +382,14 @@ def _run_async(coro: Any, loop: Any, ctx: JobContext) -> Any:
     if loop is not None and loop.is_running() and not loop.is_closed():
         future = asyncio.run_coroutine_threadsafe(coro, loop)  # on the loop it ran on the first time
         deadline = time.monotonic() + REPLAY_TIMEOUT
-        while not future.done():
-            if ctx.wait(0.05) or time.monotonic() > deadline:
-                future.cancel()
-                raise CommandFailed("the replay did not finish within %.0f s; cancelled it" % REPLAY_TIMEOUT)
+        try:
+            while not future.done():
+                if ctx.wait(0.05) or time.monotonic() > deadline:
+                    future.cancel()
+                    raise CommandFailed("the replay did not finish within %.0f s; cancelled it" % REPLAY_TIMEOUT)
+        except BaseException:
+            future.cancel()  # stopped while waiting (its budget, Ctrl-C, detach): the loop drops it too
+            raise
         return future.result()
     fresh = asyncio.new_event_loop()
     try:

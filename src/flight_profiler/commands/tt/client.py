@@ -14,6 +14,7 @@ from ..calls import (
     add_nested_argument,
     add_rate_argument,
     at_least,
+    budget_request,
     exception_block,
     expr_block,
     extras_line,
@@ -63,6 +64,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "-p", "--play", action="store_true", help="with -i: call the function again with those arguments"
     )
     add_expression_argument(parser, "-f", "--filter", help="with -t: only calls for which this is true (as in watch)")
+    parser.add_argument(
+        "--budget-ms",
+        dest="budget_ms",
+        type=number(float, 0, 3_600_000, above=True),
+        metavar="MS",
+        help="time budget in ms of one -f evaluation or capture with -t (default 200: past it, switched off), "
+        "of a replay with -p (default 60000: past it, stopped)",
+    )
     parser.add_argument("-m", "--method", help="with -l: only records of module.class.method (class None: a function)")
     add_rate_argument(parser, DEFAULT_RATE, "records")
     parser.add_argument(
@@ -104,7 +113,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         return {"action": "list", "method_filter": ns.method}
     if mode == "-i":
         action = "replay" if ns.play else "show"
-        return {"action": action, "play": ns.play, "index": ns.index, **render_options(ns)}
+        return {"action": action, "play": ns.play, "index": ns.index, **budget_request(ns), **render_options(ns)}
     if mode == "-d":
         return {"action": "delete", "index": ns.delete}
     return {"action": "delete_all"}
@@ -131,6 +140,7 @@ def _record_request(ns: argparse.Namespace) -> dict[str, Any]:
         "method": names[-1],
         "nested": ns.nested,
         "filter": check_expression(ns.filter, CALL_NAMES, "-f"),
+        **budget_request(ns),
         "limit": at_least(ns.limits, 1, "-n"),
         "rate": non_negative(ns.rate, "--rate"),
         "max_records": at_least(ns.max_records, 1, "--max-records"),

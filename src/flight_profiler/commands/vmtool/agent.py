@@ -9,6 +9,7 @@ from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
 from ...services.expr import Expression, describe_error
 from ...services.resolve import find_class, loaded_module
+from ...services.usercode import is_ours
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ def _instances(request: dict[str, Any]) -> dict[str, Any]:
         event["expr"] = expression.source
         try:
             event["value"] = capture(expression.evaluate({"instances": found}), options)
-        except Exception as exc:  # noqa: BLE001 - the expression's error is the result
+        except BaseException as exc:
+            if is_ours(exc):
+                raise  # a stop (budget, Ctrl-C, detach) ends the command
             event["error"] = describe_error(exc)
         return event
     limit = request.get("limit", 10)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...render.safe import safe_line
-from ..calls import expr_block
+from ..calls import add_budget_argument, budget_request, expr_block
 from ..spec import CommandSpec, add_expression_argument, add_render_options, check_expression, number, render_options
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10,
         help="instances to show (default 10, -1 all)",
     )
+    add_budget_argument(parser, "agent", "-e")
     add_render_options(parser, deepest=6)
 
 
@@ -43,6 +44,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         "module": module,
         "cls": cls,
         "expr": check_expression(ns.expr, ("instances",), "-e"),
+        **budget_request(ns),
         "limit": ns.limits,
         **render_options(ns),
     }

@@ -1,10 +1,12 @@
 """``watch`` in the target: arguments, return value, exception and cost of a function's calls.
 
 The function is hooked for as long as the job runs (``services.hooks``): until
-``-n`` results were shown, the user pressed Ctrl-C, the client went away, or
-the agent detached. Calls are picked on the calling thread (``-f``, ``-e``,
-the count and ``--rate``); only those shown are captured, at the moment the
-call returns, so the values are the ones the call saw.
+``-n`` results were shown, the user pressed Ctrl-C, the client went away, the
+agent detached, or the user code (``-f``, ``--expr``, a capture) was switched
+off for raising or running over ``--budget-ms`` (``services.usercode``).
+Calls are picked on the calling thread (``-f``, ``-e``, the count and
+``--rate``); only those shown are captured, at the moment the call returns, so
+the values are the ones the call saw.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ...services.callprobe import CallProbe, describe_error, exception_info, ser
 from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
 from ...services.location import resolve
+from ...services.usercode import APP_BUDGET_MS, budget_of
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -26,16 +29,21 @@ if TYPE_CHECKING:
 
 class WatchProbe(CallProbe):
     def __init__(self, request: dict[str, Any], is_method: bool) -> None:
+        expr_source = request.get("expr")
+        # checked before the guards are made (they hold the watchdog until closed)
+        expr = CallExpression(expr_source).evaluator(is_method) if expr_source else None
         super().__init__(
             is_method,
             request.get("filter"),
             int(request["limit"]),
             float(request["rate"]),
             bool(request.get("exception")),
+            budget_of(request, APP_BUDGET_MS),
+            "--expr %r" % request["expr"] if request.get("expr") else "capturing a call's values",
         )
         self.filter_source = request.get("filter")
         self.expr_source = request.get("expr")
-        self.expr = CallExpression(self.expr_source).evaluator(is_method) if self.expr_source else None
+        self.expr = expr
         self.options = CaptureOptions.from_request(request)
         self.method = ""  # module[.class].method, shown in each result's title
 
@@ -55,13 +63,11 @@ class WatchProbe(CallProbe):
         item.update(thread_info(get_ident()))
         if error is not None:
             item["exception"] = exception_info(error)
-        if filter_error is not None:
-            item["error"] = "filter %r failed: %s" % (self.filter_source, describe_error(filter_error))
-            return item
         if self.expr is not None:
             try:
                 value = self.expr(args, kwargs, returned, cost)
             except Exception as exc:  # noqa: BLE001 - the expression's error is this call's result
+                # (SystemExit & co. go to the guard around record(): switched off)
                 item["error"] = "expression %r failed: %s" % (self.expr_source, describe_error(exc))
                 return item
             item["values"] = [{"expr": self.expr_source, "value": capture(value, self.options)}]
@@ -81,6 +87,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
     probe = WatchProbe(request, target.is_method)  # expressions are checked here, before anything is hooked
     probe.method = target.label
+    ctx.add_cleanup(probe.close)
     handle = hooks.install(target.func, probe, target.nested)
     ctx.add_cleanup(handle.remove)
     ctx.emit({"kind": "start", **target.describe(), "limit": probe.limit, "rate": probe.bucket.rate})
@@ -89,6 +96,9 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     probe.close()
     if reason == "cancelled":
         return  # nobody is reading any more
+    switched_off = probe.switched_off()
+    if switched_off is not None:
+        raise CommandFailed(switched_off)
     ctx.emit(
         {
             "kind": "end",

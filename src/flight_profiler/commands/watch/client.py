@@ -10,9 +10,11 @@ from ..calls import (
     ICON_FAILED,
     ICON_OK,
     SEPARATOR,
+    add_budget_argument,
     add_rate_argument,
     add_target_arguments,
     at_least,
+    budget_request,
     exception_block,
     expr_block,
     extras_line,
@@ -53,6 +55,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n", "--limits", type=number(int, 1), default=10, help="stop after this many results (default 10)"
     )
+    add_budget_argument(parser, "app", "one evaluation of -f or --expr, or one call's capture, in the calling thread")
     add_rate_argument(parser, DEFAULT_RATE, "results")
     add_render_options(parser)
 
@@ -62,6 +65,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
         **target_request(ns),
         "expr": check_expression(ns.expr, CALL_NAMES, "--expr"),
         "filter": check_expression(ns.filter, CALL_NAMES, "-f"),
+        **budget_request(ns),
         "exception": ns.exception,
         "limit": at_least(ns.limits, 1, "-n"),
         "rate": non_negative(ns.rate, "--rate"),

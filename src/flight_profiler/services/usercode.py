@@ -1,0 +1,397 @@
+"""User code we run in the target: bounded in time, stoppable, and contained (runs in the target).
+
+User code is every expression, filter and statement a command runs for the
+user (``-e``, ``--expr``, ``-f``, ``console``, ``tt -p``), and what it calls.
+It runs in one of two places:
+
+- **the application's threads** (``watch``/``trace``/``tt`` filters and
+  captures, inside a hooked call). We cannot stop such a thread without hurting
+  it, so each evaluation is timed with the monotonic clock, and one that ran
+  over its budget, or raised anything at all (``BaseException`` included), is
+  *switched off* for the rest of the command (``Guard``): reported once, never
+  a match, never propagated into the application's call. One that never
+  returns is stopped by the watchdog (below).
+- **the agent's own threads** (``console``, ``-e`` of getglobal/vmtool, the
+  replay of ``tt -p``): ``contain`` runs it; a budget overrun ends that command
+  with a one-line error, Ctrl-C and detach stop it (``interrupt``), and
+  ``exit()``, ``SystemExit`` and ``KeyboardInterrupt`` end the evaluation only.
+
+How a running evaluation is stopped: an *asynchronous exception*
+(``PyThreadState_SetAsyncExc``, through ``ctypes``, imported only the first
+time one is needed), raised by CPython in that thread at its next bytecode.
+This must never reach code that is not ours, so:
+
+1. A thread is *marked* while it is inside an evaluation: ``ACTIVE[ident]`` is
+   that evaluation's *mark*, a ``(deadline, guard)`` tuple made for it alone,
+   so its identity names the evaluation. Marking and unmarking are single
+   dict operations: no lock on the hot path.
+2. The poster (the watchdog thread, or the session on Ctrl-C/detach) first
+   announces ``_POSTED[ident] = mark`` and only then, still under ``_lock``,
+   checks that the thread is marked with that same mark and posts. An
+   evaluation that ends unmarks first and then looks at ``_POSTED``: if the
+   poster announced this evaluation, it takes ``_lock`` (so a post in
+   progress completes) and clears whatever is still pending
+   (``PyThreadState_SetAsyncExc(tid, NULL)``). Under the GIL either the
+   poster checked before the unmarking (then the evaluation sees the
+   announcement) or after it (then nothing is posted): in both orders nothing
+   is left pending once the evaluation's code returns.
+   Our code in that window takes no lock with ``with``: an asynchronous
+   exception can land between a lock's acquire and the start of the block
+   that would release it.
+3. At most one exception is posted per evaluation in an application thread.
+   Where it lands (in the user code, in our handler, in the unmarking) a
+   handler of ours catches it: the evaluation runs inside two nested
+   ``try`` blocks, and the outer handler, which runs only once the single
+   exception was delivered, cannot be hit again. User code that catches and
+   ignores it keeps running: the thread is then reported as busy.
+   Agent threads are posted again every ``REPOST_AFTER`` seconds (a
+   ``while True: try/except: pass`` in the console), and their job's top
+   level catches what might land outside an evaluation.
+
+A thread blocked in C (a ``time.sleep``, a lock) only sees the exception when
+it returns to Python; until then ``describe_threads`` names it with its stack,
+and the watchdog has switched its guard off, so no other call enters that
+filter meanwhile. Code that stays inside one C call that holds the GIL (say
+``sum(range(10**10))``) stalls every thread of the process, ours included:
+nothing in the process can stop it, and its budget applies when it returns.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from .context import AGENT_THREAD_IDS, CommandFailed, on_detach
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+APP_BUDGET_MS = 200.0  # one evaluation in an application thread (filters, --expr, a call's capture)
+AGENT_BUDGET_MS = 5000.0  # one evaluation in an agent thread (-e of getglobal/vmtool)
+POLL = 0.05  # seconds between two looks of the watchdog
+REPOST_AFTER = 1.0  # an agent thread whose user code swallowed the exception gets it again after this
+WATCHDOG_IDLE = 10.0  # seconds the watchdog stays after the last guard closed (a thread start costs the target)
+STACK_FRAMES = 5
+
+monotonic = time.monotonic
+get_ident = threading.get_ident
+
+
+class BudgetExceeded(BaseException):
+    """flight_profiler stopped this code: it ran over its time budget."""
+
+
+class Interrupted(BaseException):
+    """flight_profiler stopped this code: the client pressed Ctrl-C or detached."""
+
+
+OURS = (BudgetExceeded, Interrupted)
+
+
+class _Failed:
+    """What a guarded evaluation returns when it did not complete."""
+
+    def __repr__(self) -> str:
+        return "FAILED"
+
+
+FAILED: Any = _Failed()
+
+if TYPE_CHECKING:
+    Mark = tuple[float, Any]  # (deadline, the Guard or None): one per evaluation, compared by identity
+
+ACTIVE: dict[int, Mark] = {}  # thread ident -> the mark of the evaluation it is in
+_POSTED: dict[int, Mark] = {}  # thread ident -> the evaluation an exception was posted (or is being) for
+_posted_at: dict[int, float] = {}
+_lock = threading.RLock()  # an RLock: it can tell whether this thread holds it (see _leave)
+
+
+def _set_async_exc(ident: int, exc: type[BaseException] | None) -> None:
+    import ctypes  # only once something is to be stopped: an idle agent never loads it
+
+    target = ctypes.py_object(exc) if exc is not None else ctypes.c_void_p(None)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), target)
+
+
+def _leave(ident: int, mark: Mark, outer: Mark | None) -> None:
+    """Unmark the thread, then clear an exception posted for this evaluation and not delivered."""
+    if outer is None:
+        ACTIVE.pop(ident, None)
+    else:
+        ACTIVE[ident] = outer  # back in the evaluation that called this one
+    if _POSTED.get(ident) is mark:
+        # not ``with _lock``: the pending exception may land right after the acquire, before a with
+        # block's cleanup covers it (3.14 checks right after the call); this finally covers it
+        try:
+            _lock.acquire()
+            if _POSTED.get(ident) is mark:
+                del _POSTED[ident]
+                _posted_at.pop(ident, None)
+                _set_async_exc(ident, None)
+        finally:
+            if _lock._is_owned():  # type: ignore[attr-defined]
+                _lock.release()
+
+
+def _post(ident: int, mark: Mark, exc: type[BaseException], now: float) -> bool:
+    """Raise ``exc`` in the thread if it is still in the evaluation ``mark`` names (see the module doc)."""
+    with _lock:
+        announced = _POSTED.get(ident)
+        if announced is not None:
+            again = announced is mark and ident in AGENT_THREAD_IDS
+            if not again or now - _posted_at.get(ident, now) < REPOST_AFTER:
+                return False  # one per evaluation in an application thread
+        _POSTED[ident] = mark
+        if ACTIVE.get(ident) is not mark:
+            if announced is None:
+                del _POSTED[ident]
+            return False
+        _posted_at[ident] = now
+        _set_async_exc(ident, exc)
+        return True
+
+
+def run_marked(
+    fn: Callable[..., Any], args: tuple[Any, ...], limit: float, guard: Guard | None = None
+) -> tuple[Any, BaseException | None, bool]:
+    """Run ``fn(*args)`` marked for the watchdog: (value or FAILED, what it raised, whether it overran)."""
+    ident = get_ident()
+    outer = ACTIVE.get(ident)
+    mark = (monotonic() + limit, guard)
+    ACTIVE[ident] = mark
+    error: BaseException | None = None
+    try:
+        try:
+            value = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - everything user code raises stays here
+            value, error = FAILED, exc
+        _leave(ident, mark, outer)
+    except BaseException as exc:  # noqa: BLE001 - the one posted exception, landed after the user code
+        _leave(ident, mark, outer)
+        value, error = FAILED, exc
+    return value, error, monotonic() > mark[0]
+
+
+# ---------------------------------------------------------------- application threads
+
+
+class Guard:
+    """One command's user code of one kind in the application's threads (a filter, an expression).
+
+    ``call(fn, *args)`` returns what ``fn`` returned, or FAILED when it raised or
+    ran over the budget; then the guard is off for good (``call`` returns
+    FAILED at once) and ``reason`` says why, once. The command's thread sees
+    ``tripped`` set, ends, and reports ``reason``.
+    """
+
+    def __init__(self, what: str, budget_ms: float | None, on_trip: Callable[[], None] | None = None) -> None:
+        self.what = what
+        self.budget_ms = APP_BUDGET_MS if budget_ms is None else float(budget_ms)
+        self.limit = self.budget_ms / 1000.0
+        self.off = False
+        self.reason: str | None = None
+        self.tripped = threading.Event()
+        self._on_trip = on_trip
+        self._closed = False
+        watchdog_open()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.off:
+            return FAILED
+        value, error, overran = run_marked(fn, args, self.limit, self)
+        if error is not None or overran:
+            self.trip(error, get_ident())
+            return FAILED
+        return value
+
+    def trip(self, error: BaseException | None, ident: int) -> None:
+        """Switch the user code off; the first reason is the one reported (any thread may call this)."""
+        self.off = True
+        if self.reason is not None:
+            return
+        thread = _thread_name(ident)
+        if error is None or isinstance(error, BudgetExceeded):
+            self.reason = "%s ran over its budget of %g ms in thread %s: switched off (--budget-ms)" % (
+                self.what,
+                self.budget_ms,
+                thread,
+            )
+        else:
+            self.reason = "%s raised %s in thread %s: switched off" % (self.what, describe(error), thread)
+        self.tripped.set()
+        if self._on_trip is not None:
+            try:
+                self._on_trip()
+            except Exception:  # noqa: BLE001, S110 - the application's call must go on
+                pass
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            watchdog_close()
+
+
+# ---------------------------------------------------------------- agent threads
+
+
+def contain(fn: Callable[..., Any], args: tuple[Any, ...], budget_ms: float | None, what: str) -> Any:
+    """Run a command's user code in an agent thread; ``budget_ms`` None: until stopped.
+
+    Returns what ``fn`` returned or raises what it raised (``Exception``s:
+    the command's handler shows the user code's own as results); the other
+    ``BaseException``s (SystemExit, KeyboardInterrupt) are raised as
+    ``UserError``; an overrun is a ``CommandFailed``; Ctrl-C or detach raise
+    ``Stopped``.
+    """
+    limit = float("inf") if budget_ms is None else float(budget_ms) / 1000.0
+    if budget_ms is not None:
+        watchdog_open()
+    try:
+        value, error, overran = run_marked(fn, args, limit)
+    finally:
+        if budget_ms is not None:
+            watchdog_close()
+    if isinstance(error, Interrupted):
+        raise Stopped()
+    if isinstance(error, BudgetExceeded) or (overran and error is None):
+        raise CommandFailed("%s ran over its budget of %g ms: stopped (--budget-ms)" % (what, budget_ms or 0.0))
+    if isinstance(error, Exception):
+        raise error
+    if error is not None:
+        raise UserError(error)
+    return value
+
+
+class UserError(Exception):
+    """What user code raised, carried out of ``contain`` (``error``)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(describe(error))
+        self.error = error
+
+
+class Stopped(Exception):
+    """The user code was stopped by Ctrl-C or detach: the command ends as cancelled."""
+
+
+def interrupt(ident: int | None) -> bool:
+    """Stop the user code the thread runs now (Ctrl-C, detach); False when it runs none."""
+    if ident is None:
+        return False
+    mark = ACTIVE.get(ident)
+    if mark is None:
+        return False
+    return _post(ident, mark, Interrupted, monotonic())
+
+
+def overdue() -> list[int]:
+    """Threads still inside an evaluation past its budget (blocked in C, or swallowing our stop)."""
+    now = monotonic()
+    return [ident for ident, mark in list(ACTIVE.items()) if mark[0] < now]
+
+
+def describe_threads(idents: list[int]) -> str:
+    """Each thread by name and innermost frames, for a reply that says they are still busy."""
+    frames = sys._current_frames()
+    return "; ".join("%s at %s" % (_thread_name(ident), _stack(frames.get(ident))) for ident in idents)
+
+
+def _thread_name(ident: int) -> str:
+    """Without threading.current_thread(), which would make a dummy Thread for a thread started in C."""
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    return "%s (tid %d)" % (thread.name if thread is not None else "Thread", ident)
+
+
+def _stack(frame: Any) -> str:
+    found: list[str] = []
+    while frame is not None and len(found) < STACK_FRAMES:
+        code = frame.f_code
+        found.append("%s:%d in %s" % (code.co_filename, frame.f_lineno, code.co_name))
+        frame = frame.f_back
+    return " <- ".join(found) if found else "(no Python frame)"
+
+
+def budget_of(request: dict[str, Any], default: float) -> float:
+    """The request's ``budget_ms``, checked (the client checks it too; the agent trusts no request)."""
+    value = request.get("budget_ms")
+    if value is None:
+        return default
+    try:
+        budget = float(value)
+    except (TypeError, ValueError):
+        raise CommandFailed("--budget-ms must be a number of milliseconds, got %r" % (value,)) from None
+    if not 1.0 <= budget <= 3600000.0:  # also refuses nan
+        raise CommandFailed("--budget-ms must be between 1 and 3600000, got %r" % (value,))
+    return budget
+
+
+def describe(error: BaseException) -> str:
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001 - even str() can fail
+        text = ""
+    name = type(error).__name__
+    return "%s: %s" % (name, text[:500]) if text else name
+
+
+def is_ours(error: BaseException) -> bool:
+    return isinstance(error, OURS)
+
+
+# ---------------------------------------------------------------- the watchdog thread
+
+_watch_lock = threading.RLock()  # an RLock: it can tell whether this thread holds it (see _leave)
+_open = 0
+_watchdog: threading.Thread | None = None
+_stop = threading.Event()
+
+
+def watchdog_open() -> None:
+    """A guard needs the watchdog: start it unless it runs."""
+    global _open, _watchdog
+    with _watch_lock:
+        _open += 1
+        if _watchdog is None or not _watchdog.is_alive():
+            _stop.clear()
+            _watchdog = threading.Thread(target=_watch, name="flight_profiler-watchdog", daemon=True)
+            _watchdog.start()
+            on_detach(stop_watchdog)
+
+
+def watchdog_close() -> None:
+    global _open
+    with _watch_lock:
+        _open = max(0, _open - 1)
+
+
+def stop_watchdog() -> None:
+    """Detach: the watchdog ends now."""
+    _stop.set()
+    thread = _watchdog
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(1.0)
+
+
+def _watch() -> None:
+    global _watchdog
+    me = get_ident()
+    AGENT_THREAD_IDS.add(me)
+    idle_since = monotonic()
+    try:
+        while not _stop.wait(POLL):
+            now = monotonic()
+            for ident, mark in list(ACTIVE.items()):
+                if mark[0] < now:
+                    _post(ident, mark, BudgetExceeded, now)
+                    if mark[1] is not None:  # no other call enters it while this one is stuck in C
+                        mark[1].trip(None, ident)
+            with _watch_lock:
+                if _open or ACTIVE:
+                    idle_since = now
+                elif now - idle_since > WATCHDOG_IDLE:
+                    _watchdog = None
+                    return
+    finally:
+        AGENT_THREAD_IDS.discard(me)

@@ -1,0 +1,286 @@
+"""User code in the target has a budget and never reaches the application; on every interpreter found.
+
+Real targets whose application installed its own ``threading.excepthook`` and
+``sys.excepthook`` (recording every call) and whose stderr goes to a file:
+filters that never end, block or raise in the application's threads; ``-e``
+and the console calling ``exit()`` or raising KeyboardInterrupt; a console
+loop stopped by Ctrl-C; long ``-e`` while other commands and detach go on.
+Afterwards the hooks saw nothing, stderr is empty, stdin is still open, and
+detach leaves no thread of ours.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from flight_profiler.errors import TargetError
+from instr_helpers import evaluate
+from interpreters import find_interpreters
+from support import TARGETS, RunningTarget, agent_threads, cli, wait_until
+
+INTERPRETERS = find_interpreters()
+NEVER_ENDS = "all(True for _ in iter(int, 1))"  # Python bytecode forever: iter(int, 1) never stops
+
+
+def start(python: str, *args: str) -> RunningTarget:
+    stderr = tempfile.NamedTemporaryFile(prefix="fp-h4-stderr-", delete=False)  # noqa: SIM115 - kept for the test
+    proc = subprocess.Popen(
+        [python, os.path.join(TARGETS, "budget_target.py"), *args],
+        stdin=subprocess.PIPE,  # the application's stdin: exit() must not close it
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        cwd=TARGETS,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("ready")
+    running = RunningTarget(proc)
+    running.extra["stderr"] = stderr.name
+    stderr.close()
+    return running
+
+
+def finish(running: RunningTarget) -> None:
+    cli(running.pid, "detach")
+    assert running.healthy()  # exits 0 only when the application's excepthooks saw nothing
+    running.stop()
+    with open(running.extra["stderr"]) as fh:
+        assert fh.read() == ""  # nothing of ours on the target's stderr, ever
+    os.unlink(running.extra["stderr"])
+
+
+@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
+    running = start(request.param[1])
+    yield running
+    finish(running)
+
+
+@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def idle(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
+    running = start(request.param[1], "--idle")
+    yield running
+    finish(running)
+
+
+def state(pid: int) -> dict[str, Any]:
+    found: dict[str, Any] = evaluate(pid, "m.state()")
+    return found
+
+
+def assert_untouched(pid: int) -> None:
+    """The application saw nothing and keeps running."""
+    before = state(pid)
+    assert before["thread_hook"] == [] and before["sys_hook"] == [], before
+    assert before["stdin_closed"] is False
+    if before["calls"]:
+        assert wait_until(lambda: state(pid)["calls"] > before["calls"])
+
+
+def threads(pid: int) -> list[str]:
+    """Thread names, asked from inside (a console of another session)."""
+    found: list[str] = state(pid)["threads"]
+    return found
+
+
+def assert_no_agent_thread_after_detach(pid: int) -> None:
+    """Read from outside (py-spy), so that no new agent is started to answer."""
+    assert cli(pid, "detach").returncode == 0
+
+    def none_left() -> bool:
+        try:
+            return agent_threads(pid) == []
+        except TargetError:  # py-spy sometimes fails to read a running process: look again
+            return False
+
+    assert wait_until(none_left, timeout=15, interval=0.5)
+
+
+def cpu_share(pid: int, seconds: float) -> float:
+    """CPU time the process used over ``seconds`` of wall time, in cores."""
+
+    def ticks() -> int:
+        with open("/proc/%d/stat" % pid) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    first = ticks()
+    time.sleep(seconds)
+    return (ticks() - first) / os.sysconf("SC_CLK_TCK") / seconds
+
+
+def one_error(result: Any) -> str:
+    assert result.returncode != 0, result.stdout
+    assert [event.get("kind") for event in result.results] == ["start"], result.stdout  # nothing matched
+    assert len(result.errors) == 1, result.errors  # reported once
+    assert "Traceback" not in result.stderr
+    error: str = result.errors[0]
+    return error
+
+
+def test_a_never_ending_filter_in_application_threads_is_switched_off(target: RunningTarget) -> None:
+    result = cli(target.pid, "watch __main__ hot -f %s -n 1 --budget-ms 300" % shlex.quote(NEVER_ENDS))
+    error = one_error(result)
+    assert "ran over its budget of 300 ms in thread hot-" in error and error.endswith("switched off (--budget-ms)")
+    assert_untouched(target.pid)
+    assert_no_agent_thread_after_detach(target.pid)
+
+
+def test_a_filter_blocked_in_c_is_switched_off(target: RunningTarget) -> None:
+    blocking = "__import__('time').sleep(2) or True"
+    error = one_error(cli(target.pid, "trace __main__ hot -f %s -n 1 --budget-ms 200" % shlex.quote(blocking)))
+    assert "filter %r ran over its budget of 200 ms" % blocking in error
+    assert_untouched(target.pid)
+
+
+@pytest.mark.parametrize("command", ["watch", "trace", "tt -t"])
+def test_a_filter_raising_on_every_call_is_no_match_and_reported_once(target: RunningTarget, command: str) -> None:
+    error = one_error(cli(target.pid, "%s __main__ hot -f '1/0 == 0' -n 1" % command))
+    assert "filter '1/0 == 0' raised ZeroDivisionError: division by zero in thread hot-" in error
+    if command == "tt -t":
+        listing = next(e for e in cli(target.pid, "tt -l").results if e.get("kind") == "list")
+        assert listing["records"] == []  # -n was not used up by calls that did not match
+    assert_untouched(target.pid)
+
+
+EXITS = ["exit()", "quit(2)", "__import__('sys').exit(3)", "(_ for _ in ()).throw(KeyboardInterrupt)"]
+
+
+@pytest.mark.parametrize("expression", EXITS)
+def test_exit_and_keyboard_interrupt_end_the_evaluation_only(target: RunningTarget, expression: str) -> None:
+    quoted = shlex.quote(expression)
+    got = cli(target.pid, "getglobal __main__ DATA -e %s" % quoted)
+    assert got.returncode == 1, got.stdout  # a failing expression: its reason is the result, exit 1
+    assert got.results[0]["error"].split(":")[0] in ("SystemExit", "KeyboardInterrupt"), got.results
+    instances = cli(target.pid, "vmtool -a getInstances -c threading Thread -e %s" % quoted)
+    assert instances.returncode == 1 and instances.results[0]["error"], instances.stdout
+    console = cli(target.pid, "console -c %s" % quoted)
+    assert console.returncode == 1 and (
+        "SystemExit" in console.results[0]["error"] or "KeyboardInterrupt" in (console.results[0]["error"])
+    )
+    watched = cli(target.pid, "watch __main__ hot -n 1 --expr %s" % quoted)  # in an application thread
+    assert "--expr %s raised" % repr(expression) in one_error(watched)
+    assert_untouched(target.pid)
+
+
+def test_console_loop_stops_on_ctrl_c_and_detach_leaves_nothing(idle: RunningTarget) -> None:
+    assert_untouched(idle.pid)
+    client = subprocess.Popen(
+        [sys.executable, "-m", "flight_profiler", str(idle.pid), "--cmd", "console -c 'while True: pass'"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: cpu_share(idle.pid, 0.3) > 0.5, timeout=20)  # the loop runs in the target
+        client.send_signal(signal.SIGINT)
+        client.communicate(timeout=20)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert wait_until(lambda: cpu_share(idle.pid, 0.5) < 0.3, timeout=10)  # the loop stopped: idle again
+    assert_untouched(idle.pid)
+    assert_no_agent_thread_after_detach(idle.pid)
+
+
+def test_code_blocked_in_c_is_named_as_still_busy(idle: RunningTarget) -> None:
+    assert_untouched(idle.pid)  # attached before the client below: two attaches at once are not the point here
+    client = subprocess.Popen(
+        [sys.executable, "-m", "flight_profiler", str(idle.pid), "--cmd", "console -c 'import time; time.sleep(4)'"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # two console jobs: the one asking, and the one that sleeps
+    assert wait_until(lambda: threads(idle.pid).count("flight_profiler-job-console") == 2, timeout=20)
+    client.send_signal(signal.SIGINT)
+    _, err = client.communicate(timeout=20)
+    assert "still busy outside Python: flight_profiler-job-console (tid " in err, err
+    assert "<console>:1 in <module>" in err
+    assert wait_until(lambda: threads(idle.pid).count("flight_profiler-job-console") == 1, timeout=10)
+    assert_untouched(idle.pid)
+
+
+def test_long_expression_leaves_the_agent_responsive_and_has_a_budget(target: RunningTarget) -> None:
+    long_sum = shlex.quote("sum(x for x in range(10**12))")
+    stopped = cli(target.pid, "getglobal __main__ DATA -e %s --budget-ms 300" % long_sum)
+    assert stopped.returncode != 0 and "ran over its budget of 300 ms: stopped" in stopped.errors[0], stopped.stdout
+    running = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flight_profiler",
+            str(target.pid),
+            "--cmd",
+            "getglobal __main__ DATA -e %s --budget-ms 60000" % long_sum,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: "flight_profiler-job-getglobal" in threads(target.pid), timeout=20)
+        other = cli(target.pid, "getglobal __main__ DATA")  # another command meanwhile
+        assert other.returncode == 0 and other.results[0]["value"]["kind"] == "dict"
+        assert running.poll() is None  # the long one still runs (its budget is 60 s)
+        assert_no_agent_thread_after_detach(target.pid)  # detach meanwhile stops it
+        running.communicate(timeout=20)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert_untouched(target.pid)
+
+
+def test_detach_names_application_threads_blocked_in_a_filter(target: RunningTarget) -> None:
+    assert_untouched(target.pid)
+    blocking = shlex.quote("__import__('time').sleep(3) or True")
+    watch = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flight_profiler",
+            str(target.pid),
+            "--json",
+            "--cmd",
+            "watch __main__ hot -f %s -n 1" % blocking,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None and '"start"' in watch.stdout.readline()  # hooked
+        time.sleep(1.0)  # the hot threads are inside the filter now, past its 200 ms budget, blocked in C
+        detached = cli(target.pid, "detach", json_output=False)
+        assert detached.returncode == 0
+        assert "still busy in code we ran: hot-" in detached.stderr and "<expression>" in detached.stderr
+        watch.communicate(timeout=20)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    # the stops posted into those threads land in our filter when the sleep returns, after the
+    # agent is gone: contained there, the application sees nothing and goes on
+    assert_untouched(target.pid)
+    assert_no_agent_thread_after_detach(target.pid)
+
+
+def test_a_replay_runs_with_a_budget(target: RunningTarget) -> None:
+    recorded = cli(target.pid, "tt -t __main__ until_empty -n 1")
+    index = next(event["index"] for event in recorded.results if event.get("kind") == "record")
+    # empty the very list the record keeps for the replay: the replayed call now spins forever
+    store = "__import__('sys').modules['_flight_profiler.commands.tt.agent'].STORE"
+    evaluate(target.pid, "%s.live[%d][1][0].clear()" % (store, index))
+    replay = cli(target.pid, "tt -i %d -p --budget-ms 300" % index)
+    assert replay.returncode != 0
+    assert replay.errors == ["the replay ran over its budget of 300 ms: stopped (--budget-ms)"], replay.stdout
+    assert_untouched(target.pid)
