@@ -1,0 +1,151 @@
+"""Which processes a group command runs on: ``--tree``, ``--select``, ``-p`` and ``--all``.
+
+Everything comes from ``discovery.processes`` (/proc only, read-only). A target carries what the
+merged views and every ``--json`` line need: pid, parent, its role in the selected tree
+(master / worker / helper) and its rank for torchrun-style jobs (RANK, else LOCAL_RANK, read
+from /proc/<pid>/environ when we may).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..discovery.processes import Caller, PythonProcess, _environ, describe, link_families, scan
+from ..errors import UsageError
+from ..render.safe import safe_line
+
+# multiprocessing's own service processes: part of the tree, but not workers of the service
+_HELPER_ROLES = ("resource tracker", "forkserver")
+
+
+@dataclass
+class Target:
+    pid: int
+    ppid: int
+    role: str | None  # "master" | "worker" | "helper"; None for a process alone in the group
+    rank: int | None
+    problem: str | None = None  # why nothing can run there (not Python, gone), reported per command
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "ppid": self.ppid, "role": self.role, "rank": self.rank}
+
+    def label(self) -> str:
+        parts = ["pid %d" % self.pid]
+        if self.role:
+            parts.append(self.role)
+        if self.rank is not None:
+            parts.append("rank %d" % self.rank)
+        return " ".join(parts)
+
+
+@dataclass
+class Selection:
+    tree: int | None = None
+    pattern: str | None = None
+    pids: list[int] | None = None
+    everything: bool = False
+
+    def empty(self) -> bool:
+        return self.tree is None and self.pattern is None and not self.pids and not self.everything
+
+
+def parse_pids(text: str) -> list[int]:
+    """``-p 12,13 14``: pids separated by commas or spaces; anything else is a usage error."""
+    pids = []
+    for word in re.split(r"[,\s]+", text.strip()):
+        if not word:
+            continue
+        if not word.isdigit() or int(word) <= 0:
+            raise UsageError("-p takes pids separated by commas, got %r" % safe_line(word))
+        pids.append(int(word))
+    if not pids:
+        raise UsageError("-p takes pids separated by commas, got nothing")
+    return pids
+
+
+def select(selection: Selection, caller: Caller | None = None) -> list[Target]:
+    """The targets, in pid order; a usage error when nothing matches."""
+    who = caller or Caller.current()
+    processes = scan(who)
+    chosen: dict[int, PythonProcess] = {}
+    missing: list[int] = []
+    if selection.tree is not None:
+        tree = _tree(processes, selection.tree)
+        if not tree:
+            raise UsageError("--tree %d: no Python process with that pid (gone, or not Python)" % selection.tree)
+        chosen.update((proc.pid, proc) for proc in tree)
+    if selection.pattern is not None:
+        chosen.update((proc.pid, proc) for proc in _matching(processes, selection.pattern))
+    if selection.everything:
+        chosen.update((proc.pid, proc) for proc in processes if proc.attachable)
+    for pid in selection.pids or ():
+        found = next((proc for proc in processes if proc.pid == pid), None) or describe(pid, who)
+        if found is None:
+            missing.append(pid)
+        else:
+            chosen[pid] = found
+    if not chosen and not missing:
+        raise UsageError(_nothing(selection))
+    targets = _targets(list(chosen.values()))
+    targets.extend(Target(pid, -1, None, None, "pid %d is not a Python process (or is gone)" % pid) for pid in missing)
+    return sorted(targets, key=lambda target: target.pid)
+
+
+def _tree(processes: list[PythonProcess], root: int) -> list[PythonProcess]:
+    by_pid = {proc.pid: proc for proc in processes}
+    found: list[PythonProcess] = []
+    todo = [root]
+    while todo:
+        proc = by_pid.get(todo.pop())
+        if proc is not None and proc not in found:
+            found.append(proc)
+            todo.extend(proc.children)
+    return found
+
+
+def _matching(processes: list[PythonProcess], pattern: str) -> list[PythonProcess]:
+    """Attachable processes whose command line contains ``pattern`` (a regular expression)."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise UsageError("--select %r is not a regular expression: %s" % (safe_line(pattern), exc)) from None
+    return [proc for proc in processes if proc.attachable and regex.search(proc.cmdline)]
+
+
+def _targets(processes: list[PythonProcess]) -> list[Target]:
+    """Roles are relative to the group: a process whose parent is in it is a worker of that parent."""
+    for proc in processes:
+        proc.children = []
+    link_families(processes)  # children within the group, and multiprocessing's helpers named
+    pids = {proc.pid for proc in processes}
+    return [Target(proc.pid, proc.ppid, _role(proc, pids), rank_of(proc.pid)) for proc in processes]
+
+
+def _role(proc: PythonProcess, group: set[int]) -> str | None:
+    if proc.role and any(marker in proc.role for marker in _HELPER_ROLES):
+        return "helper"
+    if proc.ppid in group:
+        return "worker"
+    if proc.children:
+        return "master"
+    return None
+
+
+def rank_of(pid: int) -> int | None:
+    """RANK, else LOCAL_RANK, from the process's environment (torchrun and friends set them)."""
+    environ = _environ(pid)
+    for name in ("RANK", "LOCAL_RANK"):
+        value = environ.get(name, "")
+        if value.isdigit() and len(value) < 10:
+            return int(value)
+    return None
+
+
+def _nothing(selection: Selection) -> str:
+    if selection.pattern is not None:
+        return "--select %r matches no attachable Python process ('flight_profiler ps' lists them)" % safe_line(
+            selection.pattern
+        )
+    return "no attachable Python process found ('flight_profiler ps' lists them)"
