@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from interpreters import find_interpreters
+from json_schemas import problems
 from support import TARGETS, CliResult
 
 INTERPRETERS = find_interpreters()
@@ -55,6 +56,8 @@ def fleet(*words: str, timeout: float = 90.0) -> CliResult:
 
 
 def fleet_line(result: CliResult) -> dict[str, Any]:
+    for record in result.records:
+        assert problems(record) == [], record  # docs/schema/envelope.json and the command's own schema
     [line] = [record["fleet"] for record in result.records if "fleet" in record]
     return line  # type: ignore[no-any-return]
 
@@ -189,3 +192,36 @@ def test_select_by_command_line_and_bad_selections(prefork: Group) -> None:
     assert bad.returncode == 2 and "not a regular expression" in bad.errors[0]
     bad = fleet("-p", "12,x", "--cmd", "stack", "--json")
     assert bad.returncode == 2 and "-p takes pids" in bad.errors[0]
+
+
+def test_the_shell_switches_between_the_group_and_one_member(tmp_path: object) -> None:
+    import pexpect
+
+    group = Group(INTERPRETERS[-1][1], "ps_prefork.py", "--workers", "2")
+    env = dict(os.environ, HOME=str(tmp_path), NO_COLOR="1", TERM="xterm")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "flight_profiler", "--tree", str(group.master)],
+        env=env,
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 200),
+    )
+    try:
+        child.expect_exact("flight_profiler[all 3]>")
+        child.sendline("getglobal __main__ STATE -e \"target['role']\"")
+        child.expect_exact("getglobal on 3 process(es): 3 ok")
+        child.sendline("use %d" % group.workers[1])
+        child.expect_exact("flight_profiler[%d]>" % group.workers[1])
+        child.sendline("getglobal __main__ STATE -e \"target['role']\"")
+        child.expect_exact("'worker'")
+        child.expect_exact("flight_profiler[%d]>" % group.workers[1])
+        child.sendline("use 1")
+        child.expect_exact("1 is not in the group")
+        child.sendline("use all")
+        child.expect_exact("flight_profiler[all 3]>")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        group.stop()

@@ -30,7 +30,7 @@ from .select import Target
 from .sink import Sink
 
 DEFAULT_CONCURRENCY = 8
-STAGGER = 0.01  # seconds between two injections' starts
+STAGGER = 0.005  # seconds between two injections' starts
 # client-side commands that stop the target while they read it (py-spy dump): gated like an attach
 GATED_LOCAL = ("stack",)
 # request keys that name a file we write: each target gets its own (name.PID.ext)

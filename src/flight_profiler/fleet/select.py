@@ -8,6 +8,7 @@ from /proc/<pid>/environ when we may).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -66,22 +67,27 @@ def parse_pids(text: str) -> list[int]:
 
 
 def select(selection: Selection, caller: Caller | None = None) -> list[Target]:
-    """The targets, in pid order; a usage error when nothing matches."""
+    """The targets, in pid order; a usage error when nothing matches.
+
+    ``--tree`` and ``-p`` describe only their own processes (a full scan reads every process's
+    memory map: slow on a busy host); ``--select`` and ``--all`` scan.
+    """
     who = caller or Caller.current()
-    processes = scan(who)
     chosen: dict[int, PythonProcess] = {}
     missing: list[int] = []
     if selection.tree is not None:
-        tree = _tree(processes, selection.tree)
-        if not tree:
+        tree = [proc for proc in (describe(pid, who) for pid in _descendants(selection.tree)) if proc is not None]
+        if not tree or tree[0].pid != selection.tree:
             raise UsageError("--tree %d: no Python process with that pid (gone, or not Python)" % selection.tree)
         chosen.update((proc.pid, proc) for proc in tree)
-    if selection.pattern is not None:
-        chosen.update((proc.pid, proc) for proc in _matching(processes, selection.pattern))
-    if selection.everything:
-        chosen.update((proc.pid, proc) for proc in processes if proc.attachable)
+    if selection.pattern is not None or selection.everything:
+        processes = scan(who)
+        if selection.pattern is not None:
+            chosen.update((proc.pid, proc) for proc in _matching(processes, selection.pattern))
+        if selection.everything:
+            chosen.update((proc.pid, proc) for proc in processes if proc.attachable)
     for pid in selection.pids or ():
-        found = next((proc for proc in processes if proc.pid == pid), None) or describe(pid, who)
+        found = chosen.get(pid) or describe(pid, who)
         if found is None:
             missing.append(pid)
         else:
@@ -93,16 +99,29 @@ def select(selection: Selection, caller: Caller | None = None) -> list[Target]:
     return sorted(targets, key=lambda target: target.pid)
 
 
-def _tree(processes: list[PythonProcess], root: int) -> list[PythonProcess]:
-    by_pid = {proc.pid: proc for proc in processes}
-    found: list[PythonProcess] = []
-    todo = [root]
+def _descendants(root: int) -> list[int]:
+    """``root`` and every process below it (through non-Python ones too), root first, from /proc/*/stat."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            ppid = _ppid(int(name))
+            if ppid is not None:
+                children.setdefault(ppid, []).append(int(name))
+    found, todo = [], [root]
     while todo:
-        proc = by_pid.get(todo.pop())
-        if proc is not None and proc not in found:
-            found.append(proc)
-            todo.extend(proc.children)
+        pid = todo.pop(0)
+        if pid not in found:
+            found.append(pid)
+            todo.extend(sorted(children.get(pid, ())))
     return found
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])  # the name before ")" may hold anything
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _matching(processes: list[PythonProcess], pattern: str) -> list[PythonProcess]:
