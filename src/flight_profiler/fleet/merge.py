@@ -53,21 +53,22 @@ def merger_for(command: str, request: dict[str, Any]) -> Merger | None:
 def summary(
     command: str, merger: Merger | None, targets: list[Target], results: Results, errors: dict[int, str]
 ) -> Outcome:
-    ok = [target for target in targets if target.pid not in errors]
+    ok = [target for target in targets if target.key not in errors]
+    failed = [target for target in targets if target.key in errors]
     line = "%s on %d process(es): %d ok" % (command, len(targets), len(ok))
     if errors:
         line += ", %d failed (%s)" % (
-            len(errors),
-            "; ".join("pid %d: %s" % (pid, message) for pid, message in sorted(errors.items())),
+            len(failed),
+            "; ".join("%s: %s" % (target.name(), errors[target.key]) for target in failed),
         )
     data: dict[str, Any] = {
         "targets": [target.to_json() for target in targets],
-        "ok": [target.pid for target in ok],
-        "failed": [{"pid": pid, "error": message} for pid, message in sorted(errors.items())],
+        "ok": [target.ref() for target in ok],
+        "failed": [{"pid": target.ref(), "error": errors[target.key]} for target in failed],
     }
     views: list[RenderableType] = []
     if merger is not None and len(ok) > 1:
-        merged, views, headline = merger.merge(ok, {target.pid: results.get(target.pid, []) for target in ok})
+        merged, views, headline = merger.merge(ok, {target.key: results.get(target.key, []) for target in ok})
         data["merged"] = merged
         line = "%s; %s" % (headline, line)
     return Outcome(line, data, views)
@@ -104,7 +105,7 @@ def _where(event: dict[str, Any]) -> str:
 
 def _stack_merge(targets: list[Target], results: Results) -> tuple[dict[str, Any], list[RenderableType], str]:
     events = {pid: found[-1] for pid, found in results.items() if found and "threads" in found[-1]}
-    present = [target for target in targets if target.pid in events]
+    present = [target for target in targets if target.key in events]
     classes: dict[str, list[Target]] = {}
     for target in present:
         classes.setdefault(_plural(target.role), []).append(target)
@@ -131,23 +132,23 @@ def _compare(
     """One class of targets (the workers, say): identical stacks grouped, the minority named."""
     by_signature: dict[tuple[Any, ...], list[Target]] = {}
     for target in members:
-        by_signature.setdefault(_signature(events[target.pid]), []).append(target)
-    ordered = sorted(by_signature.values(), key=lambda group: (-len(group), group[0].pid))
+        by_signature.setdefault(_signature(events[target.key]), []).append(target)
+    ordered = sorted(by_signature.values(), key=lambda group: (-len(group), group[0].key))
     groups = [
-        {"pids": [t.pid for t in group], "role": group[0].role, "where": _where(events[group[0].pid])}
+        {"pids": [t.ref() for t in group], "role": group[0].role, "where": _where(events[group[0].key])}
         for group in ordered
     ]
     if len(members) == 1:
         only = members[0]
-        return "%s in %s" % (only.label(), _where(events[only.pid])), groups, []
+        return "%s in %s" % (only.label(), _where(events[only.key])), groups, []
     majority = ordered[0]
     if len(majority) == 1:
         return "%d %s, every one in a different stack" % (len(members), noun), groups, []
-    phrase = "%d of %d %s in %s" % (len(majority), len(members), noun, _where(events[majority[0].pid]))
+    phrase = "%d of %d %s in %s" % (len(majority), len(members), noun, _where(events[majority[0].key]))
     odd = [target for group in ordered[1:] for target in group]
-    outliers = [{**target.to_json(), "where": _where(events[target.pid])} for target in odd]
+    outliers = [{**target.to_json(), "where": _where(events[target.key])} for target in odd]
     named = [
-        "pid %d%s in %s" % (t.pid, "" if t.rank is None else " (rank %d)" % t.rank, _where(events[t.pid]))
+        "%s%s in %s" % (t.name(), "" if t.rank is None else " (rank %d)" % t.rank, _where(events[t.key]))
         for t in odd[:NAMED_PIDS]
     ]
     if len(outliers) > NAMED_PIDS:
@@ -159,7 +160,7 @@ class _Node:
     """A frame shared by ``count`` processes' stacks (``pids``), and what they called next."""
 
     def __init__(self) -> None:
-        self.pids: list[int] = []
+        self.pids: list[str] = []  # the processes' names
         self.children: dict[Frame, _Node] = {}
 
 
@@ -170,12 +171,12 @@ def _stack_tree(headline: str, targets: list[Target], events: dict[int, dict[str
 
     threads: dict[str, _Node] = {}
     for target in targets:
-        for thread in events[target.pid]["threads"]:
+        for thread in events[target.key]["threads"]:
             node = threads.setdefault(str(thread["name"]), _Node())
-            node.pids.append(target.pid)
+            node.pids.append(target.name())
             for frame in _frames(thread):
                 node = node.children.setdefault(frame, _Node())
-                node.pids.append(target.pid)
+                node.pids.append(target.name())
     tree = Tree(
         Text("merged stacks of %d processes ([count]: how many share the line)" % len(targets)), guide_style="dim"
     )
@@ -202,7 +203,7 @@ def _chain(frame: Frame, node: _Node, parent_count: int) -> tuple[Text, _Node]:
     text = Text(overflow="fold")
     text.append("[%d] " % count, style="cyan")
     if count <= NAMED_PIDS and 2 * count <= parent_count:  # the minority's branch says whose it is
-        text.append("pid %s " % ", ".join(str(pid) for pid in sorted(node.pids)), style="yellow")
+        text.append("%s " % ", ".join(sorted(node.pids)), style="yellow")
     text.append(_frame_text(frame))
     while len(node.children) == 1:
         ((next_frame, child),) = node.children.items()
@@ -228,27 +229,31 @@ OUTLIER_FLOOR = 100  # objects: smaller differences from the median are noise, n
 
 def _mem_merge(targets: list[Target], results: Results) -> tuple[dict[str, Any], list[RenderableType], str]:
     events = {pid: found[-1] for pid, found in results.items() if found and "types" in found[-1]}
-    present = [target for target in targets if target.pid in events]
+    present = [target for target in targets if target.key in events]
     counts: dict[str, dict[int, int]] = {}
     for target in present:
-        for row in events[target.pid]["types"]:
-            counts.setdefault(str(row["type"]), {})[target.pid] = int(row["count"])
-    limit = max(len(events[target.pid]["types"]) for target in present)
+        for row in events[target.key]["types"]:
+            counts.setdefault(str(row["type"]), {})[target.key] = int(row["count"])
+    limit = max(len(events[target.key]["types"]) for target in present)
     rows = sorted(counts.items(), key=lambda item: -max(item[1].values()))[:limit]
     marked: dict[int, list[str]] = {}
     for type_name, per_pid in rows:
-        for pid in _odd_ones(per_pid, [target.pid for target in present]):
+        for pid in _odd_ones(per_pid, [target.key for target in present]):
             marked.setdefault(pid, []).append(type_name)
-    outlier = max(marked, key=lambda pid: len(marked[pid])) if marked else None
+    outlier = max(marked, key=lambda key: len(marked[key])) if marked else None
+    by_key = {target.key: target for target in present}
     headline = "mem summary over %d processes: %s" % (
         len(present),
-        "pid %d stands out (%s)" % (outlier, ", ".join(safe_line(name) for name in marked[outlier][:3]))
+        "%s stands out (%s)" % (by_key[outlier].name(), ", ".join(safe_line(name) for name in marked[outlier][:3]))
         if outlier is not None
         else "no process stands out",
     )
     data = {
-        "types": [{"type": name, "counts": {str(pid): n for pid, n in per_pid.items()}} for name, per_pid in rows],
-        "outliers": [{"pid": pid, "types": names} for pid, names in sorted(marked.items())],
+        "types": [
+            {"type": name, "counts": {str(by_key[key].ref()): n for key, n in per_key.items()}}
+            for name, per_key in rows
+        ],
+        "outliers": [{"pid": by_key[key].ref(), "types": names} for key, names in sorted(marked.items())],
     }
     return data, [_mem_table(headline, present, events, rows, marked)], headline
 
@@ -274,14 +279,14 @@ def _mem_table(
     table = Table(box=None, pad_edge=False)
     table.add_column("type", overflow="fold")
     for target in targets:
-        flag = " (outlier)" if marked.get(target.pid) else ""
+        flag = " (outlier)" if marked.get(target.key) else ""
         table.add_column(safe_line(target.label()) + flag, justify="right", style="red" if flag else None)
-    table.add_row("all objects", *("%d" % events[target.pid]["objects"] for target in targets), style="bold")
+    table.add_row("all objects", *("%d" % events[target.key]["objects"] for target in targets), style="bold")
     for name, per_pid in rows:
         cells = []
         for target in targets:
-            odd = name in marked.get(target.pid, [])
-            cells.append(Text("%d%s" % (per_pid.get(target.pid, 0), " !" if odd else ""), style="red" if odd else ""))
+            odd = name in marked.get(target.key, [])
+            cells.append(Text("%d%s" % (per_pid.get(target.key, 0), " !" if odd else ""), style="red" if odd else ""))
         table.add_row(Text(safe_line(name)), *cells)
     return Group(Text(headline, style="bold"), table)
 
@@ -295,24 +300,27 @@ MEM_SUMMARY = Merger(collects=True, merge=_mem_merge)
 def _watch_merge(targets: list[Target], results: Results) -> tuple[dict[str, Any], list[RenderableType], str]:
     from rich.table import Table
 
-    shown = {target.pid: sum(1 for event in results[target.pid] if "index" in event) for target in targets}
+    shown = {target.key: sum(1 for event in results[target.key] if "index" in event) for target in targets}
     skipped = {
-        target.pid: sum(int(event.get("skipped") or 0) for event in results[target.pid] if event.get("kind") == "end")
+        target.key: sum(int(event.get("skipped") or 0) for event in results[target.key] if event.get("kind") == "end")
         for target in targets
     }
     table = Table(box=None, pad_edge=False)
     for column in ("target", "calls shown", "skipped by --rate"):
         table.add_column(column, justify="left" if column == "target" else "right")
     for target in targets:
-        table.add_row(safe_line(target.label()), str(shown[target.pid]), str(skipped[target.pid]))
-    busiest = max(targets, key=lambda target: shown[target.pid])
-    headline = "watch over %d processes: %d call(s) shown, most in pid %d (%d)" % (
+        table.add_row(safe_line(target.label()), str(shown[target.key]), str(skipped[target.key]))
+    busiest = max(targets, key=lambda target: shown[target.key])
+    headline = "watch over %d processes: %d call(s) shown, most in %s (%d)" % (
         len(targets),
         sum(shown.values()),
-        busiest.pid,
-        shown[busiest.pid],
+        busiest.name(),
+        shown[busiest.key],
     )
-    data = {"shown": {str(pid): n for pid, n in shown.items()}, "skipped": {str(pid): n for pid, n in skipped.items()}}
+    data = {
+        "shown": {str(target.ref()): shown[target.key] for target in targets},
+        "skipped": {str(target.ref()): skipped[target.key] for target in targets},
+    }
     return data, [table], headline
 
 

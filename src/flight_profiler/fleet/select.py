@@ -28,12 +28,29 @@ class Target:
     role: str | None  # "master" | "worker" | "helper"; None for a process alone in the group
     rank: int | None
     problem: str | None = None  # why nothing can run there (not Python, gone), reported per command
+    pod: tuple[str, str] | None = None  # (namespace, name) when it runs in a Kubernetes pod
+    key: int = 0  # unique in the group (pids repeat across pods); the pid on this host
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.pid
 
     def to_json(self) -> dict[str, Any]:
-        return {"pid": self.pid, "ppid": self.ppid, "role": self.role, "rank": self.rank}
+        found: dict[str, Any] = {"pid": self.pid, "ppid": self.ppid, "role": self.role, "rank": self.rank}
+        if self.pod is not None:
+            found["pod"] = {"namespace": self.pod[0], "name": self.pod[1]}
+        return found
+
+    def ref(self) -> int | str:
+        """How JSON names it: the pid on this host, "namespace/pod:pid" in a pod."""
+        return self.pid if self.pod is None else "%s/%s:%d" % (self.pod[0], self.pod[1], self.pid)
+
+    def name(self) -> str:
+        """How text names it: "pid 12", "pod shop/web-0 pid 12"."""
+        where = "pid %d" % self.pid
+        return where if self.pod is None else "pod %s/%s %s" % (self.pod[0], self.pod[1], where)
 
     def label(self) -> str:
-        parts = ["pid %d" % self.pid]
+        parts = [self.name()]
         if self.role:
             parts.append(self.role)
         if self.rank is not None:

@@ -67,13 +67,14 @@ class Sink:
     def begin(self, command: str, merger: Merger | None, targets: list[Target]) -> None:
         with self._lock:
             self._command, self._merger, self._targets = command, merger, targets
-            self._results = {target.pid: [] for target in targets}
+            self._results = {target.key: [] for target in targets}
             self._errors = {}
             self._last = None
 
     def result(self, target: Target, command: str, data: dict[str, Any], renderable: RenderableType | None) -> None:
         with self._lock:
-            self._results.setdefault(target.pid, []).append(data)
+            self._join(target)
+            self._results[target.key].append(data)
             if self.output.as_json:
                 self._json({"command": command, "result": data, "target": target.to_json()})
             elif self._merger is None or not self._merger.collects:
@@ -81,7 +82,8 @@ class Sink:
 
     def error(self, target: Target, command: str | None, message: str) -> None:
         with self._lock:
-            self._errors[target.pid] = message
+            self._join(target)
+            self._errors[target.key] = message
             if self.output.as_json:
                 self._json({"command": command, "error": message, "target": target.to_json()})
             else:
@@ -103,14 +105,20 @@ class Sink:
                     self.output.console.print(renderable)
                 self.output.err.print(safe_line(outcome.line), style="bold" if not failed else "red", markup=False)
 
+    def _join(self, target: Target) -> None:
+        """Targets found while the command runs (in pods) join the group."""
+        if target.key not in self._results:
+            self._targets.append(target)
+            self._results[target.key] = []
+
     def _print(self, target: Target, renderable: RenderableType | None) -> None:
         if renderable is None:
             return
-        if len(self._targets) > 1 and self._last != target.pid:
+        if len(self._targets) > 1 and self._last != target.key:
             from rich.rule import Rule
 
             self.output.console.print(Rule(safe_line(target.label()), align="left", style="cyan"))
-            self._last = target.pid
+            self._last = target.key
         self.output.console.print(renderable)
 
     def _json(self, obj: dict[str, Any]) -> None:
