@@ -225,3 +225,28 @@ def test_the_shell_switches_between_the_group_and_one_member(tmp_path: object) -
     finally:
         child.close(force=True)
         group.stop()
+
+
+def test_ctrl_c_cancels_the_command_on_every_member(prefork: Group) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "flight_profiler",
+        "--tree",
+        str(prefork.master),
+        "--cmd",
+        "mem diff -i 600",
+        "--json",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    firsts: set[int] = set()
+    while len(firsts) < WORKERS + 1:  # every member is inside its 600 s interval
+        line = proc.stdout.readline()
+        assert line, proc.communicate()
+        firsts.add(json.loads(line)["target"]["pid"])
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)  # far less than the 600 s interval: the jobs were cancelled
+    assert proc.returncode == 0, err
+    assert err.count("cancelled") == WORKERS + 1, err
+    assert not [line for line in out.splitlines() if '"phase": "done"' in line or '"error"' in line]
