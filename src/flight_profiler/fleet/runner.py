@@ -35,7 +35,7 @@ STAGGER = 0.005  # seconds between two injections' starts
 GATED_LOCAL = ("stack",)
 # request keys that name a file we write: each target gets its own (name.PID.ext)
 OUTPUT_PATHS = {"stack": "filepath", "perf": "filepath", "torch": "path"}
-INTERRUPT_WAIT = 3.0
+INTERRUPT_WAIT = 5.0  # seconds the members get to end their cancelled jobs (then the closing sockets end them)
 
 
 class Gate:
@@ -166,23 +166,34 @@ class Fleet:
         command = spec.name if spec is not None else "detach"
         self.sink.begin(command, merger, [member.target for member in members])
         failed: set[int] = set()
-        threads = [
-            threading.Thread(target=self._one, args=(member, spec, requests.get(member.pid), failed), daemon=True)
-            for member in members
-        ]
-        for thread in threads:
-            thread.start()
+        done = [threading.Event() for _ in members]
+        for member, finished in zip(members, done):
+            work = (member, spec, requests.get(member.pid), failed, finished)
+            threading.Thread(target=self._one, args=work, daemon=True).start()
         try:
-            _join(threads, None)
+            _wait(done, None)
         except KeyboardInterrupt:
             for member in members:
                 member.cancel_running()
-            _join(threads, INTERRUPT_WAIT)
+            _wait(done, INTERRUPT_WAIT)
             self.sink.output.note("interrupted")
         self.sink.end(failed)
         return not failed
 
     def _one(
+        self,
+        member: MemberRunner,
+        spec: CommandSpec | None,
+        request: dict[str, Any] | None,
+        failed: set[int],
+        finished: threading.Event,
+    ) -> None:
+        try:
+            self._one_member(member, spec, request, failed)
+        finally:
+            finished.set()
+
+    def _one_member(
         self, member: MemberRunner, spec: CommandSpec | None, request: dict[str, Any] | None, failed: set[int]
     ) -> None:
         command = spec.name if spec is not None else "detach"
@@ -220,11 +231,13 @@ def _for_target(spec: CommandSpec, request: dict[str, Any], pid: int, count: int
     return {**request, key: "%s.%d%s" % (stem, pid, ext)}
 
 
-def _join(threads: list[threading.Thread], timeout: float | None) -> None:
+def _wait(done: list[threading.Event], timeout: float | None) -> None:
+    """Until every member is done (or ``timeout``). Events, not Thread.join: a join that Ctrl-C
+    interrupted can report a thread that is still running as finished (seen on 3.11)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    for thread in threads:
-        while thread.is_alive():
+    for finished in done:
+        while not finished.is_set():
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
-            thread.join(0.2 if left is None else min(0.2, left))  # short waits: Ctrl-C reaches us
+            finished.wait(0.2 if left is None else min(0.2, left))  # short waits: Ctrl-C reaches us
