@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -74,7 +75,7 @@ def test_stack_names_the_outlier_and_counts_the_rest() -> None:
     assert "7 of 8 workers in `poll` (x.py:10)" in merged["summary"]
     assert "pid 104 in `commit` (x.py:20)" in merged["summary"]
     assert [item["pid"] for item in merged["outliers"]] == [104]
-    assert outcome.data["failed"] == [] and len(outcome.views) == 1
+    assert outcome.data["failed"] == [] and outcome.render is not None and len(outcome.render()) == 1
 
 
 def test_a_failed_target_is_left_out_of_the_merge_and_named() -> None:
@@ -96,3 +97,12 @@ def test_mem_summary_marks_the_process_that_stands_out() -> None:
     outcome = summary("mem", MEM_SUMMARY, targets, results, {})
     assert outcome.data["merged"]["outliers"] == [{"pid": 3, "types": ["app.Leak"]}]
     assert "pid 3 stands out (app.Leak)" in outcome.line
+
+
+def test_the_client_never_selects_itself() -> None:
+    from flight_profiler.fleet.select import Selection, select
+
+    [me] = select(Selection(pids=[os.getpid()]))
+    assert me.problem is not None and "this flight_profiler client" in me.problem  # left out, failing alone
+    with pytest.raises(UsageError):
+        select(Selection(tree=os.getpid()))  # our own tree starts with us: nothing left

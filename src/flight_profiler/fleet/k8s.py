@@ -241,7 +241,7 @@ def _record(raw: bytes, pod: tuple[str, str], index: int, spec: CommandSpec, sin
     """One line from the pod, handed to the sink with its target; 1 when it was one of ours."""
     try:
         record = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         return 0  # not ours (a banner of the image's shell): ignored
     if not isinstance(record, dict) or record.get("schema") != 1 or "fleet" in record:
         return 1 if isinstance(record, dict) and "fleet" in record else 0  # we sum up ourselves

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple  # typing's: subscripted at run time on 3.8
 
 from ..render.safe import safe_line
 from .select import Target
@@ -22,6 +21,8 @@ if TYPE_CHECKING:
     from rich.tree import Tree
 
 Results = Dict[int, List[Dict[str, Any]]]  # typing's: the client runs on 3.8 too
+# the data for the fleet line, the merged view (made only when printed as text), the headline
+Merged = Tuple[Dict[str, Any], Callable[[], List["RenderableType"]], str]
 NAMED_PIDS = 3  # a branch taken by at most this many processes names them
 
 
@@ -29,7 +30,7 @@ NAMED_PIDS = 3  # a branch taken by at most this many processes names them
 class Outcome:
     line: str
     data: dict[str, Any]
-    views: list[RenderableType] = field(default_factory=list)
+    render: Callable[[], list[RenderableType]] | None = None  # the merged view, made in text mode only
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Merger:
     """``collects``: results are held back for the merged view (else each prints as it comes)."""
 
     collects: bool
-    merge: Callable[[list[Target], Results], tuple[dict[str, Any], list[RenderableType], str]]
+    merge: Callable[[list[Target], Results], Merged]
 
 
 def merger_for(command: str, request: dict[str, Any]) -> Merger | None:
@@ -66,12 +67,12 @@ def summary(
         "ok": [target.ref() for target in ok],
         "failed": [{"pid": target.ref(), "error": errors[target.key]} for target in failed],
     }
-    views: list[RenderableType] = []
+    render = None
     if merger is not None and len(ok) > 1:
-        merged, views, headline = merger.merge(ok, {target.key: results.get(target.key, []) for target in ok})
+        merged, render, headline = merger.merge(ok, {target.key: results.get(target.key, []) for target in ok})
         data["merged"] = merged
         line = "%s; %s" % (headline, line)
-    return Outcome(line, data, views)
+    return Outcome(line, data, render)
 
 
 # ---------------------------------------------------------------------------------------- stack
@@ -103,7 +104,7 @@ def _where(event: dict[str, Any]) -> str:
     return "`%s` (%s:%d)" % (safe_line(frame["name"]), safe_line(os.path.basename(frame["file"])), frame["line"])
 
 
-def _stack_merge(targets: list[Target], results: Results) -> tuple[dict[str, Any], list[RenderableType], str]:
+def _stack_merge(targets: list[Target], results: Results) -> Merged:
     events = {pid: found[-1] for pid, found in results.items() if found and "threads" in found[-1]}
     present = [target for target in targets if target.key in events]
     classes: dict[str, list[Target]] = {}
@@ -119,7 +120,7 @@ def _stack_merge(targets: list[Target], results: Results) -> tuple[dict[str, Any
         outliers.extend(class_outliers)
     headline = "; ".join(phrases)
     data = {"summary": headline, "groups": groups, "outliers": outliers}
-    return data, [_stack_tree(headline, present, events)], headline
+    return data, lambda: [_stack_tree(headline, present, events)], headline
 
 
 def _plural(role: str | None) -> str:
@@ -203,7 +204,7 @@ def _chain(frame: Frame, node: _Node, parent_count: int) -> tuple[Text, _Node]:
     text = Text(overflow="fold")
     text.append("[%d] " % count, style="cyan")
     if count <= NAMED_PIDS and 2 * count <= parent_count:  # the minority's branch says whose it is
-        text.append("%s " % ", ".join(sorted(node.pids)), style="yellow")
+        text.append("%s " % safe_line(", ".join(sorted(node.pids))), style="yellow")
     text.append(_frame_text(frame))
     while len(node.children) == 1:
         ((next_frame, child),) = node.children.items()
@@ -227,7 +228,7 @@ STACK = Merger(collects=True, merge=_stack_merge)
 OUTLIER_FLOOR = 100  # objects: smaller differences from the median are noise, never an outlier
 
 
-def _mem_merge(targets: list[Target], results: Results) -> tuple[dict[str, Any], list[RenderableType], str]:
+def _mem_merge(targets: list[Target], results: Results) -> Merged:
     events = {pid: found[-1] for pid, found in results.items() if found and "types" in found[-1]}
     present = [target for target in targets if target.key in events]
     counts: dict[str, dict[int, int]] = {}
@@ -255,7 +256,7 @@ def _mem_merge(targets: list[Target], results: Results) -> tuple[dict[str, Any],
         ],
         "outliers": [{"pid": by_key[key].ref(), "types": names} for key, names in sorted(marked.items())],
     }
-    return data, [_mem_table(headline, present, events, rows, marked)], headline
+    return data, lambda: [_mem_table(headline, present, events, rows, marked)], headline
 
 
 def _odd_ones(per_pid: dict[int, int], pids: list[int]) -> list[int]:
@@ -297,19 +298,12 @@ MEM_SUMMARY = Merger(collects=True, merge=_mem_merge)
 # ----------------------------------------------------------------------------------------- watch
 
 
-def _watch_merge(targets: list[Target], results: Results) -> tuple[dict[str, Any], list[RenderableType], str]:
-    from rich.table import Table
-
+def _watch_merge(targets: list[Target], results: Results) -> Merged:
     shown = {target.key: sum(1 for event in results[target.key] if "index" in event) for target in targets}
     skipped = {
         target.key: sum(int(event.get("skipped") or 0) for event in results[target.key] if event.get("kind") == "end")
         for target in targets
     }
-    table = Table(box=None, pad_edge=False)
-    for column in ("target", "calls shown", "skipped by --rate"):
-        table.add_column(column, justify="left" if column == "target" else "right")
-    for target in targets:
-        table.add_row(safe_line(target.label()), str(shown[target.key]), str(skipped[target.key]))
     busiest = max(targets, key=lambda target: shown[target.key])
     headline = "watch over %d processes: %d call(s) shown, most in %s (%d)" % (
         len(targets),
@@ -321,7 +315,18 @@ def _watch_merge(targets: list[Target], results: Results) -> tuple[dict[str, Any
         "shown": {str(target.ref()): shown[target.key] for target in targets},
         "skipped": {str(target.ref()): skipped[target.key] for target in targets},
     }
-    return data, [table], headline
+    return data, lambda: [_watch_table(targets, shown, skipped)], headline
+
+
+def _watch_table(targets: list[Target], shown: dict[int, int], skipped: dict[int, int]) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("target", "calls shown", "skipped by --rate"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for target in targets:
+        table.add_row(safe_line(target.label()), str(shown[target.key]), str(skipped[target.key]))
+    return table
 
 
 WATCH = Merger(collects=False, merge=_watch_merge)

@@ -91,7 +91,7 @@ def select(selection: Selection, caller: Caller | None = None) -> list[Target]:
     """
     who = caller or Caller.current()
     chosen: dict[int, PythonProcess] = {}
-    missing: list[int] = []
+    missing: dict[int, str] = {}
     if selection.tree is not None:
         tree = [proc for proc in (describe(pid, who) for pid in _descendants(selection.tree)) if proc is not None]
         if not tree or tree[0].pid != selection.tree:
@@ -104,15 +104,17 @@ def select(selection: Selection, caller: Caller | None = None) -> list[Target]:
         if selection.everything:
             chosen.update((proc.pid, proc) for proc in processes if proc.attachable)
     for pid in selection.pids or ():
-        found = chosen.get(pid) or describe(pid, who)
-        if found is None:
-            missing.append(pid)
+        found = chosen.get(pid) or (describe(pid, who) if pid != os.getpid() else None)
+        if pid == os.getpid():
+            missing[pid] = "pid %d is this flight_profiler client" % pid
+        elif found is None:
+            missing[pid] = "pid %d is not a Python process (or is gone)" % pid
         else:
             chosen[pid] = found
     if not chosen and not missing:
         raise UsageError(_nothing(selection))
     targets = _targets(list(chosen.values()))
-    targets.extend(Target(pid, -1, None, None, "pid %d is not a Python process (or is gone)" % pid) for pid in missing)
+    targets.extend(Target(pid, -1, None, None, problem) for pid, problem in missing.items())
     return sorted(targets, key=lambda target: target.pid)
 
 
@@ -127,7 +129,7 @@ def _descendants(root: int) -> list[int]:
     found, todo = [], [root]
     while todo:
         pid = todo.pop(0)
-        if pid not in found:
+        if pid not in found and pid != os.getpid():  # never ourselves (--tree of our own shell)
             found.append(pid)
             todo.extend(sorted(children.get(pid, ())))
     return found

@@ -101,7 +101,7 @@ class Sink:
             if self.output.as_json:
                 self._json({"command": self._command, "fleet": outcome.data})
             else:
-                for renderable in outcome.views:
+                for renderable in outcome.render() if outcome.render is not None else ():
                     self.output.console.print(renderable)
                 self.output.err.print(safe_line(outcome.line), style="bold" if not failed else "red", markup=False)
 
