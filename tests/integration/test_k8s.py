@@ -172,6 +172,23 @@ def test_a_command_over_every_selected_pod_is_merged(cluster: Cluster) -> None:
     assert line["failed"] == [] and "shop/web-1:2" in line["ok"]
     assert "6 of 6 workers in `serve_forever`" in line["merged"]["summary"]
     assert "3 of 3 masters" in line["merged"]["summary"]
+    text = cluster.k8s(
+        "-n",
+        "shop",
+        "-l",
+        "app=web",
+        "--remote-command",
+        INSTALLED,
+        "--no-color",
+        "--",
+        "--tree",
+        "1",
+        "--cmd",
+        "stack",
+    )
+    assert text.returncode == 0, text.stderr
+    assert "6 of 6 workers in `serve_forever`" in text.stdout and text.stdout.count("Thread MainThread") == 1
+    assert "stack on 9 process(es): 9 ok" in text.stderr
 
 
 def test_a_pod_that_is_gone_fails_alone(cluster: Cluster) -> None:
