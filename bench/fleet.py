@@ -83,7 +83,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--python", default=sys.executable, help="the targets' interpreter")
     parser.add_argument("--concurrency", type=int, default=8)
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # ./dev bench passes the same options to every bench
     proc = subprocess.Popen(
         [args.python, os.path.join(TARGETS, "ps_prefork.py"), "--workers", str(max(SIZES))],
         stdout=subprocess.PIPE,
