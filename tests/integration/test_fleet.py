@@ -131,6 +131,19 @@ def test_stack_merges_identical_workers_and_names_the_outlier(ranks: Group) -> N
     assert text.stdout.count("Thread MainThread") == 1  # one merged tree, not one dump per process
 
 
+def test_mem_summary_marks_the_worker_that_holds_more(ranks: Group) -> None:
+    odd = next(pid for pid in ranks.workers if _env(pid)["RANK"] == "2")
+    result = fleet("-p", ",".join(map(str, ranks.workers)), "--cmd", "mem summary --limit 40", "--json")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    merged = fleet_line(result)["merged"]
+    [outlier] = merged["outliers"]
+    assert outlier["pid"] == odd and any(name.endswith(".Hoard") for name in outlier["types"])
+    hoard = next(row for row in merged["types"] if row["type"].endswith(".Hoard"))
+    assert hoard["counts"][str(odd)] >= 20000 and set(hoard["counts"]) == {str(odd)}  # the others hold none
+    text = fleet("-p", ",".join(map(str, ranks.workers)), "--cmd", "mem summary --limit 40", "--no-color")
+    assert "pid %d stands out" % odd in text.stdout and "(outlier)" in text.stdout
+
+
 def test_a_worker_killed_mid_command_fails_alone(prefork: Group) -> None:
     victim = prefork.workers[1]
     argv = [sys.executable, "-m", "flight_profiler", "--tree", str(prefork.master), "--cmd", "mem diff -i 5", "--json"]

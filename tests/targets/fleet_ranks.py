@@ -3,7 +3,7 @@
     python fleet_ranks.py [--ranks N] [--odd RANK]
 
 Every rank waits in ``wait_for_work``; the rank given with --odd waits in ``slow_collective``
-instead, so a merged stack has one outlier. Prints "ready 0 <pid,...>" once every rank is up;
+instead and holds 20,000 ``Hoard`` objects, so merged stacks and memory have one outlier. Prints "ready 0 <pid,...>" once every rank is up;
 ranks exit when the launcher goes away.
 """
 
@@ -18,7 +18,15 @@ def wait_for_work(parent):
         time.sleep(0.05)
 
 
+class Hoard:
+    pass
+
+
+HOARD = []
+
+
 def slow_collective(parent):
+    HOARD.extend(Hoard() for _ in range(20000))  # a module global: reachable however the heap is walked
     while os.getppid() == parent:
         time.sleep(0.05)
 
