@@ -144,6 +144,28 @@ def test_mem_summary_marks_the_worker_that_holds_more(ranks: Group) -> None:
     assert "pid %d stands out" % odd in text.stdout and "(outlier)" in text.stdout
 
 
+def test_watch_per_target_with_a_combined_summary(ranks: Group) -> None:
+    pids = ",".join(map(str, ranks.workers))
+    result = fleet("-p", pids, "--cmd", "watch __mp_main__ tick -n 2", "--json")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    calls: dict[int, int] = {}
+    for record in result.records:
+        if "index" in record.get("result", {}):
+            calls[record["target"]["pid"]] = calls.get(record["target"]["pid"], 0) + 1
+    assert calls == dict.fromkeys(ranks.workers, 2)
+    assert fleet_line(result)["merged"]["shown"] == {str(pid): 2 for pid in ranks.workers}
+    text = fleet("-p", pids, "--cmd", "watch __mp_main__ tick -n 1", "--no-color")
+    assert "watch over 4 processes: 4 call(s) shown" in text.stderr, text.stderr
+    assert all("pid %d rank" % pid in text.stdout for pid in ranks.workers)  # each under its header
+
+
+def test_all_selects_every_attachable_python_process(prefork: Group) -> None:
+    from flight_profiler.fleet.select import Selection, select
+
+    pids = {target.pid for target in select(Selection(everything=True))}
+    assert {prefork.master, *prefork.workers} <= pids and os.getpid() not in pids
+
+
 def test_a_worker_killed_mid_command_fails_alone(prefork: Group) -> None:
     victim = prefork.workers[1]
     argv = [sys.executable, "-m", "flight_profiler", "--tree", str(prefork.master), "--cmd", "mem diff -i 5", "--json"]

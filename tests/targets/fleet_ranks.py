@@ -13,8 +13,13 @@ import sys
 import time
 
 
+def tick():
+    return 1
+
+
 def wait_for_work(parent):
     while os.getppid() == parent:
+        tick()
         time.sleep(0.05)
 
 
@@ -28,6 +33,7 @@ HOARD = []
 def slow_collective(parent):
     HOARD.extend(Hoard() for _ in range(20000))  # a module global: reachable however the heap is walked
     while os.getppid() == parent:
+        tick()
         time.sleep(0.05)
 
 
