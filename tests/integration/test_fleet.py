@@ -168,7 +168,7 @@ def test_all_selects_every_attachable_python_process(prefork: Group) -> None:
 
 def test_a_worker_killed_mid_command_fails_alone(prefork: Group) -> None:
     victim = prefork.workers[1]
-    argv = [sys.executable, "-m", "flight_profiler", "--tree", str(prefork.master), "--cmd", "mem diff -i 5", "--json"]
+    argv = [sys.executable, "-m", "flight_profiler", "--tree", str(prefork.master), "--cmd", "mem diff -i 10", "--json"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stderr is not None
     firsts: set[int] = set()

@@ -293,7 +293,8 @@ def _last_line(text: str) -> str:
 
 SUBCOMMAND = _K8s(
     name="k8s",
-    summary="Run one command in every selected Kubernetes pod through your kubectl exec, merged like a local group.",
+    summary="Run one command in every selected Kubernetes pod through your kubectl exec, merged like a local group: "
+    "flight_profiler k8s [-n NS] (POD | -l SELECTOR) -- --tree 1 --cmd stack (the pod's options after --).",
     add_arguments=_add_arguments,
     run=_run,
 )
