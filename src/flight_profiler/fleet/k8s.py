@@ -235,6 +235,8 @@ def _exec(
         raise FlightProfilerError(
             "no answer from flight_profiler in the pod (exit %d): %s" % (proc.returncode, _last_line(stderr))
         )
+    if proc.returncode not in (0, 1):  # 1: a target failed, and said so in its own line
+        raise FlightProfilerError("kubectl exec ended with status %d: %s" % (proc.returncode, _last_line(stderr)))
 
 
 def _record(raw: bytes, pod: tuple[str, str], index: int, spec: CommandSpec, sink: Sink, failed: set[int]) -> int:
