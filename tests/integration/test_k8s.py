@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -34,8 +35,8 @@ KUBECTL = textwrap.dedent(
     with open(os.environ["FAKE_KUBE_STATE"]) as fh:
         pods = json.load(fh)
     args = sys.argv[1:]
-    def option(name):
-        if name in args:
+    def option(name):  # kubectl's own options come before "--"
+        if name in args[: args.index("--") if "--" in args else len(args)]:
             at = args.index(name)
             value = args[at + 1]
             del args[at : at + 2]
@@ -264,3 +265,23 @@ def test_bad_remote_commands_never_reach_a_pod(cluster: Cluster) -> None:
         "stack",
     )
     assert result.returncode == 2 and "no running pod" in result.errors[0]
+
+
+HOSTILE = (
+    "import json\n"
+    "print('[' * 100000 + ']' * 100000)\n"  # nesting deeper than the JSON parser's stack
+    "print('not json \\x1b[2J')\n"
+    "target = {'pid': 7, 'ppid': 1, 'role': '\\x1b[31mevil', 'rank': 'x'}\n"
+    "print(json.dumps({'schema': 1, 'command': 'stack', 'error': 'boom \\x1b]0;owned\\x07', 'target': target}))\n"
+)
+
+
+def test_what_a_pod_prints_is_bounded_and_escaped(cluster: Cluster) -> None:
+    """A pod's client is untrusted: deep JSON, junk and escape sequences never reach the terminal raw."""
+    program = "%s -c %s" % (sys.executable, shlex.quote(HOSTILE))
+    result = cluster.k8s("-n", "shop", "web-0", "--remote-command", program, "--no-color", "--", "1", "--cmd", "stack")
+    assert result.returncode == 1
+    assert "\x1b" not in result.stdout + result.stderr
+    assert "pod shop/web-0 pid 7" in result.stderr and "boom" in result.stderr  # the error, escaped, with its pod
+    assert "evil" not in result.stderr  # a role that is not one of ours is dropped
+    assert "Traceback" not in result.stderr
