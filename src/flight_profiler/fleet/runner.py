@@ -82,8 +82,12 @@ class MemberRunner(Runner):
 
     def connection(self) -> AgentConnection:
         if self._conn is None and self.lost is None:
-            with self.gate.slot(stagger=not agent_running(self.pid)):  # reusing an agent injects nothing
+            # reusing an agent stops nothing: no gate (one detached in between is injected ungated: rare)
+            if agent_running(self.pid):
                 conn = super().connection()
+            else:
+                with self.gate.slot(stagger=True):
+                    conn = super().connection()
             self._conn = _TrackedConnection(conn)
         return super().connection()
 
