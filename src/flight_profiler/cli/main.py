@@ -8,6 +8,7 @@ import sys
 from ..attach.attacher import AttachOptions
 from ..commands.spec import number
 from ..errors import FlightProfilerError, UsageError
+from ..fleet import wants_fleet
 from .output import Output
 from .runner import Detached, Runner
 from .subcommands import NAMES
@@ -18,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flight_profiler",
         description="Look inside a running CPython process without restarting it.",
         epilog="'flight_profiler demo' starts a sample service and opens the shell on it; 'flight_profiler ps' "
-        "lists the Python processes you can attach to; 'install-skills' and 'mcp' serve AI agents.",
+        "lists the Python processes you can attach to; 'install-skills' and 'mcp' serve AI agents. "
+        "--tree PID, --select PATTERN, -p PID,PID or --all: one command over a group ('--all --help').",
     )
     parser.add_argument("target", help="pid of the Python process, 'demo', or one of: ps, install-skills, mcp")
     parser.add_argument("--cmd", help='run one command and exit (e.g. --cmd "stack")')
@@ -41,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         from .subcommands import subcommand
 
         return subcommand(words[0]).main(words[1:])
+    if wants_fleet(words):  # --tree/--select/-p/--all: the same command over a group (fleet/)
+        from ..fleet.cli import main as fleet_main
+
+        return fleet_main(words)
     args = build_parser().parse_args(argv)
     output = Output(args.json, color=not args.no_color)
     if args.target == "demo":

@@ -1,4 +1,4 @@
-"""Top-level subcommands that need no target pid: ``flight_profiler ps|install-skills|mcp``.
+"""Top-level subcommands that need no target pid: ``flight_profiler ps|install-skills|mcp|k8s``.
 
 Like the command specs, each one is the single source of its arguments: ``main``
 dispatches on the first word, and the skills test checks its options are documented.
@@ -17,6 +17,7 @@ _MODULES = {
     "ps": "flight_profiler.cli.ps",
     "install-skills": "flight_profiler.cli.install_skills",
     "mcp": "flight_profiler.cli.mcp",
+    "k8s": "flight_profiler.fleet.k8s",
 }
 NAMES = tuple(_MODULES)
 

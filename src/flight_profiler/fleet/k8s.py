@@ -1,0 +1,302 @@
+"""``flight_profiler k8s [-n NS] (POD | -l SELECTOR) [-c CONTAINER] -- <flight_profiler options>``.
+
+Runs our client inside each pod through the user's own ``kubectl exec -i`` (their context,
+auth plugins, RBAC and audit log; no listener, no tunnel, nothing cluster-wide of ours), with
+``--json`` on the wire, and merges what comes back exactly like a local group (``fleet/merge``):
+every target is named by its pod. The client in the pod is ``flight_profiler`` from the image
+(``--remote-command``), or with ``--copy`` a single-file zipapp of this install copied in with
+``kubectl cp`` first (``fleet/zipapp``). At most ``--concurrency`` pods at a time.
+
+Everything a pod prints is untrusted: lines are bounded, must be our JSON envelope, and are
+rendered through the commands' own renderers and ``safe_line`` like a local target's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import threading
+from typing import Any
+
+from ..cli import registry
+from ..cli.subcommands import Subcommand, add_output_options, make_output
+from ..commands.spec import CommandSpec, number
+from ..errors import FlightProfilerError, ProtocolError, UsageError
+from ..render.safe import safe_line
+from .merge import merger_for
+from .runner import DEFAULT_CONCURRENCY
+from .select import Target
+from .sink import Sink
+
+MAX_LINE = 8 << 20  # bytes of one JSON line from a pod
+REMOTE_ZIPAPP = "/tmp/flight_profiler.pyz"
+GET_TIMEOUT = 60.0
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pod", nargs="?", help="the pod (or -l SELECTOR)")
+    parser.add_argument("-n", "--namespace", help="the namespace (default: kubectl's current one)")
+    parser.add_argument("-l", "--selector", help="every running pod with these labels, e.g. app=web")
+    parser.add_argument("-c", "--container", help="the container in each pod (default: kubectl's choice)")
+    parser.add_argument(
+        "--concurrency",
+        type=number(int, 1, 64),
+        default=DEFAULT_CONCURRENCY,
+        help="pods worked on at a time (default %d)" % DEFAULT_CONCURRENCY,
+    )
+    parser.add_argument(
+        "--copy", action="store_true", help="copy this flight_profiler into each pod as one file (kubectl cp) first"
+    )
+    parser.add_argument(
+        "--remote-command",
+        default="flight_profiler",
+        help="how the pod runs flight_profiler (default: flight_profiler; with --copy: python3)",
+    )
+    parser.add_argument("--kubectl", default="kubectl", help="the kubectl to run (default: kubectl on PATH)")
+    add_output_options(parser)
+
+
+class _K8s(Subcommand):
+    def main(self, argv: list[str]) -> int:
+        """Our options before ``--``, the pod's flight_profiler options after it (never parsed as ours)."""
+        cut = argv.index("--") if "--" in argv else len(argv)
+        args = self.parser().parse_args(argv[:cut])
+        args.remote = argv[cut + 1 :]
+        return self.run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    output = make_output(args)
+    try:
+        remote, spec, request = _remote_words(args.remote)
+        if (args.pod is None) == (args.selector is None):
+            raise UsageError("k8s: give a pod or -l SELECTOR (one of them)")
+        kube = Kubectl(args.kubectl, args.namespace, args.container)
+        pods = [(kube.namespace_of(args.pod), args.pod)] if args.pod else kube.pods(args.selector)
+        if not pods:
+            raise UsageError("k8s: no running pod matches -l %s" % safe_line(args.selector))
+        program = shlex.split(args.remote_command) if args.remote_command != "flight_profiler" or not args.copy else []
+        zipapp = _zipapp() if args.copy else None
+        if zipapp is not None:
+            program = [*(program or ["python3"]), REMOTE_ZIPAPP]
+    except FlightProfilerError as exc:
+        output.error("k8s", str(exc))
+        return exc.exit_code
+    sink = Sink(output)
+    sink.begin(spec.name, merger_for(spec.name, request), [])
+    failed: set[int] = set()
+    gate = threading.BoundedSemaphore(args.concurrency)
+    threads = [
+        threading.Thread(
+            target=_one_pod, args=(kube, pod, index, [*program, *remote], zipapp, spec, sink, gate, failed), daemon=True
+        )
+        for index, pod in enumerate(pods)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # short waits: Ctrl-C reaches us
+    finally:
+        if zipapp is not None:
+            shutil.rmtree(os.path.dirname(zipapp), ignore_errors=True)  # our private temporary directory
+    sink.end(failed)
+    return 1 if failed else 0
+
+
+def _remote_words(words: list[str]) -> tuple[list[str], CommandSpec, dict[str, Any]]:
+    """The pod's command line (always ``--json``), checked here first: a bad one never reaches a pod."""
+    from . import wants_fleet
+    from .cli import fleet_parser
+
+    if not words:
+        raise UsageError('k8s: give the command after --, e.g. -- --all --cmd "stack"')
+    parsed = fleet_parser().parse_args(words)
+    if parsed.cmd is None:
+        raise UsageError('k8s runs one command per pod: add --cmd "<command>" after --')
+    line = shlex.split(parsed.cmd)
+    spec = registry.get(line[0]) if line else None
+    if spec is None:
+        raise UsageError("unknown command %r; 'help' lists them" % safe_line(line[0] if line else ""))
+    request = spec.parse(line[1:])
+    if spec.interactive and not request.get("source"):
+        raise UsageError("%s is interactive: give -c CODE" % spec.name)
+    if not wants_fleet(words) and parsed.target is None:
+        raise UsageError("k8s: say which processes in each pod: a pid, --tree PID, --select PATTERN or --all")
+    if not wants_fleet(words):  # one pid: as a group of one, so its lines carry their target
+        words = [*words, "-p", str(parsed.target)]
+    return (words if parsed.json else [*words, "--json"]), spec, request
+
+
+class Kubectl:
+    """The user's kubectl, with the namespace and container they chose."""
+
+    def __init__(self, program: str, namespace: str | None, container: str | None) -> None:
+        self.program = program
+        self.namespace = namespace
+        self.container = container
+
+    def _ns(self, namespace: str | None = None) -> list[str]:
+        chosen = namespace or self.namespace
+        return ["-n", chosen] if chosen else []
+
+    def namespace_of(self, pod: str) -> str:
+        return self.namespace or "default"
+
+    def pods(self, selector: str) -> list[tuple[str, str]]:
+        argv = [self.program, "get", "pods", *self._ns(), "-l", selector, "-o", "json"]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=GET_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise UsageError("k8s: cannot run %s: %s" % (safe_line(self.program), exc)) from None
+        if proc.returncode != 0:
+            raise UsageError("k8s: kubectl get pods failed: %s" % safe_line(_last_line(proc.stderr)))
+        try:
+            items = json.loads(proc.stdout)["items"]
+            return [
+                (str(item["metadata"].get("namespace") or self.namespace or "default"), str(item["metadata"]["name"]))
+                for item in items
+                if item.get("status", {}).get("phase") == "Running"
+            ]
+        except (ValueError, KeyError, TypeError):
+            raise ProtocolError("k8s: kubectl get pods -o json printed something else") from None
+
+    def _container(self) -> list[str]:
+        return ["-c", self.container] if self.container else []
+
+    def copy(self, pod: tuple[str, str], local: str, remote: str) -> None:
+        argv = [self.program, "cp", *self._container(), local, "%s/%s:%s" % (pod[0], pod[1], remote)]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=GET_TIMEOUT, check=False)
+        if proc.returncode != 0:
+            raise FlightProfilerError("kubectl cp failed: %s" % _last_line(proc.stderr))
+
+    def exec_argv(self, pod: tuple[str, str], command: list[str]) -> list[str]:
+        return [self.program, "exec", "-i", *self._ns(pod[0]), pod[1], *self._container(), "--", *command]
+
+
+def _one_pod(
+    kube: Kubectl,
+    pod: tuple[str, str],
+    index: int,
+    command: list[str],
+    zipapp: str | None,
+    spec: CommandSpec,
+    sink: Sink,
+    gate: threading.BoundedSemaphore,
+    failed: set[int],
+) -> None:
+    whole_pod = Target(0, -1, None, None, pod=pod, key=-(index + 1))  # errors of the pod itself
+    with gate:
+        try:
+            if zipapp is not None:
+                kube.copy(pod, zipapp, REMOTE_ZIPAPP)
+            _exec(kube, pod, index, command, spec, sink, failed)
+        except FlightProfilerError as exc:
+            failed.add(whole_pod.key)
+            sink.error(whole_pod, spec.name, str(exc))
+        except OSError as exc:
+            failed.add(whole_pod.key)
+            sink.error(whole_pod, spec.name, "kubectl exec failed: %s" % exc)
+
+
+def _exec(
+    kube: Kubectl,
+    pod: tuple[str, str],
+    index: int,
+    command: list[str],
+    spec: CommandSpec,
+    sink: Sink,
+    failed: set[int],
+) -> None:
+    proc = subprocess.Popen(
+        kube.exec_argv(pod, command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    seen = 0
+    try:
+        while True:
+            raw = proc.stdout.readline(MAX_LINE + 1)
+            if not raw:
+                break
+            if len(raw) > MAX_LINE:
+                raise ProtocolError("the pod sent a line over %d bytes" % MAX_LINE)
+            seen += _record(raw, pod, index, spec, sink, failed)
+    finally:
+        if proc.poll() is None and seen == 0:
+            proc.kill()
+        stderr = proc.stderr.read(64 << 10).decode("utf-8", "replace")
+        proc.wait()
+    if seen == 0:
+        raise FlightProfilerError(
+            "no answer from flight_profiler in the pod (exit %d): %s" % (proc.returncode, _last_line(stderr))
+        )
+    if proc.returncode not in (0, 1):  # 1: a target failed, and said so in its own line
+        raise FlightProfilerError("kubectl exec ended with status %d: %s" % (proc.returncode, _last_line(stderr)))
+
+
+def _record(raw: bytes, pod: tuple[str, str], index: int, spec: CommandSpec, sink: Sink, failed: set[int]) -> int:
+    """One line from the pod, handed to the sink with its target; 1 when it was one of ours."""
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
+        return 0  # not ours (a banner of the image's shell): ignored
+    if not isinstance(record, dict) or record.get("schema") != 1 or "fleet" in record:
+        return 1 if isinstance(record, dict) and "fleet" in record else 0  # we sum up ourselves
+    target = _target(record.get("target"), pod, index)
+    if "error" in record:
+        failed.add(target.key)
+        sink.error(target, spec.name, str(record["error"]))
+    elif isinstance(record.get("result"), dict):
+        sink.result(target, spec.name, record["result"], _rendered(spec, record["result"], sink))
+    return 1
+
+
+def _target(raw: Any, pod: tuple[str, str], index: int) -> Target:
+    """The pod's target, named by its pod; pids are the pod's, so the key keeps pods apart."""
+    if not isinstance(raw, dict):
+        raw = {}
+
+    def integer(name: str, default: int) -> int:
+        value = raw.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 31 else default
+
+    role = raw.get("role") if raw.get("role") in ("master", "worker", "helper") else None
+    rank = integer("rank", -1)
+    pid = integer("pid", 0)
+    return Target(pid, integer("ppid", -1), role, None if rank < 0 else rank, pod=pod, key=(index + 1) << 32 | pid)
+
+
+def _rendered(spec: CommandSpec, event: dict[str, Any], sink: Sink) -> Any:
+    if sink.output.as_json:
+        return None
+    try:
+        return spec.render(event)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
+        from rich.text import Text
+
+        return Text("(a malformed %s result from the pod)" % spec.name, style="red")
+
+
+def _zipapp() -> str:
+    from .zipapp import build
+
+    return build()
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+SUBCOMMAND = _K8s(
+    name="k8s",
+    summary="Run one command in every selected Kubernetes pod through your kubectl exec, merged like a local group: "
+    "flight_profiler k8s [-n NS] (POD | -l SELECTOR) -- --tree 1 --cmd stack (the pod's options after --).",
+    add_arguments=_add_arguments,
+    run=_run,
+)

@@ -1,0 +1,247 @@
+"""Run one command line on every target of a group, a few attaches at a time.
+
+Each target gets its own ``cli.runner.Runner`` (the single-target code path, unchanged) whose
+output goes to the group's ``Sink``. Attaching is gated: at most ``concurrency`` injections (and
+py-spy reads, which stop the target while they read) at a time, their starts ``stagger`` seconds
+apart, so a service never has all its workers stopped at once. Commands then run on every
+target at the same time (a ``watch`` must watch them all). A target that fails says why in one
+line and the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..attach.attacher import AttachOptions
+from ..attach.connection import AgentConnection
+from ..cli import registry
+from ..cli.runner import Detached, Runner
+from ..commands.spec import CommandSpec
+from ..discovery.processes import agent_running
+from ..errors import FlightProfilerError, UsageError
+from .merge import Merger, merger_for
+from .select import Target
+from .sink import Sink
+
+DEFAULT_CONCURRENCY = 8
+STAGGER = 0.005  # seconds between two injections' starts
+# client-side commands that stop the target while they read it (py-spy dump): gated like an attach
+GATED_LOCAL = ("stack",)
+# request keys that name a file we write: each target gets its own (name.PID.ext)
+OUTPUT_PATHS = {"stack": "filepath", "perf": "filepath", "torch": "path"}
+INTERRUPT_WAIT = 5.0  # seconds the members get to end their cancelled jobs (then the closing sockets end them)
+
+
+class Gate:
+    """At most ``limit`` holders at once; injections also start ``stagger`` seconds apart."""
+
+    def __init__(self, limit: int, stagger: float = STAGGER) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self.stagger = stagger
+
+    @contextmanager
+    def slot(self, stagger: bool) -> Iterator[None]:
+        with self._slots:
+            if stagger:
+                with self._lock:
+                    now = time.monotonic()
+                    start = max(now, self._next)
+                    self._next = start + self.stagger
+                time.sleep(start - now)
+            yield
+
+
+class _TrackedConnection(AgentConnection):
+    """The member's connection, remembering its job in flight: Ctrl-C in the main thread cancels it."""
+
+    def __init__(self, inner: AgentConnection) -> None:  # takes over the open connection
+        self.__dict__.update(vars(inner))
+        self.running: int | None = None
+
+    def start(self, command: str, request: dict[str, Any]) -> int:
+        job = super().start(command, request)
+        self.running = job
+        return job
+
+
+class MemberRunner(Runner):
+    """The single-target runner, attaching through the group's gate."""
+
+    def __init__(self, target: Target, sink: Sink, options: AttachOptions, gate: Gate) -> None:
+        super().__init__(target.pid, sink.member(target), options)
+        self.target = target
+        self.gate = gate
+
+    def connection(self) -> AgentConnection:
+        if self._conn is None and self.lost is None:
+            # reusing an agent stops nothing: no gate (one detached in between is injected ungated: rare)
+            if agent_running(self.pid):
+                conn = super().connection()
+            else:
+                with self.gate.slot(stagger=True):
+                    conn = super().connection()
+            self._conn = _TrackedConnection(conn)
+        return super().connection()
+
+    def run_request(self, spec: CommandSpec, request: dict[str, Any]) -> None:
+        if spec.name in GATED_LOCAL and spec.run_local is not None and spec.runs_locally(request):
+            with self.gate.slot(stagger=False):
+                super().run_request(spec, request)
+            return
+        super().run_request(spec, request)
+
+    def cancel_running(self) -> None:
+        conn = self._conn
+        if isinstance(conn, _TrackedConnection) and conn.running is not None:
+            try:
+                conn.cancel(conn.running)
+            except (FlightProfilerError, OSError):
+                pass  # gone: its job ended with it
+
+
+class Fleet:
+    """The group: its targets, one runner each, and the sink that merges what they print."""
+
+    def __init__(self, targets: list[Target], sink: Sink, options: AttachOptions, concurrency: int) -> None:
+        self.sink = sink
+        self.gate = Gate(concurrency)
+        self.members = [MemberRunner(target, sink, options, self.gate) for target in targets]
+
+    def member(self, pid: int) -> MemberRunner | None:
+        return next((member for member in self.members if member.pid == pid), None)
+
+    def execute(self, line: str, only: list[MemberRunner] | None = None) -> bool:
+        """Run ``line`` on every member (or ``only`` these); True when it succeeded on all of them."""
+        members = self.members if only is None else only
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            self.sink.output.error(None, "cannot parse the line: %s" % exc)
+            return False
+        if not argv:
+            return True
+        try:
+            work = self._prepare(argv[0], argv[1:], members)
+        except FlightProfilerError as exc:
+            self.sink.output.error(argv[0], str(exc))
+            return False
+        if work is None:
+            return True
+        spec, requests, merger = work
+        return self._run(spec, requests, merger, members)
+
+    def _prepare(
+        self, name: str, args: list[str], members: list[MemberRunner]
+    ) -> tuple[CommandSpec | None, dict[int, dict[str, Any]], Merger | None] | None:
+        """Parse once, before any target is touched; None when the line was handled here (help)."""
+        if name == "help":
+            from ..cli.help import command_help, overview
+
+            self.sink.output.console.print(command_help(args[0]) if args else overview())
+            return None
+        if name == "detach":
+            return None, {}, None
+        spec = registry.get(name)
+        if spec is None:
+            raise UsageError("unknown command %r; 'help' lists them" % name)
+        request = spec.parse(args)
+        if spec.interactive and not request.get("source"):
+            raise UsageError("%s is interactive and works on one process: 'use PID' first, or give -c" % name)
+        if request.get("pid"):
+            raise UsageError("%s PID reads another process; over a group, select it with -p instead" % name)
+        merger = merger_for(name, request) if len(members) > 1 else None
+        return spec, {member.pid: _for_target(spec, request, member.pid, len(members)) for member in members}, merger
+
+    def _run(
+        self,
+        spec: CommandSpec | None,
+        requests: dict[int, dict[str, Any]],
+        merger: Merger | None,
+        members: list[MemberRunner],
+    ) -> bool:
+        command = spec.name if spec is not None else "detach"
+        self.sink.begin(command, merger, [member.target for member in members])
+        failed: set[int] = set()
+        done = [threading.Event() for _ in members]
+        for member, finished in zip(members, done):
+            work = (member, spec, requests.get(member.pid), failed, finished)
+            threading.Thread(target=self._one, args=work, daemon=True).start()
+        try:
+            _wait(done, None)
+        except KeyboardInterrupt:
+            for member in members:
+                member.cancel_running()
+            _wait(done, INTERRUPT_WAIT)
+            self.sink.output.note("interrupted")
+        self.sink.end(failed)
+        return not failed
+
+    def _one(
+        self,
+        member: MemberRunner,
+        spec: CommandSpec | None,
+        request: dict[str, Any] | None,
+        failed: set[int],
+        finished: threading.Event,
+    ) -> None:
+        try:
+            self._one_member(member, spec, request, failed)
+        finally:
+            finished.set()
+
+    def _one_member(
+        self, member: MemberRunner, spec: CommandSpec | None, request: dict[str, Any] | None, failed: set[int]
+    ) -> None:
+        command = spec.name if spec is not None else "detach"
+        try:
+            if member.target.problem is not None:
+                raise FlightProfilerError(member.target.problem)
+            if spec is None or request is None:
+                member.detach()
+            else:
+                member.run_request(spec, request)
+        except Detached:
+            pass
+        except FlightProfilerError as exc:
+            failed.add(member.pid)
+            member.output.error(command, str(exc))
+        except OSError as exc:
+            failed.add(member.pid)
+            member.output.error(command, "%s failed: %s" % (command, exc))
+        except Exception as exc:  # noqa: BLE001 - one target's surprise must not stop the others
+            failed.add(member.pid)
+            member.output.error(command, "%s failed: %s: %s" % (command, type(exc).__name__, exc))
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
+
+
+def _for_target(spec: CommandSpec, request: dict[str, Any], pid: int, count: int) -> dict[str, Any]:
+    """The request for one target: output files get the target's pid in their name."""
+    key = OUTPUT_PATHS.get(spec.name)
+    path = request.get(key) if key else None
+    if count < 2 or key is None or not isinstance(path, str):
+        return request
+    stem, ext = os.path.splitext(path)
+    return {**request, key: "%s.%d%s" % (stem, pid, ext)}
+
+
+def _wait(done: list[threading.Event], timeout: float | None) -> None:
+    """Until every member is done (or ``timeout``). Events, not Thread.join: a join that Ctrl-C
+    interrupted can report a thread that is still running as finished (seen on 3.11)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for finished in done:
+        while not finished.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            finished.wait(0.2 if left is None else min(0.2, left))  # short waits: Ctrl-C reaches us

@@ -1,0 +1,287 @@
+"""``flight_profiler k8s`` against a stand-in ``kubectl`` (there is no cluster here).
+
+The stand-in, written by this test onto PATH, implements what the transport uses:
+``get pods -o json`` (from a state file), ``exec -i`` (the command runs in the "pod": its own
+pid and mount namespaces, entered with nsenter, with a clean environment) and ``cp`` (into the
+pod's root). Each pod is ``unshare --pid --fork --mount-proc`` around a prefork server, so pid 1
+is its master in every pod. Everything above kubectl is the production code path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from json_schemas import problems
+from support import TARGETS, CliResult
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
+PODS = (("shop", "web-0", "web"), ("shop", "web-1", "web"), ("shop", "web-2", "web"), ("shop", "db-0", "db"))
+
+KUBECTL = textwrap.dedent(
+    """\
+    #!{python}
+    import json, os, shutil, sys
+    with open(os.environ["FAKE_KUBE_STATE"]) as fh:
+        pods = json.load(fh)
+    args = sys.argv[1:]
+    def option(name):  # kubectl's own options come before "--"
+        if name in args[: args.index("--") if "--" in args else len(args)]:
+            at = args.index(name)
+            value = args[at + 1]
+            del args[at : at + 2]
+            return value
+    def pod(namespace, name):
+        for item in pods:
+            if (item["namespace"], item["name"]) == (namespace, name):
+                return item
+        sys.exit("Error from server (NotFound): pods %r not found" % name)
+    verb = args.pop(0)
+    if verb == "get":
+        namespace, selector = option("-n") or "default", option("-l")
+        key, _, value = (selector or "").partition("=")
+        items = [
+            {{"metadata": {{"name": p["name"], "namespace": p["namespace"], "labels": p["labels"]}},
+              "status": {{"phase": "Running"}}}}
+            for p in pods
+            if p["namespace"] == namespace and (not selector or p["labels"].get(key) == value)
+        ]
+        print(json.dumps({{"kind": "List", "items": items}}))
+    elif verb == "exec":
+        namespace, container = option("-n") or "default", option("-c")
+        args.remove("-i")
+        cut = args.index("--")
+        found = pod(namespace, args[0])
+        env = {{"PATH": "/usr/local/bin:/usr/bin:/bin"}}
+        os.execvpe("nsenter", ["nsenter", "-t", str(found["pid"]), "-p", "-m", "--", *args[cut + 1 :]], env)
+    elif verb == "cp":
+        option("-c")
+        source, destination = args
+        where, _, path = destination.partition(":")
+        namespace, _, name = where.partition("/")
+        shutil.copy(source, "/proc/%d/root%s" % (pod(namespace, name)["pid"], path))
+    else:
+        sys.exit("stand-in kubectl: %s is not implemented" % verb)
+    """
+)
+
+
+class Cluster:
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.launchers: list[subprocess.Popen[str]] = []
+        self.pods: list[dict[str, Any]] = []
+        bin_dir = os.path.join(directory, "bin")
+        os.makedirs(bin_dir)
+        with open(os.path.join(bin_dir, "kubectl"), "w") as fh:
+            fh.write(KUBECTL.format(python=sys.executable))
+        os.chmod(os.path.join(bin_dir, "kubectl"), 0o755)
+        self.env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ["PATH"])
+        self.env["FAKE_KUBE_STATE"] = os.path.join(directory, "pods.json")
+
+    def start(self, namespace: str, name: str, app: str) -> None:
+        launcher = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, os.path.join(TARGETS, "ps_prefork.py")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert launcher.stdout is not None
+        assert launcher.stdout.readline().startswith("ready")
+        self.launchers.append(launcher)
+        with open("/proc/%d/task/%d/children" % (launcher.pid, launcher.pid)) as fh:
+            init = int(fh.read().split()[0])  # the pod's pid 1, as this host sees it
+        self.pods.append({"namespace": namespace, "name": name, "labels": {"app": app}, "pid": init})
+        with open(self.env["FAKE_KUBE_STATE"], "w") as fh:
+            json.dump(self.pods, fh)
+
+    def pid1(self, name: str) -> int:
+        return next(int(pod["pid"]) for pod in self.pods if pod["name"] == name)
+
+    def k8s(self, *words: str) -> CliResult:
+        argv = [sys.executable, "-m", "flight_profiler", "k8s", *words]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=self.env, check=False)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def stop(self) -> None:
+        for launcher in self.launchers:
+            launcher.kill()  # unshare; its child is the pod's init: killed below, taking the pod with it
+        for pod in self.pods:
+            try:
+                os.kill(pod["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for launcher in self.launchers:
+            launcher.wait(10)
+            assert launcher.stdout is not None
+            launcher.stdout.close()
+
+
+INSTALLED = "env PYTHONPATH=%s %s -m flight_profiler" % (SRC, sys.executable)  # "installed in the image"
+
+
+@pytest.fixture
+def cluster(tmp_path: Any) -> Iterator[Cluster]:
+    if not shutil.which("unshare") or not shutil.which("nsenter") or os.geteuid() != 0:
+        pytest.skip("needs root, unshare and nsenter")
+    found = Cluster(str(tmp_path))
+    try:
+        for pod in PODS:
+            found.start(*pod)
+        yield found
+        found.k8s("-n", "shop", "-l", "app=web", "--remote-command", INSTALLED, "--", "--tree", "1", "--cmd", "detach")
+    finally:
+        found.stop()
+
+
+def checked(result: CliResult) -> list[dict[str, Any]]:
+    for record in result.records:
+        assert problems(record) == [], record
+    return result.records
+
+
+def test_a_command_over_every_selected_pod_is_merged(cluster: Cluster) -> None:
+    result = cluster.k8s(
+        "-n",
+        "shop",
+        "-l",
+        "app=web",
+        "--remote-command",
+        INSTALLED,
+        "--json",
+        "--",
+        "--tree",
+        "1",
+        "--cmd",
+        "stack",
+    )
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    records = checked(result)
+    seen = {(r["target"]["pod"]["name"], r["target"]["pid"]) for r in records if "result" in r}
+    assert seen == {(pod, pid) for pod in ("web-0", "web-1", "web-2") for pid in (1, 2, 3)}  # not db-0
+    [line] = [r["fleet"] for r in records if "fleet" in r]
+    assert line["failed"] == [] and "shop/web-1:2" in line["ok"]
+    assert "6 of 6 workers in `serve_forever`" in line["merged"]["summary"]
+    assert "3 of 3 masters" in line["merged"]["summary"]
+    text = cluster.k8s(
+        "-n",
+        "shop",
+        "-l",
+        "app=web",
+        "--remote-command",
+        INSTALLED,
+        "--no-color",
+        "--",
+        "--tree",
+        "1",
+        "--cmd",
+        "stack",
+    )
+    assert text.returncode == 0, text.stderr
+    assert "6 of 6 workers in `serve_forever`" in text.stdout and text.stdout.count("Thread MainThread") == 1
+    assert "stack on 9 process(es): 9 ok" in text.stderr
+
+
+def test_a_pod_that_is_gone_fails_alone(cluster: Cluster) -> None:
+    os.kill(cluster.pid1("web-1"), signal.SIGKILL)
+    result = cluster.k8s(
+        "-n",
+        "shop",
+        "-l",
+        "app=web",
+        "--remote-command",
+        INSTALLED,
+        "--json",
+        "--",
+        "--tree",
+        "1",
+        "--cmd",
+        "getglobal __main__ STATE",
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    records = checked(result)
+    assert {r["target"]["pod"]["name"] for r in records if "result" in r} == {"web-0", "web-2"}
+    [error] = [r for r in records if "error" in r]
+    assert error["target"]["pod"] == {"namespace": "shop", "name": "web-1"}
+
+
+def test_copied_in_as_one_file_with_a_bare_python(cluster: Cluster) -> None:
+    """--copy: kubectl cp a zipapp, run it with the pod's own python3 (no rich, no flight_profiler)."""
+    bare = shutil.which("python3", path="/usr/bin")
+    if bare is None:
+        pytest.skip("no /usr/bin/python3")
+    result = cluster.k8s(
+        "-n",
+        "shop",
+        "web-2",
+        "--copy",
+        "--remote-command",
+        bare,
+        "--json",
+        "--",
+        "1",
+        "--cmd",
+        "getglobal __main__ STATE -e \"target['role']\"",
+    )
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    [record] = [r for r in checked(result) if "result" in r]
+    assert record["result"]["value"]["v"] == "master"
+    assert record["target"]["pid"] == 1 and record["target"]["pod"]["name"] == "web-2"
+    assert os.path.exists("/proc/%d/root/tmp/flight_profiler.pyz" % cluster.pid1("web-2"))
+
+
+def test_bad_remote_commands_never_reach_a_pod(cluster: Cluster) -> None:
+    result = cluster.k8s(
+        "-n",
+        "shop",
+        "-l",
+        "app=web",
+        "--json",
+        "--",
+        "--all",
+        "--cmd",
+        "nosuch",
+    )
+    assert result.returncode == 2 and "unknown command" in result.errors[0]
+    result = cluster.k8s(
+        "-n",
+        "shop",
+        "-l",
+        "app=nothing",
+        "--json",
+        "--",
+        "--all",
+        "--cmd",
+        "stack",
+    )
+    assert result.returncode == 2 and "no running pod" in result.errors[0]
+
+
+HOSTILE = (
+    "import json\n"
+    "print('[' * 100000 + ']' * 100000)\n"  # nesting deeper than the JSON parser's stack
+    "print('not json \\x1b[2J')\n"
+    "target = {'pid': 7, 'ppid': 1, 'role': '\\x1b[31mevil', 'rank': 'x'}\n"
+    "print(json.dumps({'schema': 1, 'command': 'stack', 'error': 'boom \\x1b]0;owned\\x07', 'target': target}))\n"
+)
+
+
+def test_what_a_pod_prints_is_bounded_and_escaped(cluster: Cluster) -> None:
+    """A pod's client is untrusted: deep JSON, junk and escape sequences never reach the terminal raw."""
+    program = "%s -c %s" % (sys.executable, shlex.quote(HOSTILE))
+    result = cluster.k8s("-n", "shop", "web-0", "--remote-command", program, "--no-color", "--", "1", "--cmd", "stack")
+    assert result.returncode == 1
+    assert "\x1b" not in result.stdout + result.stderr
+    assert "pod shop/web-0 pid 7" in result.stderr and "boom" in result.stderr  # the error, escaped, with its pod
+    assert "evil" not in result.stderr  # a role that is not one of ours is dropped
+    assert "Traceback" not in result.stderr
