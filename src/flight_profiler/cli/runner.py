@@ -194,8 +194,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _exited_soon(pid: int, wait: float = 0.5) -> bool:
+    """A killed target's socket closes a moment before /proc shows it gone: look for a little while."""
+    deadline = time.monotonic() + wait
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _why_lost(pid: int) -> str:
-    if not _alive(pid):
+    if _exited_soon(pid):
         return "pid %d exited" % pid
     try:
         other = existing_agent(pid)  # asks the socket only: never injects
