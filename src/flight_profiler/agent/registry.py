@@ -31,6 +31,7 @@ HANDLERS: dict[str, str] = {
     "mem": ".commands.mem.agent",
     "gilstat": ".commands.gilstat.agent",
     "torch": ".commands.torch.agent",
+    "thread": ".commands.thread.agent",
 }
 
 

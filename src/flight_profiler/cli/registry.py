@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "perf": "flight_profiler.commands.perf.client",
     "gilstat": "flight_profiler.commands.gilstat.client",
     "torch": "flight_profiler.commands.torch.client",
+    "thread": "flight_profiler.commands.thread.client",
 }
 
 # handled by the shell itself, not by a command folder
