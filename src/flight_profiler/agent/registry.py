@@ -32,6 +32,8 @@ HANDLERS: dict[str, str] = {
     "gilstat": ".commands.gilstat.agent",
     "torch": ".commands.torch.agent",
     "thread": ".commands.thread.agent",
+    "monitor": ".commands.monitor.agent",
+    "logger": ".commands.logger.agent",
 }
 
 

@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "gilstat": "flight_profiler.commands.gilstat.client",
     "torch": "flight_profiler.commands.torch.client",
     "thread": "flight_profiler.commands.thread.client",
+    "monitor": "flight_profiler.commands.monitor.client",
+    "logger": "flight_profiler.commands.logger.client",
 }
 
 # handled by the shell itself, not by a command folder
