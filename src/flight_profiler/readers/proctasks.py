@@ -41,6 +41,7 @@ _IO = {
     441: "epoll_pwait2",
 }
 _CHILD = {61: "wait4", 247: "waitid"}
+RUNNING = -2  # /proc/.../syscall says "running"
 
 
 class TaskSample(NamedTuple):
@@ -106,6 +107,8 @@ def task_state(pid: int, sampled: TaskSample) -> TaskState:
     if sampled.state == "Z":
         return TaskState("exited", "")
     nr = _syscall(pid, sampled.tid)
+    if nr == RUNNING:
+        return TaskState("running", "")  # it woke up between the two reads
     if sampled.state == "D":
         return TaskState("in I/O", _wchan(pid, sampled.tid) or "uninterruptible")
     if nr == SYS_FUTEX:
@@ -125,13 +128,15 @@ def task_state(pid: int, sampled: TaskSample) -> TaskState:
 
 
 def _syscall(pid: int, tid: int) -> int | None:
-    """The number of the syscall the thread is blocked in; None when running or unreadable."""
+    """The number of the syscall the thread is blocked in; RUNNING; None when outside one or unreadable."""
     try:
         with open("/proc/%d/task/%d/syscall" % (pid, tid), "rb") as fh:
             words = fh.read().split()
     except OSError:
         return None
-    if not words or words[0] in (b"running", b"-1"):
+    if words[:1] == [b"running"]:
+        return RUNNING
+    if not words or words[0] == b"-1":
         return None
     try:
         return int(words[0])
