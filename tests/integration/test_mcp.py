@@ -25,8 +25,9 @@ INTERPRETERS = find_interpreters()
 EDGES = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__import__("flight_profiler").__file__)))
 ALWAYS = {"ps", "stack", "getglobal", "vmtool", "module", "detach", "command"}
-WHEN_REGISTERED = ("watch", "trace", "tt", "mem", "perf")
-CHANGES = {"vmtool", "tt", "command"}
+WHEN_REGISTERED = ("watch", "trace", "tt", "mem", "perf", "thread", "monitor", "logger")
+CHANGES = {"vmtool", "tt", "command", "logger"}
+NOT_READ_ONLY = {"detach", "monitor"}  # they change nothing the target sees, but are not mere reads
 
 
 @asynccontextmanager
@@ -95,7 +96,7 @@ def test_tools_follow_the_registry_and_mark_changes() -> None:
             changes = name in CHANGES
             assert ("CHANGES THE TARGET" in tool.description.upper()) == changes, name
             assert _annotation(tool, "destructiveHint") is changes, name
-            assert _annotation(tool, "readOnlyHint") is (not changes and name != "detach"), name
+            assert _annotation(tool, "readOnlyHint") is (not changes and name not in NOT_READ_ONLY), name
 
     run(scenario)
 

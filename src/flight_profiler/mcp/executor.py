@@ -27,6 +27,7 @@ ATTACH_TIMEOUT = 10.0
 _CHANGES_WHEN: dict[str, Any] = {
     "vmtool": lambda request: request.get("action") == "forceGc",
     "tt": lambda request: bool(request.get("play")),
+    "logger": lambda request: request.get("level") is not None,
 }
 
 

@@ -294,10 +294,12 @@ def _refs(frame: Any) -> list[Any]:
     """Objects a frame refers to: its locals, the globals and self attributes its code names."""
     out: list[Any] = []
     try:
+        glob = frame.f_globals
+        if frame.f_locals is glob:
+            return out  # a module's top level: every global would look like a reference
         local = frame.f_locals
         out.extend(local.values())
         names = frame.f_code.co_names
-        glob = frame.f_globals
         out.extend(glob[name] for name in names if name in glob)
         owner = local.get("self")
         attrs = getattr(owner, "__dict__", None) if owner is not None else None

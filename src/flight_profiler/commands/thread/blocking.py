@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 HOW = {
     "recorded": "held by",
     "frame": "held by (inside its with-block)",
-    "inferred": "likely held by (inferred from frames)",
+    "inferred": "candidates (their frames refer to it):",
     "unknown": "held by",
 }
 

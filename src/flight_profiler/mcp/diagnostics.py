@@ -1,0 +1,107 @@
+"""MCP tools for the diagnostic commands: thread, monitor, logger (bound by ``server.build``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from ..cli import registry
+from .server import CHANGES, Adder, Cls, Method, Module, Pid, Timeout, Tools, _line, _summary
+
+
+def register(tools: Tools, add: Adder) -> None:
+    for binder in (_thread, _monitor, _logger):
+        binder(tools, add)
+
+
+def _thread(tools: Tools, add: Adder) -> None:
+    if "thread" not in registry.COMMANDS:
+        return
+
+    async def thread(
+        pid: Pid,
+        view: Annotated[
+            Literal["list", "one", "busiest", "blocking"],
+            Field(description="every thread; one thread's stack; the busiest with stacks; who blocks whom"),
+        ] = "list",
+        thread_id: Annotated[int | None, Field(description="view=one: the native thread id (as listed)")] = None,
+        top: Annotated[int, Field(description="view=busiest: how many threads", ge=1, le=100)] = 3,
+        interval_ms: Annotated[int, Field(description="CPU use measured over this long", ge=0, le=60000)] = 200,
+        timeout_s: Timeout = 30.0,
+    ) -> dict[str, Any]:
+        if view == "blocking":
+            return await tools.call(pid, "thread -b", timeout_s)
+        interval = {"-i": str(interval_ms)}
+        if view == "one":
+            if thread_id is None:
+                raise tools.tool_error("view=one needs thread_id")
+            return await tools.call(pid, _line("thread", str(thread_id), options=interval), timeout_s)
+        if view == "busiest":
+            return await tools.call(pid, _line("thread", options={"-n": str(top), **interval}), timeout_s)
+        return await tools.call(pid, _line("thread", options=interval), timeout_s)
+
+    add(
+        thread,
+        "thread",
+        _summary("thread") + " Read-only; list, one and busiest read the process from outside (no agent); "
+        "blocking asks the agent.",
+    )
+
+
+def _monitor(tools: Tools, add: Adder) -> None:
+    if "monitor" not in registry.COMMANDS:
+        return
+
+    async def monitor(
+        pid: Pid,
+        module: Module,
+        method: Method,
+        cls: Cls = None,
+        cycle_s: Annotated[float, Field(description="seconds per report", gt=0, le=3600)] = 5.0,
+        cycles: Annotated[int | None, Field(description="reports; default: as many as fit in timeout_s", ge=1)] = None,
+        filter: Annotated[str | None, Field(description="count only calls for which this is true")] = None,
+        timeout_s: Timeout = 30.0,
+    ) -> dict[str, Any]:
+        if cycle_s >= timeout_s:
+            raise tools.tool_error("cycle_s must be shorter than timeout_s")
+        count = cycles if cycles is not None else max(1, math.floor(timeout_s * 0.9 / cycle_s))
+        words = ["monitor", module, *([cls] if cls else []), method]
+        options = {"-c": str(cycle_s), "-n": str(count), "-f": filter}
+        return await tools.call(pid, _line(*words, options=options), timeout_s)
+
+    add(
+        monitor,
+        "monitor",
+        _summary("monitor") + " Bounded: `cycles` reports of `cycle_s` seconds, or `timeout_s`; hooks the function "
+        "meanwhile (values are only read) and removes the hook at the end.",
+        reads=False,
+    )
+
+
+def _logger(tools: Tools, add: Adder) -> None:
+    if "logger" not in registry.COMMANDS:
+        return
+
+    async def logger(
+        pid: Pid,
+        name: Annotated[str | None, Field(description="one logger and its descendants; 'root' for the root")] = None,
+        level: Annotated[
+            str | None, Field(description="set this level (DEBUG, INFO, ...) for for_s seconds; needs name")
+        ] = None,
+        for_s: Annotated[float, Field(description="seconds the level change lasts, then reverted", gt=0)] = 10.0,
+        timeout_s: Timeout = 30.0,
+    ) -> dict[str, Any]:
+        if level is not None and for_s >= timeout_s:
+            raise tools.tool_error("for_s must be shorter than timeout_s (the change lasts while the call runs)")
+        options = {"--name": name, "--level": level, "--for": str(for_s) if level is not None else None}
+        return await tools.call(pid, _line("logger", options=options), timeout_s)
+
+    add(
+        logger,
+        "logger",
+        _summary("logger") + " Without level: read-only. " + CHANGES.lower() + "with level, the logger's level "
+        "is changed for for_s seconds and reverted at the end (also if the call is stopped).",
+        changes=True,
+    )
