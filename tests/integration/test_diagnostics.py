@@ -45,17 +45,17 @@ def ok(result: Any) -> list[dict[str, Any]]:
 def test_thread_lists_states_and_names_the_cpu_hog(target: RunningTarget) -> None:
     [listing] = ok(cli(target.pid, "thread -i 100"))
     by_name = {thread["name"]: thread for thread in listing["threads"]}
-    assert by_name["dl-first"]["state"] == "waiting on a lock"
+    assert by_name["dl-first"]["state"] == "waiting on a lock", listing
     idle = [by_name[name]["state"] for name in ("idle-0", "idle-1")]
-    assert {"sleeping", "in I/O"} & set(idle), idle  # time.sleep: clock_nanosleep, or select before 3.11
-    assert listing["threads"][0]["main"] and listing["mode"] == "all"
+    assert {"sleeping", "in I/O"} & set(idle), listing  # time.sleep: clock_nanosleep, or select before 3.11
+    assert listing["threads"][0]["main"] and listing["mode"] == "all", listing
     assert "frames" not in listing["threads"][0]
-    [top] = ok(cli(target.pid, "thread -n 1 -i 300"))
+    [top] = ok(cli(target.pid, "thread -n 1 -i 500"))
     [busiest] = top["threads"]
     assert busiest["name"] == "cpu-hog", top
-    assert busiest["frames"][-1]["name"] == "hog"
+    assert busiest["frames"][-1]["name"] == "hog", top
     [one] = ok(cli(target.pid, "thread %d" % by_name["dl-second"]["tid"]))
-    assert [frame["name"] for frame in one["threads"][0]["frames"]][-1] == "second"
+    assert [frame["name"] for frame in one["threads"][0]["frames"]][-1] == "second", one
 
 
 def test_thread_bad_input_is_one_line(target: RunningTarget) -> None:

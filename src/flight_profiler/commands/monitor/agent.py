@@ -11,7 +11,6 @@ gone (however it died), detach.
 
 from __future__ import annotations
 
-import math
 import time
 from threading import Lock, get_ident
 
@@ -20,38 +19,41 @@ from ...services.callexpr import CallExpression
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.hooks import OWN_WORK
 from ...services.location import resolve
-from .model import BUCKETS, FIRST_US, GROWTH, MAX_CYCLE_S
+from .model import BUCKETS, MAX_CYCLE_S, SCALE, SUB_BITS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any, Callable
 
 perf_counter = time.perf_counter
-_LOG_GROWTH = math.log(GROWTH)
+_LINEAR = 2 << SUB_BITS  # below this many eighths of a microsecond every value has its own bucket
 
 
 class Stats:
     """One cycle's counts; changed only under the probe's lock."""
 
-    __slots__ = ("calls", "fail", "filter_errors", "histogram", "max", "started", "total")
+    __slots__ = ("calls", "fail", "filter_errors", "histogram", "max", "min", "started", "total")
 
     def __init__(self) -> None:
         self.calls = 0
         self.fail = 0
         self.total = 0.0
         self.max = 0.0
+        self.min = 0.0
         self.filter_errors = 0
         self.histogram = [0] * BUCKETS
         self.started = time.monotonic()
 
     def add(self, cost_ms: float, failed: bool) -> None:
         self.calls += 1
+        if cost_ms < self.min or self.calls == 1:
+            self.min = cost_ms
         if failed:
             self.fail += 1
         self.total += cost_ms
         if cost_ms > self.max:
             self.max = cost_ms
-        self.histogram[bucket(cost_ms * 1000.0)] += 1
+        self.histogram[bucket(cost_ms)] += 1
 
     def summary(self) -> dict[str, Any]:
         calls = self.calls
@@ -72,26 +74,30 @@ class Stats:
     def percentile(self, share: float) -> float | None:
         if not self.calls:
             return None
-        rank = max(1, math.ceil(share * self.calls))
+        rank = max(1, -int(-share * self.calls // 1))  # ceil without the math module
         seen = 0
         for index, count in enumerate(self.histogram):
             seen += count
             if seen >= rank:
-                return round(min(middle_us(index) / 1000.0, self.max), 4)
+                return round(min(max(middle_ms(index), self.min), self.max), 4)
         return round(self.max, 4)
 
 
-def bucket(cost_us: float) -> int:
-    if cost_us < FIRST_US:
-        return 0
-    return min(BUCKETS - 1, 1 + int(math.log(cost_us / FIRST_US) / _LOG_GROWTH))
+def bucket(cost_ms: float) -> int:
+    value = int(cost_ms * (1000 * SCALE))
+    if value < _LINEAR:
+        return max(value, 0)
+    shift = value.bit_length() - SUB_BITS - 1
+    return min(BUCKETS - 1, (shift << SUB_BITS) + (value >> shift))
 
 
-def middle_us(index: int) -> float:
-    """The geometric middle of a bucket's range, in microseconds."""
-    if index == 0:
-        return FIRST_US / 2
-    return float(FIRST_US * GROWTH ** (index - 0.5))
+def middle_ms(index: int) -> float:
+    """The middle of a bucket's range, in milliseconds."""
+    if index < _LINEAR:
+        return (index + 0.5) / (1000.0 * SCALE)
+    shift = (index >> SUB_BITS) - 1
+    mantissa = index - (shift << SUB_BITS)
+    return (mantissa + 0.5) * (1 << shift) / (1000.0 * SCALE)
 
 
 class MonitorProbe:

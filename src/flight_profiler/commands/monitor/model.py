@@ -4,12 +4,13 @@ from __future__ import annotations
 
 DEFAULT_CYCLE_S = 60.0  # Arthas' default cycle
 MAX_CYCLE_S = 3600.0
-# cost histogram: bucket i holds costs in [FIRST_US * GROWTH**(i-1), FIRST_US * GROWTH**i) microseconds;
-# bucket 0 everything below FIRST_US, the last one everything above. Fixed memory whatever the call rate;
-# a percentile is exact to within half a bucket's width (2.5 %).
-FIRST_US = 1.0
-GROWTH = 1.05
-BUCKETS = 440  # 1.05**439 us is about 2 * 10**9 us: half an hour
+# cost histogram, integer arithmetic only (no math module to import into the target): the cost in
+# eighths of a microsecond, v, goes to bucket v below 32, above that to 16 buckets per power of two
+# (HDR-histogram style). Fixed memory whatever the call rate; a bucket's middle is within 3.2 % of
+# every cost in it, and percentiles are clamped to the exact min and max.
+SCALE = 8  # buckets count eighths of a microsecond
+SUB_BITS = 4  # 16 buckets per power of two
+BUCKETS = 512  # up to 2**35 eighths of a microsecond: about an hour; longer calls share the last bucket
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
