@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "thread": "flight_profiler.commands.thread.client",
     "monitor": "flight_profiler.commands.monitor.client",
     "logger": "flight_profiler.commands.logger.client",
+    "sc": "flight_profiler.commands.sc.client",
+    "sm": "flight_profiler.commands.sm.client",
 }
 
 # handled by the shell itself, not by a command folder
