@@ -36,6 +36,7 @@ HANDLERS: dict[str, str] = {
     "logger": ".commands.logger.agent",
     "sc": ".commands.sc.agent",
     "sm": ".commands.sm.agent",
+    "source": ".commands.source.agent",
 }
 
 

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "logger": "flight_profiler.commands.logger.client",
     "sc": "flight_profiler.commands.sc.client",
     "sm": "flight_profiler.commands.sm.client",
+    "source": "flight_profiler.commands.source.client",
 }
 
 # handled by the shell itself, not by a command folder
