@@ -203,3 +203,52 @@ def test_logger_bad_input_is_one_line_and_changes_nothing(target: RunningTarget)
         assert "Traceback" not in result.stderr
     assert "diag.ap" not in evaluate(target.pid, "list(__import__('logging').root.manager.loggerDict)")
     assert _level(target.pid, "diag.app") == 0
+
+
+# ------------------------------------------------------------------ sc, sm, source
+
+
+def test_sc_and_sm_find_what_is_loaded_and_import_nothing(target: RunningTarget) -> None:
+    theirs = "sorted(n for n in __import__('sys').modules if not n.startswith('_flight_profiler'))"
+    modules_before = evaluate(target.pid, theirs)
+    [classes] = ok(cli(target.pid, "sc Service -d"))
+    [service] = classes["matches"]
+    assert service["name"] == "__main__.Service" and service["bases"] == ["object"]
+    assert service["file"].endswith("diag_target.py") and service["line"] in (
+        52,
+        53,
+    )  # class line 3.13+, else first method
+    [found] = ok(cli(target.pid, "sm '__main__.task_*' -d"))
+    assert [(m["name"], m["kind"], m["signature"]) for m in found["matches"]] == [
+        ("__main__.task_one", "async function", "()"),
+        ("__main__.task_two", "async function", "()"),
+    ]
+    [work] = ok(cli(target.pid, "sm Service.work -d"))
+    assert [(m["kind"], m["signature"], m["line"]) for m in work["matches"]] == [("method", "(self, n)", 53)]
+    [bounded] = ok(cli(target.pid, "sm 'threading.*' -n 2"))
+    assert bounded["shown"] == 2 and bounded["total"] > 2
+    for line, message in (("sc NoSuchClassAnywhere", "no loaded class matches"), ("sm '*' -n 0", "-n must be")):
+        result = cli(target.pid, line, json_output=False)
+        assert result.returncode != 0 and message in result.stderr, (line, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert evaluate(target.pid, theirs) == modules_before  # only our own modules were loaded
+
+
+def test_source_matches_the_file_and_warns_when_the_running_code_differs(target: RunningTarget) -> None:
+    [work] = ok(cli(target.pid, "source __main__ Service work"))
+    assert work["lines"][0].strip() == "def work(self, n):" and work["start"] == 53
+    assert work["status"] == "matches" and work["lines"][-1].strip() == "return n"
+    [klass] = ok(cli(target.pid, "source __main__ Service"))
+    assert klass["lines"][0] == "class Service:" and klass["status"] == "matches"
+    # what a reload of an edited file or a monkeypatch leaves: running code that is not the file's
+    swap = "ns = {}\nexec(compile('def first():\\n    return 1', m.__file__, 'exec'), ns)\n"
+    evaluate(target.pid, swap + "m.first.__code__ = ns['first'].__code__")
+    [first] = ok(cli(target.pid, "source __main__ first"))
+    assert first["status"] == "differs" and first["differing"] == ["__main__.first"]
+    [module] = ok(cli(target.pid, "source __main__"))
+    assert module["differing"] == ["__main__.first"] and module["start"] == 1
+    text = cli(target.pid, "source __main__ first", "--no-color", json_output=False).stdout
+    assert "WARNING: the running code differs" in text
+    for line, message in (("source __main__ LOCK_A", "not a Python function"), ("source nosuchmodule", "not loaded")):
+        result = cli(target.pid, line, json_output=False)
+        assert result.returncode != 0 and message in result.stderr, (line, result.stderr)

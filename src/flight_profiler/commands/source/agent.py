@@ -40,7 +40,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
             ctx.emit(_class_source(module.__name__ + "." + names[0], found))
             return
     target = resolve(module.__name__, names[0] if len(names) == 2 else None, names[-1])
-    ctx.emit(_function_source(target.label, target.kind, hooks.real_code(target.func)))
+    ctx.emit(_function_source(target.label, target.kind, hooks.real_code(target.func), names))
 
 
 # ------------------------------------------------------------------ the three kinds
@@ -83,13 +83,13 @@ def _class_source(label: str, klass: type) -> dict[str, Any]:
     return _result(label, "class", path, lines, start, end, differing, disk is not None)
 
 
-def _function_source(label: str, kind: str, code: types.CodeType) -> dict[str, Any]:
+def _function_source(label: str, kind: str, code: types.CodeType, names: list[str]) -> dict[str, Any]:
     path = code.co_filename
     if not path.endswith(".py"):
         raise CommandFailed("%s was not loaded from a Python source file (%r)" % (label, path))
     lines = _read(path)
     disk = _compile(lines, path)
-    twin = _twin(code, disk, _qualname(code, label)) if disk is not None else None
+    twin = _twin(code, disk, _qualname(code, names)) if disk is not None else None
     start = twin.co_firstlineno if twin is not None else code.co_firstlineno
     end = _block_end(lines, start, twin)
     differing = [] if twin is not None and same_code(code, twin) else [label]
@@ -219,11 +219,12 @@ def _module_codes(module: types.ModuleType) -> Iterator[tuple[str, types.CodeTyp
                     yield "%s.%s.%s" % (module_name, attr, name), code
 
 
-def _qualname(code: types.CodeType, label: str) -> list[str]:
-    qualname = getattr(code, "co_qualname", None)  # 3.11+
+def _qualname(code: types.CodeType, names: list[str]) -> list[str]:
+    """Where the file defines it: the code's qualified name (3.11+), else the class asked for and its name."""
+    qualname = getattr(code, "co_qualname", None)
     if isinstance(qualname, str):
         return [part for part in qualname.split(".") if part != "<locals>"]
-    return label.split(".")[-2:] if label.count(".") >= 2 else [code.co_name]
+    return [*names[:-1], code.co_name]  # the code's own name: the method may be reached through a decorator
 
 
 def _found_same(code: types.CodeType, disk: types.CodeType | None, path: list[str]) -> bool:
