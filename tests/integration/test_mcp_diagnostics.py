@@ -26,7 +26,7 @@ def pid(request: pytest.FixtureRequest) -> Iterator[int]:
 
 
 def test_diagnostic_tools(pid: int) -> None:
-    missing = [name for name in ("thread", "monitor", "logger") if name not in registry.COMMANDS]
+    missing = [name for name in ("thread", "monitor", "logger", "sc", "sm", "source") if name not in registry.COMMANDS]
     if missing:
         pytest.skip("not in this build: %s" % ", ".join(missing))
 
@@ -50,6 +50,12 @@ def test_diagnostic_tools(pid: int) -> None:
             assert [event["kind"] for event in changed["results"]] == ["changed", "reverted"]
             tree = structured(await call("logger", {"pid": pid, "name": "diag.app"}))["results"][0]
             assert [logger["name"] for logger in tree["loggers"]] == ["diag.app", "diag.app.db"]
+
+            found = structured(await call("sm", {"pid": pid, "pattern": "*.Service.*", "detail": True}))["results"][0]
+            assert found["matches"][0]["signature"] == "(self, n)"
+            assert "no loaded class" in error_text(await call("sc", {"pid": pid, "pattern": "NoSuch"}))
+            shown = structured(await call("source", {"pid": pid, "module": "__main__", "cls": "Service"}))
+            assert shown["results"][0]["status"] == "matches"
 
         async with session("--read-only") as client:
             refused = await client.call_tool("logger", {"pid": pid, "name": "diag.app", "level": "DEBUG"})

@@ -1,4 +1,4 @@
-"""MCP tools for the diagnostic commands: thread, monitor, logger (bound by ``server.build``)."""
+"""MCP tools for the diagnostic commands: thread, monitor, logger, sc, sm, source (bound by ``server.build``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .server import CHANGES, Adder, Cls, Method, Module, Pid, Timeout, Tools, _l
 
 
 def register(tools: Tools, add: Adder) -> None:
-    for binder in (_thread, _monitor, _logger):
+    for binder in (_thread, _monitor, _logger, _search, _source):
         binder(tools, add)
 
 
@@ -105,3 +105,46 @@ def _logger(tools: Tools, add: Adder) -> None:
         "is changed for for_s seconds and reverted at the end (also if the call is stopped).",
         changes=True,
     )
+
+
+ScPattern = Annotated[str, Field(description="glob over module.Class (* and ?), or a plain name matched at the end")]
+SmPattern = Annotated[
+    str, Field(description="glob over module.[Class.]function (* and ?), or a plain name matched at the end")
+]
+Detail = Annotated[bool, Field(description="also file, line, and bases (sc) or signature (sm)")]
+Limit = Annotated[int, Field(description="matches to show", ge=1, le=10000)]
+NO_MATCH = " Read-only; a pattern that matches nothing is an error."
+
+
+def _search(tools: Tools, add: Adder) -> None:
+    async def sc(
+        pid: Pid, pattern: ScPattern, detail: Detail = False, limit: Limit = 50, timeout_s: Timeout = 30.0
+    ) -> dict[str, Any]:
+        return await tools.call(pid, _line("sc", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
+
+    async def sm(
+        pid: Pid, pattern: SmPattern, detail: Detail = False, limit: Limit = 50, timeout_s: Timeout = 30.0
+    ) -> dict[str, Any]:
+        return await tools.call(pid, _line("sm", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
+
+    if "sc" in registry.COMMANDS:
+        add(sc, "sc", _summary("sc") + NO_MATCH)
+    if "sm" in registry.COMMANDS:
+        add(sm, "sm", _summary("sm") + NO_MATCH)
+
+
+def _source(tools: Tools, add: Adder) -> None:
+    if "source" not in registry.COMMANDS:
+        return
+
+    async def source(
+        pid: Pid,
+        module: Module,
+        cls: Annotated[str | None, Field(description="a class, or the class of method")] = None,
+        method: Annotated[str | None, Field(description="a function (or the method of cls)")] = None,
+        timeout_s: Timeout = 30.0,
+    ) -> dict[str, Any]:
+        words = ["source", module, *([cls] if cls else []), *([method] if method else [])]
+        return await tools.call(pid, _line(*words), timeout_s)
+
+    add(source, "source", _summary("source") + " Read-only (the file is compiled, never run).")
