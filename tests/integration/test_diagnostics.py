@@ -144,6 +144,23 @@ def test_monitor_ends_after_n_cycles_and_checks_its_input(target: RunningTarget)
     assert not _hooked(target.pid)
 
 
+def test_stack_of_a_method_shows_its_caller_chain(target: RunningTarget) -> None:
+    proc = _start_monitor(target.pid, "stack __main__ Service work -n 2 --filter 'args[1] > 1'")
+    evaluate(target.pid, "m.CALLS.update(count=3, sleep_s=0.001) or m.CALLS['go'].set()")
+    out, _ = proc.communicate(timeout=60)
+    events = [json.loads(line)["result"] for line in out.splitlines()]
+    calls = [event for event in events if event["kind"] == "call"]
+    assert len(calls) == 2 and events[-1]["kind"] == "end", events
+    for call in calls:
+        names = [frame["name"] for frame in call["frames"]]
+        assert names[-1] == "caller" and "run" in names and call["thread"] == "caller", names
+    assert not _hooked(target.pid)
+    [old] = ok(cli(target.pid, "stack %d" % target.pid))  # the seeds' form: a number is a pid
+    assert "threads" in old
+    result = cli(target.pid, "stack __main__ Service work --native", json_output=False)
+    assert result.returncode != 0 and "--native and -a are for thread stacks" in result.stderr
+
+
 # ------------------------------------------------------------------ logger
 
 
