@@ -8,6 +8,7 @@ a CPU hog among idle threads, a method with known failures and sleeps, and logge
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 from instr_helpers import evaluate
 from interpreters import find_interpreters
 from json_schemas import problems
-from support import RunningTarget, cli, start_target, wait_until
+from support import TARGETS, RunningTarget, cli, start_target, wait_until
 
 INTERPRETERS = find_interpreters()
 
@@ -159,6 +160,38 @@ def test_stack_of_a_method_shows_its_caller_chain(target: RunningTarget) -> None
     assert "threads" in old
     result = cli(target.pid, "stack __main__ Service work --native", json_output=False)
     assert result.returncode != 0 and "--native and -a are for thread stacks" in result.stderr
+
+
+def _line_of(marker: str) -> int:
+    with open(os.path.join(TARGETS, "diag_target.py"), encoding="utf-8") as fh:
+        return next(number for number, text in enumerate(fh, 1) if marker in text)
+
+
+def test_line_shows_each_value_of_a_loop_local(target: RunningTarget) -> None:
+    line = _line_of("# LINE_TOTAL")
+    proc = _start_monitor(target.pid, "line __main__ accumulate %d --expr 'step, total' -n 4" % line)
+    evaluate(target.pid, "m.CALLS.update(count=0) or m.CALLS['go'].set()")  # caller runs accumulate(4) once
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    events = [json.loads(record)["result"] for record in out.splitlines()]
+    hits = [event for event in events if event["kind"] == "hit"]
+    pairs = [[item["v"] for item in hit["values"][0]["value"]["items"]] for hit in hits]
+    assert pairs == [[0, 0], [1, 0], [2, 1], [3, 3]], hits  # step, and total before the line adds it
+    gone = "m.accumulate.__code__.co_filename != '<flight_profiler hook>' and not [i for i in (3, 4) if getattr("
+    gone += "__import__('sys'), 'monitoring', None) and __import__('sys').monitoring.get_tool(i)]"
+    assert wait_until(lambda: evaluate(target.pid, gone), timeout=10)  # hook or monitoring tool id released
+    assert events[-1]["kind"] == "end" and all(
+        not problems({"schema": 1, "command": "line", "result": e}) for e in events
+    )
+    for bad, message in (
+        ("line __main__ accumulate %d" % (line + 40), "is outside __main__.accumulate"),
+        ("line __main__ accumulate %d" % _line_of("# NO_CODE"), "runs no code of its own"),
+        ("line __main__ accumulate x", "must be a line number"),
+    ):
+        result = cli(target.pid, bad, json_output=False)
+        assert result.returncode != 0 and message in result.stderr, (bad, result.stderr)
 
 
 # ------------------------------------------------------------------ logger

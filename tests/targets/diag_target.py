@@ -68,6 +68,15 @@ def caller():
                 service.work(n)
             except ValueError:
                 pass
+        accumulate(4)
+
+
+def accumulate(count):
+    total = 0
+    # NO_CODE: a comment line inside the function
+    for step in range(count):
+        total += step  # LINE_TOTAL
+    return total
 
 
 async def task_one():

@@ -37,6 +37,7 @@ HANDLERS: dict[str, str] = {
     "sc": ".commands.sc.agent",
     "sm": ".commands.sm.agent",
     "source": ".commands.source.agent",
+    "line": ".commands.line.agent",
 }
 
 

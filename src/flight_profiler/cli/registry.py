@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "sc": "flight_profiler.commands.sc.client",
     "sm": "flight_profiler.commands.sm.client",
     "source": "flight_profiler.commands.source.client",
+    "line": "flight_profiler.commands.line.client",
 }
 
 # handled by the shell itself, not by a command folder
