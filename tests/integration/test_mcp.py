@@ -25,9 +25,9 @@ INTERPRETERS = find_interpreters()
 EDGES = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__import__("flight_profiler").__file__)))
 ALWAYS = {"ps", "stack", "getglobal", "vmtool", "module", "detach", "command"}
-WHEN_REGISTERED = ("watch", "trace", "tt", "mem", "perf", "thread", "monitor", "logger", "sc", "sm", "source")
+WHEN_REGISTERED = ("watch", "trace", "tt", "mem", "perf", "thread", "monitor", "logger", "sc", "sm", "source", "line")
 CHANGES = {"vmtool", "tt", "command", "logger"}
-NOT_READ_ONLY = {"detach", "monitor"}  # they change nothing the target sees, but are not mere reads
+NOT_READ_ONLY = {"detach", "monitor", "line"}  # they change nothing the target sees, but are not mere reads
 
 
 @asynccontextmanager

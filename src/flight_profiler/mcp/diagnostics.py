@@ -12,7 +12,7 @@ from .server import CHANGES, Adder, Cls, Method, Module, Pid, Timeout, Tools, _l
 
 
 def register(tools: Tools, add: Adder) -> None:
-    for binder in (_thread, _monitor, _logger, _search, _source):
+    for binder in (_thread, _monitor, _logger, _search, _source, _line_tool):
         binder(tools, add)
 
 
@@ -148,3 +148,31 @@ def _source(tools: Tools, add: Adder) -> None:
         return await tools.call(pid, _line(*words), timeout_s)
 
     add(source, "source", _summary("source") + " Read-only (the file is compiled, never run).")
+
+
+def _line_tool(tools: Tools, add: Adder) -> None:
+    if "line" not in registry.COMMANDS:
+        return
+
+    async def line(
+        pid: Pid,
+        module: Module,
+        method: Method,
+        line: Annotated[int, Field(description="the source line (as the source tool numbers it)", ge=1)],
+        cls: Cls = None,
+        expr: Annotated[str | None, Field(description="what to show, over the local variables")] = None,
+        filter: Annotated[str | None, Field(description="only hits for which this is true")] = None,
+        count: Annotated[int, Field(description="stop after this many hits", ge=1, le=1000)] = 5,
+        timeout_s: Timeout = 15.0,
+    ) -> dict[str, Any]:
+        words = ["line", module, *([cls] if cls else []), method, str(line)]
+        options = {"--expr": expr, "-f": filter, "-n": str(count)}
+        return await tools.call(pid, _line(*words, options=options), timeout_s)
+
+    add(
+        line,
+        "line",
+        _summary("line") + " Bounded by count and timeout_s; watches that one function only (sys.monitoring on 3.12+, "
+        "a hook before) and removes it at the end. Values are only read.",
+        reads=False,
+    )
