@@ -28,7 +28,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target",
         nargs="*",
-        metavar="pid | module [class] method",
+        metavar="TARGET",
         help="nothing or a pid: every thread's stack (of that pid); module [class] method: who calls it",
     )
     parser.add_argument(
