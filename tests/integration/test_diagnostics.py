@@ -124,8 +124,9 @@ def test_monitor_counts_exactly_and_goes_away_when_the_client_is_killed(target: 
     assert sum(c["calls"] for c in busy) == calls and sum(c["fail"] for c in busy) == calls // 4
     for cycle in busy:
         assert cycle["success"] + cycle["fail"] == cycle["calls"]
-        # generous: a sleep never ends early; the GIL and a loaded machine only add
-        assert sleep_ms * 0.97 <= cycle["p50_ms"] <= cycle["p99_ms"] <= cycle["max_ms"] < sleep_ms * 25
+        # a sleep never ends early (the histogram's error is within 3.2 %); the GIL and a loaded machine
+        # only add, by any amount, so there is no upper bound here (tests/unit checks the percentiles)
+        assert sleep_ms * 0.97 <= cycle["p50_ms"] <= cycle["p99_ms"] <= cycle["max_ms"]
         assert cycle["avg_ms"] >= sleep_ms
     assert wait_until(lambda: not _hooked(target.pid), timeout=10)  # the killed client's hook is gone
 

@@ -69,8 +69,13 @@ def _run_local(request: dict[str, Any], ctx: LocalContext) -> Iterator[dict[str,
         time.sleep(min(SLICE, max(0.0, interval - (time.monotonic() - started))))
     after = proctasks.sample(pid)
     seconds = time.monotonic() - started
+    # the kernel states first: py-spy stops the threads while it reads them, and a thread it has just
+    # let go is restarting its syscall, "running" for an instant
+    states = {tid: proctasks.task_state(pid, now) for tid, now in after.items()}
     stacks = {_native_id(raw): raw for raw in pyspy.dump(pid)}
-    threads = [_thread(pid, tid, before.get(tid), now, seconds, hz, stacks.get(tid)) for tid, now in after.items()]
+    threads = [
+        _thread(tid, states[tid], before.get(tid), now, seconds, hz, stacks.get(tid), pid) for tid, now in after.items()
+    ]
     yield _select(request, pid, threads)
 
 
@@ -79,15 +84,15 @@ def _native_id(raw: dict[str, Any]) -> int:
 
 
 def _thread(
-    pid: int,
     tid: int,
+    state: proctasks.TaskState,
     before: proctasks.TaskSample | None,
     now: proctasks.TaskSample,
     seconds: float,
     hz: int,
     raw: dict[str, Any] | None,
+    pid: int,
 ) -> dict[str, Any]:
-    state = proctasks.task_state(pid, now)
     thread: dict[str, Any] = {
         "tid": tid,
         "ident": raw.get("thread_id") if raw else None,
