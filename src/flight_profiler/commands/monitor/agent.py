@@ -1,12 +1,15 @@
 """``monitor`` in the target: calls, failures and cost percentiles of a function, per cycle.
 
-The function is hooked (``services.hooks``) for as long as the job runs and
-every call is counted on the calling thread: a cost histogram of fixed size
-(``model.BUCKETS`` counters, log-spaced) gives the percentiles, so memory does
-not grow with the call rate, and nothing is captured or sent per call. The
-job thread swaps the statistics at the end of each cycle and sends one
-summary. The hook goes on every exit path: -n cycles done, Ctrl-C, the client
-gone (however it died), detach.
+The function is hooked (``services.hooks``) for as long as the job runs. On the
+target's threads a call costs two clock reads and one ``list.append`` (atomic
+under the GIL, no lock): the cost goes to the list of successes or of failures.
+The job thread collects those lists every ``DRAIN_S`` and aggregates them with
+C-level built-ins (``len``, ``sum``, ``min``, ``max``, a slice for the sample),
+so counts, failures, average, min and max are exact and the percentiles come
+from a bounded uniform sample (``SAMPLE_MAX``). A collected list is looked at
+again for a while, so an append that raced with the collection is still counted.
+The hook goes on every exit path: -n cycles done, Ctrl-C, the client gone
+(however it died), detach.
 """
 
 from __future__ import annotations
@@ -19,20 +22,19 @@ from ...services.callexpr import CallExpression
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.hooks import OWN_WORK
 from ...services.location import resolve
-from .model import BUCKETS, MAX_CYCLE_S, SCALE, SUB_BITS
+from .model import DRAIN_S, MAX_CYCLE_S, RETIRED_DRAINS, SAMPLE_MAX
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any, Callable
 
 perf_counter = time.perf_counter
-_LINEAR = 2 << SUB_BITS  # below this many eighths of a microsecond every value has its own bucket
 
 
 class Stats:
-    """One cycle's counts; changed only under the probe's lock."""
+    """One cycle's numbers; only the job thread touches them."""
 
-    __slots__ = ("calls", "fail", "filter_errors", "histogram", "max", "min", "started", "total")
+    __slots__ = ("calls", "fail", "filter_errors", "max", "min", "sample", "skip", "started", "stride", "total")
 
     def __init__(self) -> None:
         self.calls = 0
@@ -41,104 +43,106 @@ class Stats:
         self.max = 0.0
         self.min = 0.0
         self.filter_errors = 0
-        self.histogram = [0] * BUCKETS
+        self.sample: list[float] = []
+        self.stride = 1  # every stride-th call goes into the sample
+        self.skip = 0  # calls to pass before the next one sampled
         self.started = time.monotonic()
 
     def add(self, cost_ms: float, failed: bool) -> None:
-        self.calls += 1
-        if cost_ms < self.min or self.calls == 1:
-            self.min = cost_ms
+        self.absorb([cost_ms], failed)
+
+    def absorb(self, costs: list[float], failed: bool) -> None:
+        count = len(costs)
+        if not count:
+            return
+        low, high = min(costs), max(costs)
+        if not self.calls or low < self.min:
+            self.min = low
+        if high > self.max:
+            self.max = high
+        self.calls += count
         if failed:
-            self.fail += 1
-        self.total += cost_ms
-        if cost_ms > self.max:
-            self.max = cost_ms
-        self.histogram[bucket(cost_ms)] += 1
+            self.fail += count
+        self.total += sum(costs)
+        picked = costs[self.skip :: self.stride]
+        self.skip = (self.skip - count) % self.stride if not picked else self.skip + len(picked) * self.stride - count
+        self.sample.extend(picked)
+        while len(self.sample) > SAMPLE_MAX:
+            self.sample = self.sample[::2]  # keeps every 2*stride-th call: still uniform
+            self.stride *= 2
 
     def summary(self) -> dict[str, Any]:
         calls = self.calls
-        out: dict[str, Any] = {
+        ordered = sorted(self.sample)
+        return {
             "seconds": round(time.monotonic() - self.started, 3),
             "calls": calls,
             "success": calls - self.fail,
             "fail": self.fail,
             "fail_rate": round(self.fail / calls, 4) if calls else 0.0,
             "avg_ms": round(self.total / calls, 4) if calls else None,
-            "p50_ms": self.percentile(0.50),
-            "p99_ms": self.percentile(0.99),
+            "p50_ms": _percentile(ordered, 0.50),
+            "p99_ms": _percentile(ordered, 0.99),
             "max_ms": round(self.max, 4) if calls else None,
             "filter_errors": self.filter_errors,
         }
-        return out
-
-    def percentile(self, share: float) -> float | None:
-        if not self.calls:
-            return None
-        rank = max(1, -int(-share * self.calls // 1))  # ceil without the math module
-        seen = 0
-        for index, count in enumerate(self.histogram):
-            seen += count
-            if seen >= rank:
-                return round(min(max(middle_ms(index), self.min), self.max), 4)
-        return round(self.max, 4)
 
 
-def bucket(cost_ms: float) -> int:
-    value = int(cost_ms * (1000 * SCALE))
-    if value < _LINEAR:
-        return max(value, 0)
-    shift = value.bit_length() - SUB_BITS - 1
-    return min(BUCKETS - 1, (shift << SUB_BITS) + (value >> shift))
-
-
-def middle_ms(index: int) -> float:
-    """The middle of a bucket's range, in milliseconds."""
-    if index < _LINEAR:
-        return (index + 0.5) / (1000.0 * SCALE)
-    shift = (index >> SUB_BITS) - 1
-    mantissa = index - (shift << SUB_BITS)
-    return (mantissa + 0.5) * (1 << shift) / (1000.0 * SCALE)
+def _percentile(ordered: list[float], share: float) -> float | None:
+    if not ordered:
+        return None
+    rank = -int(-share * len(ordered) // 1)  # ceil without the math module
+    return round(ordered[max(0, min(len(ordered), rank) - 1)], 4)
 
 
 class MonitorProbe:
-    """Counts every call of the hooked function; never raises into the target's call."""
+    """Appends each call's cost to a list; never raises into the target's call."""
 
     steps = False
 
     def __init__(self, is_method: bool, filter_source: str | None) -> None:
-        self.lock = Lock()
-        self.stats = Stats()
+        self.ok: list[float] = []  # costs of calls that returned, appended by the target's threads
+        self.failed: list[float] = []  # costs of calls that raised
+        self.filter_errors = 0
         self.internal_errors = 0
         self.exit_filter: Callable[..., Any] | None = None
-        self.enter: Callable[[Any, Any], Any] = self._start
+        self.enter: Callable[[Any, Any], Any] = _stamp
+        self.retired: list[list[Any]] = []  # [list, items already counted, is_failed, drains left]
+        self.stats = Stats()
+        self.lock = Lock()  # job thread only: drain vs swap
         if filter_source:
             expression = CallExpression(filter_source)  # a syntax error is a one-line error here
             if expression.needs_exit:
                 self.exit_filter = expression.evaluator(is_method)
+                self.leave = self._leave_filtered  # type: ignore[method-assign]
             else:
                 self.enter = expression.gate(is_method, self._passed)
 
-    @staticmethod
-    def _start(args: Any, kwargs: Any) -> float | None:
-        ident = get_ident()
-        if ident in AGENT_THREAD_IDS or ident in OWN_WORK:
+    def _passed(self, args: Any, kwargs: Any, error: BaseException | None) -> float | None:
+        if error is not None:
+            self.filter_errors += 1  # a count lost to a thread switch is tolerable here
             return None
         return perf_counter()
 
-    def _passed(self, args: Any, kwargs: Any, error: BaseException | None) -> float | None:
-        if error is not None:
-            with self.lock:
-                self.stats.filter_errors += 1
-            return None
-        return self._start(args, kwargs)
-
     def leave(self, state: Any, args: Any, kwargs: Any, returned: Any, error: BaseException | None) -> None:
         cost = (perf_counter() - state) * 1000.0
+        ident = get_ident()
+        if ident in AGENT_THREAD_IDS or ident in OWN_WORK:
+            return
+        if error is None:
+            self.ok.append(cost)  # cannot raise: a float onto a list
+        else:
+            self.failed.append(cost)
+
+    def _leave_filtered(self, state: Any, args: Any, kwargs: Any, returned: Any, error: BaseException | None) -> None:
+        cost = (perf_counter() - state) * 1000.0
         try:
-            if self.exit_filter is not None and not self._exit_passes(args, kwargs, returned, cost):
+            ident = get_ident()
+            if ident in AGENT_THREAD_IDS or ident in OWN_WORK:
                 return
-            with self.lock:
-                self.stats.add(cost, error is not None)
+            if not self._exit_passes(args, kwargs, returned, cost):
+                return
+            (self.ok if error is None else self.failed).append(cost)
         except Exception:  # noqa: BLE001 - never let our bug reach the target's call
             self.internal_errors += 1
 
@@ -149,21 +153,44 @@ class MonitorProbe:
         try:
             return bool(check(args, kwargs, returned, cost))
         except Exception:  # noqa: BLE001 - the filter's error: counted, the call left out
-            with self.lock:
-                self.stats.filter_errors += 1
+            self.filter_errors += 1
             return False
         finally:
             OWN_WORK.discard(ident)
 
-    def drive(self, state: Any, inner: Any) -> Any:
+    @staticmethod
+    def drive(state: Any, inner: Any) -> Any:
         return inner
+
+    def drain(self) -> None:
+        """Job thread: take the lists the target's threads append to, and count what is new in them."""
+        with self.lock:
+            ok, self.ok = self.ok, []
+            failed, self.failed = self.failed, []
+            self.retired.append([ok, 0, False, RETIRED_DRAINS])
+            self.retired.append([failed, 0, True, RETIRED_DRAINS])
+            kept = []
+            for entry in self.retired:
+                costs, counted, is_failed, left = entry
+                if len(costs) > counted:
+                    self.stats.absorb(costs[counted:], is_failed)
+                    entry[1] = len(costs)
+                entry[3] = left - 1
+                if entry[3] > 0:
+                    kept.append(entry)
+            self.retired = kept
 
     def swap(self) -> Stats:
         """This cycle's statistics; the next cycle starts empty."""
-        fresh = Stats()
+        self.drain()
         with self.lock:
-            done, self.stats = self.stats, fresh
+            done, self.stats = self.stats, Stats()
+        done.filter_errors, self.filter_errors = self.filter_errors, 0
         return done
+
+
+def _stamp(args: Any, kwargs: Any) -> float:
+    return perf_counter()
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
@@ -181,7 +208,11 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     probe.swap()  # the first cycle starts now, when the hook is in place and announced
     done = 0
     totals = {"calls": 0, "fail": 0}
-    while not ctx.wait(cycle):
+    cycle_end = time.monotonic() + cycle
+    while not ctx.wait(max(0.0, min(DRAIN_S, cycle_end - time.monotonic()))):
+        if time.monotonic() < cycle_end:
+            probe.drain()
+            continue
         done += 1
         summary = probe.swap().summary()
         totals["calls"] += summary["calls"]
@@ -189,6 +220,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         ctx.emit({"kind": "cycle", "index": done, "time": time.time(), **summary})
         if cycles and done >= cycles:
             break
+        cycle_end += cycle
     handle.remove()  # the function is itself again before the summary is sent
     if ctx.cancelled.is_set():
         return  # nobody is reading any more

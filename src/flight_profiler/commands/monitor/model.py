@@ -4,13 +4,12 @@ from __future__ import annotations
 
 DEFAULT_CYCLE_S = 60.0  # Arthas' default cycle
 MAX_CYCLE_S = 3600.0
-# cost histogram, integer arithmetic only (no math module to import into the target): the cost in
-# eighths of a microsecond, v, goes to bucket v below 32, above that to 16 buckets per power of two
-# (HDR-histogram style). Fixed memory whatever the call rate; a bucket's middle is within 3.2 % of
-# every cost in it, and percentiles are clamped to the exact min and max.
-SCALE = 8  # buckets count eighths of a microsecond
-SUB_BITS = 4  # 16 buckets per power of two
-BUCKETS = 512  # up to 2**35 eighths of a microsecond: about an hour; longer calls share the last bucket
+# Percentiles come from a uniform systematic sample of each cycle's costs: at most SAMPLE_MAX kept,
+# every stride-th call (the stride doubles when the sample is full), so memory does not grow with
+# the call rate; calls, failures, average, min and max are exact.
+SAMPLE_MAX = 20000
+DRAIN_S = 0.05  # how often the job thread collects the costs the target's threads appended
+RETIRED_DRAINS = 40  # a collected list is looked at again this many times for late appends (2 s)
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
