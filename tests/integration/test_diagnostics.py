@@ -71,8 +71,9 @@ def test_thread_bad_input_is_one_line(target: RunningTarget) -> None:
 
 
 def test_thread_b_names_both_deadlocks_and_their_cycles(target: RunningTarget) -> None:
-    [graph] = ok(cli(target.pid, "thread -b"))
+    [graph] = ok(cli(target.pid, "thread -b -i 100"))
     waits = {wait["waiter"]["name"]: wait for wait in graph["waits"]}
+    assert waits["dl-first"]["stuck"] and waits["Task-2"]["stuck"] and graph["interval_ms"] == 100
     assert waits["dl-first"]["holders"][0]["name"] == "dl-second"
     assert waits["dl-second"]["holders"][0]["name"] == "dl-first"
     assert waits["dl-first"]["owner"] == "recorded" and waits["dl-first"]["on"]["type"] == "RLock"

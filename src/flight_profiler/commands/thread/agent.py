@@ -55,20 +55,40 @@ _RLOCK = getattr(_thread, "RLock", None)
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
-    nodes: dict[str, dict[str, Any]] = {}
-    waits = _thread_waits(nodes) + _task_waits(nodes)
-    waits = waits[:MAX_WAITS]
-    for wait in waits:
-        wait["waiter"] = nodes[wait.pop("waiter_key")]
+    interval = int(request.get("interval") or 0) / 1000.0
+    before = None
+    if interval > 0:  # two snapshots: a waiter still waiting on the same object at the same line is stuck
+        before = {_identity(wait) for wait in _snapshot()[0]}
+        if ctx.wait(interval):
+            return
+    waits, nodes = _snapshot()
+    if before is not None:
+        for wait in waits:
+            wait["stuck"] = _identity(wait) in before
     cycles = _cycles(waits, nodes)  # turns the holders' keys into their descriptions too
     ctx.emit(
         {
             "threads": sum(1 for key in nodes if key.startswith("thread:")),
             "tasks": sum(1 for key in nodes if key.startswith("task:")),
+            "interval_ms": int(interval * 1000),
             "waits": [_public(wait) for wait in waits],
             "cycles": cycles,
         }
     )
+
+
+def _snapshot() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    nodes: dict[str, dict[str, Any]] = {}
+    waits = (_thread_waits(nodes) + _task_waits(nodes))[:MAX_WAITS]
+    for wait in waits:
+        wait["waiter"] = nodes[wait.pop("waiter_key")]
+        wait.pop("_object", None)  # no reference to the target's objects outlives the snapshot
+    return waits, nodes
+
+
+def _identity(wait: dict[str, Any]) -> tuple[Any, ...]:
+    at = wait["at"]
+    return (wait["waiter"]["kind"], wait["waiter"]["id"], wait["on"]["id"], at["file"], at["line"])
 
 
 def _public(wait: dict[str, Any]) -> dict[str, Any]:

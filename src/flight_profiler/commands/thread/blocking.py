@@ -38,6 +38,8 @@ def render_blocking(event: dict[str, Any]) -> RenderableType:
 
     text = Text()
     text.append("%d thread(s), %d asyncio task(s)" % (event["threads"], event["tasks"]), style="dim")
+    if event.get("interval_ms"):
+        text.append("; stuck: the same wait in two snapshots %d ms apart" % event["interval_ms"], style="dim")
     text.append("\n")
     for cycle in event["cycles"]:
         names = [node_label(node) for node in cycle]
@@ -46,6 +48,8 @@ def render_blocking(event: dict[str, Any]) -> RenderableType:
         text.append("no thread or task is waiting on a lock, condition, queue, future or thread\n", style="green")
     for wait in event["waits"]:
         text.append(node_label(wait["waiter"]), style="bold")
+        if "stuck" in wait:
+            text.append(" [stuck]" if wait["stuck"] else " [progressing]", style="red" if wait["stuck"] else "green")
         text.append(" waits on %s" % wait["on"]["type"])
         at = wait["at"]
         text.append(" at %s:%d in %s\n" % (os.path.basename(at["file"]), at["line"], at["name"]), style="dim")

@@ -35,7 +35,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval",
         type=int,
         default=DEFAULT_INTERVAL_MS,
-        help="milliseconds over which CPU use is measured (default %d)" % DEFAULT_INTERVAL_MS,
+        help="milliseconds over which CPU use is measured; with -b, between the two snapshots that tell stuck "
+        "waiters from progressing ones, 0 for one snapshot (default %d)" % DEFAULT_INTERVAL_MS,
     )
     parser.add_argument(
         "-b",
