@@ -25,10 +25,10 @@ INTERPRETERS = find_interpreters()
 EDGES = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__import__("flight_profiler").__file__)))
 ALWAYS = {"ps", "stack", "getglobal", "vmtool", "module", "detach", "command"}
-WHEN_REGISTERED = ("watch", "trace", "tt", "mem", "perf")
-CHANGES = {"vmtool", "tt", "command"}
-# tools that take Python run in the target (expr, filter) or write a file: never annotated read-only
-NOT_READ_ONLY = {"getglobal", "vmtool", "watch", "trace", "tt", "perf", "command", "detach"}
+WHEN_REGISTERED = ("watch", "trace", "tt", "mem", "perf", "thread", "monitor", "logger", "sc", "sm", "source", "line")
+CHANGES = {"vmtool", "tt", "command", "logger"}
+# tools that take Python run in the target (expr, filter) or write a file, or hook functions: never read-only
+NOT_READ_ONLY = {"getglobal", "vmtool", "watch", "trace", "tt", "perf", "command", "detach", "monitor", "line"}
 
 
 @asynccontextmanager
@@ -97,7 +97,7 @@ def test_tools_follow_the_registry_and_mark_changes() -> None:
             changes = name in CHANGES
             assert ("CHANGES THE TARGET" in tool.description.upper()) == changes, name
             assert _annotation(tool, "destructiveHint") is changes, name
-            assert _annotation(tool, "readOnlyHint") is (name not in NOT_READ_ONLY), name
+            assert _annotation(tool, "readOnlyHint") is (not changes and name not in NOT_READ_ONLY), name
 
     run(scenario)
 

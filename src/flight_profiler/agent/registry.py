@@ -31,13 +31,20 @@ HANDLERS: dict[str, str] = {
     "mem": ".commands.mem.agent",
     "gilstat": ".commands.gilstat.agent",
     "torch": ".commands.torch.agent",
+    "thread": ".commands.thread.agent",
+    "monitor": ".commands.monitor.agent",
+    "logger": ".commands.logger.agent",
+    "sc": ".commands.sc.agent",
+    "sm": ".commands.sm.agent",
+    "source": ".commands.source.agent",
+    "line": ".commands.line.agent",
 }
 
 
 # Short commands run on the session's own thread and answer in one write: a new
 # thread and separate writes each cost a GIL round trip, which on a target whose
 # threads fight for the GIL is ~100 ms apiece. Everything else gets a job thread.
-QUICK: frozenset[str] = frozenset({"getglobal", "vmtool", "module", "complete"})
+QUICK: frozenset[str] = frozenset({"getglobal", "vmtool", "module", "complete", "sc", "sm"})
 
 
 def handler_for(command: str, package: str) -> Handler:

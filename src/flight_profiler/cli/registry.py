@@ -28,6 +28,13 @@ COMMANDS: dict[str, str] = {
     "perf": "flight_profiler.commands.perf.client",
     "gilstat": "flight_profiler.commands.gilstat.client",
     "torch": "flight_profiler.commands.torch.client",
+    "thread": "flight_profiler.commands.thread.client",
+    "monitor": "flight_profiler.commands.monitor.client",
+    "logger": "flight_profiler.commands.logger.client",
+    "sc": "flight_profiler.commands.sc.client",
+    "sm": "flight_profiler.commands.sm.client",
+    "source": "flight_profiler.commands.source.client",
+    "line": "flight_profiler.commands.line.client",
 }
 
 # handled by the shell itself, not by a command folder

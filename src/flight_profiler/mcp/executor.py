@@ -35,6 +35,7 @@ WRITTEN = ("filepath",)
 _CHANGES_WHEN: dict[str, Any] = {
     "vmtool": lambda request: request.get("action") == "forceGc",
     "tt": lambda request: bool(request.get("play")),
+    "logger": lambda request: request.get("level") is not None,
 }
 
 

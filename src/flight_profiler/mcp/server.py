@@ -138,6 +138,9 @@ def build(read_only: bool = False, max_timeout: float = 300.0) -> Any:
 
     for register in (_ps, _stack, _getglobal, _vmtool, _module, _watch_trace, _tt, _mem, _perf, _detach, _command):
         register(tools, add)
+    from .diagnostics import register as register_diagnostics  # it imports this module's pieces
+
+    register_diagnostics(tools, add)
     return server
 
 

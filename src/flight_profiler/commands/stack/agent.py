@@ -1,4 +1,4 @@
-"""``stack -a`` in the target: the stacks of every asyncio task of every loop.
+"""``stack -a`` and ``stack module [class] method`` in the target.
 
 Each task's stack is its whole await chain: the frame of its coroutine and of every
 coroutine, generator or async generator it awaits, down to the innermost (found through
@@ -7,7 +7,9 @@ outermost frame of a suspended task), and which tasks it awaits (a task, or a ga
 
 Thread stacks are read from outside by the client (no injection needed); only
 asyncio tasks need the agent, since their suspended coroutines are not on any
-thread's stack.
+thread's stack. ``stack module [class] method`` hooks the function
+(``services.hooks``, removed on every exit path, like watch) and reports the
+Python call stack that led to each call: who calls this.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import gc
 import sys
 import threading
 
-from ...services.context import JobContext
+from ...services import hooks
+from ...services.callprobe import CallProbe, describe_error, serve, thread_info
+from ...services.context import CommandFailed, JobContext
+from ...services.location import resolve
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -28,6 +33,9 @@ FRAME_LIMIT = 64
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
+    if request.get("module"):
+        _callers(request, ctx)
+        return
     loops: dict[int, dict[str, Any]] = {}
     for task in _all_tasks():
         loop = _loop_of(task)
@@ -150,3 +158,74 @@ def _safe_repr(obj: Any) -> str:
         return repr(obj)[:200]
     except Exception:  # noqa: BLE001 - hostile repr
         return "<%s>" % type(obj).__name__
+
+
+# ------------------------------------------------------------------ stack module [class] method
+
+
+class CallersProbe(CallProbe):
+    """For each picked call: the Python frames that led to it, outermost first."""
+
+    def __init__(self, request: dict[str, Any], is_method: bool) -> None:
+        super().__init__(is_method, request.get("filter"), int(request["limit"]), float(request["rate"]), False)
+        self.filter_source = request.get("filter")
+
+    def record(
+        self,
+        index: int,
+        args: Any,
+        kwargs: Any,
+        returned: Any,
+        error: BaseException | None,
+        cost: float,
+        filter_error: BaseException | None,
+    ) -> dict[str, Any]:
+        import time
+
+        item: dict[str, Any] = {"kind": "call", "index": index, "time": time.time() - cost / 1000.0}
+        item["cost"] = round(cost, 4)
+        item.update(thread_info(threading.get_ident()))
+        if filter_error is not None:
+            item["error"] = "filter %r failed: %s" % (self.filter_source, describe_error(filter_error))
+        item["frames"] = _callers_of_hook()
+        return item
+
+
+def _callers_of_hook() -> list[dict[str, Any]]:
+    """The frames outside the hook's wrapper: the caller, its caller, ... (outermost first)."""
+    frame: Any = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename != hooks.HOOK_FILE:
+        frame = frame.f_back
+    frames: list[dict[str, Any]] = []
+    caller = frame.f_back if frame is not None else None
+    while caller is not None and len(frames) < FRAME_LIMIT:
+        code = caller.f_code
+        if code.co_filename != hooks.HOOK_FILE:  # a hooked caller shows once, as itself
+            frames.append({"name": code.co_name, "file": code.co_filename, "line": caller.f_lineno or 0})
+        caller = caller.f_back
+    frames.reverse()
+    return frames
+
+
+def _callers(request: dict[str, Any], ctx: JobContext) -> None:
+    if int(request.get("limit", 0)) < 1:
+        raise CommandFailed("-n must be at least 1")
+    target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
+    probe = CallersProbe(request, target.is_method)  # the filter is checked here, before anything is hooked
+    handle = hooks.install(target.func, probe, target.nested)
+    ctx.add_cleanup(handle.remove)
+    ctx.emit({"kind": "start", **target.describe(), "limit": probe.limit})
+    reason = serve(ctx, probe.outbox, probe.full, ctx.emit)
+    handle.remove()
+    probe.close()
+    if reason == "cancelled":
+        return
+    ctx.emit(
+        {
+            "kind": "end",
+            "reason": reason,
+            "shown": probe.accepted,
+            "skipped": probe.bucket.skipped_total,
+            "dropped": probe.outbox.dropped,
+        }
+    )

@@ -1,4 +1,8 @@
-"""``stack`` in the CLI: thread stacks read from outside, asyncio tasks via the agent."""
+"""``stack`` in the CLI: thread stacks read from outside, asyncio tasks and who-calls-this via the agent.
+
+The first positional decides the form: nothing or a number is the seeds' ``stack [pid]``;
+anything else is ``module [class] method``, whose calls' Python stacks the agent reports.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,15 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ...errors import UsageError
 from ...readers import pyspy
 from ...render.safe import safe_line
+from ..calls import add_nested_argument, render_end, render_header, render_start, skipped_note
 from ..outfile import check_destination, write_text
-from ..spec import CommandSpec, LocalContext, number
+from ..spec import CommandSpec, LocalContext
+
+CALLS_LIMIT = 5  # stack module [class] method: calls shown by default
+CALLS_RATE = 20.0  # at most this many call stacks per second; the others are counted as skipped
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -18,19 +27,64 @@ if TYPE_CHECKING:
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pid", nargs="?", type=number(int, 1), help="another pid to read (default: the attached one)")
-    parser.add_argument("-f", "--filepath", help="also write the stacks to this file")
+    parser.add_argument(
+        "target",
+        nargs="*",
+        metavar="TARGET",
+        help="nothing or a pid: every thread's stack (of that pid); module [class] method: who calls it",
+    )
+    parser.add_argument(
+        "-f",
+        "--filepath",
+        help="thread stacks: also write them to this file; module [class] method: the filter, like --filter",
+    )
     parser.add_argument("--native", action="store_true", help="include native (C) frames")
     parser.add_argument(
         "-a", "--asyncio", action="store_true", help="show the stacks of asyncio tasks (needs the agent)"
     )
+    parser.add_argument("--filter", help="module [class] method: only calls for which this is true")
+    parser.add_argument(
+        "-n", "--limits", type=int, help="module [class] method: stop after this many calls (default %d)" % CALLS_LIMIT
+    )
+    add_nested_argument(parser)
 
 
 def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+    words: list[str] = ns.target
+    if words and not (len(words) == 1 and words[0].isdigit()):
+        return _callers_request(ns, words)
+    for option, value in (("--filter", ns.filter), ("-n", ns.limits), ("-nm", ns.nested)):
+        if value is not None:
+            raise UsageError("%s needs module [class] method (stack module [class] method %s ...)" % (option, option))
     path = os.path.abspath(os.path.expanduser(ns.filepath)) if ns.filepath else None
     if path is not None:
         check_destination(path)
-    return {"pid": ns.pid, "filepath": path, "native": ns.native, "asyncio": ns.asyncio}
+    pid = int(words[0]) if words else None
+    if pid is not None and pid < 1:
+        raise UsageError("pid must be at least 1, got '%s'" % words[0])
+    return {"pid": pid, "filepath": path, "native": ns.native, "asyncio": ns.asyncio}
+
+
+def _callers_request(ns: argparse.Namespace, words: list[str]) -> dict[str, Any]:
+    """``stack module [class] method``: the call stacks leading to the function's calls."""
+    if len(words) > 3:
+        raise UsageError("expected: stack module [class] method, got %d names" % len(words))
+    if ns.native or ns.asyncio:
+        raise UsageError("--native and -a are for thread stacks, not for stack module [class] method")
+    if ns.filter and ns.filepath:
+        raise UsageError("give the filter once: -f or --filter")
+    limit = CALLS_LIMIT if ns.limits is None else ns.limits
+    if limit < 1:
+        raise UsageError("-n must be at least 1, got %d" % limit)
+    return {
+        "module": words[0],
+        "cls": words[1] if len(words) == 3 else None,
+        "method": words[-1],
+        "nested": ns.nested,
+        "filter": ns.filter or ns.filepath,
+        "limit": limit,
+        "rate": CALLS_RATE,
+    }
 
 
 def _run_local(request: dict[str, Any], ctx: LocalContext) -> Iterator[dict[str, Any]]:
@@ -116,10 +170,35 @@ def _tasks_text(event: dict[str, Any]) -> Text:
     return text
 
 
-def _render(event: dict[str, Any]) -> RenderableType:
+def _callers_text(event: dict[str, Any]) -> RenderableType | None:
     from rich.console import Group
     from rich.text import Text
 
+    kind = event["kind"]
+    if kind == "start":
+        return render_start(event, "stacks of calls to", "-n %d" % event["limit"])
+    if kind == "end":
+        return render_end(event, "call stack(s)")
+    parts: list[RenderableType] = []
+    note = skipped_note(event)
+    if note is not None:
+        parts.append(note)
+    parts.append(render_header(event, "#%d" % event["index"]))
+    if "error" in event:
+        parts.append(Text(event["error"], style="red"))
+    body = Text()
+    for frame in event.get("frames", []):
+        body.append('    File "%s", line %d, in %s\n' % (frame["file"], frame["line"], frame["name"]))
+    parts.append(body)
+    return Group(*parts)
+
+
+def _render(event: dict[str, Any]) -> RenderableType | None:
+    from rich.console import Group
+    from rich.text import Text
+
+    if "kind" in event:
+        return _callers_text(event)
     if "loops" in event:
         return _tasks_text(event)
     parts: list[RenderableType] = [_thread_text(thread) for thread in event["threads"]]
@@ -130,12 +209,20 @@ def _render(event: dict[str, Any]) -> RenderableType:
 
 SPEC = CommandSpec(
     name="stack",
-    summary="Show every thread's stack (read from outside: works even when the GIL is stuck), or asyncio tasks.",
-    usage="stack [pid] [-f FILE] [--native] [-a]",
-    examples=("stack", "stack --native", "stack -f ./stack.log", "stack -a"),
+    summary="Show every thread's stack (read from outside: works even when the GIL is stuck), asyncio tasks, "
+    "or who calls a function (stack module [class] method).",
+    usage="stack [pid] [-f FILE] [--native] [-a] | stack module [class] method [-n N] [-f FILTER] [-nm NAME]",
+    examples=(
+        "stack",
+        "stack --native",
+        "stack -f ./stack.log",
+        "stack -a",
+        "stack __main__ PaymentGateway charge -n 2",
+        'stack __main__ handle -f "args[0].quantity > 3"',
+    ),
     add_arguments=_add_arguments,
     to_request=_to_request,
     render=_render,
     run_local=_run_local,
-    runs_locally=lambda request: not request.get("asyncio"),
+    runs_locally=lambda request: not request.get("asyncio") and not request.get("module"),
 )

@@ -1,0 +1,114 @@
+"""``line`` in the CLI: arguments and rendering."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from ...errors import UsageError
+from ..calls import (
+    add_nested_argument,
+    add_rate_argument,
+    at_least,
+    non_negative,
+    render_end,
+    render_values,
+    skipped_note,
+    timestamp,
+    where,
+)
+from ..spec import CommandSpec, add_render_options, render_options
+from .model import DEFAULT_LIMIT, DEFAULT_RATE
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("module", help="module as imported in the target, e.g. __main__ or pkg.mod")
+    parser.add_argument(
+        "names", nargs="+", metavar="[class] method LINE", help="optional class, the function, then the source line"
+    )
+    add_nested_argument(parser)
+    parser.add_argument("--expr", help="what to show, over the function's local variables (default: all of them)")
+    parser.add_argument("-f", "--filter", help="only when this is true, over the local variables, e.g. 'total > 100'")
+    parser.add_argument(
+        "-n", "--limits", type=int, default=DEFAULT_LIMIT, help="stop after this many hits (default %d)" % DEFAULT_LIMIT
+    )
+    add_rate_argument(parser, DEFAULT_RATE, "hits")
+    add_render_options(parser)
+
+
+def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+    names: list[str] = ns.names
+    if len(names) < 2 or len(names) > 3:
+        raise UsageError("expected: line module [class] method LINE")
+    try:
+        line = int(names[-1])
+    except ValueError:
+        raise UsageError("the last argument must be a line number, got %r" % names[-1]) from None
+    if line < 1:
+        raise UsageError("the line number must be at least 1, got %d" % line)
+    return {
+        "module": ns.module,
+        "cls": names[0] if len(names) == 3 else None,
+        "method": names[-2],
+        "nested": ns.nested,
+        "line": line,
+        "expr": ns.expr,
+        "filter": ns.filter,
+        "limit": at_least(ns.limits, 1, "-n"),
+        "rate": non_negative(ns.rate, "--rate"),
+        **render_options(ns),
+    }
+
+
+def _render(event: dict[str, Any]) -> RenderableType | None:
+    from rich.console import Group
+    from rich.text import Text
+
+    kind = event.get("kind")
+    if kind == "start":
+        text = Text(style="dim")
+        text.append(
+            "watching line %d of %s (%s at %s, %s); -n %d; Ctrl-C to stop"
+            % (
+                event["at_line"],
+                event["target"],
+                event["callable"],
+                where(event["file"], event["line"]),
+                event["mechanism"],
+                event["limit"],
+            )
+        )
+        return text
+    if kind == "end":
+        return render_end(event, "hit(s)")
+    parts: list[Any] = []
+    note = skipped_note(event)
+    if note is not None:
+        parts.append(note)
+    header = Text()
+    header.append("#%d" % event["index"], style="bold")
+    header.append(" %s thread=%s" % (timestamp(event["time"]), event["thread"]))
+    parts.append(header)
+    if "error" in event:
+        parts.append(Text(event["error"], style="red"))
+    parts.extend(render_values(event.get("values", [])))
+    return Group(*parts)
+
+
+SPEC = CommandSpec(
+    name="line",
+    summary="Show the local variables (or an expression over them) each time one source line of a function runs.",
+    usage="line module [class] method LINE [--expr EXPR] [-f FILTER] [-n N] [-nm NAME] [-x N] [--rate N]",
+    examples=(
+        "line __main__ checksum 61",
+        "line __main__ checksum 61 --expr total -n 3",
+        'line __main__ Inventory reserve 39 -f "quantity > 3"',
+    ),
+    add_arguments=_add_arguments,
+    to_request=_to_request,
+    render=_render,
+    completes=("module", "class", "member"),
+)

@@ -1,0 +1,89 @@
+"""``logger`` in the CLI: arguments and rendering."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from ...errors import UsageError
+from ..spec import CommandSpec
+from .model import DEFAULT_FOR_S, MAX_FOR_S
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="one logger and its descendants ('root' for the root logger)")
+    parser.add_argument("--level", help="set the logger's level (DEBUG, INFO, ... or a number) for --for seconds")
+    parser.add_argument(
+        "--for",
+        dest="seconds",
+        type=float,
+        default=DEFAULT_FOR_S,
+        help="seconds the --level change lasts before it is reverted (default %g)" % DEFAULT_FOR_S,
+    )
+
+
+def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+    if ns.level is not None and not ns.name:
+        raise UsageError("--level needs --name (use --name root for the root logger)")
+    if ns.level is not None and not ns.level.strip():
+        raise UsageError("--level must not be empty")
+    if not 0 < ns.seconds <= MAX_FOR_S:
+        raise UsageError("--for must be more than 0 and at most %g seconds, got %g" % (MAX_FOR_S, ns.seconds))
+    return {"name": ns.name, "level": ns.level, "seconds": ns.seconds}
+
+
+def _render(event: dict[str, Any]) -> RenderableType | None:
+    from rich.text import Text
+
+    kind = event.get("kind")
+    if kind == "changed":
+        return Text(
+            "%s: level %s -> %s (effective %s) for %g s; reverted then, on Ctrl-C, or when this client goes away"
+            % (event["name"], event["old_level"], event["level"], event["effective"], event["seconds"]),
+            style="yellow",
+        )
+    if kind == "reverted":
+        if event["kept_app_change"]:
+            return Text(
+                "%s: the application changed the level meanwhile; kept its %s" % (event["name"], event["level"])
+            )
+        return Text("%s: level reverted to %s" % (event["name"], event["level"]), style="green")
+    return _tree(event)
+
+
+def _tree(event: dict[str, Any]) -> RenderableType:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NAME", "LEVEL", "EFFECTIVE", "PROPAGATE", "HANDLERS"):
+        table.add_column(column)
+    for logger in event["loggers"]:
+        handlers = ", ".join(_handler(h) for h in logger["handlers"]) or "-"
+        name = logger["name"] + (" (disabled)" if logger["disabled"] else "")
+        table.add_row(name, logger["level"], logger["effective"], "yes" if logger["propagate"] else "no", handlers)
+    if event["shown"] < event["total"]:
+        more = Text("%d more logger(s) not shown: narrow with --name" % (event["total"] - event["shown"]), style="dim")
+        return Group(table, more)
+    return table
+
+
+def _handler(handler: dict[str, Any]) -> str:
+    text = "%s[%s]" % (handler["type"], handler["level"])
+    return "%s(%s)" % (text, handler["target"]) if handler.get("target") else text
+
+
+SPEC = CommandSpec(
+    name="logger",
+    summary="Show the logging tree (levels, handlers, propagation), or change a logger's level for a while.",
+    usage="logger [--name NAME] [--level LEVEL] [--for SECONDS]",
+    examples=("logger", "logger --name app.db", "logger --name app.db --level DEBUG --for 120"),
+    add_arguments=_add_arguments,
+    to_request=_to_request,
+    render=_render,
+    changes_target=True,
+)

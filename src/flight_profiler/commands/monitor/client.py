@@ -1,0 +1,98 @@
+"""``monitor`` in the CLI: arguments and rendering."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from ..calls import add_budget_argument, add_target_arguments, budget_request, render_start, target_request, timestamp
+from ..spec import CALL_NAMES, CommandSpec, add_expression_argument, check_expression, number
+from .model import DEFAULT_CYCLE_S, MAX_CYCLE_S
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_target_arguments(parser)
+    parser.add_argument(
+        "-c",
+        "--cycle",
+        type=number(float, 0, MAX_CYCLE_S, above=True),
+        default=DEFAULT_CYCLE_S,
+        help="seconds per report (default %g)" % DEFAULT_CYCLE_S,
+    )
+    parser.add_argument(
+        "-n", "--cycles", type=number(int, 0), default=0, help="stop after this many reports (default 0: until Ctrl-C)"
+    )
+    add_expression_argument(
+        parser,
+        "-f",
+        "--filter",
+        help="only count calls for which this is true, over target, args, kwargs, return_obj, cost",
+    )
+    add_budget_argument(parser, "app", "one evaluation of -f in the calling thread")
+
+
+def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+    return {
+        **target_request(ns),
+        "cycle": ns.cycle,
+        "cycles": ns.cycles,
+        "filter": check_expression(ns.filter, CALL_NAMES, "-f"),
+        **budget_request(ns),
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else "%.3f" % value
+
+
+def _render(event: dict[str, Any]) -> RenderableType | None:
+    from rich.table import Table
+    from rich.text import Text
+
+    kind = event.get("kind")
+    if kind == "start":
+        limit = "%d cycle(s)" % event["cycles"] if event["cycles"] else "until Ctrl-C"
+        return render_start(event, "monitoring", "a report every %g s, %s" % (event["cycle"], limit))
+    if kind == "end":
+        return Text(
+            "%d cycle(s), %d call(s), %d failed" % (event["cycles"], event["calls"], event["fail"]), style="dim"
+        )
+    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
+    table.title = "#%d %s (%.1f s)" % (event["index"], timestamp(event["time"]), event["seconds"])
+    for column in ("CALLS", "SUCCESS", "FAIL", "FAIL-RATE", "AVG(ms)", "P50(ms)", "P99(ms)", "MAX(ms)"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(event["calls"]),
+        str(event["success"]),
+        str(event["fail"]),
+        "%.2f%%" % (100.0 * event["fail_rate"]),
+        _ms(event["avg_ms"]),
+        _ms(event["p50_ms"]),
+        _ms(event["p99_ms"]),
+        _ms(event["max_ms"]),
+    )
+    if event.get("filter_errors"):
+        from rich.console import Group
+
+        note = Text("%d call(s) left out: the filter raised" % event["filter_errors"], style="yellow")
+        return Group(table, note)
+    return table
+
+
+SPEC = CommandSpec(
+    name="monitor",
+    summary="Count a function's calls, failures and cost percentiles (avg, p50, p99, max) per cycle.",
+    usage="monitor module [class] method [-c SECONDS] [-n CYCLES] [-f FILTER] [-nm NAME]",
+    examples=(
+        "monitor __main__ handle -c 5",
+        "monitor __main__ PaymentGateway charge -c 10 -n 3",
+        'monitor __main__ handle -c 5 -f "args[0].quantity > 2"',
+    ),
+    add_arguments=_add_arguments,
+    to_request=_to_request,
+    render=_render,
+    completes=("module", "class", "member"),
+)

@@ -1,0 +1,1 @@
+"""The `sc` command (search classes); its search is shared with `sm`."""

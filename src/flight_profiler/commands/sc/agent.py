@@ -1,0 +1,201 @@
+"""``sc`` in the target: loaded classes whose name matches a pattern; the search ``sm`` shares.
+
+Nothing is imported and no code of the target runs: modules come from
+``sys.modules`` as they are, names from their ``__dict__`` (no ``getattr``, so
+no module ``__getattr__`` and no descriptor runs), and only what a module
+defines itself is listed (``__module__`` names it), so re-exports are not
+counted twice. The pattern is a glob (``*``, ``?``) over the qualified name
+``module.Class[.Inner]``; a pattern without a wildcard matches that exact name
+or any name ending in ``.pattern`` (``sc Inventory``, ``sc service.Inventory``).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from ...services import hooks
+from ...services.context import CommandFailed, JobContext
+from .model import MAX_LIMIT, MAX_MODULES
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
+
+NESTED_DEPTH = 3  # classes inside classes looked at, levels deep
+OWN_PREFIX = "_flight_profiler"
+
+
+def run(request: dict[str, Any], ctx: JobContext) -> None:
+    ctx.emit(search(request, "class", _classes, _describe_class))
+
+
+def search(
+    request: dict[str, Any],
+    what: str,
+    walk: Callable[[str, types.ModuleType], Iterator[tuple[str, Any, str]]],
+    describe: Callable[[str, str, Any, str, bool], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run ``walk`` over every loaded module; the matches, described, bounded by the limit."""
+    pattern = str(request.get("pattern") or "")
+    limit = int(request.get("limit", 0))
+    if not pattern:
+        raise CommandFailed("give a pattern, e.g. *Order* or mymodule.MyClass")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise CommandFailed("-n must be 1..%d" % MAX_LIMIT)
+    matches = Matcher(pattern)
+    found: list[dict[str, Any]] = []
+    total = 0
+    modules = _modules()
+    for module_name, module in modules:
+        for name, obj, kind in walk(module_name, module):
+            if not matches(name):
+                continue
+            total += 1
+            if len(found) < limit:
+                found.append(describe(module_name, name, obj, kind, bool(request.get("detail"))))
+    if not total:
+        raise CommandFailed(
+            "no loaded %s matches %r (%d modules searched; nothing is imported)" % (what, pattern, len(modules))
+        )
+    found.sort(key=lambda match: match["name"])
+    return {"pattern": pattern, "matches": found, "total": total, "shown": len(found), "modules": len(modules)}
+
+
+def _modules() -> list[tuple[str, types.ModuleType]]:
+    out = []
+    for name, module in list(sys.modules.items()):  # a snapshot: other threads import meanwhile
+        if isinstance(module, types.ModuleType) and not name.startswith(OWN_PREFIX):
+            out.append((name, module))
+            if len(out) >= MAX_MODULES:
+                break
+    return out
+
+
+class Matcher:
+    """Glob matching with ``*`` and ``?`` (no fnmatch/re import in the target)."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.glob = "*" in pattern or "?" in pattern
+        self.suffix = "." + pattern
+
+    def __call__(self, name: str) -> bool:
+        if not self.glob:
+            return name == self.pattern or name.endswith(self.suffix)
+        return glob_match(self.pattern, name)
+
+
+def glob_match(pattern: str, text: str) -> bool:
+    """Iterative wildcard matching: linear in practice, no recursion, no regex."""
+    p = t = 0
+    star = -1
+    mark = 0
+    while t < len(text):
+        if p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
+            p += 1
+            t += 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, mark = p, t
+            p += 1
+        elif star >= 0:
+            p = star + 1
+            mark += 1
+            t = mark
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == "*":
+        p += 1
+    return p == len(pattern)
+
+
+def namespace(obj: Any) -> dict[str, Any]:
+    """An object's own ``__dict__`` as a snapshot, without running any of its code."""
+    try:
+        found = object.__getattribute__(obj, "__dict__")
+    except Exception:  # noqa: BLE001 - no __dict__, or a hostile one
+        return {}
+    try:
+        return dict(found)
+    except Exception:  # noqa: BLE001 - a mappingproxy that cannot be copied
+        return {}
+
+
+def defined_in(obj: Any, module_name: str) -> bool:
+    return namespace(obj).get("__module__") == module_name if isinstance(obj, type) else _module_of(obj) == module_name
+
+
+def _module_of(obj: Any) -> Any:
+    try:
+        return object.__getattribute__(obj, "__module__")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def classes_of(module_name: str, module: types.ModuleType) -> Iterator[tuple[str, type]]:
+    """(qualified name, class) of every class the module defines, nested ones included."""
+    for attr, value in namespace(module).items():
+        if isinstance(value, type) and defined_in(value, module_name):
+            yield from _with_nested("%s.%s" % (module_name, attr), value, module_name, NESTED_DEPTH)
+
+
+def _with_nested(name: str, klass: type, module_name: str, depth: int) -> Iterator[tuple[str, type]]:
+    yield name, klass
+    if depth <= 1:
+        return
+    for attr, value in namespace(klass).items():
+        if isinstance(value, type) and value is not klass and defined_in(value, module_name):
+            yield from _with_nested("%s.%s" % (name, attr), value, module_name, depth - 1)
+
+
+def _classes(module_name: str, module: types.ModuleType) -> Iterator[tuple[str, Any, str]]:
+    for name, klass in classes_of(module_name, module):
+        yield name, klass, "class"
+
+
+def _describe_class(module: str, name: str, klass: Any, kind: str, detail: bool) -> dict[str, Any]:
+    match: dict[str, Any] = {"name": name, "module": module, "kind": kind}
+    if detail:
+        match["bases"] = [_class_name(base) for base in getattr(klass, "__bases__", ())]
+        match["file"] = module_file(module)
+        match["line"] = class_line(klass)
+    return match
+
+
+def _class_name(klass: Any) -> str:
+    # type's own descriptors: a metaclass's __getattribute__ never runs
+    try:
+        module = _TYPE_MODULE.__get__(klass, type)
+        qualname = _TYPE_QUALNAME.__get__(klass, type)
+    except Exception:  # noqa: BLE001 - not a class after all
+        return "?"
+    return str(qualname) if module == "builtins" else "%s.%s" % (module, qualname)
+
+
+_TYPE_MODULE = type.__dict__["__module__"]
+_TYPE_QUALNAME = type.__dict__["__qualname__"]
+
+
+def module_file(module_name: str) -> str | None:
+    module = sys.modules.get(module_name)
+    found = namespace(module).get("__file__") if module is not None else None
+    return found if isinstance(found, str) else None
+
+
+def class_line(klass: Any) -> int | None:
+    """The class statement's line (3.13+ records it), else its first method's, else None."""
+    attrs = namespace(klass)
+    line = attrs.get("__firstlineno__")
+    if isinstance(line, int):
+        return line
+    lines = [code.co_firstlineno for code in (code_of(value) for value in attrs.values()) if code is not None]
+    return min(lines) if lines else None
+
+
+def code_of(value: Any) -> Any:
+    """The code object behind a function, staticmethod, classmethod or property getter; else None."""
+    if isinstance(value, (staticmethod, classmethod)):
+        value = value.__func__
+    elif isinstance(value, property):
+        value = value.fget
+    return hooks.real_code(value) if isinstance(value, types.FunctionType) else None  # not a hook's wrapper

@@ -1,0 +1,76 @@
+"""``sc`` in the CLI (search loaded classes); ``sm`` shares its arguments and rendering."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING, Any
+
+from ...errors import UsageError
+from ..spec import CommandSpec
+from .model import DEFAULT_LIMIT, MAX_LIMIT
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+
+def add_search_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "pattern",
+        help="glob over module.%s (* and ?), or a plain name matched at the end, e.g. %s"
+        % (what, "*Order* or Inventory" if what == "Class" else "*charge* or Inventory.reserve"),
+    )
+    parser.add_argument(
+        "-d",
+        "--detail",
+        action="store_true",
+        help="also the file, line and %s" % ("bases" if what == "Class" else "signature"),
+    )
+    parser.add_argument(
+        "-n", "--limit", type=int, default=DEFAULT_LIMIT, help="show at most N matches (default %d)" % DEFAULT_LIMIT
+    )
+
+
+def search_request(ns: argparse.Namespace) -> dict[str, Any]:
+    if not 1 <= ns.limit <= MAX_LIMIT:
+        raise UsageError("-n must be 1..%d, got %d" % (MAX_LIMIT, ns.limit))
+    if not ns.pattern.strip():
+        raise UsageError("the pattern must not be empty")
+    return {"pattern": ns.pattern, "detail": ns.detail, "limit": ns.limit}
+
+
+def render_matches(event: dict[str, Any]) -> RenderableType:
+    from rich.text import Text
+
+    text = Text()
+    for match in event["matches"]:
+        text.append(match["name"], style="bold")
+        text.append("  %s" % match["kind"], style="dim")
+        if "signature" in match:
+            text.append(match["signature"])
+        if "bases" in match:
+            text.append("(%s)" % ", ".join(match["bases"]))
+        if match.get("file"):
+            line = match.get("line")
+            where = "%s:%s" % (os.path.basename(match["file"]), line) if line else os.path.basename(match["file"])
+            text.append("  %s" % where, style="dim")
+        text.append("\n")
+    more = event["total"] - event["shown"]
+    summary = "%d match(es) in %d modules" % (event["total"], event["modules"])
+    text.append(summary + ("; %d not shown (raise -n or narrow the pattern)" % more if more else ""), style="dim")
+    return text
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_search_arguments(parser, "Class")
+
+
+SPEC = CommandSpec(
+    name="sc",
+    summary="Search the loaded classes by name (nothing is imported); -d adds file, line and bases.",
+    usage="sc PATTERN [-d] [-n N]",
+    examples=("sc *Order*", "sc Inventory -d", "sc 'myapp.models.*'"),
+    add_arguments=_add_arguments,
+    to_request=search_request,
+    render=render_matches,
+)

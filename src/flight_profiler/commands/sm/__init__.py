@@ -1,0 +1,1 @@
+"""The `sm` command (search functions and methods)."""
