@@ -13,7 +13,7 @@ from ..errors import PermissionDeniedError, TargetError
 from .procfs import permission_hint
 
 _VERSION_IN_PATH = re.compile(r"python(\d)\.(\d+)")
-SUPPORTED = ((3, 8), (3, 14))
+SUPPORTED = ((3, 8), (3, 15))
 
 
 class Target(NamedTuple):
@@ -85,7 +85,7 @@ def _python_version(pid: int) -> tuple[int, int]:
 def _supported(version: tuple[int, int], pid: int) -> tuple[int, int]:
     low, high = SUPPORTED
     if not low <= version <= high:
-        raise TargetError("pid %d runs Python %d.%d; flight_profiler supports 3.8 to 3.14" % (pid, *version))
+        raise TargetError("pid %d runs Python %d.%d; flight_profiler supports 3.8 to 3.15" % (pid, *version))
     return version
 
 

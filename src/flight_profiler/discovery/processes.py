@@ -184,7 +184,7 @@ def _why_not(pid: int, version: tuple[int, int] | None, uid: int, caller: Caller
         return "cannot read its memory map: %s" % procfs.permission_hint(pid)
     low, high = SUPPORTED
     if not low <= version <= high:
-        return "Python %d.%d is not supported (flight_profiler supports 3.8 to 3.14)" % version
+        return "Python %d.%d is not supported (flight_profiler supports 3.8 to 3.15)" % version
     obstacle = _yama_obstacle(caller)
     if obstacle:
         return obstacle
