@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import os
 import signal
+import threading
 import time
 from typing import Callable, Dict, FrozenSet, List, Optional
 
@@ -145,6 +146,8 @@ class Machine:
             finally:
                 os.close(fd)
         if phase.name in self._pause:
-            os.kill(os.getpid(), signal.SIGSTOP)
+            # Sent to this very thread, so it is the first to stop (a process-directed
+            # SIGSTOP may be taken by another thread first while this one runs on).
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
         if phase.name in self._fail and phase not in (Phase.DONE, Phase.FAILED):
             raise InjectionError(f"test hook: failing on entering {phase.name}")
