@@ -20,11 +20,10 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional
 
 import pytest
 
@@ -32,7 +31,8 @@ from flight_profiler.attach import procfs, ptrace
 from flight_profiler.attach.injector import Phase
 from flight_profiler.errors import InjectionError
 from interpreters import find_interpreters
-from support import RunningTarget, cli, start_target, wait_until
+from kill_support import SITUATIONS, Served, client_env, kill_cli_after, process_state
+from support import wait_until
 
 INTERPRETERS = find_interpreters()
 IDS = [i for i, _ in INTERPRETERS]
@@ -68,7 +68,6 @@ LEAVES_PAGE = {
     Phase.UNMAP_WRITTEN,
 }
 # Main thread parked (gilstate path) or running bytecode (pending path).
-SITUATIONS = {"idle": "event", "sleeping": "sleeploop", "select": "select", "busy": "busy"}
 
 CLIENT = r"""
 import sys
@@ -78,99 +77,25 @@ ptrace.inject(int(sys.argv[1]), ptrace.wrap_bootstrap(body), mode="auto", timeou
 """
 
 
-class Served:
-    """A target started with a beat file, and the checks that it is unharmed."""
-
-    def __init__(self, python: str, situation: str, tmp: str) -> None:
-        self.situation = situation
-        self.scenario = SITUATIONS[situation]
-        self.beat = os.path.join(tmp, "beat")
-        self.ran = os.path.join(tmp, "ran")
-        self.target: RunningTarget = start_target(python, "injector_target.py", self.scenario, self.beat)
-        assert wait_until(lambda: self.count() > 0, timeout=20) or self.scenario == "select"
-        self.baseline_pages = self.exec_pages()
-
-    @property
-    def pid(self) -> int:
-        return self.target.pid
-
-    def count(self) -> int:
-        try:
-            with open(self.beat) as fh:
-                return int(fh.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            return 0
-
-    def runs(self) -> int:
-        try:
-            with open(self.ran) as fh:
-                return len(fh.read().splitlines())
-        except OSError:
-            return 0
-
-    def phases(self) -> str:
-        try:
-            with open(self.ran + ".phases") as fh:
-                return fh.read()
-        except OSError:
-            return ""
-
-    def exec_pages(self) -> List[Tuple[int, int]]:
-        """Anonymous r-x mappings (ours are exactly that)."""
-        return [(e.start, e.end) for e in procfs.read_maps(self.pid) if e.perms.startswith("r-x") and not e.path]
-
-    def serve_once(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.target.port), timeout=10) as conn:
-            conn.settimeout(10)
-            assert conn.recv(2) == b"ok"
-
-    def assert_unharmed(self, where: str) -> None:
-        assert self.target.proc.poll() is None, f"target died ({where}): {self.target.proc.returncode}"
-        assert wait_until(self.not_stopped_or_traced, timeout=10), f"target left stopped or traced ({where})"
-        before = self.count()
-        if self.scenario == "select":
-            self.serve_once()
-        assert wait_until(lambda: self.count() > before, timeout=15), f"target stopped serving ({where})"
-
-    def not_stopped_or_traced(self) -> bool:
-        if procfs.tracer_pid(procfs.read_status(self.pid)):
-            return False
-        for tid in procfs.thread_ids(self.pid):
-            try:
-                with open("/proc/%d/task/%d/stat" % (self.pid, tid)) as fh:
-                    state = fh.read().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state in ("t", "T"):
-                return False
-        return True
-
-    def assert_attachable(self) -> None:
-        result = cli(self.pid, "getglobal __main__ BEAT", timeout=60)
-        assert result.returncode == 0, (result.stdout, result.stderr)
-        assert cli(self.pid, "detach", timeout=60).returncode == 0
-
-    def finish(self) -> None:
-        self.assert_attachable()
-        assert self.target.healthy(), "main thread did not exit 0 on SIGUSR1"
-
-
 @pytest.fixture
 def tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield str(tmp_path_factory.mktemp("kill"))
 
 
-def client_env(**extra: str) -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra)
-    return env
+def assert_unharmed(served: Served, where: str) -> None:
+    harm = served.harm()
+    assert harm == [], "%s: %s" % (where, harm)
 
 
-def process_state(pid: int) -> str:
+def finish(served: Served) -> None:
+    harm = served.attach_harm()
+    assert harm == [], harm
+
+
+def phases(served: Served) -> str:
     try:
-        with open("/proc/%d/stat" % pid) as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0]
+        with open(served.ran + ".phases") as fh:
+            return fh.read()
     except OSError:
         return ""
 
@@ -216,13 +141,13 @@ def sweep_phases(served: Served) -> None:
         with open(served.ran + ".phases", "a") as fh:
             fh.write("-- kill at %s\n" % phase.name)
         assert kill_at(served, phase, fail_at), f"the client never reached {phase.name}"
-        served.assert_unharmed(phase.name)
+        assert_unharmed(served, phase.name)
         if phase in RUNS_ANYWAY:
             runs += 1
             assert wait_until(lambda n=runs: served.runs() == n, timeout=20), f"killed at {phase.name}: did not run"
         pages += phase in LEAVES_PAGE
-        assert served.runs() == runs, (
-            f"killed at {phase.name}: the injected code ran {served.runs()} times\n" + served.phases()
+        assert served.runs() == runs, f"killed at {phase.name}: the injected code ran {served.runs()} times\n" + phases(
+            served
         )
     leftover = [p for p in served.exec_pages() if p not in served.baseline_pages]
     assert len(leftover) == pages, (leftover, pages)
@@ -240,9 +165,9 @@ def test_kill_at_every_phase(interp: str, python: str, situation: str, tmp: str)
     served = Served(python, situation, tmp)
     try:
         sweep_phases(served)
-        served.finish()
+        finish(served)
     finally:
-        served.target.stop()
+        served.stop()
 
 
 @pytest.mark.timeout(300)
@@ -258,16 +183,16 @@ def test_recovery_of_every_phase(interp: str, python: str, tmp: str, monkeypatch
             monkeypatch.setenv("FLIGHT_PROFILER_TEST_FAIL_AT", phase.name)
             with pytest.raises(InjectionError, match="test hook"):
                 ptrace.inject(served.pid, ptrace.wrap_bootstrap(body), timeout=10.0)
-            served.assert_unharmed(phase.name)
+            assert_unharmed(served, phase.name)
             if phase in RUNS_ANYWAY:
                 runs += 1
                 assert wait_until(lambda n=runs: served.runs() == n, timeout=20), phase.name
             assert served.runs() == runs, phase.name
             assert wait_until(lambda: served.exec_pages() == served.baseline_pages, timeout=10), phase.name
         monkeypatch.delenv("FLIGHT_PROFILER_TEST_FAIL_AT")
-        served.finish()
+        finish(served)
     finally:
-        served.target.stop()
+        served.stop()
 
 
 @pytest.mark.timeout(120)
@@ -287,11 +212,11 @@ def test_sigterm_in_critical_section_is_deferred(tmp: str) -> None:
         os.kill(client.pid, signal.SIGCONT)
         assert client.wait(60) == -signal.SIGTERM
         assert wait_until(lambda: served.runs() == 1, timeout=20)
-        served.assert_unharmed("after SIGTERM")
+        assert_unharmed(served, "after SIGTERM")
         assert wait_until(lambda: served.exec_pages() == served.baseline_pages, timeout=10)
-        served.finish()
+        finish(served)
     finally:
-        served.target.stop()
+        served.stop()
 
 
 def random_kill_sweep(python: str, situation: str, runs: int, tmp: str, rng: random.Random) -> List[str]:
@@ -303,22 +228,12 @@ def random_kill_sweep(python: str, situation: str, runs: int, tmp: str, rng: ran
         served = Served(python, situation, workdir)
         try:
             delay = rng.uniform(0.0, 0.3)
-            client = subprocess.Popen(
-                [sys.executable, "-m", "flight_profiler", str(served.pid), "--cmd", "getglobal __main__ BEAT"],
-                env=client_env(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(delay)
-            client.kill()
-            client.wait(30)
-            try:
-                served.assert_unharmed("random kill at %.0f ms" % (delay * 1000))
-                served.finish()
-            except AssertionError as exc:
-                harmed.append("run %d (%.0f ms): %s" % (run, delay * 1000, exc))
+            phase = kill_cli_after(served, delay, os.path.join(workdir, "phases"))
+            harm = served.harm() or served.attach_harm()
+            if harm:
+                harmed.append("%s run %d, killed at %.0f ms (%s): %s" % (situation, run, delay * 1000, phase, harm))
         finally:
-            served.target.stop()
+            served.stop()
     return harmed
 
 
