@@ -83,6 +83,13 @@ def start_workers(scenario):
 def run(scenario, server):
     if scenario == "sleep":
         time.sleep(1e6)
+    elif scenario == "csleep":
+        # glibc sleep(): a relative clock_nanosleep that reports the time left; returning
+        # early (EINTR) would end the scenario, and the process with it
+        import ctypes
+
+        ctypes.CDLL(None).sleep(1000000)
+        os._exit(3)
     elif scenario == "sleeploop":
         while True:
             time.sleep(0.05 if BEAT[0] is not None else 0.2)

@@ -21,7 +21,7 @@ class Frame:
 
     addr: int  # start of the frame: [addr, addr + len(blob)) is written below the red zone
     blob: bytes
-    restart: str  # how the interrupted syscall resumes: restart, eintr, completed, running
+    restart: str  # how the interrupted syscall resumes: restart, reissue, completed, running
     progress: int  # address of the (state u32, result i32) slot the trampoline updates
     stack_top: int  # where the injected calls' own stack starts (below the frame)
 

@@ -13,7 +13,6 @@ its registers, the thread finishes our sequence and returns to exactly where it 
 from __future__ import annotations
 
 import ctypes
-import errno
 import struct
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -26,9 +25,8 @@ NAME = "x86-64"
 
 NR_MMAP = 9
 NR_MUNMAP = 11
-NR_FUTEX = 202
+NR_NANOSLEEP = 35
 NR_CLOCK_NANOSLEEP = 230
-NR_FUTEX_WAITV = 449
 
 # A ``syscall; ret`` sequence: with rsp at our frame, the ``ret`` lands in a sigreturn gadget.
 SYSCALL_RET = bytes.fromhex("0f05c3")
@@ -51,8 +49,6 @@ _ERESTARTNOINTR = 513
 _ERESTARTNOHAND = 514
 _ERESTART_RESTARTBLOCK = 516
 _TIMER_ABSTIME = 1
-_FUTEX_CMD_MASK = 0x7F  # without FUTEX_PRIVATE_FLAG (128); FUTEX_CLOCK_REALTIME is 256
-_FUTEX_ABSOLUTE = {9, 11}  # FUTEX_WAIT_BITSET, FUTEX_WAIT_REQUEUE_PI: absolute deadlines
 
 # rt_sigframe layout (arch/x86/include/asm/sigframe.h, uapi ucontext/sigcontext)
 FRAME_SIZE = 440  # pretcode 8 + ucontext 304 + siginfo 128
@@ -172,35 +168,32 @@ def resume_regs(saved: Regs) -> Tuple[Regs, str]:
     restart logic leaves them alone) and rt_sigreturn sets it to -1 too, so the restart
     the kernel would have done at our detach is done here: back to the ``syscall``
     instruction with rax = the syscall number. -ERESTART_RESTARTBLOCK would restart
-    through restart_syscall(2), but rt_sigreturn resets the restart block, so: a wait
-    with an absolute deadline (clock_nanosleep TIMER_ABSTIME, futex WAIT_BITSET - what
-    CPython 3.11+ time.sleep and glibc's timed waits use) is simply re-issued, which is
-    exact; a relative one (nanosleep, poll, FUTEX_WAIT with a timeout) returns -EINTR,
-    exactly as after a signal handler, instead of sleeping its full length again.
+    through restart_syscall(2), but rt_sigreturn resets the restart block, so the
+    original syscall is re-issued instead. That is exact for waits with an absolute
+    deadline (clock_nanosleep TIMER_ABSTIME, futex WAIT_BITSET: CPython 3.11+ sleep,
+    glibc's timed waits) and for relative sleeps that asked for the remainder
+    (nanosleep/clock_nanosleep with ``rem``, as glibc's sleep() does: the kernel wrote
+    the time left there, so it becomes the request). A relative wait without it (poll,
+    FUTEX_WAIT with a timeout) waits its full timeout again: late by at most that
+    timeout, never early. -EINTR instead would be what a signal handler gives, but a C
+    caller of sleep() that ignores its result would then wake up for good (measured).
     """
     regs = Regs.from_buffer_copy(saved)
     nr = _sys.signed(saved.orig_rax)
     err = -_sys.signed(saved.rax)
     if nr < 0:
         return regs, "running"
-    if err in (_ERESTARTSYS, _ERESTARTNOINTR, _ERESTARTNOHAND) or (
-        err == _ERESTART_RESTARTBLOCK and _absolute_wait(nr, saved)
-    ):
-        regs.rip = (saved.rip - 2) & _sys.MASK64
-        regs.rax = saved.orig_rax
+    if err not in (_ERESTARTSYS, _ERESTARTNOINTR, _ERESTARTNOHAND, _ERESTART_RESTARTBLOCK):
+        return regs, "completed"
+    regs.rip = (saved.rip - 2) & _sys.MASK64
+    regs.rax = saved.orig_rax
+    if err != _ERESTART_RESTARTBLOCK:
         return regs, "restart"
-    if err == _ERESTART_RESTARTBLOCK:
-        regs.rax = -errno.EINTR & _sys.MASK64
-        return regs, "eintr"
-    return regs, "completed"
-
-
-def _absolute_wait(nr: int, regs: Regs) -> bool:
-    if nr == NR_CLOCK_NANOSLEEP:
-        return bool(regs.rsi & _TIMER_ABSTIME)
-    if nr == NR_FUTEX:
-        return (regs.rsi & _FUTEX_CMD_MASK) in _FUTEX_ABSOLUTE
-    return nr == NR_FUTEX_WAITV
+    if nr == NR_NANOSLEEP and saved.rsi:
+        regs.rdi = saved.rsi  # nanosleep(req, rem): sleep what is left
+    elif nr == NR_CLOCK_NANOSLEEP and not saved.rsi & _TIMER_ABSTIME and saved.r10:
+        regs.rdx = saved.r10  # clock_nanosleep(clock, 0, req, rem)
+    return regs, "reissue"
 
 
 def fp_image(snap: Snapshot) -> bytes:
