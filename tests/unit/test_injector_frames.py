@@ -116,3 +116,14 @@ def test_machine_refuses_undeclared_transitions() -> None:
     machine.enter(Phase.MAP_SEIZED)
     with pytest.raises(AssertionError):
         machine.enter(Phase.RUN_ARMED)
+
+
+def test_other_machines_are_refused_before_any_ptrace(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    from flight_profiler.attach import ptrace
+    from flight_profiler.errors import InjectionError
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    with pytest.raises(InjectionError, match="x86-64 only; this machine is aarch64"):
+        ptrace.inject(1, "pass")  # pid 1 is never touched: the refusal comes first
