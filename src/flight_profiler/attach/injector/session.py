@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from flight_profiler.attach import procfs
 from flight_profiler.errors import AttachError, FlightProfilerError, InjectionError, TargetError
@@ -54,6 +54,7 @@ class Plan:
     gadgets: Gadgets
     page: int
     length: int
+    maps: Sequence[procfs.MapEntry]  # read before stopping anything: stacks only grow meanwhile
 
 
 def wrap_bootstrap(body: str) -> str:
@@ -290,7 +291,7 @@ class Session:
         [stack] grows on demand.
         """
         plan = self.plan
-        stack = find_mapping(procfs.read_maps(plan.pid), frame.addr)
+        stack = find_mapping(plan.maps, frame.addr)
         top = frame.addr + len(frame.blob)
         if (
             stack is None
@@ -516,5 +517,5 @@ def inject(
     api = find_python_api(pid, maps)
     gadgets = find_gadgets(pid, maps, arch.SYSCALL_RET, arch.SIGRETURN)
     length = arch.page_size_for(payload)
-    plan = Plan(pid, thread, mode, payload, api, gadgets, pick_page_address(maps, length), length)
+    plan = Plan(pid, thread, mode, payload, api, gadgets, pick_page_address(maps, length), length, maps)
     return Session(plan, arch, deadline).run()
