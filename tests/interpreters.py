@@ -1,7 +1,8 @@
 """CPython interpreters available on this machine for target processes.
 
 pyenv builds (shared libpython, symbols), Debian's static stripped non-PIE
-python3.11, and a private 3.14 (static, stripped) provided by shared/tools/python3.14.
+python3.11, and private 3.14 and 3.15 builds (static, stripped) provided by
+shared/tools/python3.14 and shared/tools/python3.15.
 Missing ones are simply left out, so tests parametrized over them shrink instead of
 failing on machines without them.
 """
@@ -22,19 +23,20 @@ def _pyenv_root() -> str:
     return os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
 
 
-def _py314_tool() -> str:
+def _tool(version: str) -> str:
     for candidate in (
-        os.environ.get("FP_PY314_TOOL", ""),
-        os.path.join(os.path.dirname(_REPO), "shared", "tools", "python3.14"),  # CI: shared/ beside the clone
-        "/work/shared/tools/python3.14",
+        os.environ.get("FP_PY%s_TOOL" % version.replace(".", ""), ""),
+        os.path.join(os.path.dirname(_REPO), "shared", "tools", "python" + version),  # CI: shared/ beside the clone
+        "/work/shared/tools/python" + version,
     ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return ""
 
 
-def _python314() -> str:
-    tool = _py314_tool()
+def _private_python(version: str) -> str:
+    """The interpreter a shared/tools/pythonX.Y script provides (it prints the path)."""
+    tool = _tool(version)
     if not tool:
         return ""
     try:
@@ -63,9 +65,10 @@ def find_interpreters() -> List[Tuple[str, str]]:
             # Next to its pyenv sibling, so that found[0] is the oldest and
             # found[-1] the newest interpreter.
             found.append(("deb3.11", "/usr/bin/python3.11"))
-    py314 = _python314()
-    if py314:
-        found.append(("3.14", py314))
+    for version in ("3.14", "3.15"):
+        path = _private_python(version)
+        if path:
+            found.append((version, path))
     wanted = os.environ.get("FLIGHT_PROFILER_TEST_PYTHONS")
     if wanted:
         found = [entry for entry in found if entry[0] in wanted.split(",")]

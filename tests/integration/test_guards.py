@@ -103,7 +103,7 @@ def test_unsupported_version_is_refused() -> None:
     try:
         time.sleep(0.5)
         result = cli(sleeper.pid, "module /x.py")
-        assert result.returncode != 0 and "runs Python 3.7; flight_profiler supports 3.8 to 3.14" in result.errors[0]
+        assert result.returncode != 0 and "runs Python 3.7; flight_profiler supports 3.8 to 3.15" in result.errors[0]
         assert sleeper.poll() is None
     finally:
         sleeper.kill()

@@ -218,6 +218,27 @@ def test_gilstate_refuses_busy_main(interp: str, python: str, tmpdir_path: str) 
         target.kill()
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("interp", "python"), INTERPRETERS, ids=IDS)
+def test_relative_c_sleep_is_not_cut_short(interp: str, python: str, tmpdir_path: str) -> None:
+    """A thread in glibc sleep() (relative clock_nanosleep) goes back to sleeping the time left.
+
+    The injection interrupts the sleep twice (MAP and RUN stages); each time the frame
+    re-issues it with the remaining time. An -EINTR would make sleep() return and the
+    target exit with status 3.
+    """
+    target = Target(python, "csleep")
+    try:
+        target.wait_parked()
+        inject_and_check(interp, target, tmpdir_path)
+        time.sleep(0.3)
+        assert target.proc.poll() is None, "sleep() returned early: the target exited"
+        state = procfs.read_thread_state(target.pid, target.pid)
+        assert state is not None and state.syscall_name == "clock_nanosleep"
+    finally:
+        target.kill()
+
+
 def test_not_python() -> None:
     proc = subprocess.Popen(["sleep", "100"])
     try:

@@ -150,7 +150,7 @@ def _env(**extra: str) -> dict[str, str]:
     [
         ("opted_out", "opted out of remote debugging", "opted out of remote debugging"),
         ("stopped", "is stopped (job control)", "stopped"),
-        ("py37", "Python 3.7 is not supported", "supports 3.8 to 3.14"),
+        ("py37", "Python 3.7 is not supported", "supports 3.8 to 3.15"),
     ],
 )
 def test_not_attachable_says_why_and_attach_agrees(

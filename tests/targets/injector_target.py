@@ -1,19 +1,40 @@
-"""Target process for the ptrace injector tests (runs on Python 3.8-3.14).
+"""Target process for the ptrace injector tests (runs on Python 3.8-3.15).
 
-Usage: injector_target.py SCENARIO
+Usage: injector_target.py SCENARIO [BEAT_FILE]
 
-Prints "ready" (or "ready PORT" for accept) once its main thread is about to enter
-the scenario's loop. SIGUSR1 raises Stop in the main thread; main catches it and
+Prints "ready" (or "ready PORT" for accept/select) once its main thread is about to
+enter the scenario's loop. SIGUSR1 raises Stop in the main thread; main catches it and
 exits 0, which proves the main thread and signal handling still work.
+
+With BEAT_FILE the target proves it is still doing its own work: a counter is
+rewritten there by the main thread (sleeploop: every iteration; busy: every 100000
+iterations; select: every connection served) or, where the main thread only waits
+(event, sleep), by a worker thread every 50 ms.
 """
 
 import json
 import os
+import select
 import signal
 import socket
 import sys
 import threading
 import time
+
+BEAT = [None, 0]  # fd, counter
+
+
+def beat():
+    fd = BEAT[0]
+    if fd is not None:
+        BEAT[1] += 1
+        os.pwrite(fd, ("%-20d\n" % BEAT[1]).encode(), 0)
+
+
+def beat_forever():
+    while True:
+        beat()
+        time.sleep(0.05)
 
 
 class Stop(Exception):
@@ -28,6 +49,8 @@ def busy_forever():
     counter = 0
     while True:
         counter += 1
+        if counter % 100000 == 0:
+            beat()
 
 
 def alloc_forever():
@@ -60,9 +83,17 @@ def start_workers(scenario):
 def run(scenario, server):
     if scenario == "sleep":
         time.sleep(1e6)
+    elif scenario == "csleep":
+        # glibc sleep(): a relative clock_nanosleep that reports the time left; returning
+        # early (EINTR) would end the scenario, and the process with it
+        import ctypes
+
+        ctypes.CDLL(None).sleep(1000000)
+        os._exit(3)
     elif scenario == "sleeploop":
         while True:
-            time.sleep(0.2)
+            time.sleep(0.05 if BEAT[0] is not None else 0.2)
+            beat()
     elif scenario in ("event", "threads"):
         threading.Event().wait()
     elif scenario == "accept":
@@ -70,6 +101,13 @@ def run(scenario, server):
             conn, _ = server.accept()
             conn.sendall(b"ok")
             conn.close()
+    elif scenario == "select":
+        while True:
+            select.select([server], [], [])  # blocked here, no timeout
+            conn, _ = server.accept()
+            conn.sendall(b"ok")
+            conn.close()
+            beat()
     elif scenario in ("busy", "threadsbusy"):
         busy_forever()
     elif scenario == "alloc":
@@ -81,9 +119,13 @@ def run(scenario, server):
 def main():
     scenario = sys.argv[1]
     signal.signal(signal.SIGUSR1, on_usr1)
+    if len(sys.argv) > 2:
+        BEAT[0] = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT, 0o600)
+        if scenario in ("event", "sleep"):
+            start_thread(beat_forever, "beat")
     start_workers(scenario)
     server = None
-    if scenario == "accept":
+    if scenario in ("accept", "select"):
         server = socket.socket()
         server.bind(("127.0.0.1", 0))
         server.listen(8)

@@ -202,7 +202,7 @@ def is_safe_parked(
     """Whether ``state`` (from thread_states) is parked where gilstate injection is safe.
 
     ``runtime_range`` is (start, end) of _PyRuntime (PythonApi.runtime_range); in
-    CPython 3.8-3.14 the main interpreter's GIL lives inside it.
+    CPython 3.8-3.15 the main interpreter's GIL lives inside it.
     """
     return is_safe_syscall(state.syscall, state.arg0, [runtime_range, *extra_ranges])
 

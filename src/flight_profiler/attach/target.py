@@ -14,7 +14,7 @@ from ..errors import PermissionDeniedError, TargetError
 from .procfs import permission_hint
 
 _VERSION_IN_PATH = re.compile(r"python(\d)\.(\d+)(t?)")
-SUPPORTED = ((3, 8), (3, 14))
+SUPPORTED = ((3, 8), (3, 15))
 # The injector and the agent are written for the GIL build on Linux x86-64; what other
 # platforms would take is planned in docs/platforms.md. Refused before anything is read
 # from the target's memory, let alone stopped.
@@ -22,7 +22,7 @@ INJECT_MACHINES = ("x86_64",)
 
 
 def supported_range() -> str:
-    """'3.8 to 3.14', for messages (derived from SUPPORTED, so it cannot go stale)."""
+    """'3.8 to 3.15', for messages (derived from SUPPORTED, so it cannot go stale)."""
     (low_major, low_minor), (high_major, high_minor) = SUPPORTED
     return "%d.%d to %d.%d" % (low_major, low_minor, high_major, high_minor)
 

@@ -42,7 +42,7 @@ Cls = Annotated[str | None, Field(description="class of the method; none for a m
 Options = Annotated[str, Field(description="more options exactly as on the CLI (see the command's skill)")]
 
 INSTRUCTIONS = (
-    "flight_profiler looks inside running CPython 3.8-3.14 processes by pid without restarting them. "
+    "flight_profiler looks inside running CPython 3.8-3.15 processes by pid without restarting them. "
     "Start with `ps` to find the pid and whether you may attach. `stack` is read from outside (no injection); "
     "the other tools place a small agent in the target on first use, which stays until `detach`. "
     "Tools whose description starts with 'CHANGES THE TARGET' run code or alter state in the target: "

@@ -54,7 +54,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
 
 
 def _all_tasks() -> list[Any]:
-    """Every pending task; the registries' names differ across 3.8-3.14, gc covers the rest."""
+    """Every pending task; the registries' names differ across 3.8-3.15, gc covers the rest."""
     tasks: list[Any] = []
     module = sys.modules.get("asyncio.tasks")
     for name in ("_all_tasks", "_scheduled_tasks"):

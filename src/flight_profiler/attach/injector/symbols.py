@@ -1,0 +1,211 @@
+"""Where things are in the target: the Python C-API, our two libc gadgets, a free address.
+
+Read-only: /proc/pid/maps, the ELF files the target maps (``attach.elf``) and, for
+the gadgets, the target's own executable memory (what will actually execute).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from flight_profiler.attach import elf, procfs
+from flight_profiler.errors import InjectionError, TargetError
+
+from . import sys as _sys
+
+PAGE = 4096
+_API_NAMES = (
+    "Py_AddPendingCall",
+    "PyRun_SimpleString",
+    "PyGILState_Ensure",
+    "PyGILState_Release",
+    "_PyRuntime",
+)
+_SCAN_LIMIT = 8 << 20  # bytes of one executable mapping we read looking for a gadget
+_LOW = 0x10000  # stay clear of mmap_min_addr and the zero page
+_USER_TOP = 0x7FFF_FFFF_F000
+_GUARD = 16 * PAGE  # free space kept on both sides of our page: no merge, room for neighbours
+
+
+@dataclass(frozen=True)
+class PythonApi:
+    """Runtime addresses of the C-API entry points in one target process."""
+
+    path: str  # file (as the target sees it) that exports the C-API
+    add_pending_call: int
+    run_simple_string: int
+    gilstate_ensure: int
+    gilstate_release: int
+    runtime_range: Tuple[int, int]  # [start, end) of _PyRuntime; holds the main GIL
+
+
+@dataclass(frozen=True)
+class Gadgets:
+    syscall_ret: int  # ``syscall; ret``
+    sigreturn: int  # ``mov rax, 15; syscall`` (glibc's __restore_rt)
+
+
+def _candidate_files(pid: int, maps: Sequence[procfs.MapEntry]) -> List[str]:
+    """Mapped files that may export the C-API, most likely first.
+
+    libpython (shared builds), then the executable (static builds such as Debian's
+    python3.11 or an embedding application), then anything else named *python*.
+    Extension modules (name contains "cpython-") only import the API.
+    """
+    try:
+        exe = os.readlink(procfs.proc_path(pid, "exe"))
+    except OSError:
+        exe = ""
+    ranked: Dict[str, int] = {}
+    for entry in maps:
+        path = entry.path
+        if not path.startswith("/") or path in ranked:
+            continue
+        base = os.path.basename(path)
+        if base.startswith("libpython"):
+            ranked[path] = 0
+        elif path == exe:
+            ranked[path] = 1
+        elif "python" in base and "cpython-" not in base:
+            ranked[path] = 2
+    return sorted(ranked, key=lambda p: ranked[p])
+
+
+def _host_path(pid: int, path: str, maps: Sequence[procfs.MapEntry]) -> str:
+    if path.endswith(" (deleted)"):
+        # Replaced on disk since the target started: only map_files still has it.
+        for entry in maps:
+            if entry.path == path and entry.offset == 0:
+                return procfs.proc_path(pid, "map_files", f"{entry.start:x}-{entry.end:x}")
+    return procfs.target_file(pid, path)
+
+
+def find_python_api(pid: int, maps: Optional[Sequence[procfs.MapEntry]] = None) -> PythonApi:
+    """Locate the C-API entry points in ``pid`` from the ELF symbols of its files.
+
+    Raises TargetError when no mapped file exports them (not a CPython process).
+    """
+    if maps is None:
+        maps = procfs.read_maps(pid)
+    for path in _candidate_files(pid, maps):
+        try:
+            image = elf.read_symbols(_host_path(pid, path, maps), _API_NAMES)
+        except (OSError, elf.ElfError):
+            continue
+        syms = image.symbols
+        if "PyRun_SimpleString" not in syms:
+            continue
+        missing = [n for n in _API_NAMES if n not in syms]
+        if missing:
+            raise TargetError(
+                f"pid {pid}: {path} exports PyRun_SimpleString but not {', '.join(missing)}; unsupported Python build"
+            )
+        starts = [e.start for e in maps if e.path == path and e.offset == 0]
+        if not starts:
+            continue
+        bias = image.load_bias(min(starts))
+        rt = syms["_PyRuntime"]
+        rt_start = rt.value + bias
+        rt_end = rt_start + rt.size if rt.size else _mapping_end(maps, rt_start)
+        return PythonApi(
+            path=path,
+            add_pending_call=syms["Py_AddPendingCall"].value + bias,
+            run_simple_string=syms["PyRun_SimpleString"].value + bias,
+            gilstate_ensure=syms["PyGILState_Ensure"].value + bias,
+            gilstate_release=syms["PyGILState_Release"].value + bias,
+            runtime_range=(rt_start, rt_end),
+        )
+    raise TargetError(
+        f"pid {pid} ({procfs.process_name(pid)}) does not look like a CPython process: none of its mapped files "
+        "exports the Python C-API (PyRun_SimpleString)"
+    )
+
+
+def _mapping_end(maps: Sequence[procfs.MapEntry], addr: int) -> int:
+    """End of the mapping containing ``addr``: a conservative _PyRuntime bound."""
+    for entry in maps:
+        if entry.start <= addr < entry.end:
+            return entry.end
+    return addr + PAGE
+
+
+def find_gadgets(pid: int, maps: Sequence[procfs.MapEntry], syscall_ret: bytes, sigreturn: Sequence[bytes]) -> Gadgets:
+    """Addresses of the two instruction sequences the kill-safe stages return through.
+
+    Any occurrence of the bytes executes as those instructions when jumped to, so the
+    first hit is enough; libc comes first (its __restore_rt is the canonical sigreturn),
+    then the dynamic loader and the other executable file mappings.
+    """
+    code = [e for e in maps if "x" in e.perms and e.path.startswith("/")]
+    code.sort(key=lambda e: (_rank(e.path), e.start))
+    found: Dict[str, int] = {}
+    for entry in code:
+        data = _read_code(pid, entry)
+        if data is None:
+            continue
+        if "syscall_ret" not in found:
+            pos = data.find(syscall_ret)
+            if pos >= 0:
+                found["syscall_ret"] = entry.start + pos
+        if "sigreturn" not in found:
+            for pattern in sigreturn:
+                pos = data.find(pattern)
+                if pos >= 0:
+                    found["sigreturn"] = entry.start + pos
+                    break
+        if len(found) == 2:
+            return Gadgets(found["syscall_ret"], found["sigreturn"])
+    raise InjectionError(
+        f"pid {pid}: no 'syscall; ret' and sigreturn instruction sequences found in its executable mappings "
+        "(not a glibc/musl process?)"
+    )
+
+
+def _rank(path: str) -> int:
+    base = os.path.basename(path)
+    if base.startswith(("libc.so", "libc-", "ld-musl")):
+        return 0
+    if base.startswith("ld-linux"):
+        return 1
+    return 2
+
+
+def _read_code(pid: int, entry: procfs.MapEntry) -> Optional[bytes]:
+    try:
+        return _sys.read_memory(pid, entry.start, min(entry.end - entry.start, _SCAN_LIMIT))
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES, errno.ESRCH):
+            raise procfs.permission_error(pid, "read the memory of", exc.errno) from None
+        return None
+
+
+def pick_page_address(maps: Sequence[procfs.MapEntry], size: int, rng: Optional[random.Random] = None) -> int:
+    """A page-aligned address with ``size`` bytes free and a guard gap on both sides.
+
+    Random inside the largest free gap of the address space (below the stack), so a
+    concurrent mmap of the target's own is unlikely to want the same place; the
+    injected mmap uses MAP_FIXED_NOREPLACE, so a collision fails instead of clobbering.
+    """
+    spans = sorted((e.start, e.end) for e in maps if e.end <= _USER_TOP)
+    best: Tuple[int, int] = (0, 0)
+    prev_end = _LOW
+    for start, end in spans:
+        if start - prev_end > best[1] - best[0]:
+            best = (prev_end, start)
+        prev_end = max(prev_end, end)
+    lo, hi = best[0] + _GUARD, best[1] - _GUARD - size
+    if hi <= lo:
+        raise InjectionError("no free address range in the target for the injection page")
+    rng = rng or random.SystemRandom()
+    return (lo + rng.randrange(0, (hi - lo) // PAGE) * PAGE + PAGE - 1) // PAGE * PAGE
+
+
+def find_mapping(maps: Sequence[procfs.MapEntry], addr: int) -> Optional[procfs.MapEntry]:
+    for entry in maps:
+        if entry.start <= addr < entry.end:
+            return entry
+    return None
