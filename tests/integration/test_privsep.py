@@ -506,9 +506,9 @@ def test_chroot_whose_tmp_is_an_absolute_link(users: tuple[User, User]) -> None:
     target = Proc(proc, proc.pid)
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
-        # The file work of an attach, through the real helper (the ptrace injector does not
-        # resolve a chrooted target's mapped files yet: /proc/<pid>/maps paths are relative
-        # to the reader's root, so the whole attach is not run here).
+        # The file work of an attach, through the real helper, then a whole attach: the
+        # injector opens the mapped files through /proc/<pid>/map_files (map paths are
+        # relative to our root, not the chroot's).
         _file_work(target.pid, 1)
         with privsep.start(inspect(target.pid), _private_dir(user)) as helper:
             helper.call("open_dir", create=False)
@@ -517,6 +517,11 @@ def test_chroot_whose_tmp_is_an_absolute_link(users: tuple[User, User]) -> None:
         inside = os.path.join(root, "var", "tmp", "flight_profiler-%d" % user.uid)
         assert _owned(inside, user.uid, 0o700)
         assert _owned(os.path.join(inside, paths.stem(inspect(target.pid)) + ".bundle"), user.uid, 0o600)
+        attached = cli(target.pid, "module /targets/service_target.py")
+        assert attached.returncode == 0, attached.stdout + attached.stderr
+        assert attached.results[0]["modules"] == ["__main__"], attached.results
+        assert cli(target.pid, "detach").returncode == 0
+        assert not os.path.exists(host_dir)
         assert target.alive_and_running()
     finally:
         target.stop()

@@ -76,12 +76,23 @@ def _candidate_files(pid: int, maps: Sequence[procfs.MapEntry]) -> List[str]:
 
 
 def _host_path(pid: int, path: str, maps: Sequence[procfs.MapEntry]) -> str:
-    if path.endswith(" (deleted)"):
-        # Replaced on disk since the target started: only map_files still has it.
-        for entry in maps:
-            if entry.path == path and entry.offset == 0:
-                return procfs.proc_path(pid, "map_files", f"{entry.start:x}-{entry.end:x}")
-    return procfs.target_file(pid, path)
+    """A name we can open for the file mapped at ``path`` in the target.
+
+    ``/proc/<pid>/map_files`` opens the mapped file itself: no path is resolved, so a
+    chrooted target (whose map paths are relative to our root, not its own), a file
+    replaced on disk since, or a link planted in a container's root cannot mislead
+    us. It needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE); without it, the path as
+    the target sees it, through its root.
+    """
+    for entry in maps:
+        if entry.path == path and entry.offset == 0:
+            candidate = procfs.proc_path(pid, "map_files", f"{entry.start:x}-{entry.end:x}")
+            try:
+                os.close(os.open(candidate, os.O_RDONLY | os.O_CLOEXEC))
+            except OSError:
+                break
+            return candidate
+    return procfs.target_file(pid, path.replace(" (deleted)", ""))
 
 
 def find_python_api(pid: int, maps: Optional[Sequence[procfs.MapEntry]] = None) -> PythonApi:
