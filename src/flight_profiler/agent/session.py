@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 
 from ..protocol.framing import Channel, ChannelClosed, FrameError
 from ..protocol.messages import END_CANCELLED, END_ERROR, END_OK, validate
 from ..protocol.version import PROTOCOL_VERSION
+from ..services import realthreads
 from ..services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from .registry import QUICK, handler_for
 
@@ -33,10 +33,10 @@ class Session:
     def __init__(self, sock: Any, server: Server) -> None:
         self.channel = Channel(sock)
         self.server = server
-        self.jobs: dict[int, tuple[JobContext, threading.Thread]] = {}
+        self.jobs: dict[int, tuple[JobContext, realthreads.Thread]] = {}
         self.state: dict[str, Any] = {}
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, name="flight_profiler-session", daemon=True)
+        self.lock = realthreads.allocate_lock()
+        self.thread = realthreads.Thread(self._run, "flight_profiler-session")
 
     def start(self) -> None:
         self.thread.start()
@@ -45,11 +45,11 @@ class Session:
         """Cancel all jobs and close the connection."""
         self._cancel_all()
         self.channel.close()
-        if wait and self.thread is not threading.current_thread():
+        if wait and not self.thread.is_current():
             self.thread.join(JOB_STOP_WAIT)
 
     def _run(self) -> None:
-        AGENT_THREAD_IDS.add(threading.get_ident())
+        AGENT_THREAD_IDS.add(realthreads.get_ident())
         try:
             if self._handshake():
                 self._read_loop()
@@ -59,7 +59,7 @@ class Session:
             self._cancel_all()
             self.channel.close()
             self.server.forget(self)
-            AGENT_THREAD_IDS.discard(threading.get_ident())
+            AGENT_THREAD_IDS.discard(realthreads.get_ident())
 
     def _handshake(self) -> bool:
         msg = self.channel.recv()
@@ -101,11 +101,8 @@ class Session:
             self._run_quick(msg)
             return
         ctx = JobContext(job_id, lambda data: self._emit(job_id, data), self.state)
-        thread = threading.Thread(
-            target=self._run_job,
-            args=(ctx, msg["command"], msg["request"]),
-            name="flight_profiler-job-%s" % msg["command"],
-            daemon=True,
+        thread = realthreads.Thread(
+            self._run_job, "flight_profiler-job-%s" % msg["command"], (ctx, msg["command"], msg["request"])
         )
         with self.lock:
             self.jobs[job_id] = (ctx, thread)
@@ -122,13 +119,13 @@ class Session:
         self.channel.send_many(messages)
 
     def _run_job(self, ctx: JobContext, command: str, request: dict[str, Any]) -> None:
-        AGENT_THREAD_IDS.add(threading.get_ident())
+        AGENT_THREAD_IDS.add(realthreads.get_ident())
         try:
             end = _execute(ctx, command, request)
         finally:
             with self.lock:
                 self.jobs.pop(ctx.job_id, None)
-            AGENT_THREAD_IDS.discard(threading.get_ident())
+            AGENT_THREAD_IDS.discard(realthreads.get_ident())
         try:
             self.channel.send(end)
         except ChannelClosed:
@@ -149,7 +146,7 @@ class Session:
         for ctx, _ in entries:
             ctx.cancelled.set()
         for _, thread in entries:
-            if thread is not threading.current_thread():
+            if not thread.is_current():
                 thread.join(JOB_STOP_WAIT)
 
 

@@ -21,9 +21,10 @@ from collections.abc import Callable
 
 from ..errors import AttachError, InjectionError, TargetError
 from ..readers import pyspy
-from . import bootstrap, bundle, paths
+from . import bootstrap, bundle, paths, ticket
 from .connection import AgentConnection
 from .target import Target, check_remote_debug_allowed, inspect
+from .waits import AgentWait, open_agent
 
 REMOTE_EXEC_WAIT = 2.0
 PENDING_WAIT = 2.0
@@ -36,17 +37,17 @@ class AttachOptions:
         self.log: Callable[[str], None] = log or (lambda message: None)
 
 
-def existing_agent(pid: int) -> AgentConnection | None:
+def existing_agent(pid: int, timeout: float = 30.0) -> AgentConnection | None:
     """A connection to the agent already running in ``pid``, or None; never injects."""
     target = inspect(pid)
-    return _try_open(paths.from_client(target, paths.socket_in_target(target)))
+    return open_agent(paths.from_client(target, paths.socket_in_target(target)), timeout)
 
 
 def connect(pid: int, options: AttachOptions) -> AgentConnection:
     """A connection to the agent in ``pid``, injecting it when none runs yet."""
     target = inspect(pid)
     socket_path = paths.from_client(target, paths.socket_in_target(target))
-    existing = _try_open(socket_path)
+    existing = open_agent(socket_path, options.timeout)
     if existing is not None:
         options.log("reusing the agent already running in pid %d" % pid)
         return existing
@@ -55,6 +56,7 @@ def connect(pid: int, options: AttachOptions) -> AgentConnection:
     from . import procfs
 
     procfs.check_attachable(pid)  # zombie, stopped, or another tracer: say so before touching it
+    ticket.check_free_fds(pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
     _prepare_dir(target)
     in_target = paths.socket_in_target(target)
     bundle.write(
@@ -62,11 +64,12 @@ def connect(pid: int, options: AttachOptions) -> AgentConnection:
         os.path.basename(bootstrap.bundle_path(in_target)),
         target.uid,
     )
+    ticket.issue(paths.from_client(target, bootstrap.ticket_path(in_target)), target.uid)
     deadline = time.monotonic() + options.timeout
     source = bootstrap.source(in_target, time.time() + options.timeout)
     try:
         if target.version >= (3, 14) and not _main_thread_parked(target) and _remote_exec(target, source, options):
-            conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
+            conn = _waiter(target, socket_path).until(min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
             if conn is not None:
                 return conn
             options.log("remote_exec did not run within %.1f s (main thread blocked?); using ptrace" % REMOTE_EXEC_WAIT)
@@ -98,15 +101,22 @@ def _inject_with_ptrace(
     options.log("bootstrap %s in tid %d (thread stopped %.1f ms)" % (report.method, report.tid, report.stopped_ms))
     if report.method == "pending":
         # queued for the main thread's next safe point; it may never get there
-        conn = _wait_for_agent(socket_path, min(deadline, time.monotonic() + PENDING_WAIT))
+        conn = _waiter(target, socket_path).until(min(deadline, time.monotonic() + PENDING_WAIT))
         if conn is None:
             conn = _fallback_thread(target, source, socket_path, deadline, options)
     else:
         # the bootstrap ran: the agent thread exists and only needs the GIL to start
-        conn = _wait_for_agent(socket_path, deadline, lambda: _holder_tid(target))
+        conn = _waiter(target, socket_path, True).until(deadline)
+    # withdraw the claim ticket: if the bootstrap won the race, the agent is starting after all
+    conn = conn or _waiter(target, socket_path).give_up(options.timeout)
     if conn is not None:
         return conn
     raise AttachError(_why_no_agent(target))
+
+
+def _waiter(target: Target, socket_path: str, watch_gil: bool = False) -> AgentWait:
+    ticket_file = paths.from_client(target, bootstrap.ticket_path(paths.socket_in_target(target)))
+    return AgentWait(target.pid, socket_path, ticket_file, (lambda: _holder_tid(target)) if watch_gil else lambda: None)
 
 
 def _fallback_thread(
@@ -125,7 +135,7 @@ def _fallback_thread(
             options.log("thread %d not usable: %s" % (state.tid, exc))
             continue
         options.log("bootstrap ran in thread %d (%s)" % (report.tid, state.name))
-        return _wait_for_agent(socket_path, deadline, lambda: _holder_tid(target))
+        return _waiter(target, socket_path, True).until(deadline)
     return None
 
 
@@ -219,36 +229,3 @@ def _remove_stale(directory: str) -> None:
                 os.unlink(os.path.join(directory, name))
             except OSError:
                 pass
-
-
-def _try_open(path: str) -> AgentConnection | None:
-    try:
-        return AgentConnection.open(path, timeout=2.0)
-    except OSError:
-        return None
-
-
-def _wait_for_agent(
-    path: str, deadline: float, gil_holder: Callable[[], int | None] = lambda: None
-) -> AgentConnection | None:
-    """Poll for the agent's socket.
-
-    ``gil_holder`` is asked about once a second: the same thread seen holding the
-    GIL outside Python three times in a row means the agent cannot start soon.
-    """
-    delay = 0.005
-    next_check = time.monotonic() + 1.0
-    seen: list[int | None] = []
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
-            conn = _try_open(path)
-            if conn is not None:
-                return conn
-        if time.monotonic() >= next_check:
-            seen = [*seen[-2:], gil_holder()]
-            if len(seen) == 3 and seen[0] is not None and len(set(seen)) == 1:
-                return None
-            next_check = time.monotonic() + 1.0
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return None

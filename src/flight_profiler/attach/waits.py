@@ -1,0 +1,98 @@
+"""The client's wait for the agent: it ends as soon as its outcome is known (client side).
+
+Polling the socket until a fixed timeout blames the wrong thing and wastes the
+user's time. Besides the socket answering, each poll looks at what else can
+settle the question: the target exited, the bootstrap refused for lack of file
+descriptors (``attach/ticket``), a thread holds the GIL in native code (seen
+three times in a row from outside). ``--timeout`` remains the bound for what
+cannot be known from outside (a main thread that never reaches a safe point).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from ..errors import AttachError, ProtocolError
+from . import ticket
+from .connection import AgentConnection
+
+GIL_CHECK_EVERY = 1.0
+MIN_HANDSHAKE = 0.5
+
+
+def open_agent(path: str, timeout: float) -> AgentConnection | None:
+    """Connect and shake hands within ``timeout``; None when nobody answers there."""
+    try:
+        return AgentConnection.open(path, timeout=max(MIN_HANDSHAKE, timeout))
+    except (OSError, ProtocolError):
+        return None
+
+
+def target_gone(pid: int) -> bool:
+    """Exited, or a zombie: nothing will ever answer."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            state = fh.read().rpartition(")")[2].split()[:1]
+    except OSError:
+        return True
+    return state == ["Z"] or state == ["X"]
+
+
+class AgentWait:
+    """One wait for the agent of ``pid`` on ``path``; ``ticket_path`` is this attempt's claim ticket."""
+
+    def __init__(
+        self, pid: int, path: str, ticket_path: str, gil_holder: Callable[[], int | None] = lambda: None
+    ) -> None:
+        self.pid = pid
+        self.path = path
+        self.ticket_path = ticket_path
+        self.gil_holder = gil_holder
+
+    def known_failure(self) -> str | None:
+        """Why the agent cannot come, when that is already known."""
+        if target_gone(self.pid):
+            return "pid %d exited while we waited for the agent" % self.pid
+        if ticket.refused_for_fds(self.ticket_path):
+            from .bootstrap import RESERVED_FDS
+
+            return ticket.no_fds_message(self.pid, RESERVED_FDS)
+        return None
+
+    def until(self, deadline: float) -> AgentConnection | None:
+        """The agent's connection; None at ``deadline`` or when a thread keeps the GIL in native code.
+
+        Raises AttachError with the reason when the wait can end for a known cause.
+        """
+        delay = 0.005
+        next_check = time.monotonic() + GIL_CHECK_EVERY
+        seen: list[int | None] = []
+        while time.monotonic() < deadline:
+            if os.path.exists(self.path):
+                conn = open_agent(self.path, deadline - time.monotonic())
+                if conn is not None:
+                    return conn
+            failure = self.known_failure()
+            if failure is not None:
+                raise AttachError(failure)
+            if time.monotonic() >= next_check:
+                seen = [*seen[-2:], self.gil_holder()]
+                if len(seen) == 3 and seen[0] is not None and len(set(seen)) == 1:
+                    return None
+                next_check = time.monotonic() + GIL_CHECK_EVERY
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return None
+
+    def give_up(self, extra: float) -> AgentConnection | None:
+        """Withdraw the ticket; if the bootstrap claimed it first, the agent is starting: wait ``extra`` for it."""
+        outcome = ticket.withdraw(self.ticket_path)
+        if outcome == ticket.NO_FDS:
+            from .bootstrap import RESERVED_FDS
+
+            raise AttachError(ticket.no_fds_message(self.pid, RESERVED_FDS))
+        if outcome == ticket.WITHDRAWN:
+            return None
+        return AgentWait(self.pid, self.path, self.ticket_path).until(time.monotonic() + extra)
