@@ -7,6 +7,7 @@ included) run on its own thread before it ends.
 
 from __future__ import annotations
 
+import _socket
 import os
 import sys
 
@@ -187,7 +188,27 @@ def _hello() -> dict[str, Any]:
         "python": "%d.%d.%d" % sys.version_info[:3],
         "executable": sys.executable,
         "agent_version": __version__,
+        "notes": _notes(),
     }
+
+
+def _notes() -> list[str]:
+    """What the target did to its runtime that the agent works around (the client shows it with --debug)."""
+    notes = realthreads.patch_notes()
+    json: Any = sys.modules.get("json")
+    if json is not None and not all(getattr(json, name).__module__ == "json" for name in ("dumps", "loads")):
+        notes.append("json.dumps/json.loads are replaced in the target: the agent uses _json's C functions")
+    socket: Any = sys.modules.get("socket")
+    sock_type: Any = getattr(socket, "socket", None)
+    if sock_type is not None and (
+        not isinstance(sock_type, type)
+        or any(getattr(sock_type, name, None) is not getattr(_socket.socket, name) for name in _SOCKET_METHODS)
+    ):
+        notes.append("socket.socket is patched in the target: the agent uses _socket's own socket type")
+    return notes
+
+
+_SOCKET_METHODS = ("sendall", "recv", "send", "close", "shutdown")
 
 
 def _log_exception() -> None:

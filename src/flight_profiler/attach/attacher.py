@@ -45,6 +45,18 @@ def existing_agent(pid: int, timeout: float = 30.0) -> AgentConnection | None:
 
 def connect(pid: int, options: AttachOptions) -> AgentConnection:
     """A connection to the agent in ``pid``, injecting it when none runs yet."""
+    conn = _connect(pid, options)
+    for note in conn.info.get("notes") or ():  # what the agent works around in this target (gevent, ...)
+        options.log("agent: %s" % _printable(str(note)[:300]))
+    return conn
+
+
+def _printable(text: str) -> str:
+    """The target wrote it: no control character of it reaches the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _connect(pid: int, options: AttachOptions) -> AgentConnection:
     target = inspect(pid)
     socket_path = paths.from_client(target, paths.socket_in_target(target))
     existing = open_agent(socket_path, options.timeout)
