@@ -6,6 +6,7 @@ Usage: hostile_target.py SCENARIO [ARG]
   nofd           RLIMIT_NOFILE lowered and every descriptor taken (opened until EMFILE)
   gilheld SECS   the main thread keeps the GIL in a C call for SECS seconds, then sleeps in Python
   gevent         gevent.monkey.patch_all(), a StreamServer whose handler never yields
+  busy2          two CPU-bound threads (the main one and a worker); SIGUSR2 prints "modules N NAMES"
 Prints "ready <port or fd count>" when ready, and "released" (gilheld) once the GIL is free again.
 SIGUSR1 makes the process exit 0 (proves the main thread still runs Python and handles signals).
 Stdlib only (gevent for its scenario); Python 3.8+.
@@ -75,12 +76,36 @@ def gevent_server():
     server.serve_forever()
 
 
+def on_usr2(signum, frame):
+    names = sorted(sys.modules)
+    sys.stdout.write("modules %d %s\n" % (len(names), ",".join(names)))
+    sys.stdout.flush()
+
+
+def busy2():
+    import threading
+
+    def spin():
+        counter = 0
+        while True:
+            counter += 1
+
+    threading.Thread(target=spin, name="busy-0", daemon=True).start()
+    signal.signal(signal.SIGUSR2, on_usr2)
+    print("ready 0", flush=True)
+    counter = 0
+    while True:
+        counter += 1
+
+
 def main():
     scenario = sys.argv[1]
     signal.signal(signal.SIGUSR1, on_usr1)
     if scenario == "gevent":
         gevent_server()
         return
+    if scenario == "busy2":
+        busy2()
     held = None
     if scenario == "plain":
         print("ready 0", flush=True)

@@ -208,6 +208,7 @@ def install(bundle: "Bundle", alias: "str", key: "str" = "") -> "ModuleType":
     importer = Importer(bundle, alias)
     package = importer.load(alias)
     package._fp_load = importer.load  # type: ignore[attr-defined]  # the bootstrap loads the server with it
+    package._fp_bundle = bundle  # type: ignore[attr-defined]  # emptied by unload
     package._fp_loaded_quietly = LOADED_QUIETLY  # type: ignore[attr-defined]  # for the hello's notes
     return package
 
@@ -218,6 +219,9 @@ def unload(alias: "str", key: "str" = "") -> None:
     The C modules loaded for us (``LOADED_QUIETLY``) stay: an extension module cannot
     be unloaded (its shared object stays mapped) and the target may have picked it up.
     """
+    bundle = getattr(sys.modules.get(alias), "_fp_bundle", None)
+    if isinstance(bundle, dict):
+        bundle.clear()  # our sources (~200 KB) go now, not at the target's next full gc collection
     names: List[str] = [n for n in list(sys.modules) if n == alias or n.startswith(alias + ".")]
     for name in names:
         sys.modules.pop(name, None)
