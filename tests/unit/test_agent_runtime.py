@@ -75,8 +75,17 @@ def test_ticket_withdrawn_before_the_bootstrap(tmp_path: str) -> None:
 def test_ticket_claimed_by_the_bootstrap(tmp_path: str) -> None:
     path = os.path.join(str(tmp_path), "agent-1.ticket")
     ticket.issue(path, os.getuid())
-    os.unlink(path)  # what the bootstrap does
+    os.rename(path, path + ticket.CLAIMED_SUFFIX)  # what the bootstrap does
+    os.unlink(path + ticket.CLAIMED_SUFFIX)  # what its thread does once it has the GIL
     assert ticket.withdraw(path) == ticket.CLAIMED
+
+
+def test_ticket_withdrawn_while_the_agent_thread_waits_for_the_gil(tmp_path: str) -> None:
+    path = os.path.join(str(tmp_path), "agent-1.ticket")
+    ticket.issue(path, os.getuid())
+    os.rename(path, path + ticket.CLAIMED_SUFFIX)  # the bootstrap ran, its thread has not run yet
+    assert ticket.withdraw(path) == ticket.WITHDRAWN
+    assert not os.path.exists(path + ticket.CLAIMED_SUFFIX)
 
 
 def test_ticket_refused_for_fds(tmp_path: str) -> None:
@@ -118,3 +127,4 @@ def test_bootstrap_runs_once_per_ticket_and_loads_without_the_import_system(tmp_
     assert proc.stdout.split() == ["True", "True", "True"], proc.stdout
     assert "_flight_profiler" not in proc.stderr and "__future__" not in proc.stderr, proc.stderr
     assert not os.path.exists(bootstrap.ticket_path(sock))
+    assert not os.path.exists(bootstrap.ticket_path(sock) + ticket.CLAIMED_SUFFIX)

@@ -177,8 +177,9 @@ def _why_no_agent(target: Target) -> str:
             % (holder.get("os_thread_id"), holder.get("thread_name"))
         )
     return (
-        "the agent did not start within the timeout (the bootstrap is queued and runs at the main "
-        "thread's next safe point); 'stack' still works"
+        "the agent did not start within the timeout: the main thread reached no safe point (busy in C "
+        "code?) and no other thread was parked in a safe system call; the bootstrap was withdrawn, "
+        "nothing was started in the target; 'stack' still works"
     )
 
 

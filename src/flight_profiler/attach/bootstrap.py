@@ -13,10 +13,13 @@ Before it starts anything it takes two decisions the client can read back:
 - it reserves ``RESERVED_FDS`` descriptors (pipes: no path needed); when the
   target has none free it renames the claim ticket to ``.ticket.nofd`` (a
   rename needs no descriptor) and starts nothing;
-- it claims the ticket (``attach/ticket``) by unlinking it. The client withdraws
-  the same ticket the same way when it gives up, so exactly one side wins: an
-  agent never starts after the user was told it could not, and a bootstrap run
-  twice (a queued pending call that fires late) finds no ticket and does nothing.
+- it claims the ticket (``attach/ticket``) by renaming it to ``.ticket.claimed``,
+  and the agent thread, once it has the GIL, claims that by unlinking it. The
+  client withdraws whichever of the two exists by unlinking it when it gives up,
+  so exactly one side wins each step: an agent never starts after the user was
+  told it could not (the thread that loses exits at once, having done nothing),
+  and a bootstrap run twice (a queued pending call that fires late) finds no
+  ticket and does nothing.
 The agent thread is a real OS thread even in a gevent/eventlet-patched target
 (the original ``start_new_thread``), named through ``threading`` where that is
 loaded and not patched.
@@ -42,6 +45,10 @@ def _fp_close(fds):
 def _fp_agent(reserve):
     try:
         _fp_close(reserve[1:])  # free for the agent's own files; reserve[0] is kept for the thread's exit
+        try:
+            os.unlink(%(ticket)r + ".claimed")  # second claim, now that this thread has the GIL
+        except BaseException:
+            return  # the client withdrew while we waited for the GIL: no agent, no trace
         import time
         if time.time() > %(deadline)r:
             return  # the client gave up on us and told the user so: leave the target as it was
@@ -76,7 +83,7 @@ def _fp_start():
             pass
         return
     try:
-        os.unlink(%(ticket)r)  # the claim: the client withdraws by unlinking it first, whoever wins decides
+        os.rename(%(ticket)r, %(ticket)r + ".claimed")  # first claim; the client withdraws by unlinking
     except BaseException:
         _fp_close(reserve)
         return  # the client gave up, or another run of this bootstrap claimed it

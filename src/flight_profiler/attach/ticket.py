@@ -1,12 +1,15 @@
 """The claim ticket: exactly one of client and bootstrap decides whether an agent starts (client side).
 
 The client writes an empty ``agent-<pid>.ticket`` next to the bundle before it
-injects. The bootstrap, once it runs in the target, claims it by unlinking it;
-the client, when it gives up waiting, withdraws it by unlinking it too. unlink
-succeeds for one of them only, so:
+injects. The bootstrap, once it runs in the target, claims it by renaming it to
+``.ticket.claimed``; the agent thread it starts, once that thread has the GIL,
+claims it again by unlinking ``.ticket.claimed``. The client, when it gives up
+waiting, withdraws whichever of the two exists by unlinking it. rename and
+unlink of one name succeed for one process only, so:
 - client won (``WITHDRAWN``): no agent will ever start from this attempt, and the
-  user may be told so (a bootstrap that runs later finds no ticket and returns);
-- bootstrap won (``CLAIMED``): the agent is starting; the client waits for it
+  user may be told so (a bootstrap that runs later finds no ticket and returns;
+  an agent thread that gets the GIL later finds no ``.claimed`` and exits at once);
+- agent thread won (``CLAIMED``): the agent is starting; the client waits for it
   instead of reporting a failure that is not one;
 - ``.ticket.nofd`` instead (``NO_FDS``): the bootstrap ran but found no free file
   descriptor and started nothing.
@@ -22,6 +25,7 @@ WITHDRAWN = "withdrawn"
 CLAIMED = "claimed"
 NO_FDS = "no free fds"
 NOFD_SUFFIX = ".nofd"
+CLAIMED_SUFFIX = ".claimed"
 
 
 def issue(path: str, uid: int) -> None:
@@ -29,7 +33,7 @@ def issue(path: str, uid: int) -> None:
     directory, name = os.path.split(path)
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        for stale in (name, name + NOFD_SUFFIX):  # left by a client killed mid-attach
+        for stale in (name, name + NOFD_SUFFIX, name + CLAIMED_SUFFIX):  # left by a client killed mid-attach
             try:
                 os.unlink(stale, dir_fd=dir_fd)
             except FileNotFoundError:
@@ -45,11 +49,11 @@ def issue(path: str, uid: int) -> None:
 
 def withdraw(path: str) -> str:
     """Take the ticket back; say who decided (``WITHDRAWN``, ``CLAIMED`` or ``NO_FDS``)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    else:
+    for name in (path, path + CLAIMED_SUFFIX):  # before the bootstrap, or before its thread got the GIL
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            continue
         return WITHDRAWN
     try:
         os.unlink(path + NOFD_SUFFIX)

@@ -11,6 +11,7 @@ cannot be known from outside (a main thread that never reaches a safe point).
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from .connection import AgentConnection
 
 GIL_CHECK_EVERY = 1.0
 MIN_HANDSHAKE = 0.5
+LOG_TAIL = 8192
 
 
 def open_agent(path: str, timeout: float) -> AgentConnection | None:
@@ -95,4 +97,24 @@ class AgentWait:
             raise AttachError(ticket.no_fds_message(self.pid, RESERVED_FDS))
         if outcome == ticket.WITHDRAWN:
             return None
-        return AgentWait(self.pid, self.path, self.ticket_path).until(time.monotonic() + extra)
+        conn = self.until(time.monotonic() + extra)
+        if conn is None:
+            raise AttachError("the agent started but did not answer: %s" % self.agent_error())
+        return conn
+
+    def agent_error(self) -> str:
+        """The last line the agent wrote to its log (escaped: the target wrote it), or why there is none."""
+        try:
+            fd = os.open(self.path + ".log", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return "it left no log"
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return "its log is not a regular file"
+            size = os.fstat(fd).st_size
+            os.lseek(fd, max(0, size - LOG_TAIL), os.SEEK_SET)
+            lines = os.read(fd, LOG_TAIL).decode("utf-8", "replace").splitlines()
+        finally:
+            os.close(fd)
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "its log is empty")
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in last[:300])
