@@ -208,7 +208,7 @@ def _notes() -> list[str]:
     return notes
 
 
-_SOCKET_METHODS = ("sendall", "recv", "send", "close", "shutdown")
+_SOCKET_METHODS = ("sendall", "recv", "send", "shutdown")  # not close: socket.socket defines its own
 
 
 def _log_exception() -> None:
