@@ -214,3 +214,49 @@ def test_gevent_server_with_a_handler_that_never_yields(name: str, python: str) 
         assert _healthy(target)
     finally:
         target.stop()
+
+
+# ------------------------------------------------------------------ waits that end for a known reason
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=IDS)
+def test_handshake_with_a_stuck_agent_is_bounded_by_timeout(name: str, python: str) -> None:
+    """A running agent that cannot answer (GIL held) is reported with --timeout, not replaced by a second one."""
+    target = start_target(python, "hostile_target.py", "gilonusr2", "8")
+    try:
+        assert cli(target.pid, "getglobal __main__ __name__").returncode == 0
+        tasks = _tasks(target.pid)
+        assert target.proc.stdout is not None
+        os.kill(target.pid, signal.SIGUSR2)
+        assert target.proc.stdout.readline().startswith("holding")
+        result = cli(target.pid, "getglobal __main__ __name__", "--timeout", "2", timeout=60)
+        assert result.returncode != 0
+        assert "did not complete the handshake within 2 s (--timeout)" in result.errors[0], result.errors
+        assert target.proc.stdout.readline().startswith("released")
+        # no second agent: the session of the abandoned handshake ends once it reads our EOF
+        assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=10), _tasks(target.pid)
+        assert cli(target.pid, "detach").returncode == 0
+        assert _healthy(target)
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS[:1] + INTERPRETERS[-1:], ids=IDS[:1] + IDS[-1:])
+def test_wait_ends_when_the_target_exits(name: str, python: str) -> None:
+    """The client stops waiting for the agent as soon as the target is gone, and says so."""
+    target = start_target(python, "hostile_target.py", "gilheld", "60")
+    try:
+        client = subprocess.Popen(
+            [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", "getglobal __main__ X", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)  # the client is waiting for an agent that needs the GIL
+        target.proc.kill()
+        target.proc.wait(10)
+        out, err = client.communicate(timeout=120)
+        assert client.returncode != 0
+        assert "exited while we waited for the agent" in out, (out, err)
+    finally:
+        target.stop()

@@ -6,6 +6,7 @@ Usage: hostile_target.py SCENARIO [ARG]
   nofd           RLIMIT_NOFILE lowered and every descriptor taken (opened until EMFILE)
   gilheld SECS   the main thread keeps the GIL in a C call for SECS seconds, then sleeps in Python
   gevent         gevent.monkey.patch_all(), a StreamServer whose handler never yields
+  gilonusr2 SECS like plain; SIGUSR2 makes the main thread keep the GIL in a C call for SECS seconds
   busy2          two CPU-bound threads (the main one and a worker); SIGUSR2 prints "modules N NAMES"
 Prints "ready <port or fd count>" when ready, and "released" (gilheld) once the GIL is free again.
 SIGUSR1 makes the process exit 0 (proves the main thread still runs Python and handles signals).
@@ -82,6 +83,20 @@ def on_usr2(signum, frame):
     sys.stdout.flush()
 
 
+def hold_gil_on_usr2(seconds):
+    import ctypes
+
+    def hold(signum, frame):
+        sys.stdout.write("holding\n")
+        sys.stdout.flush()
+        ctypes.PyDLL(None).sleep(seconds)
+        sys.stdout.write("released\n")
+        sys.stdout.flush()
+
+    signal.signal(signal.SIGUSR2, hold)
+    print("ready 0", flush=True)
+
+
 def busy2():
     import threading
 
@@ -113,6 +128,8 @@ def main():
         patched()
     elif scenario == "nofd":
         held = nofd()
+    elif scenario == "gilonusr2":
+        hold_gil_on_usr2(int(sys.argv[2]))
     elif scenario == "gilheld":
         gilheld(int(sys.argv[2]))
     while True:

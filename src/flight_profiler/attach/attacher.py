@@ -59,7 +59,7 @@ def _printable(text: str) -> str:
 def _connect(pid: int, options: AttachOptions) -> AgentConnection:
     target = inspect(pid)
     socket_path = paths.from_client(target, paths.socket_in_target(target))
-    existing = open_agent(socket_path, options.timeout)
+    existing = open_agent(socket_path, options.timeout, running=True)
     if existing is not None:
         options.log("reusing the agent already running in pid %d" % pid)
         return existing

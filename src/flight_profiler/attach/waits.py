@@ -24,11 +24,23 @@ MIN_HANDSHAKE = 0.5
 LOG_TAIL = 8192
 
 
-def open_agent(path: str, timeout: float) -> AgentConnection | None:
-    """Connect and shake hands within ``timeout``; None when nobody answers there."""
+def open_agent(path: str, timeout: float, running: bool = False) -> AgentConnection | None:
+    """Connect and shake hands within ``timeout``; None when nobody listens there.
+
+    ``running``: an agent is expected to be up (the reuse check), so one that listens
+    but does not complete the handshake is an error with its reason, not a cue to
+    inject a second agent.
+    """
     try:
         return AgentConnection.open(path, timeout=max(MIN_HANDSHAKE, timeout))
-    except (OSError, ProtocolError):
+    except OSError:
+        return None
+    except ProtocolError as exc:
+        if running and not _closed(exc):
+            raise AttachError(
+                "the agent already running there did not complete the handshake within "
+                "%.0f s (--timeout): %s" % (timeout, exc)
+            ) from None
         return None
 
 
@@ -40,6 +52,12 @@ def target_gone(pid: int) -> bool:
     except OSError:
         return True
     return state == ["Z"] or state == ["X"]
+
+
+def _closed(exc: ProtocolError) -> bool:
+    """The agent closed the connection (it is detaching): none runs there any more."""
+    text = str(exc)
+    return "peer closed" in text or "reset" in text
 
 
 class AgentWait:
