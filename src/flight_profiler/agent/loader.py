@@ -60,6 +60,8 @@ class Importer:
         # our modules' builtins: the target's, with our import function
         self.builtins: dict[str, Any] = dict(builtins.__dict__)
         self.builtins["__import__"] = self.import_
+        self.ready: set[str] = set()  # fully executed: no lock needed to hand them out
+        self.lock = _ReentrantLock()
 
     def import_(
         self,
@@ -88,10 +90,21 @@ class Importer:
         return fullname == self.alias or fullname.startswith(self.alias + ".")
 
     def load(self, fullname: "str") -> "ModuleType":
-        """Our module ``fullname`` (and its parents), executed from the bundle on first use."""
-        module = sys.modules.get(fullname)
+        """Our module ``fullname`` (and its parents), executed from the bundle on first use.
+
+        One lock for all our modules (the import system has one per module): a job
+        thread must not get a module another thread is still executing.
+        """
+        module = sys.modules.get(fullname) if fullname in self.ready else None
         if module is not None:
             return module
+        with self.lock:
+            return self._load(fullname)
+
+    def _load(self, fullname: str) -> ModuleType:
+        module = sys.modules.get(fullname)
+        if module is not None:
+            return module  # ready, or being executed by this very thread (modules importing each other)
         entry = self.bundle.get(fullname)
         if entry is None:
             raise ImportError("no module named %r in the agent bundle" % fullname, name=fullname)
@@ -112,7 +125,54 @@ class Importer:
             raise
         if parent is not None:
             setattr(parent, child, module)
+        self.ready.add(fullname)
         return module
+
+
+def _original_thread_function(name: str) -> "Any":
+    """``_thread.<name>`` as the interpreter made it, even in a gevent/eventlet-patched target."""
+    thread: Any = sys.modules["_thread"]
+    value = getattr(thread, name)
+    if type(value) is type(len):
+        return value
+    for library in ("gevent.monkey", "eventlet.patcher"):
+        try:
+            found = _original_from(library, name)
+        except Exception:  # noqa: BLE001, S112 - not loaded, or not patched by that library
+            continue
+        if type(found) is type(len):
+            return found
+    return value
+
+
+def _original_from(library: str, name: str) -> "Any":
+    patcher: Any = sys.modules[library]
+    if library == "gevent.monkey":
+        return patcher.get_original("_thread", name)
+    return getattr(patcher.original("_thread"), name)
+
+
+class _ReentrantLock:
+    """A reentrant lock on the original ``_thread`` lock (``threading`` may be missing or patched)."""
+
+    def __init__(self) -> None:
+        self._lock = _original_thread_function("allocate_lock")()
+        self._get_ident = _original_thread_function("get_ident")
+        self._owner: Optional[int] = None
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        me = self._get_ident()
+        if self._owner != me:
+            self._lock.acquire()
+            self._owner = me
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
 
 
 def _resolve(name: "str", globals: "Optional[Dict[str, Any]]", level: "int") -> "str":
