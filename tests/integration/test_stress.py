@@ -59,10 +59,14 @@ def test_slope_helper() -> None:
     assert slope([3, 3, 3]) == pytest.approx(0.0)
 
 
+INTERPRETERS = find_interpreters()
+PICK = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS  # oldest and newest
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_repeated_attach_detach_cycles() -> None:
-    python = find_interpreters()[-1][1]
+@pytest.mark.parametrize(("name", "python"), PICK, ids=[i for i, _ in PICK])
+def test_repeated_attach_detach_cycles(name: str, python: str) -> None:
     target = start_target(python, "hostile_target.py", "busy2")  # two CPU-bound threads
     try:
         baseline = _modules(target)
@@ -81,6 +85,7 @@ def test_repeated_attach_detach_cycles() -> None:
         assert _modules(target) == baseline | added  # no module more than after the first cycle
         assert max(fds[-10:]) <= max(fds[:10]), fds  # no fd leak
         growth = slope(rss)
+        print("%s: RSS slope %.2f KiB/cycle over %d cycles (%d -> %d KiB)" % (name, growth, CYCLES, rss[0], rss[-1]))
         assert growth < MAX_SLOPE_KIB, "RSS grows %.1f KiB per cycle: %s" % (growth, rss)
         os.kill(target.pid, signal.SIGUSR1)
         assert target.proc.wait(15) == 0
