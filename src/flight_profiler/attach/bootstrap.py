@@ -57,7 +57,7 @@ def _fp_agent(reserve):
             with open(%(bundle)r) as fh:
                 bundle = eval(compile(fh.read(), %(bundle)r, "eval"), {"__builtins__": {}})
             filename, source, _ = bundle[alias + ".agent.loader"]
-            loader = {"__name__": alias + "_bootstrap_loader"}
+            loader = {"__name__": alias + "._bootstrap_loader"}  # its types count as ours (mem)
             exec(compile(source, filename, "exec"), loader)
             loader["install"](bundle, alias)
         sys.modules[alias]._fp_load(alias + ".agent.server").serve(%(sock)r, %(key)r)
