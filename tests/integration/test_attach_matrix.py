@@ -36,9 +36,7 @@ def test_gil_held_in_native_code(name: str, python: str) -> None:
         result = cli(target.pid, "getglobal __main__ CONFIG", "--timeout", "4", timeout=60)
         assert result.returncode != 0
         assert "GIL held by thread %d" % target.pid in result.errors[0]
-        leftovers = [
-            n for n in os.listdir("/tmp/flight_profiler-%d" % os.getuid()) if n.startswith("agent-%d." % target.pid)
-        ]
+        leftovers = [n for n in os.listdir("/tmp/flight_profiler-%d" % os.getuid()) if n.startswith("agent-%d." % target.pid)]
         assert [n for n in leftovers if ".boot-" not in n] == [], leftovers
         stack = cli(target.pid, "stack")
         assert stack.returncode == 0
