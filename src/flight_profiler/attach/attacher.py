@@ -120,7 +120,7 @@ def _inject_with_ptrace(
         # the bootstrap ran: the agent thread exists and only needs the GIL to start
         conn = _waiter(target, socket_path, True).until(deadline)
     # withdraw the claim ticket: if the bootstrap won the race, the agent is starting after all
-    conn = conn or _waiter(target, socket_path).give_up(options.timeout)
+    conn = conn or _waiter(target, socket_path, True).give_up(options.timeout)
     if conn is not None:
         return conn
     raise AttachError(_why_no_agent(target))

@@ -14,7 +14,9 @@ Before it starts anything it takes two decisions the client can read back:
   target has none free it renames the claim ticket to ``.ticket.nofd`` (a
   rename needs no descriptor) and starts nothing;
 - it claims the ticket (``attach/ticket``) by renaming it to ``.ticket.claimed``,
-  and the agent thread, once it has the GIL, claims that by unlinking it. The
+  and the agent thread, once it has loaded our modules and right before it
+  creates its socket, claims that by unlinking it (a thread that loses unloads
+  what it loaded and exits). The
   client withdraws whichever of the two exists by unlinking it when it gives up,
   so exactly one side wins each step: an agent never starts after the user was
   told it could not (the thread that loses exits at once, having done nothing),
@@ -43,31 +45,43 @@ def _fp_close(fds):
         except BaseException:
             pass
 def _fp_agent(reserve):
+    claimed, won = %(ticket)r + ".claimed", False
     try:
         _fp_close(reserve[1:])  # free for the agent's own files; reserve[0] is kept for the thread's exit
-        try:
-            os.unlink(%(ticket)r + ".claimed")  # second claim, now that this thread has the GIL
-        except BaseException:
-            return  # the client withdrew while we waited for the GIL: no agent, no trace
         import time
-        if time.time() > %(deadline)r:
+        if time.time() > %(deadline)r or not os.path.exists(claimed):
             return  # the client gave up on us and told the user so: leave the target as it was
-        alias = %(alias)r
+        alias, installed = %(alias)r, None
         if alias not in sys.modules:
-            with open(%(bundle)r) as fh:
+            try:
+                fh = open(%(bundle)r)
+            except OSError:
+                if not os.path.exists(claimed):
+                    return  # withdrawn meanwhile, and the bundle with it
+                raise
+            with fh:
                 bundle = eval(compile(fh.read(), %(bundle)r, "eval"), {"__builtins__": {}})
             filename, source, _ = bundle[alias + ".agent.loader"]
-            loader = {"__name__": alias + "._bootstrap_loader"}  # its types count as ours (mem)
-            exec(compile(source, filename, "exec"), loader)
-            loader["install"](bundle, alias)
-        sys.modules[alias]._fp_load(alias + ".agent.server").serve(%(sock)r, %(key)r)
-    except BaseException:
+            installed = {"__name__": alias + "._bootstrap_loader"}  # its types count as ours (mem)
+            exec(compile(source, filename, "exec"), installed)
+            installed["install"](bundle, alias)
+        server = sys.modules[alias]._fp_load(alias + ".agent.server")
         try:
-            import traceback
-            with open(%(log)r, "a") as fh:
-                traceback.print_exc(file=fh)
+            os.unlink(claimed)  # the claim, right before the socket exists: from now on the client waits for us
+            won = True
         except BaseException:
-            pass
+            if installed is not None and not server.running():
+                installed["unload"](alias)  # the client withdrew while we loaded: no agent, no trace
+            return
+        server.serve(%(sock)r, %(key)r)
+    except BaseException:
+        if won or os.path.exists(claimed):  # after a withdrawal nothing of ours may appear, a log neither
+            try:
+                import traceback
+                with open(%(log)r, "a") as fh:
+                    traceback.print_exc(file=fh)
+            except BaseException:
+                pass
     finally:
         _fp_close(reserve[:1])  # 3.8 aborts when a thread exits with no free fd: free one first
 def _fp_start():

@@ -116,9 +116,15 @@ class AgentWait:
         if outcome == ticket.WITHDRAWN:
             return None
         conn = self.until(time.monotonic() + extra)
-        if conn is None:
-            raise AttachError("the agent started but did not answer: %s" % self.agent_error())
-        return conn
+        if conn is not None:
+            return conn
+        holder = self.gil_holder()
+        if holder is not None:
+            raise AttachError(
+                "the agent could not finish starting: GIL held by thread %d in native code; it answers once "
+                "the GIL is released ('detach' then removes it); 'stack' still works" % holder
+            )
+        raise AttachError("the agent started but did not answer: %s" % self.agent_error())
 
     def agent_error(self) -> str:
         """The last line the agent wrote to its log (escaped: the target wrote it), or why there is none."""
