@@ -186,29 +186,36 @@ def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
 
 # ------------------------------------------------------------------ gevent
 
-GEVENT_INTERPRETERS = [entry for entry in INTERPRETERS if entry[0] in ("3.8", "3.12")]
+GREEN = [
+    (library, name, python)
+    for library, wanted in (("gevent", ("3.8", "3.12")), ("eventlet", ("3.12",)))
+    for name, python in INTERPRETERS
+    if name in wanted
+]
 
 
-def _gevent_python(name: str, python: str) -> str:
-    """A venv of ``python`` with gevent (made once, under bench/.venvs like the torch env)."""
+def _green_python(library: str, name: str, python: str) -> str:
+    """A venv of ``python`` with ``library`` (made once, under bench/.venvs like the torch env)."""
     script = os.path.join(TARGETS, "ensure_gevent_env.sh")
-    venv = os.path.join(REPO, "bench", ".venvs", "gevent" + name.replace(".", ""))
-    proc = subprocess.run(["bash", script, python, venv], capture_output=True, text=True, timeout=600, check=False)
+    venv = os.path.join(REPO, "bench", ".venvs", library + name.replace(".", ""))
+    proc = subprocess.run(
+        ["bash", script, python, venv, library], capture_output=True, text=True, timeout=600, check=False
+    )
     if proc.returncode != 0:
-        pytest.skip("gevent could not be installed for %s: %s" % (name, (proc.stderr or proc.stdout)[-300:]))
+        pytest.skip("%s could not be installed for %s: %s" % (library, name, (proc.stderr or proc.stdout)[-300:]))
     return os.path.join(venv, "bin", "python")
 
 
-@pytest.mark.parametrize(("name", "python"), GEVENT_INTERPRETERS, ids=[i for i, _ in GEVENT_INTERPRETERS])
-def test_gevent_server_with_a_handler_that_never_yields(name: str, python: str) -> None:
-    """The agent runs on real OS threads and sockets: it answers while every greenlet is stuck."""
-    target = start_target(_gevent_python(name, python), "hostile_target.py", "gevent")
+@pytest.mark.parametrize(("library", "name", "python"), GREEN, ids=["%s-%s" % (lib, n) for lib, n, _ in GREEN])
+def test_green_server_with_a_handler_that_never_yields(library: str, name: str, python: str) -> None:
+    """gevent/eventlet: the agent runs on real OS threads and sockets, and answers while every greenlet is stuck."""
+    target = start_target(_green_python(library, name, python), "hostile_target.py", library)
     try:
         tasks = _tasks(target.pid)
         with socket.create_connection(("127.0.0.1", target.port), timeout=5):
             time.sleep(0.5)  # the handler runs now, and never yields again
             debug = _attach_and_detach(target)
-        assert "monkeypatched (gevent)" in debug and "original OS threads" in debug, debug
+        assert "monkeypatched (%s)" % library in debug and "original OS threads" in debug, debug
         assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=5)
         assert _our_files(target.pid) == []
         assert _healthy(target)

@@ -6,6 +6,7 @@ Usage: hostile_target.py SCENARIO [ARG]
   nofd           RLIMIT_NOFILE lowered and every descriptor taken (opened until EMFILE)
   gilheld SECS   the main thread keeps the GIL in a C call for SECS seconds, then sleeps in Python
   gevent         gevent.monkey.patch_all(), a StreamServer whose handler never yields
+  eventlet       eventlet.monkey_patch(), eventlet.serve with a handler that never yields
   gilonusr2 SECS like plain; SIGUSR2 makes the main thread keep the GIL in a C call for SECS seconds
   busy2          two CPU-bound threads (the main one and a worker); SIGUSR2 prints "modules N NAMES"
 Prints "ready <port or fd count>" when ready, and "released" (gilheld) once the GIL is free again.
@@ -113,11 +114,32 @@ def busy2():
         counter += 1
 
 
+def eventlet_server():
+    import warnings
+
+    warnings.simplefilter("ignore")  # eventlet's deprecation notice
+    import eventlet
+
+    eventlet.monkey_patch()
+
+    def handler(sock, address):
+        counter = 0
+        while True:  # never yields
+            counter += 1
+
+    server = eventlet.listen(("127.0.0.1", 0))
+    print("ready %d" % server.getsockname()[1], flush=True)
+    eventlet.serve(server, handler)
+
+
 def main():
     scenario = sys.argv[1]
     signal.signal(signal.SIGUSR1, on_usr1)
     if scenario == "gevent":
         gevent_server()
+        return
+    if scenario == "eventlet":
+        eventlet_server()
         return
     if scenario == "busy2":
         busy2()
