@@ -194,18 +194,30 @@ def _hello() -> dict[str, Any]:
 
 def _notes() -> list[str]:
     """What the target did to its runtime that the agent works around (the client shows it with --debug)."""
-    notes = realthreads.patch_notes()
-    json: Any = sys.modules.get("json")
-    if json is not None and not all(getattr(json, name).__module__ == "json" for name in ("dumps", "loads")):
-        notes.append("json.dumps/json.loads are replaced in the target: the agent uses _json's C functions")
-    socket: Any = sys.modules.get("socket")
-    sock_type: Any = getattr(socket, "socket", None)
-    if sock_type is not None and (
-        not isinstance(sock_type, type)
-        or any(getattr(sock_type, name, None) is not getattr(_socket.socket, name) for name in _SOCKET_METHODS)
-    ):
-        notes.append("socket.socket is patched in the target: the agent uses _socket's own socket type")
+    notes: list[str] = []
+    for check in (realthreads.patch_notes, _json_notes, _socket_notes):
+        try:
+            notes.extend(check())
+        except Exception:  # noqa: BLE001, S112 - a hostile replacement must not break the handshake
+            continue
     return notes
+
+
+def _json_notes() -> list[str]:
+    json: Any = sys.modules.get("json")
+    if json is None or all(getattr(getattr(json, name), "__module__", None) == "json" for name in ("dumps", "loads")):
+        return []
+    return ["json.dumps/json.loads are replaced in the target: the agent uses _json's C functions"]
+
+
+def _socket_notes() -> list[str]:
+    sock_type: Any = getattr(sys.modules.get("socket"), "socket", None)
+    if sock_type is None or (
+        isinstance(sock_type, type)
+        and all(getattr(sock_type, name, None) is getattr(_socket.socket, name) for name in _SOCKET_METHODS)
+    ):
+        return []
+    return ["socket.socket is patched in the target: the agent uses _socket's own socket type"]
 
 
 _SOCKET_METHODS = ("sendall", "recv", "send", "shutdown")  # not close: socket.socket defines its own
