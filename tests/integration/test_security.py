@@ -26,7 +26,7 @@ sock.connect(sys.argv[1])
 try:
     sock.sendall(b'{"type":"hello","protocol":1}\n')
 except BrokenPipeError:
-    pass  # the agent may refuse and close before our hello: its answer is already queued for us
+    pass  # the agent may refuse and close before we write: its refusal is still queued for us
 print(sock.recv(4096).decode().strip())
 """
 

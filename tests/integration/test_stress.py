@@ -1,16 +1,36 @@
-"""200 attach/command/detach cycles on one busy target: it stays healthy and does not grow."""
+"""Attach/command/detach cycles on one busy target, as a leak detector.
+
+One difference of RSS against a fixed bound passes or fails by a coin flip (the
+target's garbage collector and allocator decide when memory shows). A leak is a
+trend: the least-squares slope of RSS over many cycles, after a warm-up that lets
+the allocator reach its working set, must stay below ``MAX_SLOPE_KIB``. The
+target's ``sys.modules`` must come back to its baseline plus the C modules the
+agent states it leaves (``ALLOWED_MODULES``, see ARCHITECTURE.md).
+"""
 
 from __future__ import annotations
+
+import os
+import signal
 
 import pytest
 
 from interpreters import find_interpreters
-from support import cli, fd_count, start_target
+from support import RunningTarget, cli, fd_count, start_target, wait_until
 
+WARMUP = 30
 CYCLES = 200
+# KiB per cycle. Measured on a busy target, 200 cycles: 12.4 (3.8) and 16-18 (3.14), a residual
+# of heap (no mapping is added per cycle): with a gc.collect() in the target after each cycle it
+# is ~2 KiB, so it is our cyclic garbage awaiting the target's collector. The bound is twice
+# that, so the test does not flip a coin, yet it catches leaks of the size issue 15 reported
+# (43 KiB per cycle; +5 MB for one attach).
+MAX_SLOPE_KIB = 32.0
+# extension modules cannot be unloaded: the agent's own (_json, _socket) stay if the target lacked them
+ALLOWED_MODULES = {"_json", "_socket"}
 
 
-def _rss_kb(pid: int) -> int:
+def _rss_kib(pid: int) -> int:
     with open("/proc/%d/status" % pid) as fh:
         for line in fh:
             if line.startswith("VmRSS:"):
@@ -18,23 +38,63 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+def _modules(target: RunningTarget) -> set[str]:
+    """The target's sys.modules, printed by its SIGUSR2 handler."""
+    assert target.proc.stdout is not None
+    os.kill(target.pid, signal.SIGUSR2)
+    while True:
+        line = target.proc.stdout.readline()
+        assert line, "target exited"
+        if line.startswith("modules "):
+            return set(line.split()[2].split(","))
+
+
+def slope(values: list[int]) -> float:
+    """Least-squares slope of ``values`` over their index."""
+    count = len(values)
+    mean_x = (count - 1) / 2
+    mean_y = sum(values) / count
+    num = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(values))
+    den = sum((x - mean_x) ** 2 for x in range(count))
+    return num / den
+
+
+def test_slope_helper() -> None:
+    assert slope([5, 7, 9, 11]) == pytest.approx(2.0)
+    assert slope([3, 3, 3]) == pytest.approx(0.0)
+
+
+INTERPRETERS = find_interpreters()
+PICK = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS  # oldest and newest
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_repeated_attach_detach_cycles() -> None:
-    python = find_interpreters()[-1][1]
-    target = start_target(python, "service_target.py", "busy2")  # two CPU-bound threads
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize(("name", "python"), PICK, ids=[i for i, _ in PICK])
+def test_repeated_attach_detach_cycles(name: str, python: str) -> None:
+    target = start_target(python, "hostile_target.py", "busy2")  # two CPU-bound threads
     try:
-        fds: list[int] = []
+        baseline, baseline_fds = _modules(target), fd_count(target.pid)
         rss: list[int] = []
-        for cycle in range(CYCLES):
-            result = cli(target.pid, "getglobal __main__ CONFIG", timeout=60)
+        for cycle in range(WARMUP + CYCLES):
+            result = cli(target.pid, "getglobal __main__ __name__", timeout=60)
             assert result.returncode == 0, (cycle, result.stdout, result.stderr)
             assert cli(target.pid, "detach", timeout=60).returncode == 0, cycle
-            fds.append(fd_count(target.pid))
-            rss.append(_rss_kb(target.pid))
-        assert fds[-1] <= fds[9], fds  # after warm-up, no fd leaks
-        # each injection may leak one 4 KiB page by design (the pending-call buffer); allow that plus noise
-        assert rss[-1] - rss[9] < 8 * 1024, (rss[9], rss[-1])
-        assert target.healthy("busy2")
+            if cycle == 0:
+                added = _modules(target) - baseline
+                assert added <= ALLOWED_MODULES, added
+            if cycle >= WARMUP:
+                rss.append(_rss_kib(target.pid))
+        growth = slope(rss)
+        print("%s: RSS slope %.2f KiB/cycle over %d cycles (%d -> %d KiB)" % (name, growth, CYCLES, rss[0], rss[-1]))
+        assert growth < MAX_SLOPE_KIB, "RSS grows %.1f KiB per cycle: %s" % (growth, rss)
+        assert _modules(target) == baseline | added  # no module more than after the first cycle
+        # the last agent's threads close their descriptors just after detach answers: wait for that
+        assert wait_until(lambda: fd_count(target.pid) <= baseline_fds, timeout=15), (
+            baseline_fds,
+            fd_count(target.pid),
+        )
+        os.kill(target.pid, signal.SIGUSR1)
+        assert target.proc.wait(15) == 0
     finally:
         target.stop()

@@ -8,12 +8,12 @@ uid or root get in. There is no TCP listener anywhere.
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import stat
 import sys
-import threading
 
+from ..services import realthreads
 from ..services.context import AGENT_THREAD_IDS, run_detach_callbacks
 from . import session as session_module
 from .loader import unload
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-_state_lock = threading.Lock()
+_state_lock = realthreads.allocate_lock()
 _server: Server | None = None
 _bundle_key = ""
 
@@ -36,15 +36,16 @@ class Server:
         self.path = path
         self.listener = _listen(path)
         self.sessions: set[Session] = set()
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
+        self.lock = realthreads.allocate_lock()
+        self.stopping = realthreads.Event()
 
     def accept_loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                conn, _ = self.listener.accept()
+                fd, _ = self.listener._accept()  # _socket's own accept: (fd, address)
             except OSError:
                 break  # listener closed by detach
+            conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
             if not _peer_allowed(conn):
                 _refuse(conn)
                 continue
@@ -78,7 +79,7 @@ def serve(path: str, bundle_key: str) -> None:
     """Run the agent on ``path`` unless one already runs in this process."""
     global _server, _bundle_key
     _bundle_key = bundle_key
-    AGENT_THREAD_IDS.add(threading.get_ident())
+    AGENT_THREAD_IDS.add(realthreads.get_ident())
     with _state_lock:
         if _server is not None:
             return
@@ -88,19 +89,20 @@ def serve(path: str, bundle_key: str) -> None:
     try:
         server.accept_loop()
     finally:
-        AGENT_THREAD_IDS.discard(threading.get_ident())
+        AGENT_THREAD_IDS.discard(realthreads.get_ident())
 
 
 def running() -> bool:
     return _server is not None
 
 
-def _listen(path: str) -> socket.socket:
+def _listen(path: str) -> Any:
     directory = os.path.dirname(path)
     _ensure_private_dir(directory)
     if os.path.lexists(path):
         os.unlink(path)  # a stale socket of an agent that died with its process
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # _socket's type, not socket.socket: the target may have patched or gevent-ified the latter
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:
         sock.bind(path)
@@ -125,7 +127,7 @@ def _ensure_private_dir(directory: str) -> None:
         raise RuntimeError("%s is accessible to other users" % directory)
 
 
-def _peer_allowed(conn: socket.socket) -> bool:
+def _peer_allowed(conn: Any) -> bool:
     """Our own uid or root, wherever it connects from.
 
     The kernel reports pid 0 for a peer outside our pid namespace. That is how our
@@ -135,12 +137,12 @@ def _peer_allowed(conn: socket.socket) -> bool:
     files, so refusing it from outside would protect nothing; a peer in our
     namespace must also be the pid its hello claims (the session checks that).
     """
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    creds = conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
     uid = int.from_bytes(creds[4:8], sys.byteorder)
     return uid in (0, os.getuid())
 
 
-def _refuse(conn: socket.socket) -> None:
+def _refuse(conn: Any) -> None:
     try:
         conn.sendall(b'{"type":"error","error":"permission denied: peer uid not allowed"}\n')
     except OSError:
@@ -148,10 +150,10 @@ def _refuse(conn: socket.socket) -> None:
     _close_quietly(conn)
 
 
-def _wake_and_close(listener: socket.socket) -> None:
+def _wake_and_close(listener: Any) -> None:
     """close() alone does not wake a thread blocked in accept() on Linux; shutdown() does."""
     try:
-        listener.shutdown(socket.SHUT_RDWR)
+        listener.shutdown(_socket.SHUT_RDWR)
     except OSError:
         pass
     _close_quietly(listener)

@@ -14,17 +14,29 @@ reply with its stack.
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import sys
-import threading
 
 from ..protocol.framing import Channel, ChannelClosed, FrameError
 from ..protocol.messages import END_CANCELLED, END_ERROR, END_OK, validate
 from ..protocol.version import PROTOCOL_VERSION
-from ..services import usercode
+from ..services import realthreads
 from ..services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from .registry import QUICK, handler_for
+
+
+class _LazyUsercode:
+    """``services.usercode`` on first use: it imports ``threading``, which an idle agent must not add
+    to a target that never loaded it (nor print under ``-X importtime``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from ..services import usercode as module
+
+        return getattr(module, name)
+
+
+usercode = _LazyUsercode()
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -44,10 +56,10 @@ class Session:
     def __init__(self, sock: Any, server: Server) -> None:
         self.channel = Channel(sock)
         self.server = server
-        self.jobs: dict[int, tuple[JobContext, threading.Thread]] = {}
+        self.jobs: dict[int, tuple[JobContext, realthreads.Thread]] = {}
         self.state: dict[str, Any] = {}
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, name="flight_profiler-session", daemon=True)
+        self.lock = realthreads.allocate_lock()
+        self.thread = realthreads.Thread(self._run, "flight_profiler-session")
 
     def start(self) -> None:
         self.thread.start()
@@ -57,11 +69,11 @@ class Session:
         usercode.interrupt(self.thread.ident)  # a quick command's capture may be running a __repr__
         self._cancel_all()
         self.channel.close()
-        if wait and self.thread is not threading.current_thread():
+        if wait and not self.thread.is_current():
             self.thread.join(JOB_STOP_WAIT)
 
     def _run(self) -> None:
-        AGENT_THREAD_IDS.add(threading.get_ident())
+        AGENT_THREAD_IDS.add(realthreads.get_ident())
         try:
             if self._handshake():
                 self._read_loop()
@@ -71,7 +83,7 @@ class Session:
             self._cancel_all()
             self.channel.close()
             self.server.forget(self)
-            AGENT_THREAD_IDS.discard(threading.get_ident())
+            AGENT_THREAD_IDS.discard(realthreads.get_ident())
 
     def _handshake(self) -> bool:
         msg = self.channel.recv()
@@ -121,11 +133,8 @@ class Session:
             self._run_quick(msg)
             return
         ctx = JobContext(job_id, lambda data: self._emit(job_id, data), self.state)
-        thread = threading.Thread(
-            target=self._run_job,
-            args=(ctx, msg["command"], msg["request"]),
-            name="flight_profiler-job-%s" % msg["command"],
-            daemon=True,
+        thread = realthreads.Thread(
+            self._run_job, "flight_profiler-job-%s" % msg["command"], (ctx, msg["command"], msg["request"])
         )
         with self.lock:
             self.jobs[job_id] = (ctx, thread)
@@ -142,7 +151,7 @@ class Session:
         self.channel.send_many(messages)
 
     def _run_job(self, ctx: JobContext, command: str, request: dict[str, Any]) -> None:
-        AGENT_THREAD_IDS.add(threading.get_ident())
+        AGENT_THREAD_IDS.add(realthreads.get_ident())
         try:
             if _user_code(command, request) is not None:
                 end = self._run_buffered(ctx, command, request)
@@ -153,7 +162,7 @@ class Session:
         finally:
             with self.lock:
                 self.jobs.pop(ctx.job_id, None)
-            AGENT_THREAD_IDS.discard(threading.get_ident())
+            AGENT_THREAD_IDS.discard(realthreads.get_ident())
         try:
             self.channel.send(end)
         except (ChannelClosed, OSError):
@@ -205,7 +214,7 @@ class Session:
             usercode.interrupt(thread.ident)
         busy = []
         for _, thread in entries:
-            if thread is not threading.current_thread():
+            if not thread.is_current():
                 thread.join(JOB_STOP_WAIT)
                 if thread.is_alive() and thread.ident is not None:
                     busy.append(thread.ident)
@@ -281,7 +290,7 @@ def _claimed_pid_consistent(sock: Any, msg: dict[str, Any]) -> bool:
             _PID_NS.append("")
     if msg["pidns"] != _PID_NS[0]:
         return True  # its pid means nothing here
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
     return int.from_bytes(creds[0:4], sys.byteorder) == claimed
 
 
@@ -295,7 +304,39 @@ def _hello() -> dict[str, Any]:
         "python": "%d.%d.%d" % sys.version_info[:3],
         "executable": sys.executable,
         "agent_version": __version__,
+        "notes": _notes(),
     }
+
+
+def _notes() -> list[str]:
+    """What the target did to its runtime that the agent works around (the client shows it with --debug)."""
+    notes: list[str] = []
+    for check in (realthreads.patch_notes, _json_notes, _socket_notes):
+        try:
+            notes.extend(check())
+        except Exception:  # noqa: BLE001, S112 - a hostile replacement must not break the handshake
+            continue
+    return notes
+
+
+def _json_notes() -> list[str]:
+    json: Any = sys.modules.get("json")
+    if json is None or all(getattr(getattr(json, name), "__module__", None) == "json" for name in ("dumps", "loads")):
+        return []
+    return ["json.dumps/json.loads are replaced in the target: the agent uses _json's C functions"]
+
+
+def _socket_notes() -> list[str]:
+    sock_type: Any = getattr(sys.modules.get("socket"), "socket", None)
+    if sock_type is None or (
+        isinstance(sock_type, type)
+        and all(getattr(sock_type, name, None) is getattr(_socket.socket, name) for name in _SOCKET_METHODS)
+    ):
+        return []
+    return ["socket.socket is patched in the target: the agent uses _socket's own socket type"]
+
+
+_SOCKET_METHODS = ("sendall", "recv", "send", "shutdown")  # not close: socket.socket defines its own
 
 
 def _log_exception() -> None:

@@ -26,12 +26,14 @@ import os
 import time
 from collections.abc import Callable
 
-from ..errors import AttachError, InjectionError, TargetError
+from ..errors import AttachError, InjectionError, ProtocolError, TargetError
 from ..readers import pyspy
-from . import bootstrap, bundle, paths, privsep
+from ..render.safe import safe_line
+from . import bootstrap, bundle, paths, privsep, ticket
 from .connection import AgentConnection, check_peer, peer_of
 from .privsep import Helper
 from .target import Target, check_credentials, check_remote_debug_allowed, inspect, start_time
+from .waits import AgentWait, closed_by_agent
 
 REMOTE_EXEC_WAIT = 2.0
 PENDING_WAIT = 2.0
@@ -45,22 +47,29 @@ class AttachOptions:
         self.log: Callable[[str], None] = log or (lambda message: None)
 
 
-def existing_agent(pid: int) -> AgentConnection | None:
+def existing_agent(pid: int, timeout: float = 30.0) -> AgentConnection | None:
     """A connection to the agent already running in ``pid``, or None; never injects, never creates files."""
     target = inspect(pid)
     with privsep.start(target, paths.private_dir(target)) as helper:
         if not helper.call("open_dir", create=False)[0]["exists"]:
             return None
-        return _connect_once(helper, target)
+        return _connect_once(helper, target, timeout, running=True)
 
 
 def connect(pid: int, options: AttachOptions) -> AgentConnection:
     """A connection to the agent in ``pid``, injecting it when none runs yet."""
+    conn = _connect(pid, options)
+    for note in conn.info.get("notes") or ():  # what the agent works around in this target (gevent, ...)
+        options.log("agent: %s" % safe_line(str(note)[:300]))
+    return conn
+
+
+def _connect(pid: int, options: AttachOptions) -> AgentConnection:
     target = inspect(pid)
     check_credentials(target, options.force)
     with privsep.start(target, paths.private_dir(target)) as helper:
         if helper.call("open_dir", create=False)[0]["exists"]:
-            existing = _connect_once(helper, target)
+            existing = _connect_once(helper, target, options.timeout, running=True)
             if existing is not None:
                 options.log("reusing the agent already running in pid %d" % pid)
                 return existing
@@ -75,7 +84,7 @@ def connect(pid: int, options: AttachOptions) -> AgentConnection:
 
 def _attach_locked(helper: Helper, target: Target, deadline: float, options: AttachOptions) -> AgentConnection:
     """Holding the crowd lock: reuse what another client injected meanwhile, or inject."""
-    conn = _connect_once(helper, target)
+    conn = _connect_once(helper, target, options.timeout, running=True)
     if conn is not None:
         options.log("reusing the agent another client just started in pid %d" % target.pid)
         return conn
@@ -84,8 +93,10 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
     from . import procfs
 
     procfs.check_attachable(target.pid)  # zombie, stopped, or another tracer: say so before touching it
+    ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
     _remove_stale(helper, target)
     helper.call("write", name=paths.stem(target) + ".bundle", text=bundle.text())
+    helper.call("ticket_issue", name=_ticket_name(target))  # the bootstrap claims it; see attach/ticket
     source = bootstrap.source(paths.socket_in_target(target), time.time() + (deadline - time.monotonic()))
     try:
         if (
@@ -94,7 +105,7 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
             and not _main_thread_parked(target)
             and _remote_exec(helper, target, source, options)
         ):
-            conn = _wait_for_agent(helper, target, min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
+            conn = _waiter(helper, target).until(min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
             if conn is not None:
                 return conn
             options.log("remote_exec did not run within %.1f s (main thread blocked?); using ptrace" % REMOTE_EXEC_WAIT)
@@ -218,9 +229,15 @@ def _all_identities() -> set[tuple[int, int, int]]:
     return found
 
 
-def _connect_once(helper: Helper, target: Target) -> AgentConnection | None:
-    """The agent's connection if it listens; the helper connects, we shake hands on the socket it hands us."""
-    reply, fds = helper.call("connect", name=paths.socket_name(target), timeout=2.0)
+def _connect_once(helper: Helper, target: Target, timeout: float, running: bool = False) -> AgentConnection | None:
+    """The agent's connection if it listens; the helper connects, we shake hands on the socket it hands us.
+
+    Someone other than the target answering is refused (ProtocolError). ``running``: an
+    agent is expected to be up (the reuse check), so one that listens but does not
+    complete the handshake within ``timeout`` is an error with its reason, not a cue
+    to inject a second agent.
+    """
+    reply, fds = helper.call("connect", name=paths.socket_name(target), timeout=min(timeout, 2.0))
     if reply.get("state") != "connected" or not fds:
         return None
     import socket
@@ -235,8 +252,15 @@ def _connect_once(helper: Helper, target: Target) -> AgentConnection | None:
         sock.close()
         raise
     try:
-        return AgentConnection.from_socket(sock, timeout=2.0, connector_pid=helper.connector_pid)
+        return AgentConnection.from_socket(sock, timeout=timeout, connector_pid=helper.connector_pid)
     except OSError:
+        return None
+    except ProtocolError as exc:
+        if running and not closed_by_agent(exc):
+            raise AttachError(
+                "the agent already running there did not complete the handshake within %.0f s (--timeout): %s"
+                % (timeout, exc)
+            ) from None
         return None
 
 
@@ -249,12 +273,14 @@ def _inject_with_ptrace(
     options.log("bootstrap %s in tid %d (thread stopped %.1f ms)" % (report.method, report.tid, report.stopped_ms))
     if report.method == "pending":
         # queued for the main thread's next safe point; it may never get there
-        conn = _wait_for_agent(helper, target, min(deadline, time.monotonic() + PENDING_WAIT))
+        conn = _waiter(helper, target).until(min(deadline, time.monotonic() + PENDING_WAIT))
         if conn is None:
             conn = _fallback_thread(helper, target, source, deadline, options)
     else:
         # the bootstrap ran: the agent thread exists and only needs the GIL to start
-        conn = _wait_for_agent(helper, target, deadline, lambda: _holder_tid(target))
+        conn = _waiter(helper, target, True).until(deadline)
+    # withdraw the claim ticket: if the bootstrap won the race, the agent is starting after all
+    conn = conn or _waiter(helper, target, True).give_up(options.timeout)
     if conn is not None:
         return conn
     raise AttachError(_why_no_agent(target))
@@ -276,7 +302,7 @@ def _fallback_thread(
             options.log("thread %d not usable: %s" % (state.tid, exc))
             continue
         options.log("bootstrap ran in thread %d (%s)" % (report.tid, state.name))
-        return _wait_for_agent(helper, target, deadline, lambda: _holder_tid(target))
+        return _waiter(helper, target, True).until(deadline)
     return None
 
 
@@ -306,8 +332,9 @@ def _why_no_agent(target: Target) -> str:
             % (holder.get("os_thread_id"), holder.get("thread_name") or "no Python name")
         )
     return (
-        "the agent did not start within the timeout (the bootstrap is queued and runs at the main "
-        "thread's next safe point); 'stack' still works"
+        "the agent did not start within the timeout: the main thread reached no safe point (busy in C "
+        "code?) and no other thread was parked in a safe system call; the bootstrap was withdrawn, "
+        "nothing was started in the target; 'stack' still works"
     )
 
 
@@ -344,26 +371,33 @@ def _remote_exec(helper: Helper, target: Target, source: str, options: AttachOpt
     return True
 
 
-def _wait_for_agent(
-    helper: Helper, target: Target, deadline: float, gil_holder: Callable[[], int | None] = lambda: None
-) -> AgentConnection | None:
-    """Poll for the agent's socket (through the helper).
+class _HelperTickets:
+    """The attempt's claim ticket and log, seen through the helper (never by path as root)."""
 
-    ``gil_holder`` is asked about once a second: the same thread seen holding the
-    GIL outside Python three times in a row means the agent cannot start soon.
-    """
-    delay = 0.005
-    next_check = time.monotonic() + 1.0
-    seen: list[int | None] = []
-    while time.monotonic() < deadline:
-        conn = _connect_once(helper, target)
-        if conn is not None:
-            return conn
-        if time.monotonic() >= next_check:
-            seen = [*seen[-2:], gil_holder()]
-            if len(seen) == 3 and seen[0] is not None and len(set(seen)) == 1:
-                return None
-            next_check = time.monotonic() + 1.0
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return None
+    def __init__(self, helper: Helper, target: Target) -> None:
+        self.helper = helper
+        self.name = _ticket_name(target)
+        self.log = paths.socket_name(target) + ".log"
+
+    def refused_for_fds(self) -> bool:
+        return bool(self.helper.call("lexists", name=self.name + ticket.NOFD_SUFFIX)[0]["exists"])
+
+    def withdraw(self) -> str:
+        return str(self.helper.call("ticket_withdraw", name=self.name)[0]["outcome"])
+
+    def log_tail(self, size: int) -> str | None:
+        text = self.helper.call("log_tail", name=self.log, size=size)[0]["text"]
+        return None if text is None else str(text)
+
+
+def _ticket_name(target: Target) -> str:
+    return os.path.basename(bootstrap.ticket_path(paths.socket_in_target(target)))
+
+
+def _waiter(helper: Helper, target: Target, watch_gil: bool = False) -> AgentWait:
+    return AgentWait(
+        target.pid,
+        lambda timeout: _connect_once(helper, target, timeout),
+        _HelperTickets(helper, target),
+        (lambda: _holder_tid(target)) if watch_gil else lambda: None,
+    )

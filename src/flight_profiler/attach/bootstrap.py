@@ -7,8 +7,24 @@ name in ``__main__`` (it runs inside ``exec`` with a namespace of its own) and
 never lets an exception out (a pending call returning -1 kills the target).
 The agent thread then loads our modules from the bundle file under a private
 alias (see ``agent/loader``), so it neither needs nor shadows anything on the
-target's ``sys.path``. Run twice (a queued pending call that fires late), it
-finds the agent running and does nothing.
+target's ``sys.path``.
+
+Before it starts anything it takes two decisions the client can read back:
+- it reserves ``RESERVED_FDS`` descriptors (pipes: no path needed); when the
+  target has none free it renames the claim ticket to ``.ticket.nofd`` (a
+  rename needs no descriptor) and starts nothing;
+- it claims the ticket (``attach/ticket``) by renaming it to ``.ticket.claimed``,
+  and the agent thread, once it has loaded our modules and right before it
+  creates its socket, claims that by unlinking it (a thread that loses unloads
+  what it loaded and exits). The
+  client withdraws whichever of the two exists by unlinking it when it gives up,
+  so exactly one side wins each step: an agent never starts after the user was
+  told it could not (the thread that loses exits at once, having done nothing),
+  and a bootstrap run twice (a queued pending call that fires late) finds no
+  ticket and does nothing.
+The agent thread is a real OS thread even in a gevent/eventlet-patched target
+(the original ``start_new_thread``), named through ``threading`` where that is
+loaded and not patched.
 """
 
 from __future__ import annotations
@@ -16,33 +32,95 @@ from __future__ import annotations
 import os
 
 ALIAS = "_flight_profiler"
+# fds the bootstrap must get before it starts a thread: the bundle read, the listener, one
+# session, and one kept until the agent thread exits (3.8 aborts if a thread exits without one)
+RESERVED_FDS = 4
 
 _BODY = """
-import sys, threading
-def _fp_agent():
-    try:
-        import time
-        if time.time() > %(deadline)r:
-            return  # the client gave up on us and told the user so: leave the target as it was
-        alias = %(alias)r
-        if alias not in sys.modules:
-            with open(%(bundle)r) as fh:
-                bundle = eval(compile(fh.read(), %(bundle)r, "eval"), {"__builtins__": {}})
-            filename, source, _ = bundle[alias + ".agent.loader"]
-            loader = {"__name__": alias + "_bootstrap_loader"}
-            exec(compile(source, filename, "exec"), loader)
-            loader["install"](bundle, alias, %(key)r)
-        __import__(alias + ".agent.server")
-        sys.modules[alias + ".agent.server"].serve(%(sock)r, %(key)r)
-    except BaseException:
+import sys, os, _thread
+def _fp_close(fds):
+    for fd in fds:
         try:
-            import traceback
-            with open(%(log)r, "a") as fh:
-                traceback.print_exc(file=fh)
+            os.close(fd)
         except BaseException:
             pass
+def _fp_agent(reserve):
+    claimed, won = %(ticket)r + ".claimed", False
+    try:
+        _fp_close(reserve[1:])  # free for the agent's own files; reserve[0] is kept for the thread's exit
+        import time
+        if time.time() > %(deadline)r or not os.path.exists(claimed):
+            return  # the client gave up on us and told the user so: leave the target as it was
+        alias, installed = %(alias)r, None
+        if alias not in sys.modules:
+            try:
+                fh = open(%(bundle)r)
+            except OSError:
+                if not os.path.exists(claimed):
+                    return  # withdrawn meanwhile, and the bundle with it
+                raise
+            with fh:
+                bundle = eval(compile(fh.read(), %(bundle)r, "eval"), {"__builtins__": {}})
+            filename, source, _ = bundle[alias + ".agent.loader"]
+            installed = {"__name__": alias + "._bootstrap_loader"}  # its types count as ours (mem)
+            exec(compile(source, filename, "exec"), installed)
+            installed["install"](bundle, alias)
+        server = sys.modules[alias]._fp_load(alias + ".agent.server")
+        try:
+            os.unlink(claimed)  # the claim, right before the socket exists: from now on the client waits for us
+            won = True
+        except BaseException:
+            if installed is not None and not server.running():
+                installed["unload"](alias)  # the client withdrew while we loaded: no agent, no trace
+            return
+        server.serve(%(sock)r, %(key)r)
+    except BaseException:
+        if won or os.path.exists(claimed):  # after a withdrawal nothing of ours may appear, a log neither
+            try:
+                import traceback
+                with open(%(log)r, "a") as fh:
+                    traceback.print_exc(file=fh)
+            except BaseException:
+                pass
+    finally:
+        _fp_close(reserve[:1])  # 3.8 aborts when a thread exits with no free fd: free one first
+def _fp_start():
+    reserve = []
+    try:
+        while len(reserve) < %(fds)d:
+            reserve.extend(os.pipe())  # no path needed: works in any mount namespace
+    except BaseException:
+        _fp_close(reserve)
+        try:
+            os.rename(%(ticket)r, %(ticket)r + ".nofd")  # a rename needs no fd: the client reads it
+        except BaseException:
+            pass
+        return
+    try:
+        os.rename(%(ticket)r, %(ticket)r + ".claimed")  # first claim; the client withdraws by unlinking
+    except BaseException:
+        _fp_close(reserve)
+        return  # the client gave up, or another run of this bootstrap claimed it
+    start = _thread.start_new_thread
+    threading = sys.modules.get("threading")
+    if type(start) is not type(len):  # monkeypatched (gevent, eventlet): greenlets would never run us
+        threading = None
+        try:
+            start = sys.modules["gevent.monkey"].get_original("_thread", "start_new_thread")
+        except BaseException:
+            try:
+                start = sys.modules["eventlet.patcher"].original("_thread").start_new_thread
+            except BaseException:
+                pass
+    try:
+        if threading is not None:  # named, so py-spy and stack show it
+            threading.Thread(target=_fp_agent, args=(reserve,), name="flight_profiler-agent", daemon=True).start()
+        else:
+            start(_fp_agent, (reserve,))
+    except BaseException:
+        _fp_close(reserve)
 try:
-    threading.Thread(target=_fp_agent, name="flight_profiler-agent", daemon=True).start()
+    _fp_start()
 except BaseException:
     pass
 """
@@ -55,6 +133,11 @@ def package_dir() -> str:
 
 def bundle_path(socket_path: str) -> str:
     return socket_path[: -len(".sock")] + ".bundle"
+
+
+def ticket_path(socket_path: str) -> str:
+    """The claim ticket next to the socket (see ``attach/ticket``)."""
+    return socket_path[: -len(".sock")] + ".ticket"
 
 
 def source(socket_path: str, deadline: float) -> str:
@@ -71,5 +154,7 @@ def source(socket_path: str, deadline: float) -> str:
         "key": "<flight_profiler bundle %s>" % socket_path,
         "sock": socket_path,
         "log": socket_path + ".log",
+        "ticket": ticket_path(socket_path),
+        "fds": RESERVED_FDS,
     }
     return "exec(%r, {'__name__': '_flight_profiler_boot'})" % text

@@ -47,6 +47,7 @@ from collections.abc import Callable
 from typing import Any, Dict, List, Tuple
 
 from ..errors import AttachError, TargetError
+from . import ticket
 from .target import Target
 
 CLONE_NEWNS = 0x00020000
@@ -292,6 +293,51 @@ class Workspace:
             if "/" not in name:
                 self._unlink(name)
         return {}, []
+
+    # ------------------------------------------------------------------ the claim ticket (attach/ticket.py)
+
+    def op_ticket_issue(self, name: str) -> Reply:
+        """A fresh, empty ticket; leftovers of a client killed mid-attach go first."""
+        for stale in (name, name + ticket.NOFD_SUFFIX, name + ticket.CLAIMED_SUFFIX):
+            self._unlink(stale)
+        self._write_new(name, "")
+        return {}, []
+
+    def op_ticket_withdraw(self, name: str) -> Reply:
+        """Take the ticket back: one unlink decides between us and the bootstrap."""
+        for candidate in (name, name + ticket.CLAIMED_SUFFIX):
+            try:
+                os.unlink(candidate, dir_fd=self.dir_fd)
+            except FileNotFoundError:
+                continue
+            return {"outcome": ticket.WITHDRAWN}, []
+        try:
+            os.unlink(name + ticket.NOFD_SUFFIX, dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            return {"outcome": ticket.CLAIMED}, []
+        return {"outcome": ticket.NO_FDS}, []
+
+    def op_lexists(self, name: str) -> Reply:
+        try:
+            os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return {"exists": False}, []
+        return {"exists": True}, []
+
+    def op_log_tail(self, name: str, size: int) -> Reply:
+        """The end of the agent's log (a regular file, never through a link)."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.dir_fd)
+        except OSError:
+            return {"text": None}, []
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return {"text": None}, []
+            os.lseek(fd, max(0, info.st_size - size), os.SEEK_SET)
+            return {"text": os.read(fd, size).decode("utf-8", "replace")}, []
+        finally:
+            os.close(fd)
 
     # ------------------------------------------------------------------ PEP 768
 

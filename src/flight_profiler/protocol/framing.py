@@ -3,13 +3,19 @@
 One message is one JSON object on one line. JSON only, never pickle: a peer can
 at worst send us data, never code. Lines are bounded so a confused peer cannot
 make the target buffer without limit.
+
+Every function used here comes from a C module, taken when this module loads:
+the JSON encoder and scanner of ``_json`` and ``_socket``'s socket methods, so a
+target that replaced ``json.dumps``/``json.loads``, patched
+``socket.socket.sendall`` or monkeypatched sockets with gevent neither breaks
+the agent nor sees its traffic. ``_thread``'s lock: see ``services/realthreads``.
 """
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
+import _json
+import _socket
+import _thread
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -19,6 +25,45 @@ if TYPE_CHECKING:
 
 
 MAX_LINE = 64 * 1024 * 1024
+SocketTimeout = _socket.timeout  # socket.timeout (TimeoutError from 3.10 on)
+
+
+class _ScanContext:
+    """The attributes ``_json.make_scanner`` reads from a JSONDecoder (strict, numbers as the stdlib does)."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float  # NaN, Infinity, -Infinity: what our encoder writes for such floats
+
+
+_make_encoder = _json.make_encoder
+_encode_str = _json.encode_basestring_ascii
+_scan_c = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]  # duck-typed: it reads attributes
+_SPACE = " \t\n\r"
+
+
+def encode(msg: Any) -> bytes:
+    """Compact ASCII JSON; values JSON cannot hold are sent as their repr."""
+    # a fresh encoder per message: its markers dict (cycle detection) must not be shared by threads
+    # arguments: markers, default, encode_str, indent, key_separator, item_separator, sort_keys,
+    # skipkeys, allow_nan
+    encoder = _make_encoder({}, repr, _encode_str, None, ":", ",", False, False, True)
+    return "".join(encoder(msg, 0)).encode("ascii")
+
+
+def decode(text: str) -> Any:
+    """One JSON value, surrounded by white space only; ValueError otherwise."""
+    start = len(text) - len(text.lstrip(_SPACE))
+    try:
+        value, end = _scan_c(text, start)
+    except StopIteration as exc:
+        raise ValueError("expecting a JSON value at %d" % exc.value) from None
+    if text[end:].strip(_SPACE):
+        raise ValueError("extra data at %d" % end)
+    return value
 
 
 class ChannelClosed(Exception):
@@ -32,17 +77,17 @@ class FrameError(Exception):
 class Channel:
     """A message channel over a connected socket; ``send`` is thread-safe."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: Any) -> None:
         self.sock = sock
         self._buf = bytearray()
-        self._send_lock = threading.Lock()
+        self._send_lock = _thread.allocate_lock()
 
     def send(self, msg: Message) -> None:
         self.send_many([msg])
 
     def send_many(self, msgs: list[Message]) -> None:
         """Send in one write: on a GIL-contended target every write costs a GIL round trip."""
-        data = b"".join(json.dumps(msg, separators=(",", ":"), default=repr).encode("utf-8") + b"\n" for msg in msgs)
+        data = b"".join(encode(msg) + b"\n" for msg in msgs)
         with self._send_lock:
             try:
                 self.sock.sendall(data)
@@ -62,7 +107,7 @@ class Channel:
                 raise FrameError("message too large")
             try:
                 chunk = self.sock.recv(65536)
-            except socket.timeout:
+            except SocketTimeout:
                 raise
             except OSError as exc:
                 raise ChannelClosed(str(exc)) from exc
@@ -72,7 +117,7 @@ class Channel:
 
     def close(self) -> None:
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
         self.sock.close()
@@ -80,7 +125,7 @@ class Channel:
 
 def _decode(line: bytes) -> Message:
     try:
-        msg = json.loads(line.decode("utf-8"))
+        msg = decode(line.decode("utf-8"))
     except ValueError as exc:
         raise FrameError("invalid JSON from peer: %s" % exc) from exc
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):

@@ -24,7 +24,6 @@ Node shapes (``t`` is always the type name):
 from __future__ import annotations
 
 import sys
-from itertools import islice  # built-in modules: importing them costs the target no file-system call
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -138,8 +137,12 @@ def _is_stdlib(obj: Any, module: str, name: str) -> bool:
 
 
 def _head(iterable: Any, limit: int) -> list[Any]:
-    """The first ``limit`` items, read in one C call (never a copy of the whole container)."""
-    return list(islice(iterable, limit))
+    """The first ``limit`` items, never a copy of the whole container.
+
+    zip stops at ``limit`` in C; no itertools: 3.14 does not preload it, and importing it
+    would print under the target's ``-X importtime``/``-v``.
+    """
+    return [item for _, item in zip(range(limit), iterable)]
 
 
 def _sized(obj: Any, node: dict[str, Any], shown: int, options: CaptureOptions) -> dict[str, Any]:

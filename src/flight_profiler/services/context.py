@@ -7,7 +7,7 @@ error. It never imports the dispatcher: the dispatcher hands it this context.
 
 from __future__ import annotations
 
-import threading
+from . import realthreads
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -56,9 +56,9 @@ class JobContext:
         self.job_id = job_id
         self._emit = emit
         self.session = session  # per-connection state (console namespace, ...)
-        self.cancelled = threading.Event()
+        self.cancelled = realthreads.Event()
         self._cleanups: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
+        self._lock = realthreads.allocate_lock()
 
     def emit(self, data: dict[str, Any]) -> None:
         self._emit(data)

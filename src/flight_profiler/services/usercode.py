@@ -59,9 +59,9 @@ nothing in the process can stop it, and its budget applies when it returns.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
+from . import realthreads
 from .context import AGENT_THREAD_IDS, CommandFailed, on_detach
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -76,7 +76,7 @@ WATCHDOG_IDLE = 10.0  # seconds the watchdog stays after the last guard closed (
 STACK_FRAMES = 5
 
 monotonic = time.monotonic
-get_ident = threading.get_ident
+get_ident = realthreads.get_ident  # not threading's: an idle agent must not import it
 
 
 class BudgetExceeded(BaseException):
@@ -105,7 +105,7 @@ if TYPE_CHECKING:
 ACTIVE: dict[int, Mark] = {}  # thread ident -> the mark of the evaluation it is in
 _POSTED: dict[int, Mark] = {}  # thread ident -> the evaluation an exception was posted (or is being) for
 _posted_at: dict[int, float] = {}
-_lock = threading.RLock()  # an RLock: it can tell whether this thread holds it (see _leave)
+_lock = realthreads.RLock()  # an RLock: it can tell whether this thread holds it (see _leave)
 
 
 def _set_async_exc(ident: int, exc: type[BaseException] | None) -> None:
@@ -131,7 +131,7 @@ def _leave(ident: int, mark: Mark, outer: Mark | None) -> None:
                 _posted_at.pop(ident, None)
                 _set_async_exc(ident, None)
         finally:
-            if _lock._is_owned():  # type: ignore[attr-defined]
+            if _lock._is_owned():
                 _lock.release()
 
 
@@ -192,7 +192,7 @@ class Guard:
         self.limit = self.budget_ms / 1000.0
         self.off = False
         self.reason: str | None = None
-        self.tripped = threading.Event()
+        self.tripped = realthreads.Event()
         self._on_trip = on_trip
         self._closed = False
         watchdog_open()
@@ -300,7 +300,8 @@ def describe_threads(idents: list[int]) -> str:
 
 def _thread_name(ident: int) -> str:
     """Without threading.current_thread(), which would make a dummy Thread for a thread started in C."""
-    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    threading: Any = sys.modules.get("threading")  # only if the target loaded it
+    thread = threading._active.get(ident) if threading is not None else None
     return "%s (tid %d)" % (thread.name if thread is not None else "Thread", ident)
 
 
@@ -342,10 +343,10 @@ def is_ours(error: BaseException) -> bool:
 
 # ---------------------------------------------------------------- the watchdog thread
 
-_watch_lock = threading.RLock()  # an RLock: it can tell whether this thread holds it (see _leave)
+_watch_lock = realthreads.RLock()  # an RLock: it can tell whether this thread holds it (see _leave)
 _open = 0
-_watchdog: threading.Thread | None = None
-_stop = threading.Event()
+_watchdog: realthreads.Thread | None = None
+_stop = realthreads.Event()
 
 
 def watchdog_open() -> None:
@@ -355,7 +356,7 @@ def watchdog_open() -> None:
         _open += 1
         if _watchdog is None or not _watchdog.is_alive():
             _stop.clear()
-            _watchdog = threading.Thread(target=_watch, name="flight_profiler-watchdog", daemon=True)
+            _watchdog = realthreads.Thread(_watch, "flight_profiler-watchdog")
             _watchdog.start()
             on_detach(stop_watchdog)
 
@@ -370,7 +371,7 @@ def stop_watchdog() -> None:
     """Detach: the watchdog ends now."""
     _stop.set()
     thread = _watchdog
-    if thread is not None and thread is not threading.current_thread():
+    if thread is not None and not thread.is_current():
         thread.join(1.0)
 
 

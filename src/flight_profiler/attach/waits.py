@@ -1,0 +1,129 @@
+"""The client's wait for the agent: it ends as soon as its outcome is known (client side).
+
+Polling the socket until a fixed timeout blames the wrong thing and wastes the
+user's time. Besides the socket answering, each poll looks at what else can
+settle the question: the target exited, the bootstrap refused for lack of file
+descriptors (``attach/ticket``), a thread holds the GIL in native code (seen
+three times in a row from outside). ``--timeout`` remains the bound for what
+cannot be known from outside (a main thread that never reaches a safe point).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from ..errors import AttachError, ProtocolError
+from ..render.safe import safe_line
+from . import ticket
+from .connection import AgentConnection
+
+GIL_CHECK_EVERY = 1.0
+MIN_HANDSHAKE = 0.5
+LOG_TAIL = 8192
+
+
+def target_gone(pid: int) -> bool:
+    """Exited, or a zombie: nothing will ever answer."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            state = fh.read().rpartition(")")[2].split()[:1]
+    except OSError:
+        return True
+    return state == ["Z"] or state == ["X"]
+
+
+class TicketView(Protocol):
+    """What the wait needs of the attempt's files; the attacher's helper provides it (``attach/privsep``)."""
+
+    def refused_for_fds(self) -> bool: ...
+
+    def withdraw(self) -> str: ...
+
+    def log_tail(self, size: int) -> str | None: ...
+
+
+class AgentWait:
+    """One wait for the agent of ``pid``: ``connect(timeout)`` tries the socket once (peer-checked)."""
+
+    def __init__(
+        self,
+        pid: int,
+        connect: Callable[[float], AgentConnection | None],
+        tickets: TicketView,
+        gil_holder: Callable[[], int | None] = lambda: None,
+    ) -> None:
+        self.pid = pid
+        self.connect = connect
+        self.tickets = tickets
+        self.gil_holder = gil_holder
+
+    def known_failure(self) -> str | None:
+        """Why the agent cannot come, when that is already known."""
+        if target_gone(self.pid):
+            return "pid %d exited while we waited for the agent" % self.pid
+        if self.tickets.refused_for_fds():
+            from .bootstrap import RESERVED_FDS
+
+            return ticket.no_fds_message(self.pid, RESERVED_FDS)
+        return None
+
+    def until(self, deadline: float) -> AgentConnection | None:
+        """The agent's connection; None at ``deadline`` or when a thread keeps the GIL in native code.
+
+        Raises AttachError with the reason when the wait can end for a known cause.
+        """
+        delay = 0.005
+        next_check = time.monotonic() + GIL_CHECK_EVERY
+        seen: list[int | None] = []
+        while time.monotonic() < deadline:
+            conn = self.connect(max(MIN_HANDSHAKE, deadline - time.monotonic()))
+            if conn is not None:
+                return conn
+            failure = self.known_failure()
+            if failure is not None:
+                raise AttachError(failure)
+            if time.monotonic() >= next_check:
+                seen = [*seen[-2:], self.gil_holder()]
+                if len(seen) == 3 and seen[0] is not None and len(set(seen)) == 1:
+                    return None
+                next_check = time.monotonic() + GIL_CHECK_EVERY
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return None
+
+    def give_up(self, extra: float) -> AgentConnection | None:
+        """Withdraw the ticket; if the bootstrap claimed it first, the agent is starting: wait ``extra`` for it."""
+        outcome = self.tickets.withdraw()
+        if outcome == ticket.NO_FDS:
+            from .bootstrap import RESERVED_FDS
+
+            raise AttachError(ticket.no_fds_message(self.pid, RESERVED_FDS))
+        if outcome == ticket.WITHDRAWN:
+            return None
+        conn = self.until(time.monotonic() + extra)
+        if conn is not None:
+            return conn
+        holder = self.gil_holder()
+        if holder is not None:
+            raise AttachError(
+                "the agent could not finish starting: GIL held by thread %d in native code; it answers once "
+                "the GIL is released ('detach' then removes it); 'stack' still works" % holder
+            )
+        raise AttachError("the agent started but did not answer: %s" % self.agent_error())
+
+    def agent_error(self) -> str:
+        """The last line the agent wrote to its log (escaped: the target wrote it), or why there is none."""
+        text = self.tickets.log_tail(LOG_TAIL)
+        if text is None:
+            return "it left no log"
+        lines = text.splitlines()
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "its log is empty")
+        return safe_line(last[:300])
+
+
+def closed_by_agent(exc: ProtocolError) -> bool:
+    """The agent closed the connection (it is detaching): none runs there any more."""
+    text = str(exc)
+    return "peer closed" in text or "reset" in text

@@ -1,0 +1,269 @@
+"""Hostile environments: the agent is answered, not suffered (issue 15, part 4).
+
+Each test starts a real target that makes life hard (tests/targets/hostile_target.py),
+really attaches, and checks the expected outcome and that the target is healthy after.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from interpreters import find_interpreters
+from support import TARGETS, RunningTarget, agent_threads, cli, start_target, wait_until
+
+INTERPRETERS = find_interpreters()
+IDS = [i for i, _ in INTERPRETERS]
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+PRIVATE = "/tmp/flight_profiler-%d" % os.getuid()
+
+
+def _our_files(pid: int) -> list[str]:
+    try:
+        names = os.listdir(PRIVATE)
+    except FileNotFoundError:
+        return []
+    return sorted(name for name in names if name.startswith("agent-%d." % pid))
+
+
+def _tasks(pid: int) -> int:
+    return len(os.listdir("/proc/%d/task" % pid))
+
+
+def _attach_and_detach(target: RunningTarget, *options: str) -> str:
+    """getglobal + detach; returns the attach's --debug output."""
+    result = cli(target.pid, "getglobal __main__ __name__", "--debug", *options, timeout=60)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert result.results[0]["value"]["v"] == "__main__", result.results
+    assert cli(target.pid, "detach").returncode == 0
+    return result.stderr
+
+
+def _healthy(target: RunningTarget) -> bool:
+    """SIGUSR1 makes a hostile target exit 0 from its Python signal handler."""
+    os.kill(target.pid, signal.SIGUSR1)
+    try:
+        return target.proc.wait(15) == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+# ------------------------------------------------------------------ monkeypatched json / socket
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=IDS)
+def test_monkeypatched_json_and_socket(name: str, python: str) -> None:
+    """json.dumps/loads and socket.socket.sendall raise in the target: the agent works and detaches."""
+    target = start_target(python, "hostile_target.py", "patched")
+    try:
+        tasks = _tasks(target.pid)
+        debug = _attach_and_detach(target)
+        assert "json.dumps/json.loads are replaced" in debug, debug
+        assert "socket.socket is patched" in debug, debug
+        assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=5)
+        assert _our_files(target.pid) == []
+        assert _healthy(target)
+    finally:
+        target.stop()
+
+
+# ------------------------------------------------------------------ -X importtime, -v
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=IDS)
+def test_importtime_and_verbose_print_nothing(name: str, python: str) -> None:
+    """A target run with -X importtime -v gets no line on its stderr from attach, a command and detach."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [python, "-X", "importtime", "-v", os.path.join(TARGETS, "hostile_target.py"), "plain"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            cwd=TARGETS,
+        )
+        target = RunningTarget(proc)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+            before, tasks = os.fstat(err.fileno()).st_size, _tasks(target.pid)
+            _attach_and_detach(target)
+            assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=5)
+            err.seek(before)
+            printed = err.read().decode(errors="replace").splitlines()
+            # CPython prints "# destroy NAME" under -v for every module object freed, ours at
+            # detach included: the one kind of line allowed, and only for our own modules
+            others = [line for line in printed if not line.startswith("# destroy _flight_profiler")]
+            assert others == [], others[:50]
+            assert _healthy(target)
+        finally:
+            target.stop()
+
+
+# ------------------------------------------------------------------ no free file descriptors
+
+FD_INTERPRETERS = [entry for entry in INTERPRETERS if entry[0] in ("3.8", "3.12", "3.14")] or INTERPRETERS[:1]
+
+
+@pytest.mark.parametrize("where", ["client", "bootstrap"])
+@pytest.mark.parametrize(("name", "python"), FD_INTERPRETERS, ids=[i for i, _ in FD_INTERPRETERS])
+def test_no_free_fds(name: str, python: str, where: str) -> None:
+    """RLIMIT_NOFILE exhausted: a one-line reason, no thread started, the target's fds unchanged.
+
+    ``client``: the client's check reads /proc and refuses before touching the target.
+    ``bootstrap``: that check is skipped (test hook), so the injected bootstrap finds no
+    descriptor itself, starts nothing and says so through the ticket (3.8 would abort if a
+    thread exited there without a free descriptor).
+    """
+    target = start_target(python, "hostile_target.py", "nofd")
+    try:
+        fds, tasks = sorted(os.listdir("/proc/%d/fd" % target.pid)), _tasks(target.pid)
+        env = dict(os.environ)
+        if where == "bootstrap":
+            env["FLIGHT_PROFILER_TEST_SKIP_FD_CHECK"] = "1"
+        proc = subprocess.run(
+            [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", "getglobal __main__ X", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+        assert proc.returncode != 0
+        lines = [line for line in proc.stdout.splitlines() if line.strip()]
+        expected = "ran out of file descriptors" if where == "bootstrap" else "free file descriptor(s) of its limit"
+        assert len(lines) == 1 and expected in lines[0], (proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        time.sleep(1.0)  # anything we started would show by now: the target runs Python every 60 ms
+        assert sorted(os.listdir("/proc/%d/fd" % target.pid)) == fds
+        assert _tasks(target.pid) == tasks
+        assert [n for n in _our_files(target.pid) if ".boot-" not in n] == []
+        assert _healthy(target)
+    finally:
+        target.stop()
+
+
+# ------------------------------------------------------------------ GIL held in native code
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=IDS)
+def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
+    """After "GIL held by thread X in native code", no agent starts when the GIL is free again."""
+    proc = subprocess.Popen(
+        [python, os.path.join(TARGETS, "hostile_target.py"), "gilheld", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=TARGETS,
+    )
+    target = RunningTarget(proc)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+        tasks = _tasks(target.pid)
+        result = cli(target.pid, "getglobal __main__ X", "--timeout", "4", timeout=60)
+        assert result.returncode != 0
+        assert "GIL held by thread %d" % target.pid in result.errors[0], result.errors
+        stack = cli(target.pid, "stack --native")
+        assert stack.returncode == 0, stack.stderr
+        main = next(t for t in stack.results[0]["threads"] if t["tid"] == target.pid)
+        assert main["owns_gil"]
+        assert any(frame["native"] for frame in main["frames"]), main["frames"]
+        assert proc.stdout.readline().startswith("released")  # the GIL is free: an agent could start now
+        time.sleep(1.5)  # the target runs Python meanwhile (a 50 ms sleep loop)
+        assert not agent_threads(target.pid)
+        assert _tasks(target.pid) == tasks
+        assert [n for n in _our_files(target.pid) if ".boot-" not in n] == []
+        assert _healthy(target)
+    finally:
+        target.stop()
+
+
+# ------------------------------------------------------------------ gevent
+
+GREEN = [
+    (library, name, python)
+    for library, wanted in (("gevent", ("3.8", "3.12")), ("eventlet", ("3.12",)))
+    for name, python in INTERPRETERS
+    if name in wanted
+]
+
+
+def _green_python(library: str, name: str, python: str) -> str:
+    """A venv of ``python`` with ``library`` (made once, under bench/.venvs like the torch env)."""
+    script = os.path.join(TARGETS, "ensure_gevent_env.sh")
+    venv = os.path.join(REPO, "bench", ".venvs", library + name.replace(".", ""))
+    proc = subprocess.run(
+        ["bash", script, python, venv, library], capture_output=True, text=True, timeout=600, check=False
+    )
+    if proc.returncode != 0:
+        pytest.skip("%s could not be installed for %s: %s" % (library, name, (proc.stderr or proc.stdout)[-300:]))
+    return os.path.join(venv, "bin", "python")
+
+
+@pytest.mark.parametrize(("library", "name", "python"), GREEN, ids=["%s-%s" % (lib, n) for lib, n, _ in GREEN])
+def test_green_server_with_a_handler_that_never_yields(library: str, name: str, python: str) -> None:
+    """gevent/eventlet: the agent runs on real OS threads and sockets, and answers while every greenlet is stuck."""
+    target = start_target(_green_python(library, name, python), "hostile_target.py", library)
+    try:
+        tasks = _tasks(target.pid)
+        with socket.create_connection(("127.0.0.1", target.port), timeout=5):
+            time.sleep(0.5)  # the handler runs now, and never yields again
+            debug = _attach_and_detach(target)
+        assert "monkeypatched (%s)" % library in debug and "original OS threads" in debug, debug
+        assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=5)
+        assert _our_files(target.pid) == []
+        assert _healthy(target)
+    finally:
+        target.stop()
+
+
+# ------------------------------------------------------------------ waits that end for a known reason
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=IDS)
+def test_handshake_with_a_stuck_agent_is_bounded_by_timeout(name: str, python: str) -> None:
+    """A running agent that cannot answer (GIL held) is reported with --timeout, not replaced by a second one."""
+    target = start_target(python, "hostile_target.py", "gilonusr2", "8")
+    try:
+        assert cli(target.pid, "getglobal __main__ __name__").returncode == 0
+        tasks = _tasks(target.pid)
+        assert target.proc.stdout is not None
+        os.kill(target.pid, signal.SIGUSR2)
+        assert target.proc.stdout.readline().startswith("holding")
+        result = cli(target.pid, "getglobal __main__ __name__", "--timeout", "2", timeout=60)
+        assert result.returncode != 0
+        assert "did not complete the handshake within 2 s (--timeout)" in result.errors[0], result.errors
+        assert target.proc.stdout.readline().startswith("released")
+        # no second agent: the session of the abandoned handshake ends once it reads our EOF
+        assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=10), _tasks(target.pid)
+        assert cli(target.pid, "detach").returncode == 0
+        assert _healthy(target)
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS[:1] + INTERPRETERS[-1:], ids=IDS[:1] + IDS[-1:])
+def test_wait_ends_when_the_target_exits(name: str, python: str) -> None:
+    """The client stops waiting for the agent as soon as the target is gone, and says so."""
+    target = start_target(python, "hostile_target.py", "gilheld", "60")
+    try:
+        client = subprocess.Popen(
+            [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", "getglobal __main__ X", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)  # the client is waiting for an agent that needs the GIL
+        target.proc.kill()
+        target.proc.wait(10)
+        out, err = client.communicate(timeout=120)
+        assert client.returncode != 0
+        assert "exited while we waited for the agent" in out, (out, err)
+    finally:
+        target.stop()

@@ -1,0 +1,162 @@
+"""Targets that make life hard for an agent (tests/integration/test_hostile_env.py).
+
+Usage: hostile_target.py SCENARIO [ARG]
+  plain          main thread sleeps in a loop (run it with -X importtime -v)
+  patched        json.dumps/json.loads and socket.socket.sendall raise; the app itself keeps working
+  nofd           RLIMIT_NOFILE lowered and every descriptor taken (opened until EMFILE)
+  gilheld SECS   the main thread keeps the GIL in a C call for SECS seconds, then sleeps in Python
+  gevent         gevent.monkey.patch_all(), a StreamServer whose handler never yields
+  eventlet       eventlet.monkey_patch(), eventlet.serve with a handler that never yields
+  gilonusr2 SECS like plain; SIGUSR2 makes the main thread keep the GIL in a C call for SECS seconds
+  busy2          two CPU-bound threads (the main one and a worker); SIGUSR2 prints "modules N NAMES"
+Prints "ready <port or fd count>" when ready, and "released" (gilheld) once the GIL is free again.
+SIGUSR1 makes the process exit 0 (proves the main thread still runs Python and handles signals).
+Stdlib only (gevent for its scenario); Python 3.8+.
+"""
+
+import os
+import signal
+import sys
+import time
+
+
+def on_usr1(signum, frame):
+    sys.stdout.write("woke\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def patched():
+    import json
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("patched by the app")
+
+    json.dumps = refuse
+    json.loads = refuse
+    socket.socket.sendall = refuse
+    print("ready 0", flush=True)
+
+
+def nofd():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    held = []
+    while True:
+        try:
+            held.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            break
+    print("ready %d" % len(held), flush=True)
+    return held
+
+
+def gilheld(seconds):
+    import ctypes
+
+    print("ready 0", flush=True)
+    ctypes.PyDLL(None).sleep(seconds)  # a C call that keeps the GIL
+    print("released", flush=True)
+
+
+def gevent_server():
+    from gevent import monkey
+
+    monkey.patch_all()
+    from gevent.server import StreamServer
+
+    def handler(sock, address):
+        counter = 0
+        while True:  # never yields: the hub, and every greenlet, is stuck from here on
+            counter += 1
+
+    server = StreamServer(("127.0.0.1", 0), handler)
+    server.start()
+    print("ready %d" % server.server_port, flush=True)
+    server.serve_forever()
+
+
+def on_usr2(signum, frame):
+    names = sorted(sys.modules)
+    sys.stdout.write("modules %d %s\n" % (len(names), ",".join(names)))
+    sys.stdout.flush()
+
+
+def hold_gil_on_usr2(seconds):
+    import ctypes
+
+    def hold(signum, frame):
+        sys.stdout.write("holding\n")
+        sys.stdout.flush()
+        ctypes.PyDLL(None).sleep(seconds)
+        sys.stdout.write("released\n")
+        sys.stdout.flush()
+
+    signal.signal(signal.SIGUSR2, hold)
+    print("ready 0", flush=True)
+
+
+def busy2():
+    import threading
+
+    def spin():
+        counter = 0
+        while True:
+            counter += 1
+
+    threading.Thread(target=spin, name="busy-0", daemon=True).start()
+    signal.signal(signal.SIGUSR2, on_usr2)
+    print("ready 0", flush=True)
+    counter = 0
+    while True:
+        counter += 1
+
+
+def eventlet_server():
+    import warnings
+
+    warnings.simplefilter("ignore")  # eventlet's deprecation notice
+    import eventlet
+
+    eventlet.monkey_patch()
+
+    def handler(sock, address):
+        counter = 0
+        while True:  # never yields
+            counter += 1
+
+    server = eventlet.listen(("127.0.0.1", 0))
+    print("ready %d" % server.getsockname()[1], flush=True)
+    eventlet.serve(server, handler)
+
+
+def main():
+    scenario = sys.argv[1]
+    signal.signal(signal.SIGUSR1, on_usr1)
+    if scenario == "gevent":
+        gevent_server()
+        return
+    if scenario == "eventlet":
+        eventlet_server()
+        return
+    if scenario == "busy2":
+        busy2()
+    held = None
+    if scenario == "plain":
+        print("ready 0", flush=True)
+    elif scenario == "patched":
+        patched()
+    elif scenario == "nofd":
+        held = nofd()
+    elif scenario == "gilonusr2":
+        hold_gil_on_usr2(int(sys.argv[2]))
+    elif scenario == "gilheld":
+        gilheld(int(sys.argv[2]))
+    while True:
+        time.sleep(0.05 if held is None else 0.06)
+
+
+if __name__ == "__main__":
+    main()
