@@ -191,10 +191,17 @@ class TracingProbe:
                 probe.hit(frame)
             return local
 
+        # the hook runs a copy of the function's code (services.hooks: shadows never run the
+        # original object), so the frame is recognised by where its code was defined
+        key = (code.co_firstlineno, code.co_name, code.co_filename)
+
         def first_call(frame: FrameType, event: str, arg: Any) -> Any:
             # the thread's trace function must stay set for line events to reach ``local``; the frames
             # the function calls get no local tracer, and the hook's leave() takes it away again
-            return local if frame.f_code is code else None
+            f_code = frame.f_code
+            if f_code is code or (f_code.co_firstlineno, f_code.co_name, f_code.co_filename) == key:
+                return local
+            return None
 
         self.first_call = first_call
 
