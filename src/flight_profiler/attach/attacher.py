@@ -280,9 +280,12 @@ def _inject_with_ptrace(
         # the bootstrap ran: the agent thread exists and only needs the GIL to start
         conn = _waiter(helper, target, True).until(deadline)
     # withdraw the claim ticket: if the bootstrap won the race, the agent is starting after all
-    conn = conn or _waiter(helper, target, True).give_up(options.timeout)
+    waiter = _waiter(helper, target, True)
+    conn = conn or waiter.give_up(options.timeout)
     if conn is not None:
         return conn
+    if waiter.tickets.log_tail(1) is not None:  # the bootstrap ran and its thread wrote why it stopped
+        raise AttachError("the agent failed to start in pid %d: %s" % (target.pid, waiter.agent_error()))
     raise AttachError(_why_no_agent(target))
 
 

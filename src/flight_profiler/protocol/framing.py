@@ -37,6 +37,7 @@ class _ScanContext:
     parse_float = float
     parse_int = int
     parse_constant = float  # NaN, Infinity, -Infinity: what our encoder writes for such floats
+    array_hook = None  # read by 3.15's scanner
 
 
 _make_encoder = _json.make_encoder
