@@ -1,10 +1,15 @@
-"""``vmtool`` in the target: live instances of a class, forced garbage collection."""
+"""``vmtool`` in the target: live instances of a class, forced garbage collection.
+
+Instances are found by the shared heap walk (``services/heapwalk.py``), in slices
+that yield the GIL, collecting only the instances shown, never a list of every object.
+"""
 
 from __future__ import annotations
 
 import gc
 import time
 
+from ...services import heapwalk
 from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
 from ...services.expr import Expression, describe_error
@@ -13,7 +18,7 @@ from ...services.usercode import is_ours
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
@@ -21,7 +26,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     if action == "forceGc":
         ctx.emit(_force_gc())
     elif action == "getInstances":
-        ctx.emit(_instances(request))
+        ctx.emit(_instances(request, ctx))
     else:
         raise CommandFailed("unknown vmtool action %r (use getInstances or forceGc)" % action)
 
@@ -39,14 +44,19 @@ def _force_gc() -> dict[str, Any]:
     }
 
 
-def _instances(request: dict[str, Any]) -> dict[str, Any]:
+def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     expression = Expression(request["expr"], ("instances",)) if request.get("expr") else None
     klass = find_class(loaded_module(request["module"]), request["cls"])
-    found = [obj for obj in gc.get_objects() if isinstance(obj, klass)]
+    limit = request.get("limit", 10)
+    keep = -1 if expression is not None or limit < 0 else limit
+    walked = heapwalk.walk(ctx.cancelled, [], sizes=False, wanted=_subclass_test(klass), keep=keep)
+    if walked is None:
+        raise CommandFailed("cancelled")
+    found = walked.found
     event: dict[str, Any] = {
         "action": "getInstances",
         "class": "%s.%s" % (request["module"], request["cls"]),
-        "count": len(found),
+        "count": walked.matched(),
     }
     options = CaptureOptions.from_request(request)
     if expression is not None:
@@ -58,7 +68,17 @@ def _instances(request: dict[str, Any]) -> dict[str, Any]:
                 raise  # a stop (budget, Ctrl-C, detach) ends the command
             event["error"] = describe_error(exc)
         return event
-    limit = request.get("limit", 10)
-    shown = found if limit < 0 else found[:limit]
-    event["instances"] = [capture(obj, options) for obj in shown]
+    event["instances"] = [capture(obj, options) for obj in found]
     return event
+
+
+def _subclass_test(klass: type) -> Callable[[type], bool]:
+    """Whether objects of a type are instances of ``klass``: asked once per type the walk meets."""
+
+    def wanted(kind: type) -> bool:
+        try:
+            return issubclass(kind, klass)
+        except Exception:  # noqa: BLE001 - a hostile __subclasscheck__: not an instance
+            return False
+
+    return wanted
