@@ -1,10 +1,12 @@
-"""How long `mem summary` stalls the other threads of a target holding 2 million objects.
+"""How long `mem summary` and `vmtool -a getInstances` stall the other threads of a target, and its RSS growth.
 
 For every interpreter the test suite finds: start tests/targets/prof_mem_pause_target.py
 (1 M objects with __slots__ + 1 M lists, so about 2 M GC-tracked objects, plus a
 thread that wakes every 1 ms and records its longest gap), attach once, then for
 each measured window: start a window (SIGUSR1), run one command, read the
-longest gap (SIGUSR2). Measured: `mem summary` (our sliced walk, RUNS times),
+longest gap (SIGUSR2). Measured: `mem summary` and `vmtool -a getInstances -c
+__main__ Item -n 3` (the same sliced walk, RUNS times each, with the target's RSS
+before and after each command),
 an idle window of the same length (the baseline), and, for comparison, one
 `gc.get_objects()` call in the target (what a heap walk built on it pays before
 it even starts). Results go to stdout and bench/RESULTS-mem.md. Nothing is asserted.
@@ -56,6 +58,26 @@ def window(target: RunningTarget, action) -> tuple[float, int, object]:
     return float(words[1]), int(words[2]), result
 
 
+def rss_kb(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def measured_runs(target: RunningTarget, command: str, runs: int) -> tuple[list[float], list[dict], list[int]]:
+    """Longest gap, result and RSS growth (KiB) of each of ``runs`` runs of ``command``."""
+    gaps, results, growth = [], [], []
+    for _ in range(runs):
+        before = rss_kb(target.pid)
+        gap, _, (_, result) = window(target, lambda: run_cli(target.pid, command))
+        growth.append(rss_kb(target.pid) - before)
+        gaps.append(gap)
+        results.append(result)
+    return gaps, results, growth
+
+
 def renice(pid: int) -> None:
     """Put the target's threads above other load, so the gaps are the GIL's, not the CPU queue's.
 
@@ -78,23 +100,31 @@ def measure(python: str, runs: int, objects: int) -> dict[str, object]:
         run_cli(target.pid, 'console -c "0"')  # attach, not measured
         renice(target.pid)
         # first, on a heap no walk has touched yet: what one gc.get_objects() call costs
+        before = rss_kb(target.pid)
         naive, _, (_, result) = window(
             target, lambda: run_cli(target.pid, 'console -c "import gc; len(gc.get_objects())"')
         )
-        gaps, walks, counts = [], [], []
-        for _ in range(runs):
-            gap, _, (_, summary) = window(target, lambda: run_cli(target.pid, "mem summary --limit 5"))
-            gaps.append(gap)
-            walks.append(summary["seconds"])
-            counts.append(summary["objects"])
+        naive_growth = rss_kb(target.pid) - before
+        gaps, summaries, mem_growth = measured_runs(target, "mem summary --limit 5", runs)
+        walks = [summary["seconds"] for summary in summaries]
+        started = time.perf_counter()
+        inst_gaps, instances, inst_growth = measured_runs(target, "vmtool -a getInstances -c __main__ Item -n 3", runs)
+        inst_seconds = (time.perf_counter() - started) / runs
         idle, _, _ = window(target, lambda: time.sleep(max(walks)))
         return {
             "max_gap_ms": max(gaps),
             "gaps_ms": gaps,
             "walk_s": max(walks),
-            "objects": max(counts),
+            "objects": max(summary["objects"] for summary in summaries),
+            "rss_growth_kb": max(mem_growth),
+            "instances_gap_ms": max(inst_gaps),
+            "instances_gaps_ms": inst_gaps,
+            "instances_s": inst_seconds,
+            "instances_count": instances[-1]["count"],
+            "instances_rss_growth_kb": max(inst_growth),
             "idle_gap_ms": idle,
             "get_objects_gap_ms": naive,
+            "get_objects_rss_growth_kb": naive_growth,
             "tracked": result.get("value"),
         }
     finally:
@@ -123,35 +153,46 @@ def main() -> int:
 
 def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> None:
     lines = [
-        "# mem summary: longest stall of the target's other threads",
+        "# Heap walks (mem summary, vmtool -a getInstances): longest stall of the target's other threads",
         "",
         "`bench/mem_pause.py` on %s (%d CPUs), %s. Target: %d objects with `__slots__` plus one list each"
         % (platform.machine(), os.cpu_count() or 0, time.strftime("%Y-%m-%d"), args.objects),
         "(about %d GC-tracked objects), and a thread that sleeps 1 ms in a loop and records its longest"
         % (2 * args.objects),
         "gap between wake-ups. A window is opened, one command is run with the CLI, the window is read.",
-        "The target's threads run under SCHED_FIFO (real-time priority %d) so that other load on the" % RT_PRIORITY,
-        "machine does not dominate the figure; the idle column is the noise floor that remains.",
+        "The target's threads run under SCHED_FIFO (real-time priority %d) when allowed so that other load"
+        % RT_PRIORITY,
+        "on the machine does not dominate the figure; the idle column is the noise floor that remains.",
         "",
         "- **mem summary**: longest gap over %d runs of `mem summary` (our walk, in slices)." % args.runs,
+        "- **getInstances**: longest gap over %d runs of `vmtool -a getInstances -c __main__ Item -n 3`" % args.runs,
+        "  (the same walk, keeping 3 instances and the count), and its wall time through the CLI.",
+        "- **RSS +**: the target's largest RSS growth over one command of that kind (VmRSS after - before;",
+        "  the walk's pages are freed again, but the allocator may keep some).",
         "- **idle**: the same thread with nothing running, for as long as the slowest walk (the baseline).",
         "- **gc.get_objects()**: one `gc.get_objects()` call in the target via `console` (measured first,",
-        "  before any walk warmed the caches), what a heap walk built on it (the reference's) pays in one",
-        "  stall before it even starts.",
+        "  before any walk warmed the caches): what getInstances paid before (one call) and what a heap walk",
+        "  built on it (the reference's) pays in one stall before it even starts.",
         "",
-        "| python | objects walked | walk time | longest gap, mem summary | idle | gc.get_objects() |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| python | objects walked | walk | stall, mem summary | RSS + | getInstances | stall, getInstances"
+        " | RSS + | idle | stall, gc.get_objects() | RSS + |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for ident, found in rows:
         lines.append(
-            "| %s | %s | %.1f s | **%.1f ms** | %.1f ms | %.1f ms |"
+            "| %s | %s | %.1f s | **%.1f ms** | %.1f MB | %.1f s | **%.1f ms** | %.1f MB | %.1f ms | %.1f ms | %.1f MB |"
             % (
                 ident,
                 "{:,}".format(found["objects"]),
                 found["walk_s"],
                 found["max_gap_ms"],
+                found["rss_growth_kb"] / 1024,
+                found["instances_s"],
+                found["instances_gap_ms"],
+                found["instances_rss_growth_kb"] / 1024,
                 found["idle_gap_ms"],
                 found["get_objects_gap_ms"],
+                found["get_objects_rss_growth_kb"] / 1024,
             )
         )
     lines += [
