@@ -7,6 +7,7 @@ list (0 of 20,000 on 3.14, a few thousand on 3.11: those still young).
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 
 import pytest
@@ -53,3 +54,11 @@ def test_the_walk_leaves_the_frames_locals_working(target: RunningTarget) -> Non
     source = "import sys; [len(f.f_locals['held']) for t, f in sys._current_frames().items() if 'held' in f.f_locals]"
     value = only(cli(target.pid, "console -c %r" % source))["value"]
     assert str(N) in str(value)
+
+
+def test_get_instances_budget_is_the_expressions_own(target: RunningTarget) -> None:
+    # the expression, not the walk before it, runs under --budget-ms; an overrun is stopped and said so
+    long_sum = shlex.quote("sum(x for x in range(10**12)) + len(instances)")
+    stopped = cli(target.pid, "vmtool -a getInstances -c __main__ Held -e %s --budget-ms 300" % long_sum)
+    assert stopped.returncode != 0 and "ran over its budget of 300 ms: stopped" in stopped.errors[0], stopped.stdout
+    assert only(cli(target.pid, "vmtool -a getInstances -c __main__ Held -n 1"))["count"] == N  # the agent goes on

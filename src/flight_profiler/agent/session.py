@@ -218,8 +218,12 @@ def _user_code(command: str, request: dict[str, Any]) -> tuple[str, float | None
         return None  # the handler refuses it, on a job thread
     if command == "console":
         return "the console code", None
-    if command in ("getglobal", "vmtool") and request.get("expr"):
+    if command == "getglobal" and request.get("expr"):
         return "-e %r" % (request["expr"],), usercode.AGENT_BUDGET_MS
+    if command == "vmtool" and request.get("expr"):
+        # vmtool applies the budget to the expression alone: the heap walk before it is ours
+        # (seconds on a big heap) and must not eat the user's budget
+        return "-e %r" % (request["expr"],), None
     if command == "tt" and request.get("action") == "replay":
         return "the replay", REPLAY_BUDGET_MS
     return None

@@ -9,12 +9,11 @@ from __future__ import annotations
 import gc
 import time
 
-from ...services import heapwalk
+from ...services import heapwalk, usercode
 from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
 from ...services.expr import Expression, describe_error
 from ...services.resolve import find_class, loaded_module
-from ...services.usercode import is_ours
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -47,6 +46,7 @@ def _force_gc() -> dict[str, Any]:
 def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     expression = Expression(request["expr"], ("instances",)) if request.get("expr") else None
     klass = find_class(loaded_module(request["module"]), request["cls"])
+    budget_ms = usercode.budget_of(request, usercode.AGENT_BUDGET_MS)
     limit = request.get("limit", 10)
     keep = -1 if expression is not None or limit < 0 else limit
     walked = heapwalk.walk(ctx.cancelled, [], sizes=False, wanted=_subclass_test(klass), keep=keep)
@@ -61,15 +61,30 @@ def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     options = CaptureOptions.from_request(request)
     if expression is not None:
         event["expr"] = expression.source
-        try:
-            event["value"] = capture(expression.evaluate({"instances": found}), options)
-        except BaseException as exc:
-            if is_ours(exc):
-                raise  # a stop (budget, Ctrl-C, detach) ends the command
-            event["error"] = describe_error(exc)
+        value, error = _evaluate(expression, found, budget_ms)
+        if error is not None:
+            event["error"] = describe_error(error)
+        else:
+            event["value"] = capture(value, options)
         return event
     event["instances"] = [capture(obj, options) for obj in found]
     return event
+
+
+def _evaluate(expression: Expression, instances: list[Any], budget_ms: float) -> tuple[Any, BaseException | None]:
+    """The expression's value or what it raised, under the budget (the session gave the walk none)."""
+    usercode.watchdog_open()
+    try:
+        namespace = {"instances": instances}
+        value, error, overran = usercode.run_marked(expression.evaluate, (namespace,), budget_ms / 1000.0)
+    finally:
+        usercode.watchdog_close()
+    if isinstance(error, usercode.Interrupted):
+        raise usercode.Stopped()  # Ctrl-C or detach: the command ends
+    if isinstance(error, usercode.BudgetExceeded) or (overran and error is None):
+        what = "-e %r" % (expression.source,)  # as the session says it for getglobal
+        raise CommandFailed("%s ran over its budget of %g ms: stopped (--budget-ms)" % (what, budget_ms))
+    return value, error
 
 
 def _subclass_test(klass: type) -> Callable[[type], bool]:
