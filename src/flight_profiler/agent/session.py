@@ -117,7 +117,11 @@ class Session:
 
     def _start_job(self, msg: dict[str, Any]) -> None:
         job_id = msg["job"]
-        if msg["command"] in QUICK and _user_code(msg["command"], msg["request"]) is None:
+        if (
+            msg["command"] in QUICK
+            and _user_code(msg["command"], msg["request"]) is None
+            and not _walks_heap(msg["command"], msg["request"])
+        ):
             self._run_quick(msg)
             return
         ctx = JobContext(job_id, lambda data: self._emit(job_id, data), self.state)
@@ -210,6 +214,12 @@ class Session:
                 if thread.is_alive() and thread.ident is not None:
                     busy.append(thread.ident)
         return busy
+
+
+def _walks_heap(command: str, request: dict[str, Any]) -> bool:
+    """getInstances walks the heap (seconds on a big one): on a job thread, Ctrl-C, detach and a
+    client that went away stop it; on the session's thread nothing would read them meanwhile."""
+    return command == "vmtool" and isinstance(request, dict) and request.get("action") == "getInstances"
 
 
 def _user_code(command: str, request: dict[str, Any]) -> tuple[str, float | None] | None:

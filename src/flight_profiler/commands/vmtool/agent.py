@@ -25,7 +25,9 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     if action == "forceGc":
         ctx.emit(_force_gc())
     elif action == "getInstances":
-        ctx.emit(_instances(request, ctx))
+        event = _instances(request, ctx)
+        if event is not None:  # None: cancelled during the walk (the job ends cancelled)
+            ctx.emit(event)
     else:
         raise CommandFailed("unknown vmtool action %r (use getInstances or forceGc)" % action)
 
@@ -43,7 +45,7 @@ def _force_gc() -> dict[str, Any]:
     }
 
 
-def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     expression = Expression(request["expr"], ("instances",)) if request.get("expr") else None
     klass = find_class(loaded_module(request["module"]), request["cls"])
     budget_ms = usercode.budget_of(request, usercode.AGENT_BUDGET_MS)
@@ -51,7 +53,7 @@ def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     keep = -1 if expression is not None or limit < 0 else limit
     walked = heapwalk.walk(ctx.cancelled, [], sizes=False, wanted=_subclass_test(klass), keep=keep)
     if walked is None:
-        raise CommandFailed("cancelled")
+        return None
     found = walked.found
     event: dict[str, Any] = {
         "action": "getInstances",
