@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -67,8 +68,11 @@ def measure(pid: int, rounds: int, baseline: str | None, cache: str) -> dict[str
     for argv, env in variants.values():
         timed(argv, env)  # writes the bytecode caches
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):  # interleaved: a change of load touches every variant alike
-        for name, (argv, env) in variants.items():
+    order = list(variants)
+    for _ in range(rounds):  # interleaved, in a new order each round: load and order touch every variant alike
+        random.shuffle(order)
+        for name in order:
+            argv, env = variants[name]
             samples[name].append(timed(argv, env))
     return {name: statistics.median(values) * 1000 for name, values in samples.items()}
 
@@ -99,10 +103,10 @@ def write_results(found: dict[str, float], rounds: int, baseline_name: str) -> N
     lines = [
         "# Client start-up: one --cmd on a reused agent",
         "",
-        "`bench/client_startup.py`: medians of %d interleaved rounds, each a fresh process of Python %s"
-        % (rounds, sys.version.split()[0]),
-        "(the client's interpreter), with bytecode caches. The agent is already in the target: what is",
-        "measured is the client's start-up, its imports, the handshake and `%s`." % COMMAND,
+        "`bench/client_startup.py`: medians of %d rounds (each variant once a round, in a shuffled order)," % rounds,
+        "each a fresh process of Python %s (the client's interpreter), with bytecode caches." % sys.version.split()[0],
+        "The agent is already in the target: what is measured is the client's start-up, its imports,",
+        "the handshake and `%s`." % COMMAND,
         "Goal (issue 14): at most the floor + 40 ms.",
         "",
         "| run | median | above `python -c pass` |",
