@@ -127,8 +127,9 @@ def write_results(found: dict[str, float], rounds: int, baseline_name: str) -> N
         "the rest goes (it does not list what `importlib.import_module` loads: the command's spec).",
         "",
     ]
+    stamped = stamp()  # before the file is opened: truncating it would make the commit read "-dirty"
     with open(os.path.join(HERE, "RESULTS-client.md"), "w") as fh:
-        fh.write(lines[0] + "\n\n" + stamp() + "\n".join(lines[1:]))
+        fh.write(lines[0] + "\n\n" + stamped + "\n".join(lines[1:]))
 
 
 if __name__ == "__main__":

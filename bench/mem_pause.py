@@ -220,8 +220,9 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "`__dict__` instead of its traverse function.",
         "",
     ]
+    stamped = stamp()  # before the file is opened: truncating it would make the commit read "-dirty"
     with open(os.path.join(HERE, "RESULTS-mem.md"), "w") as fh:
-        fh.write(lines[0] + "\n\n" + stamp() + "\n".join(lines[1:]))
+        fh.write(lines[0] + "\n\n" + stamped + "\n".join(lines[1:]))
 
 
 if __name__ == "__main__":
