@@ -6,7 +6,7 @@ thread that wakes every 1 ms and records its longest gap), attach once, then for
 each measured window: start a window (SIGUSR1), run one command, read the
 longest gap (SIGUSR2). Measured: `mem summary` and `vmtool -a getInstances -c
 __main__ Item -n 3` (the same sliced walk, RUNS times each, with the target's RSS
-before and after each command),
+at its peak during each command),
 an idle window of the same length (the baseline), and, for comparison, one
 `gc.get_objects()` call in the target (what a heap walk built on it pays before
 it even starts). Results go to stdout and bench/RESULTS-mem.md. Nothing is asserted.
@@ -58,21 +58,33 @@ def window(target: RunningTarget, action) -> tuple[float, int, object]:
     return float(words[1]), int(words[2]), result
 
 
-def rss_kb(pid: int) -> int:
+def status_kb(pid: int, field: str) -> int:
     with open("/proc/%d/status" % pid) as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def reset_peak(pid: int) -> int:
+    """Reset the target's peak RSS (VmHWM) to its current RSS; return that RSS in KiB."""
+    with open("/proc/%d/clear_refs" % pid, "w") as fh:
+        fh.write("5")
+    return status_kb(pid, "VmRSS")
+
+
+def peak_growth(pid: int, before: int) -> int:
+    """How far the RSS rose above ``before`` at its peak since ``reset_peak`` (a freed list still counts)."""
+    return status_kb(pid, "VmHWM") - before
 
 
 def measured_runs(target: RunningTarget, command: str, runs: int) -> tuple[list[float], list[dict], list[int]]:
     """Longest gap, result and RSS growth (KiB) of each of ``runs`` runs of ``command``."""
     gaps, results, growth = [], [], []
     for _ in range(runs):
-        before = rss_kb(target.pid)
+        before = reset_peak(target.pid)
         gap, _, (_, result) = window(target, lambda: run_cli(target.pid, command))
-        growth.append(rss_kb(target.pid) - before)
+        growth.append(peak_growth(target.pid, before))
         gaps.append(gap)
         results.append(result)
     return gaps, results, growth
@@ -100,11 +112,11 @@ def measure(python: str, runs: int, objects: int) -> dict[str, object]:
         run_cli(target.pid, 'console -c "0"')  # attach, not measured
         renice(target.pid)
         # first, on a heap no walk has touched yet: what one gc.get_objects() call costs
-        before = rss_kb(target.pid)
+        before = reset_peak(target.pid)
         naive, _, (_, result) = window(
             target, lambda: run_cli(target.pid, 'console -c "import gc; len(gc.get_objects())"')
         )
-        naive_growth = rss_kb(target.pid) - before
+        naive_growth = peak_growth(target.pid, before)
         gaps, summaries, mem_growth = measured_runs(target, "mem summary --limit 5", runs)
         walks = [summary["seconds"] for summary in summaries]
         started = time.perf_counter()
@@ -167,8 +179,8 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "- **mem summary**: longest gap over %d runs of `mem summary` (our walk, in slices)." % args.runs,
         "- **getInstances**: longest gap over %d runs of `vmtool -a getInstances -c __main__ Item -n 3`" % args.runs,
         "  (the same walk, keeping 3 instances and the count), and its wall time through the CLI.",
-        "- **RSS +**: the target's largest RSS growth over one command of that kind (VmRSS after - before;",
-        "  the walk's pages are freed again, but the allocator may keep some).",
+        "- **RSS +**: the target's largest peak RSS growth over one command of that kind (VmHWM, reset through",
+        "  `/proc/PID/clear_refs` before the command, minus VmRSS before it): memory freed again still counts.",
         "- **idle**: the same thread with nothing running, for as long as the slowest walk (the baseline).",
         "- **gc.get_objects()**: one `gc.get_objects()` call in the target via `console` (measured first,",
         "  before any walk warmed the caches): what getInstances paid before (one call) and what a heap walk",
@@ -208,8 +220,9 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "`__dict__` instead of its traverse function.",
         "",
     ]
+    stamped = stamp()  # before the file is opened: truncating it would make the commit read "-dirty"
     with open(os.path.join(HERE, "RESULTS-mem.md"), "w") as fh:
-        fh.write(lines[0] + "\n\n" + stamp() + "\n".join(lines[1:]))
+        fh.write(lines[0] + "\n\n" + stamped + "\n".join(lines[1:]))
 
 
 if __name__ == "__main__":

@@ -129,7 +129,11 @@ class Session:
 
     def _start_job(self, msg: dict[str, Any]) -> None:
         job_id = msg["job"]
-        if msg["command"] in QUICK and _user_code(msg["command"], msg["request"]) is None:
+        if (
+            msg["command"] in QUICK
+            and _user_code(msg["command"], msg["request"]) is None
+            and not _walks_heap(msg["command"], msg["request"])
+        ):
             self._run_quick(msg)
             return
         ctx = JobContext(job_id, lambda data: self._emit(job_id, data), self.state)
@@ -221,14 +225,24 @@ class Session:
         return busy
 
 
+def _walks_heap(command: str, request: dict[str, Any]) -> bool:
+    """getInstances walks the heap (seconds on a big one): on a job thread, Ctrl-C, detach and a
+    client that went away stop it; on the session's thread nothing would read them meanwhile."""
+    return command == "vmtool" and isinstance(request, dict) and request.get("action") == "getInstances"
+
+
 def _user_code(command: str, request: dict[str, Any]) -> tuple[str, float | None] | None:
     """What user code the command runs and its default budget in ms (None: until stopped), or None."""
     if not isinstance(request, dict):
         return None  # the handler refuses it, on a job thread
     if command == "console":
         return "the console code", None
-    if command in ("getglobal", "vmtool") and request.get("expr"):
+    if command == "getglobal" and request.get("expr"):
         return "-e %r" % (request["expr"],), usercode.AGENT_BUDGET_MS
+    if command == "vmtool" and request.get("expr"):
+        # vmtool applies the budget to the expression alone: the heap walk before it is ours
+        # (seconds on a big heap) and must not eat the user's budget
+        return "-e %r" % (request["expr"],), None
     if command == "tt" and request.get("action") == "replay":
         return "the replay", REPLAY_BUDGET_MS
     return None

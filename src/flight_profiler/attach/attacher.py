@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 
 from ..errors import AttachError, InjectionError, ProtocolError, TargetError
-from ..readers import pyspy
 from ..render.safe import safe_line
 from . import bootstrap, bundle, paths, privsep, ticket
 from .connection import AgentConnection, check_peer, peer_of
@@ -311,6 +310,8 @@ def _fallback_thread(
 
 def _native_gil_holder(target: Target) -> dict[str, object] | None:
     """A thread that holds the GIL while not running Python (in a C call or syscall), if any."""
+    from ..readers import pyspy  # only while waiting for a new agent: a reused one needs none of it
+
     try:
         threads = pyspy.dump(target.pid)
     except TargetError:

@@ -31,17 +31,14 @@ SIGKILL included) and it has a parent-death signal.
 from __future__ import annotations
 
 import array
-import ctypes
 import errno
 import fcntl
 import json
 import os
-import secrets
 import signal
 import socket
 import stat
 import struct
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any, Dict, List, Tuple
@@ -56,9 +53,24 @@ MAX_MESSAGE = 8 << 20  # a request carries the bundle (about 200 kB)
 MAX_FDS = 4
 REPLY_TIMEOUT = 30.0
 _HEADER = struct.Struct(">I")
-# Loaded before any fork: dlopen in a child forked from a threaded client could wait for a lock
-# another thread held at the fork.
-_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC: Any = None  # libc through ctypes, loaded by _before_fork: a reused agent as its own user needs none
+
+
+def _before_fork() -> None:
+    """What the forked helper needs, loaded in the parent: an import or a dlopen in a child
+    forked from a threaded client could wait for a lock another thread held at the fork.
+    Only then: an in-process helper (a reused agent of our own user) imports neither."""
+    global _LIBC
+    import ctypes
+    import subprocess  # noqa: F401 - for op_remote_exec in the child
+
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _token() -> str:
+    return os.urandom(6).hex()  # what secrets.token_hex(6) does, without importing secrets (hashlib, random)
+
 
 Reply = Tuple[Dict[str, Any], List[int]]  # typing spelling: this alias is evaluated on 3.8 too
 
@@ -258,7 +270,7 @@ class Workspace:
 
     def op_write(self, name: str, text: str) -> Reply:
         """Write ``name`` atomically: an exclusive temporary file (0600), then a rename within the directory."""
-        temp = "%s.tmp-%s" % (name, secrets.token_hex(6))  # same stem: a killed client's leftover is stale cleanup's
+        temp = "%s.tmp-%s" % (name, _token())  # same stem: a killed client's leftover is stale cleanup's
         self._write_new(temp, text)
         try:
             os.replace(temp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
@@ -269,7 +281,7 @@ class Workspace:
 
     def op_write_script(self, prefix: str, text: str) -> Reply:
         """A new file ``<prefix>.boot-<random>.py`` (the 3.14 bootstrap), created exclusively."""
-        name = "%s.boot-%s.py" % (prefix, secrets.token_hex(6))
+        name = "%s.boot-%s.py" % (prefix, _token())
         self._write_new(name, text)
         return {"name": name}, []
 
@@ -348,6 +360,8 @@ class Workspace:
         its site-packages are the target user's, so running them gains that user
         nothing. Empty environment, no inherited descriptors.
         """
+        import subprocess  # only for PEP 768 attaches (3.14+ targets)
+
         try:
             proc = subprocess.run(
                 [exe, "-I", "-c", "import sys; sys.remote_exec(%d, %r)" % (pid, script)],
@@ -486,6 +500,7 @@ def _no_boundary(target: Target) -> bool:
 
 
 def _fork_helper(target: Target, directory: str) -> Helper:
+    _before_fork()
     mnt_fd, root_fd = _open_namespace(target)
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -550,6 +565,8 @@ def _child_main(target: Target, directory: str, sock: socket.socket, mnt_fd: int
 
 def _enter_and_drop(target: Target, mnt_fd: int, root_fd: int) -> str:
     """Enter the target's mount namespace and root, then become its user; a reason on failure."""
+    import ctypes  # already loaded by _before_fork
+
     libc = _LIBC
     try:
         if not target.same_mount_ns and libc.setns(mnt_fd, CLONE_NEWNS) != 0:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..attach.attacher import AttachOptions
-from ..commands.spec import number
+from ..commands.spec import HelpFormatter, number
 from ..errors import FlightProfilerError, UsageError
 from ..fleet import wants_fleet
 from .output import Output
@@ -17,6 +17,7 @@ from .subcommands import NAMES
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flight_profiler",
+        formatter_class=HelpFormatter,
         description="Look inside a running CPython process without restarting it.",
         epilog="'flight_profiler demo' starts a sample service and opens the shell on it; 'flight_profiler ps' "
         "lists the Python processes you can attach to; 'install-skills' and 'mcp' serve AI agents. "

@@ -6,6 +6,7 @@ import json
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
+from ..render.plain import Plain
 from ..render.safe import safe_line
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class Output:
     def result(self, command: str, data: dict[str, Any], renderable: RenderableType | None) -> None:
         if self.as_json:
             self._json({"schema": JSON_SCHEMA_VERSION, "command": command, "result": data})
+        elif isinstance(renderable, Plain) and self._console is None:
+            renderable.write(sys.stdout, self.color)  # a line of text: rich is not imported for it
         elif renderable is not None:
             self.console.print(renderable)
 

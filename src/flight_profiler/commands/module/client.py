@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ...render.plain import Plain
 from ...render.safe import safe_line
 from ..spec import CommandSpec
-
-if TYPE_CHECKING:
-    from rich.console import RenderableType
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,12 +19,10 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     return {"path": os.path.abspath(os.path.expanduser(ns.filepath))}
 
 
-def _render(event: dict[str, Any]) -> RenderableType:
-    from rich.text import Text
-
+def _render(event: dict[str, Any]) -> Plain:
     if not event["modules"]:
-        return Text("%s is not imported in the target" % safe_line(event["path"]), style="yellow")
-    return Text("%s -> %s" % (safe_line(event["path"]), ", ".join(safe_line(name) for name in event["modules"])))
+        return Plain("%s is not imported in the target" % safe_line(event["path"]), style="yellow")
+    return Plain("%s -> %s" % (safe_line(event["path"]), ", ".join(safe_line(name) for name in event["modules"])))
 
 
 SPEC = CommandSpec(

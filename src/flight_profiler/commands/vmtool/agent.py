@@ -1,19 +1,23 @@
-"""``vmtool`` in the target: live instances of a class, forced garbage collection."""
+"""``vmtool`` in the target: live instances of a class, forced garbage collection.
+
+Instances are found by the shared heap walk (``services/heapwalk.py``), in slices
+that yield the GIL, collecting only the instances shown, never a list of every object.
+"""
 
 from __future__ import annotations
 
 import gc
 import time
 
+from ...services import heapwalk, usercode
 from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
 from ...services.expr import Expression, describe_error
 from ...services.resolve import find_class, loaded_module
-from ...services.usercode import is_ours
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
@@ -21,7 +25,9 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     if action == "forceGc":
         ctx.emit(_force_gc())
     elif action == "getInstances":
-        ctx.emit(_instances(request))
+        event = _instances(request, ctx)
+        if event is not None:  # None: cancelled during the walk (the job ends cancelled)
+            ctx.emit(event)
     else:
         raise CommandFailed("unknown vmtool action %r (use getInstances or forceGc)" % action)
 
@@ -39,26 +45,57 @@ def _force_gc() -> dict[str, Any]:
     }
 
 
-def _instances(request: dict[str, Any]) -> dict[str, Any]:
+def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     expression = Expression(request["expr"], ("instances",)) if request.get("expr") else None
     klass = find_class(loaded_module(request["module"]), request["cls"])
-    found = [obj for obj in gc.get_objects() if isinstance(obj, klass)]
+    budget_ms = usercode.budget_of(request, usercode.AGENT_BUDGET_MS)
+    limit = request.get("limit", 10)
+    keep = -1 if expression is not None or limit < 0 else limit
+    walked = heapwalk.walk(ctx.cancelled, [], sizes=False, wanted=_subclass_test(klass), keep=keep)
+    if walked is None:
+        return None
+    found = walked.found
     event: dict[str, Any] = {
         "action": "getInstances",
         "class": "%s.%s" % (request["module"], request["cls"]),
-        "count": len(found),
+        "count": walked.matched(),
     }
     options = CaptureOptions.from_request(request)
     if expression is not None:
         event["expr"] = expression.source
-        try:
-            event["value"] = capture(expression.evaluate({"instances": found}), options)
-        except BaseException as exc:
-            if is_ours(exc):
-                raise  # a stop (budget, Ctrl-C, detach) ends the command
-            event["error"] = describe_error(exc)
+        value, error = _evaluate(expression, found, budget_ms)
+        if error is not None:
+            event["error"] = describe_error(error)
+        else:
+            event["value"] = capture(value, options)
         return event
-    limit = request.get("limit", 10)
-    shown = found if limit < 0 else found[:limit]
-    event["instances"] = [capture(obj, options) for obj in shown]
+    event["instances"] = [capture(obj, options) for obj in found]
     return event
+
+
+def _evaluate(expression: Expression, instances: list[Any], budget_ms: float) -> tuple[Any, BaseException | None]:
+    """The expression's value or what it raised, under the budget (the session gave the walk none)."""
+    usercode.watchdog_open()
+    try:
+        namespace = {"instances": instances}
+        value, error, overran = usercode.run_marked(expression.evaluate, (namespace,), budget_ms / 1000.0)
+    finally:
+        usercode.watchdog_close()
+    if isinstance(error, usercode.Interrupted):
+        raise usercode.Stopped()  # Ctrl-C or detach: the command ends
+    if isinstance(error, usercode.BudgetExceeded) or (overran and error is None):
+        what = "-e %r" % (expression.source,)  # as the session says it for getglobal
+        raise CommandFailed("%s ran over its budget of %g ms: stopped (--budget-ms)" % (what, budget_ms))
+    return value, error
+
+
+def _subclass_test(klass: type) -> Callable[[type], bool]:
+    """Whether objects of a type are instances of ``klass``: asked once per type the walk meets."""
+
+    def wanted(kind: type) -> bool:
+        try:
+            return issubclass(kind, klass)
+        except Exception:  # noqa: BLE001 - a hostile __subclasscheck__: not an instance
+            return False
+
+    return wanted
