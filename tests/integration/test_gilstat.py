@@ -1,7 +1,7 @@
 """``gilstat``: GIL hold and wait times per thread, through frida hooks on take_gil/drop_gil.
 
 Builds that keep their full symbol table (pyenv's) are measured; stripped ones
-(Debian's python3.11, our 3.14) must say plainly why gilstat is unavailable. The
+(Debian's python3.11, our 3.14 and 3.15) must say plainly why gilstat is unavailable. The
 measuring tests skip when frida (an optional extra) is not installed.
 """
 
@@ -26,7 +26,7 @@ from interpreters import find_interpreters
 from support import RunningTarget, cli, start_target, wait_until
 
 INTERPRETERS = find_interpreters()
-STRIPPED = {"deb3.11", "3.14"}
+STRIPPED = {"deb3.11", "3.14", "3.15"}  # Debian-built: stripped
 WITH_SYMBOLS = [entry for entry in INTERPRETERS if entry[0] not in STRIPPED]
 WITHOUT_SYMBOLS = [entry for entry in INTERPRETERS if entry[0] in STRIPPED]
 HAVE_FRIDA = importlib.util.find_spec("frida") is not None
