@@ -167,8 +167,8 @@ def _run_measured(argv: list[str]) -> tuple[CliResult, float]:
 
 @pytest.mark.parametrize("fake", ["drip_hello"], indirect=True)
 def test_a_dripped_handshake_ends_at_the_handshake_bound(fake: FakeAgent) -> None:
-    """~100 bytes at 5 a second would take 20 s; the 2 s handshake bound holds for the whole answer."""
-    result = text_cli(fake.pid, "getglobal __main__ g", timeout=15)  # TimeoutExpired: the drip stretched it
+    """~100 bytes at 5 a second would take 20 s; the handshake bound (--timeout) holds for the whole answer."""
+    result = text_cli(fake.pid, "getglobal __main__ g", "--timeout", "2", timeout=15)  # TimeoutExpired: stretched
     assert result.returncode != 0 and "handshake" in result.stderr, result
     assert_clean(result)
 
