@@ -30,6 +30,11 @@ class _LazyUsercode:
     """``services.usercode`` on first use: it imports ``threading``, which an idle agent must not add
     to a target that never loaded it (nor print under ``-X importtime``)."""
 
+    name = __name__.rsplit(".", 2)[0] + ".services.usercode"
+
+    def loaded(self) -> bool:
+        return self.name in sys.modules
+
     def __getattr__(self, name: str) -> Any:
         from ..services import usercode as module
 
@@ -117,7 +122,8 @@ class Session:
             elif kind == "detach":
                 busy = self._cancel_all()
                 # application threads still inside a filter of ours (blocked in C): named, not waited for
-                busy += [ident for ident in usercode.overdue() if ident not in AGENT_THREAD_IDS]
+                if usercode.loaded():  # no user code ever ran: nothing can be overdue
+                    busy += [ident for ident in usercode.overdue() if ident not in AGENT_THREAD_IDS]
                 end = {"type": "end", "job": 0, "status": END_OK}
                 if busy:
                     end["busy"] = "still busy in code we ran: " + usercode.describe_threads(busy)

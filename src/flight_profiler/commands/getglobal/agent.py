@@ -6,7 +6,6 @@ from ...services.capture import CaptureOptions, capture
 from ...services.context import JobContext
 from ...services.expr import Expression, describe_error
 from ...services.resolve import find_attribute, find_class, loaded_module, qualified
-from ...services.usercode import is_ours
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -32,6 +31,8 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         try:
             value = expression.evaluate({"target": value})
         except BaseException as exc:
+            from ...services.usercode import is_ours  # only with -e: it imports threading
+
             if is_ours(exc):
                 raise  # a stop (budget, Ctrl-C, detach) ends the command
             event["error"] = describe_error(exc)
