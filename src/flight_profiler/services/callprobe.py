@@ -25,7 +25,7 @@ from .callexpr import CallExpression
 from .context import AGENT_THREAD_IDS
 from .hooks import HOOK_FILE, OWN_WORK
 from .ratelimit import TokenBucket
-from .usercode import FAILED, Guard
+from .usercode import FAILED, Guard, unwatch_regions
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -100,6 +100,9 @@ class CallProbe:
         if expression is not None:
             self.filter_guard = Guard("filter %r" % filter_source, budget_ms, self._switch_off)
         self.record_guard = Guard(capturing, budget_ms, self._switch_off)
+        self.is_method = is_method
+        self.expression = expression
+        self.plan: Any = None  # services.inline.Plan, made when the hook asks for it
         if expression is not None and self.filter_guard is not None and not expression.needs_exit:
             self._filter = expression.guarded(is_method, self.filter_guard)
             self.enter = self._start_filtered
@@ -109,6 +112,27 @@ class CallProbe:
             self.enter = self._start_any
             if expression is not None and self.filter_guard is not None:
                 self.exit_filter = expression.guarded(is_method, self.filter_guard, on_exit=True)
+
+    def inline_plan(self) -> Any:
+        """How the hook compiles this probe into its wrapper (services/inline.py), or None."""
+        if self.enter != self._start and self.enter != self._start_filtered:
+            return None  # -e, or a filter on the outcome: every call is timed and decided at its end
+        if self.plan is None:
+            from . import inline
+
+            guard = self.filter_guard if self.enter == self._start_filtered else None
+            consts: dict[str, Any] = {"NOW": perf_counter, "BUCKET": self.bucket, "PROBE": self}
+            if guard is not None:
+                consts.update(FAILED=inline.failed(guard), LATE=inline.late(guard))
+            expression = self.expression if guard is not None else None
+            self.plan = inline.Plan("call", expression, self.is_method, guard, consts)
+            if self.closed:
+                self.plan.close()
+        return self.plan
+
+    def _close_gates(self) -> None:
+        if self.plan is not None:
+            self.plan.close()
 
     # ---- on the target's threads: a call turned away costs as little as possible
 
@@ -159,6 +183,7 @@ class CallProbe:
     def _switch_off(self) -> None:
         """A guard tripped (on the calling thread): no more calls; the job ends and says why."""
         self.closed = True
+        self._close_gates()
         self.full.set()
 
     def switched_off(self) -> str | None:
@@ -181,6 +206,7 @@ class CallProbe:
             self.accepted += 1
             if self.accepted >= self.limit:
                 self.closed = True  # later calls are turned away when they start
+                self._close_gates()
                 self.full.set()
             return self.accepted
 
@@ -203,8 +229,10 @@ class CallProbe:
     def close(self) -> None:
         with self.lock:
             self.closed = True
+        self._close_gates()
         for guard in (self.filter_guard, self.record_guard):
             if guard is not None:
+                unwatch_regions(guard)
                 guard.close()
 
 

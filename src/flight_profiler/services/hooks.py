@@ -389,10 +389,16 @@ def _same_consts(a: types.CodeType, b: types.CodeType) -> bool:
 class _Hook:
     """What a wrapper code object holds as its constant: the probes of one function or nested code."""
 
-    def __init__(self, code: types.CodeType) -> None:
+    def __init__(self, code: types.CodeType, nested: bool) -> None:
         self.kind = code_kind(code)
         self.probes: tuple[Any, ...] = ()
         self.c: Any = _Nobody()  # the wrapper reads this once per call: one probe, or a fan-out
+        self.sig_code = code  # whose parameters and free variables the wrapper has
+        self.nested = nested
+        self.generic = _make_wrapper(code, self, nested)  # the wrapper for any set of probes
+        self.wrapper = self.generic
+        self.gate: list[bool] | None = None  # while a probe is compiled into the wrapper: its gate
+        self.shadow: types.FunctionType | None = None
 
     def add(self, probe: Any) -> None:
         self.probes = (*self.probes, probe)
@@ -409,6 +415,32 @@ class _Hook:
             self.c = _FanOut(self.probes)
         else:
             self.c = _Nobody()
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """One probe that can be compiled in (``inline_plan``) gets a wrapper of its own; else the generic one.
+
+        The wrapper it replaces is closed (its gate emptied): calls already in it, and functions a
+        running enclosing frame still makes from it (-nm), run the original unreported.
+        """
+        if self.gate is not None:
+            self.gate.clear()
+            self.gate = None
+        wrapper = None
+        if len(self.probes) == 1 and self.kind != "asyncgen":
+            plan_of = getattr(self.probes[0], "inline_plan", None)
+            plan = plan_of() if plan_of is not None else None
+            if plan is not None:
+                gate = plan.new_gate()
+                try:
+                    wrapper = _make_inline(self.sig_code, self, self.nested, plan, gate)
+                except (SyntaxError, ValueError, TypeError, CommandFailed, RecursionError, MemoryError):
+                    wrapper = None  # not expected; the generic wrapper has the same meaning
+                if wrapper is None:
+                    gate.clear()
+                else:
+                    self.gate = gate
+        self.wrapper = wrapper if wrapper is not None else self.generic
 
     def root_code(self) -> types.CodeType:
         raise NotImplementedError
@@ -416,10 +448,9 @@ class _Hook:
 
 class _FunctionHook(_Hook):
     def __init__(self, func: types.FunctionType, code: types.CodeType) -> None:
-        super().__init__(code)
+        super().__init__(code, nested=False)
         self.func = func
         self.signature = _signature(code)
-        self.wrapper = _make_wrapper(code, self, nested=False)
         self.source = code
         # calls a copy of the real code (never the object itself: see the module's doc) with the
         # function's own globals and closure cells
@@ -428,26 +459,28 @@ class _FunctionHook(_Hook):
     def retarget(self, code: types.CodeType) -> None:
         if self.source is code:
             return
+        assert self.shadow is not None
+        self.shadow.__code__ = code.replace()
+        self.source = code
         if _signature(code) != self.signature:
             self.signature = _signature(code)
             self.kind = code_kind(code)
-            self.wrapper = _make_wrapper(code, self, nested=False)
-        self.source = code
-        self.shadow.__code__ = code.replace()
+            self.sig_code = code
+            self.generic = _make_wrapper(code, self, nested=False)
+            self._rebuild()
 
     def root_code(self) -> types.CodeType:
+        assert self.shadow is not None
         return self.shadow.__code__
 
 
 class _NestedHook(_Hook):
     def __init__(self, outer: types.FunctionType, code: types.CodeType) -> None:
-        super().__init__(code)
+        super().__init__(code, nested=True)
         self.globals = outer.__globals__
         self.code = code
         self.copy = code.replace()  # what shadows run while nothing below this code is hooked
         self.run = self.copy
-        self.wrapper = _make_wrapper(code, self, nested=True)
-        self.shadow: types.FunctionType | None = None
         if not code.co_freevars:  # a nested function that uses no outer variable: one shadow serves all
             self.shadow = types.FunctionType(self.copy, outer.__globals__, code.co_name)
 
@@ -563,6 +596,7 @@ class _Params:
         passed = positional + (["*" + varargs] if varargs else []) + ["%s=%s" % (n, n) for n in keyword]
         self.call = ", ".join(passed + (["**" + varkw] if varkw else []))
         self.names = set(positional + keyword + [n for n in (varargs, varkw) if n])
+        self.positional, self.keyword, self.varargs, self.varkw = positional, keyword, varargs, varkw
 
 
 _SYNC = """
@@ -691,6 +725,51 @@ def _make_wrapper(code: types.CodeType, hook: _Hook, nested: bool) -> types.Code
     if code.co_flags & CO_ITERABLE_COROUTINE:  # @types.coroutine generators stay awaitable
         changes["co_flags"] = wrapper.co_flags | CO_ITERABLE_COROUTINE
     return wrapper.replace(**changes)
+
+
+def _make_inline(code: types.CodeType, hook: _Hook, nested: bool, plan: Any, gate: list[bool]) -> types.CodeType | None:
+    """The wrapper with ``plan``'s probe compiled in (services/inline.py); None when the filter cannot be."""
+    from . import inline, usercode
+
+    params = _Params(code)
+    freevars = code.co_freevars
+    if (params.names | set(freevars)) & {*_OWN_NAMES, *inline.OWN_NAMES, "_fp_outer", _WRAPPER}:
+        return None
+    splice = None
+    if plan.expression is not None:
+        splice = inline.Splice(plan.expression, plan.is_method, params)
+        if splice.why_not is not None:
+            return None
+    consts = dict(plan.consts)
+    consts.update(GATE=gate, HOOK=hook, POSTED=usercode._POSTED, SETTLE=usercode.region_settle)
+    if hook.shadow is not None:
+        consts["SHADOW"] = hook.shadow
+        shadow = "_fp_K_SHADOW"
+    else:  # a nested function with a closure: a shadow with the calling closure's cells
+        shadow = "_fp_K_HOOK.shadow_for((lambda: (%s,)).__closure__)" % ", ".join(freevars)
+    keep = "    if 0:\n        (%s,)\n" % ", ".join(freevars) if freevars else ""
+    head = "def %s(%s):" % (_WRAPPER, params.declare)
+    shadow_call = "%s(%s)" % (shadow, params.call)
+    source = inline.source(plan.style, code_kind(code), head, keep, shadow_call, params.args, params.kwargs, splice)
+    if freevars:  # a nested def, so that the wrapper has the same free variables as the original
+        body = "".join("    " + line + "\n" if line else "\n" for line in source.splitlines())
+        source = "def _fp_outer():\n    %s = None\n%s" % (" = ".join(freevars), body)
+    module, swaps = inline.compile_wrapper(source, splice, consts, HOOK_FILE)
+    wrapper = _find_code(module, _WRAPPER)
+    if wrapper is None or wrapper.co_freevars != freevars or not inline.check_consts(wrapper, swaps):
+        return None
+    changes: dict[str, Any] = {
+        "co_consts": tuple(swaps.get(c, c) if type(c) is str else c for c in wrapper.co_consts),
+        "co_name": code.co_name,
+    }
+    if sys.version_info >= (3, 11):
+        changes["co_qualname"] = code.co_qualname
+    if code.co_flags & CO_ITERABLE_COROUTINE:
+        changes["co_flags"] = wrapper.co_flags | CO_ITERABLE_COROUTINE
+    final = wrapper.replace(**changes)
+    if splice is not None and plan.guard is not None:
+        usercode.watch_region(final, plan.guard)
+    return final
 
 
 def _find_code(code: types.CodeType, name: str) -> types.CodeType:

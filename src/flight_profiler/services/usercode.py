@@ -289,7 +289,9 @@ def interrupt(ident: int | None) -> bool:
 def overdue() -> list[int]:
     """Threads still inside an evaluation past its budget (blocked in C, or swallowing our stop)."""
     now = monotonic()
-    return [ident for ident, mark in list(ACTIVE.items()) if mark[0] < now]
+    return [ident for ident, mark in list(ACTIVE.items()) if mark[0] < now] + [
+        ident for ident in list(_region_late) if ident not in ACTIVE
+    ]
 
 
 def describe_threads(idents: list[int]) -> str:
@@ -309,7 +311,10 @@ def _stack(frame: Any) -> str:
     found: list[str] = []
     while frame is not None and len(found) < STACK_FRAMES:
         code = frame.f_code
-        found.append("%s:%d in %s" % (code.co_filename, frame.f_lineno, code.co_name))
+        if _region_guard(frame) is not None:  # a filter compiled into a hook's wrapper: name it as one
+            found.append("<expression> (filter of %s)" % code.co_name)
+        else:
+            found.append("%s:%d in %s" % (code.co_filename, frame.f_lineno, code.co_name))
         frame = frame.f_back
     return " <- ".join(found) if found else "(no Python frame)"
 
@@ -388,11 +393,116 @@ def _watch() -> None:
                     _post(ident, mark, BudgetExceeded, now)
                     if mark[1] is not None:  # no other call enters it while this one is stuck in C
                         mark[1].trip(None, ident)
+            if REGIONS:
+                _scan_regions(now)
+            elif _region_late or _seen:
+                _region_late.clear()
+                _seen.clear()
             with _watch_lock:
-                if _open or ACTIVE:
+                if _open or ACTIVE or REGIONS:
                     idle_since = now
                 elif now - idle_since > WATCHDOG_IDLE:
                     _watchdog = None
                     return
     finally:
         AGENT_THREAD_IDS.discard(me)
+
+
+# ---------------------------------------------------------------- filters compiled into a hook's wrapper
+#
+# A hot function's filter costs most when it is a function of its own, marked for the watchdog on
+# every call (two C calls, a tuple and two dict operations: more than a small filter itself).
+# ``services.inline`` compiles the filter into the hook's wrapper instead, every instruction of it
+# on the line ``REGION_LINE`` of the wrapper's code, and registers that code here (``watch_region``).
+# Nothing is marked per call: the watchdog finds the evaluations by looking at the threads' stacks
+# (a frame of a registered code at that line is inside the filter, or inside what the filter
+# called). A frame seen there at two looks ``limit`` apart has run over its budget: the guard is
+# switched off and the stop is posted with the same protocol as above, the mark being the frame:
+# announced in ``_POSTED`` first, the frame checked to be still at that line, then posted, under
+# ``_lock``. The wrapper, right after the filter, looks at ``_POSTED`` (a dict's truth, no call) and
+# only when it is not empty calls ``region_settle``, which clears what was posted for its frame.
+# The filter and that look lie inside two nested ``try`` blocks of the wrapper, as in run_marked.
+
+REGION_LINE = 1000  # beyond any line of the wrapper's own template
+REGIONS: dict[int, tuple[Any, Guard]] = {}  # id(wrapper code) -> (the code, the filter's guard)
+_seen: dict[int, tuple[Any, float]] = {}  # id(frame) -> (frame, when the watchdog first saw it in the filter)
+_region_late: set[int] = set()  # threads found past a compiled filter's budget at the last look
+
+
+def watch_region(code: Any, guard: Guard) -> None:
+    """Evaluations of the filter compiled into ``code`` are bounded by ``guard``'s budget."""
+    REGIONS[id(code)] = (code, guard)
+
+
+def unwatch_regions(guard: Guard) -> None:
+    """The command ended: its compiled filters are no longer watched."""
+    for key, entry in list(REGIONS.items()):
+        if entry[1] is guard:
+            REGIONS.pop(key, None)
+
+
+def _region_guard(frame: Any) -> Guard | None:
+    entry = REGIONS.get(id(frame.f_code))
+    if entry is None or entry[0] is not frame.f_code or frame.f_lineno != REGION_LINE:
+        return None
+    return entry[1]
+
+
+def _scan_regions(now: float) -> None:
+    seen: dict[int, tuple[Any, float]] = {}
+    late: set[int] = set()
+    for ident, top in sys._current_frames().items():
+        if ident in AGENT_THREAD_IDS:
+            continue
+        innermost: tuple[Any, Guard, float] | None = None
+        frame = top
+        while frame is not None:
+            guard = _region_guard(frame)
+            if guard is not None:
+                previous = _seen.get(id(frame))
+                first = previous[1] if previous is not None and previous[0] is frame else now
+                seen[id(frame)] = (frame, first)
+                if now - first >= guard.limit:
+                    late.add(ident)
+                    guard.trip(None, ident)  # no other call enters it meanwhile
+                if innermost is None:
+                    innermost = (frame, guard, first)
+            frame = frame.f_back
+        if innermost is not None and now - innermost[2] >= innermost[1].limit:
+            _post_region(ident, innermost[0], now)
+    _seen.clear()
+    _seen.update(seen)
+    _region_late.clear()
+    _region_late.update(late)
+
+
+def _post_region(ident: int, frame: Any, now: float) -> bool:
+    """Stop the filter evaluation ``frame`` runs, if it still runs it (see above)."""
+    with _lock:
+        if _POSTED.get(ident) is not None:
+            return False  # one per evaluation
+        _POSTED[ident] = frame
+        if frame.f_lineno != REGION_LINE:
+            del _POSTED[ident]
+            return False
+        _posted_at[ident] = now
+        _set_async_exc(ident, BudgetExceeded)
+        return True
+
+
+def region_settle(depth: int = 1) -> None:
+    """Called by a wrapper right after its filter when ``_POSTED`` is not empty: clear what was posted
+    for this evaluation (its frame) and not delivered. ``depth``: frames up to the wrapper's."""
+    ident = get_ident()
+    frame = sys._getframe(depth)
+    if _POSTED.get(ident) is frame:
+        # not ``with _lock``: see _leave
+        try:
+            _lock.acquire()
+            if _POSTED.get(ident) is frame:
+                del _POSTED[ident]
+                _posted_at.pop(ident, None)
+                _set_async_exc(ident, None)
+        finally:
+            if _lock._is_owned():
+                _lock.release()

@@ -22,7 +22,7 @@ from ...services.callexpr import CallExpression
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.hooks import OWN_WORK
 from ...services.location import resolve
-from ...services.usercode import APP_BUDGET_MS, Guard, budget_of
+from ...services.usercode import APP_BUDGET_MS, Guard, budget_of, unwatch_regions
 from .model import DRAIN_S, MAX_CYCLE_S, RETIRED_DRAINS, SAMPLE_MAX
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -112,17 +112,61 @@ class MonitorProbe:
         self.stats = Stats()
         self.lock = Lock()  # job thread only: drain vs swap
         self.guard: Guard | None = None
+        self.is_method = is_method
+        self.expression: CallExpression | None = None
+        self.plan: Any = None  # services.inline.Plan, made when the hook asks for it
         if filter_source:
             expression = CallExpression(filter_source)  # a syntax error is a one-line error here
+            self.expression = expression
             # a filter that raises, blocks or runs over its budget is switched off and reported
             # once (services.usercode); until then a call it rejects is simply not counted
-            self.guard = Guard("filter %r" % filter_source, budget_ms)
+            self.guard = Guard("filter %r" % filter_source, budget_ms, self._close_gates)
             if expression.needs_exit:
                 self.exit_filter = expression.guarded(is_method, self.guard, on_exit=True)
                 self.leave = self._leave_filtered  # type: ignore[method-assign]
             else:
                 admit = expression.guarded(is_method, self.guard)
                 self.enter = lambda args, kwargs: perf_counter() if admit(args, kwargs) else None
+
+    def inline_plan(self) -> Any:
+        """How the hook compiles this probe into its wrapper (services/inline.py), or None."""
+        if self.exit_filter is not None:
+            return None  # the filter needs the outcome: decided at the end of each call
+        if self.plan is None:
+            from ...services import inline
+
+            consts: dict[str, Any] = {
+                "NOW": perf_counter,
+                "IDENT": get_ident,
+                "AGENTS": AGENT_THREAD_IDS,
+                "OWN": OWN_WORK,
+                "PROBE": self,
+                "FAIL": self._failed_call,
+            }
+            if self.guard is not None:
+                consts.update(FAILED=inline.failed(self.guard), LATE=inline.late(self.guard))
+            self.plan = inline.Plan("monitor", self.expression, self.is_method, self.guard, consts)
+            if self.guard is not None and self.guard.off:
+                self.plan.close()
+        return self.plan
+
+    def _close_gates(self) -> None:
+        if self.plan is not None:
+            self.plan.close()
+
+    def close(self) -> None:
+        """The command ended: no wrapper compiled for it counts a call any more."""
+        self._close_gates()
+        if self.guard is not None:
+            unwatch_regions(self.guard)
+            self.guard.close()
+
+    def _failed_call(self, started: float) -> None:
+        """A call that raised (from a compiled wrapper, inside its ``except``): never raises."""
+        try:
+            self.leave(started, None, None, None, _RAISED)
+        except Exception:  # noqa: BLE001 - never let our bug reach the target's call
+            self.internal_errors += 1
 
     def leave(self, state: Any, args: Any, kwargs: Any, returned: Any, error: BaseException | None) -> None:
         cost = (perf_counter() - state) * 1000.0
@@ -186,6 +230,9 @@ class MonitorProbe:
         return done
 
 
+_RAISED = Exception("the call raised")  # what _failed_call tells leave(): only that it failed
+
+
 def _stamp(args: Any, kwargs: Any) -> float:
     return perf_counter()
 
@@ -199,8 +246,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         raise CommandFailed("-n must not be negative")
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
     probe = MonitorProbe(target.is_method, request.get("filter"), budget_of(request, APP_BUDGET_MS))
-    if probe.guard is not None:
-        ctx.add_cleanup(probe.guard.close)  # the filter is checked before the hook
+    ctx.add_cleanup(probe.close)  # the filter is checked before the hook
     handle = hooks.install(target.func, probe, target.nested)
     ctx.add_cleanup(handle.remove)
     ctx.emit({"kind": "start", **target.describe(), "cycle": cycle, "cycles": cycles})
@@ -223,6 +269,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
             break
         cycle_end += cycle
     handle.remove()  # the function is itself again before the summary is sent
+    probe.close()
     if probe.guard is not None and probe.guard.tripped.is_set():
         raise CommandFailed(probe.guard.reason or "the filter was switched off")
     if ctx.cancelled.is_set():
