@@ -130,9 +130,9 @@ class CallProbe:
                 self.plan.close()
         return self.plan
 
-    def _close_gates(self) -> None:
+    def _close_gates(self, disarm: bool = True) -> None:
         if self.plan is not None:
-            self.plan.close()
+            self.plan.close(disarm)
 
     # ---- on the target's threads: a call turned away costs as little as possible
 
@@ -206,7 +206,7 @@ class CallProbe:
             self.accepted += 1
             if self.accepted >= self.limit:
                 self.closed = True  # later calls are turned away when they start
-                self._close_gates()
+                self._close_gates(disarm=False)  # (under our lock; the command ends and unhooks)
                 self.full.set()
             return self.accepted
 

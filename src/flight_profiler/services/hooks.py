@@ -750,11 +750,12 @@ def _make_inline(code: types.CodeType, hook: _Hook, nested: bool, plan: Any, gat
     keep = "    if 0:\n        (%s,)\n" % ", ".join(freevars) if freevars else ""
     head = "def %s(%s):" % (_WRAPPER, params.declare)
     shadow_call = "%s(%s)" % (shadow, params.call)
-    source = inline.source(plan.style, code_kind(code), head, keep, shadow_call, params.args, params.kwargs, splice)
+    kind = code_kind(code)
+    source = inline.source(plan.style, kind, head, keep, shadow_call, params.args, params.kwargs, splice, nested)
     if freevars:  # a nested def, so that the wrapper has the same free variables as the original
         body = "".join("    " + line + "\n" if line else "\n" for line in source.splitlines())
         source = "def _fp_outer():\n    %s = None\n%s" % (" = ".join(freevars), body)
-    module, swaps = inline.compile_wrapper(source, splice, consts, HOOK_FILE)
+    module, swaps = inline.compile_wrapper(source, splice, consts, HOOK_FILE, _WRAPPER)
     wrapper = _find_code(module, _WRAPPER)
     if wrapper is None or wrapper.co_freevars != freevars or not inline.check_consts(wrapper, swaps):
         return None
@@ -769,7 +770,26 @@ def _make_inline(code: types.CodeType, hook: _Hook, nested: bool, plan: Any, gat
     final = wrapper.replace(**changes)
     if splice is not None and plan.guard is not None:
         usercode.watch_region(final, plan.guard)
+    if not nested:  # no gate in it: switched off by putting the generic wrapper back
+        plan.on_close.append(lambda: _disarm(hook, final))
     return final
+
+
+def _disarm(hook: _Hook, wrapper: types.CodeType) -> None:
+    """The probe compiled into ``wrapper`` was switched off (any thread): the function gets the generic
+    wrapper, which asks the probe (closed) on every call, until the command unhooks it."""
+    # not ``with _lock``: this may run in an application thread inside our filter's handler, where
+    # the one stop the watchdog posts can land right after the acquire (see usercode)
+    try:
+        _lock.acquire()
+        if hook.wrapper is wrapper and isinstance(hook, _FunctionHook):
+            hook.wrapper = hook.generic
+            slot = _slots.get(id(hook.func))
+            if slot is not None and slot.direct is hook:
+                slot._set(hook.generic)  # only func.__code__: the nested stand-ins are not touched
+    finally:
+        if _lock._is_owned():  # type: ignore[attr-defined]
+            _lock.release()
 
 
 def _find_code(code: types.CodeType, name: str) -> types.CodeType:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import sys
 
 from . import usercode
 from .expr import EXIT_NAMES
@@ -71,6 +72,7 @@ class Plan:
         self.guard = guard
         self.consts = consts
         self.gates: list[list[bool]] = []
+        self.on_close: list[Any] = []  # what switches a gate-less wrapper off (hooks: the generic one back)
         self.closed = False
 
     def new_gate(self) -> list[bool]:
@@ -78,11 +80,21 @@ class Plan:
         self.gates.append(gate)
         return gate
 
-    def close(self) -> None:
-        """No wrapper compiled for the probe lets a call in any more (thread-safe: list.clear)."""
+    def close(self, disarm: bool = True) -> None:
+        """No wrapper compiled for the probe lets a call in any more (thread-safe: list.clear).
+
+        ``disarm``: the direct hooks' wrappers too (they have no gate: the generic wrapper is put
+        back, which asks the probe, closed now); False where the caller holds a probe's lock.
+        """
         self.closed = True
         for gate in self.gates:
             gate.clear()
+        if disarm:
+            for callback in list(self.on_close):
+                try:
+                    callback()
+                except Exception:  # noqa: BLE001, S110 - the application's call must go on
+                    pass
 
 
 def failed(guard: Guard) -> Any:
@@ -114,24 +126,36 @@ def late(guard: Guard) -> Any:
 
 # ---------------------------------------------------------------- templates
 
-_FILTER = """\
-        try:
-            try:
-%(builtins)s                _fp_n = not _fp_FILTER
-            except BaseException as _fp_e:
-                _fp_n = _fp_K_FAILED(_fp_e)
+# The wrapper's text is ours alone (identifiers from the code object and the lines below); the
+# user's filter goes in as a syntax tree where ``_fp_FILTER`` stands. Every instruction counts on a
+# hot function (each costs 1-3 ns), so the not-wanted path is as short as the guarantees allow:
+# - the gate is tested only where functions made earlier may still run this code (``-nm``); a
+#   direct hook is switched off by putting the generic wrapper back (``Plan.on_close``);
+# - the look at ``_POSTED`` after the filter is needed only before 3.11: from 3.11 on the
+#   watchdog's check and post cannot be separated by another thread (see usercode).
+
+_POSTED_CHECK = """\
             if (_fp_p := _fp_K_POSTED):
                 _fp_K_SETTLE()
-        except BaseException as _fp_e:
-            _fp_n = _fp_K_LATE(_fp_e)
-        if _fp_n:
-            return %(passthrough)s
 """
 
+
+def _filter_block(splice: Splice, passthrough: str, posted_check: bool) -> str:
+    names = "                _fp_b = _fp_K_BUILTINS\n" if splice.values else ""
+    return (
+        "        try:\n"
+        "            try:\n" + names + "                _fp_n = not _fp_FILTER\n"
+        "            except BaseException as _fp_e:\n"
+        "                _fp_n = _fp_K_FAILED(_fp_e)\n"
+        + (_POSTED_CHECK if posted_check else "")
+        + "        except BaseException as _fp_e:\n"
+        "            _fp_n = _fp_K_LATE(_fp_e)\n"
+        "        if _fp_n:\n"
+        "            return %s\n" % passthrough
+    )
+
+
 _CALL = """\
-%(head)s
-%(keep)s    _fp_g = _fp_K_GATE
-    if _fp_g:
 %(filter)s        _fp_t = _fp_K_NOW()
         if _fp_t < _fp_K_BUCKET.next_ok:
             _fp_K_BUCKET.skipped_total += 1
@@ -145,13 +169,9 @@ _CALL = """\
             raise
         _fp_K_PROBE.leave(_fp_t, _fp_a, _fp_k, _fp_r, None)
         return _fp_r
-    return %(passthrough)s
 """
 
 _MONITOR = """\
-%(head)s
-%(keep)s    _fp_g = _fp_K_GATE
-    if _fp_g:
 %(filter)s        _fp_t = _fp_K_NOW()
         try:
             _fp_r = %(run)s
@@ -163,14 +183,22 @@ _MONITOR = """\
         if _fp_i not in _fp_K_AGENTS and _fp_i not in _fp_K_OWN:
             _fp_K_PROBE.ok.append(_fp_d * 1000.0)
         return _fp_r
-    return %(passthrough)s
 """
 
 OWN_NAMES = ("_fp_g", "_fp_n", "_fp_p", "_fp_b", "_fp_t", "_fp_d", "_fp_i", "_fp_FILTER")
+POSTED_CHECK = sys.version_info < (3, 11)
 
 
 def source(
-    style: str, kind: str, head: str, keep: str, shadow_call: str, args: str, kwargs: str, splice: Splice | None
+    style: str,
+    kind: str,
+    head: str,
+    keep: str,
+    shadow_call: str,
+    args: str,
+    kwargs: str,
+    splice: Splice | None,
+    gated: bool,
 ) -> str:
     """The wrapper's source with ``_fp_FILTER`` where the filter goes; only our own text and identifiers."""
     if kind == "generator":
@@ -179,20 +207,18 @@ def source(
         run, passthrough = "await " + shadow_call, "(await %s)" % shadow_call
     else:
         run, passthrough = shadow_call, shadow_call
-    block = ""
-    if splice is not None:
-        names = "                _fp_b = _fp_K_BUILTINS\n" if splice.values else ""
-        block = _FILTER % {"builtins": names, "passthrough": passthrough}
-    template = _CALL if style == "call" else _MONITOR
-    return template % {
-        "head": head,
-        "keep": keep,
+    block = _filter_block(splice, passthrough, POSTED_CHECK) if splice is not None else ""
+    body = (_CALL if style == "call" else _MONITOR) % {
         "filter": block,
         "passthrough": passthrough,
         "run": run,
         "args": args,
         "kwargs": kwargs,
     }
+    if gated:
+        return "%s\n%s    _fp_g = _fp_K_GATE\n    if _fp_g:\n%s    return %s\n" % (head, keep, body, passthrough)
+    # no gate: the body, one level less indented
+    return "%s\n%s%s" % (head, keep, "".join(line[4:] + "\n" for line in body.splitlines()))
 
 
 # ---------------------------------------------------------------- the filter's syntax tree
@@ -333,7 +359,7 @@ MARK = "\x00fp-" + os.urandom(8).hex() + ":"
 
 
 def compile_wrapper(
-    template: str, splice: Splice | None, consts: dict[str, Any], filename: str
+    template: str, splice: Splice | None, consts: dict[str, Any], filename: str, name: str
 ) -> tuple[Any, dict[str, Any]]:
     """Parse our template, put the filter's tree in, name our objects by placeholder constants.
 
@@ -342,6 +368,7 @@ def compile_wrapper(
     import ast
 
     tree = ast.parse(template, filename, "exec")
+    wrapper = next(node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == name)
     swaps: dict[str, Any] = {}
     values = dict(consts)
     if splice is not None and splice.values:
@@ -358,6 +385,12 @@ def compile_wrapper(
                 placeholder = MARK + key
                 swaps[placeholder] = values[key]
                 return ast.copy_location(ast.Constant(value=placeholder), node)
+            return node
+
+        def visit_Try(self, node: Any) -> Any:
+            # on the line before it: no NOP is executed for the ``try`` statement's own line (3.11+)
+            self.generic_visit(node)
+            node.lineno = wrapper.lineno
             return node
 
         def visit_Call(self, node: Any) -> Any:

@@ -395,9 +395,10 @@ def _watch() -> None:
                         mark[1].trip(None, ident)
             if REGIONS:
                 _scan_regions(now)
-            elif _region_late or _seen:
+            elif _region_late or _seen or _region_posted:
                 _region_late.clear()
                 _seen.clear()
+                _region_posted.clear()
             with _watch_lock:
                 if _open or ACTIVE or REGIONS:
                     idle_since = now
@@ -417,13 +418,18 @@ def _watch() -> None:
 # Nothing is marked per call: the watchdog finds the evaluations by looking at the threads' stacks
 # (a frame of a registered code at that line is inside the filter, or inside what the filter
 # called). A frame seen there at two looks ``limit`` apart has run over its budget: the guard is
-# switched off and the stop is posted with the same protocol as above, the mark being the frame:
-# announced in ``_POSTED`` first, the frame checked to be still at that line, then posted, under
-# ``_lock``. The wrapper, right after the filter, looks at ``_POSTED`` (a dict's truth, no call) and
-# only when it is not empty calls ``region_settle``, which clears what was posted for its frame.
-# The filter and that look lie inside two nested ``try`` blocks of the wrapper, as in run_marked.
+# switched off and the stop is posted. From 3.11 on the look at the frame's line and the post
+# cannot be separated by another thread (``_post_region``), so the stop always lands inside the
+# filter. Before 3.11 a thread may switch at almost any instruction, so the protocol above is used,
+# the mark being the frame: announced in ``_POSTED`` first, the frame checked to be still at that
+# line, then posted, under ``_lock``; the wrapper, right after the filter, looks at ``_POSTED`` (a
+# dict's truth, no call) and only when it is not empty calls ``region_settle``, which clears what
+# was posted for its frame. The filter (and that look) lie inside two nested ``try`` blocks of the
+# wrapper, as in run_marked: what lands in our first handler is caught by the second.
 
 REGION_LINE = 1000  # beyond any line of the wrapper's own template
+ATOMIC_POST = sys.version_info >= (3, 11)  # the wrapper then needs no look at _POSTED (see _post_region)
+_region_posted: dict[int, Any] = {}  # id(frame) -> frame: evaluations stopped already (3.11+)
 REGIONS: dict[int, tuple[Any, Guard]] = {}  # id(wrapper code) -> (the code, the filter's guard)
 _seen: dict[int, tuple[Any, float]] = {}  # id(frame) -> (frame, when the watchdog first saw it in the filter)
 _region_late: set[int] = set()  # threads found past a compiled filter's budget at the last look
@@ -474,10 +480,29 @@ def _scan_regions(now: float) -> None:
     _seen.update(seen)
     _region_late.clear()
     _region_late.update(late)
+    for key in [key for key in _region_posted if key not in seen]:
+        del _region_posted[key]
 
 
 def _post_region(ident: int, frame: Any, now: float) -> bool:
     """Stop the filter evaluation ``frame`` runs, if it still runs it (see above)."""
+    if ATOMIC_POST:
+        if _region_posted.get(id(frame)) is frame:
+            return False  # one per evaluation
+        _region_posted[id(frame)] = frame
+        import ctypes  # only once something is to be stopped
+
+        post = ctypes.pythonapi.PyThreadState_SetAsyncExc  # a PyDLL function: the GIL stays held
+        tid, exc = ctypes.c_ulong(ident), ctypes.py_object(BudgetExceeded)
+        # From 3.11 on another thread runs only where this one checks its eval breaker (a function's
+        # start, a backward jump, after a call returned): between the look at the line and the
+        # call below there is none, so the exception is posted while the thread is inside the
+        # filter (or what it called), and it lands there: the thread checks for it as soon as it
+        # runs again (it waits for the GIL at such a check, or returns from a C call into one).
+        if frame.f_lineno == REGION_LINE:
+            post(tid, exc)
+            return True
+        return False
     with _lock:
         if _POSTED.get(ident) is not None:
             return False  # one per evaluation
