@@ -59,7 +59,7 @@ class Scenario:
     name: str
     workload: str  # "hot" or "method"
     ours: str
-    reference: str
+    reference: str | None  # None: the reference has no such command
     stop: int = signal.SIGINT
 
 
@@ -87,6 +87,14 @@ SCENARIOS = [
     ),
     Scenario("tt recording", "hot", "tt -t __main__ hot -n %d" % BIG, "tt -t __main__ hot -n %d" % BIG),
     Scenario(
+        "tt, filter never matches",
+        "hot",
+        "tt -t __main__ hot -f %s -n %d" % (NEVER, BIG),
+        "tt -t __main__ hot -f %s -n %d" % (NEVER, BIG),
+    ),
+    Scenario("monitor, every call", "hot", "monitor __main__ hot -c 1", None),
+    Scenario("monitor, filter never matches", "hot", "monitor __main__ hot -c 1 -f %s" % NEVER, None),
+    Scenario(
         "watch, client SIGKILLed",
         "hot",
         "watch __main__ hot -f %s -n %d" % (NEVER, BIG),
@@ -107,6 +115,15 @@ class Outcome:
     survived: bool = True
     note: str = ""
     baseline: float = 0.0
+    added_ns: float | None = None  # CPU time the command added to each call of the workload
+
+
+# the floors: the cheapest hooks on the hot function, measured in each target (overhead_target.py)
+FLOORS = ("plain", "inline")
+FLOOR_NAMES = {
+    "plain": "floor: wrapper that only calls the original",
+    "inline": "floor: + never-matching filter inline",
+}
 
 
 class Target:
@@ -232,6 +249,7 @@ def run_scenario(target: Target, scenario: Scenario, start: Any, seconds: float)
     rate, wall, peak_rss, _ = target.measure(seconds)
     outcome.results_per_s = (client.results - results_before) / seconds
     outcome.during = rate / base if base else None
+    outcome.added_ns = _added_ns(base, rate)
     outcome.during_wall = wall / base_wall if base_wall else None
     outcome.rss_growth_mb = (peak_rss - base_rss) / 1024.0
     client.stop(scenario.stop)
@@ -246,6 +264,28 @@ def run_scenario(target: Target, scenario: Scenario, start: Any, seconds: float)
     outcome.survived = target.alive()
     if not outcome.survived:
         outcome.note = "target died (exit %s)" % target.proc.returncode
+    return outcome
+
+
+def _added_ns(base: float, rate: float) -> float | None:
+    """Nanoseconds of target CPU added per call: the difference of the two rates' inverses."""
+    return (1.0 / rate - 1.0 / base) * 1e9 if base and rate else None
+
+
+def measure_floor(target: Target, kind: str, seconds: float) -> Outcome:
+    """The target's hot function behind the floor's wrapper, against the same target just before."""
+    outcome = Outcome()
+    target.workload("hot")
+    target.workload("floor-off")
+    time.sleep(1.0)
+    base, _, _, _ = target.measure(seconds)
+    target.workload("floor-" + kind)
+    time.sleep(0.5)
+    rate, _, _, _ = target.measure(seconds)
+    target.workload("floor-off")
+    outcome.baseline = base
+    outcome.during = rate / base if base else None
+    outcome.added_ns = _added_ns(base, rate)
     return outcome
 
 
@@ -285,7 +325,13 @@ def bench_python(label: str, python: str, seconds: float, only: str | None) -> l
     for tool, start in tools:
         target = Target(target_python, attach_first=start)
         try:
+            if start is not None:  # the floors, in the same target (twice: before and after, averaged)
+                for kind in FLOORS:
+                    rows.append(floor_row(label, tool, kind, measure_floor(target, kind, seconds)))
+                    print(_line(rows[-1]), flush=True)
             for scenario in SCENARIOS:
+                if start is not None and scenario.reference is None and tool != "ours":
+                    continue  # the reference has no such command
                 if start is None:
                     rows.append(
                         {
@@ -298,6 +344,7 @@ def bench_python(label: str, python: str, seconds: float, only: str | None) -> l
                     )
                     continue
                 command = scenario.ours if tool == "ours" else scenario.reference
+                assert command is not None
                 outcome = run_scenario(target, scenario, lambda pid, c=command, s=start: s(pid, c), seconds)
                 rows.append(
                     {
@@ -312,9 +359,17 @@ def bench_python(label: str, python: str, seconds: float, only: str | None) -> l
                 if not target.alive():
                     target.stop()
                     target = Target(target_python, attach_first=start)
+            if start is not None:
+                for kind in FLOORS:
+                    rows.append(floor_row(label, tool, kind, measure_floor(target, kind, seconds)))
+                    print(_line(rows[-1]), flush=True)
         finally:
             target.stop()
     return rows
+
+
+def floor_row(label: str, tool: str, kind: str, outcome: Outcome) -> dict[str, Any]:
+    return {"python": label, "tool": tool, "scenario": FLOOR_NAMES[kind], "workload": "hot", "outcome": outcome}
 
 
 def _pct(value: float | None) -> str:
@@ -327,11 +382,12 @@ def _mb(value: float | None) -> str:
 
 def _line(row: dict[str, Any]) -> str:
     o: Outcome = row["outcome"]
-    return "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    return "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         row["python"],
         row["scenario"],
         row["tool"],
         _pct(o.during),
+        _ns(o.added_ns),
         _pct(o.during_wall),
         "-" if o.results_per_s is None else "%.0f" % o.results_per_s,
         _mb(o.rss_growth_mb),
@@ -342,9 +398,102 @@ def _line(row: dict[str, Any]) -> str:
 
 
 HEADER = (
-    "| Python | scenario | tool | throughput during | (wall clock) | results/s | RSS growth during "
-    "| throughput after | RSS left after | target survived |\n|---|---|---|---|---|---|---|---|---|---|"
+    "| Python | scenario | tool | throughput during | CPU added per call | (wall clock) | results/s "
+    "| RSS growth during | throughput after | RSS left after | target survived |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def _ns(value: float | None) -> str:
+    return "-" if value is None else "%+.0f ns" % value
+
+
+# the scenarios compared with the floors, by the column they get
+FLOOR_COLUMNS = (
+    ("watch -f never", "watch, filter never matches"),
+    ("tt -f never", "tt, filter never matches"),
+    ("monitor -f never", "monitor, filter never matches"),
+    ("monitor", "monitor, every call"),
+)
+
+
+def floor_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Per interpreter and tool: ns of target CPU added per call of the hot function, the floors'
+    (mean of the measurement before and after the scenarios) and each command's, and the ratios."""
+    out = [
+        "| Python | tool | floor: plain wrapper | floor: inline filter | "
+        + " | ".join(name for name, _ in FLOOR_COLUMNS)
+        + " | "
+        + " | ".join("%s / inline floor" % name for name, _ in FLOOR_COLUMNS[:3])
+        + " | monitor's throughput / never-matching watch's |",
+        "|---" * (4 + 2 * len(FLOOR_COLUMNS) - 1 + 1) + "|",
+    ]
+    keys = sorted({(row["python"], row["tool"]) for row in rows}, key=lambda k: (_version_key(k[0]), k[1] != "ours"))
+    for python, tool in keys:
+        mine = [row for row in rows if row["python"] == python and row["tool"] == tool]
+        floors = {kind: _mean(_added(mine, FLOOR_NAMES[kind])) for kind in FLOORS}
+        if floors["inline"] is None:
+            continue
+        added = {name: _mean(_added(mine, scenario)) for name, scenario in FLOOR_COLUMNS}
+        ratios = [_ratio(added[name], floors["inline"]) for name, _ in FLOOR_COLUMNS[:3]]
+        share = _ratio(_mean(_during(mine, "monitor, every call")), _mean(_during(mine, "watch, filter never matches")))
+        out.append(
+            "| %s | %s | %s | %s | %s | %s | %s |"
+            % (
+                python,
+                tool,
+                _ns(floors["plain"]),
+                _ns(floors["inline"]),
+                " | ".join(_ns(added[name]) for name, _ in FLOOR_COLUMNS),
+                " | ".join(ratios),
+                "-" if share == "-" else "%.0f %%" % (float(share[:-1]) * 100.0),
+            )
+        )
+    return out
+
+
+def _version_key(label: str) -> tuple[int, ...]:
+    digits = label.replace("deb", "")
+    return tuple(int(part) for part in digits.split(".") if part.isdigit())
+
+
+def _added(rows: list[dict[str, Any]], scenario: str) -> list[float]:
+    return [
+        row["outcome"].added_ns for row in rows if row["scenario"] == scenario and row["outcome"].added_ns is not None
+    ]
+
+
+def _during(rows: list[dict[str, Any]], scenario: str) -> list[float]:
+    return [row["outcome"].during for row in rows if row["scenario"] == scenario and row["outcome"].during is not None]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _ratio(value: float | None, floor: float | None) -> str:
+    if value is None or floor is None or floor <= 0:
+        return "-"
+    return "%.2fx" % (value / floor)
+
+
+README_BEGIN = "<!-- bench/overhead.py: floors begin -->"
+README_END = "<!-- bench/overhead.py: floors end -->"
+
+
+def write_readme(rows: list[dict[str, Any]]) -> None:
+    """Regenerate the README's table of hook costs from these results (between the two markers)."""
+    path = os.path.join(REPO, "README.md")
+    with open(path) as fh:
+        text = fh.read()
+    if README_BEGIN not in text or README_END not in text:
+        print("README.md has no markers for the table; not updated")
+        return
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    table = "\n".join(floor_table(rows))
+    with open(path, "w") as fh:
+        fh.write(head + README_BEGIN + "\n" + table + "\n" + README_END + tail)
 
 
 def main() -> int:
@@ -360,12 +509,21 @@ def main() -> int:
     print(HEADER)
     if args.from_json:  # only rewrite the report from a previous run's numbers
         write_results(load_rows(args.from_json), args)
+        write_readme(load_rows(args.from_json))
         return 0
     for label, path in found:
         rows.extend(bench_python(label, path, args.seconds, args.only))
     save_rows(rows)
     write_results(rows, args)
+    write_readme(rows)
     return 0
+
+
+def _typical_call_ns(rows: list[dict[str, Any]]) -> str:
+    bases = [row["outcome"].baseline for row in rows if row["workload"] == "hot" and row["outcome"].baseline]
+    if not bases:
+        return "?"
+    return "%.0f-%.0f" % (1e9 / max(bases), 1e9 / min(bases))
 
 
 def summary(rows: list[dict[str, Any]]) -> list[str]:
@@ -425,7 +583,7 @@ def load_rows(path: str) -> list[dict[str, Any]]:
 
 def write_results(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     lines = [
-        "# Overhead of watch, trace and tt on a running target",
+        "# Overhead of watch, trace, tt and monitor on a running target",
         "",
         "Produced by `bench/overhead.py --pythons %s --seconds %g` on %s (%d CPUs); not a test."
         % (args.pythons, args.seconds, time.strftime("%Y-%m-%d"), os.cpu_count() or 0),
@@ -453,7 +611,19 @@ def write_results(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "",
         HEADER,
     ]
-    lines[-1:-1] = [*summary(rows), "", "Every run:", ""]
+    floors = [
+        "",
+        "Against the floors (the hot function, ~%s ns a call unhooked; CPU time of the target added"
+        % _typical_call_ns(rows),
+        "per call, from the rates with and without; the floors are the cheapest hooks possible, put",
+        "on the same function in the same target by `bench/overhead_target.py`: a wrapper that only",
+        "calls a copy of the original, and the same wrapper with the never-matching filter `args[0] < 0`",
+        "compiled in without any guard; each measured before and after the scenarios, averaged):",
+        "",
+        *floor_table(rows),
+        "",
+    ]
+    lines[-1:-1] = [*summary(rows), *floors, "", "Every run:", ""]
     lines.extend(_line(row) for row in rows)
     lines.append("")
     lines.append("Baseline rates (calls/s, median of the per-scenario baselines):")

@@ -53,7 +53,7 @@ def end(probe: Any, handle: Any) -> list[Any]:
 def compiled(func: Any) -> bool:
     """The function runs a wrapper with the filter compiled in (not the generic one)."""
     return func.__code__.co_filename == hooks.HOOK_FILE and any(
-        isinstance(c, list) or callable(c) and getattr(c, "__name__", "") == "handle" for c in func.__code__.co_consts
+        isinstance(c, list) or (callable(c) and getattr(c, "__name__", "") == "handle") for c in func.__code__.co_consts
     )
 
 
@@ -64,7 +64,7 @@ def plain(a: Any, b: Any = 2, *rest: Any, key: Any = 4, **extra: Any) -> Any:
 def test_the_filter_sees_args_kwargs_and_the_call_is_shown_with_its_values() -> None:
     original = plain.__code__
     probe, handle = watch(plain, "args[0] > 5 and kwargs['key'] == 4 and len(args) >= 2")
-    assert plain.__code__ is not original and hooks.HOOK_FILE == plain.__code__.co_filename
+    assert plain.__code__ is not original and plain.__code__.co_filename == hooks.HOOK_FILE
     assert [plain(i) for i in range(8)] == [i + 2 for i in range(8)]
     shown = end(probe, handle)
     assert [(s["args"], s["kwargs"], s["returned"]) for s in shown] == [((6, 2), {"key": 4}, 8), ((7, 2), {"key": 4}, 9)]

@@ -52,6 +52,10 @@ Probes (``watch``, ``trace``, ``tt``) provide::
     leave(state, args, kwargs, returned, error) -> None   # must never raise
     drive(state, inner) -> inner, or a generator stepping it (trace)
 
+A probe that offers ``inline_plan()`` (watch, tt, stack, monitor) and is alone on a function gets a
+wrapper of its own instead, with its filter, admission and not-wanted path compiled in
+(``services.inline``): a call it does not want makes no Python call besides the original's.
+
 ``args`` is the tuple of positional parameter values (``*args`` included),
 ``kwargs`` the dict of keyword-only parameters and ``**kwargs`` - or None for a
 function that has neither (one dict less to build on every call). Several

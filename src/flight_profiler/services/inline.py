@@ -241,6 +241,7 @@ class Splice:
         self.node: Any = None
         if self.why_not is None:
             self.node = self._rewrite(tree.body)
+            node: Any
             for node in ast.walk(self.node):
                 if "lineno" in node._attributes:
                     node.lineno = node.end_lineno = usercode.REGION_LINE

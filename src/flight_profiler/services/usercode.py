@@ -461,7 +461,7 @@ def _scan_regions(now: float) -> None:
         if ident in AGENT_THREAD_IDS:
             continue
         innermost: tuple[Any, Guard, float] | None = None
-        frame = top
+        frame: Any = top
         while frame is not None:
             guard = _region_guard(frame)
             if guard is not None:
@@ -519,7 +519,7 @@ def region_settle(depth: int = 1) -> None:
     """Called by a wrapper right after its filter when ``_POSTED`` is not empty: clear what was posted
     for this evaluation (its frame) and not delivered. ``depth``: frames up to the wrapper's."""
     ident = get_ident()
-    frame = sys._getframe(depth)
+    frame: Any = sys._getframe(depth)
     if _POSTED.get(ident) is frame:
         # not ``with _lock``: see _leave
         try:
