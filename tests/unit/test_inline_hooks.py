@@ -67,7 +67,10 @@ def test_the_filter_sees_args_kwargs_and_the_call_is_shown_with_its_values() -> 
     assert plain.__code__ is not original and plain.__code__.co_filename == hooks.HOOK_FILE
     assert [plain(i) for i in range(8)] == [i + 2 for i in range(8)]
     shown = end(probe, handle)
-    assert [(s["args"], s["kwargs"], s["returned"]) for s in shown] == [((6, 2), {"key": 4}, 8), ((7, 2), {"key": 4}, 9)]
+    assert [(s["args"], s["kwargs"], s["returned"]) for s in shown] == [
+        ((6, 2), {"key": 4}, 8),
+        ((7, 2), {"key": 4}, 9),
+    ]
     assert plain.__code__ is original  # the very code object, back
 
 
