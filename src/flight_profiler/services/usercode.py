@@ -375,6 +375,7 @@ def watchdog_close() -> None:
 def stop_watchdog() -> None:
     """Detach: the watchdog ends now."""
     _stop.set()
+    _forget_regions()
     thread = _watchdog
     if thread is not None and not thread.is_current():
         thread.join(1.0)
@@ -431,6 +432,9 @@ REGION_LINE = 1000  # beyond any line of the wrapper's own template
 ATOMIC_POST = sys.version_info >= (3, 11)  # the wrapper then needs no look at _POSTED (see _post_region)
 _region_posted: dict[int, Any] = {}  # id(frame) -> frame: evaluations stopped already (3.11+)
 REGIONS: dict[int, tuple[Any, Guard]] = {}  # id(wrapper code) -> (the code, the filter's guard)
+# the regions of commands that ended: still watched while a thread is inside (as a mark stays in
+# ACTIVE until its evaluation ends), dropped at the first look that finds none there
+_closing: set[int] = set()
 _seen: dict[int, tuple[Any, float]] = {}  # id(frame) -> (frame, when the watchdog first saw it in the filter)
 _region_late: set[int] = set()  # threads found past a compiled filter's budget at the last look
 
@@ -438,13 +442,23 @@ _region_late: set[int] = set()  # threads found past a compiled filter's budget 
 def watch_region(code: Any, guard: Guard) -> None:
     """Evaluations of the filter compiled into ``code`` are bounded by ``guard``'s budget."""
     REGIONS[id(code)] = (code, guard)
+    _closing.discard(id(code))
 
 
 def unwatch_regions(guard: Guard) -> None:
-    """The command ended: its compiled filters are no longer watched."""
+    """The command ended: its compiled filters are watched until no thread is inside any more."""
     for key, entry in list(REGIONS.items()):
         if entry[1] is guard:
-            REGIONS.pop(key, None)
+            _closing.add(key)
+
+
+def _forget_regions() -> None:
+    """Detach: nothing is watched any more (the watchdog ends)."""
+    REGIONS.clear()
+    _closing.clear()
+    _seen.clear()
+    _region_late.clear()
+    _region_posted.clear()
 
 
 def _region_guard(frame: Any) -> Guard | None:
@@ -457,6 +471,7 @@ def _region_guard(frame: Any) -> Guard | None:
 def _scan_regions(now: float) -> None:
     seen: dict[int, tuple[Any, float]] = {}
     late: set[int] = set()
+    busy: set[int] = set()  # the regions a thread is inside
     for ident, top in sys._current_frames().items():
         if ident in AGENT_THREAD_IDS:
             continue
@@ -468,6 +483,7 @@ def _scan_regions(now: float) -> None:
                 previous = _seen.get(id(frame))
                 first = previous[1] if previous is not None and previous[0] is frame else now
                 seen[id(frame)] = (frame, first)
+                busy.add(id(frame.f_code))
                 if now - first >= guard.limit:
                     late.add(ident)
                     guard.trip(None, ident)  # no other call enters it meanwhile
@@ -482,6 +498,9 @@ def _scan_regions(now: float) -> None:
     _region_late.update(late)
     for key in [key for key in _region_posted if key not in seen]:
         del _region_posted[key]
+    for key in [key for key in _closing if key not in busy]:
+        _closing.discard(key)
+        REGIONS.pop(key, None)
 
 
 def _post_region(ident: int, frame: Any, now: float) -> bool:
