@@ -213,9 +213,14 @@ class MonitorProbe:
             kept = []
             for entry in self.retired:
                 costs, counted, is_failed, left = entry
-                if len(costs) > counted:
-                    self.stats.absorb(costs[counted:], is_failed)
-                    entry[1] = len(costs)
+                end = len(costs)
+                if end > counted:
+                    self.stats.absorb(costs[counted:end], is_failed)
+                    # the counted costs go now (one C-level slice deletion: an append racing with it
+                    # lands after it), so a retired list holds only what comes late, not a
+                    # collection's worth of floats for RETIRED_DRAINS
+                    del costs[:end]
+                    entry[1] = 0
                 entry[3] = left - 1
                 if entry[3] > 0:
                     kept.append(entry)
