@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import sys
 
+from ..protocol.requests import RENDER_DEFAULTS
+
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any
@@ -45,7 +47,12 @@ _BYTES = (bytes, bytearray, memoryview)
 
 
 class CaptureOptions:
-    def __init__(self, expand: int = 1, verbose: bool = False, raw: bool = False) -> None:
+    def __init__(
+        self,
+        expand: int = RENDER_DEFAULTS["expand"],
+        verbose: bool = RENDER_DEFAULTS["verbose"],
+        raw: bool = RENDER_DEFAULTS["raw"],
+    ) -> None:
         self.depth = MAX_DEPTH if expand < 0 else min(expand, MAX_DEPTH)
         self.raw = raw
         self.verbose = verbose
@@ -55,9 +62,9 @@ class CaptureOptions:
     @classmethod
     def from_request(cls, request: dict[str, Any]) -> CaptureOptions:
         return cls(
-            expand=int(request.get("expand", 1)),
-            verbose=bool(request.get("verbose", False)),
-            raw=bool(request.get("raw", False)),
+            expand=int(request.get("expand", RENDER_DEFAULTS["expand"])),
+            verbose=bool(request.get("verbose", RENDER_DEFAULTS["verbose"])),
+            raw=bool(request.get("raw", RENDER_DEFAULTS["raw"])),
         )
 
 

@@ -32,6 +32,7 @@ from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.location import resolve
 from ...services.ratelimit import TimeBudget, TokenBucket
 from ...services.usercode import APP_BUDGET_MS, Guard, budget_of
+from .model import DEFAULT_INTERVAL_MS, DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -56,18 +57,18 @@ class TraceProbe:
 
     def __init__(self, request: dict[str, Any], is_method: bool, kind: str) -> None:
         self.limit = int(request["limit"])
-        self.entrance_ms = float(request.get("entrance_time") or 0.0)
+        self.entrance_ms = float(request.get("entrance_time") or DEFAULTS["entrance_time"])
         depth = request.get("depth")
         self.max_depth = MAX_DEPTH if depth is None or int(depth) < 0 else min(int(depth), MAX_DEPTH)
         interval = request.get("interval")
         if depth is not None and int(depth) >= 0:  # -d shows the whole tree to that depth, -i or not
             interval = 0.0
         elif interval is None:
-            interval = 0.1
+            interval = DEFAULT_INTERVAL_MS
         self.threshold = float(interval) / 1000.0
-        self.budget = TimeBudget(float(request.get("budget") or 0.0) / 100.0)  # off unless asked for
+        self.budget = TimeBudget(float(request.get("budget") or DEFAULTS["budget"]) / 100.0)  # off unless asked for
         self.budget_told = 0  # refusals already reported with a tree
-        self.bucket = TokenBucket(float(request.get("rate", 0.0)))
+        self.bucket = TokenBucket(float(request.get("rate", DEFAULTS["rate"])))
         self.outbox = Outbox()
         self.lock = threading.Lock()
         self.shown = 0

@@ -21,6 +21,7 @@ from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
 from ...services.location import resolve
 from ...services.usercode import APP_BUDGET_MS, budget_of
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -36,8 +37,8 @@ class WatchProbe(CallProbe):
             is_method,
             request.get("filter"),
             int(request["limit"]),
-            float(request["rate"]),
-            bool(request.get("exception")),
+            float(request.get("rate", DEFAULTS["rate"])),
+            bool(request.get("exception", DEFAULTS["exception"])),
             budget_of(request, APP_BUDGET_MS),
             "--expr %r" % request["expr"] if request.get("expr") else "capturing a call's values",
         )
