@@ -26,6 +26,7 @@ from ...services.hooks import OWN_WORK
 from ...services.location import resolve
 from ...services.ratelimit import TokenBucket
 from ..source.agent import last_line
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class LineProbe:
     def __init__(self, request: dict[str, Any]) -> None:
         self.line = int(request["line"])
         self.limit = int(request["limit"])
-        self.bucket = TokenBucket(float(request["rate"]))
+        self.bucket = TokenBucket(float(request.get("rate", DEFAULTS["rate"])))
         self.outbox = Outbox()
         self.lock = threading.Lock()
         self.accepted = 0

@@ -15,13 +15,15 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Optional, TypedDict
 
-    class MonitorRequest(TypedDict):
-        module: str
-        cls: Optional[str]
-        method: str
-        nested: Optional[str]  # -nm
+    from ...protocol.requests import BudgetOption, TargetRequest
+
+    class MonitorOptions(TypedDict):
+        """The fields with a default (``DEFAULTS``)."""
+
         cycle: float  # -c, seconds
         cycles: int  # -n, 0: until stopped
+
+    class MonitorRequest(TargetRequest, MonitorOptions, BudgetOption):
         filter: Optional[str]  # -f: only calls for which this is true
 
     class MonitorCycle(TypedDict):
@@ -38,3 +40,6 @@ if TYPE_CHECKING:
         p99_ms: Optional[float]
         max_ms: Optional[float]
         filter_errors: int  # calls whose -f raised (not counted)
+
+
+DEFAULTS: MonitorOptions = {"cycle": DEFAULT_CYCLE_S, "cycles": 0}
