@@ -11,6 +11,7 @@ import time
 
 from ...services import heapwalk
 from ...services.context import CommandFailed, JobContext
+from .model import DEFAULT_INTERVAL, DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -24,8 +25,8 @@ MAX_LIMIT = 10000
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
     action = request.get("action")
-    limit = _bounded_int(request.get("limit", 20), 1, MAX_LIMIT, "--limit")
-    descending = request.get("order", "descending") != "ascending"
+    limit = _bounded_int(request.get("limit", DEFAULTS["limit"]), 1, MAX_LIMIT, "--limit")
+    descending = request.get("order", DEFAULTS["order"]) != "ascending"
     if action == "summary":
         _summary(ctx, limit, descending)
     elif action == "diff":
@@ -205,7 +206,7 @@ def _line_row(frame: Any, size: int, count: int) -> dict[str, Any]:
 
 def _interval(request: dict[str, Any]) -> float:
     try:
-        interval = float(request.get("interval", 10.0))
+        interval = float(request.get("interval", DEFAULT_INTERVAL))
     except (TypeError, ValueError):
         raise CommandFailed("--interval must be a number of seconds") from None
     if not 0 < interval <= MAX_INTERVAL:
