@@ -16,7 +16,7 @@ import types
 
 from ...services import hooks
 from ...services.context import CommandFailed, JobContext
-from .model import MAX_LIMIT, MAX_MODULES
+from .model import DEFAULTS, MAX_LIMIT, MAX_MODULES
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def search(
 ) -> dict[str, Any]:
     """Run ``walk`` over every loaded module; the matches, described, bounded by the limit."""
     pattern = str(request.get("pattern") or "")
-    limit = int(request.get("limit", 0))
+    limit = int(request.get("limit", DEFAULTS["limit"]))
     if not pattern:
         raise CommandFailed("give a pattern, e.g. *Order* or mymodule.MyClass")
     if not 1 <= limit <= MAX_LIMIT:
@@ -53,7 +53,7 @@ def search(
                 continue
             total += 1
             if len(found) < limit:
-                found.append(describe(module_name, name, obj, kind, bool(request.get("detail"))))
+                found.append(describe(module_name, name, obj, kind, bool(request.get("detail", DEFAULTS["detail"]))))
     if not total:
         raise CommandFailed(
             "no loaded %s matches %r (%d modules searched; nothing is imported)" % (what, pattern, len(modules))

@@ -22,6 +22,7 @@ import sys
 import threading
 
 from ...services.context import AGENT_THREAD_IDS, JobContext
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ _RLOCK = getattr(_thread, "RLock", None)
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
-    interval = int(request.get("interval") or 0) / 1000.0
+    interval = int(request.get("interval", DEFAULTS["interval"]) or 0) / 1000.0
     before = None
     if interval > 0:  # two snapshots: a waiter still waiting on the same object at the same line is stuck
         before = {_identity(wait) for wait in _snapshot()[0]}
