@@ -23,6 +23,7 @@ from ...services import hooks
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
 from ...services.context import CommandFailed, JobContext
 from ...services.location import resolve
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -167,7 +168,9 @@ class CallersProbe(CallProbe):
     """For each picked call: the Python frames that led to it, outermost first."""
 
     def __init__(self, request: dict[str, Any], is_method: bool) -> None:
-        super().__init__(is_method, request.get("filter"), int(request["limit"]), float(request["rate"]), False)
+        super().__init__(
+            is_method, request.get("filter"), int(request["limit"]), float(request.get("rate", DEFAULTS["rate"])), False
+        )
         self.filter_source = request.get("filter")
 
     def record(
