@@ -13,7 +13,7 @@ RETIRED_DRAINS = 40  # a collected list is looked at again this many times for l
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Optional, TypedDict
+    from typing import Literal, Optional, TypedDict
 
     from ...protocol.requests import BudgetOption, TargetRequest
 
@@ -26,8 +26,23 @@ if TYPE_CHECKING:
     class MonitorRequest(TargetRequest, MonitorOptions, BudgetOption):
         filter: Optional[str]  # -f: only calls for which this is true
 
+    class MonitorStart(TypedDict):
+        kind: Literal["start"]  # the hook is in place
+        target: str  # module.Class.method[.nested]
+        callable: str  # function, method, classmethod, staticmethod, property getter, nested function, ...
+        file: str
+        line: int
+        cycle: float  # -c seconds
+        cycles: int  # -n; 0: until stopped
+
+    class MonitorEnd(TypedDict):
+        kind: Literal["end"]  # -n cycles done (none when cancelled)
+        cycles: int
+        calls: int  # over every cycle
+        fail: int
+
     class MonitorCycle(TypedDict):
-        kind: str  # "cycle"
+        kind: Literal["cycle"]
         index: int  # 1, 2, ...
         time: float  # epoch seconds at the end of the cycle
         seconds: float  # the cycle's real length

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         limit: int
         budget: float  # % of wall time that may be traced; 0: no limit
 
-    class TraceTrace(TypedDict, total=False):
+    class TraceTreeFields(TypedDict):
         kind: Literal["trace"]
         index: int
         time: float
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
         thread: str  # thread name
         tid: int  # thread ident
         daemon: Optional[bool]  # null when the thread is not a threading.Thread
+
+    class TraceTree(TraceTreeFields, total=False):
         root: Dict[str, Any]  # the call tree: {name, file, line, cost, children}
         hidden: int  # calls left out by -i
         truncated: int  # calls beyond the node limit, not kept

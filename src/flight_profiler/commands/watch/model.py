@@ -35,15 +35,19 @@ if TYPE_CHECKING:
         message: str
         frames: List[Dict[str, Any]]  # {file, line, name}, outermost first, the hook's frame left out
 
-    class WatchCall(TypedDict, total=False):
+    class ThreadFields(TypedDict):
+        thread: str
+        tid: int
+        daemon: Optional[bool]  # None when the thread is not a threading.Thread
+
+    class WatchCallFields(ThreadFields):
         kind: Literal["call"]
         index: int  # 1..limit
         time: float  # epoch seconds when the call started
         cost: float  # ms, the whole run for generators and coroutines
+
+    class WatchCall(WatchCallFields, total=False):
         method: str  # module[.class].method watched, as the text title shows it
-        thread: str
-        tid: int
-        daemon: Optional[bool]
         values: List[Dict[str, Any]]  # {expr, value: capture tree}
         exception: ExceptionInfo
         error: str  # the filter or expression raised: shown instead of values
