@@ -26,6 +26,8 @@ from __future__ import annotations
 import sys
 
 from ..protocol.requests import RENDER_DEFAULTS
+from .describe import describe_error as _describe
+from .describe import type_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -490,14 +492,4 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _type_name(obj: Any) -> str:
-    klass = type(obj)
-    module = getattr(klass, "__module__", "")
-    name = getattr(klass, "__qualname__", klass.__name__)
-    return name if module in ("builtins", None, "") else "%s.%s" % (module, name)
-
-
-def _describe(exc: BaseException) -> str:
-    try:
-        return "%s: %s" % (type(exc).__name__, exc)
-    except Exception:  # noqa: BLE001 - even str(exc) can fail
-        return type(exc).__name__
+    return type_name(type(obj))

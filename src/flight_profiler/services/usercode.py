@@ -63,6 +63,7 @@ import time
 
 from . import realthreads
 from .context import AGENT_THREAD_IDS, CommandFailed, on_detach
+from .describe import describe_error
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -329,12 +330,7 @@ def budget_of(request: dict[str, Any], default: float) -> float:
 
 
 def describe(error: BaseException) -> str:
-    try:
-        text = str(error)
-    except Exception:  # noqa: BLE001 - even str() can fail
-        text = ""
-    name = type(error).__name__
-    return "%s: %s" % (name, text[:500]) if text else name
+    return describe_error(error, limit=500)
 
 
 def is_ours(error: BaseException) -> bool:

@@ -11,6 +11,7 @@ import time
 
 from ...services import heapwalk
 from ...services.context import CommandFailed, JobContext
+from ...services.describe import type_name
 from .model import DEFAULT_INTERVAL, DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -102,7 +103,7 @@ def _by_name(by_type: dict[type, list[int]]) -> Counts:
     counts: Counts = {}
     for kind, entry in by_type.items():
         count, size = entry[0], entry[1]
-        name = _type_name(kind)
+        name = type_name(kind)
         merged = counts.get(name)
         if merged is None:
             counts[name] = [count, size]
@@ -110,19 +111,6 @@ def _by_name(by_type: dict[type, list[int]]) -> Counts:
             merged[0] += count
             merged[1] += size
     return counts
-
-
-def _type_name(kind: type) -> str:
-    try:
-        module = kind.__module__
-        qualname = kind.__qualname__
-    except Exception:  # noqa: BLE001 - a hostile metaclass
-        return "<type at 0x%x>" % id(kind)
-    if not isinstance(qualname, str):
-        qualname = getattr(kind, "__name__", "?")
-    if module == "builtins" or not isinstance(module, str):
-        return str(qualname)
-    return "%s.%s" % (module, qualname)
 
 
 def _totals(counts: Counts) -> tuple[int, int]:
