@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from flight_profiler import commands
 from flight_profiler.agent import registry as agent_registry
 from flight_profiler.cli import registry
 from flight_profiler.commands.spec import CommandSpec
@@ -34,8 +35,6 @@ SHARED = os.path.join(PACKAGE, "protocol", "requests.py")
 
 # commands whose request another command's model declares
 SHARED_MODELS = {"sm": "sc"}
-# commands that run only in the client (no agent half)
-CLIENT_ONLY = {"perf"}
 # DEFAULTS keys that are not an option's default (positional numbers, values the client does not let the user set)
 # (stack -n has no parser default: None lets it refuse -n for thread stacks; the callers form applies 5)
 NOT_OPTIONS = {("gilstat", "interval"), ("gilstat", "max_threads"), ("stack", "rate"), ("stack", "limit")}
@@ -201,8 +200,18 @@ def test_parser_defaults_are_the_models(spec: CommandSpec) -> None:
             )
 
 
+def test_every_command_folder_is_listed_once() -> None:
+    """A command is its folder plus its entry in ``commands.COMMANDS``: a folder left out is never offered."""
+    root = os.path.join(PACKAGE, "commands")
+    folders = {name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, "client.py"))}
+    assert sorted(commands.COMMANDS) == sorted(folders)
+    assert set(commands.CLIENT_ONLY) <= folders
+    for name in commands.CLIENT_ONLY:
+        assert not os.path.isfile(os.path.join(root, name, "agent.py")), "%s has an agent half" % name
+
+
 def test_client_and_agent_registries_list_the_same_commands() -> None:
-    assert set(agent_registry.HANDLERS) == set(registry.COMMANDS) - CLIENT_ONLY
+    assert set(agent_registry.HANDLERS) == set(registry.COMMANDS) - set(commands.CLIENT_ONLY)
     for command, module in agent_registry.HANDLERS.items():
         path = os.path.join(PACKAGE, *module.strip(".").split(".")) + ".py"
         assert os.path.isfile(path), "agent registry: %s -> %s, no such file" % (command, path)
