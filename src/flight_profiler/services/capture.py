@@ -31,7 +31,7 @@ from .describe import type_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Mapping
 
 
 MAX_DEPTH = 8  # what -x -1 ("infinite") means: a hard stop for huge graphs
@@ -62,7 +62,7 @@ class CaptureOptions:
         self.item_limit = ITEM_LIMIT_VERBOSE if verbose else ITEM_LIMIT
 
     @classmethod
-    def from_request(cls, request: dict[str, Any]) -> CaptureOptions:
+    def from_request(cls, request: Mapping[str, Any]) -> CaptureOptions:
         return cls(
             expand=int(request.get("expand", RENDER_DEFAULTS["expand"])),
             verbose=bool(request.get("verbose", RENDER_DEFAULTS["verbose"])),

@@ -67,7 +67,7 @@ from .describe import describe_error
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Mapping
 
 APP_BUDGET_MS = 200.0  # one evaluation in an application thread (filters, --expr, a call's capture)
 AGENT_BUDGET_MS = 5000.0  # one evaluation in an agent thread (-e of getglobal/vmtool)
@@ -315,7 +315,7 @@ def _stack(frame: Any) -> str:
     return " <- ".join(found) if found else "(no Python frame)"
 
 
-def budget_of(request: dict[str, Any], default: float) -> float:
+def budget_of(request: Mapping[str, Any], default: float) -> float:
     """The request's ``budget_ms``, checked (the client checks it too; the agent trusts no request)."""
     value = request.get("budget_ms")
     if value is None:

@@ -20,8 +20,10 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any
 
+    from .model import LoggerRequest
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+
+def run(request: LoggerRequest, ctx: JobContext) -> None:
     logging = sys.modules.get("logging")
     if logging is None:
         raise CommandFailed("logging is not loaded in the target: it has no loggers")

@@ -18,13 +18,15 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any, Dict, List
 
+    from .model import MemRequest
+
     Counts = Dict[str, List[int]]
 
 MAX_INTERVAL = 3600.0
 MAX_LIMIT = 10000
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: MemRequest, ctx: JobContext) -> None:
     action = request.get("action")
     limit = _bounded_int(request.get("limit", DEFAULTS["limit"]), 1, MAX_LIMIT, "--limit")
     descending = request.get("order", DEFAULTS["order"]) != "ascending"
@@ -192,7 +194,7 @@ def _line_row(frame: Any, size: int, count: int) -> dict[str, Any]:
     }
 
 
-def _interval(request: dict[str, Any]) -> float:
+def _interval(request: MemRequest) -> float:
     try:
         interval = float(request.get("interval", DEFAULT_INTERVAL))
     except (TypeError, ValueError):

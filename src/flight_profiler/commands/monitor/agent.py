@@ -29,6 +29,8 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+    from .model import MonitorRequest
+
 perf_counter = time.perf_counter
 
 
@@ -190,7 +192,7 @@ def _stamp(args: Any, kwargs: Any) -> float:
     return perf_counter()
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: MonitorRequest, ctx: JobContext) -> None:
     cycle = float(request.get("cycle", DEFAULTS["cycle"]))
     cycles = int(request.get("cycles", DEFAULTS["cycles"]))
     if not 0 < cycle <= MAX_CYCLE_S:

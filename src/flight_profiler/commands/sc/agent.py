@@ -22,16 +22,18 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
+    from .model import SearchRequest
+
 NESTED_DEPTH = 3  # classes inside classes looked at, levels deep
 OWN_PREFIX = "_flight_profiler"
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: SearchRequest, ctx: JobContext) -> None:
     ctx.emit(search(request, "class", _classes, _describe_class))
 
 
 def search(
-    request: dict[str, Any],
+    request: SearchRequest,
     what: str,
     walk: Callable[[str, types.ModuleType], Iterator[tuple[str, Any, str]]],
     describe: Callable[[str, str, Any, str, bool], dict[str, Any]],

@@ -29,6 +29,8 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any
 
+    from .model import ThreadRequest
+
 FRAMES = 8  # innermost frames of a thread or task looked at for the objects it refers to
 MAX_WAITS = 200
 MAX_HOLDERS = 8
@@ -56,7 +58,7 @@ _LOCK = _thread.LockType
 _RLOCK = getattr(_thread, "RLock", None)
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: ThreadRequest, ctx: JobContext) -> None:
     interval = int(request.get("interval", DEFAULTS["interval"]) or 0) / 1000.0
     before = None
     if interval > 0:  # two snapshots: a waiter still waiting on the same object at the same line is stuck

@@ -38,6 +38,8 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any
 
+    from .model import TraceRequest
+
 perf_counter = time.perf_counter
 get_ident = threading.get_ident
 
@@ -55,7 +57,7 @@ _TRACING: set[int] = set()  # threads with a trace running: a traced function th
 class TraceProbe:
     steps = True
 
-    def __init__(self, request: dict[str, Any], is_method: bool, kind: str) -> None:
+    def __init__(self, request: TraceRequest, is_method: bool, kind: str) -> None:
         self.limit = int(request["limit"])
         self.entrance_ms = float(request.get("entrance_time") or DEFAULTS["entrance_time"])
         depth = request.get("depth")
@@ -486,7 +488,7 @@ _step_coroutine = types.FunctionType(
 )
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: TraceRequest, ctx: JobContext) -> None:
     if int(request.get("limit", 0)) < 1:
         raise CommandFailed("-n must be at least 1")
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))

@@ -27,9 +27,11 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any
 
+    from .model import WatchRequest
+
 
 class WatchProbe(CallProbe):
-    def __init__(self, request: dict[str, Any], is_method: bool) -> None:
+    def __init__(self, request: WatchRequest, is_method: bool) -> None:
         expr_source = request.get("expr")
         # checked before the guards are made (they hold the watchdog until closed)
         expr = CallExpression(expr_source).evaluator(is_method) if expr_source else None
@@ -82,7 +84,7 @@ class WatchProbe(CallProbe):
         return item
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: WatchRequest, ctx: JobContext) -> None:
     if int(request.get("limit", 0)) < 1:
         raise CommandFailed("-n must be at least 1")
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
