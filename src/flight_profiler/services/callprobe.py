@@ -167,6 +167,8 @@ class CallProbe:
             if ident in OWN_WORK or ident in AGENT_THREAD_IDS:
                 return
             index = self._admit()
+            if self.closed and self.plan is not None and self.plan.on_close:
+                self._close_gates()  # -n reached: the wrapper stops evaluating the filter at once
             if not index:
                 return
             OWN_WORK.add(ident)

@@ -434,7 +434,7 @@ class _Hook:
         if len(self.probes) == 1 and self.kind != "asyncgen":
             plan_of = getattr(self.probes[0], "inline_plan", None)
             plan = plan_of() if plan_of is not None else None
-            if plan is not None:
+            if plan is not None and not plan.closed:  # a closed probe: the generic wrapper asks it
                 gate = plan.new_gate()
                 try:
                     wrapper = _make_inline(self.sig_code, self, self.nested, plan, gate)

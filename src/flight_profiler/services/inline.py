@@ -90,7 +90,8 @@ class Plan:
         for gate in self.gates:
             gate.clear()
         if disarm:
-            for callback in list(self.on_close):
+            callbacks, self.on_close = self.on_close, []  # once each
+            for callback in callbacks:
                 try:
                     callback()
                 except Exception:  # noqa: BLE001, S110 - the application's call must go on
