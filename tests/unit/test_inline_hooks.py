@@ -292,3 +292,36 @@ def test_removal_while_a_second_probe_is_on_keeps_the_first_compiled() -> None:
     assert [s["args"] for s in end(first, h1)] == [(1,), (1,)]
     assert [s["args"] for s in second.outbox.drain()] == [(2,)]
     assert target.__code__ is original
+
+
+def test_names_that_look_like_the_wrappers_own_are_not_reachable() -> None:
+    def target(x: int) -> int:
+        return x
+
+    for source in ("_fp_n is not None", "_fp_K_GATE", "_fp_FILTER", "x"):
+        probe, handle = watch(target, source)
+        assert target(1) == 1
+        assert end(probe, handle) == []
+        reason = probe.switched_off()
+        assert reason is not None and "NameError" in reason, (source, reason)
+
+
+def test_after_the_limit_the_filter_is_not_evaluated_again() -> None:
+    seen: list[int] = []
+
+    class Note:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def ok(self) -> bool:
+            seen.append(self.value)
+            return True
+
+    def target(x: Any) -> Any:
+        return x
+
+    probe, handle = watch(target, "args[0].ok()", limit=2)
+    for i in range(6):
+        target(Note(i))
+    assert [s["index"] for s in end(probe, handle)] == [1, 2]
+    assert seen == [0, 1]  # the third call ran the generic wrapper: the closed probe turned it away
