@@ -745,7 +745,7 @@ def _make_inline(code: types.CodeType, hook: _Hook, nested: bool, plan: Any, gat
         if splice.why_not is not None:
             return None
     consts = dict(plan.consts)
-    consts.update(GATE=gate, HOOK=hook, POSTED=usercode._POSTED, SETTLE=usercode.region_settle)
+    consts.update(GATE=gate, HOOK=hook)
     if hook.shadow is not None:
         consts["SHADOW"] = hook.shadow
         shadow = "_fp_K_SHADOW"

@@ -22,16 +22,15 @@ filter function of their own (``CallExpression.guarded``), as do filters on ``re
 
 The budget: every instruction of the spliced filter carries the line ``usercode.REGION_LINE`` and
 the wrapper's code is registered with ``usercode.watch_region``; the watchdog finds evaluations
-by that line on the threads' stacks (see usercode). The filter and the look at ``usercode._POSTED``
-after it lie inside two nested ``try`` blocks: what the filter raises switches the filter off
-(``failed``), and the one stop the watchdog may post lands in one of our handlers.
+by that line on the threads' stacks (see usercode). The filter lies inside two nested ``try``
+blocks: what the filter raises switches the filter off (``failed``), and the one stop the watchdog
+may post (only while the thread is inside the filter) lands in one of our handlers.
 """
 
 from __future__ import annotations
 
 import builtins
 import os
-import sys
 
 from . import usercode
 from .expr import EXIT_NAMES
@@ -132,24 +131,18 @@ def late(guard: Guard) -> Any:
 # hot function (each costs 1-3 ns), so the not-wanted path is as short as the guarantees allow:
 # - the gate is tested only where functions made earlier may still run this code (``-nm``); a
 #   direct hook is switched off by putting the generic wrapper back (``Plan.on_close``);
-# - the look at ``_POSTED`` after the filter is needed only before 3.11: from 3.11 on the
-#   watchdog's check and post cannot be separated by another thread (see usercode).
-
-_POSTED_CHECK = """\
-            if (_fp_p := _fp_K_POSTED):
-                _fp_K_SETTLE()
-"""
+# - nothing is looked at after the filter: the watchdog's stop is posted only while the thread is
+#   inside it and lands there (see usercode._post_region).
 
 
-def _filter_block(splice: Splice, passthrough: str, posted_check: bool) -> str:
+def _filter_block(splice: Splice, passthrough: str) -> str:
     names = "                _fp_b = _fp_K_BUILTINS\n" if splice.values else ""
     return (
         "        try:\n"
         "            try:\n" + names + "                _fp_n = not _fp_FILTER\n"
         "            except BaseException as _fp_e:\n"
         "                _fp_n = _fp_K_FAILED(_fp_e)\n"
-        + (_POSTED_CHECK if posted_check else "")
-        + "        except BaseException as _fp_e:\n"
+        "        except BaseException as _fp_e:\n"
         "            _fp_n = _fp_K_LATE(_fp_e)\n"
         "        if _fp_n:\n"
         "            return %s\n" % passthrough
@@ -187,7 +180,6 @@ _MONITOR = """\
 """
 
 OWN_NAMES = ("_fp_g", "_fp_n", "_fp_p", "_fp_b", "_fp_t", "_fp_d", "_fp_i", "_fp_FILTER")
-POSTED_CHECK = sys.version_info < (3, 11)
 
 
 def source(
@@ -208,7 +200,7 @@ def source(
         run, passthrough = "await " + shadow_call, "(await %s)" % shadow_call
     else:
         run, passthrough = shadow_call, shadow_call
-    block = _filter_block(splice, passthrough, POSTED_CHECK) if splice is not None else ""
+    block = _filter_block(splice, passthrough) if splice is not None else ""
     body = (_CALL if style == "call" else _MONITOR) % {
         "filter": block,
         "passthrough": passthrough,

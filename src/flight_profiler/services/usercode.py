@@ -415,18 +415,14 @@ def _watch() -> None:
 # Nothing is marked per call: the watchdog finds the evaluations by looking at the threads' stacks
 # (a frame of a registered code at that line is inside the filter, or inside what the filter
 # called). A frame seen there at two looks ``limit`` apart has run over its budget: the guard is
-# switched off and the stop is posted. From 3.11 on the look at the frame's line and the post
-# cannot be separated by another thread (``_post_region``), so the stop always lands inside the
-# filter. Before 3.11 a thread may switch at almost any instruction, so the protocol above is used,
-# the mark being the frame: announced in ``_POSTED`` first, the frame checked to be still at that
-# line, then posted, under ``_lock``; the wrapper, right after the filter, looks at ``_POSTED`` (a
-# dict's truth, no call) and only when it is not empty calls ``region_settle``, which clears what
-# was posted for its frame. The filter (and that look) lie inside two nested ``try`` blocks of the
-# wrapper, as in run_marked: what lands in our first handler is caught by the second.
+# switched off and the stop is posted, once, by one C call that looks at the frame's line and posts
+# (``_post_region``): no other thread runs in between, so the stop always lands inside the filter
+# (its two ``try`` blocks in the wrapper, as in run_marked: what lands in our first handler is
+# caught by the second). Nothing is left pending, so the wrapper looks at nothing after the filter.
 
 REGION_LINE = 1000  # beyond any line of the wrapper's own template
-ATOMIC_POST = sys.version_info >= (3, 11)  # the wrapper then needs no look at _POSTED (see _post_region)
-_region_posted: dict[int, Any] = {}  # id(frame) -> frame: evaluations stopped already (3.11+)
+_LINENO = type(sys._getframe()).f_lineno.__get__  # C: the frame's line
+_region_posted: dict[int, Any] = {}  # id(frame) -> frame: evaluations stopped already
 REGIONS: dict[int, tuple[Any, Guard]] = {}  # id(wrapper code) -> (the code, the filter's guard)
 # the regions of commands that ended: still watched while a thread is inside (as a mark stays in
 # ACTIVE until its evaluation ends), dropped at the first look that finds none there
@@ -501,38 +497,26 @@ def _scan_regions(now: float) -> None:
 
 def _post_region(ident: int, frame: Any, now: float) -> bool:
     """Stop the filter evaluation ``frame`` runs, if it still runs it (see above)."""
-    if ATOMIC_POST:
-        if _region_posted.get(id(frame)) is frame:
-            return False  # one per evaluation
-        _region_posted[id(frame)] = frame
-        import ctypes  # only once something is to be stopped
+    if _region_posted.get(id(frame)) is frame:
+        return False  # one per evaluation
+    _region_posted[id(frame)] = frame
+    import ctypes  # only once something is to be stopped
 
-        post = ctypes.pythonapi.PyThreadState_SetAsyncExc  # a PyDLL function: the GIL stays held
-        tid, exc = ctypes.c_ulong(ident), ctypes.py_object(BudgetExceeded)
-        # From 3.11 on another thread runs only where this one checks its eval breaker (a function's
-        # start, a backward jump, after a call returned): between the look at the line and the
-        # call below there is none, so the exception is posted while the thread is inside the
-        # filter (or what it called), and it lands there: the thread checks for it as soon as it
-        # runs again (it waits for the GIL at such a check, or returns from a C call into one).
-        if frame.f_lineno == REGION_LINE:
-            post(tid, exc)
-            return True
-        return False
-    with _lock:
-        if _POSTED.get(ident) is not None:
-            return False  # one per evaluation
-        _POSTED[ident] = frame
-        if frame.f_lineno != REGION_LINE:
-            del _POSTED[ident]
-            return False
-        _posted_at[ident] = now
-        _set_async_exc(ident, BudgetExceeded)
-        return True
+    post = ctypes.pythonapi.PyThreadState_SetAsyncExc  # a PyDLL function: the GIL stays held
+    here = {REGION_LINE: True}.get  # not int.__eq__: f_lineno may be None (3.12+), never truth-tested
+    # The look at the frame's line and the post run inside one C call (list() driving map/filter
+    # over C callables only): no bytecode runs in between, so no other thread can, and the thread
+    # is inside the filter when the exception is posted. It lands there: the thread checks for it
+    # as soon as it runs again (it waits for the GIL at such a check, or returns from a C call into
+    # one), inside the filter's ``try`` blocks, or deeper, in what the filter called.
+    tids = map({REGION_LINE: ctypes.c_ulong(ident)}.__getitem__, filter(here, map(_LINENO, (frame,))))
+    excs = map({REGION_LINE: ctypes.py_object(BudgetExceeded)}.__getitem__, filter(here, map(_LINENO, (frame,))))
+    return bool(list(map(post, tids, excs)))
 
 
 def region_settle(depth: int = 1) -> None:
-    """Called by a wrapper right after its filter when ``_POSTED`` is not empty: clear what was posted
-    for this evaluation (its frame) and not delivered. ``depth``: frames up to the wrapper's."""
+    """Clear a stop posted for this evaluation (the wrapper's frame, ``depth`` up) and not delivered,
+    by the marks protocol (a wrapper's outer handler calls it; compiled filters post none that way)."""
     ident = get_ident()
     frame: Any = sys._getframe(depth)
     if _POSTED.get(ident) is frame:
