@@ -92,6 +92,7 @@ class CallProbe:
         self.outbox = Outbox()
         self.lock = threading.Lock()
         self.accepted = 0
+        self.pending = 0  # admitted calls whose result is not in the outbox yet
         self.internal_errors = 0
         self.closed = False
         self.full = threading.Event()
@@ -171,18 +172,29 @@ class CallProbe:
                 self._close_gates()  # -n reached: the wrapper stops evaluating the filter at once
             if not index:
                 return
-            OWN_WORK.add(ident)
             try:
-                # a capture runs the user's __repr__ and properties, and --expr: user code too
-                item = self.record_guard.call(self.record, index, args, kwargs, returned, error, cost, None)
+                OWN_WORK.add(ident)
+                try:
+                    # a capture runs the user's __repr__ and properties, and --expr: user code too
+                    item = self.record_guard.call(self.record, index, args, kwargs, returned, error, cost, None)
+                finally:
+                    OWN_WORK.discard(ident)
+                if item is not None and item is not FAILED:
+                    item = self.commit(item)  # outside the guard: it may take locks (see usercode)
+                    item["skipped"] = self.bucket.take_skipped()
+                    self.outbox.put(item)
             finally:
-                OWN_WORK.discard(ident)
-            if item is not None and item is not FAILED:
-                item = self.commit(item)  # outside the guard: it may take locks (see usercode)
-                item["skipped"] = self.bucket.take_skipped()
-                self.outbox.put(item)
+                self._recorded()
         except Exception:  # noqa: BLE001 - never let our bug reach the target's call
             self.internal_errors += 1
+
+    def _recorded(self) -> None:
+        """An admitted call's result is in the outbox (or failed): the last one ends the job."""
+        with self.lock:
+            self.pending -= 1
+            last = self.closed and self.pending <= 0
+        if last:
+            self.full.set()  # only now: the job thread sends what is in the outbox and ends
 
     def _switch_off(self) -> None:
         """A guard tripped (on the calling thread): no more calls; the job ends and says why."""
@@ -208,10 +220,10 @@ class CallProbe:
             if not self.bucket.take():
                 return 0
             self.accepted += 1
+            self.pending += 1
             if self.accepted >= self.limit:
                 self.closed = True  # later calls are turned away when they start
                 self._close_gates(disarm=False)  # (under our lock; the command ends and unhooks)
-                self.full.set()
             return self.accepted
 
     def record(
