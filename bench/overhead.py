@@ -207,6 +207,7 @@ class Client:
         self.results = 0
         self.started = threading.Event()
         self.first_lines: list[str] = []
+        self.last_line = ""
         self.marker = started_marker
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -216,6 +217,8 @@ class Client:
             self.lines += 1
             if len(self.first_lines) < 5:
                 self.first_lines.append(line.rstrip()[:200])
+            if line.strip():
+                self.last_line = line.strip()[:200]
             if self.marker in line:
                 self.started.set()
             if any(marker in line for marker in RESULT_MARKERS) or line.startswith(REFERENCE_RESULTS):
@@ -261,6 +264,8 @@ def run_scenario(target: Target, scenario: Scenario, start: Any, seconds: float)
     outcome.added_ns = _added_ns(base, rate)
     outcome.during_wall = wall / base_wall if base_wall else None
     outcome.rss_growth_mb = (peak_rss - base_rss) / 1024.0
+    if client.proc.poll() is not None:  # it ended by itself: nothing was hooked while measuring
+        outcome.note = "the command ended by itself: %s" % client.last_line
     client.stop(scenario.stop)
     if not target.alive():
         outcome.survived = False
