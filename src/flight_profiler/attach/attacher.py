@@ -272,8 +272,14 @@ def _inject_with_ptrace(
     options.log("bootstrap %s in tid %d (thread stopped %.1f ms)" % (report.method, report.tid, report.stopped_ms))
     if report.method == "pending":
         # queued for the main thread's next safe point; it may never get there
-        conn = _waiter(helper, target).until(min(deadline, time.monotonic() + PENDING_WAIT))
-        if conn is None:
+        pending = _waiter(helper, target)
+        conn = pending.until(min(deadline, time.monotonic() + PENDING_WAIT))
+        if conn is None and pending.tickets.claimed():
+            # it got there: the agent thread is loading, slowly when many threads queue for the GIL
+            # (each of its GIL waits is ~5 ms per busy thread); another injection would only add a wait
+            options.log("the bootstrap ran; waiting for its agent thread (--timeout)")
+            conn = _waiter(helper, target, True).until(deadline)
+        elif conn is None:
             conn = _fallback_thread(helper, target, source, deadline, options)
     else:
         # the bootstrap ran: the agent thread exists and only needs the GIL to start
@@ -299,7 +305,9 @@ def _fallback_thread(
         if state.tid == target.pid or not procfs.is_safe_parked(state, runtime):
             continue
         try:
-            report = ptrace.inject(target.pid, source, tid=state.tid, mode="gilstate", timeout=5.0)
+            report = ptrace.inject(
+                target.pid, source, tid=state.tid, mode="gilstate", timeout=max(1.0, deadline - time.monotonic())
+            )
         except InjectionError as exc:
             options.log("thread %d not usable: %s" % (state.tid, exc))
             continue
@@ -385,6 +393,10 @@ class _HelperTickets:
 
     def refused_for_fds(self) -> bool:
         return bool(self.helper.call("lexists", name=self.name + ticket.NOFD_SUFFIX)[0]["exists"])
+
+    def claimed(self) -> bool:
+        """The bootstrap ran and claimed the ticket (we have not withdrawn it: only it can have moved it)."""
+        return not self.helper.call("lexists", name=self.name)[0]["exists"]
 
     def withdraw(self) -> str:
         return str(self.helper.call("ticket_withdraw", name=self.name)[0]["outcome"])
