@@ -25,6 +25,8 @@ import fcntl
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
 
 from ..errors import AttachError, InjectionError, ProtocolError, TargetError
 from ..render.safe import safe_line
@@ -44,6 +46,10 @@ class AttachOptions:
         self.timeout = timeout
         self.force = force
         self.log: Callable[[str], None] = log or (lambda message: None)
+        # held while the injector's tracer has the thread, the only part of an attach that stops it: a group
+        # (fleet.runner.Gate) caps how many of its targets are stopped at once there, and leaves the
+        # rest of each attach (helper, bundle, the agent's start, the handshake) to run in parallel
+        self.stopping: Callable[[], ContextManager[None]] = nullcontext
 
 
 def existing_agent(pid: int, timeout: float = 30.0) -> AgentConnection | None:
@@ -268,7 +274,9 @@ def _inject_with_ptrace(
 ) -> AgentConnection:
     from . import ptrace  # imported only when we inject: a reused agent needs none of it
 
-    report = ptrace.inject(target.pid, source, mode="auto", timeout=max(1.0, deadline - time.monotonic()))
+    report = ptrace.inject(
+        target.pid, source, mode="auto", timeout=max(1.0, deadline - time.monotonic()), stopping=options.stopping
+    )
     options.log("bootstrap %s in tid %d (thread stopped %.1f ms)" % (report.method, report.tid, report.stopped_ms))
     if report.method == "pending":
         # queued for the main thread's next safe point; it may never get there
@@ -306,7 +314,12 @@ def _fallback_thread(
             continue
         try:
             report = ptrace.inject(
-                target.pid, source, tid=state.tid, mode="gilstate", timeout=max(1.0, deadline - time.monotonic())
+                target.pid,
+                source,
+                tid=state.tid,
+                mode="gilstate",
+                timeout=max(1.0, deadline - time.monotonic()),
+                stopping=options.stopping,
             )
         except InjectionError as exc:
             options.log("thread %d not usable: %s" % (state.tid, exc))

@@ -8,6 +8,7 @@ prompt_toolkit, the CLI) can reach the target this way.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from .bootstrap import ALIAS, package_dir
@@ -44,6 +45,7 @@ def _add(bundle: dict[str, tuple[str, str, bool]], root: str, relative: str) -> 
         bundle[".".join([ALIAS, *parts])] = (path, fh.read(), is_package)
 
 
+@functools.lru_cache(maxsize=1)  # a group attach writes it once per target: read our files once
 def text() -> str:
     """The bundle file's content: name, file name, ``1``/``0`` (is a package), source, ... NUL-separated.
 
