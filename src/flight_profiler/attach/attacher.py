@@ -110,7 +110,12 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
             and not _main_thread_parked(target)
             and _remote_exec(helper, target, source, options)
         ):
-            conn = _waiter(helper, target).until(min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
+            queued = _waiter(helper, target)
+            conn = queued.until(min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
+            if conn is None and queued.tickets.claimed():
+                # it ran: the agent thread is starting, slowly behind busy threads; ptrace would only queue again
+                options.log("the bootstrap ran; waiting for its agent thread (--timeout)")
+                return _finish(helper, target, _waiter(helper, target, True).until(deadline), options)
             if conn is not None:
                 return conn
             options.log("remote_exec did not run within %.1f s (main thread blocked?); using ptrace" % REMOTE_EXEC_WAIT)
@@ -292,6 +297,11 @@ def _inject_with_ptrace(
     else:
         # the bootstrap ran: the agent thread exists and only needs the GIL to start
         conn = _waiter(helper, target, True).until(deadline)
+    return _finish(helper, target, conn, options)
+
+
+def _finish(helper: Helper, target: Target, conn: AgentConnection | None, options: AttachOptions) -> AgentConnection:
+    """The connection, or after the wait: withdraw the ticket and say why no agent answered."""
     # withdraw the claim ticket: if the bootstrap won the race, the agent is starting after all
     waiter = _waiter(helper, target, True)
     conn = conn or waiter.give_up(options.timeout)
