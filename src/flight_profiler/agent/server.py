@@ -40,9 +40,9 @@ class Server:
         self.stopping = realthreads.Event()
 
     def accept_loop(self) -> None:
-        # the session's modules are most of the agent's start: loaded while the client's connection
-        # waits in the backlog, so accept() finds it there instead of blocking (and queueing again
-        # for the GIL behind every busy thread of the target when the client comes)
+        # the session's modules (compiled ahead, see loader.START_MODULES) run while the client's
+        # connection waits in the backlog, so accept() finds it there instead of blocking (and
+        # queueing again for the GIL behind every busy thread of the target when the client comes)
         from . import session as session_module
 
         session_module.LOG_PATH = "%s.log" % self.path
@@ -86,13 +86,13 @@ class Server:
 def serve(path: str, bundle_key: str) -> None:
     """Run the agent on ``path`` unless one already runs in this process."""
     global _server, _bundle_key
-    _bundle_key = bundle_key
-    AGENT_THREAD_IDS.add(realthreads.get_ident())
     with _state_lock:
         if _server is not None:
-            return
+            return  # another bootstrap's thread serves already (see attach/bootstrap): this one ends quietly
+        _bundle_key = bundle_key
         _server = Server(path)
         server = _server
+    AGENT_THREAD_IDS.add(realthreads.get_ident())
     try:
         server.accept_loop()
     finally:
