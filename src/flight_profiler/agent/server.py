@@ -56,8 +56,6 @@ class Server:
                 _refuse(conn)
                 continue
             session = session_module.Session(conn, self)
-            if not session.greet():
-                continue  # no hello, or not ours: closed
             with self.lock:
                 self.sessions.add(session)
             session.start()

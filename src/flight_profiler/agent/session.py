@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from .server import Server
 
-HELLO_WAIT = 5.0  # seconds the accepting thread waits for a client's hello (ours sends it at once)
 JOB_STOP_WAIT = 1.0  # seconds a job gets to finish after cancel before we move on
 CANCEL_STOP_WAIT = 0.5  # after Ctrl-C, before we say its user code is still busy (the client waits 2 s)
 REPLAY_BUDGET_MS = 60000.0  # tt -p runs the application's function again: it may take a while
@@ -66,7 +65,6 @@ class Session:
         self.state: dict[str, Any] = {}
         self.lock = realthreads.allocate_lock()
         self.thread = realthreads.Thread(self._run, "flight_profiler-session")
-        self.greeted = False
 
     def start(self) -> None:
         self.thread.start()
@@ -79,26 +77,10 @@ class Session:
         if wait and not self.thread.is_current():
             self.thread.join(JOB_STOP_WAIT)
 
-    def greet(self) -> bool:
-        """The handshake, on the thread that accepted the connection, before the session's thread starts.
-
-        A new thread's first GIL acquisition waits behind every busy thread of the target; done
-        here, that wait overlaps with the client's turn (reading our hello, sending its command)
-        instead of coming after it. Bounded: a client that sends no hello does not hold up the
-        next one for longer than ``HELLO_WAIT``.
-        """
-        try:
-            self.greeted = self._handshake(HELLO_WAIT)
-        except (ChannelClosed, FrameError, OSError):
-            self.greeted = False
-        if not self.greeted:
-            self.channel.close()
-        return self.greeted
-
     def _run(self) -> None:
         AGENT_THREAD_IDS.add(realthreads.get_ident())
         try:
-            if self.greeted or self._handshake():
+            if self._handshake():
                 self._read_loop()
         except (ChannelClosed, FrameError, OSError):
             pass
@@ -108,8 +90,8 @@ class Session:
             self.server.forget(self)
             AGENT_THREAD_IDS.discard(realthreads.get_ident())
 
-    def _handshake(self, timeout: float | None = None) -> bool:
-        msg = self.channel.recv(timeout)
+    def _handshake(self) -> bool:
+        msg = self.channel.recv()
         if msg.get("type") != "hello" or msg.get("protocol") != PROTOCOL_VERSION:
             self.channel.send(
                 {

@@ -38,6 +38,7 @@ from .waits import AgentWait, closed_by_agent
 
 REMOTE_EXEC_WAIT = 2.0
 PENDING_WAIT = 2.0
+FALLBACK_INJECT_WAIT = 5.0  # per parked thread tried; then the claim is checked again (bounded by --timeout)
 LOCK_POLL = 0.02
 
 
@@ -335,24 +336,32 @@ def _fallback_thread(
     """The main thread is not reaching the eval loop: use a thread parked in a safe syscall."""
     from . import procfs, ptrace
 
+    waiter = _waiter(helper, target, attempt, True)
     runtime = ptrace.find_python_api(target.pid).runtime_range
     for state in procfs.thread_states(target.pid):
         if state.tid == target.pid or not procfs.is_safe_parked(state, runtime):
             continue
+        if waiter.tickets.claimed():
+            break  # the pending call ran meanwhile: its agent thread is starting
         try:
             report = ptrace.inject(
                 target.pid,
                 attempt.source,
                 tid=state.tid,
                 mode="gilstate",
-                timeout=max(1.0, deadline - time.monotonic()),
+                # that thread must get the GIL to finish: behind many busy threads this takes long, and
+                # meanwhile the queued pending call may start the agent; back to polling after a while
+                timeout=min(FALLBACK_INJECT_WAIT, max(1.0, deadline - time.monotonic())),
                 stopping=options.stopping,
             )
         except InjectionError as exc:
             options.log("thread %d not usable: %s" % (state.tid, exc))
             continue
         options.log("bootstrap ran in thread %d (%s)" % (report.tid, state.name))
-        return _waiter(helper, target, attempt, True).until(deadline)
+        return waiter.until(deadline)
+    if waiter.tickets.claimed():  # one of the bootstraps ran (a trampoline that timed out above finishes later)
+        options.log("the bootstrap ran; waiting for its agent thread (--timeout)")
+        return waiter.until(deadline)
     return None
 
 
