@@ -60,7 +60,7 @@ def arm() -> "str":
     path = socket_path()
     bundle = collect(os.path.dirname(os.path.abspath(__file__)))  # read now: the install may change later
     _armed.append(path)
-    import threading  # loaded at start-up by every interpreter we support
+    import threading  # the application's own threading (it is loaded by nearly every one anyway)
 
     thread = threading.Thread(target=_serve_forever, args=(bundle, ALIAS, GUARD, path), name="flight_profiler-agent")
     thread.daemon = True
@@ -135,10 +135,21 @@ def _guard(key: "str") -> "Any":
 
 
 def _log(path: "str") -> None:
+    """The failure into the agent's log, only inside a directory that is ours and private, never through a link.
+
+    ``/tmp/flight_profiler-<uid>`` may have been made by another user before the
+    application started (the agent then refuses to listen there): writing our log
+    there by path would append to whatever file of ours that user's link points at.
+    """
     try:
+        import stat
         import traceback
 
-        with open(path + ".log", "a") as fh:
+        info = os.lstat(os.path.dirname(path))
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+            return
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(path + ".log", flags, 0o600), "a") as fh:
             traceback.print_exc(file=fh)
     except BaseException:  # noqa: BLE001, S110 - nowhere else to say it without touching the app's streams
         pass
@@ -152,7 +163,7 @@ def main(argv: "List[str]") -> None:
     if not argv or argv[0] in ("-h", "--help") or (argv[0] == "-m" and len(argv) < 2):
         sys.stderr.write(USAGE + "\n")
         raise SystemExit(2)
-    arm()
+    _arm_or_say_why()
     _forget_our_modules()
     import runpy
 
@@ -185,6 +196,14 @@ def _run_script(script: "str") -> None:
         code = compile(fh.read(), filename, "exec", dont_inherit=True)  # bytes: the coding cookie is honoured
     sys.modules["__main__"] = main
     exec(code, main.__dict__)  # noqa: S102 - the application itself
+
+
+def _arm_or_say_why() -> None:
+    """The application runs whether or not arming worked; one line on stderr says why it is not armed."""
+    try:
+        arm()
+    except Exception as exc:  # noqa: BLE001 - e.g. no /proc: the application must start anyway
+        sys.stderr.write("flight_profiler.arm: not armed: %s\n" % (exc,))
 
 
 def _forget_our_modules() -> None:
@@ -221,4 +240,4 @@ def _application_frames(tb: "Optional[Any]") -> "Optional[Any]":
 if __name__ == "__main__":
     main(sys.argv[1:])
 elif os.environ.get(ENV) == "1":
-    arm()  # ``import flight_profiler.arm`` in the application, switched on by the environment
+    _arm_or_say_why()  # ``import flight_profiler.arm`` in the application, switched on by the environment

@@ -196,3 +196,46 @@ def test_armed_agent_answers_where_ptrace_is_forbidden(interp: str, python: str,
     finally:
         armed.stop()
         unarmed.stop()
+
+
+def test_a_failure_is_never_logged_through_another_users_directory(tmp_path: str) -> None:
+    """/tmp/flight_profiler-<uid> made by someone else, with a link where our log would go: nothing written."""
+    from flight_profiler import arm
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to hand the directory to another user")
+    directory = os.path.join(str(tmp_path), "flight_profiler-x")
+    os.mkdir(directory, 0o755)
+    victim = os.path.join(str(tmp_path), "victim")
+    with open(victim, "w") as fh:
+        fh.write("keep")
+    path = os.path.join(directory, "agent-1-2-3.sock")
+    os.symlink(victim, path + ".log")
+    os.chown(directory, 65534, 65534)  # nobody's: not ours
+    try:
+        raise RuntimeError("the agent could not listen")
+    except RuntimeError:
+        arm._log(path)
+    os.chown(directory, 0, 0)
+    os.chmod(directory, 0o777)  # ours, but open to others: still refused
+    try:
+        raise RuntimeError("the agent could not listen")
+    except RuntimeError:
+        arm._log(path)
+    with open(victim) as fh:
+        assert fh.read() == "keep"
+    os.chmod(directory, 0o700)  # ours and private: logged, but never through the link
+    try:
+        raise RuntimeError("the agent could not listen")
+    except RuntimeError:
+        arm._log(path)
+    with open(victim) as fh:
+        assert fh.read() == "keep"
+    os.unlink(path + ".log")
+    try:
+        raise RuntimeError("the agent could not listen")
+    except RuntimeError:
+        arm._log(path)
+    with open(path + ".log") as fh:
+        assert "the agent could not listen" in fh.read()
+    assert os.stat(path + ".log").st_mode & 0o777 == 0o600
