@@ -264,7 +264,7 @@ def _event_commands() -> list[str]:
 
 
 def test_the_modelled_events_cover_the_instrumenting_commands() -> None:
-    assert {"watch", "trace", "monitor", "line", "reload"} <= set(_event_commands())
+    assert {"watch", "trace", "monitor", "line", "reload", "logger"} <= set(_event_commands())
 
 
 @pytest.mark.parametrize("command", _event_commands())
