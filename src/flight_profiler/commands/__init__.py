@@ -29,6 +29,7 @@ COMMANDS = (
     "sm",
     "source",
     "line",
+    "dashboard",
 )
 # commands with no agent half: they read the target from outside (py-spy)
 CLIENT_ONLY = ("perf",)
