@@ -61,7 +61,7 @@ class GcTimer:
 
 def run(request: DashboardRequest, ctx: JobContext) -> None:
     interval = int(request.get("interval", DEFAULTS["interval"])) / 1000.0
-    frames = int(request.get("frames") or DEFAULTS["frames"])
+    frames = int(request.get("frames", DEFAULTS["frames"]))
     timer = GcTimer()
     gc.callbacks.append(timer)
     ctx.add_cleanup(lambda: _remove(timer))

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import List, Optional, TypedDict
 
     class DashboardRequest(TypedDict):
-        """Every field has a default (``DEFAULTS``)."""
+        """The fields with a default (``DEFAULTS``): every field."""
 
         interval: int  # -i, milliseconds per frame
         frames: int  # -n, 0: until stopped
