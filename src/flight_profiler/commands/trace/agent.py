@@ -56,6 +56,7 @@ PY, C, WAIT, HIDDEN, THROUGH = 0, 1, 2, 3, 4  # HIDDEN: kept off the tree; THROU
 
 OPEN = True  # the frame field of a Python call sys.monitoring started (it needs no frame): not a C call
 _TRACING: set[int] = set()  # threads with a trace running: a traced function that recurses is traced once
+PREFER_MONITORING = False  # tests: record with the sys.monitoring tool even on a thread that has no profiler
 
 
 class TraceProbe:
@@ -86,8 +87,10 @@ class TraceProbe:
         self.stopped = False  # the command ended: invocations still running stop tracing
         self.kind = kind
         self.own_files = _own_files()
+        self.plain_codes: dict[Any, bool] = {}  # code -> neither ours nor a generator's (the replay's fast path)
         self.handle: Any = None
-        self.monitor: Monitor | None = None  # 3.12+: our sys.monitoring tool; None: sys.setprofile
+        self.monitor: Monitor | None = None  # 3.12+, opened for the first thread that profiles itself
+        self.monitor_tried = False
         self.filter_source = request.get("filter")
         self.guard: Guard | None = None
         if self.filter_source:
@@ -164,11 +167,22 @@ class TraceProbe:
     def drive(self, run: TraceRun, inner: Any) -> Any:
         return _step_coroutine(run, inner) if self.kind in ("coroutine", "asyncgen") else _step_generator(run, inner)
 
+    def get_monitor(self) -> Monitor | None:
+        if not self.monitor_tried:
+            with self.lock:
+                if not self.monitor_tried and not self.stopped:
+                    self.monitor_tried = True
+                    self.monitor = Monitor.open()
+        return self.monitor
+
     def stop(self) -> None:
         self.stopped = True
         self.done = True
-        if self.monitor is not None:
-            self.monitor.close()
+        with self.lock:
+            self.monitor_tried = True  # none is opened after this
+            monitor = self.monitor
+        if monitor is not None:
+            monitor.close()
         if self.guard is not None:
             self.guard.close()
 
@@ -191,6 +205,7 @@ class TraceRun:
         self.nodes = 0
         self.hidden = 0  # calls shorter than -i
         self.truncated = 0  # calls beyond MAX_NODES
+        self.plain_codes = probe.plain_codes
         self.suspended: dict[Any, list[Any]] = {}  # generator/coroutine frames that may resume
         # a suspension is placed under the innermost frame that resumes from it: frames
         # resume outermost first, so it is the last resumed one before any other event
@@ -203,21 +218,25 @@ class TraceRun:
         self.ident = 0
         self.step_started = 0.0
         self.traced = 0.0  # seconds spent with the profiler on (charged to the budget)
-        self.events: list[tuple[Any, str, Any, float]] = []  # recorded, not yet in the tree
+        self.events: list[Any] = []  # recorded (frame, event, what, time), not yet in the tree
+        self.record: Any = None  # the profile function, made once
+        self.monitor: Monitor | None = None  # the current step records with our sys.monitoring tool
 
     # ---- stepping: the recorder is on only while the invocation's own code runs
 
     def step_in(self) -> bool:
         if self.probe.stopped:
             return False  # a coroutine resumed after the command ended: not traced any more
-        monitor = self.probe.monitor
-        if monitor is None:
-            previous = sys.getprofile()
-            if previous is not None and not callable(previous):
-                # a C-level profiler (cProfile, yappi) we could not put back exactly: leave this one alone
+        previous = sys.getprofile()
+        monitor = None
+        if previous is not None or PREFER_MONITORING:
+            # the thread profiles itself: on 3.12+ our own sys.monitoring tool records beside its profiler
+            monitor = self.probe.get_monitor()
+            if monitor is None and previous is not None and not callable(previous):
+                # a C-level profiler (yappi, cProfile before 3.12) we could not put back exactly: leave it alone
                 self.probe.busy_thread += 1
                 return False
-            self.previous = previous
+        self.monitor = monitor
         self.ident = get_ident()
         _TRACING.add(self.ident)
         now = perf_counter()
@@ -227,14 +246,19 @@ class TraceRun:
             self.resume_tip = self.root
         self.step_started = now
         if monitor is None:
-            sys.setprofile(self._recorder())
+            self.previous = previous
+            if self.record is None:
+                self.record = self._recorder()
+            sys.setprofile(self.record)
         elif not monitor.activate(self.ident, self):
             _TRACING.discard(self.ident)
             return False
         return True
 
     def _recorder(self) -> Any:
-        """The profile function: one append per event, the tree is built later."""
+        """The profile function: one append per event, the tree is built later. (Cheaper than a
+        sys.monitoring tool: two calls of it per Python call against three callbacks, and the threads
+        that are not traced never call it, where they would call every callback of a tool.)"""
         events = self.events
         append = events.append
         clock = perf_counter
@@ -250,12 +274,11 @@ class TraceRun:
     def step_out(self, yielded: Any, final: bool) -> None:
         if self.abandoned:
             return  # the thread's own profiler is back already
-        monitor = self.probe.monitor
-        if monitor is None:
+        if self.monitor is None:
             sys.setprofile(self.previous)
             self.previous = None
         else:
-            monitor.deactivate(self.ident)
+            self.monitor.deactivate(self.ident)
         self._replay()
         now = perf_counter()
         _TRACING.discard(self.ident)
@@ -281,7 +304,7 @@ class TraceRun:
 
     def flush(self) -> None:
         """Called by a recorder with its buffer full (its own events are off meanwhile)."""
-        if self.probe.stopped and self.probe.monitor is None:
+        if self.probe.stopped and self.monitor is None:
             self._abandon()
             return
         self._replay()
@@ -291,14 +314,70 @@ class TraceRun:
         if not events:
             return
         try:
-            for frame, event, what, now in events:
-                if self.broken:
-                    break
-                self._event(frame, event, what, now)
+            self._replay_events(events)
         except Exception:  # noqa: BLE001 - a bug of ours must not reach the target's call
             self.broken = True
             self.running = False
         del events[:]
+
+    def _replay_events(self, events: list[Any]) -> None:
+        last = len(events) - 1
+        index = 0
+        while index <= last:
+            if index < last and self.running and not self.pending_wait:
+                used = self._short_leaves(events, index, last)
+                if used:
+                    index += used
+                    continue
+            frame, event, what, now = events[index]
+            self._event(frame, event, what, now)
+            index += 1
+
+    def _short_leaves(self, events: list[Any], index: int, last: int) -> int:
+        """Most calls are leaves shorter than -i: a start followed at once by its end. A run of them
+        under the same parent is counted as hidden (or truncated, or nothing, as their nodes would
+        have been once attached and pruned) without making any node; returns the events used."""
+        threshold = self.threshold
+        plain = self.plain_codes
+        start = index
+        while index < last:
+            frame, event, what, now = events[index]
+            after = events[index + 1]
+            if after[3] - now >= threshold:
+                break
+            if event == "call":
+                if after[1] != "return" or after[0] is not frame:
+                    break
+                code = what if frame is None else frame.f_code
+                known = plain.get(code)
+                if known is None:
+                    known = self.is_plain(code)
+                if not known:
+                    break
+            elif event != "c_call" or (after[1] != "c_return" and after[1] != "c_exception"):
+                break
+            index += 2
+        leaves = (index - start) >> 1
+        if leaves:
+            self._count_leaves(leaves)
+        return index - start
+
+    def _count_leaves(self, leaves: int) -> None:
+        """What attaching, then pruning, ``leaves`` calls shorter than -i with no calls of their own
+        amounts to: hidden, truncated (beyond MAX_NODES), or nothing under a node already left out."""
+        stack = self.stack
+        parent, depth = self._parent() if stack[-1][KIND] == THROUGH else (stack[-1], len(stack))
+        if parent[KIND] != HIDDEN and depth < self.max_depth:
+            if self.nodes >= MAX_NODES:
+                self.truncated += leaves
+            else:
+                self.hidden += leaves
+
+    def is_plain(self, code: Any) -> bool:
+        """Neither ours, nor a generator's or coroutine's, nor the root's: a call the fast paths may count."""
+        plain = not code.co_flags & SUSPENDABLE and code.co_filename not in self.own_files and not self._is_root(code)
+        self.plain_codes[code] = plain
+        return plain
 
     def _event(self, frame: Any, event: str, what: Any, now: float) -> None:
         """One event, as sys.setprofile names them; ``frame`` is None when the recorder did not need it
@@ -319,6 +398,8 @@ class TraceRun:
             self._leave_py(frame, now, True)
         elif event == "c_call":
             self._enter_c(what, now)
+        elif event == "leaves":
+            self._count_leaves(what)
         else:  # c_return, c_exception
             self._leave_c(now)
 
@@ -467,9 +548,9 @@ class TraceRun:
         return out
 
 
-# sys.monitoring (3.12+): the tool ids we may take, the profiler's own first; 0 and 1 are left to
-# debuggers and coverage tools, which ask for exactly those
-TOOL_IDS = (2, 3, 4, 5)
+# sys.monitoring (3.12+): the tool ids we may take, those no tool asks for by number first; 0 and 1
+# (debuggers, coverage) are never taken, 2 (cProfile's since 3.12) last
+TOOL_IDS = (3, 4, 5, 2)
 _monitoring: Any = getattr(sys, "monitoring", None)  # 3.12+
 _OPEN_MONITORS: set[Monitor] = set()  # closed at detach too, should a job's cleanup not have run
 
@@ -557,6 +638,7 @@ def _callbacks(runs: dict[int, TraceRun]) -> dict[int, Any]:
     ident = get_ident
     clock = perf_counter
     getframe = sys._getframe
+    returned = _return_callback(runs)
 
     def start(code: Any, offset: int) -> None:
         run = get(ident())
@@ -570,11 +652,6 @@ def _callbacks(runs: dict[int, TraceRun]) -> dict[int, Any]:
         run = get(ident())
         if run is not None:
             run.events.append((getframe(1), "call", code, clock()))
-
-    def returned(code: Any, offset: int, value: Any) -> None:
-        run = get(ident())
-        if run is not None:
-            run.events.append((None, "return", None, clock()))
 
     def yielded(code: Any, offset: int, value: Any) -> None:
         run = get(ident())
@@ -590,6 +667,36 @@ def _callbacks(runs: dict[int, TraceRun]) -> dict[int, Any]:
         events.PY_YIELD: yielded,
         **_c_callbacks(runs),
     }
+
+
+def _return_callback(runs: dict[int, TraceRun]) -> Any:
+    get = runs.get
+    ident = get_ident
+    clock = perf_counter
+
+    def returned(code: Any, offset: int, value: Any) -> None:
+        run = get(ident())
+        if run is not None:
+            recorded = run.events
+            now = clock()
+            if recorded:
+                last = recorded[-1]
+                # the end of a call started right before (nothing recorded in between), shorter than -i:
+                # it can only be a hidden leaf; counted here, it costs the replay nothing
+                if last[2] is code and last[0] is None and now - last[3] < run.threshold:
+                    plain = run.plain_codes.get(code)
+                    if plain is None:
+                        plain = run.is_plain(code)
+                    if plain:
+                        recorded.pop()
+                        if recorded and recorded[-1][1] == "leaves":
+                            recorded[-1][2] += 1
+                        else:
+                            recorded.append([None, "leaves", 1, now])
+                        return
+            recorded.append((None, "return", None, now))
+
+    return returned
 
 
 def _c_callbacks(runs: dict[int, TraceRun]) -> dict[int, Any]:
@@ -629,7 +736,18 @@ def _c_callbacks(runs: dict[int, TraceRun]) -> dict[int, Any]:
         ):
             run = get(ident())
             if run is not None:
-                run.events.append((None, "c_return", None, clock()))
+                recorded = run.events
+                now = clock()
+                if recorded:
+                    last = recorded[-1]
+                    if last[2] is callee and last[1] == "c_call" and now - last[3] < run.threshold:
+                        recorded.pop()  # a C call shorter than -i: a hidden leaf (see returned)
+                        if recorded and recorded[-1][1] == "leaves":
+                            recorded[-1][2] += 1
+                        else:
+                            recorded.append([None, "leaves", 1, now])
+                        return
+                recorded.append((None, "c_return", None, now))
 
     return {events.CALL: call, events.C_RETURN: c_returned, events.C_RAISE: c_returned}
 
@@ -727,7 +845,6 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     code = target.code
     probe = TraceProbe(request, target.is_method, hooks.code_kind(code))
     ctx.add_cleanup(probe.stop)  # closes its guard and frees its tool id, whatever happens next
-    probe.monitor = Monitor.open()
     handle = hooks.install(target.func, probe, target.nested)
     probe.handle = handle
     ctx.add_cleanup(handle.remove)
