@@ -8,7 +8,8 @@ On bench/overhead_target.py's method with 50 sub-calls (``Work.handle(50)``) in 
      with the reference installed (bench/overhead.py loads it the same way);
   4. cProfile: the same loop with cProfile enabled in the target's own worker thread.
 µs per sub-call = (1/rate traced - 1/rate baseline) / 50, the hook's own cost included;
-"kept" = traced rate / baseline rate. Nothing is asserted; it writes bench/RESULTS-trace.md.
+"kept" = traced rate / baseline rate. Then, in one process per interpreter, where that cost goes
+(bench/trace_inprocess.py). Nothing is asserted; it writes bench/RESULTS-trace.md.
 
     .venv/bin/python bench/trace_cost.py [--pythons 3.8,3.12] [--seconds 3]
 """
@@ -16,6 +17,7 @@ On bench/overhead_target.py's method with 50 sub-calls (``Work.handle(50)``) in 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +33,8 @@ from stamp import stamp  # noqa: E402
 from interpreters import find_interpreters  # noqa: E402
 
 SUB_CALLS = 50
-OURS = "trace __main__ Work handle -n %d" % BIG  # every invocation: the budget is off unless asked for
+OURS = "trace __main__ Work handle -n %d" % BIG  # every invocation traced and shown: no budget, no rate
+OURS_RATED = OURS + " --rate 10"  # every invocation traced, 10 a second shown: the tracing's own cost
 REFERENCE = "trace __main__ Work handle -n %d" % BIG
 
 
@@ -39,8 +42,8 @@ def _rate(target: Target, seconds: float) -> float:
     return target.measure(seconds)[0]
 
 
-def _traced(target: Target, start: Any, command: str, seconds: float) -> tuple[float, float, str]:
-    """(baseline rate, traced rate, note) for one tool's trace on the method50 workload."""
+def _traced(target: Target, start: Any, command: str, seconds: float, lines: bool = False) -> tuple[float, float, str]:
+    """(baseline rate, traced rate, note: results a second) for one tool's trace on the method50 workload."""
     target.workload("method50")
     time.sleep(1.0)
     base = _rate(target, seconds)
@@ -49,16 +52,21 @@ def _traced(target: Target, start: Any, command: str, seconds: float) -> tuple[f
         client.stop(9)
         return base, 0.0, "did not start: %s" % " | ".join(client.first_lines)
     time.sleep(1.0)
+    results, printed = client.results, client.lines
     traced = _rate(target, seconds)
+    note = "%.0f results/s" % ((client.results - results) / seconds)
+    if lines:  # the reference prints a line per traced invocation under -i ("... below 0.1ms, skip display")
+        note = "%.0f lines/s" % ((client.lines - printed) / seconds)
     client.stop(2)
-    note = "" if target.alive() else "target died"
+    if not target.alive():
+        note += ", target died"
     return base, traced, note
 
 
 def _cprofile(target: Target, seconds: float) -> tuple[float, float]:
     target.workload("method50")
     time.sleep(1.0)
-    base = _rate(target, seconds)
+    base = _rate(target, seconds) or _rate(target, seconds)  # a window with no tick: measure again
     target.workload("cprofile50")
     time.sleep(1.0)
     profiled = _rate(target, seconds)
@@ -80,7 +88,9 @@ def bench_python(label: str, python: str, seconds: float) -> list[dict[str, Any]
     target = Target(python, attach_first=ours)
     try:
         base, traced, note = _traced(target, ours, OURS, seconds)
-        rows.append({"python": label, "tool": "ours", "base": base, "traced": traced, "note": note})
+        rows.append({"python": label, "tool": "ours, every trace shown", "base": base, "traced": traced, "note": note})
+        base, traced, note = _traced(target, ours, OURS_RATED, seconds)
+        rows.append({"python": label, "tool": "ours, --rate 10", "base": base, "traced": traced, "note": note})
         base, profiled = _cprofile(target, seconds)
         rows.append({"python": label, "tool": "cProfile", "base": base, "traced": profiled, "note": ""})
     finally:
@@ -92,11 +102,41 @@ def bench_python(label: str, python: str, seconds: float) -> list[dict[str, Any]
     start = lambda pid, command: reference(venv, pid, command)  # noqa: E731
     target = Target(os.path.join(venv, "bin", "python"), attach_first=start)
     try:
-        base, traced, note = _traced(target, start, REFERENCE, seconds)
+        base, traced, note = _traced(target, start, REFERENCE, seconds, lines=True)
         rows.append({"python": label, "tool": "reference 1.0.7", "base": base, "traced": traced, "note": note})
     finally:
         target.stop()
     return rows
+
+
+def breakdown(python: str) -> dict[str, float]:
+    """bench/trace_inprocess.py's figures for one interpreter (µs per sub-call), or {} if it failed."""
+    env = {**os.environ, "PYTHONPATH": os.path.join(os.path.dirname(HERE), "src")}
+    script = os.path.join(HERE, "trace_inprocess.py")
+    out = subprocess.run([python, script], capture_output=True, text=True, timeout=600, env=env, check=False)
+    if out.returncode != 0:
+        print(out.stderr[-1000:], file=sys.stderr)
+        return {}
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+BREAKDOWN = (
+    "plain invocation",
+    "hook only",
+    "do-nothing profile function",
+    "recording only",
+    "trace",
+    "trace, sys.monitoring recorder",
+    "cProfile",
+)
+
+
+def _breakdown_table(found: list[tuple[str, dict[str, float]]]) -> str:
+    lines = ["| Python | %s |" % " | ".join(BREAKDOWN), "|---|%s" % ("---|" * len(BREAKDOWN))]
+    for label, figures in found:
+        cells = ["-" if name not in figures else "%.2f" % figures[name] for name in BREAKDOWN]
+        lines.append("| %s | %s |" % (label, " | ".join(cells)))
+    return "\n".join(lines) + "\n"
 
 
 def _line(row: dict[str, Any]) -> str:
@@ -126,12 +166,15 @@ def main() -> int:
     args = parser.parse_args()
     wanted = args.pythons.split(",")
     rows: list[dict[str, Any]] = []
+    found: list[tuple[str, dict[str, float]]] = []
     print(HEADER, flush=True)
     for label, path in find_interpreters():
         if label in wanted:
             for row in bench_python(label, path, args.seconds):
                 rows.append(row)
                 print(_line(row), flush=True)
+            found.append((label, breakdown(path)))
+            print(found[-1], flush=True)
     with open(os.path.join(HERE, "RESULTS-trace.md"), "w") as fh:
         fh.write("# What a traced sub-call costs\n\n")
         fh.write(stamp())
@@ -143,6 +186,8 @@ def main() -> int:
         fh.write(HEADER + "\n")
         for row in rows:
             fh.write(_line(row) + "\n")
+        fh.write("\n## Where it goes (one process, µs per sub-call; plain invocation: µs per invocation)\n\n")
+        fh.write(_breakdown_table(found))
     return 0
 
 

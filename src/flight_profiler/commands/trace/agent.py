@@ -2,14 +2,15 @@
 
 The function is hooked (``services.hooks``). When an invocation is to be
 traced, a recorder runs for exactly as long as the invocation's own code
-runs: on 3.12+ a ``sys.monitoring`` tool of our own (a free id, never one
-somebody holds), whose events are on only while some traced invocation runs
-and whose callbacks drop every other thread's events; before 3.12 (or with
-every tool id taken) a profile function on the calling thread only
-(``sys.setprofile``), the thread's previous one put back afterwards. Either
-recorder only appends ``(frame, event, what, time)`` to a list; the tree is
-built from that list when the invocation (or its step) ends, or every
-``FLUSH_EVENTS`` events, so memory stays bounded. Generators and coroutines are stepped one resumption at
+runs: a profile function on the calling thread only (``sys.setprofile``,
+which no other thread calls), the thread's previous one put back afterwards;
+on 3.12+, on a thread that has a profiler of its own, a ``sys.monitoring``
+tool of ours instead (a free id, never one somebody holds), so that profiler
+keeps running. Either recorder only appends ``(frame, event, what, time)``
+to a list (a call that ends at once, sooner than ``-i``, is only counted);
+the tree is built from that list when the invocation (or its step) ends, or
+every ``FLUSH_EVENTS`` events, so memory stays bounded (bench/RESULTS-trace.md).
+Generators and coroutines are stepped one resumption at
 a time: while one is suspended (awaiting, or yielded to its consumer) the
 profiler is off, so the event loop's other work is not recorded, and the
 suspension shows up as an ``[await]`` (``[yield]``) node of the frame that
