@@ -159,6 +159,24 @@ HEADER = (
 )
 
 
+READING = """Reading it:
+- "every trace shown" sends every traced invocation's tree to the client (the default: no --rate);
+  "--rate 10" still traces every invocation but shows 10 trees a second: the tracing's own cost.
+- The recorder is a profile function that only appends; the tree is built when the invocation
+  ends, and a call shorter than -i that called nothing costs no node (the breakdown below).
+- On 3.12+ turning a profile function (or a sys.monitoring tool's events) on or off
+  re-instruments the code every thread is running, so each traced invocation pays for the
+  target's other threads' stacks: the target (agent threads included) costs more per
+  invocation than the single-threaded breakdown. Before 3.12 it does not.
+- The sys.monitoring recorder (used on 3.12+ only on a thread that has a profiler of its own)
+  needs three callbacks per Python call (CALL, PY_START, PY_RETURN) against two calls of a
+  profile function, and every other thread calls them too while it is on: it is the dearer one.
+- The reference's throughput shows how few invocations it traces, not what a traced sub-call
+  costs it: its rate cannot be read as a per-sub-call cost.
+
+"""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pythons", default="3.8,3.12", help="interpreter ids (tests/interpreters.py)")
@@ -183,6 +201,7 @@ def main() -> int:
             % (args.pythons, args.seconds)
         )
         fh.write(__doc__.split("\n\n", 2)[1] + "\n\n")
+        fh.write(READING)
         fh.write(HEADER + "\n")
         for row in rows:
             fh.write(_line(row) + "\n")
