@@ -5,6 +5,7 @@ Traces the same invocations with each recorder the trace agent has (the profile 
 held afterwards, and what became of the thread's own profiler. Stdlib only.
 """
 
+import asyncio
 import json
 import sys
 
@@ -40,8 +41,51 @@ def handle(n):
 
 
 class Handle:
+    def __init__(self, code=None):
+        self.code = code or handle.__code__
+
     def root_codes(self):
-        return (handle.__code__,)
+        return (self.code,)
+
+
+def countdown(n):
+    for i in range(n):
+        leaf(i)
+        yield i
+
+
+async def inner():
+    await asyncio.sleep(0)
+    return leaf(1)
+
+
+async def outer():
+    leaf(0)
+    await inner()
+    await asyncio.sleep(0.001)
+    return leaf(2)
+
+
+def stepped(monitoring, kind, code, start):
+    """A generator's or coroutine's tree, stepped one resumption at a time as the hook does."""
+    agent.PREFER_MONITORING = monitoring
+    probe = agent.TraceProbe({"limit": 1, "interval": 0}, False, kind)
+    probe.handle = Handle(code)
+    run = agent.TraceRun(probe, (code,))
+    start(probe, run)
+    probe.stop()
+    return shape(run.result(1, 1.0, None)["root"]), run.broken
+
+
+def run_generator(probe, run):
+    list(probe.drive(run, countdown(3)))
+
+
+def run_coroutine(probe, run):
+    async def main():
+        return await probe.drive(run, outer().__await__())
+
+    asyncio.run(main())
 
 
 def shape(node):
@@ -71,6 +115,8 @@ def main():
     recorders = [False, True] if hasattr(sys, "monitoring") else [False]
     for name, request in requests.items():
         out[name] = [trace(monitoring, request) for monitoring in recorders]
+    out["generator"] = [stepped(m, "generator", countdown.__code__, run_generator) for m in recorders]
+    out["coroutine"] = [stepped(m, "coroutine", outer.__code__, run_coroutine) for m in recorders]
     if hasattr(sys, "monitoring"):
         out["held_after"] = [tool for tool in range(6) if sys.monitoring.get_tool(tool) is not None]
         sys.monitoring.use_tool_id(3, "somebody")  # another tool holds 3: ours takes the next free one

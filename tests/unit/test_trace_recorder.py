@@ -51,6 +51,25 @@ def test_every_recorder_builds_the_same_tree(report: dict[str, Any]) -> None:
         assert [trace["monitor"] for trace in traces] == ([False, True] if monitoring else [False])
 
 
+def test_generators_and_coroutines_step_the_same_with_every_recorder(report: dict[str, Any]) -> None:
+    yields = [LEAF, ["[yield]", []]] * 3
+    for shape, broken in report["generator"]:
+        assert (shape, broken) == (["countdown", yields], False)
+    coroutines = report["coroutine"]
+    for shape, broken in coroutines:
+        assert shape[0] == "outer" and not broken
+        assert shape[1][0] == LEAF and shape[1][1][0] == "inner" and shape[1][-1] == LEAF
+        assert any(node[0].startswith("[await]") for node in _walk(shape))
+    assert all(shape == coroutines[0][0] for shape, _ in coroutines)  # the same tree from each
+
+
+def _walk(shape: list[Any]) -> list[list[Any]]:
+    found = [shape]
+    for child in shape[1]:
+        found.extend(_walk(child))
+    return found
+
+
 def test_tool_ids_are_freed_and_never_taken_from_another_tool(report: dict[str, Any]) -> None:
     if tuple(report["version"]) < (3, 12):
         pytest.skip("no sys.monitoring before 3.12")
