@@ -66,6 +66,33 @@ async def outer():
     return leaf(2)
 
 
+def mid(n):
+    for i in range(n):
+        leaf(i)
+
+
+def wide(n):
+    for _ in range(n):
+        mid(3)
+
+
+def big(monitoring, request):
+    """28 000 calls under the root: several buffers replayed before it ends, MAX_NODES reached."""
+    agent.PREFER_MONITORING = monitoring
+    probe = agent.TraceProbe(dict(request, limit=1), False, "function")
+    probe.handle = Handle(wide.__code__)
+    run = probe._begin((), {})
+    wide(4000)
+    probe.leave(run, (), {}, None, None)
+    probe.stop()
+    item = run.result(1, 1.0, None)
+    return [count(item["root"]), item["hidden"], item["truncated"], run.broken]
+
+
+def count(node):
+    return 1 + sum(count(child) for child in node.get("children", []))
+
+
 def stepped(monitoring, kind, code, start):
     """A generator's or coroutine's tree, stepped one resumption at a time as the hook does."""
     agent.PREFER_MONITORING = monitoring
@@ -115,6 +142,7 @@ def main():
     recorders = [False, True] if hasattr(sys, "monitoring") else [False]
     for name, request in requests.items():
         out[name] = [trace(monitoring, request) for monitoring in recorders]
+    out["big"] = {name: [big(m, request) for m in recorders] for name, request in requests.items()}
     out["generator"] = [stepped(m, "generator", countdown.__code__, run_generator) for m in recorders]
     out["coroutine"] = [stepped(m, "coroutine", outer.__code__, run_coroutine) for m in recorders]
     if hasattr(sys, "monitoring"):

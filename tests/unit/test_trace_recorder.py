@@ -51,6 +51,14 @@ def test_every_recorder_builds_the_same_tree(report: dict[str, Any]) -> None:
         assert [trace["monitor"] for trace in traces] == ([False, True] if monitoring else [False])
 
 
+def test_a_big_invocation_is_built_in_parts_to_the_same_counts(report: dict[str, Any]) -> None:
+    # 4000 mid + 12000 leaf + 12000 len: kept up to MAX_NODES (20000), the calls beyond counted where
+    # their parent was kept (those under a left-out call are not), as before the recorder was split
+    expected = {"all": [20001, 0, 1145, False], "none": [1, 28000, 0, False], "depth": [4001, 0, 0, False]}
+    for name, counts in expected.items():
+        assert all(found == counts for found in report["big"][name]), (name, report["big"][name])
+
+
 def test_generators_and_coroutines_step_the_same_with_every_recorder(report: dict[str, Any]) -> None:
     yields = [LEAF, ["[yield]", []]] * 3
     for shape, broken in report["generator"]:
