@@ -552,9 +552,10 @@ class TraceRun:
         return out
 
 
-# sys.monitoring (3.12+): the tool ids we may take, those no tool asks for by number first; 0 and 1
-# (debuggers, coverage) are never taken, 2 (cProfile's since 3.12) last
-TOOL_IDS = (3, 4, 5, 2)
+# sys.monitoring (3.12+): the tool ids we may take, those no standard tool asks for by number. 0-2
+# and 5 are never taken (debugger, coverage, profiler, optimizer): holding cProfile's 2 would make
+# the application's own cProfile.enable() fail while we trace. None free: the profile function path.
+TOOL_IDS = (3, 4)
 _monitoring: Any = getattr(sys, "monitoring", None)  # 3.12+
 _OPEN_MONITORS: set[Monitor] = set()  # closed at detach too, should a job's cleanup not have run
 
