@@ -28,7 +28,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 
-from ..errors import AttachError, InjectionError, ProtocolError, TargetError
+from ..errors import AttachError, InjectionError, PermissionDeniedError, ProtocolError, TargetError
 from ..render.safe import safe_line
 from . import bootstrap, bundle, paths, privsep, ticket
 from .connection import AgentConnection, check_peer, peer_of
@@ -55,7 +55,10 @@ class AttachOptions:
 
 def existing_agent(pid: int, timeout: float = 30.0) -> AgentConnection | None:
     """A connection to the agent already running in ``pid``, or None; never injects, never creates files."""
-    target = inspect(pid)
+    try:
+        target = inspect(pid)
+    except PermissionDeniedError:
+        target = inspect(pid, armed=True)  # only a pre-armed agent can listen there
     with privsep.start(target, paths.private_dir(target)) as helper:
         if not helper.call("open_dir", create=False)[0]["exists"]:
             return None
@@ -71,7 +74,10 @@ def connect(pid: int, options: AttachOptions) -> AgentConnection:
 
 
 def _connect(pid: int, options: AttachOptions) -> AgentConnection:
-    target = inspect(pid)
+    try:
+        target = inspect(pid)
+    except PermissionDeniedError as denied:
+        return _armed_agent(pid, options, denied)
     check_credentials(target, options.force)
     with privsep.start(target, paths.private_dir(target)) as helper:
         if helper.call("open_dir", create=False)[0]["exists"]:
@@ -86,6 +92,26 @@ def _connect(pid: int, options: AttachOptions) -> AgentConnection:
             return _attach_locked(helper, target, deadline, options)
         finally:
             os.close(lock)  # releases the flock: the next client in the crowd reuses our agent
+
+
+def _armed_agent(pid: int, options: AttachOptions, denied: PermissionDeniedError) -> AgentConnection:
+    """We may not read (let alone ptrace) the target: only an agent already listening can answer.
+
+    That is the pre-armed agent (``python -m flight_profiler.arm``), for services
+    where ptrace is forbidden; found like any running agent, never injected.
+    """
+    target = inspect(pid, armed=True)
+    check_credentials(target, options.force)
+    with privsep.start(target, paths.private_dir(target)) as helper:
+        if helper.call("open_dir", create=False)[0]["exists"]:
+            conn = _connect_once(helper, target, options.timeout, running=True)
+            if conn is not None:
+                options.log("connected to the pre-armed agent of pid %d (no ptrace)" % pid)
+                return conn
+    raise PermissionDeniedError(
+        "%s; no pre-armed agent listens there either (start the application with "
+        "'python -m flight_profiler.arm', see docs/fleet.md)" % denied
+    ) from None
 
 
 def _attach_locked(helper: Helper, target: Target, deadline: float, options: AttachOptions) -> AgentConnection:

@@ -18,11 +18,13 @@ import sys
 import time
 
 from ...services.context import AGENT_THREAD_IDS, JobContext
-from .model import SAMPLE_MS, TOP_FUNCTIONS, TOP_THREADS
+from .model import DEFAULTS, SAMPLE_MS, TOP_FUNCTIONS, TOP_THREADS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any
+
+    from .model import DashboardRequest
 
 perf_counter = time.perf_counter
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -57,9 +59,9 @@ class GcTimer:
         return taken
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
-    interval = int(request["interval"]) / 1000.0
-    frames = int(request.get("frames") or 0)
+def run(request: DashboardRequest, ctx: JobContext) -> None:
+    interval = int(request.get("interval", DEFAULTS["interval"])) / 1000.0
+    frames = int(request.get("frames", DEFAULTS["frames"]))
     timer = GcTimer()
     gc.callbacks.append(timer)
     ctx.add_cleanup(lambda: _remove(timer))
