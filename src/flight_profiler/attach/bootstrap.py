@@ -44,6 +44,7 @@ from __future__ import annotations
 import os
 
 ALIAS = "_flight_profiler"
+GUARD = ALIAS + "._guard"  # sys.modules key of the one-loader-per-process lock (see above; arm.py takes it too)
 # fds the bootstrap must get before it starts a thread: the bundle read, the listener, one
 # session, and one kept until the agent thread exits (3.8 aborts if a thread exits without one)
 RESERVED_FDS = 4
@@ -88,8 +89,9 @@ def _fp_load(alias, claimed):
             if not os.path.exists(claimed):
                 return None, None  # withdrawn meanwhile, and the bundle with it
             raise
-        with fh:
-            bundle = eval(compile(fh.read(), %(bundle)r, "eval"), {"__builtins__": {}})
+        with fh:  # one read; a split, not a compile: name, file, is-package, source, ... (NUL-separated)
+            parts = fh.read().split("\\0")
+        bundle = {parts[i]: (parts[i + 1], parts[i + 3], parts[i + 2] == "1") for i in range(0, len(parts) - 3, 4)}
         filename, source, _ = bundle[alias + ".agent.loader"]
         installed = {"__name__": alias + "._bootstrap_loader"}  # its types count as ours (mem)
         exec(compile(source, filename, "exec"), installed)
@@ -111,7 +113,7 @@ def _fp_agent(reserve):
         import time
         if time.time() > %(deadline)r or not os.path.exists(claimed):
             return  # the client gave up on us and told the user so: leave the target as it was
-        guard = _fp_guard(%(alias)r + "._guard")  # one loader per process, whatever ran this bootstrap
+        guard = _fp_guard(%(guard)r)  # one loader per process, whatever ran this bootstrap
         try:
             server, _ = _fp_load(%(alias)r, claimed)
         finally:
@@ -187,6 +189,7 @@ def source(socket_path: str, deadline: float, ticket: str) -> str:
     text = _BODY % {
         "deadline": deadline,
         "alias": ALIAS,
+        "guard": GUARD,
         "bundle": bundle_path(socket_path),
         "key": "<flight_profiler bundle %s>" % socket_path,
         "sock": socket_path,
