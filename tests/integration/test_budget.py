@@ -247,7 +247,8 @@ def test_long_expression_leaves_the_agent_responsive_and_has_a_budget(target: Ru
 
 def test_detach_names_application_threads_blocked_in_a_filter(target: RunningTarget) -> None:
     assert_untouched(target.pid)
-    blocking = shlex.quote("__import__('time').sleep(3) or True")
+    # blocked in C until the test opens the gate: no sleep that a slow detach under load could outlast
+    blocking = shlex.quote("__import__('__main__').GATE.wait(120) or True")
     watch = subprocess.Popen(
         [
             sys.executable,
@@ -272,6 +273,7 @@ def test_detach_names_application_threads_blocked_in_a_filter(target: RunningTar
     finally:
         if watch.poll() is None:
             watch.kill()
+        evaluate(target.pid, "m.GATE.set()")
     # the stops posted into those threads land in our filter when the sleep returns, after the
     # agent is gone: contained there, the application sees nothing and goes on
     assert_untouched(target.pid)
