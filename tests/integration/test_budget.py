@@ -186,13 +186,17 @@ def test_console_loop_stops_on_ctrl_c_and_detach_leaves_nothing(idle: RunningTar
         text=True,
     )
     try:
-        assert wait_until(lambda: cpu_share(idle.pid, 0.3) > 0.5, timeout=20)  # the loop runs in the target
+        # the loop runs in the target: two console jobs, the one asking and the one looping (not a CPU
+        # share: beside other load the target may not get half a core)
+        assert wait_until(lambda: threads(idle.pid).count("flight_profiler-job-console") == 2, timeout=20)
         client.send_signal(signal.SIGINT)
         client.communicate(timeout=20)
     finally:
         if client.poll() is None:
             client.kill()
-    assert wait_until(lambda: cpu_share(idle.pid, 0.5) < 0.3, timeout=10)  # the loop stopped: idle again
+    # the loop stopped: its job thread is gone, and the target is idle again
+    assert wait_until(lambda: threads(idle.pid).count("flight_profiler-job-console") == 1, timeout=10)
+    assert wait_until(lambda: cpu_share(idle.pid, 0.5) < 0.3, timeout=10)
     assert_untouched(idle.pid)
     assert_no_agent_thread_after_detach(idle.pid)
 
@@ -200,17 +204,23 @@ def test_console_loop_stops_on_ctrl_c_and_detach_leaves_nothing(idle: RunningTar
 def test_code_blocked_in_c_is_named_as_still_busy(idle: RunningTarget) -> None:
     assert_untouched(idle.pid)  # attached before the client below: two attaches at once are not the point here
     client = subprocess.Popen(
-        [sys.executable, "-m", "flight_profiler", str(idle.pid), "--cmd", "console -c 'import time; time.sleep(4)'"],
+        # blocked in C until the test opens the gate: no sleep that the polls below could outlast under load
+        [sys.executable, "-m", "flight_profiler", str(idle.pid), "--cmd", "console -c 'GATE.wait(120)'"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    # two console jobs: the one asking, and the one that sleeps
-    assert wait_until(lambda: threads(idle.pid).count("flight_profiler-job-console") == 2, timeout=20)
-    client.send_signal(signal.SIGINT)
-    _, err = client.communicate(timeout=20)
-    assert "still busy outside Python: flight_profiler-job-console (tid " in err, err
-    assert "<console>:1 in <module>" in err
+    try:
+        # two console jobs: the one asking, and the one that waits
+        assert wait_until(lambda: threads(idle.pid).count("flight_profiler-job-console") == 2, timeout=20)
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=20)
+        assert "still busy outside Python: flight_profiler-job-console (tid " in err, err
+        assert "<console>:1 in <module>" in err
+    finally:
+        if client.poll() is None:
+            client.kill()
+        evaluate(idle.pid, "m.GATE.set()")
     assert wait_until(lambda: threads(idle.pid).count("flight_profiler-job-console") == 1, timeout=10)
     assert_untouched(idle.pid)
 
