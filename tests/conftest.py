@@ -15,12 +15,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # of the issue names them.
 KNOWN_DEFECTS = [
     (
-        "test_budget.py::",
-        ("[3.14", "[3.15"),
-        "issue 9: on 3.14+ under CPU load the watchdog's BudgetExceeded can land in the application "
-        "thread outside the filter's handlers (reproduced with two CPU hogs)",
-    ),
-    (
         "test_kill_safety.py::test_random_kill_sweep",
         ("",),
         "issue 15: a client killed after queueing a pending call (busy target) can leave the next "

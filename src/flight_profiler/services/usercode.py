@@ -25,7 +25,7 @@ This must never reach code that is not ours, so:
    that evaluation's *mark*, a ``(deadline, guard)`` tuple made for it alone,
    so its identity names the evaluation. Marking and unmarking are single
    dict operations: no lock on the hot path. The marking is the first
-   statement inside the ``try`` whose handler contains the stop: before 3.11
+   statement inside the ``try`` whose handler contains the stop: on 3.8 and 3.9
    the eval loop checks for pending work before most instructions, so a stop
    posted right after a marking placed before the ``try`` would land there.
 2. The poster (the watchdog thread, or the session on Ctrl-C/detach) first
