@@ -13,19 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Known defects, written down where they fail instead of hidden: each entry is (a substring of the
 # test id, the reason). They stay non-strict xfails until their issue is fixed, and the closing note
 # of the issue names them.
-KNOWN_DEFECTS = [
-    (
-        "test_kill_safety.py::test_random_kill_sweep",
-        ("",),
-        "issue 15: a client killed after queueing a pending call (busy target) can leave the next "
-        "attach failing (the late bootstrap claims the next attempt's ticket); the target is unharmed",
-    ),
-    (
-        "test_kill_safety.py::test_kill_at_every_phase",
-        ("-busy]",),
-        "issue 15: as above, for the kill at the DONE phase of a busy target",
-    ),
-]
+KNOWN_DEFECTS: list[tuple[str, tuple[str, ...], str]] = []  # none known now
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,12 +9,16 @@ MAX_HANDLERS = 16  # handlers listed per logger
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, TypedDict
+    from typing import Any, Dict, List, Literal, Optional, TypedDict
 
-    class LoggerRequest(TypedDict):
+    class LoggerOptions(TypedDict):
+        """The fields with a default (``DEFAULTS``)."""
+
+        seconds: float  # --for
+
+    class LoggerRequest(LoggerOptions):
         name: Optional[str]  # --name: one logger and its descendants ("root" for the root logger)
         level: Optional[str]  # --level: a level name or number to set for --for seconds
-        seconds: float  # --for
 
     class LoggerInfo(TypedDict):
         name: str
@@ -23,3 +27,26 @@ if TYPE_CHECKING:
         propagate: bool
         disabled: bool
         handlers: List[Dict[str, Any]]  # {type, level, target}
+
+    class LoggerTree(TypedDict):
+        kind: Literal["tree"]  # the logging tree (without --level)
+        total: int
+        shown: int
+        loggers: List[LoggerInfo]
+
+    class LoggerChanged(TypedDict):
+        kind: Literal["changed"]  # --level set; reverted after seconds
+        name: str
+        old_level: str
+        level: str
+        effective: str
+        seconds: float
+
+    class LoggerReverted(TypedDict):
+        kind: Literal["reverted"]  # --for elapsed: the level is back (none when cancelled: reverted all the same)
+        name: str
+        level: str  # the level now
+        kept_app_change: bool  # the application changed the level meanwhile: its change was kept
+
+
+DEFAULTS: LoggerOptions = {"seconds": DEFAULT_FOR_S}

@@ -21,8 +21,10 @@ import threading
 
 from ...services import hooks
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
-from ...services.context import CommandFailed, JobContext
+from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
+from ...services.describe import safe_repr
 from ...services.location import resolve
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -36,10 +38,13 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     if request.get("module"):
         _callers(request, ctx)
         return
+    if request.get("threads"):
+        ctx.emit(_thread_stacks())
+        return
     loops: dict[int, dict[str, Any]] = {}
     for task in _all_tasks():
         loop = _loop_of(task)
-        entry = loops.setdefault(id(loop), {"loop": _safe_repr(loop), "running": _running(loop), "tasks": []})
+        entry = loops.setdefault(id(loop), {"loop": safe_repr(loop), "running": _running(loop), "tasks": []})
         entry["tasks"].append(_describe(task))
     awaited_by: dict[str, list[str]] = {}
     for entry in loops.values():
@@ -51,6 +56,34 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
             task["awaited_by"] = sorted(awaited_by.get(task["name"], []))
         entry["tasks"].sort(key=lambda task: task["name"])
     ctx.emit({"loops": list(loops.values()), "threads": _loop_threads()})
+
+
+def _thread_stacks() -> dict[str, Any]:
+    """Every application thread's Python stack, seen from inside: for a target py-spy may not read
+    (ptrace forbidden, a pre-armed agent). The same shape as py-spy's reading, outermost first."""
+    import os
+
+    named = {}
+    threading = sys.modules.get("threading")  # never imported by us
+    for ident, thread in list(getattr(threading, "_active", {}).items()):
+        named[ident] = (getattr(thread, "name", ""), getattr(thread, "native_id", None))
+    threads = []
+    for ident, top in sys._current_frames().items():
+        if ident in AGENT_THREAD_IDS:
+            continue
+        name, native = named.get(ident, ("", None))
+        frames: list[dict[str, Any]] = []
+        frame: Any = top
+        while frame is not None and len(frames) < FRAME_LIMIT:
+            code = frame.f_code
+            line = frame.f_lineno or 0
+            frames.append({"name": code.co_name, "file": code.co_filename, "line": line, "native": False})
+            frame = frame.f_back
+        frames.reverse()
+        thread = {"tid": native or ident, "name": str(name), "owns_gil": False, "active": False, "frames": frames}
+        threads.append(thread)
+    threads.sort(key=lambda thread: (thread["name"] != "MainThread", thread["tid"]))
+    return {"pid": os.getpid(), "threads": threads, "from": "agent"}
 
 
 def _all_tasks() -> list[Any]:
@@ -78,7 +111,7 @@ def _describe(task: Any) -> dict[str, Any]:
         awaited = waiter
     return {
         "name": _task_name(task),
-        "coro": getattr(coro, "__qualname__", _safe_repr(coro)),
+        "coro": getattr(coro, "__qualname__", safe_repr(coro)),
         "frames": frames,  # outermost first, down to the innermost coroutine the task awaits
         "awaits": [_task_name(inner) for inner in _tasks_in(awaited)],
     }
@@ -128,9 +161,9 @@ def _tasks_in(awaited: Any) -> list[Any]:
 
 def _task_name(task: Any) -> str:
     try:
-        return str(task.get_name()) if hasattr(task, "get_name") else _safe_repr(task)
+        return str(task.get_name()) if hasattr(task, "get_name") else safe_repr(task)
     except Exception:  # noqa: BLE001 - a task subclass may break it
-        return _safe_repr(task)
+        return safe_repr(task)
 
 
 def _loop_of(task: Any) -> Any:
@@ -153,13 +186,6 @@ def _loop_threads() -> dict[str, str]:
     return {str(ident): name for ident, name in names.items() if ident is not None}
 
 
-def _safe_repr(obj: Any) -> str:
-    try:
-        return repr(obj)[:200]
-    except Exception:  # noqa: BLE001 - hostile repr
-        return "<%s>" % type(obj).__name__
-
-
 # ------------------------------------------------------------------ stack module [class] method
 
 
@@ -167,7 +193,9 @@ class CallersProbe(CallProbe):
     """For each picked call: the Python frames that led to it, outermost first."""
 
     def __init__(self, request: dict[str, Any], is_method: bool) -> None:
-        super().__init__(is_method, request.get("filter"), int(request["limit"]), float(request["rate"]), False)
+        super().__init__(
+            is_method, request.get("filter"), int(request["limit"]), float(request.get("rate", DEFAULTS["rate"])), False
+        )
         self.filter_source = request.get("filter")
 
     def record(

@@ -17,13 +17,16 @@ from ...render.safe import safe_line
 from ..calls import add_nested_argument, render_end, render_header, render_start, skipped_note
 from ..outfile import check_destination, write_text
 from ..spec import CommandSpec, LocalContext
+from .model import DEFAULTS
 
-CALLS_LIMIT = 5  # stack module [class] method: calls shown by default
-CALLS_RATE = 20.0  # at most this many call stacks per second; the others are counted as skipped
+CALLS_LIMIT = DEFAULTS["limit"]  # stack module [class] method: calls shown by default
+CALLS_RATE = DEFAULTS["rate"]  # at most this many call stacks per second; the others are counted as skipped
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
+
+    from .model import CallersRequest, StackRequest
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +52,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_nested_argument(parser)
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> StackRequest:
     words: list[str] = ns.target
     if words and not (len(words) == 1 and words[0].isdigit()):
         return _callers_request(ns, words)
@@ -65,7 +68,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     return {"pid": pid, "filepath": path, "native": ns.native, "asyncio": ns.asyncio}
 
 
-def _callers_request(ns: argparse.Namespace, words: list[str]) -> dict[str, Any]:
+def _callers_request(ns: argparse.Namespace, words: list[str]) -> CallersRequest:
     """``stack module [class] method``: the call stacks leading to the function's calls."""
     if len(words) > 3:
         raise UsageError("expected: stack module [class] method, got %d names" % len(words))
@@ -96,6 +99,11 @@ def _run_local(request: dict[str, Any], ctx: LocalContext) -> Iterator[dict[str,
         write_text(request["filepath"], _threads_text(threads) + "\n")  # 0600, never through a link
         event["written_to"] = request["filepath"]
     yield event
+
+
+def _outside_only(request: dict[str, Any]) -> bool:
+    """Another pid, C frames or a file: what only reading from outside (or the client) does."""
+    return bool(request.get("pid") or request.get("native") or request.get("filepath"))
 
 
 def _thread(raw: dict[str, Any]) -> dict[str, Any]:
@@ -202,6 +210,9 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     if "loops" in event:
         return _tasks_text(event)
     parts: list[RenderableType] = [_thread_text(thread) for thread in event["threads"]]
+    if event.get("from") == "agent":
+        note = "read from inside by the agent already running (py-spy may not read this process): Python frames only"
+        parts.insert(0, Text(note, style="yellow"))
     if event.get("written_to"):
         parts.append(Text("stacks written to %s" % safe_line(event["written_to"]), style="green"))
     return Group(*parts)
@@ -224,5 +235,7 @@ SPEC = CommandSpec(
     to_request=_to_request,
     render=_render,
     run_local=_run_local,
+    # py-spy refused (ptrace forbidden): a pre-armed agent can list the Python frames from inside
+    agent_fallback=lambda request: None if _outside_only(request) else {"threads": True},
     runs_locally=lambda request: not request.get("asyncio") and not request.get("module"),
 )
