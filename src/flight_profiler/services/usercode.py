@@ -61,6 +61,12 @@ This must never reach code that is not ours, so:
    ends that frame; the stop then reaches ours at the call, and every
    instruction of our frames from the marking to the unmarking is checked to
    be covered, on every interpreter (tests/targets/budget_stress.py).
+   The one exception are filters compiled into a hook's wrapper (the end of
+   this module, ``services.inline``): only filters without scopes of their own
+   are compiled in (no comprehension, generator expression or lambda), so
+   they have no backward jump at all, and their stop is posted only while the
+   thread is inside them, where it lands at a call or before the next
+   instruction, inside the wrapper's two ``try`` blocks.
 
 A thread blocked in C (a ``time.sleep``, a lock) only sees the exception when
 it returns to Python; until then ``describe_threads`` names it with its stack,
