@@ -155,3 +155,28 @@ def all_functions() -> list[types.FunctionType]:
                 if isinstance(inner, types.FunctionType):
                     found.append(inner)
     return found
+
+
+# ---------------------------------------------------------------- what the recorded scenarios do (lines matter:
+# the golden files show them; keep additions below)
+
+
+def call_raises() -> None:
+    try:
+        raises("bad input")
+    except ValueError:
+        pass
+
+
+def drive_gen() -> list[int]:
+    g = gen(2)
+    out = [next(g), g.send(1)]
+    try:
+        g.send(2)
+    except StopIteration as stop:
+        out.append(stop.value)
+    return out
+
+
+def calls_plain() -> int:
+    return plain(3)
