@@ -86,7 +86,7 @@ def _rendered(spec: Any, events: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-@pytest.mark.parametrize(("command", "line", "act"), LINES, ids=["%s %s" % (c, l) for c, l, _ in LINES])
+@pytest.mark.parametrize(("command", "line", "act"), LINES, ids=["%s %s" % (c, text) for c, text, _ in LINES])
 def test_a_command_runs_in_process_and_its_events_render(
     agent: InProcessAgent, command: str, line: str, act: Callable[[], Any]
 ) -> None:
