@@ -46,6 +46,7 @@ def _one(spec: Any, line: str, act: Act) -> Callable[[InProcessAgent], list[dict
 
 
 def _tt(agent: InProcessAgent) -> list[dict[str, Any]]:
+    agent.run("tt", TT.parse_line("-da"))  # records other tests left in this process
     events = _one(TT, "-t hook_shapes plain -n 2", lambda: (S.plain(1), S.plain(2, b=7)))(agent)
     first = events[1]["index"]
     for line in ("-l", "-i %d" % first, "-i %d -p" % (first + 1), "-d %d" % first):

@@ -45,7 +45,7 @@ def test_hello_says_who_the_target_is() -> None:
     agent = InProcessAgent(hello=False)
     reply = agent.hello(pid=os.getpid(), pidns=pid_namespace())
     assert reply["type"] == "hello" and reply["pid"] == os.getpid() and reply["protocol"] == 1
-    assert reply["python"].startswith("%d.%d." % os.sys.version_info[:2])
+    assert reply["python"].startswith("%d.%d." % sys.version_info[:2])
     assert isinstance(reply["notes"], list) and reply["agent_version"]
     agent.close()
 
