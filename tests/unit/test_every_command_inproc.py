@@ -60,7 +60,7 @@ LINES: list[Any] = [
     ("monitor", "hook_shapes plain -c 0.05 -n 1", _call_plain_a_few_times),
     ("stack", "hook_shapes plain -n 1", _call_plain_a_few_times),
     ("tt", "-t hook_shapes coro -n 1", lambda: __import__("asyncio").run(S.coro(1))),
-    ("trace", "hook_shapes awaits_old_style -n 1 -i 0", lambda: __import__("asyncio").run(S.awaits_old_style(1))),
+    ("trace", "hook_shapes outer_class -n 1 -i 0", lambda: S.outer_class(3)),
     ("watch", "hook_shapes agen -n 1 -x 3", lambda: __import__("asyncio").run(_drain(S.agen(2)))),
 ]
 
