@@ -134,6 +134,10 @@ def test_free_fds_of_this_process() -> None:
     assert found is not None and 0 < found[0] <= found[1]
 
 
+def without_coverage() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+
+
 def test_bootstrap_runs_once_per_ticket_and_loads_without_the_import_system(tmp_path: str) -> None:
     """In a fresh interpreter: the agent starts once, sys.path/meta_path/importer cache untouched."""
     workspace = _workspace(tmp_path)
@@ -152,7 +156,12 @@ def test_bootstrap_runs_once_per_ticket_and_loads_without_the_import_system(tmp_
         "print([t.name for t in threading.enumerate()].count('flight_profiler-agent') == 1)\n"
     ) % (source, source, sock, sock)
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", script], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-X", "importtime", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=without_coverage(),  # a measured child starts coverage first, which changes sys.path & co.
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "True", "True"], proc.stdout

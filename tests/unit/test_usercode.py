@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +13,15 @@ import pytest
 
 from flight_profiler.services import usercode
 from flight_profiler.services.context import AGENT_THREAD_IDS, CommandFailed
+
+# Found by running these under coverage: with a trace function on the thread (coverage, a debugger; a
+# target's threading.settrace reaches the agent's threads too), code stopped by an asynchronous exception
+# may never end. Reported to the lead; until it is fixed these do not run under a tracer (they would hang).
+STOPS_CODE = pytest.mark.xfail(
+    sys.gettrace() is not None,
+    reason="under a trace function a stop by asynchronous exception can hang (found by the coverage run)",
+    run=False,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +91,7 @@ def test_base_exceptions_are_contained_in_an_application_thread(error: BaseExcep
         guard.close()
 
 
+@STOPS_CODE
 def test_a_never_ending_filter_is_stopped_and_its_thread_goes_on() -> None:
     guard = usercode.Guard("filter 'loop'", 100)
 
@@ -96,6 +107,7 @@ def test_a_never_ending_filter_is_stopped_and_its_thread_goes_on() -> None:
         guard.close()
 
 
+@STOPS_CODE
 def test_a_filter_blocked_in_c_is_switched_off_while_it_blocks() -> None:
     guard = usercode.Guard("filter 'sleep'", 50)
     inside = threading.Event()
@@ -124,6 +136,7 @@ def test_a_filter_blocked_in_c_is_switched_off_while_it_blocks() -> None:
         guard.close()
 
 
+@STOPS_CODE
 def test_no_stray_exception_when_evaluations_end_around_their_deadline() -> None:
     """Evaluations that end just before, at or just after their deadline: the stop never lands outside."""
     stray: list[BaseException] = []
@@ -154,6 +167,7 @@ def test_no_stray_exception_when_evaluations_end_around_their_deadline() -> None
     assert outcomes["stopped"] > 0  # the watchdog did stop some of them
 
 
+@STOPS_CODE
 def test_contain_in_an_agent_thread() -> None:
     def exiting() -> None:
         raise SystemExit(3)
@@ -167,6 +181,7 @@ def test_contain_in_an_agent_thread() -> None:
     assert in_thread(lambda: usercode.contain(lambda: 7, (), None, "-e"), agent=True) == 7
 
 
+@STOPS_CODE
 def test_interrupt_stops_code_without_a_budget_even_when_it_swallows_the_first_stop() -> None:
     started = threading.Event()
     ident: list[int] = []
@@ -202,6 +217,7 @@ def test_describe_threads_names_a_thread_and_its_frames() -> None:
     assert "test_describe_threads_names_a_thread_and_its_frames" in text
 
 
+@STOPS_CODE
 def test_the_inlined_filter_guard_contains_errors_and_never_ending_filters() -> None:
     from flight_profiler.services.callexpr import CallExpression
 

@@ -1,0 +1,19 @@
+"""Checks every in-process test ends with: nothing hooked, no user code marked, no profiler left on."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from flight_profiler.services import hooks, usercode
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    profiler = sys.getprofile()
+    yield
+    assert hooks.installed() == [], "a test left functions hooked"
+    assert usercode.ACTIVE == {}, "a thread is still marked as running user code"
+    assert sys.getprofile() is profiler, "a profile function was left on the test's thread"
