@@ -74,7 +74,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """The preflight: which interpreters the parametrized tests run on, and which are missing."""
+    return _preflight(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """-q hides the report header: the preflight still says which interpreters this run covers."""
+    config = session.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if config.get_verbosity() < 0 and reporter is not None and not hasattr(config, "workerinput"):
+        for line in _preflight(config):
+            reporter.write_line(line)
+
+
+def _preflight(config: pytest.Config) -> list[str]:
+    """Which interpreters the parametrized tests run on, and which are missing."""
     found = dict(all_interpreters())
     selected = [name for name, _ in find_interpreters()]
     lines = ["interpreters: " + (", ".join("%s (%s)" % (name, found[name]) for name in selected) or "none")]
