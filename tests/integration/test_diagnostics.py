@@ -103,7 +103,7 @@ def test_monitor_counts_exactly_and_goes_away_when_the_client_is_killed(target: 
     proc = _start_monitor(target.pid, "monitor __main__ Service work -c 0.5")
     assert proc.stdout is not None
     evaluate(target.pid, "m.CALLS.update(count=%d, sleep_s=%g) or m.CALLS['go'].set()" % (calls, sleep_ms / 1000))
-    cycles = []
+    cycles: list[dict[str, Any]] = []
     while sum(cycle["calls"] for cycle in cycles) < calls:
         record = json.loads(proc.stdout.readline())
         assert not problems(record), record

@@ -117,7 +117,7 @@ def test_skills_document_nothing_that_does_not_exist() -> None:
 
 def test_documented_defaults_match_the_parsers() -> None:
     """A number or word the parser defaults to must appear in the table's default column."""
-    parsers = {spec.name: spec.parser() for spec in registry.visible()}
+    parsers: dict[str, argparse.ArgumentParser] = {spec.name: spec.parser() for spec in registry.visible()}
     parsers["flight_profiler"] = build_parser()
     parsers.update({"flight_profiler %s" % name: sub.parser() for name, sub in subcommands().items()})
     rows = {key: row for skill in SKILLS for key, row in option_rows(skill.text).items()}
