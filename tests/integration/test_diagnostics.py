@@ -296,3 +296,59 @@ def test_source_matches_the_file_and_warns_when_the_running_code_differs(target:
     for line, message in (("source __main__ LOCK_A", "not a Python function"), ("source nosuchmodule", "not loaded")):
         result = cli(target.pid, line, json_output=False)
         assert result.returncode != 0 and message in result.stderr, (line, result.stderr)
+
+
+# ------------------------------------------------------------------ dashboard
+
+
+def test_dashboard_names_the_hog_and_its_function(target: RunningTarget) -> None:
+    callbacks = evaluate(target.pid, "import gc\nlen(gc.callbacks)")
+    frames = ok(cli(target.pid, "dashboard -i 500 -n 2"))
+    assert [frame["index"] for frame in frames] == [1, 2]
+    for frame in frames:
+        assert frame["pid"] == target.pid and frame["samples"] > 0, frame
+        assert frame["threads"][0]["name"] == "cpu-hog" and frame["threads"][0]["cpu"] > 0, frame
+        assert not [t for t in frame["threads"] if t["name"].startswith("flight_profiler")], frame  # not ours
+        assert frame["functions"][0]["name"] == "hog" and frame["functions"][0]["cpu"] > 0, frame
+        sleepers = [f for f in frame["functions"] if f["name"] == "sleeper"]
+        assert sleepers and sleepers[0]["cpu"] < frame["functions"][0]["cpu"], frame  # seen, but idle
+    assert evaluate(target.pid, "import gc\nlen(gc.callbacks)") == callbacks  # its gc timer is gone
+
+
+def test_dashboard_times_collections(target: RunningTarget) -> None:
+    running = subprocess.Popen(
+        [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", "dashboard -i 3000 -n 1", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: bool(evaluate(target.pid, "import gc\nlen(gc.callbacks)")), timeout=20)
+        ok(cli(target.pid, "vmtool -a forceGc"))
+        out, _ = running.communicate(timeout=60)
+    finally:
+        running.kill()
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert not problems(record), problems(record)
+    gc_seen = record["result"]["gc"]
+    assert gc_seen["pauses"] >= 1 and gc_seen["pause_max_ms"] > 0, gc_seen
+
+
+def test_dashboard_leaves_nothing_when_its_client_is_killed(target: RunningTarget) -> None:
+    callbacks = evaluate(target.pid, "import gc\nlen(gc.callbacks)")
+    running = subprocess.Popen(
+        [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", "dashboard -i 1000", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert running.stdout is not None
+    assert json.loads(running.stdout.readline())["result"]["kind"] == "frame"
+    running.send_signal(signal.SIGKILL)
+    running.wait(10)
+    assert wait_until(lambda: evaluate(target.pid, "import gc\nlen(gc.callbacks)") == callbacks, timeout=10)
+
+
+def test_dashboard_bad_input_is_one_line(target: RunningTarget) -> None:
+    for line, message in (("dashboard -i 10", "-i must be 100..3600000"), ("dashboard -n -1", "-n must not be negative")):
+        result = cli(target.pid, line, json_output=False)
+        assert result.returncode != 0, line
+        assert message in result.stderr and "Traceback" not in result.stderr, (line, result.stderr)

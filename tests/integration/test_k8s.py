@@ -1,9 +1,11 @@
 """``flight_profiler k8s`` against a stand-in ``kubectl`` (there is no cluster here).
 
 The stand-in, written by this test onto PATH, implements what the transport uses:
-``get pods -o json`` (from a state file), ``exec -i`` (the command runs in the "pod": its own
-pid and mount namespaces, entered with nsenter, with a clean environment) and ``cp`` (into the
-pod's root). Each pod is ``unshare --pid --fork --mount-proc`` around a prefork server, so pid 1
+``get pods -o json`` and ``get pod NAME -o json`` (from a state file), ``exec -i`` (the command
+runs in the "pod": its own pid and mount namespaces, entered with nsenter, with a clean
+environment), ``cp`` (into the pod's root) and ``debug --target --profile=general`` (an "ephemeral
+container": a process in the pod's pid namespace with a mount namespace of its own and a private
+tmpfs on /tmp, as another image's container would have). Each pod is ``unshare --pid --fork --mount-proc`` around a prefork server, so pid 1
 is its master in every pod. Everything above kubectl is the production code path.
 """
 
@@ -17,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +34,7 @@ PODS = (("shop", "web-0", "web"), ("shop", "web-1", "web"), ("shop", "web-2", "w
 KUBECTL = textwrap.dedent(
     """\
     #!{python}
-    import json, os, shutil, sys
+    import json, os, shutil, subprocess, sys, time
     with open(os.environ["FAKE_KUBE_STATE"]) as fh:
         pods = json.load(fh)
     args = sys.argv[1:]
@@ -46,8 +49,52 @@ KUBECTL = textwrap.dedent(
             if (item["namespace"], item["name"]) == (namespace, name):
                 return item
         sys.exit("Error from server (NotFound): pods %r not found" % name)
+    def debuggers(namespace, name):  # ephemeral containers: one file each (pods are worked on in parallel)
+        found = {{}}
+        for entry in sorted(os.listdir(STATE_DIR)):
+            if entry.startswith("%s_%s_" % (namespace, name)):
+                with open(os.path.join(STATE_DIR, entry)) as fh:
+                    found[entry[len(namespace) + len(name) + 2 :]] = json.load(fh)
+        return found
+    def container_pid(namespace, name, container):
+        if container in debuggers(namespace, name):
+            return debuggers(namespace, name)[container]["pid"]
+        return pod(namespace, name)["pid"]
+    STATE_DIR = os.environ["FAKE_KUBE_STATE"] + ".d"
+    os.makedirs(STATE_DIR, exist_ok=True)
     verb = args.pop(0)
-    if verb == "get":
+    if verb == "get" and args[0] == "pod":
+        namespace = option("-n") or "default"
+        found = pod(namespace, args[1])
+        statuses = [
+            {{"name": key, "state": {{"running": {{}}}} if os.path.exists("/proc/%d" % value["pid"]) else {{"terminated": {{}}}}}}
+            for key, value in debuggers(namespace, args[1]).items()
+        ]
+        print(json.dumps({{"metadata": {{"name": found["name"], "namespace": namespace}},
+                          "spec": {{"containers": [{{"name": "app"}}]}},
+                          "status": {{"phase": "Running", "ephemeralContainerStatuses": statuses}}}}))
+    elif verb == "debug":
+        namespace = option("-n") or "default"
+        cut = args.index("--")
+        flags = dict(arg[2:].split("=", 1) for arg in args[1:cut])
+        found = pod(namespace, args[0])
+        assert flags["profile"] == "general" and flags["target"] == "app" and flags["image"], flags
+        # its own mount namespace with a private /tmp, sharing the pod's processes (like --target)
+        script = "mount -t tmpfs tmpfs /tmp && exec " + " ".join(args[cut + 1 :])
+        nsenter = subprocess.Popen(
+            ["nsenter", "-t", str(found["pid"]), "-p", "-m", "--", "unshare", "-m", "--propagation", "private",
+             "sh", "-c", script],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        while True:  # the container's process, as this host sees it, once it runs its command
+            with open("/proc/%d/task/%d/children" % (nsenter.pid, nsenter.pid)) as fh:
+                children = fh.read().split()
+            if children and open("/proc/%s/comm" % children[0]).read().strip() == "sleep":
+                break
+            time.sleep(0.02)
+        with open(os.path.join(STATE_DIR, "%s_%s_%s" % (namespace, args[0], flags["container"])), "w") as fh:
+            json.dump({{"pid": int(children[0]), "image": flags["image"]}}, fh)
+    elif verb == "get":
         namespace, selector = option("-n") or "default", option("-l")
         key, _, value = (selector or "").partition("=")
         items = [
@@ -61,15 +108,15 @@ KUBECTL = textwrap.dedent(
         namespace, container = option("-n") or "default", option("-c")
         args.remove("-i")
         cut = args.index("--")
-        found = pod(namespace, args[0])
+        pid = container_pid(namespace, args[0], container)
         env = {{"PATH": "/usr/local/bin:/usr/bin:/bin"}}
-        os.execvpe("nsenter", ["nsenter", "-t", str(found["pid"]), "-p", "-m", "--", *args[cut + 1 :]], env)
+        os.execvpe("nsenter", ["nsenter", "-t", str(pid), "-p", "-m", "--", *args[cut + 1 :]], env)
     elif verb == "cp":
-        option("-c")
+        container = option("-c")
         source, destination = args
         where, _, path = destination.partition(":")
         namespace, _, name = where.partition("/")
-        shutil.copy(source, "/proc/%d/root%s" % (pod(namespace, name)["pid"], path))
+        shutil.copy(source, "/proc/%d/root%s" % (container_pid(namespace, name, container), path))
     else:
         sys.exit("stand-in kubectl: %s is not implemented" % verb)
     """
@@ -285,3 +332,34 @@ def test_what_a_pod_prints_is_bounded_and_escaped(cluster: Cluster) -> None:
     assert "pod shop/web-0 pid 7" in result.stderr and "boom" in result.stderr  # the error, escaped, with its pod
     assert "evil" not in result.stderr  # a role that is not one of ours is dropped
     assert "Traceback" not in result.stderr
+
+
+def test_from_an_ephemeral_debug_container(cluster: Cluster) -> None:
+    """--debug-image: the client runs beside the app (shared pids, its own /tmp), started once, reused."""
+    bare = shutil.which("python3", path="/usr/bin")
+    if bare is None:
+        pytest.skip("no /usr/bin/python3")
+    words = ["-n", "shop", "web-0", "--debug-image", "python:3.12-slim", "--copy", "--remote-command", bare, "--json"]
+    command = ["--", "1", "--cmd", "getglobal __main__ STATE -e \"target['role']\""]
+    first = cluster.k8s(*words, *command)
+    assert first.returncode == 0, (first.stdout, first.stderr)
+    [record] = [r for r in checked(first) if "result" in r]
+    assert record["result"]["value"]["v"] == "master" and record["target"]["pod"]["name"] == "web-0"
+    [debugger] = os.listdir(cluster.env["FAKE_KUBE_STATE"] + ".d")
+    assert debugger.startswith("shop_web-0_flight-profiler-")
+    with open(os.path.join(cluster.env["FAKE_KUBE_STATE"] + ".d", debugger)) as fh:
+        sleeper = json.load(fh)["pid"]
+    # the zipapp went into the debug container's own /tmp, not the app container's
+    assert os.path.exists("/proc/%d/root/tmp/flight_profiler.pyz" % sleeper)
+    assert os.stat("/proc/%d/root/tmp" % sleeper).st_dev != os.stat("/proc/%d/root/tmp" % cluster.pid1("web-0")).st_dev
+    again = cluster.k8s(*words, *command)
+    assert again.returncode == 0, (again.stdout, again.stderr)
+    assert os.listdir(cluster.env["FAKE_KUBE_STATE"] + ".d") == [debugger]  # reused, not a second one
+    os.kill(sleeper, signal.SIGKILL)  # an ended debug container cannot be restarted: said in one line
+    for _ in range(100):
+        if not os.path.exists("/proc/%d" % sleeper):
+            break
+        time.sleep(0.05)
+    ended = cluster.k8s(*words, *command)
+    assert ended.returncode == 1
+    assert "cannot be restarted" in ended.stdout + ended.stderr and "Traceback" not in ended.stderr

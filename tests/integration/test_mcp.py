@@ -25,7 +25,21 @@ INTERPRETERS = find_interpreters()
 EDGES = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(str(__import__("flight_profiler").__file__))))
 ALWAYS = {"ps", "stack", "getglobal", "vmtool", "module", "detach", "command"}
-WHEN_REGISTERED = ("watch", "trace", "tt", "mem", "perf", "thread", "monitor", "logger", "sc", "sm", "source", "line")
+WHEN_REGISTERED = (
+    "watch",
+    "trace",
+    "tt",
+    "mem",
+    "perf",
+    "thread",
+    "monitor",
+    "logger",
+    "sc",
+    "sm",
+    "source",
+    "line",
+    "dashboard",
+)
 CHANGES = {"vmtool", "tt", "command", "logger"}
 # tools that take Python run in the target (expr, filter) or write a file, or hook functions: never read-only
 NOT_READ_ONLY = {"getglobal", "vmtool", "watch", "trace", "tt", "perf", "command", "detach", "monitor", "line"}

@@ -38,6 +38,7 @@ HANDLERS: dict[str, str] = {
     "sm": ".commands.sm.agent",
     "source": ".commands.source.agent",
     "line": ".commands.line.agent",
+    "dashboard": ".commands.dashboard.agent",
 }
 
 

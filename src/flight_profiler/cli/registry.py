@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "sm": "flight_profiler.commands.sm.client",
     "source": "flight_profiler.commands.source.client",
     "line": "flight_profiler.commands.line.client",
+    "dashboard": "flight_profiler.commands.dashboard.client",
 }
 
 # handled by the shell itself, not by a command folder

@@ -7,6 +7,13 @@ every target is named by its pod. The client in the pod is ``flight_profiler`` f
 (``--remote-command``), or with ``--copy`` a single-file zipapp of this install copied in with
 ``kubectl cp`` first (``fleet/zipapp``). At most ``--concurrency`` pods at a time.
 
+With ``--debug-image IMAGE`` the client runs in an ephemeral debug container instead of the
+application's own (``kubectl debug --target=CONTAINER --profile=general``): it shares the
+application container's process namespace, has ``SYS_PTRACE`` from the profile, and the
+application's image needs nothing of ours. The container is named after the image and kept
+running (``sleep infinity``), so later calls ``kubectl exec`` into the same one instead of adding
+another ephemeral container to the pod (they cannot be removed until the pod goes).
+
 Everything a pod prints is untrusted: lines are bounded, must be our JSON envelope, and are
 rendered through the commands' own renderers and ``safe_line`` like a local target's.
 """
@@ -14,12 +21,14 @@ rendered through the commands' own renderers and ``safe_line`` like a local targ
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import threading
+import time
 from typing import Any
 
 from ..cli import registry
@@ -35,6 +44,7 @@ from .sink import Sink
 MAX_LINE = 8 << 20  # bytes of one JSON line from a pod
 REMOTE_ZIPAPP = "/tmp/flight_profiler.pyz"
 GET_TIMEOUT = 60.0
+DEBUG_COMMAND = ("sleep", "infinity")  # keeps the debug container for later calls
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +66,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default="flight_profiler",
         help="how the pod runs flight_profiler (default: flight_profiler; with --copy: python3)",
     )
+    parser.add_argument(
+        "--debug-image",
+        metavar="IMAGE",
+        help="run the client in an ephemeral debug container of this image (kubectl debug --target, "
+        "--profile=general) that shares the application container's processes; reused by later calls",
+    )
     parser.add_argument("--kubectl", default="kubectl", help="the kubectl to run (default: kubectl on PATH)")
     add_output_options(parser)
 
@@ -75,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         remote, spec, request = _remote_words(args.remote)
         if (args.pod is None) == (args.selector is None):
             raise UsageError("k8s: give a pod or -l SELECTOR (one of them)")
-        kube = Kubectl(args.kubectl, args.namespace, args.container)
+        kube = Kubectl(args.kubectl, args.namespace, args.container, args.debug_image)
         pods = [(kube.namespace_of(args.pod), args.pod)] if args.pod else kube.pods(args.selector)
         if not pods:
             raise UsageError("k8s: no running pod matches -l %s" % safe_line(args.selector))
@@ -136,10 +152,14 @@ def _remote_words(words: list[str]) -> tuple[list[str], CommandSpec, dict[str, A
 class Kubectl:
     """The user's kubectl, with the namespace and container they chose."""
 
-    def __init__(self, program: str, namespace: str | None, container: str | None) -> None:
+    def __init__(
+        self, program: str, namespace: str | None, container: str | None, debug_image: str | None = None
+    ) -> None:
         self.program = program
         self.namespace = namespace
         self.container = container
+        self.debug_image = debug_image
+        self._debuggers: dict[tuple[str, str], str] = {}  # pod -> its debug container, once started
 
     def _ns(self, namespace: str | None = None) -> list[str]:
         chosen = namespace or self.namespace
@@ -166,17 +186,109 @@ class Kubectl:
         except (ValueError, KeyError, TypeError):
             raise ProtocolError("k8s: kubectl get pods -o json printed something else") from None
 
-    def _container(self) -> list[str]:
-        return ["-c", self.container] if self.container else []
+    def _container(self, pod: tuple[str, str]) -> list[str]:
+        """Where our client runs: the debug container when there is one, else the chosen container."""
+        chosen = self._debuggers.get(pod) or self.container
+        return ["-c", chosen] if chosen else []
 
     def copy(self, pod: tuple[str, str], local: str, remote: str) -> None:
-        argv = [self.program, "cp", *self._container(), local, "%s/%s:%s" % (pod[0], pod[1], remote)]
+        argv = [self.program, "cp", *self._container(pod), local, "%s/%s:%s" % (pod[0], pod[1], remote)]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=GET_TIMEOUT, check=False)
         if proc.returncode != 0:
             raise FlightProfilerError("kubectl cp failed: %s" % _last_line(proc.stderr))
 
     def exec_argv(self, pod: tuple[str, str], command: list[str]) -> list[str]:
-        return [self.program, "exec", "-i", *self._ns(pod[0]), pod[1], *self._container(), "--", *command]
+        return [self.program, "exec", "-i", *self._ns(pod[0]), pod[1], *self._container(pod), "--", *command]
+
+    def _get_pod(self, pod: tuple[str, str]) -> dict[str, Any]:
+        argv = [self.program, "get", "pod", *self._ns(pod[0]), pod[1], "-o", "json"]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=GET_TIMEOUT, check=False)
+        if proc.returncode != 0:
+            raise FlightProfilerError("kubectl get pod failed: %s" % _last_line(proc.stderr))
+        try:
+            found = json.loads(proc.stdout)
+        except (ValueError, RecursionError):
+            raise ProtocolError("kubectl get pod -o json printed something else") from None
+        if not isinstance(found, dict):
+            raise ProtocolError("kubectl get pod -o json printed something else")
+        return found
+
+    def ensure_debugger(self, pod: tuple[str, str]) -> None:
+        """Start (or find) this pod's debug container and wait until it runs; no-op without --debug-image."""
+        if self.debug_image is None:
+            return
+        described = self._get_pod(pod)
+        target = self.container or _first_container(described)
+        name = debugger_name(self.debug_image, target)
+        state = _ephemeral_state(described, name)
+        if state is None:
+            self._start_debugger(pod, name, target)
+        elif state != "running":
+            raise FlightProfilerError(
+                "the debug container %s in this pod has %s; ephemeral containers cannot be restarted: "
+                "use another --debug-image tag or a new pod" % (name, state)
+            )
+        self._wait_running(pod, name)
+        self._debuggers[pod] = name
+
+    def _start_debugger(self, pod: tuple[str, str], name: str, target: str) -> None:
+        assert self.debug_image is not None
+        argv = [
+            self.program,
+            "debug",
+            *self._ns(pod[0]),
+            pod[1],
+            "--image=%s" % self.debug_image,
+            "--target=%s" % target,
+            "--profile=general",
+            "--container=%s" % name,
+            "--",
+            *DEBUG_COMMAND,
+        ]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=GET_TIMEOUT, check=False)
+        if proc.returncode != 0:
+            raise FlightProfilerError("kubectl debug failed: %s" % _last_line(proc.stderr))
+
+    def _wait_running(self, pod: tuple[str, str], name: str) -> None:
+        deadline = time.monotonic() + GET_TIMEOUT
+        while True:
+            state = _ephemeral_state(self._get_pod(pod), name)
+            if state == "running":
+                return
+            if (state is not None and state != "waiting") or time.monotonic() > deadline:
+                raise FlightProfilerError("the debug container %s did not start (%s)" % (name, state or "not listed"))
+            time.sleep(0.5)
+
+
+def debugger_name(image: str, target: str) -> str:
+    """One debug container per image and application container: later calls find and reuse it."""
+    digest = hashlib.sha256(("%s\0%s" % (image, target)).encode()).hexdigest()[:8]
+    return "flight-profiler-%s" % digest
+
+
+def _first_container(described: dict[str, Any]) -> str:
+    try:
+        return str(described["spec"]["containers"][0]["name"])
+    except (KeyError, IndexError, TypeError):
+        raise ProtocolError("kubectl get pod: no containers listed; name one with -c") from None
+
+
+def _ephemeral_state(described: dict[str, Any], name: str) -> str | None:
+    """``running``, ``waiting``, ``terminated`` for our debug container, None when the pod has none by that name."""
+    statuses = described.get("status", {}).get("ephemeralContainerStatuses") or []
+    for status in statuses if isinstance(statuses, list) else []:
+        if isinstance(status, dict) and status.get("name") == name:
+            state = status.get("state")
+            for key in ("running", "waiting", "terminated"):
+                if isinstance(state, dict) and key in state:
+                    return key
+            return "waiting"
+    if any(
+        isinstance(spec, dict) and spec.get("name") == name
+        for spec in described.get("spec", {}).get("ephemeralContainers") or []
+    ):
+        return "waiting"  # declared, no status yet
+    return None
 
 
 def _one_pod(
@@ -193,6 +305,7 @@ def _one_pod(
     whole_pod = Target(0, -1, None, None, pod=pod, key=-(index + 1))  # errors of the pod itself
     with gate:
         try:
+            kube.ensure_debugger(pod)
             if zipapp is not None:
                 kube.copy(pod, zipapp, REMOTE_ZIPAPP)
             _exec(kube, pod, index, command, spec, sink, failed)

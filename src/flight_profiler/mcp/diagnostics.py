@@ -1,4 +1,5 @@
-"""MCP tools for the diagnostic commands: thread, monitor, logger, sc, sm, source (bound by ``server.build``)."""
+"""MCP tools for the diagnostic commands: thread, monitor, logger, sc, sm, source, line, dashboard (bound by
+``server.build``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .server import CHANGES, Adder, Cls, Method, Module, Pid, Timeout, Tools, _l
 
 
 def register(tools: Tools, add: Adder) -> None:
-    for binder in (_thread, _monitor, _logger, _search, _source, _line_tool):
+    for binder in (_thread, _monitor, _logger, _search, _source, _line_tool, _dashboard):
         binder(tools, add)
 
 
@@ -175,4 +176,27 @@ def _line_tool(tools: Tools, add: Adder) -> None:
         _summary("line") + " Bounded by count and timeout_s; watches that one function only (sys.monitoring on 3.12+, "
         "a hook before) and removes it at the end. Values are only read.",
         reads=False,
+    )
+
+
+def _dashboard(tools: Tools, add: Adder) -> None:
+    if "dashboard" not in registry.COMMANDS:
+        return
+
+    async def dashboard(
+        pid: Pid,
+        interval_ms: Annotated[int, Field(description="milliseconds per frame", ge=100, le=60000)] = 2000,
+        frames: Annotated[int | None, Field(description="frames; default: as many as fit in timeout_s", ge=1)] = None,
+        timeout_s: Timeout = 30.0,
+    ) -> dict[str, Any]:
+        if interval_ms / 1000.0 >= timeout_s:
+            raise tools.tool_error("interval_ms must be shorter than timeout_s")
+        count = frames if frames is not None else max(1, math.floor(timeout_s * 0.9 * 1000.0 / interval_ms))
+        return await tools.call(pid, _line("dashboard", options={"-i": str(interval_ms), "-n": str(count)}), timeout_s)
+
+    add(
+        dashboard,
+        "dashboard",
+        _summary("dashboard") + " Read-only: nothing is hooked and no user code runs; a gc callback times "
+        "collections while it runs and is removed at the end. Bounded: `frames` of `interval_ms`, or `timeout_s`.",
     )

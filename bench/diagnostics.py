@@ -1,0 +1,167 @@
+"""Cost of the diagnostics of issue 12 that are not hooks: ``line`` and ``thread -n``.
+
+1. ``line`` scoped to one function: the throughput of *another* function of the same
+   thread (calls per CPU second of the target), with nothing running vs with ``line`` on the
+   watched function (a never-matching ``-f``, and every hit shown), in alternating windows of
+   the same run; the goal is under 2 % of slow-down.
+2. ``thread -n 3`` vs ``stack``: the wall time of one ``--cmd`` each on an agent already
+   present (medians of 5), on the same target.
+Nothing is asserted: it prints a table and writes bench/RESULTS-diagnostics.md.
+
+    .venv/bin/python bench/diagnostics.py [--pythons 3.8,3.12,3.15] [--seconds 2] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+from stamp import stamp  # noqa: E402
+
+from interpreters import find_interpreters  # noqa: E402
+
+CLI = [sys.executable, "-m", "flight_profiler"]
+TARGET = os.path.join(HERE, "diagnostics_target.py")
+BIG = 100000000
+
+
+def probed_line() -> int:
+    with open(TARGET) as fh:
+        return next(number for number, text in enumerate(fh, 1) if "PROBED_LINE" in text)
+
+
+class Target:
+    def __init__(self, python: str) -> None:
+        self.proc = subprocess.Popen(
+            [python, TARGET], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("benchmark target did not start")
+        self.ticks: list[tuple[float, int, float]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            parts = line.split()
+            if parts[:1] == ["tick"]:
+                with self.lock:
+                    self.ticks.append((float(parts[1]), int(parts[2]), float(parts[3])))
+
+    def rate(self, seconds: float) -> float:
+        """Calls of ``other`` per CPU second of the whole target over the next ``seconds``."""
+        start = time.monotonic()
+        time.sleep(seconds)
+        with self.lock:
+            window = [tick for tick in self.ticks if tick[0] >= start]
+        if len(window) < 2 or window[-1][2] <= window[0][2]:
+            return 0.0
+        return (window[-1][1] - window[0][1]) / (window[-1][2] - window[0][2])
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def cli(pid: int, command: str, timeout: float = 120) -> float:
+    """Wall seconds of one ``--cmd``; raises when it failed."""
+    start = time.monotonic()
+    proc = subprocess.run([*CLI, str(pid), "--cmd", command, "--json"], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError("%s: %s" % (command, (proc.stderr or proc.stdout).strip()[-200:]))
+    return time.monotonic() - start
+
+
+def line_cost(target: Target, command: str, seconds: float, rounds: int) -> float:
+    """Median slow-down (%) of ``other`` while ``command`` runs, against the window just before."""
+    losses = []
+    for _ in range(rounds):
+        before = target.rate(seconds)
+        running = subprocess.Popen(
+            [*CLI, str(target.proc.pid), "--cmd", command, "--json"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # attached, hooked, warm
+        during = target.rate(seconds)
+        running.send_signal(signal.SIGINT)
+        running.wait(60)
+        if before > 0:
+            losses.append(100.0 * (1.0 - during / before))
+    return statistics.median(losses) if losses else float("nan")
+
+
+def measure(python: str, seconds: float, rounds: int) -> dict[str, float]:
+    target = Target(python)
+    try:
+        cli(target.proc.pid, "getglobal __main__ COUNT")  # the agent is present in every window
+        line = probed_line()
+        never = "line __main__ probed %d -f 'n < 0' -n %d" % (line, BIG)
+        shown = "line __main__ probed %d -n %d" % (line, BIG)
+        return {
+            "line_never": line_cost(target, never, seconds, rounds),
+            "line_shown": line_cost(target, shown, seconds, rounds),
+            "stack": statistics.median(cli(target.proc.pid, "stack") for _ in range(5)),
+            "thread_n": statistics.median(cli(target.proc.pid, "thread -n 3") for _ in range(5)),
+            "thread_n0": statistics.median(cli(target.proc.pid, "thread -n 3 -i 0") for _ in range(5)),
+        }
+    finally:
+        target.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--pythons", default="3.8,3.12,3.15", help="interpreter ids (tests/interpreters.py)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of one measuring window")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating before/during windows per scenario")
+    args = parser.parse_args()
+    found = dict(find_interpreters())
+    rows = []
+    for name in args.pythons.split(","):
+        if name not in found:
+            print("%s: not found on this machine" % name, file=sys.stderr)
+            continue
+        print("== %s" % name, file=sys.stderr)
+        try:
+            rows.append((name, measure(found[name], args.seconds, args.rounds)))
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            print("%s: %s" % (name, exc), file=sys.stderr)
+    lines = [
+        "# Diagnostics benchmark (bench/diagnostics.py)",
+        "",
+        stamp(),
+        "Produced by `bench/diagnostics.py --pythons %s --seconds %g --rounds %d`; not a test. "
+        "`line`: slow-down of *another* function of the same thread while `line` watches `probed` "
+        "(median of alternating windows, per CPU second of the target; negative = noise). "
+        "`thread -n 3` vs `stack`: wall seconds of one `--cmd` on an agent already present (median of 5); "
+        "`thread -n` waits its sampling interval (-i, default) before it answers."
+        % (args.pythons, args.seconds, args.rounds),
+        "",
+        "| python | line, -f never matches | line, every hit shown | stack | thread -n 3 | thread -n 3 -i 0 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in rows:
+        lines.append(
+            "| %s | %+.1f %% | %+.1f %% | %.2f s | %.2f s | %.2f s |"
+            % (name, row["line_never"], row["line_shown"], row["stack"], row["thread_n"], row["thread_n0"])
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(HERE, "RESULTS-diagnostics.md"), "w") as fh:
+        fh.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

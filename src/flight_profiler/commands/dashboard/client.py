@@ -1,0 +1,102 @@
+"""``dashboard`` in the CLI: arguments and rendering of each frame."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from ..calls import timestamp
+from ..spec import CommandSpec, number
+from .model import DEFAULT_INTERVAL_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-i",
+        "--interval",
+        type=number(int, MIN_INTERVAL_MS, MAX_INTERVAL_MS),
+        default=DEFAULT_INTERVAL_MS,
+        help="milliseconds per frame (default %d)" % DEFAULT_INTERVAL_MS,
+    )
+    parser.add_argument(
+        "-n", "--frames", type=number(int, 0), default=0, help="stop after this many frames (default 0: until Ctrl-C)"
+    )
+
+
+def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+    return {"interval": ns.interval, "frames": ns.frames}
+
+
+def _size(kb: int) -> str:
+    return "%.1f MiB" % (kb / 1024.0) if kb < 10 << 20 else "%.2f GiB" % (kb / 1048576.0)
+
+
+def _render(event: dict[str, Any]) -> RenderableType | None:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from ...render.safe import safe_line
+
+    if event.get("kind") != "frame":
+        return None
+    gc = event["gc"]
+    head = Text(
+        "#%d %s  pid %d  Python %s  cpu %.1f%%  rss %s  fds %d  threads %d"
+        % (
+            event["index"],
+            timestamp(event["time"]),
+            event["pid"],
+            safe_line(str(event["python"])),
+            event["cpu"],
+            _size(event["rss_kb"]),
+            event["fds"],
+            event["threads_total"],
+        ),
+        style="bold",
+    )
+    threads = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("TID", "NAME", "STATE", "CPU%", "DAEMON"):
+        threads.add_column(column, justify="right" if column in ("TID", "CPU%") else "left")
+    for thread in event["threads"]:
+        daemon = "-" if thread["daemon"] is None else str(thread["daemon"]).lower()
+        name, state = safe_line(str(thread["name"])), safe_line(str(thread["state"]))
+        threads.add_row(str(thread["tid"]), name, state, "%.1f" % thread["cpu"], daemon)
+    gc_line = Text(
+        "gc %s  counts %s  collections %s  collected %s  uncollectable %s  pauses %d (total %.1f ms, max %.1f ms)"
+        % (
+            "on" if gc["enabled"] else "OFF",
+            "/".join(map(str, gc["counts"])),
+            "/".join(map(str, gc["collections"])),
+            "/".join(map(str, gc["collected"])),
+            "/".join(map(str, gc["uncollectable"])),
+            gc["pauses"],
+            gc["pause_total_ms"],
+            gc["pause_max_ms"],
+        )
+    )
+    hot = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("CPU%", "SAMPLES", "FUNCTION", "WHERE"):
+        hot.add_column(column, justify="right" if column in ("CPU%", "SAMPLES") else "left")
+    for function in event["functions"]:
+        hot.add_row(
+            "%.1f" % function["cpu"],
+            str(function["samples"]),
+            safe_line(str(function["name"])),
+            "%s:%d" % (safe_line(str(function["file"])), function["line"]),
+        )
+    return Group(head, threads, gc_line, Text("hottest functions (%d looks)" % event["samples"], style="bold"), hot)
+
+
+SPEC = CommandSpec(
+    name="dashboard",
+    summary="A refreshing view: threads by CPU, process CPU/RSS/fds, GC counts and pauses, the hottest functions.",
+    usage="dashboard [-i MS] [-n FRAMES]",
+    examples=("dashboard -n 1", "dashboard -i 2000 -n 5"),
+    add_arguments=_add_arguments,
+    to_request=_to_request,
+    render=_render,
+)
