@@ -348,7 +348,10 @@ def test_dashboard_leaves_nothing_when_its_client_is_killed(target: RunningTarge
 
 
 def test_dashboard_bad_input_is_one_line(target: RunningTarget) -> None:
-    for line, message in (("dashboard -i 10", "-i must be 100..3600000"), ("dashboard -n -1", "-n must not be negative")):
+    for line, message in (
+        ("dashboard -i 10", "-i must be 100..3600000"),
+        ("dashboard -n -1", "-n must not be negative"),
+    ):
         result = cli(target.pid, line, json_output=False)
         assert result.returncode != 0, line
         assert message in result.stderr and "Traceback" not in result.stderr, (line, result.stderr)
