@@ -36,17 +36,6 @@ KNOWN_DEFECTS = [
         "issue 9: on 3.14+ under CPU load the watchdog's BudgetExceeded can land in the application "
         "thread outside the filter's handlers (reproduced with two CPU hogs)",
     ),
-    (
-        "test_kill_safety.py::test_random_kill_sweep",
-        ("",),
-        "issue 15: a client killed after queueing a pending call (busy target) can leave the next "
-        "attach failing (the late bootstrap claims the next attempt's ticket); the target is unharmed",
-    ),
-    (
-        "test_kill_safety.py::test_kill_at_every_phase",
-        ("-busy]",),
-        "issue 15: as above, for the kill at the DONE phase of a busy target",
-    ),
 ]
 
 # Tests that must run alone (the serial pass): they load the machine on purpose, measure it, or touch

@@ -139,8 +139,9 @@ def test_bootstrap_runs_once_per_ticket_and_loads_without_the_import_system(tmp_
     workspace = _workspace(tmp_path)
     sock = os.path.join(workspace.directory, "agent-1.sock")
     workspace.op_write(os.path.basename(bootstrap.bundle_path(sock)), bundle.text())
-    workspace.op_ticket_issue(os.path.basename(bootstrap.ticket_path(sock)))
-    source = bootstrap.source(sock, 4102444800.0)
+    claim = ticket.new_name("agent-1")
+    workspace.op_ticket_issue(claim)
+    source = bootstrap.source(sock, 4102444800.0, claim)
     script = (
         "import sys, time, os, threading\n"
         "before = (list(sys.path), list(sys.meta_path), dict(sys.path_importer_cache))\n"
@@ -156,5 +157,5 @@ def test_bootstrap_runs_once_per_ticket_and_loads_without_the_import_system(tmp_
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "True", "True"], proc.stdout
     assert "_flight_profiler" not in proc.stderr and "__future__" not in proc.stderr, proc.stderr
-    assert not os.path.exists(bootstrap.ticket_path(sock))
-    assert not os.path.exists(bootstrap.ticket_path(sock) + ticket.CLAIMED_SUFFIX)
+    assert not os.path.exists(bootstrap.ticket_path(sock, claim))
+    assert not os.path.exists(bootstrap.ticket_path(sock, claim) + ticket.CLAIMED_SUFFIX)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+from .. import commands
 from ..services.context import CommandFailed, JobContext
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -18,27 +19,7 @@ if TYPE_CHECKING:
 
 # command name -> module (relative to the package root) exposing ``run``
 HANDLERS: dict[str, str] = {
-    "getglobal": ".commands.getglobal.agent",
-    "vmtool": ".commands.vmtool.agent",
-    "module": ".commands.module.agent",
-    "console": ".commands.console.agent",
-    "stack": ".commands.stack.agent",
-    "complete": ".commands.complete.agent",
-    "watch": ".commands.watch.agent",
-    "trace": ".commands.trace.agent",
-    "tt": ".commands.tt.agent",
-    "reload": ".commands.reload.agent",
-    "mem": ".commands.mem.agent",
-    "gilstat": ".commands.gilstat.agent",
-    "torch": ".commands.torch.agent",
-    "thread": ".commands.thread.agent",
-    "monitor": ".commands.monitor.agent",
-    "logger": ".commands.logger.agent",
-    "sc": ".commands.sc.agent",
-    "sm": ".commands.sm.agent",
-    "source": ".commands.source.agent",
-    "line": ".commands.line.agent",
-    "dashboard": ".commands.dashboard.agent",
+    name: ".commands.%s.agent" % name for name in commands.COMMANDS if name not in commands.CLIENT_ONLY
 }
 
 

@@ -78,14 +78,14 @@ class Server:
 def serve(path: str, bundle_key: str) -> None:
     """Run the agent on ``path`` unless one already runs in this process."""
     global _server, _bundle_key
-    _bundle_key = bundle_key
-    AGENT_THREAD_IDS.add(realthreads.get_ident())
     with _state_lock:
         if _server is not None:
-            return
+            return  # another bootstrap's thread serves already (see attach/bootstrap): this one ends quietly
+        _bundle_key = bundle_key
         session_module.LOG_PATH = "%s.log" % path
         _server = Server(path)
         server = _server
+    AGENT_THREAD_IDS.add(realthreads.get_ident())
     try:
         server.accept_loop()
     finally:

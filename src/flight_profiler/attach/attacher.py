@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Callable
 
-from ..errors import AttachError, InjectionError, ProtocolError, TargetError
+from ..errors import AttachError, InjectionError, PermissionDeniedError, ProtocolError, TargetError
 from ..render.safe import safe_line
 from . import bootstrap, bundle, paths, privsep, ticket
 from .connection import AgentConnection, check_peer, peer_of
@@ -48,7 +48,10 @@ class AttachOptions:
 
 def existing_agent(pid: int, timeout: float = 30.0) -> AgentConnection | None:
     """A connection to the agent already running in ``pid``, or None; never injects, never creates files."""
-    target = inspect(pid)
+    try:
+        target = inspect(pid)
+    except PermissionDeniedError:
+        target = inspect(pid, armed=True)  # only a pre-armed agent can listen there
     with privsep.start(target, paths.private_dir(target)) as helper:
         if not helper.call("open_dir", create=False)[0]["exists"]:
             return None
@@ -64,7 +67,10 @@ def connect(pid: int, options: AttachOptions) -> AgentConnection:
 
 
 def _connect(pid: int, options: AttachOptions) -> AgentConnection:
-    target = inspect(pid)
+    try:
+        target = inspect(pid)
+    except PermissionDeniedError as denied:
+        return _armed_agent(pid, options, denied)
     check_credentials(target, options.force)
     with privsep.start(target, paths.private_dir(target)) as helper:
         if helper.call("open_dir", create=False)[0]["exists"]:
@@ -81,6 +87,26 @@ def _connect(pid: int, options: AttachOptions) -> AgentConnection:
             os.close(lock)  # releases the flock: the next client in the crowd reuses our agent
 
 
+def _armed_agent(pid: int, options: AttachOptions, denied: PermissionDeniedError) -> AgentConnection:
+    """We may not read (let alone ptrace) the target: only an agent already listening can answer.
+
+    That is the pre-armed agent (``python -m flight_profiler.arm``), for services
+    where ptrace is forbidden; found like any running agent, never injected.
+    """
+    target = inspect(pid, armed=True)
+    check_credentials(target, options.force)
+    with privsep.start(target, paths.private_dir(target)) as helper:
+        if helper.call("open_dir", create=False)[0]["exists"]:
+            conn = _connect_once(helper, target, options.timeout, running=True)
+            if conn is not None:
+                options.log("connected to the pre-armed agent of pid %d (no ptrace)" % pid)
+                return conn
+    raise PermissionDeniedError(
+        "%s; no pre-armed agent listens there either (start the application with "
+        "'python -m flight_profiler.arm', see docs/fleet.md)" % denied
+    ) from None
+
+
 def _attach_locked(helper: Helper, target: Target, deadline: float, options: AttachOptions) -> AgentConnection:
     """Holding the crowd lock: reuse what another client injected meanwhile, or inject."""
     conn = _connect_once(helper, target, options.timeout, running=True)
@@ -95,22 +121,24 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
     _remove_stale(helper, target)
     helper.call("write", name=paths.stem(target) + ".bundle", text=bundle.text())
-    helper.call("ticket_issue", name=_ticket_name(target))  # the bootstrap claims it; see attach/ticket
-    source = bootstrap.source(paths.socket_in_target(target), time.time() + (deadline - time.monotonic()))
+    claim = ticket.new_name(paths.stem(target))  # this attempt's own: a late bootstrap of a killed one can't take it
+    helper.call("ticket_issue", name=claim)  # the bootstrap claims it; see attach/ticket
+    wall_deadline = time.time() + (deadline - time.monotonic())
+    attempt = _Attempt(claim, bootstrap.source(paths.socket_in_target(target), wall_deadline, claim))
     try:
         if (
             target.version >= (3, 14)
             and _remote_exec_allowed(target)
             and not _main_thread_parked(target)
-            and _remote_exec(helper, target, source, options)
+            and _remote_exec(helper, target, attempt.source, options)
         ):
-            conn = _waiter(helper, target).until(min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
+            conn = _waiter(helper, target, attempt).until(min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
             if conn is not None:
                 return conn
             options.log("remote_exec did not run within %.1f s (main thread blocked?); using ptrace" % REMOTE_EXEC_WAIT)
-        return _inject_with_ptrace(helper, target, source, deadline, options)
+        return _inject_with_ptrace(helper, target, attempt, deadline, options)
     except BaseException:
-        _forget_attempt(helper, target)
+        _forget_attempt(helper, target, attempt)
         raise
 
 
@@ -144,13 +172,14 @@ def _take_lock(helper: Helper, target: Target, deadline: float, options: AttachO
         os.close(fd)
 
 
-def _forget_attempt(helper: Helper, target: Target) -> None:
-    """A failed attach removes what it wrote; a late bootstrap sees its deadline passed and does nothing.
+def _forget_attempt(helper: Helper, target: Target, attempt: _Attempt) -> None:
+    """A failed attach withdraws its ticket and removes what it wrote: a late bootstrap does nothing.
 
-    A queued remote_exec still opens its .boot- file: it stays (harmless: it checks the deadline).
+    A queued remote_exec still opens its .boot- file: it stays (harmless: its ticket is gone).
     """
     stem = paths.stem(target)
     try:
+        helper.call("ticket_withdraw", name=attempt.ticket)
         helper.call("remove", names=[stem + ".bundle", stem + ".sock.log"])
     except AttachError:
         pass
@@ -263,23 +292,31 @@ def _connect_once(helper: Helper, target: Target, timeout: float, running: bool 
         return None
 
 
+class _Attempt:
+    """One injection attempt: its claim ticket's name and the bootstrap that carries it."""
+
+    def __init__(self, ticket_name: str, source: str) -> None:
+        self.ticket = ticket_name
+        self.source = source
+
+
 def _inject_with_ptrace(
-    helper: Helper, target: Target, source: str, deadline: float, options: AttachOptions
+    helper: Helper, target: Target, attempt: _Attempt, deadline: float, options: AttachOptions
 ) -> AgentConnection:
     from . import ptrace  # imported only when we inject: a reused agent needs none of it
 
-    report = ptrace.inject(target.pid, source, mode="auto", timeout=max(1.0, deadline - time.monotonic()))
+    report = ptrace.inject(target.pid, attempt.source, mode="auto", timeout=max(1.0, deadline - time.monotonic()))
     options.log("bootstrap %s in tid %d (thread stopped %.1f ms)" % (report.method, report.tid, report.stopped_ms))
     if report.method == "pending":
         # queued for the main thread's next safe point; it may never get there
-        conn = _waiter(helper, target).until(min(deadline, time.monotonic() + PENDING_WAIT))
+        conn = _waiter(helper, target, attempt).until(min(deadline, time.monotonic() + PENDING_WAIT))
         if conn is None:
-            conn = _fallback_thread(helper, target, source, deadline, options)
+            conn = _fallback_thread(helper, target, attempt, deadline, options)
     else:
         # the bootstrap ran: the agent thread exists and only needs the GIL to start
-        conn = _waiter(helper, target, True).until(deadline)
+        conn = _waiter(helper, target, attempt, True).until(deadline)
     # withdraw the claim ticket: if the bootstrap won the race, the agent is starting after all
-    waiter = _waiter(helper, target, True)
+    waiter = _waiter(helper, target, attempt, True)
     conn = conn or waiter.give_up(options.timeout)
     if conn is not None:
         return conn
@@ -289,7 +326,7 @@ def _inject_with_ptrace(
 
 
 def _fallback_thread(
-    helper: Helper, target: Target, source: str, deadline: float, options: AttachOptions
+    helper: Helper, target: Target, attempt: _Attempt, deadline: float, options: AttachOptions
 ) -> AgentConnection | None:
     """The main thread is not reaching the eval loop: use a thread parked in a safe syscall."""
     from . import procfs, ptrace
@@ -299,12 +336,12 @@ def _fallback_thread(
         if state.tid == target.pid or not procfs.is_safe_parked(state, runtime):
             continue
         try:
-            report = ptrace.inject(target.pid, source, tid=state.tid, mode="gilstate", timeout=5.0)
+            report = ptrace.inject(target.pid, attempt.source, tid=state.tid, mode="gilstate", timeout=5.0)
         except InjectionError as exc:
             options.log("thread %d not usable: %s" % (state.tid, exc))
             continue
         options.log("bootstrap ran in thread %d (%s)" % (report.tid, state.name))
-        return _waiter(helper, target, True).until(deadline)
+        return _waiter(helper, target, attempt, True).until(deadline)
     return None
 
 
@@ -378,9 +415,9 @@ def _remote_exec(helper: Helper, target: Target, source: str, options: AttachOpt
 class _HelperTickets:
     """The attempt's claim ticket and log, seen through the helper (never by path as root)."""
 
-    def __init__(self, helper: Helper, target: Target) -> None:
+    def __init__(self, helper: Helper, target: Target, ticket_name: str) -> None:
         self.helper = helper
-        self.name = _ticket_name(target)
+        self.name = ticket_name
         self.log = paths.socket_name(target) + ".log"
 
     def refused_for_fds(self) -> bool:
@@ -394,14 +431,10 @@ class _HelperTickets:
         return None if text is None else str(text)
 
 
-def _ticket_name(target: Target) -> str:
-    return os.path.basename(bootstrap.ticket_path(paths.socket_in_target(target)))
-
-
-def _waiter(helper: Helper, target: Target, watch_gil: bool = False) -> AgentWait:
+def _waiter(helper: Helper, target: Target, attempt: _Attempt, watch_gil: bool = False) -> AgentWait:
     return AgentWait(
         target.pid,
         lambda timeout: _connect_once(helper, target, timeout),
-        _HelperTickets(helper, target),
+        _HelperTickets(helper, target, attempt.ticket),
         (lambda: _holder_tid(target)) if watch_gil else lambda: None,
     )

@@ -11,9 +11,9 @@ target's ``sys.path``.
 
 Before it starts anything it takes two decisions the client can read back:
 - it reserves ``RESERVED_FDS`` descriptors (pipes: no path needed); when the
-  target has none free it renames the claim ticket to ``.ticket.nofd`` (a
+  target has none free it renames the claim ticket to ``<ticket>.nofd`` (a
   rename needs no descriptor) and starts nothing;
-- it claims the ticket (``attach/ticket``) by renaming it to ``.ticket.claimed``,
+- it claims the ticket (``attach/ticket``) by renaming it to ``<ticket>.claimed``,
   and the agent thread, once it has loaded our modules and right before it
   creates its socket, claims that by unlinking it (a thread that loses unloads
   what it loaded and exits). The
@@ -22,9 +22,21 @@ Before it starts anything it takes two decisions the client can read back:
   told it could not (the thread that loses exits at once, having done nothing),
   and a bootstrap run twice (a queued pending call that fires late) finds no
   ticket and does nothing.
+The ticket's name is new for every attempt and baked into that attempt's code: a
+bootstrap of a client killed after it queued a pending call can only ever find
+its own ticket, which the next attempt withdraws before it issues its own; it
+can never take the next attempt's.
+
+One loader per process: the agent threads of any number of bootstraps (a late
+pending call, a fallback in a parked thread, remote_exec) load or reuse our
+modules one at a time, under a lock kept in ``sys.modules`` under our private
+alias (``_flight_profiler._guard``: a module object, so whatever walks
+``sys.modules`` sees a module; removed with our modules at detach). A thread
+that gets it after another loaded the agent reuses the loaded modules; its
+``serve`` returns at once when an agent already listens.
 The agent thread is a real OS thread even in a gevent/eventlet-patched target
-(the original ``start_new_thread``), named through ``threading`` where that is
-loaded and not patched.
+(the original ``start_new_thread``, and the original lock type for the guard),
+named through ``threading`` where that is loaded and not patched.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ from __future__ import annotations
 import os
 
 ALIAS = "_flight_profiler"
+GUARD = ALIAS + "._guard"  # sys.modules key of the one-loader-per-process lock (see above; arm.py takes it too)
 # fds the bootstrap must get before it starts a thread: the bundle read, the listener, one
 # session, and one kept until the agent thread exits (3.8 aborts if a thread exits without one)
 RESERVED_FDS = 4
@@ -44,38 +57,70 @@ def _fp_close(fds):
             os.close(fd)
         except BaseException:
             pass
+def _fp_original(name):
+    value = getattr(_thread, name)
+    if type(value) is type(len):
+        return value  # not monkeypatched
+    try:
+        return sys.modules["gevent.monkey"].get_original("_thread", name)
+    except BaseException:
+        pass
+    try:
+        return getattr(sys.modules["eventlet.patcher"].original("_thread"), name)
+    except BaseException:
+        return value
+def _fp_guard(key):
+    while True:
+        guard = sys.modules.get(key)
+        if guard is None:
+            fresh = type(sys)(key)
+            fresh.lock = _fp_original("allocate_lock")()
+            guard = sys.modules.setdefault(key, fresh)  # atomic: every thread gets the same one
+        guard.lock.acquire()
+        if sys.modules.get(key) is guard:
+            return guard
+        guard.lock.release()  # unloaded while we waited (a detach, a loader that lost): take the next one
+def _fp_load(alias, claimed):
+    installed = None
+    if alias not in sys.modules:  # under the guard: absent, or loaded completely by an earlier bootstrap
+        try:
+            fh = open(%(bundle)r)
+        except OSError:
+            if not os.path.exists(claimed):
+                return None, None  # withdrawn meanwhile, and the bundle with it
+            raise
+        with fh:
+            bundle = eval(compile(fh.read(), %(bundle)r, "eval"), {"__builtins__": {}})
+        filename, source, _ = bundle[alias + ".agent.loader"]
+        installed = {"__name__": alias + "._bootstrap_loader"}  # its types count as ours (mem)
+        exec(compile(source, filename, "exec"), installed)
+        installed["install"](bundle, alias)
+    try:
+        server = sys.modules[alias]._fp_load(alias + ".agent.server")
+        os.unlink(claimed)  # the claim, right before the socket exists: from now on the client waits for us
+    except BaseException:
+        if installed is not None:  # nobody else saw them: every other bootstrap waits for the guard
+            installed["unload"](alias)
+        if not os.path.exists(claimed):
+            return None, None  # the client withdrew while we loaded: no agent, no trace
+        raise
+    return server, installed
 def _fp_agent(reserve):
-    claimed, won = %(ticket)r + ".claimed", False
+    claimed, server = %(ticket)r + ".claimed", None
     try:
         _fp_close(reserve[1:])  # free for the agent's own files; reserve[0] is kept for the thread's exit
         import time
         if time.time() > %(deadline)r or not os.path.exists(claimed):
             return  # the client gave up on us and told the user so: leave the target as it was
-        alias, installed = %(alias)r, None
-        if alias not in sys.modules:
-            try:
-                fh = open(%(bundle)r)
-            except OSError:
-                if not os.path.exists(claimed):
-                    return  # withdrawn meanwhile, and the bundle with it
-                raise
-            with fh:
-                bundle = eval(compile(fh.read(), %(bundle)r, "eval"), {"__builtins__": {}})
-            filename, source, _ = bundle[alias + ".agent.loader"]
-            installed = {"__name__": alias + "._bootstrap_loader"}  # its types count as ours (mem)
-            exec(compile(source, filename, "exec"), installed)
-            installed["install"](bundle, alias)
-        server = sys.modules[alias]._fp_load(alias + ".agent.server")
+        guard = _fp_guard(%(guard)r)  # one loader per process, whatever ran this bootstrap
         try:
-            os.unlink(claimed)  # the claim, right before the socket exists: from now on the client waits for us
-            won = True
-        except BaseException:
-            if installed is not None and not server.running():
-                installed["unload"](alias)  # the client withdrew while we loaded: no agent, no trace
-            return
-        server.serve(%(sock)r, %(key)r)
+            server, _ = _fp_load(%(alias)r, claimed)
+        finally:
+            guard.lock.release()
+        if server is not None:
+            server.serve(%(sock)r, %(key)r)  # returns at once where another bootstrap's agent already serves
     except BaseException:
-        if won or os.path.exists(claimed):  # after a withdrawal nothing of ours may appear, a log neither
+        if server is not None or os.path.exists(claimed):  # after a withdrawal nothing of ours may appear
             try:
                 import traceback
                 with open(%(log)r, "a") as fh:
@@ -101,17 +146,10 @@ def _fp_start():
     except BaseException:
         _fp_close(reserve)
         return  # the client gave up, or another run of this bootstrap claimed it
-    start = _thread.start_new_thread
+    start = _fp_original("start_new_thread")
     threading = sys.modules.get("threading")
-    if type(start) is not type(len):  # monkeypatched (gevent, eventlet): greenlets would never run us
+    if type(_thread.start_new_thread) is not type(len):  # patched (gevent, eventlet): greenlets would never run us
         threading = None
-        try:
-            start = sys.modules["gevent.monkey"].get_original("_thread", "start_new_thread")
-        except BaseException:
-            try:
-                start = sys.modules["eventlet.patcher"].original("_thread").start_new_thread
-            except BaseException:
-                pass
     try:
         if threading is not None:  # named, so py-spy and stack show it
             threading.Thread(target=_fp_agent, args=(reserve,), name="flight_profiler-agent", daemon=True).start()
@@ -135,26 +173,27 @@ def bundle_path(socket_path: str) -> str:
     return socket_path[: -len(".sock")] + ".bundle"
 
 
-def ticket_path(socket_path: str) -> str:
-    """The claim ticket next to the socket (see ``attach/ticket``)."""
-    return socket_path[: -len(".sock")] + ".ticket"
+def ticket_path(socket_path: str, ticket: str) -> str:
+    """The attempt's claim ticket ``ticket`` (a file name, see ``attach/ticket``) next to the socket."""
+    return os.path.join(os.path.dirname(socket_path), ticket)
 
 
-def source(socket_path: str, deadline: float) -> str:
+def source(socket_path: str, deadline: float, ticket: str) -> str:
     """One expression statement: runs the body in a throwaway namespace, binds nothing in ``__main__``.
 
     ``deadline`` (``time.time()``) is when the client stops waiting: an agent thread
     that only gets to run after it (a pending call that fired late, a GIL that was
-    held) does nothing.
+    held) does nothing. ``ticket``: this attempt's claim ticket (``ticket.new_name``).
     """
     text = _BODY % {
         "deadline": deadline,
         "alias": ALIAS,
+        "guard": GUARD,
         "bundle": bundle_path(socket_path),
         "key": "<flight_profiler bundle %s>" % socket_path,
         "sock": socket_path,
         "log": socket_path + ".log",
-        "ticket": ticket_path(socket_path),
+        "ticket": ticket_path(socket_path, ticket),
         "fds": RESERVED_FDS,
     }
     return "exec(%r, {'__name__': '_flight_profiler_boot'})" % text

@@ -309,9 +309,17 @@ class Workspace:
     # ------------------------------------------------------------------ the claim ticket (attach/ticket.py)
 
     def op_ticket_issue(self, name: str) -> Reply:
-        """A fresh, empty ticket; leftovers of a client killed mid-attach go first."""
-        for stale in (name, name + ticket.NOFD_SUFFIX, name + ticket.CLAIMED_SUFFIX):
-            self._unlink(stale)
+        """A fresh, empty ticket; every other ticket of the stem goes first (withdrawn).
+
+        The client holds the crowd lock: any other ticket there is a killed client's,
+        whose bootstrap may still run late (a queued pending call). Unlinking it is
+        that bootstrap's withdrawal: it finds nothing under its own name and starts
+        nothing (or its agent thread, already loading, loses its claim and unloads).
+        """
+        prefix = ticket.stem_prefix(name)
+        for entry in os.listdir(self.dir_fd):
+            if entry.startswith(prefix):
+                self._unlink(entry)
         self._write_new(name, "")
         return {}, []
 

@@ -64,15 +64,33 @@ class Target(NamedTuple):
         return (self.pid_ns, self.ns_pid, self.start)
 
 
-def inspect(pid: int) -> Target:
-    """Check that ``pid`` is a live CPython we support, and describe it."""
+def inspect(pid: int, armed: bool = False) -> Target:
+    """Check that ``pid`` is a live CPython we support, and describe it.
+
+    ``armed``: only to reach an agent that already listens (a pre-armed one,
+    ``flight_profiler.arm``) in a process whose memory maps and namespaces we may
+    not read (not dumpable, and we lack CAP_SYS_PTRACE): the version is then
+    unknown (0, 0), the pid namespace is ours when the target has a pid in no
+    other, and unreadable namespaces count as ours; the agent's socket is found by
+    that name or not at all, and the peer check still proves who answers.
+    """
     check_platform()
     if pid <= 0 or not os.path.exists("/proc/%d" % pid):
         raise TargetError("no process with pid %d" % pid)
     status = _status(pid)
-    version = _python_version(pid)
+    try:
+        version = _python_version(pid)
+    except PermissionDeniedError:
+        if not armed:
+            raise
+        version = (0, 0)
     uids = tuple(int(u) for u in status.get("Uid", "0 0 0 0").split())
     ns_pids = status.get("NSpid", str(pid)).split()
+    pid_ns, mount_ns, own_mount_ns = _ns_inode(pid, "pid"), _ns_inode(pid, "mnt"), _ns_inode(os.getpid(), "mnt")
+    if armed and not pid_ns and len(ns_pids) == 1:
+        pid_ns = _ns_inode(os.getpid(), "pid")
+    if armed and not mount_ns:
+        mount_ns = own_mount_ns
     try:
         exe = os.readlink("/proc/%d/exe" % pid)
     except OSError:
@@ -88,8 +106,8 @@ def inspect(pid: int) -> Target:
         gid=int(status.get("Gid", "0").split()[0]),
         groups=tuple(int(g) for g in status.get("Groups", "").split()),
         start=start_time(pid),
-        pid_ns=_ns_inode(pid, "pid"),
-        same_mount_ns=_ns_inode(pid, "mnt") == _ns_inode(os.getpid(), "mnt"),
+        pid_ns=pid_ns,
+        same_mount_ns=mount_ns == own_mount_ns,
         dumpable=_dumpable(pid, uids),
     )
 

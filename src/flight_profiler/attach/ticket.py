@@ -1,7 +1,8 @@
 """The claim ticket: exactly one of client and bootstrap decides whether an agent starts (client side).
 
 The client's helper (``attach/privsep``, with the target's credentials) writes
-an empty ``<stem>.ticket`` next to the bundle before the client injects. The
+an empty ``<stem>.ticket-<random>`` next to the bundle before the client injects
+(a new name for every attempt, baked into that attempt's bootstrap). The
 bootstrap, once it runs in the target, claims it by renaming it to
 ``.ticket.claimed``; the agent thread it starts, once that thread has the GIL,
 claims it again by unlinking ``.ticket.claimed``. The client, when it gives up
@@ -14,8 +15,15 @@ rename and unlink of one name succeed for one process only, so:
   instead of reporting a failure that is not one;
 - ``.ticket.nofd`` instead (``NO_FDS``): the bootstrap ran but found no free file
   descriptor and started nothing.
-The same ticket serves every way the bootstrap may run (remote_exec, a pending
-call, a parked thread), so at most one of them starts an agent.
+The same ticket serves every way one attempt's bootstrap may run (remote_exec, a
+pending call, a parked thread), so at most one of them starts an agent.
+
+Why a name per attempt: a client SIGKILLed after it queued a pending call leaves
+its ticket behind, and its bootstrap may run any time later. The next attempt
+(holding the crowd lock, so every other ticket of the stem is a dead client's)
+withdraws every ticket of the stem before it issues its own; the late bootstrap
+then finds nothing under its own name and starts nothing, and it can never take
+the new attempt's ticket, whose name it does not know.
 """
 
 from __future__ import annotations
@@ -27,6 +35,17 @@ CLAIMED = "claimed"
 NO_FDS = "no free fds"
 NOFD_SUFFIX = ".nofd"
 CLAIMED_SUFFIX = ".claimed"
+MARK = ".ticket"  # <stem>.ticket-<random>[.claimed|.nofd]
+
+
+def new_name(stem: str) -> str:
+    """A fresh ticket name for one attempt on the target of ``stem``."""
+    return "%s%s-%s" % (stem, MARK, os.urandom(8).hex())
+
+
+def stem_prefix(name: str) -> str:
+    """What every ticket of ``name``'s stem starts with (the stem is the part before the first dot)."""
+    return name.split(".", 1)[0] + MARK
 
 
 def no_fds_message(pid: int, needed: int) -> str:

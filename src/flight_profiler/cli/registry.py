@@ -2,7 +2,7 @@
 
 Each entry names the module holding the command's ``SPEC``; a module is imported
 only when its command is used, so ``--cmd`` pays for one command, not all of them.
-To add a command: one line in COMMANDS.
+To add a command: its folder and one entry in ``commands.COMMANDS``.
 """
 
 from __future__ import annotations
@@ -10,33 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from .. import commands
+
 if TYPE_CHECKING:
     from ..commands.spec import CommandSpec
 
-COMMANDS: dict[str, str] = {
-    "stack": "flight_profiler.commands.stack.client",
-    "getglobal": "flight_profiler.commands.getglobal.client",
-    "vmtool": "flight_profiler.commands.vmtool.client",
-    "module": "flight_profiler.commands.module.client",
-    "console": "flight_profiler.commands.console.client",
-    "complete": "flight_profiler.commands.complete.client",
-    "watch": "flight_profiler.commands.watch.client",
-    "trace": "flight_profiler.commands.trace.client",
-    "tt": "flight_profiler.commands.tt.client",
-    "reload": "flight_profiler.commands.reload.client",
-    "mem": "flight_profiler.commands.mem.client",
-    "perf": "flight_profiler.commands.perf.client",
-    "gilstat": "flight_profiler.commands.gilstat.client",
-    "torch": "flight_profiler.commands.torch.client",
-    "thread": "flight_profiler.commands.thread.client",
-    "monitor": "flight_profiler.commands.monitor.client",
-    "logger": "flight_profiler.commands.logger.client",
-    "sc": "flight_profiler.commands.sc.client",
-    "sm": "flight_profiler.commands.sm.client",
-    "source": "flight_profiler.commands.source.client",
-    "line": "flight_profiler.commands.line.client",
-    "dashboard": "flight_profiler.commands.dashboard.client",
-}
+COMMANDS: dict[str, str] = {name: "flight_profiler.commands.%s.client" % name for name in commands.COMMANDS}
 
 # handled by the shell itself, not by a command folder
 BUILTINS: dict[str, str] = {

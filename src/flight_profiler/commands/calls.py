@@ -16,6 +16,8 @@ from .targeting import add_location_arguments, location
 if TYPE_CHECKING:
     from rich.text import Text
 
+    from ..protocol.requests import BudgetOption, TargetRequest
+
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     add_location_arguments(parser, last="method")
@@ -49,7 +51,7 @@ def add_budget_argument(parser: argparse.ArgumentParser, where: str, what: str) 
     )
 
 
-def budget_request(ns: argparse.Namespace) -> dict[str, Any]:
+def budget_request(ns: argparse.Namespace) -> BudgetOption:
     value = getattr(ns, "budget_ms", None)
     if value is None:
         return {}
@@ -58,7 +60,7 @@ def budget_request(ns: argparse.Namespace) -> dict[str, Any]:
     return {"budget_ms": value}
 
 
-def target_request(ns: argparse.Namespace) -> dict[str, Any]:
+def target_request(ns: argparse.Namespace) -> TargetRequest:
     module, cls, method = location(ns, last="method")
     return {"module": module, "cls": cls, "method": method, "nested": ns.nested}
 

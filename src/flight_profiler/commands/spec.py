@@ -13,13 +13,16 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, NoReturn, Union
 
 from ..errors import UsageError
+from ..protocol.requests import RENDER_DEFAULTS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+
+    from ..protocol.requests import RenderOptions
 
 Request = Dict[str, Any]
 Event = Dict[str, Any]
@@ -91,7 +94,8 @@ class CommandSpec(NamedTuple):
     usage: str
     examples: tuple[str, ...]
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    to_request: Callable[[argparse.Namespace], Request]
+    # returns the command's request TypedDict (commands/<cmd>/model.py)
+    to_request: Callable[[argparse.Namespace], Mapping[str, Any]]
     render: Callable[[Event], RenderableType | None]
     # "agent" commands run in the target; a command may run some requests locally
     # (stack reads the target from outside, no injection needed).
@@ -110,7 +114,7 @@ class CommandSpec(NamedTuple):
 
     def parse(self, argv: list[str]) -> Request:
         namespace = self.parser().parse_args(argv)
-        return self.to_request(namespace)
+        return dict(self.to_request(namespace))
 
     def parse_line(self, rest: str) -> Request:
         """Parse the text after the command name, expressions taken as typed (``split_arguments``)."""
@@ -357,14 +361,14 @@ def add_render_options(parser: argparse.ArgumentParser, deepest: int = 4) -> Non
         "-x",
         "--expand",
         type=number(int, 1, deepest, special=(-1,), note="deepest"),
-        default=1,
-        help="depth to expand objects (default 1, max %d, -1 deepest)" % deepest,
+        default=RENDER_DEFAULTS["expand"],
+        help="depth to expand objects (default %d, max %d, -1 deepest)" % (RENDER_DEFAULTS["expand"], deepest),
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show all items of containers and long strings")
     parser.add_argument("-r", "--raw", action="store_true", help="show repr() of values instead of a tree")
 
 
-def render_options(namespace: argparse.Namespace) -> Request:
+def render_options(namespace: argparse.Namespace) -> RenderOptions:
     expand = namespace.expand
     if expand < -1 or expand == 0:
         raise UsageError("-x must be at least 1 or -1, got %d" % expand)

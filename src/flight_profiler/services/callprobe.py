@@ -23,6 +23,8 @@ from collections import deque
 
 from .callexpr import CallExpression
 from .context import AGENT_THREAD_IDS
+from .describe import describe_error as _describe_error
+from .describe import error_message, type_name
 from .hooks import HOOK_FILE, OWN_WORK
 from .ratelimit import TokenBucket
 from .usercode import FAILED, Guard
@@ -230,11 +232,17 @@ def exception_info(error: BaseException) -> dict[str, Any]:
         if code.co_filename != HOOK_FILE:
             frames.append({"file": code.co_filename, "line": tb.tb_lineno, "name": code.co_name})
         tb = tb.tb_next
-    return {"type": _type_name(error), "message": _message(error), "frames": frames}
+    message = error_message(error)
+    return {
+        "type": type_name(type(error)),
+        "message": "<str() failed>" if message is None else message,
+        "frames": frames,
+    }
 
 
 def describe_error(error: BaseException) -> str:
-    return "%s: %s" % (_type_name(error), _message(error))
+    """An error of the user's function, its type named as a traceback does (module included)."""
+    return _describe_error(error, qualified=True)
 
 
 def thread_info(ident: int) -> dict[str, Any]:
@@ -243,17 +251,3 @@ def thread_info(ident: int) -> dict[str, Any]:
     if thread is None:
         return {"thread": "Thread-%d" % ident, "tid": ident, "daemon": None}
     return {"thread": thread.name, "tid": ident, "daemon": thread.daemon}
-
-
-def _type_name(error: BaseException) -> str:
-    klass = type(error)
-    module = getattr(klass, "__module__", "builtins")
-    return klass.__qualname__ if module == "builtins" else "%s.%s" % (module, klass.__qualname__)
-
-
-def _message(error: BaseException) -> str:
-    try:
-        text = str(error)
-    except Exception:  # noqa: BLE001 - even str() can fail
-        return "<str() failed>"
-    return text if len(text) <= 2000 else text[:1500] + " ... " + text[-400:]

@@ -25,9 +25,13 @@ from __future__ import annotations
 
 import sys
 
+from ..protocol.requests import RENDER_DEFAULTS
+from .describe import describe_error as _describe
+from .describe import type_name
+
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Mapping
 
 
 MAX_DEPTH = 8  # what -x -1 ("infinite") means: a hard stop for huge graphs
@@ -45,7 +49,12 @@ _BYTES = (bytes, bytearray, memoryview)
 
 
 class CaptureOptions:
-    def __init__(self, expand: int = 1, verbose: bool = False, raw: bool = False) -> None:
+    def __init__(
+        self,
+        expand: int = RENDER_DEFAULTS["expand"],
+        verbose: bool = RENDER_DEFAULTS["verbose"],
+        raw: bool = RENDER_DEFAULTS["raw"],
+    ) -> None:
         self.depth = MAX_DEPTH if expand < 0 else min(expand, MAX_DEPTH)
         self.raw = raw
         self.verbose = verbose
@@ -53,11 +62,11 @@ class CaptureOptions:
         self.item_limit = ITEM_LIMIT_VERBOSE if verbose else ITEM_LIMIT
 
     @classmethod
-    def from_request(cls, request: dict[str, Any]) -> CaptureOptions:
+    def from_request(cls, request: Mapping[str, Any]) -> CaptureOptions:
         return cls(
-            expand=int(request.get("expand", 1)),
-            verbose=bool(request.get("verbose", False)),
-            raw=bool(request.get("raw", False)),
+            expand=int(request.get("expand", RENDER_DEFAULTS["expand"])),
+            verbose=bool(request.get("verbose", RENDER_DEFAULTS["verbose"])),
+            raw=bool(request.get("raw", RENDER_DEFAULTS["raw"])),
         )
 
 
@@ -483,14 +492,4 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _type_name(obj: Any) -> str:
-    klass = type(obj)
-    module = getattr(klass, "__module__", "")
-    name = getattr(klass, "__qualname__", klass.__name__)
-    return name if module in ("builtins", None, "") else "%s.%s" % (module, name)
-
-
-def _describe(exc: BaseException) -> str:
-    try:
-        return "%s: %s" % (type(exc).__name__, exc)
-    except Exception:  # noqa: BLE001 - even str(exc) can fail
-        return type(exc).__name__
+    return type_name(type(obj))

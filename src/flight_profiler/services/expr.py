@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 
 from .context import CommandFailed
+from .describe import describe_error as describe_error  # re-exported: the commands' error text
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -42,10 +43,3 @@ class Expression:
         scope = {"__builtins__": builtins, **EXIT_NAMES}
         scope.update(values)
         return eval(self.code, scope)  # noqa: S307 - evaluating the user's expression is the feature
-
-
-def describe_error(exc: BaseException) -> str:
-    try:
-        return "%s: %s" % (type(exc).__name__, exc)
-    except Exception:  # noqa: BLE001 - even str(exc) can fail
-        return type(exc).__name__

@@ -63,10 +63,11 @@ import time
 
 from . import realthreads
 from .context import AGENT_THREAD_IDS, CommandFailed, on_detach
+from .describe import describe_error
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Mapping
 
 APP_BUDGET_MS = 200.0  # one evaluation in an application thread (filters, --expr, a call's capture)
 AGENT_BUDGET_MS = 5000.0  # one evaluation in an agent thread (-e of getglobal/vmtool)
@@ -314,7 +315,7 @@ def _stack(frame: Any) -> str:
     return " <- ".join(found) if found else "(no Python frame)"
 
 
-def budget_of(request: dict[str, Any], default: float) -> float:
+def budget_of(request: Mapping[str, Any], default: float) -> float:
     """The request's ``budget_ms``, checked (the client checks it too; the agent trusts no request)."""
     value = request.get("budget_ms")
     if value is None:
@@ -329,12 +330,7 @@ def budget_of(request: dict[str, Any], default: float) -> float:
 
 
 def describe(error: BaseException) -> str:
-    try:
-        text = str(error)
-    except Exception:  # noqa: BLE001 - even str() can fail
-        text = ""
-    name = type(error).__name__
-    return "%s: %s" % (name, text[:500]) if text else name
+    return describe_error(error, limit=500)
 
 
 def is_ours(error: BaseException) -> bool:

@@ -13,7 +13,8 @@ end in, by us (``RECOVERY``) or by the kernel when we die (``ON_CLIENT_DEATH``).
 
 Test-only hooks (environment of the *client*; never set them in production):
   FLIGHT_PROFILER_TEST_PAUSE_AT=PHASE[,PHASE]  the client SIGSTOPs itself on entering
-      PHASE, so a test can SIGKILL it exactly there (or SIGCONT it);
+      PHASE, so a test can SIGKILL it exactly there (or SIGCONT it); PREPARE: once
+      the injection is planned, before the target is touched;
   FLIGHT_PROFILER_TEST_FAIL_AT=PHASE           entering PHASE raises, which drives
       that phase's recovery path;
   FLIGHT_PROFILER_TEST_PHASE_LOG=FILE          appends "PHASE <monotonic>" per phase
@@ -128,6 +129,8 @@ class Machine:
         self._pause = _names(PAUSE_ENV)
         self._fail = _names(FAIL_ENV)
         self._log = os.environ.get(LOG_ENV, "")
+        if Phase.PREPARE.name in self._pause:  # the target is untouched yet: a test acts on it meanwhile
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
 
     def enter(self, phase: Phase) -> None:
         if phase not in TRANSITIONS[self.phase]:

@@ -13,11 +13,13 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any
 
+    from .model import CompleteRequest
+
 
 LIMIT = 200
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: CompleteRequest, ctx: JobContext) -> None:
     prefix = request.get("prefix", "")
     if request.get("kind") == "module":
         names = [name for name in list(sys.modules) if not name.startswith("_flight_profiler")]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..spec import CommandSpec
+
+if TYPE_CHECKING:
+    from .model import CompleteRequest
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +18,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cls")
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> CompleteRequest:
     return {"kind": ns.kind, "prefix": ns.prefix, "module": ns.module, "cls": ns.cls}
 
 

@@ -32,6 +32,8 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any
 
+    from .model import ConsoleRequest
+
 
 OUTPUT_LIMIT = 1024 * 1024  # a runaway loop of prints must not fill the target's memory
 VALUE_LIMIT = 64 * 1024  # characters of a trailing expression's repr: a 1 GB bytearray is not 4 GB of text
@@ -44,7 +46,7 @@ class _BoundedBuffer(io.StringIO):
         return len(text)
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: ConsoleRequest, ctx: JobContext) -> None:
     namespace = ctx.session.setdefault("console_namespace", _new_namespace())
     ctx.session["console_main"] = _see_main_globals(namespace, ctx.session.get("console_main", {}))
     output = _BoundedBuffer()

@@ -11,6 +11,8 @@ from ..spec import CommandSpec, add_expression_argument
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from .model import ConsoleRequest
+
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_expression_argument(
@@ -18,7 +20,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> ConsoleRequest:
     return {"source": ns.code} if ns.code is not None else {}
 
 

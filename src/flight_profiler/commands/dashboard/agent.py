@@ -18,7 +18,7 @@ import sys
 import time
 
 from ...services.context import AGENT_THREAD_IDS, JobContext
-from .model import SAMPLE_MS, TOP_FUNCTIONS, TOP_THREADS
+from .model import DEFAULTS, SAMPLE_MS, TOP_FUNCTIONS, TOP_THREADS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ class GcTimer:
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
-    interval = int(request["interval"]) / 1000.0
-    frames = int(request.get("frames") or 0)
+    interval = int(request.get("interval", DEFAULTS["interval"])) / 1000.0
+    frames = int(request.get("frames", DEFAULTS["frames"]))
     timer = GcTimer()
     gc.callbacks.append(timer)
     ctx.add_cleanup(lambda: _remove(timer))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..calls import timestamp
 from ..spec import CommandSpec, number
-from .model import DEFAULT_INTERVAL_MS, MAX_INTERVAL_MS, MIN_INTERVAL_MS
+from .model import DEFAULTS, MAX_INTERVAL_MS, MIN_INTERVAL_MS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -18,11 +18,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "-i",
         "--interval",
         type=number(int, MIN_INTERVAL_MS, MAX_INTERVAL_MS),
-        default=DEFAULT_INTERVAL_MS,
-        help="milliseconds per frame (default %d)" % DEFAULT_INTERVAL_MS,
+        default=DEFAULTS["interval"],
+        help="milliseconds per frame (default %d)" % DEFAULTS["interval"],
     )
     parser.add_argument(
-        "-n", "--frames", type=number(int, 0), default=0, help="stop after this many frames (default 0: until Ctrl-C)"
+        "-n",
+        "--frames",
+        type=number(int, 0),
+        default=DEFAULTS["frames"],
+        help="stop after this many frames (default %d: until Ctrl-C)" % DEFAULTS["frames"],
     )
 
 

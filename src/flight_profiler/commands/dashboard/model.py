@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from typing import List, Optional, TypedDict
 
     class DashboardRequest(TypedDict):
+        """The fields with a default (``DEFAULTS``): every field."""
+
         interval: int  # -i, milliseconds per frame
         frames: int  # -n, 0: until stopped
 
@@ -56,3 +58,6 @@ if TYPE_CHECKING:
         gc: DashboardGc
         functions: List[DashboardFunction]
         samples: int  # looks at the threads' frames during the frame
+
+
+DEFAULTS: DashboardRequest = {"interval": DEFAULT_INTERVAL_MS, "frames": 0}

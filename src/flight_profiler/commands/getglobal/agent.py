@@ -11,15 +11,18 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any
 
+    from .model import GetGlobalRequest
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
-    expression = Expression(request["expr"], ("target",)) if request.get("expr") else None
+
+def run(request: GetGlobalRequest, ctx: JobContext) -> None:
+    source, cls = request.get("expr"), request.get("cls")
+    expression = Expression(source, ("target",)) if source else None
     module = loaded_module(request["module"])
     owner: Any = module
     label = module.__name__
-    if request.get("cls"):
-        owner = find_class(module, request["cls"])
-        label = qualified(module.__name__, request["cls"], "")
+    if cls:
+        owner = find_class(module, cls)
+        label = qualified(module.__name__, cls, "")
     value = find_attribute(owner, request["field"], label)
     event: dict[str, Any] = {
         "name": qualified(request["module"], request.get("cls"), request["field"]),

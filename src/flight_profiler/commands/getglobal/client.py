@@ -13,6 +13,8 @@ from ..targeting import add_location_arguments, location
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from .model import GetGlobalRequest
+
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_location_arguments(parser, last="field")
@@ -23,7 +25,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_render_options(parser)
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> GetGlobalRequest:
     module, cls, field = location(ns, last="field")
     return {
         "module": module,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
 
 
 def _names(ctx: JobContext, request: dict[str, Any]) -> None:
-    interval = request.get("interval", 5.0)
+    interval = request.get("interval", DEFAULTS["interval"])
     if not isinstance(interval, (int, float)) or not 0 < interval <= 3600:
         raise CommandFailed("interval must be 0..3600 seconds, got %r" % (interval,))
     with _LOCK:

@@ -24,14 +24,16 @@ from ...errors import CommandError, FlightProfilerError, UsageError
 from ...render.safe import safe_line
 from ..spec import CommandSpec, LocalContext, number
 from . import probe
+from .model import DEFAULTS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from ...attach.connection import AgentConnection
+    from .model import GilstatRequest, NamesRequest
 
-DEFAULT_INTERVAL = 5.0
-DEFAULT_MAX_THREADS = 20
+DEFAULT_INTERVAL = DEFAULTS["interval"]
+DEFAULT_MAX_THREADS = DEFAULTS["max_threads"]
 MAX_WARNINGS_SHOWN = 20  # per interval; the rest are counted
 NAMES_WAIT = 10.0  # seconds for the first thread names from the agent
 
@@ -43,8 +45,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         type=number(float),
         metavar="take_ms hold_ms [interval_s [max_threads]]",
-        help="warn for waits/holds longer than take_ms/hold_ms (0: never); report every interval_s (default 5) "
-        "seconds, at most max_threads threads (default 20)",
+        help="warn for waits/holds longer than take_ms/hold_ms (0: never); report every interval_s (default %g) "
+        "seconds, at most max_threads threads (default %d)" % (DEFAULTS["interval"], DEFAULTS["max_threads"]),
     )
     parser.add_argument(
         "--per-interval",
@@ -59,7 +61,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> GilstatRequest:
     if ns.action == "off":
         if ns.numbers or ns.duration is not None or ns.per_interval:
             raise UsageError("gilstat off takes no arguments")
@@ -114,7 +116,8 @@ def _on(pid: int, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def _measure(
     pid: int, request: dict[str, Any], functions: probe.GilFunctions, frida: Any, conn: AgentConnection
 ) -> Iterator[dict[str, Any]]:
-    job = conn.start("gilstat", {"action": "names", "interval": request["interval"]})
+    asked: NamesRequest = {"action": "names", "interval": request["interval"]}
+    job = conn.start("gilstat", dict(asked))
     names = _Names(conn, job)
     names.wait_first()
     hooks = probe.Probe(frida, pid, functions, request["take_ms"], request["hold_ms"])

@@ -26,11 +26,14 @@ from ...services.hooks import OWN_WORK
 from ...services.location import resolve
 from ...services.ratelimit import TokenBucket
 from ..source.agent import last_line
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from types import CodeType, FrameType
     from typing import Any, Callable
+
+    from .model import LineRequest
 
 TOOL_IDS = (4, 3)  # sys.monitoring ids no standard tool claims (0 debugger, 1 coverage, 2 profiler, 5 optimizer)
 TOOL_NAME = "flight_profiler line"
@@ -41,10 +44,10 @@ _active_tools: dict[int, Callable[[], None]] = {}  # tool id -> its undo, for de
 class LineProbe:
     """Picks and captures the hits of one line; runs on the target's threads, never raises."""
 
-    def __init__(self, request: dict[str, Any]) -> None:
+    def __init__(self, request: LineRequest) -> None:
         self.line = int(request["line"])
         self.limit = int(request["limit"])
-        self.bucket = TokenBucket(float(request["rate"]))
+        self.bucket = TokenBucket(float(request.get("rate", DEFAULTS["rate"])))
         self.outbox = Outbox()
         self.lock = threading.Lock()
         self.accepted = 0
@@ -257,7 +260,7 @@ def _check_line(code: CodeType, label: str, line: int) -> None:
         )
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: LineRequest, ctx: JobContext) -> None:
     if int(request.get("limit", 0)) < 1:
         raise CommandFailed("-n must be at least 1")
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))

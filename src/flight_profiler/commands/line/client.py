@@ -23,6 +23,8 @@ from .model import DEFAULT_LIMIT, DEFAULT_RATE
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from .model import LineRequest
+
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("module", help="module as imported in the target, e.g. __main__ or pkg.mod")
@@ -39,7 +41,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_render_options(parser)
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> LineRequest:
     names: list[str] = ns.names
     if len(names) < 2 or len(names) > 3:
         raise UsageError("expected: line module [class] method LINE")

@@ -1,35 +1,57 @@
-"""What crosses the wire for ``line`` (both sides)."""
+"""What crosses the wire for ``line`` (both sides): the request, its defaults, the events."""
 
 from __future__ import annotations
 
-DEFAULT_LIMIT = 10
-DEFAULT_RATE = 20.0  # hits shown per second at most; the others are counted as skipped
+from ...protocol.requests import RENDER_DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, TypedDict
+    from typing import Any, Dict, List, Literal, Optional, TypedDict
 
-    class LineRequest(TypedDict):
-        module: str
-        cls: Optional[str]
-        method: str
-        nested: Optional[str]  # -nm
+    from ...protocol.requests import RenderOptions, TargetRequest
+
+    class LineOptions(RenderOptions):
+        """The fields with a default (``DEFAULTS``)."""
+
+        limit: int  # -n
+        rate: float  # hits shown per second at most; the others are counted as skipped
+
+    class LineRequest(TargetRequest, LineOptions):
         line: int  # the source line whose execution is reported
         expr: Optional[str]  # over the function's local variables; default: all of them
         filter: Optional[str]  # over the local variables
-        limit: int  # -n
-        rate: float
-        expand: int
-        verbose: bool
-        raw: bool
 
-    class LineHit(TypedDict, total=False):
-        kind: str  # "hit"
+    class LineStart(TypedDict):
+        kind: Literal["start"]  # the hook is in place
+        target: str  # module.Class.method[.nested]
+        callable: str  # function, method, classmethod, staticmethod, property getter, nested function, ...
+        file: str
+        line: int
+        at_line: int  # the source line watched
+        limit: int  # -n
+        mechanism: str  # sys.monitoring (3.12+), or a trace function per call
+
+    class LineEnd(TypedDict):
+        kind: Literal["end"]  # -n hits shown (none when cancelled)
+        reason: str
+        shown: int
+        skipped: int
+        dropped: int
+
+    class LineHitFields(TypedDict):
+        kind: Literal["hit"]
         index: int
         time: float
         thread: str
         tid: int
         daemon: Optional[bool]
+        skipped: int  # hits left out by --rate since the previous one
+
+    class LineHit(LineHitFields, total=False):
         values: List[Dict[str, Any]]  # {expr, value: capture tree}
         error: str  # the filter or expression raised
-        skipped: int
+
+
+DEFAULTS: LineOptions = {"limit": 10, "rate": 20.0, **RENDER_DEFAULTS}
+DEFAULT_LIMIT = DEFAULTS["limit"]
+DEFAULT_RATE = DEFAULTS["rate"]

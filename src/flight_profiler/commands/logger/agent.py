@@ -14,14 +14,16 @@ from __future__ import annotations
 import sys
 
 from ...services.context import CommandFailed, JobContext
-from .model import MAX_FOR_S, MAX_HANDLERS, MAX_LOGGERS
+from .model import DEFAULTS, MAX_FOR_S, MAX_HANDLERS, MAX_LOGGERS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any
 
+    from .model import LoggerRequest
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+
+def run(request: LoggerRequest, ctx: JobContext) -> None:
     logging = sys.modules.get("logging")
     if logging is None:
         raise CommandFailed("logging is not loaded in the target: it has no loggers")
@@ -31,7 +33,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         return
     if not name:
         raise CommandFailed("--level needs --name (use --name root for the root logger)")
-    _change(logging, name, str(request["level"]), float(request.get("seconds", 0)), ctx)
+    _change(logging, name, str(request["level"]), float(request.get("seconds", DEFAULTS["seconds"])), ctx)
 
 
 def _find(logging: Any, name: str) -> Any:

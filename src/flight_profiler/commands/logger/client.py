@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ..spec import CommandSpec
-from .model import DEFAULT_FOR_S, MAX_FOR_S
+from .model import DEFAULTS, MAX_FOR_S
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+
+    from .model import LoggerRequest
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,12 +22,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--for",
         dest="seconds",
         type=float,
-        default=DEFAULT_FOR_S,
-        help="seconds the --level change lasts before it is reverted (default %g)" % DEFAULT_FOR_S,
+        default=DEFAULTS["seconds"],
+        help="seconds the --level change lasts before it is reverted (default %g)" % DEFAULTS["seconds"],
     )
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> LoggerRequest:
     if ns.level is not None and not ns.name:
         raise UsageError("--level needs --name (use --name root for the root logger)")
     if ns.level is not None and not ns.level.strip():

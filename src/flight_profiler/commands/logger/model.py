@@ -11,10 +11,14 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, TypedDict
 
-    class LoggerRequest(TypedDict):
+    class LoggerOptions(TypedDict):
+        """The fields with a default (``DEFAULTS``)."""
+
+        seconds: float  # --for
+
+    class LoggerRequest(LoggerOptions):
         name: Optional[str]  # --name: one logger and its descendants ("root" for the root logger)
         level: Optional[str]  # --level: a level name or number to set for --for seconds
-        seconds: float  # --for
 
     class LoggerInfo(TypedDict):
         name: str
@@ -23,3 +27,6 @@ if TYPE_CHECKING:
         propagate: bool
         disabled: bool
         handlers: List[Dict[str, Any]]  # {type, level, target}
+
+
+DEFAULTS: LoggerOptions = {"seconds": DEFAULT_FOR_S}

@@ -11,10 +11,14 @@ import time
 
 from ...services import heapwalk
 from ...services.context import CommandFailed, JobContext
+from ...services.describe import type_name
+from .model import DEFAULT_INTERVAL, DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any, Dict, List
+
+    from .model import MemRequest
 
     Counts = Dict[str, List[int]]
 
@@ -22,10 +26,10 @@ MAX_INTERVAL = 3600.0
 MAX_LIMIT = 10000
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: MemRequest, ctx: JobContext) -> None:
     action = request.get("action")
-    limit = _bounded_int(request.get("limit", 20), 1, MAX_LIMIT, "--limit")
-    descending = request.get("order", "descending") != "ascending"
+    limit = _bounded_int(request.get("limit", DEFAULTS["limit"]), 1, MAX_LIMIT, "--limit")
+    descending = request.get("order", DEFAULTS["order"]) != "ascending"
     if action == "summary":
         _summary(ctx, limit, descending)
     elif action == "diff":
@@ -101,7 +105,7 @@ def _by_name(by_type: dict[type, list[int]]) -> Counts:
     counts: Counts = {}
     for kind, entry in by_type.items():
         count, size = entry[0], entry[1]
-        name = _type_name(kind)
+        name = type_name(kind)
         merged = counts.get(name)
         if merged is None:
             counts[name] = [count, size]
@@ -109,19 +113,6 @@ def _by_name(by_type: dict[type, list[int]]) -> Counts:
             merged[0] += count
             merged[1] += size
     return counts
-
-
-def _type_name(kind: type) -> str:
-    try:
-        module = kind.__module__
-        qualname = kind.__qualname__
-    except Exception:  # noqa: BLE001 - a hostile metaclass
-        return "<type at 0x%x>" % id(kind)
-    if not isinstance(qualname, str):
-        qualname = getattr(kind, "__name__", "?")
-    if module == "builtins" or not isinstance(module, str):
-        return str(qualname)
-    return "%s.%s" % (module, qualname)
 
 
 def _totals(counts: Counts) -> tuple[int, int]:
@@ -203,9 +194,9 @@ def _line_row(frame: Any, size: int, count: int) -> dict[str, Any]:
     }
 
 
-def _interval(request: dict[str, Any]) -> float:
+def _interval(request: MemRequest) -> float:
     try:
-        interval = float(request.get("interval", 10.0))
+        interval = float(request.get("interval", DEFAULT_INTERVAL))
     except (TypeError, ValueError):
         raise CommandFailed("--interval must be a number of seconds") from None
     if not 0 < interval <= MAX_INTERVAL:

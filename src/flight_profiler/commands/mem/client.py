@@ -8,21 +8,28 @@ from typing import TYPE_CHECKING, Any
 from ...errors import UsageError
 from ...render.safe import safe_line
 from ..spec import CommandSpec, number
+from .model import DEFAULT_INTERVAL, DEFAULTS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
 
+    from .model import MemRequest
+
 ACTIONS = ("summary", "diff", "top")
-DEFAULT_INTERVAL = 10.0
 MAX_INTERVAL = 3600.0
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=ACTIONS, help="summary: objects by type; diff: growth; top: allocating lines")
-    parser.add_argument("--limit", type=number(int, 1), default=20, help="rows to show (default 20)")
     parser.add_argument(
-        "--order", choices=("descending", "ascending"), default="descending", help="largest first (default) or last"
+        "--limit", type=number(int, 1), default=DEFAULTS["limit"], help="rows to show (default %d)" % DEFAULTS["limit"]
+    )
+    parser.add_argument(
+        "--order",
+        choices=("descending", "ascending"),
+        default=DEFAULTS["order"],
+        help="largest first (default) or last",
     )
     parser.add_argument(
         "-i",
@@ -32,10 +39,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> MemRequest:
     if ns.limit < 1:
         raise UsageError("--limit must be at least 1, got %d" % ns.limit)
-    request: dict[str, Any] = {"action": ns.action, "limit": ns.limit, "order": ns.order}
+    request: MemRequest = {"action": ns.action, "limit": ns.limit, "order": ns.order}
     if ns.action == "summary":
         if ns.interval is not None:
             raise UsageError("mem summary takes no --interval (mem diff and mem top do)")

@@ -9,10 +9,10 @@ from ...services.context import JobContext
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any
+    from .model import ModuleRequest
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: ModuleRequest, ctx: JobContext) -> None:
     wanted = _canonical(request["path"])
     stem = _stem(wanted)
     matches = []

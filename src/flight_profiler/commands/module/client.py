@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...render.plain import Plain
 from ...render.safe import safe_line
 from ..spec import CommandSpec
+
+if TYPE_CHECKING:
+    from .model import ModuleRequest
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("filepath", help="source file path (relative paths are taken from your directory)")
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> ModuleRequest:
     return {"path": os.path.abspath(os.path.expanduser(ns.filepath))}
 
 

@@ -23,11 +23,13 @@ from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.hooks import OWN_WORK
 from ...services.location import resolve
 from ...services.usercode import APP_BUDGET_MS, Guard, budget_of
-from .model import DRAIN_S, MAX_CYCLE_S, RETIRED_DRAINS, SAMPLE_MAX
+from .model import DEFAULTS, DRAIN_S, MAX_CYCLE_S, RETIRED_DRAINS, SAMPLE_MAX
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any, Callable
+
+    from .model import MonitorRequest
 
 perf_counter = time.perf_counter
 
@@ -190,9 +192,9 @@ def _stamp(args: Any, kwargs: Any) -> float:
     return perf_counter()
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
-    cycle = float(request.get("cycle", 0))
-    cycles = int(request.get("cycles", 0))
+def run(request: MonitorRequest, ctx: JobContext) -> None:
+    cycle = float(request.get("cycle", DEFAULTS["cycle"]))
+    cycles = int(request.get("cycles", DEFAULTS["cycles"]))
     if not 0 < cycle <= MAX_CYCLE_S:
         raise CommandFailed("-c must be more than 0 and at most %g seconds" % MAX_CYCLE_S)
     if cycles < 0:

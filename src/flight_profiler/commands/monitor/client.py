@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..calls import add_budget_argument, add_target_arguments, budget_request, render_start, target_request, timestamp
 from ..spec import CALL_NAMES, CommandSpec, add_expression_argument, check_expression, number
-from .model import DEFAULT_CYCLE_S, MAX_CYCLE_S
+from .model import DEFAULTS, MAX_CYCLE_S
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+
+    from .model import MonitorRequest
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,11 +21,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "-c",
         "--cycle",
         type=number(float, 0, MAX_CYCLE_S, above=True),
-        default=DEFAULT_CYCLE_S,
-        help="seconds per report (default %g)" % DEFAULT_CYCLE_S,
+        default=DEFAULTS["cycle"],
+        help="seconds per report (default %g)" % DEFAULTS["cycle"],
     )
     parser.add_argument(
-        "-n", "--cycles", type=number(int, 0), default=0, help="stop after this many reports (default 0: until Ctrl-C)"
+        "-n",
+        "--cycles",
+        type=number(int, 0),
+        default=DEFAULTS["cycles"],
+        help="stop after this many reports (default %d: until Ctrl-C)" % DEFAULTS["cycles"],
     )
     add_expression_argument(
         parser,
@@ -34,7 +40,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_budget_argument(parser, "app", "one evaluation of -f in the calling thread")
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> MonitorRequest:
     return {
         **target_request(ns),
         "cycle": ns.cycle,

@@ -13,19 +13,36 @@ RETIRED_DRAINS = 40  # a collected list is looked at again this many times for l
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Optional, TypedDict
+    from typing import Literal, Optional, TypedDict
 
-    class MonitorRequest(TypedDict):
-        module: str
-        cls: Optional[str]
-        method: str
-        nested: Optional[str]  # -nm
+    from ...protocol.requests import BudgetOption, TargetRequest
+
+    class MonitorOptions(TypedDict):
+        """The fields with a default (``DEFAULTS``)."""
+
         cycle: float  # -c, seconds
         cycles: int  # -n, 0: until stopped
+
+    class MonitorRequest(TargetRequest, MonitorOptions, BudgetOption):
         filter: Optional[str]  # -f: only calls for which this is true
 
+    class MonitorStart(TypedDict):
+        kind: Literal["start"]  # the hook is in place
+        target: str  # module.Class.method[.nested]
+        callable: str  # function, method, classmethod, staticmethod, property getter, nested function, ...
+        file: str
+        line: int
+        cycle: float  # -c seconds
+        cycles: int  # -n; 0: until stopped
+
+    class MonitorEnd(TypedDict):
+        kind: Literal["end"]  # -n cycles done (none when cancelled)
+        cycles: int
+        calls: int  # over every cycle
+        fail: int
+
     class MonitorCycle(TypedDict):
-        kind: str  # "cycle"
+        kind: Literal["cycle"]
         index: int  # 1, 2, ...
         time: float  # epoch seconds at the end of the cycle
         seconds: float  # the cycle's real length
@@ -38,3 +55,6 @@ if TYPE_CHECKING:
         p99_ms: Optional[float]
         max_ms: Optional[float]
         filter_errors: int  # calls whose -f raised (not counted)
+
+
+DEFAULTS: MonitorOptions = {"cycle": DEFAULT_CYCLE_S, "cycles": 0}

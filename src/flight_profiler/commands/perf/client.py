@@ -17,9 +17,12 @@ from ...readers import pyspy
 from ...render.safe import safe_block, safe_line
 from ..outfile import check_destination, staged
 from ..spec import CommandSpec, LocalContext, number
+from .model import DEFAULTS
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+
+    from .model import PerfRequest
 
 DEFAULT_FILES = {
     "svg": "flamegraph.svg",
@@ -44,7 +47,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pid", nargs="?", type=number(int, 1), help="another pid to sample (default: the attached one)")
     parser.add_argument("-f", "--filepath", help="where to write (default: flamegraph.svg in this directory)")
     parser.add_argument(
-        "-r", "--rate", type=number(int, 1, MAX_RATE), default=100, help="samples per second (default 100)"
+        "-r",
+        "--rate",
+        type=number(int, 1, MAX_RATE),
+        default=DEFAULTS["rate"],
+        help="samples per second (default %d)" % DEFAULTS["rate"],
     )
     parser.add_argument(
         "-d", "--duration", type=number(float, 0, above=True), help="seconds to sample (default: until Ctrl-C)"
@@ -52,14 +59,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         choices=tuple(DEFAULT_FILES),
-        default="svg",
+        default=DEFAULTS["format"],
         help="svg flame graph (default), speedscope JSON, raw/collapsed stacks, or chrometrace",
     )
     parser.add_argument("--native", action="store_true", help="include native (C/C++/Cython) frames")
     parser.add_argument("--idle", action="store_true", help="include idle (waiting) threads")
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> PerfRequest:
     # resolved here, against the user's working directory, before anything runs
     path = os.path.abspath(os.path.expanduser(ns.filepath or DEFAULT_FILES[ns.format]))
     _check_writable(path)

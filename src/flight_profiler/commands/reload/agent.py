@@ -26,12 +26,12 @@ from ...services.location import resolve
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any
+    from .model import ReloadRequest
 
 CO_OPTIMIZED = 0x01  # set on functions' code, not on class bodies or modules
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: ReloadRequest, ctx: JobContext) -> None:
     target = resolve(request["module"], request.get("cls"), request["method"])
     func = target.func
     old = hooks.real_code(func)

@@ -13,12 +13,14 @@ from ..targeting import add_location_arguments, location
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from .model import ReloadRequest
+
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_location_arguments(parser, last="method")
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> ReloadRequest:
     module, cls, method = location(ns, last="method")
     return {"module": module, "cls": cls, "method": method}
 

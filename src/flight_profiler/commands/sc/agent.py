@@ -16,29 +16,31 @@ import types
 
 from ...services import hooks
 from ...services.context import CommandFailed, JobContext
-from .model import MAX_LIMIT, MAX_MODULES
+from .model import DEFAULTS, MAX_LIMIT, MAX_MODULES
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
+    from .model import SearchRequest
+
 NESTED_DEPTH = 3  # classes inside classes looked at, levels deep
 OWN_PREFIX = "_flight_profiler"
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: SearchRequest, ctx: JobContext) -> None:
     ctx.emit(search(request, "class", _classes, _describe_class))
 
 
 def search(
-    request: dict[str, Any],
+    request: SearchRequest,
     what: str,
     walk: Callable[[str, types.ModuleType], Iterator[tuple[str, Any, str]]],
     describe: Callable[[str, str, Any, str, bool], dict[str, Any]],
 ) -> dict[str, Any]:
     """Run ``walk`` over every loaded module; the matches, described, bounded by the limit."""
     pattern = str(request.get("pattern") or "")
-    limit = int(request.get("limit", 0))
+    limit = int(request.get("limit", DEFAULTS["limit"]))
     if not pattern:
         raise CommandFailed("give a pattern, e.g. *Order* or mymodule.MyClass")
     if not 1 <= limit <= MAX_LIMIT:
@@ -53,7 +55,7 @@ def search(
                 continue
             total += 1
             if len(found) < limit:
-                found.append(describe(module_name, name, obj, kind, bool(request.get("detail"))))
+                found.append(describe(module_name, name, obj, kind, bool(request.get("detail", DEFAULTS["detail"]))))
     if not total:
         raise CommandFailed(
             "no loaded %s matches %r (%d modules searched; nothing is imported)" % (what, pattern, len(modules))

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ..spec import CommandSpec
-from .model import DEFAULT_LIMIT, MAX_LIMIT
+from .model import DEFAULTS, MAX_LIMIT
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+
+    from .model import SearchRequest
 
 
 def add_search_arguments(parser: argparse.ArgumentParser, what: str) -> None:
@@ -27,11 +29,15 @@ def add_search_arguments(parser: argparse.ArgumentParser, what: str) -> None:
         help="also the file, line and %s" % ("bases" if what == "Class" else "signature"),
     )
     parser.add_argument(
-        "-n", "--limit", type=int, default=DEFAULT_LIMIT, help="show at most N matches (default %d)" % DEFAULT_LIMIT
+        "-n",
+        "--limit",
+        type=int,
+        default=DEFAULTS["limit"],
+        help="show at most N matches (default %d)" % DEFAULTS["limit"],
     )
 
 
-def search_request(ns: argparse.Namespace) -> dict[str, Any]:
+def search_request(ns: argparse.Namespace) -> SearchRequest:
     if not 1 <= ns.limit <= MAX_LIMIT:
         raise UsageError("-n must be 1..%d, got %d" % (MAX_LIMIT, ns.limit))
     if not ns.pattern.strip():

@@ -10,10 +10,14 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import List, Optional, TypedDict
 
-    class SearchRequest(TypedDict):
-        pattern: str  # glob over module.Qualified.name, or a plain name matched at the end
+    class SearchOptions(TypedDict):
+        """The fields with a default (``DEFAULTS``)."""
+
         detail: bool  # -d
         limit: int  # -n
+
+    class SearchRequest(SearchOptions):
+        pattern: str  # glob over module.Qualified.name, or a plain name matched at the end
 
     class Match(TypedDict, total=False):
         name: str  # module.Qualified.name
@@ -23,3 +27,6 @@ if TYPE_CHECKING:
         line: Optional[int]  # -d
         bases: List[str]  # -d, classes
         signature: str  # -d, functions
+
+
+DEFAULTS: SearchOptions = {"detail": False, "limit": DEFAULT_LIMIT}

@@ -19,6 +19,8 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any, Iterator
 
+    from ..sc.model import SearchRequest
+
 CO_VARARGS = 0x04
 CO_VARKEYWORDS = 0x08
 CO_COROUTINE = 0x80
@@ -28,7 +30,7 @@ LITERALS = (int, float, bool, type(None))
 MAX_DEFAULT = 40  # characters of a default value shown
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: SearchRequest, ctx: JobContext) -> None:
     ctx.emit(search(request, "function or method", _functions, _describe))
 
 

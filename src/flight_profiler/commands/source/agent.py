@@ -25,8 +25,10 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any, Iterator
 
+    from .model import SourceRequest
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+
+def run(request: SourceRequest, ctx: JobContext) -> None:
     module = loaded_module(request["module"])
     names = list(request.get("names") or [])
     if len(names) > 2:

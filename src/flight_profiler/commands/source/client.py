@@ -12,13 +12,15 @@ from ..spec import CommandSpec
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from .model import SourceRequest
+
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("module", help="module as imported in the target, e.g. __main__ or pkg.mod")
     parser.add_argument("names", nargs="*", metavar="[class] [method]", help="a class, a function, or a class's method")
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> SourceRequest:
     if len(ns.names) > 2:
         raise UsageError("expected: module [class] [method], got %d names after the module" % len(ns.names))
     return {"module": ns.module, "names": list(ns.names)}

@@ -22,7 +22,9 @@ import threading
 from ...services import hooks
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
 from ...services.context import CommandFailed, JobContext
+from ...services.describe import safe_repr
 from ...services.location import resolve
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     loops: dict[int, dict[str, Any]] = {}
     for task in _all_tasks():
         loop = _loop_of(task)
-        entry = loops.setdefault(id(loop), {"loop": _safe_repr(loop), "running": _running(loop), "tasks": []})
+        entry = loops.setdefault(id(loop), {"loop": safe_repr(loop), "running": _running(loop), "tasks": []})
         entry["tasks"].append(_describe(task))
     awaited_by: dict[str, list[str]] = {}
     for entry in loops.values():
@@ -78,7 +80,7 @@ def _describe(task: Any) -> dict[str, Any]:
         awaited = waiter
     return {
         "name": _task_name(task),
-        "coro": getattr(coro, "__qualname__", _safe_repr(coro)),
+        "coro": getattr(coro, "__qualname__", safe_repr(coro)),
         "frames": frames,  # outermost first, down to the innermost coroutine the task awaits
         "awaits": [_task_name(inner) for inner in _tasks_in(awaited)],
     }
@@ -128,9 +130,9 @@ def _tasks_in(awaited: Any) -> list[Any]:
 
 def _task_name(task: Any) -> str:
     try:
-        return str(task.get_name()) if hasattr(task, "get_name") else _safe_repr(task)
+        return str(task.get_name()) if hasattr(task, "get_name") else safe_repr(task)
     except Exception:  # noqa: BLE001 - a task subclass may break it
-        return _safe_repr(task)
+        return safe_repr(task)
 
 
 def _loop_of(task: Any) -> Any:
@@ -153,13 +155,6 @@ def _loop_threads() -> dict[str, str]:
     return {str(ident): name for ident, name in names.items() if ident is not None}
 
 
-def _safe_repr(obj: Any) -> str:
-    try:
-        return repr(obj)[:200]
-    except Exception:  # noqa: BLE001 - hostile repr
-        return "<%s>" % type(obj).__name__
-
-
 # ------------------------------------------------------------------ stack module [class] method
 
 
@@ -167,7 +162,9 @@ class CallersProbe(CallProbe):
     """For each picked call: the Python frames that led to it, outermost first."""
 
     def __init__(self, request: dict[str, Any], is_method: bool) -> None:
-        super().__init__(is_method, request.get("filter"), int(request["limit"]), float(request["rate"]), False)
+        super().__init__(
+            is_method, request.get("filter"), int(request["limit"]), float(request.get("rate", DEFAULTS["rate"])), False
+        )
         self.filter_source = request.get("filter")
 
     def record(

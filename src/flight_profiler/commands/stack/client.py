@@ -17,13 +17,16 @@ from ...render.safe import safe_line
 from ..calls import add_nested_argument, render_end, render_header, render_start, skipped_note
 from ..outfile import check_destination, write_text
 from ..spec import CommandSpec, LocalContext
+from .model import DEFAULTS
 
-CALLS_LIMIT = 5  # stack module [class] method: calls shown by default
-CALLS_RATE = 20.0  # at most this many call stacks per second; the others are counted as skipped
+CALLS_LIMIT = DEFAULTS["limit"]  # stack module [class] method: calls shown by default
+CALLS_RATE = DEFAULTS["rate"]  # at most this many call stacks per second; the others are counted as skipped
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
+
+    from .model import CallersRequest, StackRequest
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +52,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_nested_argument(parser)
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> StackRequest:
     words: list[str] = ns.target
     if words and not (len(words) == 1 and words[0].isdigit()):
         return _callers_request(ns, words)
@@ -65,7 +68,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     return {"pid": pid, "filepath": path, "native": ns.native, "asyncio": ns.asyncio}
 
 
-def _callers_request(ns: argparse.Namespace, words: list[str]) -> dict[str, Any]:
+def _callers_request(ns: argparse.Namespace, words: list[str]) -> CallersRequest:
     """``stack module [class] method``: the call stacks leading to the function's calls."""
     if len(words) > 3:
         raise UsageError("expected: stack module [class] method, got %d names" % len(words))

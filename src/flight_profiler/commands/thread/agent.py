@@ -22,10 +22,14 @@ import sys
 import threading
 
 from ...services.context import AGENT_THREAD_IDS, JobContext
+from ...services.describe import safe_repr, type_name
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any
+
+    from .model import ThreadRequest
 
 FRAMES = 8  # innermost frames of a thread or task looked at for the objects it refers to
 MAX_WAITS = 200
@@ -54,8 +58,8 @@ _LOCK = _thread.LockType
 _RLOCK = getattr(_thread, "RLock", None)
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
-    interval = int(request.get("interval") or 0) / 1000.0
+def run(request: ThreadRequest, ctx: JobContext) -> None:
+    interval = int(request.get("interval", DEFAULTS["interval"]) or 0) / 1000.0
     before = None
     if interval > 0:  # two snapshots: a waiter still waiting on the same object at the same line is stuck
         before = {_identity(wait) for wait in _snapshot()[0]}
@@ -186,7 +190,7 @@ def _held_by_other(lock: Any, ident: int) -> bool:
     try:
         return bool(lock.locked())
     except Exception:  # noqa: BLE001 - an RLock before 3.14 has no locked()
-        return "<locked" in _safe_repr(lock)
+        return "<locked" in safe_repr(lock)
 
 
 def _owner(lock: Any) -> int | None:
@@ -199,7 +203,7 @@ def _owner(lock: Any) -> int | None:
         return owner if isinstance(owner, int) and getattr(inner, "_count", None) else None
     if _RLOCK is None or type(inner) is not _RLOCK:
         return None
-    text = _safe_repr(inner)  # "<locked _thread.RLock object owner=140... count=1 at 0x...>"
+    text = safe_repr(inner)  # "<locked _thread.RLock object owner=140... count=1 at 0x...>"
     if not text.startswith("<locked"):
         return None
     start = text.find("owner=")
@@ -365,7 +369,7 @@ def _task_node(task: Any) -> dict[str, Any]:
     try:
         name = task.get_name()
     except Exception:  # noqa: BLE001 - 3.7-style tasks have no name
-        name = _safe_repr(task)
+        name = safe_repr(task)
     coro = getattr(task, "get_coro", lambda: None)()
     return {"kind": "task", "id": id(task), "name": str(name), "coro": str(getattr(coro, "__qualname__", ""))}
 
@@ -390,10 +394,7 @@ def _coroutine_frames(task: Any) -> tuple[list[Any], list[Any]]:
 
 
 def _describe(obj: Any) -> dict[str, Any]:
-    kind = type(obj)
-    module = getattr(kind, "__module__", "")
-    name = kind.__qualname__ if module in ("builtins", "_thread") else "%s.%s" % (module, kind.__qualname__)
-    return {"type": name, "id": id(obj), "repr": _safe_repr(obj)}
+    return {"type": type_name(type(obj), ("builtins", "_thread")), "id": id(obj), "repr": safe_repr(obj)}
 
 
 def _frame_info(frame: Any) -> dict[str, Any]:
@@ -424,10 +425,3 @@ def _walk(node: str, path: list[str], edges: dict[str, list[str]], found: dict[t
             found.setdefault(canonical, list(canonical))
         elif nxt not in path and len(path) < 16 and len(found) < MAX_CYCLES:
             _walk(nxt, [*path, nxt], edges, found)
-
-
-def _safe_repr(obj: Any) -> str:
-    try:
-        return repr(obj)[:200]
-    except Exception:  # noqa: BLE001 - hostile repr
-        return "<%s>" % type(obj).__name__

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 from ...errors import UsageError
 from ...readers import proctasks, pyspy
 from ..spec import CommandSpec, LocalContext
-from .model import DEFAULT_INTERVAL_MS, MAX_INTERVAL_MS
+from .model import DEFAULTS, MAX_INTERVAL_MS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
+
+    from .model import ThreadRequest
 
 SLICE = 0.05  # seconds between two looks at Ctrl-C while the interval runs
 
@@ -34,9 +36,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "-i",
         "--interval",
         type=int,
-        default=DEFAULT_INTERVAL_MS,
+        default=DEFAULTS["interval"],
         help="milliseconds over which CPU use is measured; with -b, between the two snapshots that tell stuck "
-        "waiters from progressing ones, 0 for one snapshot (default %d)" % DEFAULT_INTERVAL_MS,
+        "waiters from progressing ones, 0 for one snapshot (default %d)" % DEFAULTS["interval"],
     )
     parser.add_argument(
         "-b",
@@ -46,7 +48,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> ThreadRequest:
     if not 0 <= ns.interval <= MAX_INTERVAL_MS:
         raise UsageError("-i must be 0..%d ms, got %d" % (MAX_INTERVAL_MS, ns.interval))
     if ns.top is not None and ns.top < 1:

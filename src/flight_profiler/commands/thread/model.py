@@ -9,10 +9,14 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, TypedDict
 
-    class ThreadRequest(TypedDict):
+    class ThreadOptions(TypedDict):
+        """The fields with a default (``DEFAULTS``)."""
+
+        interval: int  # -i, milliseconds; 0: one snapshot
+
+    class ThreadRequest(ThreadOptions):
         id: Optional[int]  # one thread: native id (or Python ident)
         top: Optional[int]  # -n: the N busiest
-        interval: int  # -i, milliseconds
         blocking: bool  # -b: the blocking graph (the only form that needs the agent)
 
     class Node(TypedDict, total=False):
@@ -30,3 +34,6 @@ if TYPE_CHECKING:
         owner: str  # "recorded" (the runtime keeps the owner), "frame" (a frame
         # inside its with-block, found through gc referrers), "inferred" (frames refer to it) or "unknown"
         note: str
+
+
+DEFAULTS: ThreadOptions = {"interval": DEFAULT_INTERVAL_MS}

@@ -21,6 +21,7 @@ import time
 from ...services import hooks
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.location import resolve
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -254,7 +255,7 @@ def _one_call(
     handle = hooks.install(target.func, shot, target.nested)
     ctx.add_cleanup(handle.remove)
     ctx.emit({"action": "waiting", "doing": doing % target.label, **target.describe()})
-    wait = request.get("wait") or 0
+    wait = request.get("wait") or DEFAULTS["wait"]
     deadline = time.monotonic() + wait if wait > 0 else None
     while not shot.done.is_set():
         if ctx.wait(POLL):

@@ -10,9 +10,13 @@ from ...errors import UsageError
 from ...render.safe import safe_line
 from ..calls import add_nested_argument
 from ..spec import CommandSpec, number
+from .model import DEFAULTS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+
+    from ...protocol.requests import TargetRequest
+    from .model import TorchRequest
 
 DEFAULT_FILES = {"profile": "trace.json", "memory": "snapshot.pickle"}
 OPEN = {
@@ -36,11 +40,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="memory: record CUDA allocations during the next call of module [class] method",
     )
     parser.add_argument(
-        "--wait", type=number(float, 0), default=0.0, help="give up when no call came within this many seconds"
+        "--wait",
+        type=number(float, 0),
+        default=DEFAULTS["wait"],
+        help="give up when no call came within this many seconds",
     )
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> TorchRequest:
     path = os.path.abspath(os.path.expanduser(ns.filepath or DEFAULT_FILES[ns.action]))  # the user's cwd
     if os.path.isdir(path):
         raise UsageError("-f %s is a directory; give a file name" % path)
@@ -59,7 +66,7 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     return {"action": "record", "path": path, "wait": ns.wait, **_function(ns, "torch memory -r", ns.record)}
 
 
-def _function(ns: argparse.Namespace, command: str, given: list[str] | None = None) -> dict[str, Any]:
+def _function(ns: argparse.Namespace, command: str, given: list[str] | None = None) -> TargetRequest:
     names: list[str] = ns.names if given is None else given
     if not 2 <= len(names) <= 3:
         raise UsageError("%s needs: module [class] method" % command)

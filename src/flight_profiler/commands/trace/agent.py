@@ -32,10 +32,13 @@ from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.location import resolve
 from ...services.ratelimit import TimeBudget, TokenBucket
 from ...services.usercode import APP_BUDGET_MS, Guard, budget_of
+from .model import DEFAULT_INTERVAL_MS, DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any
+
+    from .model import TraceRequest
 
 perf_counter = time.perf_counter
 get_ident = threading.get_ident
@@ -54,20 +57,20 @@ _TRACING: set[int] = set()  # threads with a trace running: a traced function th
 class TraceProbe:
     steps = True
 
-    def __init__(self, request: dict[str, Any], is_method: bool, kind: str) -> None:
+    def __init__(self, request: TraceRequest, is_method: bool, kind: str) -> None:
         self.limit = int(request["limit"])
-        self.entrance_ms = float(request.get("entrance_time") or 0.0)
+        self.entrance_ms = float(request.get("entrance_time") or DEFAULTS["entrance_time"])
         depth = request.get("depth")
         self.max_depth = MAX_DEPTH if depth is None or int(depth) < 0 else min(int(depth), MAX_DEPTH)
         interval = request.get("interval")
         if depth is not None and int(depth) >= 0:  # -d shows the whole tree to that depth, -i or not
             interval = 0.0
         elif interval is None:
-            interval = 0.1
+            interval = DEFAULT_INTERVAL_MS
         self.threshold = float(interval) / 1000.0
-        self.budget = TimeBudget(float(request.get("budget") or 0.0) / 100.0)  # off unless asked for
+        self.budget = TimeBudget(float(request.get("budget") or DEFAULTS["budget"]) / 100.0)  # off unless asked for
         self.budget_told = 0  # refusals already reported with a tree
-        self.bucket = TokenBucket(float(request.get("rate", 0.0)))
+        self.bucket = TokenBucket(float(request.get("rate", DEFAULTS["rate"])))
         self.outbox = Outbox()
         self.lock = threading.Lock()
         self.shown = 0
@@ -485,7 +488,7 @@ _step_coroutine = types.FunctionType(
 )
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: TraceRequest, ctx: JobContext) -> None:
     if int(request.get("limit", 0)) < 1:
         raise CommandFailed("-n must be at least 1")
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))

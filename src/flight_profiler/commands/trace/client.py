@@ -22,14 +22,13 @@ from ..calls import (
     where,
 )
 from ..spec import CALL_NAMES, CommandSpec, add_expression_argument, check_expression, number
+from .model import DEFAULT_INTERVAL_MS, DEFAULTS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
 
-DEFAULT_INTERVAL = 0.1
-DEFAULT_RATE = 0.0  # every qualifying invocation up to -n, as the seeds promise; --rate N to cap
-DEFAULT_BUDGET = 0.0  # off unless asked for; when on, every skip is reported with the next tree
+    from .model import TraceRequest
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +37,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "-i",
         "--interval",
         type=number(float, 0),
-        help="hide calls that took less than this many ms (default %g; -d sets it to 0)" % DEFAULT_INTERVAL,
+        help="hide calls that took less than this many ms (default %g; -d sets it to 0)" % DEFAULT_INTERVAL_MS,
     )
     parser.add_argument(
         "-d",
@@ -50,11 +49,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "-et",
         "--entrance_time",
         type=number(float, 0),
-        default=0.0,
+        default=DEFAULTS["entrance_time"],
         help="only invocations that took at least this many ms",
     )
     parser.add_argument(
-        "-n", "--limits", type=number(int, 1), default=10, help="stop after this many trees (default 10)"
+        "-n",
+        "--limits",
+        type=number(int, 1),
+        default=DEFAULTS["limit"],
+        help="stop after this many trees (default %d)" % DEFAULTS["limit"],
     )
     add_expression_argument(
         parser,
@@ -68,14 +71,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget",
         type=number(float, 0, 100),
-        default=DEFAULT_BUDGET,
+        default=DEFAULTS["budget"],
         help="at most this %% of the time may be spent in traced invocations; the others run untraced "
         "and are counted in the output (default: no limit)",
     )
-    add_rate_argument(parser, DEFAULT_RATE, "trees")
+    add_rate_argument(parser, DEFAULTS["rate"], "trees")
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> TraceRequest:
     return {
         **target_request(ns),
         "interval": _interval(ns),

@@ -25,14 +25,15 @@ from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext, on_detach
 from ...services.location import resolve
 from ...services.usercode import APP_BUDGET_MS, budget_of, is_ours
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any
 
 FIRST_INDEX = 1000
-DEFAULT_MAX_RECORDS = 500
-DEFAULT_MAX_MB = 16.0
+DEFAULT_MAX_RECORDS = DEFAULTS["max_records"]
+DEFAULT_MAX_MB = DEFAULTS["max_mb"]
 RECORD_DEPTH = 2  # captured at least this deep, so that ``tt -i IDX -x 2`` has something to show
 REPLAY_TIMEOUT = 60.0
 REPLAY_ITEMS = 10000  # a replayed generator is run to its end, at most this many items
@@ -125,7 +126,7 @@ class TtProbe(CallProbe):
             target.is_method,
             request.get("filter"),
             int(request["limit"]),
-            float(request["rate"]),
+            float(request.get("rate", DEFAULTS["rate"])),
             bool(request.get("exception")),
             budget_of(request, APP_BUDGET_MS),
         )

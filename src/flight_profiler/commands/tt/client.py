@@ -32,14 +32,13 @@ from ..spec import (
     number,
     render_options,
 )
+from .model import DEFAULTS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
 
-DEFAULT_RATE = 50.0
-DEFAULT_MAX_RECORDS = 500
-DEFAULT_MAX_MB = 16.0
+    from .model import TtRecordRequest, TtRequest
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +52,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="record calls of module [class] method",
     )
     add_nested_argument(parser)
-    parser.add_argument("-n", "--limits", type=number(int, 1), default=50, help="records to make with -t (default 50)")
+    parser.add_argument(
+        "-n",
+        "--limits",
+        type=number(int, 1),
+        default=DEFAULTS["limit"],
+        help="records to make with -t (default %d)" % DEFAULTS["limit"],
+    )
     parser.add_argument("-l", "--list", action="store_true", help="list the records")
     parser.add_argument("-i", "--index", type=number(int, 0), help="show the record with this index")
     parser.add_argument(
@@ -73,23 +78,23 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "of a replay with -p (default 60000: past it, stopped)",
     )
     parser.add_argument("-m", "--method", help="with -l: only records of module.class.method (class None: a function)")
-    add_rate_argument(parser, DEFAULT_RATE, "records")
+    add_rate_argument(parser, DEFAULTS["rate"], "records")
     parser.add_argument(
         "--max-records",
         type=number(int, 1),
-        default=DEFAULT_MAX_RECORDS,
-        help="records kept at most (default %d)" % DEFAULT_MAX_RECORDS,
+        default=DEFAULTS["max_records"],
+        help="records kept at most (default %d)" % DEFAULTS["max_records"],
     )
     parser.add_argument(
         "--max-mb",
         type=number(float, 0, above=True),
-        default=DEFAULT_MAX_MB,
-        help="MB the records may take (default %g)" % DEFAULT_MAX_MB,
+        default=DEFAULTS["max_mb"],
+        help="MB the records may take (default %g)" % DEFAULTS["max_mb"],
     )
     add_render_options(parser)
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> TtRequest:
     modes = [
         name
         for name, given in (
@@ -112,8 +117,9 @@ def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
     if mode == "-l":
         return {"action": "list", "method_filter": ns.method}
     if mode == "-i":
-        action = "replay" if ns.play else "show"
-        return {"action": action, "play": ns.play, "index": ns.index, **budget_request(ns), **render_options(ns)}
+        if ns.play:
+            return {"action": "replay", "play": True, "index": ns.index, **budget_request(ns), **render_options(ns)}
+        return {"action": "show", "play": False, "index": ns.index, **budget_request(ns), **render_options(ns)}
     if mode == "-d":
         return {"action": "delete", "index": ns.delete}
     return {"action": "delete_all"}
@@ -128,7 +134,7 @@ def _check_companions(ns: argparse.Namespace, mode: str) -> None:
         raise UsageError("-f and -nm apply to recording: use them with -t")
 
 
-def _record_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _record_request(ns: argparse.Namespace) -> TtRecordRequest:
     names: list[str] = ns.location
     if not 2 <= len(names) <= 3:
         raise UsageError("-t takes module [class] method, got %d name(s)" % len(names))

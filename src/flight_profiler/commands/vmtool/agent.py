@@ -14,6 +14,7 @@ from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
 from ...services.expr import Expression, describe_error
 from ...services.resolve import find_class, loaded_module
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any] | Non
     expression = Expression(request["expr"], ("instances",)) if request.get("expr") else None
     klass = find_class(loaded_module(request["module"]), request["cls"])
     budget_ms = usercode.budget_of(request, usercode.AGENT_BUDGET_MS)
-    limit = request.get("limit", 10)
+    limit = request.get("limit", DEFAULTS["limit"])
     keep = -1 if expression is not None or limit < 0 else limit
     walked = heapwalk.walk(ctx.cancelled, [], sizes=False, wanted=_subclass_test(klass), keep=keep)
     if walked is None:

@@ -9,9 +9,12 @@ from ...errors import UsageError
 from ...render.safe import safe_line
 from ..calls import add_budget_argument, budget_request, expr_block
 from ..spec import CommandSpec, add_expression_argument, add_render_options, check_expression, number, render_options
+from .model import DEFAULTS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+
+    from .model import VmtoolRequest
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,14 +29,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "-n",
         "--limits",
         type=number(int, 1, special=(-1,), note="all"),
-        default=10,
-        help="instances to show (default 10, -1 all)",
+        default=DEFAULTS["limit"],
+        help="instances to show (default %d, -1 all)" % DEFAULTS["limit"],
     )
     add_budget_argument(parser, "agent", "-e")
     add_render_options(parser, deepest=6)
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> VmtoolRequest:
     if ns.action == "forceGc":
         return {"action": "forceGc"}
     if not ns.location:

@@ -21,14 +21,17 @@ from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
 from ...services.location import resolve
 from ...services.usercode import APP_BUDGET_MS, budget_of
+from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any
 
+    from .model import WatchRequest
+
 
 class WatchProbe(CallProbe):
-    def __init__(self, request: dict[str, Any], is_method: bool) -> None:
+    def __init__(self, request: WatchRequest, is_method: bool) -> None:
         expr_source = request.get("expr")
         # checked before the guards are made (they hold the watchdog until closed)
         expr = CallExpression(expr_source).evaluator(is_method) if expr_source else None
@@ -36,8 +39,8 @@ class WatchProbe(CallProbe):
             is_method,
             request.get("filter"),
             int(request["limit"]),
-            float(request["rate"]),
-            bool(request.get("exception")),
+            float(request.get("rate", DEFAULTS["rate"])),
+            bool(request.get("exception", DEFAULTS["exception"])),
             budget_of(request, APP_BUDGET_MS),
             "--expr %r" % request["expr"] if request.get("expr") else "capturing a call's values",
         )
@@ -81,7 +84,7 @@ class WatchProbe(CallProbe):
         return item
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: WatchRequest, ctx: JobContext) -> None:
     if int(request.get("limit", 0)) < 1:
         raise CommandFailed("-n must be at least 1")
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))

@@ -34,11 +34,12 @@ from ..spec import (
     number,
     render_options,
 )
+from .model import DEFAULTS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-DEFAULT_RATE = 20.0
+    from .model import WatchRequest
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,14 +54,18 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, "-f", "--filter", help="only calls for which this is true, e.g. \"args[0]['q']=='hello'\""
     )
     parser.add_argument(
-        "-n", "--limits", type=number(int, 1), default=10, help="stop after this many results (default 10)"
+        "-n",
+        "--limits",
+        type=number(int, 1),
+        default=DEFAULTS["limit"],
+        help="stop after this many results (default %d)" % DEFAULTS["limit"],
     )
     add_budget_argument(parser, "app", "one evaluation of -f or --expr, or one call's capture, in the calling thread")
-    add_rate_argument(parser, DEFAULT_RATE, "results")
+    add_rate_argument(parser, DEFAULTS["rate"], "results")
     add_render_options(parser)
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> WatchRequest:
     return {
         **target_request(ns),
         "expr": check_expression(ns.expr, CALL_NAMES, "--expr"),

@@ -1,0 +1,63 @@
+"""Describing objects and errors of the target without trusting them (in the target).
+
+Anything the application defines may misbehave when we look at it: a ``__str__`` or
+``__repr__`` that raises or returns megabytes, a metaclass whose ``__module__`` or
+``__qualname__`` is a property that raises or is not a string. These helpers never
+raise and bound what they return; every command describes errors and objects through
+them, so the text a user sees for the same object is the same everywhere.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
+if TYPE_CHECKING:
+    from typing import Any, Optional, Tuple
+
+MESSAGE_LIMIT = 2000  # characters of an error message kept: its head and its tail
+REPR_LIMIT = 200  # characters of a repr() shown where only a hint of the object is wanted
+
+
+def type_name(kind: type, plain: Tuple[str, ...] = ("builtins",)) -> str:
+    """``module.Qualified.Name`` of a class, or the bare name for classes of ``plain`` modules;
+    ``<type at 0x...>`` when the class will not say (a hostile metaclass)."""
+    try:
+        module = kind.__module__
+        qualname = kind.__qualname__
+    except Exception:  # noqa: BLE001 - a hostile metaclass
+        return "<type at 0x%x>" % id(kind)
+    if not isinstance(qualname, str):
+        qualname = getattr(kind, "__name__", "?")
+    if not isinstance(module, str) or module in plain or not module:
+        return str(qualname)
+    return "%s.%s" % (module, qualname)
+
+
+def safe_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
+    """``repr(obj)`` cut to ``limit`` characters, or ``<TypeName>`` when it raises."""
+    try:
+        text = repr(obj)
+    except Exception:  # noqa: BLE001 - a hostile repr
+        return "<%s>" % type(obj).__name__
+    return text[:limit] if isinstance(text, str) else "<%s>" % type(obj).__name__
+
+
+def error_message(error: BaseException, limit: int = MESSAGE_LIMIT) -> Optional[str]:
+    """``str(error)``, its head and tail when longer than ``limit``; None when str() raises."""
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001 - even str() can fail
+        return None
+    if len(text) <= limit:
+        return text
+    head = limit * 3 // 4
+    return text[:head] + " ... " + text[-(limit // 5) :]
+
+
+def describe_error(error: BaseException, qualified: bool = False, limit: int = MESSAGE_LIMIT) -> str:
+    """``Type: message`` on one line of bounded length; the type alone without a message.
+
+    ``qualified`` names the type with its module (``json.decoder.JSONDecodeError``), as a
+    traceback does; otherwise by its bare name, as an expression's error is shown."""
+    name = type_name(type(error)) if qualified else type(error).__name__
+    text = error_message(error, limit)
+    return "%s: %s" % (name, text) if text else name

@@ -1,0 +1,51 @@
+"""services/describe.py: what every command shows for an error or an object that fights back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flight_profiler.services.describe import MESSAGE_LIMIT, describe_error, error_message, safe_repr, type_name
+
+
+class HostileMeta(type):
+    @property
+    def __module__(cls) -> str:  # type: ignore[override]
+        raise RuntimeError("no module for you")
+
+
+class Hostile(metaclass=HostileMeta):
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+def test_type_names_plain_qualified_and_hostile() -> None:
+    assert type_name(int) == "int"
+    assert type_name(json.JSONDecodeError) == "json.decoder.JSONDecodeError"
+    assert type_name(Hostile).startswith("<type at 0x")
+    lock_type: Any = type(__import__("_thread").allocate_lock())
+    assert type_name(lock_type, ("builtins", "_thread")) == "lock"
+
+
+def test_repr_is_cut_or_replaced() -> None:
+    assert safe_repr("x" * 1000) == repr("x" * 1000)[:200]
+    assert safe_repr(Hostile()) == "<Hostile>"
+
+
+def test_error_text_is_one_bounded_line() -> None:
+    assert describe_error(ZeroDivisionError("division by zero")) == "ZeroDivisionError: division by zero"
+    assert describe_error(ValueError()) == "ValueError"
+    assert describe_error(Unprintable()) == "Unprintable"
+    assert error_message(Unprintable()) is None
+    assert describe_error(json.JSONDecodeError("bad", "doc", 0), qualified=True).startswith(
+        "json.decoder.JSONDecodeError: bad"
+    )
+    long = describe_error(ValueError("a" * 10 + "b" * 10000 + "c" * 10))
+    assert len(long) < MESSAGE_LIMIT + 40 and long.startswith("ValueError: aaa") and long.endswith("ccc")
+    assert " ... " in long
+    assert len(describe_error(ValueError("x" * 1000), limit=500)) < 540
