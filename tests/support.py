@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -209,3 +210,12 @@ def spawn_shell(pid: int, home: str, log: str | None = None) -> Any:
         child.logfile_read = open(log, "w")  # noqa: SIM115 - the caller closes it with the child
     child.expect_exact(SHELL_PROMPT)
     return child
+
+
+def user_name(base: str) -> str:
+    """A name for a user a test creates: ``base`` plus a tag of this checkout and xdist worker, so that
+    test runs side by side (workers, other checkouts) never create or delete each other's users, and
+    the next run in the same place still finds the leftover of a killed one."""
+    checkout = hashlib.sha1(os.path.dirname(HERE).encode()).hexdigest()[:4]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw").replace("gw", "")
+    return "%s_%s%s" % (base, checkout, worker)  # at most 5 + 1 + 4 + 2 characters of [a-z0-9_]
