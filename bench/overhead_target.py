@@ -1,6 +1,7 @@
 """Workload for bench/overhead.py: a hot one-line function, or a method with 200 sub-calls.
 
-Reads the workload name from stdin ("hot" or "method"); prints
+Reads the workload name from stdin ("hot" or "method"; bench/trace_cost.py: "method50", the
+method with 50 sub-calls, and "cprofile50", the same under cProfile); prints
 "tick <monotonic> <calls so far> <rss kB> <process CPU seconds>" every 0.2 s. Stdlib only.
 """
 
@@ -37,10 +38,31 @@ def worker():
             for i in range(20000):
                 hot(i)
             COUNT[0] += 20000
+        elif MODE[0] == "method50":
+            for _ in range(80):
+                WORK.handle(50)
+            COUNT[0] += 80
+        elif MODE[0] == "cprofile50":
+            cprofile50()
         else:
             for _ in range(20):
                 WORK.handle(200)
             COUNT[0] += 20
+
+
+def cprofile50():
+    """The floor a C profiler sets: the 50-sub-call method with cProfile on, as long as the mode lasts."""
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        while MODE[0] == "cprofile50":
+            for _ in range(80):
+                WORK.handle(50)
+            COUNT[0] += 80  # the same few functions: its table stays small
+    finally:
+        profiler.disable()
 
 
 def rss_kb():

@@ -29,14 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Known defects, written down where they fail instead of hidden: each entry is (a substring of the
 # test id, the reason). They stay non-strict xfails until their issue is fixed, and the closing note
 # of the issue names them.
-KNOWN_DEFECTS = [
-    (
-        "test_budget.py::",
-        ("[3.14", "[3.15"),
-        "issue 9: on 3.14+ under CPU load the watchdog's BudgetExceeded can land in the application "
-        "thread outside the filter's handlers (reproduced with two CPU hogs)",
-    ),
-]
+KNOWN_DEFECTS: list[tuple[str, tuple[str, ...], str]] = []  # none known now
 
 # Tests that must run alone (the serial pass): they load the machine on purpose, measure it, or touch
 # what other tests share. Each entry: (a substring of the test id, why).

@@ -186,8 +186,16 @@ def test_armed_agent_answers_where_ptrace_is_forbidden(interp: str, python: str,
         for command in READ_ONLY:
             answer = cli(armed.pid, command, prefix=_as(user))
             assert answer.returncode == 0, (command, answer.stdout[-1000:], answer.stderr[-1000:])
-        # read from outside by py-spy (needs ptrace rights): refused in one line, the session goes on
-        outside = cli(armed.pid, "stack", prefix=_as(user))
+        # py-spy may not read it (needs ptrace rights): stack asks the armed agent instead, and says so
+        stacks = cli(armed.pid, "stack", prefix=_as(user))
+        assert stacks.returncode == 0, stacks.stderr[-2000:]
+        [result] = [json.loads(line)["result"] for line in stacks.stdout.splitlines()]
+        assert result["from"] == "agent", result
+        [main] = [thread for thread in result["threads"] if thread["name"] == "MainThread"]
+        assert main["frames"][-1]["file"].endswith("armed_app.py"), main  # the app's own loop, innermost last
+        assert not [t for t in result["threads"] if t["name"].startswith("flight_profiler")], result  # not ours
+        # what only reading from outside gives (C frames) is refused in one line, the session goes on
+        outside = cli(armed.pid, "stack --native", prefix=_as(user))
         assert outside.returncode != 0 and "Traceback" not in outside.stdout + outside.stderr
         assert cli(armed.pid, "detach", prefix=_as(user)).returncode == 0
         assert wait_until(lambda: os.path.exists(armed.socket()), timeout=30)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import collections
+import json
 import os
+import signal
 
 import pytest
 
+from flight_profiler.agent.loader import START_MODULES
+from flight_profiler.attach.bootstrap import package_dir
 from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
 from support import agent_threads, cli, start_target, wait_until
@@ -47,3 +52,53 @@ def test_gil_held_in_native_code(name: str, python: str) -> None:
         assert target.healthy("gilheld")
     finally:
         target.stop()
+
+
+def _start_files() -> set[str]:
+    """The source files of ``START_MODULES`` (what the agent compiles in one call)."""
+    root, found = package_dir(), set()
+    for suffix in START_MODULES:
+        relative = suffix.lstrip(".").replace(".", os.sep)
+        package = os.path.join(root, relative, "__init__.py")
+        found.add(package if os.path.exists(package) else os.path.join(root, relative + ".py"))
+    return found
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def test_agent_start_with_many_threads_reads_one_file_and_compiles_in_one_go(
+    name: str, python: str, tmp_path: str
+) -> None:
+    """What the agent asks of the OS and the compiler up to its first answer, counted in the target.
+
+    With N busy threads every time the agent lets go of the GIL it waits up to N switch
+    intervals to get it back (a file-system call, an import through sys.path, every 5 ms
+    of compiling): the attach then grows with the threads. The count is exact, so the
+    test needs no clock: one open (the bundle), no search of sys.path, no directory
+    listing, each module compiled once, the start set compiled before any of it runs.
+    """
+    record = os.path.join(str(tmp_path), "record.json")
+    target = start_target(python, "audit_target.py", record, "40")
+    try:
+        result = cli(target.pid, "module /x", timeout=60)
+        assert result.returncode == 0, result.stderr
+        os.kill(target.pid, signal.SIGUSR1)
+        assert wait_until(lambda: os.path.exists(record), timeout=10)
+        with open(record) as fh:
+            events = [(event, arg) for event, arg, _ in json.load(fh)]
+        assert cli(target.pid, "detach").returncode == 0
+    finally:
+        target.stop()
+    kinds = collections.Counter(event for event, _ in events)
+    opened = [arg for event, arg in events if event == "open"]
+    assert len(opened) == 1 and opened[0].endswith(".bundle"), opened
+    assert kinds["import.find"] == 0 and kinds["os.listdir"] == 0 and kinds["os.scandir"] == 0, kinds
+    compiled = [arg for event, arg in events if event == "compile"]
+    assert compiled and all(count == 1 for count in collections.Counter(compiled).values()), compiled
+    assert not any(arg.endswith(".bundle") for arg in compiled)
+    start = _start_files()
+    assert start <= set(compiled), start - set(compiled)
+    positions = [index for index, (event, arg) in enumerate(events) if event == "compile" and arg in start]
+    first_run = next(
+        index for index, (event, arg) in enumerate(events) if event == "exec" and any(f in arg for f in start)
+    )
+    assert max(positions) < first_run, "a start module was compiled after the start set began to run"

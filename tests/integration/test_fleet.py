@@ -3,6 +3,7 @@ launcher (4 spawned ranks with RANK set), through the real CLI, attaching for re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -287,3 +288,49 @@ def test_ctrl_c_cancels_the_command_on_every_member(prefork: Group) -> None:
     assert proc.returncode == 0, err
     assert err.count("cancelled") == WORKERS + 1, err
     assert not [line for line in out.splitlines() if '"phase": "done"' in line or '"error"' in line]
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS[:1] + INTERPRETERS[-1:], ids=lambda v: str(v))
+def test_group_gate_is_held_exactly_while_the_tracer_stops_the_target(
+    name: str, python: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group's cap counts stopped targets: the gate is held around the tracer, not the whole attach.
+
+    Held for the whole attach, 32 attaches took 4 rounds of agent starts; held for less, more
+    than ``--concurrency`` targets could be stopped at once. The tracer (the injector's only
+    code that stops the thread) must run inside the gate, and the agent's start outside it.
+    """
+    from flight_profiler.attach.attacher import AttachOptions, connect
+    from flight_profiler.attach.injector import session as injector_session
+    from support import start_target
+
+    held: list[str] = []
+    inside: list[bool] = []
+    trace = injector_session.Session.trace
+
+    def traced(self: Any) -> None:
+        inside.append(held[-1:] == ["enter"])
+        trace(self)
+
+    monkeypatch.setattr(injector_session.Session, "trace", traced)
+
+    @contextlib.contextmanager
+    def stopping() -> Iterator[None]:
+        held.append("enter")
+        try:
+            yield
+        finally:
+            held.append("exit")
+
+    target = start_target(python, "service_target.py", "sleep")
+    try:
+        options = AttachOptions(timeout=30)
+        options.stopping = stopping
+        conn = connect(target.pid, options)
+        try:
+            assert held == ["enter", "exit"] and inside == [True], (held, inside)
+            assert conn.run("module", {"path": "/x"}, timeout=30)  # the agent answers: it started outside the gate
+        finally:
+            conn.detach()
+    finally:
+        target.stop()

@@ -92,3 +92,18 @@ def test_the_threads_own_profiler_is_put_back(target: RunningTarget) -> None:
     assert wait_until(lambda: evaluate(target.pid, "m.PROFILE_EVENTS[0]") > before)  # and still called
     threads = evaluate(target.pid, "sorted(t.name for t in __import__('threading').enumerate())")
     assert "flight_profiler-job-trace" not in threads
+
+
+def test_a_trace_beside_the_threads_profiler_leaves_nothing_when_its_client_is_killed(target: RunningTarget) -> None:
+    # that thread profiles itself: on 3.12+ trace records it with a sys.monitoring tool of its own
+    tracing = background(target.pid, "trace __main__ profiled_work -n 1000000 -i 0")
+    assert tracing.proc.stdout is not None
+    first = tracing.proc.stdout.readline()  # one tree: a traced invocation has run
+    assert '"kind": "trace"' in first, first
+    has_monitoring = evaluate(target.pid, "hasattr(__import__('sys'), 'monitoring')")
+    assert (state(target.pid)["monitoring"] != []) is has_monitoring  # ours, while the trace runs
+    tracing.proc.kill()
+    tracing.proc.wait(10)
+    assert wait_until(lambda: state(target.pid)["monitoring"] == [], timeout=10)  # the tool id is free again
+    now = assert_clean(target.pid)
+    assert now["profiler_intact"]

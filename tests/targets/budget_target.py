@@ -18,6 +18,7 @@ THREAD_HOOK = []
 SYS_HOOK = []
 CALLS = [0]
 DATA = {"a": 1}
+GATE = threading.Event()  # a filter may block on it until the test sets it (no sleep to outlast)
 IDLE = "--idle" in sys.argv
 
 

@@ -1,6 +1,6 @@
 """Target for the CLI tests: known state, and a main thread in a chosen situation.
 
-Usage: service_target.py SCENARIO
+Usage: service_target.py SCENARIO [THREADS]
   sleep | sleeploop | event | accept | busy | busy2 | threads | threadsbusy | gilheld
 Prints "ready <port>" when ready. SIGUSR1 makes the main thread exit 0, which
 proves the main thread and signal handling still work after an attach.
@@ -49,7 +49,9 @@ def on_usr1(signum, frame):
     raise Wake()
 
 
-def spin(stop):
+def spin(stop, go=None):
+    if go is not None:
+        go.wait()
     counter = 0
     while not stop.is_set():
         counter += 1
@@ -83,8 +85,10 @@ def run_loop():
 def start_threads(count_idle, count_busy, stop):
     for index in range(count_idle):
         threading.Thread(target=threading.Event().wait, name="idle-%d" % index, daemon=True).start()
+    go = threading.Event()  # all spin at once: each start behind N spinning threads would wait N switch intervals
     for index in range(count_busy):
-        threading.Thread(target=spin, args=(stop,), name="busy-%d" % index, daemon=True).start()
+        threading.Thread(target=spin, args=(stop, go), name="busy-%d" % index, daemon=True).start()
+    go.set()
 
 
 def main_body(scenario, server):
@@ -114,7 +118,8 @@ def main():
     stop = threading.Event()
     threading.Thread(target=run_loop, name="asyncio-loop", daemon=True).start()
     if scenario in ("threads", "threadsbusy"):
-        start_threads(25, 25, stop)
+        half = int(sys.argv[2]) // 2 if len(sys.argv) > 2 else 25  # optional: the number of extra threads
+        start_threads(half, half, stop)
     if scenario == "busy2":  # two CPU-bound threads: the main one and one worker
         start_threads(0, 1, stop)
     server = socket.socket()

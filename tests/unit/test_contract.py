@@ -75,6 +75,7 @@ def _classes(path: str) -> tuple[dict[str, ast.ClassDef], dict[str, list[str]]]:
     with open(path, encoding="utf-8") as fh:
         tree = ast.parse(fh.read(), path)
     classes = {node.name: node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+    classes.update(_functional(tree))
     unions = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Subscript):
@@ -82,6 +83,27 @@ def _classes(path: str) -> tuple[dict[str, ast.ClassDef], dict[str, list[str]]]:
             if isinstance(value.value, ast.Name) and value.value.id == "Union" and isinstance(value.slice, ast.Tuple):
                 unions[node.targets[0].id] = [elt.id for elt in value.slice.elts]  # type: ignore[attr-defined]
     return classes, unions
+
+
+def _functional(tree: ast.AST) -> dict[str, ast.ClassDef]:
+    """``X = TypedDict("X", {"return": ...}, total=False)`` (for keys that are keywords) as the class it means."""
+    found = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Assign) or not isinstance(node.targets[0], ast.Name):
+            continue
+        call = node.value
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "TypedDict"):
+            continue
+        fields = call.args[1]
+        assert isinstance(fields, ast.Dict)
+        body: list[ast.stmt] = [
+            ast.AnnAssign(target=ast.Name(id=key.value), annotation=value, simple=1)
+            for key, value in zip(fields.keys, fields.values)
+            if isinstance(key, ast.Constant) and isinstance(key.value, str)
+        ]
+        name = node.targets[0].id
+        found[name] = ast.ClassDef(name=name, bases=[], keywords=call.keywords, body=body, decorator_list=[])
+    return found
 
 
 def _shape(name: str, classes: dict[str, ast.ClassDef]) -> Shape:
@@ -237,18 +259,22 @@ def _schema_variants(command: str) -> dict[str, tuple[set[str], set[str]]]:
     found = {}
     for variant in schema.get("oneOf", [schema]):
         kind = variant.get("properties", {}).get("kind", {})
-        if not isinstance(kind, dict) or "const" not in kind:
+        if not isinstance(kind, dict) or not ("const" in kind or "enum" in kind):
             continue
-        required = set(variant.get("required", []))
+        properties, required = set(variant["properties"]), set(variant.get("required", []))
         for part in variant.get("allOf", []):
-            required |= set(_definition(part["$ref"]).get("required", []))
-        found[kind["const"]] = (set(variant["properties"]), required)
+            definition = _definition(part["$ref"], command)
+            properties |= set(definition.get("properties", {}))
+            required |= set(definition.get("required", []))
+        for value in kind.get("enum", [kind.get("const")]):
+            found[value] = (properties, required)
     return found
 
 
-def _definition(ref: str) -> dict[str, Any]:
-    name, path = ref.rsplit(":", 1)[1].split("#/$defs/")
-    with open(os.path.join(SCHEMA_DIR, "%s.json" % name), encoding="utf-8") as fh:
+def _definition(ref: str, command: str) -> dict[str, Any]:
+    """The ``$defs`` entry ``ref`` names: in another schema (``urn:...:calls#/$defs/x``) or this one."""
+    name, path = ref.rsplit(":", 1)[-1].split("#/$defs/")
+    with open(os.path.join(SCHEMA_DIR, "%s.json" % (name or command)), encoding="utf-8") as fh:
         definition: dict[str, Any] = json.load(fh)["$defs"][path]
     return definition
 
@@ -264,7 +290,7 @@ def _event_commands() -> list[str]:
 
 
 def test_the_modelled_events_cover_the_instrumenting_commands() -> None:
-    assert {"watch", "trace", "monitor", "line", "reload"} <= set(_event_commands())
+    assert {"watch", "trace", "monitor", "line", "reload", "logger", "tt"} <= set(_event_commands())
 
 
 @pytest.mark.parametrize("command", _event_commands())

@@ -15,13 +15,13 @@ import sys
 
 from ..services import realthreads
 from ..services.context import AGENT_THREAD_IDS, run_detach_callbacks
-from . import session as session_module
 from .loader import unload
-from .session import Session
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any
+
+    from .session import Session
 
 
 _state_lock = realthreads.allocate_lock()
@@ -40,6 +40,12 @@ class Server:
         self.stopping = realthreads.Event()
 
     def accept_loop(self) -> None:
+        # the session's modules (compiled ahead, see loader.START_MODULES) run while the client's
+        # connection waits in the backlog, so accept() finds it there instead of blocking (and
+        # queueing again for the GIL behind every busy thread of the target when the client comes)
+        from . import session as session_module
+
+        session_module.LOG_PATH = "%s.log" % self.path
         while not self.stopping.is_set():
             try:
                 fd, _ = self.listener._accept()  # _socket's own accept: (fd, address)
@@ -49,7 +55,7 @@ class Server:
             if not _peer_allowed(conn):
                 _refuse(conn)
                 continue
-            session = Session(conn, self)
+            session = session_module.Session(conn, self)
             with self.lock:
                 self.sessions.add(session)
             session.start()
@@ -82,7 +88,6 @@ def serve(path: str, bundle_key: str) -> None:
         if _server is not None:
             return  # another bootstrap's thread serves already (see attach/bootstrap): this one ends quietly
         _bundle_key = bundle_key
-        session_module.LOG_PATH = "%s.log" % path
         _server = Server(path)
         server = _server
     AGENT_THREAD_IDS.add(realthreads.get_ident())

@@ -25,6 +25,8 @@ import fcntl
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
 
 from ..errors import AttachError, InjectionError, PermissionDeniedError, ProtocolError, TargetError
 from ..render.safe import safe_line
@@ -36,6 +38,7 @@ from .waits import AgentWait, closed_by_agent
 
 REMOTE_EXEC_WAIT = 2.0
 PENDING_WAIT = 2.0
+FALLBACK_INJECT_WAIT = 5.0  # per parked thread tried; then the claim is checked again (bounded by --timeout)
 LOCK_POLL = 0.02
 
 
@@ -44,6 +47,10 @@ class AttachOptions:
         self.timeout = timeout
         self.force = force
         self.log: Callable[[str], None] = log or (lambda message: None)
+        # held while the injector's tracer has the thread, the only part of an attach that stops it: a group
+        # (fleet.runner.Gate) caps how many of its targets are stopped at once there, and leaves the
+        # rest of each attach (helper, bundle, the agent's start, the handshake) to run in parallel
+        self.stopping: Callable[[], ContextManager[None]] = nullcontext
 
 
 def existing_agent(pid: int, timeout: float = 30.0) -> AgentConnection | None:
@@ -132,7 +139,12 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
             and not _main_thread_parked(target)
             and _remote_exec(helper, target, attempt.source, options)
         ):
-            conn = _waiter(helper, target, attempt).until(min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
+            queued = _waiter(helper, target, attempt)
+            conn = queued.until(min(deadline, time.monotonic() + REMOTE_EXEC_WAIT))
+            if conn is None and queued.tickets.claimed():
+                # it ran: the agent thread is starting, slowly behind busy threads; ptrace would only queue again
+                options.log("the bootstrap ran; waiting for its agent thread (--timeout)")
+                return _finish(helper, target, attempt, _waiter(helper, target, attempt, True).until(deadline), options)
             if conn is not None:
                 return conn
             options.log("remote_exec did not run within %.1f s (main thread blocked?); using ptrace" % REMOTE_EXEC_WAIT)
@@ -305,16 +317,35 @@ def _inject_with_ptrace(
 ) -> AgentConnection:
     from . import ptrace  # imported only when we inject: a reused agent needs none of it
 
-    report = ptrace.inject(target.pid, attempt.source, mode="auto", timeout=max(1.0, deadline - time.monotonic()))
+    report = ptrace.inject(
+        target.pid,
+        attempt.source,
+        mode="auto",
+        timeout=max(1.0, deadline - time.monotonic()),
+        stopping=options.stopping,
+    )
     options.log("bootstrap %s in tid %d (thread stopped %.1f ms)" % (report.method, report.tid, report.stopped_ms))
     if report.method == "pending":
         # queued for the main thread's next safe point; it may never get there
-        conn = _waiter(helper, target, attempt).until(min(deadline, time.monotonic() + PENDING_WAIT))
-        if conn is None:
+        pending = _waiter(helper, target, attempt)
+        conn = pending.until(min(deadline, time.monotonic() + PENDING_WAIT))
+        if conn is None and pending.tickets.claimed():
+            # it got there: the agent thread is loading, slowly when many threads queue for the GIL
+            # (each of its GIL waits is ~5 ms per busy thread); another injection would only add a wait
+            options.log("the bootstrap ran; waiting for its agent thread (--timeout)")
+            conn = _waiter(helper, target, attempt, True).until(deadline)
+        elif conn is None:
             conn = _fallback_thread(helper, target, attempt, deadline, options)
     else:
         # the bootstrap ran: the agent thread exists and only needs the GIL to start
         conn = _waiter(helper, target, attempt, True).until(deadline)
+    return _finish(helper, target, attempt, conn, options)
+
+
+def _finish(
+    helper: Helper, target: Target, attempt: _Attempt, conn: AgentConnection | None, options: AttachOptions
+) -> AgentConnection:
+    """The connection, or after the wait: withdraw the ticket and say why no agent answered."""
     # withdraw the claim ticket: if the bootstrap won the race, the agent is starting after all
     waiter = _waiter(helper, target, attempt, True)
     conn = conn or waiter.give_up(options.timeout)
@@ -331,17 +362,32 @@ def _fallback_thread(
     """The main thread is not reaching the eval loop: use a thread parked in a safe syscall."""
     from . import procfs, ptrace
 
+    waiter = _waiter(helper, target, attempt, True)
     runtime = ptrace.find_python_api(target.pid).runtime_range
     for state in procfs.thread_states(target.pid):
         if state.tid == target.pid or not procfs.is_safe_parked(state, runtime):
             continue
+        if waiter.tickets.claimed():
+            break  # the pending call ran meanwhile: its agent thread is starting
         try:
-            report = ptrace.inject(target.pid, attempt.source, tid=state.tid, mode="gilstate", timeout=5.0)
+            report = ptrace.inject(
+                target.pid,
+                attempt.source,
+                tid=state.tid,
+                mode="gilstate",
+                # that thread must get the GIL to finish: behind many busy threads this takes long, and
+                # meanwhile the queued pending call may start the agent; back to polling after a while
+                timeout=min(FALLBACK_INJECT_WAIT, max(1.0, deadline - time.monotonic())),
+                stopping=options.stopping,
+            )
         except InjectionError as exc:
             options.log("thread %d not usable: %s" % (state.tid, exc))
             continue
         options.log("bootstrap ran in thread %d (%s)" % (report.tid, state.name))
-        return _waiter(helper, target, attempt, True).until(deadline)
+        return waiter.until(deadline)
+    if waiter.tickets.claimed():  # one of the bootstraps ran (a trampoline that timed out above finishes later)
+        options.log("the bootstrap ran; waiting for its agent thread (--timeout)")
+        return waiter.until(deadline)
     return None
 
 
@@ -422,6 +468,10 @@ class _HelperTickets:
 
     def refused_for_fds(self) -> bool:
         return bool(self.helper.call("lexists", name=self.name + ticket.NOFD_SUFFIX)[0]["exists"])
+
+    def claimed(self) -> bool:
+        """The bootstrap ran and claimed the ticket (we have not withdrawn it: only it can have moved it)."""
+        return not self.helper.call("lexists", name=self.name)[0]["exists"]
 
     def withdraw(self) -> str:
         return str(self.helper.call("ticket_withdraw", name=self.name)[0]["outcome"])

@@ -89,8 +89,9 @@ def _fp_load(alias, claimed):
             if not os.path.exists(claimed):
                 return None, None  # withdrawn meanwhile, and the bundle with it
             raise
-        with fh:
-            bundle = eval(compile(fh.read(), %(bundle)r, "eval"), {"__builtins__": {}})
+        with fh:  # one read; a split, not a compile: name, file, is-package, source, ... (NUL-separated)
+            parts = fh.read().split("\\0")
+        bundle = {parts[i]: (parts[i + 1], parts[i + 3], parts[i + 2] == "1") for i in range(0, len(parts) - 3, 4)}
         filename, source, _ = bundle[alias + ".agent.loader"]
         installed = {"__name__": alias + "._bootstrap_loader"}  # its types count as ours (mem)
         exec(compile(source, filename, "exec"), installed)

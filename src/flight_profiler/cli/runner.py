@@ -15,7 +15,7 @@ from typing import Any
 from ..attach.attacher import AttachOptions, connect, existing_agent
 from ..attach.connection import AgentConnection, Cancelled, ConnectionLost
 from ..commands.spec import CommandSpec, LocalContext, split_command
-from ..errors import CommandError, FlightProfilerError, ProtocolError, UsageError
+from ..errors import CommandError, FlightProfilerError, ProtocolError, TargetError, UsageError
 from ..render.safe import safe_block
 from . import registry
 from .output import Output
@@ -99,15 +99,37 @@ class Runner:
         deadline = None if self.time_limit is None else time.monotonic() + self.time_limit
         if spec.run_local is not None and spec.runs_locally(request):
             context = LocalContext(pid=self.pid, cancelled=lambda: _past(deadline), cwd=os.getcwd())
-            for event in spec.run_local(request, context):
-                self._note_failure(event)
-                self.output.result(spec.name, event, _rendered(spec, event, self.output.as_json))
+            try:
+                for event in spec.run_local(request, context):
+                    self._note_failure(event)
+                    self.output.result(spec.name, event, _rendered(spec, event, self.output.as_json))
+            except TargetError as refused:
+                if not self._ask_running_agent(spec, request, refused, deadline):
+                    raise
             return
         conn = self.connection()
         try:
             self._run_in_agent(conn, spec, request, deadline)
         except ConnectionLost:
             raise self._lose() from None
+
+    def _ask_running_agent(
+        self, spec: CommandSpec, request: dict[str, Any], refused: TargetError, deadline: float | None
+    ) -> bool:
+        """Reading from outside was refused: ask the agent already in the target, if one is (never inject)."""
+        fallback = spec.agent_fallback(request) if spec.agent_fallback is not None else None
+        if fallback is None or self.lost is not None:
+            return False
+        conn = self._conn or existing_agent(self.pid, self.attach_options.timeout)
+        if conn is None:
+            return False
+        self._conn = conn
+        self.attach_options.log("%s; the agent already in pid %d answers instead" % (refused, self.pid))
+        try:
+            self._run_in_agent(conn, spec, fallback, deadline)
+        except ConnectionLost:
+            raise self._lose() from None
+        return True
 
     def _run_in_agent(
         self, conn: AgentConnection, spec: CommandSpec, request: dict[str, Any], deadline: float | None

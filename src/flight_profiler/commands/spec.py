@@ -101,6 +101,10 @@ class CommandSpec(NamedTuple):
     # (stack reads the target from outside, no injection needed).
     run_local: Callable[[Request, LocalContext], Iterator[Event]] | None = None
     runs_locally: Callable[[Request], bool] = lambda request: False
+    # a command read from outside whose reading was refused (py-spy needs ptrace rights: a target
+    # that forbids them, with a pre-armed agent) may ask an agent that already runs instead: the
+    # request for it, or None. Never a reason to inject one.
+    agent_fallback: Callable[[Request], Request | None] | None = None
     changes_target: bool = False
     # what the positional arguments name, for Tab completion: "module", "class", "member", "path"
     completes: tuple[str, ...] = ()

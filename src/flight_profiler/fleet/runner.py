@@ -3,7 +3,8 @@
 Each target gets its own ``cli.runner.Runner`` (the single-target code path, unchanged) whose
 output goes to the group's ``Sink``. Attaching is gated: at most ``concurrency`` injections (and
 py-spy reads, which stop the target while they read) at a time, their starts ``stagger`` seconds
-apart, so a service never has all its workers stopped at once. Commands then run on every
+apart, so a service never has all its workers stopped at once (an attach holds its slot only
+while it injects: ``AttachOptions.stopping``). Commands then run on every
 target at the same time (a ``watch`` must watch them all). A target that fails says why in one
 line and the others go on.
 """
@@ -23,7 +24,6 @@ from ..attach.connection import AgentConnection
 from ..cli import registry
 from ..cli.runner import Detached, Runner
 from ..commands.spec import CommandSpec
-from ..discovery.processes import agent_running
 from ..errors import FlightProfilerError, UsageError
 from .merge import Merger, merger_for
 from .select import Target
@@ -82,13 +82,9 @@ class MemberRunner(Runner):
 
     def connection(self) -> AgentConnection:
         if self._conn is None and self.lost is None:
-            # reusing an agent stops nothing: no gate (one detached in between is injected ungated: rare)
-            if agent_running(self.pid):
-                conn = super().connection()
-            else:
-                with self.gate.slot(stagger=True):
-                    conn = super().connection()
-            self._conn = _TrackedConnection(conn)
+            # the gate is held around the injection alone (AttachOptions.stopping): the rest of an
+            # attach stops nothing, and waiting for each agent's start in turn made 32 attaches 4 rounds
+            self._conn = _TrackedConnection(super().connection())
         return super().connection()
 
     def run_request(self, spec: CommandSpec, request: dict[str, Any]) -> None:
@@ -113,6 +109,7 @@ class Fleet:
     def __init__(self, targets: list[Target], sink: Sink, options: AttachOptions, concurrency: int) -> None:
         self.sink = sink
         self.gate = Gate(concurrency)
+        options.stopping = lambda: self.gate.slot(stagger=True)
         self.members = [MemberRunner(target, sink, options, self.gate) for target in targets]
 
     def member(self, pid: int) -> MemberRunner | None:

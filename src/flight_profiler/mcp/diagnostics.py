@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from ..cli import registry
+from ..commands.thread.model import DEFAULTS as THREAD
 from .server import CHANGES, Adder, Cls, Method, Module, Pid, Timeout, Tools, _line, _summary
 
 
@@ -29,7 +30,9 @@ def _thread(tools: Tools, add: Adder) -> None:
         ] = "list",
         thread_id: Annotated[int | None, Field(description="view=one: the native thread id (as listed)")] = None,
         top: Annotated[int, Field(description="view=busiest: how many threads", ge=1, le=100)] = 3,
-        interval_ms: Annotated[int, Field(description="CPU use measured over this long", ge=0, le=60000)] = 200,
+        interval_ms: Annotated[int, Field(description="CPU use measured over this long", ge=0, le=60000)] = THREAD[
+            "interval"
+        ],
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         if view == "blocking":

@@ -26,6 +26,9 @@ from pydantic import Field
 from ..cli import registry
 from ..cli.output import JSON_SCHEMA_VERSION
 from ..cli.ps import listing
+from ..commands.mem.model import DEFAULTS as MEM
+from ..commands.perf.model import DEFAULTS as PERF
+from ..commands.vmtool.model import DEFAULTS as VMTOOL
 from ..errors import FlightProfilerError, UsageError
 from .executor import ATTACH_TIMEOUT, Executor
 
@@ -216,7 +219,7 @@ def _vmtool(tools: Tools, add: Adder) -> None:
         module: Annotated[str | None, Field(description="module of the class (getInstances)")] = None,
         cls: Annotated[str | None, Field(description="class whose live instances to list (getInstances)")] = None,
         expr: Annotated[str | None, Field(description="expression over `instances`, e.g. len(instances)")] = None,
-        limit: Annotated[int, Field(description="instances to show, -1 for all", ge=-1)] = 10,
+        limit: Annotated[int, Field(description="instances to show, -1 for all", ge=-1)] = VMTOOL["limit"],
         expand: Expand = 1,
         verbose: Annotated[bool, Field(description="all items of containers and long strings")] = False,
         raw: Annotated[bool, Field(description="repr() of values instead of trees")] = False,
@@ -388,7 +391,7 @@ def _mem(tools: Tools, add: Adder) -> None:
         pid: Pid,
         action: Annotated[Literal["summary", "diff", "top"], Field(description="by type; growth; allocating lines")],
         interval_s: Annotated[float | None, Field(description="diff, top: seconds between the snapshots", gt=0)] = None,
-        limit: Annotated[int, Field(description="rows to show", ge=1)] = 20,
+        limit: Annotated[int, Field(description="rows to show", ge=1)] = MEM["limit"],
         timeout_s: Timeout = 60.0,
     ) -> dict[str, Any]:
         interval = {"-i": None if interval_s is None else str(interval_s)}
@@ -414,8 +417,8 @@ def _perf(tools: Tools, add: Adder) -> None:
         ] = None,
         format: Annotated[
             Literal["svg", "speedscope", "raw", "collapsed", "chrometrace"], Field(description="output format")
-        ] = "svg",
-        rate: Annotated[int, Field(description="samples per second", ge=1, le=10000)] = 100,
+        ] = PERF["format"],
+        rate: Annotated[int, Field(description="samples per second", ge=1, le=10000)] = PERF["rate"],
         native: Annotated[bool, Field(description="include native (C) frames")] = False,
         idle: Annotated[bool, Field(description="include idle (waiting) threads")] = False,
         timeout_s: Timeout = 60.0,

@@ -41,26 +41,38 @@ _EVAL = """def _fp_eval(args, kwargs, return_obj, cost):
 )
 """
 
-# A filter with its guard inlined (``usercode.run_marked`` and ``Guard.call``, written out: on a hot
+# A filter with its guard written out (``usercode.run_marked`` and ``Guard.call`` inlined: on a hot
 # function the filter runs on every call, and each Python call layer costs more than the filter).
-# The truth is taken inside, so a __bool__ of the user's objects is user code too. Read the
-# protocol in services/usercode.py before changing the order of anything here. An overrun is
-# found by the watchdog (within its poll), which stops the evaluation and switches the guard off:
-# no second clock read here.
+# The user's expression is NOT inlined here: it is compiled into a function of its own
+# (``_USER``), and this wrapper only calls it. The watchdog's stop may be delivered at any check
+# point of the user's code, and CPython's compiler does not always cover every instruction of a
+# ``try`` body with its handler (3.14's inlined ``all(<genexpr>)`` leaves its loop's backward jump
+# outside the table): in the user's own frame such a hole only ends that frame, and the stop
+# then reaches this frame at the call, which our handler covers (test_usercode checks every
+# instruction of this wrapper on each interpreter). The thread is marked inside the ``try``, so
+# no check point lies between the marking and the handler either. The truth is taken in the
+# user's frame (a __bool__ of the user's objects is user code too). Read the protocol in
+# services/usercode.py before changing the order of anything here. An overrun is found by the
+# watchdog (within its poll), which stops the evaluation and switches the guard off: no second
+# clock read here.
+_USER = """def _fp_user(%(params)s):
+%(prologue)s    target = %(target)s
+    return True if (
+%(source)s
+) else False
+"""
+
 _GUARDED = """def _fp_filter(%(params)s):
     if _fp_g.off:
         return False
     _fp_i = _fp_ident()
     _fp_o = _fp_active.get(_fp_i)
     _fp_m = (_fp_now() + _fp_limit, _fp_g)
-    _fp_active[_fp_i] = _fp_m
     _fp_x = None
     try:
         try:
-%(prologue)s            target = %(target)s
-            _fp_r = True if (
-%(source)s
-) else False
+            _fp_active[_fp_i] = _fp_m
+            _fp_r = _fp_user(%(params)s)
         except BaseException as _fp_e:
             _fp_r, _fp_x = False, _fp_e
         if _fp_o is None:
@@ -104,13 +116,15 @@ class CallExpression:
         Never raises: what the expression raises, or an evaluation past the
         guard's budget, switches ``guard`` off (and is no match).
         """
-        source = _GUARDED % {
-            "params": "args, kwargs, return_obj, cost" if on_exit else "args, kwargs",
-            "prologue": "        " + self.prologue if self.prologue else "",
+        params = "args, kwargs, return_obj, cost" if on_exit else "args, kwargs"
+        user = _USER % {
+            "params": params,
+            "prologue": self.prologue,
             "target": _TARGET[is_method],
             "source": self.source,
         }
         names = {
+            "_fp_user": _build(user, "_fp_user", {}),  # only builtins and the exit names, as in _EVAL
             "_fp_g": guard,
             "_fp_limit": guard.limit,
             "_fp_ident": usercode.get_ident,
@@ -119,6 +133,7 @@ class CallExpression:
             "_fp_posted": usercode._POSTED,
             "_fp_leave": usercode._leave,
         }
+        source = _GUARDED % {"params": params}
         made: Any = _build(source, "_fp_filter", names)
         return made  # type: ignore[no-any-return]
 

@@ -24,7 +24,10 @@ This must never reach code that is not ours, so:
 1. A thread is *marked* while it is inside an evaluation: ``ACTIVE[ident]`` is
    that evaluation's *mark*, a ``(deadline, guard)`` tuple made for it alone,
    so its identity names the evaluation. Marking and unmarking are single
-   dict operations: no lock on the hot path.
+   dict operations: no lock on the hot path. The marking is the first
+   statement inside the ``try`` whose handler contains the stop: on 3.8 and 3.9
+   the eval loop checks for pending work before most instructions, so a stop
+   posted right after a marking placed before the ``try`` would land there.
 2. The poster (the watchdog thread, or the session on Ctrl-C/detach) first
    announces ``_POSTED[ident] = mark`` and only then, still under ``_lock``,
    checks that the thread is marked with that same mark and posts. An
@@ -47,6 +50,17 @@ This must never reach code that is not ours, so:
    Agent threads are posted again every ``REPOST_AFTER`` seconds (a
    ``while True: try/except: pass`` in the console), and their job's top
    level catches what might land outside an evaluation.
+4. The user's code never shares a frame with those handlers: it is a
+   function of its own (``fn`` here; ``callexpr`` compiles a filter into one)
+   that our frame calls. CPython's compiler does not cover every instruction
+   of a ``try`` body with its handler: 3.12 to 3.14 leave the backward jump of
+   an inlined comprehension with a condition, and 3.14 that of an inlined
+   ``all()``/``any()`` over a generator, outside the exception table; on 3.13
+   and 3.14 a stop delivered at that jump skipped the handler and ended the
+   application's thread (issue 9). In the user's own frame such a hole only
+   ends that frame; the stop then reaches ours at the call, and every
+   instruction of our frames from the marking to the unmarking is checked to
+   be covered, on every interpreter (tests/targets/budget_stress.py).
 
 A thread blocked in C (a ``time.sleep``, a lock) only sees the exception when
 it returns to Python; until then ``describe_threads`` names it with its stack,
@@ -161,10 +175,10 @@ def run_marked(
     ident = get_ident()
     outer = ACTIVE.get(ident)
     mark = (monotonic() + limit, guard)
-    ACTIVE[ident] = mark
     error: BaseException | None = None
     try:
         try:
+            ACTIVE[ident] = mark  # inside: no check point lies between the marking and the handler
             value = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - everything user code raises stays here
             value, error = FAILED, exc

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence
 
 from flight_profiler.attach import procfs
 from flight_profiler.errors import AttachError, FlightProfilerError, InjectionError, TargetError
@@ -83,8 +83,15 @@ class _NotOurPage(InjectionError):
 
 
 class Session:
-    def __init__(self, plan: Plan, arch: Arch, deadline: float) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        arch: Arch,
+        deadline: float,
+        stopping: Callable[[], ContextManager[None]] = contextlib.nullcontext,
+    ) -> None:
         self.plan = plan
+        self.stopping = stopping
         self.arch = arch
         self.deadline = deadline
         self.machine = Machine()
@@ -376,7 +383,7 @@ class Session:
 
     def run(self) -> InjectionReport:
         tracer = threading.Thread(target=self.trace, name="flight-profiler-ptrace", daemon=True)
-        with deferred_signals(self.cancel.set):
+        with self.stopping(), deferred_signals(self.cancel.set):  # the tracer is the only part that stops the thread
             tracer.start()
             tracer.join()
         if self.error is not None:
@@ -473,6 +480,7 @@ def inject(
     tid: Optional[int] = None,
     mode: str = "auto",
     timeout: float = 5.0,
+    stopping: Callable[[], ContextManager[None]] = contextlib.nullcontext,
 ) -> InjectionReport:
     """Run ``source`` (Python code) inside process ``pid``; kill-safe at every instant.
 
@@ -484,6 +492,9 @@ def inject(
         thread runs it at its next eval-loop safe point, so only once it runs bytecode).
       * ``"gilstate"``: as auto, but raise InjectionError instead of falling back.
       * ``"pending"``: always Py_AddPendingCall.
+
+    ``stopping`` is held while the tracer has the thread (a group caps how many of its
+    targets are stopped at once with it; the waits before and after run outside it).
 
     ``source`` should be exception-proof (see wrap_bootstrap). ``tid`` picks the thread
     to stop (default: the main thread); see procfs.thread_states/is_safe_parked.
@@ -518,4 +529,4 @@ def inject(
     gadgets = find_gadgets(pid, maps, arch.SYSCALL_RET, arch.SIGRETURN)
     length = arch.page_size_for(payload)
     plan = Plan(pid, thread, mode, payload, api, gadgets, pick_page_address(maps, length), length, maps)
-    return Session(plan, arch, deadline).run()
+    return Session(plan, arch, deadline, stopping).run()

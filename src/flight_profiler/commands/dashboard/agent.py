@@ -24,6 +24,8 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any
 
+    from .model import DashboardRequest
+
 perf_counter = time.perf_counter
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -57,7 +59,7 @@ class GcTimer:
         return taken
 
 
-def run(request: dict[str, Any], ctx: JobContext) -> None:
+def run(request: DashboardRequest, ctx: JobContext) -> None:
     interval = int(request.get("interval", DEFAULTS["interval"])) / 1000.0
     frames = int(request.get("frames", DEFAULTS["frames"]))
     timer = GcTimer()

@@ -12,6 +12,8 @@ from .model import DEFAULTS, MAX_INTERVAL_MS, MIN_INTERVAL_MS
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from .model import DashboardRequest
+
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -30,7 +32,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _to_request(ns: argparse.Namespace) -> dict[str, Any]:
+def _to_request(ns: argparse.Namespace) -> DashboardRequest:
     return {"interval": ns.interval, "frames": ns.frames}
 
 

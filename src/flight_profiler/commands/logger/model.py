@@ -9,7 +9,7 @@ MAX_HANDLERS = 16  # handlers listed per logger
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, TypedDict
+    from typing import Any, Dict, List, Literal, Optional, TypedDict
 
     class LoggerOptions(TypedDict):
         """The fields with a default (``DEFAULTS``)."""
@@ -27,6 +27,26 @@ if TYPE_CHECKING:
         propagate: bool
         disabled: bool
         handlers: List[Dict[str, Any]]  # {type, level, target}
+
+    class LoggerTree(TypedDict):
+        kind: Literal["tree"]  # the logging tree (without --level)
+        total: int
+        shown: int
+        loggers: List[LoggerInfo]
+
+    class LoggerChanged(TypedDict):
+        kind: Literal["changed"]  # --level set; reverted after seconds
+        name: str
+        old_level: str
+        level: str
+        effective: str
+        seconds: float
+
+    class LoggerReverted(TypedDict):
+        kind: Literal["reverted"]  # --for elapsed: the level is back (none when cancelled: reverted all the same)
+        name: str
+        level: str  # the level now
+        kept_app_change: bool  # the application changed the level meanwhile: its change was kept
 
 
 DEFAULTS: LoggerOptions = {"seconds": DEFAULT_FOR_S}

@@ -21,7 +21,7 @@ import threading
 
 from ...services import hooks
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
-from ...services.context import CommandFailed, JobContext
+from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.describe import safe_repr
 from ...services.location import resolve
 from .model import DEFAULTS
@@ -38,6 +38,9 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     if request.get("module"):
         _callers(request, ctx)
         return
+    if request.get("threads"):
+        ctx.emit(_thread_stacks())
+        return
     loops: dict[int, dict[str, Any]] = {}
     for task in _all_tasks():
         loop = _loop_of(task)
@@ -53,6 +56,34 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
             task["awaited_by"] = sorted(awaited_by.get(task["name"], []))
         entry["tasks"].sort(key=lambda task: task["name"])
     ctx.emit({"loops": list(loops.values()), "threads": _loop_threads()})
+
+
+def _thread_stacks() -> dict[str, Any]:
+    """Every application thread's Python stack, seen from inside: for a target py-spy may not read
+    (ptrace forbidden, a pre-armed agent). The same shape as py-spy's reading, outermost first."""
+    import os
+
+    named = {}
+    threading = sys.modules.get("threading")  # never imported by us
+    for ident, thread in list(getattr(threading, "_active", {}).items()):
+        named[ident] = (getattr(thread, "name", ""), getattr(thread, "native_id", None))
+    threads = []
+    for ident, top in sys._current_frames().items():
+        if ident in AGENT_THREAD_IDS:
+            continue
+        name, native = named.get(ident, ("", None))
+        frames: list[dict[str, Any]] = []
+        frame: Any = top
+        while frame is not None and len(frames) < FRAME_LIMIT:
+            code = frame.f_code
+            line = frame.f_lineno or 0
+            frames.append({"name": code.co_name, "file": code.co_filename, "line": line, "native": False})
+            frame = frame.f_back
+        frames.reverse()
+        thread = {"tid": native or ident, "name": str(name), "owns_gil": False, "active": False, "frames": frames}
+        threads.append(thread)
+    threads.sort(key=lambda thread: (thread["name"] != "MainThread", thread["tid"]))
+    return {"pid": os.getpid(), "threads": threads, "from": "agent"}
 
 
 def _all_tasks() -> list[Any]:

@@ -101,6 +101,11 @@ def _run_local(request: dict[str, Any], ctx: LocalContext) -> Iterator[dict[str,
     yield event
 
 
+def _outside_only(request: dict[str, Any]) -> bool:
+    """Another pid, C frames or a file: what only reading from outside (or the client) does."""
+    return bool(request.get("pid") or request.get("native") or request.get("filepath"))
+
+
 def _thread(raw: dict[str, Any]) -> dict[str, Any]:
     frames = [
         {
@@ -205,6 +210,9 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     if "loops" in event:
         return _tasks_text(event)
     parts: list[RenderableType] = [_thread_text(thread) for thread in event["threads"]]
+    if event.get("from") == "agent":
+        note = "read from inside by the agent already running (py-spy may not read this process): Python frames only"
+        parts.insert(0, Text(note, style="yellow"))
     if event.get("written_to"):
         parts.append(Text("stacks written to %s" % safe_line(event["written_to"]), style="green"))
     return Group(*parts)
@@ -227,5 +235,7 @@ SPEC = CommandSpec(
     to_request=_to_request,
     render=_render,
     run_local=_run_local,
+    # py-spy refused (ptrace forbidden): a pre-armed agent can list the Python frames from inside
+    agent_fallback=lambda request: None if _outside_only(request) else {"threads": True},
     runs_locally=lambda request: not request.get("asyncio") and not request.get("module"),
 )

@@ -24,7 +24,12 @@ if TYPE_CHECKING:
     class CallersRequest(TargetRequest, CallersOptions):
         filter: Optional[str]  # -f over target, args, kwargs
 
-    StackRequest = Union[StacksRequest, CallersRequest]
+    class AgentStacksRequest(TypedDict):
+        """What the client asks an agent already running when py-spy may not read the target."""
+
+        threads: bool  # True: every application thread's Python stack, from inside
+
+    StackRequest = Union[StacksRequest, CallersRequest, AgentStacksRequest]
 
 
 DEFAULTS: CallersOptions = {"limit": 5, "rate": 20.0}

@@ -1,10 +1,16 @@
 """``trace`` in the target: the call tree of single invocations of a function.
 
 The function is hooked (``services.hooks``). When an invocation is to be
-traced, a profile function is installed on the calling thread only
-(``sys.setprofile``, which affects no other thread) for exactly as long as
-the invocation's own code runs, and the thread's previous profile function is
-put back afterwards. Generators and coroutines are stepped one resumption at
+traced, a recorder runs for exactly as long as the invocation's own code
+runs: a profile function on the calling thread only (``sys.setprofile``,
+which no other thread calls), the thread's previous one put back afterwards;
+on 3.12+, on a thread that has a profiler of its own, a ``sys.monitoring``
+tool of ours instead (a free id, never one somebody holds), so that profiler
+keeps running. Either recorder only appends ``(frame, event, what, time)``
+to a list (a call that ends at once, sooner than ``-i``, is only counted);
+the tree is built from that list when the invocation (or its step) ends, or
+every ``FLUSH_EVENTS`` events, so memory stays bounded (bench/RESULTS-trace.md).
+Generators and coroutines are stepped one resumption at
 a time: while one is suspended (awaiting, or yielded to its consumer) the
 profiler is off, so the event loop's other work is not recorded, and the
 suspension shows up as an ``[await]`` (``[yield]``) node of the frame that
@@ -25,7 +31,7 @@ import threading
 import time
 import types
 
-from ...services import hooks
+from ...services import context, hooks
 from ...services.callexpr import CallExpression
 from ...services.callprobe import Outbox, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
 perf_counter = time.perf_counter
 get_ident = threading.get_ident
 
+FLUSH_EVENTS = 4096  # recorded events replayed into the tree at once: bounds the buffer's memory
 MAX_NODES = 20000  # per invocation: beyond this, calls are counted, not kept
 MAX_DEPTH = 200  # the tree is sent as nested JSON: keep it shallower than any recursion limit
 SUSPENDABLE = hooks.CO_GENERATOR | hooks.CO_COROUTINE | hooks.CO_ASYNC_GENERATOR | hooks.CO_ITERABLE_COROUTINE
@@ -51,7 +58,9 @@ SUSPENDABLE = hooks.CO_GENERATOR | hooks.CO_COROUTINE | hooks.CO_ASYNC_GENERATOR
 WHAT, START, END, CHILDREN, KIND, FRAME = range(6)
 PY, C, WAIT, HIDDEN, THROUGH = 0, 1, 2, 3, 4  # HIDDEN: kept off the tree; THROUGH: its calls go to its parent
 
+OPEN = True  # the frame field of a Python call sys.monitoring started (it needs no frame): not a C call
 _TRACING: set[int] = set()  # threads with a trace running: a traced function that recurses is traced once
+PREFER_MONITORING = False  # tests: record with the sys.monitoring tool even on a thread that has no profiler
 
 
 class TraceProbe:
@@ -82,7 +91,10 @@ class TraceProbe:
         self.stopped = False  # the command ended: invocations still running stop tracing
         self.kind = kind
         self.own_files = _own_files()
+        self.plain_codes: dict[Any, bool] = {}  # code -> neither ours nor a generator's (the replay's fast path)
         self.handle: Any = None
+        self.monitor: Monitor | None = None  # 3.12+, opened for the first thread that profiles itself
+        self.monitor_tried = False
         self.filter_source = request.get("filter")
         self.guard: Guard | None = None
         if self.filter_source:
@@ -159,9 +171,22 @@ class TraceProbe:
     def drive(self, run: TraceRun, inner: Any) -> Any:
         return _step_coroutine(run, inner) if self.kind in ("coroutine", "asyncgen") else _step_generator(run, inner)
 
+    def get_monitor(self) -> Monitor | None:
+        if not self.monitor_tried:
+            with self.lock:
+                if not self.monitor_tried and not self.stopped:
+                    self.monitor_tried = True
+                    self.monitor = Monitor.open()
+        return self.monitor
+
     def stop(self) -> None:
         self.stopped = True
         self.done = True
+        with self.lock:
+            self.monitor_tried = True  # none is opened after this
+            monitor = self.monitor
+        if monitor is not None:
+            monitor.close()
         if self.guard is not None:
             self.guard.close()
 
@@ -184,6 +209,7 @@ class TraceRun:
         self.nodes = 0
         self.hidden = 0  # calls shorter than -i
         self.truncated = 0  # calls beyond MAX_NODES
+        self.plain_codes = probe.plain_codes
         self.suspended: dict[Any, list[Any]] = {}  # generator/coroutine frames that may resume
         # a suspension is placed under the innermost frame that resumes from it: frames
         # resume outermost first, so it is the last resumed one before any other event
@@ -196,18 +222,25 @@ class TraceRun:
         self.ident = 0
         self.step_started = 0.0
         self.traced = 0.0  # seconds spent with the profiler on (charged to the budget)
+        self.events: list[Any] = []  # recorded (frame, event, what, time), not yet in the tree
+        self.record: Any = None  # the profile function, made once
+        self.monitor: Monitor | None = None  # the current step records with our sys.monitoring tool
 
-    # ---- stepping: the profiler is on only while the invocation's own code runs
+    # ---- stepping: the recorder is on only while the invocation's own code runs
 
     def step_in(self) -> bool:
         if self.probe.stopped:
             return False  # a coroutine resumed after the command ended: not traced any more
         previous = sys.getprofile()
-        if previous is not None and not callable(previous):
-            # a C-level profiler (cProfile, yappi) we could not put back exactly: leave this one alone
-            self.probe.busy_thread += 1
-            return False
-        self.previous = previous
+        monitor = None
+        if previous is not None or PREFER_MONITORING:
+            # the thread profiles itself: on 3.12+ our own sys.monitoring tool records beside its profiler
+            monitor = self.probe.get_monitor()
+            if monitor is None and previous is not None and not callable(previous):
+                # a C-level profiler (yappi, cProfile before 3.12) we could not put back exactly: leave it alone
+                self.probe.busy_thread += 1
+                return False
+        self.monitor = monitor
         self.ident = get_ident()
         _TRACING.add(self.ident)
         now = perf_counter()
@@ -216,21 +249,50 @@ class TraceRun:
             self.pending_wait = True
             self.resume_tip = self.root
         self.step_started = now
-        sys.setprofile(self.event)
+        if monitor is None:
+            self.previous = previous
+            if self.record is None:
+                self.record = self._recorder()
+            sys.setprofile(self.record)
+        elif not monitor.activate(self.ident, self):
+            _TRACING.discard(self.ident)
+            return False
         return True
+
+    def _recorder(self) -> Any:
+        """The profile function: one append per event, the tree is built later. (Cheaper than a
+        sys.monitoring tool: two calls of it per Python call against three callbacks, and the threads
+        that are not traced never call it, where they would call every callback of a tool.)"""
+        events = self.events
+        append = events.append
+        clock = perf_counter
+        flush = self.flush
+
+        def record(frame: Any, event: str, arg: Any) -> None:
+            append((frame, event, arg, clock()))
+            if len(events) >= FLUSH_EVENTS:
+                flush()
+
+        return record
 
     def step_out(self, yielded: Any, final: bool) -> None:
         if self.abandoned:
             return  # the thread's own profiler is back already
-        sys.setprofile(self.previous)
-        self.previous = None
+        if self.monitor is None:
+            sys.setprofile(self.previous)
+            self.previous = None
+        else:
+            self.monitor.deactivate(self.ident)
+        self._replay()
         now = perf_counter()
         _TRACING.discard(self.ident)
-        self.traced += now - self.step_started
+        self.traced += now - self.step_started  # the replay included: it runs on the target's thread
         self.running = False
         if self.pending_wait:
             self._place_wait()
         self.wait_since = 0.0
+        if self.probe.stopped:
+            self.broken = True  # the command ended while it ran: nobody is waiting for this tree
         if final or self.root is None:
             return
         self.wait_label = "[yield]" if self.probe.kind == "generator" else "[await] %s" % _type_label(yielded)
@@ -242,31 +304,108 @@ class TraceRun:
         if host is not None:
             self._attach(host, 1, [self.wait_label, self.wait_since, self.wait_until, None, WAIT, None])
 
-    # ---- the profile function (runs for every call on the traced thread: keep it short)
+    # ---- the tree, built from the recorded events (in the recorder every FLUSH_EVENTS, or at step_out)
 
-    def event(self, frame: Any, event: str, arg: Any) -> None:
+    def flush(self) -> None:
+        """Called by a recorder with its buffer full (its own events are off meanwhile)."""
+        if self.probe.stopped and self.monitor is None:
+            self._abandon()
+            return
+        self._replay()
+
+    def _replay(self) -> None:
+        events = self.events
+        if not events:
+            return
         try:
-            if self.probe.stopped:
-                self._abandon()
-                return
-            if self.pending_wait and self.running and not (event == "call" and frame in self.suspended):
-                self._place_wait()
-            if event == "call":
-                if self.running:
-                    self._enter_py(frame)
-                elif frame is self.root_frame or (self.root_frame is None and self._is_root(frame.f_code)):
-                    self._enter_root(frame)
-            elif not self.running:
-                return
-            elif event == "return":
-                self._leave_py(frame)
-            elif event == "c_call":
-                self._enter_c(arg)
-            else:  # c_return, c_exception
-                self._leave_c()
-        except Exception:  # noqa: BLE001 - a profile function that raises is removed and the error hits the target
+            self._replay_events(events)
+        except Exception:  # noqa: BLE001 - a bug of ours must not reach the target's call
             self.broken = True
             self.running = False
+        del events[:]
+
+    def _replay_events(self, events: list[Any]) -> None:
+        last = len(events) - 1
+        index = 0
+        while index <= last:
+            if index < last and self.running and not self.pending_wait:
+                used = self._short_leaves(events, index, last)
+                if used:
+                    index += used
+                    continue
+            frame, event, what, now = events[index]
+            self._event(frame, event, what, now)
+            index += 1
+
+    def _short_leaves(self, events: list[Any], index: int, last: int) -> int:
+        """Most calls are leaves shorter than -i: a start followed at once by its end. A run of them
+        under the same parent is counted as hidden (or truncated, or nothing, as their nodes would
+        have been once attached and pruned) without making any node; returns the events used."""
+        threshold = self.threshold
+        plain = self.plain_codes
+        start = index
+        while index < last:
+            frame, event, what, now = events[index]
+            after = events[index + 1]
+            if after[3] - now >= threshold:
+                break
+            if event == "call":
+                if after[1] != "return" or after[0] is not frame:
+                    break
+                code = what if frame is None else frame.f_code
+                known = plain.get(code)
+                if known is None:
+                    known = self.is_plain(code)
+                if not known:
+                    break
+            elif event != "c_call" or (after[1] != "c_return" and after[1] != "c_exception"):
+                break
+            index += 2
+        leaves = (index - start) >> 1
+        if leaves:
+            self._count_leaves(leaves)
+        return index - start
+
+    def _count_leaves(self, leaves: int) -> None:
+        """What attaching, then pruning, ``leaves`` calls shorter than -i with no calls of their own
+        amounts to: hidden, truncated (beyond MAX_NODES), or nothing under a node already left out."""
+        stack = self.stack
+        parent, depth = self._parent() if stack[-1][KIND] == THROUGH else (stack[-1], len(stack))
+        if parent[KIND] != HIDDEN and depth < self.max_depth:
+            if self.nodes >= MAX_NODES:
+                self.truncated += leaves
+            else:
+                self.hidden += leaves
+
+    def is_plain(self, code: Any) -> bool:
+        """Neither ours, nor a generator's or coroutine's, nor the root's: a call the fast paths may count."""
+        plain = not code.co_flags & SUSPENDABLE and code.co_filename not in self.own_files and not self._is_root(code)
+        self.plain_codes[code] = plain
+        return plain
+
+    def _event(self, frame: Any, event: str, what: Any, now: float) -> None:
+        """One event, as sys.setprofile names them; ``frame`` is None when the recorder did not need it
+        (sys.monitoring: a start or return nests inside the open Python call, only generators need frames)."""
+        if self.pending_wait and self.running and not (event == "call" and frame in self.suspended):
+            self._place_wait()
+        if event == "call":
+            code = what if frame is None else frame.f_code  # profile: the frame; monitoring: the code
+            if self.running:
+                self._enter_py(frame, code, now)
+            elif (frame is not None and frame is self.root_frame) or (self.root_frame is None and self._is_root(code)):
+                self._enter_root(frame, code, now)
+        elif not self.running:
+            return
+        elif event == "return":
+            self._leave_py(frame, now, False)
+        elif event == "yield":
+            self._leave_py(frame, now, True)
+        elif event == "c_call":
+            self._enter_c(what, now)
+        elif event == "leaves":
+            self._count_leaves(what)
+        else:  # c_return, c_exception
+            self._leave_c(now)
 
     def _is_root(self, code: Any) -> bool:
         return any(code is root for root in self.root_codes)
@@ -277,33 +416,33 @@ class TraceRun:
         self.previous = None
         self.abandoned = self.broken = True
         self.running = False
+        del self.events[:]
         _TRACING.discard(self.ident)
 
-    def _enter_root(self, frame: Any) -> None:
-        now = perf_counter()
+    def _enter_root(self, frame: Any, code: Any, now: float) -> None:
         if self.root is None:
-            self.root = [frame.f_code, now, now, None, PY, frame]
+            self.root = [code, now, now, None, PY, frame if frame is not None else OPEN]
             self.root_frame = frame
         self.stack = [self.root]
         self.running = True
 
-    def _enter_py(self, frame: Any) -> None:
-        node = self.suspended.pop(frame, None)
+    def _enter_py(self, frame: Any, code: Any, now: float) -> None:
+        node = self.suspended.pop(frame, None) if frame is not None else None
         if node is None:
-            code = frame.f_code
+            mark = frame if frame is not None else OPEN
             if code.co_filename in self.own_files:
                 # a hook's wrapper is see-through (its call of the real function is what counts);
                 # the agent's own code (a probe, a filter) is left out with everything it calls
-                node = [code, 0.0, 0.0, None, THROUGH if code.co_filename == hooks.HOOK_FILE else HIDDEN, frame]
+                node = [code, 0.0, 0.0, None, THROUGH if code.co_filename == hooks.HOOK_FILE else HIDDEN, mark]
             else:
-                node = [code, perf_counter(), 0.0, None, PY, frame]
+                node = [code, now, 0.0, None, PY, mark]
                 self._attach(*self._parent(), node)
         elif self.pending_wait:
             self.resume_tip = node
         self.stack.append(node)
 
-    def _enter_c(self, function: Any) -> None:
-        node = [function, perf_counter(), 0.0, None, C, None]
+    def _enter_c(self, function: Any, now: float) -> None:
+        node = [function, now, 0.0, None, C, None]
         self._attach(*self._parent(), node)
         self.stack.append(node)
 
@@ -330,36 +469,43 @@ class TraceRun:
         else:
             children.append(node)
 
-    def _leave_py(self, frame: Any) -> None:
+    def _leave_py(self, frame: Any, now: float, suspends: bool) -> None:
         stack = self.stack
         index = len(stack) - 1
-        while index >= 0 and stack[index][FRAME] is not frame:
-            index -= 1
+        if frame is None or suspends:
+            # sys.monitoring: the innermost open Python call is the one returning (or yielding)
+            while index >= 0 and stack[index][FRAME] is None:
+                index -= 1
+        else:
+            while index >= 0 and stack[index][FRAME] is not frame:
+                index -= 1
         if index < 0:
             return  # a frame we did not see start (ours, around the root)
-        now = perf_counter()
         while len(stack) > index + 1:  # C calls left open by an exception
             stack.pop()[END] = now
         node = stack.pop()
         node[END] = now
         if node is self.root:
+            if frame is not None and self.root_frame is None:
+                self.root_frame = frame  # a generator's root yields: its resumptions are known by frame
             self.running = False  # finished, or suspended: the stepping driver knows which
             return
         if node[KIND] >= HIDDEN:
             return
-        if frame.f_code.co_flags & SUSPENDABLE:
-            self.suspended[frame] = node  # it may be resumed: keep its node, prune at the end
+        if node[WHAT].co_flags & SUSPENDABLE:
+            if frame is not None:
+                self.suspended[frame] = node  # it may be resumed: keep its node, prune at the end
             return
         node[FRAME] = None
         if now - node[START] < self.threshold:
             self._prune(self._parent()[0], node)
 
-    def _leave_c(self) -> None:
+    def _leave_c(self, now: float) -> None:
         stack = self.stack
         if len(stack) < 2 or stack[-1][FRAME] is not None or stack[-1][KIND] == WAIT:
             return
         node = stack.pop()
-        node[END] = now = perf_counter()
+        node[END] = now
         if now - node[START] < self.threshold:
             self._prune(self._parent()[0], node)
 
@@ -404,6 +550,215 @@ class TraceRun:
         if kept:
             out["children"] = kept
         return out
+
+
+# sys.monitoring (3.12+): the tool ids we may take, those no standard tool asks for by number. 0-2
+# and 5 are never taken (debugger, coverage, profiler, optimizer): holding cProfile's 2 would make
+# the application's own cProfile.enable() fail while we trace. None free: the profile function path.
+TOOL_IDS = (3, 4)
+_monitoring: Any = getattr(sys, "monitoring", None)  # 3.12+
+_OPEN_MONITORS: set[Monitor] = set()  # closed at detach too, should a job's cleanup not have run
+
+
+class Monitor:
+    """One trace command's sys.monitoring tool.
+
+    sys.monitoring events are per interpreter, not per thread: they are switched on only while
+    at least one traced invocation (or step of one) runs, and the callbacks drop the events of
+    every thread that is not running one with a dictionary look-up. Nothing is ever disabled
+    (DISABLE would hold for all threads and only ``restart_events``, which every tool shares,
+    undoes it), so closing the tool leaves no trace in any code object.
+    """
+
+    def __init__(self, tool: int) -> None:
+        self.tool = tool
+        self.runs: dict[int, TraceRun] = {}
+        self.lock = threading.Lock()
+        self.closed = False
+
+    @classmethod
+    def open(cls) -> Monitor | None:
+        """A free tool id with our callbacks, or None (before 3.12, or every id we may use is held)."""
+        monitoring = _monitoring
+        if monitoring is None:
+            return None
+        for tool in TOOL_IDS:
+            try:
+                if monitoring.get_tool(tool) is not None:
+                    continue
+                monitoring.use_tool_id(tool, "flight_profiler trace")
+            except ValueError:  # taken by another thread meanwhile: never steal it
+                continue
+            monitor = cls(tool)
+            for event, callback in _callbacks(monitor.runs).items():
+                monitoring.register_callback(tool, event, callback)
+            _OPEN_MONITORS.add(monitor)
+            context.on_detach(_close_all)
+            return monitor
+        return None
+
+    def activate(self, ident: int, run: TraceRun) -> bool:
+        with self.lock:
+            if self.closed:
+                return False
+            self.runs[ident] = run
+            if len(self.runs) == 1:
+                _monitoring.set_events(self.tool, _MONITORED)
+        return True
+
+    def deactivate(self, ident: int) -> None:
+        with self.lock:
+            self.runs.pop(ident, None)
+            if not self.runs and not self.closed:
+                _monitoring.set_events(self.tool, 0)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            self.runs.clear()
+            _OPEN_MONITORS.discard(self)
+            monitoring = _monitoring
+            try:
+                monitoring.set_events(self.tool, 0)
+                for event in _callbacks({}):
+                    monitoring.register_callback(self.tool, event, None)
+            finally:
+                monitoring.free_tool_id(self.tool)
+
+
+def _close_all() -> None:
+    for monitor in list(_OPEN_MONITORS):
+        monitor.close()
+
+
+_MONITORED = 0
+
+
+def _callbacks(runs: dict[int, TraceRun]) -> dict[int, Any]:
+    """The recorder's callbacks, by event: each appends one tuple for the traced threads' events."""
+    events = _monitoring.events
+    get = runs.get
+    ident = get_ident
+    clock = perf_counter
+    getframe = sys._getframe
+    returned = _return_callback(runs)
+
+    def start(code: Any, offset: int) -> None:
+        run = get(ident())
+        if run is not None:
+            recorded = run.events
+            recorded.append((None, "call", code, clock()))
+            if len(recorded) >= FLUSH_EVENTS:
+                run.flush()
+
+    def resume(code: Any, offset: int, *thrown: Any) -> None:  # a generator's frame: its node is known by it
+        run = get(ident())
+        if run is not None:
+            run.events.append((getframe(1), "call", code, clock()))
+
+    def yielded(code: Any, offset: int, value: Any) -> None:
+        run = get(ident())
+        if run is not None:
+            run.events.append((getframe(1), "yield", None, clock()))
+
+    return {
+        events.PY_START: start,
+        events.PY_RESUME: resume,
+        events.PY_THROW: resume,
+        events.PY_RETURN: returned,
+        events.PY_UNWIND: returned,
+        events.PY_YIELD: yielded,
+        **_c_callbacks(runs),
+    }
+
+
+def _return_callback(runs: dict[int, TraceRun]) -> Any:
+    get = runs.get
+    ident = get_ident
+    clock = perf_counter
+
+    def returned(code: Any, offset: int, value: Any) -> None:
+        run = get(ident())
+        if run is not None:
+            recorded = run.events
+            now = clock()
+            if recorded:
+                last = recorded[-1]
+                # the end of a call started right before (nothing recorded in between), shorter than -i:
+                # it can only be a hidden leaf; counted here, it costs the replay nothing
+                if last[2] is code and last[0] is None and now - last[3] < run.threshold:
+                    plain = run.plain_codes.get(code)
+                    if plain is None:
+                        plain = run.is_plain(code)
+                    if plain:
+                        recorded.pop()
+                        if recorded and recorded[-1][1] == "leaves":
+                            recorded[-1][2] += 1
+                        else:
+                            recorded.append([None, "leaves", 1, now])
+                        return
+            recorded.append((None, "return", None, now))
+
+    return returned
+
+
+def _c_callbacks(runs: dict[int, TraceRun]) -> dict[int, Any]:
+    events = _monitoring.events
+    get = runs.get
+    ident = get_ident
+    clock = perf_counter
+    builtin = types.BuiltinFunctionType
+    descriptor = types.MethodDescriptorType
+    function = types.FunctionType
+    method = types.MethodType
+    missing = _monitoring.MISSING
+
+    def call(code: Any, offset: int, callee: Any, arg0: Any) -> None:
+        # only what sys.setprofile reports as a C call (c_call, then c_return or c_exception): a
+        # built-in function, or a method descriptor called with its object; tested inline, a
+        # Python callee (the common case) costs two identity tests
+        kind = type(callee)
+        if kind is builtin or (
+            arg0 is not missing
+            if kind is descriptor
+            else kind is not function and kind is not method and isinstance(callee, builtin)
+        ):
+            run = get(ident())
+            if run is not None:
+                recorded = run.events
+                recorded.append((None, "c_call", callee, clock()))
+                if len(recorded) >= FLUSH_EVENTS:
+                    run.flush()
+
+    def c_returned(code: Any, offset: int, callee: Any, arg0: Any) -> None:
+        kind = type(callee)
+        if kind is builtin or (
+            arg0 is not missing
+            if kind is descriptor
+            else kind is not function and kind is not method and isinstance(callee, builtin)
+        ):
+            run = get(ident())
+            if run is not None:
+                recorded = run.events
+                now = clock()
+                if recorded:
+                    last = recorded[-1]
+                    if last[2] is callee and last[1] == "c_call" and now - last[3] < run.threshold:
+                        recorded.pop()  # a C call shorter than -i: a hidden leaf (see returned)
+                        if recorded and recorded[-1][1] == "leaves":
+                            recorded[-1][2] += 1
+                        else:
+                            recorded.append([None, "leaves", 1, now])
+                        return
+                recorded.append((None, "c_return", None, now))
+
+    return {events.CALL: call, events.C_RETURN: c_returned, events.C_RAISE: c_returned}
+
+
+if _monitoring is not None:
+    _MONITORED = sum(_callbacks({}))
 
 
 def _own_files() -> set[str]:
@@ -494,7 +849,7 @@ def run(request: TraceRequest, ctx: JobContext) -> None:
     target = resolve(request["module"], request.get("cls"), request["method"], request.get("nested"))
     code = target.code
     probe = TraceProbe(request, target.is_method, hooks.code_kind(code))
-    ctx.add_cleanup(probe.stop)  # closes its guard (which holds the watchdog) whatever happens next
+    ctx.add_cleanup(probe.stop)  # closes its guard and frees its tool id, whatever happens next
     handle = hooks.install(target.func, probe, target.nested)
     probe.handle = handle
     ctx.add_cleanup(handle.remove)

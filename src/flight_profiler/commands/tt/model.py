@@ -6,7 +6,7 @@ from ...protocol.requests import RENDER_DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Literal, Optional, TypedDict, Union
+    from typing import Any, Dict, List, Literal, Optional, TypedDict, Union
 
     from ...protocol.requests import BudgetOption, RenderOptions, TargetRequest
 
@@ -39,6 +39,90 @@ if TYPE_CHECKING:
         action: Literal["delete_all"]  # -da
 
     TtRequest = Union[TtRecordRequest, TtListRequest, TtShowRequest, TtDeleteRequest, TtDeleteAllRequest]
+
+    class TtStart(TypedDict):
+        kind: Literal["start"]  # the hook is in place
+        target: str  # module.Class.method[.nested]
+        callable: str  # function, method, classmethod, staticmethod, property getter, nested function, ...
+        file: str
+        line: int
+        limit: int
+        rate: float
+
+    class TtRowFields(TypedDict):
+        index: int
+        time: float
+        cost: float
+        method: str
+        is_return: bool
+        is_exception: bool
+
+    class TtRow(TtRowFields, total=False):
+        """One record in a listing."""
+
+        thread: str
+        replay_of: int  # the record this one replayed
+        error: str  # the filter raised
+
+    class TtRecordFields(TtRowFields):
+        kind: Literal["record"]  # a call recorded (tt -t)
+
+    class TtRecord(TtRecordFields, total=False):
+        thread: str
+        replay_of: int
+        error: str
+        skipped: int  # calls left out by --rate since the previous record
+
+    class TtBudget(TypedDict):
+        """What the records take, with every answer that changes them."""
+
+        kept: int  # records kept in the target
+        bytes: int
+        max_records: int
+        max_bytes: int
+        dropped: int  # oldest records dropped to stay within the limits
+
+    class TtEnd(TtBudget):
+        kind: Literal["end"]  # recording ended
+        reason: str
+        shown: int
+
+    class TtList(TtBudget):
+        kind: Literal["list"]  # tt -l
+        records: List[TtRow]
+
+    class TtDetailFields(TypedDict):
+        kind: Literal["detail", "replay"]  # tt -i N, tt -i N -p
+        index: int
+        time: float
+        cost: float
+        method: str
+        is_return: bool
+        is_exception: bool
+        depth: int  # depth the values were captured to
+        args: Dict[str, Any]  # capture trees
+        kwargs: Dict[str, Any]
+
+    # "return" is a keyword: these keys need the functional form
+    TtDetailValues = TypedDict(
+        "TtDetailValues",
+        {"return": Dict[str, Any], "exception": Dict[str, Any], "shown_depth": int, "note": str},
+        total=False,
+    )
+
+    class TtDetail(TtDetailFields, TtDetailValues, total=False):
+        thread: str
+        tid: int
+        daemon: Optional[bool]
+        replay_of: int
+        error: str
+
+    class TtDeletedKind(TypedDict):
+        kind: Literal["deleted"]  # tt -d N (indexes), tt -da (count)
+
+    class TtDeleted(TtDeletedKind, total=False):
+        indexes: List[int]
+        count: int
 
 
 DEFAULTS: TtOptions = {"limit": 50, "rate": 50.0, "max_records": 500, "max_mb": 16.0, **RENDER_DEFAULTS}

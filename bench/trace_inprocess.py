@@ -1,0 +1,102 @@
+"""Run by bench/trace_cost.py under one interpreter, with the sources on sys.path: where a traced
+sub-call's cost goes, in this process, on the 50-sub-call method hooked by ``trace``'s own probe.
+
+Each variant's cost is the best of 7 alternating windows of process CPU time, less the best plain
+run's, per sub-call (µs): the hook alone (never tracing), a profile function that does nothing (the
+floor of any profile-function recorder: the steps and the interpreter's calls of it), the recorder
+without building the tree, the whole trace (recorder and tree), on 3.12+ the sys.monitoring recorder,
+and cProfile. Prints one JSON line. Stdlib only.
+"""
+
+import json
+import sys
+import time
+
+from flight_profiler.commands.trace import agent
+from flight_profiler.services import hooks
+
+
+def leaf(i):
+    return i * 2
+
+
+class Work:
+    def handle(self, n):
+        total = 0
+        for i in range(n):
+            total += leaf(i)
+        return total
+
+
+WORK = Work()
+SUB_CALLS = 50
+
+
+def loop(reps=2000):
+    started = time.process_time()
+    for _ in range(reps):
+        WORK.handle(SUB_CALLS)
+    return (time.process_time() - started) / reps
+
+
+def cprofile():
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        return loop()
+    finally:
+        profiler.disable()
+
+
+def nop_recorder(run):
+    def record(frame, event, arg):
+        pass
+
+    return record
+
+
+def no_tree(run):
+    del run.events[:]
+
+
+def main():
+    recorder, replay = agent.TraceRun._recorder, agent.TraceRun._replay
+    probe = agent.TraceProbe({"limit": 10**9, "interval": 0.1, "rate": 10}, True, "function")
+    found = {"hook only": [], "do-nothing profile function": [], "recording only": [], "trace": [], "cProfile": []}
+    if hasattr(sys, "monitoring"):
+        found["trace, sys.monitoring recorder"] = []
+    plain = []
+    for _ in range(7):
+        plain.append(loop())
+        found["cProfile"].append(cprofile())
+        handle = hooks.install(Work.__dict__["handle"], probe)
+        probe.handle = handle
+        try:
+            probe.done = True
+            found["hook only"].append(loop())
+            probe.done = False
+            agent.TraceRun._recorder = nop_recorder
+            found["do-nothing profile function"].append(loop())
+            agent.TraceRun._recorder = recorder
+            agent.TraceRun._replay = no_tree
+            found["recording only"].append(loop())
+            agent.TraceRun._replay = replay
+            found["trace"].append(loop())
+            if hasattr(sys, "monitoring"):
+                agent.PREFER_MONITORING = True
+                found["trace, sys.monitoring recorder"].append(loop())
+                agent.PREFER_MONITORING = False
+        finally:
+            agent.TraceRun._recorder, agent.TraceRun._replay = recorder, replay
+            handle.remove()
+    probe.stop()
+    base = min(plain)
+    out = {name: (min(times) - base) / SUB_CALLS * 1e6 for name, times in found.items()}
+    out["plain invocation"] = base * 1e6
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Run by tests/unit/test_trace_recorder.py under each interpreter, with the sources on sys.path.
+
+Traces the same invocations with each recorder the trace agent has (the profile function, and on
+3.12+ the sys.monitoring tool) and prints one JSON line: the trees' shapes and counts, the tool ids
+held afterwards, and what became of the thread's own profiler. Stdlib only.
+"""
+
+import asyncio
+import json
+import sys
+
+from flight_profiler.commands.trace import agent
+
+LOG = []
+
+
+def leaf(i):
+    return len([i]) * 2
+
+
+def gen(n):
+    for i in range(n):
+        yield leaf(i)
+
+
+def fails():
+    raise ValueError("x")
+
+
+def handle(n):
+    total = 0
+    for i in range(n):
+        total += leaf(i)
+    total += sum(gen(3))
+    try:
+        fails()
+    except ValueError:
+        pass
+    total += max([1, 2]) + sorted([3, 1], key=abs)[0]
+    return total
+
+
+class Handle:
+    def __init__(self, code=None):
+        self.code = code or handle.__code__
+
+    def root_codes(self):
+        return (self.code,)
+
+
+def countdown(n):
+    for i in range(n):
+        leaf(i)
+        yield i
+
+
+async def inner():
+    await asyncio.sleep(0)
+    return leaf(1)
+
+
+async def outer():
+    leaf(0)
+    await inner()
+    await asyncio.sleep(0.001)
+    return leaf(2)
+
+
+def mid(n):
+    for i in range(n):
+        leaf(i)
+
+
+def wide(n):
+    for _ in range(n):
+        mid(3)
+
+
+def big(monitoring, request):
+    """28 000 calls under the root: several buffers replayed before it ends, MAX_NODES reached."""
+    agent.PREFER_MONITORING = monitoring
+    probe = agent.TraceProbe(dict(request, limit=1), False, "function")
+    probe.handle = Handle(wide.__code__)
+    run = probe._begin((), {})
+    wide(4000)
+    probe.leave(run, (), {}, None, None)
+    probe.stop()
+    item = run.result(1, 1.0, None)
+    return [count(item["root"]), item["hidden"], item["truncated"], run.broken]
+
+
+def count(node):
+    return 1 + sum(count(child) for child in node.get("children", []))
+
+
+def stepped(monitoring, kind, code, start):
+    """A generator's or coroutine's tree, stepped one resumption at a time as the hook does."""
+    agent.PREFER_MONITORING = monitoring
+    probe = agent.TraceProbe({"limit": 1, "interval": 0}, False, kind)
+    probe.handle = Handle(code)
+    run = agent.TraceRun(probe, (code,))
+    start(probe, run)
+    probe.stop()
+    return shape(run.result(1, 1.0, None)["root"]), run.broken
+
+
+def run_generator(probe, run):
+    list(probe.drive(run, countdown(3)))
+
+
+def run_coroutine(probe, run):
+    async def main():
+        return await probe.drive(run, outer().__await__())
+
+    asyncio.run(main())
+
+
+def shape(node):
+    return [node["name"].rsplit(".", 1)[-1], [shape(child) for child in node.get("children", [])]]
+
+
+def trace(monitoring, request):
+    agent.PREFER_MONITORING = monitoring
+    probe = agent.TraceProbe(dict(request, limit=10), False, "function")
+    probe.handle = Handle()
+    run = probe._begin((), {})
+    handle(4)
+    probe.leave(run, (), {}, None, None)
+    used_monitor = probe.monitor is not None
+    probe.stop()
+    item = run.result(1, 1.0, None)
+    return {"shape": shape(item["root"]), "hidden": item["hidden"], "monitor": used_monitor, "broken": run.broken}
+
+
+def own_profiler(frame, event, arg):
+    LOG.append(event)
+
+
+def main():
+    requests = {"all": {"interval": 0}, "depth": {"depth": 2}, "none": {"interval": 100000}}
+    out = {"version": list(sys.version_info[:2])}
+    recorders = [False, True] if hasattr(sys, "monitoring") else [False]
+    for name, request in requests.items():
+        out[name] = [trace(monitoring, request) for monitoring in recorders]
+    out["big"] = {name: [big(m, request) for m in recorders] for name, request in requests.items()}
+    out["generator"] = [stepped(m, "generator", countdown.__code__, run_generator) for m in recorders]
+    out["coroutine"] = [stepped(m, "coroutine", outer.__code__, run_coroutine) for m in recorders]
+    if hasattr(sys, "monitoring"):
+        out["held_after"] = [tool for tool in range(6) if sys.monitoring.get_tool(tool) is not None]
+        sys.monitoring.use_tool_id(3, "somebody")  # another tool holds 3: ours takes the next free one
+        agent.PREFER_MONITORING = True
+        probe = agent.TraceProbe({"limit": 1, "interval": 0}, False, "function")
+        probe.handle = Handle()
+        run = probe._begin((), {})
+        out["taken_beside"] = probe.monitor.tool if probe.monitor is not None else None
+        handle(1)
+        probe.leave(run, (), {}, None, None)
+        probe.stop()
+        out["somebody_kept"] = sys.monitoring.get_tool(3)
+        out["held_at_end"] = [tool for tool in range(6) if sys.monitoring.get_tool(tool) is not None]
+    # the thread's own (Python) profiler: kept running beside ours on 3.12+, put back before
+    agent.PREFER_MONITORING = False
+    sys.setprofile(own_profiler)
+    probe = agent.TraceProbe({"limit": 1, "interval": 0}, False, "function")
+    probe.handle = Handle()
+    run = probe._begin((), {})
+    del LOG[:]
+    handle(1)
+    seen_during = len(LOG)
+    probe.leave(run, (), {}, None, None)
+    probe.stop()
+    out["own_profiler_back"] = sys.getprofile() is own_profiler
+    sys.setprofile(None)
+    out["own_profiler_saw_calls"] = seen_during > 0
+    out["own_profiler_shape"] = shape(run.result(1, 1.0, None)["root"]) if run.root is not None else None
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
