@@ -48,6 +48,7 @@ SERIAL = [
         "test_diagnostics.py::test_dashboard_times_collections",
         "waits for collections and their pauses in short frames (failed at load 40 beside 3 workers)",
     ),
+    ("test_budget_stress.py::", "many CPU-bound application threads with a 0.2 ms switch interval"),
     (
         "test_budget.py::test_console_loop_stops_on_ctrl_c_and_detach_leaves_nothing",
         "the target's loop must take over half a core (it did not at load 15 beside 3 workers)",
