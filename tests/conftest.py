@@ -1,23 +1,187 @@
-"""Shared fixtures: interpreters found on this machine, and real targets."""
+"""Shared fixtures and the suite's plumbing: interpreters found, known defects, grouping for xdist.
+
+The suite runs in two passes (``./dev test`` / ``./dev it``): a parallel one under pytest-xdist
+(``--fp-pass parallel -n N --dist loadgroup``) and then a serial one (``--fp-pass serial``, one process)
+for the tests that measure the machine or must be alone on it (``SERIAL`` below, or
+``@pytest.mark.serial``). A plain ``pytest`` (``--fp-pass all``) runs everything in one process, as before.
+
+In the parallel pass a test that uses a module-scoped fixture (a real target, users, a cluster) is kept
+on the worker that holds that fixture: its xdist group is its module plus the parameters of its
+module-scoped fixtures (the interpreter, mostly), or its module alone when one of those fixtures is not
+parametrized. Tests with function-scoped fixtures only are spread freely.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Generator
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from interpreters import KNOWN_IDS, all_interpreters, find_interpreters
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Known defects, written down where they fail instead of hidden: each entry is (a substring of the
 # test id, the reason). They stay non-strict xfails until their issue is fixed, and the closing note
 # of the issue names them.
 KNOWN_DEFECTS: list[tuple[str, tuple[str, ...], str]] = []  # none known now
 
+# Tests that must run alone (the serial pass): they load the machine on purpose, measure it, or touch
+# what other tests share. Each entry: (a substring of the test id, why).
+SERIAL = [
+    ("test_stress.py::", "200 attach/detach cycles under CPU load; RSS and fd growth measured"),
+    ("test_kill_safety.py::test_random_kill_sweep", "a timed kill sweep: kills land at random instants"),
+    ("test_injector.py::test_repeated_injection_stress", "50 injections; pause times measured"),
+    ("test_capture_bounds.py::test_a_200_mb_bytearray_costs_no_memory", "the target's peak RSS measured"),
+    ("test_capture_bounds.py::test_a_watched_100_mb_argument_costs_no_memory", "the target's peak RSS measured"),
+    ("test_capture_bounds.py::test_the_console_value_of_a_huge_object_is_bounded", "the target's peak RSS measured"),
+    (
+        "test_diagnostics.py::test_dashboard_names_the_hog_and_its_function",
+        "the hog must get the most CPU of its process in a 0.5 s frame (failed at load 40 beside 3 workers)",
+    ),
+    (
+        "test_diagnostics.py::test_dashboard_times_collections",
+        "waits for collections and their pauses in short frames (failed at load 40 beside 3 workers)",
+    ),
+    ("test_budget_stress.py::", "many CPU-bound application threads with a 0.2 ms switch interval"),
+    (
+        "test_budget.py::test_console_loop_stops_on_ctrl_c_and_detach_leaves_nothing",
+        "the target's loop must take over half a core (it did not at load 15 beside 3 workers)",
+    ),
+    (
+        "test_privsep.py::test_directory_swap_racer_never_touches_another_directory",
+        "its racer must get CPU while the attach runs (it swapped 0 times at load 35 beside 3 workers)",
+    ),
+    (
+        "test_gilstat.py::test_every_way_of_stopping_leaves_nothing_hooked",
+        "removes frida's leftover /tmp/frida-* helpers, which a gilstat running beside it still uses",
+    ),
+]
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+PASSES = ("all", "parallel", "serial")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fp-pass",
+        choices=PASSES,
+        default="all",
+        help="all (default): every test; parallel: all but the serial ones (for xdist); serial: only those",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return _preflight(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """-q hides the report header: the preflight still says which interpreters this run covers."""
+    config = session.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if config.get_verbosity() < 0 and reporter is not None and not hasattr(config, "workerinput"):
+        for line in _preflight(config):
+            reporter.write_line(line)
+
+
+def _preflight(config: pytest.Config) -> list[str]:
+    """Which interpreters the parametrized tests run on, and which are missing."""
+    found = dict(all_interpreters())
+    selected = [name for name, _ in find_interpreters()]
+    lines = ["interpreters: " + (", ".join("%s (%s)" % (name, found[name]) for name in selected) or "none")]
+    missing = [name for name in KNOWN_IDS if name not in found]
+    left_out = [name for name in found if name not in selected]
+    if missing:
+        lines.append("interpreters missing on this machine (their tests shrink): " + ", ".join(missing))
+    if left_out:
+        lines.append("interpreters left out by FLIGHT_PROFILER_TEST_PYTHONS: " + ", ".join(left_out))
+    lines.append("pass: %s" % config.getoption("fp_pass"))
+    return lines
+
+
+def _is_serial(item: pytest.Item) -> bool:
+    return item.get_closest_marker("serial") is not None or any(path in item.nodeid for path, _ in SERIAL)
+
+
+def _xdist_group(item: pytest.Item) -> str | None:
+    """The module plus the parameters of the module-scoped fixtures the test uses, or None (spread freely)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    callspec = getattr(item, "callspec", None)
+    module = item.nodeid.split("::", 1)[0]
+    params: list[str] = []
+    for name in item.fixturenames:  # type: ignore[attr-defined]
+        defs = info.name2fixturedefs.get(name)
+        # session-scoped fixtures are made once per worker anyway (and guard what they share)
+        if not defs or defs[-1].scope not in ("module", "class", "package"):
+            continue
+        if callspec is None or name not in callspec.params:
+            return module  # an unparametrized module fixture: every test of the module shares it
+        value = callspec.params[name]
+        # an (interpreter id, path) parameter reads as its id
+        label = value[0] if isinstance(value, tuple) and value and isinstance(value[0], str) else callspec.indices[name]
+        params.append("%s=%s" % (name, label))
+    return "%s[%s]" % (module, ",".join(params)) if params else None
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Generator[None, None, None]:
+    # Outermost: the marks go on before xdist's own hook reads xdist_group, and the split comes
+    # after --lf/--ff chose among all the tests (a last failure in the serial pass then leaves the
+    # parallel pass empty instead of running everything).
+    _mark(items)
+    yield
+    wanted = config.getoption("fp_pass")
+    if wanted == "all":
+        return
+    keep = [item for item in items if _is_serial(item) == (wanted == "serial")]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
+
+
+def _mark(items: list[pytest.Item]) -> None:
     for item in items:
         for path, markers, reason in KNOWN_DEFECTS:
             if path in item.nodeid and any(marker in item.nodeid for marker in markers):
                 item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
+        if "torch_python" in getattr(item, "fixturenames", ()):
+            # whichever test asks first pays for making the torch venv
+            item.add_marker(pytest.mark.timeout(TORCH_SETUP_LIMIT + 120))
+        if _is_serial(item):
+            continue
+        group = _xdist_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+# ------------------------------------------------------------------ shared fixtures
+
+TORCH_SETUP = os.path.join(HERE, "targets", "ensure_torch_env.sh")
+TORCH_PYTHON = os.path.join(os.path.dirname(HERE), "bench", ".venvs", "torch311", "bin", "python")
+TORCH_SETUP_LIMIT = 180.0
+
+
+@pytest.fixture(scope="session")
+def torch_python() -> str:
+    """bench/.venvs/torch311's python (made on first use by ensure_torch_env.sh, 25-45 s), or a skip.
+
+    The script takes a lock, so workers running side by side make the venv once.
+    """
+    base = dict(all_interpreters()).get("3.11")
+    if base is None:
+        pytest.skip("no pyenv Python 3.11 to make the torch venv with")
+    try:
+        proc = subprocess.run(
+            ["bash", TORCH_SETUP, base], capture_output=True, text=True, timeout=TORCH_SETUP_LIMIT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip("installing torch took over %.0f s" % TORCH_SETUP_LIMIT)
+    if proc.returncode != 0:
+        pytest.skip("cannot make the torch venv: %s" % (proc.stderr.strip().splitlines() or ["?"])[-1])
+    return TORCH_PYTHON

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from support import CliResult, RunningTarget, cli, start_target
 
@@ -106,3 +106,27 @@ def background(pid: int, command: str) -> Background:
     record = json.loads(line)
     assert record["result"]["kind"] == "start", record
     return Background(proc, record["result"])
+
+
+def instr_target_fixture() -> Any:
+    """The module's ``target``: instr_target.py once per module on each interpreter found, its globals
+    noted (``extra["globals"]``, for assert_clean), detached at the end and checked still healthy
+    (every caller of its functions went on without an error). ``target = instr_target_fixture()``."""
+    import pytest
+
+    from interpreters import find_interpreters
+
+    chosen = find_interpreters()
+
+    @pytest.fixture(scope="module", params=chosen, ids=[name for name, _ in chosen])
+    def each(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
+        running = start_instr(request.param[1])
+        try:
+            running.extra["globals"] = state(running.pid)["globals"]
+            yield running
+            cli(running.pid, "detach")
+            assert running.healthy(), "a caller in instr_target.py failed, or it no longer answers SIGUSR1"
+        finally:
+            running.stop()
+
+    return each

@@ -9,11 +9,13 @@ failing on machines without them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import glob
 import os
 import subprocess
-from typing import List, Tuple
+from typing import Iterator, List, Tuple
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(_HERE)
@@ -34,18 +36,34 @@ def _tool(version: str) -> str:
     return ""
 
 
+@contextlib.contextmanager
+def _tools_lock() -> Iterator[None]:
+    directory = os.path.join(os.path.expanduser("~"), ".cache")
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "flight_profiler-test-pythons.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def _private_python(version: str) -> str:
     """The interpreter a shared/tools/pythonX.Y script provides (it prints the path)."""
     tool = _tool(version)
     if not tool:
         return ""
     try:
-        # The first use downloads and unpacks the interpreter (about a minute).
-        proc = subprocess.run([tool], capture_output=True, text=True, timeout=600, check=False)
+        # The first use downloads and unpacks the interpreter (about a minute); test workers running
+        # side by side (xdist) take turns, or one would unpack into the folder another is removing.
+        with _tools_lock():
+            proc = subprocess.run([tool], capture_output=True, text=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     path = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     return path if proc.returncode == 0 and os.access(path, os.X_OK) else ""
+
+
+# Every interpreter id the suite knows how to find, oldest first (the session-start preflight names
+# the ones missing here).
+KNOWN_IDS = ("3.8", "3.9", "3.10", "3.11", "deb3.11", "3.12", "3.13", "3.14", "3.15")
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,6 +72,16 @@ def find_interpreters() -> List[Tuple[str, str]]:
 
     FLIGHT_PROFILER_TEST_PYTHONS=3.8,3.14 (ids) narrows the list.
     """
+    found = all_interpreters()
+    wanted = os.environ.get("FLIGHT_PROFILER_TEST_PYTHONS")
+    if wanted:
+        found = [entry for entry in found if entry[0] in wanted.split(",")]
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def all_interpreters() -> List[Tuple[str, str]]:
+    """(id, path) of every interpreter on this machine, whatever FLIGHT_PROFILER_TEST_PYTHONS says."""
     found: List[Tuple[str, str]] = []
     for minor in range(8, 14):
         versions = sorted(glob.glob(os.path.join(_pyenv_root(), "versions", "3.%d.*" % minor)))
@@ -69,7 +97,4 @@ def find_interpreters() -> List[Tuple[str, str]]:
         path = _private_python(version)
         if path:
             found.append((version, path))
-    wanted = os.environ.get("FLIGHT_PROFILER_TEST_PYTHONS")
-    if wanted:
-        found = [entry for entry in found if entry[0] in wanted.split(",")]
     return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -10,10 +12,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = os.path.join(HERE, "targets")
+SHELL_PROMPT = "flight_profiler>"
 
 
 @dataclass
@@ -136,3 +139,83 @@ def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.05) -> 
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+@contextlib.contextmanager
+def served(
+    python: str, script: str, *args: str, detach: bool = True, healthy: bool = False, timeout: float = 30.0
+) -> Iterator[RunningTarget]:
+    """A target for the length of the block: detached at the end (``detach``), checked still healthy
+    (``healthy``: it reacts to SIGUSR1 and exits 0), and killed whatever happened."""
+    running = start_target(python, script, *args, timeout=timeout)
+    try:
+        yield running
+        if detach:
+            cli(running.pid, "detach")
+        if healthy:
+            assert running.healthy(), "%s no longer answers SIGUSR1 (or did not exit 0) after detach" % script
+    finally:
+        running.stop()
+
+
+def target_fixture(
+    script: str,
+    *args: str,
+    detach: bool = True,
+    healthy: bool = False,
+    pythons: list[tuple[str, str]] | None = None,
+    newest_only: bool = False,
+) -> Any:
+    """The module's ``target`` fixture: ``script`` started once per module on each interpreter of
+    ``pythons`` (default: all found; the test ids carry the interpreter), or once on the newest one
+    (``newest_only``, no parameter). Use as ``target = target_fixture("service_target.py", "event")``.
+    """
+    import pytest
+
+    from interpreters import find_interpreters
+
+    if newest_only:
+
+        @pytest.fixture(scope="module")
+        def newest() -> Iterator[RunningTarget]:
+            with served(find_interpreters()[-1][1], script, *args, detach=detach, healthy=healthy) as running:
+                yield running
+
+        return newest
+    chosen = find_interpreters() if pythons is None else pythons
+
+    @pytest.fixture(scope="module", params=chosen, ids=[name for name, _ in chosen])
+    def each(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
+        with served(request.param[1], script, *args, detach=detach, healthy=healthy) as running:
+            yield running
+
+    return each
+
+
+def spawn_shell(pid: int, home: str, log: str | None = None) -> Any:
+    """The interactive shell on ``pid`` in a real pseudo-terminal (40x200, no colour), at its first
+    prompt; ``log``: a file that gets everything the shell printed."""
+    import pexpect
+
+    env = dict(os.environ, HOME=home, NO_COLOR="1", TERM="xterm")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "flight_profiler", str(pid)],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 200),
+    )
+    if log is not None:
+        child.logfile_read = open(log, "w")  # noqa: SIM115 - the caller closes it with the child
+    child.expect_exact(SHELL_PROMPT)
+    return child
+
+
+def user_name(base: str) -> str:
+    """A name for a user a test creates: ``base`` plus a tag of this checkout and xdist worker, so that
+    test runs side by side (workers, other checkouts) never create or delete each other's users, and
+    the next run in the same place still finds the leftover of a killed one."""
+    checkout = hashlib.sha1(os.path.dirname(HERE).encode()).hexdigest()[:4]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw").replace("gw", "")
+    return "%s_%s%s" % (base, checkout, worker)  # at most 5 + 1 + 4 + 2 characters of [a-z0-9_]

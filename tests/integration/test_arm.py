@@ -24,7 +24,7 @@ import pytest
 from flight_profiler.attach import paths
 from flight_profiler.attach.target import inspect
 from interpreters import find_interpreters
-from support import TARGETS, wait_until
+from support import TARGETS, user_name, wait_until
 
 ARM_VERSIONS = ("3.8", "3.12", "3.15")
 INTERPRETERS = [(i, p) for i, p in find_interpreters() if i in ARM_VERSIONS]
@@ -143,7 +143,7 @@ class User(NamedTuple):
 def user() -> Iterator[User]:
     if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("useradd"):
         pytest.skip("needs root, setpriv and useradd")
-    name = "fph12a"
+    name = user_name("fph12a")
     subprocess.run(["userdel", name], capture_output=True, check=False)  # a leftover of a killed run
     subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True, capture_output=True)
     entry = pwd.getpwnam(name)

@@ -24,7 +24,7 @@ from interpreters import find_interpreters
 from support import TARGETS
 
 INTERPRETERS = find_interpreters()
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(__import__("flight_profiler").__file__)))
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(str(__import__("flight_profiler").__file__))))
 THREADS = 8
 ROUNDS = 40
 

@@ -3,16 +3,13 @@ attributes, never converted or repr'd. Skipped where no interpreter here has the
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from interpreters import find_interpreters
-from support import HERE, RunningTarget, cli, start_target
-
-TORCH_PYTHON = os.path.join(os.path.dirname(HERE), "bench", ".venvs", "torch311", "bin", "python")
+from support import RunningTarget, cli, start_target
 
 
 def _imports(python: str, module: str) -> bool:
@@ -36,11 +33,8 @@ def numpy_target() -> Iterator[RunningTarget]:
 
 
 @pytest.fixture(scope="module")
-def torch_target() -> Iterator[RunningTarget]:
-    # made by tests/targets/ensure_torch_env.sh (test_torch.py makes it when it can)
-    if not (os.access(TORCH_PYTHON, os.X_OK) and _imports(TORCH_PYTHON, "torch")):
-        pytest.skip("no torch venv (tests/targets/ensure_torch_env.sh makes it)")
-    running = start_target(TORCH_PYTHON, "arrays_target.py", timeout=120)
+def torch_target(torch_python: str) -> Iterator[RunningTarget]:
+    running = start_target(torch_python, "arrays_target.py", timeout=120)
     yield running
     cli(running.pid, "detach")
     running.stop()

@@ -3,23 +3,14 @@ numpy/torch-like objects are summarised (their library is never imported or need
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from interpreters import find_interpreters
-from support import RunningTarget, cli, start_target
+from support import RunningTarget, cli, target_fixture
 
 INTERPRETERS = find_interpreters()
 FEW_MB = 8 * 1024  # kB: a full repr of BIG would add 800 MB, a copy 200 MB
 
 
-@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
-def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
-    running = start_target(request.param[1], "capture_target.py")
-    yield running
-    cli(running.pid, "detach")
-    running.stop()
+target = target_fixture("capture_target.py")
 
 
 def peak_rss_kb(pid: int) -> int:

@@ -6,22 +6,16 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from interpreters import find_interpreters
-from support import RunningTarget, cli, start_target
+from support import RunningTarget, cli, target_fixture
 
 INTERPRETERS = find_interpreters()
 
 
-@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
-def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
-    running = start_target(request.param[1], "service_target.py", "event")
-    yield running
-    cli(running.pid, "detach")
-    running.stop()
+target = target_fixture("service_target.py", "event")
 
 
 def only(result: object, status: int = 0) -> dict:

@@ -12,25 +12,17 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from instr_helpers import evaluate
 from interpreters import find_interpreters
 from json_schemas import problems
-from support import TARGETS, RunningTarget, cli, start_target, wait_until
+from support import TARGETS, RunningTarget, cli, target_fixture, wait_until
 
 INTERPRETERS = find_interpreters()
 
 
-@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
-def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
-    running = start_target(request.param[1], "diag_target.py")
-    yield running
-    cli(running.pid, "detach")
-    running.stop()
+target = target_fixture("diag_target.py")
 
 
 def ok(result: Any) -> list[dict[str, Any]]:
@@ -111,7 +103,7 @@ def test_monitor_counts_exactly_and_goes_away_when_the_client_is_killed(target: 
     proc = _start_monitor(target.pid, "monitor __main__ Service work -c 0.5")
     assert proc.stdout is not None
     evaluate(target.pid, "m.CALLS.update(count=%d, sleep_s=%g) or m.CALLS['go'].set()" % (calls, sleep_ms / 1000))
-    cycles = []
+    cycles: list[dict[str, Any]] = []
     while sum(cycle["calls"] for cycle in cycles) < calls:
         record = json.loads(proc.stdout.readline())
         assert not problems(record), record

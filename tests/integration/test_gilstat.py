@@ -16,14 +16,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from flight_profiler.commands.gilstat import probe
 from flight_profiler.commands.gilstat.client import SEEDS_COLUMNS
 from interpreters import find_interpreters
-from support import RunningTarget, cli, start_target, wait_until
+from support import RunningTarget, cli, start_target, target_fixture, wait_until
 
 INTERPRETERS = find_interpreters()
 STRIPPED = {"deb3.11", "3.14", "3.15"}  # Debian-built: stripped
@@ -81,13 +80,7 @@ def interrupt(proc: subprocess.Popen[str]) -> None:
     assert "Traceback" not in err
 
 
-@pytest.fixture(scope="module", params=WITH_SYMBOLS, ids=[i for i, _ in WITH_SYMBOLS])
-def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
-    running = start_target(request.param[1], "prof_gil_target.py")
-    yield running
-    cli(running.pid, "detach")
-    assert running.healthy()
-    running.stop()
+target = target_fixture("prof_gil_target.py", healthy=True, pythons=WITH_SYMBOLS)
 
 
 @needs_frida

@@ -8,23 +8,15 @@ list (0 of 20,000 on 3.14, a few thousand on 3.11: those still young).
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
-
-import pytest
 
 from interpreters import find_interpreters
-from support import RunningTarget, cli, start_target
+from support import RunningTarget, cli, target_fixture
 
 INTERPRETERS = find_interpreters()
 N = 20000
 
 
-@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
-def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
-    running = start_target(request.param[1], "locals_target.py", str(N))
-    yield running
-    cli(running.pid, "detach")
-    running.stop()
+target = target_fixture("locals_target.py", str(N))
 
 
 def only(result: object) -> dict:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 
-import pytest
-
-from instr_helpers import assert_clean, background, evaluate, of_kind, start_instr, state
+from instr_helpers import assert_clean, background, evaluate, instr_target_fixture, of_kind, state
 from interpreters import find_interpreters
 from support import RunningTarget, cli, wait_until
 
@@ -16,14 +13,7 @@ INTERPRETERS = find_interpreters()
 NEVER = "-f 'args[0] is None' -n 5"  # a filter that never matches: the command runs until stopped
 
 
-@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
-def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
-    running = start_instr(request.param[1])
-    running.extra["globals"] = state(running.pid)["globals"]
-    yield running
-    cli(running.pid, "detach")
-    assert running.healthy()
-    running.stop()
+target = instr_target_fixture()
 
 
 def transitions(pid: int, name: str) -> list[tuple[float, bool]]:

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
 from support import TARGETS, RunningTarget, agent_threads, cli, start_target, wait_until
 
@@ -259,7 +260,11 @@ def test_wait_ends_when_the_target_exits(name: str, python: str) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(1.0)  # the client is waiting for an agent that needs the GIL
+        # the client is past its checks once it wrote the bundle (a loaded machine can take seconds);
+        # a second later it waits for an agent that needs the GIL
+        bundle = os.path.basename(agent_socket(target.pid))[: -len(".sock")] + ".bundle"
+        assert wait_until(lambda: os.path.exists(os.path.join(PRIVATE, bundle)), timeout=60)
+        time.sleep(1.0)
         target.proc.kill()
         target.proc.wait(10)
         out, err = client.communicate(timeout=120)

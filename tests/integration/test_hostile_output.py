@@ -27,7 +27,7 @@ from interpreters import find_interpreters
 from support import TARGETS, CliResult, RunningTarget, cli, start_target
 
 INTERPRETERS = find_interpreters()
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(__import__("flight_profiler").__file__)))
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(str(__import__("flight_profiler").__file__))))
 MAX_CLIENT_RSS_MB = 200  # the client's whole peak, interpreter and rich included, against a 80 MB message
 
 

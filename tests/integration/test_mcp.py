@@ -23,7 +23,7 @@ anyio = pytest.importorskip("anyio")
 
 INTERPRETERS = find_interpreters()
 EDGES = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(__import__("flight_profiler").__file__)))
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(str(__import__("flight_profiler").__file__))))
 ALWAYS = {"ps", "stack", "getglobal", "vmtool", "module", "detach", "command"}
 WHEN_REGISTERED = (
     "watch",

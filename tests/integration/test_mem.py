@@ -8,25 +8,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from interpreters import find_interpreters
-from support import RunningTarget, cli, start_target
+from support import RunningTarget, cli, target_fixture
 
 INTERPRETERS = find_interpreters()
 INITIAL, GROW = 3000, 1234  # as in tests/targets/prof_mem_target.py
 LEAF = "__main__.Leaf"
 
 
-@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
-def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
-    running = start_target(request.param[1], "prof_mem_target.py")
-    yield running
-    cli(running.pid, "detach")
-    assert running.healthy(), "the asyncio loop no longer answers SIGUSR1"
-    running.stop()
+target = target_fixture("prof_mem_target.py", healthy=True)  # the asyncio loop still answers SIGUSR1
 
 
 def only(result: object) -> dict:

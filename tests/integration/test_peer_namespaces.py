@@ -18,10 +18,10 @@ import pytest
 
 from flight_profiler.attach import paths
 from flight_profiler.attach.target import inspect
-from support import TARGETS, cli
+from support import TARGETS, cli, user_name
 
 PYTHON = "/usr/bin/python3.11"  # readable by an unprivileged user, unlike pyenv's under /root
-USER = "fph3a"
+USER = user_name("fph3a")
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists(PYTHON), reason="needs root and a system python3.11"

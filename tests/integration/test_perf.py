@@ -9,22 +9,17 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 
 import pytest
 
 from interpreters import find_interpreters
-from support import RunningTarget, cli, start_target
+from support import RunningTarget, cli, start_target, target_fixture
 
 INTERPRETERS = find_interpreters()
 HOTSPOT = "burn_cpu_hotspot"
 
 
-@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
-def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
-    running = start_target(request.param[1], "prof_burn_target.py")
-    yield running
-    running.stop()
+target = target_fixture("prof_burn_target.py", detach=False)
 
 
 def only(result: object) -> dict:

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from flight_profiler.attach import target as target_mod
+from flight_profiler.errors import TargetError
 from support import cli
 
 STATIC_311 = "/usr/bin/python3.11"  # Debian's: libpython linked in, so the executable's name is what maps
@@ -50,8 +51,8 @@ def test_other_machines_are_refused_with_the_plan(monkeypatch: pytest.MonkeyPatc
     class Uname:
         machine = "aarch64"
 
-    monkeypatch.setattr(target_mod.os, "uname", lambda: Uname())
-    with pytest.raises(target_mod.TargetError) as info:
+    monkeypatch.setattr(os, "uname", lambda: Uname())  # the os module target_mod calls
+    with pytest.raises(TargetError) as info:
         target_mod.inspect(os.getpid())
     assert "Linux x86-64 only (this machine is aarch64; see docs/platforms.md)" in str(info.value)
 

@@ -27,7 +27,7 @@ from flight_profiler.attach import attacher, paths, privsep
 from flight_profiler.attach.target import inspect
 from flight_profiler.errors import AttachError
 from interpreters import find_interpreters
-from support import TARGETS, agent_threads, cli, wait_until
+from support import TARGETS, agent_threads, cli, user_name, wait_until
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("useradd") or not shutil.which("unshare"),
@@ -89,7 +89,7 @@ def _kill_processes_of(uid: int) -> None:
 
 @pytest.fixture(scope="module")
 def users() -> Iterator[tuple[User, User]]:
-    made = (_make_user("fph2a"), _make_user("fph2b"))
+    made = (_make_user(user_name("fph2a")), _make_user(user_name("fph2b")))
     yield made
     for user in made:
         _kill_processes_of(user.uid)

@@ -171,7 +171,7 @@ def test_another_user_sees_why_not(families: dict[str, Any]) -> None:
         pytest.skip("needs root and setpriv to run ps as another user")
     master = families["gunicorn"].master
     site = [path for path in sys.path if path.endswith("site-packages")]
-    src = os.path.dirname(os.path.dirname(os.path.abspath(__import__("flight_profiler").__file__)))
+    src = os.path.dirname(os.path.dirname(os.path.abspath(str(__import__("flight_profiler").__file__))))
     python = "/usr/bin/python3.11" if os.access("/usr/bin/python3.11", os.X_OK) else sys.executable
     argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-m", "flight_profiler", "ps"]
     env = _env(PYTHONPATH=os.pathsep.join([src, *site]))

@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 
 import pexpect
 import pytest
 
-from interpreters import find_interpreters
-from support import RunningTarget, cli, start_target
+from support import SHELL_PROMPT as PROMPT
+from support import RunningTarget, spawn_shell, target_fixture
 
-PROMPT = "flight_profiler>"
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[RunningTarget]:
-    running = start_target(find_interpreters()[-1][1], "service_target.py", "event")
-    yield running
-    cli(running.pid, "detach")
-    running.stop()
+target = target_fixture("service_target.py", "event", newest_only=True)
 
 
 @pytest.fixture
 def shell(target: RunningTarget, tmp_path: object) -> Iterator[pexpect.spawn]:
-    env = dict(os.environ, HOME=str(tmp_path), NO_COLOR="1", TERM="xterm")
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "flight_profiler", str(target.pid)],
-        env=env,
-        encoding="utf-8",
-        timeout=30,
-        dimensions=(40, 200),
-    )
-    child.expect_exact(PROMPT)
+    child = spawn_shell(target.pid, str(tmp_path))
     yield child
     child.close(force=True)
 

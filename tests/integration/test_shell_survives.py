@@ -4,16 +4,14 @@ another client, Tab completion in that state, bad numbers; one line each, never 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 
 import pexpect
 import pytest
 
 from interpreters import find_interpreters
-from support import RunningTarget, cli, start_target
-
-PROMPT = "flight_profiler>"
+from support import SHELL_PROMPT as PROMPT
+from support import RunningTarget, cli, spawn_shell, start_target
 
 
 @pytest.fixture
@@ -27,17 +25,7 @@ def target() -> Iterator[RunningTarget]:
 
 @pytest.fixture
 def shell(target: RunningTarget, tmp_path: object) -> Iterator[pexpect.spawn]:
-    env = dict(os.environ, HOME=str(tmp_path), NO_COLOR="1", TERM="xterm")
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "flight_profiler", str(target.pid)],
-        env=env,
-        encoding="utf-8",
-        timeout=30,
-        dimensions=(40, 200),
-    )
-    child.logfile_read = open(os.path.join(str(tmp_path), "shell.log"), "w")  # noqa: SIM115 - closed with the child
-    child.expect_exact(PROMPT)
+    child = spawn_shell(target.pid, str(tmp_path), log=os.path.join(str(tmp_path), "shell.log"))
     child.sendline("getglobal __main__ CONFIG")  # attach
     child.expect_exact("'name': 'svc'")
     child.expect_exact(PROMPT)

@@ -117,7 +117,7 @@ def test_skills_document_nothing_that_does_not_exist() -> None:
 
 def test_documented_defaults_match_the_parsers() -> None:
     """A number or word the parser defaults to must appear in the table's default column."""
-    parsers = {spec.name: spec.parser() for spec in registry.visible()}
+    parsers: dict[str, argparse.ArgumentParser] = {spec.name: spec.parser() for spec in registry.visible()}
     parsers["flight_profiler"] = build_parser()
     parsers.update({"flight_profiler %s" % name: sub.parser() for name, sub in subcommands().items()})
     rows = {key: row for skill in SKILLS for key, row in option_rows(skill.text).items()}
@@ -228,12 +228,11 @@ def targets(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def torch_pid() -> Iterator[int]:
+def torch_pid(torch_python: str) -> Iterator[int]:
     """The small PyTorch model the torch skill's examples ran against (its venv: ensure_torch_env.sh)."""
-    python = os.path.join(os.path.dirname(TARGETS), "..", "bench", ".venvs", "torch311", "bin", "python")
-    if not os.access(python, os.X_OK):
-        pytest.skip("no torch venv (tests/targets/ensure_torch_env.sh makes it)")
-    proc = subprocess.Popen([python, os.path.join(TARGETS, "prof_torch_target.py")], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [torch_python, os.path.join(TARGETS, "prof_torch_target.py")], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
     yield proc.pid
     subprocess.run([sys.executable, "-m", "flight_profiler", str(proc.pid), "--cmd", "detach"], check=False)

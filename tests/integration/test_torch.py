@@ -1,7 +1,8 @@
 """``torch``: profile a CPU model's forward pass end to end, and the CUDA-only commands without CUDA.
 
 torch lives in a venv of its own (bench/.venvs/torch311, Python 3.11), made by
-tests/targets/ensure_torch_env.sh the first time (25-45 s); the tests skip
+tests/targets/ensure_torch_env.sh the first time (25-45 s, the torch_python fixture in
+tests/conftest.py); the tests skip
 when it cannot be made (no pyenv 3.11, no torch wheel reachable) or takes over
 3 minutes.
 """
@@ -19,27 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from interpreters import find_interpreters
-from support import HERE, CliResult, RunningTarget, cli, start_target
-
-ROOT = os.path.dirname(HERE)
-VENV_PYTHON = os.path.join(ROOT, "bench", ".venvs", "torch311", "bin", "python")
-SETUP = os.path.join(HERE, "targets", "ensure_torch_env.sh")
-SETUP_LIMIT = 180.0
-pytestmark = pytest.mark.timeout(SETUP_LIMIT + 120)  # the first test pays for making the venv
-
-
-@pytest.fixture(scope="module")
-def torch_python() -> str:
-    base = dict(find_interpreters()).get("3.11")
-    if base is None:
-        pytest.skip("no pyenv Python 3.11 to make the torch venv with")
-    try:
-        proc = subprocess.run(["bash", SETUP, base], capture_output=True, text=True, timeout=SETUP_LIMIT, check=False)
-    except subprocess.TimeoutExpired:
-        pytest.skip("installing torch took over %.0f s" % SETUP_LIMIT)
-    if proc.returncode != 0:
-        pytest.skip("cannot make the torch venv: %s" % (proc.stderr.strip().splitlines() or ["?"])[-1])
-    return VENV_PYTHON
+from support import CliResult, RunningTarget, cli, start_target
 
 
 @pytest.fixture(scope="module")

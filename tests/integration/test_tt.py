@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from instr_helpers import assert_clean, cli_many, of_kind, start_instr, state
+from instr_helpers import assert_clean, cli_many, instr_target_fixture, of_kind
 from interpreters import find_interpreters
 from support import RunningTarget, cli
 
 INTERPRETERS = find_interpreters()
 
 
-@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
-def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
-    running = start_instr(request.param[1])
-    running.extra["globals"] = state(running.pid)["globals"]
-    yield running
-    cli(running.pid, "detach")
-    assert running.healthy()
-    running.stop()
+target = instr_target_fixture()
 
 
 def plain(node: dict[str, Any]) -> Any:

@@ -10,6 +10,10 @@ set -euo pipefail
 python=${1:?usage: ensure_gevent_env.sh PYTHON VENV [PACKAGE]}
 venv=${2:?usage: ensure_gevent_env.sh PYTHON VENV [PACKAGE]}
 package=${3:-gevent}
+# test workers running side by side (xdist) take turns: the first makes the venv, the others find it
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -W ignore -c "import $package" 2>/dev/null; then
     exit 0
 fi

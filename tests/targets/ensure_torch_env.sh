@@ -10,6 +10,10 @@ set -euo pipefail
 python=${1:?usage: ensure_torch_env.sh PYTHON}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 venv="$root/bench/.venvs/torch311"
+# test workers running side by side (xdist) take turns: the first makes the venv, the others find it
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -W ignore -c "import torch" 2>/dev/null; then
     exit 0
 fi

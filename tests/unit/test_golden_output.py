@@ -195,8 +195,13 @@ def test_watch_call_is_the_seeds_result_block_with_ours_below() -> None:
         "}",
         "thread=MainThread tid=7 daemon=False  3 matching call(s) before this one skipped by --rate",
     ]
-    raised = {**event, "values": [], "exception": {"type": "ValueError", "message": "bad", "frames": []}, "skipped": 0}
-    raised["exception"]["frames"] = [{"file": "/srv/app.py", "line": 9, "name": "func"}]
+    frames = [{"file": "/srv/app.py", "line": 9, "name": "func"}]
+    raised = {
+        **event,
+        "values": [],
+        "exception": {"type": "ValueError", "message": "bad", "frames": frames},
+        "skipped": 0,
+    }
     lines = text(WATCH.render(raised))
     assert lines[1].startswith("\u2717 ") and lines[1].endswith("is_exp=True result={")
     assert lines[2:5] == ["  EXCEPTION: ValueError: bad", '    File "/srv/app.py", line 9, in func', "}"]
