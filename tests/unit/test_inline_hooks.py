@@ -238,7 +238,7 @@ def test_the_limit_and_the_rate_are_applied_in_the_wrapper() -> None:
         target(i)
     assert [s["index"] for s in end(probe, handle)] == [1, 2]
     probe = Recorder(False, None, 100, 5.0, False)  # 5 a second, a burst of 5
-    handle = hooks.install(target, probe)
+    handle = hooks.install(target, probe)  # type: ignore[arg-type]
     for i in range(1000):
         target(i)
     assert len(end(probe, handle)) == 5 and probe.bucket.skipped_total >= 990
@@ -251,7 +251,7 @@ def test_monitor_counts_every_call_exactly_and_not_the_agents() -> None:
         return x
 
     probe = MonitorProbe(False, "args[0] >= 0")
-    handle = hooks.install(target, probe)
+    handle = hooks.install(target, probe)  # type: ignore[arg-type]
     for i in range(100):
         try:
             target(i)
