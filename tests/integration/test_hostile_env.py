@@ -7,6 +7,7 @@ really attaches, and checks the expected outcome and that the target is healthy 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,7 +33,9 @@ def _our_files(pid: int) -> list[str]:
         names = os.listdir(PRIVATE)
     except FileNotFoundError:
         return []
-    return sorted(name for name in names if name.startswith("agent-%d." % pid))
+    # agent-<pid namespace>-<pid>-<start time>.*: this target's files (the crowd lock stays by design)
+    mine = re.compile(r"agent-\d+-%d-\d+\." % pid)
+    return sorted(name for name in names if mine.match(name) and not name.endswith(".lock"))
 
 
 def _tasks(pid: int) -> int:
