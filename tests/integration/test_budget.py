@@ -300,3 +300,32 @@ def test_a_replay_runs_with_a_budget(target: RunningTarget) -> None:
     assert replay.returncode != 0
     assert replay.errors == ["the replay ran over its budget of 300 ms: stopped (--budget-ms)"], replay.stdout
     assert_untouched(target.pid)
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def test_a_stop_under_an_applications_trace_function(name: str, python: str) -> None:
+    """threading.settrace (a debugger, coverage) reaches the agent's threads too: a console loop is still
+    stopped by Ctrl-C, and the agent answers and detaches afterwards (it once left the session hung: the
+    dropped stop kept the interpreter's "async exception" flag set, and a traced thread looped on it)."""
+    traced = start(python, "--idle", "--traced")
+    try:
+        assert_untouched(traced.pid)
+        client = subprocess.Popen(
+            [sys.executable, "-m", "flight_profiler", str(traced.pid), "--cmd", "console -c 'while True: pass'"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert wait_until(lambda: threads(traced.pid).count("flight_profiler-job-console") == 2, timeout=20)
+            client.send_signal(signal.SIGINT)
+            client.communicate(timeout=20)
+        finally:
+            if client.poll() is None:
+                client.kill()
+        assert wait_until(lambda: threads(traced.pid).count("flight_profiler-job-console") == 1, timeout=10)
+        assert_untouched(traced.pid)  # answers (getglobal) and the application's hooks saw nothing
+        assert_no_agent_thread_after_detach(traced.pid)
+        assert evaluate(traced.pid, "import sys\nsys.gettrace() is m.tracer") is False  # ours run untraced
+    finally:
+        finish(traced)

@@ -20,6 +20,7 @@ CALLS = [0]
 DATA = {"a": 1}
 GATE = threading.Event()  # a filter may block on it until the test sets it (no sleep to outlast)
 IDLE = "--idle" in sys.argv
+TRACED = "--traced" in sys.argv  # every thread under a trace function, as under a debugger or coverage
 
 
 def hot(x):
@@ -75,6 +76,10 @@ def on_usr1(signum, frame):
     raise Stop()
 
 
+def tracer(frame, event, arg):
+    return tracer
+
+
 def main():
     threading.excepthook = thread_hook
     sys.excepthook = sys_hook
@@ -83,6 +88,9 @@ def main():
         threading.Thread(target=gate_caller, name="gate-caller", daemon=True).start()
         for index in range(3):
             threading.Thread(target=hot_caller, name="hot-%d" % index, daemon=True).start()
+    if TRACED:
+        threading.settrace(tracer)  # reaches every thread started from now on, the agent's included
+        sys.settrace(tracer)
     print("ready", flush=True)
     try:
         while True:

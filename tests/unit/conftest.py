@@ -7,7 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from flight_profiler.services import hooks, usercode
+from flight_profiler.services import hooks, realthreads, usercode
+
+# the agent's threads drop an inherited trace function (an application's debugger must not run in
+# them); here they keep it, so that coverage measures what they run
+realthreads.TRACE_OURS = True
 
 
 @pytest.fixture(autouse=True)

@@ -122,6 +122,9 @@ class Event:
         return self._flag
 
 
+TRACE_OURS = False  # tests only: keep an inherited trace function in our threads (coverage measures them)
+
+
 class Thread:
     """A daemon OS thread that never lets an exception reach the target's stderr."""
 
@@ -143,6 +146,12 @@ class Thread:
 
     def _run(self) -> None:
         self.ident = get_ident()
+        # threading.settrace/setprofile (a debugger, coverage, an app's own profiler) reach every new
+        # threading.Thread, ours too: our threads run without them (TRACE_OURS keeps them, for the
+        # in-process tests' coverage of the agent).
+        if not TRACE_OURS:
+            sys.settrace(None)
+            sys.setprofile(None)
         try:
             self.target(*self.args)
         except BaseException:  # noqa: BLE001, S110 - the target's stderr is not ours to write to

@@ -136,6 +136,33 @@ def _set_async_exc(ident: int, exc: type[BaseException] | None) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), target)
 
 
+class _Drained(BaseException):
+    """Our own placeholder for a stop being dropped: delivered and caught at once (``_drop_pending``)."""
+
+
+_FLAG_STAYS = sys.version_info < (3, 13)  # the interpreter-wide "async exception" flag: see _drop_pending
+
+
+def _drop_pending(ident: int) -> None:
+    """Drop a stop posted to this thread (the calling one) and perhaps not delivered.
+
+    ``PyThreadState_SetAsyncExc(tid, NULL)`` drops it, but before 3.13 it also sets the
+    interpreter's "asynchronous exception pending" flag, and only the delivery of one resets it:
+    from then on every thread of the target would take the eval loop's slow path at each check
+    point, and a thread under a trace function (3.11) loops at a function's first instruction.
+    So before 3.13 a placeholder of ours replaces the stop and is delivered here, at once.
+    """
+    if not _FLAG_STAYS:
+        _set_async_exc(ident, None)
+        return
+    try:
+        _set_async_exc(ident, _Drained)
+        while True:  # each turn is a check point: it lands here
+            pass
+    except _Drained:
+        pass
+
+
 def _leave(ident: int, mark: Mark, outer: Mark | None) -> None:
     """Unmark the thread, then clear an exception posted for this evaluation and not delivered."""
     if outer is None:
@@ -150,7 +177,7 @@ def _leave(ident: int, mark: Mark, outer: Mark | None) -> None:
             if _POSTED.get(ident) is mark:
                 del _POSTED[ident]
                 _posted_at.pop(ident, None)
-                _set_async_exc(ident, None)
+                _drop_pending(ident)
         finally:
             if _lock._is_owned():
                 _lock.release()
@@ -546,7 +573,7 @@ def region_settle(depth: int = 1) -> None:
             if _POSTED.get(ident) is frame:
                 del _POSTED[ident]
                 _posted_at.pop(ident, None)
-                _set_async_exc(ident, None)
+                _drop_pending(ident)
         finally:
             if _lock._is_owned():
                 _lock.release()
