@@ -19,6 +19,16 @@ NEWEST = [INTERPRETERS[-1]]
 PICK = [INTERPRETERS[0], INTERPRETERS[-1]]
 
 
+def _fds(pid: int) -> list[str]:
+    found = []
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            found.append("%s -> %s" % (name, os.readlink("/proc/%d/fd/%s" % (pid, name))))
+        except OSError:
+            pass
+    return found
+
+
 def _thread_count(pid: int) -> int:
     with open("/proc/%d/status" % pid) as fh:
         return int(next(line for line in fh if line.startswith("Threads:")).split()[1])
@@ -40,7 +50,7 @@ def test_detach_removes_threads_socket_and_fds(name: str, python: str) -> None:
         assert wait_until(lambda: _thread_count(target.pid) == threads), "an agent thread outlived detach"
         assert not agent_threads(target.pid)
         assert not os.path.exists(sock)
-        assert wait_until(lambda: fd_count(target.pid) == baseline), (baseline, fd_count(target.pid))
+        assert wait_until(lambda: fd_count(target.pid) == baseline), (baseline, _fds(target.pid))
         again = cli(
             target.pid, "console -c \"import sys; sorted(m for m in sys.modules if 'flight_profiler' in m)[:1]\""
         )

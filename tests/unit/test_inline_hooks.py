@@ -158,23 +158,27 @@ def test_a_filter_looping_in_python_code_it_calls_is_stopped() -> None:
 def test_a_thread_in_a_compiled_filter_is_named_as_busy() -> None:
     class Slow:
         def wait(self) -> bool:
-            time.sleep(1.0)
+            gate.wait(30)  # blocked in C until the test has looked (a sleep could end first under load)
             return False
 
     def target(x: Any) -> int:
         return 1
 
+    gate = threading.Event()
     probe, handle = watch(target, "args[0].wait()", budget=50)
     thread = threading.Thread(target=lambda: target(Slow()), name="busy-one")
-    thread.start()
-    deadline = time.monotonic() + 10
-    while thread.ident not in usercode.overdue() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert thread.ident in usercode.overdue()
-    assert "busy-one" in usercode.describe_threads([thread.ident or 0])
-    assert "<expression> (filter of target)" in usercode.describe_threads([thread.ident or 0])
-    thread.join(30)
-    end(probe, handle)
+    try:
+        thread.start()
+        deadline = time.monotonic() + 10
+        while thread.ident not in usercode.overdue() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert thread.ident in usercode.overdue()
+        assert "busy-one" in usercode.describe_threads([thread.ident or 0])
+        assert "<expression> (filter of target)" in usercode.describe_threads([thread.ident or 0])
+    finally:
+        gate.set()
+        thread.join(30)
+        end(probe, handle)
 
 
 @pytest.mark.parametrize("source", ["[a for a in args if a < 0]", "(lambda: args[0] < 0)()", "(y := args[0]) < 0"])

@@ -102,12 +102,15 @@ def _armed_agent(pid: int, options: AttachOptions, denied: PermissionDeniedError
     """
     target = inspect(pid, armed=True)
     check_credentials(target, options.force)
-    with privsep.start(target, paths.private_dir(target)) as helper:
-        if helper.call("open_dir", create=False)[0]["exists"]:
-            conn = _connect_once(helper, target, options.timeout, running=True)
-            if conn is not None:
-                options.log("connected to the pre-armed agent of pid %d (no ptrace)" % pid)
-                return conn
+    try:
+        with privsep.start(target, paths.private_dir(target)) as helper:
+            if helper.call("open_dir", create=False)[0]["exists"]:
+                conn = _connect_once(helper, target, options.timeout, running=True)
+                if conn is not None:
+                    options.log("connected to the pre-armed agent of pid %d (no ptrace)" % pid)
+                    return conn
+    except (OSError, ImportError):
+        pass  # we cannot even look (an interpreter this user may not fully read): the refusal stands
     raise PermissionDeniedError(
         "%s; no pre-armed agent listens there either (start the application with "
         "'python -m flight_profiler.arm', see docs/fleet.md)" % denied

@@ -122,3 +122,14 @@ def entry() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug of ours: one line, never a traceback (--debug shows it)
+        if "--debug" in sys.argv:
+            raise
+        from ..render.safe import safe_line
+
+        print(
+            "error: internal error: %s: %s (a bug in flight_profiler; --debug shows where)"
+            % (type(exc).__name__, safe_line(str(exc))),
+            file=sys.stderr,
+        )
+        sys.exit(1)
