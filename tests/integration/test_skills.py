@@ -185,14 +185,25 @@ class Targets:
         shutil.copy(os.path.join(TARGETS, "ps_prefork.py"), gunicorn)
         self.prefork = self._start([python, gunicorn, "--workers", "2"])
         self.skill = ""
+        self.next_index = 0  # the index of the skill's example its demo expects next
         self.demo: subprocess.Popen[str] | None = None
 
-    def for_skill(self, skill: str) -> Substitutions:
-        if skill != self.skill or self.demo is None:
+    def for_skill(self, skill: str, index: int = 0) -> Substitutions:
+        """The skill's demo as its example ``index`` expects it: the earlier examples run first, in order.
+
+        A skill's examples build on each other (``tt -i 1000`` after ``tt -t``); should this worker not
+        have run the ones before (a fresh demo, or another order), they are run again here, unchecked.
+        """
+        if skill != self.skill or self.demo is None or index < self.next_index:
             self._stop_demo()
-            self.demo, self.skill = self._start([self.python, SERVICE]), skill
+            self.demo, self.skill, self.next_index = self._start([self.python, SERVICE]), skill, 0
         values = {"pid": str(self.demo.pid), "prefork": str(self.prefork.pid), "demo": SERVICE, "tmp": self.tmp}
-        return Substitutions(values)
+        subs = Substitutions(values)
+        for earlier_skill, earlier, example in EXAMPLES:
+            if earlier_skill.name == skill and self.next_index <= earlier < index and example.needs != "torch":
+                run_example(example, subs)
+        self.next_index = index + 1
+        return subs
 
     def close(self) -> None:
         self._stop_demo()
@@ -247,7 +258,7 @@ def torch_pid(torch_python: str) -> Iterator[int]:
 def test_example_runs(
     targets: Targets, skill: Skill, index: int, example: Example, request: pytest.FixtureRequest
 ) -> None:
-    subs = targets.for_skill(skill.name)
+    subs = targets.for_skill(skill.name, index)
     if example.needs == "torch":
         subs = Substitutions(dict(subs.values, torch=str(request.getfixturevalue("torch_pid"))))
     _check_needs(example, int(subs.values["pid"]))
