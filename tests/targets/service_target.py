@@ -74,8 +74,12 @@ async def chain_parent(child):
     await child
 
 
+LOOP_READY = threading.Event()  # "ready" is printed once the loop's fds exist: tests count fds from then
+
+
 def run_loop():
     loop = asyncio.new_event_loop()
+    LOOP_READY.set()
     TASKS.extend([loop.create_task(ticker("tick-a")), loop.create_task(ticker("tick-b"))])
     child = loop.create_task(chain_middle(), name="chain-child")  # stack -a: a whole await chain, a task awaiting it
     TASKS.extend([child, loop.create_task(chain_parent(child), name="chain-parent")])
@@ -117,6 +121,7 @@ def main():
     signal.signal(signal.SIGUSR1, on_usr1)
     stop = threading.Event()
     threading.Thread(target=run_loop, name="asyncio-loop", daemon=True).start()
+    LOOP_READY.wait(60)
     if scenario in ("threads", "threadsbusy"):
         half = int(sys.argv[2]) // 2 if len(sys.argv) > 2 else 25  # optional: the number of extra threads
         start_threads(half, half, stop)
