@@ -9,6 +9,7 @@ own code back after removal.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -159,6 +160,9 @@ def test_a_filter_looping_in_python_code_it_calls_is_stopped() -> None:
 # thread while it is still on its way there, end the filter, and the thread would be gone
 @pytest.mark.serial
 def test_a_thread_in_a_compiled_filter_is_named_as_busy() -> None:
+    if sys.gettrace() is not None:  # coverage's tracer is inherited by the thread below
+        pytest.skip("under a trace function the stop reaches the thread before it blocks (./dev test's coverage)")
+
     class Slow:
         def wait(self) -> bool:
             gate.wait(30)  # blocked in C until the test has looked (a sleep could end first under load)
