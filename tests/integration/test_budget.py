@@ -177,10 +177,10 @@ def test_exit_and_keyboard_interrupt_end_the_evaluation_only(target: RunningTarg
     assert_untouched(target.pid)
 
 
-def test_console_loop_stops_on_ctrl_c_and_detach_leaves_nothing(idle: RunningTarget) -> None:
-    assert_untouched(idle.pid)
+def stop_a_console_loop_with_ctrl_c(pid: int) -> None:
+    """A console ``while True: pass`` in the target, stopped by Ctrl-C of its client: its job thread goes."""
     client = subprocess.Popen(
-        [sys.executable, "-m", "flight_profiler", str(idle.pid), "--cmd", "console -c 'while True: pass'"],
+        [sys.executable, "-m", "flight_profiler", str(pid), "--cmd", "console -c 'while True: pass'"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -188,14 +188,18 @@ def test_console_loop_stops_on_ctrl_c_and_detach_leaves_nothing(idle: RunningTar
     try:
         # the loop runs in the target: two console jobs, the one asking and the one looping (not a CPU
         # share: beside other load the target may not get half a core)
-        assert wait_until(lambda: threads(idle.pid).count("flight_profiler-job-console") == 2, timeout=20)
+        assert wait_until(lambda: threads(pid).count("flight_profiler-job-console") == 2, timeout=20)
         client.send_signal(signal.SIGINT)
         client.communicate(timeout=20)
     finally:
         if client.poll() is None:
             client.kill()
-    # the loop stopped: its job thread is gone, and the target is idle again
-    assert wait_until(lambda: threads(idle.pid).count("flight_profiler-job-console") == 1, timeout=10)
+    assert wait_until(lambda: threads(pid).count("flight_profiler-job-console") == 1, timeout=10)
+
+
+def test_console_loop_stops_on_ctrl_c_and_detach_leaves_nothing(idle: RunningTarget) -> None:
+    assert_untouched(idle.pid)
+    stop_a_console_loop_with_ctrl_c(idle.pid)
     assert wait_until(lambda: cpu_share(idle.pid, 0.5) < 0.3, timeout=10)
     assert_untouched(idle.pid)
     assert_no_agent_thread_after_detach(idle.pid)
@@ -310,20 +314,7 @@ def test_a_stop_under_an_applications_trace_function(name: str, python: str) -> 
     traced = start(python, "--idle", "--traced")
     try:
         assert_untouched(traced.pid)
-        client = subprocess.Popen(
-            [sys.executable, "-m", "flight_profiler", str(traced.pid), "--cmd", "console -c 'while True: pass'"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert wait_until(lambda: threads(traced.pid).count("flight_profiler-job-console") == 2, timeout=20)
-            client.send_signal(signal.SIGINT)
-            client.communicate(timeout=20)
-        finally:
-            if client.poll() is None:
-                client.kill()
-        assert wait_until(lambda: threads(traced.pid).count("flight_profiler-job-console") == 1, timeout=10)
+        stop_a_console_loop_with_ctrl_c(traced.pid)
         assert_untouched(traced.pid)  # answers (getglobal) and the application's hooks saw nothing
         assert_no_agent_thread_after_detach(traced.pid)
         assert evaluate(traced.pid, "import sys\nsys.gettrace() is m.tracer") is False  # ours run untraced

@@ -142,7 +142,7 @@ def holes():
             lines = protected_lines(source.splitlines(), 1, "_fp_active[_fp_i] = _fp_m", "_fp_leave(")
             found += holes_in(wrapper, lines)
         found += holes_in(usercode.run_marked.__code__, protected_in(usercode.run_marked, "ACTIVE[ident]", "_leave("))
-        found += holes_in(usercode._leave.__code__, protected_in(usercode._leave, "_lock.acquire()", "finally:"))
+        found += holes_in(usercode._settle.__code__, protected_in(usercode._settle, "_lock.acquire()", "finally:"))
         return found
     finally:
         guard.close()

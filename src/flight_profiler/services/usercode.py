@@ -169,12 +169,17 @@ def _leave(ident: int, mark: Mark, outer: Mark | None) -> None:
         ACTIVE.pop(ident, None)
     else:
         ACTIVE[ident] = outer  # back in the evaluation that called this one
-    if _POSTED.get(ident) is mark:
+    _settle(ident, mark)
+
+
+def _settle(ident: int, key: Any) -> None:
+    """Forget the stop announced for the evaluation ``key`` names and drop it if still pending."""
+    if _POSTED.get(ident) is key:
         # not ``with _lock``: the pending exception may land right after the acquire, before a with
         # block's cleanup covers it (3.14 checks right after the call); this finally covers it
         try:
             _lock.acquire()
-            if _POSTED.get(ident) is mark:
+            if _POSTED.get(ident) is key:
                 del _POSTED[ident]
                 _posted_at.pop(ident, None)
                 _drop_pending(ident)
@@ -564,16 +569,4 @@ def _post_region(ident: int, frame: Any, now: float) -> bool:
 def region_settle(depth: int = 1) -> None:
     """Clear a stop posted for this evaluation (the wrapper's frame, ``depth`` up) and not delivered,
     by the marks protocol (a wrapper's outer handler calls it; compiled filters post none that way)."""
-    ident = get_ident()
-    frame: Any = sys._getframe(depth)
-    if _POSTED.get(ident) is frame:
-        # not ``with _lock``: see _leave
-        try:
-            _lock.acquire()
-            if _POSTED.get(ident) is frame:
-                del _POSTED[ident]
-                _posted_at.pop(ident, None)
-                _drop_pending(ident)
-        finally:
-            if _lock._is_owned():
-                _lock.release()
+    _settle(get_ident(), sys._getframe(depth))  # evaluated here: depth counts from this frame
