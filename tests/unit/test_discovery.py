@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
+
+from flight_profiler.attach.target import check_remote_debug_allowed
 from flight_profiler.discovery import processes
 from flight_profiler.discovery.processes import Caller, PythonProcess, link_families, roots
+from flight_profiler.errors import TargetError
+from flight_profiler.readers import proctasks
 
 
 def proc(pid: int, ppid: int, cmdline: str) -> PythonProcess:
@@ -76,3 +81,22 @@ def test_this_process_is_described_and_ourselves_left_out() -> None:
     assert me is not None and me.python == "%d.%d" % sys.version_info[:2]
     assert os.getpid() not in {p.pid for p in processes.scan()}
     assert processes.describe(2**22 + 12345, Caller.current()) is None  # no such pid
+
+
+def test_a_process_caught_exiting_is_gone_not_a_crash() -> None:
+    """/proc/PID/environ of an exiting process raises ESRCH, not ENOENT (CI once caught `ps` there)."""
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    try:
+        for _ in range(200):  # until it is a zombie: exited, not yet reaped
+            with open("/proc/%d/stat" % child) as fh:
+                if fh.read().rpartition(")")[2].split()[0] == "Z":
+                    break
+            os.sched_yield()
+        with pytest.raises(TargetError, match="went away"):
+            check_remote_debug_allowed(child)
+        assert processes.describe(child, Caller.current()) is None
+        assert isinstance(proctasks.sample(child), dict)
+    finally:
+        os.waitpid(child, 0)

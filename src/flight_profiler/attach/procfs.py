@@ -45,6 +45,10 @@ SAFE_SYSCALLS: Dict[int, str] = {
 }
 SYS_FUTEX = 202
 
+# What reading /proc/PID/... raises once the process is gone: ENOENT after it is reaped, ESRCH
+# (ProcessLookupError) for some files while it is exiting or a zombie.
+GONE = (FileNotFoundError, ProcessLookupError)
+
 _CAP_SYS_PTRACE = 19
 
 
@@ -101,14 +105,14 @@ def read_status(pid: int) -> Dict[str, str]:
     """/proc/PID/status as a dict; TargetError if the process does not exist."""
     try:
         return read_status_file(proc_path(pid, "status"))
-    except (FileNotFoundError, ProcessLookupError):
+    except GONE:
         raise TargetError(f"no process with pid {pid} (it is not running)") from None
 
 
 def read_maps(pid: int) -> List[MapEntry]:
     try:
         text = _read_text(proc_path(pid, "maps"))
-    except FileNotFoundError:
+    except GONE:
         raise TargetError(f"no process with pid {pid} (it is not running)") from None
     except PermissionError as exc:
         raise PermissionDeniedError(f"cannot read the memory map of pid {pid}: {permission_hint(pid)}") from exc
@@ -141,7 +145,7 @@ def _comm(pid: int, tid: int) -> str:
 def thread_ids(pid: int) -> List[int]:
     try:
         return sorted(int(t) for t in os.listdir(proc_path(pid, "task")))
-    except FileNotFoundError:
+    except GONE:
         raise TargetError(f"no process with pid {pid} (it is not running)") from None
 
 
@@ -153,7 +157,7 @@ def read_thread_state(pid: int, tid: int) -> Optional[ThreadState]:
     """
     try:
         text = _read_text(proc_path(pid, "task", str(tid), "syscall")).split()
-    except FileNotFoundError:
+    except GONE:
         return None
     except PermissionError as exc:
         raise PermissionDeniedError(f"cannot read thread states of pid {pid}: {permission_hint(pid)}") from exc

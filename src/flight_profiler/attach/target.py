@@ -11,7 +11,7 @@ import sys
 from typing import NamedTuple
 
 from ..errors import PermissionDeniedError, TargetError
-from .procfs import permission_hint
+from .procfs import GONE, permission_hint
 
 _VERSION_IN_PATH = re.compile(r"python(\d)\.(\d+)(t?)")
 SUPPORTED = ((3, 8), (3, 15))
@@ -224,7 +224,7 @@ def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as fh:
             return fh.read()
-    except FileNotFoundError:
+    except GONE:
         raise TargetError("the process went away (%s is gone)" % os.path.dirname(path)) from None
     except PermissionError:
         pid = int(path.split("/")[2])

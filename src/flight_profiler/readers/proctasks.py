@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from ..attach.procfs import GONE
 from ..errors import TargetError
 
 # x86-64 syscall numbers, grouped by what a thread parked in them is doing
@@ -65,7 +66,7 @@ def sample(pid: int) -> dict[int, TaskSample]:
     base = "/proc/%d/task" % pid
     try:
         tids = os.listdir(base)
-    except FileNotFoundError:
+    except GONE:
         raise TargetError("no process with pid %d (it is not running)" % pid) from None
     out: dict[int, TaskSample] = {}
     for name in tids:
