@@ -10,7 +10,7 @@ from pydantic import Field
 
 from ..cli import registry
 from ..commands.thread.model import DEFAULTS as THREAD
-from .server import CHANGES, Adder, Cls, Method, Module, Pid, Timeout, Tools, _line, _summary
+from .server import CHANGES, Adder, Cls, Method, Module, Pid, Timeout, Tools, _argv, _summary
 
 
 def register(tools: Tools, add: Adder) -> None:
@@ -36,15 +36,15 @@ def _thread(tools: Tools, add: Adder) -> None:
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         if view == "blocking":
-            return await tools.call(pid, "thread -b", timeout_s)
+            return await tools.call(pid, ["thread", "-b"], timeout_s)
         interval = {"-i": str(interval_ms)}
         if view == "one":
             if thread_id is None:
                 raise tools.tool_error("view=one needs thread_id")
-            return await tools.call(pid, _line("thread", str(thread_id), options=interval), timeout_s)
+            return await tools.call(pid, _argv("thread", str(thread_id), options=interval), timeout_s)
         if view == "busiest":
-            return await tools.call(pid, _line("thread", options={"-n": str(top), **interval}), timeout_s)
-        return await tools.call(pid, _line("thread", options=interval), timeout_s)
+            return await tools.call(pid, _argv("thread", options={"-n": str(top), **interval}), timeout_s)
+        return await tools.call(pid, _argv("thread", options=interval), timeout_s)
 
     add(
         thread,
@@ -73,7 +73,7 @@ def _monitor(tools: Tools, add: Adder) -> None:
         count = cycles if cycles is not None else max(1, math.floor(timeout_s * 0.9 / cycle_s))
         words = ["monitor", module, *([cls] if cls else []), method]
         options = {"-c": str(cycle_s), "-n": str(count), "-f": filter}
-        return await tools.call(pid, _line(*words, options=options), timeout_s)
+        return await tools.call(pid, _argv(*words, options=options), timeout_s)
 
     add(
         monitor,
@@ -100,7 +100,7 @@ def _logger(tools: Tools, add: Adder) -> None:
         if level is not None and for_s >= timeout_s:
             raise tools.tool_error("for_s must be shorter than timeout_s (the change lasts while the call runs)")
         options = {"--name": name, "--level": level, "--for": str(for_s) if level is not None else None}
-        return await tools.call(pid, _line("logger", options=options), timeout_s)
+        return await tools.call(pid, _argv("logger", options=options), timeout_s)
 
     add(
         logger,
@@ -124,12 +124,12 @@ def _search(tools: Tools, add: Adder) -> None:
     async def sc(
         pid: Pid, pattern: ScPattern, detail: Detail = False, limit: Limit = 50, timeout_s: Timeout = 30.0
     ) -> dict[str, Any]:
-        return await tools.call(pid, _line("sc", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
+        return await tools.call(pid, _argv("sc", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
 
     async def sm(
         pid: Pid, pattern: SmPattern, detail: Detail = False, limit: Limit = 50, timeout_s: Timeout = 30.0
     ) -> dict[str, Any]:
-        return await tools.call(pid, _line("sm", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
+        return await tools.call(pid, _argv("sm", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
 
     if "sc" in registry.COMMANDS:
         add(sc, "sc", _summary("sc") + NO_MATCH)
@@ -149,7 +149,7 @@ def _source(tools: Tools, add: Adder) -> None:
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         words = ["source", module, *([cls] if cls else []), *([method] if method else [])]
-        return await tools.call(pid, _line(*words), timeout_s)
+        return await tools.call(pid, _argv(*words), timeout_s)
 
     add(source, "source", _summary("source") + " Read-only (the file is compiled, never run).")
 
@@ -171,7 +171,7 @@ def _line_tool(tools: Tools, add: Adder) -> None:
     ) -> dict[str, Any]:
         words = ["line", module, *([cls] if cls else []), method, str(line)]
         options = {"--expr": expr, "-f": filter, "-n": str(count)}
-        return await tools.call(pid, _line(*words, options=options), timeout_s)
+        return await tools.call(pid, _argv(*words, options=options), timeout_s)
 
     add(
         line,
@@ -195,7 +195,7 @@ def _dashboard(tools: Tools, add: Adder) -> None:
         if interval_ms / 1000.0 >= timeout_s:
             raise tools.tool_error("interval_ms must be shorter than timeout_s")
         count = frames if frames is not None else max(1, math.floor(timeout_s * 0.9 * 1000.0 / interval_ms))
-        return await tools.call(pid, _line("dashboard", options={"-i": str(interval_ms), "-n": str(count)}), timeout_s)
+        return await tools.call(pid, _argv("dashboard", options={"-i": str(interval_ms), "-n": str(count)}), timeout_s)
 
     add(
         dashboard,

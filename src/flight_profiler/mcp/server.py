@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import shlex
 import stat
 import time
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from ..cli.output import JSON_SCHEMA_VERSION
 from ..cli.ps import listing
 from ..commands.mem.model import DEFAULTS as MEM
 from ..commands.perf.model import DEFAULTS as PERF
+from ..commands.spec import split_arguments
 from ..commands.vmtool.model import DEFAULTS as VMTOOL
 from ..errors import FlightProfilerError, UsageError
 from .executor import ATTACH_TIMEOUT, Executor
@@ -76,14 +76,20 @@ def _sdk() -> tuple[Any, Any, Any]:
 
 
 class Tools:
-    """The tool implementations: each builds a CLI command line and runs it bounded."""
+    """The tool implementations: each builds its command's argument vector from its arguments and runs it
+    bounded (no command-line text in between, except the ``command`` tool's line and ``options``)."""
 
     def __init__(self, max_timeout: float, read_only: bool, tool_error: Any) -> None:
         self.max_timeout = max_timeout
         self.executor = Executor(read_only=read_only)
         self.tool_error = tool_error
 
-    async def call(self, pid: int, line: str, timeout_s: float) -> dict[str, Any]:
+    async def call(self, pid: int, argv: list[str], timeout_s: float) -> dict[str, Any]:
+        """Run ``argv`` (the command's name, then its words) against ``pid``, bounded by ``timeout_s``."""
+        return await self._bounded(pid, timeout_s, lambda limit: self.executor.run_argv(pid, argv, limit))
+
+    async def call_line(self, pid: int, line: str, timeout_s: float) -> dict[str, Any]:
+        """Run a command line written as for ``--cmd`` (the ``command`` tool)."""
         return await self._bounded(pid, timeout_s, lambda limit: self.executor.run(pid, line, limit))
 
     async def detach_call(self, pid: int, timeout_s: float) -> dict[str, Any]:
@@ -182,7 +188,7 @@ def _stack(tools: Tools, add: Adder) -> None:
         asyncio: Annotated[bool, Field(description="stacks of asyncio tasks instead (needs the agent)")] = False,
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
-        return await tools.call(pid, _line("stack", flags={"--native": native, "-a": asyncio}), timeout_s)
+        return await tools.call(pid, _argv("stack", flags={"--native": native, "-a": asyncio}), timeout_s)
 
     add(stack, "stack", _summary("stack") + " Read-only; thread stacks need no agent in the target.")
 
@@ -204,7 +210,7 @@ def _getglobal(tools: Tools, add: Adder) -> None:
     ) -> dict[str, Any]:
         words = ["getglobal", module, *([cls] if cls else []), field]
         options = {"-e": expr, "-x": str(expand)}
-        return await tools.call(pid, _line(*words, options=options, flags={"-v": verbose, "-r": raw}), timeout_s)
+        return await tools.call(pid, _argv(*words, options=options, flags={"-v": verbose, "-r": raw}), timeout_s)
 
     add(getglobal, "getglobal", _summary("getglobal") + " Reads the value." + EVALUATES)
 
@@ -226,10 +232,10 @@ def _vmtool(tools: Tools, add: Adder) -> None:
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         if action == "forceGc":
-            return await tools.call(pid, "vmtool -a forceGc", timeout_s)
+            return await tools.call(pid, ["vmtool", "-a", "forceGc"], timeout_s)
         words = ["vmtool", "-a", action, *(["-c", module, cls] if module and cls else [])]
         options = {"-e": expr, "-n": str(limit), "-x": str(expand)}
-        return await tools.call(pid, _line(*words, options=options, flags={"-v": verbose, "-r": raw}), timeout_s)
+        return await tools.call(pid, _argv(*words, options=options, flags={"-v": verbose, "-r": raw}), timeout_s)
 
     add(
         vmtool,
@@ -254,7 +260,7 @@ def _module(tools: Tools, add: Adder) -> None:
         filepath: Annotated[str, Field(description="absolute path of a source file")],
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
-        return await tools.call(pid, _line("module", filepath), timeout_s)
+        return await tools.call(pid, _argv("module", filepath), timeout_s)
 
     add(module, "module", _summary("module") + " Read-only.")
 
@@ -289,8 +295,8 @@ def _watch(tools: Tools) -> tuple[Callable[..., Any], str, str]:
         timeout_s: Timeout = 15.0,
     ) -> dict[str, Any]:
         words = ["watch", module, *([cls] if cls else []), method]
-        line = _line(*words, options={"--expr": expr, "-f": filter, "-x": str(expand)}, flags={"-e": exception_only})
-        return await tools.call(pid, _with_count("watch", "%s %s" % (line, options), count), timeout_s)
+        argv = _argv(*words, options={"--expr": expr, "-f": filter, "-x": str(expand)}, flags={"-e": exception_only})
+        return await tools.call(pid, _with_count(argv + _extra("watch", options), count), timeout_s)
 
     return watch, "watch", _summary("watch") + BOUNDED
 
@@ -314,8 +320,8 @@ def _trace(tools: Tools) -> tuple[Callable[..., Any], str, str]:
         words = ["trace", module, *([cls] if cls else []), method]
         numbers = {"-i": interval_ms, "-d": depth, "-et": entrance_time_ms}
         values = {option: None if value is None else str(value) for option, value in numbers.items()}
-        line = _line(*words, options={**values, "-f": filter})
-        return await tools.call(pid, _with_count("trace", "%s %s" % (line, options), count), timeout_s)
+        argv = _argv(*words, options={**values, "-f": filter})
+        return await tools.call(pid, _with_count(argv + _extra("trace", options), count), timeout_s)
 
     return trace, "trace", _summary("trace") + BOUNDED
 
@@ -341,14 +347,10 @@ def _tt(tools: Tools, add: Adder) -> None:
         timeout_s: Timeout = 15.0,
     ) -> dict[str, Any]:
         try:
-            line = _tt_line(action, module, cls, method, index, filter, expand)
+            argv = _tt_argv(action, module, cls, method, index, filter, expand) + _extra("tt", options)
         except UsageError as exc:
             raise tools.tool_error(str(exc)) from None
-        if action == "record":
-            line = _with_count("tt", "%s %s" % (line, options), count)
-        elif options:
-            line = "%s %s" % (line, options)
-        return await tools.call(pid, line, timeout_s)
+        return await tools.call(pid, _with_count(argv, count) if action == "record" else argv, timeout_s)
 
     add(
         tt,
@@ -360,7 +362,7 @@ def _tt(tools: Tools, add: Adder) -> None:
     )
 
 
-def _tt_line(
+def _tt_argv(
     action: str,
     module: str | None,
     cls: str | None,
@@ -368,19 +370,19 @@ def _tt_line(
     index: int | None,
     filter: str | None,
     expand: int,
-) -> str:
+) -> list[str]:
     if action == "record":
         names = [name for name in (module, cls, method) if name]
-        return _line("tt", "-t", *names, options={"-f": filter, "-x": str(expand)})
+        return _argv("tt", "-t", *names, options={"-f": filter, "-x": str(expand)})
     if action == "list":
-        return "tt -l"
+        return ["tt", "-l"]
     if action == "delete_all":
-        return "tt -da"
+        return ["tt", "-da"]
     if index is None:
         raise UsageError("tt action=%s needs the record's index" % action)
     if action == "delete":
-        return "tt -d %d" % index
-    return _line("tt", "-i", str(index), options={"-x": str(expand)}, flags={"-p": action == "replay"})
+        return ["tt", "-d", str(index)]
+    return _argv("tt", "-i", str(index), options={"-x": str(expand)}, flags={"-p": action == "replay"})
 
 
 def _mem(tools: Tools, add: Adder) -> None:
@@ -395,7 +397,7 @@ def _mem(tools: Tools, add: Adder) -> None:
         timeout_s: Timeout = 60.0,
     ) -> dict[str, Any]:
         interval = {"-i": None if interval_s is None else str(interval_s)}
-        return await tools.call(pid, _line("mem", action, options={**interval, "--limit": str(limit)}), timeout_s)
+        return await tools.call(pid, _argv("mem", action, options={**interval, "--limit": str(limit)}), timeout_s)
 
     add(
         mem,
@@ -432,7 +434,7 @@ def _perf(tools: Tools, add: Adder) -> None:
         path = filepath or os.path.join(directory, "perf-%d-%d.%s" % (pid, time.time(), _EXT[format]))
         options = {"-d": str(duration_s), "-f": path, "--format": format, "-r": str(rate)}
         return await tools.call(
-            pid, _line("perf", options=options, flags={"--native": native, "--idle": idle}), timeout_s
+            pid, _argv("perf", options=options, flags={"--native": native, "--idle": idle}), timeout_s
         )
 
     add(
@@ -483,7 +485,7 @@ def _command(tools: Tools, add: Adder) -> None:
         line: Annotated[str, Field(description="a command line exactly as for --cmd, e.g. 'module /app/x.py'")],
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
-        return await tools.call(pid, line, timeout_s)
+        return await tools.call_line(pid, line, timeout_s)
 
     specs = registry.visible()
     names = ", ".join(spec.name for spec in specs)
@@ -504,25 +506,49 @@ def _summary(name: str) -> str:
     return spec.summary if spec is not None else name
 
 
-def _line(*words: str, options: Mapping[str, str | None] | None = None, flags: Mapping[str, bool] | None = None) -> str:
-    parts = [shlex.quote(word) for word in words]
+def _argv(
+    *words: str, options: Mapping[str, str | None] | None = None, flags: Mapping[str, bool] | None = None
+) -> list[str]:
+    """The command's name, its positional words, ``options`` that have a value, ``flags`` that are on: words
+    handed to the parser as they are, never joined into text and split again."""
+    argv = list(words)
     for option, value in (options or {}).items():
         if value is not None:
-            parts += [option, shlex.quote(value)]
-    parts += [flag for flag, on in (flags or {}).items() if on]
-    return " ".join(parts)
+            argv += _option(option, value)
+    return argv + [flag for flag, on in (flags or {}).items() if on]
 
 
-def _with_count(name: str, line: str, count: int) -> str:
-    """Add ``-n count`` unless the caller's options already set it (or the command has no -n)."""
-    spec = registry.get(name)
-    if spec is None:
-        return line
-    option_strings = {opt for action in spec.parser()._actions for opt in action.option_strings}
+def _option(option: str, value: str) -> list[str]:
+    """``-f VALUE``; ``-f=VALUE`` when the value starts with "-" and is not a number, which argparse would
+    take for an option."""
+    if value.startswith("-") and not _negative_number(value):
+        return ["%s=%s" % (option, value)]
+    return [option, value]
+
+
+def _negative_number(text: str) -> bool:
     try:
-        words = shlex.split(line)
+        float(text)
     except ValueError:
-        return line  # unbalanced quotes: parsing the line reports it
-    if "-n" not in option_strings or any(word in ("-n", "--limits") for word in words):
-        return line
-    return "%s -n %d" % (line, count)
+        return False
+    return True
+
+
+def _extra(name: str, options: str) -> list[str]:
+    """The ``options`` argument: more options written as on the CLI, split as the CLI splits them."""
+    spec = registry.get(name)
+    if spec is None or not options.strip():
+        return []
+    return split_arguments(options, spec.parser())
+
+
+def _with_count(argv: list[str], count: int) -> list[str]:
+    """Add ``-n count`` unless the caller's options already set it (or the command has no -n)."""
+    spec = registry.get(argv[0])
+    if spec is None:
+        return argv
+    option_strings = {opt for action in spec.parser()._actions for opt in action.option_strings}
+    given = {word.split("=", 1)[0] for word in argv[1:]}
+    if "-n" not in option_strings or given & {"-n", "--limits"}:
+        return argv
+    return [*argv, "-n", str(count)]

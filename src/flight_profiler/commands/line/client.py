@@ -103,7 +103,7 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
 SPEC = CommandSpec(
     name="line",
     summary="Show the local variables (or an expression over them) each time one source line of a function runs.",
-    usage="line module [class] method LINE [--expr EXPR] [-f FILTER] [-n N] [-nm NAME] [-x N] [--rate N]",
+    usage="line module [class] method LINE [--expr EXPR] [-f FILTER] [-n N] [-nm NAME] [-x N] [-v] [-r] [--rate N]",
     examples=(
         "line __main__ checksum 61",
         "line __main__ checksum 61 --expr total -n 3",

@@ -222,7 +222,8 @@ SPEC = CommandSpec(
     name="stack",
     summary="Show every thread's stack (read from outside: works even when the GIL is stuck), asyncio tasks, "
     "or who calls a function (stack module [class] method).",
-    usage="stack [pid] [-f FILE] [--native] [-a] | stack module [class] method [-n N] [-f FILTER] [-nm NAME]",
+    usage="stack [pid] [-f FILE] [--native] [-a] | stack module [class] method [-n N] [-f FILTER] "
+    "[--filter FILTER] [-nm NAME]",
     examples=(
         "stack",
         "stack --native",
