@@ -87,7 +87,7 @@ def test_tools_build_argument_vectors_not_text() -> None:
     assert display(argv) == "getglobal __main__ X -e 'target['\"'\"'a b'\"'\"']' -x 2 -v"
     assert parse_argv(argv)[1]["expr"] == "target['a b']"
     for expr in ("target -n 3", "-target", 'target["-x"] if 1 else " -v "'):
-        spec, request = parse_argv(_argv("getglobal", "m", "X", options={"-e": expr, "-x": "-1"}))
+        _, request = parse_argv(_argv("getglobal", "m", "X", options={"-e": expr, "-x": "-1"}))
         assert (request["expr"], request["expand"], request["verbose"]) == (expr, -1, False)
     watched = _argv("watch", "m", "f", options={"--expr": "args -f x", "-f": "cost > 1"})
     assert parse_argv(watched)[1]["expr"] == "args -f x"

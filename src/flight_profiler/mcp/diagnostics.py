@@ -10,6 +10,7 @@ from pydantic import Field
 
 from ..cli import registry
 from ..commands.thread.model import DEFAULTS as THREAD
+from .options import option_field
 from .server import CHANGES, Adder, Cls, Method, Module, Pid, Timeout, Tools, _argv, _summary
 
 
@@ -63,7 +64,7 @@ def _monitor(tools: Tools, add: Adder) -> None:
         module: Module,
         method: Method,
         cls: Cls = None,
-        cycle_s: Annotated[float, Field(description="seconds per report", gt=0, le=3600)] = 5.0,
+        cycle_s: Annotated[float, option_field("monitor", "-c")] = 5.0,
         cycles: Annotated[int | None, Field(description="reports; default: as many as fit in timeout_s", ge=1)] = None,
         filter: Annotated[str | None, Field(description="count only calls for which this is true")] = None,
         timeout_s: Timeout = 30.0,
@@ -188,7 +189,8 @@ def _dashboard(tools: Tools, add: Adder) -> None:
 
     async def dashboard(
         pid: Pid,
-        interval_ms: Annotated[int, Field(description="milliseconds per frame", ge=100, le=60000)] = 2000,
+        interval_ms: Annotated[int, option_field("dashboard", "-i")] = 2000,
+        # not the option's range: -n 0 means "until stopped", which a bounded call must not ask for
         frames: Annotated[int | None, Field(description="frames; default: as many as fit in timeout_s", ge=1)] = None,
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:

@@ -31,12 +31,12 @@ from ..commands.spec import split_arguments
 from ..commands.vmtool.model import DEFAULTS as VMTOOL
 from ..errors import FlightProfilerError, UsageError
 from .executor import ATTACH_TIMEOUT, Executor
+from .options import option_default, option_field
 
 GRACE = 5.0  # beyond timeout_s and the attach: for the cancelled job's goodbye
 CHANGES = "CHANGES THE TARGET: "
 
 Pid = Annotated[int, Field(description="pid of the target Python process (the ps tool lists them)", gt=0)]
-Expand = Annotated[int, Field(description="depth to expand objects: 1..4, or -1 for the deepest", ge=-1, le=4)]
 Timeout = Annotated[float, Field(description="seconds before the call is stopped (results so far are returned)", gt=0)]
 Count = Annotated[int, Field(description="stop after this many captured calls (-n)", ge=1, le=1000)]
 Module = Annotated[str, Field(description="module as imported in the target, e.g. __main__ or pkg.mod")]
@@ -203,7 +203,7 @@ def _getglobal(tools: Tools, add: Adder) -> None:
         field: Annotated[str, Field(description="the global (or class attribute) name")],
         cls: Annotated[str | None, Field(description="class holding the attribute, if any")] = None,
         expr: Annotated[str | None, Field(description="expression over `target`, e.g. target['key']")] = None,
-        expand: Expand = 1,
+        expand: Annotated[int, option_field("getglobal", "-x")] = option_default("getglobal", "-x"),
         verbose: Annotated[bool, Field(description="all items of containers and long strings")] = False,
         raw: Annotated[bool, Field(description="repr() of the value instead of a tree")] = False,
         timeout_s: Timeout = 30.0,
@@ -225,8 +225,8 @@ def _vmtool(tools: Tools, add: Adder) -> None:
         module: Annotated[str | None, Field(description="module of the class (getInstances)")] = None,
         cls: Annotated[str | None, Field(description="class whose live instances to list (getInstances)")] = None,
         expr: Annotated[str | None, Field(description="expression over `instances`, e.g. len(instances)")] = None,
-        limit: Annotated[int, Field(description="instances to show, -1 for all", ge=-1)] = VMTOOL["limit"],
-        expand: Expand = 1,
+        limit: Annotated[int, option_field("vmtool", "-n", "instances to show, -1 for all")] = VMTOOL["limit"],
+        expand: Annotated[int, option_field("vmtool", "-x")] = option_default("vmtool", "-x"),
         verbose: Annotated[bool, Field(description="all items of containers and long strings")] = False,
         raw: Annotated[bool, Field(description="repr() of values instead of trees")] = False,
         timeout_s: Timeout = 30.0,
@@ -289,7 +289,7 @@ def _watch(tools: Tools) -> tuple[Callable[..., Any], str, str]:
         ] = None,
         filter: Annotated[str | None, Field(description="only calls for which this is true, e.g. cost > 10")] = None,
         exception_only: Annotated[bool, Field(description="only calls that raise, with the traceback")] = False,
-        expand: Expand = 1,
+        expand: Annotated[int, option_field("watch", "-x")] = option_default("watch", "-x"),
         count: Count = 5,
         options: Options = "",
         timeout_s: Timeout = 15.0,
@@ -307,10 +307,12 @@ def _trace(tools: Tools) -> tuple[Callable[..., Any], str, str]:
         module: Module,
         method: Method,
         cls: Cls = None,
-        interval_ms: Annotated[float | None, Field(description="hide calls shorter than this (-i)", ge=0)] = None,
-        depth: Annotated[int | None, Field(description="tree depth to show (-d); 2: the method and its calls")] = None,
+        interval_ms: Annotated[float | None, option_field("trace", "-i", "hide calls shorter than this (-i)")] = None,
+        depth: Annotated[
+            int | None, option_field("trace", "-d", "tree depth to show (-d); 2: the method and its calls")
+        ] = None,
         entrance_time_ms: Annotated[
-            float | None, Field(description="only invocations at least this long", ge=0)
+            float | None, option_field("trace", "-et", "only invocations at least this long")
         ] = None,
         filter: Annotated[str | None, Field(description="only invocations for which this is true")] = None,
         count: Count = 5,
@@ -339,9 +341,9 @@ def _tt(tools: Tools, add: Adder) -> None:
         module: Annotated[str | None, Field(description="record: module of the function")] = None,
         method: Annotated[str | None, Field(description="record: the function or method")] = None,
         cls: Cls = None,
-        index: Annotated[int | None, Field(description="show, replay, delete: the record's index")] = None,
+        index: Annotated[int | None, option_field("tt", "-i", "show, replay, delete: the record's index")] = None,
         filter: Annotated[str | None, Field(description="record: only calls for which this is true")] = None,
-        expand: Expand = 1,
+        expand: Annotated[int, option_field("tt", "-x")] = option_default("tt", "-x"),
         count: Count = 5,
         options: Options = "",
         timeout_s: Timeout = 15.0,
@@ -392,8 +394,10 @@ def _mem(tools: Tools, add: Adder) -> None:
     async def mem(
         pid: Pid,
         action: Annotated[Literal["summary", "diff", "top"], Field(description="by type; growth; allocating lines")],
-        interval_s: Annotated[float | None, Field(description="diff, top: seconds between the snapshots", gt=0)] = None,
-        limit: Annotated[int, Field(description="rows to show", ge=1)] = MEM["limit"],
+        interval_s: Annotated[
+            float | None, option_field("mem", "-i", "diff, top: seconds between the snapshots")
+        ] = None,
+        limit: Annotated[int, option_field("mem", "--limit")] = MEM["limit"],
         timeout_s: Timeout = 60.0,
     ) -> dict[str, Any]:
         interval = {"-i": None if interval_s is None else str(interval_s)}
@@ -420,7 +424,7 @@ def _perf(tools: Tools, add: Adder) -> None:
         format: Annotated[
             Literal["svg", "speedscope", "raw", "collapsed", "chrometrace"], Field(description="output format")
         ] = PERF["format"],
-        rate: Annotated[int, Field(description="samples per second", ge=1, le=10000)] = PERF["rate"],
+        rate: Annotated[int, option_field("perf", "-r")] = PERF["rate"],
         native: Annotated[bool, Field(description="include native (C) frames")] = False,
         idle: Annotated[bool, Field(description="include idle (waiting) threads")] = False,
         timeout_s: Timeout = 60.0,

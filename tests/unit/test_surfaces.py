@@ -1,0 +1,257 @@
+"""Every surface of a command against its one declaration: the parser its ``SPEC.add_arguments`` builds.
+
+The parser (options, flags, types and ranges through ``commands.spec.number``, defaults from the
+command's ``model.DEFAULTS``, help, choices, positionals) is what a command declares once. ``help``
+and Tab completion are generated from it; these tests hold the rest to it, for every command:
+the usage line, the skill's option table, and the MCP tool's input schema (whose requests are
+built from argument vectors through the same parser: tests/unit/test_contract.py builds one for
+every argument of every tool). The model's defaults against the parser are in test_contract.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+from typing import Any
+
+import pytest
+
+from flight_profiler.cli import registry
+from flight_profiler.commands.spec import CommandSpec, NumberType
+from flight_profiler.skills import skills
+from flight_profiler.skills.markers import option_rows, option_tables
+
+SPECS = registry.visible()
+
+
+def _ids(spec: CommandSpec) -> str:
+    return spec.name
+
+
+def _documented(parser: argparse.ArgumentParser) -> set[str]:
+    """The names a skill must list: every option string, every positional (by metavar)."""
+    names: set[str] = set()
+    for action in parser._actions:  # argparse keeps no public list of them
+        if action.help == argparse.SUPPRESS:
+            continue
+        if action.option_strings:
+            names.update(action.option_strings)
+        else:
+            names.add(action.metavar if isinstance(action.metavar, str) else action.dest)
+    return names
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_ids)
+def test_usage_names_every_option(spec: CommandSpec) -> None:
+    """The usage line is written by hand (its forms say which options go together): it must name every
+    option of the parser (test_contract checks it names no other)."""
+    words = set(spec.usage.replace("[", " ").replace("]", " ").replace("|", " ").split())
+    missing = [
+        action.option_strings[0]
+        for action in spec.parser()._actions
+        if action.option_strings and action.help != argparse.SUPPRESS and not set(action.option_strings) & words
+    ]
+    assert not missing, "%s: the usage line lacks %s" % (spec.name, missing)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_ids)
+def test_help_and_completion_come_from_the_parser(spec: CommandSpec) -> None:
+    from flight_profiler.cli.help import command_help
+    from flight_profiler.cli.shell import CommandCompleter
+
+    text = command_help(spec.name).plain  # type: ignore[union-attr]
+    options = [flag for action in spec.parser()._actions for flag in action.option_strings]
+    assert all(flag in text for flag in options), spec.name
+    completer = CommandCompleter.__new__(CommandCompleter)  # completing options needs no runner
+    assert completer._candidates([spec.name], "-") == sorted(options)
+
+
+def _skill_rows() -> dict[str, list[tuple[set[str], str]]]:
+    found: dict[str, list[tuple[set[str], str]]] = {}
+    for skill in skills():
+        for key, rows in option_rows(skill.text).items():
+            assert key not in found, "%s's options are documented twice" % key
+            found[key] = rows
+    return found
+
+
+ROWS = _skill_rows()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_ids)
+def test_skill_option_table_is_the_parsers(spec: CommandSpec) -> None:
+    """The skill's ``<!-- options: NAME -->`` table lists exactly the parser's options and positionals,
+    and each row's default cell shows the parser's default."""
+    assert spec.name in ROWS, "no skill has an options table for %s" % spec.name
+    listed = set().union(*(names for names, _ in ROWS[spec.name]))
+    wanted = _documented(spec.parser())
+    assert listed == wanted, "%s: only in the skill %s, only in the parser %s" % (
+        spec.name,
+        sorted(listed - wanted),
+        sorted(wanted - listed),
+    )
+    for action in spec.parser()._actions:
+        default = action.default
+        if not action.option_strings or isinstance(default, bool) or default in (None, argparse.SUPPRESS):
+            continue
+        shown = "%g" % default if isinstance(default, (int, float)) else str(default)
+        cells = [cell for names, cell in ROWS[spec.name] if names & set(action.option_strings)]
+        assert shown in cells[0], "%s %s: default %s, the skill says %r" % (
+            spec.name,
+            action.option_strings[0],
+            shown,
+            cells[0],
+        )
+
+
+def test_option_tables_parse_as_names() -> None:
+    assert option_tables("<!-- options: x -->\n| `-a N`, `--all N` | all | 1 |\n<!-- /options -->") == {
+        "x": {"-a", "--all"}
+    }
+
+
+# ---------------------------------------------------------------- the MCP tools' input schemas
+
+
+def _tools() -> dict[str, Any]:
+    pytest.importorskip("mcp")
+    from flight_profiler.mcp import server
+
+    manager = server.build()._tool_manager  # the SDK keeps no public accessor for the registered functions
+    return {tool.name: tool for tool in manager.list_tools() if registry.get(tool.name) is not None}
+
+
+class _Recorder:
+    """Stands in for ``Tools``: records the argument vectors a tool would run."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.tool_error = RuntimeError
+
+    async def call(self, pid: int, argv: list[str], timeout_s: float) -> dict[str, Any]:
+        self.calls.append(argv)
+        return {}
+
+
+BASE = {
+    "module": "__main__",
+    "method": "handle",
+    "field": "SETTINGS",
+    "filepath": "/tmp/fp-unit-surfaces.py",
+    "pattern": "*Order*",
+    "line": 10,
+    "index": 3,
+    "thread_id": 4242,
+    "timeout_s": 1e7,  # above every duration a tool checks against it
+}
+
+
+def _edges(schema: dict[str, Any]) -> list[Any]:
+    """The extreme values a parameter's schema allows: its bounds, its default, each of its choices."""
+    variants = schema.get("anyOf", [schema])
+    values: list[Any] = []
+    for variant in variants:
+        values += variant.get("enum", [])
+        for key in ("minimum", "maximum"):
+            if key in variant:
+                values.append(variant[key])
+        if "exclusiveMinimum" in variant:
+            step = 1 if variant.get("type") == "integer" else 0.001
+            values.append(variant["exclusiveMinimum"] + step)
+    if schema.get("default") is not None:
+        values.append(schema["default"])
+    return values
+
+
+def _run(tool: Any, arguments: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    recorder = _Recorder()
+    fn = tool.fn
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        if name == "tools":
+            monkeypatch.setattr(cell, "cell_contents", recorder)
+    asyncio.run(fn(**arguments))
+    return recorder.calls
+
+
+MODES = ("action", "view")  # a tool parameter that picks the command's form: an argument may fit one form only
+
+
+def _forms(tool: Any) -> list[dict[str, Any]]:
+    """The base arguments of a tool, once per value of its mode parameter (or once)."""
+    parameters = inspect.signature(tool.fn).parameters
+    base = {key: value for key, value in BASE.items() if key in parameters}
+    base.update(pid=1, **({"cls": "C"} if tool.name == "vmtool" else {}))
+    for mode in MODES:
+        choices = tool.parameters["properties"].get(mode, {}).get("enum")
+        if choices:
+            return [{**base, mode: choice} for choice in choices]
+    return [base]
+
+
+def _accepted(tool: Any, arguments: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> str:
+    """ "" when the tool, in one of its forms, builds argument vectors the parser accepts; else the errors."""
+    from flight_profiler.errors import UsageError
+    from flight_profiler.mcp.executor import parse_argv
+
+    errors = []
+    for form in arguments:
+        try:
+            for argv in _run(tool, form, monkeypatch):
+                parse_argv(argv)
+        except (UsageError, RuntimeError) as exc:
+            errors.append(str(exc))
+            continue
+        return ""
+    return "; ".join(errors)
+
+
+def test_mcp_schemas_offer_only_what_the_parsers_accept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tool parameter at each edge its JSON schema allows (bounds, default, every choice) gives a
+    request the command's parser accepts, in at least one of the tool's forms: the schema never offers
+    what the CLI refuses."""
+    checked, refused = 0, []
+    for name, tool in _tools().items():
+        if name == "perf":
+            continue  # perf writes into a private directory first: its numbers are checked below
+        for parameter, schema in tool.parameters["properties"].items():
+            if parameter in ("pid", "timeout_s"):
+                continue
+            for value in _edges(schema):
+                forms = [{**form, parameter: value} for form in _forms(tool)]
+                error = _accepted(tool, forms, monkeypatch)
+                if error:
+                    refused.append("%s %s=%r: %s" % (name, parameter, value, error))
+                checked += 1
+    assert not refused, "\n".join(refused)
+    assert checked >= 40, checked
+
+
+def test_mcp_numbers_generated_from_options_match_them() -> None:
+    """Arguments made with ``option_field`` carry the option's range: the schema's bounds are the parser's."""
+    from flight_profiler.mcp.options import bounds, option_action
+
+    for command, flag, parameter in (
+        ("getglobal", "-x", "expand"),
+        ("vmtool", "-x", "expand"),
+        ("vmtool", "-n", "limit"),
+        ("watch", "-x", "expand"),
+        ("tt", "-x", "expand"),
+        ("trace", "-d", "depth"),
+        ("mem", "-i", "interval_s"),
+        ("mem", "--limit", "limit"),
+        ("perf", "-r", "rate"),
+        ("monitor", "-c", "cycle_s"),
+        ("dashboard", "-i", "interval_ms"),
+    ):
+        kind = option_action(command, flag).type
+        assert isinstance(kind, NumberType), (command, flag)
+        schema = _tools()[command].parameters["properties"][parameter]
+        schema = next(variant for variant in schema.get("anyOf", [schema]) if variant.get("type") != "null")
+        names = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum"}
+        assert {names[key]: value for key, value in bounds(kind).items()} == {
+            key: schema[key] for key in ("minimum", "exclusiveMinimum", "maximum") if key in schema
+        }, (command, flag)
+        for value in (schema.get("minimum"), schema.get("maximum")):
+            if value is not None:
+                assert kind.accepts(value)
