@@ -243,6 +243,11 @@ def test_mcp_numbers_generated_from_options_match_them() -> None:
         ("perf", "-r", "rate"),
         ("monitor", "-c", "cycle_s"),
         ("dashboard", "-i", "interval_ms"),
+        ("thread", "-n", "top"),
+        ("thread", "-i", "interval_ms"),
+        ("logger", "--for", "for_s"),
+        ("sc", "-n", "limit"),
+        ("sm", "-n", "limit"),
     ):
         kind = option_action(command, flag).type
         assert isinstance(kind, NumberType), (command, flag)

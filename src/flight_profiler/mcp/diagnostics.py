@@ -30,8 +30,8 @@ def _thread(tools: Tools, add: Adder) -> None:
             Field(description="every thread; one thread's stack; the busiest with stacks; who blocks whom"),
         ] = "list",
         thread_id: Annotated[int | None, Field(description="view=one: the native thread id (as listed)")] = None,
-        top: Annotated[int, Field(description="view=busiest: how many threads", ge=1, le=100)] = 3,
-        interval_ms: Annotated[int, Field(description="CPU use measured over this long", ge=0, le=60000)] = THREAD[
+        top: Annotated[int, option_field("thread", "-n", "view=busiest: how many threads")] = 3,
+        interval_ms: Annotated[int, option_field("thread", "-i", "CPU use measured over this long")] = THREAD[
             "interval"
         ],
         timeout_s: Timeout = 30.0,
@@ -95,7 +95,9 @@ def _logger(tools: Tools, add: Adder) -> None:
         level: Annotated[
             str | None, Field(description="set this level (DEBUG, INFO, ...) for for_s seconds; needs name")
         ] = None,
-        for_s: Annotated[float, Field(description="seconds the level change lasts, then reverted", gt=0)] = 10.0,
+        for_s: Annotated[
+            float, option_field("logger", "--for", "seconds the level change lasts, then reverted")
+        ] = 10.0,
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         if level is not None and for_s >= timeout_s:
@@ -117,18 +119,25 @@ SmPattern = Annotated[
     str, Field(description="glob over module.[Class.]function (* and ?), or a plain name matched at the end")
 ]
 Detail = Annotated[bool, Field(description="also file, line, and bases (sc) or signature (sm)")]
-Limit = Annotated[int, Field(description="matches to show", ge=1, le=10000)]
 NO_MATCH = " Read-only; a pattern that matches nothing is an error."
 
 
 def _search(tools: Tools, add: Adder) -> None:
     async def sc(
-        pid: Pid, pattern: ScPattern, detail: Detail = False, limit: Limit = 50, timeout_s: Timeout = 30.0
+        pid: Pid,
+        pattern: ScPattern,
+        detail: Detail = False,
+        limit: Annotated[int, option_field("sc", "-n", "matches to show")] = 50,
+        timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         return await tools.call(pid, _argv("sc", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
 
     async def sm(
-        pid: Pid, pattern: SmPattern, detail: Detail = False, limit: Limit = 50, timeout_s: Timeout = 30.0
+        pid: Pid,
+        pattern: SmPattern,
+        detail: Detail = False,
+        limit: Annotated[int, option_field("sm", "-n", "matches to show")] = 50,
+        timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         return await tools.call(pid, _argv("sm", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
 
