@@ -138,7 +138,6 @@ BASE = {
     "module": "__main__",
     "method": "handle",
     "field": "SETTINGS",
-    "filepath": "/tmp/fp-unit-surfaces.py",
     "pattern": "*Order*",
     "line": 10,
     "index": 3,
@@ -174,6 +173,13 @@ def _run(tool: Any, arguments: dict[str, Any], monkeypatch: pytest.MonkeyPatch) 
     return recorder.calls
 
 
+def _private_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """perf's default file goes to a private directory of ours: here, the test's."""
+    from flight_profiler.mcp import server
+
+    monkeypatch.setattr(server, "private_output_dir", lambda: str(tmp_path))
+
+
 MODES = ("action", "view")  # a tool parameter that picks the command's form: an argument may fit one form only
 
 
@@ -182,6 +188,8 @@ def _forms(tool: Any) -> list[dict[str, Any]]:
     parameters = inspect.signature(tool.fn).parameters
     base = {key: value for key, value in BASE.items() if key in parameters}
     base.update(pid=1, **({"cls": "C"} if tool.name == "vmtool" else {}))
+    if "filepath" in parameters and parameters["filepath"].default is inspect.Parameter.empty:
+        base["filepath"] = "/tmp/fp-unit-surfaces.py"  # module's source file: only named, never opened here
     for mode in MODES:
         choices = tool.parameters["properties"].get(mode, {}).get("enum")
         if choices:
@@ -206,14 +214,13 @@ def _accepted(tool: Any, arguments: list[dict[str, Any]], monkeypatch: pytest.Mo
     return "; ".join(errors)
 
 
-def test_mcp_schemas_offer_only_what_the_parsers_accept(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mcp_schemas_offer_only_what_the_parsers_accept(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     """Every tool parameter at each edge its JSON schema allows (bounds, default, every choice) gives a
     request the command's parser accepts, in at least one of the tool's forms: the schema never offers
     what the CLI refuses."""
+    _private_dir(monkeypatch, tmp_path)
     checked, refused = 0, []
     for name, tool in _tools().items():
-        if name == "perf":
-            continue  # perf writes into a private directory first: its numbers are checked below
         for parameter, schema in tool.parameters["properties"].items():
             if parameter in ("pid", "timeout_s"):
                 continue
@@ -225,6 +232,70 @@ def test_mcp_schemas_offer_only_what_the_parsers_accept(monkeypatch: pytest.Monk
                 checked += 1
     assert not refused, "\n".join(refused)
     assert checked >= 40, checked
+
+
+# request keys a tool fills with its own default, not the command's: a call must end within timeout_s
+# (fewer captured calls; monitor and dashboard report in short cycles and fit their count to timeout_s)
+MCP_OWN_DEFAULTS = {
+    ("watch", "limit"),
+    ("trace", "limit"),
+    ("tt", "limit"),
+    ("line", "limit"),
+    ("monitor", "cycle"),
+    ("monitor", "cycles"),
+    ("dashboard", "interval"),
+    ("dashboard", "frames"),
+}
+
+
+def _without_defaulted_options(spec: CommandSpec, argv: list[str]) -> list[str]:
+    """``argv`` less the options that have a default (what the tool restated), so the parser applies its own."""
+    actions = spec.parser()._option_string_actions  # argparse keeps no public map of them
+    kept: list[str] = []
+    words = iter(argv)
+    for word in words:
+        action = actions.get(word.split("=", 1)[0])
+        if action is None or action.default in (None, False):
+            kept.append(word)
+        elif action.nargs != 0 and "=" not in word:
+            next(words, None)  # its value
+    return kept
+
+
+def test_mcp_defaults_are_the_commands(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """A tool called with its defaults asks for what the command does by default (its model's DEFAULTS),
+    except where it must be shorter (MCP_OWN_DEFAULTS)."""
+    from flight_profiler.mcp.executor import parse_argv
+
+    _private_dir(monkeypatch, tmp_path)
+    differ = []
+    for name, tool in _tools().items():
+        for form in _forms(tool):
+            for argv in _run(tool, form, monkeypatch):
+                spec, request = parse_argv(argv)
+                _, plain = parse_argv(_without_defaulted_options(spec, argv))
+                differ += [
+                    "%s %s: the tool asks %r, the command's default is %r"
+                    % (name, key, request.get(key), plain.get(key))
+                    for key in sorted(set(request) | set(plain))
+                    if request.get(key) != plain.get(key) and (name, key) not in MCP_OWN_DEFAULTS
+                ]
+    assert not differ, "\n".join(differ)
+
+
+def test_perf_tool_defaults_are_the_commands() -> None:
+    from flight_profiler.mcp.options import option_default
+
+    schema = _tools()["perf"].parameters["properties"]
+    assert schema["format"]["default"] == option_default("perf", "--format")
+    assert schema["rate"]["default"] == option_default("perf", "-r")
+    assert set(schema["format"]["enum"]) == set(option_action_choices("perf", "--format"))
+
+
+def option_action_choices(command: str, flag: str) -> list[Any]:
+    from flight_profiler.mcp.options import option_action
+
+    return list(option_action(command, flag).choices or ())
 
 
 def test_mcp_numbers_generated_from_options_match_them() -> None:
