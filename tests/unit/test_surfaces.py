@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import os
+import re
 from typing import Any
 
 import pytest
@@ -22,7 +24,8 @@ from flight_profiler.commands.spec import CommandSpec, NumberType
 from flight_profiler.skills import skills
 from flight_profiler.skills.markers import option_rows, option_tables
 
-SPECS = registry.visible()
+SPECS = registry.specs()  # every command, the hidden one (complete, Tab's helper) included
+DOCUMENTED = registry.visible()  # the ones a skill documents
 
 
 def _ids(spec: CommandSpec) -> str:
@@ -79,7 +82,7 @@ def _skill_rows() -> dict[str, list[tuple[set[str], str]]]:
 ROWS = _skill_rows()
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=_ids)
+@pytest.mark.parametrize("spec", DOCUMENTED, ids=_ids)
 def test_skill_option_table_is_the_parsers(spec: CommandSpec) -> None:
     """The skill's ``<!-- options: NAME -->`` table lists exactly the parser's options and positionals,
     and each row's default cell shows the parser's default."""
@@ -109,6 +112,39 @@ def test_option_tables_parse_as_names() -> None:
     assert option_tables("<!-- options: x -->\n| `-a N`, `--all N` | all | 1 |\n<!-- /options -->") == {
         "x": {"-a", "--all"}
     }
+
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "README.md")
+
+
+def _readme_forms() -> list[str]:
+    """The command forms of README's Commands table (its first column, one code span per form)."""
+    with open(README, encoding="utf-8") as fh:
+        text = fh.read()
+    section = text.split("### Commands", 1)[1].split("\n\n", 2)[1]
+    forms = []
+    for row in section.splitlines():
+        first = row.strip().strip("|").split(" | ", 1)[0]
+        forms += re.findall(r"`([^`]+)`", first)
+    return forms
+
+
+def test_readme_names_only_options_the_commands_have() -> None:
+    """README's table shows each command's main options (not all of them): those it shows must exist."""
+    forms = _readme_forms()
+    named = {form.split()[0] for form in forms}
+    assert {spec.name for spec in DOCUMENTED} <= named, "README's Commands table lacks %s" % sorted(
+        {spec.name for spec in DOCUMENTED} - named
+    )
+    unknown = []
+    for form in forms:
+        spec = registry.get(form.split()[0])
+        if spec is None:
+            continue  # help, detach: the shell's own
+        options = {flag for action in spec.parser()._actions for flag in action.option_strings}
+        words = re.findall(r"(?<![\w-])(-{1,2}[a-z][\w-]*)", form)
+        unknown += ["%s: %s" % (form, word) for word in words if word not in options]
+    assert not unknown, "\n".join(unknown)
 
 
 # ---------------------------------------------------------------- the MCP tools' input schemas
