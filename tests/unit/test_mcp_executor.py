@@ -89,6 +89,14 @@ def test_tools_build_argument_vectors_not_text() -> None:
     for expr in ("target -n 3", "-target", 'target["-x"] if 1 else " -v "'):
         _, request = parse_argv(_argv("getglobal", "m", "X", options={"-e": expr, "-x": "-1"}))
         assert (request["expr"], request["expand"], request["verbose"]) == (expr, -1, False)
+    assert _argv("trace", "m", "f", options={"-i": "-1", "-et": "-1e-05"}) == [
+        "trace",
+        "m",
+        "f",
+        "-i",
+        "-1",
+        "-et=-1e-05",
+    ]
     watched = _argv("watch", "m", "f", options={"--expr": "args -f x", "-f": "cost > 1"})
     assert parse_argv(watched)[1]["expr"] == "args -f x"
     assert _with_count(["vmtool", "-a", "forceGc"], 3) == ["vmtool", "-a", "forceGc", "-n", "3"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import stat
 import time
 from collections.abc import Mapping
@@ -522,20 +523,15 @@ def _argv(
     return argv + [flag for flag, on in (flags or {}).items() if on]
 
 
+# what argparse itself takes for a negative number rather than an option (-1, -0.5; not -1e-05)
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
+
+
 def _option(option: str, value: str) -> list[str]:
-    """``-f VALUE``; ``-f=VALUE`` when the value starts with "-" and is not a number, which argparse would
-    take for an option."""
-    if value.startswith("-") and not _negative_number(value):
+    """``-f VALUE``; ``-f=VALUE`` when argparse would take the value for an option (it starts with "-")."""
+    if value.startswith("-") and not _NEGATIVE_NUMBER.match(value):
         return ["%s=%s" % (option, value)]
     return [option, value]
-
-
-def _negative_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _extra(name: str, options: str) -> list[str]:
