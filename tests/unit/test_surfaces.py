@@ -70,6 +70,42 @@ def test_help_and_completion_come_from_the_parser(spec: CommandSpec) -> None:
     assert completer._candidates([spec.name], "-") == sorted(options)
 
 
+class _Agent:
+    """Stands in for the runner and its connection: records the completion requests sent to the agent."""
+
+    lost = None
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def connection(self) -> _Agent:
+        return self
+
+    def run(self, command: str, request: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
+        self.requests.append(request)
+        return [{"names": ["handle"]}]
+
+
+def test_completion_offers_the_parsers_choices() -> None:
+    """Words the parser names (a mode word first, an option's choices) are offered; names the target knows
+    are asked from the agent only where the parser takes a name, after the mode word."""
+    from flight_profiler.cli.shell import CommandCompleter
+
+    agent = _Agent()
+    completer = CommandCompleter(agent)  # type: ignore[arg-type]
+    assert completer._candidates(["mem"], "") == ["diff", "summary", "top"]
+    assert completer._candidates(["mem"], "s") == ["summary"]
+    assert completer._candidates(["torch"], "") == ["memory", "profile"]
+    assert completer._candidates(["vmtool", "-a"], "") == ["forceGc", "getInstances"]
+    assert completer._candidates(["perf", "--format"], "s") == ["speedscope", "svg"]
+    assert completer._candidates(["mem", "diff"], "") == []  # no names after it: nothing asked
+    assert not agent.requests
+    assert completer._candidates(["torch", "profile"], "ha") == ["handle"]
+    assert agent.requests[-1]["kind"] == "module"  # the module comes after the mode word
+    assert completer._candidates(["torch", "profile", "app"], "ha") == ["handle"]
+    assert agent.requests[-1] == {"kind": "member", "prefix": "ha", "module": "app", "cls": None}
+
+
 def _skill_rows() -> dict[str, list[tuple[set[str], str]]]:
     found: dict[str, list[tuple[set[str], str]]] = {}
     for skill in skills():
