@@ -147,6 +147,13 @@ def test_tools_against_a_real_target(demo: int) -> None:
                 )
             )
             assert got["results"][0]["value"] == {"t": "int", "v": 3}
+            # the arguments reach the parser as words, not as text split again: a leading "-" and words
+            # that look like options stay in the expression
+            expr = "-target['retry']['attempts'] if ' -x 9 -v' else 0"
+            got = structured(
+                await call("getglobal", {"pid": demo, "module": "__main__", "field": "SETTINGS", "expr": expr})
+            )
+            assert got["results"][0]["value"] == {"t": "int", "v": -3}
             assert "did you mean SETTINGS" in error_text(
                 await call("getglobal", {"pid": demo, "module": "__main__", "field": "SETTING"})
             )

@@ -27,6 +27,7 @@ from flight_profiler import commands
 from flight_profiler.agent import registry as agent_registry
 from flight_profiler.cli import registry
 from flight_profiler.commands.spec import CommandSpec
+from flight_profiler.mcp.executor import parse_argv
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
 PACKAGE = os.path.join(SRC, "flight_profiler")
@@ -339,14 +340,14 @@ def _tools() -> dict[str, Any]:
 
 
 class _Recorder:
-    """Stands in for ``Tools``: records the line a tool would run."""
+    """Stands in for ``Tools``: records the argument vector a tool would run."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.lines: list[list[str]] = []
         self.tool_error = RuntimeError
 
-    async def call(self, pid: int, line: str, timeout_s: float) -> dict[str, Any]:
-        self.lines.append(line)
+    async def call(self, pid: int, argv: list[str], timeout_s: float) -> dict[str, Any]:
+        self.lines.append(argv)
         return {}
 
 
@@ -366,8 +367,8 @@ SAMPLES = {
 }
 
 
-def test_every_mcp_tool_argument_builds_a_line_the_parser_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each command tool, called with every argument set, runs a command line its command parses:
+def test_every_mcp_tool_argument_builds_a_request_the_parser_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each command tool, called with every argument set, runs an argument vector its command parses:
     the MCP schema cannot offer what the parser refuses (or names differently)."""
     tools = _tools()
     recorder = _Recorder()
@@ -387,10 +388,10 @@ def test_every_mcp_tool_argument_builds_a_line_the_parser_accepts(monkeypatch: p
             recorder.lines.clear()
             _bind(fn, recorder, monkeypatch)
             asyncio.run(fn(**arguments))
-            for line in recorder.lines:
-                words = line.split(None, 1)
-                spec.parse_line(words[1] if len(words) > 1 else "")
-                checked.append(line)
+            for argv in recorder.lines:
+                assert argv[0] == name, argv
+                parse_argv(argv)
+                checked.append(argv)
     assert len(checked) >= 8, checked
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from flight_profiler.errors import FlightProfilerError, UsageError
-from flight_profiler.mcp.executor import MAX_COLLECTED, Collector, changes_target, not_read_only, parse
+from flight_profiler.mcp.executor import (
+    MAX_COLLECTED,
+    Collector,
+    changes_target,
+    display,
+    not_read_only,
+    parse,
+    parse_argv,
+)
 
 
 def test_parse_uses_the_cli_checks() -> None:
@@ -66,18 +74,56 @@ def test_collector_keeps_everything_and_prints_nothing(capsys: pytest.CaptureFix
     assert capsys.readouterr() == ("", "")
 
 
-def test_built_lines_are_quoted_and_bounded() -> None:
+def test_tools_build_argument_vectors_not_text() -> None:
+    """A tool's arguments reach the parser as words: nothing is quoted and split again, so a value with
+    quotes, spaces, a word that looks like an option, or a leading "-" stays exactly one value."""
     pytest.importorskip("mcp")
-    from flight_profiler.mcp.server import _line, _with_count
+    from flight_profiler.mcp.server import _argv, _extra, _with_count
 
-    line = _line(
+    argv = _argv(
         "getglobal", "__main__", "X", options={"-e": "target['a b']", "-x": "2"}, flags={"-v": True, "-r": False}
     )
-    assert line == "getglobal __main__ X -e 'target['\"'\"'a b'\"'\"']' -x 2 -v"
-    assert parse(line)[1]["expr"] == "target['a b']"
-    assert _with_count("vmtool", "vmtool -a forceGc", 3) == "vmtool -a forceGc -n 3"
-    assert _with_count("vmtool", "vmtool -a forceGc -n 5", 3) == "vmtool -a forceGc -n 5"
-    assert _with_count("nosuch", "nosuch", 3) == "nosuch"
+    assert argv == ["getglobal", "__main__", "X", "-e", "target['a b']", "-x", "2", "-v"]
+    assert display(argv) == "getglobal __main__ X -e 'target['\"'\"'a b'\"'\"']' -x 2 -v"
+    assert parse_argv(argv)[1]["expr"] == "target['a b']"
+    for expr in ("target -n 3", "-target", 'target["-x"] if 1 else " -v "'):
+        _, request = parse_argv(_argv("getglobal", "m", "X", options={"-e": expr, "-x": "-1"}))
+        assert (request["expr"], request["expand"], request["verbose"]) == (expr, -1, False)
+    assert _argv("trace", "m", "f", options={"-i": "-1", "-et": "-1e-05"}) == [
+        "trace",
+        "m",
+        "f",
+        "-i",
+        "-1",
+        "-et=-1e-05",
+    ]
+    watched = _argv("watch", "m", "f", options={"--expr": "args -f x", "-f": "cost > 1"})
+    assert parse_argv(watched)[1]["expr"] == "args -f x"
+    assert _with_count(["vmtool", "-a", "forceGc"], 3) == ["vmtool", "-a", "forceGc", "-n", "3"]
+    assert _with_count(["vmtool", "-a", "forceGc", "-n", "5"], 3) == ["vmtool", "-a", "forceGc", "-n", "5"]
+    assert _with_count(["watch", "m", "f", "--limits=5"], 3) == ["watch", "m", "f", "--limits=5"]
+    assert _with_count(["nosuch"], 3) == ["nosuch"]
+    # the free-form ``options`` argument is CLI text: split as the CLI splits it
+    assert _extra("watch", "-f args[0]['q']=='a b' -v") == ["--filter=args[0]['q']=='a b'", "-v"]
+    assert _extra("watch", "  ") == []
+
+
+def test_argument_vectors_get_the_cli_checks_and_errors() -> None:
+    """The same one-line errors as the CLI, for the same mistakes."""
+    for argv, message in (
+        (["nosuch"], "unknown command"),
+        ([], "unknown command"),
+        (["getglobal", "__main__", "X", "-x", "9"], "-x must be"),
+        (["getglobal", "m", "a", "b", "c"], "expected: module"),
+        (["console"], "interactive"),
+        (["watch", "m", "f", "-f", "args[0][query]==hello"], "cannot see in the target"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            parse_argv(argv)
+        line = display(argv)
+        if argv:
+            with pytest.raises(UsageError, match=message):
+                parse(line)  # the command tool's line, typed the same, is refused alike
 
 
 def test_local_commands_must_end_before_the_time_limit() -> None:

@@ -37,6 +37,13 @@ def parse_error(line: str) -> str:
         ("tt -t m f --max-mb 0", "--max-mb must be a positive number, got '0'"),
         ("tt -i 1" + "0" * 60, "-i must be a whole number"),  # never int() of a huge string
         ("perf -r 0", "-r must be 1..10000, got '0'"),
+        ("thread -i 60001", "-i must be 0..60000, got '60001'"),
+        ("thread -n 0", "-n must be at least 1, got '0'"),
+        ("sc Order -n 10001", "-n must be 1..10000, got '10001'"),
+        ("logger --name x --level DEBUG --for nan", "--for must be a finite number, got 'nan'"),
+        ("logger --for 0", "--for must be > 0 and <= "),
+        ("line m f 3 -n 1.5", "-n must be a whole number, got '1.5'"),
+        ("stack m f -n 0", "-n must be at least 1, got '0'"),
         ("perf -d nan", "-d must be a finite number, got 'nan'"),
         ("stack 0", "pid must be at least 1, got '0'"),
         ("torch profile m f --wait -0.5", "--wait must not be negative, got '-0.5'"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..attach.attacher import AttachOptions, connect, existing_agent
 from ..attach.connection import AgentConnection, Cancelled, ConnectionLost
@@ -66,9 +66,17 @@ class Runner:
             return False
         if not name:
             return True
+        return self._reported(name, lambda: self._dispatch(name, rest))
+
+    def execute_request(self, spec: CommandSpec, request: dict[str, Any]) -> bool:
+        """Run a request already built (the MCP tools build theirs from their arguments, not from text);
+        True on success. Errors are reported as for ``execute``, never raised."""
+        return self._reported(spec.name, lambda: self.run_request(spec, request))
+
+    def _reported(self, name: str, work: Callable[[], None]) -> bool:
         self.failed = self.interrupted = False
         try:
-            self._dispatch(name, rest)
+            work()
         except FlightProfilerError as exc:
             self.output.error(name, str(exc))
             return False

@@ -8,6 +8,7 @@ and if it is gone the shell ends with status 1. Completion in that state offers 
 
 from __future__ import annotations
 
+import argparse
 import codeop
 import os
 import shlex
@@ -51,10 +52,17 @@ class CommandCompleter(Completer):
         spec = get(ALIASES.get(done[0], done[0]))
         if spec is None:
             return []
+        parser = spec.parser()
         if current.startswith("-"):
-            options = [opt for action in spec.parser()._actions for opt in action.option_strings]
+            options = [opt for action in parser._actions for opt in action.option_strings]
             return sorted(opt for opt in options if opt.startswith(current))
-        return self._target_names(spec.completes, [w for w in done[1:] if not w.startswith("-")], current)
+        positionals = [w for w in done[1:] if not w.startswith("-")]
+        choices = _choices(parser, done[1:], positionals)
+        if choices is not None:
+            return sorted(choice for choice in choices if choice.startswith(current))
+        if _mode(parser) is not None:
+            positionals = positionals[1:]  # torch profile module ...: the names come after the mode word
+        return self._target_names(spec.completes, positionals, current)
 
     def _target_names(self, kinds: tuple[str, ...], positionals: list[str], current: str) -> list[str]:
         if not kinds or len(positionals) >= len(kinds) or kinds[len(positionals)] == "path":
@@ -75,6 +83,25 @@ class CommandCompleter(Completer):
             return []
         # a name that is not plain printable text (escapes, BiDi) would reach the prompt raw: not offered
         return [name for event in events for name in event["names"] if isinstance(name, str) and name.isprintable()]
+
+
+def _mode(parser: argparse.ArgumentParser) -> argparse.Action | None:
+    """The first positional when it picks the command's form from fixed words (mem summary|diff|top)."""
+    positionals = [action for action in parser._actions if not action.option_strings]  # no public list
+    return positionals[0] if positionals and positionals[0].choices else None
+
+
+def _choices(parser: argparse.ArgumentParser, words: list[str], positionals: list[str]) -> list[str] | None:
+    """The words the parser accepts here, when it names them: the value of an option with choices just
+    typed (``--format``, ``vmtool -a``), or the mode word first (``mem``); None: any word may come."""
+    if words:
+        action = parser._option_string_actions.get(words[-1])  # argparse keeps no public map of them
+        if action is not None and action.choices and action.nargs != 0:
+            return [str(choice) for choice in action.choices]
+    mode = _mode(parser)
+    if mode is not None and not positionals:
+        return [str(choice) for choice in mode.choices or ()]
+    return None
 
 
 def run_shell(runner: Runner) -> int:

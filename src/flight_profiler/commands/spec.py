@@ -307,32 +307,54 @@ def number(
     above: bool = False,
     special: tuple[Number, ...] = (),
     note: str = "",
-) -> Callable[[str], Number]:
+) -> NumberType:
     """The argparse ``type`` of every numeric option: a finite ``kind`` (int or float) between
     ``minimum`` (excluded when ``above``) and ``maximum``, or one of ``special`` (``note`` says
     what they mean). inf and nan are refused: an option that means "no limit" has a value for
     that. ``CommandParser.error`` puts the option's name in front: "-i must be > 0 and <= 3600"."""
-    wanted = _wanted(kind, minimum, maximum, above) + _special(special, note)
-    what = "a whole number" if kind is int else "a finite number"
+    return NumberType(kind, minimum, maximum, above, special, note)
 
-    def parse(text: str) -> Number:
+
+class NumberType:
+    """What ``number`` returns: the parser of one numeric option, which also says its range, so that the
+    surfaces generated from the parser (the MCP tools' schema) offer exactly what it accepts."""
+
+    def __init__(
+        self,
+        kind: type,
+        minimum: Number | None,
+        maximum: Number | None,
+        above: bool,
+        special: tuple[Number, ...],
+        note: str,
+    ) -> None:
+        self.kind, self.minimum, self.maximum, self.above, self.special = kind, minimum, maximum, above, special
+        self.wanted = _wanted(kind, minimum, maximum, above) + _special(special, note)
+        self.__name__ = kind.__name__  # what argparse names the type in its own messages
+
+    def __call__(self, text: str) -> Number:
+        what = "a whole number" if self.kind is int else "a finite number"
         try:
             if len(text) > LONGEST_NUMBER:
                 raise ValueError(text)
-            value = kind(text)
+            value = self.kind(text)
         except (ValueError, TypeError):
             raise argparse.ArgumentTypeError("must be %s, got %r" % (what, text)) from None
-        if value in special:
+        if value in self.special:
             return value  # type: ignore[no-any-return]
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError("must be %s, got %r" % (what, text))
-        low_ok = minimum is None or (value > minimum if above else value >= minimum)
-        if not (low_ok and (maximum is None or value <= maximum)):
-            raise argparse.ArgumentTypeError("%s, got %r" % (wanted, text))
+        if not self.accepts(value):
+            raise argparse.ArgumentTypeError("%s, got %r" % (self.wanted, text))
         return value  # type: ignore[no-any-return]
 
-    parse.__name__ = kind.__name__  # what argparse names the type in its own messages
-    return parse
+    def accepts(self, value: Number) -> bool:
+        """``value`` is in the range (or one of the special values)."""
+        if value in self.special:
+            return True
+        minimum, maximum = self.minimum, self.maximum
+        low_ok = minimum is None or (value > minimum if self.above else value >= minimum)
+        return low_ok and (maximum is None or value <= maximum)
 
 
 def _wanted(kind: type, minimum: Number | None, maximum: Number | None, above: bool) -> str:

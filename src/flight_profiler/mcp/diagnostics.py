@@ -10,7 +10,8 @@ from pydantic import Field
 
 from ..cli import registry
 from ..commands.thread.model import DEFAULTS as THREAD
-from .server import CHANGES, Adder, Cls, Method, Module, Pid, Timeout, Tools, _line, _summary
+from .options import option_field
+from .server import CHANGES, Adder, Cls, Method, Module, Pid, Timeout, Tools, _argv, _summary
 
 
 def register(tools: Tools, add: Adder) -> None:
@@ -29,22 +30,22 @@ def _thread(tools: Tools, add: Adder) -> None:
             Field(description="every thread; one thread's stack; the busiest with stacks; who blocks whom"),
         ] = "list",
         thread_id: Annotated[int | None, Field(description="view=one: the native thread id (as listed)")] = None,
-        top: Annotated[int, Field(description="view=busiest: how many threads", ge=1, le=100)] = 3,
-        interval_ms: Annotated[int, Field(description="CPU use measured over this long", ge=0, le=60000)] = THREAD[
+        top: Annotated[int, option_field("thread", "-n", "view=busiest: how many threads")] = 3,
+        interval_ms: Annotated[int, option_field("thread", "-i", "CPU use measured over this long")] = THREAD[
             "interval"
         ],
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         if view == "blocking":
-            return await tools.call(pid, "thread -b", timeout_s)
+            return await tools.call(pid, ["thread", "-b"], timeout_s)
         interval = {"-i": str(interval_ms)}
         if view == "one":
             if thread_id is None:
                 raise tools.tool_error("view=one needs thread_id")
-            return await tools.call(pid, _line("thread", str(thread_id), options=interval), timeout_s)
+            return await tools.call(pid, _argv("thread", str(thread_id), options=interval), timeout_s)
         if view == "busiest":
-            return await tools.call(pid, _line("thread", options={"-n": str(top), **interval}), timeout_s)
-        return await tools.call(pid, _line("thread", options=interval), timeout_s)
+            return await tools.call(pid, _argv("thread", options={"-n": str(top), **interval}), timeout_s)
+        return await tools.call(pid, _argv("thread", options=interval), timeout_s)
 
     add(
         thread,
@@ -63,7 +64,7 @@ def _monitor(tools: Tools, add: Adder) -> None:
         module: Module,
         method: Method,
         cls: Cls = None,
-        cycle_s: Annotated[float, Field(description="seconds per report", gt=0, le=3600)] = 5.0,
+        cycle_s: Annotated[float, option_field("monitor", "-c")] = 5.0,
         cycles: Annotated[int | None, Field(description="reports; default: as many as fit in timeout_s", ge=1)] = None,
         filter: Annotated[str | None, Field(description="count only calls for which this is true")] = None,
         timeout_s: Timeout = 30.0,
@@ -73,7 +74,7 @@ def _monitor(tools: Tools, add: Adder) -> None:
         count = cycles if cycles is not None else max(1, math.floor(timeout_s * 0.9 / cycle_s))
         words = ["monitor", module, *([cls] if cls else []), method]
         options = {"-c": str(cycle_s), "-n": str(count), "-f": filter}
-        return await tools.call(pid, _line(*words, options=options), timeout_s)
+        return await tools.call(pid, _argv(*words, options=options), timeout_s)
 
     add(
         monitor,
@@ -94,13 +95,15 @@ def _logger(tools: Tools, add: Adder) -> None:
         level: Annotated[
             str | None, Field(description="set this level (DEBUG, INFO, ...) for for_s seconds; needs name")
         ] = None,
-        for_s: Annotated[float, Field(description="seconds the level change lasts, then reverted", gt=0)] = 10.0,
+        for_s: Annotated[
+            float, option_field("logger", "--for", "seconds the level change lasts, then reverted")
+        ] = 10.0,
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         if level is not None and for_s >= timeout_s:
             raise tools.tool_error("for_s must be shorter than timeout_s (the change lasts while the call runs)")
         options = {"--name": name, "--level": level, "--for": str(for_s) if level is not None else None}
-        return await tools.call(pid, _line("logger", options=options), timeout_s)
+        return await tools.call(pid, _argv("logger", options=options), timeout_s)
 
     add(
         logger,
@@ -116,20 +119,27 @@ SmPattern = Annotated[
     str, Field(description="glob over module.[Class.]function (* and ?), or a plain name matched at the end")
 ]
 Detail = Annotated[bool, Field(description="also file, line, and bases (sc) or signature (sm)")]
-Limit = Annotated[int, Field(description="matches to show", ge=1, le=10000)]
 NO_MATCH = " Read-only; a pattern that matches nothing is an error."
 
 
 def _search(tools: Tools, add: Adder) -> None:
     async def sc(
-        pid: Pid, pattern: ScPattern, detail: Detail = False, limit: Limit = 50, timeout_s: Timeout = 30.0
+        pid: Pid,
+        pattern: ScPattern,
+        detail: Detail = False,
+        limit: Annotated[int, option_field("sc", "-n", "matches to show")] = 50,
+        timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
-        return await tools.call(pid, _line("sc", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
+        return await tools.call(pid, _argv("sc", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
 
     async def sm(
-        pid: Pid, pattern: SmPattern, detail: Detail = False, limit: Limit = 50, timeout_s: Timeout = 30.0
+        pid: Pid,
+        pattern: SmPattern,
+        detail: Detail = False,
+        limit: Annotated[int, option_field("sm", "-n", "matches to show")] = 50,
+        timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
-        return await tools.call(pid, _line("sm", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
+        return await tools.call(pid, _argv("sm", pattern, options={"-n": str(limit)}, flags={"-d": detail}), timeout_s)
 
     if "sc" in registry.COMMANDS:
         add(sc, "sc", _summary("sc") + NO_MATCH)
@@ -149,7 +159,7 @@ def _source(tools: Tools, add: Adder) -> None:
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         words = ["source", module, *([cls] if cls else []), *([method] if method else [])]
-        return await tools.call(pid, _line(*words), timeout_s)
+        return await tools.call(pid, _argv(*words), timeout_s)
 
     add(source, "source", _summary("source") + " Read-only (the file is compiled, never run).")
 
@@ -171,7 +181,7 @@ def _line_tool(tools: Tools, add: Adder) -> None:
     ) -> dict[str, Any]:
         words = ["line", module, *([cls] if cls else []), method, str(line)]
         options = {"--expr": expr, "-f": filter, "-n": str(count)}
-        return await tools.call(pid, _line(*words, options=options), timeout_s)
+        return await tools.call(pid, _argv(*words, options=options), timeout_s)
 
     add(
         line,
@@ -188,14 +198,15 @@ def _dashboard(tools: Tools, add: Adder) -> None:
 
     async def dashboard(
         pid: Pid,
-        interval_ms: Annotated[int, Field(description="milliseconds per frame", ge=100, le=60000)] = 2000,
+        interval_ms: Annotated[int, option_field("dashboard", "-i")] = 2000,
+        # not the option's range: -n 0 means "until stopped", which a bounded call must not ask for
         frames: Annotated[int | None, Field(description="frames; default: as many as fit in timeout_s", ge=1)] = None,
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         if interval_ms / 1000.0 >= timeout_s:
             raise tools.tool_error("interval_ms must be shorter than timeout_s")
         count = frames if frames is not None else max(1, math.floor(timeout_s * 0.9 * 1000.0 / interval_ms))
-        return await tools.call(pid, _line("dashboard", options={"-i": str(interval_ms), "-n": str(count)}), timeout_s)
+        return await tools.call(pid, _argv("dashboard", options={"-i": str(interval_ms), "-n": str(count)}), timeout_s)
 
     add(
         dashboard,

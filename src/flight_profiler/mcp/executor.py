@@ -1,13 +1,18 @@
-"""Run CLI command lines for the MCP tools and return their results instead of printing them.
+"""Run commands for the MCP tools and return their results instead of printing them.
 
 The same ``Runner`` as ``--cmd``, given an ``Output`` that collects, and a time limit
-after which the running job is cancelled (what it produced so far is kept). Nothing here imports the MCP
-SDK: it is plain, synchronous, and testable on its own.
+after which the running job is cancelled (what it produced so far is kept). The dedicated tools
+hand over an argument vector built from their arguments (``run_argv``): it goes through the
+command's own parser and ``to_request``, so it is checked exactly as on the CLI, but no text is
+quoted and split again on the way (an expression that contains `` -n `` or starts with ``-`` stays
+one value). The ``command`` tool's line is parsed as ``--cmd`` parses it (``run``). Nothing here
+imports the MCP SDK: it is plain, synchronous, and testable on its own.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 import time
 from typing import Any
@@ -94,10 +99,28 @@ def parse(line: str) -> tuple[CommandSpec, Request]:
     spec = registry.get(ALIASES.get(name, name)) if name else None
     if spec is None:
         raise UsageError("unknown command %r; known: %s" % (name, ", ".join(registry.COMMANDS)))
-    request = spec.parse_line(rest)
+    return spec, _checked(spec, spec.parse_line(rest))
+
+
+def parse_argv(argv: list[str]) -> tuple[CommandSpec, Request]:
+    """``argv`` (the command's name, then its words, unquoted) through the command's parser: the same
+    checks and one-line errors as the CLI, without a round trip through command-line text."""
+    name = argv[0] if argv else ""
+    spec = registry.get(name) if name else None
+    if spec is None:
+        raise UsageError("unknown command %r; known: %s" % (name, ", ".join(registry.COMMANDS)))
+    return spec, _checked(spec, spec.parse(list(argv[1:])))
+
+
+def _checked(spec: CommandSpec, request: Request) -> Request:
     if spec.interactive and not request:
         raise UsageError("%s is interactive: pass its input as an option (e.g. console -c CODE)" % spec.name)
-    return spec, request
+    return request
+
+
+def display(argv: list[str]) -> str:
+    """The command line that ``argv`` is, as a shell would take it (the results' ``line``)."""
+    return " ".join(shlex.quote(word) for word in argv)
 
 
 def _check_bounded(spec: CommandSpec, request: Request, time_limit: float) -> None:
@@ -123,6 +146,14 @@ class Executor:
     def run(self, pid: int, line: str, time_limit: float) -> dict[str, Any]:
         """Run one command line against ``pid``; stop it after ``time_limit`` seconds, keeping its results."""
         spec, request = parse(line)
+        return self._run(pid, spec, request, line, time_limit)
+
+    def run_argv(self, pid: int, argv: list[str], time_limit: float) -> dict[str, Any]:
+        """``run`` for a command given as its name and words (what the dedicated tools build)."""
+        spec, request = parse_argv(argv)
+        return self._run(pid, spec, request, display(argv), time_limit)
+
+    def _run(self, pid: int, spec: CommandSpec, request: Request, line: str, time_limit: float) -> dict[str, Any]:
         reason = not_read_only(spec, request) if self.read_only else ""
         if reason:
             raise UsageError("'%s' %s, and this MCP server is read-only" % (line, reason))
@@ -132,7 +163,7 @@ class Executor:
             runner = self._start(pid, collector, time_limit)
             started = time.monotonic()
             try:
-                runner.execute(line)
+                runner.execute_request(spec, request)
             finally:
                 self._finish(pid, runner)
             return _outcome(pid, spec.name, line, collector, time.monotonic() - started)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
-import shlex
+import re
 import stat
 import time
 from collections.abc import Mapping
@@ -28,15 +28,16 @@ from ..cli.output import JSON_SCHEMA_VERSION
 from ..cli.ps import listing
 from ..commands.mem.model import DEFAULTS as MEM
 from ..commands.perf.model import DEFAULTS as PERF
+from ..commands.spec import split_arguments
 from ..commands.vmtool.model import DEFAULTS as VMTOOL
 from ..errors import FlightProfilerError, UsageError
 from .executor import ATTACH_TIMEOUT, Executor
+from .options import option_default, option_field
 
 GRACE = 5.0  # beyond timeout_s and the attach: for the cancelled job's goodbye
 CHANGES = "CHANGES THE TARGET: "
 
 Pid = Annotated[int, Field(description="pid of the target Python process (the ps tool lists them)", gt=0)]
-Expand = Annotated[int, Field(description="depth to expand objects: 1..4, or -1 for the deepest", ge=-1, le=4)]
 Timeout = Annotated[float, Field(description="seconds before the call is stopped (results so far are returned)", gt=0)]
 Count = Annotated[int, Field(description="stop after this many captured calls (-n)", ge=1, le=1000)]
 Module = Annotated[str, Field(description="module as imported in the target, e.g. __main__ or pkg.mod")]
@@ -76,14 +77,20 @@ def _sdk() -> tuple[Any, Any, Any]:
 
 
 class Tools:
-    """The tool implementations: each builds a CLI command line and runs it bounded."""
+    """The tool implementations: each builds its command's argument vector from its arguments and runs it
+    bounded (no command-line text in between, except the ``command`` tool's line and ``options``)."""
 
     def __init__(self, max_timeout: float, read_only: bool, tool_error: Any) -> None:
         self.max_timeout = max_timeout
         self.executor = Executor(read_only=read_only)
         self.tool_error = tool_error
 
-    async def call(self, pid: int, line: str, timeout_s: float) -> dict[str, Any]:
+    async def call(self, pid: int, argv: list[str], timeout_s: float) -> dict[str, Any]:
+        """Run ``argv`` (the command's name, then its words) against ``pid``, bounded by ``timeout_s``."""
+        return await self._bounded(pid, timeout_s, lambda limit: self.executor.run_argv(pid, argv, limit))
+
+    async def call_line(self, pid: int, line: str, timeout_s: float) -> dict[str, Any]:
+        """Run a command line written as for ``--cmd`` (the ``command`` tool)."""
         return await self._bounded(pid, timeout_s, lambda limit: self.executor.run(pid, line, limit))
 
     async def detach_call(self, pid: int, timeout_s: float) -> dict[str, Any]:
@@ -182,7 +189,7 @@ def _stack(tools: Tools, add: Adder) -> None:
         asyncio: Annotated[bool, Field(description="stacks of asyncio tasks instead (needs the agent)")] = False,
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
-        return await tools.call(pid, _line("stack", flags={"--native": native, "-a": asyncio}), timeout_s)
+        return await tools.call(pid, _argv("stack", flags={"--native": native, "-a": asyncio}), timeout_s)
 
     add(stack, "stack", _summary("stack") + " Read-only; thread stacks need no agent in the target.")
 
@@ -197,14 +204,14 @@ def _getglobal(tools: Tools, add: Adder) -> None:
         field: Annotated[str, Field(description="the global (or class attribute) name")],
         cls: Annotated[str | None, Field(description="class holding the attribute, if any")] = None,
         expr: Annotated[str | None, Field(description="expression over `target`, e.g. target['key']")] = None,
-        expand: Expand = 1,
+        expand: Annotated[int, option_field("getglobal", "-x")] = option_default("getglobal", "-x"),
         verbose: Annotated[bool, Field(description="all items of containers and long strings")] = False,
         raw: Annotated[bool, Field(description="repr() of the value instead of a tree")] = False,
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         words = ["getglobal", module, *([cls] if cls else []), field]
         options = {"-e": expr, "-x": str(expand)}
-        return await tools.call(pid, _line(*words, options=options, flags={"-v": verbose, "-r": raw}), timeout_s)
+        return await tools.call(pid, _argv(*words, options=options, flags={"-v": verbose, "-r": raw}), timeout_s)
 
     add(getglobal, "getglobal", _summary("getglobal") + " Reads the value." + EVALUATES)
 
@@ -219,17 +226,17 @@ def _vmtool(tools: Tools, add: Adder) -> None:
         module: Annotated[str | None, Field(description="module of the class (getInstances)")] = None,
         cls: Annotated[str | None, Field(description="class whose live instances to list (getInstances)")] = None,
         expr: Annotated[str | None, Field(description="expression over `instances`, e.g. len(instances)")] = None,
-        limit: Annotated[int, Field(description="instances to show, -1 for all", ge=-1)] = VMTOOL["limit"],
-        expand: Expand = 1,
+        limit: Annotated[int, option_field("vmtool", "-n", "instances to show, -1 for all")] = VMTOOL["limit"],
+        expand: Annotated[int, option_field("vmtool", "-x")] = option_default("vmtool", "-x"),
         verbose: Annotated[bool, Field(description="all items of containers and long strings")] = False,
         raw: Annotated[bool, Field(description="repr() of values instead of trees")] = False,
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
         if action == "forceGc":
-            return await tools.call(pid, "vmtool -a forceGc", timeout_s)
+            return await tools.call(pid, ["vmtool", "-a", "forceGc"], timeout_s)
         words = ["vmtool", "-a", action, *(["-c", module, cls] if module and cls else [])]
         options = {"-e": expr, "-n": str(limit), "-x": str(expand)}
-        return await tools.call(pid, _line(*words, options=options, flags={"-v": verbose, "-r": raw}), timeout_s)
+        return await tools.call(pid, _argv(*words, options=options, flags={"-v": verbose, "-r": raw}), timeout_s)
 
     add(
         vmtool,
@@ -254,7 +261,7 @@ def _module(tools: Tools, add: Adder) -> None:
         filepath: Annotated[str, Field(description="absolute path of a source file")],
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
-        return await tools.call(pid, _line("module", filepath), timeout_s)
+        return await tools.call(pid, _argv("module", filepath), timeout_s)
 
     add(module, "module", _summary("module") + " Read-only.")
 
@@ -283,14 +290,14 @@ def _watch(tools: Tools) -> tuple[Callable[..., Any], str, str]:
         ] = None,
         filter: Annotated[str | None, Field(description="only calls for which this is true, e.g. cost > 10")] = None,
         exception_only: Annotated[bool, Field(description="only calls that raise, with the traceback")] = False,
-        expand: Expand = 1,
+        expand: Annotated[int, option_field("watch", "-x")] = option_default("watch", "-x"),
         count: Count = 5,
         options: Options = "",
         timeout_s: Timeout = 15.0,
     ) -> dict[str, Any]:
         words = ["watch", module, *([cls] if cls else []), method]
-        line = _line(*words, options={"--expr": expr, "-f": filter, "-x": str(expand)}, flags={"-e": exception_only})
-        return await tools.call(pid, _with_count("watch", "%s %s" % (line, options), count), timeout_s)
+        argv = _argv(*words, options={"--expr": expr, "-f": filter, "-x": str(expand)}, flags={"-e": exception_only})
+        return await tools.call(pid, _with_count(argv + _extra("watch", options), count), timeout_s)
 
     return watch, "watch", _summary("watch") + BOUNDED
 
@@ -301,10 +308,12 @@ def _trace(tools: Tools) -> tuple[Callable[..., Any], str, str]:
         module: Module,
         method: Method,
         cls: Cls = None,
-        interval_ms: Annotated[float | None, Field(description="hide calls shorter than this (-i)", ge=0)] = None,
-        depth: Annotated[int | None, Field(description="tree depth to show (-d); 2: the method and its calls")] = None,
+        interval_ms: Annotated[float | None, option_field("trace", "-i", "hide calls shorter than this (-i)")] = None,
+        depth: Annotated[
+            int | None, option_field("trace", "-d", "tree depth to show (-d); 2: the method and its calls")
+        ] = None,
         entrance_time_ms: Annotated[
-            float | None, Field(description="only invocations at least this long", ge=0)
+            float | None, option_field("trace", "-et", "only invocations at least this long")
         ] = None,
         filter: Annotated[str | None, Field(description="only invocations for which this is true")] = None,
         count: Count = 5,
@@ -314,8 +323,8 @@ def _trace(tools: Tools) -> tuple[Callable[..., Any], str, str]:
         words = ["trace", module, *([cls] if cls else []), method]
         numbers = {"-i": interval_ms, "-d": depth, "-et": entrance_time_ms}
         values = {option: None if value is None else str(value) for option, value in numbers.items()}
-        line = _line(*words, options={**values, "-f": filter})
-        return await tools.call(pid, _with_count("trace", "%s %s" % (line, options), count), timeout_s)
+        argv = _argv(*words, options={**values, "-f": filter})
+        return await tools.call(pid, _with_count(argv + _extra("trace", options), count), timeout_s)
 
     return trace, "trace", _summary("trace") + BOUNDED
 
@@ -333,22 +342,18 @@ def _tt(tools: Tools, add: Adder) -> None:
         module: Annotated[str | None, Field(description="record: module of the function")] = None,
         method: Annotated[str | None, Field(description="record: the function or method")] = None,
         cls: Cls = None,
-        index: Annotated[int | None, Field(description="show, replay, delete: the record's index")] = None,
+        index: Annotated[int | None, option_field("tt", "-i", "show, replay, delete: the record's index")] = None,
         filter: Annotated[str | None, Field(description="record: only calls for which this is true")] = None,
-        expand: Expand = 1,
+        expand: Annotated[int, option_field("tt", "-x")] = option_default("tt", "-x"),
         count: Count = 5,
         options: Options = "",
         timeout_s: Timeout = 15.0,
     ) -> dict[str, Any]:
         try:
-            line = _tt_line(action, module, cls, method, index, filter, expand)
+            argv = _tt_argv(action, module, cls, method, index, filter, expand) + _extra("tt", options)
         except UsageError as exc:
             raise tools.tool_error(str(exc)) from None
-        if action == "record":
-            line = _with_count("tt", "%s %s" % (line, options), count)
-        elif options:
-            line = "%s %s" % (line, options)
-        return await tools.call(pid, line, timeout_s)
+        return await tools.call(pid, _with_count(argv, count) if action == "record" else argv, timeout_s)
 
     add(
         tt,
@@ -360,7 +365,7 @@ def _tt(tools: Tools, add: Adder) -> None:
     )
 
 
-def _tt_line(
+def _tt_argv(
     action: str,
     module: str | None,
     cls: str | None,
@@ -368,19 +373,19 @@ def _tt_line(
     index: int | None,
     filter: str | None,
     expand: int,
-) -> str:
+) -> list[str]:
     if action == "record":
         names = [name for name in (module, cls, method) if name]
-        return _line("tt", "-t", *names, options={"-f": filter, "-x": str(expand)})
+        return _argv("tt", "-t", *names, options={"-f": filter, "-x": str(expand)})
     if action == "list":
-        return "tt -l"
+        return ["tt", "-l"]
     if action == "delete_all":
-        return "tt -da"
+        return ["tt", "-da"]
     if index is None:
         raise UsageError("tt action=%s needs the record's index" % action)
     if action == "delete":
-        return "tt -d %d" % index
-    return _line("tt", "-i", str(index), options={"-x": str(expand)}, flags={"-p": action == "replay"})
+        return ["tt", "-d", str(index)]
+    return _argv("tt", "-i", str(index), options={"-x": str(expand)}, flags={"-p": action == "replay"})
 
 
 def _mem(tools: Tools, add: Adder) -> None:
@@ -390,12 +395,14 @@ def _mem(tools: Tools, add: Adder) -> None:
     async def mem(
         pid: Pid,
         action: Annotated[Literal["summary", "diff", "top"], Field(description="by type; growth; allocating lines")],
-        interval_s: Annotated[float | None, Field(description="diff, top: seconds between the snapshots", gt=0)] = None,
-        limit: Annotated[int, Field(description="rows to show", ge=1)] = MEM["limit"],
+        interval_s: Annotated[
+            float | None, option_field("mem", "-i", "diff, top: seconds between the snapshots")
+        ] = None,
+        limit: Annotated[int, option_field("mem", "--limit")] = MEM["limit"],
         timeout_s: Timeout = 60.0,
     ) -> dict[str, Any]:
         interval = {"-i": None if interval_s is None else str(interval_s)}
-        return await tools.call(pid, _line("mem", action, options={**interval, "--limit": str(limit)}), timeout_s)
+        return await tools.call(pid, _argv("mem", action, options={**interval, "--limit": str(limit)}), timeout_s)
 
     add(
         mem,
@@ -418,7 +425,7 @@ def _perf(tools: Tools, add: Adder) -> None:
         format: Annotated[
             Literal["svg", "speedscope", "raw", "collapsed", "chrometrace"], Field(description="output format")
         ] = PERF["format"],
-        rate: Annotated[int, Field(description="samples per second", ge=1, le=10000)] = PERF["rate"],
+        rate: Annotated[int, option_field("perf", "-r")] = PERF["rate"],
         native: Annotated[bool, Field(description="include native (C) frames")] = False,
         idle: Annotated[bool, Field(description="include idle (waiting) threads")] = False,
         timeout_s: Timeout = 60.0,
@@ -432,7 +439,7 @@ def _perf(tools: Tools, add: Adder) -> None:
         path = filepath or os.path.join(directory, "perf-%d-%d.%s" % (pid, time.time(), _EXT[format]))
         options = {"-d": str(duration_s), "-f": path, "--format": format, "-r": str(rate)}
         return await tools.call(
-            pid, _line("perf", options=options, flags={"--native": native, "--idle": idle}), timeout_s
+            pid, _argv("perf", options=options, flags={"--native": native, "--idle": idle}), timeout_s
         )
 
     add(
@@ -483,7 +490,7 @@ def _command(tools: Tools, add: Adder) -> None:
         line: Annotated[str, Field(description="a command line exactly as for --cmd, e.g. 'module /app/x.py'")],
         timeout_s: Timeout = 30.0,
     ) -> dict[str, Any]:
-        return await tools.call(pid, line, timeout_s)
+        return await tools.call_line(pid, line, timeout_s)
 
     specs = registry.visible()
     names = ", ".join(spec.name for spec in specs)
@@ -504,25 +511,44 @@ def _summary(name: str) -> str:
     return spec.summary if spec is not None else name
 
 
-def _line(*words: str, options: Mapping[str, str | None] | None = None, flags: Mapping[str, bool] | None = None) -> str:
-    parts = [shlex.quote(word) for word in words]
+def _argv(
+    *words: str, options: Mapping[str, str | None] | None = None, flags: Mapping[str, bool] | None = None
+) -> list[str]:
+    """The command's name, its positional words, ``options`` that have a value, ``flags`` that are on: words
+    handed to the parser as they are, never joined into text and split again."""
+    argv = list(words)
     for option, value in (options or {}).items():
         if value is not None:
-            parts += [option, shlex.quote(value)]
-    parts += [flag for flag, on in (flags or {}).items() if on]
-    return " ".join(parts)
+            argv += _option(option, value)
+    return argv + [flag for flag, on in (flags or {}).items() if on]
 
 
-def _with_count(name: str, line: str, count: int) -> str:
-    """Add ``-n count`` unless the caller's options already set it (or the command has no -n)."""
+# what argparse itself takes for a negative number rather than an option (-1, -0.5; not -1e-05)
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
+
+
+def _option(option: str, value: str) -> list[str]:
+    """``-f VALUE``; ``-f=VALUE`` when argparse would take the value for an option (it starts with "-")."""
+    if value.startswith("-") and not _NEGATIVE_NUMBER.match(value):
+        return ["%s=%s" % (option, value)]
+    return [option, value]
+
+
+def _extra(name: str, options: str) -> list[str]:
+    """The ``options`` argument: more options written as on the CLI, split as the CLI splits them."""
     spec = registry.get(name)
+    if spec is None or not options.strip():
+        return []
+    return split_arguments(options, spec.parser())
+
+
+def _with_count(argv: list[str], count: int) -> list[str]:
+    """Add ``-n count`` unless the caller's options already set it (or the command has no -n)."""
+    spec = registry.get(argv[0])
     if spec is None:
-        return line
+        return argv
     option_strings = {opt for action in spec.parser()._actions for opt in action.option_strings}
-    try:
-        words = shlex.split(line)
-    except ValueError:
-        return line  # unbalanced quotes: parsing the line reports it
-    if "-n" not in option_strings or any(word in ("-n", "--limits") for word in words):
-        return line
-    return "%s -n %d" % (line, count)
+    given = {word.split("=", 1)[0] for word in argv[1:]}
+    if "-n" not in option_strings or given & {"-n", "--limits"}:
+        return argv
+    return [*argv, "-n", str(count)]

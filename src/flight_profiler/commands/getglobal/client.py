@@ -57,7 +57,7 @@ def _render(event: dict[str, Any]) -> RenderableType:
 SPEC = CommandSpec(
     name="getglobal",
     summary="Show a module global or a class attribute of the target.",
-    usage="getglobal module [class] field [-e EXPR] [-x N] [-v] [-r]",
+    usage="getglobal module [class] field [-e EXPR] [-x N] [-v] [-r] [--budget-ms MS]",
     examples=(
         "getglobal __main__ g_list",
         "getglobal __main__ classA static_field",

@@ -17,7 +17,7 @@ from ..calls import (
     timestamp,
     where,
 )
-from ..spec import CommandSpec, add_render_options, render_options
+from ..spec import CommandSpec, add_render_options, number, render_options
 from .model import DEFAULT_LIMIT, DEFAULT_RATE
 
 if TYPE_CHECKING:
@@ -35,7 +35,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expr", help="what to show, over the function's local variables (default: all of them)")
     parser.add_argument("-f", "--filter", help="only when this is true, over the local variables, e.g. 'total > 100'")
     parser.add_argument(
-        "-n", "--limits", type=int, default=DEFAULT_LIMIT, help="stop after this many hits (default %d)" % DEFAULT_LIMIT
+        "-n",
+        "--limits",
+        type=number(int, 1),
+        default=DEFAULT_LIMIT,
+        help="stop after this many hits (default %d)" % DEFAULT_LIMIT,
     )
     add_rate_argument(parser, DEFAULT_RATE, "hits")
     add_render_options(parser)
@@ -103,7 +107,7 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
 SPEC = CommandSpec(
     name="line",
     summary="Show the local variables (or an expression over them) each time one source line of a function runs.",
-    usage="line module [class] method LINE [--expr EXPR] [-f FILTER] [-n N] [-nm NAME] [-x N] [--rate N]",
+    usage="line module [class] method LINE [--expr EXPR] [-f FILTER] [-n N] [-nm NAME] [-x N] [-v] [-r] [--rate N]",
     examples=(
         "line __main__ checksum 61",
         "line __main__ checksum 61 --expr total -n 3",

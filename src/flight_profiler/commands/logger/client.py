@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
-from ..spec import CommandSpec
+from ..spec import CommandSpec, number
 from .model import DEFAULTS, MAX_FOR_S
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--for",
         dest="seconds",
-        type=float,
+        type=number(float, 0, MAX_FOR_S, above=True),
         default=DEFAULTS["seconds"],
         help="seconds the --level change lasts before it is reverted (default %g)" % DEFAULTS["seconds"],
     )
@@ -32,8 +32,6 @@ def _to_request(ns: argparse.Namespace) -> LoggerRequest:
         raise UsageError("--level needs --name (use --name root for the root logger)")
     if ns.level is not None and not ns.level.strip():
         raise UsageError("--level must not be empty")
-    if not 0 < ns.seconds <= MAX_FOR_S:
-        raise UsageError("--for must be more than 0 and at most %g seconds, got %g" % (MAX_FOR_S, ns.seconds))
     return {"name": ns.name, "level": ns.level, "seconds": ns.seconds}
 
 

@@ -91,7 +91,7 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
 SPEC = CommandSpec(
     name="monitor",
     summary="Count a function's calls, failures and cost percentiles (avg, p50, p99, max) per cycle.",
-    usage="monitor module [class] method [-c SECONDS] [-n CYCLES] [-f FILTER] [-nm NAME]",
+    usage="monitor module [class] method [-c SECONDS] [-n CYCLES] [-f FILTER] [-nm NAME] [--budget-ms MS]",
     examples=(
         "monitor __main__ handle -c 5",
         "monitor __main__ PaymentGateway charge -c 10 -n 3",

@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
-from ..spec import CommandSpec
+from ..spec import CommandSpec, number
 from .model import DEFAULTS, MAX_LIMIT
 
 if TYPE_CHECKING:
@@ -31,15 +31,13 @@ def add_search_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "-n",
         "--limit",
-        type=int,
+        type=number(int, 1, MAX_LIMIT),
         default=DEFAULTS["limit"],
         help="show at most N matches (default %d)" % DEFAULTS["limit"],
     )
 
 
 def search_request(ns: argparse.Namespace) -> SearchRequest:
-    if not 1 <= ns.limit <= MAX_LIMIT:
-        raise UsageError("-n must be 1..%d, got %d" % (MAX_LIMIT, ns.limit))
     if not ns.pattern.strip():
         raise UsageError("the pattern must not be empty")
     return {"pattern": ns.pattern, "detail": ns.detail, "limit": ns.limit}

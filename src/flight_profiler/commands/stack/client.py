@@ -16,7 +16,7 @@ from ...readers import pyspy
 from ...render.safe import safe_line
 from ..calls import add_nested_argument, render_end, render_header, render_start, skipped_note
 from ..outfile import check_destination, write_text
-from ..spec import CommandSpec, LocalContext
+from ..spec import CommandSpec, LocalContext, number
 from .model import DEFAULTS
 
 CALLS_LIMIT = DEFAULTS["limit"]  # stack module [class] method: calls shown by default
@@ -47,7 +47,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--filter", help="module [class] method: only calls for which this is true")
     parser.add_argument(
-        "-n", "--limits", type=int, help="module [class] method: stop after this many calls (default %d)" % CALLS_LIMIT
+        "-n",
+        "--limits",
+        type=number(int, 1),
+        help="module [class] method: stop after this many calls (default %d)" % CALLS_LIMIT,
     )
     add_nested_argument(parser)
 
@@ -222,7 +225,8 @@ SPEC = CommandSpec(
     name="stack",
     summary="Show every thread's stack (read from outside: works even when the GIL is stuck), asyncio tasks, "
     "or who calls a function (stack module [class] method).",
-    usage="stack [pid] [-f FILE] [--native] [-a] | stack module [class] method [-n N] [-f FILTER] [-nm NAME]",
+    usage="stack [pid] [-f FILE] [--native] [-a] | stack module [class] method [-n N] [-f FILTER] "
+    "[--filter FILTER] [-nm NAME]",
     examples=(
         "stack",
         "stack --native",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...readers import proctasks, pyspy
-from ..spec import CommandSpec, LocalContext
+from ..spec import CommandSpec, LocalContext, number
 from .model import DEFAULTS, MAX_INTERVAL_MS
 
 if TYPE_CHECKING:
@@ -31,11 +31,13 @@ SLICE = 0.05  # seconds between two looks at Ctrl-C while the interval runs
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("id", nargs="?", type=int, help="one thread's native id (as listed): its state and stack")
-    parser.add_argument("-n", "--top", type=int, help="the N busiest threads over the interval, with their stacks")
+    parser.add_argument(
+        "-n", "--top", type=number(int, 1), help="the N busiest threads over the interval, with their stacks"
+    )
     parser.add_argument(
         "-i",
         "--interval",
-        type=int,
+        type=number(int, 0, MAX_INTERVAL_MS),
         default=DEFAULTS["interval"],
         help="milliseconds over which CPU use is measured; with -b, between the two snapshots that tell stuck "
         "waiters from progressing ones, 0 for one snapshot (default %d)" % DEFAULTS["interval"],
@@ -49,10 +51,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _to_request(ns: argparse.Namespace) -> ThreadRequest:
-    if not 0 <= ns.interval <= MAX_INTERVAL_MS:
-        raise UsageError("-i must be 0..%d ms, got %d" % (MAX_INTERVAL_MS, ns.interval))
-    if ns.top is not None and ns.top < 1:
-        raise UsageError("-n must be at least 1, got %d" % ns.top)
     if ns.blocking and (ns.id is not None or ns.top is not None):
         raise UsageError("-b shows every waiting thread: it takes no thread id and no -n")
     if ns.id is not None and ns.top is not None:

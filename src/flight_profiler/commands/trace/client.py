@@ -200,7 +200,8 @@ def _render_end(event: dict[str, Any]) -> Text:
 SPEC = CommandSpec(
     name="trace",
     summary="Show where the time goes inside invocations of a function: its call tree with costs.",
-    usage="trace module [class] method [-i MS] [-nm NAME] [-et MS] [-d N] [-n N] [-f FILTER] [--budget PCT] [--rate N]",
+    usage="trace module [class] method [-i MS] [-nm NAME] [-et MS] [-d N] [-n N] [-f FILTER] [--budget PCT] "
+    "[--budget-ms MS] [--rate N]",
     examples=(
         "trace __main__ func",
         "trace __main__ func --interval 1",

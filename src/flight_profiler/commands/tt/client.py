@@ -250,8 +250,9 @@ SPEC = CommandSpec(
     name="tt",
     summary="Record calls of a function (time tunnel; also named timetunnel), list them, show one, replay one (-p "
     "runs it again).",
-    usage="tt -t module [class] method [-nm NAME] [-n N] [-f FILTER] | tt -l [-m METHOD] | tt -i INDEX [-x N] [-p] "
-    "| tt -d INDEX | tt -da",
+    usage="tt -t module [class] method [-nm NAME] [-n N] [-f FILTER] [--budget-ms MS] [--rate N] "
+    "[--max-records N] [--max-mb MB] | tt -l [-m METHOD] | tt -i INDEX [-x N] [-v] [-r] [-p] "
+    "[--budget-ms MS] | tt -d INDEX | tt -da",
     examples=(
         "tt -t __main__ func",
         "tt -t __main__ A func",

@@ -88,7 +88,8 @@ def _render(event: dict[str, Any]) -> RenderableType:
 SPEC = CommandSpec(
     name="vmtool",
     summary="List live instances of a class, or force a garbage collection.",
-    usage="vmtool -a getInstances -c module class [-e EXPR] [-n N] [-x N] [-v] [-r] | vmtool -a forceGc",
+    usage="vmtool -a getInstances -c module class [-e EXPR] [-n N] [-x N] [-v] [-r] [--budget-ms MS] "
+    "| vmtool -a forceGc",
     examples=(
         "vmtool -a getInstances -c __main__ A",
         "vmtool -a getInstances -c __main__ A -e instances[0].val",

@@ -116,7 +116,8 @@ def render_call(event: dict[str, Any]) -> RenderableType:
 SPEC = CommandSpec(
     name="watch",
     summary="Show the arguments, return value or exception, and cost of a function's calls.",
-    usage="watch module [class] method [--expr EXPR] [-nm NAME] [-e] [-r] [-v] [-n N] [-x N] [-f FILTER] [--rate N]",
+    usage="watch module [class] method [--expr EXPR] [-nm NAME] [-e] [-r] [-v] [-n N] [-x N] [-f FILTER] "
+    "[--budget-ms MS] [--rate N]",
     examples=(
         "watch __main__ func -x 2",
         "watch __main__ func -f args[0][\"query\"]=='hello'",
