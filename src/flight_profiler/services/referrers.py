@@ -41,7 +41,7 @@ from .describe import type_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, Tuple
 
     from .realthreads import Event
 
@@ -58,7 +58,7 @@ _GETSET = type(vars(type)["__dict__"])  # getset_descriptor: a C getter
 _MEMBER = type(vars(type)["__dictoffset__"])  # member_descriptor: a slot read from the object's memory
 _SNAPSHOT_LOCALS = sys.version_info < (3, 13)  # before PEP 667 f_locals fills a dict kept in the frame
 _CO_OPTIMIZED = 0x1
-_GENERIC_GETATTR = object.__getattribute__
+_GENERIC_GETATTR: Any = object.__getattribute__  # a type that kept it: getattr reads slots and dicts only
 # attributes of builtin objects that hold references, read with getattr: the types are the
 # interpreter's (not the program's), so no code of the program runs
 _BUILTIN_ATTRS = (
@@ -180,7 +180,7 @@ class _Search:
         weight = 0
         for obj in level:
             kind = self._kind(type(obj))
-            if kind <= 0 or kind == 3 and not _HAVE_GC & type(obj).__flags__:
+            if kind <= 0 or (kind == 3 and not _HAVE_GC & type(obj).__flags__):
                 continue
             kept.append(obj)
             if kind == 2:  # a module: through its __dict__ (see heapwalk._MODULE_DICT)
@@ -261,7 +261,7 @@ class _Search:
                 parent[id(obj)] = holder
                 at[id(holder)] = level
         for level in range(len(self.levels) - 1, 0, -1):
-            need = {key: holder for key, holder in _objects_at(at, parent, level)}
+            need = dict(_objects_at(at, parent, level))
             if need and not self._holders(self.levels[level - 1], need, parent, at, level - 1):
                 return None
         chains = []
@@ -514,6 +514,10 @@ def _edge_of(holder: Any, held: Any) -> str:
     named = _attribute(holder, held)
     if named or kind.__flags__ & _HEAPTYPE or kind.__getattribute__ is not _GENERIC_GETATTR:
         return named  # past this point only getattr, safe on the interpreter's own plain types
+    return _builtin_edge(holder, held)
+
+
+def _builtin_edge(holder: Any, held: Any) -> str:
     for name in _BUILTIN_ATTRS:
         try:
             if getattr(holder, name, None) is held:
@@ -556,7 +560,8 @@ def _class_edge(holder: type, held: Any) -> str:
 
 
 def _attribute(holder: Any, held: Any) -> str:
-    """``.name`` when ``held`` is an attribute of ``holder`` in its __dict__ or __slots__ (read with the interpreter's getters)."""
+    """``.name`` when ``held`` is an attribute of ``holder``: in its __dict__ or __slots__, read with
+    the interpreter's getters."""
     own = _own_dict(holder)
     if own is held:
         return ".__dict__"
