@@ -1,0 +1,161 @@
+"""The chain finder of ``vmtool -a referenceAnalyze`` (``services/referrers.py``), in this process, on real objects.
+
+Each test builds objects held in one known way and asks for the chains to its own
+class (a class made for the test, so nothing else in this process holds one).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from flight_profiler.services import heapwalk, referrers
+
+
+def fresh_class(name: str) -> type:
+    return type(name, (), {})
+
+
+def chains(klass: type, limit: int = 5, depth: int = 100) -> list[dict[str, Any]]:
+    found = referrers.analyze(threading.Event(), lambda kind: issubclass(kind, klass), limit, depth)
+    assert found is not None
+    return found.chains
+
+
+def vias(chain: dict[str, Any]) -> list[str]:
+    return [step["via"] for step in chain["steps"]]
+
+
+@pytest.fixture
+def module() -> Iterator[types.ModuleType]:
+    """A module in sys.modules for the test's globals: a root like any other."""
+    made = types.ModuleType("fp_referrers_probe")
+    sys.modules[made.__name__] = made
+    yield made
+    del sys.modules[made.__name__]
+
+
+def test_a_list_in_a_module_level_dict(module: types.ModuleType) -> None:
+    Leak = fresh_class("Leak")
+    module.CACHE = {"k": [0, 1, 2, Leak()], 7: "seven"}  # type: ignore[attr-defined]
+    (chain,) = chains(Leak)
+    assert chain["root"] == {"kind": "global", "name": "fp_referrers_probe.CACHE", "type": "dict"}
+    assert chain["steps"][0] == {"via": "['k']", "type": "list"} and vias(chain) == ["['k']", "[3]"]
+
+
+def test_a_class_attribute_and_an_instance_attribute(module: types.ModuleType) -> None:
+    Item = fresh_class("Item")
+    Owner = type("Owner", (), {"registry": [Item()]})
+    holder = Owner()
+    holder.attr = Item()  # type: ignore[attr-defined]
+    module.Owner, module.HOLDER = Owner, holder  # type: ignore[attr-defined]
+    del holder, Owner  # a local variable of this frame is a root too
+    found = sorted((chain["root"]["name"], vias(chain)) for chain in chains(Item))
+    assert found == [
+        ("fp_referrers_probe.HOLDER", [".attr"]),
+        ("fp_referrers_probe.Owner", [".registry", "[0]"]),
+    ], found
+
+
+def test_a_slot_and_a_non_string_key(module: types.ModuleType) -> None:
+    Item = fresh_class("Item")
+    Slotted = type("Slotted", (), {"__slots__": ("x",)})
+    slotted = Slotted()
+    slotted.x = Item()  # type: ignore[attr-defined]
+    module.DATA = {(1, "a"): [slotted], 2.5: Item()}  # type: ignore[attr-defined]
+    del slotted  # a local variable of this frame is a root too
+    found = sorted(vias(chain) for chain in chains(Item))
+    assert found == [["[(1, 'a')]", "[0]", ".x"], ["[2.5]"]], found
+
+
+def test_a_local_variable_of_a_waiting_thread() -> None:
+    Job = fresh_class("Job")
+    release, ready = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        pending = [Job()]
+        ready.set()
+        release.wait()
+        assert pending
+
+    thread = threading.Thread(target=worker, name="fp-referrers-worker")
+    thread.start()
+    try:
+        ready.wait()
+        (chain,) = chains(Job)
+    finally:
+        release.set()
+        thread.join()
+    root = chain["root"]
+    assert (root["kind"], root["name"], vias(chain)) == ("local", "pending", ["[0]"])
+    assert root["where"] == "worker() in thread 'fp-referrers-worker'"
+
+
+def test_a_cycle_does_not_confuse_it(module: types.ModuleType) -> None:
+    Node = fresh_class("Node")
+    first, second = Node(), Node()
+    first.peer, second.peer = second, first  # type: ignore[attr-defined]
+    module.RING = [first]  # type: ignore[attr-defined]
+    del first, second
+    found = sorted(vias(chain) for chain in chains(Node))
+    assert found == [["[0]"], ["[0]", ".peer"]], found  # each node once, by its shortest chain
+
+
+def test_nearest_first_and_limit(module: types.ModuleType) -> None:
+    Item = fresh_class("Item")
+    module.NEAR = Item()  # type: ignore[attr-defined]
+    module.FAR = [[[Item()]]]  # type: ignore[attr-defined]
+    (chain,) = chains(Item, limit=1)
+    assert chain["root"]["name"] == "fp_referrers_probe.NEAR" and chain["steps"] == []
+
+
+def test_depth_bounds_the_walk(module: types.ModuleType) -> None:
+    Item = fresh_class("Item")
+    module.FAR = [[[Item()]]]  # type: ignore[attr-defined]
+    found = referrers.analyze(threading.Event(), lambda kind: issubclass(kind, Item), 3, 2)
+    assert found is not None and found.chains == [] and found.levels == 2 and not found.complete
+    assert vias(chains(Item, depth=4)[0]) == ["[0]", "[0]", "[0]"]
+
+
+def test_no_code_of_the_program_runs(module: types.ModuleType) -> None:
+    calls = []
+
+    class Hostile:
+        def __hash__(self) -> int:
+            calls.append("hash")
+            return 1
+
+        def __eq__(self, other: object) -> bool:
+            calls.append("eq")
+            return self is other
+
+        def __repr__(self) -> str:
+            calls.append("repr")
+            return "Hostile()"
+
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            raise AttributeError(name)
+
+    module.KEYED = {Hostile(): [Hostile()]}  # type: ignore[attr-defined]
+    calls.clear()
+    found = sorted(vias(chain)[0] for chain in chains(Hostile))
+    assert calls == []
+    assert found[0] == ".keys()" and found[1].startswith("[<") and "Hostile at 0x" in found[1], found
+
+
+def test_the_agents_own_objects_are_not_reached(module: types.ModuleType) -> None:
+    module.MINE = referrers.Found()  # type: ignore[attr-defined]
+    assert chains(referrers.Found) == []
+
+
+def test_cancelled_returns_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heapwalk, "WALK_BURST", 0.0)  # pause (and look at the event) after every batch
+    cancelled = threading.Event()
+    cancelled.set()
+    assert referrers.analyze(cancelled, lambda kind: False, 3, 100) is None
