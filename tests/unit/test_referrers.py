@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from flight_profiler.services import heapwalk, referrers
+from flight_profiler.services import heapwalk, realthreads, referrers
 
 
 def fresh_class(name: str) -> type:
@@ -22,7 +22,7 @@ def fresh_class(name: str) -> type:
 
 
 def chains(klass: type, limit: int = 5, depth: int = 100) -> list[dict[str, Any]]:
-    found = referrers.analyze(threading.Event(), lambda kind: issubclass(kind, klass), limit, depth)
+    found = referrers.analyze(realthreads.Event(), lambda kind: issubclass(kind, klass), limit, depth)
     assert found is not None
     return found.chains
 
@@ -117,7 +117,7 @@ def test_nearest_first_and_limit(module: types.ModuleType) -> None:
 def test_depth_bounds_the_walk(module: types.ModuleType) -> None:
     Item = fresh_class("Item")
     module.FAR = [[[Item()]]]  # type: ignore[attr-defined]
-    found = referrers.analyze(threading.Event(), lambda kind: issubclass(kind, Item), 3, 2)
+    found = referrers.analyze(realthreads.Event(), lambda kind: issubclass(kind, Item), 3, 2)
     assert found is not None and found.chains == [] and found.levels == 2 and not found.complete
     assert vias(chains(Item, depth=4)[0]) == ["[0]", "[0]", "[0]"]
 
@@ -156,6 +156,6 @@ def test_the_agents_own_objects_are_not_reached(module: types.ModuleType) -> Non
 
 def test_cancelled_returns_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(heapwalk, "WALK_BURST", 0.0)  # pause (and look at the event) after every batch
-    cancelled = threading.Event()
+    cancelled = realthreads.Event()
     cancelled.set()
     assert referrers.analyze(cancelled, lambda kind: False, 3, 100) is None
