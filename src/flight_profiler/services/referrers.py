@@ -339,10 +339,10 @@ def _objects_at(at: dict[int, int], parent: dict[int, Any], level: int) -> list[
 
 def _referents_of(objects: list[Any]) -> list[Any]:
     """What ``objects`` refer to, modules through their __dict__ (as the walk followed them)."""
-    plain = [obj for obj in objects if not isinstance(obj, ModuleType)]
+    plain = [obj for obj in objects if not issubclass(type(obj), ModuleType)]
     refs = gc.get_referents(*plain)
     if len(plain) < len(objects):
-        refs.extend(heapwalk._MODULE_DICT.__get__(obj) for obj in objects if isinstance(obj, ModuleType))
+        refs.extend(heapwalk._MODULE_DICT.__get__(obj) for obj in objects if issubclass(type(obj), ModuleType))
     return refs
 
 
@@ -494,18 +494,20 @@ def _edge(holder: Any, held: Any) -> str:
 
 def _edge_of(holder: Any, held: Any) -> str:
     kind = type(holder)
-    if kind is dict:
-        return _dict_edge(holder, held)
-    if kind is list or kind is tuple:
-        for index, item in enumerate(islice(holder, LOOK)):
+    # the base class's C methods read a subclass's items too, without its overrides
+    if issubclass(kind, dict):
+        return _dict_edge(holder, held) if kind is dict else _dict_edge(holder, held, "") or _attribute(holder, held)
+    if issubclass(kind, (list, tuple)) or kind is getattr(sys.modules.get("_collections"), "deque", None):
+        base = list if issubclass(kind, list) else tuple if issubclass(kind, tuple) else kind
+        for index, item in enumerate(islice(base.__iter__(holder), LOOK)):
             if item is held:
                 return "[%d]" % index
-        return "[?]"
-    if kind is set or kind is frozenset:
+        return _attribute(holder, held) or "[?]"
+    if issubclass(kind, (set, frozenset)):
         return "{...}"
-    if isinstance(holder, ModuleType):
+    if issubclass(kind, ModuleType):
         return ".__dict__"
-    if isinstance(holder, type):
+    if issubclass(kind, type):
         return _class_edge(holder, held)
     if kind is FrameType:
         for name, value in _local_items(holder):
@@ -527,13 +529,13 @@ def _builtin_edge(holder: Any, held: Any) -> str:
     return ""
 
 
-def _dict_edge(holder: dict[Any, Any], held: Any) -> str:
-    for key, value in islice(holder.items(), LOOK):
+def _dict_edge(holder: dict[Any, Any], held: Any, missing: str = "[?]") -> str:
+    for key, value in islice(dict.items(holder), LOOK):
         if value is held:
             return "[%s]" % _key_text(key)
         if key is held:
             return ".keys()"
-    return "[?]"
+    return missing
 
 
 def _key_text(key: Any) -> str:

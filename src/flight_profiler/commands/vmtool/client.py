@@ -128,8 +128,8 @@ def chain_text(chain: dict[str, Any]) -> str:
     for index, step in enumerate(steps):
         if index:
             text += " -> " + steps[index - 1]["type"]
-        text += step["via"] if step["via"] else " ->"
-    return text + " -> " + str(steps[-1]["type"]) if steps else text + " (itself an instance)"
+        text += step["via"]  # "": a reference that could not be named
+    return text + " -> " + str(steps[-1]["type"]) if steps else text + " (the instance itself)"
 
 
 _ROOTS = {
