@@ -52,6 +52,7 @@ _HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC: only such objects have referents
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined in Python (its attribute access may run its code)
 LOOK = 100000  # entries of one container read to name a step; a key past them is shown as [?]
 KEY_TEXT = 60  # characters of a key's repr shown
+_FLAGS: Any = vars(type)["__flags__"]  # the getter of tp_flags: no metaclass property runs
 _MRO: Any = vars(type)["__mro__"]  # the getter of tp_mro: no metaclass property runs
 _TYPE_DICT: Any = vars(type)["__dict__"]
 _GETSET = type(vars(type)["__dict__"])  # getset_descriptor: a C getter
@@ -144,13 +145,11 @@ class _Search:
                 young = True  # everything the roots reach was met: what only the young generations hold
                 level = self._first_level(_young_roots())
                 continue
-            self.levels.append([])
-            self.seen.add(self.levels[-1])
+            self.levels.append(level)  # kept for step 2: only objects that may refer to others
             following: list[Any] = []
             self.seen.add(following)
             if not self._expand(level, following):
                 return False
-            self.walked += len(following)
             level = following
         return True
 
@@ -160,11 +159,14 @@ class _Search:
         self.seen.add(roots)
         for obj, kind, text in roots:
             if self.seen.add(obj):
-                level.append(obj)
-                self.roots[id(obj)] = (kind, text)
                 self.walked += 1
-                if self._kind(type(obj)) == 3:
-                    self.hits.append([obj, -1, None])  # a root itself (a local variable holding it)
+                known = self._kind(type(obj))
+                if _CONTAINER <= known <= _WANTED:
+                    level.append(obj)
+                if known >= _WANTED:  # a root itself (a local variable holding it)
+                    self.hits.append([obj, -1, None])
+                if known != _ATOM:
+                    self.roots[id(obj)] = (kind, text)
         return level
 
     def _kind(self, kind: type) -> int:
@@ -175,19 +177,15 @@ class _Search:
 
     def _expand(self, level: list[Any], following: list[Any]) -> bool:
         """Push what the objects of ``level`` refer to and was not met yet; note the instances met."""
-        kept = self.levels[-1]
         batch: list[Any] = []
         weight = 0
-        for obj in level:
-            kind = self._kind(type(obj))
-            if kind <= 0 or (kind == 3 and not _HAVE_GC & type(obj).__flags__):
-                continue
-            kept.append(obj)
-            if kind == 2:  # a module: through its __dict__ (see heapwalk._MODULE_DICT)
+        kinds = self.kinds
+        for obj in level:  # containers only (_take pushes no atom)
+            if kinds[type(obj)] == _MODULE:  # through its __dict__ (see heapwalk._MODULE_DICT)
                 if not self._take([heapwalk._MODULE_DICT.__get__(obj)], [obj], following):
                     return True
                 continue
-            size = len(obj) if type(obj) in _SIZED else 1
+            size = len(obj) if _sized(type(obj)) else 1
             if size > heapwalk.BIG_CONTAINER:
                 if not self._huge(obj, following):
                     return self.cancelled.is_set() is False
@@ -221,6 +219,7 @@ class _Search:
         pages = self.seen.pages
         push = following.append
         kinds = self.kinds
+        met = 0
         for ref in refs:  # heapwalk._Seen.add, inlined: the hot loop
             slot = id(ref) >> 4
             page = pages.get(slot >> 16)
@@ -232,14 +231,20 @@ class _Search:
             if byte & bit:
                 continue
             page[index] = byte | bit
-            push(ref)
+            met += 1
             kind = kinds.get(type(ref))
             if kind is None:
                 kind = self._kind(type(ref))
-            if kind == 3:
+            if kind == _ATOM:
+                continue  # never a holder: not kept, not followed
+            if kind <= _WANTED and kind != _OURS:
+                push(ref)
+            if kind >= _WANTED:
                 self.hits.append([ref, len(self.levels) - 1, _holder(holders, ref)])
                 if len(self.hits) >= self.limit:
+                    self.walked += met
                     return False
+        self.walked += met
         return True
 
     def _pause(self) -> bool:
@@ -280,7 +285,7 @@ class _Search:
         batch: list[Any] = []
         weight = 0
         for obj in level:
-            if type(obj) in _SIZED and len(obj) > heapwalk.BIG_CONTAINER:
+            if _sized(type(obj)) and len(obj) > heapwalk.BIG_CONTAINER:
                 cursor = heapwalk._Cursor(obj)
                 while need:
                     chunk = cursor.next_chunk()
@@ -291,7 +296,7 @@ class _Search:
                         break
                 continue
             batch.append(obj)
-            weight += len(obj) if type(obj) in _SIZED else 1
+            weight += len(obj) if _sized(type(obj)) else 1
             if weight > heapwalk.BIG_CONTAINER or len(batch) >= heapwalk.SLICE:
                 self._note(set(map(id, _referents_of(batch))), batch, need, parent, at, depth)
                 batch, weight = [], 0
@@ -314,17 +319,24 @@ class _Search:
                 at.setdefault(id(holder), depth)
 
 
-_SIZED = (list, tuple, dict, set, frozenset)
+def _sized(kind: type) -> bool:
+    """Whether len() of such an object is the interpreter's own (and may be big)."""
+    return kind is list or kind is tuple or kind is dict or kind is set or kind is frozenset
+
+
+# what the search does with objects of a type
+_OURS, _ATOM, _CONTAINER, _MODULE, _WANTED, _WANTED_ATOM = -1, 0, 1, 2, 3, 4
 
 
 def _classify(kind: type, wanted: Callable[[type], bool]) -> int:
     if heapwalk._is_ours(kind):
-        return -1
+        return _OURS
+    has_referents = _HAVE_GC & _FLAGS.__get__(kind)
     if wanted(kind):
-        return 3
+        return _WANTED if has_referents else _WANTED_ATOM
     if issubclass(kind, ModuleType):
-        return 2
-    return 1 if _HAVE_GC & kind.__flags__ else 0
+        return _MODULE
+    return _CONTAINER if has_referents else _ATOM
 
 
 def _objects_at(at: dict[int, int], parent: dict[int, Any], level: int) -> list[tuple[int, Any]]:
@@ -514,7 +526,7 @@ def _edge_of(holder: Any, held: Any) -> str:
             if value is held:
                 return ".f_locals[%r]" % name
     named = _attribute(holder, held)
-    if named or kind.__flags__ & _HEAPTYPE or kind.__getattribute__ is not _GENERIC_GETATTR:
+    if named or _FLAGS.__get__(kind) & _HEAPTYPE or kind.__getattribute__ is not _GENERIC_GETATTR:
         return named  # past this point only getattr, safe on the interpreter's own plain types
     return _builtin_edge(holder, held)
 
@@ -543,7 +555,7 @@ def _key_text(key: Any) -> str:
     kind = type(key)
     if kind is tuple and len(key) <= 4:
         return "(%s%s)" % (", ".join(_key_text(item) for item in key), "," if len(key) == 1 else "")
-    if kind in (str, int, float, bytes, bool, type(None)):
+    if kind is str or kind is int or kind is float or kind is bytes or kind is bool or key is None:
         text = repr(key)
         return text if len(text) <= KEY_TEXT else text[: KEY_TEXT - 3] + "..."
     return "<%s at 0x%x>" % (type_name(kind), id(key))
@@ -571,7 +583,7 @@ def _attribute(holder: Any, held: Any) -> str:
     if name is not None:
         return "." + name
     for klass in _MRO.__get__(type(holder)):
-        if not klass.__flags__ & _HEAPTYPE:
+        if not _FLAGS.__get__(klass) & _HEAPTYPE:
             continue
         for slot, descriptor in list(_TYPE_DICT.__get__(klass).items()):
             if type(descriptor) is _MEMBER:
