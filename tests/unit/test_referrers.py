@@ -6,6 +6,7 @@ class (a class made for the test, so nothing else in this process holds one).
 
 from __future__ import annotations
 
+import io
 import sys
 import threading
 import types
@@ -14,6 +15,9 @@ from typing import Any
 
 import pytest
 
+from flight_profiler.agent import session
+from flight_profiler.commands.vmtool.client import SPEC as VMTOOL
+from flight_profiler.render.console import make_console
 from flight_profiler.services import heapwalk, realthreads, referrers
 
 
@@ -159,3 +163,56 @@ def test_cancelled_returns_none(monkeypatch: pytest.MonkeyPatch) -> None:
     cancelled = realthreads.Event()
     cancelled.set()
     assert referrers.analyze(cancelled, lambda kind: False, 3, 100) is None
+
+
+def _text(event: dict[str, Any]) -> list[str]:
+    out = io.StringIO()
+    make_console(color=False, file=out, width=200).print(VMTOOL.render(event))
+    return out.getvalue().rstrip("\n").splitlines()
+
+
+EVENT = {"action": "referenceAnalyze", "class": "__main__.Item", "limit": 3, "depth": 100}
+
+
+def test_the_chains_are_rendered_one_line_each() -> None:
+    chain = {
+        "object": "__main__.Item at 0x7f00",
+        "root": {"kind": "global", "name": "__main__.CACHE", "type": "dict"},
+        "steps": [{"via": "['k']", "type": "list"}, {"via": "[3]", "type": "__main__.Item"}],
+    }
+    local = {
+        "object": "__main__.Item at 0x7f10",
+        "root": {"kind": "local", "name": "item", "where": "work() in thread 'w'", "type": "__main__.Item"},
+        "steps": [],
+    }
+    event = {**EVENT, "chains": [chain, local], "walked": 1000, "levels": 4, "complete": False}
+    assert _text(event) == [
+        "__main__.Item at 0x7f00",
+        "  __main__.CACHE['k'] -> list[3] -> __main__.Item",
+        "  root: global variable __main__.CACHE (dict)",
+        "__main__.Item at 0x7f10",
+        "  item (the instance itself)",
+        "  root: local variable item of work() in thread 'w' (__main__.Item)",
+        "2 instance(s) of __main__.Item, nearest to a root first; walked 1000 objects, 4 levels from the roots;"
+        " more may be deeper (--depth)",
+    ]
+    none = {**EVENT, "chains": [], "walked": 10, "levels": 3, "complete": True}
+    assert _text(none) == [
+        "no live instance of __main__.Item is reachable from the roots (walked 10 objects, 3 levels from the roots)"
+    ]
+
+
+def test_what_the_target_names_reaches_the_terminal_escaped() -> None:
+    hostile = "\x1b]52;c;AAAA\x07\u202e"
+    chain = {
+        "object": hostile + " at 0x1",
+        "root": {"kind": "local", "name": hostile, "where": hostile, "type": hostile},
+        "steps": [{"via": "[%r]" % hostile, "type": hostile}],
+    }
+    lines = _text({**EVENT, "class": hostile, "chains": [chain], "walked": 1, "levels": 1, "complete": True})
+    assert not any(ch in line for line in lines for ch in "\x1b\x07\u202e"), lines
+
+
+def test_the_search_runs_on_a_job_thread() -> None:
+    # seconds on a big heap: Ctrl-C, detach and a client that went away must reach it
+    assert session._walks_heap("vmtool", {"action": "referenceAnalyze", "module": "m", "cls": "C"})
