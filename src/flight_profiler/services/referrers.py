@@ -41,7 +41,7 @@ from .describe import type_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Tuple
+    from typing import Any, Callable, Dict, Iterator, Tuple
 
     from .realthreads import Event
 
@@ -121,7 +121,9 @@ class _Search:
         self.depth = depth
         self.seen = heapwalk._Seen()
         self.kinds: dict[type, int] = {}  # type -> 0 atom, 1 container, 2 module, 3 wanted, -1 ours
-        self.levels: list[list[Any]] = []  # the containers of each level walked
+        # the containers of each level walked, in chunks of at most a batch's referents: a young GC
+        # collection that meets one of our lists then traverses a chunk, never a level of millions
+        self.levels: list[list[list[Any]]] = []
         self.hits: list[list[Any]] = []  # [instance, level of its holder, holder]
         self.roots: dict[int, Root] = {}  # id -> (kind, text) of the first level
         self.walked = 0
@@ -146,14 +148,14 @@ class _Search:
                 level = self._first_level(_young_roots())
                 continue
             self.levels.append(level)  # kept for step 2: only objects that may refer to others
-            following: list[Any] = []
+            following: list[list[Any]] = []
             self.seen.add(following)
             if not self._expand(level, following):
                 return False
             level = following
         return True
 
-    def _first_level(self, roots: list[tuple[Any, str, str]]) -> list[Any]:
+    def _first_level(self, roots: list[tuple[Any, str, str]]) -> list[list[Any]]:
         level: list[Any] = []
         self.seen.add(level)
         self.seen.add(roots)
@@ -167,7 +169,13 @@ class _Search:
                     self.hits.append([obj, -1, None])
                 if known != _ATOM:
                     self.roots[id(obj)] = (kind, text)
-        return level
+        chunks = [
+            level[start : start + heapwalk.BIG_CONTAINER] for start in range(0, len(level), heapwalk.BIG_CONTAINER)
+        ]
+        for chunk in chunks:
+            self.seen.add(chunk)
+        self.seen.add(chunks)
+        return chunks
 
     def _kind(self, kind: type) -> int:
         known = self.kinds.get(kind)
@@ -175,12 +183,12 @@ class _Search:
             known = self.kinds[kind] = _classify(kind, self.wanted)
         return known
 
-    def _expand(self, level: list[Any], following: list[Any]) -> bool:
+    def _expand(self, level: list[list[Any]], following: list[list[Any]]) -> bool:
         """Push what the objects of ``level`` refer to and was not met yet; note the instances met."""
         batch: list[Any] = []
         weight = 0
         kinds = self.kinds
-        for obj in level:  # containers only (_take pushes no atom)
+        for obj in _each(level):  # containers only (_take pushes no atom)
             if kinds[type(obj)] == _MODULE:  # through its __dict__ (see heapwalk._MODULE_DICT)
                 if not self._take([heapwalk._MODULE_DICT.__get__(obj)], [obj], following):
                     return True
@@ -202,7 +210,7 @@ class _Search:
             return True
         return self._pause()
 
-    def _huge(self, obj: Any, following: list[Any]) -> bool:
+    def _huge(self, obj: Any, following: list[list[Any]]) -> bool:
         """A container too long for one get_referents call, a slice at a time; False: stop."""
         cursor = heapwalk._Cursor(obj)
         while True:
@@ -214,10 +222,12 @@ class _Search:
             if len(chunk) < heapwalk.BIG_CONTAINER or not self._pause():
                 return not self.cancelled.is_set()
 
-    def _take(self, refs: list[Any], holders: list[Any], following: list[Any]) -> bool:
-        """Mark and push ``refs``; False once ``limit`` instances were met."""
+    def _take(self, refs: list[Any], holders: list[Any], following: list[list[Any]]) -> bool:
+        """Mark ``refs``, push the containers new among them as one chunk; False once ``limit`` instances were met."""
         pages = self.seen.pages
-        push = following.append
+        fresh: list[Any] = []
+        self.seen.add(fresh)
+        push = fresh.append
         kinds = self.kinds
         met = 0
         for ref in refs:  # heapwalk._Seen.add, inlined: the hot loop
@@ -242,10 +252,11 @@ class _Search:
             if kind >= _WANTED:
                 self.hits.append([ref, len(self.levels) - 1, _holder(holders, ref)])
                 if len(self.hits) >= self.limit:
-                    self.walked += met
-                    return False
+                    break
         self.walked += met
-        return True
+        if fresh:
+            following.append(fresh)
+        return len(self.hits) < self.limit
 
     def _pause(self) -> bool:
         """Give the target its CPU back every WALK_BURST; False when cancelled."""
@@ -266,7 +277,7 @@ class _Search:
                 parent[id(obj)] = holder
                 at[id(holder)] = level
         for level in range(len(self.levels) - 1, 0, -1):
-            need = dict(_objects_at(at, parent, level))
+            need = {key: holder for key, holder in _objects_at(at, parent, level) if key not in self.roots}
             if need and not self._holders(self.levels[level - 1], need, parent, at, level - 1):
                 return None
         chains = []
@@ -279,12 +290,12 @@ class _Search:
         return chains
 
     def _holders(
-        self, level: list[Any], need: dict[int, Any], parent: dict[int, Any], at: dict[int, int], depth: int
+        self, level: list[list[Any]], need: dict[int, Any], parent: dict[int, Any], at: dict[int, int], depth: int
     ) -> bool:
         """Find in ``level`` a holder of each object of ``need`` (ids), a batch at a time."""
         batch: list[Any] = []
         weight = 0
-        for obj in level:
+        for obj in _each(level):
             if _sized(type(obj)) and len(obj) > heapwalk.BIG_CONTAINER:
                 cursor = heapwalk._Cursor(obj)
                 while need:
@@ -317,6 +328,11 @@ class _Search:
             if holder is not None:
                 parent[key] = holder
                 at.setdefault(id(holder), depth)
+
+
+def _each(level: list[list[Any]]) -> Iterator[Any]:
+    for chunk in level:
+        yield from chunk
 
 
 def _sized(kind: type) -> bool:
