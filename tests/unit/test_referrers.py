@@ -216,3 +216,24 @@ def test_what_the_target_names_reaches_the_terminal_escaped() -> None:
 def test_the_search_runs_on_a_job_thread() -> None:
     # seconds on a big heap: Ctrl-C, detach and a client that went away must reach it
     assert session._walks_heap("vmtool", {"action": "referenceAnalyze", "module": "m", "cls": "C"})
+
+
+def test_an_object_in_sys_modules_that_claims_to_be_a_module() -> None:
+    # cffi's Lib objects say they are modules through __class__; their type is not ModuleType
+    Item = fresh_class("Item")
+
+    class Liar:
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
+            return types.ModuleType
+
+    liar = Liar()
+    liar.held = Item()  # type: ignore[attr-defined]
+    assert isinstance(liar, types.ModuleType)
+    sys.modules["fp_referrers_liar"] = liar  # type: ignore[assignment]
+    del liar
+    try:
+        (chain,) = chains(Item)
+    finally:
+        del sys.modules["fp_referrers_liar"]
+    assert chain["root"]["name"] == "sys.modules" and vias(chain) == ["['fp_referrers_liar']", ".held"]

@@ -392,7 +392,13 @@ def _roots() -> list[tuple[Any, str, str]]:
     """(object, kind, text) of every root: module globals first, then threads' variables."""
     package = __name__.split(".")[0]
     roots: list[tuple[Any, str, str]] = []
-    modules = [(name, module) for name, module in list(sys.modules.items()) if isinstance(module, ModuleType)]
+    # type(), not isinstance(): an object may claim to be a module through __class__ (cffi's Lib
+    # does); anything else in sys.modules is reached from the root sys.modules
+    modules = [
+        (name, module)
+        for name, module in list(sys.modules.items())
+        if type(name) is str and issubclass(type(module), ModuleType)
+    ]
     modules.sort(key=lambda pair: pair[0] != "__main__")  # the program's own globals first
     for name, module in modules:
         if name.split(".")[0] != package:
