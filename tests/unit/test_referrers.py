@@ -237,3 +237,14 @@ def test_an_object_in_sys_modules_that_claims_to_be_a_module() -> None:
     finally:
         del sys.modules["fp_referrers_liar"]
     assert chain["root"]["name"] == "sys.modules" and vias(chain) == ["['fp_referrers_liar']", ".held"]
+
+
+def test_memory_bound_stops_the_search_and_says_so(module: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    Item = fresh_class("Item")
+    module.FAR = [[[[Item()]]]]  # type: ignore[attr-defined]
+    monkeypatch.setattr(referrers, "KEPT", 10)  # containers kept for the way back
+    found = referrers.analyze(realthreads.Event(), lambda kind: issubclass(kind, Item), 3, 100)
+    assert found is not None and found.bounded and found.chains == [] and not found.complete
+    event = {**EVENT, "chains": [], "walked": found.walked, "levels": found.levels, "complete": False, "bounded": True}
+    assert _text(event)[0].startswith("no instance of __main__.Item found (walked ")
+    assert "stopped at its memory bound" in _text(event)[0]

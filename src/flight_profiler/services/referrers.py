@@ -13,7 +13,8 @@ the first path that reaches an instance is a shortest one:
    instances were met, or ``depth`` levels were walked. Of each level it keeps the
    objects that may refer to others (their type takes part in GC); atoms (str, int,
    ...) are not kept. That is the search's memory: 8 bytes per container nearer to
-   a root than the instances shown, never a map from every object to its parent.
+   a root than the instances shown, never a map from every object to its parent;
+   past ``KEPT`` containers (64 MB) the search stops and says so.
 2. **Back**, one stored level at a time from the deepest: the batch of that level
    whose referents include an object of the chains is looked into one object at a
    time to find which one holds it. Each level is read once for every chain at once,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 _HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC: only such objects have referents
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined in Python (its attribute access may run its code)
+KEPT = 8_000_000  # containers kept for the way back (8 bytes each): past it the search stops, said so
 LOOK = 100000  # entries of one container read to name a step; a key past them is shown as [?]
 KEY_TEXT = 60  # characters of a key's repr shown
 _FLAGS: Any = vars(type)["__flags__"]  # the getter of tp_flags: no metaclass property runs
@@ -88,13 +90,14 @@ _BUILTIN_ATTRS = (
 class Found:
     """The result of one search: a chain per instance shown, and what the walk covered."""
 
-    __slots__ = ("chains", "complete", "levels", "walked")
+    __slots__ = ("bounded", "chains", "complete", "levels", "walked")
 
     def __init__(self) -> None:
         self.chains: list[dict[str, Any]] = []
         self.walked = 0  # objects met
         self.levels = 0  # levels walked
         self.complete = False  # True: every object reachable was met (fewer instances than asked)
+        self.bounded = False  # True: stopped when it had kept KEPT containers
 
 
 def analyze(cancelled: Event, wanted: Callable[[type], bool], limit: int, depth: int) -> Found | None:
@@ -110,6 +113,7 @@ def analyze(cancelled: Event, wanted: Callable[[type], bool], limit: int, depth:
     found.walked = search.walked
     found.levels = len(search.levels)
     found.complete = search.complete
+    found.bounded = search.bounded
     return found
 
 
@@ -128,6 +132,8 @@ class _Search:
         self.roots: dict[int, Root] = {}  # id -> (kind, text) of the first level
         self.walked = 0
         self.complete = False
+        self.bounded = False
+        self.kept = 0
         self.next_pause = time.monotonic() + heapwalk.WALK_BURST
         for obj in (self, self.seen, self.seen.pages, self.kinds, self.levels, self.hits, self.roots):
             self.seen.add(obj)
@@ -147,6 +153,9 @@ class _Search:
                 young = True  # everything the roots reach was met: what only the young generations hold
                 level = self._first_level(_young_roots())
                 continue
+            if self.kept > KEPT:
+                self.bounded = True
+                break
             self.levels.append(level)  # kept for step 2: only objects that may refer to others
             following: list[list[Any]] = []
             self.seen.add(following)
@@ -256,6 +265,7 @@ class _Search:
         self.walked += met
         if fresh:
             following.append(fresh)
+            self.kept += len(fresh)
         return len(self.hits) < self.limit
 
     def _pause(self) -> bool:

@@ -94,6 +94,7 @@ def _reference_analyze(request: dict[str, Any], ctx: JobContext) -> dict[str, An
         "walked": found.walked,
         "levels": found.levels,
         "complete": found.complete,
+        **({"bounded": True} if found.bounded else {}),
         "limit": limit,
         "depth": depth,
     }

@@ -151,13 +151,20 @@ def root_text(root: dict[str, Any]) -> str:
 def _summary_line(event: dict[str, Any]) -> str:
     chains, name = event["chains"], safe_line(event["class"])
     walked = "walked %d objects, %d levels from the roots" % (event["walked"], event["levels"])
+    if event.get("bounded"):
+        walked += "; stopped at its memory bound (the containers kept for the way back)"
     if not chains:
         if event["complete"]:
             return "no live instance of %s is reachable from the roots (%s)" % (name, walked)
+        if event.get("bounded"):
+            return "no instance of %s found (%s)" % (name, walked)
         return "no instance of %s within --depth %d references of a root (%s)" % (name, event["depth"], walked)
     line = "%d instance(s) of %s, nearest to a root first; %s" % (len(chains), name, walked)
     if not event["complete"]:
-        line += "; more may exist (-n)" if len(chains) == event["limit"] else "; more may be deeper (--depth)"
+        if len(chains) == event["limit"]:
+            line += "; more may exist (-n)"
+        elif not event.get("bounded"):
+            line += "; more may be deeper (--depth)"
     return line
 
 
