@@ -45,6 +45,7 @@ CASES = [
     "vmtool -a getInstances -c __main__ Inventory -x 2",
     "vmtool -a getInstances -c __main__ PaymentGateway -e len(instances)",
     "vmtool -a getInstances -c __main__ PaymentGateway -e instances[5]",
+    "vmtool -a referenceAnalyze -c __main__ Order -n 2",
     "vmtool -a forceGc",
     "module {demo}",
     "module /nonexistent/x.py",

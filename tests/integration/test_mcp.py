@@ -192,6 +192,9 @@ def test_read_only_refuses_what_changes_the_target(demo: int) -> None:
                 assert "read-only" in error_text(replay)
             args = {"pid": demo, "action": "getInstances", "module": "__main__", "cls": "Inventory"}
             assert structured(await call("vmtool", args))["results"][0]["count"] == 1
+            args = {"pid": demo, "action": "referenceAnalyze", "module": "__main__", "cls": "Inventory", "limit": 1}
+            [why] = structured(await call("vmtool", args))["results"]  # only reads: allowed
+            assert len(why["chains"]) == 1 and why["chains"][0]["object"].startswith("__main__.Inventory at 0x")
 
     run(scenario)
 

@@ -38,7 +38,13 @@ SHARED = os.path.join(PACKAGE, "protocol", "requests.py")
 SHARED_MODELS = {"sm": "sc"}
 # DEFAULTS keys that are not an option's default (positional numbers, values the client does not let the user set)
 # (stack -n has no parser default: None lets it refuse -n for thread stacks; the callers form applies 5)
-NOT_OPTIONS = {("gilstat", "interval"), ("gilstat", "max_threads"), ("stack", "rate"), ("stack", "limit")}
+NOT_OPTIONS = {
+    ("gilstat", "interval"),
+    ("gilstat", "max_threads"),
+    ("stack", "rate"),
+    ("stack", "limit"),
+    ("vmtool", "limit"),  # -n has no parser default: getInstances shows 10, referenceAnalyze 3
+}
 # option dest -> request key, where the parser names it differently
 DEST_TO_KEY = {"limits": "limit"}
 

@@ -52,6 +52,7 @@ LINES: list[Any] = [
     ("vmtool", "-a forceGc", _nothing),
     ("vmtool", "-a getInstances -c hook_shapes Shapes", _nothing),
     ("vmtool", "-a getInstances -c hook_shapes Shapes -e len(instances)", _nothing),
+    ("vmtool", "-a referenceAnalyze -c hook_shapes Shapes -n 2", _nothing),
     ("logger", "", _nothing),
     ("thread", "", _nothing),
     ("thread", "-n 2", _nothing),

@@ -232,9 +232,10 @@ class Session:
 
 
 def _walks_heap(command: str, request: dict[str, Any]) -> bool:
-    """getInstances walks the heap (seconds on a big one): on a job thread, Ctrl-C, detach and a
-    client that went away stop it; on the session's thread nothing would read them meanwhile."""
-    return command == "vmtool" and isinstance(request, dict) and request.get("action") == "getInstances"
+    """getInstances and referenceAnalyze walk the heap (seconds on a big one): on a job thread, Ctrl-C,
+    detach and a client that went away stop it; on the session's thread nothing would read them meanwhile."""
+    walks = ("getInstances", "referenceAnalyze")
+    return command == "vmtool" and isinstance(request, dict) and request.get("action") in walks
 
 
 def _user_code(command: str, request: dict[str, Any]) -> tuple[str, float | None] | None:

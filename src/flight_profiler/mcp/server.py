@@ -30,6 +30,7 @@ from ..commands.mem.model import DEFAULTS as MEM
 from ..commands.perf.model import DEFAULTS as PERF
 from ..commands.spec import split_arguments
 from ..commands.vmtool.model import DEFAULTS as VMTOOL
+from ..commands.vmtool.model import MAX_CHAINS, MAX_DEPTH, REFERENCE_LIMIT
 from ..errors import FlightProfilerError, UsageError
 from .executor import ATTACH_TIMEOUT, Executor
 from .options import option_default, option_field
@@ -222,11 +223,27 @@ def _vmtool(tools: Tools, add: Adder) -> None:
 
     async def vmtool(
         pid: Pid,
-        action: Annotated[Literal["getInstances", "forceGc"], Field(description="what to do")],
-        module: Annotated[str | None, Field(description="module of the class (getInstances)")] = None,
-        cls: Annotated[str | None, Field(description="class whose live instances to list (getInstances)")] = None,
-        expr: Annotated[str | None, Field(description="expression over `instances`, e.g. len(instances)")] = None,
-        limit: Annotated[int, option_field("vmtool", "-n", "instances to show, -1 for all")] = VMTOOL["limit"],
+        action: Annotated[Literal["getInstances", "referenceAnalyze", "forceGc"], Field(description="what to do")],
+        module: Annotated[str | None, Field(description="module of the class (getInstances, referenceAnalyze)")] = None,
+        cls: Annotated[
+            str | None,
+            Field(description="class whose live instances to list or explain (getInstances, referenceAnalyze)"),
+        ] = None,
+        expr: Annotated[
+            str | None, Field(description="getInstances: expression over `instances`, e.g. len(instances)")
+        ] = None,
+        limit: Annotated[
+            int | None,
+            Field(
+                description="getInstances: instances to show, -1 for all (default %d); referenceAnalyze: instances "
+                "whose chain to show, nearest to a root first, 1..%d (default %d)"
+                % (VMTOOL["limit"], MAX_CHAINS, REFERENCE_LIMIT),
+                ge=-1,
+            ),
+        ] = None,
+        depth: Annotated[
+            int, Field(description="referenceAnalyze: the longest chain searched, in references", ge=1, le=MAX_DEPTH)
+        ] = VMTOOL["depth"],
         expand: Annotated[int, option_field("vmtool", "-x")] = option_default("vmtool", "-x"),
         verbose: Annotated[bool, Field(description="all items of containers and long strings")] = False,
         raw: Annotated[bool, Field(description="repr() of values instead of trees")] = False,
@@ -235,18 +252,20 @@ def _vmtool(tools: Tools, add: Adder) -> None:
         if action == "forceGc":
             return await tools.call(pid, ["vmtool", "-a", "forceGc"], timeout_s)
         words = ["vmtool", "-a", action, *(["-c", module, cls] if module and cls else [])]
-        options = {"-e": expr, "-n": str(limit), "-x": str(expand)}
+        count = None if limit is None else str(limit)
+        if action == "referenceAnalyze":
+            options = {"-n": count, "--depth": str(depth)}
+            return await tools.call(pid, _argv(*words, options=options), timeout_s)
+        options = {"-e": expr, "-n": count, "-x": str(expand)}
         return await tools.call(pid, _argv(*words, options=options, flags={"-v": verbose, "-r": raw}), timeout_s)
 
     add(
         vmtool,
         "vmtool",
         _summary("vmtool")
-        + " action=getInstances only reads;"
-        + EVALUATES
-        + " "
-        + CHANGES.lower()
-        + "action=forceGc runs a full "
+        + " action=getInstances only reads; action=referenceAnalyze only reads and shows, for the instances "
+        "nearest to a root, the chain of references that keeps each alive (module global, class attribute, "
+        "thread's local variable);" + EVALUATES + " " + CHANGES.lower() + "action=forceGc runs a full "
         "garbage collection in the target (finalizers run, the process pauses while it collects).",
         changes=True,
     )

@@ -1,7 +1,8 @@
-"""``vmtool`` in the target: live instances of a class, forced garbage collection.
+"""``vmtool`` in the target: live instances of a class, why they are alive, forced garbage collection.
 
 Instances are found by the shared heap walk (``services/heapwalk.py``), in slices
-that yield the GIL, collecting only the instances shown, never a list of every object.
+that yield the GIL, collecting only the instances shown, never a list of every object;
+the chains that keep them alive by ``services/referrers.py``, on the same terms.
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 import gc
 import time
 
-from ...services import heapwalk, usercode
+from ...services import heapwalk, referrers, usercode
 from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
 from ...services.expr import Expression, describe_error
 from ...services.resolve import find_class, loaded_module
-from .model import DEFAULTS
+from .model import DEFAULTS, MAX_CHAINS, MAX_DEPTH, REFERENCE_LIMIT
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -29,8 +30,12 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         event = _instances(request, ctx)
         if event is not None:  # None: cancelled during the walk (the job ends cancelled)
             ctx.emit(event)
+    elif action == "referenceAnalyze":
+        event = _reference_analyze(request, ctx)
+        if event is not None:
+            ctx.emit(event)
     else:
-        raise CommandFailed("unknown vmtool action %r (use getInstances or forceGc)" % action)
+        raise CommandFailed("unknown vmtool action %r (use getInstances, referenceAnalyze or forceGc)" % action)
 
 
 def _force_gc() -> dict[str, Any]:
@@ -72,6 +77,33 @@ def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any] | Non
         return event
     event["instances"] = [capture(obj, options) for obj in found]
     return event
+
+
+def _reference_analyze(request: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
+    """Up to ``limit`` instances nearest to a root, each with the chain of references that holds it."""
+    klass = find_class(loaded_module(request["module"]), request["cls"])
+    limit = _bounded(request.get("limit", REFERENCE_LIMIT), MAX_CHAINS, "-n")
+    depth = _bounded(request.get("depth", DEFAULTS["depth"]), MAX_DEPTH, "--depth")
+    found = referrers.analyze(ctx.cancelled, _subclass_test(klass), limit, depth)
+    if found is None:
+        return None
+    return {
+        "action": "referenceAnalyze",
+        "class": "%s.%s" % (request["module"], request["cls"]),
+        "chains": found.chains,
+        "walked": found.walked,
+        "levels": found.levels,
+        "complete": found.complete,
+        **({"bounded": True} if found.bounded else {}),
+        "limit": limit,
+        "depth": depth,
+    }
+
+
+def _bounded(value: Any, most: int, option: str) -> int:
+    if type(value) is not int or not 1 <= value <= most:
+        raise CommandFailed("%s must be 1..%d, got %r" % (option, most, value))
+    return value
 
 
 def _evaluate(expression: Expression, instances: list[Any], budget_ms: float) -> tuple[Any, BaseException | None]:

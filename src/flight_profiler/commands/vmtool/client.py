@@ -9,18 +9,20 @@ from ...errors import UsageError
 from ...render.safe import safe_line
 from ..calls import add_budget_argument, budget_request, expr_block
 from ..spec import CommandSpec, add_expression_argument, add_render_options, check_expression, number, render_options
-from .model import DEFAULTS
+from .model import DEFAULTS, MAX_CHAINS, MAX_DEPTH, REFERENCE_LIMIT
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from .model import VmtoolRequest
+    from .model import ReferenceAnalyzeRequest, VmtoolRequest
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-a", "--action", required=True, choices=("getInstances", "forceGc"), help="what to do")
     parser.add_argument(
-        "-c", "--class", dest="location", nargs=2, metavar=("module", "class"), help="class whose instances to list"
+        "-a", "--action", required=True, choices=("getInstances", "referenceAnalyze", "forceGc"), help="what to do"
+    )
+    parser.add_argument(
+        "-c", "--class", dest="location", nargs=2, metavar=("module", "class"), help="class whose instances to find"
     )
     add_expression_argument(
         parser, "-e", "--expr", help="expression over `instances`, the list found, e.g. instances[0].val"
@@ -29,8 +31,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "-n",
         "--limits",
         type=number(int, 1, special=(-1,), note="all"),
-        default=DEFAULTS["limit"],
-        help="instances to show (default %d, -1 all)" % DEFAULTS["limit"],
+        default=None,  # getInstances: DEFAULTS["limit"]; referenceAnalyze: REFERENCE_LIMIT
+        help="instances to show: getInstances %d by default, -1 all; referenceAnalyze %d by default, at most %d"
+        % (DEFAULTS["limit"], REFERENCE_LIMIT, MAX_CHAINS),
+    )
+    parser.add_argument(
+        "--depth",
+        type=number(int, 1, MAX_DEPTH),
+        default=DEFAULTS["depth"],
+        help="referenceAnalyze: the longest chain searched, in references (default %d)" % DEFAULTS["depth"],
     )
     add_budget_argument(parser, "agent", "-e")
     add_render_options(parser, deepest=6)
@@ -40,17 +49,28 @@ def _to_request(ns: argparse.Namespace) -> VmtoolRequest:
     if ns.action == "forceGc":
         return {"action": "forceGc"}
     if not ns.location:
-        raise UsageError("vmtool -a getInstances needs -c module class")
+        raise UsageError("vmtool -a %s needs -c module class" % ns.action)
     module, cls = ns.location
+    if ns.action == "referenceAnalyze":
+        return _reference_request(ns, module, cls)
     return {
         "action": "getInstances",
         "module": module,
         "cls": cls,
         "expr": check_expression(ns.expr, ("instances",), "-e"),
         **budget_request(ns),
-        "limit": ns.limits,
+        "limit": DEFAULTS["limit"] if ns.limits is None else ns.limits,
         **render_options(ns),
     }
+
+
+def _reference_request(ns: argparse.Namespace, module: str, cls: str) -> ReferenceAnalyzeRequest:
+    if ns.expr:
+        raise UsageError("vmtool -a referenceAnalyze takes no -e: it shows why instances of -c module class are alive")
+    limit = REFERENCE_LIMIT if ns.limits is None else ns.limits
+    if not 1 <= limit <= MAX_CHAINS:
+        raise UsageError("-n must be 1..%d for referenceAnalyze, got %d" % (MAX_CHAINS, limit))
+    return {"action": "referenceAnalyze", "module": module, "cls": cls, "limit": limit, "depth": ns.depth}
 
 
 def _render(event: dict[str, Any]) -> RenderableType:
@@ -66,6 +86,8 @@ def _render(event: dict[str, Any]) -> RenderableType:
                 style="dim",
             ),
         )
+    if event["action"] == "referenceAnalyze":
+        return _render_chains(event)
     expr = event.get("expr") or "instances"
     if "error" in event:
         parts: list[Any] = [
@@ -85,15 +107,78 @@ def _render(event: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
+def _render_chains(event: dict[str, Any]) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list[Any] = []
+    for chain in event["chains"]:
+        parts.append(Text(safe_line(chain["object"]), style="bold"))
+        parts.append(Text("  " + safe_line(chain_text(chain))))
+        parts.append(Text("  root: " + safe_line(root_text(chain["root"])), style="dim"))
+    parts.append(Text(_summary_line(event), style="dim"))
+    return Group(*parts)
+
+
+def chain_text(chain: dict[str, Any]) -> str:
+    """``__main__.CACHE['k'] -> list[3] -> __main__.Item``: the root's name, then each reference
+    and the type of what it reaches."""
+    text = str(chain["root"]["name"])
+    steps = chain["steps"]
+    for index, step in enumerate(steps):
+        if index:
+            text += " -> " + steps[index - 1]["type"]
+        text += step["via"]  # "": a reference that could not be named
+    return text + " -> " + str(steps[-1]["type"]) if steps else text + " (the instance itself)"
+
+
+_ROOTS = {
+    "global": "global variable {name} ({type})",
+    "module": "the namespace of module {name}",
+    "local": "local variable {name} of {where} ({type})",
+    "frame": "frame of {where}",
+    "young": "{where}",
+    "unknown": "{where}",
+}
+
+
+def root_text(root: dict[str, Any]) -> str:
+    """What holds the chain's first object: a global, a local variable, a frame..."""
+    fields = {"name": "?", "where": "?", "type": "?", **root}
+    return _ROOTS.get(root.get("kind", ""), "{name} ({type})").format(**fields)
+
+
+def _summary_line(event: dict[str, Any]) -> str:
+    chains, name = event["chains"], safe_line(event["class"])
+    walked = "walked %d objects, %d levels from the roots" % (event["walked"], event["levels"])
+    if event.get("bounded"):
+        walked += "; stopped at its memory bound (the containers kept for the way back)"
+    if not chains:
+        if event["complete"]:
+            return "no live instance of %s is reachable from the roots (%s)" % (name, walked)
+        if event.get("bounded"):
+            return "no instance of %s found (%s)" % (name, walked)
+        return "no instance of %s within --depth %d references of a root (%s)" % (name, event["depth"], walked)
+    line = "%d instance(s) of %s, nearest to a root first; %s" % (len(chains), name, walked)
+    if not event["complete"]:
+        if len(chains) == event["limit"]:
+            line += "; more may exist (-n)"
+        elif not event.get("bounded"):
+            line += "; more may be deeper (--depth)"
+    return line
+
+
 SPEC = CommandSpec(
     name="vmtool",
-    summary="List live instances of a class, or force a garbage collection.",
-    usage="vmtool -a getInstances -c module class [-e EXPR] [-n N] [-x N] [-v] [-r] [--budget-ms MS] "
-    "| vmtool -a forceGc",
+    summary="List live instances of a class, show why they are alive, or force a garbage collection.",
+    usage="vmtool -a getInstances -c module class [-e EXPR] [-n N] [-x N] [-v] [-r] [--budget-ms MS]"
+    " | vmtool -a referenceAnalyze -c module class [-n N] [--depth D] | vmtool -a forceGc",
     examples=(
         "vmtool -a getInstances -c __main__ A",
         "vmtool -a getInstances -c __main__ A -e instances[0].val",
         "vmtool -a getInstances -c __main__ A -e [i.val for i in instances]",
+        "vmtool -a referenceAnalyze -c __main__ A",
+        "vmtool -a referenceAnalyze -c __main__ A -n 1 --depth 20",
         "vmtool -a forceGc",
     ),
     add_arguments=_add_arguments,
