@@ -1,20 +1,36 @@
 """``monitor`` in the target: calls, failures and cost percentiles of a function, per cycle.
 
-The function is hooked (``services.hooks``) for as long as the job runs. On the
-target's threads a call costs two clock reads and one ``list.append`` (atomic
-under the GIL, no lock): the cost goes to the list of successes or of failures.
-The job thread collects those lists every ``DRAIN_S`` and aggregates them with
-C-level built-ins (``len``, ``sum``, ``min``, ``max``, a slice for the sample),
-so counts, failures, average, min and max are exact and the percentiles come
-from a bounded uniform sample (``SAMPLE_MAX``). A collected list is looked at
-again for a while, so an append that raced with the collection is still counted.
-The hook goes on every exit path: -n cycles done, Ctrl-C, the client gone
-(however it died), detach.
+The function is hooked (``services.hooks``) for as long as the job runs, with the probe compiled
+into the hook's wrapper (``services.inline``). Every call is counted, exactly; its cost is
+measured on every call while the call rate is low, and on one call in ``stride`` (a power of two,
+at most ``PICK_BLOCK``) when it is high, so that timing never costs more than about
+``TIMED_RATE`` timed calls a second (two clock reads, a thread check and a list append each).
+
+How a call is counted without a Python call or a lock (the GIL makes each C call atomic):
+- every call takes the next item of ``Picker.chain``, an endless chain of one tuple, ``PICK_BLOCK``
+  items long, taken from ``repeat(block, huge)``: one C call, nothing allocated. The job thread
+  reads how many items were taken from the two iterators' ``__length_hint__`` (``Picker.taken``).
+- item ``n`` of the chain is one of the lists ``Picker.levels[tz(n)]`` (tz: trailing zero bits
+  of ``n`` in its block); a list is true while its level is timed. With the levels from ``L`` up
+  true, calls ``0, 2**L, 2*2**L ...`` are timed: ``stride = 2**L``; all true: every call.
+- a timed call appends its cost to ``ok``/``failed`` when it ends (agent threads and our own work
+  left out, as before); an untimed call costs nothing more, unless it raises (one C call on a
+  counter of failures). So per cycle: ``calls = untimed + timed``, where the untimed ones are
+  the items taken minus those a timed call took (known from the stride: they are every
+  ``stride``-th), counted when they start; timed ones when they end.
+The job thread collects every ``DRAIN_S``: counts, and costs into a bounded sample weighted by
+the stride they were timed under, so avg/p50/p99 estimate every call's, and ``timed`` says how
+many were measured (``timed == calls``: exact, as at a low rate). Changing the stride is the job
+thread's (a list cleared or filled: atomic); a call racing with the change may be counted under
+the other stride (at most a few calls, once, at a rate where that is noise).
+The hook goes on every exit path: -n cycles done, Ctrl-C, the client gone (however it died),
+detach.
 """
 
 from __future__ import annotations
 
 import time
+from itertools import chain, repeat
 from threading import Lock, get_ident
 
 from ...services import hooks
@@ -23,7 +39,7 @@ from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.hooks import OWN_WORK
 from ...services.location import resolve
 from ...services.usercode import APP_BUDGET_MS, Guard, budget_of, unwatch_regions
-from .model import DEFAULTS, DRAIN_S, MAX_CYCLE_S, RETIRED_DRAINS, SAMPLE_MAX
+from .model import DEFAULTS, DRAIN_S, MAX_CYCLE_S, PICK_BLOCK, RETIRED_DRAINS, SAMPLE_MAX, TIMED_RATE
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -32,80 +48,203 @@ if TYPE_CHECKING:
     from .model import MonitorRequest
 
 perf_counter = time.perf_counter
+ENDLESS = 1 << 62  # blocks a chain can hand out: never reached (10**10 calls a second for 14 years)
+_TUPLE_ITERATOR = type(iter(()))
+
+
+class Picker:
+    """Which calls are timed, and how many were made: one ``next(chain)`` per call (see the doc)."""
+
+    def __init__(self, block: int = PICK_BLOCK) -> None:
+        self.block = block
+        depth = block.bit_length() - 1  # block is a power of two
+        self.levels: list[list[bool]] = [[True] for _ in range(depth + 1)]  # all timed: stride 1
+        # the timed items of a block are not every stride-th but a random subset of that size (the
+        # same in every block): a caller with a period of its own (a loop of 64 calls whose first is
+        # slow) is not sampled always in the same phase
+        ranks = _shuffled(block)
+        levels = [depth if rank == 0 else (rank & -rank).bit_length() - 1 for rank in ranks]
+        self.source = repeat(tuple(self.levels[level] for level in levels), ENDLESS)
+        self.chain = chain.from_iterable(self.source)
+        self.fails = repeat(None, ENDLESS)  # one item taken per untimed call that raised
+        self.stride = 1
+        # before[L][k]: items among the first k of a block that are timed at stride 2**L
+        self.before: list[list[int]] = []
+        for low in range(depth + 1):
+            counts = [0]
+            for level in levels:
+                counts.append(counts[-1] + (level >= low))
+            self.before.append(counts)
+
+    def taken(self) -> int:
+        """Items the calls took from the chain so far (a value the true count passed through)."""
+        import gc  # built in: no file access
+
+        while True:
+            before = self.source.__length_hint__()
+            inner = gc.get_referents(self.chain)  # the source and the block being handed out
+            if self.source.__length_hint__() == before:
+                break
+        active: list[Any] = [obj for obj in inner if type(obj) is _TUPLE_ITERATOR]
+        started = ENDLESS - before
+        left = active[0].__length_hint__() if active else 0
+        return started * self.block - left
+
+    def failed_untimed(self) -> int:
+        return ENDLESS - self.fails.__length_hint__()
+
+    def set_stride(self, stride: int) -> None:
+        """Time one call in ``stride`` (a power of two, 1 .. block): the levels below it go off."""
+        self.stride = stride
+        low = stride.bit_length() - 1
+        for level, flag in enumerate(self.levels):
+            if level < low:
+                flag.clear()
+            elif not flag:
+                flag.append(True)
+
+    def timed_between(self, start: int, end: int, stride: int) -> int:
+        """How many of the items ``start .. end-1`` a timed call took at that stride."""
+        counts = self.before[stride.bit_length() - 1]
+        block = self.block
+
+        def upto(n: int) -> int:
+            return (n // block) * counts[block] + counts[n % block]
+
+        return upto(end) - upto(start)
+
+
+def _shuffled(size: int) -> list[int]:
+    """0 .. size-1 in a random order (Fisher-Yates on os.urandom: ``random`` is not loaded)."""
+    import os  # loaded at start-up by every interpreter
+
+    order = list(range(size))
+    noise = os.urandom(4 * size)
+    for i in range(size - 1, 0, -1):
+        j = int.from_bytes(noise[4 * i : 4 * i + 4], "little") % (i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def stride_for(rate: float, current: int, block: int = PICK_BLOCK) -> int:
+    """The stride that keeps timed calls near ``TIMED_RATE`` a second; it moves by a factor of 4
+    before it changes back (no flapping at a rate on the edge)."""
+    wanted = 1
+    while wanted < block and rate / wanted > TIMED_RATE:
+        wanted *= 2
+    if wanted > current or wanted * 4 <= current:
+        return wanted
+    return current
 
 
 class Stats:
     """One cycle's numbers; only the job thread touches them."""
 
-    __slots__ = ("calls", "fail", "filter_errors", "max", "min", "sample", "skip", "started", "stride", "total")
+    __slots__ = (
+        "calls",
+        "fail",
+        "filter_errors",
+        "max",
+        "min",
+        "sample",
+        "skip",
+        "started",
+        "stride",
+        "timed",
+        "total",
+        "weight",
+        "weights",
+    )
 
     def __init__(self) -> None:
         self.calls = 0
         self.fail = 0
-        self.total = 0.0
+        self.timed = 0  # calls whose cost was measured
+        self.total = 0.0  # sum of the measured costs, each times its weight
+        self.weight = 0  # calls the measured ones stand for
         self.max = 0.0
         self.min = 0.0
         self.filter_errors = 0
         self.sample: list[float] = []
-        self.stride = 1  # every stride-th call goes into the sample
-        self.skip = 0  # calls to pass before the next one sampled
+        self.weights: list[int] = []  # the stride each sampled cost was timed under
+        self.stride = 1  # every stride-th timed call goes into the sample
+        self.skip = 0  # timed calls to pass before the next one sampled
         self.started = time.monotonic()
 
     def add(self, cost_ms: float, failed: bool) -> None:
         self.absorb([cost_ms], failed)
 
-    def absorb(self, costs: list[float], failed: bool) -> None:
+    def untimed(self, calls: int, failed: int) -> None:
+        """Calls counted but not timed (their cost is estimated from the timed ones)."""
+        self.calls += calls
+        self.fail += failed
+
+    def absorb(self, costs: list[float], failed: bool, weight: int = 1) -> None:
+        """Timed calls; each stands for ``weight`` calls (the stride they were timed under)."""
         count = len(costs)
         if not count:
             return
         low, high = min(costs), max(costs)
-        if not self.calls or low < self.min:
+        if not self.timed or low < self.min:
             self.min = low
         if high > self.max:
             self.max = high
         self.calls += count
+        self.timed += count
         if failed:
             self.fail += count
-        self.total += sum(costs)
+        self.total += sum(costs) * weight
+        self.weight += count * weight
         picked = costs[self.skip :: self.stride]
         self.skip = (self.skip - count) % self.stride if not picked else self.skip + len(picked) * self.stride - count
         self.sample.extend(picked)
+        self.weights.extend([weight] * len(picked))
         while len(self.sample) > SAMPLE_MAX:
             self.sample = self.sample[::2]  # keeps every 2*stride-th call: still uniform
+            self.weights = self.weights[::2]
             self.stride *= 2
 
     def summary(self) -> dict[str, Any]:
         calls = self.calls
-        ordered = sorted(self.sample)
+        ordered = sorted(zip(self.sample, self.weights))
+        timed = self.timed
         return {
             "seconds": round(time.monotonic() - self.started, 3),
             "calls": calls,
             "success": calls - self.fail,
             "fail": self.fail,
             "fail_rate": round(self.fail / calls, 4) if calls else 0.0,
-            "avg_ms": round(self.total / calls, 4) if calls else None,
+            "avg_ms": round(self.total / self.weight, 4) if timed else None,
             "p50_ms": _percentile(ordered, 0.50),
             "p99_ms": _percentile(ordered, 0.99),
-            "max_ms": round(self.max, 4) if calls else None,
+            "max_ms": round(self.max, 4) if timed else None,
+            "timed": timed,
             "filter_errors": self.filter_errors,
         }
 
 
-def _percentile(ordered: list[float], share: float) -> float | None:
+def _percentile(ordered: list[tuple[float, int]], share: float) -> float | None:
+    """The weighted percentile: the first cost by which ``share`` of the weight is reached."""
     if not ordered:
         return None
-    rank = -int(-share * len(ordered) // 1)  # ceil without the math module
-    return round(ordered[max(0, min(len(ordered), rank) - 1)], 4)
+    total = sum(weight for _, weight in ordered)
+    rank = -int(-share * total // 1)  # ceil without the math module
+    seen = 0
+    for cost, weight in ordered:
+        seen += weight
+        if seen >= rank:
+            return round(cost, 4)
+    return round(ordered[-1][0], 4)
 
 
 class MonitorProbe:
-    """Appends each call's cost to a list; never raises into the target's call."""
+    """Counts the calls and collects the costs of the timed ones; never raises into the target's call."""
 
     steps = False
 
     def __init__(self, is_method: bool, filter_source: str | None, budget_ms: float | None = None) -> None:
-        self.ok: list[float] = []  # costs of calls that returned, appended by the target's threads
-        self.failed: list[float] = []  # costs of calls that raised
+        self.ok: list[float] = []  # costs of timed calls that returned, appended by the target's threads
+        self.failed: list[float] = []  # costs of timed calls that raised
         self.filter_errors = 0
         self.internal_errors = 0
         self.exit_filter: Callable[..., Any] | None = None
@@ -117,6 +256,10 @@ class MonitorProbe:
         self.is_method = is_method
         self.expression: CallExpression | None = None
         self.plan: Any = None  # services.inline.Plan, made when the hook asks for it
+        self.picker = Picker()
+        self.taken = 0  # items taken from the picker's chain at the last drain
+        self.fails_seen = 0  # untimed failures at the last drain
+        self.drained_at = time.monotonic()
         if filter_source:
             expression = CallExpression(filter_source)  # a syntax error is a one-line error here
             self.expression = expression
@@ -133,7 +276,7 @@ class MonitorProbe:
     def inline_plan(self) -> Any:
         """How the hook compiles this probe into its wrapper (services/inline.py), or None."""
         if self.exit_filter is not None:
-            return None  # the filter needs the outcome: decided at the end of each call
+            return None  # the filter needs the outcome: decided (and timed) at the end of each call
         if self.plan is None:
             from ...services import inline
 
@@ -144,6 +287,9 @@ class MonitorProbe:
                 "OWN": OWN_WORK,
                 "PROBE": self,
                 "FAIL": self._failed_call,
+                "NEXT": next,
+                "PICK": self.picker.chain,
+                "FAILS": self.picker.fails,
             }
             if self.guard is not None:
                 consts.update(FAILED=inline.failed(self.guard), LATE=inline.late(self.guard))
@@ -206,8 +352,12 @@ class MonitorProbe:
         return inner
 
     def drain(self) -> None:
-        """Job thread: take the lists the target's threads append to, and count what is new in them."""
+        """Job thread: count the calls made since the last drain, collect the timed ones' costs, and
+        set the stride for the next interval from the rate just seen."""
         with self.lock:
+            picker = self.picker
+            stride = picker.stride
+            taken = self._count_untimed(stride)
             ok, self.ok = self.ok, []
             failed, self.failed = self.failed, []
             self.retired.append([ok, 0, False, RETIRED_DRAINS])
@@ -217,7 +367,7 @@ class MonitorProbe:
                 costs, counted, is_failed, left = entry
                 end = len(costs)
                 if end > counted:
-                    self.stats.absorb(costs[counted:end], is_failed)
+                    self.stats.absorb(costs[counted:end], is_failed, stride)
                     # the counted costs go now (one C-level slice deletion: an append racing with it
                     # lands after it), so a retired list holds only what comes late, not a
                     # collection's worth of floats for RETIRED_DRAINS
@@ -227,6 +377,22 @@ class MonitorProbe:
                 if entry[3] > 0:
                     kept.append(entry)
             self.retired = kept
+            now = time.monotonic()
+            elapsed, self.drained_at = now - self.drained_at, now
+            wanted = stride_for(taken / elapsed if elapsed > 0 else 0.0, stride, picker.block)
+            if wanted != stride:
+                picker.set_stride(wanted)
+                self._count_untimed(stride)  # taken meanwhile: counted under the stride they most likely saw
+
+    def _count_untimed(self, stride: int) -> int:
+        """Add the untimed calls taken since the last count; returns how many items were taken."""
+        picker = self.picker
+        taken, before = picker.taken(), self.taken
+        fails = picker.failed_untimed()
+        untimed = taken - before - picker.timed_between(before, taken, stride)
+        self.stats.untimed(untimed, fails - self.fails_seen)
+        self.taken, self.fails_seen = taken, fails
+        return taken - before
 
     def swap(self) -> Stats:
         """This cycle's statistics; the next cycle starts empty."""

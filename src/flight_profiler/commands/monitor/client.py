@@ -80,11 +80,21 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
         _ms(event["p99_ms"]),
         _ms(event["max_ms"]),
     )
+    notes = []
+    timed = event.get("timed", event["calls"])
+    if timed < event["calls"]:
+        notes.append(
+            Text(
+                "cost timed on %d of %d calls (avg, p50, p99, max estimated from them)" % (timed, event["calls"]),
+                style="dim",
+            )
+        )
     if event.get("filter_errors"):
+        notes.append(Text("%d call(s) left out: the filter raised" % event["filter_errors"], style="yellow"))
+    if notes:
         from rich.console import Group
 
-        note = Text("%d call(s) left out: the filter raised" % event["filter_errors"], style="yellow")
-        return Group(table, note)
+        return Group(table, *notes)
     return table
 
 
