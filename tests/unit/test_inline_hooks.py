@@ -286,6 +286,83 @@ def test_monitor_counts_every_call_exactly_and_not_the_agents() -> None:
     assert (stats.calls, stats.fail) == (100, 25)
 
 
+def test_monitor_at_a_stride_counts_every_call_and_times_one_in_the_stride() -> None:
+    def target(x: int) -> int:
+        if x % 4 == 0:
+            raise KeyError(x)
+        return x
+
+    def gen(x: int) -> Iterator[int]:
+        yield x
+        if x % 4 == 0:
+            raise KeyError(x)
+
+    async def coro(x: int) -> int:
+        if x % 4 == 0:
+            raise KeyError(x)
+        return x
+
+    def call(func: Any, x: int) -> None:
+        try:
+            if func is gen:
+                list(gen(x))
+            elif func is coro:
+                step = coro(x).__await__()
+                next(step)  # raises StopIteration (its value) or the KeyError: it never suspends
+            else:
+                func(x)
+        except (KeyError, StopIteration):
+            pass
+
+    for func, filter_source in ((target, None), (target, "args[0] >= 0"), (gen, None), (coro, None)):
+        original = func.__code__
+        probe = MonitorProbe(False, filter_source)
+        handle = hooks.install(func, probe)
+        assert compiled(func) or filter_source is None  # (no filter: nothing that ``compiled`` looks for)
+        probe.picker.set_stride(16)
+        threads = [threading.Thread(target=lambda: [call(func, i) for i in range(4000)]) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        call(func, -4)  # the filter says no; without one a call that raises: 16001 calls, 4001 failed
+        handle.remove()
+        probe.close()
+        summary = probe.swap().summary()
+        counted = 16000 if filter_source else 16001
+        assert (summary["calls"], summary["fail"]) == (counted, 4000 + (counted - 16000)), (func, summary)
+        if func is coro:  # a coroutine gets the generic wrapper (hooks._make_inline: no ``async def``): all timed
+            assert summary["timed"] == counted
+        else:  # one in 16 of each block
+            assert counted // 16 - 200 <= summary["timed"] <= counted // 16 + 200, summary
+        assert summary["avg_ms"] is not None and summary["p99_ms"] is not None
+        assert func.__code__ is original
+
+
+def test_monitor_goes_to_a_stride_when_the_rate_is_high_and_back_when_it_is_low() -> None:
+    def target(x: int) -> int:
+        return x
+
+    probe = MonitorProbe(False, None)
+    handle = hooks.install(target, probe)  # type: ignore[arg-type]
+    try:
+        for _ in range(20000):  # a burst: far more than TIMED_RATE a second
+            target(1)
+        probe.drain()
+        assert probe.picker.stride > 1
+        for _ in range(20000):
+            target(1)
+        probe.drained_at -= 100.0  # as if they had come over 100 s: a low rate
+        probe.drain()
+        assert probe.picker.stride == 1
+        target(1)
+        summary = probe.swap().summary()
+        assert summary["calls"] == 40001 and 0 < summary["timed"] < 40001
+    finally:
+        handle.remove()
+        probe.close()
+
+
 def test_removal_while_a_second_probe_is_on_keeps_the_first_compiled() -> None:
     def target(x: int) -> int:
         return x

@@ -1,11 +1,12 @@
-"""monitor's statistics: exact counts, min, max and average; percentiles from a bounded uniform sample."""
+"""monitor's statistics: exact counts; costs timed on every call or one in a stride, weighted by it;
+percentiles from a bounded uniform sample."""
 
 from __future__ import annotations
 
 import random
 
-from flight_profiler.commands.monitor.agent import MonitorProbe, Stats
-from flight_profiler.commands.monitor.model import SAMPLE_MAX
+from flight_profiler.commands.monitor.agent import MonitorProbe, Picker, Stats, stride_for
+from flight_profiler.commands.monitor.model import PICK_BLOCK, SAMPLE_MAX, TIMED_RATE
 
 
 def test_percentiles_of_known_costs() -> None:
@@ -40,3 +41,37 @@ def test_late_appends_to_a_collected_list_are_still_counted() -> None:
     probe.failed.append(3.0)
     stats = probe.swap()
     assert (stats.calls, stats.fail, stats.total) == (3, 1, 6.0)
+
+
+def test_weighted_costs_stand_for_the_calls_they_were_timed_for() -> None:
+    stats = Stats()
+    stats.absorb([1.0] * 10, failed=False, weight=1)  # 10 calls, each timed
+    stats.absorb([100.0] * 10, failed=False, weight=9)  # 90 calls, one in 9 timed
+    stats.untimed(80, 0)
+    summary = stats.summary()
+    assert (summary["calls"], summary["timed"]) == (100, 20)
+    assert summary["avg_ms"] == (10 * 1.0 + 90 * 100.0) / 100
+    assert summary["p50_ms"] == 100.0 and summary["max_ms"] == 100.0
+
+
+def test_the_picker_counts_which_items_are_timed_at_every_stride() -> None:
+    picker = Picker(block=64)
+    items = [next(picker.chain) for _ in range(64 * 3 + 5)]
+    assert picker.taken() == len(items)
+    for stride in (1, 2, 8, 64):
+        picker.set_stride(stride)
+        timed = [bool(item) for item in items]
+        assert sum(timed[:64]) == 64 // stride  # a subset of that size in every block
+        for start, end in ((0, 64), (3, 70), (10, len(items)), (64, 64)):
+            assert picker.timed_between(start, end, stride) == sum(timed[start:end]), (stride, start, end)
+    picker.set_stride(8)
+    offsets = [n % 8 for n in range(64) if items[n]]
+    assert len(set(offsets)) > 1  # not always the same phase of a period of 8 (1 in 8**7 by chance)
+
+
+def test_the_stride_follows_the_rate_without_flapping() -> None:
+    assert stride_for(50.0, 1) == 1
+    assert stride_for(TIMED_RATE * 3.5, 1) == 4
+    assert stride_for(TIMED_RATE * 3.0, 4) == 4  # a little less: stays
+    assert stride_for(TIMED_RATE * 0.5, 4) == 1  # four times less: back
+    assert stride_for(TIMED_RATE * 10**6, 1) == PICK_BLOCK
