@@ -286,57 +286,70 @@ def test_monitor_counts_every_call_exactly_and_not_the_agents() -> None:
     assert (stats.calls, stats.fail) == (100, 25)
 
 
-def test_monitor_at_a_stride_counts_every_call_and_times_one_in_the_stride() -> None:
-    def target(x: int) -> int:
-        if x % 4 == 0:
-            raise KeyError(x)
-        return x
+def _counted(x: int) -> int:
+    if x % 4 == 0:
+        raise KeyError(x)
+    return x
 
-    def gen(x: int) -> Iterator[int]:
-        yield x
-        if x % 4 == 0:
-            raise KeyError(x)
 
-    async def coro(x: int) -> int:
-        if x % 4 == 0:
-            raise KeyError(x)
-        return x
+def _counted_gen(x: int) -> Iterator[int]:
+    yield x
+    if x % 4 == 0:
+        raise KeyError(x)
 
-    def call(func: Any, x: int) -> None:
-        try:
-            if func is gen:
-                list(gen(x))
-            elif func is coro:
-                step = coro(x).__await__()
-                next(step)  # raises StopIteration (its value) or the KeyError: it never suspends
-            else:
-                func(x)
-        except (KeyError, StopIteration):
-            pass
 
-    for func, filter_source in ((target, None), (target, "args[0] >= 0"), (gen, None), (coro, None)):
-        original = func.__code__
-        probe = MonitorProbe(False, filter_source)
-        handle = hooks.install(func, probe)
-        assert compiled(func) or filter_source is None  # (no filter: nothing that ``compiled`` looks for)
-        probe.picker.set_stride(16)
-        threads = [threading.Thread(target=lambda: [call(func, i) for i in range(4000)]) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        call(func, -4)  # the filter says no; without one a call that raises: 16001 calls, 4001 failed
-        handle.remove()
-        probe.close()
-        summary = probe.swap().summary()
-        counted = 16000 if filter_source else 16001
-        assert (summary["calls"], summary["fail"]) == (counted, 4000 + (counted - 16000)), (func, summary)
-        if func is coro:  # a coroutine gets the generic wrapper (hooks._make_inline: no ``async def``): all timed
-            assert summary["timed"] == counted
-        else:  # one in 16 of each block
-            assert counted // 16 - 200 <= summary["timed"] <= counted // 16 + 200, summary
-        assert summary["avg_ms"] is not None and summary["p99_ms"] is not None
-        assert func.__code__ is original
+async def _counted_coro(x: int) -> int:
+    if x % 4 == 0:
+        raise KeyError(x)
+    return x
+
+
+def _call_counted(func: Any, x: int) -> None:
+    try:
+        if func is _counted_gen:
+            list(func(x))
+        elif func is _counted_coro:
+            next(func(x).__await__())  # raises StopIteration (its value) or the KeyError: it never suspends
+        else:
+            func(x)
+    except (KeyError, StopIteration):
+        pass
+
+
+def _calls_from_threads(func: Any, threads: int, calls: int) -> None:
+    def loop() -> None:
+        for i in range(calls):
+            _call_counted(func, i)
+
+    running = [threading.Thread(target=loop) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+
+
+@pytest.mark.parametrize(
+    ("func", "filter_source"),
+    [(_counted, None), (_counted, "args[0] >= 0"), (_counted_gen, None), (_counted_coro, None)],
+)
+def test_monitor_at_a_stride_counts_every_call_and_times_one_in_the_stride(func: Any, filter_source: Any) -> None:
+    original = func.__code__
+    probe = MonitorProbe(False, filter_source)
+    handle = hooks.install(func, probe)
+    probe.picker.set_stride(16)
+    _calls_from_threads(func, 4, 4000)
+    _call_counted(func, -4)  # the filter says no; without one a call that raises: 16001 calls, 4001 failed
+    handle.remove()
+    probe.close()
+    summary = probe.swap().summary()
+    counted = 16000 if filter_source else 16001
+    assert (summary["calls"], summary["fail"]) == (counted, 4000 + (counted - 16000)), summary
+    if func is _counted_coro:  # a coroutine gets the generic wrapper (hooks._make_inline: no ``async def``): all timed
+        assert summary["timed"] == counted
+    else:  # one in 16 of each block
+        assert counted // 16 - 200 <= summary["timed"] <= counted // 16 + 200, summary
+    assert summary["avg_ms"] is not None and summary["p99_ms"] is not None
+    assert func.__code__ is original
 
 
 def test_monitor_goes_to_a_stride_when_the_rate_is_high_and_back_when_it_is_low() -> None:

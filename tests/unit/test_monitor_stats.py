@@ -55,18 +55,34 @@ def test_weighted_costs_stand_for_the_calls_they_were_timed_for() -> None:
 
 
 def test_the_picker_counts_which_items_are_timed_at_every_stride() -> None:
-    picker = Picker(block=64)
-    items = [next(picker.chain) for _ in range(64 * 3 + 5)]
-    assert picker.taken() == len(items)
     for stride in (1, 2, 8, 64):
-        picker.set_stride(stride)
-        timed = [bool(item) for item in items]
-        assert sum(timed[:64]) == 64 // stride  # a subset of that size in every block
+        picker = Picker(block=64)
+        picker.set_stride(stride)  # before any block started: from the first on
+        items = [next(picker.chain) for _ in range(64 * 3 + 5)]
+        assert picker.taken() == len(items)
+        assert sum(items[:64]) == sum(items[64:128]) == 64 // stride  # a subset of that size in every block
         for start, end in ((0, 64), (3, 70), (10, len(items)), (64, 64)):
-            assert picker.timed_between(start, end, stride) == sum(timed[start:end]), (stride, start, end)
+            assert picker.timed_between(start, end) == sum(items[start:end]), (stride, start, end)
+    picker = Picker(block=64)
     picker.set_stride(8)
-    offsets = [n % 8 for n in range(64) if items[n]]
-    assert len(set(offsets)) > 1  # not always the same phase of a period of 8 (1 in 8**7 by chance)
+    offsets = {n % 8 for n in range(64) if next(picker.chain)}
+    assert len(offsets) > 1  # not always the same phase of a period of 8 (1 in 8**7 by chance)
+
+
+def test_a_new_stride_applies_from_the_next_block_and_is_counted_so() -> None:
+    picker = Picker(block=64)
+    items = [next(picker.chain) for _ in range(100)]  # into the second block, every item timed
+    picker.set_stride(16)
+    items += [next(picker.chain) for _ in range(200)]
+    picker.set_stride(4)  # nothing taken since: the block after the current one
+    picker.set_stride(2)
+    items += [next(picker.chain) for _ in range(300)]
+    assert all(items[:128])  # the block in progress kept its stride
+    assert sum(items[128:192]) == 4 and sum(items[192:256]) == 4
+    assert sum(items[320:384]) == 32
+    assert picker.taken() == 600
+    for start, end in ((0, 600), (0, 100), (100, 300), (300, 600), (150, 333)):
+        assert picker.timed_between(start, end) == sum(items[start:end]), (start, end)
 
 
 def test_the_stride_follows_the_rate_without_flapping() -> None:

@@ -7,22 +7,23 @@ at most ``PICK_BLOCK``) when it is high, so that timing never costs more than ab
 ``TIMED_RATE`` timed calls a second (two clock reads, a thread check and a list append each).
 
 How a call is counted without a Python call or a lock (the GIL makes each C call atomic):
-- every call takes the next item of ``Picker.chain``, an endless chain of one tuple, ``PICK_BLOCK``
-  items long, taken from ``repeat(block, huge)``: one C call, nothing allocated. The job thread
-  reads how many items were taken from the two iterators' ``__length_hint__`` (``Picker.taken``).
-- item ``n`` of the chain is one of the lists ``Picker.levels[tz(n)]`` (tz: trailing zero bits
-  of ``n`` in its block); a list is true while its level is timed. With the levels from ``L`` up
-  true, calls ``0, 2**L, 2*2**L ...`` are timed: ``stride = 2**L``; all true: every call.
+- every call takes the next item of ``Picker.chain``: one C call, nothing allocated. The chain
+  hands out blocks of ``PICK_BLOCK`` bools, each block the one ``Picker.holder`` names when the
+  chain starts it; the job thread reads how many items were taken from the iterators'
+  ``__length_hint__`` (``Picker.snapshot``).
+- a true item means "time this call": a block for stride ``s`` has ``PICK_BLOCK / s`` of them, at
+  random places (the same in every block). The job thread changes the stride by naming another
+  block (one store): it applies from the next block on, and the job knows from which one.
 - a timed call appends its cost to ``ok``/``failed`` when it ends (agent threads and our own work
   left out, as before); an untimed call costs nothing more, unless it raises (one C call on a
-  counter of failures). So per cycle: ``calls = untimed + timed``, where the untimed ones are
-  the items taken minus those a timed call took (known from the stride: they are every
-  ``stride``-th), counted when they start; timed ones when they end.
+  counter of failures). So per cycle: ``calls = untimed + timed``; the untimed ones are the items
+  taken minus the true ones among them (known from the blocks), counted when they start; the
+  timed ones when they end (at stride 1 every call is timed: counted as before, exactly).
 The job thread collects every ``DRAIN_S``: counts, and costs into a bounded sample weighted by
 the stride they were timed under, so avg/p50/p99 estimate every call's, and ``timed`` says how
-many were measured (``timed == calls``: exact, as at a low rate). Changing the stride is the job
-thread's (a list cleared or filled: atomic); a call racing with the change may be counted under
-the other stride (at most a few calls, once, at a rate where that is noise).
+many were measured (``timed == calls``: exact, as at a low rate). An untimed call of an agent
+thread or of our own work (a ``__repr__`` a capture calls) is counted: only a timed call looks at
+its thread.
 The hook goes on every exit path: -n cycles done, Ctrl-C, the client gone (however it died),
 detach.
 """
@@ -58,60 +59,82 @@ class Picker:
     def __init__(self, block: int = PICK_BLOCK) -> None:
         self.block = block
         depth = block.bit_length() - 1  # block is a power of two
-        self.levels: list[list[bool]] = [[True] for _ in range(depth + 1)]  # all timed: stride 1
         # the timed items of a block are not every stride-th but a random subset of that size (the
-        # same in every block): a caller with a period of its own (a loop of 64 calls whose first is
-        # slow) is not sampled always in the same phase
+        # same in every block, each stride's a subset of the smaller one's): a caller with a period
+        # of its own (a loop of 64 calls whose first is slow) is not sampled always in one phase
         ranks = _shuffled(block)
         levels = [depth if rank == 0 else (rank & -rank).bit_length() - 1 for rank in ranks]
-        self.source = repeat(tuple(self.levels[level] for level in levels), ENDLESS)
-        self.chain = chain.from_iterable(self.source)
+        self.blocks: dict[int, tuple[bool, ...]] = {}
+        self.before: dict[int, list[int]] = {}  # stride -> timed items among the first k of its block
+        for low in range(depth + 1):
+            flags = tuple(level >= low for level in levels)
+            self.blocks[1 << low] = flags
+            counts = [0]
+            for flag in flags:
+                counts.append(counts[-1] + flag)
+            self.before[1 << low] = counts
+        self.holder = [self.blocks[1]]  # the block the chain takes next: all timed
+        self.counter = repeat(0, ENDLESS)  # one item taken per block the chain starts
+        self.chain = chain.from_iterable(map(self.holder.__getitem__, self.counter))
         self.fails = repeat(None, ENDLESS)  # one item taken per untimed call that raised
         self.stride = 1
-        # before[L][k]: items among the first k of a block that are timed at stride 2**L
-        self.before: list[list[int]] = []
-        for low in range(depth + 1):
-            counts = [0]
-            for level in levels:
-                counts.append(counts[-1] + (level >= low))
-            self.before.append(counts)
+        self.segments: list[tuple[int, int]] = [(0, 1)]  # (first block, stride): blocks from there on
 
-    def taken(self) -> int:
-        """Items the calls took from the chain so far (a value the true count passed through)."""
+    def snapshot(self) -> tuple[int, int, Any]:
+        """(items taken, blocks started, the block being handed out or None): values that held at
+        one instant (the blocks started did not change while the chain was looked at)."""
         import gc  # built in: no file access
 
         while True:
-            before = self.source.__length_hint__()
-            inner = gc.get_referents(self.chain)  # the source and the block being handed out
-            if self.source.__length_hint__() == before:
+            left = self.counter.__length_hint__()
+            inner = gc.get_referents(self.chain)  # the map and the block's iterator
+            if self.counter.__length_hint__() == left:
                 break
-        active: list[Any] = [obj for obj in inner if type(obj) is _TUPLE_ITERATOR]
-        started = ENDLESS - before
-        left = active[0].__length_hint__() if active else 0
-        return started * self.block - left
+        started = ENDLESS - left
+        obj: Any
+        for obj in inner:
+            if type(obj) is _TUPLE_ITERATOR:
+                block = gc.get_referents(obj)  # its tuple (none once it found its end)
+                return started * self.block - obj.__length_hint__(), started, block[0] if block else None
+        return started * self.block, started, None
+
+    def taken(self) -> int:
+        """Items the calls took from the chain so far."""
+        return self.snapshot()[0]
 
     def failed_untimed(self) -> int:
         return ENDLESS - self.fails.__length_hint__()
 
     def set_stride(self, stride: int) -> None:
-        """Time one call in ``stride`` (a power of two, 1 .. block): the levels below it go off."""
+        """Time one call in ``stride`` (a power of two, 1 .. block) from the next block on."""
+        if stride == self.stride:
+            return
+        before = self.snapshot()[1]
+        block = self.blocks[stride]
+        self.holder[0] = block  # one store: the chain's next block is this one
+        _, started, current = self.snapshot()
+        # the block being handed out is the new one only if it started after the store
+        first = max(before, started - 1 if current is block else started)
+        if self.segments[-1][0] >= first:
+            self.segments[-1] = (first, stride)  # (no block started since the last change)
+        else:
+            self.segments.append((first, stride))
         self.stride = stride
-        low = stride.bit_length() - 1
-        for level, flag in enumerate(self.levels):
-            if level < low:
-                flag.clear()
-            elif not flag:
-                flag.append(True)
 
-    def timed_between(self, start: int, end: int, stride: int) -> int:
-        """How many of the items ``start .. end-1`` a timed call took at that stride."""
-        counts = self.before[stride.bit_length() - 1]
-        block = self.block
-
-        def upto(n: int) -> int:
-            return (n // block) * counts[block] + counts[n % block]
-
-        return upto(end) - upto(start)
+    def timed_between(self, start: int, end: int) -> int:
+        """How many of the items ``start .. end-1`` are timed ones (each block at its own stride)."""
+        size = self.block
+        segments = self.segments
+        while len(segments) > 1 and segments[1][0] * size <= start:
+            del segments[0]  # wholly before what is still to be counted
+        count = 0
+        for index, (first, stride) in enumerate(segments):
+            low = max(start, first * size)
+            high = end if index + 1 == len(segments) else min(end, segments[index + 1][0] * size)
+            if high > low:
+                counts = self.before[stride]
+                count += (high // size - low // size) * counts[size] + counts[high % size] - counts[low % size]
+        return count
 
 
 def _shuffled(size: int) -> list[int]:
@@ -357,7 +380,7 @@ class MonitorProbe:
         with self.lock:
             picker = self.picker
             stride = picker.stride
-            taken = self._count_untimed(stride)
+            taken = self._count_untimed()
             ok, self.ok = self.ok, []
             failed, self.failed = self.failed, []
             self.retired.append([ok, 0, False, RETIRED_DRAINS])
@@ -380,16 +403,14 @@ class MonitorProbe:
             now = time.monotonic()
             elapsed, self.drained_at = now - self.drained_at, now
             wanted = stride_for(taken / elapsed if elapsed > 0 else 0.0, stride, picker.block)
-            if wanted != stride:
-                picker.set_stride(wanted)
-                self._count_untimed(stride)  # taken meanwhile: counted under the stride they most likely saw
+            picker.set_stride(wanted)  # from the chain's next block on
 
-    def _count_untimed(self, stride: int) -> int:
+    def _count_untimed(self) -> int:
         """Add the untimed calls taken since the last count; returns how many items were taken."""
         picker = self.picker
         taken, before = picker.taken(), self.taken
         fails = picker.failed_untimed()
-        untimed = taken - before - picker.timed_between(before, taken, stride)
+        untimed = taken - before - picker.timed_between(before, taken)
         self.stats.untimed(untimed, fails - self.fails_seen)
         self.taken, self.fails_seen = taken, fails
         return taken - before
