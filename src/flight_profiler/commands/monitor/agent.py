@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 perf_counter = time.perf_counter
 ENDLESS = 1 << 62  # blocks a chain can hand out: never reached (10**10 calls a second for 14 years)
-_TUPLE_ITERATOR = type(iter(()))
+_TUPLE_ITERATOR: Any = type(iter(()))
 
 
 class Picker:
@@ -91,7 +91,6 @@ class Picker:
             if self.counter.__length_hint__() == left:
                 break
         started = ENDLESS - left
-        obj: Any
         for obj in inner:
             if type(obj) is _TUPLE_ITERATOR:
                 block = gc.get_referents(obj)  # its tuple (none once it found its end)
