@@ -34,6 +34,10 @@ from stamp import stamp  # noqa: E402
 from interpreters import find_interpreters  # noqa: E402
 
 CLI = [sys.executable, "-m", "flight_profiler"]
+# the client (and so the agent it injects) from this checkout, not whichever copy the venv installed
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [os.path.join(os.path.dirname(HERE), "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
 TARGET = os.path.join(HERE, "diagnostics_target.py")
 BIG = 100000000
 
@@ -122,6 +126,7 @@ def measure_monitor(target: Target, seconds: float, rounds: int) -> dict[str, fl
     for _ in range(rounds):
         for name, command in commands.items():
             shares[name].append(kept(target, command, seconds, 1))
+            print("  %s: %.1f %% kept" % (name, shares[name][-1]), file=sys.stderr, flush=True)
     return {name: statistics.median(values) for name, values in shares.items()}
 
 
