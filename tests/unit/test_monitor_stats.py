@@ -89,5 +89,7 @@ def test_the_stride_follows_the_rate_without_flapping() -> None:
     assert stride_for(50.0, 1) == 1
     assert stride_for(TIMED_RATE * 3.5, 1) == 4
     assert stride_for(TIMED_RATE * 3.0, 4) == 4  # a little less: stays
-    assert stride_for(TIMED_RATE * 0.5, 4) == 1  # four times less: back
+    assert stride_for(TIMED_RATE * 0.5, 4) == 1  # it would time less than a quarter of TIMED_RATE: back
+    assert stride_for(TIMED_RATE * 0.9, 2) == 2 and stride_for(TIMED_RATE * 0.2, 2) == 1
+    assert stride_for(0.0, 2) == 1  # no call: every call timed again
     assert stride_for(TIMED_RATE * 10**6, 1) == PICK_BLOCK

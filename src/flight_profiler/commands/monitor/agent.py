@@ -63,16 +63,10 @@ class Picker:
         # same in every block, each stride's a subset of the smaller one's): a caller with a period
         # of its own (a loop of 64 calls whose first is slow) is not sampled always in one phase
         ranks = _shuffled(block)
-        levels = [depth if rank == 0 else (rank & -rank).bit_length() - 1 for rank in ranks]
-        self.blocks: dict[int, tuple[bool, ...]] = {}
+        self.levels = [depth if rank == 0 else (rank & -rank).bit_length() - 1 for rank in ranks]
+        self.blocks: dict[int, tuple[bool, ...]] = {}  # stride -> its block, made when first used
         self.before: dict[int, list[int]] = {}  # stride -> timed items among the first k of its block
-        for low in range(depth + 1):
-            flags = tuple(level >= low for level in levels)
-            self.blocks[1 << low] = flags
-            counts = [0]
-            for flag in flags:
-                counts.append(counts[-1] + flag)
-            self.before[1 << low] = counts
+        self._block_for(1)
         self.holder = [self.blocks[1]]  # the block the chain takes next: all timed
         self.counter = repeat(0, ENDLESS)  # one item taken per block the chain starts
         self.chain = chain.from_iterable(map(self.holder.__getitem__, self.counter))
@@ -109,7 +103,7 @@ class Picker:
         if stride == self.stride:
             return
         before = self.snapshot()[1]
-        block = self.blocks[stride]
+        block = self._block_for(stride)
         self.holder[0] = block  # one store: the chain's next block is this one
         _, started, current = self.snapshot()
         # the block being handed out is the new one only if it started after the store
@@ -119,6 +113,17 @@ class Picker:
         else:
             self.segments.append((first, stride))
         self.stride = stride
+
+    def _block_for(self, stride: int) -> tuple[bool, ...]:
+        block = self.blocks.get(stride)
+        if block is None:
+            low = stride.bit_length() - 1
+            block = self.blocks[stride] = tuple(level >= low for level in self.levels)
+            counts = [0]
+            for flag in block:
+                counts.append(counts[-1] + flag)
+            self.before[stride] = counts
+        return block
 
     def timed_between(self, start: int, end: int) -> int:
         """How many of the items ``start .. end-1`` are timed ones (each block at its own stride)."""
@@ -149,12 +154,12 @@ def _shuffled(size: int) -> list[int]:
 
 
 def stride_for(rate: float, current: int, block: int = PICK_BLOCK) -> int:
-    """The stride that keeps timed calls near ``TIMED_RATE`` a second; it moves by a factor of 4
-    before it changes back (no flapping at a rate on the edge)."""
+    """The stride that keeps timed calls near ``TIMED_RATE`` a second. Up at once; down only when
+    the current one times less than a quarter of that (no flapping at a rate on the edge)."""
     wanted = 1
     while wanted < block and rate / wanted > TIMED_RATE:
         wanted *= 2
-    if wanted > current or wanted * 4 <= current:
+    if wanted > current or rate * 4 < TIMED_RATE * current:
         return wanted
     return current
 
