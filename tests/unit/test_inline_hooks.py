@@ -9,6 +9,7 @@ own code back after removal.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import threading
 import time
@@ -350,6 +351,31 @@ def test_monitor_at_a_stride_counts_every_call_and_times_one_in_the_stride(func:
         assert counted // 16 - 200 <= summary["timed"] <= counted // 16 + 200, summary
     assert summary["avg_ms"] is not None and summary["p99_ms"] is not None
     assert func.__code__ is original
+
+
+def test_monitor_counts_exactly_while_the_stride_changes_under_busy_threads() -> None:
+    probe = MonitorProbe(False, None)
+    handle = hooks.install(_counted, probe)  # type: ignore[arg-type]
+    summaries = []
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads switch often: inside our reads and the stride's change too
+    try:
+        workers = threading.Thread(target=_calls_from_threads, args=(_counted, 4, 5000))
+        workers.start()
+        strides = itertools.cycle([1, 2, 4, 64, 1024, 16])
+        while workers.is_alive():
+            time.sleep(0.002)
+            probe.picker.set_stride(next(strides))
+            probe.drain()  # (which sets a stride of its own from the rate)
+            summaries.append(probe.swap().summary())
+        workers.join()
+    finally:
+        sys.setswitchinterval(previous)
+        handle.remove()
+        probe.close()
+    summaries.append(probe.swap().summary())
+    assert all(s["calls"] >= s["fail"] >= 0 and s["calls"] >= s["timed"] for s in summaries)
+    assert sum(s["calls"] for s in summaries) == 20000 and sum(s["fail"] for s in summaries) == 5000
 
 
 def test_monitor_goes_to_a_stride_when_the_rate_is_high_and_back_when_it_is_low() -> None:
