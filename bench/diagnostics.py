@@ -222,7 +222,8 @@ def _monitor_report(rows: list[tuple[str, dict[str, float]]], command: str) -> l
         "loop) keeps this share of its calls per CPU second of the whole target while the command "
         "runs, against the window just before it (median of the rounds, scenarios interleaved). "
         "Goal (issue 12): monitor keeps at least what a never-matching watch keeps (last column >= 100 %%). "
-        "At this rate monitor times one call in 1024 (`timed` in its cycles); every call is counted." % command,
+        "monitor counts every call and times about 10 000 a second (one in the stride it sets from the rate; "
+        "`timed` in its cycles)." % command,
         "",
         "| python | watch -f never matches | monitor | monitor -f never matches | monitor / watch -f never |",
         "| --- | --- | --- | --- | --- |",

@@ -241,10 +241,10 @@ class Stats:
             "success": calls - self.fail,
             "fail": self.fail,
             "fail_rate": round(self.fail / calls, 4) if calls else 0.0,
-            "avg_ms": round(self.total / self.weight, 4) if timed else None,
+            "avg_ms": round(self.total / self.weight, 6) if timed else None,
             "p50_ms": _percentile(ordered, 0.50),
             "p99_ms": _percentile(ordered, 0.99),
-            "max_ms": round(self.max, 4) if timed else None,
+            "max_ms": round(self.max, 6) if timed else None,
             "timed": timed,
             "filter_errors": self.filter_errors,
         }
@@ -260,8 +260,8 @@ def _percentile(ordered: list[tuple[float, int]], share: float) -> float | None:
     for cost, weight in ordered:
         seen += weight
         if seen >= rank:
-            return round(cost, 4)
-    return round(ordered[-1][0], 4)
+            return round(cost, 6)
+    return round(ordered[-1][0], 6)
 
 
 class MonitorProbe:

@@ -51,7 +51,10 @@ def _to_request(ns: argparse.Namespace) -> MonitorRequest:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else "%.3f" % value
+    if value is None:
+        return "-"
+    # a hot function's calls take well under a microsecond: three significant digits, not 0.000
+    return "%.3f" % value if value >= 1 or value == 0 else "%.3g" % value
 
 
 def _render(event: dict[str, Any]) -> RenderableType | None:
