@@ -127,7 +127,10 @@ def measure_monitor(target: Target, seconds: float, rounds: int) -> dict[str, fl
         for name, command in commands.items():
             shares[name].append(kept(target, command, seconds, 1))
             print("  %s: %.1f %% kept" % (name, shares[name][-1]), file=sys.stderr, flush=True)
-    return {name: statistics.median(values) for name, values in shares.items()}
+    row = {name: statistics.median(values) for name, values in shares.items()}
+    for name, values in shares.items():  # the spread says how much of a difference the machine can resolve
+        row[name + "_low"], row[name + "_high"] = min(values), max(values)
+    return row
 
 
 def measure(python: str, seconds: float, rounds: int, only: str) -> dict[str, float]:
@@ -229,16 +232,13 @@ def _monitor_report(rows: list[tuple[str, dict[str, float]]], command: str) -> l
         "| --- | --- | --- | --- | --- |",
     ]
     for name, row in rows:
-        lines.append(
-            "| %s | %.1f %% | %.1f %% | %.1f %% | %.0f %% |"
-            % (
-                name,
-                row["watch_never"],
-                row["monitor"],
-                row["monitor_never"],
-                100.0 * row["monitor"] / row["watch_never"] if row["watch_never"] > 0 else float("nan"),
-            )
-        )
+        cells = [
+            "%.1f %% (%.0f-%.0f)" % (row[key], row[key + "_low"], row[key + "_high"])
+            for key in ("watch_never", "monitor", "monitor_never")
+        ]
+        share = 100.0 * row["monitor"] / row["watch_never"] if row["watch_never"] > 0 else float("nan")
+        lines.append("| %s | %s | %.0f %% |" % (name, " | ".join(cells), share))
+    lines += ["", "(median of the rounds, lowest-highest in brackets)"]
     return lines
 
 
