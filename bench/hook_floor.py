@@ -2,18 +2,21 @@
 
 bench/overhead.py measures the commands on a real target through the CLI, per CPU second of
 the whole process, on a shared machine; at a few ns per call its noise is larger than the
-differences. This one runs our hook code (services/hooks.py, the same code the agent runs)
-in a plain interpreter, with the floors beside it: rounds of 100 000 calls of a one-line
-function, each variant in turn, the thread's CPU time, the best round of each (the least
-disturbed by the machine's other load). Variants:
-  floor plain   a wrapper that only calls a copy of the original (a constant of its code)
-  floor inline  the same with the never-matching filter `args[0] < 0` compiled in, unguarded
-  watch / tt    a never-matching `-f 'args[0]<0'` probe (watch's and tt's CallProbe)
-  monitor -f    monitor's probe with the same filter; monitor: every call timed
-  generic       the generic wrapper (the probe asked through enter/leave, as before)
+differences. This one runs our hook code (services/hooks.py and the commands' own probes, the
+same code the agent runs) in a plain interpreter, with the floors beside it: rounds of 100 000
+calls of a one-line function, each variant in turn, the thread's CPU time, the best round of
+each (the least disturbed by the machine's other load). Variants:
+  floor plain        a wrapper that only calls a copy of the original (a constant of its code)
+  floor inline       the same with the never-matching filter `args[0] < 0` compiled in, unguarded
+  watch -f never     watch's probe with `-f 'args[0]<0'`
+  tt -f never        tt's probe with the same filter
+  monitor -f never   monitor's probe with the same filter
+  monitor, all timed monitor's probe timing every call (what it does while the rate is low)
+  monitor, hot       monitor's probe at the stride a hot function gets (one call in 1024 timed)
+  generic -f never   the generic wrapper (the probe asked through enter/leave, as before)
 Nothing is asserted: it prints a table and writes bench/RESULTS-hook-floor.md.
 
-    .venv/bin/python bench/hook_floor.py [--pythons 3.8,3.12,3.15] [--rounds 25]
+    .venv/bin/python bench/hook_floor.py [--pythons 3.8,3.12,3.14] [--rounds 25]
 """
 
 from __future__ import annotations
@@ -36,12 +39,16 @@ from interpreters import find_interpreters  # noqa: E402
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from flight_profiler.services import hooks, callprobe
+from flight_profiler.services import hooks
 from flight_profiler.commands.monitor.agent import MonitorProbe
+from flight_profiler.commands.monitor.model import PICK_BLOCK
+from flight_profiler.commands.tt.agent import TtProbe
+from flight_profiler.commands.watch.agent import WatchProbe
 
-class Probe(callprobe.CallProbe):
-    def record(self, *args):
-        return {}
+NEVER = "args[0]<0"
+
+class Target:
+    is_method = False
 
 def hot(x):
     return x + 1
@@ -62,16 +69,23 @@ def run(n=100000):
     return (time.thread_time() - started) / n * 1e9
 
 def probe(kind):
-    if kind == "monitor":
-        return MonitorProbe(False, None)
-    if kind == "monitor -f":
-        return MonitorProbe(False, "args[0]<0")
-    made = Probe(False, "args[0]<0", 10 ** 9, 0, False)
-    if kind == "generic":
-        made.inline_plan = lambda: None
+    request = {"filter": NEVER, "limit": 10 ** 9, "rate": 0.0}
+    if kind == "watch -f never":
+        return WatchProbe(request, False)
+    if kind == "tt -f never":
+        return TtProbe(request, Target(), "function")
+    if kind == "monitor -f never":
+        return MonitorProbe(False, NEVER)
+    if kind.startswith("monitor"):
+        made = MonitorProbe(False, None)
+        made.picker.set_stride(PICK_BLOCK if kind == "monitor, hot" else 1)
+        return made
+    made = WatchProbe(request, False)
+    made.inline_plan = lambda: None  # generic
     return made
 
-KINDS = ["unhooked", "floor plain", "floor inline", "watch / tt -f never", "monitor -f never", "monitor", "generic -f never"]
+KINDS = ["unhooked", "floor plain", "floor inline", "watch -f never", "tt -f never", "monitor -f never",
+         "monitor, all timed", "monitor, hot", "generic -f never"]
 best = {kind: float("inf") for kind in KINDS}
 for _ in range(int(sys.argv[2])):
     for kind in KINDS:
@@ -82,7 +96,7 @@ for _ in range(int(sys.argv[2])):
             best[kind] = min(best[kind], run())
             hot.__code__ = ORIGINAL
         else:
-            made = probe({"watch / tt -f never": "watch", "monitor -f never": "monitor -f", "monitor": "monitor", "generic -f never": "generic"}[kind])
+            made = probe(kind)
             handle = hooks.install(hot, made)
             best[kind] = min(best[kind], run())
             handle.remove()
@@ -91,6 +105,17 @@ for _ in range(int(sys.argv[2])):
                 raise SystemExit("the hook was not removed")
 print(json.dumps(best))
 """
+
+COLUMNS = (
+    "floor plain",
+    "floor inline",
+    "watch -f never",
+    "tt -f never",
+    "monitor -f never",
+    "monitor, all timed",
+    "monitor, hot",
+    "generic -f never",
+)
 
 
 def measure(python: str, rounds: int) -> dict[str, float]:
@@ -101,29 +126,32 @@ def measure(python: str, rounds: int) -> dict[str, float]:
     return result
 
 
+def _over(added: dict[str, float], kind: str) -> str:
+    floor = added["floor inline"]
+    return "%.2fx" % (added[kind] / floor) if floor > 0 else "-"
+
+
 def table(results: dict[str, dict[str, float]]) -> list[str]:
     lines = [
-        "| Python | unhooked | floor plain | floor inline | watch / tt -f never | monitor -f never | monitor "
-        "| generic -f never (before) | watch -f never / inline floor | monitor -f never / inline floor |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Python | unhooked | "
+        + " | ".join(COLUMNS)
+        + " | watch / inline floor | tt / inline floor | monitor -f / inline floor "
+        + "| monitor hot: throughput / never-matching watch's |",
+        "|---|---|" + "---|" * (len(COLUMNS) + 4),
     ]
     for label, best in results.items():
         base = best["unhooked"]
         added = {kind: value - base for kind, value in best.items()}
-        floor = added["floor inline"]
         lines.append(
-            "| %s | %.0f ns | %+.0f ns | %+.0f ns | %+.0f ns | %+.0f ns | %+.0f ns | %+.0f ns | %.2fx | %.2fx |"
+            "| %s | %.0f ns | %s | %s | %s | %s | %.0f %% |"
             % (
                 label,
                 base,
-                added["floor plain"],
-                floor,
-                added["watch / tt -f never"],
-                added["monitor -f never"],
-                added["monitor"],
-                added["generic -f never"],
-                added["watch / tt -f never"] / floor if floor > 0 else float("nan"),
-                added["monitor -f never"] / floor if floor > 0 else float("nan"),
+                " | ".join("%+.0f ns" % added[kind] for kind in COLUMNS),
+                _over(added, "watch -f never"),
+                _over(added, "tt -f never"),
+                _over(added, "monitor -f never"),
+                100.0 * best["watch -f never"] / best["monitor, hot"],  # calls per CPU second, hot vs watch
             )
         )
     return lines
@@ -131,7 +159,7 @@ def table(results: dict[str, dict[str, float]]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pythons", default="3.8,3.12,3.15")
+    parser.add_argument("--pythons", default="3.8,3.12,3.14")
     parser.add_argument("--rounds", type=int, default=25)
     args = parser.parse_args()
     wanted = args.pythons.split(",")
@@ -147,7 +175,8 @@ def main() -> int:
         "`bench/hook_floor.py --pythons %s --rounds %d`: CPU time added per call of a one-line"
         % (args.pythons, args.rounds),
         "function (best round of 100 000 calls per variant, rounds interleaved; see the script's doc).",
-        "Goal (issue 14): a never-matching filter adds at most 1.25x the inline floor.",
+        "Goals: a never-matching filter adds at most 1.25x the inline floor (issue 14); monitor on a hot",
+        "function keeps at least the throughput a never-matching watch keeps (issue 12: last column >= 100 %).",
         "",
         *table(results),
         "",

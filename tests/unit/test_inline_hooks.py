@@ -9,6 +9,7 @@ own code back after removal.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import threading
 import time
@@ -284,6 +285,121 @@ def test_monitor_counts_every_call_exactly_and_not_the_agents() -> None:
     probe.close()
     stats = probe.swap()
     assert (stats.calls, stats.fail) == (100, 25)
+
+
+def _counted(x: int) -> int:
+    if x % 4 == 0:
+        raise KeyError(x)
+    return x
+
+
+def _counted_gen(x: int) -> Iterator[int]:
+    yield x
+    if x % 4 == 0:
+        raise KeyError(x)
+
+
+async def _counted_coro(x: int) -> int:
+    if x % 4 == 0:
+        raise KeyError(x)
+    return x
+
+
+def _call_counted(func: Any, x: int) -> None:
+    try:
+        if func is _counted_gen:
+            list(func(x))
+        elif func is _counted_coro:
+            next(func(x).__await__())  # raises StopIteration (its value) or the KeyError: it never suspends
+        else:
+            func(x)
+    except (KeyError, StopIteration):
+        pass
+
+
+def _calls_from_threads(func: Any, threads: int, calls: int) -> None:
+    def loop() -> None:
+        for i in range(calls):
+            _call_counted(func, i)
+
+    running = [threading.Thread(target=loop) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+
+
+@pytest.mark.parametrize(
+    ("func", "filter_source"),
+    [(_counted, None), (_counted, "args[0] >= 0"), (_counted_gen, None), (_counted_coro, None)],
+)
+def test_monitor_at_a_stride_counts_every_call_and_times_one_in_the_stride(func: Any, filter_source: Any) -> None:
+    original = func.__code__
+    probe = MonitorProbe(False, filter_source)
+    handle = hooks.install(func, probe)
+    probe.picker.set_stride(16)
+    _calls_from_threads(func, 4, 4000)
+    _call_counted(func, -4)  # the filter says no; without one a call that raises: 16001 calls, 4001 failed
+    handle.remove()
+    probe.close()
+    summary = probe.swap().summary()
+    counted = 16000 if filter_source else 16001
+    assert (summary["calls"], summary["fail"]) == (counted, 4000 + (counted - 16000)), summary
+    if func is _counted_coro:  # a coroutine gets the generic wrapper (hooks._make_inline: no ``async def``): all timed
+        assert summary["timed"] == counted
+    else:  # one in 16 of each block
+        assert counted // 16 - 200 <= summary["timed"] <= counted // 16 + 200, summary
+    assert summary["avg_ms"] is not None and summary["p99_ms"] is not None
+    assert func.__code__ is original
+
+
+def test_monitor_counts_exactly_while_the_stride_changes_under_busy_threads() -> None:
+    probe = MonitorProbe(False, None)
+    handle = hooks.install(_counted, probe)  # type: ignore[arg-type]
+    summaries = []
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads switch often: inside our reads and the stride's change too
+    try:
+        workers = threading.Thread(target=_calls_from_threads, args=(_counted, 4, 5000))
+        workers.start()
+        strides = itertools.cycle([1, 2, 4, 64, 1024, 16])
+        while workers.is_alive():
+            time.sleep(0.002)
+            probe.picker.set_stride(next(strides))
+            probe.drain()  # (which sets a stride of its own from the rate)
+            summaries.append(probe.swap().summary())
+        workers.join()
+    finally:
+        sys.setswitchinterval(previous)
+        handle.remove()
+        probe.close()
+    summaries.append(probe.swap().summary())
+    assert all(s["calls"] >= s["fail"] >= 0 and s["calls"] >= s["timed"] for s in summaries)
+    assert sum(s["calls"] for s in summaries) == 20000 and sum(s["fail"] for s in summaries) == 5000
+
+
+def test_monitor_goes_to_a_stride_when_the_rate_is_high_and_back_when_it_is_low() -> None:
+    def target(x: int) -> int:
+        return x
+
+    probe = MonitorProbe(False, None)
+    handle = hooks.install(target, probe)  # type: ignore[arg-type]
+    try:
+        for _ in range(20000):  # a burst: far more than TIMED_RATE a second
+            target(1)
+        probe.drain()
+        assert probe.picker.stride > 1
+        for _ in range(20000):
+            target(1)
+        probe.drained_at -= 100.0  # as if they had come over 100 s: a low rate
+        probe.drain()
+        assert probe.picker.stride == 1
+        target(1)
+        summary = probe.swap().summary()
+        assert summary["calls"] == 40001 and 0 < summary["timed"] < 40001
+    finally:
+        handle.remove()
+        probe.close()
 
 
 def test_removal_while_a_second_probe_is_on_keeps_the_first_compiled() -> None:

@@ -52,9 +52,9 @@ class Plan:
     """What a probe compiles into the wrapper.
 
     ``style``: "call" (watch, tt, stack: filter, rate, then ``probe.leave``) or "monitor" (filter,
-    then the cost appended to ``probe.ok``). ``consts`` are the objects the template names
-    (``_fp_K_<NAME>``). ``gates`` collects the gate of every wrapper compiled for the probe, so
-    that closing the probe closes them all.
+    then every call counted and one in a stride timed, its cost appended to ``probe.ok``).
+    ``consts`` are the objects the template names (``_fp_K_<NAME>``). ``gates`` collects the gate
+    of every wrapper compiled for the probe, so that closing the probe closes them all.
     """
 
     def __init__(
@@ -165,18 +165,27 @@ _CALL = """\
         return _fp_r
 """
 
+# monitor (commands/monitor/agent.py): every call takes an item of the picker's chain (one C call,
+# which also counts it); a true item means "time this one". An untimed call is the original's
+# call in a ``try`` (free on 3.11+) whose handler counts a failure; the timed path is as before.
 _MONITOR = """\
-%(filter)s        _fp_t = _fp_K_NOW()
+%(filter)s        if _fp_K_NEXT(_fp_K_PICK):
+            _fp_t = _fp_K_NOW()
+            try:
+                _fp_r = %(run)s
+            except BaseException:
+                _fp_K_FAIL(_fp_t)
+                raise
+            _fp_d = _fp_K_NOW() - _fp_t
+            _fp_i = _fp_K_IDENT()
+            if _fp_i not in _fp_K_AGENTS and _fp_i not in _fp_K_OWN:
+                _fp_K_PROBE.ok.append(_fp_d * 1000.0)
+            return _fp_r
         try:
-            _fp_r = %(run)s
+            return %(passthrough)s
         except BaseException:
-            _fp_K_FAIL(_fp_t)
+            _fp_K_NEXT(_fp_K_FAILS)
             raise
-        _fp_d = _fp_K_NOW() - _fp_t
-        _fp_i = _fp_K_IDENT()
-        if _fp_i not in _fp_K_AGENTS and _fp_i not in _fp_K_OWN:
-            _fp_K_PROBE.ok.append(_fp_d * 1000.0)
-        return _fp_r
 """
 
 OWN_NAMES = ("_fp_g", "_fp_n", "_fp_p", "_fp_b", "_fp_t", "_fp_d", "_fp_i", "_fp_FILTER")

@@ -1,20 +1,37 @@
 """``monitor`` in the target: calls, failures and cost percentiles of a function, per cycle.
 
-The function is hooked (``services.hooks``) for as long as the job runs. On the
-target's threads a call costs two clock reads and one ``list.append`` (atomic
-under the GIL, no lock): the cost goes to the list of successes or of failures.
-The job thread collects those lists every ``DRAIN_S`` and aggregates them with
-C-level built-ins (``len``, ``sum``, ``min``, ``max``, a slice for the sample),
-so counts, failures, average, min and max are exact and the percentiles come
-from a bounded uniform sample (``SAMPLE_MAX``). A collected list is looked at
-again for a while, so an append that raced with the collection is still counted.
-The hook goes on every exit path: -n cycles done, Ctrl-C, the client gone
-(however it died), detach.
+The function is hooked (``services.hooks``) for as long as the job runs, with the probe compiled
+into the hook's wrapper (``services.inline``). Every call is counted, exactly; its cost is
+measured on every call while the call rate is low, and on one call in ``stride`` (a power of two,
+at most ``PICK_BLOCK``) when it is high, so that timing never costs more than about
+``TIMED_RATE`` timed calls a second (two clock reads, a thread check and a list append each).
+
+How a call is counted without a Python call or a lock (the GIL makes each C call atomic):
+- every call takes the next item of ``Picker.chain``: one C call, nothing allocated. The chain
+  hands out blocks of ``PICK_BLOCK`` bools, each block the one ``Picker.holder`` names when the
+  chain starts it; the job thread reads how many items were taken from the iterators'
+  ``__length_hint__`` (``Picker.snapshot``).
+- a true item means "time this call": a block for stride ``s`` has ``PICK_BLOCK / s`` of them, at
+  random places (the same in every block). The job thread changes the stride by naming another
+  block (one store): it applies from the next block on, and the job knows from which one.
+- a timed call appends its cost to ``ok``/``failed`` when it ends (agent threads and our own work
+  left out, as before); an untimed call costs nothing more, unless it raises (one C call on a
+  counter of failures). So per cycle: ``calls = untimed + timed``; the untimed ones are the items
+  taken minus the true ones among them (known from the blocks), counted when they start; the
+  timed ones when they end (at stride 1 every call is timed: counted as before, exactly).
+The job thread collects every ``DRAIN_S``: counts, and costs into a bounded sample weighted by
+the stride they were timed under, so avg/p50/p99 estimate every call's, and ``timed`` says how
+many were measured (``timed == calls``: exact, as at a low rate). An untimed call of an agent
+thread or of our own work (a ``__repr__`` a capture calls) is counted: only a timed call looks at
+its thread.
+The hook goes on every exit path: -n cycles done, Ctrl-C, the client gone (however it died),
+detach.
 """
 
 from __future__ import annotations
 
 import time
+from itertools import chain, repeat
 from threading import Lock, get_ident
 
 from ...services import hooks
@@ -23,7 +40,7 @@ from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.hooks import OWN_WORK
 from ...services.location import resolve
 from ...services.usercode import APP_BUDGET_MS, Guard, budget_of, unwatch_regions
-from .model import DEFAULTS, DRAIN_S, MAX_CYCLE_S, RETIRED_DRAINS, SAMPLE_MAX
+from .model import DEFAULTS, DRAIN_S, MAX_CYCLE_S, PICK_BLOCK, RETIRED_DRAINS, SAMPLE_MAX, TIMED_RATE
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -32,80 +49,229 @@ if TYPE_CHECKING:
     from .model import MonitorRequest
 
 perf_counter = time.perf_counter
+ENDLESS = 1 << 62  # blocks a chain can hand out: never reached (10**10 calls a second for 14 years)
+_TUPLE_ITERATOR: Any = type(iter(()))
+
+
+class Picker:
+    """Which calls are timed, and how many were made: one ``next(chain)`` per call (see the doc)."""
+
+    def __init__(self, block: int = PICK_BLOCK) -> None:
+        self.block = block
+        depth = block.bit_length() - 1  # block is a power of two
+        # the timed items of a block are not every stride-th but a random subset of that size (the
+        # same in every block, each stride's a subset of the smaller one's): a caller with a period
+        # of its own (a loop of 64 calls whose first is slow) is not sampled always in one phase
+        ranks = _shuffled(block)
+        self.levels = [depth if rank == 0 else (rank & -rank).bit_length() - 1 for rank in ranks]
+        self.blocks: dict[int, tuple[bool, ...]] = {}  # stride -> its block, made when first used
+        self.before: dict[int, list[int]] = {}  # stride -> timed items among the first k of its block
+        self._block_for(1)
+        self.holder = [self.blocks[1]]  # the block the chain takes next: all timed
+        self.counter = repeat(0, ENDLESS)  # one item taken per block the chain starts
+        self.chain = chain.from_iterable(map(self.holder.__getitem__, self.counter))
+        self.fails = repeat(None, ENDLESS)  # one item taken per untimed call that raised
+        self.stride = 1
+        self.segments: list[tuple[int, int]] = [(0, 1)]  # (first block, stride): blocks from there on
+
+    def snapshot(self) -> tuple[int, int, Any]:
+        """(items taken, blocks started, the block being handed out or None): values that held at
+        one instant (the blocks started did not change while the chain was looked at)."""
+        import gc  # built in: no file access
+
+        while True:
+            left = self.counter.__length_hint__()
+            inner = gc.get_referents(self.chain)  # the map and the block's iterator
+            if self.counter.__length_hint__() == left:
+                break
+        started = ENDLESS - left
+        for obj in inner:
+            if type(obj) is _TUPLE_ITERATOR:
+                block = gc.get_referents(obj)  # its tuple (none once it found its end)
+                return started * self.block - obj.__length_hint__(), started, block[0] if block else None
+        return started * self.block, started, None
+
+    def taken(self) -> int:
+        """Items the calls took from the chain so far."""
+        return self.snapshot()[0]
+
+    def failed_untimed(self) -> int:
+        return ENDLESS - self.fails.__length_hint__()
+
+    def set_stride(self, stride: int) -> None:
+        """Time one call in ``stride`` (a power of two, 1 .. block) from the next block on."""
+        if stride == self.stride:
+            return
+        before = self.snapshot()[1]
+        block = self._block_for(stride)
+        self.holder[0] = block  # one store: the chain's next block is this one
+        _, started, current = self.snapshot()
+        # the block being handed out is the new one only if it started after the store
+        first = max(before, started - 1 if current is block else started)
+        if self.segments[-1][0] >= first:
+            self.segments[-1] = (first, stride)  # (no block started since the last change)
+        else:
+            self.segments.append((first, stride))
+        self.stride = stride
+
+    def _block_for(self, stride: int) -> tuple[bool, ...]:
+        block = self.blocks.get(stride)
+        if block is None:
+            low = stride.bit_length() - 1
+            block = self.blocks[stride] = tuple(level >= low for level in self.levels)
+            counts = [0]
+            for flag in block:
+                counts.append(counts[-1] + flag)
+            self.before[stride] = counts
+        return block
+
+    def timed_between(self, start: int, end: int) -> int:
+        """How many of the items ``start .. end-1`` are timed ones (each block at its own stride)."""
+        size = self.block
+        segments = self.segments
+        while len(segments) > 1 and segments[1][0] * size <= start:
+            del segments[0]  # wholly before what is still to be counted
+        count = 0
+        for index, (first, stride) in enumerate(segments):
+            low = max(start, first * size)
+            high = end if index + 1 == len(segments) else min(end, segments[index + 1][0] * size)
+            if high > low:
+                counts = self.before[stride]
+                count += (high // size - low // size) * counts[size] + counts[high % size] - counts[low % size]
+        return count
+
+
+def _shuffled(size: int) -> list[int]:
+    """0 .. size-1 in a random order (Fisher-Yates on os.urandom: ``random`` is not loaded)."""
+    import os  # loaded at start-up by every interpreter
+
+    order = list(range(size))
+    noise = os.urandom(4 * size)
+    for i in range(size - 1, 0, -1):
+        j = int.from_bytes(noise[4 * i : 4 * i + 4], "little") % (i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def stride_for(rate: float, current: int, block: int = PICK_BLOCK) -> int:
+    """The stride that keeps timed calls near ``TIMED_RATE`` a second. Up at once; down only when
+    the current one times less than a quarter of that (no flapping at a rate on the edge)."""
+    wanted = 1
+    while wanted < block and rate / wanted > TIMED_RATE:
+        wanted *= 2
+    if wanted > current or rate * 4 < TIMED_RATE * current:
+        return wanted
+    return current
 
 
 class Stats:
     """One cycle's numbers; only the job thread touches them."""
 
-    __slots__ = ("calls", "fail", "filter_errors", "max", "min", "sample", "skip", "started", "stride", "total")
+    __slots__ = (
+        "calls",
+        "fail",
+        "filter_errors",
+        "max",
+        "min",
+        "sample",
+        "skip",
+        "started",
+        "stride",
+        "timed",
+        "total",
+        "weight",
+        "weights",
+    )
 
     def __init__(self) -> None:
         self.calls = 0
         self.fail = 0
-        self.total = 0.0
+        self.timed = 0  # calls whose cost was measured
+        self.total = 0.0  # sum of the measured costs, each times its weight
+        self.weight = 0  # calls the measured ones stand for
         self.max = 0.0
         self.min = 0.0
         self.filter_errors = 0
         self.sample: list[float] = []
-        self.stride = 1  # every stride-th call goes into the sample
-        self.skip = 0  # calls to pass before the next one sampled
+        self.weights: list[int] = []  # the stride each sampled cost was timed under
+        self.stride = 1  # every stride-th timed call goes into the sample
+        self.skip = 0  # timed calls to pass before the next one sampled
         self.started = time.monotonic()
 
     def add(self, cost_ms: float, failed: bool) -> None:
         self.absorb([cost_ms], failed)
 
-    def absorb(self, costs: list[float], failed: bool) -> None:
+    def untimed(self, calls: int, failed: int) -> None:
+        """Calls counted but not timed (their cost is estimated from the timed ones)."""
+        self.calls += calls
+        self.fail += failed
+
+    def absorb(self, costs: list[float], failed: bool, weight: int = 1) -> None:
+        """Timed calls; each stands for ``weight`` calls (the stride they were timed under)."""
         count = len(costs)
         if not count:
             return
         low, high = min(costs), max(costs)
-        if not self.calls or low < self.min:
+        if not self.timed or low < self.min:
             self.min = low
         if high > self.max:
             self.max = high
         self.calls += count
+        self.timed += count
         if failed:
             self.fail += count
-        self.total += sum(costs)
+        self.total += sum(costs) * weight
+        self.weight += count * weight
         picked = costs[self.skip :: self.stride]
         self.skip = (self.skip - count) % self.stride if not picked else self.skip + len(picked) * self.stride - count
         self.sample.extend(picked)
+        self.weights.extend([weight] * len(picked))
         while len(self.sample) > SAMPLE_MAX:
             self.sample = self.sample[::2]  # keeps every 2*stride-th call: still uniform
+            self.weights = self.weights[::2]
             self.stride *= 2
 
     def summary(self) -> dict[str, Any]:
         calls = self.calls
-        ordered = sorted(self.sample)
+        ordered = sorted(zip(self.sample, self.weights))
+        timed = self.timed
         return {
             "seconds": round(time.monotonic() - self.started, 3),
             "calls": calls,
             "success": calls - self.fail,
             "fail": self.fail,
             "fail_rate": round(self.fail / calls, 4) if calls else 0.0,
-            "avg_ms": round(self.total / calls, 4) if calls else None,
+            "avg_ms": round(self.total / self.weight, 6) if timed else None,
             "p50_ms": _percentile(ordered, 0.50),
             "p99_ms": _percentile(ordered, 0.99),
-            "max_ms": round(self.max, 4) if calls else None,
+            "max_ms": round(self.max, 6) if timed else None,
+            "timed": timed,
             "filter_errors": self.filter_errors,
         }
 
 
-def _percentile(ordered: list[float], share: float) -> float | None:
+def _percentile(ordered: list[tuple[float, int]], share: float) -> float | None:
+    """The weighted percentile: the first cost by which ``share`` of the weight is reached."""
     if not ordered:
         return None
-    rank = -int(-share * len(ordered) // 1)  # ceil without the math module
-    return round(ordered[max(0, min(len(ordered), rank) - 1)], 4)
+    total = sum(weight for _, weight in ordered)
+    rank = -int(-share * total // 1)  # ceil without the math module
+    seen = 0
+    for cost, weight in ordered:
+        seen += weight
+        if seen >= rank:
+            return round(cost, 6)
+    return round(ordered[-1][0], 6)
 
 
 class MonitorProbe:
-    """Appends each call's cost to a list; never raises into the target's call."""
+    """Counts the calls and collects the costs of the timed ones; never raises into the target's call."""
 
     steps = False
 
     def __init__(self, is_method: bool, filter_source: str | None, budget_ms: float | None = None) -> None:
-        self.ok: list[float] = []  # costs of calls that returned, appended by the target's threads
-        self.failed: list[float] = []  # costs of calls that raised
+        self.ok: list[float] = []  # costs of timed calls that returned, appended by the target's threads
+        self.failed: list[float] = []  # costs of timed calls that raised
         self.filter_errors = 0
         self.internal_errors = 0
         self.exit_filter: Callable[..., Any] | None = None
@@ -117,6 +283,10 @@ class MonitorProbe:
         self.is_method = is_method
         self.expression: CallExpression | None = None
         self.plan: Any = None  # services.inline.Plan, made when the hook asks for it
+        self.picker = Picker()
+        self.taken = 0  # items taken from the picker's chain at the last drain
+        self.fails_seen = 0  # untimed failures at the last drain
+        self.drained_at = time.monotonic()
         if filter_source:
             expression = CallExpression(filter_source)  # a syntax error is a one-line error here
             self.expression = expression
@@ -133,7 +303,7 @@ class MonitorProbe:
     def inline_plan(self) -> Any:
         """How the hook compiles this probe into its wrapper (services/inline.py), or None."""
         if self.exit_filter is not None:
-            return None  # the filter needs the outcome: decided at the end of each call
+            return None  # the filter needs the outcome: decided (and timed) at the end of each call
         if self.plan is None:
             from ...services import inline
 
@@ -144,6 +314,9 @@ class MonitorProbe:
                 "OWN": OWN_WORK,
                 "PROBE": self,
                 "FAIL": self._failed_call,
+                "NEXT": next,
+                "PICK": self.picker.chain,
+                "FAILS": self.picker.fails,
             }
             if self.guard is not None:
                 consts.update(FAILED=inline.failed(self.guard), LATE=inline.late(self.guard))
@@ -206,8 +379,12 @@ class MonitorProbe:
         return inner
 
     def drain(self) -> None:
-        """Job thread: take the lists the target's threads append to, and count what is new in them."""
+        """Job thread: count the calls made since the last drain, collect the timed ones' costs, and
+        set the stride for the next interval from the rate just seen."""
         with self.lock:
+            picker = self.picker
+            stride = picker.stride
+            taken = self._count_untimed()
             ok, self.ok = self.ok, []
             failed, self.failed = self.failed, []
             self.retired.append([ok, 0, False, RETIRED_DRAINS])
@@ -217,7 +394,7 @@ class MonitorProbe:
                 costs, counted, is_failed, left = entry
                 end = len(costs)
                 if end > counted:
-                    self.stats.absorb(costs[counted:end], is_failed)
+                    self.stats.absorb(costs[counted:end], is_failed, stride)
                     # the counted costs go now (one C-level slice deletion: an append racing with it
                     # lands after it), so a retired list holds only what comes late, not a
                     # collection's worth of floats for RETIRED_DRAINS
@@ -227,6 +404,20 @@ class MonitorProbe:
                 if entry[3] > 0:
                     kept.append(entry)
             self.retired = kept
+            now = time.monotonic()
+            elapsed, self.drained_at = now - self.drained_at, now
+            wanted = stride_for(taken / elapsed if elapsed > 0 else 0.0, stride, picker.block)
+            picker.set_stride(wanted)  # from the chain's next block on
+
+    def _count_untimed(self) -> int:
+        """Add the untimed calls taken since the last count; returns how many items were taken."""
+        picker = self.picker
+        taken, before = picker.taken(), self.taken
+        fails = picker.failed_untimed()
+        untimed = taken - before - picker.timed_between(before, taken)
+        self.stats.untimed(untimed, fails - self.fails_seen)
+        self.taken, self.fails_seen = taken, fails
+        return taken - before
 
     def swap(self) -> Stats:
         """This cycle's statistics; the next cycle starts empty."""

@@ -51,7 +51,10 @@ def _to_request(ns: argparse.Namespace) -> MonitorRequest:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else "%.3f" % value
+    if value is None:
+        return "-"
+    # a hot function's calls take well under a microsecond: three significant digits, not 0.000
+    return "%.3f" % value if value >= 1 or value == 0 else "%.3g" % value
 
 
 def _render(event: dict[str, Any]) -> RenderableType | None:
@@ -80,11 +83,21 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
         _ms(event["p99_ms"]),
         _ms(event["max_ms"]),
     )
+    notes = []
+    timed = event.get("timed", event["calls"])
+    if timed < event["calls"]:
+        notes.append(
+            Text(
+                "cost timed on %d of %d calls (avg, p50, p99, max estimated from them)" % (timed, event["calls"]),
+                style="dim",
+            )
+        )
     if event.get("filter_errors"):
+        notes.append(Text("%d call(s) left out: the filter raised" % event["filter_errors"], style="yellow"))
+    if notes:
         from rich.console import Group
 
-        note = Text("%d call(s) left out: the filter raised" % event["filter_errors"], style="yellow")
-        return Group(table, note)
+        return Group(table, *notes)
     return table
 
 

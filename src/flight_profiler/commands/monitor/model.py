@@ -4,10 +4,14 @@ from __future__ import annotations
 
 DEFAULT_CYCLE_S = 60.0  # Arthas' default cycle
 MAX_CYCLE_S = 3600.0
-# Percentiles come from a uniform systematic sample of each cycle's costs: at most SAMPLE_MAX kept,
-# every stride-th call (the stride doubles when the sample is full), so memory does not grow with
-# the call rate; calls, failures, average, min and max are exact.
+# Every call is counted; its cost is measured on every call while the rate is at most TIMED_RATE
+# calls a second, above it on one call in 2, 4, ... PICK_BLOCK (``timed`` in a cycle says how many:
+# timed == calls is exact). Percentiles come from a uniform systematic sample of the timed costs,
+# each weighted by how many calls it stands for: at most SAMPLE_MAX kept (every stride-th; the
+# stride doubles when the sample is full), so memory does not grow with the call rate.
 SAMPLE_MAX = 20000
+TIMED_RATE = 10000  # timed calls a second, at most (unless the rate is over TIMED_RATE * PICK_BLOCK)
+PICK_BLOCK = 1024  # the widest stride: one call in 1024 timed
 DRAIN_S = 0.05  # how often the job thread collects the costs the target's threads appended
 RETIRED_DRAINS = 40  # a collected list is looked at again this many times for late appends (2 s)
 
@@ -53,7 +57,8 @@ if TYPE_CHECKING:
         avg_ms: Optional[float]  # None without calls
         p50_ms: Optional[float]
         p99_ms: Optional[float]
-        max_ms: Optional[float]
+        max_ms: Optional[float]  # of the timed calls
+        timed: int  # calls whose cost was measured (avg/p50/p99/max are estimated from them); == calls: all
         filter_errors: int  # calls whose -f raised (not counted)
 
 
