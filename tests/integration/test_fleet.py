@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,8 +27,14 @@ class Group:
     """A launcher and its workers, started from ``script``; ``pids`` are the workers'."""
 
     def __init__(self, python: str, script: str, *args: str) -> None:
+        # A tag of its own, first on the command line (the scripts ignore it): a --select of one test
+        # must never match another test's group (another worker's, another checkout's). An untagged
+        # "ps_prefork.py --workers 4" selected every group on the machine, and its attaches into a
+        # group in the middle of another test's command broke that test ("the agent started but did
+        # not answer"; the Ctrl-C test's client hung for 60 s after its Ctrl-C).
+        self.tag = "fleet%s" % uuid.uuid4().hex[:12]
         self.proc = subprocess.Popen(
-            [python, os.path.join(TARGETS, script), *args],
+            [python, os.path.join(TARGETS, script), "--tag", self.tag, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -229,7 +236,11 @@ def test_mem_summary_side_by_side(prefork: Group) -> None:
 
 def test_select_by_command_line_and_bad_selections(prefork: Group) -> None:
     result = fleet(
-        "--select", "ps_prefork\\.py --workers %d" % WORKERS, "--cmd", "getglobal __main__ WORKERS", "--json"
+        "--select",
+        "ps_prefork\\.py --tag %s --workers %d" % (prefork.tag, WORKERS),
+        "--cmd",
+        "getglobal __main__ WORKERS",
+        "--json",
     )
     pids = {record["target"]["pid"] for record in result.records if "result" in record}
     assert {prefork.master, *prefork.workers} <= pids, result.stderr
@@ -272,6 +283,27 @@ def test_the_shell_switches_between_the_group_and_one_member(tmp_path: object) -
         group.stop()
 
 
+def _stacks(pid: int) -> str:
+    """A stuck client's threads, innermost frame first, read from outside by py-spy."""
+    from flight_profiler.readers import pyspy
+
+    try:
+        threads = pyspy.dump(pid)
+    except Exception as exc:  # only a failure message is at stake
+        return "(no stacks: %s)" % exc
+    return "\n".join(
+        "%s: %s"
+        % (
+            thread.get("thread_name") or thread.get("thread_id"),
+            " <- ".join(
+                "%s (%s:%s)" % (frame.get("name"), os.path.basename(str(frame.get("filename"))), frame.get("line"))
+                for frame in thread.get("frames", [])[:12]
+            ),
+        )
+        for thread in threads
+    )
+
+
 def test_ctrl_c_cancels_the_command_on_every_member(prefork: Group) -> None:
     argv = [
         sys.executable,
@@ -297,7 +329,15 @@ def test_ctrl_c_cancels_the_command_on_every_member(prefork: Group) -> None:
             pytest.fail("a member failed before its interval: %s\nstderr:\n%s" % (line, proc.communicate()[1]))
         firsts.add(record["target"]["pid"])
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)  # far less than the 600 s interval: the jobs were cancelled
+    try:
+        out, err = proc.communicate(timeout=60)  # far less than the 600 s interval: the jobs were cancelled
+    except subprocess.TimeoutExpired:
+        stacks = _stacks(proc.pid)
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(
+            "Ctrl-C did not end the client in 60 s; its threads:\n%s\nstdout:\n%s\nstderr:\n%s" % (stacks, out, err)
+        )
     unwanted = [line for line in out.splitlines() if '"phase": "done"' in line or '"error"' in line]
     said = "exit %s; stderr:\n%s\nstdout's done/error lines:\n%s" % (proc.returncode, err, "\n".join(unwanted))
     assert proc.returncode == 0, said
