@@ -32,7 +32,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KNOWN_DEFECTS: list[tuple[str, tuple[str, ...], str]] = []  # none known now
 
 # Tests that must run alone (the serial pass): they load the machine on purpose, measure it, or touch
-# what other tests share. Each entry: (a substring of the test id, why).
+# what other tests share. Each entry: (a substring of the test id, why). Not here: tests that measure
+# their own target's peak RSS or fds (test_capture_bounds.py): no other worker can move those, and in
+# the parallel pass they share their module's target instead of starting it again.
 SERIAL = [
     ("test_stress.py::", "200 attach/detach cycles under CPU load; RSS and fd growth measured"),
     ("test_kill_safety.py::test_random_kill_sweep", "a timed kill sweep: kills land at random instants"),
