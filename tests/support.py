@@ -132,7 +132,10 @@ def fd_count(pid: int) -> int:
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
-def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.05) -> bool:
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> bool:
+    """Whether ``predicate()`` came true within ``timeout`` seconds. The default is long: CI runs 4 workers
+    on 2 cores, where a start or a py-spy look can take seconds, and a condition that comes true costs
+    no more for it (no caller waits for something that should not happen)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

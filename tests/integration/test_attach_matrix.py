@@ -28,7 +28,7 @@ def test_attach_commands_detach_healthy(name: str, python: str, scenario: str) -
         assert result.returncode == 0, (result.stdout, result.stderr)
         assert result.results[0]["value"]["len"] == 3
         assert cli(target.pid, "detach").returncode == 0
-        assert wait_until(lambda: not agent_threads(target.pid), timeout=3)
+        assert wait_until(lambda: not agent_threads(target.pid), timeout=30)
         assert target.healthy(scenario), "target did not exit 0 on SIGUSR1 after detach"
     finally:
         target.stop()

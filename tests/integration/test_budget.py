@@ -279,7 +279,10 @@ def test_detach_names_application_threads_blocked_in_a_filter(target: RunningTar
     )
     try:
         assert watch.stdout is not None and '"start"' in watch.stdout.readline()  # hooked
-        time.sleep(1.0)  # the hot threads are inside the filter now, past its 200 ms budget, blocked in C
+        # a hot thread is inside the filter, blocked in C (waiting on the gate: a fixed 1 s did not
+        # always get it there at load 30), and past the filter's 200 ms budget (a lower bound: load only adds)
+        assert wait_until(lambda: evaluate(target.pid, "len(m.GATE._cond._waiters)") > 0)
+        time.sleep(0.3)
         detached = cli(target.pid, "detach", json_output=False)
         assert detached.returncode == 0
         assert "still busy in code we ran: hot-" in detached.stderr and "<expression>" in detached.stderr

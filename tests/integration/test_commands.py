@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from interpreters import find_interpreters
-from support import RunningTarget, cli, target_fixture
+from support import CliResult, RunningTarget, cli, target_fixture
 
 INTERPRETERS = find_interpreters()
 
@@ -55,13 +55,27 @@ def test_expression_errors(target: RunningTarget) -> None:
         ("getglobal no.such.module x", "module 'no.such.module' is not loaded"),
         ("getglobal __main__ CONFIGG", "did you mean CONFIG"),
         ("getglobal __main__ NoClass x", "not found"),
+    ],
+)
+def test_bad_input_is_one_line(target: RunningTarget, command: str, message: str) -> None:
+    assert_one_error_line(cli(target.pid, command), message)
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
         ("getglobal __main__ CONFIG -x 9", "-x must be"),
         ("nosuchcommand", "unknown command"),
         ("vmtool -a getInstances", "needs -c"),
     ],
 )
-def test_bad_input_is_one_line(target: RunningTarget, command: str, message: str) -> None:
-    result = cli(target.pid, command)
+def test_bad_command_lines_are_one_line(command: str, message: str) -> None:
+    """Refused by the client's parser before any attach: once, not per interpreter (our own pid never
+    gets an agent: nothing gets that far)."""
+    assert_one_error_line(cli(os.getpid(), command), message)
+
+
+def assert_one_error_line(result: CliResult, message: str) -> None:
     assert result.returncode != 0
     assert len(result.errors) == 1 and message in result.errors[0], result.stdout
     assert "Traceback" not in result.stdout + result.stderr

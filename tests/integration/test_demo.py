@@ -38,7 +38,7 @@ def demo(tmp_path: object) -> Iterator[tuple[pexpect.spawn, int]]:
     yield child, service
     child.close(force=True)
     if alive(service):  # our client was SIGKILLed: the service leaves by itself
-        assert wait_until(lambda: not alive(service), timeout=5)
+        assert wait_until(lambda: not alive(service), timeout=30)
 
 
 def test_ctrl_c_stops_the_watch_not_the_service(demo: tuple[pexpect.spawn, int]) -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,8 +27,14 @@ class Group:
     """A launcher and its workers, started from ``script``; ``pids`` are the workers'."""
 
     def __init__(self, python: str, script: str, *args: str) -> None:
+        # A tag of its own, first on the command line (the scripts ignore it): a --select of one test
+        # must never match another test's group (another worker's, another checkout's). An untagged
+        # "ps_prefork.py --workers 4" selected every group on the machine, and its attaches into a
+        # group in the middle of another test's command broke that test ("the agent started but did
+        # not answer"; the Ctrl-C test's client hung for 60 s after its Ctrl-C).
+        self.tag = "fleet%s" % uuid.uuid4().hex[:12]
         self.proc = subprocess.Popen(
-            [python, os.path.join(TARGETS, script), *args],
+            [python, os.path.join(TARGETS, script), "--tag", self.tag, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -63,7 +70,14 @@ def fleet_line(result: CliResult) -> dict[str, Any]:
     return line  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+# The group layer is the client's (selection, merging, the gate, Ctrl-C): the oldest and the newest
+# interpreter prove it attaches for real. Attaching to a forked worker on every interpreter is
+# test_ps.py's (test_attachable_means_attach_works_and_agent_is_reported), each command's agent side
+# on every interpreter test_commands.py's and its neighbours'.
+EDGES = INTERPRETERS[:1] + INTERPRETERS[-1:] if len(INTERPRETERS) > 1 else INTERPRETERS
+
+
+@pytest.fixture(scope="module", params=EDGES, ids=[i for i, _ in EDGES])
 def python(request: pytest.FixtureRequest) -> str:
     return str(request.param[1])
 
@@ -222,7 +236,11 @@ def test_mem_summary_side_by_side(prefork: Group) -> None:
 
 def test_select_by_command_line_and_bad_selections(prefork: Group) -> None:
     result = fleet(
-        "--select", "ps_prefork\\.py --workers %d" % WORKERS, "--cmd", "getglobal __main__ WORKERS", "--json"
+        "--select",
+        "ps_prefork\\.py --tag %s --workers %d" % (prefork.tag, WORKERS),
+        "--cmd",
+        "getglobal __main__ WORKERS",
+        "--json",
     )
     pids = {record["target"]["pid"] for record in result.records if "result" in record}
     assert {prefork.master, *prefork.workers} <= pids, result.stderr
@@ -265,6 +283,27 @@ def test_the_shell_switches_between_the_group_and_one_member(tmp_path: object) -
         group.stop()
 
 
+def _stacks(pid: int) -> str:
+    """A stuck client's threads, innermost frame first, read from outside by py-spy."""
+    from flight_profiler.readers import pyspy
+
+    try:
+        threads = pyspy.dump(pid)
+    except Exception as exc:  # only a failure message is at stake
+        return "(no stacks: %s)" % exc
+    return "\n".join(
+        "%s: %s"
+        % (
+            thread.get("thread_name") or thread.get("thread_id"),
+            " <- ".join(
+                "%s (%s:%s)" % (frame.get("name"), os.path.basename(str(frame.get("filename"))), frame.get("line"))
+                for frame in thread.get("frames", [])[:12]
+            ),
+        )
+        for thread in threads
+    )
+
+
 def test_ctrl_c_cancels_the_command_on_every_member(prefork: Group) -> None:
     argv = [
         sys.executable,
@@ -282,15 +321,31 @@ def test_ctrl_c_cancels_the_command_on_every_member(prefork: Group) -> None:
     while len(firsts) < WORKERS + 1:  # every member is inside its 600 s interval
         line = proc.stdout.readline()
         assert line, proc.communicate()
-        firsts.add(json.loads(line)["target"]["pid"])
+        record = json.loads(line)
+        # a member that failed before its interval (an attach that timed out under load, say) says so
+        # here, rather than as an exit status of 1 after the Ctrl-C
+        if "result" not in record:
+            proc.kill()
+            pytest.fail("a member failed before its interval: %s\nstderr:\n%s" % (line, proc.communicate()[1]))
+        firsts.add(record["target"]["pid"])
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)  # far less than the 600 s interval: the jobs were cancelled
-    assert proc.returncode == 0, err
-    assert err.count("cancelled") == WORKERS + 1, err
-    assert not [line for line in out.splitlines() if '"phase": "done"' in line or '"error"' in line]
+    try:
+        out, err = proc.communicate(timeout=60)  # far less than the 600 s interval: the jobs were cancelled
+    except subprocess.TimeoutExpired:
+        stacks = _stacks(proc.pid)
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(
+            "Ctrl-C did not end the client in 60 s; its threads:\n%s\nstdout:\n%s\nstderr:\n%s" % (stacks, out, err)
+        )
+    unwanted = [line for line in out.splitlines() if '"phase": "done"' in line or '"error"' in line]
+    said = "exit %s; stderr:\n%s\nstdout's done/error lines:\n%s" % (proc.returncode, err, "\n".join(unwanted))
+    assert proc.returncode == 0, said
+    assert err.count("cancelled") == WORKERS + 1, said
+    assert not unwanted, said
 
 
-@pytest.mark.parametrize(("name", "python"), INTERPRETERS[:1] + INTERPRETERS[-1:], ids=lambda v: str(v))
+@pytest.mark.parametrize(("name", "python"), EDGES, ids=lambda v: str(v))
 def test_group_gate_is_held_exactly_while_the_tracer_stops_the_target(
     name: str, python: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,7 +29,7 @@ def test_sigkill_of_the_client_removes_the_hook_within_a_second(target: RunningT
     watch.proc.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()  # the same clock as the target's time.monotonic(): CLOCK_MONOTONIC
     watch.proc.wait()
-    assert wait_until(lambda: transitions(target.pid, "hot")[-1][1] is True, timeout=5.0)
+    assert wait_until(lambda: transitions(target.pid, "hot")[-1][1] is True, timeout=30)
     restored_at = transitions(target.pid, "hot")[-1][0]
     assert restored_at - killed_at <= 1.0, restored_at - killed_at
     assert_clean(target.pid, target.extra["globals"])

@@ -72,7 +72,7 @@ def test_monkeypatched_json_and_socket(name: str, python: str) -> None:
         debug = _attach_and_detach(target)
         assert "json.dumps/json.loads are replaced" in debug, debug
         assert "socket.socket is patched" in debug, debug
-        assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=5)
+        assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=30)
         assert _our_files(target.pid) == []
         assert _healthy(target)
     finally:
@@ -98,7 +98,7 @@ def test_importtime_and_verbose_print_nothing(name: str, python: str) -> None:
             assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
             before, tasks = os.fstat(err.fileno()).st_size, _tasks(target.pid)
             _attach_and_detach(target)
-            assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=5)
+            assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=30)
             err.seek(before)
             printed = err.read().decode(errors="replace").splitlines()
             # CPython prints "# destroy NAME" under -v for every module object freed, ours at
@@ -220,7 +220,7 @@ def test_green_server_with_a_handler_that_never_yields(library: str, name: str, 
             time.sleep(0.5)  # the handler runs now, and never yields again
             debug = _attach_and_detach(target)
         assert "monkeypatched (%s)" % library in debug and "original OS threads" in debug, debug
-        assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=5)
+        assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=30)
         assert _our_files(target.pid) == []
         assert _healthy(target)
     finally:

@@ -24,6 +24,7 @@ import pytest
 from flight_profiler.attach import procfs, ptrace
 from flight_profiler.errors import AttachError, InjectionError, TargetError
 from interpreters import find_interpreters
+from support import wait_until
 
 INTERPRETERS = find_interpreters()
 IDS = [i for i, _ in INTERPRETERS]
@@ -185,14 +186,19 @@ def test_parked_worker_thread(interp: str, python: str, tmpdir_path: str) -> Non
     target = Target(python, "threadsbusy")
     try:
         api = ptrace.find_python_api(target.pid)
-        time.sleep(0.2)
-        candidates = [
-            s
-            for s in procfs.thread_states(target.pid)
+        candidates: List[procfs.ThreadState] = []
+
+        def parked() -> bool:
             # busy workers are running or waiting for the GIL (a futex inside _PyRuntime)
-            if s.tid != target.pid and procfs.is_safe_parked(s, api.runtime_range)
-        ]
-        assert candidates, "no idle worker parked in a safe syscall"
+            candidates[:] = [
+                s
+                for s in procfs.thread_states(target.pid)
+                if s.tid != target.pid and procfs.is_safe_parked(s, api.runtime_range)
+            ]
+            return bool(candidates)
+
+        # the idle workers park once they are going: a fixed 0.2 s is not enough on a loaded machine
+        assert wait_until(parked), "no idle worker parked in a safe syscall"
         report, name = inject_and_check(interp, target, tmpdir_path, tid=candidates[0].tid, mode="gilstate")
         assert report.method == "gilstate"
         assert name.startswith("idle-")

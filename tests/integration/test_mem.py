@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from interpreters import find_interpreters
-from support import RunningTarget, cli, target_fixture
+from support import RunningTarget, cli, target_fixture, wait_until
 
 INTERPRETERS = find_interpreters()
 INITIAL, GROW = 3000, 1234  # as in tests/targets/prof_mem_target.py
@@ -102,7 +101,9 @@ def test_ctrl_c_stops_top_and_tracing(target: RunningTarget) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    # Ctrl-C once the job traces (the client is then inside its read): a fixed wait can land in the
+    # client's imports on a loaded machine, where Ctrl-C is a traceback, not a cancel
+    assert wait_until(lambda: console_value(target, "import tracemalloc; tracemalloc.is_tracing()") == "True")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert "cancelled" in err, (out, err)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -64,7 +63,13 @@ def test_collapsed_stacks_default_path_and_ctrl_c(tmp_path: object) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(2.5)
+        # Ctrl-C once py-spy has sampled a while: the first progress line comes 5 s into the sampling
+        # (a fixed 2.5 s from the start landed in the client's imports at load 30: a traceback, exit -2)
+        assert proc.stderr is not None
+        said: list[str] = []
+        while not said or not said[-1].startswith("sampling: "):
+            said.append(proc.stderr.readline())
+            assert said[-1], said
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, (out, err)

@@ -15,8 +15,11 @@ import signal
 
 import pytest
 
+from flight_profiler.attach.attacher import AttachOptions, existing_agent
+from flight_profiler.cli.output import Output
+from flight_profiler.cli.runner import Runner
 from interpreters import find_interpreters
-from support import RunningTarget, cli, fd_count, start_target, wait_until
+from support import RunningTarget, fd_count, start_target, wait_until
 
 WARMUP = 30
 CYCLES = 200
@@ -68,6 +71,24 @@ INTERPRETERS = find_interpreters()
 PICK = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS  # oldest and newest
 
 
+def _cycle(pid: int, cycle: int) -> None:
+    """What ``flight_profiler PID --cmd "getglobal __main__ __name__"`` and then ``flight_profiler PID
+    --cmd detach`` do to the target, through the client's own runner (cli/runner.py) in this process:
+    one session that attaches and runs the command and ends when its client goes, then a second one
+    that finds the agent and detaches it. The same sessions, injections and detaches as two client
+    processes a cycle, without starting 460 of them, which made this test most of the serial pass
+    (a cycle took 5-8 s that way at load 30, under 1 s this way; the CLI itself is every other test's).
+    """
+    command = Runner(pid, Output(True, color=False), AttachOptions(timeout=60))
+    try:
+        assert command.execute("getglobal __main__ __name__"), cycle
+    finally:
+        command.close()
+    agent = existing_agent(pid, timeout=60)  # what Runner.detach does, with the agent's presence checked
+    assert agent is not None, cycle
+    assert agent.detach(timeout=60) == "", cycle  # nothing of ours is left busy
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize(("name", "python"), PICK, ids=[i for i, _ in PICK])
@@ -77,9 +98,7 @@ def test_repeated_attach_detach_cycles(name: str, python: str) -> None:
         baseline, baseline_fds = _modules(target), fd_count(target.pid)
         rss: list[int] = []
         for cycle in range(WARMUP + CYCLES):
-            result = cli(target.pid, "getglobal __main__ __name__", timeout=60)
-            assert result.returncode == 0, (cycle, result.stdout, result.stderr)
-            assert cli(target.pid, "detach", timeout=60).returncode == 0, cycle
+            _cycle(target.pid, cycle)
             if cycle == 0:
                 added = _modules(target) - baseline
                 assert added <= ALLOWED_MODULES, added

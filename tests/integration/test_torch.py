@@ -14,13 +14,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from interpreters import find_interpreters
-from support import CliResult, RunningTarget, cli, start_target
+from support import CliResult, RunningTarget, cli, start_target, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +68,7 @@ def test_cancel_while_waiting_removes_the_hook(target: RunningTarget, tmp_path: 
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3)
-    assert code_file(target, "never_called") == "<flight_profiler hook>"
+    assert wait_until(lambda: code_file(target, "never_called") == "<flight_profiler hook>")  # hooked: waiting
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert "cancelled" in err, (out, err)
