@@ -81,7 +81,7 @@ def test_killed_client_session_ends_within_a_second(name: str, python: str) -> N
         assert holder.stdout is not None and holder.stdout.readline().strip() == "connected"
         # the listener answers a client's first request itself and starts the session's thread after it,
         # or after a second without one (this client sends none)
-        assert wait_until(lambda: "flight_profiler-session" in agent_threads(target.pid))
+        assert wait_until(lambda: "flight_profiler-session" in agent_threads(target.pid)), agent_threads(target.pid)
         holder.send_signal(signal.SIGKILL)
         holder.wait()
         killed_at = time.monotonic()

@@ -125,10 +125,13 @@ def _listen(path: str) -> Any:
 def _ensure_private_dir(directory: str) -> None:
     """Create ``directory`` 0700 or check that an existing one is ours and private."""
     try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        pass
-    info = os.lstat(directory)
+        info = os.lstat(directory)  # nearly always there (the client made it): one system call, not two
+    except FileNotFoundError:
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode):
         raise RuntimeError("%s is not a directory" % directory)
     if info.st_uid != os.getuid():

@@ -100,6 +100,8 @@ class Session:
 
     def _first_steps(self, wait: float) -> bool:
         """The handshake and the first request if they come within ``wait`` each; False: the session is over."""
+        # a timeout of the socket (a deadline that CPython keeps across EINTR), not the kernel's
+        # SO_RCVTIMEO: every interruption (a signal to the target, a py-spy dump) would restart that
         try:
             if not self._handshake(wait):
                 return False
@@ -351,15 +353,15 @@ def _claimed_pid_consistent(sock: Any, msg: dict[str, Any]) -> bool:
     claimed = msg.get("pid")
     if not isinstance(claimed, int) or not msg.get("pidns"):
         return True  # an older client, or one that could not tell its namespace
+    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    if int.from_bytes(creds[0:4], sys.byteorder) == claimed:
+        return True  # the usual case, in whatever namespace: no readlink (a system call lets go of the GIL)
     if not _PID_NS:
         try:
             _PID_NS.append(os.readlink("/proc/self/ns/pid"))
         except OSError:
             _PID_NS.append("")
-    if msg["pidns"] != _PID_NS[0]:
-        return True  # its pid means nothing here
-    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
-    return int.from_bytes(creds[0:4], sys.byteorder) == claimed
+    return bool(msg["pidns"] != _PID_NS[0])  # in ours it is not who SO_PEERCRED names; elsewhere its pid means nothing
 
 
 def _hello() -> dict[str, Any]:
