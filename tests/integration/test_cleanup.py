@@ -78,7 +78,9 @@ def test_killed_client_session_ends(name: str, python: str) -> None:
             text=True,
         )
         assert holder.stdout is not None and holder.stdout.readline().strip() == "connected"
-        assert "flight_profiler-session" in agent_threads(target.pid)
+        # the listener answers a client's first request itself and starts the session's thread after it,
+        # or after a second without one (this client sends none)
+        assert wait_until(lambda: "flight_profiler-session" in agent_threads(target.pid)), agent_threads(target.pid)
         holder.send_signal(signal.SIGKILL)
         holder.wait()
         # The session's read has no timeout (agent/session.py): only the end of its socket ends it, so

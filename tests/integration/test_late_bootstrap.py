@@ -110,15 +110,16 @@ def test_late_bootstrap_never_takes_the_next_attempts_ticket(interp: str, python
 
 # In a fresh interpreter: BOOTSTRAPS sources with live tickets, exec'd by as many threads at once.
 CONCURRENT = r"""
-import builtins, json, os, sys, threading, time
+import json, os, sys, threading, time
 sources, bundle_path, sock, tickets = json.loads(sys.argv[1])
-real_open = builtins.open
+real_open = open
+real_os_open = os.open  # the bootstrap opens the bundle with os.open (no io layer)
 state = {"inside": 0, "most": 0, "opened": 0}
 lock = threading.Lock()
 
 def holding_open(file, *args, **kwargs):
     if file != bundle_path:
-        return real_open(file, *args, **kwargs)
+        return real_os_open(file, *args, **kwargs)
     with lock:
         state["inside"] += 1
         state["opened"] += 1
@@ -127,12 +128,12 @@ def holding_open(file, *args, **kwargs):
         end = time.time() + 1.0  # a second loader would arrive meanwhile
         while time.time() < end and state["inside"] < 2:
             time.sleep(0.01)
-        return real_open(file, *args, **kwargs)
+        return real_os_open(file, *args, **kwargs)
     finally:
         with lock:
             state["inside"] -= 1
 
-builtins.open = holding_open
+os.open = holding_open
 barrier = threading.Barrier(len(sources))
 def run(source):
     barrier.wait()
@@ -149,7 +150,7 @@ def settled():
 deadline = time.time() + 60
 while not settled() and time.time() < deadline:
     time.sleep(0.02)
-builtins.open = real_open
+os.open = real_os_open
 server = sys.modules.get("_flight_profiler.agent.server")
 guard = sys.modules.get("_flight_profiler._guard")
 print(json.dumps({

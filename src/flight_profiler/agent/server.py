@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from .session import Session
 
 
+# how long the listener serves a new client's handshake and first request itself, per step, before the
+# session gets its own thread (see Session.start_after_first); a later client waits in the backlog meanwhile
+FIRST_STEPS_WAIT = 1.0
+
 _state_lock = realthreads.allocate_lock()
 _server: Server | None = None
 _bundle_key = ""
@@ -42,7 +46,8 @@ class Server:
     def accept_loop(self) -> None:
         # the session's modules (compiled ahead, see loader.START_MODULES) run while the client's
         # connection waits in the backlog, so accept() finds it there instead of blocking (and
-        # queueing again for the GIL behind every busy thread of the target when the client comes)
+        # queueing again for the GIL behind every busy thread of the target when the client comes);
+        # this thread then answers its handshake and first request itself (Session.start_after_first)
         from . import session as session_module
 
         session_module.LOG_PATH = "%s.log" % self.path
@@ -58,7 +63,7 @@ class Server:
             session = session_module.Session(conn, self)
             with self.lock:
                 self.sessions.add(session)
-            session.start()
+            session.start_after_first(FIRST_STEPS_WAIT)
 
     def forget(self, session: Session) -> None:
         with self.lock:
@@ -120,10 +125,13 @@ def _listen(path: str) -> Any:
 def _ensure_private_dir(directory: str) -> None:
     """Create ``directory`` 0700 or check that an existing one is ours and private."""
     try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        pass
-    info = os.lstat(directory)
+        info = os.lstat(directory)  # nearly always there (the client made it): one system call, not two
+    except FileNotFoundError:
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode):
         raise RuntimeError("%s is not a directory" % directory)
     if info.st_uid != os.getuid():

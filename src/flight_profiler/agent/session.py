@@ -18,7 +18,7 @@ import _socket
 import os
 import sys
 
-from ..protocol.framing import Channel, ChannelClosed, FrameError
+from ..protocol.framing import Channel, ChannelClosed, FrameError, SocketTimeout
 from ..protocol.messages import END_CANCELLED, END_ERROR, END_OK, validate
 from ..protocol.version import PROTOCOL_VERSION
 from ..services import realthreads
@@ -65,33 +65,78 @@ class Session:
         self.state: dict[str, Any] = {}
         self.lock = realthreads.allocate_lock()
         self.thread = realthreads.Thread(self._run, "flight_profiler-session")
+        self.greeted = False  # the handshake is done (on the listener's thread, or on ours)
+        self.inline_ident: int | None = None  # the listener's thread while it serves us (see start_after_first)
 
     def start(self) -> None:
         self.thread.start()
 
+    def start_after_first(self, wait: float) -> None:
+        """On the listener's thread: shake hands and answer the first request, then go on on our own thread.
+
+        Why: on a target whose busy threads fight for the GIL, starting a thread costs
+        a wait behind every one of them (the starter waits for the new thread, which
+        waits for the GIL), and the hand-over of each message to another thread costs
+        another. The client's first answer comes before any of that. Each step waits
+        at most ``wait`` seconds for the client (a shell that sends nothing yet, a
+        client that only checks that we answer): then the session gets its thread at
+        once, and the next client's connection waited in the backlog no longer.
+        """
+        self.inline_ident = realthreads.get_ident()
+        go_on = False
+        try:
+            go_on = self._first_steps(wait)
+        except (ChannelClosed, FrameError, OSError):
+            pass
+        finally:
+            self.inline_ident = None
+        if go_on:
+            try:
+                self.start()
+                return
+            except Exception:  # noqa: BLE001, S110 - no thread left for it (a limit): the session ends
+                pass
+        self._end()
+
+    def _first_steps(self, wait: float) -> bool:
+        """The handshake and the first request if they come within ``wait`` each; False: the session is over."""
+        # a timeout of the socket (a deadline that CPython keeps across EINTR), not the kernel's
+        # SO_RCVTIMEO: every interruption (a signal to the target, a py-spy dump) would restart that
+        try:
+            if not self._handshake(wait):
+                return False
+            msg = self.channel.recv(wait)
+        except SocketTimeout:
+            return True  # not yet: our thread waits for it (the bytes already read stay in the channel)
+        return self._handle(msg)
+
     def stop(self, wait: bool) -> None:
         """Cancel all jobs and close the connection."""
-        usercode.interrupt(self.thread.ident)  # a quick command's capture may be running a __repr__
+        # a quick command's capture may be running a __repr__ (on the listener's thread before we have ours)
+        usercode.interrupt(self.inline_ident or self.thread.ident)
         self._cancel_all()
         self.channel.close()
-        if wait and not self.thread.is_current():
+        if wait and self.thread.is_alive() and not self.thread.is_current():
             self.thread.join(JOB_STOP_WAIT)
 
     def _run(self) -> None:
         AGENT_THREAD_IDS.add(realthreads.get_ident())
         try:
-            if self._handshake():
+            if self.greeted or self._handshake(None):
                 self._read_loop()
         except (ChannelClosed, FrameError, OSError):
             pass
         finally:
-            self._cancel_all()
-            self.channel.close()
-            self.server.forget(self)
+            self._end()
             AGENT_THREAD_IDS.discard(realthreads.get_ident())
 
-    def _handshake(self) -> bool:
-        msg = self.channel.recv()
+    def _end(self) -> None:
+        self._cancel_all()
+        self.channel.close()
+        self.server.forget(self)
+
+    def _handshake(self, wait: float | None) -> bool:
+        msg = self.channel.recv(wait)
         if msg.get("type") != "hello" or msg.get("protocol") != PROTOCOL_VERSION:
             self.channel.send(
                 {
@@ -105,33 +150,38 @@ class Session:
             self.channel.send({"type": "error", "error": "the client's pid does not match its socket"})
             return False
         self.channel.send(_hello())
+        self.greeted = True
         return True
 
     def _read_loop(self) -> None:
-        while True:
-            msg = self.channel.recv()
-            problem = validate(msg)
-            if problem:
-                self.channel.send({"type": "error", "error": problem})
-                continue
-            kind = msg["type"]
-            if kind == "run":
-                self._start_job(msg)
-            elif kind == "cancel":
-                self._cancel(msg["job"])
-            elif kind == "detach":
-                busy = self._cancel_all()
-                # application threads still inside a filter of ours (blocked in C): named, not waited for
-                if usercode.loaded():  # no user code ever ran: nothing can be overdue
-                    busy += [ident for ident in usercode.overdue() if ident not in AGENT_THREAD_IDS]
-                end = {"type": "end", "job": 0, "status": END_OK}
-                if busy:
-                    end["busy"] = "still busy in code we ran: " + usercode.describe_threads(busy)
-                self.server.detach(self)
-                # only now: the client may attach again at once, and our cleanup must not
-                # race with the next agent's files
-                self.channel.send(end)
-                return
+        while self._handle(self.channel.recv()):
+            pass
+
+    def _handle(self, msg: dict[str, Any]) -> bool:
+        """Act on one message from the client; False after a detach (the session is over)."""
+        problem = validate(msg)
+        if problem:
+            self.channel.send({"type": "error", "error": problem})
+            return True
+        kind = msg["type"]
+        if kind == "run":
+            self._start_job(msg)
+        elif kind == "cancel":
+            self._cancel(msg["job"])
+        elif kind == "detach":
+            busy = self._cancel_all()
+            # application threads still inside a filter of ours (blocked in C): named, not waited for
+            if usercode.loaded():  # no user code ever ran: nothing can be overdue
+                busy += [ident for ident in usercode.overdue() if ident not in AGENT_THREAD_IDS]
+            end = {"type": "end", "job": 0, "status": END_OK}
+            if busy:
+                end["busy"] = "still busy in code we ran: " + usercode.describe_threads(busy)
+            self.server.detach(self)
+            # only now: the client may attach again at once, and our cleanup must not
+            # race with the next agent's files
+            self.channel.send(end)
+            return False
+        return True
 
     def _start_job(self, msg: dict[str, Any]) -> None:
         job_id = msg["job"]
@@ -304,15 +354,15 @@ def _claimed_pid_consistent(sock: Any, msg: dict[str, Any]) -> bool:
     claimed = msg.get("pid")
     if not isinstance(claimed, int) or not msg.get("pidns"):
         return True  # an older client, or one that could not tell its namespace
+    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    if int.from_bytes(creds[0:4], sys.byteorder) == claimed:
+        return True  # the usual case, in whatever namespace: no readlink (a system call lets go of the GIL)
     if not _PID_NS:
         try:
             _PID_NS.append(os.readlink("/proc/self/ns/pid"))
         except OSError:
             _PID_NS.append("")
-    if msg["pidns"] != _PID_NS[0]:
-        return True  # its pid means nothing here
-    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
-    return int.from_bytes(creds[0:4], sys.byteorder) == claimed
+    return bool(msg["pidns"] != _PID_NS[0])  # in ours it is not who SO_PEERCRED names; elsewhere its pid means nothing
 
 
 def _hello() -> dict[str, Any]:

@@ -130,11 +130,13 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
     procfs.check_attachable(target.pid)  # zombie, stopped, or another tracer: say so before touching it
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
     _remove_stale(helper, target)
-    helper.call("write", name=paths.stem(target) + ".bundle", text=bundle.text())
+    text = bundle.text()
+    helper.call("write", name=paths.stem(target) + ".bundle", text=text)
     claim = ticket.new_name(paths.stem(target))  # this attempt's own: a late bootstrap of a killed one can't take it
     helper.call("ticket_issue", name=claim)  # the bootstrap claims it; see attach/ticket
     wall_deadline = time.time() + (deadline - time.monotonic())
-    attempt = _Attempt(claim, bootstrap.source(paths.socket_in_target(target), wall_deadline, claim))
+    source = bootstrap.source(paths.socket_in_target(target), wall_deadline, claim, bundle.size())
+    attempt = _Attempt(claim, source)
     try:
         if (
             target.version >= (3, 14)

@@ -84,18 +84,32 @@ def _fp_load(alias, claimed):
     installed = None
     if alias not in sys.modules:  # under the guard: absent, or loaded completely by an earlier bootstrap
         try:
-            fh = open(%(bundle)r)
+            fd = os.open(%(bundle)r, os.O_RDONLY)
         except OSError:
             if not os.path.exists(claimed):
                 return None, None  # withdrawn meanwhile, and the bundle with it
             raise
-        with fh:  # one read; a split, not a compile: name, file, is-package, source, ... (NUL-separated)
-            parts = fh.read().split("\\0")
+        try:  # open, one read, close: every system call lets go of the GIL (no io layer: it adds four)
+            data, got = [], 0
+            while got != %(size)d:  # the size the client wrote: no read of the end of the file
+                chunk = os.read(fd, %(size)d + 1 - got if got <= %(size)d else 1 << 20)
+                if not chunk:
+                    break
+                data.append(chunk)
+                got += len(chunk)
+        finally:
+            os.close(fd)
+        # a split, not a compile: name, file, is-package, source, ...
+        parts = b"".join(data).decode("utf-8").split("\\0")
         bundle = {parts[i]: (parts[i + 1], parts[i + 3], parts[i + 2] == "1") for i in range(0, len(parts) - 3, 4)}
-        filename, source, _ = bundle[alias + ".agent.loader"]
+        names = [name for name in [alias + ".agent.loader"] + [alias + m for m in %(start)r] if name in bundle]
+        # the loader and what every first answer runs, compiled in one C call (dict, zip, map, compile):
+        # the GIL is only given up at a bytecode boundary, so this costs one wait for it, not one per 5 ms
+        sources, files = [bundle[n][1] for n in names], [bundle[n][0] for n in names]
+        compiled = dict(zip(names, map(compile, sources, files, ["exec"] * len(names))))
         installed = {"__name__": alias + "._bootstrap_loader"}  # its types count as ours (mem)
-        exec(compile(source, filename, "exec"), installed)
-        installed["install"](bundle, alias)
+        exec(compiled.pop(alias + ".agent.loader"), installed)
+        installed["install"](bundle, alias, "", compiled)
     try:
         server = sys.modules[alias]._fp_load(alias + ".agent.server")
         os.unlink(claimed)  # the claim, right before the socket exists: from now on the client waits for us
@@ -109,7 +123,11 @@ def _fp_load(alias, claimed):
 def _fp_agent(reserve):
     claimed, server = %(ticket)r + ".claimed", None
     try:
-        _fp_close(reserve[1:])  # free for the agent's own files; reserve[0] is kept for the thread's exit
+        free = sorted(reserve[1:])  # for the agent's own files; reserve[0] is kept for the thread's exit
+        if free[-1] - free[0] == len(free) - 1:
+            os.closerange(free[0], free[-1] + 1)  # the usual case: one let-go of the GIL, not one per fd
+        else:
+            _fp_close(free)
         import time
         if time.time() > %(deadline)r or not os.path.exists(claimed):
             return  # the client gave up on us and told the user so: leave the target as it was
@@ -179,13 +197,16 @@ def ticket_path(socket_path: str, ticket: str) -> str:
     return os.path.join(os.path.dirname(socket_path), ticket)
 
 
-def source(socket_path: str, deadline: float, ticket: str) -> str:
+def source(socket_path: str, deadline: float, ticket: str, bundle_bytes: int = -1) -> str:
     """One expression statement: runs the body in a throwaway namespace, binds nothing in ``__main__``.
 
     ``deadline`` (``time.time()``) is when the client stops waiting: an agent thread
     that only gets to run after it (a pending call that fired late, a GIL that was
     held) does nothing. ``ticket``: this attempt's claim ticket (``ticket.new_name``).
+    ``bundle_bytes``: the bundle file's size, so that one read gets it all (-1: read to its end).
     """
+    from ..agent.loader import START_MODULES  # what every first answer runs: compiled with the loader
+
     text = _BODY % {
         "deadline": deadline,
         "alias": ALIAS,
@@ -196,5 +217,7 @@ def source(socket_path: str, deadline: float, ticket: str) -> str:
         "log": socket_path + ".log",
         "ticket": ticket_path(socket_path, ticket),
         "fds": RESERVED_FDS,
+        "start": START_MODULES,
+        "size": bundle_bytes,
     }
     return "exec(%r, {'__name__': '_flight_profiler_boot'})" % text

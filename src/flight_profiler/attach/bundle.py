@@ -63,3 +63,9 @@ def text() -> str:
             raise ValueError("NUL in %s: it cannot be bundled" % filename)
         fields += [name, filename, "1" if is_package else "0", source]
     return "\0".join(fields)
+
+
+@functools.lru_cache(maxsize=1)
+def size() -> int:
+    """The bundle file's size in bytes (UTF-8, as ``privsep`` writes it): the bootstrap reads it in one go."""
+    return len(text().encode("utf-8"))

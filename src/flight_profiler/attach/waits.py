@@ -113,7 +113,10 @@ class AgentWait:
                 "the agent could not finish starting: GIL held by thread %d in native code; it answers once "
                 "the GIL is released ('detach' then removes it); 'stack' still works" % holder
             )
-        raise AttachError("the agent started but did not answer: %s" % self.agent_error())
+        raise AttachError(
+            "the agent started but did not answer within --timeout (another %g s after the first): %s"
+            % (extra, self.agent_error())
+        )
 
     def agent_error(self) -> str:
         """The last line the agent wrote to its log (escaped: the target wrote it), or why there is none."""

@@ -82,6 +82,7 @@ class Channel:
         self.sock = sock
         self._buf = bytearray()
         self._send_lock = _thread.allocate_lock()
+        self._timeout: Optional[float] = sock.gettimeout()  # a field read; settimeout only on a change (recv)
 
     def send(self, msg: Message) -> None:
         self.send_many([msg])
@@ -97,7 +98,9 @@ class Channel:
 
     def recv(self, timeout: Optional[float] = None) -> Message:
         """Return the next message; raise ``socket.timeout`` when none came in time."""
-        self.sock.settimeout(timeout)
+        if timeout != self._timeout:  # settimeout is a system call that lets go of the GIL: only on a change
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
         while True:
             newline = self._buf.find(b"\n")
             if newline >= 0:
