@@ -1,0 +1,263 @@
+"""The agent halves' options and refusals, in this process: what ``test_every_command_inproc`` leaves out.
+
+Each case builds its request with the command's own parser from a command line, runs it through a real
+session (``agent_harness``), renders what came back with the client's renderer, and checks one fact
+of the answer: the option did what it says, or the refusal is a one-line error naming the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import io
+import logging
+import os
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import hook_shapes as S
+import pytest
+from agent_harness import InProcessAgent
+
+from flight_profiler.render.console import make_console
+
+
+@pytest.fixture(scope="module")
+def agent() -> Iterator[InProcessAgent]:
+    agent = InProcessAgent()
+    yield agent
+    agent.close()
+
+
+def _spec(command: str) -> Any:
+    return importlib.import_module("flight_profiler.commands.%s.client" % command).SPEC
+
+
+def _text(command: str, events: list[dict[str, Any]]) -> str:
+    spec = _spec(command)
+    out = io.StringIO()
+    console = make_console(color=False, file=out, width=120)
+    for event in events:
+        renderable = spec.render(event)
+        if renderable is not None:
+            console.print(renderable)
+    text = out.getvalue()
+    assert not any(ch < " " and ch != "\n" for ch in text), text
+    return text
+
+
+def _run(
+    agent: InProcessAgent, command: str, line: str, act: Callable[[], Any] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
+    job = agent.start(command, _spec(command).parse_line(line))
+    if act is not None:
+        agent.wait_for(job, "start")
+        act()
+    events, end = agent.finish(job)
+    return events, end, _text(command, events) if end["status"] == "ok" else ""
+
+
+def _ok(agent: InProcessAgent, command: str, line: str, act: Callable[[], Any] | None = None) -> str:
+    events, end, text = _run(agent, command, line, act)
+    assert end["status"] == "ok", end
+    assert events and text.strip()
+    return text
+
+
+def _refused(agent: InProcessAgent, command: str, line: str) -> str:
+    _, end, _ = _run(agent, command, line)
+    assert end["status"] == "error", end
+    error = str(end["error"])
+    assert error and "\n" not in error and "Traceback" not in error, error
+    return error
+
+
+# ------------------------------------------------------------------------------------------- trace
+
+
+def _thrice() -> None:
+    for n in range(3):
+        S.outer(n)
+
+
+def test_trace_shows_the_nested_calls_of_each_hooked_call(agent: InProcessAgent) -> None:
+    text = _ok(agent, "trace", "hook_shapes outer -n 2 -i 0", _thrice)
+    assert "inner" in text and "uses_nothing" in text
+
+
+def test_trace_skips_fast_calls_and_filters(agent: InProcessAgent) -> None:
+    assert "inner" in _ok(agent, "trace", "hook_shapes outer -n 1 -i 0 -f 'args[0] == 2'", _thrice)
+    # no call of outer takes an hour: the job ends when its calls are done and shows none
+    job = agent.start("trace", _spec("trace").parse_line("hook_shapes outer -n 1 -et 3600000"))
+    agent.wait_for(job, "start")
+    _thrice()
+    agent.cancel(job)
+    events, end = agent.finish(job)
+    assert end["status"] == "cancelled" and [e["kind"] for e in events] == ["start"]
+
+
+def test_trace_of_a_method_recursion_and_an_exception(agent: InProcessAgent) -> None:
+    assert "method" in _ok(agent, "trace", "hook_shapes Shapes method -n 1 -i 0", lambda: S.Shapes(2).method(3))
+    assert "recursive" in _ok(agent, "trace", "hook_shapes recursive -n 1 -i 0 -d 3", lambda: S.recursive(6))
+    assert "└─ [" in _ok(agent, "trace", "hook_shapes call_raises -n 1 -i 0", S.call_raises)  # raises, caught
+
+
+def test_trace_of_a_generator_and_a_coroutine(agent: InProcessAgent) -> None:
+    assert "inner_gen" in _ok(agent, "trace", "hook_shapes outer_gen -n 1 -i 0", lambda: S.outer_gen(3))
+    _ok(agent, "trace", "hook_shapes coro -n 1 -i 0", lambda: asyncio.run(S.coro(2)))
+
+
+def test_trace_refuses_what_it_cannot_hook(agent: InProcessAgent) -> None:
+    assert "h24_nowhere" in _refused(agent, "trace", "h24_nowhere f")
+    assert "no_such" in _refused(agent, "trace", "hook_shapes no_such")
+    _refused(agent, "trace", "hook_shapes BASE")
+
+
+# ----------------------------------------------------------------------------------- stack, monitor, tt
+
+
+def test_stack_of_a_hooked_call_with_a_filter_and_a_name(agent: InProcessAgent) -> None:
+    text = _ok(agent, "stack", "hook_shapes plain -n 1 -f 'args[0] == 2'", lambda: [S.plain(n) for n in range(4)])
+    assert "plain" in text
+    _ok(agent, "stack", "hook_shapes Shapes method -n 1", lambda: S.Shapes(1).method(1))
+
+
+def test_monitor_counts_failures(agent: InProcessAgent) -> None:
+    _ok(agent, "monitor", "hook_shapes raises -c 0.05 -n 1", S.call_raises)
+
+
+def test_tt_records_lists_shows_and_deletes(agent: InProcessAgent) -> None:
+    _ok(agent, "tt", "-t hook_shapes plain -n 2", lambda: [S.plain(n) for n in range(2)])
+    listed = _ok(agent, "tt", "-l")
+    assert "plain" in listed
+    events, end, _ = _run(agent, "tt", "-l")
+    indexes = [r["index"] for e in events for r in e.get("records", []) if isinstance(r, dict) and "index" in r]
+    first = indexes[0] if indexes else 1000
+    _ok(agent, "tt", "-i %d -x 2" % first)
+    _ok(agent, "tt", "-l -m plain")
+    assert _run(agent, "tt", "-d %d" % first)[1]["status"] == "ok"
+    assert _run(agent, "tt", "-da")[1]["status"] == "ok"
+    assert "plain" not in _text("tt", _run(agent, "tt", "-l")[0])
+    _refused(agent, "tt", "-i 987654")
+
+
+# ---------------------------------------------------------------------------------- source, sm, sc
+
+
+def test_source_of_a_module_a_class_and_refusals(agent: InProcessAgent) -> None:
+    assert "class Shapes" in _ok(agent, "source", "hook_shapes Shapes")
+    assert "def recursive" in _ok(agent, "source", "hook_shapes")
+    assert "def closure" in _ok(agent, "source", "hook_shapes make_closure")
+    _refused(agent, "source", "h24_nowhere")
+    _refused(agent, "source", "hook_shapes Nope")
+    _refused(agent, "source", "sys")  # a built-in module has no source
+
+
+def test_sm_and_sc_refuse_what_is_not_there(agent: InProcessAgent) -> None:
+    _refused(agent, "sm", "h24_nowhere.Class.*")
+    _refused(agent, "sc", "-d h24_nowhere.Nothing")
+
+
+# ------------------------------------------------------------------------------------- reload
+
+
+def test_reload_swaps_a_function_body_and_refuses_a_changed_signature(
+    agent: InProcessAgent, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = os.path.join(str(tmp_path), "h24_reloadable.py")
+    with open(path, "w") as fh:
+        fh.write("def answer(x):\n    return x + 1\n\nclass Box:\n    def get(self):\n        return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("h24_reloadable")
+    try:
+        assert module.answer(1) == 2
+        with open(path, "w") as fh:
+            fh.write("def answer(x):\n    return x + 100\n\nclass Box:\n    def get(self):\n        return 2\n")
+        _ok(agent, "reload", "h24_reloadable answer")
+        assert module.answer(1) == 101
+        _ok(agent, "reload", "h24_reloadable Box get")
+        assert module.Box().get() == 2
+        with open(path, "w") as fh:
+            fh.write("def answer(x, y):\n    return x + y\n")
+        _refused(agent, "reload", "h24_reloadable answer")
+        assert module.answer(1) == 101  # refused: unchanged
+        with open(path, "w") as fh:
+            fh.write("def answer(x):\n    return (\n")
+        _refused(agent, "reload", "h24_reloadable answer")
+        with open(path, "w") as fh:
+            fh.write("def other(x):\n    return x\n")
+        _refused(agent, "reload", "h24_reloadable answer")
+    finally:
+        sys.modules.pop("h24_reloadable", None)
+
+
+# ---------------------------------------------------------------------------- thread, dashboard
+
+
+def test_thread_of_one_id_over_an_interval(agent: InProcessAgent) -> None:
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait, name="h24-sleeper", daemon=True)
+    worker.start()
+    try:
+        assert "h24-sleeper" in _ok(agent, "thread", "")
+        assert "h24-sleeper" in _ok(agent, "thread", str(worker.ident))
+        _ok(agent, "thread", "-n 1 -i 100")
+        assert "h24-sleeper" in _ok(agent, "thread", "-i 0")  # one snapshot: nothing marked stuck
+    finally:
+        stop.set()
+        worker.join(10)
+
+
+def test_dashboard_frames(agent: InProcessAgent) -> None:
+    events, end, text = _run(agent, "dashboard", "-i 100 -n 2")
+    assert end["status"] == "ok" and len(events) >= 2, (events, end)
+    assert text.strip()
+
+
+# ------------------------------------------------------------------------------------- mem, logger
+
+
+def test_mem_summary_orders_and_the_interval_views(agent: InProcessAgent) -> None:
+    assert _ok(agent, "mem", "summary --limit 3 --order ascending")
+    _ok(agent, "mem", "diff -i 1 --limit 5")
+    _ok(agent, "mem", "top -i 1 --limit 5")
+
+
+def test_logger_lists_sets_and_restores_a_level(agent: InProcessAgent) -> None:
+    log = logging.getLogger("h24.coverage")
+    log.setLevel(logging.WARNING)
+    assert "h24.coverage" in _ok(agent, "logger", "")
+    assert "h24.coverage" in _ok(agent, "logger", "--name h24.coverage")
+    _ok(agent, "logger", "--name h24.coverage --level DEBUG --for 0.2")
+    assert log.level in (logging.DEBUG, logging.WARNING)
+    _refused(agent, "logger", "--name h24.coverage --level NOPE")
+
+
+# -------------------------------------------------------------------------------------- console
+
+
+def test_console_keeps_a_namespace_and_reports_errors(agent: InProcessAgent) -> None:
+    source = textwrap.dedent(
+        """
+        import hook_shapes
+        shapes = [hook_shapes.Shapes(n) for n in range(3)]
+        len(shapes)
+        """
+    )
+    events, end = agent.run("console", {"source": source})
+    assert end["status"] == "ok" and "3" in _text("console", events)
+    events, end = agent.run("console", {"source": "raise KeyError('h24')"})
+    assert end["status"] == "ok" and "KeyError" in _text("console", events)
+
+
+# ----------------------------------------------------------------------------- torch, gilstat
+
+
+def test_torch_without_torch_is_a_clear_refusal(agent: InProcessAgent) -> None:
+    if "torch" in sys.modules:
+        pytest.skip("torch is loaded here")
+    _refused(agent, "torch", "memory -s")
+    _refused(agent, "torch", "profile hook_shapes plain --wait 0.1")
