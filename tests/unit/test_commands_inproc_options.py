@@ -133,9 +133,8 @@ def test_tt_records_lists_shows_and_deletes(agent: InProcessAgent) -> None:
     _ok(agent, "tt", "-t hook_shapes plain -n 2", lambda: [S.plain(n) for n in range(2)])
     listed = _ok(agent, "tt", "-l")
     assert "plain" in listed
-    events, end, _ = _run(agent, "tt", "-l")
-    indexes = [r["index"] for e in events for r in e.get("records", []) if isinstance(r, dict) and "index" in r]
-    first = indexes[0] if indexes else 1000
+    rows = [row for e in _run(agent, "tt", "-l")[0] if e["kind"] == "list" for row in e["records"]]
+    first = next(row["index"] for row in rows if "plain" in repr(row))
     _ok(agent, "tt", "-i %d -x 2" % first)
     _ok(agent, "tt", "-l -m plain")
     assert _run(agent, "tt", "-d %d" % first)[1]["status"] == "ok"
