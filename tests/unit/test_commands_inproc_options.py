@@ -260,3 +260,127 @@ def test_torch_without_torch_is_a_clear_refusal(agent: InProcessAgent) -> None:
         pytest.skip("torch is loaded here")
     _refused(agent, "torch", "memory -s")
     _refused(agent, "torch", "profile hook_shapes plain --wait 0.1")
+
+
+# ------------------------------------------------------------------------- thread -b, stack's views
+
+
+class _Blocked:
+    """Threads and asyncio tasks stuck the ways ``thread -b`` explains; all released at ``close``."""
+
+    def __init__(self) -> None:
+        self.a, self.b = threading.Lock(), threading.Lock()
+        self.rlock = threading.RLock()
+        self.holding = threading.Event()
+        self.go = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.loop = asyncio.new_event_loop()
+        self.stop: Any = None
+
+    def _cross(self, first: Any, second: Any, ready: threading.Event) -> None:
+        first.acquire()
+        ready.set()
+        self.go.wait(30)
+        if second.acquire(timeout=30):
+            second.release()
+        try:
+            first.release()
+        except RuntimeError:
+            pass  # released by close() to end the crossing
+
+    def _hold_rlock(self) -> None:
+        with self.rlock:
+            self.holding.set()
+            self.go.wait(30)
+
+    def _wait_rlock(self, rlock: Any) -> None:  # the lock in a local: what thread -b looks for in the frame
+        self.holding.set()
+        if rlock.acquire(timeout=30):
+            rlock.release()
+
+    async def _tasks(self) -> None:
+        lock = asyncio.Lock()
+        self.stop = asyncio.Event()
+
+        async def holder() -> None:
+            async with lock:
+                await self.stop.wait()
+
+        async def waiter() -> None:
+            async with lock:
+                pass
+
+        first = asyncio.ensure_future(holder())
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(waiter())
+        self.loop.call_soon_threadsafe(self.holding.set)
+        await asyncio.gather(first, second)
+
+    def start(self) -> None:
+        ready = [threading.Event(), threading.Event()]
+        jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+            (self._cross, (self.a, self.b, ready[0])),
+            (self._cross, (self.b, self.a, ready[1])),
+            (self._hold_rlock, ()),
+        ]
+        for index, (fn, args) in enumerate(jobs):
+            thread = threading.Thread(target=fn, args=args, name="h24-blocked-%d" % index, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        for event in ready:
+            assert event.wait(30)
+        assert self.holding.wait(30)
+        self.holding.clear()
+        self.go.set()  # the crossing threads now wait for each other's lock
+        waiter = threading.Thread(target=self._wait_rlock, args=(self.rlock,), name="h24-rlock-waiter", daemon=True)
+        waiter.start()
+        self.threads.append(waiter)
+        assert self.holding.wait(30)  # about to block (thread -b's interval gives it the time to)
+        self.holding.clear()
+        looper = threading.Thread(target=self.loop.run_until_complete, args=(self._tasks(),), daemon=True)
+        looper.name = "h24-loop"
+        looper.start()
+        self.threads.append(looper)
+        assert self.holding.wait(30)
+
+    def close(self) -> None:
+        if self.a.locked():
+            self.a.release()  # a plain lock may be released by any thread: the crossing ends
+        if self.stop is not None:
+            self.loop.call_soon_threadsafe(self.stop.set)
+        for thread in self.threads:
+            thread.join(30)
+        self.loop.close()
+
+
+@pytest.fixture
+def blocked() -> Iterator[_Blocked]:
+    scene = _Blocked()
+    scene.start()
+    try:
+        yield scene
+    finally:
+        scene.close()
+
+
+def test_thread_b_names_a_deadlock_an_rlock_owner_and_an_asyncio_lock(agent: InProcessAgent, blocked: _Blocked) -> None:
+    events, end = agent.run("thread", _spec("thread").parse_line("-b -i 100"))
+    assert end["status"] == "ok", end
+    report = events[-1]
+    assert report["cycles"], report  # the two crossing threads
+    waiters = " ".join(repr(wait.get("waiter")) for wait in report["waits"])
+    assert "h24-blocked-0" in waiters and "waiter" in waiters, waiters  # a thread and the asyncio task
+    text = _text("thread", events)
+    assert "h24-blocked-0" in text and "h24-blocked-1" in text
+
+
+def test_stack_from_inside_lists_threads_and_asyncio_tasks(agent: InProcessAgent, blocked: _Blocked) -> None:
+    events, end = agent.run("stack", {"threads": True})
+    assert end["status"] == "ok"
+    names = [thread["name"] for thread in events[0]["threads"]]
+    assert "h24-blocked-0" in names and events[0]["from"] == "agent"
+    events, end = agent.run("stack", {})
+    assert end["status"] == "ok"
+    tasks = [task for loop in events[0]["loops"] for task in loop["tasks"]]
+    assert len(tasks) >= 3, events  # the gather, the holder, the waiter
+    assert any(task["awaited_by"] for task in tasks)
