@@ -384,3 +384,85 @@ def test_stack_from_inside_lists_threads_and_asyncio_tasks(agent: InProcessAgent
     tasks = [task for loop in events[0]["loops"] for task in loop["tasks"]]
     assert len(tasks) >= 3, events  # the gather, the holder, the waiter
     assert any(task["awaited_by"] for task in tasks)
+
+
+# ------------------------------------------------------------------------------------------ gilstat
+
+
+def test_gilstat_names_job_is_stopped_by_off_from_another_job(agent: InProcessAgent) -> None:
+    job = agent.start("gilstat", {"action": "names", "interval": 0.05})
+    while not agent.inbox[job]:  # its events have no "kind": read the first one as it comes
+        agent._pump()
+    first = agent.inbox[job][0]["data"]
+    assert first["action"] == "names" and threading.current_thread().name in first["threads"].values()
+    events, end = agent.run("gilstat", {"action": "off"})
+    assert end["status"] == "ok" and events[0]["stopped"] == 1
+    _, end = agent.finish(job)
+    assert end["status"] in ("ok", "cancelled")
+    _, end = agent.run("gilstat", {"action": "names", "interval": 0})
+    assert end["status"] == "error" and "interval" in end["error"]
+    _, end = agent.run("gilstat", {"action": "sideways"})
+    assert end["status"] == "error" and "unknown gilstat action" in end["error"]
+
+
+# ------------------------------------------------------------------------------- trace: the hard shapes
+
+
+def _many_calls() -> None:
+    S.recursive(300)  # 300 nested calls: beyond the depth shown, and many recorded events
+    for n in range(1500):
+        S.plain(n)
+
+
+def _big() -> None:
+    _many_calls()
+
+
+def test_trace_of_a_large_tree_is_cut_at_its_depth(agent: InProcessAgent) -> None:
+    events, end, text = _run(agent, "trace", "%s _big -n 1 -i 0" % __name__, _big)
+    assert end["status"] == "ok", end
+    tree = next(event for event in events if event["kind"] == "trace")["root"]
+    assert tree["name"] == "_big" and tree["children"][0]["name"] == "_many_calls", tree
+    assert "_many_calls" in text, text
+
+
+def test_trace_of_generators_and_awaits_shows_the_waits(agent: InProcessAgent) -> None:
+    assert "[yield]" in _ok(agent, "trace", "hook_shapes gen -n 1 -i 0", S.drive_gen)
+    text = _ok(agent, "trace", "hook_shapes agen -n 1 -i 0", lambda: asyncio.run(_drain(S.agen(2))))
+    assert "[await]" in text or "[yield]" in text
+    assert "[await]" in _ok(agent, "trace", "hook_shapes coro -n 1 -i 0", lambda: asyncio.run(S.coro(3)))
+
+
+async def _drain(agen: Any) -> None:
+    async for _ in agen:
+        pass
+
+
+def test_trace_beside_the_thread_s_own_profiler_puts_it_back(agent: InProcessAgent) -> None:
+    seen: list[str] = []
+
+    def own_profiler(frame: Any, event: str, arg: Any) -> None:
+        seen.append(event)
+
+    def profiled_call() -> None:
+        sys.setprofile(own_profiler)
+        try:
+            S.plain(1)
+        finally:
+            sys.setprofile(None)
+
+    assert "plain" in _ok(agent, "trace", "hook_shapes plain -n 1 -i 0", profiled_call)
+    assert seen  # the application's profiler still saw its events
+
+
+def test_trace_rate_and_budget_count_what_they_left_out(agent: InProcessAgent) -> None:
+    job = agent.start("trace", _spec("trace").parse_line("hook_shapes plain -n 3 -i 0 --rate 1 --budget 1"))
+    agent.wait_for(job, "start")
+    for n in range(200):
+        S.plain(n)
+    agent.cancel(job)
+    events, end = agent.finish(job)
+    assert end["status"] in ("ok", "cancelled"), end
+    # one tree in the first second (--rate 1); what the rate or the budget left out is counted at the end
+    assert [event["kind"] for event in events].count("trace") == 1, events
+    _text("trace", events)
