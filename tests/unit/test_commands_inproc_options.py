@@ -421,7 +421,9 @@ def _big() -> None:
 def test_trace_of_a_large_tree_is_cut_at_its_depth(agent: InProcessAgent) -> None:
     events, end, text = _run(agent, "trace", "%s _big -n 1 -i 0" % __name__, _big)
     assert end["status"] == "ok", end
-    tree = next(event for event in events if event["kind"] == "trace")["root"]
+    trees = [event for event in events if event["kind"] == "trace"]
+    assert trees, events
+    tree = trees[0]["root"]
     assert tree["name"] == "_big" and tree["children"][0]["name"] == "_many_calls", tree
     assert "_many_calls" in text, text
 
