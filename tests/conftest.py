@@ -159,6 +159,34 @@ def _mark(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+# ------------------------------------------------------------------ coverage of the suite's children
+
+# ./dev test measures every Python child on the venv (coverage's patch = subprocess: COVERAGE_PROCESS_CONFIG).
+# Starting coverage costs each child ~0.2 s, and the client's code is much the same whichever interpreter
+# the target runs: a test parametrized over interpreters measures its children only for these ids
+# (FP_COVERAGE_PYTHONS, comma-separated; "all" for every one). Tests of no interpreter are always measured.
+COVERAGE_PYTHONS = os.environ.get("FP_COVERAGE_PYTHONS", "3.12")
+
+
+def _interpreter_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    for value in callspec.params.values() if callspec is not None else ():
+        if isinstance(value, tuple) and value and isinstance(value[0], str):
+            value = value[0]  # an (interpreter id, path) parameter
+        if isinstance(value, str) and value in KNOWN_IDS:
+            return value
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _children_measured_for_some_interpreters(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "COVERAGE_PROCESS_CONFIG" not in os.environ or COVERAGE_PYTHONS == "all":
+        return
+    interpreter = _interpreter_of(request.node)
+    if interpreter is not None and interpreter not in COVERAGE_PYTHONS.split(","):
+        monkeypatch.delenv("COVERAGE_PROCESS_CONFIG")  # this test's children run unmeasured
+
+
 # ------------------------------------------------------------------ shared fixtures
 
 TORCH_SETUP = os.path.join(HERE, "targets", "ensure_torch_env.sh")

@@ -53,11 +53,16 @@ async def session(*options: str) -> AsyncIterator[Any]:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "flight_profiler", "mcp", *options],
-        env={"PYTHONPATH": SRC, "PATH": os.environ.get("PATH", "")},  # the SDK passes a minimal environment
+        # the SDK passes a minimal environment; COVERAGE_*: ./dev test measures the server too
+        env={"PYTHONPATH": SRC, "PATH": os.environ.get("PATH", ""), **_coverage_env()},
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
         await client.initialize()
         yield client
+
+
+def _coverage_env() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name.startswith("COVERAGE_")}
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:

@@ -152,21 +152,28 @@ class TraceProbe:
                     return
                 self.shown += 1
                 index = self.shown
-                if self.shown >= self.limit:
-                    self.done = True
-                    self.full.set()
-            ident = get_ident()
-            hooks.OWN_WORK.add(ident)
+                last = self.shown >= self.limit
+                if last:
+                    self.done = True  # no other call is taken; ``full`` waits until this tree is in the outbox
             try:
-                item = run.result(index, cost_ms, error)
+                self._send(run, index, cost_ms, error)
             finally:
-                hooks.OWN_WORK.discard(ident)
-            item["skipped"] = self.bucket.take_skipped()
-            refused = self.budget.refused
-            item["not_traced_budget"], self.budget_told = refused - self.budget_told, refused
-            self.outbox.put(item)
+                if last:
+                    self.full.set()  # set before the put, the job could end and lose its last tree
         except Exception:  # noqa: BLE001 - never let our bug reach the target's call
             self.internal_errors += 1
+
+    def _send(self, run: TraceRun, index: int, cost_ms: float, error: BaseException | None) -> None:
+        ident = get_ident()
+        hooks.OWN_WORK.add(ident)
+        try:
+            item = run.result(index, cost_ms, error)
+        finally:
+            hooks.OWN_WORK.discard(ident)
+        item["skipped"] = self.bucket.take_skipped()
+        refused = self.budget.refused
+        item["not_traced_budget"], self.budget_told = refused - self.budget_told, refused
+        self.outbox.put(item)
 
     def drive(self, run: TraceRun, inner: Any) -> Any:
         return _step_coroutine(run, inner) if self.kind in ("coroutine", "asyncgen") else _step_generator(run, inner)
