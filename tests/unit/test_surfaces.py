@@ -96,7 +96,7 @@ def test_completion_offers_the_parsers_choices() -> None:
     assert completer._candidates(["mem"], "") == ["diff", "summary", "top"]
     assert completer._candidates(["mem"], "s") == ["summary"]
     assert completer._candidates(["torch"], "") == ["memory", "profile"]
-    assert completer._candidates(["vmtool", "-a"], "") == ["forceGc", "getInstances"]
+    assert completer._candidates(["vmtool", "-a"], "") == ["forceGc", "getInstances", "referenceAnalyze"]
     assert completer._candidates(["perf", "--format"], "s") == ["speedscope", "svg"]
     assert completer._candidates(["mem", "diff"], "") == []  # no names after it: nothing asked
     assert not agent.requests
