@@ -1,13 +1,17 @@
 """Attach on a target whose many busy threads fight for the GIL (issue 14, goal 3).
 
 How long it takes is the benchmark's business (bench/attach.py); these tests check that it
-never fails, and that serving a client's first steps on the listener's own thread (to spare
+never fails, and that serving a client's handshake on the listener's own thread (to spare
 the busy target a thread start before the first answer) never keeps the next client out.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -52,4 +56,28 @@ def test_a_silent_client_does_not_keep_the_next_one_out(sends: bytes) -> None:
         assert cli(target.pid, "detach").returncode == 0
         assert target.healthy("event")
     finally:
+        target.stop()
+
+
+def test_a_repr_blocked_in_c_keeps_no_later_client_out() -> None:
+    """A quick command (getglobal) whose capture calls a __repr__ that blocks in C for good: the
+    session running it is stuck, the listener is not. A first version answered a client's first
+    request on the listener's thread, and then no client could connect again, detach included."""
+    target = start_target(NEWEST, "hang_repr_target.py")
+    stuck = None
+    try:
+        assert cli(target.pid, "module /x").returncode == 0  # the agent is in
+        argv = [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", "getglobal __main__ OBJ -r"]
+        stuck = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert target.proc.stdout is not None
+        assert target.proc.stdout.readline() == "in repr\n"  # the session is in it, blocked
+        result = cli(target.pid, "module /y", "--timeout", "20", timeout=60)
+        assert result.returncode == 0, result.stderr
+        detached = cli(target.pid, "detach", "--timeout", "20", timeout=60, json_output=False)
+        assert detached.returncode == 0, detached.stderr
+    finally:
+        if stuck is not None:
+            stuck.kill()
+            stuck.wait()
+        os.kill(target.pid, signal.SIGUSR1)  # lets the __repr__ return, so the agent's thread can end
         target.stop()

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from .session import Session
 
 
-# how long the listener serves a new client's handshake and first request itself, per step, before the
-# session gets its own thread (see Session.start_after_first); a later client waits in the backlog meanwhile
+# how long the listener waits for a new client's handshake itself before the session gets its own
+# thread (see Session.start_after_first); a later client waits in the backlog meanwhile
 FIRST_STEPS_WAIT = 1.0
 
 _state_lock = realthreads.allocate_lock()
@@ -47,7 +47,7 @@ class Server:
         # the session's modules (compiled ahead, see loader.START_MODULES) run while the client's
         # connection waits in the backlog, so accept() finds it there instead of blocking (and
         # queueing again for the GIL behind every busy thread of the target when the client comes);
-        # this thread then answers its handshake and first request itself (Session.start_after_first)
+        # this thread then answers its handshake itself, never a request (Session.start_after_first)
         from . import session as session_module
 
         session_module.LOG_PATH = "%s.log" % self.path

@@ -72,15 +72,17 @@ class Session:
         self.thread.start()
 
     def start_after_first(self, wait: float) -> None:
-        """On the listener's thread: shake hands and answer the first request, then go on on our own thread.
+        """On the listener's thread: shake hands, then go on on our own thread.
 
         Why: on a target whose busy threads fight for the GIL, starting a thread costs
         a wait behind every one of them (the starter waits for the new thread, which
-        waits for the GIL), and the hand-over of each message to another thread costs
-        another. The client's first answer comes before any of that. Each step waits
-        at most ``wait`` seconds for the client (a shell that sends nothing yet, a
-        client that only checks that we answer): then the session gets its thread at
-        once, and the next client's connection waited in the backlog no longer.
+        waits for the GIL); the client's hello is answered before that. The handshake
+        waits at most ``wait`` seconds for the client (a client that sends nothing
+        yet): then the session gets its thread at once, and the next client's
+        connection waited in the backlog no longer. Requests are never run here: a
+        quick command's capture may call the program's ``__repr__``, which can block
+        in C for good; on the listener it would keep every later client out, detach
+        included (it did, in a first version).
         """
         self.inline_ident = realthreads.get_ident()
         go_on = False
@@ -99,16 +101,13 @@ class Session:
         self._end()
 
     def _first_steps(self, wait: float) -> bool:
-        """The handshake and the first request if they come within ``wait`` each; False: the session is over."""
+        """The handshake if it comes within ``wait``; False: the session is over."""
         # a timeout of the socket (a deadline that CPython keeps across EINTR), not the kernel's
         # SO_RCVTIMEO: every interruption (a signal to the target, a py-spy dump) would restart that
         try:
-            if not self._handshake(wait):
-                return False
-            msg = self.channel.recv(wait)
+            return self._handshake(wait)
         except SocketTimeout:
             return True  # not yet: our thread waits for it (the bytes already read stay in the channel)
-        return self._handle(msg)
 
     def stop(self, wait: bool) -> None:
         """Cancel all jobs and close the connection."""
