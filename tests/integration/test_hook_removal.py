@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 
 from instr_helpers import assert_clean, background, evaluate, instr_target_fixture, of_kind, state
 from interpreters import find_interpreters
@@ -22,16 +21,15 @@ def transitions(pid: int, name: str) -> list[tuple[float, bool]]:
     return found
 
 
-def test_sigkill_of_the_client_removes_the_hook_within_a_second(target: RunningTarget) -> None:
+def test_sigkill_of_the_client_removes_the_hook(target: RunningTarget) -> None:
+    """The session ends on the socket's end of file, not on a timeout (no timed assertion: how soon is the
+    benchmark's business; the agent has no idle timeout at all, so only the client's death can end it)."""
     watch = background(target.pid, "watch __main__ hot %s" % NEVER)
     assert wait_until(lambda: transitions(target.pid, "hot")[-1:] == [] or not transitions(target.pid, "hot")[-1][1])
     assert "hot" in state(target.pid)["hooks_gone"]
     watch.proc.send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()  # the same clock as the target's time.monotonic(): CLOCK_MONOTONIC
     watch.proc.wait()
-    assert wait_until(lambda: transitions(target.pid, "hot")[-1][1] is True, timeout=30)
-    restored_at = transitions(target.pid, "hot")[-1][0]
-    assert restored_at - killed_at <= 1.0, restored_at - killed_at
+    assert wait_until(lambda: transitions(target.pid, "hot")[-1][1] is True)
     assert_clean(target.pid, target.extra["globals"])
 
 
