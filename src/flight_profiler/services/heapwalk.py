@@ -305,7 +305,12 @@ def _roots() -> list[Any]:
 
 
 def _locals_of(frame: Any) -> list[Any]:
-    """The values of a running frame's local variables (3.11+), leaving the frame as it was.
+    """The values of a running frame's local variables (3.11+), leaving the frame as it was."""
+    return [value for _, value in local_items(frame)]
+
+
+def local_items(frame: Any) -> list[tuple[Any, Any]]:
+    """(name, value) of a frame's local variables, leaving the frame as it was (also ``referrers``).
 
     From 3.13 ``f_locals`` is a view that reads them in place. On 3.11 and 3.12 it
     copies them into a dict the frame keeps, which would hold the values we saw
@@ -317,7 +322,7 @@ def _locals_of(frame: Any) -> list[Any]:
     """
     try:
         namespace = frame.f_locals
-        values = list(namespace.values())
+        items = list(namespace.items())
         if (
             _SNAPSHOT_LOCALS
             and type(namespace) is dict
@@ -327,7 +332,7 @@ def _locals_of(frame: Any) -> list[Any]:
             namespace.clear()
     except Exception:  # noqa: BLE001 - a frame that cannot show its locals is walked without them
         return []
-    return values
+    return items
 
 
 def _agent_objects() -> list[Any]:

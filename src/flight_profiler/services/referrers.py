@@ -59,7 +59,6 @@ _MRO: Any = vars(type)["__mro__"]  # the getter of tp_mro: no metaclass property
 _TYPE_DICT: Any = vars(type)["__dict__"]
 _GETSET = type(vars(type)["__dict__"])  # getset_descriptor: a C getter
 _MEMBER = type(vars(type)["__dictoffset__"])  # member_descriptor: a slot read from the object's memory
-_SNAPSHOT_LOCALS = sys.version_info < (3, 13)  # before PEP 667 f_locals fills a dict kept in the frame
 _CO_OPTIMIZED = 0x1
 _GENERIC_GETATTR: Any = object.__getattribute__  # a type that kept it: getattr reads slots and dicts only
 # attributes of builtin objects that hold references, read with getattr: the types are the
@@ -442,20 +441,8 @@ def _young_roots() -> list[tuple[Any, str, str]]:
 
 
 def _local_items(frame: Any) -> list[tuple[str, Any]]:
-    """(name, value) of a frame's local variables, leaving the frame as it was (see heapwalk._locals_of)."""
-    try:
-        namespace = frame.f_locals
-        items = [(name, value) for name, value in namespace.items() if type(name) is str]
-        if (
-            _SNAPSHOT_LOCALS
-            and type(namespace) is dict
-            and frame.f_code.co_flags & _CO_OPTIMIZED
-            and sys.getrefcount(namespace) == 3
-        ):
-            namespace.clear()
-    except Exception:  # noqa: BLE001 - a frame that cannot show its locals is walked without them
-        return []
-    return items
+    """(name, value) of a frame's local variables named by a str, leaving the frame as it was."""
+    return [(name, value) for name, value in heapwalk.local_items(frame) if type(name) is str]
 
 
 def _thread_names() -> dict[int, str]:
