@@ -222,3 +222,27 @@ def user_name(base: str) -> str:
     checkout = hashlib.sha1(os.path.dirname(HERE).encode()).hexdigest()[:4]
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw").replace("gw", "")
     return "%s_%s%s" % (base, checkout, worker)  # at most 5 + 1 + 4 + 2 characters of [a-z0-9_]
+
+
+HOGS_ENV = "FP_TEST_HOGS"
+
+
+@contextlib.contextmanager
+def cpu_hogs(count: int | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` busy-looping processes (default: ``$FP_TEST_HOGS``, else none) for the length of the block.
+
+    For the tests whose claim is "under load" (test_stress.py, test_attach_matrix.py): run them with
+    ``FP_TEST_HOGS=2`` to put two CPU-bound processes beside them on purpose, whatever else the
+    machine runs. Each hog is killed at the end, however the block ended.
+    """
+    if count is None:
+        count = int(os.environ.get(HOGS_ENV, "0") or "0")
+    hogs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            hogs.append(subprocess.Popen([sys.executable, "-c", "while 1: pass"], stdin=subprocess.DEVNULL))
+        yield hogs
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()

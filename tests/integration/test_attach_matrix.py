@@ -6,6 +6,7 @@ import collections
 import json
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,7 +14,15 @@ from flight_profiler.agent.loader import START_MODULES
 from flight_profiler.attach.bootstrap import package_dir
 from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
-from support import agent_threads, cli, start_target, wait_until
+from support import agent_threads, cli, cpu_hogs, start_target, wait_until
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _hogs() -> Iterator[None]:
+    """FP_TEST_HOGS=2: two CPU hogs beside the whole module (the claim is "healthy under load")."""
+    with cpu_hogs():
+        yield
+
 
 INTERPRETERS = find_interpreters()
 SCENARIOS = ["sleep", "sleeploop", "event", "accept", "busy", "threads", "threadsbusy"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,7 +20,15 @@ from flight_profiler.attach.attacher import AttachOptions, existing_agent
 from flight_profiler.cli.output import Output
 from flight_profiler.cli.runner import Runner
 from interpreters import find_interpreters
-from support import RunningTarget, fd_count, start_target, wait_until
+from support import RunningTarget, cpu_hogs, fd_count, start_target, wait_until
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _hogs() -> Iterator[None]:
+    """FP_TEST_HOGS=2: two CPU hogs beside the whole module (the claim is "healthy under load")."""
+    with cpu_hogs():
+        yield
+
 
 WARMUP = 30
 CYCLES = 200
