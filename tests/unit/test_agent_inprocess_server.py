@@ -88,6 +88,49 @@ def test_the_agent_answers_commands_and_its_detach_leaves_nothing(started: Start
     _wait_for(lambda: not os.path.exists(started.sock), "the socket to go")
 
 
+def test_a_detach_after_read_only_commands_leaves_no_cycles_of_ours(started: Started) -> None:
+    """Our modules are reference cycles (functions and their globals); after read-only commands the
+    detach empties our namespaces (loader.sweep_when_idle), so reference counting frees them at once
+    instead of the target's next full collection: only our bare classes are left to the collector."""
+    import gc
+
+    conn = AgentConnection.open(started.sock, expected_pid=os.getpid())
+    assert conn.run("getglobal", {"module": "os", "field": "sep"}, timeout=WAIT)
+    session = sys.modules[bootstrap.ALIAS + ".agent.session"]
+    assert session.HANDED_OUT == [False]
+    namespaces = [session.__dict__, sys.modules[bootstrap.ALIAS + ".agent.loader"].unload.__globals__]
+    conn.detach(WAIT)
+    _wait_for(lambda: not any(namespaces), "our namespaces to be emptied")
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        ours = [
+            o
+            for o in gc.garbage
+            if str(getattr(o, "__module__", "")).startswith(bootstrap.ALIAS) and not isinstance(o, type)
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert ours == [], ours[:10]
+
+
+def test_a_hook_keeps_our_namespaces_for_the_collector(started: Started) -> None:
+    """After a command that handed the application something (a hook), nothing is emptied: a generator
+    of a hooked function may still resume into our code after the detach."""
+    conn = AgentConnection.open(started.sock, expected_pid=os.getpid())
+    request = {"module": __name__, "cls": None, "method": "never_called", "limit": 1, "rate": 0.0}
+    job = conn.start("watch", request)
+    events = conn.events(job, timeout=WAIT)
+    assert next(events)["kind"] == "start"
+    assert sys.modules[bootstrap.ALIAS + ".agent.session"].HANDED_OUT == [True]
+    conn.cancel(job)
+    with pytest.raises(Cancelled):
+        next(events)
+    assert conn.detach(WAIT) == ""
+
+
 def never_called() -> None:
     """What the watch below waits for: nothing calls it."""
 

@@ -83,7 +83,9 @@ class Server:
         _remove_files(self.path)
         with _state_lock:
             _server = None
-        unload(__name__.split(".", 1)[0], _bundle_key)
+        from .session import HANDED_OUT
+
+        unload(__name__.split(".", 1)[0], _bundle_key, sweep=not HANDED_OUT[0])
 
 
 def serve(path: str, bundle_key: str) -> None:

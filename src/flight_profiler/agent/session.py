@@ -56,6 +56,15 @@ CANCEL_STOP_WAIT = 0.5  # after Ctrl-C, before we say its user code is still bus
 REPLAY_BUDGET_MS = 60000.0  # tt -p runs the application's function again: it may take a while
 LOG_PATH: str | None = None  # set by the server: tracebacks of agent bugs go here, never to stdout
 
+# Commands that hand the application nothing of ours it could call after the detach: no hook,
+# callback, thread, generator, user code or namespace of ours. While only these ran (any session
+# of this agent), the detach empties our modules' namespaces as soon as our threads are out of
+# them (loader.sweep_when_idle), instead of leaving their reference cycles to the target's
+# garbage collector. ``stack`` is not one (``stack module method`` hooks); ``getglobal -e`` is
+# not (user code, see _user_code). A command added here must stay read-only.
+PASSIVE_COMMANDS = frozenset(("getglobal", "thread", "module", "sc", "sm"))
+HANDED_OUT = [False]  # a command outside PASSIVE_COMMANDS (or with user code) ran in this agent
+
 
 class Session:
     def __init__(self, sock: Any, server: Server) -> None:
@@ -133,6 +142,9 @@ class Session:
         self._cancel_all()
         self.channel.close()
         self.server.forget(self)
+        # our thread's target is our bound method: a cycle (session -> thread -> session) that would
+        # wait for the target's next full collection; a running call keeps its own reference
+        self.thread.target = _ended
 
     def _handshake(self, wait: float | None) -> bool:
         msg = self.channel.recv(wait)
@@ -184,6 +196,8 @@ class Session:
 
     def _start_job(self, msg: dict[str, Any]) -> None:
         job_id = msg["job"]
+        if msg["command"] not in PASSIVE_COMMANDS or _user_code(msg["command"], msg["request"]) is not None:
+            HANDED_OUT[0] = True
         if (
             msg["command"] in QUICK
             and _user_code(msg["command"], msg["request"]) is None
@@ -285,6 +299,10 @@ def _walks_heap(command: str, request: dict[str, Any]) -> bool:
     detach and a client that went away stop it; on the session's thread nothing would read them meanwhile."""
     walks = ("getInstances", "referenceAnalyze")
     return command == "vmtool" and isinstance(request, dict) and request.get("action") in walks
+
+
+def _ended() -> None:
+    """An ended session's thread target (see Session._end)."""
 
 
 def _user_code(command: str, request: dict[str, Any]) -> tuple[str, float | None] | None:

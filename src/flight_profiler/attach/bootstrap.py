@@ -148,6 +148,10 @@ def _fp_agent(reserve):
                 pass
     finally:
         _fp_close(reserve[:1])  # 3.8 aborts when a thread exits with no free fd: free one first
+        try:  # these functions and their globals are a cycle: freed now, not at the next full collection
+            globals().clear()  # _fp_start is done with them: it returned once this thread had started
+        except BaseException:
+            pass
 def _fp_start():
     reserve = []
     try:
