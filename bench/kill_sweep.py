@@ -13,6 +13,7 @@ each kill is classified: before the injector ran, while it held or armed the thr
 (PEP 768 on 3.14+, an agent already answering).
 
     .venv/bin/python bench/kill_sweep.py [--runs 100] [--pythons 3.8,3.12] [--src DIR] [--out FILE]
+                                         [--traced-ms 8] [--minutes M]
 
 --src runs the client from another checkout's src/ (e.g. the previous injector) to
 show the sweep does catch harm. Results are appended to bench/RESULTS-kill.md
@@ -51,11 +52,18 @@ def bucket(phase: str) -> str:
     return "after release"
 
 
-def sweep(python: str, runs: int, rng: random.Random, workdir: str, traced_ms: float) -> Dict[str, object]:
+def sweep(
+    python: str, runs: int, rng: random.Random, workdir: str, traced_ms: float, deadline: float
+) -> Dict[str, object]:
+    """``runs`` kills, or as many as fit before ``deadline`` (time.time(); 0: none)."""
     harmed: List[str] = []
     buckets: Dict[str, int] = {}
     situations = list(SITUATIONS)
+    done = 0
     for run in range(runs):
+        if deadline and time.time() > deadline:
+            break
+        done += 1
         situation = situations[run % len(situations)]
         rundir = os.path.join(workdir, "%d" % run)
         os.makedirs(rundir)
@@ -72,7 +80,7 @@ def sweep(python: str, runs: int, rng: random.Random, workdir: str, traced_ms: f
             harmed.append("%s: bench error %r" % (situation, exc))
         finally:
             served.stop()
-    return {"runs": runs, "harmed": harmed, "buckets": buckets}
+    return {"runs": done, "harmed": harmed, "buckets": buckets}
 
 
 def git(*args: str) -> str:
@@ -98,6 +106,12 @@ def main() -> None:
         default=0.0,
         help="instead of 0-300 ms from the start, kill 0-N ms after the target is first seen traced",
     )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=0.0,
+        help="stop starting runs after this many minutes; the table states the runs each interpreter got",
+    )
     args = parser.parse_args()
     if args.src:
         kill_support.SRC = os.path.abspath(args.src)
@@ -109,18 +123,23 @@ def main() -> None:
     commit = git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "--", "src") else "")
     load_before = loadavg()
     started = time.time()
+    deadline = started + args.minutes * 60 if args.minutes else 0.0
     rows = []
     with tempfile.TemporaryDirectory(prefix="fp-kill-sweep-") as tmp:
         for interp, python in interpreters:
-            result = sweep(python, args.runs, rng, os.path.join(tmp, interp), args.traced_ms)
+            result = sweep(python, args.runs, rng, os.path.join(tmp, interp), args.traced_ms, deadline)
+            runs = result["runs"]
+            assert isinstance(runs, int)
+            if not runs:
+                continue  # past the deadline: left out of the table
             harmed = result["harmed"]
             assert isinstance(harmed, list)
             buckets = result["buckets"]
             assert isinstance(buckets, dict)
-            print("%-8s harmed %d/%d  %s" % (interp, len(harmed), args.runs, buckets), flush=True)
+            print("%-8s harmed %d/%d  %s  load %s" % (interp, len(harmed), runs, buckets, loadavg()), flush=True)
             for line in harmed:
                 print("    " + line, flush=True)
-            rows.append((interp, harmed, buckets))
+            rows.append((interp, runs, harmed, buckets))
     stamp = (
         "commit %s, client src %s, host %s (%s, %d CPUs, Linux %s), load %s before / %s after, %s, %.0f min, seed %d"
         % (
@@ -138,10 +157,10 @@ def main() -> None:
         )
     )
     when = "0-%g ms after the target was first seen traced" % args.traced_ms if args.traced_ms else "0-300 ms"
-    write(args.out, "kills at %s; %s" % (when, stamp), args.runs, rows)
+    write(args.out, "kills at %s; %s" % (when, stamp), rows)
 
 
-def write(path: str, stamp: str, runs: int, rows: List[tuple]) -> None:
+def write(path: str, stamp: str, rows: List[tuple]) -> None:
     new = not os.path.exists(path)
     with open(path, "a") as fh:
         if new:
@@ -157,7 +176,7 @@ def write(path: str, stamp: str, runs: int, rows: List[tuple]) -> None:
             "| python | harmed / runs | kills before the injector | while it held/armed the thread | after it let go |\n"
         )
         fh.write("|---|---|---|---|---|\n")
-        for interp, harmed, buckets in rows:
+        for interp, runs, harmed, buckets in rows:
             fh.write(
                 "| %s | %d / %d | %d | %d | %d |\n"
                 % (
@@ -169,7 +188,7 @@ def write(path: str, stamp: str, runs: int, rows: List[tuple]) -> None:
                     buckets.get("after release", 0),
                 )
             )
-        for interp, harmed, _ in rows:
+        for interp, _, harmed, _ in rows:
             for line in harmed:
                 fh.write("\n- %s: %s" % (interp, line))
         fh.write("\n")

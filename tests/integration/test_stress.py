@@ -114,7 +114,10 @@ def test_repeated_attach_detach_cycles(name: str, python: str) -> None:
             if cycle >= WARMUP:
                 rss.append(_rss_kib(target.pid))
         growth = slope(rss)
-        print("%s: RSS slope %.2f KiB/cycle over %d cycles (%d -> %d KiB)" % (name, growth, CYCLES, rss[0], rss[-1]))
+        print(
+            "%s: RSS slope %.2f KiB/cycle over %d cycles (%d -> %d KiB; every 20th: %s)"
+            % (name, growth, CYCLES, rss[0], rss[-1], " ".join(map(str, rss[::20])))
+        )
         assert growth < MAX_SLOPE_KIB, "RSS grows %.1f KiB per cycle: %s" % (growth, rss)
         assert _modules(target) == baseline | added  # no module more than after the first cycle
         # the last agent's threads close their descriptors just after detach answers: wait for that
