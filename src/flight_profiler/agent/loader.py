@@ -44,7 +44,8 @@ _ModuleSpec: "Any" = _bootstrap.ModuleSpec
 # taken now: the target may replace builtins.__import__ later (it is still the import system's entry)
 _real_import: "Any" = builtins.__import__
 
-_FUTURE = ModuleType("__future__")
+# named as ours: under -v CPython prints "# destroy NAME" when the detach frees it
+_FUTURE = ModuleType(__name__.partition(".")[0] + ".__future__")
 _FUTURE.annotations = None  # type: ignore[attr-defined]
 
 # stdlib modules the agent imported without the import system (it never unloads them: see unload)
