@@ -80,6 +80,7 @@ def non_negative(value: float, option: str) -> float:
 def add_rate_argument(parser: argparse.ArgumentParser, default: float, what: str) -> None:
     parser.add_argument(
         "--rate",
+        metavar="N",
         type=number(float, 0),
         default=default,
         help="at most this many %s per second; the others are counted as skipped (default %g, 0: no limit)"
