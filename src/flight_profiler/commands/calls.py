@@ -193,16 +193,6 @@ def render_values(values: list[dict[str, Any]]) -> list[Text]:
     return lines
 
 
-def render_exception(info: dict[str, Any]) -> Text:
-    from rich.text import Text
-
-    text = Text(style="red")
-    text.append("raised %s: %s" % (safe_line(info["type"]), safe_line(info["message"])))
-    for frame in info.get("frames", []):
-        text.append("\n  File %s, line %d, in %s" % (safe_line(frame["file"]), frame["line"], safe_line(frame["name"])))
-    return text
-
-
 def skipped_note(event: dict[str, Any]) -> Text | None:
     from rich.text import Text
 
