@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from flight_profiler.cli.output import JSON_SCHEMA_VERSION
 from flight_profiler.cli.runner import Detached
 from flight_profiler.errors import FlightProfilerError, UsageError
 from flight_profiler.mcp import executor
@@ -75,7 +76,7 @@ def test_a_call_returns_what_the_command_produced_and_closes_its_runner() -> Non
     out = Executor().run(4242, "getglobal __main__ CONFIG -x 2", 7.5)
     assert out["pid"] == 4242 and out["command"] == "getglobal" and out["line"] == "getglobal __main__ CONFIG -x 2"
     assert out["results"] == [{"value": 1}, {"value": 2}] and out["errors"] == ["one expression failed"]
-    assert out["stopped"] == "done" and out["elapsed_s"] >= 0 and out["schema"] == executor.JSON_SCHEMA_VERSION
+    assert out["stopped"] == "done" and out["elapsed_s"] >= 0 and out["schema"] == JSON_SCHEMA_VERSION
     (runner,) = FakeRunner.made
     assert runner.requests == [("getglobal", runner.requests[0][1])] and runner.requests[0][1]["expand"] == 2
     assert runner.time_limit == 7.5 and runner.options.timeout == 7.5  # attach bounded by the call's limit

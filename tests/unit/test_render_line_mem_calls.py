@@ -122,7 +122,7 @@ def test_notices_of_a_newer_agent_are_one_line_each() -> None:
 def test_the_shared_numeric_checks_say_the_option() -> None:
     assert calls.budget_request(argparse.Namespace(budget_ms=None)) == {}
     assert calls.budget_request(argparse.Namespace(budget_ms=5.0)) == {"budget_ms": 5.0}
-    with pytest.raises(UsageError, match="--budget-ms must be between 1 and 3600000, got 0.5"):
+    with pytest.raises(UsageError, match=r"--budget-ms must be between 1 and 3600000, got 0\.5"):
         calls.budget_request(argparse.Namespace(budget_ms=0.5))
     with pytest.raises(UsageError, match="-n must be at least 1, got 0"):
         calls.at_least(0, 1, "-n")

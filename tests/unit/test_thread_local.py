@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -28,10 +29,11 @@ def _dump(pid: int, native: bool = False) -> list[dict[str, Any]]:
     """What ``py-spy dump --json`` says of this process: innermost frame first."""
     assert pid == os.getpid()
     names = {thread.ident: thread for thread in threading.enumerate()}
-    dump = []
-    for ident, frame in sys._current_frames().items():
+    dump: list[dict[str, Any]] = []
+    for ident, top in sys._current_frames().items():
         thread = names.get(ident)
         frames = []
+        frame: FrameType | None = top
         while frame is not None:
             frames.append({"name": frame.f_code.co_name, "filename": frame.f_code.co_filename, "line": frame.f_lineno})
             frame = frame.f_back
@@ -112,10 +114,10 @@ def test_the_busiest_thread_comes_first_with_its_stack(threads: dict[str, thread
 
 def test_one_thread_by_native_id_or_python_ident(threads: dict[str, threading.Thread]) -> None:
     idle = threads["idle"]
+    assert idle.native_id is not None and idle.ident is not None
     by_tid, text = _run("%d -i 0" % idle.native_id)
     assert by_tid["mode"] == "one" and [t["name"] for t in by_tid["threads"]] == ["fp-idle"]
     assert "in fp_sleeping" in text and "Thread %d (fp-idle)" % idle.native_id in text
-    assert idle.ident is not None
     by_ident, _ = _run("%d -i 0" % idle.ident)
     assert by_ident["threads"][0]["tid"] == idle.native_id
 
