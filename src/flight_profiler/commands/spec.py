@@ -126,13 +126,14 @@ class CommandSpec(NamedTuple):
         self.add_arguments(parser)
         return parser
 
-    def parse(self, argv: list[str]) -> Request:
-        namespace = self.parser().parse_args(argv)
+    def parse(self, argv: list[str], parser: CommandParser | None = None) -> Request:
+        namespace = (parser or self.parser()).parse_args(argv)
         return dict(self.to_request(namespace))
 
     def parse_line(self, rest: str) -> Request:
         """Parse the text after the command name, expressions taken as typed (``split_arguments``)."""
-        return self.parse(split_arguments(rest, self.parser()))
+        parser = self.parser()  # one parser for both steps: each costs --cmd's start-up a few hundred µs
+        return self.parse(split_arguments(rest, parser), parser)
 
 
 EXPRESSION = "flight_profiler_expression"  # marks an argparse action whose value is Python source
