@@ -49,7 +49,7 @@ class FakeExecutor:
 
 def _tools(executor: FakeExecutor, max_timeout: float = 30.0) -> Any:
     tools = server.Tools(max_timeout, False, ToolError)
-    tools.executor = executor
+    tools.executor = executor  # type: ignore[assignment]  # the stand-in plays the executor
     return tools
 
 
