@@ -101,3 +101,20 @@ def test_table_rows_come_in_the_declared_order_with_the_parsers_names_and_defaul
 def test_table_refuses_docs_that_miss_or_invent_options(docs: Any, error: str) -> None:
     with pytest.raises(SurfaceError, match=error):
         option_table(_spec(docs=docs))
+
+
+def test_the_tables_tool_reports_and_rewrites_a_stale_table(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flight_profiler.skills import Skill, load, tables
+
+    path = tmp_path / "SKILL.md"
+    path.write_text("---\nname: x\n---\n<!-- options: sc -->\n| option | meaning | default |\n<!-- /options -->\n")
+    monkeypatch.setattr(tables, "skills", lambda: [load(str(path))])
+    assert tables.main(["--check"]) == 1
+    assert capsys.readouterr().out == "stale option table: %s\n" % path
+    assert tables.main([]) == 0
+    written = path.read_text()
+    assert "| `-n N`, `--limit N` |" in written and written.startswith("---\nname: x\n---\n<!-- options: sc -->\n")
+    assert tables.stale() == [] and tables.main(["--check"]) == 0
+    assert isinstance(load(str(path)), Skill)
