@@ -102,14 +102,19 @@ def test_every_thread_main_first_with_kernel_states(threads: dict[str, threading
     assert "waiting on a lock (futex)" in text and "TID" in text and "PYTHON" in text
 
 
-def test_the_busiest_thread_comes_first_with_its_stack(threads: dict[str, threading.Thread]) -> None:
-    event, text = _run("-n 1 -i 300")
-    (busy,) = event["threads"]
-    assert event["mode"] == "top" and busy["name"] == "fp-busy" and busy["cpu"] > 0
-    assert [frame["name"] for frame in busy["frames"]][-1:] in (["fp_spinning"], ["<genexpr>"], ["sum"])
+def test_the_busiest_threads_come_first_with_their_stacks(threads: dict[str, threading.Thread]) -> None:
+    event, text = _run("-n 1000 -i 500")
+    assert event["mode"] == "top" and event["total"] == len(event["threads"])
+    shares = [thread["cpu"] for thread in event["threads"]]
+    assert shares == sorted(shares, reverse=True)
+    found = _by_name(event)
+    busy, idle = found["fp-busy"], found["fp-idle"]
+    assert busy["cpu"] > 0 and idle["cpu"] == 0  # a spinning thread gets some CPU; a waiting one none
+    assert event["threads"].index(busy) < event["threads"].index(idle)
     assert "fp_spinning" in [frame["name"] for frame in busy["frames"]]
-    assert text.splitlines()[1].startswith("Thread %d (fp-busy) cpu=" % busy["tid"])
-    assert "in fp_spinning" in text
+    assert "Thread %d (fp-busy) cpu=" % busy["tid"] in text and "in fp_spinning" in text
+    (first,) = _run("-n 1 -i 0")[0]["threads"]  # -n keeps that many
+    assert first["name"]
 
 
 def test_one_thread_by_native_id_or_python_ident(threads: dict[str, threading.Thread]) -> None:
