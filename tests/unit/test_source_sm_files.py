@@ -107,6 +107,9 @@ def test_coding_cookies() -> None:
     assert source_agent._encoding(b"# coding: no-such-codec\n") == "utf-8"
     assert source_agent._encoding(b"\n\n# coding: latin-1\n") == "utf-8"  # only the first two lines count
     assert source_agent._encoding(b"# coding:\n") == "utf-8"
+    # PEP 263: line 2 counts only below a comment or blank line 1 (Python ignores it under code)
+    assert source_agent._encoding(b"x = 1\n# coding: latin-1\n") == "utf-8"
+    assert source_agent._encoding(b"\n# coding: latin-1\n") == "latin-1"
 
 
 def test_reading_refuses_big_or_unreadable_files(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
