@@ -62,9 +62,13 @@ def no_tree(run):
 
 
 def main():
+    holds = agent.HOLDS
+    agent.HOLDS = False  # the other variants switch the events per invocation
     recorder, replay = agent.TraceRun._recorder, agent.TraceRun._replay
     probe = agent.TraceProbe({"limit": 10**9, "interval": 0.1, "rate": 10}, True, "function")
     found = {"hook only": [], "do-nothing profile function": [], "recording only": [], "trace": [], "cProfile": []}
+    if holds:
+        found["trace, events held"] = []
     if hasattr(sys, "monitoring"):
         found["trace, sys.monitoring recorder"] = []
     plain = []
@@ -84,6 +88,16 @@ def main():
             found["recording only"].append(loop())
             agent.TraceRun._replay = replay
             found["trace"].append(loop())
+            if holds:
+                agent.HOLDS = True
+                probe.holder_tried = False
+                probe.hold_mark = time.perf_counter()
+                probe.hold_mark_profiled = probe.profiled
+                loop(200)  # the holder starts after HOLD_EVERY invocations
+                found["trace, events held"].append(loop())
+                probe.stop()  # lets the holder go
+                probe.stopped = probe.done = False
+                agent.HOLDS = False
             if hasattr(sys, "monitoring"):
                 agent.PREFER_MONITORING = True
                 found["trace, sys.monitoring recorder"].append(loop())
@@ -92,6 +106,7 @@ def main():
             agent.TraceRun._recorder, agent.TraceRun._replay = recorder, replay
             handle.remove()
     probe.stop()
+    agent.HOLDS = holds
     base = min(plain)
     out = {name: (min(times) - base) / SUB_CALLS * 1e6 for name, times in found.items()}
     out["plain invocation"] = base * 1e6
