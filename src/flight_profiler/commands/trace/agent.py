@@ -10,6 +10,11 @@ keeps running. Either recorder only appends ``(frame, event, what, time)``
 to a list (a call that ends at once, sooner than ``-i``, is only counted);
 the tree is built from that list when the invocation (or its step) ends, or
 every ``FLUSH_EVENTS`` events, so memory stays bounded (bench/RESULTS-trace.md).
+On 3.12+ switching a profile function on and off re-instruments every thread's
+running code; while traced invocations take most of the wall time, a thread of
+ours (``Holder``) keeps the interpreter's profiling events on so those switches
+cost nothing, and lets go when tracing gets rare, at the command's end and at
+detach.
 Generators and coroutines are stepped one resumption at
 a time: while one is suspended (awaiting, or yielded to its consumer) the
 profiler is off, so the event loop's other work is not recorded, and the
