@@ -133,6 +133,9 @@ def trace(monitoring, request):
     return {"shape": shape(item["root"]), "hidden": item["hidden"], "monitor": used_monitor, "broken": run.broken}
 
 
+SHAPES = []  # the first tree held() saw
+
+
 def held():
     """3.12+: invocations back to back hold the profiling events on (a thread of ours with a profile
     function) and give the same trees; the holder lets go when they stop, and when the command ends."""
@@ -150,6 +153,7 @@ def held():
         shapes.append(shape(run.result(1, 1.0, None)["root"]))
     out = {"started": len(started) >= 1, "shape": shapes[0]}
     out["same_trees"] = all(found == shapes[0] for found in shapes)
+    SHAPES[:] = shapes[:1]
     out["own_profile_back"] = sys.getprofile() is None
     out["let_go_when_idle"] = all(holder.thread.join(10.0) for holder in started) and probe.holder is None
     count = len(started)
@@ -168,7 +172,29 @@ def held():
     probe.stop()
     out["holder_threads_left"] = [t.name for t in threading.enumerate() if "trace-hold" in t.name]
     agent.Holder.start = start
+    out["no_thread_to_be_had"] = refused()
     return out
+
+
+def refused():
+    """No thread can be started (a limit): the invocations are traced as before, the error stays ours."""
+    thread_start = agent.realthreads.Thread.start
+
+    def refuse(thread):
+        raise RuntimeError("can't start new thread")
+
+    agent.realthreads.Thread.start = refuse
+    try:
+        probe = agent.TraceProbe({"limit": 10**6, "interval": 0}, False, "function")
+        probe.handle = Handle()
+        traced(probe, agent.HOLD_EVERY * 3)
+        run = probe._begin((), {})
+        handle(4)
+        probe.leave(run, (), {}, None, None)
+        probe.stop()
+        return [probe.internal_errors, probe.holder is None, shape(run.result(1, 1.0, None)["root"]) == SHAPES[0]]
+    finally:
+        agent.realthreads.Thread.start = thread_start
 
 
 def traced(probe, times):

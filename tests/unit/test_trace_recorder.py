@@ -109,3 +109,4 @@ def test_the_events_held_on_while_tracing_often_give_the_same_trees_and_are_let_
     assert held["gone_after_stop"] is True  # the command's end
     assert held["gone_at_detach"] is True  # detach, before any job's cleanup ran
     assert held["holder_threads_left"] == []
+    assert held["no_thread_to_be_had"] == [1, True, True]  # counted once as ours, never raised, same tree

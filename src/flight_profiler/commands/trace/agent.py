@@ -162,7 +162,10 @@ class TraceProbe:
             self.profiled += perf_counter() - run.step_started if self.kind == "function" else run.traced
             self.profiled_runs += 1
             if not self.profiled_runs % HOLD_EVERY:
-                self._consider_holding()
+                try:
+                    self._consider_holding()
+                except Exception:  # noqa: BLE001 - no thread to be had (a limit): never the target's error
+                    self.internal_errors += 1
 
     def _leave(self, run: TraceRun, error: BaseException | None) -> None:
         try:
@@ -227,8 +230,13 @@ class TraceProbe:
         try:
             with self.lock:
                 if self.holder is None and not self.holder_tried:
-                    self.holder = Holder(self)
-                    self.holder.start()
+                    self.holder = holder = Holder(self)
+                    try:
+                        holder.start()
+                    except BaseException:
+                        self.holder, self.holder_tried = None, True  # no thread to be had: not tried again
+                        _HOLDERS.discard(holder)
+                        raise
         finally:
             hooks.OWN_WORK.discard(ident)
 
