@@ -130,7 +130,8 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
 
     procfs.check_attachable(target.pid)  # zombie, stopped, or another tracer: say so before touching it
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
-    _remove_stale(helper, target)
+    if _first_sweep(target):
+        _remove_stale(helper, target)
     text, size = _bundle()
     helper.call("write", name=paths.stem(target) + ".bundle", text=text)
     claim = ticket.new_name(paths.stem(target))  # this attempt's own: a late bootstrap of a killed one can't take it
@@ -211,6 +212,31 @@ def _forget_attempt(helper: Helper, target: Target, attempt: _Attempt) -> None:
         helper.call("remove", names=[stem + ".bundle", stem + ".sock.log"])
     except AttachError:
         pass
+
+
+STALE_SWEEP_EVERY = 10.0  # seconds: a group attach sweeps each directory once, not once per target
+_swept: dict[tuple[int, ...], float] = {}
+_swept_lock = threading.Lock()
+
+
+def _first_sweep(target: Target) -> bool:
+    """Whether this client has not swept the target's directory (the same one: same user, mount
+    namespace and root) lately. The 32 attaches of a group would each scan every sibling's files.
+    Only housekeeping is skipped: a stale file left now goes at the next attach."""
+    try:
+        mnt = os.stat("/proc/%d/ns/mnt" % target.pid)
+        root = os.stat("/proc/%d/root" % target.pid)
+    except OSError:
+        return True  # cannot tell which directory it is: sweep
+    key = (target.uid, mnt.st_dev, mnt.st_ino, root.st_dev, root.st_ino)
+    now = time.monotonic()
+    with _swept_lock:
+        if now - _swept.get(key, -STALE_SWEEP_EVERY) < STALE_SWEEP_EVERY:
+            return False
+        if len(_swept) > 256:  # bounded: a client attaching to many users' processes
+            _swept.clear()
+        _swept[key] = now
+    return True
 
 
 def _remove_stale(helper: Helper, target: Target) -> None:

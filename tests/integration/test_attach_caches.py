@@ -1,4 +1,5 @@
-"""The injector's caches: ELF symbols per file identity, gadget hints checked against the target.
+"""What a group attach does once instead of per target: ELF symbols per file identity, gadget
+hints checked against the target, the sweep of stale files per directory.
 
 A group attach looks up the same interpreter in every worker; the caches make that one parse
 and one scan. They must never serve a stale answer: a file replaced at the same path (a new
@@ -16,10 +17,11 @@ from typing import Iterator, List
 
 import pytest
 
-from flight_profiler.attach import elf, procfs
+from flight_profiler.attach import attacher, elf, procfs
 from flight_profiler.attach.injector import arch as arch_mod
 from flight_profiler.attach.injector import symbols
 from flight_profiler.attach.injector import sys as injector_sys
+from flight_profiler.attach.target import inspect
 from interpreters import find_interpreters
 from support import wait_until
 
@@ -167,3 +169,16 @@ def test_gadget_hints_are_checked_against_the_target(sleepers: List[int], monkey
                 hints[name] += 1
     assert executes_gadgets(second, find(second))
     assert scans  # the wrong hint was not believed: the mapping was scanned again
+
+
+@pytest.mark.parametrize("sleepers", [INTERPRETERS[0][1]] if INTERPRETERS else [], indirect=True)
+def test_stale_sweep_once_per_directory(sleepers: List[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group attach sweeps the shared directory once; another user's directory is swept on its own."""
+    monkeypatch.setattr(attacher, "_swept", {})
+    first, second = (inspect(pid) for pid in sleepers)
+    assert attacher._first_sweep(first)
+    assert not attacher._first_sweep(second)  # same user, mount namespace and root: the same directory
+    other_user = second._replace(uid=second.uid + 4242)
+    assert attacher._first_sweep(other_user)
+    monkeypatch.setattr(attacher, "STALE_SWEEP_EVERY", 0.0)
+    assert attacher._first_sweep(second)  # later on, a new sweep
