@@ -98,7 +98,7 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
-def report(medians: dict[str, dict[int, Cell]], python: str, runs: int, concurrency: int, user: str) -> str:
+def report(medians: dict[str, dict[int, Cell]], python: str, runs: int, concurrency: int, user: str, note: str) -> str:
     lines = [
         "## Fan-out wall time over idle workers (bench/fleet.py)",
         "",
@@ -108,7 +108,9 @@ def report(medians: dict[str, dict[int, Cell]], python: str, runs: int, concurre
         "The agents are detached after each size, so every `first` injects. Each cell: wall time, and in "
         "brackets the CPU time of the CLI and the processes it ran (py-spy, the privsep helpers), then "
         "of the targets (the agent's start and the command): on a host with fewer free cores than their "
-        "sum, the fan-out waits for CPU." % (max(SIZES), python, user, concurrency, runs),
+        "sum, the fan-out waits for CPU."
+        % (max(SIZES), python, user, concurrency, runs)
+        + (" " + note if note else ""),
         "",
         "| command | %s | 32 / 1 |" % " | ".join("%d worker(s)" % size for size in SIZES),
         "| --- | %s | --- |" % " | ".join("---" for _ in SIZES),
@@ -128,6 +130,7 @@ def main() -> int:
     parser.add_argument("--python", default=sys.executable, help="the targets' interpreter")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--user", help="run the workers as this existing user (root attaches through privsep)")
+    parser.add_argument("--note", default="", help="a sentence added to the results (e.g. which client was timed)")
     args, _ = parser.parse_known_args()  # ./dev bench passes the same options to every bench
     account = pwd.getpwnam(args.user) if args.user else pwd.getpwuid(os.getuid())
     proc = subprocess.Popen(
@@ -150,7 +153,7 @@ def main() -> int:
             check=True,
         ).stdout.strip()
         medians = measure(workers, args.runs, args.concurrency)
-        text = report(medians, version, args.runs, args.concurrency, account.pw_name)
+        text = report(medians, version, args.runs, args.concurrency, account.pw_name, args.note)
     finally:
         proc.kill()
         proc.wait()
