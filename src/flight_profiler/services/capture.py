@@ -68,14 +68,15 @@ class CaptureOptions:
         expand: int = RENDER_DEFAULTS["expand"],
         verbose: bool = RENDER_DEFAULTS["verbose"],
         raw: bool = RENDER_DEFAULTS["raw"],
-        budget_ms: float = usercode.CAPTURE_BUDGET_MS,
+        budget_ms: float | None = None,
     ) -> None:
         self.depth = MAX_DEPTH if expand < 0 else min(expand, MAX_DEPTH)
         self.raw = raw
         self.verbose = verbose
         self.str_limit = STR_LIMIT_VERBOSE if verbose else STR_LIMIT
         self.item_limit = ITEM_LIMIT_VERBOSE if verbose else ITEM_LIMIT
-        self.budget_ms = float(budget_ms)  # one object's capture in an agent thread (usercode.call_contained)
+        # one object's capture in an agent thread (usercode.call_contained)
+        self.budget_ms = usercode.CAPTURE_BUDGET_MS if budget_ms is None else float(budget_ms)
         self.off: str | None = None  # set once the program's code overran: it is not run again
 
     @classmethod

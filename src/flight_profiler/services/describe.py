@@ -37,12 +37,10 @@ def safe_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
     thread within a time budget (``usercode.call_contained``), else ``<TypeName: why>``."""
     from . import usercode  # here: usercode imports this module
 
-    text, error, overran = usercode.call_contained(repr, (obj,))
+    budget = usercode.CAPTURE_BUDGET_MS
+    text, error, overran = usercode.call_contained(repr, (obj,), budget)
     if overran and text is usercode.FAILED:
-        return "<%s: its __repr__ ran over the budget of %g ms and was stopped>" % (
-            type(obj).__name__,
-            usercode.CAPTURE_BUDGET_MS,
-        )
+        return "<%s: its __repr__ ran over the budget of %g ms and was stopped>" % (type(obj).__name__, budget)
     if error is not None or not isinstance(text, str):  # a hostile repr, SystemExit included
         return "<%s>" % type(obj).__name__
     return text[:limit]
