@@ -291,7 +291,7 @@ def test_a_capture_in_an_agent_thread_stops_the_programs_code_and_shows_why() ->
     def captures() -> list[Any]:
         options = CaptureOptions(budget_ms=100)
         exits = [_Exits(SystemExit(2)), _Exits(KeyboardInterrupt())]
-        shown = [capture(value, CaptureOptions(raw=True, budget_ms=100)) for value in exits]
+        shown: list[Any] = [capture(value, CaptureOptions(raw=True, budget_ms=100)) for value in exits]
         shown.append(capture([1, _Endless(), _EndlessLen(), 2], options))  # two: the second is not run
         shown.append(capture(_Endless(), CaptureOptions(raw=True, budget_ms=100)))
         shown.append(bounded_repr({"k": _Endless()}, 200))  # the console's value: the default budget
