@@ -409,3 +409,32 @@ def test_detach_stops_a_repr_that_never_returns_and_leaves_no_thread(target: Run
         if client.poll() is None:
             client.kill()
     assert_untouched(target.pid)
+
+
+@pytest.mark.parametrize(
+    ("command", "job"),
+    [
+        ("getglobal __main__ DATA -e %s", "flight_profiler-job-getglobal"),
+        ("vmtool -a getInstances -c __main__ Spinning -e %s", "flight_profiler-job-vmtool"),
+    ],
+    ids=["getglobal", "vmtool"],
+)
+def test_ctrl_c_stops_a_running_expression(idle: RunningTarget, command: str, job: str) -> None:
+    """-e in bytecode for ever (a budget of 10 minutes): the client's Ctrl-C ends it, its job thread goes."""
+    endless = shlex.quote("sum(x for x in range(10**12))")
+    client = subprocess.Popen(
+        [sys.executable, "-m", "flight_profiler", str(idle.pid), "--cmd", command % endless + " --budget-ms 600000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: job in threads(idle.pid), timeout=20)
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=20)
+        assert client.returncode == 130 and "Traceback" not in err, err
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert wait_until(lambda: job not in threads(idle.pid), timeout=10)
+    assert_untouched(idle.pid)
