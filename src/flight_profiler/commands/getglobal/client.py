@@ -21,7 +21,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_expression_argument(
         parser, "-e", "--expr", help="expression over `target`, the value found, e.g. target.fieldA"
     )
-    add_budget_argument(parser, "agent", "-e")
+    add_budget_argument(
+        parser,
+        "agent",
+        "-e and of each value's own code a capture runs (__repr__, __len__, a property: past it, a placeholder)",
+    )
     add_render_options(parser)
 
 

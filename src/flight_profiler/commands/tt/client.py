@@ -75,7 +75,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         type=number(float, 0, 3_600_000, above=True),
         metavar="MS",
         help="time budget in ms of one -f evaluation or capture with -t (default 200: past it, switched off), "
-        "of a replay with -p (default 60000: past it, stopped)",
+        "of a replay with -p (default 60000: past it, stopped), of each value's own code -i -r/-v captures "
+        "(default 5000: past it, shown as a placeholder)",
     )
     parser.add_argument("-m", "--method", help="with -l: only records of module.class.method (class None: a function)")
     add_rate_argument(parser, DEFAULTS["rate"], "records")

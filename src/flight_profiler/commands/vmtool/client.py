@@ -41,7 +41,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS["depth"],
         help="referenceAnalyze: the longest chain searched, in references (default %d)" % DEFAULTS["depth"],
     )
-    add_budget_argument(parser, "agent", "-e")
+    add_budget_argument(
+        parser,
+        "agent",
+        "-e and of each value's own code a capture runs (__repr__, __len__, a property: past it, a placeholder)",
+    )
     add_render_options(parser, deepest=6)
 
 
