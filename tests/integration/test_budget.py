@@ -438,3 +438,15 @@ def test_ctrl_c_stops_a_running_expression(idle: RunningTarget, command: str, jo
             client.kill()
     assert wait_until(lambda: job not in threads(idle.pid), timeout=10)
     assert_untouched(idle.pid)
+
+
+def test_stack_a_shows_a_loop_whose_repr_never_returns_as_a_placeholder(idle: RunningTarget) -> None:
+    """stack -a runs on a job thread and shows each asyncio loop's repr: the program's code, with the
+    default budget (stack has no --budget-ms)."""
+    found = cli(idle.pid, "stack -a")
+    assert found.returncode == 0 and "Traceback" not in found.stderr, found.stdout
+    loops = found.results[0]["loops"]
+    assert [loop["loop"] for loop in loops] == [
+        "<SpinningLoop: its __repr__ ran over the budget of 5000 ms and was stopped>"
+    ], loops
+    assert_untouched(idle.pid)

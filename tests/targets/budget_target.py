@@ -90,6 +90,25 @@ ENDLESS_LEN = EndlessLen([1, 2])
 INSTANCES = [Spinning() for _ in range(3)]  # for vmtool -a getInstances
 
 
+def looper():
+    """An asyncio loop whose __repr__ never returns (stack -a shows each loop's repr), one task on it."""
+    import asyncio
+
+    class SpinningLoop(asyncio.SelectorEventLoop):
+        def __repr__(self):
+            REPRS[0] += 1
+            while True:
+                pass
+
+    async def napping():
+        while True:
+            await asyncio.sleep(3600)
+
+    loop = SpinningLoop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(napping())
+
+
 def takes(value):
     return value
 
@@ -156,6 +175,8 @@ def main():
         threading.Thread(target=taker, name="taker", daemon=True).start()
         for index in range(3):
             threading.Thread(target=hot_caller, name="hot-%d" % index, daemon=True).start()
+    if not TRACED:
+        threading.Thread(target=looper, name="looper", daemon=True).start()
     if TRACED:
         threading.settrace(tracer)  # reaches every thread started from now on, the agent's included
         sys.settrace(tracer)
