@@ -128,7 +128,8 @@ OPTION_DOCS = (
     (
         "--budget-ms",
         "with `-t`: budget of one `-f` evaluation or capture (200: past it, switched off); with `-i IDX -p`: budget "
-        "of the replay (60000: past it, stopped)",
+        "of the replay (60000: past it, stopped); with `-i IDX -r/-v`: budget of each live value's own code "
+        "(`__repr__`, a property: 5000, past it shown as a placeholder)",
         "200 / 60000",
     ),
     ("--rate", "with `-t`: at most N records per second; the others are counted as skipped"),
