@@ -177,14 +177,21 @@ _CALL = """\
 # it also counts the call atomically); a true item means "time this one", unless the thread is the
 # agent's or doing our own work (then the call is not counted, as before: it is looked at before the
 # call, through ``_fp_r``, so the wrapper has no local more than watch's). An untimed call is the
-# original's call in a ``try`` (free on 3.11+) whose handler counts a failure. (The chain never
-# ends: ``else`` is only there so that ``_fp_t`` is always bound.)
+# original's call in a ``try`` (free on 3.11+) inside the loop, whose handler counts a failure; a
+# timed one leaves the loop by ``break``. (The chain never ends: the ``else`` only keeps the wrapper
+# correct if it did.)
 _MONITOR = """\
 %(filter)s        for _fp_t in _fp_K_PICK:
-            break
+            if _fp_t:
+                break
+            try:
+                return %(passthrough)s
+            except BaseException:
+                _fp_K_NEXT(_fp_K_FAILS)
+                raise
         else:
-            _fp_t = 0
-        if _fp_t:
+            return %(passthrough)s
+        if 1:
             _fp_r = _fp_K_IDENT()
             if _fp_r in _fp_K_AGENTS or _fp_r in _fp_K_OWN:
                 return %(passthrough)s
@@ -196,11 +203,6 @@ _MONITOR = """\
                 raise
             _fp_K_PROBE.ok.append((_fp_K_NOW() - _fp_t) * 1000.0)
             return _fp_r
-        try:
-            return %(passthrough)s
-        except BaseException:
-            _fp_K_NEXT(_fp_K_FAILS)
-            raise
 """
 
 OWN_NAMES = ("_fp_b", "_fp_t", "_fp_r", "_fp_FILTER")
@@ -418,7 +420,10 @@ def compile_wrapper(
             node.lineno = node.test.lineno = wrapper.lineno
             return node
 
-        visit_For = visit_Try
+        def visit_For(self, node: Any) -> Any:  # the same for the loop's line and its iterable's
+            self.generic_visit(node)
+            node.lineno = node.iter.lineno = wrapper.lineno
+            return node
 
         def visit_Call(self, node: Any) -> Any:
             self.generic_visit(node)
