@@ -172,26 +172,15 @@ _CALL = """\
         return _fp_r
 """
 
-# monitor (commands/monitor/agent.py): every call takes an item of the picker's chain, by a ``for``
-# statement (its FOR_ITER calls the chain's C ``next`` without a Python-level call; one bytecode, so
-# it also counts the call atomically); a true item means "time this one", unless the thread is the
-# agent's or doing our own work (then the call is not counted, as before: it is looked at before the
-# call, through ``_fp_r``, so the wrapper has no local more than watch's). An untimed call is the
-# original's call in a ``try`` (free on 3.11+) inside the loop, whose handler counts a failure; a
-# timed one leaves the loop by ``break``. (The chain never ends: the ``else`` only keeps the wrapper
-# correct if it did.)
+# monitor (commands/monitor/agent.py): every call takes an item of the picker's chain (one C call,
+# which also counts it, atomically); a true item means "time this one", unless the thread is the
+# agent's or doing our own work (then the call is not counted, as before: that is looked at before
+# the call, through ``_fp_r``, so the wrapper has no local more than watch's). An untimed call is
+# the original's call in a ``try`` (free on 3.11+) whose handler counts a failure. (Taking the item
+# by a ``for`` statement instead, FOR_ITER without a call, ran 7-20 instructions fewer but was no
+# faster measurably: bench/RESULTS-hook-floor.md.)
 _MONITOR = """\
-%(filter)s        for _fp_t in _fp_K_PICK:
-            if _fp_t:
-                break
-            try:
-                return %(passthrough)s
-            except BaseException:
-                _fp_K_NEXT(_fp_K_FAILS)
-                raise
-        else:
-            return %(passthrough)s
-        if 1:
+%(filter)s        if _fp_K_NEXT(_fp_K_PICK):
             _fp_r = _fp_K_IDENT()
             if _fp_r in _fp_K_AGENTS or _fp_r in _fp_K_OWN:
                 return %(passthrough)s
@@ -203,6 +192,11 @@ _MONITOR = """\
                 raise
             _fp_K_PROBE.ok.append((_fp_K_NOW() - _fp_t) * 1000.0)
             return _fp_r
+        try:
+            return %(passthrough)s
+        except BaseException:
+            _fp_K_NEXT(_fp_K_FAILS)
+            raise
 """
 
 OWN_NAMES = ("_fp_b", "_fp_t", "_fp_r", "_fp_FILTER")
