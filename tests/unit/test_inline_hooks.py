@@ -71,6 +71,7 @@ def test_the_filter_sees_args_kwargs_and_the_call_is_shown_with_its_values() -> 
     original = plain.__code__
     probe, handle = watch(plain, "args[0] > 5 and kwargs['key'] == 4 and len(args) >= 2")
     assert plain.__code__ is not original and plain.__code__.co_filename == hooks.HOOK_FILE
+    assert compiled(plain)  # a filter naming a builtin (``len``) is compiled in too
     assert [plain(i) for i in range(8)] == [i + 2 for i in range(8)]
     shown = end(probe, handle)
     assert [(s["args"], s["kwargs"], s["returned"]) for s in shown] == [

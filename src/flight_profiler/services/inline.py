@@ -140,7 +140,7 @@ def _filter_block(splice: Splice, passthrough: str) -> str:
     # the handlers switch it off) falls through to the original's call. No flag is stored and read
     # back, and the handlers take the exception from ``sys.exc_info()``: every local of the wrapper
     # costs every call (the frame's slots are cleared on entry and exit).
-    names = "                _fp_b = _fp_K_BUILTINS\n" if splice.values else ""
+    names = "                    _fp_b = _fp_K_BUILTINS\n" if splice.values else ""
     return (
         "        while 1:\n"
         "            try:\n"
@@ -412,11 +412,6 @@ def compile_wrapper(
         def visit_While(self, node: Any) -> Any:  # the same for the loop's line and its test's
             self.generic_visit(node)
             node.lineno = node.test.lineno = wrapper.lineno
-            return node
-
-        def visit_For(self, node: Any) -> Any:  # the same for the loop's line and its iterable's
-            self.generic_visit(node)
-            node.lineno = node.iter.lineno = wrapper.lineno
             return node
 
         def visit_Call(self, node: Any) -> Any:
