@@ -44,6 +44,7 @@ def main() -> None:
     sys.modules["__main__"].HOLD = (items, holder)  # type: ignore[attr-defined]
     del items, holder
     gaps: list = []
+    slow: list = []
     collections: list = []
     state = {"stop": False, "started": 0.0}
 
@@ -53,6 +54,8 @@ def main() -> None:
             time.sleep(0.001)
             now = time.perf_counter()
             gaps.append(now - last)
+            if now - last > 0.02:  # where the other threads stand right after a long stall
+                slow.append((round((now - last) * 1000, 1), where_others()))
             last = now
 
     def on_gc(phase: str, info: dict) -> None:
@@ -65,7 +68,7 @@ def main() -> None:
     thread = threading.Thread(target=ticker, daemon=True)
     thread.start()
     for _ in range(args.runs):
-        del gaps[:], collections[:]
+        del gaps[:], collections[:], slow[:]
         started = time.perf_counter()
         walked, cpu = run(args.what)
         seconds = time.perf_counter() - started
@@ -83,11 +86,30 @@ def main() -> None:
             "collections": len(collections),
             "longest_collection_ms": round(max([c[1] for c in collections] or [0]) * 1000, 1),
             "by_generation": {g: sum(1 for c in collections if c[0] == g) for g in (0, 1, 2)},
+            "slow": slow[:10],
         }
         print(json.dumps(report), flush=True)
     state["stop"] = True
     thread.join()
     gc.callbacks.remove(on_gc)
+
+
+def where_others() -> list:
+    """function:line of the innermost frames of the other threads."""
+    found = []
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident() or frame.f_code.co_name == "main":
+            continue
+        found.append(
+            "%s:%d<%s:%d"
+            % (
+                frame.f_code.co_name,
+                frame.f_lineno,
+                frame.f_back.f_code.co_name if frame.f_back else "",
+                frame.f_back.f_lineno if frame.f_back else 0,
+            )
+        )
+    return found
 
 
 def run(what: str) -> tuple:

@@ -45,13 +45,15 @@ SLICE = 1000  # objects handled in the first batch of a walk, then sized to take
 MIN_SLICE, MAX_SLICE = 256, 8000
 BATCH_TIME = 0.001  # seconds of work per batch: a pause can only come between two
 # The walk is sliced in time, not in objects: after WALK_BURST seconds of walking it sleeps
-# SLICE_PAUSE with the GIL released, so a busy target keeps most of its CPU share. A thread
+# SLICE_PAUSE with the GIL released, so a busy target keeps most of its CPU share (and a
+# walk on a thread of real-time priority stays under the kernel's 95 % real-time budget,
+# whose throttling stopped it, GIL held, for 50 ms at a time). A thread
 # that wants the GIL meanwhile gets it from the interpreter within its switch interval
 # (5 ms) whatever the walk does in Python, so what bounds the longest stall is that no C
 # call of the walk is long (BIG_CONTAINER) and that the collector never meets many of its
 # objects at once (referrers.YOUNG_KEPT); bench/RESULTS-mem.md.
 WALK_BURST = 0.01
-SLICE_PAUSE = 0.0005
+SLICE_PAUSE = 0.001
 # Containers longer than this are followed in slices of themselves, and one gc.get_referents
 # call gets at most about this many references: such a call (and freeing its result) touches
 # every object it returns, scattered over the heap, in one C call that holds the GIL

@@ -109,9 +109,11 @@ class Found:
 def analyze(cancelled: Event, wanted: Callable[[type], bool], limit: int, depth: int) -> Found | None:
     """Chains from a root to up to ``limit`` instances (nearest first); None when cancelled."""
     search = _Search(cancelled, wanted, limit, depth)
-    if not search.out():
-        return None
-    chains = search.back()
+    try:
+        chains = search.back() if search.out() else None
+    finally:
+        for level in search.levels:
+            search.drop(level)
     if chains is None:
         return None
     found = Found()
@@ -150,7 +152,18 @@ class _Search:
     # -- step 1: out from the roots ------------------------------------------------------------
 
     def out(self) -> bool:
-        level = self._first_level(_roots())
+        level: list[list[Any]] = []  # the chunks of the level being walked
+        following: list[list[Any]] = []  # the chunks of the next one
+        self.seen.add(level)
+        self.seen.add(following)
+        try:
+            return self._out(level, following)
+        finally:  # what is left of the last levels when the search stopped early
+            self.drop(level)
+            self.drop(following)
+
+    def _out(self, level: list[list[Any]], following: list[list[Any]]) -> bool:
+        level[:] = self._first_level(_roots())
         young = False
         while len(self.hits) < self.limit and len(self.levels) < self.depth:
             if not level:
@@ -158,19 +171,18 @@ class _Search:
                     self.complete = True
                     break
                 young = True  # everything the roots reach was met: what only the young generations hold
-                level = self._first_level(_young_roots())
+                level[:] = self._first_level(_young_roots())
                 continue
             if self.kept > KEPT:
                 self.bounded = True
                 break
             kept: list[list[Any]] = []  # for step 2: the batches of this level that led somewhere
-            following: list[list[Any]] = []
             self.seen.add(kept)
-            self.seen.add(following)
             self.levels.append(kept)
-            if not self._expand(level, following, kept):
+            if not self._expand(level, following, kept):  # empties level
                 return False
-            level = following
+            level[:] = following
+            del following[:]
         return True
 
     def _first_level(self, roots: list[tuple[Any, str, str]]) -> list[list[Any]]:
@@ -314,6 +326,18 @@ class _Search:
         self.next_pause = time.monotonic() + heapwalk.WALK_BURST
         return not self.cancelled.is_set()
 
+    def drop(self, chunks: list[list[Any]]) -> None:
+        """Let go of ``chunks`` one at a time, pausing as the walk does.
+
+        Dropping a list of millions of references at once is one C call that
+        decrements every object's count, scattered over the heap, with the GIL held.
+        """
+        while chunks:
+            del chunks[-1]
+            if time.monotonic() >= self.next_pause:
+                time.sleep(heapwalk.SLICE_PAUSE)
+                self.next_pause = time.monotonic() + heapwalk.WALK_BURST
+
     # -- step 2: back to the roots -----------------------------------------------------------
 
     def back(self) -> list[list[Any]] | None:
@@ -376,8 +400,12 @@ class _Search:
 
 
 def _each(level: list[list[Any]]) -> Iterator[Any]:
-    for chunk in level:
+    """The objects of ``level``, its chunks let go of one at a time as they are read (see drop)."""
+    level.reverse()
+    while level:
+        chunk = level.pop()
         yield from chunk
+        del chunk
 
 
 def _sized(kind: type) -> bool:
