@@ -6,9 +6,11 @@ on 8 M objects), so it is not used. Instead the walk starts from the roots (ever
 module, every thread's frames and their local variables, the young GC
 generations, ``gc.garbage``) and follows ``gc.get_referents`` a batch at a time
 in Python, which the interpreter interrupts every switch interval like any other
-Python code; it also sleeps 1 ms every 20 ms so a busy target keeps most of its
-CPU share. Huge lists, tuples, dicts and sets are followed in slices of
-themselves, so no single C call grows with the heap (bench/RESULTS-mem.md). What
+Python code; it also sleeps 1 ms every 10 ms (batches sized in time, see
+WALK_BURST) so a busy target keeps most of its CPU share. Huge lists, tuples,
+dicts and sets are followed in slices of themselves, and no gc.get_referents
+call gets more than BIG_CONTAINER references, so no single C call grows with
+the heap (bench/RESULTS-mem.md). What
 it finds is what the program can reach, including objects the GC does not track
 (str, int, bytes...), each object once. Modules are followed through their
 ``__dict__``, never through their own traverse function (see ``_MODULE_DICT``).
