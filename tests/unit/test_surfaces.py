@@ -1,5 +1,9 @@
 """Every surface of a command against its one declaration: the parser its ``SPEC.add_arguments`` builds.
 
+The usage line and the skill's option table are rendered from the parser plus what it cannot say, declared
+next to it (``SPEC.forms``, ``SPEC.option_docs``; commands/surface.py): the stored tables and a golden copy of
+every usage line must be what is rendered, so a hand edit of either is caught.
+
 The parser (options, flags, types and ranges through ``commands.spec.number``, defaults from the
 command's ``model.DEFAULTS``, help, choices, positionals) is what a command declares once. ``help``
 and Tab completion are generated from it; these tests hold the rest to it, for every command:
@@ -142,6 +146,52 @@ def test_skill_option_table_is_the_parsers(spec: CommandSpec) -> None:
             shown,
             cells[0],
         )
+
+
+GOLDEN_USAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "golden", "usage_lines.txt")
+
+
+def test_usage_lines_are_the_golden_ones() -> None:
+    """Users' agents parse the usage lines: a change of them (a metavar renamed in a parser, a form edited)
+    must be meant. After one: ``python -c "from flight_profiler.cli import registry; print('\\n'.join(s.usage
+    for s in registry.specs()))" > tests/unit/data/golden/usage_lines.txt``."""
+    with open(GOLDEN_USAGE, encoding="utf-8") as fh:
+        stored = fh.read().splitlines()
+    assert [spec.usage for spec in SPECS] == stored
+
+
+@pytest.mark.parametrize("skill", skills(), ids=lambda skill: os.path.basename(os.path.dirname(skill.path)))
+def test_skill_option_tables_are_rendered_from_the_declaration(skill: Any) -> None:
+    """Every command's options block in a SKILL.md is what ``option_table`` renders (a hand edit fails here;
+    edit ``option_docs`` or the parser, then run ``python -m flight_profiler.skills.tables``)."""
+    from flight_profiler.skills.tables import rendered
+
+    assert rendered(skill) == skill.text, "stale table in %s: run python -m flight_profiler.skills.tables" % skill.path
+
+
+_SHOWN_VALUE = re.compile(r"(?<![\w-])(-{1,2}[a-z][\w-]*) ([A-Z][A-Z_]*)\b")
+
+
+@pytest.mark.parametrize("spec", DOCUMENTED, ids=_ids)
+def test_skill_usage_blocks_show_the_parsers_metavars(spec: CommandSpec) -> None:
+    """The skills' Usage blocks are short hand-picked forms; where one shows an option with a value in capitals
+    (``[-n N]``), that is the parser's metavar, or what the generated usage line shows there."""
+    from flight_profiler.commands.surface import metavar
+
+    actions = spec.parser()._option_string_actions  # argparse keeps no public map of them
+    wrong = []
+    for skill in skills():
+        usage = skill.text.split("## Usage", 1)[1].split("```", 2)[1] if "## Usage" in skill.text else ""
+        for line in usage.splitlines():
+            if '--cmd "%s ' % spec.name not in line and '--cmd "%s"' % spec.name not in line:
+                continue
+            for flag, shown in _SHOWN_VALUE.findall(line):
+                action = actions.get(flag)
+                if action is None or action.nargs == 0 or "%s %s" % (flag, shown) in spec.usage:
+                    continue
+                if shown != metavar(action).rstrip("."):
+                    wrong.append("%s: %s %s, the parser says %s %s" % (skill.path, flag, shown, flag, metavar(action)))
+    assert not wrong, "\n".join(wrong)
 
 
 def test_option_tables_parse_as_names() -> None:

@@ -8,9 +8,8 @@ to the output. Errors become one line; the caller decides whether to go on.
 from __future__ import annotations
 
 import os
-import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..attach.attacher import AttachOptions, connect, existing_agent
 from ..attach.connection import AgentConnection, Cancelled, ConnectionLost
@@ -19,6 +18,9 @@ from ..errors import CommandError, FlightProfilerError, ProtocolError, TargetErr
 from ..render.safe import safe_block
 from . import registry
 from .output import Output
+
+if TYPE_CHECKING:
+    import threading
 
 CANCEL_WAIT = 2.0
 # other names of commands, as the seeds spell them
@@ -271,6 +273,8 @@ def _cancel_at(deadline: float | None, conn: AgentConnection, job: int) -> threa
             conn.cancel(job)
         except (FlightProfilerError, OSError):
             pass  # the connection is gone: the job ended with it
+
+    import threading  # only calls with a time limit (the MCP tools) need it: not --cmd's start-up
 
     timer = threading.Timer(max(0.0, deadline - time.monotonic()), cancel)
     timer.daemon = True

@@ -209,8 +209,9 @@ def private_history(path: str) -> History:
 
 
 def _needs_more(source: str) -> bool:
+    # "single", as Python's own REPL: a block ends at an empty line ("exec" ends it after its first line)
     try:
-        return codeop.compile_command(source, "<console>", "exec") is None
+        return codeop.compile_command(source, "<console>", "single") is None
     except (SyntaxError, ValueError, OverflowError):
         return False  # let the target report the error
 

@@ -80,6 +80,7 @@ def non_negative(value: float, option: str) -> float:
 def add_rate_argument(parser: argparse.ArgumentParser, default: float, what: str) -> None:
     parser.add_argument(
         "--rate",
+        metavar="N",
         type=number(float, 0),
         default=default,
         help="at most this many %s per second; the others are counted as skipped (default %g, 0: no limit)"
@@ -190,16 +191,6 @@ def render_values(values: list[dict[str, Any]]) -> list[Text]:
         line.append(pretty(entry["value"], indent=1))
         lines.append(line)
     return lines
-
-
-def render_exception(info: dict[str, Any]) -> Text:
-    from rich.text import Text
-
-    text = Text(style="red")
-    text.append("raised %s: %s" % (safe_line(info["type"]), safe_line(info["message"])))
-    for frame in info.get("frames", []):
-        text.append("\n  File %s, line %d, in %s" % (safe_line(frame["file"]), frame["line"], safe_line(frame["name"])))
-    return text
 
 
 def skipped_note(event: dict[str, Any]) -> Text | None:

@@ -91,7 +91,8 @@ class LocalContext(NamedTuple):
 class CommandSpec(NamedTuple):
     name: str
     summary: str
-    usage: str
+    # the usage line's forms, in the reference's order: words, some naming options (commands/surface.py)
+    forms: tuple[str, ...]
     examples: tuple[str, ...]
     add_arguments: Callable[[argparse.ArgumentParser], None]
     # returns the command's request TypedDict (commands/<cmd>/model.py)
@@ -110,19 +111,29 @@ class CommandSpec(NamedTuple):
     completes: tuple[str, ...] = ()
     interactive: bool = False
     extra: dict[str, Any] = {}
+    # the skill's option table: (name, meaning[, default in words]) per row, in its order (commands/surface.py)
+    option_docs: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def usage(self) -> str:
+        """The usage line, rendered from ``forms`` and the parser."""
+        from .surface import usage
+
+        return usage(self)
 
     def parser(self) -> CommandParser:
         parser = CommandParser(prog=self.name, description=self.summary, add_help=False)
         self.add_arguments(parser)
         return parser
 
-    def parse(self, argv: list[str]) -> Request:
-        namespace = self.parser().parse_args(argv)
+    def parse(self, argv: list[str], parser: CommandParser | None = None) -> Request:
+        namespace = (parser or self.parser()).parse_args(argv)
         return dict(self.to_request(namespace))
 
     def parse_line(self, rest: str) -> Request:
         """Parse the text after the command name, expressions taken as typed (``split_arguments``)."""
-        return self.parse(split_arguments(rest, self.parser()))
+        parser = self.parser()  # one parser for both steps: each costs --cmd's start-up a few hundred µs
+        return self.parse(split_arguments(rest, parser), parser)
 
 
 EXPRESSION = "flight_profiler_expression"  # marks an argparse action whose value is Python source
@@ -386,6 +397,7 @@ def add_render_options(parser: argparse.ArgumentParser, deepest: int = 4) -> Non
     parser.add_argument(
         "-x",
         "--expand",
+        metavar="N",
         type=number(int, 1, deepest, special=(-1,), note="deepest"),
         default=RENDER_DEFAULTS["expand"],
         help="depth to expand objects (default %d, max %d, -1 deepest)" % (RENDER_DEFAULTS["expand"], deepest),

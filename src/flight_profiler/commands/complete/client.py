@@ -18,6 +18,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cls")
 
 
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("module|member [prefix] [--module] [--cls]",)
+
+
 def _to_request(ns: argparse.Namespace) -> CompleteRequest:
     return {"kind": ns.kind, "prefix": ns.prefix, "module": ns.module, "cls": ns.cls}
 
@@ -25,7 +29,7 @@ def _to_request(ns: argparse.Namespace) -> CompleteRequest:
 SPEC = CommandSpec(
     name="complete",
     summary="Names known to the target, for completion.",
-    usage="complete module|member [prefix] [--module M] [--cls C]",
+    forms=USAGE_FORMS,
     examples=("complete module json",),
     add_arguments=_add_arguments,
     to_request=_to_request,

@@ -20,6 +20,19 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("[-c]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    (
+        "-c",
+        "the source to run once (several lines allowed; `;` or newlines); takes the rest of the line, so quotes are "
+        "optional",
+        "interactive REPL",
+    ),
+)
+
+
 def _to_request(ns: argparse.Namespace) -> ConsoleRequest:
     return {"source": ns.code} if ns.code is not None else {}
 
@@ -41,7 +54,8 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
 SPEC = CommandSpec(
     name="console",
     summary="Open a Python console inside the target (changes the target: it runs your code).",
-    usage="console [-c CODE]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=("console", 'console -c "import sys; len(sys.modules)"'),
     add_arguments=_add_arguments,
     to_request=_to_request,

@@ -19,6 +19,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-i",
         "--interval",
+        metavar="MS",
         type=number(int, MIN_INTERVAL_MS, MAX_INTERVAL_MS),
         default=DEFAULTS["interval"],
         help="milliseconds per frame (default %d)" % DEFAULTS["interval"],
@@ -26,10 +27,20 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--frames",
+        metavar="N",
         type=number(int, 0),
         default=DEFAULTS["frames"],
         help="stop after this many frames (default %d: until Ctrl-C)" % DEFAULTS["frames"],
     )
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("[-i] [-n]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("-i", "milliseconds per frame (100 to 3600000)"),
+    ("-n", "stop after N frames (0: until Ctrl-C)"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> DashboardRequest:
@@ -100,7 +111,8 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
 SPEC = CommandSpec(
     name="dashboard",
     summary="A refreshing view: threads by CPU, process CPU/RSS/fds, GC counts and pauses, the hottest functions.",
-    usage="dashboard [-i MS] [-n FRAMES]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=("dashboard -n 1", "dashboard -i 2000 -n 5"),
     add_arguments=_add_arguments,
     to_request=_to_request,

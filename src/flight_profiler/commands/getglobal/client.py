@@ -21,8 +21,42 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_expression_argument(
         parser, "-e", "--expr", help="expression over `target`, the value found, e.g. target.fieldA"
     )
-    add_budget_argument(parser, "agent", "-e")
+    add_budget_argument(
+        parser,
+        "agent",
+        "-e and of each value's own code a capture runs (__repr__, __len__, a property: past it, a placeholder)",
+    )
     add_render_options(parser)
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("module [class] field [-e] [-x] [-v] [-r] [--budget-ms]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    (
+        "module",
+        "the module as imported in the target: `__main__` for the started script, `pkg.mod` otherwise (never "
+        "imported for you: it must be loaded already)",
+    ),
+    ("[class] field", "the global's name, or a class name then its attribute"),
+    (
+        "-e",
+        "Python expression over `target` (the value found), e.g. `target['db']`, `len(target)`, `target.__dict__`; "
+        "takes the rest of the line up to the next option, so spaces need no quotes",
+        "`target`",
+    ),
+    (
+        "--budget-ms",
+        "time budget of `-e` (and the capture): past it the evaluation is stopped and the command fails with that "
+        "reason; `exit()`/`KeyboardInterrupt` in it are its result, never the agent's end. A value whose own code "
+        "(`__repr__`, `__len__`, a property) runs past it is shown as `<Type: not shown: ... ran over the budget of "
+        "MS ms and was stopped (--budget-ms)>`, and no more of the program's code runs in that command",
+        "5000",
+    ),
+    ("-x", "depth to expand containers and objects: 1..4, `-1` deepest (8 levels)"),
+    ("-v", "show every item of containers (default 20) and long strings (default 256 chars)"),
+    ("-r", "show `repr()` of the value instead of a tree"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> GetGlobalRequest:
@@ -57,7 +91,8 @@ def _render(event: dict[str, Any]) -> RenderableType:
 SPEC = CommandSpec(
     name="getglobal",
     summary="Show a module global or a class attribute of the target.",
-    usage="getglobal module [class] field [-e EXPR] [-x N] [-v] [-r] [--budget-ms MS]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=(
         "getglobal __main__ g_list",
         "getglobal __main__ classA static_field",

@@ -56,9 +56,33 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-d",
         "--duration",
+        metavar="S",
         type=number(float, 0, above=True),
         help="stop after this many seconds (default: until Ctrl-C)",
     )
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = (
+    "on [take_ms hold_ms [interval_s [max_threads]]] [--per-interval] [-d]",
+    "off",
+)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("action", "`on`: start measuring; `off`: stop every gilstat on this pid and check the hooks are gone"),
+    (
+        "take_ms hold_ms [interval_s [max_threads]]",
+        "warn for a wait longer than take_ms / a hold longer than hold_ms (0: never); report every interval_s "
+        "seconds (0.1–3600); show at most max_threads threads",  # noqa: RUF001 (the skill's wording)
+        "0 0 5 20",
+    ),
+    (
+        "--per-interval",
+        "show each interval's counts and times in ms (`takes`, `wait ms (avg)`, `hold ms (avg)`, `drops`, `drop ms "
+        "(avg)`) instead of the cumulative ns columns",
+    ),
+    ("-d", "stop after S seconds", "until Ctrl-C"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> GilstatRequest:
@@ -435,7 +459,8 @@ def _report_notes(event: dict[str, Any]) -> list[RenderableType]:
 SPEC = CommandSpec(
     name="gilstat",
     summary="Per-thread GIL statistics every interval: takes, waits, holds, drops, and long waits/holds (frida).",
-    usage="gilstat on [take_ms hold_ms [interval_s [max_threads]]] [--per-interval] [-d SECONDS] | gilstat off",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=("gilstat on", "gilstat on 5 5", "gilstat on 5 20 1 10 -d 30", "gilstat off"),
     add_arguments=_add_arguments,
     to_request=_to_request,

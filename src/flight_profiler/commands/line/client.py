@@ -37,12 +37,34 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--limits",
+        metavar="N",
         type=number(int, 1),
         default=DEFAULT_LIMIT,
         help="stop after this many hits (default %d)" % DEFAULT_LIMIT,
     )
     add_rate_argument(parser, DEFAULT_RATE, "hits")
     add_render_options(parser)
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("module [class] method LINE [--expr] [-f] [-n] [-nm] [-x] [-v] [-r] [--rate]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("module", "module as imported in the target (`__main__`, `pkg.mod`)"),
+    ("[class] method LINE", "the function, or a class then its method, then the source line (as `source` numbers it)"),
+    (
+        "--expr",
+        "what to show: a Python expression over the local variables; a comma makes a tuple",
+        "every local variable",
+    ),
+    ("-f", "only hits for which this is true, over the local variables", "every hit"),
+    ("-n", "stop after N hits"),
+    ("--rate", "at most N hits per second; the others are counted as skipped (0: no limit)"),
+    ("-nm", "the function `NAME` defined inside the method (one level deep)", "off"),
+    ("-x", "depth to expand values: 1..4, `-1` deepest"),
+    ("-v", "every item of containers, whole long strings"),
+    ("-r", "`repr()` of values instead of trees"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> LineRequest:
@@ -107,7 +129,8 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
 SPEC = CommandSpec(
     name="line",
     summary="Show the local variables (or an expression over them) each time one source line of a function runs.",
-    usage="line module [class] method LINE [--expr EXPR] [-f FILTER] [-n N] [-nm NAME] [-x N] [-v] [-r] [--rate N]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=(
         "line __main__ checksum 61",
         "line __main__ checksum 61 --expr total -n 3",

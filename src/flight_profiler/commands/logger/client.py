@@ -20,11 +20,31 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", help="set the logger's level (DEBUG, INFO, ... or a number) for --for seconds")
     parser.add_argument(
         "--for",
+        metavar="S",
         dest="seconds",
         type=number(float, 0, MAX_FOR_S, above=True),
         default=DEFAULTS["seconds"],
         help="seconds the --level change lasts before it is reverted (default %g)" % DEFAULTS["seconds"],
     )
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("[--name] [--level] [--for]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    (
+        "--name",
+        "one logger (as passed to `logging.getLogger`) and its descendants; `root` for the root logger",
+        "every logger",
+    ),
+    (
+        "--level",
+        "set the logger's level: `DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL`, a custom name the target "
+        "registered, or a number; needs `--name`",
+        "show only",
+    ),
+    ("--for", "seconds the level change lasts before it is reverted (up to 86400)"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> LoggerRequest:
@@ -80,7 +100,8 @@ def _handler(handler: dict[str, Any]) -> str:
 SPEC = CommandSpec(
     name="logger",
     summary="Show the logging tree (levels, handlers, propagation), or change a logger's level for a while.",
-    usage="logger [--name NAME] [--level LEVEL] [--for SECONDS]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=("logger", "logger --name app.db", "logger --name app.db --level DEBUG --for 120"),
     add_arguments=_add_arguments,
     to_request=_to_request,

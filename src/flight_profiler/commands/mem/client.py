@@ -23,7 +23,11 @@ MAX_INTERVAL = 3600.0
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=ACTIONS, help="summary: objects by type; diff: growth; top: allocating lines")
     parser.add_argument(
-        "--limit", type=number(int, 1), default=DEFAULTS["limit"], help="rows to show (default %d)" % DEFAULTS["limit"]
+        "--limit",
+        metavar="N",
+        type=number(int, 1),
+        default=DEFAULTS["limit"],
+        help="rows to show (default %d)" % DEFAULTS["limit"],
     )
     parser.add_argument(
         "--order",
@@ -34,9 +38,24 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-i",
         "--interval",
+        metavar="SECONDS",
         type=number(float, 0, MAX_INTERVAL, above=True),
         help="seconds between the two snapshots (diff, top; default 10)",
     )
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = (
+    "summary [--limit] [--order]",
+    "diff|top [-i] [--limit]",
+)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("action", "`summary`, `diff` or `top`"),
+    ("--limit", "rows to show"),
+    ("--order", "`descending` (largest first) or `ascending`"),
+    ("-i", "time between the two snapshots (`diff`, `top`; 0–3600)", "10"),  # noqa: RUF001 (the skill's wording)
+)
 
 
 def _to_request(ns: argparse.Namespace) -> MemRequest:
@@ -144,7 +163,8 @@ def _render(event: dict[str, Any]) -> RenderableType:
 SPEC = CommandSpec(
     name="mem",
     summary="Memory by type (summary), its growth over an interval (diff), or the lines allocating most (top).",
-    usage="mem summary [--limit N] [--order descending|ascending] | mem diff|top [-i SECONDS] [--limit N]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=(
         "mem summary",
         "mem summary --limit 100 --order descending",

@@ -18,6 +18,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("filepath", help="source file path (relative paths are taken from your directory)")
 
 
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("filepath",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (("filepath", "the source file; relative paths are taken from *your* current directory"),)
+
+
 def _to_request(ns: argparse.Namespace) -> ModuleRequest:
     return {"path": os.path.abspath(os.path.expanduser(ns.filepath))}
 
@@ -31,7 +37,8 @@ def _render(event: dict[str, Any]) -> Plain:
 SPEC = CommandSpec(
     name="module",
     summary="Show the module name under which a source file is loaded in the target.",
-    usage="module filepath",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=("module /home/admin/application/compute.py",),
     add_arguments=_add_arguments,
     to_request=_to_request,

@@ -20,6 +20,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c",
         "--cycle",
+        metavar="S",
         type=number(float, 0, MAX_CYCLE_S, above=True),
         default=DEFAULTS["cycle"],
         help="seconds per report (default %g)" % DEFAULTS["cycle"],
@@ -27,6 +28,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--cycles",
+        metavar="N",
         type=number(int, 0),
         default=DEFAULTS["cycles"],
         help="stop after this many reports (default %d: until Ctrl-C)" % DEFAULTS["cycles"],
@@ -38,6 +40,30 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only count calls for which this is true, over target, args, kwargs, return_obj, cost",
     )
     add_budget_argument(parser, "app", "one evaluation of -f in the calling thread")
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("module [class] method [-c] [-n] [-f] [-nm] [--budget-ms]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("module", "module as imported in the target (`__main__`, `pkg.mod`)"),
+    ("[class] method", "the function, or a class then its method"),
+    ("-c", "seconds per report (up to 3600)"),
+    ("-n", "stop after N reports (0: until Ctrl-C)"),
+    (
+        "-f",
+        "count only calls for which this is true, over `target`, `args`, `kwargs`, `return_obj`, `cost` (ms); takes "
+        "the rest of the line up to the next option, quotes not needed",
+        "all calls",
+    ),
+    (
+        "--budget-ms",
+        "time budget of one `-f` evaluation in the calling (application) thread: one that runs over it, blocks or "
+        "raises is switched off and the command ends with that one-line reason",
+        "200",
+    ),
+    ("-nm", "monitor the function `NAME` defined inside the method (one level deep)", "off"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> MonitorRequest:
@@ -104,7 +130,8 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
 SPEC = CommandSpec(
     name="monitor",
     summary="Count a function's calls, failures and cost percentiles (avg, p50, p99, max) per cycle.",
-    usage="monitor module [class] method [-c SECONDS] [-n CYCLES] [-f FILTER] [-nm NAME] [--budget-ms MS]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=(
         "monitor __main__ handle -c 5",
         "monitor __main__ PaymentGateway charge -c 10 -n 3",

@@ -45,25 +45,47 @@ PROGRESS_EVERY = 5.0  # seconds between progress lines when stderr is not a term
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pid", nargs="?", type=number(int, 1), help="another pid to sample (default: the attached one)")
-    parser.add_argument("-f", "--filepath", help="where to write (default: flamegraph.svg in this directory)")
+    parser.add_argument(
+        "-f", "--filepath", metavar="FILE", help="where to write (default: flamegraph.svg in this directory)"
+    )
     parser.add_argument(
         "-r",
         "--rate",
+        metavar="N",
         type=number(int, 1, MAX_RATE),
         default=DEFAULTS["rate"],
         help="samples per second (default %d)" % DEFAULTS["rate"],
     )
     parser.add_argument(
-        "-d", "--duration", type=number(float, 0, above=True), help="seconds to sample (default: until Ctrl-C)"
+        "-d",
+        "--duration",
+        metavar="S",
+        type=number(float, 0, above=True),
+        help="seconds to sample (default: until Ctrl-C)",
     )
     parser.add_argument(
         "--format",
+        metavar="FMT",
         choices=tuple(DEFAULT_FILES),
         default=DEFAULTS["format"],
         help="svg flame graph (default), speedscope JSON, raw/collapsed stacks, or chrometrace",
     )
     parser.add_argument("--native", action="store_true", help="include native (C/C++/Cython) frames")
     parser.add_argument("--idle", action="store_true", help="include idle (waiting) threads")
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("[pid] [-f] [-r] [-d] [--format] [--native] [--idle]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("pid", "sample this other pid instead (e.g. one worker)", "the attached pid"),
+    ("-f", "where to write (your machine; the directory must exist)", "`flamegraph.svg` etc. in the current directory"),
+    ("-r", "samples per second (1..10000)"),
+    ("-d", "seconds to sample", "until Ctrl-C"),
+    ("--format", "`svg` flame graph, `speedscope` JSON, `raw`/`collapsed` stacks, `chrometrace`"),
+    ("--native", "include native (C/C++/Cython) frames"),
+    ("--idle", 'include idle (waiting) threads — for "where does the latency go", not CPU'),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> PerfRequest:
@@ -194,8 +216,8 @@ def _render(event: dict[str, Any]) -> RenderableType:
 SPEC = CommandSpec(
     name="perf",
     summary="Sample where the target spends its time and write a flame graph (py-spy, from outside).",
-    usage="perf [pid] [-f FILE] [-r RATE] [-d SECONDS] [--format svg|speedscope|raw|collapsed|chrometrace] "
-    "[--native] [--idle]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=(
         "perf",
         "perf -f ~/flamegraph.svg",

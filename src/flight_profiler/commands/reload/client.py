@@ -20,6 +20,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_location_arguments(parser, last="method")
 
 
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("module [class] method",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("module", "module as imported in the target (`module <file>` tells you)"),
+    ("[class] method", "the function, or a class then its method"),
+)
+
+
 def _to_request(ns: argparse.Namespace) -> ReloadRequest:
     module, cls, method = location(ns, last="method")
     return {"module": module, "cls": cls, "method": method}
@@ -41,7 +50,8 @@ def _render(event: dict[str, Any]) -> RenderableType:
 SPEC = CommandSpec(
     name="reload",
     summary="Replace a function's body with the one in its source file now, without restarting (changes the target).",
-    usage="reload module [class] method",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=("reload __main__ func", "reload my.pkg.module classA method"),
     add_arguments=_add_arguments,
     to_request=_to_request,

@@ -31,6 +31,7 @@ def add_search_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "-n",
         "--limit",
+        metavar="N",
         type=number(int, 1, MAX_LIMIT),
         default=DEFAULTS["limit"],
         help="show at most N matches (default %d)" % DEFAULTS["limit"],
@@ -69,10 +70,21 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_search_arguments(parser, "Class")
 
 
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("PATTERN [-d] [-n]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("pattern", "glob over `module.Class` (`*`, `?`), or a plain name matched at the end"),
+    ("-d", "also the file, the line (of the class statement on 3.13+, else of its first method) and the base classes"),
+    ("-n", "show at most N matches; the others are counted"),
+)
+
+
 SPEC = CommandSpec(
     name="sc",
     summary="Search the loaded classes by name (nothing is imported); -d adds file, line and bases.",
-    usage="sc PATTERN [-d] [-n N]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=("sc *Order*", "sc Inventory -d", "sc 'myapp.models.*'"),
     add_arguments=_add_arguments,
     to_request=search_request,

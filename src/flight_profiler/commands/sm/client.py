@@ -12,10 +12,21 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_search_arguments(parser, "Class.method")
 
 
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("PATTERN [-d] [-n]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("pattern", "glob over `module.function` / `module.Class.method`, or a plain name matched at the end"),
+    ("-d", "also the file, the line and the signature (defaults shown when they are plain literals)"),
+    ("-n", "show at most N matches; the others are counted"),
+)
+
+
 SPEC = CommandSpec(
     name="sm",
     summary="Search the loaded functions and methods by name (nothing is imported); -d adds file, line and signature.",
-    usage="sm PATTERN [-d] [-n N]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=("sm *charge*", "sm Inventory.reserve -d", "sm '__main__.*' -n 100"),
     add_arguments=_add_arguments,
     to_request=search_request,

@@ -137,6 +137,8 @@ def _encoding(raw: bytes) -> str:
     for line in raw.split(b"\n", 2)[:2]:
         text = line.decode("latin-1").strip()
         if not text.startswith("#"):
+            if text:
+                break  # PEP 263: a cookie on line 2 counts only below a comment or blank line 1
             continue
         for marker in ("coding:", "coding="):
             at = text.find(marker)

@@ -20,6 +20,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="[class] [method]", help="a class, a function, or a class's method")
 
 
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("module [class] [method]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("module", "module as imported in the target (`__main__`, `pkg.mod`); alone: the whole file"),
+    ("[class] [method]", "a class or a function; a class then its method", "the whole module"),
+)
+
+
 def _to_request(ns: argparse.Namespace) -> SourceRequest:
     if len(ns.names) > 2:
         raise UsageError("expected: module [class] [method], got %d names after the module" % len(ns.names))
@@ -64,7 +73,8 @@ SPEC = CommandSpec(
     name="source",
     summary="Show the source of a module, class or function as the file has it, and warn when the running "
     "code differs from the file.",
-    usage="source module [class] [method]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=("source __main__ handle", "source __main__ Inventory", "source __main__ Inventory reserve"),
     add_arguments=_add_arguments,
     to_request=_to_request,

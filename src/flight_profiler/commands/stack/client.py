@@ -39,6 +39,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f",
         "--filepath",
+        metavar="FILE",
         help="thread stacks: also write them to this file; module [class] method: the filter, like --filter",
     )
     parser.add_argument("--native", action="store_true", help="include native (C) frames")
@@ -49,10 +50,43 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--limits",
+        metavar="N",
         type=number(int, 1),
         help="module [class] method: stop after this many calls (default %d)" % CALLS_LIMIT,
     )
     add_nested_argument(parser)
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = (
+    "[pid] [-f] [--native] [-a]",
+    "module [class] method [-n] [-f=FILTER] [--filter] [-nm]",
+)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    (
+        "TARGET",
+        "nothing: the attached pid; a number: read this other pid instead (e.g. a worker of the attached master); "
+        "`module [class] method`: who calls that function (hooks it, needs the agent)",
+        "the attached pid",
+    ),
+    (
+        "-f",
+        "also write the stacks (text) to FILE, on your machine; with `module [class] method`: the filter, as "
+        "`--filter`",
+        "off",
+    ),
+    ("--native", "include native (C) frames between the Python frames"),
+    ("-a", "the stacks of pending asyncio tasks, per event loop (injects the agent)"),
+    (
+        "--filter",
+        "`module [class] method` only: only calls for which this is true, over `target`, `args`, `kwargs`, "
+        "`return_obj`, `cost`",
+        "all calls",
+    ),
+    ("-n", "`module [class] method` only: stop after N calls", "5"),
+    ("-nm", "`module [class] method` only: the function `NAME` defined inside the method", "off"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> StackRequest:
@@ -225,8 +259,8 @@ SPEC = CommandSpec(
     name="stack",
     summary="Show every thread's stack (read from outside: works even when the GIL is stuck), asyncio tasks, "
     "or who calls a function (stack module [class] method).",
-    usage="stack [pid] [-f FILE] [--native] [-a] | stack module [class] method [-n N] [-f FILTER] "
-    "[--filter FILTER] [-nm NAME]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=(
         "stack",
         "stack --native",

@@ -32,11 +32,16 @@ SLICE = 0.05  # seconds between two looks at Ctrl-C while the interval runs
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("id", nargs="?", type=int, help="one thread's native id (as listed): its state and stack")
     parser.add_argument(
-        "-n", "--top", type=number(int, 1), help="the N busiest threads over the interval, with their stacks"
+        "-n",
+        "--top",
+        metavar="N",
+        type=number(int, 1),
+        help="the N busiest threads over the interval, with their stacks",
     )
     parser.add_argument(
         "-i",
         "--interval",
+        metavar="MS",
         type=number(int, 0, MAX_INTERVAL_MS),
         default=DEFAULTS["interval"],
         help="milliseconds over which CPU use is measured; with -b, between the two snapshots that tell stuck "
@@ -48,6 +53,21 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the blocking graph: who waits on which lock and who holds it, deadlock cycles (needs the agent)",
     )
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("[ID] [-n] [-i] [-b]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("id", "one thread: its native id as `thread` lists it (or its Python ident)", "every thread"),
+    ("-n", "the N busiest threads over the interval, with their stacks", "off"),
+    (
+        "-i",
+        "milliseconds over which CPU use is measured (0..60000); with `-b`, between two snapshots: a wait seen in "
+        "both (same object, same line) is `[stuck]`, else `[progressing]`; 0: one snapshot",
+    ),
+    ("-b", "the blocking graph: waits, holders, deadlock cycles (needs the agent)"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> ThreadRequest:
@@ -199,7 +219,8 @@ SPEC = CommandSpec(
     name="thread",
     summary="Every thread's state and CPU use (read from outside), one thread's stack, the busiest "
     "threads, or who blocks whom (-b).",
-    usage="thread [ID] [-n N] [-i MS] [-b]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=("thread", "thread 12345", "thread -n 3 -i 500", "thread -b"),
     add_arguments=_add_arguments,
     to_request=_to_request,

@@ -29,7 +29,9 @@ OPEN = {
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("profile", "memory"), help="profile the next call, or CUDA memory")
     parser.add_argument("names", nargs="*", metavar="module [class] method", help="the function (profile, memory -r)")
-    parser.add_argument("-f", "--filepath", help="output file (default trace.json / snapshot.pickle here)")
+    parser.add_argument(
+        "-f", "--filepath", metavar="FILE", help="output file (default trace.json / snapshot.pickle here)"
+    )
     add_nested_argument(parser)
     parser.add_argument("-s", "--snapshot", action="store_true", help="memory: snapshot the CUDA memory now")
     parser.add_argument(
@@ -41,10 +43,29 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--wait",
+        metavar="S",
         type=number(float, 0),
         default=DEFAULTS["wait"],
         help="give up when no call came within this many seconds",
     )
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = (
+    "profile module [class] method [-f] [-nm] [--wait]",
+    "memory -s [-f]",
+    "memory -r=module [class] method [-f] [-nm] [--wait]",
+)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("action", "`profile` (the next call) or `memory` (CUDA memory, with `-s` or `-r`)"),
+    ("module [class] method", "the function to profile (`profile`)", "required for profile"),
+    ("-f", "output file, written by the target", "`trace.json` / `snapshot.pickle` in your current directory"),
+    ("-nm", "the function `NAME` defined inside the method", "off"),
+    ("-s", "`memory`: snapshot the CUDA allocator now", ""),
+    ("-r", "`memory`: record CUDA allocations during the next call of `module [class] method`"),
+    ("--wait", "give up when no call came within S seconds (nothing is changed then)", "0: wait until Ctrl-C"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> TorchRequest:
@@ -103,8 +124,8 @@ def _render(event: dict[str, Any]) -> RenderableType:
 SPEC = CommandSpec(
     name="torch",
     summary="PyTorch: profile the next call of a function (CPU, and CUDA when present), CUDA memory snapshots.",
-    usage="torch profile module [class] method [-f FILE] [-nm NAME] [--wait S] | "
-    "torch memory -s [-f FILE] | torch memory -r module [class] method [-f FILE] [-nm NAME] [--wait S]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=(
         "torch profile __main__ Model forward",
         "torch profile my.pkg.infer Service predict -f ~/trace.json",

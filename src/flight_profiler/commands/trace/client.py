@@ -36,18 +36,21 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-i",
         "--interval",
+        metavar="MS",
         type=number(float, 0),
         help="hide calls that took less than this many ms (default %g; -d sets it to 0)" % DEFAULT_INTERVAL_MS,
     )
     parser.add_argument(
         "-d",
         "--depth",
+        metavar="N",
         type=number(int, 1, special=(-1,), note="no limit"),
         help="show the tree down to this depth (2: the method and its calls)",
     )
     parser.add_argument(
         "-et",
         "--entrance_time",
+        metavar="MS",
         type=number(float, 0),
         default=DEFAULTS["entrance_time"],
         help="only invocations that took at least this many ms",
@@ -55,6 +58,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--limits",
+        metavar="N",
         type=number(int, 1),
         default=DEFAULTS["limit"],
         help="stop after this many trees (default %d)" % DEFAULTS["limit"],
@@ -70,12 +74,55 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_budget_argument(parser, "app", "one evaluation of -f in the calling thread")
     parser.add_argument(
         "--budget",
+        metavar="PCT",
         type=number(float, 0, 100),
         default=DEFAULTS["budget"],
         help="at most this %% of the time may be spent in traced invocations; the others run untraced "
         "and are counted in the output (default: no limit)",
     )
     add_rate_argument(parser, DEFAULTS["rate"], "trees")
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("module [class] method [-i] [-nm] [-et] [-d] [-n] [-f] [--budget] [--budget-ms] [--rate]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("module", "module as imported in the target"),
+    ("[class] method", "the function, or a class then its method"),
+    (
+        "-nm",
+        "trace the function `NAME` defined inside the method: a path (`a.b`, `Class.method`, `'<lambda>'`) or a "
+        "name found at any depth when unique; every function of that path is hooked (a name defined twice: both)",
+        "off",
+    ),
+    ("-i", "hide sub-calls shorter than MS milliseconds", "0.1 (`-d` sets it to 0, even with `-i`)"),
+    ("-d", "show the tree down to depth N (2: the function and its direct calls; -1: no limit)", "no limit"),
+    ("-et", "only invocations that took at least MS in total (others are skipped, not counted in `-n`)"),
+    ("-n", "stop after N trees"),
+    (
+        "-f",
+        "only invocations for which this is true, over `target`, `args`, `kwargs`; takes the rest of the line up to "
+        "the next option, quotes not needed (`-f args[0] >= 1 -n 1`)",
+        "all",
+    ),
+    (
+        "--budget-ms",
+        "time budget of one `-f` evaluation in the calling thread: one that runs over it, blocks or raises is "
+        "switched off and the command ends with that reason",
+        "200",
+    ),
+    (
+        "--budget",
+        "at most PCT % of the wall time may be spent in traced invocations; the others run untraced and each tree "
+        "says how many were skipped since the previous one",
+        "0 (off)",
+    ),
+    (
+        "--rate",
+        "at most N trees per second; the others are counted as skipped, and the next tree says how many",
+        "0 (off)",
+    ),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> TraceRequest:
@@ -200,8 +247,8 @@ def _render_end(event: dict[str, Any]) -> Text:
 SPEC = CommandSpec(
     name="trace",
     summary="Show where the time goes inside invocations of a function: its call tree with costs.",
-    usage="trace module [class] method [-i MS] [-nm NAME] [-et MS] [-d N] [-n N] [-f FILTER] [--budget PCT] "
-    "[--budget-ms MS] [--rate N]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=(
         "trace __main__ func",
         "trace __main__ func --interval 1",

@@ -55,12 +55,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--limits",
+        metavar="N",
         type=number(int, 1),
         default=DEFAULTS["limit"],
         help="records to make with -t (default %d)" % DEFAULTS["limit"],
     )
     parser.add_argument("-l", "--list", action="store_true", help="list the records")
-    parser.add_argument("-i", "--index", type=number(int, 0), help="show the record with this index")
+    parser.add_argument("-i", "--index", metavar="INDEX", type=number(int, 0), help="show the record with this index")
     parser.add_argument(
         "-d", "--delete", type=number(int, 0), metavar="INDEX", help="delete the record with this index"
     )
@@ -75,23 +76,75 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         type=number(float, 0, 3_600_000, above=True),
         metavar="MS",
         help="time budget in ms of one -f evaluation or capture with -t (default 200: past it, switched off), "
-        "of a replay with -p (default 60000: past it, stopped)",
+        "of a replay with -p (default 60000: past it, stopped), of each value's own code -i -r/-v captures "
+        "(default 5000: past it, shown as a placeholder)",
     )
-    parser.add_argument("-m", "--method", help="with -l: only records of module.class.method (class None: a function)")
+    parser.add_argument(
+        "-m", "--method", metavar="NAME", help="with -l: only records of module.class.method (class None: a function)"
+    )
     add_rate_argument(parser, DEFAULTS["rate"], "records")
     parser.add_argument(
         "--max-records",
+        metavar="N",
         type=number(int, 1),
         default=DEFAULTS["max_records"],
         help="records kept at most (default %d)" % DEFAULTS["max_records"],
     )
     parser.add_argument(
         "--max-mb",
+        metavar="MB",
         type=number(float, 0, above=True),
         default=DEFAULTS["max_mb"],
         help="MB the records may take (default %g)" % DEFAULTS["max_mb"],
     )
     add_render_options(parser)
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = (
+    "-t=module [class] method [-nm] [-n] [-f] [--budget-ms] [--rate] [--max-records] [--max-mb]",
+    "-l [-m]",
+    "-i [-x] [-v] [-r] [-p] [--budget-ms]",
+    "-d",
+    "-da",
+)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("-t", "record calls of `module [class] method` (`timetunnel` is another name of `tt`)", "one of -t/-l/-i/-d/-da"),
+    (
+        "-nm",
+        "with `-t`: record the function `NAME` defined inside the method: a path (`a.b`, `Class.method`, "
+        "`'<lambda>'`) or a name found at any depth when unique; every function of that path is hooked (a name "
+        "defined twice: both)",
+        "off",
+    ),
+    ("-n", "with `-t`: records to make, then stop"),
+    (
+        "-f",
+        "with `-t`: only calls for which this is true (`target`, `args`, `kwargs`, `return_obj`, `cost`, as in "
+        "watch); takes the rest of the line up to the next option, quotes not needed",
+        "all",
+    ),
+    (
+        "--budget-ms",
+        "with `-t`: budget of one `-f` evaluation or capture (200: past it, switched off); with `-i IDX -p`: budget "
+        "of the replay (60000: past it, stopped); with `-i IDX -r/-v`: budget of each live value's own code "
+        "(`__repr__`, a property: 5000, past it shown as a placeholder)",
+        "200 / 60000",
+    ),
+    ("--rate", "with `-t`: at most N records per second; the others are counted as skipped"),
+    ("--max-records", "records kept at most (the oldest are dropped)"),
+    ("--max-mb", "memory the records may take in the target (the oldest are dropped)"),
+    ("-l", "list the records", ""),
+    ("-m", "with `-l`: only records of `module.Class.method` (`module.None.func` for a function)", "all"),
+    ("-i", "show record INDEX"),
+    ("-p", "with `-i`: call the function again with record INDEX's arguments (**changes the target**)"),
+    ("-d", "delete record INDEX"),
+    ("-da", "delete every record", ""),
+    ("-x", "depth to expand values (record and show)"),
+    ("-v", "every item of containers, whole long strings (with `-i`: the arguments read again, uncut)"),
+    ("-r", "`repr()` of values instead of trees (with `-i`: the arguments' repr as they are now)"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> TtRequest:
@@ -250,9 +303,8 @@ SPEC = CommandSpec(
     name="tt",
     summary="Record calls of a function (time tunnel; also named timetunnel), list them, show one, replay one (-p "
     "runs it again).",
-    usage="tt -t module [class] method [-nm NAME] [-n N] [-f FILTER] [--budget-ms MS] [--rate N] "
-    "[--max-records N] [--max-mb MB] | tt -l [-m METHOD] | tt -i INDEX [-x N] [-v] [-r] [-p] "
-    "[--budget-ms MS] | tt -d INDEX | tt -da",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=(
         "tt -t __main__ func",
         "tt -t __main__ A func",

@@ -30,6 +30,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--limits",
+        metavar="N",
         type=number(int, 1, special=(-1,), note="all"),
         default=None,  # getInstances: DEFAULTS["limit"]; referenceAnalyze: REFERENCE_LIMIT
         help="instances to show: getInstances %d by default, -1 all; referenceAnalyze %d by default, at most %d"
@@ -37,12 +38,53 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--depth",
+        metavar="D",
         type=number(int, 1, MAX_DEPTH),
         default=DEFAULTS["depth"],
         help="referenceAnalyze: the longest chain searched, in references (default %d)" % DEFAULTS["depth"],
     )
-    add_budget_argument(parser, "agent", "-e")
+    add_budget_argument(
+        parser,
+        "agent",
+        "-e and of each value's own code a capture runs (__repr__, __len__, a property: past it, a placeholder)",
+    )
     add_render_options(parser, deepest=6)
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = (
+    "-a=getInstances -c [-e] [-n] [-x] [-v] [-r] [--budget-ms]",
+    "-a=referenceAnalyze -c [-n] [--depth]",
+    "-a=forceGc",
+)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("-a", "`getInstances`, `referenceAnalyze` or `forceGc`", "required"),
+    ("-c", "the class, by the module it is defined in and its name", "required for getInstances and referenceAnalyze"),
+    (
+        "-e",
+        "Python expression over `instances` (a list), e.g. `len(instances)`, `instances[0].stock`, `[i.sku for i in "
+        "instances]`; takes the rest of the line up to the next option, so spaces need no quotes",
+        "`instances`",
+    ),
+    (
+        "--budget-ms",
+        "time budget of `-e`: past it the evaluation is stopped and the command fails with that reason; also of "
+        "each instance's own code a capture runs (`__repr__`, `__len__`, a property): past it that instance is "
+        "shown as a placeholder with the reason, and the rest as `not run again in this command`",
+        "5000",
+    ),
+    (
+        "-n",
+        "getInstances: instances to show without `-e` (`-1`: all); referenceAnalyze: instances whose chain to show, "
+        "nearest to a root first (1..100)",
+        "10; referenceAnalyze 3",
+    ),
+    ("--depth", "referenceAnalyze: the longest chain searched, in references from a root (1..10000)"),
+    ("-x", "depth to expand each value: 1..6, `-1` deepest"),
+    ("-v", "every item of containers, whole long strings"),
+    ("-r", "`repr()` of values instead of trees"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> VmtoolRequest:
@@ -171,8 +213,8 @@ def _summary_line(event: dict[str, Any]) -> str:
 SPEC = CommandSpec(
     name="vmtool",
     summary="List live instances of a class, show why they are alive, or force a garbage collection.",
-    usage="vmtool -a getInstances -c module class [-e EXPR] [-n N] [-x N] [-v] [-r] [--budget-ms MS]"
-    " | vmtool -a referenceAnalyze -c module class [-n N] [--depth D] | vmtool -a forceGc",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=(
         "vmtool -a getInstances -c __main__ A",
         "vmtool -a getInstances -c __main__ A -e instances[0].val",

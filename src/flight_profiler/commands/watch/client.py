@@ -56,6 +56,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--limits",
+        metavar="N",
         type=number(int, 1),
         default=DEFAULTS["limit"],
         help="stop after this many results (default %d)" % DEFAULTS["limit"],
@@ -63,6 +64,46 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_budget_argument(parser, "app", "one evaluation of -f or --expr, or one call's capture, in the calling thread")
     add_rate_argument(parser, DEFAULTS["rate"], "results")
     add_render_options(parser)
+
+
+# The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
+USAGE_FORMS = ("module [class] method [--expr] [-nm] [-e] [-r] [-v] [-n] [-x] [-f] [--budget-ms] [--rate]",)
+# The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
+OPTION_DOCS = (
+    ("module", "module as imported in the target (`__main__`, `pkg.mod`)"),
+    ("[class] method", "the function, or a class then its method"),
+    (
+        "-nm",
+        "watch the function `NAME` defined inside the method: a path (`a.b`, `Class.method`, `'<lambda>'`) or a "
+        "name found at any depth when unique; every function of that path is hooked (a name defined twice: both)",
+        "off",
+    ),
+    (
+        "--expr",
+        "what to show: a Python expression over `target` (self), `args`, `kwargs`, `return_obj`, `cost` (ms); a "
+        "comma makes a tuple",
+        "`args`, `kwargs`, `return_obj`",
+    ),
+    ("-e", "only calls that raise, with the exception and traceback", "all calls"),
+    (
+        "-f",
+        "only calls for which this expression is true (same names as `--expr`); like `--expr`, it takes the rest of "
+        "the line up to the next option, quotes not needed (`-f args[0][\"query\"]=='hello'`)",
+        "all calls",
+    ),
+    (
+        "--budget-ms",
+        "time budget of one `-f`/`--expr` evaluation or capture in the calling (application) thread: one that runs "
+        "over it, blocks or raises is switched off, the call is not a match, and the command ends with that "
+        "one-line reason",
+        "200",
+    ),
+    ("-n", "stop after N results"),
+    ("--rate", "at most N results per second; the others are counted as skipped (0: no limit)"),
+    ("-x", "depth to expand values: 1..4, `-1` deepest"),
+    ("-v", "every item of containers, whole long strings"),
+    ("-r", "`repr()` of values instead of trees"),
+)
 
 
 def _to_request(ns: argparse.Namespace) -> WatchRequest:
@@ -116,8 +157,8 @@ def render_call(event: dict[str, Any]) -> RenderableType:
 SPEC = CommandSpec(
     name="watch",
     summary="Show the arguments, return value or exception, and cost of a function's calls.",
-    usage="watch module [class] method [--expr EXPR] [-nm NAME] [-e] [-r] [-v] [-n N] [-x N] [-f FILTER] "
-    "[--budget-ms MS] [--rate N]",
+    forms=USAGE_FORMS,
+    option_docs=OPTION_DOCS,
     examples=(
         "watch __main__ func -x 2",
         "watch __main__ func -f args[0][\"query\"]=='hello'",

@@ -1,0 +1,95 @@
+"""``cli.main``: exit statuses as the attach skill documents them, and one line instead of a traceback."""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import Any
+
+import pytest
+
+from flight_profiler.cli import main as cli_main
+from flight_profiler.cli.runner import Detached
+from flight_profiler.errors import TargetError, UsageError
+
+
+class Once:
+    """What ``run_once`` needs of a Runner: execute (scripted), interrupted, close."""
+
+    def __init__(self, effect: Any = True) -> None:
+        self.effect = effect
+        self.lines: list[str] = []
+        self.interrupted = False
+        self.closed = False
+
+    def execute(self, line: str) -> bool:
+        self.lines.append(line)
+        if isinstance(self.effect, BaseException):
+            raise self.effect
+        if self.effect == "interrupted":
+            self.interrupted = True
+            return True
+        return bool(self.effect)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize(
+    ("effect", "status"),
+    [(True, 0), (False, 1), (Detached(), 0), (KeyboardInterrupt(), 130), ("interrupted", 130)],
+)
+def test_run_once_exit_statuses(effect: Any, status: int) -> None:
+    runner = Once(effect)
+    assert cli_main.run_once(runner, "stack") == status  # type: ignore[arg-type]
+    assert runner.closed and runner.lines == ["stack"]
+
+
+def test_quit_runs_nothing() -> None:
+    runner = Once()
+    assert cli_main.run_once(runner, " quit ") == 0  # type: ignore[arg-type]
+    assert runner.lines == []
+
+
+def test_console_with_piped_input_runs_that_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("x = 'a b'\nprint(x)\n"))
+    runner = Once()
+    cli_main.run_once(runner, "console")  # type: ignore[arg-type]
+    assert runner.lines == ["console -c 'x = '\"'\"'a b'\"'\"'\nprint(x)\n'"]
+
+
+def test_the_shell_needs_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli_main.main(["4242"]) == 2
+    assert "no terminal for the shell" in capsys.readouterr().err
+    assert cli_main.main(["4242", "--json"]) == 2
+
+
+@pytest.mark.parametrize(("bad", "said"), [("abc", "'abc' is not a pid (or 'demo')"), ("0", "'0' is not a pid")])
+def test_a_bad_pid_is_a_usage_error(bad: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main.main([bad, "--cmd", "stack"]) == UsageError("").exit_code
+    assert said in capsys.readouterr().err
+
+
+def _entry(monkeypatch: pytest.MonkeyPatch, raised: BaseException, argv: list[str] | None = None) -> int:
+    def main() -> int:
+        raise raised
+
+    monkeypatch.setattr(cli_main, "main", main)
+    monkeypatch.setattr(sys, "argv", ["flight_profiler", *(argv or [])])
+    with pytest.raises(SystemExit) as ended:
+        cli_main.entry()
+    return int(ended.value.code or 0)
+
+
+def test_entry_turns_errors_into_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _entry(monkeypatch, TargetError("pid 5 is gone\x1b[31m")) == TargetError("").exit_code
+    assert capsys.readouterr().err == "error: pid 5 is gone\\x1b[31m\n"
+    assert _entry(monkeypatch, KeyboardInterrupt()) == 130
+    assert _entry(monkeypatch, ZeroDivisionError("bad\nline")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: internal error: ZeroDivisionError: bad") and err.count("\n") == 1
+    assert "--debug shows where" in err
+    monkeypatch.setattr(sys, "argv", ["flight_profiler", "--debug"])
+    with pytest.raises(ZeroDivisionError):
+        _entry(monkeypatch, ZeroDivisionError("x"), ["--debug"])

@@ -1,0 +1,179 @@
+"""``source`` against a module whose file changes under it, and ``sm``'s signatures: in process.
+
+A module is written to a scratch directory and imported; then its file is edited the way deploys and
+editors do (code moved, code changed, a syntax error, a coding cookie) and ``source`` must say which.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from agent_harness import InProcessAgent
+
+from flight_profiler.commands.sm import agent as sm_agent
+from flight_profiler.commands.source import agent as source_agent
+from flight_profiler.commands.source.client import SPEC as SOURCE
+from flight_profiler.services.context import CommandFailed
+
+MODULE = "fp_h33_source_mod"
+ORIGINAL = '''\
+"""a module source reads"""
+
+
+def total(items, tax=0.2):
+    return sum(items) * (1 + tax)
+
+
+class Cart:
+    def add(self, item):
+        return item
+'''
+
+
+@pytest.fixture
+def agent() -> Iterator[InProcessAgent]:
+    agent = InProcessAgent()
+    yield agent
+    agent.close()
+
+
+@pytest.fixture
+def module(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    path = tmp_path / ("%s.py" % MODULE)
+    path.write_text(ORIGINAL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    loaded = importlib.import_module(MODULE)
+    yield path
+    sys.modules.pop(MODULE, None)
+    del loaded
+
+
+def _source(agent: InProcessAgent, line: str) -> dict[str, Any]:
+    events, end = agent.run("source", SOURCE.parse_line(line))
+    assert end["status"] == "ok", end
+    (event,) = events
+    return event
+
+
+def test_unchanged_file_matches(agent: InProcessAgent, module: Any) -> None:
+    event = _source(agent, "%s total" % MODULE)
+    assert event["status"] == "matches" and event["start"] == 4
+    assert event["lines"] == ["def total(items, tax=0.2):", "    return sum(items) * (1 + tax)"]
+    whole = _source(agent, MODULE)
+    assert whole["what"] == "module" and whole["status"] == "matches" and whole["more"] == 0
+
+
+def test_moved_code_is_told_apart_from_changed_code(agent: InProcessAgent, module: Any) -> None:
+    module.write_text(ORIGINAL.replace('"""a module source reads"""\n', '"""a module source reads"""\n\nX = 1\n'))
+    moved = _source(agent, "%s total" % MODULE)
+    assert moved["status"] == "matches" and moved["moved"] == 4 and moved["start"] == 6
+    module.write_text(ORIGINAL.replace("(1 + tax)", "(1 + tax) + 1"))
+    changed = _source(agent, "%s total" % MODULE)
+    assert changed["status"] == "differs" and changed["differing"] == ["%s.total" % MODULE]
+    assert _source(agent, MODULE)["differing"] == ["%s.total" % MODULE]
+    assert _source(agent, "%s Cart" % MODULE)["status"] == "matches"
+
+
+def test_a_file_that_no_longer_compiles_is_unknown(agent: InProcessAgent, module: Any) -> None:
+    module.write_text(ORIGINAL + "\ndef broken(:\n")
+    assert _source(agent, "%s total" % MODULE)["status"] == "unknown"
+    assert _source(agent, MODULE)["status"] == "unknown"
+    if "__firstlineno__" in vars(sys.modules[MODULE].Cart):  # 3.13+: the class says where it starts
+        assert _source(agent, "%s Cart" % MODULE)["status"] == "unknown"
+    else:  # without the compiled file, nothing says where the class is
+        _, end = agent.run("source", SOURCE.parse_line("%s Cart" % MODULE))
+        assert end["status"] == "error" and "the file changed since it was loaded" in end["error"]
+
+
+def test_a_class_gone_from_the_file_is_refused(
+    agent: InProcessAgent, module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module.write_text(ORIGINAL.replace("class Cart:", "class Basket:"))
+    cart = sys.modules[MODULE].Cart
+    if "__firstlineno__" in vars(cart):  # 3.13+ remembers where the class started
+        pytest.skip("the class keeps its first line: found without the file")
+    _, end = agent.run("source", SOURCE.parse_line("%s Cart" % MODULE))
+    assert end["status"] == "error" and "is not in" in end["error"] and "any more" in end["error"]
+
+
+def test_coding_cookies() -> None:
+    assert source_agent._encoding(b"# -*- coding: latin-1 -*-\nx = 1\n") == "latin-1"
+    assert source_agent._encoding(b"#!/usr/bin/python\n# vim: set fileencoding=cp1252 :\n") == "cp1252"
+    assert source_agent._encoding(b"# coding: no-such-codec\n") == "utf-8"
+    assert source_agent._encoding(b"\n\n# coding: latin-1\n") == "utf-8"  # only the first two lines count
+    assert source_agent._encoding(b"# coding:\n") == "utf-8"
+    # PEP 263: line 2 counts only below a comment or blank line 1 (Python ignores it under code)
+    assert source_agent._encoding(b"x = 1\n# coding: latin-1\n") == "utf-8"
+    assert source_agent._encoding(b"\n# coding: latin-1\n") == "latin-1"
+
+
+def test_reading_refuses_big_or_unreadable_files(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "big.py"
+    path.write_bytes(b"# coding: latin-1\nname = '\xe9'\n")
+    assert source_agent._read(str(path)) == ["# coding: latin-1", "name = '\u00e9'"]
+    monkeypatch.setattr(source_agent, "MAX_BYTES", 8)
+    with pytest.raises(CommandFailed, match="is larger than"):
+        source_agent._read(str(path))
+    with pytest.raises(CommandFailed, match=r"cannot read .*: No such file or directory"):
+        source_agent._read(str(tmp_path / "missing.py"))
+
+
+def _sig(fn: Any) -> str:
+    return sm_agent.signature(fn.__code__, fn)
+
+
+def test_signatures_from_code_objects() -> None:
+    def every(a, b=1, /, c=None, *rest, d, e="x" * 60, f=object(), **kw):  # type: ignore[no-untyped-def]  # noqa: B008
+        pass
+
+    def keyword_only(*, k=True):  # type: ignore[no-untyped-def]
+        pass
+
+    assert _sig(every) == ("(a, b=1, /, c=None, *rest, d, e='%s...', f=<object>, **kw)" % ("x" * 35))
+    assert _sig(keyword_only) == "(*, k=True)"
+    assert _sig(lambda: None) == "()"
+
+
+def test_flavours_and_what_a_decorator_wraps() -> None:
+    async def coroutine() -> None:
+        pass
+
+    async def agen() -> Any:
+        yield 1
+
+    def gen() -> Any:
+        yield 1
+
+    assert sm_agent._flavour("method", coroutine.__code__) == "async method"
+    assert sm_agent._flavour("function", agen.__code__) == "async generator function"
+    assert sm_agent._flavour("function", gen.__code__) == "generator function"
+    assert sm_agent._flavour("property", None) == "property"
+
+    class Shop:
+        @staticmethod
+        def s() -> None: ...
+
+        @classmethod
+        def c(cls) -> None: ...
+
+        @property
+        def p(self) -> int:
+            return 1
+
+        q = property(None)
+
+    space = vars(Shop)
+    assert [sm_agent._method_kind(space[name]) for name in ("s", "c", "p", "q")] == [
+        "staticmethod",
+        "classmethod",
+        "property",
+        None,
+    ]
+    assert sm_agent._method_kind(1) is None
+    assert sm_agent._function(space["s"]) is space["s"].__func__
+    assert sm_agent._function(space["p"]) is space["p"].fget
