@@ -5,9 +5,14 @@ times the real CLI (`flight_profiler -p PID,PID,... --cmd ... --json`, start-up 
 over the first 1, 8 and 32 workers: `stack` (read from outside by py-spy, no agent), and
 `getglobal` the first time (agents injected, 8 at a time) and again (agents reused). Then
 every agent is detached. The figure that matters is the ratio to one worker (goal: 32
-within 3x). Results go to stdout and bench/RESULTS-fleet.md. Nothing is asserted.
+within 3x). Each cell also gives the CPU time of the CLI (and what it ran) and of the
+targets: a first `getglobal` costs every target its agent's start (compiling our modules),
+which on a host with few cores is what the fan-out waits for. With ``--user NAME`` the
+workers run as that (existing) user, so each attach goes through a forked privsep helper
+as it does when root attaches to a service's workers. Results go to stdout and are appended
+to bench/RESULTS-fleet.md. Nothing is asserted.
 
-    .venv/bin/python bench/fleet.py [--runs N] [--python PATH] [--concurrency N]
+    .venv/bin/python bench/fleet.py [--runs N] [--python PATH] [--concurrency N] [--user NAME]
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import resource
 import statistics
 import subprocess
@@ -35,27 +41,39 @@ SIZES = (1, 8, 32)
 GETGLOBAL = "getglobal __main__ STATE"
 
 
-def run(pids: list[int], command: str, concurrency: int) -> tuple[float, float]:
-    """Wall seconds, and CPU seconds of the CLI and what it ran (py-spy, privsep helpers)."""
+def run(pids: list[int], command: str, concurrency: int) -> Cell:
+    """Wall seconds, CPU seconds of the CLI and what it ran (py-spy, privsep helpers), and of the targets."""
     argv = [*CLI, "-p", ",".join(map(str, pids)), "--cmd", command, "--json", "--concurrency", str(concurrency)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    targets_before = targets_cpu(pids)
     started = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    targets = targets_cpu(pids) - targets_before
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     ok = [record for record in results if "result" in record]
     if proc.returncode != 0 or len({record["target"]["pid"] for record in ok}) != len(pids):
         raise RuntimeError("%s over %d failed: %s %s" % (command, len(pids), proc.stdout[-2000:], proc.stderr))
-    return seconds, cpu
+    return seconds, cpu, targets
+
+
+def targets_cpu(pids: list[int]) -> float:
+    """CPU seconds the processes have used so far (their threads, the agent's included)."""
+    ticks = 0
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def detach(pids: list[int]) -> None:
     subprocess.run([*CLI, "-p", ",".join(map(str, pids)), "--cmd", "detach"], capture_output=True, check=False)
 
 
-Cell = Tuple[float, float]  # wall, CPU
+Cell = Tuple[float, float, float]  # wall, CPU of the CLI, CPU of the targets
 
 
 def measure(workers: list[int], runs: int, concurrency: int) -> dict[str, dict[int, Cell]]:
@@ -68,7 +86,10 @@ def measure(workers: list[int], runs: int, concurrency: int) -> dict[str, dict[i
                 table[name].setdefault(size, []).append(run(pids, command, concurrency))
             detach(pids)
     return {
-        name: {size: (median(c[0] for c in cells), median(c[1] for c in cells)) for size, cells in row.items()}
+        name: {
+            size: (median(c[0] for c in cells), median(c[1] for c in cells), median(c[2] for c in cells))
+            for size, cells in row.items()
+        }
         for name, row in table.items()
     }
 
@@ -77,23 +98,28 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
-def report(medians: dict[str, dict[int, Cell]], python: str, runs: int, concurrency: int) -> str:
+def report(medians: dict[str, dict[int, Cell]], python: str, runs: int, concurrency: int, user: str, note: str) -> str:
     lines = [
-        "# Fan-out wall time over idle workers (bench/fleet.py)",
+        "## Fan-out wall time over idle workers (bench/fleet.py)",
         "",
         stamp(),
-        "Target: tests/targets/ps_prefork.py, %d forked workers idle in a sleep loop, %s. The CLI "
+        "Target: tests/targets/ps_prefork.py, %d forked workers idle in a sleep loop, %s, running as %s. The CLI "
         "(start-up included) over the first N workers with `-p`, `--concurrency %d`; medians of %d runs. "
         "The agents are detached after each size, so every `first` injects. Each cell: wall time, and in "
-        "brackets the CPU time of the CLI and the processes it ran (py-spy, the privsep helpers; not the "
-        "targets' own work): on a host with fewer free cores than that, the fan-out waits for CPU."
-        % (max(SIZES), python, concurrency, runs),
+        "brackets the CPU time of the CLI and the processes it ran (py-spy, the privsep helpers), then "
+        "of the targets (the agent's start and the command): on a host with fewer free cores than their "
+        "sum, the fan-out waits for CPU."
+        % (max(SIZES), python, user, concurrency, runs)
+        + (" " + note if note else ""),
         "",
         "| command | %s | 32 / 1 |" % " | ".join("%d worker(s)" % size for size in SIZES),
         "| --- | %s | --- |" % " | ".join("---" for _ in SIZES),
     ]
     for name, row in medians.items():
-        cells = " | ".join("%.0f ms (%.0f ms CPU)" % (row[size][0] * 1000, row[size][1] * 1000) for size in SIZES)
+        cells = " | ".join(
+            "%.0f ms (CPU %.0f + %.0f ms)" % (row[size][0] * 1000, row[size][1] * 1000, row[size][2] * 1000)
+            for size in SIZES
+        )
         lines.append("| %s | %s | %.1fx |" % (name, cells, row[max(SIZES)][0] / row[min(SIZES)][0]))
     return "\n".join(lines) + "\n"
 
@@ -103,12 +129,19 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--python", default=sys.executable, help="the targets' interpreter")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--user", help="run the workers as this existing user (root attaches through privsep)")
+    parser.add_argument("--note", default="", help="a sentence added to the results (e.g. which client was timed)")
     args, _ = parser.parse_known_args()  # ./dev bench passes the same options to every bench
+    account = pwd.getpwnam(args.user) if args.user else pwd.getpwuid(os.getuid())
     proc = subprocess.Popen(
         [args.python, os.path.join(TARGETS, "ps_prefork.py"), "--workers", str(max(SIZES))],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        cwd="/",
+        user=account.pw_uid if args.user else None,
+        group=account.pw_gid if args.user else None,
+        extra_groups=[] if args.user else None,
     )
     try:
         assert proc.stdout is not None
@@ -119,13 +152,14 @@ def main() -> int:
             text=True,
             check=True,
         ).stdout.strip()
-        text = report(measure(workers, args.runs, args.concurrency), version, args.runs, args.concurrency)
+        medians = measure(workers, args.runs, args.concurrency)
+        text = report(medians, version, args.runs, args.concurrency, account.pw_name, args.note)
     finally:
         proc.kill()
         proc.wait()
     print(text)
-    with open(os.path.join(HERE, "RESULTS-fleet.md"), "w") as fh:
-        fh.write(text)
+    with open(os.path.join(HERE, "RESULTS-fleet.md"), "a") as fh:  # the history stays: before and after
+        fh.write("\n" + text)
     return 0
 
 

@@ -14,7 +14,7 @@ each (the least disturbed by the machine's other load). Variants:
   monitor, all timed monitor's probe timing every call (what it does while the rate is low)
   monitor, hot       monitor's probe at the stride a hot function gets (one call in 1024 timed)
   generic -f never   the generic wrapper (the probe asked through enter/leave, as before)
-Nothing is asserted: it prints a table and writes bench/RESULTS-hook-floor.md.
+Nothing is asserted: it prints a table and appends it to bench/RESULTS-hook-floor.md.
 
     .venv/bin/python bench/hook_floor.py [--pythons 3.8,3.12,3.14] [--rounds 25]
 """
@@ -181,9 +181,12 @@ def main() -> int:
         *table(results),
         "",
     ]
-    with open(os.path.join(HERE, "RESULTS-hook-floor.md"), "w") as fh:
+    path = os.path.join(HERE, "RESULTS-hook-floor.md")
+    if os.path.exists(path):  # each run is appended: earlier ones stay for comparison
+        lines = ["", "## Run", *lines[1:]]
+    with open(path, "a") as fh:
         fh.write("\n".join(lines))
-    print("written to bench/RESULTS-hook-floor.md")
+    print("appended to bench/RESULTS-hook-floor.md")
     return 0
 
 

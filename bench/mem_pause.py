@@ -163,6 +163,28 @@ def main() -> int:
     return 0
 
 
+def save(path: str, lines: list[str], args: argparse.Namespace) -> None:
+    """Write the results; where the file exists, append them as a new stamped section under the earlier ones.
+
+    The section is the table alone (the text above it says what each column is), with the
+    load when the run started beside the stamp's (taken at the end).
+    """
+    stamped = stamp()  # before the file is opened: truncating it would make the commit read "-dirty"
+    if not os.path.exists(path):
+        with open(path, "w") as fh:
+            fh.write(lines[0] + "\n\n" + stamped + "\n".join(lines[1:]))
+        return
+    table = [line for line in lines if line.startswith("|")]
+    with open(path, "a") as fh:
+        fh.write(
+            "\n## Re-measured (%d objects, %d runs each)\n\n%sLoad average when the run started: %s.\n\n%s\n"
+            % (args.objects, args.runs, stamped, STARTED_LOAD, "\n".join(table))
+        )
+
+
+STARTED_LOAD = " / ".join("%.2f" % value for value in os.getloadavg())
+
+
 def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> None:
     lines = [
         "# Heap walks (mem summary, vmtool -a getInstances): longest stall of the target's other threads",
@@ -220,9 +242,7 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "`__dict__` instead of its traverse function.",
         "",
     ]
-    stamped = stamp()  # before the file is opened: truncating it would make the commit read "-dirty"
-    with open(os.path.join(HERE, "RESULTS-mem.md"), "w") as fh:
-        fh.write(lines[0] + "\n\n" + stamped + "\n".join(lines[1:]))
+    save(os.path.join(HERE, "RESULTS-mem.md"), lines, args)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,7 @@ import signal
 import sys
 import time
 
-from mem_pause import measured_runs, renice, run_cli, window
-from stamp import stamp
+from mem_pause import measured_runs, renice, run_cli, save, window
 
 from interpreters import find_interpreters  # on the path mem_pause adds (tests/)
 from support import start_target
@@ -160,9 +159,7 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "Not a test: nothing is asserted.",
         "",
     ]
-    stamped = stamp()  # before the file is opened: truncating it would make the commit read "-dirty"
-    with open(os.path.join(HERE, "RESULTS-reference.md"), "w") as fh:
-        fh.write(lines[0] + "\n\n" + stamped + "\n".join(lines[1:]))
+    save(os.path.join(HERE, "RESULTS-reference.md"), lines, args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ On bench/overhead_target.py's method with 50 sub-calls (``Work.handle(50)``) in 
   4. cProfile: the same loop with cProfile enabled in the target's own worker thread.
 µs per sub-call = (1/rate traced - 1/rate baseline) / 50, the hook's own cost included;
 "kept" = traced rate / baseline rate. Then, in one process per interpreter, where that cost goes
-(bench/trace_inprocess.py). Nothing is asserted; it writes bench/RESULTS-trace.md.
+(bench/trace_inprocess.py). Nothing is asserted; it appends its run to bench/RESULTS-trace.md.
 
     .venv/bin/python bench/trace_cost.py [--pythons 3.8,3.12] [--seconds 3]
 """
@@ -128,6 +128,9 @@ BREAKDOWN = (
     "trace",
     "trace, sys.monitoring recorder",
     "cProfile",
+    "trace, 4 threads waiting 30 deep",
+    "trace, events held, 4 threads waiting 30 deep",
+    "sys.monitoring callbacks, local events set once",
 )
 
 
@@ -166,15 +169,40 @@ READING = """Reading it:
   ends, and a call shorter than -i that called nothing costs no node (the breakdown below).
 - On 3.12+ turning a profile function (or a sys.monitoring tool's events) on or off
   re-instruments the code every thread is running, so each traced invocation pays for the
-  target's other threads' stacks: the target (agent threads included) costs more per
-  invocation than the single-threaded breakdown. Before 3.12 it does not.
+  target's other threads' stacks ("trace, 4 threads waiting 30 deep" against "trace"). Before
+  3.12 it does not. Since commit 6936269, while traced invocations take at least half the wall
+  time, a thread of ours holds a do-nothing profile function, so the traced thread's switches
+  change no event and re-instrument nothing ("events held"); the others then pass the
+  interpreter's C check for a profile function on each call, as they do while an invocation is
+  traced.
 - The sys.monitoring recorder (used on 3.12+ only on a thread that has a profiler of its own)
   needs three callbacks per Python call (CALL, PY_START, PY_RETURN) against two calls of a
   profile function, and every other thread calls them too while it is on: it is the dearer one.
+  "local events set once" is an experiment, not a recorder trace has: the same callbacks with
+  events set once on the two code objects of the workload (``set_local_events``), i.e. what a
+  recorder that knew the traced subtree's code objects in advance would pay per sub-call.
 - The reference's throughput shows how few invocations it traces, not what a traced sub-call
   costs it: its rate cannot be read as a per-sub-call cost.
 
 """
+
+
+def _write(path: str, pythons: str, seconds: float, rows: list[dict[str, Any]], found: list[Any]) -> None:
+    """Append this run, stamped, to the results (the file's head, written once, says how to read them)."""
+    fresh = not os.path.exists(path)
+    with open(path, "a") as fh:
+        if fresh:
+            fh.write("# What a traced sub-call costs\n\n")
+            fh.write(__doc__.split("\n\n", 2)[1] + "\n\n")
+            fh.write(READING)
+        fh.write("\n## Run of %s\n\n" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+        fh.write(stamp())
+        fh.write("\nProduced by `bench/trace_cost.py --pythons %s --seconds %g`; not a test.\n\n" % (pythons, seconds))
+        fh.write(HEADER + "\n")
+        for row in rows:
+            fh.write(_line(row) + "\n")
+        fh.write("\n### Where it goes (one process, µs per sub-call; plain invocation: µs per invocation)\n\n")
+        fh.write(_breakdown_table(found))
 
 
 def main() -> int:
@@ -193,20 +221,7 @@ def main() -> int:
                 print(_line(row), flush=True)
             found.append((label, breakdown(path)))
             print(found[-1], flush=True)
-    with open(os.path.join(HERE, "RESULTS-trace.md"), "w") as fh:
-        fh.write("# What a traced sub-call costs\n\n")
-        fh.write(stamp())
-        fh.write(
-            "\nProduced by `bench/trace_cost.py --pythons %s --seconds %g`; not a test.\n"
-            % (args.pythons, args.seconds)
-        )
-        fh.write(__doc__.split("\n\n", 2)[1] + "\n\n")
-        fh.write(READING)
-        fh.write(HEADER + "\n")
-        for row in rows:
-            fh.write(_line(row) + "\n")
-        fh.write("\n## Where it goes (one process, µs per sub-call; plain invocation: µs per invocation)\n\n")
-        fh.write(_breakdown_table(found))
+    _write(os.path.join(HERE, "RESULTS-trace.md"), args.pythons, args.seconds, rows, found)
     return 0
 
 

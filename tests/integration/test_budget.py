@@ -323,3 +323,131 @@ def test_a_stop_under_an_applications_trace_function(name: str, python: str) -> 
         assert evaluate(traced.pid, "import sys\nsys.gettrace() is m.tracer") is False  # ours run untraced
     finally:
         finish(traced)
+
+
+# ---------------------------------------------------------------- the program's code that a capture runs
+
+OVERRAN = "ran over the budget of %s ms and was stopped (--budget-ms)"
+NOT_AGAIN = "for an earlier value: not run again in this command"
+
+
+def value_of(result: Any) -> Any:
+    assert result.returncode == 0 and "Traceback" not in result.stderr, (result.stdout, result.stderr)
+    return result.results[0]["value"]
+
+
+@pytest.mark.parametrize("name", ["SPINNING", "SLEEPING", "ENDLESS_LEN"])
+def test_a_capture_whose_own_code_never_returns_is_a_placeholder(target: RunningTarget, name: str) -> None:
+    """getglobal runs on the session's thread: a __repr__ (or a list's __len__) that never returns, in
+    bytecode or between sleeps, is stopped at --budget-ms and shown with the reason; the session answers."""
+    value = value_of(cli(target.pid, "getglobal __main__ %s --budget-ms 300" % name))
+    assert value["t"].startswith("__main__.") and value["error"].endswith(OVERRAN % 300), value
+    assert_untouched(target.pid)
+
+
+def test_one_overrun_switches_the_programs_code_off_for_the_command(target: RunningTarget) -> None:
+    items = value_of(cli(target.pid, "getglobal __main__ MIXED --budget-ms 300"))["items"]
+    assert [item.get("error") for item in items[:2]] == ["repr failed: SystemExit: 3", "repr failed: KeyboardInterrupt"]
+    assert items[2]["error"].endswith(OVERRAN % 300), items[2]
+    assert items[3]["error"].endswith(NOT_AGAIN), items[3]  # the second never-ending one is not run at all
+    assert items[4] == {"t": "int", "v": 7}
+    found = cli(target.pid, "vmtool -a getInstances -c __main__ Spinning --budget-ms 300")
+    assert found.returncode == 0, found.stdout
+    instances = found.results[0]["instances"]
+    assert instances[0]["error"].endswith(OVERRAN % 300) and len(instances) == 5, instances
+    assert all(node["error"].endswith(NOT_AGAIN) for node in instances[1:]), instances
+    assert_untouched(target.pid)
+
+
+def test_the_consoles_value_has_the_default_capture_budget(idle: RunningTarget) -> None:
+    shown = cli(idle.pid, "console -c SPINNING")
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stdout
+    assert shown.results[0][
+        "value"
+    ] == "<__main__.Spinning: not shown: its own code (__repr__, __len__, a property...) %s>" % (OVERRAN % 5000)
+    assert_untouched(idle.pid)
+
+
+def test_tt_shows_live_arguments_whose_repr_never_returns_as_a_placeholder(target: RunningTarget) -> None:
+    recorded = cli(target.pid, "tt -t __main__ takes -n 1")
+    index = next(event["index"] for event in recorded.results if event.get("kind") == "record")
+    evaluate(target.pid, "m.SPIN_LATER.__setitem__(0, True)")  # from now on its __repr__ never returns
+    try:
+        shown = cli(target.pid, "tt -i %d -r --budget-ms 300" % index)  # -r: the live arguments again
+    finally:
+        evaluate(target.pid, "m.SPIN_LATER.__setitem__(0, False)")
+    assert shown.returncode == 0, shown.stdout
+    args = shown.results[0]["args"]["r"]
+    assert args.startswith("(<__main__.SpinsLater: not shown: its own code") and (OVERRAN % 300) in args, args
+    assert_untouched(target.pid)
+
+
+@pytest.mark.parametrize("name", ["SPINNING", "SLEEPING"])
+def test_detach_stops_a_repr_that_never_returns_and_leaves_no_thread(target: RunningTarget, name: str) -> None:
+    """A budget of 10 minutes: another client's detach stops the session's thread at once."""
+    before = evaluate(target.pid, "m.REPRS[0]")
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flight_profiler",
+            str(target.pid),
+            "--cmd",
+            "getglobal __main__ %s --budget-ms 600000" % name,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: evaluate(target.pid, "m.REPRS[0]") > before)  # the session is in it
+        assert_no_agent_thread_after_detach(target.pid)
+        _, err = client.communicate(timeout=30)
+        # the connection is shut before the command is stopped: its own "cancelled" end never overtakes it
+        assert "Traceback" not in err and "detached by another client" in err, err
+        assert client.returncode != 0
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert_untouched(target.pid)
+
+
+@pytest.mark.parametrize(
+    ("command", "job"),
+    [
+        ("getglobal __main__ DATA -e %s", "flight_profiler-job-getglobal"),
+        ("vmtool -a getInstances -c __main__ Spinning -e %s", "flight_profiler-job-vmtool"),
+    ],
+    ids=["getglobal", "vmtool"],
+)
+def test_ctrl_c_stops_a_running_expression(idle: RunningTarget, command: str, job: str) -> None:
+    """-e in bytecode for ever (a budget of 10 minutes): the client's Ctrl-C ends it, its job thread goes."""
+    endless = shlex.quote("sum(x for x in range(10**12))")
+    client = subprocess.Popen(
+        [sys.executable, "-m", "flight_profiler", str(idle.pid), "--cmd", command % endless + " --budget-ms 600000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: job in threads(idle.pid), timeout=20)
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=20)
+        assert client.returncode == 130 and "Traceback" not in err, err
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert wait_until(lambda: job not in threads(idle.pid), timeout=10)
+    assert_untouched(idle.pid)
+
+
+def test_stack_a_shows_a_loop_whose_repr_never_returns_as_a_placeholder(idle: RunningTarget) -> None:
+    """stack -a runs on a job thread and shows each asyncio loop's repr: the program's code, with the
+    default budget (stack has no --budget-ms)."""
+    found = cli(idle.pid, "stack -a")
+    assert found.returncode == 0 and "Traceback" not in found.stderr, found.stdout
+    loops = found.results[0]["loops"]
+    assert [loop["loop"] for loop in loops] == [
+        "<SpinningLoop: its __repr__ ran over the budget of 5000 ms and was stopped>"
+    ], loops
+    assert_untouched(idle.pid)

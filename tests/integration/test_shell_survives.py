@@ -13,18 +13,18 @@ from interpreters import find_interpreters
 from support import SHELL_PROMPT as PROMPT
 from support import RunningTarget, cli, spawn_shell, start_target
 
+INTERPRETERS = find_interpreters()
 
-@pytest.fixture
-def target() -> Iterator[RunningTarget]:
-    running = start_target(find_interpreters()[-1][1], "service_target.py", "event")
+
+def _running(python: str) -> Iterator[RunningTarget]:
+    running = start_target(python, "service_target.py", "event")
     yield running
     if running.proc.poll() is None:
         cli(running.pid, "detach")
     running.stop()
 
 
-@pytest.fixture
-def shell(target: RunningTarget, tmp_path: object) -> Iterator[pexpect.spawn]:
+def _shell(target: RunningTarget, tmp_path: object) -> Iterator[pexpect.spawn]:
     child = spawn_shell(target.pid, str(tmp_path), log=os.path.join(str(tmp_path), "shell.log"))
     child.sendline("getglobal __main__ CONFIG")  # attach
     child.expect_exact("'name': 'svc'")
@@ -32,6 +32,28 @@ def shell(target: RunningTarget, tmp_path: object) -> Iterator[pexpect.spawn]:
     yield child
     child.close(force=True)
     child.logfile_read.close()
+
+
+# the target's end and another client's detach, on every interpreter (the agent's side of a detach
+# is the target's); bad numbers are the client's alone: the newest target is enough
+@pytest.fixture(params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def target(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
+    yield from _running(request.param[1])
+
+
+@pytest.fixture
+def shell(target: RunningTarget, tmp_path: object) -> Iterator[pexpect.spawn]:
+    yield from _shell(target, tmp_path)
+
+
+@pytest.fixture
+def newest() -> Iterator[RunningTarget]:
+    yield from _running(INTERPRETERS[-1][1])
+
+
+@pytest.fixture
+def newest_shell(newest: RunningTarget, tmp_path: object) -> Iterator[pexpect.spawn]:
+    yield from _shell(newest, tmp_path)
 
 
 def transcript(tmp_path: object) -> str:
@@ -89,7 +111,8 @@ def test_detached_by_another_client_declined(shell: pexpect.spawn, target: Runni
     assert "Traceback" not in transcript(tmp_path)
 
 
-def test_bad_numbers_are_one_line_and_the_shell_goes_on(shell: pexpect.spawn, tmp_path: object) -> None:
+def test_bad_numbers_are_one_line_and_the_shell_goes_on(newest_shell: pexpect.spawn, tmp_path: object) -> None:
+    shell = newest_shell
     shell.sendline("trace __main__ spin -et 1e309")
     shell.expect_exact("error: trace: -et must be a finite number, got '1e309'")
     shell.expect_exact(PROMPT)
@@ -102,8 +125,8 @@ def test_bad_numbers_are_one_line_and_the_shell_goes_on(shell: pexpect.spawn, tm
     assert "Traceback" not in transcript(tmp_path)
 
 
-def test_bad_numbers_with_cmd_exit_non_zero(target: RunningTarget) -> None:
-    result = cli(target.pid, "watch __main__ spin --rate nan")
+def test_bad_numbers_with_cmd_exit_non_zero(newest: RunningTarget) -> None:
+    result = cli(newest.pid, "watch __main__ spin --rate nan")
     assert result.returncode != 0 and result.errors == [
         "watch: --rate must be a finite number, got 'nan' (see 'help watch')"
     ]

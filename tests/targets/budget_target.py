@@ -34,6 +34,92 @@ def until_empty(gate):
     return len(gate)
 
 
+# Objects whose own code a capture runs (getglobal, vmtool, tt -i -r, the console's value): it must
+# be stopped at its budget and shown as a placeholder, never keep the agent's thread or end its session.
+REPRS = [0]  # __repr__ calls of the never-ending kinds below, so a test knows one is running
+
+
+class Spinning:
+    """A __repr__ that never returns, in bytecode (a stop lands at once)."""
+
+    def __repr__(self):
+        REPRS[0] += 1
+        while True:
+            pass
+
+
+class Sleeping:
+    """A __repr__ that never returns, mostly in C (a stop lands between two sleeps)."""
+
+    def __repr__(self):
+        REPRS[0] += 1
+        while True:
+            sleep(0.05)
+
+
+class Raises:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __repr__(self):
+        raise self.exc
+
+
+class EndlessLen(list):
+    """A list whose __len__ never returns (a capture reads the length of a list)."""
+
+    def __len__(self):
+        while True:
+            pass
+
+
+SPIN_LATER = [False]  # set by a test: then SpinsLater's __repr__ never returns
+
+
+class SpinsLater:
+    def __repr__(self):
+        while SPIN_LATER[0]:
+            pass
+        return "SpinsLater()"
+
+
+SPINNING = Spinning()
+SLEEPING = Sleeping()
+MIXED = [Raises(SystemExit(3)), Raises(KeyboardInterrupt()), Spinning(), Sleeping(), 7]
+ENDLESS_LEN = EndlessLen([1, 2])
+INSTANCES = [Spinning() for _ in range(3)]  # for vmtool -a getInstances
+
+
+def looper():
+    """An asyncio loop whose __repr__ never returns (stack -a shows each loop's repr), one task on it."""
+    import asyncio
+
+    class SpinningLoop(asyncio.SelectorEventLoop):
+        def __repr__(self):
+            REPRS[0] += 1
+            while True:
+                pass
+
+    async def napping():
+        while True:
+            await asyncio.sleep(3600)
+
+    loop = SpinningLoop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(napping())
+
+
+def takes(value):
+    return value
+
+
+def taker():
+    later = SpinsLater()
+    while True:
+        takes(later)
+        sleep(0.01)
+
+
 def gate_caller():
     while True:
         until_empty([1])
@@ -86,8 +172,11 @@ def main():
     signal.signal(signal.SIGUSR1, on_usr1)
     if not IDLE:
         threading.Thread(target=gate_caller, name="gate-caller", daemon=True).start()
+        threading.Thread(target=taker, name="taker", daemon=True).start()
         for index in range(3):
             threading.Thread(target=hot_caller, name="hot-%d" % index, daemon=True).start()
+    if not TRACED:
+        threading.Thread(target=looper, name="looper", daemon=True).start()
     if TRACED:
         threading.settrace(tracer)  # reaches every thread started from now on, the agent's included
         sys.settrace(tracer)

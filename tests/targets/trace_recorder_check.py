@@ -8,6 +8,7 @@ held afterwards, and what became of the thread's own profiler. Stdlib only.
 import asyncio
 import json
 import sys
+import threading
 
 from flight_profiler.commands.trace import agent
 
@@ -132,6 +133,77 @@ def trace(monitoring, request):
     return {"shape": shape(item["root"]), "hidden": item["hidden"], "monitor": used_monitor, "broken": run.broken}
 
 
+SHAPES = []  # the first tree held() saw
+
+
+def held():
+    """3.12+: invocations back to back hold the profiling events on (a thread of ours with a profile
+    function) and give the same trees; the holder lets go when they stop, and when the command ends."""
+    agent.PREFER_MONITORING = False
+    started = []
+    start = agent.Holder.start
+    agent.Holder.start = lambda holder: (started.append(holder), start(holder))[1]  # each one, whenever it ends
+    probe = agent.TraceProbe({"limit": 10**6, "interval": 0}, False, "function")
+    probe.handle = Handle()
+    shapes = []
+    for _ in range(agent.HOLD_EVERY * 3):
+        run = probe._begin((), {})
+        handle(4)
+        probe.leave(run, (), {}, None, None)
+        shapes.append(shape(run.result(1, 1.0, None)["root"]))
+    out = {"started": len(started) >= 1, "shape": shapes[0]}
+    out["same_trees"] = all(found == shapes[0] for found in shapes)
+    SHAPES[:] = shapes[:1]
+    out["own_profile_back"] = sys.getprofile() is None
+    out["let_go_when_idle"] = all(holder.thread.join(10.0) for holder in started) and probe.holder is None
+    count = len(started)
+    traced(probe, agent.HOLD_EVERY * 2)
+    out["held_again"] = len(started) > count
+    probe.stop()
+    out["gone_after_stop"] = not any(holder.thread.is_alive() for holder in started) and not agent._HOLDERS
+    probe = agent.TraceProbe({"limit": 10**6, "interval": 0}, False, "function")  # detach, before the job's cleanup
+    probe.handle = Handle()
+    count = len(started)
+    traced(probe, agent.HOLD_EVERY * 2)
+    agent.context.run_detach_callbacks()
+    out["gone_at_detach"] = (
+        len(started) > count and not any(h.thread.is_alive() for h in started) and not agent._HOLDERS
+    )
+    probe.stop()
+    out["holder_threads_left"] = [t.name for t in threading.enumerate() if "trace-hold" in t.name]
+    agent.Holder.start = start
+    out["no_thread_to_be_had"] = refused()
+    return out
+
+
+def refused():
+    """No thread can be started (a limit): the invocations are traced as before, the error stays ours."""
+    thread_start = agent.realthreads.Thread.start
+
+    def refuse(thread):
+        raise RuntimeError("can't start new thread")
+
+    agent.realthreads.Thread.start = refuse
+    try:
+        probe = agent.TraceProbe({"limit": 10**6, "interval": 0}, False, "function")
+        probe.handle = Handle()
+        traced(probe, agent.HOLD_EVERY * 3)
+        run = probe._begin((), {})
+        handle(4)
+        probe.leave(run, (), {}, None, None)
+        probe.stop()
+        return [probe.internal_errors, probe.holder is None, shape(run.result(1, 1.0, None)["root"]) == SHAPES[0]]
+    finally:
+        agent.realthreads.Thread.start = thread_start
+
+
+def traced(probe, times):
+    for _ in range(times):
+        run = probe._begin((), {})
+        handle(1)
+        probe.leave(run, (), {}, None, None)
+
+
 def own_profiler(frame, event, arg):
     LOG.append(event)
 
@@ -158,6 +230,8 @@ def main():
         probe.stop()
         out["somebody_kept"] = sys.monitoring.get_tool(3)
         out["held_at_end"] = [tool for tool in range(6) if sys.monitoring.get_tool(tool) is not None]
+    if agent.HOLDS:
+        out["held"] = held()
     # the thread's own (Python) profiler: kept running beside ours on 3.12+, put back before
     agent.PREFER_MONITORING = False
     sys.setprofile(own_profiler)

@@ -6,6 +6,7 @@ class (a class made for the test, so nothing else in this process holds one).
 
 from __future__ import annotations
 
+import gc
 import io
 import sys
 import threading
@@ -248,3 +249,42 @@ def test_memory_bound_stops_the_search_and_says_so(module: types.ModuleType, mon
     event = {**EVENT, "chains": [], "walked": found.walked, "levels": found.levels, "complete": False, "bounded": True}
     assert _text(event)[0].startswith("no instance of __main__.Item found (walked ")
     assert "stopped at its memory bound" in _text(event)[0]
+
+
+def _collections_during(search: Any) -> list[int]:
+    """The generations of the collections that ran while ``search()`` ran."""
+    seen: list[int] = []
+
+    def note(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    gc.callbacks.append(note)
+    try:
+        search()
+    finally:
+        gc.callbacks.remove(note)
+    return seen
+
+
+def test_kept_lists_leave_the_young_generation_unless_the_collector_is_off(
+    module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Item = fresh_class("Item")
+    module.MANY = [[index] for index in range(3000)] + [[[Item()]]]  # type: ignore[attr-defined]
+    monkeypatch.setattr(referrers, "YOUNG_KEPT", 100)  # a young collection every 100 entries kept
+    chain: list[dict[str, Any]] = []
+
+    def search() -> None:
+        chain.clear()
+        chain.extend(chains(Item))
+
+    ran = _collections_during(search)  # 3000 lists kept: one collection per 100 of them at least
+    assert ran.count(referrers._AGE_GENERATION) >= 20, ran
+    assert [vias(found) for found in chain] == [["[3000]", "[0]", "[0]"]]
+    gc.disable()
+    try:
+        assert _collections_during(search) == []
+    finally:
+        gc.enable()
+    assert [vias(found) for found in chain] == [["[3000]", "[0]", "[0]"]]

@@ -95,3 +95,18 @@ def test_the_threads_own_profiler_is_back(report: dict[str, Any]) -> None:
     ]
     # 3.12+: ours records with its own tool and the thread's profiler keeps running meanwhile
     assert report["own_profiler_saw_calls"] is (tuple(report["version"]) >= (3, 12))
+
+
+def test_the_events_held_on_while_tracing_often_give_the_same_trees_and_are_let_go(report: dict[str, Any]) -> None:
+    if tuple(report["version"]) < (3, 12):
+        pytest.skip("switching a profile function re-instruments nothing before 3.12: nothing is held")
+    held = report["held"]
+    assert held["started"] is True  # back-to-back invocations: a holder thread keeps the events on
+    assert held["shape"] == FULL and held["same_trees"] is True  # the trees are the same before and while held
+    assert held["own_profile_back"] is True
+    assert held["let_go_when_idle"] is True  # nothing traced any more: the holder lets go by itself
+    assert held["held_again"] is True
+    assert held["gone_after_stop"] is True  # the command's end
+    assert held["gone_at_detach"] is True  # detach, before any job's cleanup ran
+    assert held["holder_threads_left"] == []
+    assert held["no_thread_to_be_had"] == [1, True, True]  # counted once as ours, never raised, same tree

@@ -258,3 +258,109 @@ def test_the_inlined_filter_guard_contains_errors_and_never_ending_filters() -> 
     finally:
         raising.close()
         never.close()
+
+
+# ---------------------------------------------------------------- the program's code a capture runs
+
+
+class _Endless:
+    """An object whose own code never returns: a __repr__, or a list's __len__."""
+
+    def __repr__(self) -> str:
+        forever()
+        return "never"
+
+
+class _EndlessLen(list):  # type: ignore[type-arg]
+    def __len__(self) -> int:
+        forever()
+        return 0
+
+
+class _Exits:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        raise self.error
+
+
+def test_a_capture_in_an_agent_thread_stops_the_programs_code_and_shows_why() -> None:
+    from flight_profiler.services.capture import CaptureOptions, bounded_repr, capture
+
+    def captures() -> list[Any]:
+        options = CaptureOptions(budget_ms=100)
+        exits = [_Exits(SystemExit(2)), _Exits(KeyboardInterrupt())]
+        shown: list[Any] = [capture(value, CaptureOptions(raw=True, budget_ms=100)) for value in exits]
+        shown.append(capture([1, _Endless(), _EndlessLen(), 2], options))  # two: the second is not run
+        shown.append(capture(_Endless(), CaptureOptions(raw=True, budget_ms=100)))
+        shown.append(bounded_repr({"k": _Endless()}, 200))  # the console's value: the default budget
+        return shown
+
+    usercode.CAPTURE_BUDGET_MS, default = 100.0, usercode.CAPTURE_BUDGET_MS
+    try:
+        exits, interrupt, mixed, raw, console = in_thread(captures, agent=True)
+    finally:
+        usercode.CAPTURE_BUDGET_MS = default
+    assert exits["error"] == "repr failed: SystemExit: 2" and interrupt["error"] == "repr failed: KeyboardInterrupt"
+    first, endless, endless_len, last = mixed["items"]
+    assert (first, last) == ({"t": "int", "v": 1}, {"t": "int", "v": 2})
+    assert endless["t"].endswith("_Endless") and endless["error"].endswith(
+        "ran over the budget of 100 ms and was stopped (--budget-ms)"
+    )
+    assert endless_len["error"].endswith("for an earlier value: not run again in this command")
+    assert raw["error"].startswith("not shown: its own code")
+    assert console.startswith("{'k': <") and "ran over the budget of" in console, console
+
+
+def test_a_capture_in_an_application_thread_is_left_to_its_guard() -> None:
+    from flight_profiler.services.capture import CaptureOptions, capture
+
+    guard = usercode.Guard("capturing a call's values", 100)
+    try:
+        value = in_thread(lambda: guard.call(capture, _Endless(), CaptureOptions(budget_ms=100000)))
+        assert value is usercode.FAILED and guard.off  # the guard's budget, not the capture's, and switched off
+        assert guard.reason is not None and "ran over its budget of 100 ms" in guard.reason
+    finally:
+        guard.close()
+
+
+def test_a_description_in_an_agent_thread_has_a_budget() -> None:
+    from flight_profiler.services.describe import safe_repr
+
+    usercode.CAPTURE_BUDGET_MS, default = 100.0, usercode.CAPTURE_BUDGET_MS
+    try:
+        text = in_thread(lambda: safe_repr(_Endless()), agent=True)
+        exits = in_thread(lambda: safe_repr(_Exits(SystemExit(1))), agent=True)
+    finally:
+        usercode.CAPTURE_BUDGET_MS = default
+    assert text == "<_Endless: its __repr__ ran over the budget of 100 ms and was stopped>"
+    assert exits == "<_Exits>"
+
+
+def test_ctrl_c_during_a_capture_ends_the_command() -> None:
+    from flight_profiler.services.capture import CaptureOptions, capture
+
+    started = threading.Event()
+
+    class Waits:
+        def __repr__(self) -> str:
+            started.set()
+            forever()
+            return "never"
+
+    ident: list[int] = []
+
+    def command() -> Any:
+        ident.append(threading.get_ident())
+        return usercode.contain(lambda: capture(Waits(), CaptureOptions(raw=True)), (), None, "getglobal")
+
+    def interrupt() -> None:
+        assert started.wait(30)
+        assert usercode.interrupt(ident[0])
+
+    helper = threading.Thread(target=interrupt)
+    helper.start()
+    outcome = in_thread(command, agent=True)
+    helper.join(30)
+    assert outcome[0] == "raised" and isinstance(outcome[1], usercode.Stopped)

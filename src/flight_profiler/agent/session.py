@@ -120,6 +120,9 @@ class Session:
 
     def stop(self, wait: bool) -> None:
         """Cancel all jobs and close the connection."""
+        # Shut first: a command we interrupt below would otherwise race its own "cancelled" end to the
+        # client ahead of the close, and that client must read "detached by another client".
+        self.channel.shut()
         # a quick command's capture may be running a __repr__ (on the listener's thread before we have ours)
         usercode.interrupt(self.inline_ident or self.thread.ident)
         self._cancel_all()

@@ -7,10 +7,11 @@ libpython therefore costs a few hundred KB of reads, not the whole file.
 
 from __future__ import annotations
 
-import functools
 import os
 import struct
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Collection, Dict, FrozenSet, List, Tuple
 
 ET_EXEC = 2
@@ -90,6 +91,7 @@ def _scan_table(
     str_hdr: Tuple[int, ...],
     names: Collection[str],
     out: Dict[str, ElfSymbol],
+    proofs: List[Tuple[int, bytes]],
 ) -> None:
     strtab = _read_at(f, str_hdr[4], str_hdr[5])
     wanted = _name_offsets(strtab, names)
@@ -99,64 +101,111 @@ def _scan_table(
     if entsize != _SYM.size:
         raise ElfError(f"unexpected symbol entry size {entsize}")
     table = _read_at(f, sym_hdr[4], sym_hdr[5] - sym_hdr[5] % entsize)
-    for st_name, st_info, _other, shndx, value, size in _SYM.iter_unpack(table):
+    for index, (st_name, st_info, _other, shndx, value, size) in enumerate(_SYM.iter_unpack(table)):
         name = wanted.get(st_name)
         if name is None or shndx == _SHN_UNDEF or name in out:
             continue
         kind = st_info & 0xF
         if kind in (_STT_OBJECT, _STT_FUNC, 10):  # 10 = STT_GNU_IFUNC
             out[name] = ElfSymbol(name, value, size, kind)
+            entry = index * entsize
+            proofs.append((sym_hdr[4] + entry, table[entry : entry + entsize]))
+            proofs.append((str_hdr[4] + st_name, name.encode() + b"\0"))
 
 
-def _parse(path: str, names: FrozenSet[str]) -> ElfImage:
-    with open(path, "rb") as f:
-        ehdr = _EHDR.unpack(_read_at(f, 0, _EHDR.size))
-        ident = ehdr[0]
-        if ident[:4] != b"\x7fELF":
-            raise ElfError(f"{path} is not an ELF file")
-        if ident[4] != 2 or ident[5] != 1:
-            raise ElfError(f"{path} is not a little-endian ELF64 file")
-        e_type, phoff, shoff = ehdr[1], ehdr[5], ehdr[6]
-        phentsize, phnum, shentsize, shnum = ehdr[9], ehdr[10], ehdr[11], ehdr[12]
+def _parse(f: BinaryIO, path: str, names: FrozenSet[str], proofs: List[Tuple[int, bytes]]) -> ElfImage:
+    """The image; ``proofs`` gets (offset, bytes) of every part of the file the result was read from."""
+    head = _read_at(f, 0, _EHDR.size)
+    proofs.append((0, head))
+    ehdr = _EHDR.unpack(head)
+    ident = ehdr[0]
+    if ident[:4] != b"\x7fELF":
+        raise ElfError(f"{path} is not an ELF file")
+    if ident[4] != 2 or ident[5] != 1:
+        raise ElfError(f"{path} is not a little-endian ELF64 file")
+    e_type, phoff, shoff = ehdr[1], ehdr[5], ehdr[6]
+    phentsize, phnum, shentsize, shnum = ehdr[9], ehdr[10], ehdr[11], ehdr[12]
 
-        loads: List[int] = []
-        if phoff and phnum:
-            raw = _read_at(f, phoff, phentsize * phnum)
-            for i in range(phnum):
-                ph = _PHDR.unpack_from(raw, i * phentsize)
-                if ph[0] == _PT_LOAD:
-                    loads.append(ph[3] & ~0xFFF)
-        first_load = min(loads) if loads else 0
+    loads: List[int] = []
+    if phoff and phnum:
+        raw = _read_at(f, phoff, phentsize * phnum)
+        proofs.append((phoff, raw))
+        for i in range(phnum):
+            ph = _PHDR.unpack_from(raw, i * phentsize)
+            if ph[0] == _PT_LOAD:
+                loads.append(ph[3] & ~0xFFF)
+    first_load = min(loads) if loads else 0
 
-        symbols: Dict[str, ElfSymbol] = {}
-        if shoff and shnum:
-            raw = _read_at(f, shoff, shentsize * shnum)
-            sections = [_SHDR.unpack_from(raw, i * shentsize) for i in range(shnum)]
-            # .dynsym first: it is small and holds every exported C-API symbol;
-            # .symtab (absent in stripped builds) only for names still missing.
-            for wanted_type in (_SHT_DYNSYM, _SHT_SYMTAB):
-                missing = names.difference(symbols)
-                if not missing:
-                    break
-                for sh in sections:
-                    if sh[1] == wanted_type and 0 < sh[6] < len(sections):
-                        _scan_table(f, sh, sections[sh[6]], missing, symbols)
-        return ElfImage(path, e_type, first_load, symbols)
+    symbols: Dict[str, ElfSymbol] = {}
+    if shoff and shnum:
+        raw = _read_at(f, shoff, shentsize * shnum)
+        sections = [_SHDR.unpack_from(raw, i * shentsize) for i in range(shnum)]
+        # .dynsym first: it is small and holds every exported C-API symbol;
+        # .symtab (absent in stripped builds) only for names still missing.
+        for wanted_type in (_SHT_DYNSYM, _SHT_SYMTAB):
+            missing = names.difference(symbols)
+            if not missing:
+                break
+            for sh in sections:
+                if sh[1] == wanted_type and 0 < sh[6] < len(sections):
+                    _scan_table(f, sh, sections[sh[6]], missing, symbols, proofs)
+    return ElfImage(path, e_type, first_load, symbols)
 
 
-@functools.lru_cache(maxsize=32)
-def _parse_cached(path: str, names: FrozenSet[str], _identity: Tuple[int, ...]) -> ElfImage:
-    return _parse(path, names)
+# (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns, names) -> (image, proofs). Keyed by the identity
+# of the file we opened (fstat of our own descriptor), never by its name: the 32 workers of a service
+# map one interpreter through 32 different /proc/<pid>/map_files names, and a binary replaced at the
+# same path (a new inode, or rewritten in place: a new ctime even when its mtime is put back) is
+# another key. A hit is still checked against the file: the bytes the result came from (headers,
+# each symbol's entry and name) are read again, a few preads, so even a rewrite within one tick of
+# the file system's clock (same ctime) is parsed afresh, never served a stale address.
+_CACHE_SIZE = 32
+_cache: OrderedDict[Tuple[object, ...], Tuple[ElfImage, Tuple[Tuple[int, bytes], ...]]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def file_identity(st: os.stat_result) -> Tuple[int, int, int, int, int]:
+    """What tells one file (version) from another: device, inode, size, mtime and ctime."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def read_symbols(path: str, names: Collection[str]) -> ElfImage:
     """Look up ``names`` in ``path``'s .dynsym (and .symtab if present).
 
     Only defined symbols are returned; a name that is not found is simply absent from
-    ``ElfImage.symbols``. Results are cached per file identity (device, inode, size,
-    mtime), so repeated injections into the same interpreter do not re-read the file.
+    ``ElfImage.symbols``. Results are cached per file identity (``file_identity`` of the
+    opened file, checked against the bytes they came from), so injections into many
+    processes of one interpreter parse it once.
     Raises OSError if the file cannot be read, ElfError if it is not ELF64 LE.
     """
-    st = os.stat(path)
-    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    return _parse_cached(path, frozenset(names), identity)
+    wanted = frozenset(names)
+    with open(path, "rb") as f:
+        key = (*file_identity(os.fstat(f.fileno())), wanted)
+        image = _cached(f, key)
+        if image is None:
+            proofs: List[Tuple[int, bytes]] = []
+            image = _parse(f, path, wanted, proofs)
+            with _cache_lock:
+                _cache[key] = (image, tuple(proofs))
+                while len(_cache) > _CACHE_SIZE:
+                    _cache.popitem(last=False)
+    return image if image.path == path else replace(image, path=path)
+
+
+def _cached(f: BinaryIO, key: Tuple[object, ...]) -> ElfImage | None:
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+    if hit is None:
+        return None
+    image, proofs = hit
+    for offset, data in proofs:
+        if os.pread(f.fileno(), len(data), offset) != data:
+            return None
+    return image
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()

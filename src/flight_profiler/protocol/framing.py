@@ -119,11 +119,15 @@ class Channel:
                 raise ChannelClosed("peer closed the connection")
             self._buf += chunk
 
-    def close(self) -> None:
+    def shut(self) -> None:
+        """Make every later send fail and the peer see the end, without freeing the descriptor yet."""
         try:
             self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def close(self) -> None:
+        self.shut()
         self.sock.close()
 
 

@@ -12,6 +12,16 @@ library is imported), and everything below the ``-x`` depth goes through a repr
 writer with a character budget instead of ``repr()``. Only objects with their own
 ``__repr__`` get a real ``repr()`` (``_call_repr``), whose result is cut.
 
+The program's own code that a capture may run (a ``__repr__``, a container
+subclass's ``__len__``/``__iter__``/``items``, a property, a ``__getattribute__``)
+runs only for objects whose type is not one of the plain builtins (``_PLAIN``),
+and each such object is captured through ``usercode.call_contained``: in an
+agent thread bounded by the command's budget (``CaptureOptions.budget_ms``,
+``--budget-ms``), so that a ``__repr__`` that never returns is stopped and shown
+as a placeholder that says why; after one overrun the program's code is not run
+again for the rest of the command (``CaptureOptions.off``). In an application
+thread the hooked call's own ``Guard`` bounds the whole capture.
+
 Node shapes (``t`` is always the type name):
   {"t", "v"}                       scalar (None, bool, int, float, str) - "v" is the value
   {"t", "r"}                       object shown by its (possibly cut) repr
@@ -26,12 +36,13 @@ from __future__ import annotations
 import sys
 
 from ..protocol.requests import RENDER_DEFAULTS
+from . import usercode
 from .describe import describe_error as _describe
 from .describe import type_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any, Mapping
+    from typing import Any, Callable, Mapping
 
 
 MAX_DEPTH = 8  # what -x -1 ("infinite") means: a hard stop for huge graphs
@@ -46,6 +57,9 @@ _LOG10_2 = 0.30102999566398120
 _INT_BITS_LIMIT = int(INT_DIGITS_LIMIT / _LOG10_2)
 _SCALARS = (bool, int, float, type(None))
 _BYTES = (bytes, bytearray, memoryview)
+# Types whose capture runs none of the program's code (their items may: each is looked at in turn).
+# Compared by id: ``type(obj) in a_set`` would hash the type, and a metaclass may define __hash__.
+_PLAIN = frozenset(map(id, _SCALARS + _BYTES + (str, dict, list, tuple, set, frozenset)))
 
 
 class CaptureOptions:
@@ -54,12 +68,16 @@ class CaptureOptions:
         expand: int = RENDER_DEFAULTS["expand"],
         verbose: bool = RENDER_DEFAULTS["verbose"],
         raw: bool = RENDER_DEFAULTS["raw"],
+        budget_ms: float | None = None,
     ) -> None:
         self.depth = MAX_DEPTH if expand < 0 else min(expand, MAX_DEPTH)
         self.raw = raw
         self.verbose = verbose
         self.str_limit = STR_LIMIT_VERBOSE if verbose else STR_LIMIT
         self.item_limit = ITEM_LIMIT_VERBOSE if verbose else ITEM_LIMIT
+        # one object's capture in an agent thread (usercode.call_contained)
+        self.budget_ms = usercode.CAPTURE_BUDGET_MS if budget_ms is None else float(budget_ms)
+        self.off: str | None = None  # set once the program's code overran: it is not run again
 
     @classmethod
     def from_request(cls, request: Mapping[str, Any]) -> CaptureOptions:
@@ -67,6 +85,7 @@ class CaptureOptions:
             expand=int(request.get("expand", RENDER_DEFAULTS["expand"])),
             verbose=bool(request.get("verbose", RENDER_DEFAULTS["verbose"])),
             raw=bool(request.get("raw", RENDER_DEFAULTS["raw"])),
+            budget_ms=usercode.budget_of(request, usercode.CAPTURE_BUDGET_MS),
         )
 
 
@@ -74,10 +93,11 @@ def capture(obj: Any, options: CaptureOptions) -> dict[str, Any]:
     """Return the JSON tree of ``obj``."""
     try:
         if options.raw:
-            return _repr_node(obj, options)
+            node: dict[str, Any] = _contained(_repr_node, (obj, options), obj, options)
+            return node
         return _capture(obj, options, options.depth, set())
     except Exception as exc:  # noqa: BLE001 - a hostile __len__/__iter__ is shown, not raised
-        return {"t": _type_name(obj), "error": _describe(exc)}
+        return {"t": _safe_type_name(obj), "error": _describe(exc)}
 
 
 def bounded_repr(obj: Any, limit: int) -> str:
@@ -85,7 +105,7 @@ def bounded_repr(obj: Any, limit: int) -> str:
     (the console's trailing value): what ``-r`` shows, with the cut stated."""
     options = CaptureOptions(raw=True)
     options.str_limit = limit
-    node = _repr_node(obj, options)
+    node = capture(obj, options)
     if "error" in node:
         return "<%s: %s>" % (node["t"], node["error"])
     text = str(node["r"])
@@ -96,7 +116,35 @@ def bounded_repr(obj: Any, limit: int) -> str:
     return text
 
 
+def _contained(fn: Callable[..., Any], args: tuple[Any, ...], obj: Any, options: CaptureOptions) -> Any:
+    """``fn(*args)``, which captures ``obj`` and may run its type's code: bounded in agent threads
+    (``usercode.call_contained``); what it cannot show becomes a node with the reason."""
+    if options.off is not None:
+        return {"t": _safe_type_name(obj), "error": options.off}
+    value, error, overran = usercode.call_contained(fn, args, options.budget_ms)
+    if overran:
+        options.off = "not shown: the program's code ran over the budget (%g ms) for an earlier value: " % (
+            options.budget_ms
+        )
+        options.off += "not run again in this command"
+    if value is not usercode.FAILED:
+        return value
+    if overran:
+        reason = "not shown: its own code (__repr__, __len__, a property...) ran over the budget of %g ms " % (
+            options.budget_ms
+        )
+        return {"t": _safe_type_name(obj), "error": reason + "and was stopped (--budget-ms)"}
+    return {"t": _safe_type_name(obj), "error": "repr failed: %s" % _describe(error or Exception())}
+
+
 def _capture(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
+    if id(type(obj)) in _PLAIN:
+        return _capture_any(obj, options, depth, seen)
+    node: dict[str, Any] = _contained(_capture_any, (obj, options, depth, seen), obj, options)
+    return node
+
+
+def _capture_any(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
     if isinstance(obj, _SCALARS):
         return _scalar(obj)
     if isinstance(obj, str):
@@ -252,7 +300,7 @@ def _repr_node(obj: Any, options: CaptureOptions) -> dict[str, Any]:
             return _bytes_node(obj, node, options.str_limit)
         if _own_repr(obj):
             return _user_repr_node(obj, node, options.str_limit)
-        text = _Text(options.str_limit)
+        text = _Text(options.str_limit, options)
         _write(obj, text, [])
         node["r"] = text.value()
         if text.full and _kind(obj) != "object":
@@ -360,7 +408,8 @@ def _own_repr(obj: Any) -> bool:
 class _Text:
     """A repr under construction with a character budget: writing stops when it is spent."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, options: CaptureOptions) -> None:
+        self.options = options  # whose budget bounds the program's code the writer runs
         self.parts: list[str] = []
         self.left = limit
         self.full = False
@@ -387,6 +436,15 @@ def _write(obj: Any, text: _Text, stack: list[int]) -> None:
     if text.left <= 0:
         text.full = True
         return
+    if id(type(obj)) in _PLAIN:
+        _write_any(obj, text, stack)
+        return
+    failed = _contained(_write_any, (obj, text, stack), obj, text.options)
+    if failed is not None:
+        text.add("<%s: %s>" % (failed["t"], failed["error"]))
+
+
+def _write_any(obj: Any, text: _Text, stack: list[int]) -> None:
     written = _written(obj)
     array = _array_kind(obj)
     if array:
@@ -493,3 +551,22 @@ def _cut(text: str, limit: int) -> str:
 
 def _type_name(obj: Any) -> str:
     return type_name(type(obj))
+
+
+_QUALNAME = type.__dict__["__qualname__"].__get__  # type's own: never a metaclass's property
+_MODULE = type.__dict__["__module__"].__get__
+
+
+def _safe_type_name(obj: Any) -> str:
+    """The type's name for a placeholder, read without running any of the program's code (the
+    object's own code just failed or overran: its metaclass gets no second chance)."""
+    kind = type(obj)
+    try:
+        name, module = _QUALNAME(kind), _MODULE(kind)
+    except Exception:  # noqa: BLE001 - a __module__ that is not there
+        return "<type at 0x%x>" % id(kind)
+    if type(name) is not str:
+        return "<type at 0x%x>" % id(kind)
+    if type(module) is not str or module == "builtins":
+        return name
+    return module + "." + name

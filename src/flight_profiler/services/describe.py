@@ -33,12 +33,17 @@ def type_name(kind: type, plain: Tuple[str, ...] = ("builtins",)) -> str:
 
 
 def safe_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
-    """``repr(obj)`` cut to ``limit`` characters, or ``<TypeName>`` when it raises."""
-    try:
-        text = repr(obj)
-    except Exception:  # noqa: BLE001 - a hostile repr
+    """``repr(obj)`` cut to ``limit`` characters, or ``<TypeName>`` when it raises; in an agent
+    thread within a time budget (``usercode.call_contained``), else ``<TypeName: why>``."""
+    from . import usercode  # here: usercode imports this module
+
+    budget = usercode.CAPTURE_BUDGET_MS
+    text, error, overran = usercode.call_contained(repr, (obj,), budget)
+    if overran and text is usercode.FAILED:
+        return "<%s: its __repr__ ran over the budget of %g ms and was stopped>" % (type(obj).__name__, budget)
+    if error is not None or not isinstance(text, str):  # a hostile repr, SystemExit included
         return "<%s>" % type(obj).__name__
-    return text[:limit] if isinstance(text, str) else "<%s>" % type(obj).__name__
+    return text[:limit]
 
 
 def error_message(error: BaseException, limit: int = MESSAGE_LIMIT) -> Optional[str]:

@@ -6,9 +6,11 @@ on 8 M objects), so it is not used. Instead the walk starts from the roots (ever
 module, every thread's frames and their local variables, the young GC
 generations, ``gc.garbage``) and follows ``gc.get_referents`` a batch at a time
 in Python, which the interpreter interrupts every switch interval like any other
-Python code; it also sleeps 1 ms every 20 ms so a busy target keeps most of its
-CPU share. Huge lists, tuples, dicts and sets are followed in slices of
-themselves, so no single C call grows with the heap (bench/RESULTS-mem.md). What
+Python code; it also sleeps 1 ms every 10 ms (batches sized in time, see
+WALK_BURST) so a busy target keeps most of its CPU share. Huge lists, tuples,
+dicts and sets are followed in slices of themselves, and no gc.get_referents
+call gets more than BIG_CONTAINER references, so no single C call grows with
+the heap (bench/RESULTS-mem.md). What
 it finds is what the program can reach, including objects the GC does not track
 (str, int, bytes...), each object once. Modules are followed through their
 ``__dict__``, never through their own traverse function (see ``_MODULE_DICT``).
@@ -41,10 +43,24 @@ if TYPE_CHECKING:
     Entries = Dict[type, List[Any]]
     Wanted = Optional[Callable[[type], bool]]
 
-SLICE = 2000  # objects handled per batch: one gc.get_referents call (a few ms at most)
-WALK_BURST = 0.02  # seconds of walking between two pauses
-SLICE_PAUSE = 0.001  # seconds slept in each pause: a busy target gets the CPU back meanwhile
-BIG_CONTAINER = 20000  # containers longer than this are followed in slices of themselves
+SLICE = 1000  # objects handled in the first batch of a walk, then sized to take BATCH_TIME
+MIN_SLICE, MAX_SLICE = 256, 8000
+BATCH_TIME = 0.001  # seconds of work per batch: a pause can only come between two
+# The walk is sliced in time, not in objects: after WALK_BURST seconds of walking it sleeps
+# SLICE_PAUSE with the GIL released, so a busy target keeps most of its CPU share (and a
+# walk on a thread of real-time priority stays under the kernel's 95 % real-time budget,
+# whose throttling stopped it, GIL held, for 50 ms at a time). A thread
+# that wants the GIL meanwhile gets it from the interpreter within its switch interval
+# (5 ms) whatever the walk does in Python, so what bounds the longest stall is that no C
+# call of the walk is long (BIG_CONTAINER) and that the collector never meets many of its
+# objects at once (referrers.YOUNG_KEPT); bench/RESULTS-mem.md.
+WALK_BURST = 0.01
+SLICE_PAUSE = 0.001
+# Containers longer than this are followed in slices of themselves, and one gc.get_referents
+# call gets at most about this many references: such a call (and freeing its result) touches
+# every object it returns, scattered over the heap, in one C call that holds the GIL
+# (~1 ms per 5000 on a VM; ~4 ms per 20000 measured).
+BIG_CONTAINER = 5000
 COUNT, SIZE, FOLLOW, MATCH = 0, 1, 2, 3  # the fields of a type's entry
 # Before 3.11 a frame's traverse visits its local variables; from 3.11 a running
 # frame's locals live in the thread's own stack and the frame object does not
@@ -139,49 +155,72 @@ class _Cursor:
 
 
 def _follow(cancelled: Event, seen: _Seen, state: _State, stack: list[Any]) -> bool:
-    """Depth-first over ``gc.get_referents``, a batch at a time, yielding the GIL between batches."""
-    next_pause = time.monotonic() + WALK_BURST
+    """Depth-first over ``gc.get_referents``, a batch at a time, pausing every WALK_BURST seconds.
+
+    The batch is sized in time: about BATCH_TIME of work (a pause can only come between
+    two batches), whatever the objects cost on this interpreter, host and heap.
+    """
+    clock = time.monotonic
+    size = SLICE
+    started = clock()
+    next_pause = started + WALK_BURST
     while stack:
-        batch = stack[-SLICE:]
-        del stack[-SLICE:]
+        batch = stack[-size:]
+        del stack[-size:]
         _visit(batch, seen, state, stack)
         del batch
-        if time.monotonic() >= next_pause:
+        now = clock()
+        size = _next_size(size, now - started)
+        if now >= next_pause:
             time.sleep(SLICE_PAUSE)
-            next_pause = time.monotonic() + WALK_BURST
             if cancelled.is_set():
                 return False
+            now = clock()
+            next_pause = now + WALK_BURST
+        started = now
     return True
 
 
+def _next_size(size: int, took: float) -> int:
+    """The next batch's size, for a batch of ``size`` that took ``took`` seconds."""
+    if took <= 0:
+        return min(size * 2, MAX_SLICE)
+    return max(MIN_SLICE, min(MAX_SLICE, int(size * BATCH_TIME / took)))
+
+
 def _visit(batch: list[Any], seen: _Seen, state: _State, stack: list[Any]) -> None:
-    """Count each object of ``batch`` by type, collect the wanted ones, push what they refer to."""
+    """Count each object of ``batch`` by type, collect the wanted ones, push what they refer to.
+
+    The hot loop of every walk: fields by literal index (COUNT 0, SIZE 1, FOLLOW 2,
+    MATCH 3), how an object is followed (_ATOM 0, _OBJECT 3) by literal too.
+    """
     getsizeof = sys.getsizeof if state.sizes else None
     by_type = state.types
     containers: list[Any] = []
     weight = 0
     for obj in batch:
-        kind = type(obj)
-        if kind is _Cursor:
-            _push_chunk(obj, seen, stack)
-            continue
-        entry = by_type.get(kind)
+        entry = by_type.get(type(obj))
         if entry is None:
-            entry = by_type[kind] = _new_entry(kind, state.wanted)
+            entry = by_type[type(obj)] = _new_entry(type(obj), state.wanted)
         if entry is _OURS:
+            if type(obj) is _Cursor:
+                _push_chunk(obj, seen, stack)
             continue  # the agent's own objects (sessions, jobs, ...) are not the program's
-        entry[COUNT] += 1
-        if entry[MATCH] and (state.keep < 0 or len(state.found) < state.keep):
-            state.found.append(obj)
+        entry[0] += 1
+        if entry[3]:
+            _collect(obj, state)
         if getsizeof is not None:
             try:
-                entry[SIZE] += getsizeof(obj)
+                entry[1] += getsizeof(obj)
             except Exception:  # noqa: BLE001, S110 - a broken __sizeof__ must not stop the walk
                 pass
-        if entry[FOLLOW]:  # a builtin container (len() runs no user code), or a module: its dict
-            if entry[FOLLOW] == _MODULE:
-                obj = _MODULE_DICT.__get__(obj)
-            length = len(obj)
+        how = entry[2]
+        if how == 3:  # _OBJECT
+            weight += 1
+        elif how == 0:  # _ATOM: not a GC type, gc.get_referents would return nothing for it
+            continue
+        else:
+            obj, length = _sized(obj, how)
             if length > BIG_CONTAINER:
                 stack.append(_Cursor(obj))  # one get_referents call on it would hold the GIL too long
                 continue
@@ -193,6 +232,18 @@ def _visit(batch: list[Any], seen: _Seen, state: _State, stack: list[Any]) -> No
     _push_referents(containers, seen, stack)
 
 
+def _collect(obj: Any, state: _State) -> None:
+    if state.keep < 0 or len(state.found) < state.keep:
+        state.found.append(obj)
+
+
+def _sized(obj: Any, how: int) -> tuple[Any, int]:
+    """A builtin container (len() runs no user code), or a module's dict, and its length."""
+    if how == _MODULE:
+        obj = _MODULE_DICT.__get__(obj)
+    return obj, len(obj)
+
+
 _OURS: list[Any] = []  # the entry of our own classes
 
 # A module is followed through its __dict__, never through gc.get_referents(module):
@@ -202,7 +253,9 @@ _OURS: list[Any] = []  # the entry of our own classes
 # _asyncio never ends and the process hangs or crashes (CPython gh-122695; what
 # froze asyncio targets under pympler-based heap walks on 3.12).
 _MODULE_DICT: Any = vars(ModuleType)["__dict__"]  # the getter of md_dict: no user code
-_CONTAINER, _MODULE = 1, 2
+_ATOM, _CONTAINER, _MODULE, _OBJECT = 0, 1, 2, 3  # how an object is followed (see _how_to_follow)
+_HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC: only such objects have referents
+_FLAGS: Any = vars(type)["__flags__"]  # the getter of tp_flags: no metaclass property runs
 
 
 def _new_entry(kind: type, wanted: Wanted) -> list[Any]:
@@ -214,7 +267,9 @@ def _new_entry(kind: type, wanted: Wanted) -> list[Any]:
 def _how_to_follow(kind: type) -> int:
     if kind is list or kind is tuple or kind is dict or kind is set or kind is frozenset:
         return _CONTAINER
-    return _MODULE if issubclass(kind, ModuleType) else 0
+    if issubclass(kind, ModuleType):
+        return _MODULE
+    return _OBJECT if _FLAGS.__get__(kind) & _HAVE_GC else _ATOM
 
 
 def _is_ours(kind: type) -> bool:
@@ -226,10 +281,15 @@ def _is_ours(kind: type) -> bool:
 
 
 def _push_referents(containers: list[Any], seen: _Seen, stack: list[Any]) -> None:
-    """Push what ``containers`` refer to and was not seen yet (``seen.add``, inlined: hot loop)."""
+    """Push what ``containers`` refer to and was not seen yet."""
+    _push_new(gc.get_referents(*containers), seen, stack)
+
+
+def _push_new(refs: list[Any], seen: _Seen, stack: list[Any]) -> None:
+    """Push the objects of ``refs`` not seen yet (``seen.add``, inlined: the hot loop)."""
     pages = seen.pages
     push = stack.append
-    for ref in gc.get_referents(*containers):
+    for ref in refs:
         slot = id(ref) >> 4
         page = pages.get(slot >> 16)
         if page is None:
@@ -249,9 +309,7 @@ def _push_chunk(cursor: _Cursor, seen: _Seen, stack: list[Any]) -> None:
         stack.append(cursor)
     if cursor.pairs:
         chunk = [part for pair in chunk for part in pair]  # dict items: keys and values
-    for ref in chunk:
-        if seen.add(ref):
-            stack.append(ref)
+    _push_new(chunk, seen, stack)
 
 
 class _Seen:

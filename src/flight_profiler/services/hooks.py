@@ -745,16 +745,16 @@ def _make_inline(code: types.CodeType, hook: _Hook, nested: bool, plan: Any, gat
         if splice.why_not is not None:
             return None
     consts = dict(plan.consts)
-    consts.update(GATE=gate, HOOK=hook)
+    consts.update(GATE=gate, HOOK=hook, EXC=sys.exc_info)
     if hook.shadow is not None:
         consts["SHADOW"] = hook.shadow
         shadow = "_fp_K_SHADOW"
     else:  # a nested function with a closure: a shadow with the calling closure's cells
         shadow = "_fp_K_HOOK.shadow_for((lambda: (%s,)).__closure__)" % ", ".join(freevars)
     keep = "    if 0:\n        (%s,)\n" % ", ".join(freevars) if freevars else ""
-    head = "def %s(%s):" % (_WRAPPER, params.declare)
-    shadow_call = "%s(%s)" % (shadow, params.call)
     kind = code_kind(code)
+    head = "%sdef %s(%s):" % ("async " if kind == "coroutine" else "", _WRAPPER, params.declare)
+    shadow_call = "%s(%s)" % (shadow, params.call)
     source = inline.source(plan.style, kind, head, keep, shadow_call, params.args, params.kwargs, splice, nested)
     if freevars:  # a nested def, so that the wrapper has the same free variables as the original
         body = "".join("    " + line + "\n" if line else "\n" for line in source.splitlines())

@@ -136,50 +136,61 @@ def late(guard: Guard) -> Any:
 
 
 def _filter_block(splice: Splice, passthrough: str) -> str:
-    names = "                _fp_b = _fp_K_BUILTINS\n" if splice.values else ""
+    # A matching call leaves the loop by ``break``; one that does not match (or whose filter failed:
+    # the handlers switch it off) falls through to the original's call. No flag is stored and read
+    # back, and the handlers take the exception from ``sys.exc_info()``: every local of the wrapper
+    # costs every call (the frame's slots are cleared on entry and exit).
+    names = "                    _fp_b = _fp_K_BUILTINS\n" if splice.values else ""
     return (
-        "        try:\n"
-        "            try:\n" + names + "                _fp_n = not _fp_FILTER\n"
-        "            except BaseException as _fp_e:\n"
-        "                _fp_n = _fp_K_FAILED(_fp_e)\n"
-        "        except BaseException as _fp_e:\n"
-        "            _fp_n = _fp_K_LATE(_fp_e)\n"
-        "        if _fp_n:\n"
+        "        while 1:\n"
+        "            try:\n"
+        "                try:\n" + names + "                    if _fp_FILTER:\n"
+        "                        break\n"
+        "                except BaseException:\n"
+        "                    _fp_K_FAILED(_fp_K_EXC()[1])\n"
+        "            except BaseException:\n"
+        "                _fp_K_LATE(_fp_K_EXC()[1])\n"
         "            return %s\n" % passthrough
     )
 
 
+# watch, tt, stack: the filter, the rate's admission, then the probe. A shown call packs its
+# arguments and start time into the one local ``_fp_t`` (a tuple: cheaper for every other call than
+# three locals more); ``_fp_r`` holds what the original returned.
 _CALL = """\
 %(filter)s        _fp_t = _fp_K_NOW()
         if _fp_t < _fp_K_BUCKET.next_ok:
             _fp_K_BUCKET.skipped_total += 1
             return %(passthrough)s
-        _fp_a = %(args)s
-        _fp_k = %(kwargs)s
+        _fp_t = (_fp_t, %(args)s, %(kwargs)s)
         try:
             _fp_r = %(run)s
-        except BaseException as _fp_e:
-            _fp_K_PROBE.leave(_fp_t, _fp_a, _fp_k, None, _fp_e)
+        except BaseException:
+            _fp_K_PROBE.leave(_fp_t[0], _fp_t[1], _fp_t[2], None, _fp_K_EXC()[1])
             raise
-        _fp_K_PROBE.leave(_fp_t, _fp_a, _fp_k, _fp_r, None)
+        _fp_K_PROBE.leave(_fp_t[0], _fp_t[1], _fp_t[2], _fp_r, None)
         return _fp_r
 """
 
 # monitor (commands/monitor/agent.py): every call takes an item of the picker's chain (one C call,
-# which also counts it); a true item means "time this one". An untimed call is the original's
-# call in a ``try`` (free on 3.11+) whose handler counts a failure; the timed path is as before.
+# which also counts it, atomically); a true item means "time this one", unless the thread is the
+# agent's or doing our own work (then the call is not counted, as before: that is looked at before
+# the call, through ``_fp_r``, so the wrapper has no local more than watch's). An untimed call is
+# the original's call in a ``try`` (free on 3.11+) whose handler counts a failure. (Taking the item
+# by a ``for`` statement instead, FOR_ITER without a call, ran 7-20 instructions fewer but was no
+# faster measurably: bench/RESULTS-hook-floor.md.)
 _MONITOR = """\
 %(filter)s        if _fp_K_NEXT(_fp_K_PICK):
+            _fp_r = _fp_K_IDENT()
+            if _fp_r in _fp_K_AGENTS or _fp_r in _fp_K_OWN:
+                return %(passthrough)s
             _fp_t = _fp_K_NOW()
             try:
                 _fp_r = %(run)s
             except BaseException:
                 _fp_K_FAIL(_fp_t)
                 raise
-            _fp_d = _fp_K_NOW() - _fp_t
-            _fp_i = _fp_K_IDENT()
-            if _fp_i not in _fp_K_AGENTS and _fp_i not in _fp_K_OWN:
-                _fp_K_PROBE.ok.append(_fp_d * 1000.0)
+            _fp_K_PROBE.ok.append((_fp_K_NOW() - _fp_t) * 1000.0)
             return _fp_r
         try:
             return %(passthrough)s
@@ -188,7 +199,7 @@ _MONITOR = """\
             raise
 """
 
-OWN_NAMES = ("_fp_g", "_fp_n", "_fp_p", "_fp_b", "_fp_t", "_fp_d", "_fp_i", "_fp_FILTER")
+OWN_NAMES = ("_fp_b", "_fp_t", "_fp_r", "_fp_FILTER")
 
 
 def source(
@@ -218,7 +229,8 @@ def source(
         "kwargs": kwargs,
     }
     if gated:
-        return "%s\n%s    _fp_g = _fp_K_GATE\n    if _fp_g:\n%s    return %s\n" % (head, keep, body, passthrough)
+        # (through a local: a constant as the test would be folded away by the compiler)
+        return "%s\n%s    _fp_t = _fp_K_GATE\n    if _fp_t:\n%s    return %s\n" % (head, keep, body, passthrough)
     # no gate: the body, one level less indented
     return "%s\n%s%s" % (head, keep, "".join(line[4:] + "\n" for line in body.splitlines()))
 
@@ -371,7 +383,8 @@ def compile_wrapper(
     import ast
 
     tree = ast.parse(template, filename, "exec")
-    wrapper = next(node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == name)
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef)
+    wrapper = next(node for node in ast.walk(tree) if isinstance(node, kinds) and node.name == name)
     swaps: dict[str, Any] = {}
     values = dict(consts)
     if splice is not None and splice.values:
@@ -394,6 +407,11 @@ def compile_wrapper(
             # on the line before it: no NOP is executed for the ``try`` statement's own line (3.11+)
             self.generic_visit(node)
             node.lineno = wrapper.lineno
+            return node
+
+        def visit_While(self, node: Any) -> Any:  # the same for the loop's line and its test's
+            self.generic_visit(node)
+            node.lineno = node.test.lineno = wrapper.lineno
             return node
 
         def visit_Call(self, node: Any) -> Any:

@@ -52,6 +52,13 @@ if TYPE_CHECKING:
 _HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC: only such objects have referents
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined in Python (its attribute access may run its code)
 KEPT = 8_000_000  # containers kept for the way back (8 bytes each): past it the search stops, said so
+# The lists that keep the levels are new, so the collector's young collections traverse them,
+# every entry a random read of an object: a collection that met 700 such lists at once (the
+# young threshold counts lists, not entries) stalled the target 35-80 ms. So once the entries
+# kept since the last time reach YOUNG_KEPT, one young collection is run at that size (about
+# 1 ms), which moves the lists to the old generation where only a full collection looks again.
+YOUNG_KEPT = 20000
+_AGE_GENERATION = 0 if sys.version_info >= (3, 14) else 1  # 3.14: young survivors go straight to the old one
 LOOK = 100000  # entries of one container read to name a step; a key past them is shown as [?]
 KEY_TEXT = 60  # characters of a key's repr shown
 _FLAGS: Any = vars(type)["__flags__"]  # the getter of tp_flags: no metaclass property runs
@@ -102,9 +109,11 @@ class Found:
 def analyze(cancelled: Event, wanted: Callable[[type], bool], limit: int, depth: int) -> Found | None:
     """Chains from a root to up to ``limit`` instances (nearest first); None when cancelled."""
     search = _Search(cancelled, wanted, limit, depth)
-    if not search.out():
-        return None
-    chains = search.back()
+    try:
+        chains = search.back() if search.out() else None
+    finally:
+        for level in search.levels:
+            search.drop(level)
     if chains is None:
         return None
     found = Found()
@@ -133,6 +142,7 @@ class _Search:
         self.complete = False
         self.bounded = False
         self.kept = 0
+        self.young = 0  # entries kept since the last young collection we ran (see YOUNG_KEPT)
         self.next_pause = time.monotonic() + heapwalk.WALK_BURST
         for obj in (self, self.seen, self.seen.pages, self.kinds, self.levels, self.hits, self.roots):
             self.seen.add(obj)
@@ -142,7 +152,18 @@ class _Search:
     # -- step 1: out from the roots ------------------------------------------------------------
 
     def out(self) -> bool:
-        level = self._first_level(_roots())
+        level: list[list[Any]] = []  # the chunks of the level being walked
+        following: list[list[Any]] = []  # the chunks of the next one
+        self.seen.add(level)
+        self.seen.add(following)
+        try:
+            return self._out(level, following)
+        finally:  # what is left of the last levels when the search stopped early
+            self.drop(level)
+            self.drop(following)
+
+    def _out(self, level: list[list[Any]], following: list[list[Any]]) -> bool:
+        level[:] = self._first_level(_roots())
         young = False
         while len(self.hits) < self.limit and len(self.levels) < self.depth:
             if not level:
@@ -150,17 +171,18 @@ class _Search:
                     self.complete = True
                     break
                 young = True  # everything the roots reach was met: what only the young generations hold
-                level = self._first_level(_young_roots())
+                level[:] = self._first_level(_young_roots())
                 continue
             if self.kept > KEPT:
                 self.bounded = True
                 break
-            self.levels.append(level)  # kept for step 2: only objects that may refer to others
-            following: list[list[Any]] = []
-            self.seen.add(following)
-            if not self._expand(level, following):
+            kept: list[list[Any]] = []  # for step 2: the batches of this level that led somewhere
+            self.seen.add(kept)
+            self.levels.append(kept)
+            if not self._expand(level, following, kept):  # empties level
                 return False
-            level = following
+            level[:] = following
+            del following[:]
         return True
 
     def _first_level(self, roots: list[tuple[Any, str, str]]) -> list[list[Any]]:
@@ -191,47 +213,54 @@ class _Search:
             known = self.kinds[kind] = _classify(kind, self.wanted)
         return known
 
-    def _expand(self, level: list[list[Any]], following: list[list[Any]]) -> bool:
-        """Push what the objects of ``level`` refer to and was not met yet; note the instances met."""
+    def _expand(self, level: list[list[Any]], following: list[list[Any]], kept: list[list[Any]]) -> bool:
+        """Push what the objects of ``level`` refer to and was not met yet; note the instances met.
+
+        A batch is kept for the way back only when it led to a container not met before or
+        to an instance: a batch of lists that hold only numbers cannot be on any chain.
+        """
         batch: list[Any] = []
         weight = 0
         kinds = self.kinds
         for obj in _each(level):  # containers only (_take pushes no atom)
             if kinds[type(obj)] == _MODULE:  # through its __dict__ (see heapwalk._MODULE_DICT)
-                if not self._take([heapwalk._MODULE_DICT.__get__(obj)], [obj], following):
+                if not self._take([heapwalk._MODULE_DICT.__get__(obj)], [obj], following, kept):
                     return True
                 continue
             size = len(obj) if _sized(type(obj)) else 1
             if size > heapwalk.BIG_CONTAINER:
-                if not self._huge(obj, following):
+                if not self._huge(obj, following, kept):
                     return self.cancelled.is_set() is False
                 continue
             batch.append(obj)
             weight += size
             if weight > heapwalk.BIG_CONTAINER or len(batch) >= heapwalk.SLICE:
-                if not self._take(gc.get_referents(*batch), batch, following):
+                if not self._take(gc.get_referents(*batch), batch, following, kept):
                     return True
                 batch, weight = [], 0
                 if not self._pause():
                     return False
-        if batch and not self._take(gc.get_referents(*batch), batch, following):
+        if batch and not self._take(gc.get_referents(*batch), batch, following, kept):
             return True
         return self._pause()
 
-    def _huge(self, obj: Any, following: list[list[Any]]) -> bool:
+    def _huge(self, obj: Any, following: list[list[Any]], kept: list[list[Any]]) -> bool:
         """A container too long for one get_referents call, a slice at a time; False: stop."""
         cursor = heapwalk._Cursor(obj)
+        holders = [obj]
         while True:
             chunk = cursor.next_chunk()
             if cursor.pairs:
                 chunk = [part for pair in chunk for part in pair]
-            if not self._take(chunk, [obj], following):
+            if not self._take(chunk, holders, following, kept):
                 return False
             if len(chunk) < heapwalk.BIG_CONTAINER or not self._pause():
                 return not self.cancelled.is_set()
 
-    def _take(self, refs: list[Any], holders: list[Any], following: list[list[Any]]) -> bool:
-        """Mark ``refs``, push the containers new among them as one chunk; False once ``limit`` instances were met."""
+    def _take(self, refs: list[Any], holders: list[Any], following: list[list[Any]], kept: list[list[Any]]) -> bool:
+        """Mark ``refs``, push the containers new among them as one chunk, keep ``holders`` when
+        that led somewhere; False once ``limit`` instances were met."""
+        hits = len(self.hits)
         pages = self.seen.pages
         fresh: list[Any] = []
         self.seen.add(fresh)
@@ -262,10 +291,32 @@ class _Search:
                 if len(self.hits) >= self.limit:
                     break
         self.walked += met
+        if fresh or len(self.hits) > hits:
+            self._keep(holders, fresh, following, kept)
+        return len(self.hits) < self.limit
+
+    def _keep(self, holders: list[Any], fresh: list[Any], following: list[list[Any]], kept: list[list[Any]]) -> None:
+        """Keep ``holders`` for the way back and ``fresh`` for the next level."""
+        if not kept or kept[-1] is not holders:  # a huge container's slices: kept once
+            self.seen.add(holders)  # not a root when the young generations are walked
+            kept.append(holders)
+            self.young += len(holders)
         if fresh:
             following.append(fresh)
             self.kept += len(fresh)
-        return len(self.hits) < self.limit
+            self.young += len(fresh)
+        if self.young >= YOUNG_KEPT:
+            self._age()
+
+    def _age(self) -> None:
+        """Move the lists kept so far out of the young generation, while they are few (see YOUNG_KEPT).
+
+        Not when the program turned the collector off: then no young collection ever
+        meets them, and a collection it did not ask for would run its finalizers.
+        """
+        self.young = 0
+        if gc.isenabled():
+            gc.collect(_AGE_GENERATION)
 
     def _pause(self) -> bool:
         """Give the target its CPU back every WALK_BURST; False when cancelled."""
@@ -274,6 +325,18 @@ class _Search:
         time.sleep(heapwalk.SLICE_PAUSE)
         self.next_pause = time.monotonic() + heapwalk.WALK_BURST
         return not self.cancelled.is_set()
+
+    def drop(self, chunks: list[list[Any]]) -> None:
+        """Let go of ``chunks`` one at a time, pausing as the walk does.
+
+        Dropping a list of millions of references at once is one C call that
+        decrements every object's count, scattered over the heap, with the GIL held.
+        """
+        while chunks:
+            del chunks[-1]
+            if time.monotonic() >= self.next_pause:
+                time.sleep(heapwalk.SLICE_PAUSE)
+                self.next_pause = time.monotonic() + heapwalk.WALK_BURST
 
     # -- step 2: back to the roots -----------------------------------------------------------
 
@@ -301,32 +364,29 @@ class _Search:
     def _holders(
         self, level: list[list[Any]], need: dict[int, Any], parent: dict[int, Any], at: dict[int, int], depth: int
     ) -> bool:
-        """Find in ``level`` a holder of each object of ``need`` (ids), a batch at a time."""
-        batch: list[Any] = []
-        weight = 0
-        for obj in _each(level):
-            if _sized(type(obj)) and len(obj) > heapwalk.BIG_CONTAINER:
-                cursor = heapwalk._Cursor(obj)
-                while need:
-                    chunk = cursor.next_chunk()
-                    if cursor.pairs:
-                        chunk = [part for pair in chunk for part in pair]
-                    self._note(set(map(id, chunk)), [obj], need, parent, at, depth)
-                    if len(chunk) < heapwalk.BIG_CONTAINER or not self._pause():
-                        break
-                continue
-            batch.append(obj)
-            weight += len(obj) if _sized(type(obj)) else 1
-            if weight > heapwalk.BIG_CONTAINER or len(batch) >= heapwalk.SLICE:
-                self._note(set(map(id, _referents_of(batch))), batch, need, parent, at, depth)
-                batch, weight = [], 0
-                if not self._pause():
-                    return False
+        """Find in ``level`` (the batches kept of it) a holder of each object of ``need`` (ids)."""
+        for holders in level:
+            if len(holders) == 1 and _sized(type(holders[0])) and len(holders[0]) > heapwalk.BIG_CONTAINER:
+                self._huge_holder(holders, need, parent, at, depth)
+            else:
+                self._note(set(map(id, _referents_of(holders))), holders, need, parent, at, depth)
             if not need:
                 return True
-        if batch and need:
-            self._note(set(map(id, _referents_of(batch))), batch, need, parent, at, depth)
+            if not self._pause():
+                return False
         return not self.cancelled.is_set()
+
+    def _huge_holder(
+        self, holders: list[Any], need: dict[int, Any], parent: dict[int, Any], at: dict[int, int], depth: int
+    ) -> None:
+        cursor = heapwalk._Cursor(holders[0])
+        while need:
+            chunk = cursor.next_chunk()
+            if cursor.pairs:
+                chunk = [part for pair in chunk for part in pair]
+            self._note(set(map(id, chunk)), holders, need, parent, at, depth)
+            if len(chunk) < heapwalk.BIG_CONTAINER or not self._pause():
+                break
 
     @staticmethod
     def _note(
@@ -340,8 +400,12 @@ class _Search:
 
 
 def _each(level: list[list[Any]]) -> Iterator[Any]:
-    for chunk in level:
+    """The objects of ``level``, its chunks let go of one at a time as they are read (see drop)."""
+    level.reverse()
+    while level:
+        chunk = level.pop()
         yield from chunk
+        del chunk
 
 
 def _sized(kind: type) -> bool:
@@ -376,6 +440,8 @@ def _objects_at(at: dict[int, int], parent: dict[int, Any], level: int) -> list[
 
 def _referents_of(objects: list[Any]) -> list[Any]:
     """What ``objects`` refer to, modules through their __dict__ (as the walk followed them)."""
+    if len(objects) > 1:  # a batch of the walk: a module is always kept alone (_Search._expand)
+        return gc.get_referents(*objects)
     plain = [obj for obj in objects if not issubclass(type(obj), ModuleType)]
     refs = gc.get_referents(*plain)
     if len(plain) < len(objects):

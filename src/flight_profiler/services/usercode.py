@@ -91,6 +91,12 @@ if TYPE_CHECKING:
 
 APP_BUDGET_MS = 200.0  # one evaluation in an application thread (filters, --expr, a call's capture)
 AGENT_BUDGET_MS = 5000.0  # one evaluation in an agent thread (-e of getglobal/vmtool)
+# The program's own code that a capture or a description runs in an agent thread (a __repr__, __len__,
+# __iter__, a property, a hostile __getattribute__): the same as -e's, because it is the same kind of
+# wait (only our reply waits, never the application's call), and a __repr__ that legitimately reads a
+# database or formats a big frame takes seconds where 200 ms would cut it; --budget-ms of getglobal,
+# vmtool and tt -i sets it. See ``call_contained``.
+CAPTURE_BUDGET_MS = AGENT_BUDGET_MS
 POLL = 0.05  # seconds between two looks of the watchdog
 REPOST_AFTER = 1.0  # an agent thread whose user code swallowed the exception gets it again after this
 WATCHDOG_IDLE = 10.0  # seconds the watchdog stays after the last guard closed (a thread start costs the target)
@@ -381,6 +387,41 @@ def contain(fn: Callable[..., Any], args: tuple[Any, ...], budget_ms: float | No
     if error is not None:
         raise UserError(error)
     return value
+
+
+def call_contained(
+    fn: Callable[..., Any], args: tuple[Any, ...], budget_ms: float = CAPTURE_BUDGET_MS
+) -> tuple[Any, BaseException | None, bool]:
+    """Run ``fn(*args)``, our code that may run the program's (a capture, a repr): (value or FAILED,
+    what it raised, whether it overran).
+
+    In an application thread it is called as it is: a hooked call's capture runs inside that
+    command's ``Guard``, which bounds it and switches it off. In an agent thread (a quick command
+    on the session's thread, a job) it is marked with ``budget_ms``, or less when an evaluation it
+    is part of (``-e``) ends sooner: past it the watchdog stops it (``BudgetExceeded``, returned as
+    the error) so that a ``__repr__`` that never returns cannot keep the session's thread, which
+    alone reads the client's Ctrl-C and detach. Whatever it raised is returned, ``SystemExit`` and
+    ``KeyboardInterrupt`` included; only ``Interrupted`` (Ctrl-C, detach) is raised again: the
+    command ends, as it would have had the stop landed in its own code.
+    """
+    ident = get_ident()
+    if ident not in AGENT_THREAD_IDS:
+        try:
+            return fn(*args), None, False
+        except Exception as exc:  # noqa: BLE001 - BaseExceptions go to the Guard around us
+            return FAILED, exc, False
+    limit = float(budget_ms) / 1000.0
+    outer = ACTIVE.get(ident)
+    if outer is not None:
+        limit = min(limit, outer[0] - monotonic())  # what is left of -e's budget, when inside one
+    watchdog_open()
+    try:
+        value, error, overran = run_marked(fn, args, limit)
+    finally:
+        watchdog_close()
+    if isinstance(error, Interrupted):
+        raise error
+    return value, error, overran or isinstance(error, BudgetExceeded)
 
 
 class UserError(Exception):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import os
 import random
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -150,30 +152,92 @@ def find_gadgets(pid: int, maps: Sequence[procfs.MapEntry], syscall_ret: bytes, 
     Any occurrence of the bytes executes as those instructions when jumped to, so the
     first hit is enough; libc comes first (its __restore_rt is the canonical sigreturn),
     then the dynamic loader and the other executable file mappings.
+
+    Where a file's earlier scan left a hint (``_hints``), only the few bytes there are read
+    back from this target and compared: what decides is always what this process would execute.
     """
     code = [e for e in maps if "x" in e.perms and e.path.startswith("/")]
     code.sort(key=lambda e: (_rank(e.path), e.start))
+    patterns = {"syscall_ret": (syscall_ret,), "sigreturn": tuple(sigreturn)}
     found: Dict[str, int] = {}
     for entry in code:
-        data = _read_code(pid, entry)
-        if data is None:
-            continue
-        if "syscall_ret" not in found:
-            pos = data.find(syscall_ret)
-            if pos >= 0:
-                found["syscall_ret"] = entry.start + pos
-        if "sigreturn" not in found:
-            for pattern in sigreturn:
-                pos = data.find(pattern)
-                if pos >= 0:
-                    found["sigreturn"] = entry.start + pos
-                    break
+        identity = _mapped_identity(pid, entry)
+        _use_hints(pid, entry, identity, patterns, found)
+        if len(found) < 2:
+            _scan(pid, entry, identity, patterns, found)
         if len(found) == 2:
             return Gadgets(found["syscall_ret"], found["sigreturn"])
     raise InjectionError(
         f"pid {pid}: no 'syscall; ret' and sigreturn instruction sequences found in its executable mappings "
         "(not a glibc/musl process?)"
     )
+
+
+# file identity (elf.file_identity, read through /proc/<pid>/map_files) -> gadget -> file offset where an
+# earlier scan found it. Only a hint: the bytes are read back from the target before one is used.
+_HINTS_SIZE = 32
+_hints: OrderedDict[Tuple[int, ...], Dict[str, int]] = OrderedDict()
+_hints_lock = threading.Lock()
+
+
+def _mapped_identity(pid: int, entry: procfs.MapEntry) -> Optional[Tuple[int, ...]]:
+    """The mapped file's identity through its map_files link (the file itself, not a path); None without it."""
+    name = procfs.proc_path(pid, "map_files", f"{entry.start:x}-{entry.end:x}")
+    try:
+        return elf.file_identity(os.stat(name))
+    except OSError:
+        return None  # no CAP_SYS_ADMIN / CAP_CHECKPOINT_RESTORE: scan every time, never key by path
+
+
+def _use_hints(
+    pid: int,
+    entry: procfs.MapEntry,
+    identity: Optional[Tuple[int, ...]],
+    patterns: Dict[str, Tuple[bytes, ...]],
+    found: Dict[str, int],
+) -> None:
+    if identity is None:
+        return
+    with _hints_lock:
+        hints = dict(_hints.get(identity) or {})
+    for name, offset in hints.items():
+        if name in found or not entry.offset <= offset < entry.offset + (entry.end - entry.start):
+            continue
+        address = entry.start + offset - entry.offset
+        for pattern in patterns[name]:
+            if _sys.try_read(pid, address, len(pattern)) == pattern:
+                found[name] = address
+                break
+
+
+def _scan(
+    pid: int,
+    entry: procfs.MapEntry,
+    identity: Optional[Tuple[int, ...]],
+    patterns: Dict[str, Tuple[bytes, ...]],
+    found: Dict[str, int],
+) -> None:
+    data = _read_code(pid, entry)
+    if data is None:
+        return
+    for name, candidates in patterns.items():
+        if name in found:
+            continue
+        for pattern in candidates:
+            pos = data.find(pattern)
+            if pos >= 0:
+                found[name] = entry.start + pos
+                if identity is not None:
+                    _remember(identity, name, entry.offset + pos)
+                break
+
+
+def _remember(identity: Tuple[int, ...], name: str, offset: int) -> None:
+    with _hints_lock:
+        _hints.setdefault(identity, {})[name] = offset
+        _hints.move_to_end(identity)
+        while len(_hints) > _HINTS_SIZE:
+            _hints.popitem(last=False)
 
 
 def _rank(path: str) -> int:

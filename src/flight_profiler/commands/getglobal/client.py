@@ -21,7 +21,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_expression_argument(
         parser, "-e", "--expr", help="expression over `target`, the value found, e.g. target.fieldA"
     )
-    add_budget_argument(parser, "agent", "-e")
+    add_budget_argument(
+        parser,
+        "agent",
+        "-e and of each value's own code a capture runs (__repr__, __len__, a property: past it, a placeholder)",
+    )
     add_render_options(parser)
 
 
@@ -44,7 +48,9 @@ OPTION_DOCS = (
     (
         "--budget-ms",
         "time budget of `-e` (and the capture): past it the evaluation is stopped and the command fails with that "
-        "reason; `exit()`/`KeyboardInterrupt` in it are its result, never the agent's end",
+        "reason; `exit()`/`KeyboardInterrupt` in it are its result, never the agent's end. A value whose own code "
+        "(`__repr__`, `__len__`, a property) runs past it is shown as `<Type: not shown: ... ran over the budget of "
+        "MS ms and was stopped (--budget-ms)>`, and no more of the program's code runs in that command",
         "5000",
     ),
     ("-x", "depth to expand containers and objects: 1..4, `-1` deepest (8 levels)"),

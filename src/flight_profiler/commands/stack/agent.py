@@ -44,7 +44,9 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     loops: dict[int, dict[str, Any]] = {}
     for task in _all_tasks():
         loop = _loop_of(task)
-        entry = loops.setdefault(id(loop), {"loop": safe_repr(loop), "running": _running(loop), "tasks": []})
+        entry = loops.get(id(loop))
+        if entry is None:  # the loop's repr once per loop, not per task: it is the program's code (a budget each)
+            entry = loops[id(loop)] = {"loop": safe_repr(loop), "running": _running(loop), "tasks": []}
         entry["tasks"].append(_describe(task))
     awaited_by: dict[str, list[str]] = {}
     for entry in loops.values():

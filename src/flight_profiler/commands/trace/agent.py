@@ -10,6 +10,11 @@ keeps running. Either recorder only appends ``(frame, event, what, time)``
 to a list (a call that ends at once, sooner than ``-i``, is only counted);
 the tree is built from that list when the invocation (or its step) ends, or
 every ``FLUSH_EVENTS`` events, so memory stays bounded (bench/RESULTS-trace.md).
+On 3.12+ switching a profile function on and off re-instruments every thread's
+running code; while traced invocations take most of the wall time, a thread of
+ours (``Holder``) keeps the interpreter's profiling events on so those switches
+cost nothing, and lets go when tracing gets rare, at the command's end and at
+detach.
 Generators and coroutines are stepped one resumption at
 a time: while one is suspended (awaiting, or yielded to its consumer) the
 profiler is off, so the event loop's other work is not recorded, and the
@@ -31,7 +36,7 @@ import threading
 import time
 import types
 
-from ...services import context, hooks
+from ...services import context, hooks, realthreads
 from ...services.callexpr import CallExpression
 from ...services.callprobe import Outbox, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
@@ -61,6 +66,16 @@ PY, C, WAIT, HIDDEN, THROUGH = 0, 1, 2, 3, 4  # HIDDEN: kept off the tree; THROU
 OPEN = True  # the frame field of a Python call sys.monitoring started (it needs no frame): not a C call
 _TRACING: set[int] = set()  # threads with a trace running: a traced function that recurses is traced once
 PREFER_MONITORING = False  # tests: record with the sys.monitoring tool even on a thread that has no profiler
+
+# 3.12+: the profiling events are held on (``Holder``) while at least HOLD_SHARE of the wall time is
+# spent in traced invocations, measured every HOLD_EVERY invocations; let go below RELEASE_SHARE,
+# measured every HOLD_WINDOW seconds
+HOLDS = sys.version_info >= (3, 12)
+HOLD_SHARE = 0.5
+RELEASE_SHARE = 0.25
+HOLD_EVERY = 32
+HOLD_WINDOW = 0.05
+HELD = [0]  # holders started since the agent loaded (tests: the events were held)
 
 
 class TraceProbe:
@@ -95,6 +110,12 @@ class TraceProbe:
         self.handle: Any = None
         self.monitor: Monitor | None = None  # 3.12+, opened for the first thread that profiles itself
         self.monitor_tried = False
+        self.holder: Holder | None = None  # 3.12+, while traced invocations follow each other closely
+        self.holder_tried = False  # once the command stops, none is started again
+        self.profiled = 0.0  # seconds traced with the profile function (the holder's measure)
+        self.profiled_runs = 0
+        self.hold_mark = perf_counter()
+        self.hold_mark_profiled = 0.0
         self.filter_source = request.get("filter")
         self.guard: Guard | None = None
         if self.filter_source:
@@ -135,6 +156,18 @@ class TraceProbe:
             return None
 
     def leave(self, run: TraceRun, args: Any, kwargs: Any, returned: Any, error: BaseException | None) -> None:
+        self._leave(run, error)
+        if HOLDS and run.record is not None:
+            # the holder's measure: the thread's time from the recorder's start, our tree's sending included
+            self.profiled += perf_counter() - run.step_started if self.kind == "function" else run.traced
+            self.profiled_runs += 1
+            if not self.profiled_runs % HOLD_EVERY:
+                try:
+                    self._consider_holding()
+                except Exception:  # noqa: BLE001 - no thread to be had (a limit): never the target's error
+                    self.internal_errors += 1
+
+    def _leave(self, run: TraceRun, error: BaseException | None) -> None:
         try:
             if self.kind == "function":
                 run.step_out(None, True)
@@ -186,14 +219,43 @@ class TraceProbe:
                     self.monitor = Monitor.open()
         return self.monitor
 
+    def _consider_holding(self) -> None:
+        now = perf_counter()
+        window, self.hold_mark = now - self.hold_mark, now
+        profiled, self.hold_mark_profiled = self.profiled - self.hold_mark_profiled, self.profiled
+        if profiled < HOLD_SHARE * window or self.holder is not None:
+            return
+        ident = get_ident()
+        hooks.OWN_WORK.add(ident)  # starting a thread runs threading's code here: not the target's calls
+        try:
+            with self.lock:
+                if self.holder is None and not self.holder_tried:
+                    self.holder = holder = Holder(self)
+                    try:
+                        holder.start()
+                    except BaseException:
+                        self.holder, self.holder_tried = None, True  # no thread to be had: not tried again
+                        _HOLDERS.discard(holder)
+                        raise
+        finally:
+            hooks.OWN_WORK.discard(ident)
+
+    def holder_gone(self, holder: Holder) -> None:
+        with self.lock:
+            if self.holder is holder:
+                self.holder = None
+
     def stop(self) -> None:
         self.stopped = True
         self.done = True
         with self.lock:
             self.monitor_tried = True  # none is opened after this
-            monitor = self.monitor
+            self.holder_tried = True
+            monitor, holder = self.monitor, self.holder
         if monitor is not None:
             monitor.close()
+        if holder is not None:
+            holder.release()
         if self.guard is not None:
             self.guard.close()
 
@@ -269,7 +331,9 @@ class TraceRun:
     def _recorder(self) -> Any:
         """The profile function: one append per event, the tree is built later. (Cheaper than a
         sys.monitoring tool: two calls of it per Python call against three callbacks, and the threads
-        that are not traced never call it, where they would call every callback of a tool.)"""
+        that are not traced never call it, where they would call every callback of a tool. Taking a
+        hidden leaf's start back here, as the sys.monitoring recorder does, was measured dearer than
+        the replay's run of leaves: 0.1-0.4 µs per sub-call more on 3.8-3.14.)"""
         events = self.events
         append = events.append
         clock = perf_counter
@@ -638,6 +702,72 @@ class Monitor:
 def _close_all() -> None:
     for monitor in list(_OPEN_MONITORS):
         monitor.close()
+
+
+_HOLDERS: set[Holder] = set()  # let go at detach too, should a job's cleanup not have run
+
+
+def _hold(frame: Any, event: str, arg: Any) -> None:
+    """The holder thread's profile function: it only has to be there."""
+
+
+class Holder:
+    """3.12+: the interpreter's profiling events kept on while a trace command traces often.
+
+    From 3.12 the first thread's ``sys.setprofile`` switches the interpreter's profiling events on
+    and the last one's off, and each switch re-instruments every code object that any thread is
+    running, then each one that runs next: tracing every invocation of a short function paid that
+    twice per invocation, for the stacks of all the target's threads (bench/RESULTS-trace.md).
+    While a thread of ours keeps a do-nothing profile function (and waits in C, so it is never
+    called), the traced thread's own switches change no event: nothing is re-instrumented.
+    Meanwhile every other thread's calls pass the interpreter's check for a profile function (in C),
+    which they pass anyway while an invocation is traced: so the events are held only while at
+    least HOLD_SHARE of the wall time is spent in traced invocations, and let go when the share
+    falls below RELEASE_SHARE, when the command ends and at detach.
+    """
+
+    def __init__(self, probe: TraceProbe) -> None:
+        self.probe = probe
+        self.stopping = realthreads.Event()
+        self.thread = realthreads.Thread(self._run, "flight_profiler-trace-hold")
+
+    def start(self) -> None:
+        HELD[0] += 1
+        _HOLDERS.add(self)
+        context.on_detach(_release_all)
+        self.thread.start()
+
+    def release(self) -> None:
+        self.stopping.set()
+        if not self.thread.is_current():
+            self.thread.join(1.0)
+        _HOLDERS.discard(self)
+
+    def _run(self) -> None:
+        me = get_ident()
+        AGENT_THREAD_IDS.add(me)
+        sys.setprofile(_hold)
+        try:
+            self._watch()
+        finally:
+            sys.setprofile(None)
+            AGENT_THREAD_IDS.discard(me)
+            _HOLDERS.discard(self)
+            self.probe.holder_gone(self)
+
+    def _watch(self) -> None:
+        probe = self.probe
+        mark, profiled = perf_counter(), probe.profiled
+        while not self.stopping.wait(HOLD_WINDOW) and not probe.stopped:
+            now = perf_counter()
+            if probe.profiled - profiled < RELEASE_SHARE * (now - mark):
+                return
+            mark, profiled = now, probe.profiled
+
+
+def _release_all() -> None:
+    for holder in list(_HOLDERS):
+        holder.release()
 
 
 _MONITORED = 0

@@ -24,7 +24,7 @@ from ...services.callprobe import CallProbe, exception_info, serve, thread_info
 from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext, on_detach
 from ...services.location import resolve
-from ...services.usercode import APP_BUDGET_MS, budget_of, is_ours
+from ...services.usercode import APP_BUDGET_MS, CAPTURE_BUDGET_MS, budget_of, is_ours
 from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -284,7 +284,10 @@ def _list(request: dict[str, Any], ctx: JobContext) -> None:
 def _show(request: dict[str, Any], ctx: JobContext) -> None:
     record, live = STORE.get(int(request["index"]))
     options = CaptureOptions(
-        expand=int(request.get("expand", 1)), verbose=bool(request.get("verbose")), raw=bool(request.get("raw"))
+        expand=int(request.get("expand", 1)),
+        verbose=bool(request.get("verbose")),
+        raw=bool(request.get("raw")),
+        budget_ms=budget_of(request, CAPTURE_BUDGET_MS),  # -r/-v capture the live arguments again
     )
     depth = options.depth
     detail = {key: value for key, value in record.items() if key != "size"}

@@ -76,7 +76,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         type=number(float, 0, 3_600_000, above=True),
         metavar="MS",
         help="time budget in ms of one -f evaluation or capture with -t (default 200: past it, switched off), "
-        "of a replay with -p (default 60000: past it, stopped)",
+        "of a replay with -p (default 60000: past it, stopped), of each value's own code -i -r/-v captures "
+        "(default 5000: past it, shown as a placeholder)",
     )
     parser.add_argument(
         "-m", "--method", metavar="NAME", help="with -l: only records of module.class.method (class None: a function)"
@@ -127,7 +128,8 @@ OPTION_DOCS = (
     (
         "--budget-ms",
         "with `-t`: budget of one `-f` evaluation or capture (200: past it, switched off); with `-i IDX -p`: budget "
-        "of the replay (60000: past it, stopped)",
+        "of the replay (60000: past it, stopped); with `-i IDX -r/-v`: budget of each live value's own code "
+        "(`__repr__`, a property: 5000, past it shown as a placeholder)",
         "200 / 60000",
     ),
     ("--rate", "with `-t`: at most N records per second; the others are counted as skipped"),

@@ -43,7 +43,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS["depth"],
         help="referenceAnalyze: the longest chain searched, in references (default %d)" % DEFAULTS["depth"],
     )
-    add_budget_argument(parser, "agent", "-e")
+    add_budget_argument(
+        parser,
+        "agent",
+        "-e and of each value's own code a capture runs (__repr__, __len__, a property: past it, a placeholder)",
+    )
     add_render_options(parser, deepest=6)
 
 
@@ -65,7 +69,9 @@ OPTION_DOCS = (
     ),
     (
         "--budget-ms",
-        "time budget of `-e`: past it the evaluation is stopped and the command fails with that reason",
+        "time budget of `-e`: past it the evaluation is stopped and the command fails with that reason; also of "
+        "each instance's own code a capture runs (`__repr__`, `__len__`, a property): past it that instance is "
+        "shown as a placeholder with the reason, and the rest as `not run again in this command`",
         "5000",
     ),
     (
