@@ -42,6 +42,16 @@ def _wait_for(predicate: object, what: str) -> None:
     raise AssertionError("timed out waiting for " + what)
 
 
+def _listening(path: str) -> bool:
+    """Whether a socket listens on ``path`` (its file exists from bind() on: a connect before listen() is refused)."""
+    with open("/proc/net/unix") as fh:
+        for line in fh.readlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & 0x10000:  # __SO_ACCEPTCON
+                return True
+    return False
+
+
 class Started:
     def __init__(self, sock: str, claim: str) -> None:
         self.sock = sock
@@ -60,7 +70,7 @@ def started(tmp_path: object) -> Iterator[Started]:
     claim = ticket.new_name("agent-%d" % os.getpid())
     workspace.op_ticket_issue(claim)
     exec(bootstrap.source(sock, 4102444800.0, claim), {"__name__": "h24_boot"})
-    _wait_for(lambda: os.path.exists(sock), "the agent's socket")
+    _wait_for(lambda: _listening(sock), "the agent's socket")
     try:
         yield Started(sock, claim)
     finally:
