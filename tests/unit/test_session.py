@@ -97,7 +97,10 @@ def test_an_oversized_line_is_refused_before_it_is_buffered(
     agent: InProcessAgent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(framing, "MAX_LINE", 4096)
-    agent.channel.sock.sendall(b'{"type": "run", "pad": "' + b"x" * 70000)  # no newline, ever
+    try:
+        agent.channel.sock.sendall(b'{"type": "run", "pad": "' + b"x" * 70000)  # no newline, ever
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the agent may close before the rest is written: the refusal is what counts
     with pytest.raises(ChannelClosed):
         agent.recv()
     assert len(agent.session.channel._buf) <= 4096 + 65536
