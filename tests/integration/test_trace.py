@@ -22,6 +22,18 @@ def shape(node: dict[str, Any]) -> Any:
     return (name, [shape(child) for child in node.get("children", [])])
 
 
+def quick_shape(node: dict[str, Any]) -> tuple[Any, int]:
+    """``shape`` without ``len`` leaves, and how many there were.
+
+    A len() takes far less than -i's 0.1 ms, but the thread can lose the CPU (and the GIL) inside
+    it on a loaded host: then it is rightly shown. Which calls are quick is not a timing to assert.
+    """
+    name, children = shape(node)
+    kept = [child for child in children if child != ("len", [])]
+    grown = [quick_shape(child) for child in node.get("children", []) if shape(child) != ("len", [])]
+    return (name, [g[0] for g in grown]), len(children) - len(kept) + sum(g[1] for g in grown)
+
+
 def names(node: dict[str, Any]) -> list[str]:
     found = [node["name"]]
     for child in node.get("children", []):
@@ -43,7 +55,8 @@ def test_call_tree_with_costs_files_and_builtins(target: RunningTarget) -> None:
         ],
     )
     for tree in of_kind(full, "trace"):
-        assert shape(tree["root"]) == (
+        tree_shape, lens_shown = quick_shape(tree["root"])
+        assert tree_shape == (
             "order",
             [("validate", [("sleep", [])]), ("compute_price", [("sleep", []), ("apply_discount", [("sleep", [])])])],
         )
@@ -53,7 +66,7 @@ def test_call_tree_with_costs_files_and_builtins(target: RunningTarget) -> None:
         validate = root["children"][0]
         assert validate["children"][0]["file"] == "<built-in>"
         assert sum(child["cost"] for child in root["children"]) <= root["cost"]
-        assert tree["hidden"] >= 2  # the len() calls under 0.1 ms
+        assert tree["hidden"] + lens_shown >= 2  # the len() calls: hidden under 0.1 ms, unless preempted
     root = of_kind(depth, "trace")[0]["root"]
     assert shape(root) == ("order", [("validate", []), ("compute_price", [])])  # -d 2: no -i filtering
     assert shape(of_kind(depth_over_interval, "trace")[0]["root"]) == shape(root)
