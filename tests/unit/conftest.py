@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -21,3 +22,13 @@ def nothing_left_behind() -> Iterator[None]:
     assert hooks.installed() == [], "a test left functions hooked"
     assert usercode.ACTIVE == {}, "a thread is still marked as running user code"
     assert sys.getprofile() is profiler, "a profile function was left on the test's thread"
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Times rendered as the golden files have them, whatever this machine's zone."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,13 +22,7 @@ from flight_profiler.render.console import make_console
 NAMES = sorted(recorded.SCENARIOS)
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # the shared fixture in conftest.py
 
 
 def render(spec: Any, events: list[dict[str, Any]]) -> str:

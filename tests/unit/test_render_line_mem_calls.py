@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,13 +19,7 @@ from flight_profiler.services.capture import CaptureOptions, capture
 WHEN = 1776591338.9535
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # the shared fixture in conftest.py
 
 
 def _text(renderable: Any) -> list[str]:
