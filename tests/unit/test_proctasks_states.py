@@ -39,14 +39,18 @@ def child() -> Iterator[subprocess.Popen[bytes]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(code: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-c", code])
+        # a session of its own: the waiter's grandchild goes with it (a kill of the child alone left
+        # the grandchild sleeping 10 minutes after the test)
+        proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
         procs.append(proc)
         return proc
 
     yield start  # type: ignore[misc]
     for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the group is gone already (a child that ended and was reaped)
         proc.wait()
 
 
