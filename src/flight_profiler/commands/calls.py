@@ -35,6 +35,14 @@ def add_nested_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def nested_doc(action: str) -> str:
+    """The skill table's -nm row for a command that does ``action`` to the nested function."""
+    return (
+        "%s the function `NAME` defined inside the method: a path (`a.b`, `Class.method`, `'<lambda>'`) or a name "
+        "found at any depth when unique; every function of that path is hooked (a name defined twice: both)" % action
+    )
+
+
 # the defaults the agent applies (services/usercode.py, agent/session.py): shown in --help
 BUDGETS = {"app": 200, "agent": 5000, "replay": 60000}
 

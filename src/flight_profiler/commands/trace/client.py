@@ -14,6 +14,7 @@ from ..calls import (
     add_target_arguments,
     at_least,
     budget_request,
+    nested_doc,
     non_negative,
     render_notice,
     render_start,
@@ -91,8 +92,7 @@ OPTION_DOCS = (
     ("[class] method", "the function, or a class then its method"),
     (
         "-nm",
-        "trace the function `NAME` defined inside the method: a path (`a.b`, `Class.method`, `'<lambda>'`) or a "
-        "name found at any depth when unique; every function of that path is hooked (a name defined twice: both)",
+        nested_doc("trace"),
         "off",
     ),
     ("-i", "hide sub-calls shorter than MS milliseconds", "0.1 (`-d` sets it to 0, even with `-i`)"),

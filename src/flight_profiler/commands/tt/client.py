@@ -18,6 +18,7 @@ from ..calls import (
     exception_block,
     expr_block,
     extras_line,
+    nested_doc,
     non_negative,
     render_notice,
     render_start,
@@ -113,9 +114,7 @@ OPTION_DOCS = (
     ("-t", "record calls of `module [class] method` (`timetunnel` is another name of `tt`)", "one of -t/-l/-i/-d/-da"),
     (
         "-nm",
-        "with `-t`: record the function `NAME` defined inside the method: a path (`a.b`, `Class.method`, "
-        "`'<lambda>'`) or a name found at any depth when unique; every function of that path is hooked (a name "
-        "defined twice: both)",
+        nested_doc("with `-t`: record"),
         "off",
     ),
     ("-n", "with `-t`: records to make, then stop"),

@@ -18,6 +18,7 @@ from ..calls import (
     exception_block,
     expr_block,
     extras_line,
+    nested_doc,
     non_negative,
     render_end,
     render_notice,
@@ -74,8 +75,7 @@ OPTION_DOCS = (
     ("[class] method", "the function, or a class then its method"),
     (
         "-nm",
-        "watch the function `NAME` defined inside the method: a path (`a.b`, `Class.method`, `'<lambda>'`) or a "
-        "name found at any depth when unique; every function of that path is hooked (a name defined twice: both)",
+        nested_doc("watch"),
         "off",
     ),
     (
