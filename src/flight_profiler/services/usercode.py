@@ -82,7 +82,7 @@ import sys
 import time
 
 from . import realthreads
-from .context import AGENT_THREAD_IDS, CommandFailed, on_detach
+from .context import AGENT_THREAD_IDS, CommandFailed
 from .describe import describe_error
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -169,66 +169,8 @@ def _drop_pending(ident: int) -> None:
         pass
 
 
-# CPython 3.11 only: while a posted stop waits in a thread blocked in C, every other thread that has a
-# trace or profile function (a debugger, coverage, a profiler) stops at its next check point and goes
-# round there until the stop is delivered (the interpreter-wide flag sends it to the slow path, which
-# finds nothing of its own to do and returns to the same instruction): measured, 1 call in 1 s instead of
-# 50 000. So on 3.11 a stop is left pending ``PENDING_WINDOW`` at most, then taken back, and posted again
-# ``REPOST_AFTER`` later while the thread is still inside: traced threads lose about 4 % meanwhile instead
-# of all of it. The post, the wait and the taking back are one C call (``_post_briefly``), so that they
-# work in a watchdog that is traced itself (coverage keeps a trace function in our threads in the tests):
-# it would be held at its own next check point too.
-_FREEZES_TRACED = sys.version_info[:2] == (3, 11)
-PENDING_WINDOW = 0.04
+# the stops a 3.11 watchdog took back for a while (see services/watchdog.py, _FREEZES_TRACED)
 _resting: dict[int, tuple[float, Any, Any]] = {}  # ident -> (taken back at, mark or filter frame, exception)
-
-
-def _post_briefly(ident: int, first: Any, exc: Any) -> None:
-    """3.11: post ``exc`` to ``ident`` (``first``: posts it, or nothing, from C), leave it pending a
-    moment, take it back; the watchdog then takes a placeholder of its own, which resets the flag."""
-    import ctypes
-    from itertools import chain
-
-    post = ctypes.pythonapi.PyThreadState_SetAsyncExc
-    tid, me = ctypes.c_ulong(ident), ctypes.c_ulong(get_ident())
-    if first is None:
-        first = map(post, (tid,), (ctypes.py_object(exc),))
-    then = map(post, (tid, me), (ctypes.c_void_p(None), ctypes.py_object(_Drained)))
-    try:
-        list(chain(first, map(realthreads.sleep, (PENDING_WINDOW,)), then))  # no bytecode in between
-        while True:  # the placeholder lands at the first check point, here at the latest
-            pass
-    except _Drained:
-        pass
-
-
-def _rotate_resting(now: float) -> None:
-    """3.11: the stops taken back are posted again, briefly, once their thread rested long enough."""
-    for ident, (at, key, exc) in list(_resting.items()):
-        if now - at < REPOST_AFTER:
-            continue
-        del _resting[ident]
-        if isinstance(key, tuple):  # a mark: still in that evaluation, the same stop again
-            with _lock:
-                if ACTIVE.get(ident) is key and _POSTED.get(ident) is key:
-                    _post_briefly(ident, None, exc)
-                    _resting[ident] = (monotonic(), key, exc)
-        elif _region_posted.get(id(key)) is key:
-            del _region_posted[id(key)]  # the next look posts again if the thread is still inside the filter
-
-
-def _post_resting() -> None:
-    """Detach: the stops taken back are posted again and left to land (the watchdog ends): a thread
-    blocked in C then ends its user code when it returns, as it would have without the rest."""
-    for ident, (_, key, exc) in list(_resting.items()):
-        del _resting[ident]
-        if isinstance(key, tuple):
-            with _lock:
-                if ACTIVE.get(ident) is key and _POSTED.get(ident) is key:
-                    _set_async_exc(ident, exc)
-        elif _region_posted.get(id(key)) is key:
-            del _region_posted[id(key)]
-            _post_region(ident, key, monotonic(), brief=False)
 
 
 def _leave(ident: int, mark: Mark, outer: Mark | None) -> None:
@@ -254,28 +196,6 @@ def _settle(ident: int, key: Any) -> None:
         finally:
             if _lock._is_owned():
                 _lock.release()
-
-
-def _post(ident: int, mark: Mark, exc: type[BaseException], now: float) -> bool:
-    """Raise ``exc`` in the thread if it is still in the evaluation ``mark`` names (see the module doc)."""
-    with _lock:
-        announced = _POSTED.get(ident)
-        if announced is not None:
-            again = announced is mark and ident in AGENT_THREAD_IDS
-            if not again or now - _posted_at.get(ident, now) < REPOST_AFTER:
-                return False  # one per evaluation in an application thread
-        _POSTED[ident] = mark
-        if ACTIVE.get(ident) is not mark:
-            if announced is None:
-                del _POSTED[ident]
-            return False
-        _posted_at[ident] = now
-        if _FREEZES_TRACED:
-            _post_briefly(ident, None, exc)
-            _resting[ident] = (monotonic(), mark, exc)
-        else:
-            _set_async_exc(ident, exc)
-        return True
 
 
 def run_marked(
@@ -443,7 +363,9 @@ def interrupt(ident: int | None) -> bool:
     mark = ACTIVE.get(ident)
     if mark is None:
         return False
-    return _post(ident, mark, Interrupted, monotonic())
+    from . import watchdog  # compiled on first use: the first answer of most commands posts no stop
+
+    return watchdog._post(ident, mark, Interrupted, monotonic())
 
 
 def overdue() -> list[int]:
@@ -502,70 +424,30 @@ def is_ours(error: BaseException) -> bool:
 
 
 # ---------------------------------------------------------------- the watchdog thread
-
-_watch_lock = realthreads.RLock()  # an RLock: it can tell whether this thread holds it (see _leave)
-_open = 0
-_watchdog: realthreads.Thread | None = None
-_stop = realthreads.Event()
+#
+# It and the posting of stops live in ``services.watchdog``, compiled the first time a budget or a
+# stop needs them: most commands' first answer needs neither (compiling our modules is most of the
+# CPU an agent's start costs its target). The state they share with the marks above stays here.
 
 
 def watchdog_open() -> None:
     """A guard needs the watchdog: start it unless it runs."""
-    global _open, _watchdog
-    with _watch_lock:
-        _open += 1
-        if _watchdog is None or not _watchdog.is_alive():
-            _stop.clear()
-            _watchdog = realthreads.Thread(_watch, "flight_profiler-watchdog")
-            _watchdog.start()
-            on_detach(stop_watchdog)
+    from . import watchdog
+
+    watchdog.watchdog_open()
 
 
 def watchdog_close() -> None:
-    global _open
-    with _watch_lock:
-        _open = max(0, _open - 1)
+    from . import watchdog
+
+    watchdog.watchdog_close()
 
 
 def stop_watchdog() -> None:
-    """Detach: the watchdog ends now."""
-    _stop.set()
-    _post_resting()
-    _forget_regions()
-    thread = _watchdog
-    if thread is not None and not thread.is_current():
-        thread.join(1.0)
+    """Detach: the watchdog ends now (its module registers this with ``on_detach`` when it starts)."""
+    from . import watchdog
 
-
-def _watch() -> None:
-    global _watchdog
-    me = get_ident()
-    AGENT_THREAD_IDS.add(me)
-    idle_since = monotonic()
-    try:
-        while not _stop.wait(POLL):
-            now = monotonic()
-            for ident, mark in list(ACTIVE.items()):
-                if mark[0] < now:
-                    _post(ident, mark, BudgetExceeded, now)
-                    if mark[1] is not None:  # no other call enters it while this one is stuck in C
-                        mark[1].trip(None, ident)
-            if REGIONS:
-                _scan_regions(now)
-            elif _region_late or _seen or _region_posted:
-                _region_late.clear()
-                _seen.clear()
-                _region_posted.clear()
-            if _resting:
-                _rotate_resting(now)
-            with _watch_lock:
-                if _open or ACTIVE or REGIONS:
-                    idle_since = now
-                elif now - idle_since > WATCHDOG_IDLE:
-                    _watchdog = None
-                    return
-    finally:
-        AGENT_THREAD_IDS.discard(me)
+    watchdog.stop_watchdog()
 
 
 # ---------------------------------------------------------------- filters compiled into a hook's wrapper
@@ -578,12 +460,11 @@ def _watch() -> None:
 # (a frame of a registered code at that line is inside the filter, or inside what the filter
 # called). A frame seen there at two looks ``limit`` apart has run over its budget: the guard is
 # switched off and the stop is posted, once, by one C call that looks at the frame's line and posts
-# (``_post_region``): no other thread runs in between, so the stop always lands inside the filter
+# (``watchdog._post_region``): no other thread runs in between, so the stop always lands inside the filter
 # (its two ``try`` blocks in the wrapper, as in run_marked: what lands in our first handler is
 # caught by the second). Nothing is left pending, so the wrapper looks at nothing after the filter.
 
 REGION_LINE = 1000  # beyond any line of the wrapper's own template
-_LINENO = type(sys._getframe()).f_lineno.__get__  # C: the frame's line
 _region_posted: dict[int, Any] = {}  # id(frame) -> frame: evaluations stopped already
 REGIONS: dict[int, tuple[Any, Guard]] = {}  # id(wrapper code) -> (the code, the filter's guard)
 # the regions of commands that ended: still watched while a thread is inside (as a mark stays in
@@ -620,64 +501,6 @@ def _region_guard(frame: Any) -> Guard | None:
     if entry is None or entry[0] is not frame.f_code or frame.f_lineno != REGION_LINE:
         return None
     return entry[1]
-
-
-def _scan_regions(now: float) -> None:
-    seen: dict[int, tuple[Any, float]] = {}
-    late: set[int] = set()
-    busy: set[int] = set()  # the regions a thread is inside
-    for ident, top in sys._current_frames().items():
-        if ident in AGENT_THREAD_IDS:
-            continue
-        innermost: tuple[Any, Guard, float] | None = None
-        frame: Any = top
-        while frame is not None:
-            guard = _region_guard(frame)
-            if guard is not None:
-                previous = _seen.get(id(frame))
-                first = previous[1] if previous is not None and previous[0] is frame else now
-                seen[id(frame)] = (frame, first)
-                busy.add(id(frame.f_code))
-                if now - first >= guard.limit:
-                    late.add(ident)
-                    guard.trip(None, ident)  # no other call enters it meanwhile
-                if innermost is None:
-                    innermost = (frame, guard, first)
-            frame = frame.f_back
-        if innermost is not None and now - innermost[2] >= innermost[1].limit:
-            _post_region(ident, innermost[0], now)
-    _seen.clear()
-    _seen.update(seen)
-    _region_late.clear()
-    _region_late.update(late)
-    for key in [key for key in _region_posted if key not in seen]:
-        del _region_posted[key]
-    for key in [key for key in _closing if key not in busy]:
-        _closing.discard(key)
-        REGIONS.pop(key, None)
-
-
-def _post_region(ident: int, frame: Any, now: float, brief: bool = _FREEZES_TRACED) -> bool:
-    """Stop the filter evaluation ``frame`` runs, if it still runs it (see above)."""
-    if _region_posted.get(id(frame)) is frame:
-        return False  # one per evaluation
-    _region_posted[id(frame)] = frame
-    import ctypes  # only once something is to be stopped
-
-    post = ctypes.pythonapi.PyThreadState_SetAsyncExc  # a PyDLL function: the GIL stays held
-    here = {REGION_LINE: True}.get  # not int.__eq__: f_lineno may be None (3.12+), never truth-tested
-    # The look at the frame's line and the post run inside one C call (list() driving map/filter
-    # over C callables only): no bytecode runs in between, so no other thread can, and the thread
-    # is inside the filter when the exception is posted. It lands there: the thread checks for it
-    # as soon as it runs again (it waits for the GIL at such a check, or returns from a C call into
-    # one), inside the filter's ``try`` blocks, or deeper, in what the filter called.
-    tids = map({REGION_LINE: ctypes.c_ulong(ident)}.__getitem__, filter(here, map(_LINENO, (frame,))))
-    excs = map({REGION_LINE: ctypes.py_object(BudgetExceeded)}.__getitem__, filter(here, map(_LINENO, (frame,))))
-    if brief:
-        _post_briefly(ident, map(post, tids, excs), None)
-        _resting[ident] = (monotonic(), frame, BudgetExceeded)
-        return True
-    return bool(list(map(post, tids, excs)))
 
 
 def region_settle(depth: int = 1) -> None:
