@@ -8,7 +8,7 @@ target's ``sys.modules`` must come back to its baseline plus the C modules the
 agent states it leaves (``ALLOWED_MODULES``, see ARCHITECTURE.md).
 
 Each cycle runs a read-only command (getglobal), after which the detach empties our
-namespaces at once (agent/loader.py ``sweep_when_idle``); after a hook the collector
+namespaces at once (agent/sweep.py ``sweep_when_idle``); after a hook the collector
 frees them instead. ``FP_TEST_HOGS=2`` runs the module beside two CPU hogs.
 """
 

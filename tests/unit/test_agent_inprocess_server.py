@@ -100,7 +100,7 @@ def test_the_agent_answers_commands_and_its_detach_leaves_nothing(started: Start
 
 def test_a_detach_after_read_only_commands_leaves_no_cycles_of_ours(started: Started) -> None:
     """Our modules are reference cycles (functions and their globals); after read-only commands the
-    detach empties our namespaces (loader.sweep_when_idle), so reference counting frees them at once
+    detach empties our namespaces (agent/sweep.py), so reference counting frees them at once
     instead of the target's next full collection: only our bare classes are left to the collector."""
     import gc
 
@@ -108,7 +108,9 @@ def test_a_detach_after_read_only_commands_leaves_no_cycles_of_ours(started: Sta
     assert conn.run("getglobal", {"module": "os", "field": "sep"}, timeout=WAIT)
     session = sys.modules[bootstrap.ALIAS + ".agent.session"]
     assert session.HANDED_OUT == [False]
-    namespaces = [session.__dict__, sys.modules[bootstrap.ALIAS + ".agent.loader"].unload.__globals__]
+    # the sweep's own module is compiled only for the detach; loaded here first, so that it is that one
+    sweep = sys.modules[bootstrap.ALIAS]._fp_load(bootstrap.ALIAS + ".agent.sweep")
+    namespaces = [session.__dict__, sys.modules[bootstrap.ALIAS + ".agent.loader"].unload.__globals__, sweep.__dict__]
     conn.detach(WAIT)
     _wait_for(lambda: not any(namespaces), "our namespaces to be emptied")
     gc.collect()

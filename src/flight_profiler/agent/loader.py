@@ -333,113 +333,26 @@ def unload(alias: "str", key: "str" = "", sweep: "bool" = False) -> None:
 
     The C modules loaded for us (``LOADED_QUIETLY``) stay: an extension module cannot
     be unloaded (its shared object stays mapped) and the target may have picked it up.
-    ``sweep``: nothing of ours was handed to the application (see ``sweep_when_idle``).
+    ``sweep``: nothing of ours was handed to the application, so our namespaces are
+    emptied once our threads are out of them (``agent/sweep``).
     """
+    sweeper = _sweeper(alias) if sweep else None  # loaded while the bundle is still there
     bundle = getattr(sys.modules.get(alias), "_fp_bundle", None)
     if isinstance(bundle, dict):
         bundle.clear()  # our sources (~200 KB) go now, not at the target's next full gc collection
     names: List[str] = [n for n in list(sys.modules) if n == alias or n.startswith(alias + ".")]
     modules = [sys.modules.pop(name, None) for name in names]
-    if sweep:
-        sweep_when_idle([m for m in modules if m is not None], alias)
+    if sweeper is not None:
+        sweeper.sweep_when_idle([m for m in modules if m is not None], alias, globals())
 
 
-# How long the sweep waits for our threads to leave our code (polls every SWEEP_POLL s); a
-# thread still in it after that (a job blocked in C) keeps everything for the garbage collector.
-SWEEP_POLL = 0.01
-SWEEP_POLLS = 1000
-
-
-def sweep_when_idle(modules: "List[ModuleType]", alias: "str") -> "None":
-    """Empty our namespaces as soon as no thread runs our code, on a thread of its own.
-
-    Why: our modules are reference cycles (a function's ``__globals__`` is the dict
-    that holds it; a class is in its own ``__mro__``), so after a detach they wait for
-    the target's next full collection, which a target that allocates little runs
-    rarely; meanwhile the allocator builds around them and the target's RSS creeps up
-    by 12-18 KiB per attach/detach cycle. Emptied dicts break those cycles: reference
-    counting frees almost all of it at once, as a ``gc.collect()`` would, without
-    walking the target's heap.
-
-    Only when nothing of ours can be called later: the caller knows the agent handed
-    the application nothing (no hook, callback or user code ran: see agent/session),
-    and this thread waits until no thread has a frame of ours (a closed session's
-    thread finishing its last lines, a job stuck in C: then it gives up).
-    """
+def _sweeper(alias: "str") -> "Any":
+    """``agent.sweep``, compiled only for a detach that sweeps (most attaches never get there, and
+    compiling our modules is most of the CPU an agent's start costs its target); None when this
+    loader is not the agent's own copy (a client-side import: never empty those) or it cannot load."""
     if not __name__.startswith(alias + "."):
-        return  # this loader is not the agent's own copy (a client-side import): never empty those
-    # not the bootstrap's guard: a late bootstrap may be waiting on its lock (see attach/bootstrap)
-    namespaces = [module.__dict__ for module in modules if module.__name__ != alias + "._guard"]
+        return None
     try:
-        _original_thread_function("start_new_thread")(_sweep, (namespaces, alias))
-    except BaseException:  # noqa: BLE001, S110 - no thread to spare: the garbage collector frees them later
-        pass
-
-
-def _ours_running(frames: "Dict[int, Any]", ours: "set[int]", me: "int") -> "bool":
-    """Whether a thread other than ``me`` runs code of ours or is about to (``ours``: our globals' ids).
-
-    About to: a ``threading.Thread`` started for us that has not entered its target yet (the
-    starter only waits until it exists), or not yet dropped it (threading does that last).
-    """
-    for ident, frame in frames.items():
-        while frame is not None and ident != me:
-            if id(frame.f_globals) in ours or frame.f_code.co_filename.startswith("<flight_profiler"):
-                return True
-            frame = frame.f_back
-    threading: Any = sys.modules.get("threading")
-    for table in ("_limbo", "_active"):
-        for thread in list(getattr(threading, table, {}).values()):
-            target = getattr(thread, "_target", None)
-            target = getattr(target, "__func__", target)  # a bound method: its function
-            if id(getattr(target, "__globals__", None)) in ours:
-                return True
-    return False
-
-
-def _sweep(namespaces: "List[Dict[str, Any]]", alias: "str") -> "None":
-    """The sweep thread: wait for our code to be idle, then empty our namespaces (see sweep_when_idle)."""
-    try:
-        me = _original_thread_function("get_ident")()
-        pause = _original_thread_function("allocate_lock")()
-        pause.acquire()  # acquired again with a timeout below: a sleep without ``time``
-        loader_globals = globals()
-        ours = {id(namespace) for namespace in namespaces} | {id(loader_globals)}
-        for _ in range(SWEEP_POLLS):
-            if not _ours_running(sys._current_frames(), ours, me):
-                break
-            pause.acquire(True, SWEEP_POLL)
-        else:
-            return  # still running after the wait: leave it all to the garbage collector
-        _empty(namespaces, alias, loader_globals)
-    except BaseException:  # noqa: BLE001, S110 - never an exception out of a thread of ours
-        pass
-
-
-def _empty(namespaces: "List[Dict[str, Any]]", alias: "str", loader_globals: "Dict[str, Any]") -> "None":
-    """Empty our classes, our modules' dicts, their builtins copy, and last the loader's own globals.
-
-    After ``loader_globals.clear()`` this function looks up no name (locals only), so it
-    can run to its end with the dict it was defined in emptied.
-    """
-    classes = [
-        value
-        for namespace in namespaces
-        for value in list(namespace.values())
-        if isinstance(value, type) and str(getattr(value, "__module__", "")).startswith(alias)
-    ]
-    classes += [v for v in list(loader_globals.values()) if isinstance(v, type) and v.__module__ == __name__]
-    for cls in classes:
-        for name in [n for n in list(cls.__dict__) if n not in ("__dict__", "__weakref__")]:
-            try:
-                delattr(cls, name)
-            except (AttributeError, TypeError):
-                pass
-    copies = [ns.get("__builtins__") for ns in namespaces]
-    for namespace in namespaces:
-        namespace.clear()
-    real = builtins.__dict__
-    for copy in copies:
-        if type(copy) is dict and copy is not real:
-            copy.clear()
-    loader_globals.clear()
+        return sys.modules[alias]._fp_load(alias + ".agent.sweep")
+    except BaseException:  # noqa: BLE001 - no sweep: the garbage collector frees our modules later
+        return None

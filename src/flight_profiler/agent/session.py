@@ -59,7 +59,7 @@ LOG_PATH: str | None = None  # set by the server: tracebacks of agent bugs go he
 # Commands that hand the application nothing of ours it could call after the detach: no hook,
 # callback, thread, generator, user code or namespace of ours. While only these ran (any session
 # of this agent), the detach empties our modules' namespaces as soon as our threads are out of
-# them (loader.sweep_when_idle), instead of leaving their reference cycles to the target's
+# them (agent/sweep.py), instead of leaving their reference cycles to the target's
 # garbage collector. ``stack`` is not one (``stack module method`` hooks); ``getglobal -e`` is
 # not (user code, see _user_code). A command added here must stay read-only.
 PASSIVE_COMMANDS = frozenset(("getglobal", "thread", "module", "sc", "sm"))
