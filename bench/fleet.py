@@ -10,9 +10,12 @@ targets: a first `getglobal` costs every target its agent's start (compiling our
 which on a host with few cores is what the fan-out waits for. With ``--user NAME`` the
 workers run as that (existing) user, so each attach goes through a forked privsep helper
 as it does when root attaches to a service's workers. Results go to stdout and are appended
-to bench/RESULTS-fleet.md. Nothing is asserted.
+to bench/RESULTS-fleet.md. Nothing is asserted. With ``--src DIR`` given twice or more (source
+trees, e.g. main's ``src`` and a branch's), the CLI of each tree is timed in turn in every run,
+against the same workers, and each gets its table: before and after in the same run. The bundle
+is made from the CLI's own tree, so that compares the agents' start-up as well.
 
-    .venv/bin/python bench/fleet.py [--runs N] [--python PATH] [--concurrency N] [--user NAME]
+    .venv/bin/python bench/fleet.py [--runs N] [--python PATH] [--concurrency N] [--user NAME] [--src DIR ...]
 """
 
 from __future__ import annotations
@@ -41,13 +44,14 @@ SIZES = (1, 8, 32)
 GETGLOBAL = "getglobal __main__ STATE"
 
 
-def run(pids: list[int], command: str, concurrency: int) -> Cell:
+def run(pids: list[int], command: str, concurrency: int, src: str = "") -> Cell:
     """Wall seconds, CPU seconds of the CLI and what it ran (py-spy, privsep helpers), and of the targets."""
     argv = [*CLI, "-p", ",".join(map(str, pids)), "--cmd", command, "--json", "--concurrency", str(concurrency)]
+    env = dict(os.environ, PYTHONPATH=src) if src else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     targets_before = targets_cpu(pids)
     started = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -69,29 +73,36 @@ def targets_cpu(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def detach(pids: list[int]) -> None:
-    subprocess.run([*CLI, "-p", ",".join(map(str, pids)), "--cmd", "detach"], capture_output=True, check=False)
+def detach(pids: list[int], src: str = "") -> None:
+    env = dict(os.environ, PYTHONPATH=src) if src else None
+    argv = [*CLI, "-p", ",".join(map(str, pids)), "--cmd", "detach"]
+    subprocess.run(argv, capture_output=True, check=False, env=env)
 
 
 Cell = Tuple[float, float, float]  # wall, CPU of the CLI, CPU of the targets
 
 
-def measure(workers: list[int], runs: int, concurrency: int) -> dict[str, dict[int, Cell]]:
+def measure(workers: list[int], runs: int, concurrency: int, trees: list[str]) -> list[dict[str, dict[int, Cell]]]:
+    """Per source tree (``""``: this interpreter's own import path), the medians of each command and size."""
     names = ("stack", "getglobal, first (injects)", "getglobal, again")
-    table: dict[str, dict[int, list[Cell]]] = {name: {} for name in names}
+    tables: list[dict[str, dict[int, list[Cell]]]] = [{name: {} for name in names} for _ in trees]
     for _ in range(runs):
-        for size in SIZES:
-            pids = workers[:size]
-            for name, command in zip(names, ("stack", GETGLOBAL, GETGLOBAL)):
-                table[name].setdefault(size, []).append(run(pids, command, concurrency))
-            detach(pids)
-    return {
-        name: {
-            size: (median(c[0] for c in cells), median(c[1] for c in cells), median(c[2] for c in cells))
-            for size, cells in row.items()
+        for table, src in zip(tables, trees):  # the trees in turn: the same load for each
+            for size in SIZES:
+                pids = workers[:size]
+                for name, command in zip(names, ("stack", GETGLOBAL, GETGLOBAL)):
+                    table[name].setdefault(size, []).append(run(pids, command, concurrency, src))
+                detach(pids, src)
+    return [
+        {
+            name: {
+                size: (median(c[0] for c in cells), median(c[1] for c in cells), median(c[2] for c in cells))
+                for size, cells in row.items()
+            }
+            for name, row in table.items()
         }
-        for name, row in table.items()
-    }
+        for table in tables
+    ]
 
 
 def median(values: Iterable[float]) -> float:
@@ -131,6 +142,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--user", help="run the workers as this existing user (root attaches through privsep)")
     parser.add_argument("--note", default="", help="a sentence added to the results (e.g. which client was timed)")
+    parser.add_argument("--src", action="append", default=[], help="a source tree to run the CLI from (repeatable)")
     args, _ = parser.parse_known_args()  # ./dev bench passes the same options to every bench
     account = pwd.getpwnam(args.user) if args.user else pwd.getpwuid(os.getuid())
     proc = subprocess.Popen(
@@ -152,8 +164,13 @@ def main() -> int:
             text=True,
             check=True,
         ).stdout.strip()
-        medians = measure(workers, args.runs, args.concurrency)
-        text = report(medians, version, args.runs, args.concurrency, account.pw_name, args.note)
+        trees = [os.path.abspath(tree) for tree in args.src] or [""]
+        text = ""
+        for tree, medians in zip(trees, measure(workers, args.runs, args.concurrency, trees)):
+            note = (args.note + " " if args.note else "") + ("Client and agent from `%s`." % tree if tree else "")
+            text += ("\n" if text else "") + report(
+                medians, version, args.runs, args.concurrency, account.pw_name, note.strip()
+            )
     finally:
         proc.kill()
         proc.wait()
