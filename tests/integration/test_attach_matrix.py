@@ -84,12 +84,17 @@ def test_agent_start_with_many_threads_reads_one_file_and_compiles_in_one_go(
     of compiling): the attach then grows with the threads. The count is exact, so the
     test needs no clock: one open (the bundle), no search of sys.path, no directory
     listing, each module compiled once, the start set compiled before any of it runs.
+    And only what the answers run is compiled (each start costs its target the CPU of
+    compiling, most of an agent's start): a getglobal of a plain value compiles neither the
+    capture's repr half, nor the watchdog, nor the detach's sweep.
     """
     record = os.path.join(str(tmp_path), "record.json")
     target = start_target(python, "audit_target.py", record, "40")
     try:
         result = cli(target.pid, "module /x", timeout=60)
         assert result.returncode == 0, result.stderr
+        result = cli(target.pid, "getglobal os sep", timeout=60)
+        assert result.returncode == 0 and result.results[0]["value"]["v"] == os.sep, result.stderr
         os.kill(target.pid, signal.SIGUSR1)
         assert wait_until(lambda: os.path.exists(record), timeout=10)
         with open(record) as fh:
@@ -111,3 +116,8 @@ def test_agent_start_with_many_threads_reads_one_file_and_compiles_in_one_go(
         index for index, (event, arg) in enumerate(events) if event == "exec" and any(f in arg for f in start)
     )
     assert max(positions) < first_run, "a start module was compiled after the start set began to run"
+    root = package_dir()
+    assert os.path.join(root, "services", "capture.py") in compiled  # the getglobal did capture
+    lazy = {os.path.join(root, *parts) for parts in (("services", "capture_repr.py"), ("services", "watchdog.py"))}
+    lazy.add(os.path.join(root, "agent", "sweep.py"))
+    assert not lazy & set(compiled), lazy & set(compiled)
