@@ -184,3 +184,78 @@ def test_json_schema_doc_and_files_are_the_commands() -> None:
             name,
             short,
         )
+
+
+# ---------------------------------------------------------------- lists of command names kept in code
+
+
+def test_command_names_kept_in_code_are_commands() -> None:
+    """The few places that name commands in code (which run on the session's thread, which leave nothing to
+    sweep, which need the MCP read-only refusal for some requests only, the CLI's aliases) name real ones: a
+    renamed or removed command would leave them silently naming nothing."""
+    from flight_profiler.agent.registry import QUICK
+    from flight_profiler.agent.session import PASSIVE_COMMANDS
+    from flight_profiler.cli.runner import ALIASES
+    from flight_profiler.mcp.executor import _CHANGES_WHEN
+
+    names = set(registry.COMMANDS)
+    changing = {spec.name for spec in registry.specs() if spec.changes_target}
+    assert names >= QUICK, sorted(QUICK - names)
+    assert names - changing >= PASSIVE_COMMANDS, "passive commands must exist and never change the target"
+    assert set(_CHANGES_WHEN) <= changing, "only a command that can change the target needs a 'changes when' rule"
+    assert set(ALIASES.values()) <= names and not set(ALIASES) & names, ALIASES
+
+
+class _Recorder:
+    """Stands in for the MCP server's ``Tools``: records the argument vectors a tool would run."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.tool_error = RuntimeError
+
+    async def call(self, pid: int, argv: list[str], timeout_s: float) -> dict[str, Any]:
+        self.calls.append(argv)
+        return {}
+
+
+# a value for each optional text parameter a tool may pass to its command, so each call asks for all it can
+_FILLED = {"expr": "1", "filter": "1", "filepath": "/tmp/fp-unit-crosscheck.out", "level": "DEBUG"}
+
+
+def test_mcp_read_only_hint_agrees_with_the_executors_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tool that can build a request ``--read-only`` refuses (it changes the target, runs Python there or writes
+    a file: ``executor.not_read_only``, judged on the command's own parser) never claims readOnlyHint."""
+    import asyncio
+    import inspect
+
+    from flight_profiler.mcp import server
+    from flight_profiler.mcp.executor import not_read_only, parse_argv
+
+    monkeypatch.setattr(server, "private_output_dir", lambda: "/tmp")
+    wrong = []
+    for name, tool in _tools().items():
+        if registry.get(name) is None:
+            continue
+        parameters = inspect.signature(tool.fn).parameters
+        base: dict[str, Any] = {"pid": 1, "timeout_s": 1e6, "module": "m", "method": "f", "field": "F", "cls": "C"}
+        base.update({"pattern": "x", "line": 3, "index": 1, "thread_id": 7, "name": "root", "filepath": "/tmp/x.py"})
+        base.update(_FILLED)
+        arguments = {key: value for key, value in base.items() if key in parameters}
+        modes = [
+            {mode: choice}
+            for mode in ("action", "view")
+            for choice in tool.parameters["properties"].get(mode, {}).get("enum", [])
+        ] or [{}]
+        recorder = _Recorder()
+        for cell_name, cell in zip(tool.fn.__code__.co_freevars, tool.fn.__closure__ or ()):
+            if cell_name == "tools":
+                monkeypatch.setattr(cell, "cell_contents", recorder)
+        for mode in modes:
+            try:
+                asyncio.run(tool.fn(**arguments, **mode))
+            except RuntimeError:
+                continue  # a combination the tool itself refuses
+        reasons = {not_read_only(*parse_argv(argv)) for argv in recorder.calls} - {""}
+        if reasons and tool.annotations.read_only_hint:
+            wrong.append("%s claims readOnlyHint, but a call of it %s" % (name, sorted(reasons)))
+    assert not wrong, "\n".join(wrong)
