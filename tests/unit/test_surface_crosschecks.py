@@ -5,7 +5,9 @@ blocks, README's Commands table. Written by hand because they say more than a de
 here against it: the MCP skill's tool table and description (against the MCP server's tools), which tools
 say they change the target (against ``SPEC.changes_target``), the attach skill's command overview (against
 the skills that document each command), docs/json-schema.md's sections and docs/schema's files (against the
-commands), and the lists of commands that change the target in README and the MCP skill.
+commands; the page must name every field of each schema), the lists of commands that change the target in
+README and the MCP skill, the few lists of command names kept in code, and each MCP tool's readOnlyHint
+(against what ``--read-only`` refuses).
 """
 
 from __future__ import annotations
@@ -184,6 +186,57 @@ def test_json_schema_doc_and_files_are_the_commands() -> None:
             name,
             short,
         )
+
+
+def _doc_sections() -> tuple[dict[str, str], str]:
+    """docs/json-schema.md's sections by schema name (``flight_profiler ps`` -> ``ps``), and the shared pieces'."""
+    with open(os.path.join(ROOT, "docs", "json-schema.md"), encoding="utf-8") as fh:
+        doc = fh.read()
+    sections, shared = {}, ""
+    for section in re.split(r"^### ", doc, flags=re.M)[1:]:
+        if section.startswith("Instrumentation: shared pieces"):
+            shared = section
+        named = re.match(r"`([^`]+)`", section)
+        if named:
+            sections[named.group(1).split()[-1]] = section
+    return sections, shared
+
+
+def _named(text: str) -> set[str]:
+    """The words inside the code spans of ``text``: `` `frames[]` (`name`, `file`) `` names frames, name, file."""
+    return {word for code in _CODE.findall(text) for word in re.findall(r"[A-Za-z_]\w*", code)}
+
+
+def _fields(node: Any, depth: int = 0) -> set[str]:
+    """The properties of a result schema and of its variants (``oneOf``/``allOf``), not of nested objects."""
+    found = set(node.get("properties", {})) if depth <= 2 else set()
+    for key in ("oneOf", "anyOf", "allOf"):
+        for variant in node.get(key, []):
+            found |= _fields(variant, depth + 1)
+    return found
+
+
+def test_json_schema_doc_names_every_field_of_each_result() -> None:
+    """Each field a command's schema allows in its results is named in its docs/json-schema.md section (or in
+    the shared pieces' section when its schema uses calls.json, or in the section it says it is "as");
+    ``kind`` values are named, not the word."""
+    import json
+
+    sections, shared = _doc_sections()
+    missing = []
+    for name, section in sorted(sections.items()):
+        path = os.path.join(SCHEMA_DIR, "%s.json" % name)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as fh:
+            raw = fh.read()
+        named = _named(section) | {"kind"}
+        if "urn:flight_profiler:schema:calls" in raw:
+            named |= _named(shared)
+        for other in re.findall(r"\b[Aa]s `?(\w+)`?", section):
+            named |= _named(sections.get(other, ""))
+        missing += ["%s: %s" % (name, field) for field in sorted(_fields(json.loads(raw)) - named)]
+    assert not missing, "fields of docs/schema not named in docs/json-schema.md:\n" + "\n".join(missing)
 
 
 # ---------------------------------------------------------------- lists of command names kept in code
