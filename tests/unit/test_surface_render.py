@@ -190,6 +190,7 @@ def test_readme_row_shows_forms_without_placeholder_brackets_and_escapes_bars() 
         (_main_spec("[-nope]"), "no option -nope"),
         (_main_spec("-a=jump"), "none of"),
         (_main_spec("[-a]", overview=""), "no overview"),
+        (_main_spec("[-a]", overview="a | b"), "bare"),
     ],
 )
 def test_short_forms_refuse_what_the_parser_contradicts(spec: CommandSpec, error: str) -> None:

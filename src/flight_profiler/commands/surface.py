@@ -1,4 +1,4 @@
-"""The usage line and the skill's option table of a command, rendered from its parser.
+"""A command's usage line, skill option table and Usage block, and README row, rendered from its parser.
 
 A command declares its options once, in its parser (``CommandSpec.add_arguments``: flags, metavars,
 defaults, choices). What the parser cannot say is declared next to it in the command's ``SPEC``:
@@ -7,13 +7,13 @@ defaults, choices). What the parser cannot say is declared next to it in the com
   pages use (users' agents read them). A word that names an option is rendered from the parser:
   ``[-n]`` becomes ``[-n N]``, ``-l`` (no brackets: the form needs it) ``-l``; ``-a=forceGc`` shows
   a value in place of the metavar (one of the option's choices, or what is typed there; without
-  brackets it runs up to the next option: ``-t=module [class] method``). Any other word
+  brackets it runs up to the next option: ``-t=module [class] method``; ``[--order=...]`` leaves the
+  value out on purpose). Any other word
   (``module``, ``[class]``, ``summary``) is shown as written.
 - ``option_docs``: the skill's table rows, in the skill's order: ``(name, meaning)`` or
   ``(name, meaning, default)``, where ``name`` is the option's first flag or the positional's
   name. The first cell (every flag with its metavar) comes from the parser, and so does the
   default cell unless the row says it in words.
-
 - ``main_forms``: the forms README's Commands table and the skill's Usage block show (the main
   options only), in the words of ``forms``; ``<module>`` is a placeholder the skill shows as
   written and README without its angle brackets. ``  # comment`` after a form is the skill's
@@ -219,8 +219,8 @@ _PLACEHOLDER = re.compile(r"<([A-Za-z_]\w*)>")
 
 def readme_row(spec: CommandSpec) -> str:
     """README's Commands row of ``spec``: its main forms (placeholders without angle brackets), its overview."""
-    if not spec.overview:
-        raise SurfaceError("%s: no overview (README's Commands table)" % spec.name)
+    if not spec.overview or re.search(r"(?<!\\)\|", spec.overview):
+        raise SurfaceError("%s: no overview, or one with a bare | (README's Commands table)" % spec.name)
     forms = " / ".join("`%s`" % _PLACEHOLDER.sub(r"\1", form) for form, _ in main_forms(spec))
     return "| %s | %s |\n" % (forms.replace("|", "\\|"), spec.overview)
 
