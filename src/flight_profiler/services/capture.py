@@ -293,7 +293,11 @@ def _string(text: str, limit: int) -> dict[str, Any]:
 
 
 def _repr_node(obj: Any, options: CaptureOptions) -> dict[str, Any]:
-    """The node of a value shown by its repr (``capture_repr``: compiled on the first such value)."""
+    """The node of a value shown by its repr (``capture_repr``: compiled on the first such value).
+
+    Commands that capture in the application's threads (watch, tt, line) import ``capture_repr``
+    in their job's thread first: a hooked call never compiles it, nor waits for our loader's lock.
+    """
     from . import capture_repr
 
     return capture_repr.repr_node(obj, options)

@@ -17,7 +17,10 @@ import sys
 import threading
 import time
 
-from ...services import hooks
+from ...services import (
+    capture_repr,  # noqa: F401 - compiled now, in the job's thread, never in a hooked call
+    hooks,
+)
 from ...services.callprobe import Outbox, serve, thread_info
 from ...services.capture import CaptureOptions, capture
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext, on_detach

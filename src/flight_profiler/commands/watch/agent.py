@@ -14,7 +14,10 @@ from __future__ import annotations
 import time
 from threading import get_ident
 
-from ...services import hooks
+from ...services import (
+    capture_repr,  # noqa: F401 - compiled now, in the job's thread, never in a hooked call
+    hooks,
+)
 from ...services.callexpr import CallExpression
 from ...services.callprobe import CallProbe, describe_error, exception_info, serve, thread_info
 from ...services.capture import CaptureOptions, capture
