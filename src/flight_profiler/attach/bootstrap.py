@@ -60,6 +60,11 @@ RESERVED_FDS = 4
 # choice is unlikely to be mistaken for ours.
 SWITCH_BOOST = 0.00099
 SWITCH_BOOST_FOR = 1.0
+# ... and only where the target has at most this many other threads: every thread waiting for the
+# GIL wakes once per interval, so the wake-ups grow with threads / interval and, on a host without
+# a free core, take the CPU the waits were to gain (measured: 50 threads 4.7 s -> 1.0 s, 200
+# threads 4.9 s -> 12.5 s; bench/RESULTS-attach-threads.md)
+SWITCH_BOOST_MAX_THREADS = 64
 
 _BODY = """
 import sys, os, _thread
@@ -140,6 +145,8 @@ def _fp_boost():
         theirs = sys.getswitchinterval()
         if theirs <= %(boost)r:
             return None  # the app runs as short already (or another bootstrap of ours set it): not ours to undo
+        if _thread._count() > %(boost_threads)d:
+            return None  # so many threads that their wake-ups would cost more than the shorter waits gain
         sys.setswitchinterval(%(boost)r)
         return (sys.getswitchinterval(), theirs, time.monotonic() + %(boost_for)r)
     except BaseException:
@@ -258,5 +265,6 @@ def source(socket_path: str, deadline: float, ticket: str, bundle_bytes: int = -
         "size": bundle_bytes,
         "boost": SWITCH_BOOST,
         "boost_for": SWITCH_BOOST_FOR,
+        "boost_threads": SWITCH_BOOST_MAX_THREADS,
     }
     return "exec(%r, {'__name__': '_flight_profiler_boot'})" % text
