@@ -19,7 +19,7 @@ import threading
 
 import pytest
 
-from flight_profiler.attach.bootstrap import SWITCH_BOOST
+from flight_profiler.attach.bootstrap import SWITCH_BOOST, SWITCH_BOOST_MAX_THREADS
 from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
 from kill_support import cli_attach_argv, client_env
@@ -189,4 +189,19 @@ def test_client_sigkilled_while_ours_is_in_force_the_target_restores_it(name: st
         if client.poll() is None:
             client.kill()
             client.wait()
+        target.stop()
+
+
+def test_a_target_of_many_threads_keeps_its_interval() -> None:
+    """Beyond SWITCH_BOOST_MAX_THREADS threads the waiting threads' wake-ups would cost more than
+    the shorter waits gain: the agent's start leaves the interval alone (the watcher, which prints
+    every change it sees, prints none)."""
+    target = start_target(NEWEST, "switch_target.py", "keep", "2", str(SWITCH_BOOST_MAX_THREADS))
+    lines = _Lines(target)
+    try:
+        assert cli(target.pid, "module /x", "--timeout", "60").returncode == 0
+        assert cli(target.pid, "detach").returncode == 0
+        assert _end(target, lines) == repr(APP_DEFAULT)
+        assert not [line for line in lines.seen if line.startswith("interval")], lines.seen
+    finally:
         target.stop()

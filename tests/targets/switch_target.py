@@ -1,8 +1,8 @@
 """A target that reports every change of its GIL switch interval (tests/integration/test_attach_threads.py).
 
-    switch_target.py MODE BUSY
+    switch_target.py MODE BUSY [IDLE]
 
-BUSY CPU-bound threads; a watcher thread prints ``interval <value>`` on stdout each time
+BUSY CPU-bound threads, IDLE (default 0) threads waiting on an event; a watcher thread prints ``interval <value>`` on stdout each time
 ``sys.getswitchinterval()`` differs from what it saw last. MODE ``keep``: only that;
 ``override``: the first time the watcher sees a value below the starting one (the agent's
 start), the app sets its own (0.0123) and prints ``set 0.0123`` - a setting the agent must
@@ -50,9 +50,12 @@ def watch(mode):
 
 def main():
     mode, busy = sys.argv[1], int(sys.argv[2])
+    idle = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     signal.signal(signal.SIGUSR1, on_usr1)
     for index in range(busy):
         threading.Thread(target=spin, name="busy-%d" % index, daemon=True).start()
+    for index in range(idle):
+        threading.Thread(target=threading.Event().wait, name="idle-%d" % index, daemon=True).start()
     threading.Thread(target=watch, args=(mode,), name="watcher", daemon=True).start()
     print("ready", flush=True)
     try:
