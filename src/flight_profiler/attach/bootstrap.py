@@ -62,8 +62,9 @@ SWITCH_BOOST = 0.00099
 SWITCH_BOOST_FOR = 1.0
 # ... and only where the target has at most this many other threads: every thread waiting for the
 # GIL wakes once per interval, so the wake-ups grow with threads / interval and, on a host without
-# a free core, take the CPU the waits were to gain (measured: 50 threads 4.7 s -> 1.0 s, 200
-# threads 4.9 s -> 12.5 s; bench/RESULTS-attach-threads.md)
+# a free core, take the CPU the waits were to gain (measured on 3.12, first attach, medians: 50
+# threads of which 25 busy 2.9 s -> 2.0 s; 200 of which 100 busy no gain, 6.9 -> 7.5 s and
+# 4.9 -> 12.5 s; bench/RESULTS-attach-threads.md)
 SWITCH_BOOST_MAX_THREADS = 64
 
 _BODY = """
