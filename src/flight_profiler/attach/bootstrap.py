@@ -22,6 +22,8 @@ Before it starts anything it takes two decisions the client can read back:
   told it could not (the thread that loses exits at once, having done nothing),
   and a bootstrap run twice (a queued pending call that fires late) finds no
   ticket and does nothing.
+Once the ticket is its own (and only then) it shortens the target's switch interval for the
+agent's start (``SWITCH_BOOST``, below), which the target itself restores.
 The ticket's name is new for every attempt and baked into that attempt's code: a
 bootstrap of a client killed after it queued a pending call can only ever find
 its own ticket, which the next attempt withdraws before it issues its own; it
