@@ -5,12 +5,14 @@ which no other thread runs, and it builds a list of every tracked object (+97 MB
 on 8 M objects), so it is not used. Instead the walk starts from the roots (every
 module, every thread's frames and their local variables, the young GC
 generations, ``gc.garbage``) and follows ``gc.get_referents`` a batch at a time
-in Python, which the interpreter interrupts every switch interval like any other
-Python code; it also sleeps 1 ms every 10 ms (batches sized in time, see
-WALK_BURST) so a busy target keeps most of its CPU share. Huge lists, tuples,
-dicts and sets are followed in slices of themselves, and no gc.get_referents
-call gets more than BIG_CONTAINER references, so no single C call grows with
-the heap (bench/RESULTS-mem.md). What
+in Python, in slices: each slice holds the GIL for at most SLICE_BUDGET (4 ms,
+measured by the walk itself: ``Pacer``), then sleeps SLICE_PAUSE with it released,
+so a thread of the target that waits for the GIL gets it then, and a busy target
+keeps most of its CPU share. Every step between two looks at the clock is short:
+batches are sized in time to what is left of the slice, huge lists, tuples, dicts
+and sets are followed in slices of themselves, and no gc.get_referents call gets
+more than BIG_CONTAINER references, so no single C call grows with the heap
+(bench/RESULTS-mem.md). What
 it finds is what the program can reach, including objects the GC does not track
 (str, int, bytes...), each object once. Modules are followed through their
 ``__dict__``, never through their own traverse function (see ``_MODULE_DICT``).
@@ -43,18 +45,20 @@ if TYPE_CHECKING:
     Entries = Dict[type, List[Any]]
     Wanted = Optional[Callable[[type], bool]]
 
-SLICE = 1000  # objects handled in the first batch of a walk, then sized to take BATCH_TIME
-MIN_SLICE, MAX_SLICE = 256, 8000
-BATCH_TIME = 0.001  # seconds of work per batch: a pause can only come between two
-# The walk is sliced in time, not in objects: after WALK_BURST seconds of walking it sleeps
-# SLICE_PAUSE with the GIL released, so a busy target keeps most of its CPU share (and a
-# walk on a thread of real-time priority stays under the kernel's 95 % real-time budget,
-# whose throttling stopped it, GIL held, for 50 ms at a time). A thread
-# that wants the GIL meanwhile gets it from the interpreter within its switch interval
-# (5 ms) whatever the walk does in Python, so what bounds the longest stall is that no C
-# call of the walk is long (BIG_CONTAINER) and that the collector never meets many of its
-# objects at once (referrers.YOUNG_KEPT); bench/RESULTS-mem.md.
-WALK_BURST = 0.01
+SLICE = 1000  # objects handled in a batch of referrers' search
+# The walk's batches are sized in time (_next_size): the first is small, as what objects cost is
+# not known yet, and a batch is at most twice the last, so one met after cheap ones cannot take long.
+FIRST_SLICE, MIN_SLICE, MAX_SLICE = 128, 64, 4000
+BATCH_TIME = 0.001  # seconds of work per batch at most: the clock is looked at between two
+# Slices: the walk holds the GIL for at most SLICE_BUDGET seconds (wall clock) at a stretch,
+# then sleeps SLICE_PAUSE with it released. A thread of the target that wanted the GIL
+# meanwhile gets it at that pause, or earlier from the interpreter (its switch interval,
+# 5 ms) while the walk runs Python code; what could hold it longer is a C call, and no step
+# of the walk is long (BIG_CONTAINER, BATCH_TIME, the collector met a few lists at a time:
+# referrers). The pause also keeps a busy target's CPU share, and keeps a walk on a thread
+# of real-time priority under the kernel's 95 % real-time budget, whose throttling once
+# stopped it with the GIL held for 50 ms (bench/RESULTS-mem.md).
+SLICE_BUDGET = 0.004
 SLICE_PAUSE = 0.001
 # Containers longer than this are followed in slices of themselves, and one gc.get_referents
 # call gets at most about this many references: such a call (and freeing its result) touches
@@ -70,14 +74,116 @@ _SNAPSHOT_LOCALS = sys.version_info < (3, 13)  # before PEP 667 f_locals fills a
 _CO_OPTIMIZED = 0x1
 
 
+class Pacer:
+    """Cuts one walk into slices of at most ``budget`` seconds with the GIL, a pause after each.
+
+    The walk calls ``tick()`` between two short steps (a batch, one gc.get_referents
+    call, a chunk of rows); once the slice's budget is spent, ``tick`` sleeps
+    ``pause`` with the GIL released and starts the next slice. Each slice is
+    measured as it ends, in wall time and in this thread's CPU time: the longest is
+    the longest stretch the walk held the GIL, as the walk itself saw it (an upper
+    bound: the interpreter may have handed the GIL over within the slice too). The
+    CPU figure does not grow with the host's load; the wall one does when the host
+    takes the CPU from the walk in the middle of a slice.
+    """
+
+    __slots__ = (
+        "budget",
+        "cancelled",
+        "collections",
+        "deadline",
+        "longest",
+        "longest_cpu",
+        "longest_gc",
+        "pause",
+        "slices",
+        "started",
+        "started_cpu",
+    )
+
+    def __init__(self, cancelled: Event, budget: float | None = None, pause: float | None = None) -> None:
+        self.cancelled = cancelled
+        self.budget = SLICE_BUDGET if budget is None else budget
+        self.pause = SLICE_PAUSE if pause is None else pause
+        self.longest = self.longest_cpu = self.longest_gc = 0.0
+        self.slices = self.collections = 0
+        self.started = self.started_cpu = self.deadline = 0.0
+        self._begin()
+
+    def _begin(self) -> None:
+        self.started_cpu = _cpu()
+        self.started = _clock()
+        self.deadline = self.started + self.budget
+
+    def tick(self) -> bool:
+        """Between two steps: pause when the slice's budget is spent. False when cancelled."""
+        if _clock() < self.deadline:
+            return True
+        return self.pass_gil()
+
+    def pass_gil(self) -> bool:
+        """End the slice now, pause with the GIL released, begin the next. False when cancelled."""
+        self._end()
+        _sleep(self.pause)
+        self._begin()
+        return not self.cancelled.is_set()
+
+    def _end(self) -> None:
+        held = _clock() - self.started
+        cpu = _cpu() - self.started_cpu
+        self.slices += 1
+        if held > self.longest:
+            self.longest = held
+        if cpu > self.longest_cpu:
+            self.longest_cpu = cpu
+
+    def left(self) -> float:
+        """Seconds left of the slice's budget (negative: spent)."""
+        return self.deadline - _clock()
+
+    def collect(self, generation: int) -> float:
+        """One collection of ``generation``, at the start of a slice (it is one C call that
+        adds to whatever the slice did before it); its seconds."""
+        if _clock() - self.started > self.budget / 4:
+            self.pass_gil()  # cancelled: seen at the next tick, the collection is short anyway
+        started = _clock()
+        gc.collect(generation)
+        took = _clock() - started
+        self.collections += 1
+        if took > self.longest_gc:
+            self.longest_gc = took
+        return took
+
+    def finish(self) -> dict[str, Any]:
+        """End the last slice; what the slices were, for the result (a diagnostic: ``pacing``)."""
+        self._end()
+        report = {
+            "slices": self.slices,
+            "budget_ms": round(self.budget * 1000, 3),
+            "longest_ms": round(self.longest * 1000, 3),
+            "longest_cpu_ms": round(self.longest_cpu * 1000, 3),
+        }
+        if self.collections:
+            report["collections"] = self.collections
+            report["longest_collection_ms"] = round(self.longest_gc * 1000, 3)
+        return report
+
+
+# the clocks and the sleep of every Pacer (a test replaces them)
+_clock = time.perf_counter
+_cpu = time.thread_time
+_sleep = time.sleep
+
+
 class Walk:
-    """The result of one walk: the entry of every type met, and the objects collected."""
+    """The result of one walk: the entry of every type met, the objects collected, its pacer."""
 
-    __slots__ = ("found", "types")
+    __slots__ = ("found", "pace", "types")
 
-    def __init__(self) -> None:
+    def __init__(self, pace: Pacer) -> None:
         self.types: Entries = {}
         self.found: list[Any] = []
+        self.pace = pace  # the caller's steps after the walk (sorting, rows) go on in its slices
 
     def program_types(self) -> Entries:
         """The entries of the program's types (ours left out)."""
@@ -95,8 +201,9 @@ def walk(cancelled: Event, exclude: list[Any], sizes: bool = True, wanted: Wante
     ``wanted(type)`` says whether objects of a type are collected, ``keep`` how
     many at most (negative: all).
     """
+    pace = Pacer(cancelled)
     seen = _Seen()
-    result = Walk()
+    result = Walk(pace)
     stack: list[Any] = []
     state = _State(result, sizes, wanted, keep)
     for obj in [seen, seen.pages, result, result.types, result.found, state, stack, exclude, *exclude]:
@@ -109,7 +216,7 @@ def walk(cancelled: Event, exclude: list[Any], sizes: bool = True, wanted: Wante
         if seen.add(obj):
             stack.append(obj)
     del roots
-    if not _follow(cancelled, seen, state, stack):
+    if not _follow(pace, seen, state, stack):
         return None
     return result
 
@@ -154,58 +261,60 @@ class _Cursor:
         return chunk
 
 
-def _follow(cancelled: Event, seen: _Seen, state: _State, stack: list[Any]) -> bool:
-    """Depth-first over ``gc.get_referents``, a batch at a time, pausing every WALK_BURST seconds.
+def _follow(pace: Pacer, seen: _Seen, state: _State, stack: list[Any]) -> bool:
+    """Depth-first over ``gc.get_referents``, a batch at a time, in the pacer's slices.
 
-    The batch is sized in time: about BATCH_TIME of work (a pause can only come between
-    two batches), whatever the objects cost on this interpreter, host and heap.
+    The batch is sized in time: about BATCH_TIME of work, or what is left of the
+    slice when that is less, whatever the objects cost on this interpreter, host
+    and heap, so a slice ends within a small batch of its budget.
     """
-    clock = time.monotonic
-    size = SLICE
-    started = clock()
-    next_pause = started + WALK_BURST
+    size = FIRST_SLICE
     while stack:
+        started = _clock()
         batch = stack[-size:]
         del stack[-size:]
-        _visit(batch, seen, state, stack)
+        _visit(batch, seen, state, stack, started + min(BATCH_TIME, pace.deadline - started))
         del batch
-        now = clock()
-        size = _next_size(size, now - started)
-        if now >= next_pause:
-            time.sleep(SLICE_PAUSE)
-            if cancelled.is_set():
+        now = _clock()
+        took = now - started
+        left = pace.deadline - now
+        if left <= 0:
+            if not pace.pass_gil():
                 return False
-            now = clock()
-            next_pause = now + WALK_BURST
-        started = now
+            left = pace.budget
+        size = _next_size(size, took, min(BATCH_TIME, left))
     return True
 
 
-def _next_size(size: int, took: float) -> int:
-    """The next batch's size, for a batch of ``size`` that took ``took`` seconds."""
+def _next_size(size: int, took: float, goal: float = BATCH_TIME) -> int:
+    """The next batch's size, for a batch of ``size`` that took ``took`` seconds, to take ``goal``."""
     if took <= 0:
         return min(size * 2, MAX_SLICE)
-    return max(MIN_SLICE, min(MAX_SLICE, int(size * BATCH_TIME / took)))
+    return max(MIN_SLICE, min(MAX_SLICE, size * 2, int(size * goal / took)))
 
 
-def _visit(batch: list[Any], seen: _Seen, state: _State, stack: list[Any]) -> None:
+def _visit(batch: list[Any], seen: _Seen, state: _State, stack: list[Any], until: float) -> None:  # noqa: C901 - the hot loop: no call per object
     """Count each object of ``batch`` by type, collect the wanted ones, push what they refer to.
 
     The hot loop of every walk: fields by literal index (COUNT 0, SIZE 1, FOLLOW 2,
-    MATCH 3), how an object is followed (_ATOM 0, _OBJECT 3) by literal too.
+    MATCH 3), how an object is followed (_ATOM 0, _OBJECT 3) by literal too. A batch
+    sized for cheap objects may meet costly ones: after each gc.get_referents call
+    (about BIG_CONTAINER references) past ``until`` the rest of the batch goes back
+    on the stack (marked already) for the next one.
     """
     getsizeof = sys.getsizeof if state.sizes else None
     by_type = state.types
     containers: list[Any] = []
     weight = 0
-    for obj in batch:
+    objects = iter(batch)
+    for obj in objects:
         entry = by_type.get(type(obj))
         if entry is None:
             entry = by_type[type(obj)] = _new_entry(type(obj), state.wanted)
-        if entry is _OURS:
-            if type(obj) is _Cursor:
-                _push_chunk(obj, seen, stack)
-            continue  # the agent's own objects (sessions, jobs, ...) are not the program's
+        if entry is _OURS:  # the agent's own objects (sessions, jobs, ...) are not the program's
+            if type(obj) is _Cursor and _push_chunk(obj, seen, stack) >= until:
+                break
+            continue
         entry[0] += 1
         if entry[3]:
             _collect(obj, state)
@@ -229,7 +338,10 @@ def _visit(batch: list[Any], seen: _Seen, state: _State, stack: list[Any]) -> No
         if weight > BIG_CONTAINER:
             _push_referents(containers, seen, stack)
             containers, weight = [], 0
+            if _clock() >= until:
+                break
     _push_referents(containers, seen, stack)
+    stack.extend(objects)  # what is left of the batch when it stopped early (nothing otherwise)
 
 
 def _collect(obj: Any, state: _State) -> None:
@@ -302,14 +414,15 @@ def _push_new(refs: list[Any], seen: _Seen, stack: list[Any]) -> None:
             push(ref)
 
 
-def _push_chunk(cursor: _Cursor, seen: _Seen, stack: list[Any]) -> None:
-    """Push the next items of a huge container, its cursor below them while items remain."""
+def _push_chunk(cursor: _Cursor, seen: _Seen, stack: list[Any]) -> float:
+    """Push the next items of a huge container, its cursor below them while items remain; the time after."""
     chunk = cursor.next_chunk()
     if len(chunk) == BIG_CONTAINER:
         stack.append(cursor)
     if cursor.pairs:
         chunk = [part for pair in chunk for part in pair]  # dict items: keys and values
     _push_new(chunk, seen, stack)
+    return _clock()
 
 
 class _Seen:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import gc
 import sys
 import threading
-import time
 from itertools import islice
 from types import FrameType, ModuleType
 
@@ -57,7 +56,10 @@ KEPT = 8_000_000  # containers kept for the way back (8 bytes each): past it the
 # young threshold counts lists, not entries) stalled the target 35-80 ms. So once the entries
 # kept since the last time reach YOUNG_KEPT, one young collection is run at that size (about
 # 1 ms), which moves the lists to the old generation where only a full collection looks again.
+# The collection is itself a stall (one C call): it runs at the start of a slice, is timed, and
+# the next one comes sooner when it took more than a quarter of the slice's budget.
 YOUNG_KEPT = 20000
+MIN_YOUNG_KEPT = 1000
 _AGE_GENERATION = 0 if sys.version_info >= (3, 14) else 1  # 3.14: young survivors go straight to the old one
 LOOK = 100000  # entries of one container read to name a step; a key past them is shown as [?]
 KEY_TEXT = 60  # characters of a key's repr shown
@@ -96,7 +98,7 @@ _BUILTIN_ATTRS = (
 class Found:
     """The result of one search: a chain per instance shown, and what the walk covered."""
 
-    __slots__ = ("bounded", "chains", "complete", "levels", "walked")
+    __slots__ = ("bounded", "chains", "complete", "levels", "pacing", "walked")
 
     def __init__(self) -> None:
         self.chains: list[dict[str, Any]] = []
@@ -104,6 +106,7 @@ class Found:
         self.levels = 0  # levels walked
         self.complete = False  # True: every object reachable was met (fewer instances than asked)
         self.bounded = False  # True: stopped when it had kept KEPT containers
+        self.pacing: dict[str, Any] = {}  # heapwalk.Pacer.finish(): how long the search held the GIL at most
 
 
 def analyze(cancelled: Event, wanted: Callable[[type], bool], limit: int, depth: int) -> Found | None:
@@ -122,6 +125,7 @@ def analyze(cancelled: Event, wanted: Callable[[type], bool], limit: int, depth:
     found.levels = len(search.levels)
     found.complete = search.complete
     found.bounded = search.bounded
+    found.pacing = search.pace.finish()
     return found
 
 
@@ -143,7 +147,8 @@ class _Search:
         self.bounded = False
         self.kept = 0
         self.young = 0  # entries kept since the last young collection we ran (see YOUNG_KEPT)
-        self.next_pause = time.monotonic() + heapwalk.WALK_BURST
+        self.young_kept = YOUNG_KEPT  # entries kept between two of them, shrunk when one took long
+        self.pace = heapwalk.Pacer(cancelled)
         for obj in (self, self.seen, self.seen.pages, self.kinds, self.levels, self.hits, self.roots):
             self.seen.add(obj)
         for obj in heapwalk._agent_objects():
@@ -305,7 +310,7 @@ class _Search:
             following.append(fresh)
             self.kept += len(fresh)
             self.young += len(fresh)
-        if self.young >= YOUNG_KEPT:
+        if self.young >= self.young_kept:
             self._age()
 
     def _age(self) -> None:
@@ -315,16 +320,18 @@ class _Search:
         meets them, and a collection it did not ask for would run its finalizers.
         """
         self.young = 0
-        if gc.isenabled():
-            gc.collect(_AGE_GENERATION)
+        if not gc.isenabled():
+            return
+        took = self.pace.collect(_AGE_GENERATION)
+        goal = self.pace.budget / 4
+        if took > goal:  # its cost grows with the entries kept since the last one
+            self.young_kept = max(MIN_YOUNG_KEPT, int(self.young_kept * goal / took))
+        elif took < goal / 4:
+            self.young_kept = min(YOUNG_KEPT, self.young_kept * 2)
 
     def _pause(self) -> bool:
-        """Give the target its CPU back every WALK_BURST; False when cancelled."""
-        if time.monotonic() < self.next_pause:
-            return True
-        time.sleep(heapwalk.SLICE_PAUSE)
-        self.next_pause = time.monotonic() + heapwalk.WALK_BURST
-        return not self.cancelled.is_set()
+        """Between two steps: the slice ends when its budget is spent (heapwalk.Pacer); False when cancelled."""
+        return self.pace.tick()
 
     def drop(self, chunks: list[list[Any]]) -> None:
         """Let go of ``chunks`` one at a time, pausing as the walk does.
@@ -334,9 +341,7 @@ class _Search:
         """
         while chunks:
             del chunks[-1]
-            if time.monotonic() >= self.next_pause:
-                time.sleep(heapwalk.SLICE_PAUSE)
-                self.next_pause = time.monotonic() + heapwalk.WALK_BURST
+            self.pace.tick()  # cancelled or not, what was kept is let go of
 
     # -- step 2: back to the roots -----------------------------------------------------------
 
