@@ -60,11 +60,14 @@ BATCH_TIME = 0.001  # seconds of work per batch at most: the clock is looked at 
 # stopped it with the GIL held for 50 ms (bench/RESULTS-mem.md).
 SLICE_BUDGET = 0.004
 SLICE_PAUSE = 0.001
-# Containers longer than this are followed in slices of themselves, and one gc.get_referents
-# call gets at most about this many references: such a call (and freeing its result) touches
-# every object it returns, scattered over the heap, in one C call that holds the GIL
-# (~1 ms per 5000 on a VM; ~4 ms per 20000 measured).
+# One step of a walk handles at most this many references: a gc.get_referents call (and
+# freeing its result) touches every object it returns, scattered over the heap, in one C call
+# that holds the GIL (~1 ms per 5000 on a VM; ~4 ms per 20000 measured). A container with more
+# than HUGE references (a dict has two per item) is followed HUGE of them at a time; the others
+# are followed together, a call made once they reach HUGE: so no call gets BIG_CONTAINER.
 BIG_CONTAINER = 5000
+HUGE = BIG_CONTAINER // 2
+OBJECT_WEIGHT = 4  # references counted for an object of another GC type (an instance: its type, dict or slots)
 COUNT, SIZE, FOLLOW, MATCH = 0, 1, 2, 3  # the fields of a type's entry
 # Before 3.11 a frame's traverse visits its local variables; from 3.11 a running
 # frame's locals live in the thread's own stack and the frame object does not
@@ -235,10 +238,12 @@ class _State:
 class _Cursor:
     """What is left to follow of one huge list, tuple, dict or set, a slice at a time."""
 
-    __slots__ = ("items", "pairs", "seq", "start")
+    __slots__ = ("done", "items", "pairs", "seq", "start", "step")
 
     def __init__(self, obj: Any) -> None:
         self.pairs = type(obj) is dict
+        self.step = HUGE // 2 if self.pairs else HUGE  # items per chunk: HUGE references
+        self.done = False  # the last chunk was taken
         if type(obj) is list or type(obj) is tuple:
             self.seq: Any = obj
             self.items: Any = None
@@ -249,15 +254,16 @@ class _Cursor:
 
     def next_chunk(self) -> list[Any]:
         if self.seq is not None:
-            chunk = self.seq[self.start : self.start + BIG_CONTAINER]
-            self.start += BIG_CONTAINER
-            return list(chunk)
-        chunk = []
-        try:
-            for item in islice(self.items, BIG_CONTAINER):
-                chunk.append(item)
-        except RuntimeError:  # the target resized it meanwhile: keep what we have
-            self.items = iter(())
+            chunk = list(self.seq[self.start : self.start + self.step])
+            self.start += self.step
+        else:
+            chunk = []
+            try:
+                for item in islice(self.items, self.step):
+                    chunk.append(item)
+            except RuntimeError:  # the target resized it meanwhile: keep what we have
+                self.items = iter(())
+        self.done = len(chunk) < self.step
         return chunk
 
 
@@ -273,6 +279,7 @@ def _follow(pace: Pacer, seen: _Seen, state: _State, stack: list[Any]) -> bool:
         started = _clock()
         batch = stack[-size:]
         del stack[-size:]
+        count = len(batch)  # fewer than size where the stack ran low
         _visit(batch, seen, state, stack, started + min(BATCH_TIME, pace.deadline - started))
         del batch
         now = _clock()
@@ -282,7 +289,7 @@ def _follow(pace: Pacer, seen: _Seen, state: _State, stack: list[Any]) -> bool:
             if not pace.pass_gil():
                 return False
             left = pace.budget
-        size = _next_size(size, took, min(BATCH_TIME, left))
+        size = _next_size(count, took, min(BATCH_TIME, left))
     return True
 
 
@@ -325,17 +332,17 @@ def _visit(batch: list[Any], seen: _Seen, state: _State, stack: list[Any], until
                 pass
         how = entry[2]
         if how == 3:  # _OBJECT
-            weight += 1
+            weight += OBJECT_WEIGHT
         elif how == 0:  # _ATOM: not a GC type, gc.get_referents would return nothing for it
             continue
         else:
             obj, length = _sized(obj, how)
-            if length > BIG_CONTAINER:
+            if length > HUGE:
                 stack.append(_Cursor(obj))  # one get_referents call on it would hold the GIL too long
                 continue
             weight += length
         containers.append(obj)
-        if weight > BIG_CONTAINER:
+        if weight >= HUGE:
             _push_referents(containers, seen, stack)
             containers, weight = [], 0
             if _clock() >= until:
@@ -350,10 +357,15 @@ def _collect(obj: Any, state: _State) -> None:
 
 
 def _sized(obj: Any, how: int) -> tuple[Any, int]:
-    """A builtin container (len() runs no user code), or a module's dict, and its length."""
+    """A builtin container (len() runs no user code), or a module's dict, and its references."""
     if how == _MODULE:
         obj = _MODULE_DICT.__get__(obj)
-    return obj, len(obj)
+    return obj, weight(obj)
+
+
+def weight(obj: Any) -> int:
+    """How many references a builtin container holds: a dict two per item (also ``referrers``)."""
+    return len(obj) * 2 if type(obj) is dict else len(obj)
 
 
 _OURS: list[Any] = []  # the entry of our own classes
@@ -417,7 +429,7 @@ def _push_new(refs: list[Any], seen: _Seen, stack: list[Any]) -> None:
 def _push_chunk(cursor: _Cursor, seen: _Seen, stack: list[Any]) -> float:
     """Push the next items of a huge container, its cursor below them while items remain; the time after."""
     chunk = cursor.next_chunk()
-    if len(chunk) == BIG_CONTAINER:
+    if not cursor.done:
         stack.append(cursor)
     if cursor.pairs:
         chunk = [part for pair in chunk for part in pair]  # dict items: keys and values

@@ -232,14 +232,14 @@ class _Search:
                 if not self._take([heapwalk._MODULE_DICT.__get__(obj)], [obj], following, kept):
                     return True
                 continue
-            size = len(obj) if _sized(type(obj)) else 1
-            if size > heapwalk.BIG_CONTAINER:
+            size = heapwalk.weight(obj) if _sized(type(obj)) else heapwalk.OBJECT_WEIGHT
+            if size > heapwalk.HUGE:
                 if not self._huge(obj, following, kept):
                     return self.cancelled.is_set() is False
                 continue
             batch.append(obj)
             weight += size
-            if weight > heapwalk.BIG_CONTAINER or len(batch) >= heapwalk.SLICE:
+            if weight >= heapwalk.HUGE or len(batch) >= heapwalk.SLICE:  # at most BIG_CONTAINER references
                 if not self._take(gc.get_referents(*batch), batch, following, kept):
                     return True
                 batch, weight = [], 0
@@ -259,7 +259,7 @@ class _Search:
                 chunk = [part for pair in chunk for part in pair]
             if not self._take(chunk, holders, following, kept):
                 return False
-            if len(chunk) < heapwalk.BIG_CONTAINER or not self._pause():
+            if cursor.done or not self._pause():
                 return not self.cancelled.is_set()
 
     def _take(self, refs: list[Any], holders: list[Any], following: list[list[Any]], kept: list[list[Any]]) -> bool:
@@ -371,7 +371,7 @@ class _Search:
     ) -> bool:
         """Find in ``level`` (the batches kept of it) a holder of each object of ``need`` (ids)."""
         for holders in level:
-            if len(holders) == 1 and _sized(type(holders[0])) and len(holders[0]) > heapwalk.BIG_CONTAINER:
+            if len(holders) == 1 and _sized(type(holders[0])) and heapwalk.weight(holders[0]) > heapwalk.HUGE:
                 self._huge_holder(holders, need, parent, at, depth)
             else:
                 self._note(set(map(id, _referents_of(holders))), holders, need, parent, at, depth)
@@ -390,7 +390,7 @@ class _Search:
             if cursor.pairs:
                 chunk = [part for pair in chunk for part in pair]
             self._note(set(map(id, chunk)), holders, need, parent, at, depth)
-            if len(chunk) < heapwalk.BIG_CONTAINER or not self._pause():
+            if cursor.done or not self._pause():
                 break
 
     @staticmethod
