@@ -204,7 +204,7 @@ def test_the_searchs_collections_start_a_slice_and_come_sooner_when_long(
         age(self)
 
     monkeypatch.setattr(referrers._Search, "_age", noting)
-    monkeypatch.setattr(heapwalk.gc, "collect", collect)
+    monkeypatch.setattr(gc, "collect", collect)  # the one heapwalk.Pacer.collect calls
     try:
         found = referrers.analyze(realthreads.Event(), lambda kind: kind is Far, 3, 100)
     finally:
