@@ -9,6 +9,7 @@ reported, and a step that meets costly objects stops early.
 
 from __future__ import annotations
 
+import collections
 import gc
 import sys
 import types
@@ -229,3 +230,65 @@ def test_rows_sorted_in_steps_are_the_full_sorts(
     clock.advance(1.0)
     mem_agent._rows(counts, descending, limit, pace)
     assert len(clock.sleeps) == 1  # a tick between steps
+
+
+class Hostile(list):  # type: ignore[type-arg]
+    """A list subclass whose own methods must never run during a walk."""
+
+    def __iter__(self) -> Any:
+        raise AssertionError("the walk ran the program's __iter__")
+
+    def __getitem__(self, index: Any) -> Any:
+        raise AssertionError("the walk ran the program's __getitem__")
+
+    def __len__(self) -> int:
+        raise AssertionError("the walk ran the program's __len__")
+
+
+@pytest.fixture
+def huge_subclasses(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[type, list[int]]]:
+    """Huge containers of subclasses (and a deque) holding instances of a fresh class, in a module;
+    the number of references each gc.get_referents call returns."""
+    Far = type("Far", (), {})
+    hostile = Hostile()
+    list.extend(hostile, [Far() for _ in range(6000)])
+    hostile.extra = type("Extra", (), {})()  # type: ignore[attr-defined]  # held by an attribute only
+    made = types.ModuleType("fp_slices_subclasses")
+    made.HOLD = (  # type: ignore[attr-defined]
+        collections.defaultdict(list, {index: Far() for index in range(6000)}),
+        collections.OrderedDict((index, Far()) for index in range(6000)),
+        collections.deque(Far() for _ in range(6000)),
+        hostile,
+    )
+    del hostile
+    sys.modules[made.__name__] = made
+    calls: list[int] = []
+    real = gc.get_referents
+
+    def counted(*objects: Any) -> list[Any]:
+        found = real(*objects)
+        calls.append(len(found))
+        return found
+
+    monkeypatch.setattr(gc, "get_referents", counted)
+    yield Far, calls
+    del sys.modules[made.__name__]
+
+
+def test_huge_containers_of_subclasses_are_walked_in_slices(huge_subclasses: tuple[type, list[int]]) -> None:
+    Far, calls = huge_subclasses
+    found = heapwalk.walk(realthreads.Event(), [], wanted=lambda kind: kind is Far)
+    assert found is not None and found.matched() == 4 * 6000
+    assert max(calls) < heapwalk.BIG_CONTAINER, max(calls)
+
+
+def test_the_search_goes_through_huge_subclasses_in_slices(huge_subclasses: tuple[type, list[int]]) -> None:
+    Far, calls = huge_subclasses
+    found = referrers.analyze(realthreads.Event(), lambda kind: kind is Far, 100, 100)
+    assert found is not None and len(found.chains) == 100
+    assert all(chain["steps"][0]["via"] in ("[0]", "[1]", "[2]", "[3]") for chain in found.chains)
+    assert all(chain["steps"][1]["via"] for chain in found.chains)  # each item named ([index] or {...})
+    extra = type(sys.modules["fp_slices_subclasses"].HOLD[3].extra)  # type: ignore[attr-defined]  # a local: not an instance
+    (chain,) = referrers.analyze(realthreads.Event(), lambda kind: kind is extra, 1, 100).chains  # type: ignore[union-attr]
+    assert [step["via"] for step in chain["steps"]] == ["[3]", ".extra"]
+    assert max(calls) < heapwalk.BIG_CONTAINER, max(calls)

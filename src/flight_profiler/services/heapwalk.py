@@ -21,7 +21,7 @@ Visited objects are remembered as one bit per 16 bytes of address space in 8 KiB
 pages (1/128 of the heap's address range at most), not in a set of ids, so the
 walk's own memory stays small on a big heap.
 
-Each type met gets one entry ``[count, size, follow, match]``; objects of the
+Each type met gets one entry ``[count, size, follow, match, base]``; objects of the
 types ``wanted`` accepts are also collected, up to ``keep`` of them.
 """
 
@@ -68,7 +68,7 @@ SLICE_PAUSE = 0.001
 BIG_CONTAINER = 5000
 HUGE = BIG_CONTAINER // 2
 OBJECT_WEIGHT = 4  # references counted for an object of another GC type (an instance: its type, dict or slots)
-COUNT, SIZE, FOLLOW, MATCH = 0, 1, 2, 3  # the fields of a type's entry
+COUNT, SIZE, FOLLOW, MATCH, BASE = 0, 1, 2, 3, 4  # the fields of a type's entry
 # Before 3.11 a frame's traverse visits its local variables; from 3.11 a running
 # frame's locals live in the thread's own stack and the frame object does not
 # visit them, so objects held only by a local variable were never reached.
@@ -236,25 +236,31 @@ class _State:
 
 
 class _Cursor:
-    """What is left to follow of one huge list, tuple, dict or set, a slice at a time."""
+    """What is left to follow of one huge list, tuple, dict, set or deque, a slice at a time.
 
-    __slots__ = ("done", "items", "pairs", "seq", "start", "step")
+    Of a subclass's instance (a defaultdict, an OrderedDict, a class of the program's)
+    through its builtin base's own methods: no method of the subclass runs.
+    """
 
-    def __init__(self, obj: Any) -> None:
-        self.pairs = type(obj) is dict
+    __slots__ = ("base", "done", "items", "pairs", "seq", "start", "step")
+
+    def __init__(self, obj: Any, base: type | None = None) -> None:
+        self.base: Any = base or type(obj)
+        self.pairs = self.base is dict
         self.step = HUGE // 2 if self.pairs else HUGE  # items per chunk: HUGE references
         self.done = False  # the last chunk was taken
-        if type(obj) is list or type(obj) is tuple:
+        if self.base is list or self.base is tuple:
             self.seq: Any = obj
             self.items: Any = None
-        else:  # dict or set: an iterator, resumed between slices while the target runs
+        else:  # dict, set or deque: an iterator, resumed between slices while the target runs
             self.seq = None
-            self.items = iter(obj.items()) if self.pairs else iter(obj)
+            iterate: Any = dict.items if self.pairs else vars(self.base)["__iter__"]  # the base's own
+            self.items = iter(iterate(obj))
         self.start = 0
 
     def next_chunk(self) -> list[Any]:
         if self.seq is not None:
-            chunk = list(self.seq[self.start : self.start + self.step])
+            chunk = list(self.base.__getitem__(self.seq, slice(self.start, self.start + self.step)))
             self.start += self.step
         else:
             chunk = []
@@ -336,9 +342,9 @@ def _visit(batch: list[Any], seen: _Seen, state: _State, stack: list[Any], until
         elif how == 0:  # _ATOM: not a GC type, gc.get_referents would return nothing for it
             continue
         else:
-            obj, length = _sized(obj, how)
-            if length > HUGE:
-                stack.append(_Cursor(obj))  # one get_referents call on it would hold the GIL too long
+            obj, length = _sized(obj, entry)
+            if length > HUGE:  # one get_referents call on it would hold the GIL too long
+                _push_huge(obj, entry, seen, stack)
                 continue
             weight += length
         containers.append(obj)
@@ -356,16 +362,54 @@ def _collect(obj: Any, state: _State) -> None:
         state.found.append(obj)
 
 
-def _sized(obj: Any, how: int) -> tuple[Any, int]:
-    """A builtin container (len() runs no user code), or a module's dict, and its references."""
-    if how == _MODULE:
+def _sized(obj: Any, entry: list[Any]) -> tuple[Any, int]:
+    """A builtin container (len() runs no user code), a module's dict, or a subclass's instance, and its references."""
+    if entry[FOLLOW] == _MODULE:
         obj = _MODULE_DICT.__get__(obj)
+    elif entry[FOLLOW] == _SUBCLASS:
+        return obj, weight(obj, entry[BASE]) + OBJECT_WEIGHT
     return obj, weight(obj)
 
 
-def weight(obj: Any) -> int:
-    """How many references a builtin container holds: a dict two per item (also ``referrers``)."""
-    return len(obj) * 2 if type(obj) is dict else len(obj)
+def weight(obj: Any, base: type | None = None) -> int:
+    """How many references a builtin container holds (a dict two per item), read with its base's len()
+    for an instance of a subclass (also ``referrers``)."""
+    kind: Any = base or type(obj)
+    length: int = kind.__len__(obj)
+    return length * 2 if kind is dict else length
+
+
+def base_of(kind: type) -> type | None:
+    """The builtin container a GC type derives from (its items are followed through it), or None."""
+    for base in _BASES:
+        if issubclass(kind, base):  # type's own check: the classes' MROs, no code of the program
+            return base
+    return None
+
+
+def _push_huge(obj: Any, entry: list[Any], seen: _Seen, stack: list[Any]) -> None:
+    """A cursor over a huge container's items; what else a subclass's instance holds, pushed now."""
+    if entry[FOLLOW] != _SUBCLASS:
+        stack.append(_Cursor(obj))
+        return
+    stack.append(_Cursor(obj, entry[BASE]))
+    _push_new(own_references(obj), seen, stack)
+
+
+def own_references(obj: Any) -> list[Any]:
+    """What an instance of a container's subclass refers to besides its items: its type, its
+    ``__dict__``, its slots and C members, read with the interpreter's getters (also ``referrers``)."""
+    found: list[Any] = [type(obj)]
+    for klass in _MRO.__get__(type(obj)):
+        if klass in _BASES or klass is object:
+            continue
+        for name, descriptor in list(_TYPE_DICT.__get__(klass).items()):
+            if type(descriptor) is _MEMBER or (type(descriptor) is _GETSET and name == "__dict__"):
+                try:
+                    found.append(descriptor.__get__(obj))
+                except Exception:  # noqa: BLE001, S112 - an empty slot, no dict after all
+                    continue
+    return found
 
 
 _OURS: list[Any] = []  # the entry of our own classes
@@ -377,7 +421,15 @@ _OURS: list[Any] = []  # the entry of our own classes
 # _asyncio never ends and the process hangs or crashes (CPython gh-122695; what
 # froze asyncio targets under pympler-based heap walks on 3.12).
 _MODULE_DICT: Any = vars(ModuleType)["__dict__"]  # the getter of md_dict: no user code
-_ATOM, _CONTAINER, _MODULE, _OBJECT = 0, 1, 2, 3  # how an object is followed (see _how_to_follow)
+_ATOM, _CONTAINER, _MODULE, _OBJECT, _SUBCLASS = 0, 1, 2, 3, 4  # how an object is followed (_how_to_follow)
+_MRO: Any = vars(type)["__mro__"]  # the getter of tp_mro: no metaclass property runs
+_TYPE_DICT: Any = vars(type)["__dict__"]
+_GETSET = type(vars(type)["__dict__"])  # getset_descriptor: a C getter
+_MEMBER = type(vars(type)["__dictoffset__"])  # member_descriptor: a slot or C field read from the object
+# the builtin containers whose subclasses' instances are followed through the base (a deque
+# where threading, which uses one, has loaded _collections)
+_DEQUE = getattr(sys.modules.get("_collections"), "deque", None)
+_BASES: tuple[type, ...] = tuple(kind for kind in (dict, list, tuple, set, frozenset, _DEQUE) if kind)
 _HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC: only such objects have referents
 _FLAGS: Any = vars(type)["__flags__"]  # the getter of tp_flags: no metaclass property runs
 
@@ -385,7 +437,8 @@ _FLAGS: Any = vars(type)["__flags__"]  # the getter of tp_flags: no metaclass pr
 def _new_entry(kind: type, wanted: Wanted) -> list[Any]:
     if _is_ours(kind):
         return _OURS
-    return [0, 0, _how_to_follow(kind), wanted is not None and wanted(kind)]
+    how = _how_to_follow(kind)
+    return [0, 0, how, wanted is not None and wanted(kind), base_of(kind) if how == _SUBCLASS else None]
 
 
 def _how_to_follow(kind: type) -> int:
@@ -393,7 +446,9 @@ def _how_to_follow(kind: type) -> int:
         return _CONTAINER
     if issubclass(kind, ModuleType):
         return _MODULE
-    return _OBJECT if _FLAGS.__get__(kind) & _HAVE_GC else _ATOM
+    if not _FLAGS.__get__(kind) & _HAVE_GC:
+        return _ATOM
+    return _SUBCLASS if base_of(kind) is not None else _OBJECT
 
 
 def _is_ours(kind: type) -> bool:

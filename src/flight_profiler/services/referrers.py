@@ -120,7 +120,9 @@ def analyze(cancelled: Event, wanted: Callable[[type], bool], limit: int, depth:
     if chains is None:
         return None
     found = Found()
-    found.chains = [_describe(chain, search.roots) for chain in chains]
+    for chain in chains:  # naming a step may read a big container's items (LOOK): in slices too
+        found.chains.append(_describe(chain, search.roots))
+        search.pace.tick()
     found.walked = search.walked
     found.levels = len(search.levels)
     found.complete = search.complete
@@ -137,6 +139,7 @@ class _Search:
         self.depth = depth
         self.seen = heapwalk._Seen()
         self.kinds: dict[type, int] = {}  # type -> 0 atom, 1 container, 2 module, 3 wanted, -1 ours
+        self.bases: dict[type, Any] = {}  # type -> the builtin container it derives from (or is), or None
         # the containers of each level walked, in chunks of at most a batch's referents: a young GC
         # collection that meets one of our lists then traverses a chunk, never a level of millions
         self.levels: list[list[list[Any]]] = []
@@ -149,7 +152,7 @@ class _Search:
         self.young = 0  # entries kept since the last young collection we ran (see YOUNG_KEPT)
         self.young_kept = YOUNG_KEPT  # entries kept between two of them, shrunk when one took long
         self.pace = heapwalk.Pacer(cancelled)
-        for obj in (self, self.seen, self.seen.pages, self.kinds, self.levels, self.hits, self.roots):
+        for obj in (self, self.seen, self.seen.pages, self.kinds, self.bases, self.levels, self.hits, self.roots):
             self.seen.add(obj)
         for obj in heapwalk._agent_objects():
             self.seen.add(obj)
@@ -216,6 +219,8 @@ class _Search:
         known = self.kinds.get(kind)
         if known is None:
             known = self.kinds[kind] = _classify(kind, self.wanted)
+            if known in (_CONTAINER, _WANTED):  # its items may be many: read through its base
+                self.bases[kind] = heapwalk.base_of(kind)
         return known
 
     def _expand(self, level: list[list[Any]], following: list[list[Any]], kept: list[list[Any]]) -> bool:
@@ -227,14 +232,16 @@ class _Search:
         batch: list[Any] = []
         weight = 0
         kinds = self.kinds
+        bases = self.bases
         for obj in _each(level):  # containers only (_take pushes no atom)
             if kinds[type(obj)] == _MODULE:  # through its __dict__ (see heapwalk._MODULE_DICT)
                 if not self._take([heapwalk._MODULE_DICT.__get__(obj)], [obj], following, kept):
                     return True
                 continue
-            size = heapwalk.weight(obj) if _sized(type(obj)) else heapwalk.OBJECT_WEIGHT
+            base = bases.get(type(obj))
+            size = heapwalk.weight(obj, base) if base is not None else heapwalk.OBJECT_WEIGHT
             if size > heapwalk.HUGE:
-                if not self._huge(obj, following, kept):
+                if not self._huge(obj, base, following, kept):
                     return self.cancelled.is_set() is False
                 continue
             batch.append(obj)
@@ -249,10 +256,12 @@ class _Search:
             return True
         return self._pause()
 
-    def _huge(self, obj: Any, following: list[list[Any]], kept: list[list[Any]]) -> bool:
+    def _huge(self, obj: Any, base: Any, following: list[list[Any]], kept: list[list[Any]]) -> bool:
         """A container too long for one get_referents call, a slice at a time; False: stop."""
-        cursor = heapwalk._Cursor(obj)
+        cursor = heapwalk._Cursor(obj, base)
         holders = [obj]
+        if base is not type(obj) and not self._take(heapwalk.own_references(obj), holders, following, kept):
+            return False
         while True:
             chunk = cursor.next_chunk()
             if cursor.pairs:
@@ -371,7 +380,7 @@ class _Search:
     ) -> bool:
         """Find in ``level`` (the batches kept of it) a holder of each object of ``need`` (ids)."""
         for holders in level:
-            if len(holders) == 1 and _sized(type(holders[0])) and heapwalk.weight(holders[0]) > heapwalk.HUGE:
+            if len(holders) == 1 and self._is_huge(holders[0]):
                 self._huge_holder(holders, need, parent, at, depth)
             else:
                 self._note(set(map(id, _referents_of(holders))), holders, need, parent, at, depth)
@@ -381,10 +390,18 @@ class _Search:
                 return False
         return not self.cancelled.is_set()
 
+    def _is_huge(self, obj: Any) -> bool:
+        """Whether the walk followed ``obj`` a slice at a time (_huge)."""
+        base = self.bases.get(type(obj))
+        return base is not None and heapwalk.weight(obj, base) > heapwalk.HUGE
+
     def _huge_holder(
         self, holders: list[Any], need: dict[int, Any], parent: dict[int, Any], at: dict[int, int], depth: int
     ) -> None:
-        cursor = heapwalk._Cursor(holders[0])
+        base = self.bases[type(holders[0])]
+        cursor = heapwalk._Cursor(holders[0], base)
+        if base is not type(holders[0]):
+            self._note(set(map(id, heapwalk.own_references(holders[0]))), holders, need, parent, at, depth)
         while need:
             chunk = cursor.next_chunk()
             if cursor.pairs:
@@ -411,11 +428,6 @@ def _each(level: list[list[Any]]) -> Iterator[Any]:
         chunk = level.pop()
         yield from chunk
         del chunk
-
-
-def _sized(kind: type) -> bool:
-    """Whether len() of such an object is the interpreter's own (and may be big)."""
-    return kind is list or kind is tuple or kind is dict or kind is set or kind is frozenset
 
 
 # what the search does with objects of a type
