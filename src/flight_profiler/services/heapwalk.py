@@ -215,9 +215,11 @@ def walk(cancelled: Event, exclude: list[Any], sizes: bool = True, wanted: Wante
         seen.add(obj)
     roots = _roots()
     seen.add(roots)
-    for obj in roots:
+    for index, obj in enumerate(roots):
         if seen.add(obj):
             stack.append(obj)
+        if index & 1023 == 1023 and not pace.tick():  # thousands of young objects: ~1 us each
+            return None
     del roots
     if not _follow(pace, seen, state, stack):
         return None
