@@ -61,7 +61,9 @@ def test_a_slice_ends_once_its_budget_is_spent(clock: FakeClock) -> None:
     assert pace.left() == pytest.approx(0.004)  # the next slice began after the pause
     clock.advance(0.002)
     report = pace.finish()
+    where = report.pop("longest_where")
     assert report == {"slices": 2, "budget_ms": 4.0, "longest_ms": 4.5, "longest_cpu_ms": 4.5}
+    assert where.startswith("test_a_slice_ends_once_its_budget_is_spent:"), where  # who asked for the pause
 
 
 def test_cancelled_is_seen_at_the_pause(clock: FakeClock) -> None:

@@ -98,6 +98,7 @@ class Pacer:
         "longest",
         "longest_cpu",
         "longest_gc",
+        "longest_where",
         "pause",
         "slices",
         "started",
@@ -109,6 +110,7 @@ class Pacer:
         self.budget = SLICE_BUDGET if budget is None else budget
         self.pause = SLICE_PAUSE if pause is None else pause
         self.longest = self.longest_cpu = self.longest_gc = 0.0
+        self.longest_where = ""  # the function that ended the longest slice (a diagnostic)
         self.slices = self.collections = 0
         self.started = self.started_cpu = self.deadline = 0.0
         self._begin()
@@ -139,6 +141,7 @@ class Pacer:
             self.longest = held
         if cpu > self.longest_cpu:
             self.longest_cpu = cpu
+            self.longest_where = _caller()
 
     def left(self) -> float:
         """Seconds left of the slice's budget (negative: spent)."""
@@ -165,11 +168,20 @@ class Pacer:
             "budget_ms": round(self.budget * 1000, 3),
             "longest_ms": round(self.longest * 1000, 3),
             "longest_cpu_ms": round(self.longest_cpu * 1000, 3),
+            "longest_where": self.longest_where,
         }
         if self.collections:
             report["collections"] = self.collections
             report["longest_collection_ms"] = round(self.longest_gc * 1000, 3)
         return report
+
+
+def _caller() -> str:
+    """function:line where the walk asked the pacer (past the pacer's own frames)."""
+    frame: Any = sys._getframe(2)
+    while frame is not None and frame.f_code.co_name in ("pass_gil", "tick", "finish", "collect", "_end"):
+        frame = frame.f_back
+    return "" if frame is None else "%s:%d" % (frame.f_code.co_name, frame.f_lineno)
 
 
 # the clocks and the sleep of every Pacer (a test replaces them)
@@ -322,7 +334,12 @@ def _visit(batch: list[Any], seen: _Seen, state: _State, stack: list[Any], until
     containers: list[Any] = []
     weight = 0
     objects = iter(batch)
+    met = 0
     for obj in objects:
+        met += 1
+        if not met & 255 and _clock() >= until:  # a stretch of slow objects (cold memory, a stolen CPU)
+            stack.append(obj)
+            break
         entry = by_type.get(type(obj))
         if entry is None:
             entry = by_type[type(obj)] = _new_entry(type(obj), state.wanted)
