@@ -86,8 +86,9 @@ class Pacer:
     measured as it ends, in wall time and in this thread's CPU time: the longest is
     the longest stretch the walk held the GIL, as the walk itself saw it (an upper
     bound: the interpreter may have handed the GIL over within the slice too). The
-    CPU figure does not grow with the host's load; the wall one does when the host
-    takes the CPU from the walk in the middle of a slice.
+    wall figure grows when the host takes the CPU from the walk in the middle of a
+    slice; the CPU one does not, except where a virtual machine's kernel charges
+    the thread for time the hypervisor took (bench/RESULTS-mem.md).
     """
 
     __slots__ = (
