@@ -70,7 +70,7 @@ def main() -> None:
     for _ in range(args.runs):
         del gaps[:], collections[:], slow[:]
         started = time.perf_counter()
-        walked, cpu = run(args.what)
+        walked, cpu, pacing = run(args.what)
         seconds = time.perf_counter() - started
         report = {
             "python": "%d.%d" % sys.version_info[:2],
@@ -86,6 +86,7 @@ def main() -> None:
             "collections": len(collections),
             "longest_collection_ms": round(max([c[1] for c in collections] or [0]) * 1000, 1),
             "by_generation": {g: sum(1 for c in collections if c[0] == g) for g in (0, 1, 2)},
+            "pacing": pacing,
             "slow": slow[:10],
         }
         print(json.dumps(report), flush=True)
@@ -123,7 +124,7 @@ def run(what: str) -> tuple:
     worker = threading.Thread(target=job)
     worker.start()
     worker.join()
-    return done[0], done[1]
+    return done[0], done[2], done[1]
 
 
 def work(what: str, done: list) -> None:
@@ -135,19 +136,23 @@ def work(what: str, done: list) -> None:
                 time.sleep(0.05)
             count += 1
         done.append(count)
+        done.append({})
     elif what == "mem":
         found = heapwalk.walk(realthreads.Event(), [])
         assert found is not None
         done.append(sum(entry[heapwalk.COUNT] for entry in found.program_types().values()))
+        done.append(found.pace.finish())
     elif what == "instances":
         found = heapwalk.walk(realthreads.Event(), [], sizes=False, wanted=lambda kind: kind is Item, keep=3)
         assert found is not None
         done.append(sum(entry[heapwalk.COUNT] for entry in found.program_types().values()))
+        done.append(found.pace.finish())
     else:
         kind = Leak if what == "refs" else Item
         result = referrers.analyze(realthreads.Event(), lambda k: k is kind, 3, 100)
         assert result is not None and result.chains, result
         done.append(result.walked)
+        done.append(result.pacing)
 
 
 if __name__ == "__main__":

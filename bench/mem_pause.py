@@ -9,9 +9,15 @@ __main__ Item -n 3` (the same sliced walk, RUNS times each, with the target's RS
 at its peak during each command),
 an idle window of the same length (the baseline), and, for comparison, one
 `gc.get_objects()` call in the target (what a heap walk built on it pays before
-it even starts). Results go to stdout and bench/RESULTS-mem.md. Nothing is asserted.
+it even starts). Each walk's result says how long the walk itself held the GIL at most between two of
+its pauses (``pacing``: wall and CPU time of its thread), a figure the host's load does
+not make up (the CPU one at least), beside the stall the ticker saw.
+With ``--before SRC`` each interpreter is measured twice in the same run: with the
+code in SRC (an earlier checkout's ``src``), then with ``--after`` (this checkout's).
+Results go to stdout and bench/RESULTS-mem.md. Nothing is asserted.
 
     .venv/bin/python bench/mem_pause.py [--runs N] [--pythons 3.8,3.14] [--objects 1000000]
+        [--before /tmp/old/src] [--after src]
 """
 
 from __future__ import annotations
@@ -35,11 +41,15 @@ from support import RunningTarget, start_target  # noqa: E402
 
 CLI = [sys.executable, "-m", "flight_profiler"]
 RT_PRIORITY = 10
+SOURCES = {"src": os.path.join(HERE, "..", "src")}  # the code the CLI (and so the agent) is run from
 
 
 def run_cli(pid: int, command: str) -> tuple[float, dict]:
     started = time.perf_counter()
-    proc = subprocess.run([*CLI, str(pid), "--cmd", command, "--json"], capture_output=True, text=True, check=False)
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(SOURCES["src"]))
+    proc = subprocess.run(
+        [*CLI, str(pid), "--cmd", command, "--json"], capture_output=True, text=True, check=False, env=env
+    )
     seconds = time.perf_counter() - started
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     if proc.returncode != 0 or not lines or "error" in lines[-1]:
@@ -106,7 +116,14 @@ def renice(pid: int) -> None:
                 print("cannot raise the target's priority: %s" % exc, file=sys.stderr)
 
 
+def held(results: list[dict], field: str) -> float | None:
+    """The longest GIL hold (ms) the walks reported, or None where the code does not report it."""
+    found = [result["pacing"][field] for result in results if "pacing" in result]
+    return max(found) if found else None
+
+
 def measure(python: str, runs: int, objects: int) -> dict[str, object]:
+    load = os.getloadavg()[0]
     target = start_target(python, "prof_mem_pause_target.py", str(objects), timeout=120)
     try:
         run_cli(target.pid, 'console -c "0"')  # attach, not measured
@@ -129,6 +146,11 @@ def measure(python: str, runs: int, objects: int) -> dict[str, object]:
             "walk_s": max(walks),
             "objects": max(summary["objects"] for summary in summaries),
             "rss_growth_kb": max(mem_growth),
+            "held_ms": held(summaries, "longest_ms"),
+            "held_cpu_ms": held(summaries, "longest_cpu_ms"),
+            "instances_held_ms": held(instances, "longest_ms"),
+            "instances_held_cpu_ms": held(instances, "longest_cpu_ms"),
+            "load": (load, os.getloadavg()[0]),
             "instances_gap_ms": max(inst_gaps),
             "instances_gaps_ms": inst_gaps,
             "instances_s": inst_seconds,
@@ -149,25 +171,45 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--pythons", help="interpreter ids, e.g. 3.8,3.14")
     parser.add_argument("--objects", type=int, default=1_000_000, help="Item objects (each adds one list too)")
+    add_sources(parser)
     args = parser.parse_args()
     if args.pythons:
         os.environ["FLIGHT_PROFILER_TEST_PYTHONS"] = args.pythons
         find_interpreters.cache_clear()
     rows = []
     for ident, python in find_interpreters():
-        print("measuring %s ..." % ident, file=sys.stderr, flush=True)
-        found = measure(python, args.runs, args.objects)
-        print(ident, json.dumps(found), flush=True)
-        rows.append((ident, found))
+        for label, src in sources(args):
+            SOURCES["src"] = src
+            print("measuring %s %s ..." % (ident, label), file=sys.stderr, flush=True)
+            found = measure(python, args.runs, args.objects)
+            print(ident, label, json.dumps(found), flush=True)
+            rows.append(((ident + " " + label).strip(), found))
     write_results(rows, args)
     return 0
 
 
-def save(path: str, lines: list[str], args: argparse.Namespace) -> None:
+def add_sources(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--before", help="src of the code before a change: each interpreter is measured with both")
+    parser.add_argument("--after", default=SOURCES["src"], help="src of the code after it (default: this checkout's)")
+
+
+def sources(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(label, src) of each code measured, before first."""
+    if not args.before:
+        return [("", args.after)]
+    return [("before", args.before), ("after", args.after)]
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else "%.1f" % value
+
+
+def save(path: str, lines: list[str], args: argparse.Namespace, columns: list[str] | None = None) -> None:
     """Write the results; where the file exists, append them as a new stamped section under the earlier ones.
 
     The section is the table alone (the text above it says what each column is), with the
-    load when the run started beside the stamp's (taken at the end).
+    load when the run started beside the stamp's (taken at the end), and ``columns``: what
+    the columns added since the text above was written are.
     """
     stamped = stamp()  # before the file is opened: truncating it would make the commit read "-dirty"
     if not os.path.exists(path):
@@ -175,10 +217,11 @@ def save(path: str, lines: list[str], args: argparse.Namespace) -> None:
             fh.write(lines[0] + "\n\n" + stamped + "\n".join(lines[1:]))
         return
     table = [line for line in lines if line.startswith("|")]
+    notes = "".join(line + "\n" for line in columns or [])
     with open(path, "a") as fh:
         fh.write(
-            "\n## Re-measured (%d objects, %d runs each)\n\n%sLoad average when the run started: %s.\n\n%s\n"
-            % (args.objects, args.runs, stamped, STARTED_LOAD, "\n".join(table))
+            "\n## Re-measured (%d objects, %d runs each)\n\n%sLoad average when the run started: %s.\n\n%s%s\n"
+            % (args.objects, args.runs, stamped, STARTED_LOAD, notes + "\n" if notes else "", "\n".join(table))
         )
 
 
@@ -208,25 +251,33 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "  before any walk warmed the caches): what getInstances paid before (one call) and what a heap walk",
         "  built on it (the reference's) pays in one stall before it even starts.",
         "",
-        "| python | objects walked | walk | stall, mem summary | RSS + | getInstances | stall, getInstances"
-        " | RSS + | idle | stall, gc.get_objects() | RSS + |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| python | objects walked | walk | stall, mem summary | each run | held | RSS + | getInstances"
+        " | stall, getInstances | each run | held | RSS + | idle | stall, gc.get_objects() | RSS + | load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for ident, found in rows:
         lines.append(
-            "| %s | %s | %.1f s | **%.1f ms** | %.1f MB | %.1f s | **%.1f ms** | %.1f MB | %.1f ms | %.1f ms | %.1f MB |"
+            "| %s | %s | %.1f s | **%.1f ms** | %s | %s / %s ms | %.1f MB | %.1f s | **%.1f ms** | %s | %s / %s ms"
+            " | %.1f MB | %.1f ms | %.1f ms | %.1f MB | %.0f-%.0f |"
             % (
                 ident,
                 "{:,}".format(found["objects"]),
                 found["walk_s"],
                 found["max_gap_ms"],
+                " / ".join("%.0f" % gap for gap in found["gaps_ms"]),
+                ms(found["held_ms"]),
+                ms(found["held_cpu_ms"]),
                 found["rss_growth_kb"] / 1024,
                 found["instances_s"],
                 found["instances_gap_ms"],
+                " / ".join("%.0f" % gap for gap in found["instances_gaps_ms"]),
+                ms(found["instances_held_ms"]),
+                ms(found["instances_held_cpu_ms"]),
                 found["instances_rss_growth_kb"] / 1024,
                 found["idle_gap_ms"],
                 found["get_objects_gap_ms"],
                 found["get_objects_rss_growth_kb"] / 1024,
+                *found["load"],
             )
         )
     lines += [
@@ -242,7 +293,16 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "`__dict__` instead of its traverse function.",
         "",
     ]
-    save(os.path.join(HERE, "RESULTS-mem.md"), lines, args)
+    save(os.path.join(HERE, "RESULTS-mem.md"), lines, args, COLUMNS)
+
+
+COLUMNS = [
+    "Columns added: **each run**, the ticker's longest gap in each run; **held**, the longest time",
+    "the walk itself held the GIL between two of its pauses, wall / CPU time of its thread, the largest",
+    "over the runs (`pacing` in the result; `-` where the code does not report it); **load**, the",
+    "1-minute load average when the interpreter's measure began and ended. `before` / `after`: the",
+    "same interpreter measured with the code before the change, then after it, in this one run.",
+]
 
 
 if __name__ == "__main__":

@@ -13,9 +13,13 @@ run one command with the CLI, read the longest gap (SIGUSR2). Measured, RUNS tim
 - ``mem summary``: the plain heap walk over the same heap, for the ratio;
 - an idle window as long as the slowest search (the noise floor).
 
+Each search's result says how long it held the GIL at most between two of its pauses and
+how long its own young collections took (``pacing``), beside the stall the ticker saw;
+``--before SRC`` measures each interpreter with that code first, then with ``--after``.
 Results go to stdout and bench/RESULTS-reference.md. Nothing is asserted.
 
     .venv/bin/python bench/reference_analyze.py [--runs N] [--pythons 3.8,3.14] [--objects 1000000]
+        [--before /tmp/old/src] [--after src]
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import signal
 import sys
 import time
 
-from mem_pause import measured_runs, renice, run_cli, save, window
+from mem_pause import SOURCES, add_sources, held, measured_runs, ms, renice, run_cli, save, sources, window
 
 from interpreters import find_interpreters  # on the path mem_pause adds (tests/)
 from support import start_target
@@ -52,6 +56,7 @@ def timed_runs(target: object, command: str, runs: int) -> tuple[list[float], li
 
 
 def measure(python: str, runs: int, objects: int) -> dict[str, object]:
+    load = os.getloadavg()[0]
     target = start_target(python, "prof_refs_target.py", str(objects), timeout=180)
     try:
         run_cli(target.pid, 'console -c "0"')  # attach, not measured
@@ -66,6 +71,11 @@ def measure(python: str, runs: int, objects: int) -> dict[str, object]:
             "worst_gap_ms": max(worst_gaps),
             "worst_gaps_ms": worst_gaps,
             "worst_rss_kb": max(worst_growth),
+            "held_ms": held(worst, "longest_ms"),
+            "held_cpu_ms": held(worst, "longest_cpu_ms"),
+            "collection_ms": held(worst, "longest_collection_ms"),
+            "mem_held_ms": held(mem, "longest_ms"),
+            "load": (load, os.getloadavg()[0]),
             "walked": worst[-1]["walked"],
             "levels": worst[-1]["levels"],
             "chain": [chain["root"]["name"], *[step["via"] for step in chain["steps"]]],
@@ -87,16 +97,19 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--pythons", help="interpreter ids, e.g. 3.8,3.14")
     parser.add_argument("--objects", type=int, default=1_000_000, help="Item objects (each adds one list too)")
+    add_sources(parser)
     args = parser.parse_args()
     if args.pythons:
         os.environ["FLIGHT_PROFILER_TEST_PYTHONS"] = args.pythons
         find_interpreters.cache_clear()
     rows = []
     for ident, python in find_interpreters():
-        print("measuring %s ..." % ident, file=sys.stderr, flush=True)
-        found = measure(python, args.runs, args.objects)
-        print(ident, json.dumps(found), flush=True)
-        rows.append((ident, found))
+        for label, src in sources(args):
+            SOURCES["src"] = src
+            print("measuring %s %s ..." % (ident, label), file=sys.stderr, flush=True)
+            found = measure(python, args.runs, args.objects)
+            print(ident, label, json.dumps(found), flush=True)
+            rows.append(((ident + " " + label).strip(), found))
     write_results(rows, args)
     return 0
 
@@ -120,13 +133,14 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "- **near**: `%s`: the search stops at the third instance." % NEAR,
         "- **mem summary**: the plain heap walk over the same heap (wall time through the CLI), for the ratio.",
         "",
-        "| python | objects walked | levels | worst case | stall | each run | RSS + | near | stall | mem summary"
-        " | ratio | stall, mem | idle |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| python | objects walked | levels | worst case | stall | each run | held | collection | RSS + | near"
+        " | stall | mem summary | ratio | stall, mem | held, mem | idle | load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for ident, found in rows:
         lines.append(
-            "| %s | %s | %d | %.1f s | **%.1f ms** | %s | %.1f MB | %.2f s | %.1f ms | %.1f s | %.2f | %.1f ms | %.1f ms |"
+            "| %s | %s | %d | %.1f s | **%.1f ms** | %s | %s / %s ms | %s ms | %.1f MB | %.2f s | %.1f ms | %.1f s | %.2f"
+            " | %.1f ms | %s ms | %.1f ms | %.0f-%.0f |"
             % (
                 ident,
                 "{:,}".format(found["walked"]),
@@ -134,13 +148,18 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
                 found["worst_s"],
                 found["worst_gap_ms"],
                 " / ".join("%.0f" % gap for gap in found["worst_gaps_ms"]),
+                ms(found["held_ms"]),
+                ms(found["held_cpu_ms"]),
+                ms(found["collection_ms"]),
                 found["worst_rss_kb"] / 1024,
                 found["near_s"],
                 found["near_gap_ms"],
                 found["mem_s"],
                 found["worst_s"] / found["mem_s"],
                 found["mem_gap_ms"],
+                ms(found["mem_held_ms"]),
                 found["idle_gap_ms"],
+                *found["load"],
             )
         )
     chain = rows[-1][1]["chain"] if rows else []
@@ -159,7 +178,16 @@ def write_results(rows: list[tuple[str, dict]], args: argparse.Namespace) -> Non
         "Not a test: nothing is asserted.",
         "",
     ]
-    save(os.path.join(HERE, "RESULTS-reference.md"), lines, args)
+    save(os.path.join(HERE, "RESULTS-reference.md"), lines, args, COLUMNS)
+
+
+COLUMNS = [
+    "Columns added: **held**, the longest time the worst-case search held the GIL between two of its",
+    "pauses, wall / CPU time of its thread (`pacing` in the result; `-` where the code does not report",
+    "it); **collection**, the longest of the young collections it ran itself; **held, mem**, the same",
+    "for `mem summary` (wall); **load**, the 1-minute load average when the interpreter's measure began",
+    "and ended. `before` / `after`: the same interpreter with the code before the change, then after it.",
+]
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ def test_the_agents_own_objects_are_not_reached(module: types.ModuleType) -> Non
 
 
 def test_cancelled_returns_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(heapwalk, "WALK_BURST", 0.0)  # pause (and look at the event) after every batch
+    monkeypatch.setattr(heapwalk, "SLICE_BUDGET", 0.0)  # pause (and look at the event) after every step
     cancelled = realthreads.Event()
     cancelled.set()
     assert referrers.analyze(cancelled, lambda kind: False, 3, 100) is None

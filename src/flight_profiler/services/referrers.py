@@ -32,7 +32,6 @@ from __future__ import annotations
 import gc
 import sys
 import threading
-import time
 from itertools import islice
 from types import FrameType, ModuleType
 
@@ -57,7 +56,10 @@ KEPT = 8_000_000  # containers kept for the way back (8 bytes each): past it the
 # young threshold counts lists, not entries) stalled the target 35-80 ms. So once the entries
 # kept since the last time reach YOUNG_KEPT, one young collection is run at that size (about
 # 1 ms), which moves the lists to the old generation where only a full collection looks again.
+# The collection is itself a stall (one C call): it runs at the start of a slice, is timed, and
+# the next one comes sooner when it took more than a quarter of the slice's budget.
 YOUNG_KEPT = 20000
+MIN_YOUNG_KEPT = 1000
 _AGE_GENERATION = 0 if sys.version_info >= (3, 14) else 1  # 3.14: young survivors go straight to the old one
 LOOK = 100000  # entries of one container read to name a step; a key past them is shown as [?]
 KEY_TEXT = 60  # characters of a key's repr shown
@@ -96,7 +98,7 @@ _BUILTIN_ATTRS = (
 class Found:
     """The result of one search: a chain per instance shown, and what the walk covered."""
 
-    __slots__ = ("bounded", "chains", "complete", "levels", "walked")
+    __slots__ = ("bounded", "chains", "complete", "levels", "pacing", "walked")
 
     def __init__(self) -> None:
         self.chains: list[dict[str, Any]] = []
@@ -104,6 +106,7 @@ class Found:
         self.levels = 0  # levels walked
         self.complete = False  # True: every object reachable was met (fewer instances than asked)
         self.bounded = False  # True: stopped when it had kept KEPT containers
+        self.pacing: dict[str, Any] = {}  # heapwalk.Pacer.finish(): how long the search held the GIL at most
 
 
 def analyze(cancelled: Event, wanted: Callable[[type], bool], limit: int, depth: int) -> Found | None:
@@ -117,11 +120,14 @@ def analyze(cancelled: Event, wanted: Callable[[type], bool], limit: int, depth:
     if chains is None:
         return None
     found = Found()
-    found.chains = [_describe(chain, search.roots) for chain in chains]
+    for chain in chains:  # naming a step may read a big container's items (LOOK): in slices too
+        found.chains.append(_describe(chain, search.roots))
+        search.pace.tick()
     found.walked = search.walked
     found.levels = len(search.levels)
     found.complete = search.complete
     found.bounded = search.bounded
+    found.pacing = search.pace.finish()
     return found
 
 
@@ -133,6 +139,7 @@ class _Search:
         self.depth = depth
         self.seen = heapwalk._Seen()
         self.kinds: dict[type, int] = {}  # type -> 0 atom, 1 container, 2 module, 3 wanted, -1 ours
+        self.bases: dict[type, Any] = {}  # type -> the builtin container it derives from (or is), or None
         # the containers of each level walked, in chunks of at most a batch's referents: a young GC
         # collection that meets one of our lists then traverses a chunk, never a level of millions
         self.levels: list[list[list[Any]]] = []
@@ -143,8 +150,9 @@ class _Search:
         self.bounded = False
         self.kept = 0
         self.young = 0  # entries kept since the last young collection we ran (see YOUNG_KEPT)
-        self.next_pause = time.monotonic() + heapwalk.WALK_BURST
-        for obj in (self, self.seen, self.seen.pages, self.kinds, self.levels, self.hits, self.roots):
+        self.young_kept = YOUNG_KEPT  # entries kept between two of them, shrunk when one took long
+        self.pace = heapwalk.Pacer(cancelled)
+        for obj in (self, self.seen, self.seen.pages, self.kinds, self.bases, self.levels, self.hits, self.roots):
             self.seen.add(obj)
         for obj in heapwalk._agent_objects():
             self.seen.add(obj)
@@ -211,6 +219,8 @@ class _Search:
         known = self.kinds.get(kind)
         if known is None:
             known = self.kinds[kind] = _classify(kind, self.wanted)
+            if known in (_CONTAINER, _WANTED):  # its items may be many: read through its base
+                self.bases[kind] = heapwalk.base_of(kind)
         return known
 
     def _expand(self, level: list[list[Any]], following: list[list[Any]], kept: list[list[Any]]) -> bool:
@@ -222,19 +232,21 @@ class _Search:
         batch: list[Any] = []
         weight = 0
         kinds = self.kinds
+        bases = self.bases
         for obj in _each(level):  # containers only (_take pushes no atom)
             if kinds[type(obj)] == _MODULE:  # through its __dict__ (see heapwalk._MODULE_DICT)
                 if not self._take([heapwalk._MODULE_DICT.__get__(obj)], [obj], following, kept):
                     return True
                 continue
-            size = len(obj) if _sized(type(obj)) else 1
-            if size > heapwalk.BIG_CONTAINER:
-                if not self._huge(obj, following, kept):
+            base = bases.get(type(obj))
+            size = heapwalk.weight(obj, base) if base is not None else heapwalk.OBJECT_WEIGHT
+            if size > heapwalk.HUGE:
+                if not self._huge(obj, base, following, kept):
                     return self.cancelled.is_set() is False
                 continue
             batch.append(obj)
             weight += size
-            if weight > heapwalk.BIG_CONTAINER or len(batch) >= heapwalk.SLICE:
+            if weight >= heapwalk.HUGE or len(batch) >= heapwalk.SLICE:  # at most BIG_CONTAINER references
                 if not self._take(gc.get_referents(*batch), batch, following, kept):
                     return True
                 batch, weight = [], 0
@@ -244,17 +256,19 @@ class _Search:
             return True
         return self._pause()
 
-    def _huge(self, obj: Any, following: list[list[Any]], kept: list[list[Any]]) -> bool:
+    def _huge(self, obj: Any, base: Any, following: list[list[Any]], kept: list[list[Any]]) -> bool:
         """A container too long for one get_referents call, a slice at a time; False: stop."""
-        cursor = heapwalk._Cursor(obj)
+        cursor = heapwalk._Cursor(obj, base)
         holders = [obj]
+        if base is not type(obj) and not self._take(heapwalk.own_references(obj), holders, following, kept):
+            return False
         while True:
             chunk = cursor.next_chunk()
             if cursor.pairs:
                 chunk = [part for pair in chunk for part in pair]
             if not self._take(chunk, holders, following, kept):
                 return False
-            if len(chunk) < heapwalk.BIG_CONTAINER or not self._pause():
+            if cursor.done or not self._pause():
                 return not self.cancelled.is_set()
 
     def _take(self, refs: list[Any], holders: list[Any], following: list[list[Any]], kept: list[list[Any]]) -> bool:
@@ -305,7 +319,7 @@ class _Search:
             following.append(fresh)
             self.kept += len(fresh)
             self.young += len(fresh)
-        if self.young >= YOUNG_KEPT:
+        if self.young >= self.young_kept:
             self._age()
 
     def _age(self) -> None:
@@ -315,16 +329,18 @@ class _Search:
         meets them, and a collection it did not ask for would run its finalizers.
         """
         self.young = 0
-        if gc.isenabled():
-            gc.collect(_AGE_GENERATION)
+        if not gc.isenabled():
+            return
+        took = self.pace.collect(_AGE_GENERATION)
+        goal = self.pace.budget / 4
+        if took > goal:  # its cost grows with the entries kept since the last one
+            self.young_kept = max(MIN_YOUNG_KEPT, int(self.young_kept * goal / took))
+        elif took < goal / 4:
+            self.young_kept = min(YOUNG_KEPT, self.young_kept * 2)
 
     def _pause(self) -> bool:
-        """Give the target its CPU back every WALK_BURST; False when cancelled."""
-        if time.monotonic() < self.next_pause:
-            return True
-        time.sleep(heapwalk.SLICE_PAUSE)
-        self.next_pause = time.monotonic() + heapwalk.WALK_BURST
-        return not self.cancelled.is_set()
+        """Between two steps: the slice ends when its budget is spent (heapwalk.Pacer); False when cancelled."""
+        return self.pace.tick()
 
     def drop(self, chunks: list[list[Any]]) -> None:
         """Let go of ``chunks`` one at a time, pausing as the walk does.
@@ -334,9 +350,7 @@ class _Search:
         """
         while chunks:
             del chunks[-1]
-            if time.monotonic() >= self.next_pause:
-                time.sleep(heapwalk.SLICE_PAUSE)
-                self.next_pause = time.monotonic() + heapwalk.WALK_BURST
+            self.pace.tick()  # cancelled or not, what was kept is let go of
 
     # -- step 2: back to the roots -----------------------------------------------------------
 
@@ -366,7 +380,7 @@ class _Search:
     ) -> bool:
         """Find in ``level`` (the batches kept of it) a holder of each object of ``need`` (ids)."""
         for holders in level:
-            if len(holders) == 1 and _sized(type(holders[0])) and len(holders[0]) > heapwalk.BIG_CONTAINER:
+            if len(holders) == 1 and self._is_huge(holders[0]):
                 self._huge_holder(holders, need, parent, at, depth)
             else:
                 self._note(set(map(id, _referents_of(holders))), holders, need, parent, at, depth)
@@ -376,16 +390,24 @@ class _Search:
                 return False
         return not self.cancelled.is_set()
 
+    def _is_huge(self, obj: Any) -> bool:
+        """Whether the walk followed ``obj`` a slice at a time (_huge)."""
+        base = self.bases.get(type(obj))
+        return base is not None and heapwalk.weight(obj, base) > heapwalk.HUGE
+
     def _huge_holder(
         self, holders: list[Any], need: dict[int, Any], parent: dict[int, Any], at: dict[int, int], depth: int
     ) -> None:
-        cursor = heapwalk._Cursor(holders[0])
+        base = self.bases[type(holders[0])]
+        cursor = heapwalk._Cursor(holders[0], base)
+        if base is not type(holders[0]):
+            self._note(set(map(id, heapwalk.own_references(holders[0]))), holders, need, parent, at, depth)
         while need:
             chunk = cursor.next_chunk()
             if cursor.pairs:
                 chunk = [part for pair in chunk for part in pair]
             self._note(set(map(id, chunk)), holders, need, parent, at, depth)
-            if len(chunk) < heapwalk.BIG_CONTAINER or not self._pause():
+            if cursor.done or not self._pause():
                 break
 
     @staticmethod
@@ -406,11 +428,6 @@ def _each(level: list[list[Any]]) -> Iterator[Any]:
         chunk = level.pop()
         yield from chunk
         del chunk
-
-
-def _sized(kind: type) -> bool:
-    """Whether len() of such an object is the interpreter's own (and may be big)."""
-    return kind is list or kind is tuple or kind is dict or kind is set or kind is frozenset
 
 
 # what the search does with objects of a type

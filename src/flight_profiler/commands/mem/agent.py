@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 MAX_INTERVAL = 3600.0
 MAX_LIMIT = 10000
+ROWS_STEP = 2000  # types sorted into the rows at a time
 
 
 def run(request: MemRequest, ctx: JobContext) -> None:
@@ -42,11 +43,12 @@ def run(request: MemRequest, ctx: JobContext) -> None:
 
 def _summary(ctx: JobContext, limit: int, descending: bool) -> None:
     started = time.monotonic()
-    counts = _walk(ctx, [])
-    if counts is None:
+    walked = _walk(ctx, [])
+    if walked is None:
         return
+    counts, pace = walked
     objects, size = _totals(counts)
-    rows = _rows(counts, descending, limit)
+    rows = _rows(counts, descending, limit, pace)
     ctx.emit(
         {
             "action": "summary",
@@ -55,22 +57,28 @@ def _summary(ctx: JobContext, limit: int, descending: bool) -> None:
             "distinct": len(counts),
             "seconds": round(time.monotonic() - started, 3),
             "types": rows,
+            "pacing": pace.finish(),
         }
     )
 
 
 def _diff(ctx: JobContext, interval: float, limit: int, descending: bool) -> None:
-    before = _walk(ctx, [])
-    if before is None:
+    first = _walk(ctx, [])
+    if first is None:
         return
+    before = first[0]
     objects, size = _totals(before)
-    ctx.emit({"action": "diff", "phase": "first", "interval": interval, "objects": objects, "size": size})
+    pacing = first[1].finish()
+    ctx.emit(
+        {"action": "diff", "phase": "first", "interval": interval, "objects": objects, "size": size, "pacing": pacing}
+    )
     if ctx.wait(interval):
         return
     # The first snapshot lives in this frame now; the second walk must not count it.
-    after = _walk(ctx, [before, *before.values()])
-    if after is None:
+    second = _walk(ctx, [before, *before.values()])
+    if second is None:
         return
+    after, pace = second
     changes: Counts = {}
     for name in set(before).union(after):
         old = before.get(name, (0, 0))
@@ -88,22 +96,28 @@ def _diff(ctx: JobContext, interval: float, limit: int, descending: bool) -> Non
             "count_change": objects_after - objects,
             "size_change": size_after - size,
             "changed": len(changes),
-            "types": _rows(changes, descending, limit),
+            "types": _rows(changes, descending, limit, pace),
+            "pacing": pace.finish(),
         }
     )
 
 
-def _walk(ctx: JobContext, exclude: list[Any]) -> Counts | None:
-    """Count every reachable object once by type name; None when cancelled meanwhile."""
+def _walk(ctx: JobContext, exclude: list[Any]) -> tuple[Counts, heapwalk.Pacer] | None:
+    """Count every reachable object once by type name; None when cancelled meanwhile.
+
+    The pacer goes on slicing what is done with the counts (rows, sorting) after the walk.
+    """
     found = heapwalk.walk(ctx.cancelled, exclude)
     if found is None:
         return None
-    return _by_name(found.program_types())
+    return _by_name(found.program_types(), found.pace), found.pace
 
 
-def _by_name(by_type: dict[type, list[int]]) -> Counts:
+def _by_name(by_type: dict[type, list[int]], pace: heapwalk.Pacer) -> Counts:
     counts: Counts = {}
-    for kind, entry in by_type.items():
+    for index, (kind, entry) in enumerate(by_type.items()):
+        if index & 1023 == 1023:  # a target may have tens of thousands of types
+            pace.tick()
         count, size = entry[0], entry[1]
         name = type_name(kind)
         merged = counts.get(name)
@@ -119,10 +133,25 @@ def _totals(counts: Counts) -> tuple[int, int]:
     return sum(entry[0] for entry in counts.values()), sum(entry[1] for entry in counts.values())
 
 
-def _rows(counts: Counts, descending: bool, limit: int) -> list[dict[str, Any]]:
-    """Largest (or smallest) first by size, then by count; ``limit`` rows."""
-    ordered = sorted(counts.items(), key=lambda item: (item[1][1], item[1][0], item[0]), reverse=descending)
-    return [{"type": name, "count": entry[0], "size": entry[1]} for name, entry in ordered[:limit]]
+def _rows(counts: Counts, descending: bool, limit: int, pace: heapwalk.Pacer) -> list[dict[str, Any]]:
+    """Largest (or smallest) first by size, then by count; ``limit`` rows.
+
+    Sorted ROWS_STEP types at a time into the best ``limit`` so far, in the walk's
+    slices: one sort of every type is one C call that grows with their number. The
+    key ends with the (unique) name, so the result is the one full sort's.
+    """
+    items = list(counts.items())
+    best: list[tuple[str, list[int]]] = []
+    for start in range(0, len(items), ROWS_STEP):
+        best.extend(items[start : start + ROWS_STEP])
+        best.sort(key=_row_key, reverse=descending)
+        del best[limit:]
+        pace.tick()
+    return [{"type": name, "count": entry[0], "size": entry[1]} for name, entry in best]
+
+
+def _row_key(item: tuple[str, list[int]]) -> tuple[int, int, str]:
+    return item[1][1], item[1][0], item[0]
 
 
 def _top(ctx: JobContext, interval: float, limit: int) -> None:

@@ -69,14 +69,25 @@ def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any] | Non
     options = CaptureOptions.from_request(request)
     if expression is not None:
         event["expr"] = expression.source
+        event["pacing"] = walked.pace.finish()  # the walk's; the expression runs under its own budget
         value, error = _evaluate(expression, found, budget_ms)
         if error is not None:
             event["error"] = describe_error(error)
         else:
             event["value"] = capture(value, options)
         return event
-    event["instances"] = [capture(obj, options) for obj in found]
+    event["instances"] = _captured(found, options, walked.pace)
+    event["pacing"] = walked.pace.finish()
     return event
+
+
+def _captured(found: list[Any], options: CaptureOptions, pace: heapwalk.Pacer) -> list[Any]:
+    """Each instance shown, captured in the walk's slices (a capture is bounded, -n is not)."""
+    shown = []
+    for obj in found:
+        shown.append(capture(obj, options))
+        pace.tick()  # cancelled: the rest is captured anyway, the walk is done
+    return shown
 
 
 def _reference_analyze(request: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
@@ -97,6 +108,7 @@ def _reference_analyze(request: dict[str, Any], ctx: JobContext) -> dict[str, An
         **({"bounded": True} if found.bounded else {}),
         "limit": limit,
         "depth": depth,
+        "pacing": found.pacing,
     }
 
 
