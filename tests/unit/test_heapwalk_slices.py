@@ -266,10 +266,14 @@ def huge_subclasses(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[type, lis
     sys.modules[made.__name__] = made
     calls: list[int] = []
     real = gc.get_referents
+    # Only the calls that take one of these containers count: the rest of the heap (pytest's
+    # items, whose instances' weights are estimates) is batched by weight, not by this bound.
+    huge = {id(container) for container in made.HOLD}  # type: ignore[attr-defined]
 
     def counted(*objects: Any) -> list[Any]:
         found = real(*objects)
-        calls.append(len(found))
+        if any(id(obj) in huge for obj in objects):
+            calls.append(len(found))
         return found
 
     monkeypatch.setattr(gc, "get_referents", counted)
@@ -281,7 +285,7 @@ def test_huge_containers_of_subclasses_are_walked_in_slices(huge_subclasses: tup
     Far, calls = huge_subclasses
     found = heapwalk.walk(realthreads.Event(), [], wanted=lambda kind: kind is Far)
     assert found is not None and found.matched() == 4 * 6000
-    assert max(calls) < heapwalk.BIG_CONTAINER, max(calls)
+    assert max(calls, default=0) < heapwalk.BIG_CONTAINER, calls
 
 
 def test_the_search_goes_through_huge_subclasses_in_slices(huge_subclasses: tuple[type, list[int]]) -> None:
@@ -293,4 +297,4 @@ def test_the_search_goes_through_huge_subclasses_in_slices(huge_subclasses: tupl
     extra = type(sys.modules["fp_slices_subclasses"].HOLD[3].extra)  # type: ignore[attr-defined]  # a local: not an instance
     (chain,) = referrers.analyze(realthreads.Event(), lambda kind: kind is extra, 1, 100).chains  # type: ignore[union-attr]
     assert [step["via"] for step in chain["steps"]] == ["[3]", ".extra"]
-    assert max(calls) < heapwalk.BIG_CONTAINER, max(calls)
+    assert max(calls, default=0) < heapwalk.BIG_CONTAINER, calls
