@@ -21,9 +21,8 @@
 
 from __future__ import annotations
 
-import fcntl
+import _thread
 import os
-import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
@@ -161,7 +160,7 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
         raise
 
 
-_BUNDLE_LOCK = threading.Lock()
+_BUNDLE_LOCK = _thread.allocate_lock()  # threading.Lock, without importing threading on --cmd's start-up
 
 
 def _bundle() -> tuple[str, int]:
@@ -178,6 +177,8 @@ def _take_lock(helper: Helper, target: Target, deadline: float, options: AttachO
     removed as stale while we waited (its process died) is not the one at the
     path any more: take the new one.
     """
+    import fcntl  # only when we inject: a reused agent takes no lock
+
     told = False
     while True:
         fd = helper.call("lock", name=paths.lock_name(target))[1][0]
@@ -216,7 +217,7 @@ def _forget_attempt(helper: Helper, target: Target, attempt: _Attempt) -> None:
 
 STALE_SWEEP_EVERY = 10.0  # seconds: a group attach sweeps each directory once, not once per target
 _swept: dict[tuple[int, ...], float] = {}
-_swept_lock = threading.Lock()
+_swept_lock = _thread.allocate_lock()
 
 
 def _first_sweep(target: Target) -> bool:
@@ -322,9 +323,9 @@ def _connect_once(helper: Helper, target: Target, timeout: float, running: bool 
     reply, fds = helper.call("connect", name=paths.socket_name(target), timeout=min(timeout, 2.0))
     if reply.get("state") != "connected" or not fds:
         return None
-    import socket
+    import _socket
 
-    sock = socket.socket(fileno=fds[0])
+    sock = _socket.socket(fileno=fds[0])
     for extra in fds[1:]:
         os.close(extra)
     try:
