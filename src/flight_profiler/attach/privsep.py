@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import _socket
 import errno
-import json
 import os
 import stat
 import time
@@ -43,7 +42,7 @@ from . import ticket
 from .target import Target
 
 # A client reusing an agent as the target's own user runs the Workspace in-process and needs neither the
-# transport to a helper (array, SCM_RIGHTS) nor its signals: those are imported where used, and by
+# transport to a helper (json, array, SCM_RIGHTS) nor its signals: those are imported where used, and by
 # _before_fork for the helper. Not typing, nor socket's wrappers over _socket (~6 ms of a --cmd, issue 14).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -68,6 +67,7 @@ def _before_fork() -> None:
     import array  # noqa: F401 - the transport's descriptors (_send, _recv)
     import ctypes
     import fcntl  # noqa: F401 - op_remove_stale's locks
+    import json  # noqa: F401 - the transport's messages
     import signal  # noqa: F401 - _child_main, _enter_and_drop
     import subprocess  # noqa: F401 - for op_remote_exec in the child
 
@@ -398,6 +398,7 @@ class Workspace:
 
 def _send(sock: _socket.socket, message: dict[str, Any], fds: list[int]) -> None:
     import array
+    import json
 
     body = json.dumps(message).encode("utf-8")
     header = len(body).to_bytes(_HEADER_SIZE, "big")
@@ -421,6 +422,7 @@ def _recv_exact(sock: _socket.socket, size: int) -> bytes:
 
 def _recv(sock: _socket.socket) -> Reply:
     import array
+    import json
 
     fds: list[int] = []
     flags = getattr(_socket, "MSG_CMSG_CLOEXEC", 0)

@@ -20,14 +20,15 @@ decoded:
 from __future__ import annotations
 
 import _socket
-import json
 import re
 import time
 from itertools import accumulate
 
+from ..protocol import framing
 from ..protocol.framing import ChannelClosed, FrameError
 
-TYPE_CHECKING = False  # neither typing nor socket at run time: each costs every --cmd's start-up ~3 ms
+# neither typing nor socket at run time: each costs every --cmd's start-up ~3 ms; json only for a bad message
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
@@ -35,7 +36,7 @@ MAX_MESSAGE = 4 * 1024 * 1024
 MAX_DEPTH = 512
 CHUNK = 65536
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'  # compiled (and cached by re) for the first deep line
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _DELTA = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
@@ -92,7 +93,13 @@ def decode(line: bytes) -> dict[str, Any]:
     if depth > MAX_DEPTH:
         raise FrameError("message nested too deeply (%d levels, at most %d)" % (depth, MAX_DEPTH))
     try:
-        msg = json.loads(line.decode("utf-8"))
+        text = line.decode("utf-8")
+        try:
+            msg = framing.decode(text)  # json.loads's own C scanner, with its settings: the same values
+        except ValueError:
+            import json
+
+            msg = json.loads(text)  # refuses it too (the same rules), in json's words
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise FrameError("invalid JSON from the agent: %s" % _first_line(str(exc))) from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
@@ -104,7 +111,7 @@ def nesting(line: bytes) -> int:
     """The deepest bracket nesting of a JSON text, strings skipped; at C speed but for the bracket count."""
     if line.count(b"[") + line.count(b"{") <= MAX_DEPTH:
         return 0  # cannot be deeper than the number of openers
-    brackets = _JSON_STRING.sub(b"", line).translate(None, _NOT_BRACKETS)
+    brackets = re.sub(_JSON_STRING, b"", line, flags=re.DOTALL).translate(None, _NOT_BRACKETS)
     return max(accumulate(map(_DELTA.__getitem__, brackets)), default=0)
 
 

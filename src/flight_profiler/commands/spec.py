@@ -8,10 +8,8 @@ derived from it, in the shell and for ``--cmd`` alike.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
-import shlex
 import sys
 from collections.abc import Iterator, Mapping
 
@@ -250,6 +248,8 @@ def _joined(action: argparse.Action, value: str) -> str:
 
 def _expression_value(raw: str) -> str:
     if raw[:1] in ("'", '"'):
+        import shlex
+
         try:
             words = shlex.split(raw)
         except ValueError:
@@ -260,11 +260,18 @@ def _expression_value(raw: str) -> str:
 
 
 def _unquote(word: str) -> str:
+    if not _QUOTING.intersection(word):
+        return word  # what shlex.split gives a word without quotes or backslashes (it has no white space)
+    import shlex
+
     try:
         words = shlex.split(word)
     except ValueError as exc:
         raise UsageError("cannot parse %r: %s" % (word, exc)) from None
     return words[0] if words else ""
+
+
+_QUOTING = frozenset("'\"\\")  # what POSIX shlex treats specially inside a word (no commenters in split)
 
 
 def _token_spans(text: str) -> list[tuple[int, int]]:
@@ -359,7 +366,7 @@ class NumberType:
             raise argparse.ArgumentTypeError("must be %s, got %r" % (what, text)) from None
         if value in self.special:
             return value  # type: ignore[no-any-return]
-        if not math.isfinite(value):
+        if not _isfinite(value):
             raise argparse.ArgumentTypeError("must be %s, got %r" % (what, text))
         if not self.accepts(value):
             raise argparse.ArgumentTypeError("%s, got %r" % (self.wanted, text))
@@ -392,6 +399,12 @@ def _special(special: tuple[Number, ...], note: str) -> str:
     if not special:
         return ""
     return " or %s%s" % (" or ".join(_plain(value) for value in special), " (%s)" % note if note else "")
+
+
+def _isfinite(value: Number) -> bool:
+    import math  # only options given a number: not every --cmd's start-up
+
+    return math.isfinite(value)
 
 
 def _plain(value: Number | None) -> str:
