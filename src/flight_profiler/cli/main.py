@@ -12,8 +12,8 @@ from ..commands.spec import HelpFormatter, number
 from ..errors import FlightProfilerError, UsageError
 from ..fleet import wants_fleet
 from .output import Output
+from .registry import SUBCOMMAND_NAMES
 from .runner import Detached, Runner
-from .subcommands import NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     _untranslated_argparse()
-    if words and words[0] in NAMES:  # subcommands that need no pid have their own options
+    if words and words[0] in SUBCOMMAND_NAMES:  # subcommands that need no pid have their own options
         from .subcommands import subcommand
 
         return subcommand(words[0]).main(words[1:])
