@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import gettext
 import json
+import os
 import random
 import shlex
+import subprocess
+import sys
 import typing
 from typing import Any
 
@@ -150,6 +153,26 @@ def test_agent_lines_decode_as_json_loads_decodes_them(line: bytes) -> None:
         typed = isinstance(message, dict) and isinstance(message.get("type"), str)
         theirs = repr(message) if typed else "refused: message without a type"
     assert ours == theirs
+
+
+def test_agent_lines_are_refused_in_a_client_that_never_imported_json() -> None:
+    """Before 3.12 the C scanner cannot raise its JSONDecodeError until json.decoder is loaded."""
+    script = (
+        "import sys\n"
+        "from flight_profiler.attach import wire\n"
+        "from flight_profiler.protocol.framing import FrameError\n"
+        "assert 'json.decoder' not in sys.modules\n"
+        'for line in (b\'{"type":"event","data":{\\x1b]0;t\', b\'{"a":"\\x01"}\', b\'{"type":"x",}\'):\n'
+        "    try:\n"
+        "        wire.decode(line)\n"
+        "    except FrameError as exc:\n"
+        "        print(exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    refusals = done.stdout.splitlines()
+    assert len(refusals) == 3 and all(line.startswith("invalid JSON from the agent: ") for line in refusals)
 
 
 def test_a_word_without_quotes_is_what_shlex_makes_of_it() -> None:

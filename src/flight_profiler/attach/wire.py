@@ -96,10 +96,12 @@ def decode(line: bytes) -> dict[str, Any]:
         text = line.decode("utf-8")
         try:
             msg = framing.decode(text)  # json.loads's own C scanner, with its settings: the same values
-        except ValueError:
+        except (ValueError, SystemError):
+            # refused: json.loads refuses it too (the same rules) and says why in its words. Before 3.12
+            # the scanner reports most refusals as a SystemError while json.decoder is not loaded.
             import json
 
-            msg = json.loads(text)  # refuses it too (the same rules), in json's words
+            msg = json.loads(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise FrameError("invalid JSON from the agent: %s" % _first_line(str(exc))) from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
