@@ -68,8 +68,8 @@ runpy.run_module("flight_profiler", run_name="__main__", alter_sys=True)
 """
 
 
-def imported(pid: int, *options: str) -> set[str]:
-    args = [str(pid), "--cmd", "module os", *options]
+def imported(pid: int, *options: str, line: str = "module os") -> set[str]:
+    args = [str(pid), "--cmd", line, *options]
     proc = subprocess.run(
         [sys.executable, "-c", RUN_AND_TELL, *args],
         capture_output=True,
@@ -80,7 +80,7 @@ def imported(pid: int, *options: str) -> set[str]:
         env={k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "imported in the target" in proc.stdout or '"module"' in proc.stdout
+    assert "imported in the target" in proc.stdout or '"result"' in proc.stdout
     told = [line for line in proc.stderr.splitlines() if line.startswith("MODULES ")]
     assert len(told) == 1, proc.stderr[-2000:]
     # what the imports made was frozen (cli/main.py's entry): the collector's last pass at exit skips it
@@ -92,6 +92,18 @@ def imported(pid: int, *options: str) -> set[str]:
 def test_a_reused_agent_command_imports_no_heavy_module(target: RunningTarget, options: tuple[str, ...]) -> None:
     modules = imported(target.pid, *options)
     assert "flight_profiler.commands.module.client" in modules  # the list is complete
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY_OURS) or m in LIGHT)
+    assert heavy == []
+
+
+# commands that render with rich in text; as JSON lines nothing is rendered
+JSON_COMMANDS = ["getglobal __main__ __name__", "mem summary", "logger"]
+
+
+@pytest.mark.parametrize("line", JSON_COMMANDS, ids=[line.split()[0] for line in JSON_COMMANDS])
+def test_any_agent_command_as_json_imports_no_heavy_module(target: RunningTarget, line: str) -> None:
+    modules = imported(target.pid, "--json", line=line)
+    assert "flight_profiler.commands.%s.client" % line.split()[0] in modules
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY_OURS) or m in LIGHT)
     assert heavy == []
 
