@@ -30,11 +30,15 @@ from contextlib import nullcontext
 
 from ..errors import AttachError, InjectionError, PermissionDeniedError, ProtocolError, TargetError
 from ..render.safe import safe_line
-from . import bootstrap, bundle, paths, privsep, ticket
+from . import paths, privsep, ticket
 from .connection import AgentConnection, check_peer, peer_of
 from .privsep import Helper
 from .target import Target, check_credentials, check_remote_debug_allowed, inspect, start_time
-from .waits import AgentWait, closed_by_agent
+
+# bootstrap, bundle and waits are imported where an injection needs them: a reused agent's --cmd does not
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .waits import AgentWait
 
 REMOTE_EXEC_WAIT = 2.0
 PENDING_WAIT = 2.0
@@ -125,7 +129,7 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
         return conn
     if not options.force:
         check_remote_debug_allowed(target.pid)
-    from . import procfs
+    from . import bootstrap, procfs
 
     procfs.check_attachable(target.pid)  # zombie, stopped, or another tracer: say so before touching it
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
@@ -166,6 +170,8 @@ _BUNDLE_LOCK = _thread.allocate_lock()  # threading.Lock, without importing thre
 def _bundle() -> tuple[str, int]:
     """The bundle's text and size, made once per client: a group's attach threads would each make it
     (lru_cache does not hold the others while one computes: 19 of 32 did, 7 ms of CPU apiece)."""
+    from . import bundle
+
     with _BUNDLE_LOCK:
         return bundle.text(), bundle.size()
 
@@ -339,6 +345,8 @@ def _connect_once(helper: Helper, target: Target, timeout: float, running: bool 
     except OSError:
         return None
     except ProtocolError as exc:
+        from .waits import closed_by_agent
+
         if running and not closed_by_agent(exc):
             raise AttachError(
                 "the agent already running there did not complete the handshake within %.0f s (--timeout): %s"
@@ -525,6 +533,8 @@ class _HelperTickets:
 
 
 def _waiter(helper: Helper, target: Target, attempt: _Attempt, watch_gil: bool = False) -> AgentWait:
+    from .waits import AgentWait
+
     return AgentWait(
         target.pid,
         lambda timeout: _connect_once(helper, target, timeout),
