@@ -25,6 +25,9 @@ HEAVY_OURS = (
     "flight_profiler.readers.",
     "flight_profiler.attach.injector",
     "flight_profiler.attach.procfs",
+    "flight_profiler.attach.bootstrap",  # bootstrap, bundle, waits: an injection's
+    "flight_profiler.attach.bundle",
+    "flight_profiler.attach.waits",
     "flight_profiler.render.console",
 )
 # nor, for a command whose result is a line of text or JSON, these: each costs every --cmd's start-up
