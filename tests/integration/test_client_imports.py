@@ -7,7 +7,7 @@ loads). No timing is asserted here; bench/client_startup.py measures the wall ti
 
 from __future__ import annotations
 
-import json
+import gettext
 import os
 import subprocess
 import sys
@@ -20,7 +20,35 @@ from support import RunningTarget, cli, start_target
 
 # never needed to run one command against an agent that is already there
 HEAVY = ("rich", "prompt_toolkit", "mcp", "pydantic", "dataclasses", "secrets", "subprocess", "ctypes")
-HEAVY_OURS = ("flight_profiler.fleet.", "flight_profiler.readers.", "flight_profiler.attach.injector")
+HEAVY_OURS = (
+    "flight_profiler.fleet.",
+    "flight_profiler.readers.",
+    "flight_profiler.attach.injector",
+    "flight_profiler.attach.procfs",
+    "flight_profiler.attach.bootstrap",  # bootstrap, bundle, waits: an injection's
+    "flight_profiler.attach.bundle",
+    "flight_profiler.attach.waits",
+    "flight_profiler.render.console",
+)
+# nor, for a command whose result is a line of text or JSON, these: each costs every --cmd's start-up
+# 0.2-3 ms of CPU (typing; socket with its IntEnums and selectors; json: _json does both ways), and
+# together they were a quarter of the client's cost above a bare interpreter
+LIGHT = (
+    "typing",
+    "socket",
+    "selectors",
+    "json",
+    "threading",
+    "signal",
+    "array",
+    "struct",
+    "fcntl",
+    "shlex",
+    "math",
+    "dataclasses",
+    "inspect",
+    "ast",
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +60,21 @@ def target() -> Iterator[RunningTarget]:
     running.stop()
 
 
-# the client as ``python -m flight_profiler ARGS`` runs it, telling its modules at exit
+# the client as ``python -m flight_profiler ARGS`` runs it, telling its modules at exit (importing
+# nothing the client does not: what is in sys.modules at the end is the client's)
 RUN_AND_TELL = """
-import atexit, json, runpy, sys
-atexit.register(lambda: sys.stderr.write("MODULES " + json.dumps(sorted(sys.modules)) + "\\n"))
-sys.argv = ["flight_profiler"] + json.loads(sys.argv[1])
+import atexit, gc, runpy, sys
+atexit.register(lambda: sys.stderr.write("MODULES " + " ".join(sorted(sys.modules)) + "\\n"))
+atexit.register(lambda: sys.stderr.write("FROZEN %d\\n" % gc.get_freeze_count()))
+sys.argv = ["flight_profiler"] + sys.argv[1:]
 runpy.run_module("flight_profiler", run_name="__main__", alter_sys=True)
 """
 
 
-def imported(pid: int, *options: str) -> set[str]:
-    args = [str(pid), "--cmd", "module os", *options]
+def imported(pid: int, *options: str, line: str = "module os") -> set[str]:
+    args = [str(pid), "--cmd", line, *options]
     proc = subprocess.run(
-        [sys.executable, "-c", RUN_AND_TELL, json.dumps(args)],
+        [sys.executable, "-c", RUN_AND_TELL, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -53,15 +83,50 @@ def imported(pid: int, *options: str) -> set[str]:
         env={k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "imported in the target" in proc.stdout or '"module"' in proc.stdout
+    assert "imported in the target" in proc.stdout or '"result"' in proc.stdout
     told = [line for line in proc.stderr.splitlines() if line.startswith("MODULES ")]
     assert len(told) == 1, proc.stderr[-2000:]
-    return set(json.loads(told[0][len("MODULES ") :]))
+    # what the imports made was frozen (cli/main.py's entry): the collector's last pass at exit skips it
+    assert int(proc.stderr.split("FROZEN ")[1].split()[0]) > 1000
+    return set(told[0].split()[1:])
 
 
 @pytest.mark.parametrize("options", [("--json",), ("--no-color",)], ids=["json", "text"])
 def test_a_reused_agent_command_imports_no_heavy_module(target: RunningTarget, options: tuple[str, ...]) -> None:
     modules = imported(target.pid, *options)
     assert "flight_profiler.commands.module.client" in modules  # the list is complete
-    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY_OURS))
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY_OURS) or m in LIGHT)
     assert heavy == []
+
+
+# commands that render with rich in text; as JSON lines nothing is rendered
+JSON_COMMANDS = ["getglobal __main__ __name__", "mem summary", "logger"]
+
+
+@pytest.mark.parametrize("line", JSON_COMMANDS, ids=[line.split()[0] for line in JSON_COMMANDS])
+def test_any_agent_command_as_json_imports_no_heavy_module(target: RunningTarget, line: str) -> None:
+    modules = imported(target.pid, "--json", line=line)
+    assert "flight_profiler.commands.%s.client" % line.split()[0] in modules
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY_OURS) or m in LIGHT)
+    assert heavy == []
+
+
+@pytest.mark.parametrize("options", [("--json",), ("--no-color",)], ids=["json", "text"])
+def test_argparse_does_not_make_gettext_import_locale(target: RunningTarget, options: tuple[str, ...]) -> None:
+    """Where no catalog can be found, argparse's labels are taken as they are (cli/main.py)."""
+    localedir = getattr(gettext, "_default_localedir", "")
+    if os.path.isdir(localedir) or "locale" in _floor():
+        pytest.skip("this interpreter has %s (or imports locale at start-up): gettext looks there" % localedir)
+    assert "locale" not in imported(target.pid, *options)
+
+
+def _floor() -> set[str]:
+    """What the interpreter imports for ``python -c pass``."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return set(proc.stdout.split())

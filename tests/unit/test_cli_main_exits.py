@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import sys
 from typing import Any
@@ -76,6 +77,7 @@ def _entry(monkeypatch: pytest.MonkeyPatch, raised: BaseException, argv: list[st
         raise raised
 
     monkeypatch.setattr(cli_main, "main", main)
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # this process is pytest's: its objects stay collectable
     monkeypatch.setattr(sys, "argv", ["flight_profiler", *(argv or [])])
     with pytest.raises(SystemExit) as ended:
         cli_main.entry()

@@ -21,9 +21,8 @@
 
 from __future__ import annotations
 
-import fcntl
+import _thread
 import os
-import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
@@ -31,11 +30,15 @@ from contextlib import nullcontext
 
 from ..errors import AttachError, InjectionError, PermissionDeniedError, ProtocolError, TargetError
 from ..render.safe import safe_line
-from . import bootstrap, bundle, paths, privsep, ticket
+from . import paths, privsep, ticket
 from .connection import AgentConnection, check_peer, peer_of
 from .privsep import Helper
 from .target import Target, check_credentials, check_remote_debug_allowed, inspect, start_time
-from .waits import AgentWait, closed_by_agent
+
+# bootstrap, bundle and waits are imported where an injection needs them: a reused agent's --cmd does not
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .waits import AgentWait
 
 REMOTE_EXEC_WAIT = 2.0
 PENDING_WAIT = 2.0
@@ -126,7 +129,7 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
         return conn
     if not options.force:
         check_remote_debug_allowed(target.pid)
-    from . import procfs
+    from . import bootstrap, procfs
 
     procfs.check_attachable(target.pid)  # zombie, stopped, or another tracer: say so before touching it
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
@@ -161,12 +164,14 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
         raise
 
 
-_BUNDLE_LOCK = threading.Lock()
+_BUNDLE_LOCK = _thread.allocate_lock()  # threading.Lock, without importing threading on --cmd's start-up
 
 
 def _bundle() -> tuple[str, int]:
     """The bundle's text and size, made once per client: a group's attach threads would each make it
     (lru_cache does not hold the others while one computes: 19 of 32 did, 7 ms of CPU apiece)."""
+    from . import bundle
+
     with _BUNDLE_LOCK:
         return bundle.text(), bundle.size()
 
@@ -178,6 +183,8 @@ def _take_lock(helper: Helper, target: Target, deadline: float, options: AttachO
     removed as stale while we waited (its process died) is not the one at the
     path any more: take the new one.
     """
+    import fcntl  # only when we inject: a reused agent takes no lock
+
     told = False
     while True:
         fd = helper.call("lock", name=paths.lock_name(target))[1][0]
@@ -216,7 +223,7 @@ def _forget_attempt(helper: Helper, target: Target, attempt: _Attempt) -> None:
 
 STALE_SWEEP_EVERY = 10.0  # seconds: a group attach sweeps each directory once, not once per target
 _swept: dict[tuple[int, ...], float] = {}
-_swept_lock = threading.Lock()
+_swept_lock = _thread.allocate_lock()
 
 
 def _first_sweep(target: Target) -> bool:
@@ -322,9 +329,9 @@ def _connect_once(helper: Helper, target: Target, timeout: float, running: bool 
     reply, fds = helper.call("connect", name=paths.socket_name(target), timeout=min(timeout, 2.0))
     if reply.get("state") != "connected" or not fds:
         return None
-    import socket
+    import _socket
 
-    sock = socket.socket(fileno=fds[0])
+    sock = _socket.socket(fileno=fds[0])
     for extra in fds[1:]:
         os.close(extra)
     try:
@@ -338,6 +345,8 @@ def _connect_once(helper: Helper, target: Target, timeout: float, running: bool 
     except OSError:
         return None
     except ProtocolError as exc:
+        from .waits import closed_by_agent
+
         if running and not closed_by_agent(exc):
             raise AttachError(
                 "the agent already running there did not complete the handshake within %.0f s (--timeout): %s"
@@ -524,6 +533,8 @@ class _HelperTickets:
 
 
 def _waiter(helper: Helper, target: Target, attempt: _Attempt, watch_gil: bool = False) -> AgentWait:
+    from .waits import AgentWait
+
     return AgentWait(
         target.pid,
         lambda timeout: _connect_once(helper, target, timeout),

@@ -30,29 +30,32 @@ SIGKILL included) and it has a parent-death signal.
 
 from __future__ import annotations
 
-import array
+import _socket
 import errno
-import fcntl
-import json
 import os
-import signal
-import socket
 import stat
-import struct
 import time
 from collections.abc import Callable
-from typing import Any, Dict, List, Tuple
 
 from ..errors import AttachError, TargetError
 from . import ticket
 from .target import Target
+
+# A client reusing an agent as the target's own user runs the Workspace in-process and needs neither the
+# transport to a helper (json, array, SCM_RIGHTS) nor its signals: those are imported where used, and by
+# _before_fork for the helper. Not typing, nor socket's wrappers over _socket (~6 ms of a --cmd, issue 14).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Tuple
+
+    Reply = Tuple[Dict[str, Any], List[int]]
 
 CLONE_NEWNS = 0x00020000
 PR_SET_PDEATHSIG = 1
 MAX_MESSAGE = 8 << 20  # a request carries the bundle (about 200 kB)
 MAX_FDS = 4
 REPLY_TIMEOUT = 30.0
-_HEADER = struct.Struct(">I")
+_HEADER_SIZE = 4  # the body's length, big-endian unsigned (struct ">I")
 _LIBC: Any = None  # libc through ctypes, loaded by _before_fork: a reused agent as its own user needs none
 
 
@@ -61,7 +64,11 @@ def _before_fork() -> None:
     forked from a threaded client could wait for a lock another thread held at the fork.
     Only then: an in-process helper (a reused agent of our own user) imports neither."""
     global _LIBC
+    import array  # noqa: F401 - the transport's descriptors (_send, _recv)
     import ctypes
+    import fcntl  # noqa: F401 - op_remove_stale's locks
+    import json  # noqa: F401 - the transport's messages
+    import signal  # noqa: F401 - _child_main, _enter_and_drop
     import subprocess  # noqa: F401 - for op_remote_exec in the child
 
     if _LIBC is None:
@@ -70,9 +77,6 @@ def _before_fork() -> None:
 
 def _token() -> str:
     return os.urandom(6).hex()  # what secrets.token_hex(6) does, without importing secrets (hashlib, random)
-
-
-Reply = Tuple[Dict[str, Any], List[int]]  # typing spelling: this alias is evaluated on 3.8 too
 
 
 class Refused(Exception):
@@ -152,7 +156,7 @@ class Workspace:
             raise Refused("%s/%s belongs to uid %d: refused" % (self.directory, name, info.st_uid))
         deadline = time.monotonic() + timeout
         while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             sock.settimeout(timeout)
             try:
                 self._connect_relative(sock, name)
@@ -166,7 +170,7 @@ class Workspace:
                 raise
             return {"state": "connected"}, [sock.detach()]
 
-    def _connect_relative(self, sock: socket.socket, name: str) -> None:
+    def _connect_relative(self, sock: _socket.socket, name: str) -> None:
         if self.in_process:
             sock.connect("/proc/self/fd/%d/%s" % (self.dir_fd, name))
             return
@@ -181,7 +185,7 @@ class Workspace:
             return "dead"
         if not stat.S_ISSOCK(info.st_mode):
             return "other"
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         sock.settimeout(1.0)
         try:
             self._connect_relative(sock, name)
@@ -227,6 +231,8 @@ class Workspace:
         return {"removed": removed}, []
 
     def _take_lock_now(self, name: str) -> int:
+        import fcntl
+
         try:
             fd = self._open_lock(name)
         except OSError:
@@ -390,17 +396,20 @@ class Workspace:
 # ---------------------------------------------------------------------- transport
 
 
-def _send(sock: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
+def _send(sock: _socket.socket, message: dict[str, Any], fds: list[int]) -> None:
+    import array
+    import json
+
     body = json.dumps(message).encode("utf-8")
-    header = _HEADER.pack(len(body))
+    header = len(body).to_bytes(_HEADER_SIZE, "big")
     if fds:
-        sock.sendmsg([header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+        sock.sendmsg([header], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
     else:
         sock.sendall(header)
     sock.sendall(body)
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
+def _recv_exact(sock: _socket.socket, size: int) -> bytes:
     chunks = []
     while size:
         chunk = sock.recv(min(size, 1 << 20))
@@ -411,20 +420,23 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _recv(sock: socket.socket) -> Reply:
+def _recv(sock: _socket.socket) -> Reply:
+    import array
+    import json
+
     fds: list[int] = []
-    flags = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
-    data, ancillary, _, _ = sock.recvmsg(_HEADER.size, socket.CMSG_SPACE(MAX_FDS * 4), flags)
+    flags = getattr(_socket, "MSG_CMSG_CLOEXEC", 0)
+    data, ancillary, _, _ = sock.recvmsg(_HEADER_SIZE, _socket.CMSG_SPACE(MAX_FDS * 4), flags)
     for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             received = array.array("i")
             received.frombytes(payload[: len(payload) - len(payload) % 4])
             fds.extend(received)
     if not data:
         raise EOFError
-    if len(data) < _HEADER.size:
-        data += _recv_exact(sock, _HEADER.size - len(data))
-    (size,) = _HEADER.unpack(data)
+    if len(data) < _HEADER_SIZE:
+        data += _recv_exact(sock, _HEADER_SIZE - len(data))
+    size = int.from_bytes(data, "big")
     if size > MAX_MESSAGE:
         for fd in fds:
             os.close(fd)
@@ -438,7 +450,7 @@ def _recv(sock: socket.socket) -> Reply:
 class Helper:
     """The client's handle on a Workspace: in a dropped helper process, or in-process."""
 
-    def __init__(self, target: Target, workspace: Workspace | None, sock: socket.socket | None, child: int) -> None:
+    def __init__(self, target: Target, workspace: Workspace | None, sock: _socket.socket | None, child: int) -> None:
         self.target = target
         self._workspace = workspace
         self._sock = sock
@@ -510,7 +522,7 @@ def _no_boundary(target: Target) -> bool:
 def _fork_helper(target: Target, directory: str) -> Helper:
     _before_fork()
     mnt_fd, root_fd = _open_namespace(target)
-    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    parent_end, child_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         pid = os.fork()
     except OSError as exc:
@@ -554,10 +566,12 @@ def _open_namespace(target: Target) -> tuple[int, int]:
     return mnt_fd, root_fd
 
 
-def _child_main(target: Target, directory: str, sock: socket.socket, mnt_fd: int, root_fd: int) -> None:
+def _child_main(target: Target, directory: str, sock: _socket.socket, mnt_fd: int, root_fd: int) -> None:
     """The helper: enter, drop, then serve; never returns, never raises."""
     code = 0
     try:
+        import signal  # loaded by _before_fork: no import lock taken in the child
+
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's; we end at its EOF
         problem = _enter_and_drop(target, mnt_fd, root_fd)
         if problem:
@@ -574,6 +588,7 @@ def _child_main(target: Target, directory: str, sock: socket.socket, mnt_fd: int
 def _enter_and_drop(target: Target, mnt_fd: int, root_fd: int) -> str:
     """Enter the target's mount namespace and root, then become its user; a reason on failure."""
     import ctypes  # already loaded by _before_fork
+    import signal
 
     libc = _LIBC
     try:
@@ -601,7 +616,7 @@ def _enter_and_drop(target: Target, mnt_fd: int, root_fd: int) -> str:
     return ""
 
 
-def _serve(sock: socket.socket, workspace: Workspace) -> None:
+def _serve(sock: _socket.socket, workspace: Workspace) -> None:
     while True:
         try:
             request, fds = _recv(sock)
@@ -655,6 +670,8 @@ def _reap(pid: int) -> None:
         if done:
             return
         time.sleep(0.002)
+    import signal
+
     try:
         os.kill(pid, signal.SIGKILL)  # our own child; it does not answer EOF in time
         os.waitpid(pid, 0)

@@ -19,20 +19,24 @@ decoded:
 
 from __future__ import annotations
 
-import json
+import _socket
 import re
-import socket
 import time
 from itertools import accumulate
-from typing import Any
 
+from ..protocol import framing
 from ..protocol.framing import ChannelClosed, FrameError
+
+# neither typing nor socket at run time: each costs every --cmd's start-up ~3 ms; json only for a bad message
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_MESSAGE = 4 * 1024 * 1024
 MAX_DEPTH = 512
 CHUNK = 65536
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'  # compiled (and cached by re) for the first deep line
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _DELTA = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
@@ -44,7 +48,7 @@ class Deadline(Exception):
 class BoundedReader:
     """Newline-delimited JSON objects from ``sock``, bounded in size, depth and time."""
 
-    def __init__(self, sock: socket.socket, max_message: int = MAX_MESSAGE) -> None:
+    def __init__(self, sock: _socket.socket, max_message: int = MAX_MESSAGE) -> None:
         self.sock = sock
         self.max_message = max_message
         self._buf = bytearray()
@@ -74,7 +78,7 @@ class BoundedReader:
         try:
             # never more than the line may still hold: memory stays within the bound
             chunk = self.sock.recv(min(CHUNK, self.max_message + 1 - len(self._buf)))
-        except socket.timeout:
+        except _socket.timeout:  # socket.timeout; TimeoutError from 3.10 on
             raise Deadline() from None
         except OSError as exc:
             raise ChannelClosed(str(exc)) from exc
@@ -89,7 +93,15 @@ def decode(line: bytes) -> dict[str, Any]:
     if depth > MAX_DEPTH:
         raise FrameError("message nested too deeply (%d levels, at most %d)" % (depth, MAX_DEPTH))
     try:
-        msg = json.loads(line.decode("utf-8"))
+        text = line.decode("utf-8")
+        try:
+            msg = framing.decode(text)  # json.loads's own C scanner, with its settings: the same values
+        except (ValueError, SystemError):
+            # refused: json.loads refuses it too (the same rules) and says why in its words. Before 3.12
+            # the scanner reports most refusals as a SystemError while json.decoder is not loaded.
+            import json
+
+            msg = json.loads(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise FrameError("invalid JSON from the agent: %s" % _first_line(str(exc))) from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
@@ -101,7 +113,7 @@ def nesting(line: bytes) -> int:
     """The deepest bracket nesting of a JSON text, strings skipped; at C speed but for the bracket count."""
     if line.count(b"[") + line.count(b"{") <= MAX_DEPTH:
         return 0  # cannot be deeper than the number of openers
-    brackets = _JSON_STRING.sub(b"", line).translate(None, _NOT_BRACKETS)
+    brackets = re.sub(_JSON_STRING, b"", line, flags=re.DOTALL).translate(None, _NOT_BRACKETS)
     return max(accumulate(map(_DELTA.__getitem__, brackets)), default=0)
 
 

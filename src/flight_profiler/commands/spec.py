@@ -8,25 +8,29 @@ derived from it, in the shell and for ``--cmd`` alike.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
-import shlex
 import sys
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, NoReturn, Union
 
 from ..errors import UsageError
 from ..protocol.requests import RENDER_DEFAULTS
 
+TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
 if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, NamedTuple, NoReturn, Union
+
     from rich.console import RenderableType
 
     from ..protocol.requests import RenderOptions
 
-Request = Dict[str, Any]
-Event = Dict[str, Any]
-Number = Union[int, float]
+    Request = Dict[str, Any]
+    Event = Dict[str, Any]
+    Number = Union[int, float]
+else:
+    from ..named import NamedTuple
+
+    Request = Event = dict  # what the aliases above stand for, for code that imports them at run time
 # the names a watch/trace/tt expression may use (services/callexpr.py; trace's filter has fewer)
 CALL_NAMES = ("target", "return_obj", "cost", "args", "kwargs")
 LONGEST_NUMBER = 40  # characters: int() of a 5000-digit string is slow (and refused on 3.11+)
@@ -248,6 +252,8 @@ def _joined(action: argparse.Action, value: str) -> str:
 
 def _expression_value(raw: str) -> str:
     if raw[:1] in ("'", '"'):
+        import shlex
+
         try:
             words = shlex.split(raw)
         except ValueError:
@@ -258,11 +264,18 @@ def _expression_value(raw: str) -> str:
 
 
 def _unquote(word: str) -> str:
+    if not _QUOTING.intersection(word):
+        return word  # what shlex.split gives a word without quotes or backslashes (it has no white space)
+    import shlex
+
     try:
         words = shlex.split(word)
     except ValueError as exc:
         raise UsageError("cannot parse %r: %s" % (word, exc)) from None
     return words[0] if words else ""
+
+
+_QUOTING = frozenset("'\"\\")  # what POSIX shlex treats specially inside a word (no commenters in split)
 
 
 def _token_spans(text: str) -> list[tuple[int, int]]:
@@ -357,7 +370,7 @@ class NumberType:
             raise argparse.ArgumentTypeError("must be %s, got %r" % (what, text)) from None
         if value in self.special:
             return value  # type: ignore[no-any-return]
-        if not math.isfinite(value):
+        if not _isfinite(value):
             raise argparse.ArgumentTypeError("must be %s, got %r" % (what, text))
         if not self.accepts(value):
             raise argparse.ArgumentTypeError("%s, got %r" % (self.wanted, text))
@@ -390,6 +403,12 @@ def _special(special: tuple[Number, ...], note: str) -> str:
     if not special:
         return ""
     return " or %s%s" % (" or ".join(_plain(value) for value in special), " (%s)" % note if note else "")
+
+
+def _isfinite(value: Number) -> bool:
+    import math  # only options given a number: not every --cmd's start-up
+
+    return math.isfinite(value)
 
 
 def _plain(value: Number | None) -> str:

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
 if TYPE_CHECKING:
     from .spec import CommandSpec
 

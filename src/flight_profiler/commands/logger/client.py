@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ..spec import CommandSpec, number
 from .model import DEFAULTS, MAX_FOR_S
 
+TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
 if TYPE_CHECKING:
+    from typing import Any
+
     from rich.console import RenderableType
 
     from .model import LoggerRequest

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING, Any
 
 from ...render.plain import Plain
 from ...render.safe import safe_line
 from ..spec import CommandSpec
 
+TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .model import ModuleRequest
 
 
