@@ -35,6 +35,14 @@ def test_framing_rejects_what_is_not_one_json_value(text: str) -> None:
         framing.decode(text)
 
 
+@pytest.mark.parametrize("text", ['{"a" 1}', '"\\x"'])
+def test_framing_rejects_bad_json_where_json_decoder_is_not_loaded(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    # a target that never imported json: 3.10 and 3.11's scanner then fails without its error set
+    monkeypatch.delitem(sys.modules, "json.decoder", raising=False)
+    with pytest.raises(ValueError):
+        framing.decode(text)
+
+
 def test_framing_refuses_cycles() -> None:
     cyclic: list[object] = []
     cyclic.append(cyclic)

@@ -62,6 +62,10 @@ def decode(text: str) -> Any:
         value, end = _scan_c(text, start)
     except StopIteration as exc:
         raise ValueError("expecting a JSON value at %d" % exc.value) from None
+    except SystemError:
+        # 3.10 and 3.11's scanner raises its error through json.decoder, and returns NULL with
+        # nothing set while that module is not loaded (a target that never imported json)
+        raise ValueError("malformed JSON") from None
     if text[end:].strip(_SPACE):
         raise ValueError("extra data at %d" % end)
     return value
