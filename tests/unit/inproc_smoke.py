@@ -159,6 +159,7 @@ def monitor_counts_exactly_on_busy_threads() -> None:
     # lets them, while the stride changes under them; a timed call still returns the result
     import itertools
     import threading
+    import time
 
     from flight_profiler.commands.monitor.agent import MonitorProbe
 
@@ -175,6 +176,9 @@ def monitor_counts_exactly_on_busy_threads() -> None:
                 worker.start()
             strides = itertools.cycle([1, 2, 1024, 16, 4])
             while any(worker.is_alive() for worker in workers):
+                # paced as the job's drains are (a timed call that loaded the cost list before a
+                # drain appends to it later: RETIRED_DRAINS drains look for that, 2 s at DRAIN_S)
+                time.sleep(0.01)
                 probe.picker.set_stride(next(strides))
                 summaries.append(probe.swap().summary())
             for worker in workers:
