@@ -180,8 +180,8 @@ _CALL = """\
 # counts a failure. A timed call keeps its start and result in the one local's list, made before
 # the clock is read (only a STORE_SUBSCR lies inside the measured span besides the original).
 # Cheaper exact counts were measured and are not (bench/RESULTS-hook-floor.md): a ``for``
-# statement's FOR_ITER, an integer attribute or list item incremented in place (exact on 3.12+,
-# where no instruction between the load and the store checks the eval breaker, but it allocates an
+# statement's FOR_ITER, an integer attribute or list item incremented in place (exact at best where
+# no instruction between the load and the store checks the eval breaker, 3.12+, and it allocates an
 # int per call above 256), a successor table over cached ints: each cost as much as the C call or more.
 _MONITOR = """\
 %(filter)s        if _fp_K_NEXT(_fp_K_PICK):
