@@ -130,6 +130,69 @@ def a_rate_limit_with_a_fake_clock() -> None:
         ratelimit.perf_counter = real
 
 
+def _may_fail(x: int) -> int:
+    if x % 4 == 0:
+        raise KeyError(x)
+    return x * 2
+
+
+def _may_fail_gen(x: int) -> Any:
+    yield x
+    if x % 4 == 0:
+        raise KeyError(x)
+
+
+def _hammer(func: Any, wrong: List[Any]) -> None:
+    for i in range(3000):
+        try:
+            got = list(func(i)) if func is _may_fail_gen else func(i)
+            if got != ([i] if func is _may_fail_gen else i * 2):
+                wrong.append(got)
+        except KeyError:
+            pass
+
+
+@check
+def monitor_counts_exactly_on_busy_threads() -> None:
+    # the compiled wrapper's count (one item of the picker's chain per call) and its timed path
+    # (start and result in one list): exact under threads switching as often as the interpreter
+    # lets them, while the stride changes under them; a timed call still returns the result
+    import itertools
+    import threading
+    import time
+
+    from flight_profiler.commands.monitor.agent import MonitorProbe
+
+    for func in (_may_fail, _may_fail_gen):
+        probe = MonitorProbe(False, None)
+        handle = hooks.install(func, probe)  # type: ignore[arg-type]
+        wrong: List[Any] = []
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        summaries = []
+        try:
+            workers = [threading.Thread(target=_hammer, args=(func, wrong)) for _ in range(6)]
+            for worker in workers:
+                worker.start()
+            strides = itertools.cycle([1, 2, 1024, 16, 4])
+            while any(worker.is_alive() for worker in workers):
+                # paced as the job's drains are (a timed call that loaded the cost list before a
+                # drain appends to it later: RETIRED_DRAINS drains look for that, 2 s at DRAIN_S)
+                time.sleep(0.01)
+                probe.picker.set_stride(next(strides))
+                summaries.append(probe.swap().summary())
+            for worker in workers:
+                worker.join()
+        finally:
+            sys.setswitchinterval(previous)
+            handle.remove()
+            probe.close()
+        summaries.append(probe.swap().summary())
+        assert not wrong, wrong[:3]
+        assert sum(s["calls"] for s in summaries) == 18000, summaries
+        assert sum(s["fail"] for s in summaries) == 4500, summaries
+
+
 def main() -> int:
     for fn in CHECKS:
         fn()

@@ -154,44 +154,49 @@ def _filter_block(splice: Splice, passthrough: str) -> str:
     )
 
 
-# watch, tt, stack: the filter, the rate's admission, then the probe. A shown call packs its
-# arguments and start time into the one local ``_fp_t`` (a tuple: cheaper for every other call than
-# three locals more); ``_fp_r`` holds what the original returned.
+# watch, tt, stack: the filter, the rate's admission, then the probe. The wrapper has one local of
+# its own, ``_fp_t``: every local costs every call, shown or not (its slot is cleared on entry and
+# exit of the frame), so a shown call keeps its start, arguments and result in one list (the result
+# stored into it: one STORE_SUBSCR between the original's return and the probe's clock).
 _CALL = """\
 %(filter)s        _fp_t = _fp_K_NOW()
         if _fp_t < _fp_K_BUCKET.next_ok:
             _fp_K_BUCKET.skipped_total += 1
             return %(passthrough)s
-        _fp_t = (_fp_t, %(args)s, %(kwargs)s)
+        _fp_t = [_fp_t, %(args)s, %(kwargs)s, None]
         try:
-            _fp_r = %(run)s
+            _fp_t[3] = %(run)s
         except BaseException:
             _fp_K_PROBE.leave(_fp_t[0], _fp_t[1], _fp_t[2], None, _fp_K_EXC()[1])
             raise
-        _fp_K_PROBE.leave(_fp_t[0], _fp_t[1], _fp_t[2], _fp_r, None)
-        return _fp_r
+        _fp_K_PROBE.leave(_fp_t[0], _fp_t[1], _fp_t[2], _fp_t[3], None)
+        return _fp_t[3]
 """
 
 # monitor (commands/monitor/agent.py): every call takes an item of the picker's chain (one C call,
 # which also counts it, atomically); a true item means "time this one", unless the thread is the
 # agent's or doing our own work (then the call is not counted, as before: that is looked at before
-# the call, through ``_fp_r``, so the wrapper has no local more than watch's). An untimed call is
-# the original's call in a ``try`` (free on 3.11+) whose handler counts a failure. (Taking the item
-# by a ``for`` statement instead, FOR_ITER without a call, ran 7-20 instructions fewer but was no
-# faster measurably: bench/RESULTS-hook-floor.md.)
+# the call). An untimed call is the original's call in a ``try`` (free on 3.11+) whose handler
+# counts a failure. A timed call keeps its start and result in the one local's list, made before
+# the clock is read (only a STORE_SUBSCR lies inside the measured span besides the original).
+# Cheaper exact counts were measured and are not (bench/RESULTS-hook-floor.md): a ``for``
+# statement's FOR_ITER, an integer attribute or list item incremented in place (exact at best where
+# no instruction between the load and the store checks the eval breaker, 3.12+, and it allocates an
+# int per call above 256), a successor table over cached ints: each cost as much as the C call or more.
 _MONITOR = """\
 %(filter)s        if _fp_K_NEXT(_fp_K_PICK):
-            _fp_r = _fp_K_IDENT()
-            if _fp_r in _fp_K_AGENTS or _fp_r in _fp_K_OWN:
+            _fp_t = _fp_K_IDENT()
+            if _fp_t in _fp_K_AGENTS or _fp_t in _fp_K_OWN:
                 return %(passthrough)s
-            _fp_t = _fp_K_NOW()
+            _fp_t = [None, None]
+            _fp_t[0] = _fp_K_NOW()
             try:
-                _fp_r = %(run)s
+                _fp_t[1] = %(run)s
             except BaseException:
-                _fp_K_FAIL(_fp_t)
+                _fp_K_FAIL(_fp_t[0])
                 raise
-            _fp_K_PROBE.ok.append((_fp_K_NOW() - _fp_t) * 1000.0)
-            return _fp_r
+            _fp_K_PROBE.ok.append((_fp_K_NOW() - _fp_t[0]) * 1000.0)
+            return _fp_t[1]
         try:
             return %(passthrough)s
         except BaseException:
@@ -199,7 +204,7 @@ _MONITOR = """\
             raise
 """
 
-OWN_NAMES = ("_fp_b", "_fp_t", "_fp_r", "_fp_FILTER")
+OWN_NAMES = ("_fp_b", "_fp_t", "_fp_FILTER")
 
 
 def source(
