@@ -132,7 +132,7 @@ def late(guard: Guard) -> Any:
 # - the gate is tested only where functions made earlier may still run this code (``-nm``); a
 #   direct hook is switched off by putting the generic wrapper back (``Plan.on_close``);
 # - nothing is looked at after the filter: the watchdog's stop is posted only while the thread is
-#   inside it and lands there (see usercode._post_region).
+#   inside it and lands there (see watchdog._post_region).
 
 
 def _filter_block(splice: Splice, passthrough: str) -> str:
