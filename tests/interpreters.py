@@ -100,6 +100,12 @@ def spot_ids() -> List[str]:
     return sorted({selected[0], selected[-1]}, key=selected.index) if selected else []
 
 
+def spot_interpreters() -> List[Tuple[str, str]]:
+    """(id, path) of those interpreters: for a module fixture that only the tier's tests use."""
+    spots = spot_ids()
+    return [entry for entry in find_interpreters() if entry[0] in spots]
+
+
 @functools.lru_cache(maxsize=1)
 def all_interpreters() -> List[Tuple[str, str]]:
     """(id, path) of every interpreter on this machine, whatever FLIGHT_PROFILER_TEST_PYTHONS says."""
