@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 
 from flight_profiler.commands.spec import CommandSpec, number
-from flight_profiler.commands.surface import SurfaceError, option_table, split_words, usage
+from flight_profiler.commands.surface import (
+    SurfaceError,
+    option_table,
+    readme_row,
+    readme_table,
+    skill_usage,
+    split_words,
+    usage,
+)
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,12 +117,82 @@ def test_the_tables_tool_reports_and_rewrites_a_stale_table(
     from flight_profiler.skills import Skill, load, tables
 
     path = tmp_path / "SKILL.md"
-    path.write_text("---\nname: x\n---\n<!-- options: sc -->\n| option | meaning | default |\n<!-- /options -->\n")
+    path.write_text(
+        "---\nname: x\n---\n<!-- options: sc -->\n| option | meaning | default |\n<!-- /options -->\n"
+        '<!-- usage: sc sm -->\n```\nflight_profiler <pid> --cmd "sc"\n```\n<!-- /usage -->\n'
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- commands -->\n| command | what it does |\n<!-- /commands -->\n\nafter\n")
     monkeypatch.setattr(tables, "skills", lambda: [load(str(path))])
+    monkeypatch.setattr(tables, "README", str(readme))
     assert tables.main(["--check"]) == 1
-    assert capsys.readouterr().out == "stale option table: %s\n" % path
+    assert capsys.readouterr().out == "stale generated block: %s\nstale generated block: %s\n" % (path, readme)
     assert tables.main([]) == 0
     written = path.read_text()
     assert "| `-n N`, `--limit N` |" in written and written.startswith("---\nname: x\n---\n<!-- options: sc -->\n")
+    assert '--cmd "sc PATTERN [-d] [-n N]" --no-color\nflight_profiler <pid> --cmd "sm PATTERN' in written
+    written = readme.read_text()
+    assert written.startswith(
+        "# x\n\n<!-- commands -->\n| command | what it does |\n| --- | --- |\n| `help [command]` |"
+    )
+    assert "\n| `sm PATTERN [-d] [-n N]` | loaded functions" in written and written.endswith(
+        "<!-- /commands -->\n\nafter\n"
+    )
     assert tables.stale() == [] and tables.main(["--check"]) == 0
     assert isinstance(load(str(path)), Skill)
+
+
+def test_a_usage_block_naming_no_command_is_refused() -> None:
+    from flight_profiler.skills.tables import UnknownCommand, rendered_text
+
+    with pytest.raises(UnknownCommand, match="nope"):
+        rendered_text("<!-- usage: sc nope -->\n```\n```\n<!-- /usage -->\n")
+
+
+def _main_spec(*forms: str, overview: str = "does it") -> CommandSpec:
+    return _spec()._replace(main_forms=forms, overview=overview)
+
+
+def test_usage_block_renders_the_main_forms_with_comments_aligned_and_the_skills_own_lines() -> None:
+    spec = _main_spec(
+        "# first, a comment line",
+        "<module> [<class>] method [-n]  # short",
+        "-a=go -c=<m> <c> [-t]  # a longer one",
+        "$ echo x | flight_profiler <pid> --cmd demo",
+        "[-a=...] [-v]",
+    )
+    assert skill_usage([spec]) == (
+        "```\n"
+        "# first, a comment line\n"
+        'flight_profiler <pid> --cmd "demo <module> [<class>] method [-n N]" --no-color   # short\n'
+        'flight_profiler <pid> --cmd "demo -a go -c <m> <c> [-t NAME...]" --no-color      # a longer one\n'
+        "echo x | flight_profiler <pid> --cmd demo\n"
+        'flight_profiler <pid> --cmd "demo [-a ...] [-v]" --no-color\n'
+        "```\n"
+    )
+
+
+def test_readme_row_shows_forms_without_placeholder_brackets_and_escapes_bars() -> None:
+    spec = _main_spec("# skill only", "<module> [<class>] method [-a]  # comment", "-c=<m> <c>", overview="it works")
+    assert readme_row(spec) == "| `demo module [class] method [-a go\\|stop]` / `demo -c m c` | it works |\n"
+    assert readme_table([spec], ("| `help` | h |\n",)).splitlines() == [
+        "| command | what it does |",
+        "| --- | --- |",
+        "| `help` | h |",
+        readme_row(spec).rstrip("\n"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        (_main_spec("# only a comment"), "main_forms has no form"),
+        (_main_spec("[-nope]"), "no option -nope"),
+        (_main_spec("-a=jump"), "none of"),
+        (_main_spec("[-a]", overview=""), "no overview"),
+        (_main_spec("[-a]", overview="a | b"), "bare"),
+    ],
+)
+def test_short_forms_refuse_what_the_parser_contradicts(spec: CommandSpec, error: str) -> None:
+    with pytest.raises(SurfaceError, match=error):
+        readme_row(spec)

@@ -1,8 +1,9 @@
 """Every surface of a command against its one declaration: the parser its ``SPEC.add_arguments`` builds.
 
-The usage line and the skill's option table are rendered from the parser plus what it cannot say, declared
-next to it (``SPEC.forms``, ``SPEC.option_docs``; commands/surface.py): the stored tables and a golden copy of
-every usage line must be what is rendered, so a hand edit of either is caught.
+The usage line, the skill's option table and Usage block and README's Commands row are rendered from the parser
+plus what it cannot say, declared next to it (``SPEC.forms``, ``SPEC.option_docs``, ``SPEC.main_forms``,
+``SPEC.overview``; commands/surface.py): the stored blocks and a golden copy of every usage line must be what is
+rendered, so a hand edit of any is caught.
 
 The parser (options, flags, types and ranges through ``commands.spec.number``, defaults from the
 command's ``model.DEFAULTS``, help, choices, positionals) is what a command declares once. ``help``
@@ -161,12 +162,13 @@ def test_usage_lines_are_the_golden_ones() -> None:
 
 
 @pytest.mark.parametrize("skill", skills(), ids=lambda skill: os.path.basename(os.path.dirname(skill.path)))
-def test_skill_option_tables_are_rendered_from_the_declaration(skill: Any) -> None:
-    """Every command's options block in a SKILL.md is what ``option_table`` renders (a hand edit fails here;
-    edit ``option_docs`` or the parser, then run ``python -m flight_profiler.skills.tables``)."""
+def test_skill_generated_blocks_are_rendered_from_the_declaration(skill: Any) -> None:
+    """Every command's options block and every Usage block in a SKILL.md is what ``option_table`` and
+    ``skill_usage`` render (a hand edit fails here; edit ``option_docs``, ``main_forms`` or the parser, then run
+    ``python -m flight_profiler.skills.tables``)."""
     from flight_profiler.skills.tables import rendered
 
-    assert rendered(skill) == skill.text, "stale table in %s: run python -m flight_profiler.skills.tables" % skill.path
+    assert rendered(skill) == skill.text, "stale block in %s: run python -m flight_profiler.skills.tables" % skill.path
 
 
 _SHOWN_VALUE = re.compile(r"(?<![\w-])(-{1,2}[a-z][\w-]*) ([A-Z][A-Z_]*)\b")
@@ -203,34 +205,34 @@ def test_option_tables_parse_as_names() -> None:
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "README.md")
 
 
-def _readme_forms() -> list[str]:
-    """The command forms of README's Commands table (its first column, one code span per form)."""
+def test_readme_commands_table_is_rendered_from_the_declarations() -> None:
+    """README's Commands table is what ``surface.readme_table`` renders from every command's ``main_forms`` and
+    ``overview``: a hand edit fails here (edit those, then run ``python -m flight_profiler.skills.tables``)."""
+    from flight_profiler.skills import tables
+
+    assert os.path.samefile(tables.README, README)
     with open(README, encoding="utf-8") as fh:
         text = fh.read()
-    section = text.split("### Commands", 1)[1].split("\n\n", 2)[1]
-    forms = []
-    for row in section.splitlines():
-        first = row.strip().strip("|").split(" | ", 1)[0]
-        forms += re.findall(r"`([^`]+)`", first)
-    return forms
-
-
-def test_readme_names_only_options_the_commands_have() -> None:
-    """README's table shows each command's main options (not all of them): those it shows must exist."""
-    forms = _readme_forms()
-    named = {form.split()[0] for form in forms}
-    assert {spec.name for spec in DOCUMENTED} <= named, "README's Commands table lacks %s" % sorted(
-        {spec.name for spec in DOCUMENTED} - named
+    assert text.count("<!-- commands -->") == 1, "README has no (or more than one) generated Commands table"
+    assert tables.rendered_readme(text) == text, (
+        "stale Commands table in README: run python -m flight_profiler.skills.tables"
     )
-    unknown = []
-    for form in forms:
-        spec = registry.get(form.split()[0])
-        if spec is None:
-            continue  # help, detach: the shell's own
-        options = {flag for action in spec.parser()._actions for flag in action.option_strings}
-        words = re.findall(r"(?<![\w-])(-{1,2}[a-z][\w-]*)", form)
-        unknown += ["%s: %s" % (form, word) for word in words if word not in options]
-    assert not unknown, "\n".join(unknown)
+    rows = text.split("<!-- commands -->", 1)[1].split("<!-- /commands -->", 1)[0]
+    missing = [spec.name for spec in DOCUMENTED if "| `%s" % spec.name not in rows]
+    assert not missing, missing
+
+
+def test_every_command_has_one_generated_usage_block() -> None:
+    """Each documented command's short forms appear in exactly one skill's ``<!-- usage: -->`` block."""
+    from flight_profiler.skills.tables import _USAGE
+
+    blocks: dict[str, list[str]] = {}
+    for skill in skills():
+        for match in _USAGE.finditer(skill.text):
+            for name in match.group("names").split():
+                blocks.setdefault(name, []).append(skill.name)
+    wrong = {spec.name: blocks.get(spec.name, []) for spec in DOCUMENTED if len(blocks.get(spec.name, [])) != 1}
+    assert not wrong, "commands without exactly one usage block: %s" % wrong
 
 
 # ---------------------------------------------------------------- the MCP tools' input schemas

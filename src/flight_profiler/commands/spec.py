@@ -113,6 +113,10 @@ class CommandSpec(NamedTuple):
     extra: dict[str, Any] = {}
     # the skill's option table: (name, meaning[, default in words]) per row, in its order (commands/surface.py)
     option_docs: tuple[tuple[str, ...], ...] = ()
+    # the forms README and the skill's Usage block show (main options only), and README's "what it does"
+    # cell (commands/surface.py)
+    main_forms: tuple[str, ...] = ()
+    overview: str = ""
 
     @property
     def usage(self) -> str:

@@ -1,4 +1,4 @@
-"""The usage line and the skill's option table of a command, rendered from its parser.
+"""A command's usage line, skill option table and Usage block, and README row, rendered from its parser.
 
 A command declares its options once, in its parser (``CommandSpec.add_arguments``: flags, metavars,
 defaults, choices). What the parser cannot say is declared next to it in the command's ``SPEC``:
@@ -7,26 +7,35 @@ defaults, choices). What the parser cannot say is declared next to it in the com
   pages use (users' agents read them). A word that names an option is rendered from the parser:
   ``[-n]`` becomes ``[-n N]``, ``-l`` (no brackets: the form needs it) ``-l``; ``-a=forceGc`` shows
   a value in place of the metavar (one of the option's choices, or what is typed there; without
-  brackets it runs up to the next option: ``-t=module [class] method``). Any other word
+  brackets it runs up to the next option: ``-t=module [class] method``; ``[--order=...]`` leaves the
+  value out on purpose). Any other word
   (``module``, ``[class]``, ``summary``) is shown as written.
 - ``option_docs``: the skill's table rows, in the skill's order: ``(name, meaning)`` or
   ``(name, meaning, default)``, where ``name`` is the option's first flag or the positional's
   name. The first cell (every flag with its metavar) comes from the parser, and so does the
   default cell unless the row says it in words.
+- ``main_forms``: the forms README's Commands table and the skill's Usage block show (the main
+  options only), in the words of ``forms``; ``<module>`` is a placeholder the skill shows as
+  written and README without its angle brackets. ``  # comment`` after a form is the skill's
+  comment on that line. Two kinds of entries are the skill's own lines, shown as written: ``# ...``
+  (a comment line) and ``$ ...`` (a shell line, without the ``$ ``).
+- ``overview``: README's "what it does" cell.
 
-``skills/tables.py`` writes the tables into the SKILL.md files; tests/unit/test_surfaces.py checks
-that what is stored there is what this renders.
+``skills/tables.py`` writes the tables and the Usage blocks into the SKILL.md files and the Commands
+table into README.md; tests/unit/test_surfaces.py checks that what is stored there is what this renders.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .spec import CommandSpec
 
 HEADER = "| option | meaning | default |\n|---|---|---|\n"
+ELIDED = "..."  # ``[--order=...]``: the option's value left out of a short form on purpose
 
 
 class SurfaceError(ValueError):
@@ -77,7 +86,7 @@ def _usage_word(parser: argparse.ArgumentParser, word: str) -> str:
     if not flag.startswith("-"):
         return word
     action = _option(parser, flag)
-    if sep and action.choices is not None and shown not in action.choices:
+    if sep and action.choices is not None and shown not in action.choices and shown != ELIDED:
         raise SurfaceError("%s: %r is none of %s" % (parser.prog, shown, sorted(action.choices)))
     value = shown if sep else _usage_value(action)
     text = "%s %s" % (flag, value) if value else flag
@@ -161,3 +170,62 @@ def _default(action: argparse.Action) -> str:
     if default is None or default == argparse.SUPPRESS:
         return ""
     return "%g" % default if isinstance(default, (int, float)) else str(default)
+
+
+# ---------------------------------------------------------------- the short forms: skills' Usage blocks, README
+
+
+def main_forms(spec: CommandSpec) -> list[tuple[str, str]]:
+    """``(form, comment)`` per entry of ``spec.main_forms`` that is a form: the command's name and the words
+    rendered from the parser (``[-n]`` as ``[-n N]``), and the skill's comment on it ("" when none)."""
+    parser = spec.parser()
+    found = []
+    for entry in spec.main_forms:
+        if entry.startswith(("#", "$ ")):
+            continue
+        form, _, comment = entry.partition("  # ")
+        found.append((" ".join((spec.name, *_usage_words(parser, form.strip()))), comment.strip()))
+    if not found:
+        raise SurfaceError("%s: main_forms has no form" % spec.name)
+    return found
+
+
+SKILL_LINE = 'flight_profiler <pid> --cmd "%s" --no-color'
+COMMENT_GAP = 3  # spaces between the longest commented line and its comment
+
+
+def skill_usage(specs: list[CommandSpec]) -> str:
+    """The body of a skill's ``<!-- usage: NAME... -->`` block: one fenced block, a line per main form of
+    each command in ``specs`` (comments aligned), the skill's own lines among them as written."""
+    lines: list[tuple[str, str]] = []
+    for spec in specs:
+        forms = iter(main_forms(spec))
+        for entry in spec.main_forms:
+            if entry.startswith("#"):
+                lines.append((entry, ""))
+            elif entry.startswith("$ "):
+                lines.append((entry[2:], ""))
+            else:
+                form, comment = next(forms)
+                lines.append((SKILL_LINE % form, comment))
+    width = max((len(text) for text, comment in lines if comment), default=0) + COMMENT_GAP
+    shown = [text.ljust(width) + "# " + comment if comment else text for text, comment in lines]
+    return "```\n%s\n```\n" % "\n".join(shown)
+
+
+README_HEADER = "| command | what it does |\n| --- | --- |\n"
+_PLACEHOLDER = re.compile(r"<([A-Za-z_]\w*)>")
+
+
+def readme_row(spec: CommandSpec) -> str:
+    """README's Commands row of ``spec``: its main forms (placeholders without angle brackets), its overview."""
+    if not spec.overview or re.search(r"(?<!\\)\|", spec.overview):
+        raise SurfaceError("%s: no overview, or one with a bare | (README's Commands table)" % spec.name)
+    forms = " / ".join("`%s`" % _PLACEHOLDER.sub(r"\1", form) for form, _ in main_forms(spec))
+    return "| %s | %s |\n" % (forms.replace("|", "\\|"), spec.overview)
+
+
+def readme_table(specs: list[CommandSpec], before: tuple[str, ...] = (), after: tuple[str, ...] = ()) -> str:
+    """The body of README's ``<!-- commands -->`` block: the header, ``before`` (rows as written), a row per
+    command, ``after``."""
+    return README_HEADER + "".join(before) + "".join(readme_row(spec) for spec in specs) + "".join(after)

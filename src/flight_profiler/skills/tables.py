@@ -1,50 +1,92 @@
-"""The skills' option tables, written from the commands' declarations.
+"""The skills' option tables and Usage blocks and README's Commands table, written from the commands' declarations.
 
 Each ``<!-- options: NAME -->`` block whose NAME is a command holds what ``commands.surface.option_table``
-renders from that command's parser and its ``SPEC.option_docs``: edit those, then run
-``python -m flight_profiler.skills.tables`` (``--check`` only reports the blocks that differ).
-tests/unit/test_surfaces.py fails when a stored table is not the rendered one, so a hand edit of a
-table is caught. Blocks of what is not a command (``flight_profiler``, ``flight_profiler ps``,
-``detach``) stay hand-written.
+renders from that command's parser and its ``SPEC.option_docs``; each ``<!-- usage: NAME... -->`` block the
+fenced Usage lines ``surface.skill_usage`` renders from the named commands' ``SPEC.main_forms``; README's
+``<!-- commands -->`` block the table ``surface.readme_table`` renders from every visible command's
+``main_forms`` and ``overview`` (with the shell's ``help`` and ``detach`` rows below). Edit those, then run
+``python -m flight_profiler.skills.tables`` (``--check`` only reports the files that differ).
+tests/unit/test_surfaces.py fails when a stored block is not the rendered one, so a hand edit is caught.
+Blocks of what is not a command (``flight_profiler``, ``flight_profiler ps``, ``detach``) stay hand-written.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
 from ..cli import registry
-from ..commands.surface import option_table
-from . import Skill, skills
+from ..commands.surface import option_table, readme_table, skill_usage
+from . import HERE, Skill, skills
 from .markers import _OPTIONS
+
+_USAGE = re.compile(r"<!-- usage: (?P<names>[^>]+?) -->\n(?P<body>.*?)<!-- /usage -->", re.S)
+_COMMANDS = re.compile(r"<!-- commands -->\n(?P<body>.*?)<!-- /commands -->", re.S)
+# README.md of a source checkout (an installed package has none)
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "README.md")
+# the shell's own commands, around the commands' rows (they have no spec)
+README_BEFORE = (
+    "| `help [command]` | the commands, or one command's usage, options and examples (generated from the same specs "
+    "that parse the arguments) |\n",
+)
+README_AFTER = ("| `detach` | remove the agent, its threads, socket, files and every hook |\n",)
+
+
+class UnknownCommand(ValueError):
+    """A usage block names something that is not a command."""
 
 
 def rendered(skill: Skill) -> str:
-    """``skill``'s text with every command's options block replaced by the rendered table."""
+    """``skill``'s text with every command's options block and every usage block replaced by the rendered one."""
+    return rendered_text(skill.text)
 
+
+def rendered_text(text: str) -> str:
     def table(match: re.Match[str]) -> str:
         spec = registry.get(match.group("key").strip())
         if spec is None or not spec.option_docs:
             return match.group(0)
         return "<!-- options: %s -->\n%s<!-- /options -->" % (spec.name, option_table(spec))
 
-    return _OPTIONS.sub(table, skill.text)
+    def usage(match: re.Match[str]) -> str:
+        names = match.group("names").split()
+        specs = [registry.get(name) for name in names]
+        missing = [name for name, spec in zip(names, specs) if spec is None]
+        if missing:
+            raise UnknownCommand("a usage block names %s, which is not a command" % ", ".join(missing))
+        found = [spec for spec in specs if spec is not None]
+        return "<!-- usage: %s -->\n%s<!-- /usage -->" % (" ".join(names), skill_usage(found))
+
+    return _USAGE.sub(usage, _OPTIONS.sub(table, text))
 
 
-def stale() -> list[Skill]:
-    """The skills whose stored tables are not what their commands render."""
-    return [skill for skill in skills() if rendered(skill) != skill.text]
+def rendered_readme(text: str) -> str:
+    """README's text with its ``<!-- commands -->`` block replaced by the rendered Commands table."""
+    body = readme_table(registry.visible(), README_BEFORE, README_AFTER)
+    return _COMMANDS.sub(lambda match: "<!-- commands -->\n%s<!-- /commands -->" % body, text)
+
+
+def stale() -> list[tuple[str, str]]:
+    """``(path, rendered text)`` of each file whose stored blocks are not what the commands render."""
+    found = [(skill.path, rendered(skill)) for skill in skills() if rendered(skill) != skill.text]
+    if os.path.isfile(README):
+        with open(README, encoding="utf-8") as fh:
+            text = fh.read()
+        if rendered_readme(text) != text:
+            found.append((README, rendered_readme(text)))
+    return found
 
 
 def main(argv: list[str]) -> int:
     found = stale()
-    for skill in found:
+    for path, text in found:
         if "--check" in argv:
-            print("stale option table: %s" % skill.path)
+            print("stale generated block: %s" % path)
             continue
-        with open(skill.path, "w", encoding="utf-8") as fh:
-            fh.write(rendered(skill))
-        print("wrote %s" % skill.path)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        print("wrote %s" % path)
     return 1 if found and "--check" in argv else 0
 
 

@@ -31,6 +31,17 @@ OPTION_DOCS = (
         "interactive REPL",
     ),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = (
+    "-c='<python code>'",
+    "$ printf 'import sys\\nsys.version\\n' | flight_profiler <pid> --cmd console --no-color   # code from stdin",
+)
+OVERVIEW = (
+    "a real Python console inside the target (multi-line input, tracebacks), in a namespace of its own that sees the "
+    "target's `__main__` globals (what you assign stays in the console); its `print` output comes back to you without"
+    " replacing the target's `sys.stdout`. With `--cmd`, `-c CODE` or piped stdin runs once. No time budget: Ctrl-C "
+    "(or `detach`) stops the statement at its next bytecode; `exit()` ends the statement, not the agent"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> ConsoleRequest:
@@ -56,6 +67,8 @@ SPEC = CommandSpec(
     summary="Open a Python console inside the target (changes the target: it runs your code).",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=("console", 'console -c "import sys; len(sys.modules)"'),
     add_arguments=_add_arguments,
     to_request=_to_request,

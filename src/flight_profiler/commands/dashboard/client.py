@@ -41,6 +41,13 @@ OPTION_DOCS = (
     ("-i", "milliseconds per frame (100 to 3600000)"),
     ("-n", "stop after N frames (0: until Ctrl-C)"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("[-i] [-n]",)
+OVERVIEW = (
+    "one frame per interval: the process's CPU, RSS, fds; the busiest threads (name, kernel state, CPU %); GC counts "
+    "and the pauses collections caused; the functions the CPU goes to (each thread's CPU split over the functions it "
+    "was sampled in every 20 ms). Nothing hooked; a `gc.callbacks` timer for its duration"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> DashboardRequest:
@@ -113,6 +120,8 @@ SPEC = CommandSpec(
     summary="A refreshing view: threads by CPU, process CPU/RSS/fds, GC counts and pauses, the hottest functions.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=("dashboard -n 1", "dashboard -i 2000 -n 5"),
     add_arguments=_add_arguments,
     to_request=_to_request,

@@ -57,6 +57,12 @@ OPTION_DOCS = (
     ("-v", "show every item of containers (default 20) and long strings (default 256 chars)"),
     ("-r", "show `repr()` of the value instead of a tree"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("<module> [<class>] <field> [-e] [-x] [-v] [-r] [--budget-ms]",)
+OVERVIEW = (
+    "a module global or class attribute as an `EXPR`/`TYPE`/`VALUE` block; `-e` evaluates an expression over `target`"
+    " (budget 5000 ms)"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> GetGlobalRequest:
@@ -93,6 +99,8 @@ SPEC = CommandSpec(
     summary="Show a module global or a class attribute of the target.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=(
         "getglobal __main__ g_list",
         "getglobal __main__ classA static_field",

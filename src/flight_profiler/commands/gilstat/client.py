@@ -83,6 +83,17 @@ OPTION_DOCS = (
     ),
     ("-d", "stop after S seconds", "until Ctrl-C"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = (
+    "on [take_ms hold_ms [interval_s [max_threads]]] [--per-interval] -d",
+    "off",
+)
+OVERVIEW = (
+    "per-thread GIL statistics in the reference's cumulative ns columns (`takecnt, hold_all, holdavg, take_all, "
+    "takeavg, drogcnt, drog_all, dropavg`; `--per-interval`: each interval in ms) and long-wait/long-hold warnings, "
+    "by hooking `take_gil`/`drop_gil` with frida (`pip install 'flight_profiler[gil]'`); needs a libpython with its "
+    "full symbol table (pyenv builds), and says why not elsewhere"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> GilstatRequest:
@@ -461,6 +472,8 @@ SPEC = CommandSpec(
     summary="Per-thread GIL statistics every interval: takes, waits, holds, drops, and long waits/holds (frida).",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=("gilstat on", "gilstat on 5 5", "gilstat on 5 20 1 10 -d 30", "gilstat off"),
     add_arguments=_add_arguments,
     to_request=_to_request,

@@ -65,6 +65,12 @@ OPTION_DOCS = (
     ("-v", "every item of containers, whole long strings"),
     ("-r", "`repr()` of values instead of trees"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("<module> [<class>] <method> <LINE> [--expr] [-f] [-n]",)
+OVERVIEW = (
+    "the local variables (or an expression over them) each time that source line runs; only that code object is "
+    "watched (`sys.monitoring` on 3.12+, a per-call trace of that frame before), removed on every exit path"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> LineRequest:
@@ -131,6 +137,8 @@ SPEC = CommandSpec(
     summary="Show the local variables (or an expression over them) each time one source line of a function runs.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=(
         "line __main__ checksum 61",
         "line __main__ checksum 61 --expr total -n 3",

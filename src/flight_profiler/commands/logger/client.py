@@ -45,6 +45,12 @@ OPTION_DOCS = (
     ),
     ("--for", "seconds the level change lasts before it is reverted (up to 86400)"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("[--name] [--level] [--for]",)
+OVERVIEW = (
+    "the logging tree (levels, effective levels, handlers, propagation); a level change reverted after `--for` "
+    "(default 60 s), on Ctrl-C, when the client dies and on `detach`"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> LoggerRequest:
@@ -102,6 +108,8 @@ SPEC = CommandSpec(
     summary="Show the logging tree (levels, handlers, propagation), or change a logger's level for a while.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=("logger", "logger --name app.db", "logger --name app.db --level DEBUG --for 120"),
     add_arguments=_add_arguments,
     to_request=_to_request,

@@ -56,6 +56,16 @@ OPTION_DOCS = (
     ("--order", "`descending` (largest first) or `ascending`"),
     ("-i", "time between the two snapshots (`diff`, `top`; 0–3600)", "10"),  # noqa: RUF001 (the skill's wording)
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = (
+    "summary [--limit] [--order]",
+    "diff [-i] [--limit] [--order=...]",
+    "top [-i] [--limit]",
+)
+OVERVIEW = (
+    "objects by type; growth over an interval; the source lines allocating most (tracemalloc started and stopped by "
+    "the command). The heap walk yields the GIL in slices"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> MemRequest:
@@ -165,6 +175,8 @@ SPEC = CommandSpec(
     summary="Memory by type (summary), its growth over an interval (diff), or the lines allocating most (top).",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=(
         "mem summary",
         "mem summary --limit 100 --order descending",

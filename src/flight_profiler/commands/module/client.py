@@ -22,6 +22,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 USAGE_FORMS = ("filepath",)
 # The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
 OPTION_DOCS = (("filepath", "the source file; relative paths are taken from *your* current directory"),)
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("<filepath>",)
+OVERVIEW = "under which module name a source file is loaded in the target"
 
 
 def _to_request(ns: argparse.Namespace) -> ModuleRequest:
@@ -39,6 +42,8 @@ SPEC = CommandSpec(
     summary="Show the module name under which a source file is loaded in the target.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=("module /home/admin/application/compute.py",),
     add_arguments=_add_arguments,
     to_request=_to_request,

@@ -64,6 +64,13 @@ OPTION_DOCS = (
     ),
     ("-nm", "monitor the function `NAME` defined inside the method (one level deep)", "off"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("<module> [<class>] <method> [-c] [-n] [-f]",)
+OVERVIEW = (
+    "per cycle: calls, successes, failures, failure rate, avg / p50 / p99 / max cost (counts exact; cost timed on "
+    "every call up to 10 000 calls/s, above that on 1 call in 2…1024 and said so (`timed`); percentiles from a "
+    "bounded uniform sample: memory does not grow with the call rate); hook removed on every exit path"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> MonitorRequest:
@@ -132,6 +139,8 @@ SPEC = CommandSpec(
     summary="Count a function's calls, failures and cost percentiles (avg, p50, p99, max) per cycle.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=(
         "monitor __main__ handle -c 5",
         "monitor __main__ PaymentGateway charge -c 10 -n 3",

@@ -86,6 +86,12 @@ OPTION_DOCS = (
     ("--native", "include native (C/C++/Cython) frames"),
     ("--idle", 'include idle (waiting) threads — for "where does the latency go", not CPU'),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("-d [-f] [--format] [-r] [--native] [--idle]",)
+OVERVIEW = (
+    "sample from outside with py-spy (shipped with us) into a flame graph; without `-d` until Ctrl-C, and the file is"
+    " still written"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> PerfRequest:
@@ -218,6 +224,8 @@ SPEC = CommandSpec(
     summary="Sample where the target spends its time and write a flame graph (py-spy, from outside).",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=(
         "perf",
         "perf -f ~/flamegraph.svg",

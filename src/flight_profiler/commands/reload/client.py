@@ -27,6 +27,16 @@ OPTION_DOCS = (
     ("module", "module as imported in the target (`module <file>` tells you)"),
     ("[class] method", "the function, or a class then its method"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = (
+    "# 1. edit the function in the file the target loaded it from (same path, as the target sees it)",
+    "# 2. swap it in:",
+    "<module> [<class>] <method>",
+)
+OVERVIEW = (
+    "re-read the source file and swap the new body into the live function (every reference sees it); the target is "
+    "unchanged on any error"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> ReloadRequest:
@@ -52,6 +62,8 @@ SPEC = CommandSpec(
     summary="Replace a function's body with the one in its source file now, without restarting (changes the target).",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=("reload __main__ func", "reload my.pkg.module classA method"),
     add_arguments=_add_arguments,
     to_request=_to_request,

@@ -78,6 +78,12 @@ OPTION_DOCS = (
     ("-d", "also the file, the line (of the class statement on 3.13+, else of its first method) and the base classes"),
     ("-n", "show at most N matches; the others are counted"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("PATTERN [-d] [-n]",)
+OVERVIEW = (
+    "loaded classes whose `module.Class` name matches a glob (or ends with a plain name); `-d`: file, line, bases. "
+    "Nothing is imported, no target code runs; no match is an error"
+)
 
 
 SPEC = CommandSpec(
@@ -85,6 +91,8 @@ SPEC = CommandSpec(
     summary="Search the loaded classes by name (nothing is imported); -d adds file, line and bases.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=("sc *Order*", "sc Inventory -d", "sc 'myapp.models.*'"),
     add_arguments=_add_arguments,
     to_request=search_request,

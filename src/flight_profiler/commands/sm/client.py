@@ -20,6 +20,12 @@ OPTION_DOCS = (
     ("-d", "also the file, the line and the signature (defaults shown when they are plain literals)"),
     ("-n", "show at most N matches; the others are counted"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("PATTERN [-d] [-n]",)
+OVERVIEW = (
+    "loaded functions and methods whose `module.Class.method` name matches a glob (or ends with a plain name); `-d`: "
+    "file, line, signature. Nothing is imported, no target code runs; no match is an error"
+)
 
 
 SPEC = CommandSpec(
@@ -27,6 +33,8 @@ SPEC = CommandSpec(
     summary="Search the loaded functions and methods by name (nothing is imported); -d adds file, line and signature.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=("sm *charge*", "sm Inventory.reserve -d", "sm '__main__.*' -n 100"),
     add_arguments=_add_arguments,
     to_request=search_request,

@@ -27,6 +27,12 @@ OPTION_DOCS = (
     ("module", "module as imported in the target (`__main__`, `pkg.mod`); alone: the whole file"),
     ("[class] [method]", "a class or a function; a class then its method", "the whole module"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("<module> [<class>] [<method>]",)
+OVERVIEW = (
+    "the source from the file the code was loaded from, and a warning when the running code differs from that file "
+    "(compiled and compared function by function: a stale deploy, an edited file, a reload or monkeypatch)"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> SourceRequest:
@@ -75,6 +81,8 @@ SPEC = CommandSpec(
     "code differs from the file.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=("source __main__ handle", "source __main__ Inventory", "source __main__ Inventory reserve"),
     add_arguments=_add_arguments,
     to_request=_to_request,

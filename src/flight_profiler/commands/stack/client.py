@@ -87,6 +87,17 @@ OPTION_DOCS = (
     ("-n", "`module [class] method` only: stop after N calls", "5"),
     ("-nm", "`module [class] method` only: the function `NAME` defined inside the method", "off"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = (
+    "[pid] [-f] [--native] [-a]",
+    "<module> [<class>] <method> [-n] [-f=FILTER]",
+)
+OVERVIEW = (
+    "every thread's stack with names and who holds the GIL, read **from outside** (py-spy, shipped with us): works "
+    "without injection, even when the GIL is stuck. `-a` shows each asyncio task's whole await chain, down to the "
+    "innermost coroutine, and which task awaits which (via the agent). With `module [class] method` (the first "
+    "positional decides): who calls it, the Python stack leading to each of the next `-n` calls, with thread and cost"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> StackRequest:
@@ -261,6 +272,8 @@ SPEC = CommandSpec(
     "or who calls a function (stack module [class] method).",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=(
         "stack",
         "stack --native",

@@ -68,6 +68,17 @@ OPTION_DOCS = (
     ),
     ("-b", "the blocking graph: waits, holders, deadlock cycles (needs the agent)"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = (
+    "[ID] [-n] [-i]",
+    "-b",
+)
+OVERVIEW = (
+    "every thread's state (running, waiting on a lock, in I/O, sleeping, in C) and CPU % over `-i` ms, read from "
+    "`/proc` and py-spy without injecting; one thread's stack; the `-n` busiest with stacks. `-b`: who waits on which"
+    " lock, condition, queue, future or asyncio lock and who holds it (exact for RLock owners and asyncio tasks "
+    "inside `async with`, otherwise inferred and marked so), deadlock cycles named"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> ThreadRequest:
@@ -221,6 +232,8 @@ SPEC = CommandSpec(
     "threads, or who blocks whom (-b).",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=("thread", "thread 12345", "thread -n 3 -i 500", "thread -b"),
     add_arguments=_add_arguments,
     to_request=_to_request,

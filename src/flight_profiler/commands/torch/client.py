@@ -66,6 +66,16 @@ OPTION_DOCS = (
     ("-r", "`memory`: record CUDA allocations during the next call of `module [class] method`"),
     ("--wait", "give up when no call came within S seconds (nothing is changed then)", "0: wait until Ctrl-C"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = (
+    "profile <module> [<class>] <method> [-f] [--wait]",
+    "memory -s [-f]",
+    "memory -r=<module> [<class>] <method> [-f] [--wait]",
+)
+OVERVIEW = (
+    "profile the next call with the PyTorch profiler (CPU, and CUDA when present) into a Chrome trace; CUDA memory "
+    "snapshots"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> TorchRequest:
@@ -126,6 +136,8 @@ SPEC = CommandSpec(
     summary="PyTorch: profile the next call of a function (CPU, and CUDA when present), CUDA memory snapshots.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=(
         "torch profile __main__ Model forward",
         "torch profile my.pkg.infer Service predict -f ~/trace.json",

@@ -123,6 +123,13 @@ OPTION_DOCS = (
         "0 (off)",
     ),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("<module> [<class>] <method> [-i] [-d] [-et] [-n] [-f] [-nm] [--budget-ms] [--budget]",)
+OVERVIEW = (
+    "the call tree of every qualifying invocation up to `-n`, with costs, file and line, C functions as `<built-in>`,"
+    " `[await]` frames (`-d` sets `-i` to 0); the thread's own profiler is put back afterwards. `--budget` caps the "
+    "share of time traced (off by default; each tree says how many invocations it skipped)"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> TraceRequest:
@@ -249,6 +256,8 @@ SPEC = CommandSpec(
     summary="Show where the time goes inside invocations of a function: its call tree with costs.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=(
         "trace __main__ func",
         "trace __main__ func --interval 1",

@@ -144,6 +144,19 @@ OPTION_DOCS = (
     ("-v", "every item of containers, whole long strings (with `-i`: the arguments read again, uncut)"),
     ("-r", "`repr()` of values instead of trees (with `-i`: the arguments' repr as they are now)"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = (
+    "-t=<module> [<class>] <method> [-n] [-f]  # record",
+    "-l [-m=module.Class.method]  # list",
+    "-i=<index> [-x] [-v] [-r]  # show",
+    "-i=<index> -p  # replay (changes the target)",
+    "-d=<index>  # delete one record",
+    "-da  # delete every record",
+)
+OVERVIEW = (
+    "(`timetunnel`) record calls (bounded by count and bytes, values as they were), list, inspect as watch shows a "
+    "call, replay one (`-p` runs it again for real, budget 60000 ms), delete"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> TtRequest:
@@ -304,6 +317,8 @@ SPEC = CommandSpec(
     "runs it again).",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=(
         "tt -t __main__ func",
         "tt -t __main__ A func",

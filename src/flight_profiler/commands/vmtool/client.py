@@ -85,6 +85,17 @@ OPTION_DOCS = (
     ("-v", "every item of containers, whole long strings"),
     ("-r", "`repr()` of values instead of trees"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = (
+    "-a=getInstances -c=<module> <class> [-e] [-n] [-x] [-v] [-r] [--budget-ms]",
+    "-a=referenceAnalyze -c=<module> <class> [-n] [--depth]",
+    "-a=forceGc",
+)
+OVERVIEW = (
+    "live instances of a class (`-e` over `instances`, `-x` up to 6, `-e` budget 5000 ms); why the `-n` (3) instances"
+    " nearest to a root are alive: the chain of references from a global, class attribute or thread's local variable "
+    "(`__main__.CACHE['k'] -> list[3] -> __main__.Item`), no program code run; a forced collection"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> VmtoolRequest:
@@ -215,6 +226,8 @@ SPEC = CommandSpec(
     summary="List live instances of a class, show why they are alive, or force a garbage collection.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=(
         "vmtool -a getInstances -c __main__ A",
         "vmtool -a getInstances -c __main__ A -e instances[0].val",

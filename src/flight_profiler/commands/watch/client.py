@@ -104,6 +104,13 @@ OPTION_DOCS = (
     ("-v", "every item of containers, whole long strings"),
     ("-r", "`repr()` of values instead of trees"),
 )
+# README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
+MAIN_FORMS = ("<module> [<class>] <method> [--expr] [-f] [-e] [-n] [-x] [-nm] [--rate] [--budget-ms]",)
+OVERVIEW = (
+    "arguments, return value or exception, and cost of each call; `-f`/`--expr` see `target, return_obj, cost, args, "
+    "kwargs`, compiled once; results rate-limited (skipped calls counted). `-nm` names a nested function by its path "
+    "(`a.b`, `Class.method`, `'<lambda>'`) or by a name unique at any depth"
+)
 
 
 def _to_request(ns: argparse.Namespace) -> WatchRequest:
@@ -159,6 +166,8 @@ SPEC = CommandSpec(
     summary="Show the arguments, return value or exception, and cost of a function's calls.",
     forms=USAGE_FORMS,
     option_docs=OPTION_DOCS,
+    main_forms=MAIN_FORMS,
+    overview=OVERVIEW,
     examples=(
         "watch __main__ func -x 2",
         "watch __main__ func -f args[0][\"query\"]=='hello'",
