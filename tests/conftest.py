@@ -198,7 +198,8 @@ def _mark(items: list[pytest.Item]) -> None:
 # ./dev test measures every Python child on the venv (coverage's patch = subprocess: COVERAGE_PROCESS_CONFIG).
 # Starting coverage costs each child ~0.2 s, and the client's code is much the same whichever interpreter
 # the target runs: a test parametrized over interpreters measures its children only for these ids
-# (FP_COVERAGE_PYTHONS, comma-separated; "all" for every one). Tests of no interpreter are always measured.
+# (FP_COVERAGE_PYTHONS, comma-separated; "all" for every one), and an any_interpreter test on the newest of
+# the tier's (it runs on none of those ids, as a rule). Tests of no interpreter are always measured.
 COVERAGE_PYTHONS = os.environ.get("FP_COVERAGE_PYTHONS", "3.12")
 
 
@@ -217,8 +218,12 @@ def _children_measured_for_some_interpreters(request: pytest.FixtureRequest, mon
     if "COVERAGE_PROCESS_CONFIG" not in os.environ or COVERAGE_PYTHONS == "all":
         return
     interpreter = _interpreter_of(request.node)
-    if interpreter is not None and interpreter not in COVERAGE_PYTHONS.split(","):
-        monkeypatch.delenv("COVERAGE_PROCESS_CONFIG")  # this test's children run unmeasured
+    if interpreter is None or interpreter in COVERAGE_PYTHONS.split(","):
+        return
+    spots = spot_ids()
+    if request.node.get_closest_marker("any_interpreter") is not None and spots and interpreter == spots[-1]:
+        return  # the tier may not run on COVERAGE_PYTHONS' ids: its newest interpreter is measured instead
+    monkeypatch.delenv("COVERAGE_PROCESS_CONFIG")  # this test's children run unmeasured
 
 
 # ------------------------------------------------------------------ shared fixtures
