@@ -1,23 +1,29 @@
 """Attach on a target whose many busy threads fight for the GIL (issue 14, goal 3).
 
 How long it takes is the benchmark's business (bench/attach.py); these tests check that it
-never fails, and that serving a client's handshake on the listener's own thread (to spare
-the busy target a thread start before the first answer) never keeps the next client out.
+never fails, that serving a client's handshake on the listener's own thread (to spare
+the busy target a thread start before the first answer) never keeps the next client out,
+and that the shorter switch interval of the agent's start (attach/bootstrap.SWITCH_BOOST)
+is undone by the target itself on every path, an interval the app set meanwhile kept.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
+from flight_profiler.attach.bootstrap import SWITCH_BOOST, SWITCH_BOOST_MAX_THREADS
 from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
-from support import cli, start_target
+from kill_support import cli_attach_argv, client_env
+from support import RunningTarget, agent_threads, cli, start_target, wait_until
 
 INTERPRETERS = find_interpreters()
 PICK = [INTERPRETERS[0], INTERPRETERS[-1]]
@@ -80,4 +86,122 @@ def test_a_repr_blocked_in_c_keeps_no_later_client_out() -> None:
             stuck.kill()
             stuck.wait()
         os.kill(target.pid, signal.SIGUSR1)  # lets the __repr__ return, so the agent's thread can end
+        target.stop()
+
+
+APP_DEFAULT = 0.005  # CPython's switch interval, which switch_target.py leaves as it is
+APP_OWN = 0.0123  # what switch_target.py's "override" mode sets when it sees ours
+
+
+class _Lines:
+    """switch_target.py's stdout, read on a thread of ours: the test waits for a line with a bound."""
+
+    def __init__(self, target: RunningTarget) -> None:
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(target,), daemon=True).start()
+
+    def _read(self, target: RunningTarget) -> None:
+        assert target.proc.stdout is not None
+        for line in target.proc.stdout:
+            self._queue.put(line.strip())
+
+    def first(self, prefix: str, timeout: float = 60.0) -> str | None:
+        """The first line starting with ``prefix`` (now or earlier), None if none came within ``timeout`` s."""
+        found = [line for line in self.seen if line.startswith(prefix)]
+        while not found:
+            try:
+                line = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                return None
+            self.seen.append(line)
+            found = [line] if line.startswith(prefix) else []
+        return found[0]
+
+    def until(self, wanted: str) -> bool:
+        return self.first(wanted) == wanted
+
+
+def _end(target: RunningTarget, lines: _Lines) -> str:
+    """The app's switch interval once our agent threads are gone, as its main thread reports it on SIGUSR1."""
+    assert wait_until(lambda: not agent_threads(target.pid), timeout=60), "agent threads left after the detach"
+    woke = None
+    for _ in range(6):  # again if it went to another thread: the main thread's wait is not woken then (seen on 3.8)
+        os.kill(target.pid, signal.SIGUSR1)
+        woke = lines.first("woke ", timeout=10)
+        if woke is not None:
+            break
+    assert woke is not None, "the target's main thread did not answer SIGUSR1: %s" % lines.seen
+    return woke.split()[1]
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def test_switch_interval_is_the_apps_again_after_the_first_answer(name: str, python: str) -> None:
+    target = start_target(python, "switch_target.py", "keep", "4")
+    lines = _Lines(target)
+    try:
+        result = cli(target.pid, "module /x", "--timeout", "60")
+        assert result.returncode == 0, result.stderr
+        assert lines.until("interval %r" % SWITCH_BOOST), "the agent's start did not shorten it: %s" % lines.seen
+        assert lines.until("interval %r" % APP_DEFAULT), "not restored after the first answer: %s" % lines.seen
+        assert cli(target.pid, "detach").returncode == 0
+        assert _end(target, lines) == repr(APP_DEFAULT)
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def test_an_interval_the_app_set_meanwhile_is_kept(name: str, python: str) -> None:
+    """The app changes it while ours is in force: compare-and-restore leaves the app's value."""
+    target = start_target(python, "switch_target.py", "override", "4")
+    lines = _Lines(target)
+    try:
+        assert cli(target.pid, "module /x", "--timeout", "60").returncode == 0
+        assert lines.until("set %r" % APP_OWN), "the app never saw the agent's interval: %s" % lines.seen
+        assert cli(target.pid, "detach").returncode == 0
+        assert _end(target, lines) == repr(APP_OWN), lines.seen
+        assert "interval %r" % APP_DEFAULT not in lines.seen
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def test_client_sigkilled_while_ours_is_in_force_the_target_restores_it(name: str, python: str) -> None:
+    """Killed as soon as the bootstrap has shortened it: nothing of the client is needed to undo it."""
+    target = start_target(python, "switch_target.py", "keep", "4")
+    lines = _Lines(target)
+    client = subprocess.Popen(
+        [*cli_attach_argv(target.pid, "module /x"), "--timeout", "60"],
+        env=client_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert lines.until("interval %r" % SWITCH_BOOST), "the agent's start did not shorten it: %s" % lines.seen
+        client.kill()
+        client.wait()
+        assert lines.until("interval %r" % APP_DEFAULT), "never restored after the client died: %s" % lines.seen
+        again = cli(target.pid, "module /y", "--timeout", "60")  # the target is fine: attach, detach
+        assert again.returncode == 0, again.stderr
+        assert cli(target.pid, "detach").returncode == 0
+        assert _end(target, lines) == repr(APP_DEFAULT)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        target.stop()
+
+
+def test_a_target_of_many_threads_keeps_its_interval() -> None:
+    """Beyond SWITCH_BOOST_MAX_THREADS threads the waiting threads' wake-ups would cost more than
+    the shorter waits gain: the agent's start leaves the interval alone (the watcher, which prints
+    every change it sees, prints none)."""
+    target = start_target(NEWEST, "switch_target.py", "keep", "2", str(SWITCH_BOOST_MAX_THREADS))
+    lines = _Lines(target)
+    try:
+        assert cli(target.pid, "module /x", "--timeout", "60").returncode == 0
+        assert cli(target.pid, "detach").returncode == 0
+        assert _end(target, lines) == repr(APP_DEFAULT)
+        assert not [line for line in lines.seen if line.startswith("interval")], lines.seen
+    finally:
         target.stop()

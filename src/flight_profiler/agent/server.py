@@ -12,6 +12,7 @@ import _socket
 import os
 import stat
 import sys
+import time
 
 from ..services import realthreads
 from ..services.context import AGENT_THREAD_IDS, run_detach_callbacks
@@ -19,9 +20,11 @@ from .loader import unload
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Tuple
 
     from .session import Session
+
+    Boost = Tuple[float, float, float]  # switch interval: ours as read back, the app's, monotonic deadline
 
 
 # how long the listener waits for a new client's handshake itself before the session gets its own
@@ -43,7 +46,7 @@ class Server:
         self.lock = realthreads.allocate_lock()
         self.stopping = realthreads.Event()
 
-    def accept_loop(self) -> None:
+    def accept_loop(self, boost: Boost | None = None) -> None:
         # the session's modules (compiled ahead, see loader.START_MODULES) run while the client's
         # connection waits in the backlog, so accept() finds it there instead of blocking (and
         # queueing again for the GIL behind every busy thread of the target when the client comes);
@@ -52,8 +55,13 @@ class Server:
 
         session_module.LOG_PATH = "%s.log" % self.path
         while not self.stopping.is_set():
+            if boost is not None and _left(boost) <= 0.0:  # nobody came by the deadline (a killed client)
+                _unboost(boost, self.listener)
+                boost = None
             try:
-                fd, _ = self.listener._accept()  # _socket's own accept: (fd, address)
+                fd, _ = self._accept(boost)
+            except _socket.timeout:
+                continue  # the deadline: undone above
             except OSError:
                 break  # listener closed by detach
             conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
@@ -63,7 +71,20 @@ class Server:
             session = session_module.Session(conn, self)
             with self.lock:
                 self.sessions.add(session)
-            session.start_after_first(FIRST_STEPS_WAIT)
+            # (a timeout of 0 would make the socket non-blocking: an error, not a timeout, when nothing came)
+            session.start_after_first(
+                FIRST_STEPS_WAIT if boost is None else max(0.01, min(FIRST_STEPS_WAIT, _left(boost)))
+            )
+            if boost is not None:  # the attach's first answer, by the deadline at the latest
+                session.first_handled.wait(_left(boost))
+                _unboost(boost, self.listener)
+                boost = None
+
+    def _accept(self, boost: Boost | None) -> tuple[int, Any]:
+        """_socket's own accept: (fd, address); bounded by the boost's deadline while there is one."""
+        if boost is not None:
+            self.listener.settimeout(max(0.001, _left(boost)))  # not 0: a non-blocking accept errs instead
+        return self.listener._accept()  # type: ignore[no-any-return]
 
     def forget(self, session: Session) -> None:
         with self.lock:
@@ -88,8 +109,13 @@ class Server:
         unload(__name__.split(".", 1)[0], _bundle_key, sweep=not HANDED_OUT[0])
 
 
-def serve(path: str, bundle_key: str) -> None:
-    """Run the agent on ``path`` unless one already runs in this process."""
+def serve(path: str, bundle_key: str, boost: Boost | None = None) -> None:
+    """Run the agent on ``path`` unless one already runs in this process.
+
+    ``boost``: the switch interval the bootstrap set for our start (attach/bootstrap.SWITCH_BOOST):
+    (ours as read back, the app's, monotonic deadline); restored here at the first answer or the
+    deadline, whichever comes first (the bootstrap's thread restores it on every other exit).
+    """
     global _server, _bundle_key
     with _state_lock:
         if _server is not None:
@@ -99,9 +125,23 @@ def serve(path: str, bundle_key: str) -> None:
         server = _server
     AGENT_THREAD_IDS.add(realthreads.get_ident())
     try:
-        server.accept_loop()
+        server.accept_loop(boost)
     finally:
         AGENT_THREAD_IDS.discard(realthreads.get_ident())
+
+
+def _left(boost: Boost) -> float:
+    return max(0.0, boost[2] - time.monotonic())
+
+
+def _unboost(boost: Boost, listener: Any) -> None:
+    """The app's switch interval back, if it is still ours (one the app set meanwhile stays); accept blocks again."""
+    if sys.getswitchinterval() == boost[0]:
+        sys.setswitchinterval(boost[1])
+    try:
+        listener.settimeout(None)
+    except OSError:
+        pass  # closed by a detach meanwhile: the loop ends at its next accept
 
 
 def running() -> bool:

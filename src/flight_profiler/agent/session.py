@@ -76,6 +76,7 @@ class Session:
         self.thread = realthreads.Thread(self._run, "flight_profiler-session")
         self.greeted = False  # the handshake is done (on the listener's thread, or on ours)
         self.inline_ident: int | None = None  # the listener's thread while it serves us (see start_after_first)
+        self.first_handled = realthreads.Event()  # our first request was answered (or started), or we ended
 
     def start(self) -> None:
         self.thread.start()
@@ -142,6 +143,7 @@ class Session:
             AGENT_THREAD_IDS.discard(realthreads.get_ident())
 
     def _end(self) -> None:
+        self.first_handled.set()
         self._cancel_all()
         self.channel.close()
         self.server.forget(self)
@@ -168,7 +170,9 @@ class Session:
         return True
 
     def _read_loop(self) -> None:
-        while self._handle(self.channel.recv()):
+        go_on = self._handle(self.channel.recv())
+        self.first_handled.set()  # the listener waits for it to undo what the agent's start changed (server.serve)
+        while go_on and self._handle(self.channel.recv()):
             pass
 
     def _handle(self, msg: dict[str, Any]) -> bool:

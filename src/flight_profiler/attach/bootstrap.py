@@ -22,6 +22,8 @@ Before it starts anything it takes two decisions the client can read back:
   told it could not (the thread that loses exits at once, having done nothing),
   and a bootstrap run twice (a queued pending call that fires late) finds no
   ticket and does nothing.
+Once the ticket is its own (and only then) it shortens the target's switch interval for the
+agent's start (``SWITCH_BOOST``, below), which the target itself restores.
 The ticket's name is new for every attempt and baked into that attempt's code: a
 bootstrap of a client killed after it queued a pending call can only ever find
 its own ticket, which the next attempt withdraws before it issues its own; it
@@ -48,6 +50,24 @@ GUARD = ALIAS + "._guard"  # sys.modules key of the one-loader-per-process lock 
 # fds the bootstrap must get before it starts a thread: the bundle read, the listener, one
 # session, and one kept until the agent thread exits (3.8 aborts if a thread exits without one)
 RESERVED_FDS = 4
+# The switch interval while our agent starts (seconds; the app's default is 0.005), and for how long
+# at most. Every time the agent's start lets go of the GIL (a system call, a thread start, a forced
+# switch) it queues again behind the target's busy threads, ~N switch intervals for N of them: a
+# shorter interval shortens every such wait. Its cost: each waiting thread wakes once per interval
+# (N/interval wake-ups a second) and the busy threads switch 5x as often, so they do less work
+# meanwhile (bench/RESULTS-attach-threads.md). Hence short-lived and undone by the target itself:
+# the agent's listener restores it at the first answer or at the deadline (its waits until then
+# are bounded by it), and the agent thread on any other exit; only while the value is still ours
+# (an interval the app set meanwhile stays). 990 us rather than a round 1 ms: an app's own
+# choice is unlikely to be mistaken for ours.
+SWITCH_BOOST = 0.00099
+SWITCH_BOOST_FOR = 1.0
+# ... and only where the target has at most this many other threads: every thread waiting for the
+# GIL wakes once per interval, so the wake-ups grow with threads / interval and, on a host without
+# a free core, take the CPU the waits were to gain (measured on 3.12, first attach, medians: 50
+# threads of which 25 busy 2.9 s -> 2.0 s; 200 of which 100 busy no gain, 6.9 -> 7.5 s and
+# 4.9 -> 12.5 s; bench/RESULTS-attach-threads.md)
+SWITCH_BOOST_MAX_THREADS = 64
 
 _BODY = """
 import sys, os, _thread
@@ -120,7 +140,27 @@ def _fp_load(alias, claimed):
             return None, None  # the client withdrew while we loaded: no agent, no trace
         raise
     return server, installed
-def _fp_agent(reserve):
+def _fp_boost():
+    # a shorter switch interval while our agent starts: each of its waits for the GIL behind N busy
+    # threads is ~N intervals (see SWITCH_BOOST); (ours as read back, theirs, until when) or None
+    try:
+        import time
+        theirs = sys.getswitchinterval()
+        if theirs <= %(boost)r:
+            return None  # the app runs as short already (or another bootstrap of ours set it): not ours to undo
+        if _thread._count() > %(boost_threads)d:
+            return None  # so many threads that their wake-ups would cost more than the shorter waits gain
+        sys.setswitchinterval(%(boost)r)
+        return (sys.getswitchinterval(), theirs, time.monotonic() + %(boost_for)r)
+    except BaseException:
+        return None
+def _fp_unboost(boost):
+    try:  # compare-and-restore: a value the app set meanwhile is the app's, and stays
+        if boost is not None and sys.getswitchinterval() == boost[0]:
+            sys.setswitchinterval(boost[1])
+    except BaseException:
+        pass
+def _fp_agent(reserve, boost):
     claimed, server = %(ticket)r + ".claimed", None
     try:
         free = sorted(reserve[1:])  # for the agent's own files; reserve[0] is kept for the thread's exit
@@ -137,7 +177,7 @@ def _fp_agent(reserve):
         finally:
             guard.lock.release()
         if server is not None:
-            server.serve(%(sock)r, %(key)r)  # returns at once where another bootstrap's agent already serves
+            server.serve(%(sock)r, %(key)r, boost)  # at once where another bootstrap's agent already serves
     except BaseException:
         if server is not None or os.path.exists(claimed):  # after a withdrawal nothing of ours may appear
             try:
@@ -147,6 +187,7 @@ def _fp_agent(reserve):
             except BaseException:
                 pass
     finally:
+        _fp_unboost(boost)  # the listener restored it at its first answer or deadline; any other exit: here
         _fp_close(reserve[:1])  # 3.8 aborts when a thread exits with no free fd: free one first
         try:  # these functions and their globals are a cycle: freed now, not at the next full collection
             globals().clear()  # _fp_start is done with them: it returned once this thread had started
@@ -169,16 +210,18 @@ def _fp_start():
     except BaseException:
         _fp_close(reserve)
         return  # the client gave up, or another run of this bootstrap claimed it
+    boost = _fp_boost()  # only once the ticket is ours: a bootstrap that starts nothing changes nothing
     start = _fp_original("start_new_thread")
     threading = sys.modules.get("threading")
     if type(_thread.start_new_thread) is not type(len):  # patched (gevent, eventlet): greenlets would never run us
         threading = None
     try:
         if threading is not None:  # named, so py-spy and stack show it
-            threading.Thread(target=_fp_agent, args=(reserve,), name="flight_profiler-agent", daemon=True).start()
+            threading.Thread(target=_fp_agent, args=(reserve, boost), name="flight_profiler-agent", daemon=True).start()
         else:
-            start(_fp_agent, (reserve,))
+            start(_fp_agent, (reserve, boost))
     except BaseException:
+        _fp_unboost(boost)
         _fp_close(reserve)
 try:
     _fp_start()
@@ -223,5 +266,8 @@ def source(socket_path: str, deadline: float, ticket: str, bundle_bytes: int = -
         "fds": RESERVED_FDS,
         "start": START_MODULES,
         "size": bundle_bytes,
+        "boost": SWITCH_BOOST,
+        "boost_for": SWITCH_BOOST_FOR,
+        "boost_threads": SWITCH_BOOST_MAX_THREADS,
     }
     return "exec(%r, {'__name__': '_flight_profiler_boot'})" % text
