@@ -9,6 +9,14 @@ In the parallel pass a test that uses a module-scoped fixture (a real target, us
 on the worker that holds that fixture: its xdist group is its module plus the parameters of its
 module-scoped fixtures (the interpreter, mostly), or its module alone when one of those fixtures is not
 parametrized. Tests with function-scoped fixtures only are spread freely.
+
+Tiers: a test marked ``@pytest.mark.any_interpreter`` (or one parameter of it, through
+``pytest.param(..., marks=pytest.mark.any_interpreter)``, or a whole module through ``pytestmark``)
+proves something that does not depend on the target's interpreter: the client's parsing, rendering and
+error messages, option variants of an agent path that an unmarked test proves on every interpreter. It
+runs on the oldest and the newest interpreter only (``interpreters.spot_ids``; ``FP_SPOT_PYTHONS=all``
+for every one); on the others it is deselected. Unmarked: the attach, cleanup, faults, security, and
+at least one test per command on every interpreter.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from interpreters import KNOWN_IDS, all_interpreters, find_interpreters
+from interpreters import KNOWN_IDS, SPOT_ENV, all_interpreters, find_interpreters, spot_ids
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -36,7 +44,7 @@ KNOWN_DEFECTS: list[tuple[str, tuple[str, ...], str]] = []  # none known now
 # their own target's peak RSS or fds (test_capture_bounds.py): no other worker can move those, and in
 # the parallel pass they share their module's target instead of starting it again.
 SERIAL = [
-    ("test_stress.py::", "200 attach/detach cycles under CPU load; RSS and fd growth measured"),
+    ("test_stress.py::", "30 + 120 attach/detach cycles (FP_STRESS_CYCLES) under CPU load; RSS and fd growth measured"),
     ("test_kill_safety.py::test_random_kill_sweep", "a timed kill sweep: kills land at random instants"),
     ("test_injector.py::test_repeated_injection_stress", "50 injections; pause times measured"),
     (
@@ -74,6 +82,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "any_interpreter: the test's behaviour does not depend on the target's interpreter; it runs on the "
+        "oldest and the newest one only (tests/interpreters.py spot_ids, %s=all for every one)" % SPOT_ENV,
+    )
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return _preflight(config)
 
@@ -98,8 +114,26 @@ def _preflight(config: pytest.Config) -> list[str]:
         lines.append("interpreters missing on this machine (their tests shrink): " + ", ".join(missing))
     if left_out:
         lines.append("interpreters left out by FLIGHT_PROFILER_TEST_PYTHONS: " + ", ".join(left_out))
+    spots = spot_ids()
+    if spots != selected:
+        lines.append(
+            "any_interpreter tests (same behaviour on every interpreter): on %s only (%s=all: on every one)"
+            % (", ".join(spots) or "none", SPOT_ENV)
+        )
     lines.append("pass: %s" % config.getoption("fp_pass"))
     return lines
+
+
+def _in_pass(item: pytest.Item, wanted: str) -> bool:
+    return wanted == "all" or _is_serial(item) == (wanted == "serial")
+
+
+def _on_a_spot(item: pytest.Item, spots: set[str]) -> bool:
+    """False for an ``any_interpreter`` test parametrized over an interpreter outside the spot set."""
+    if item.get_closest_marker("any_interpreter") is None:
+        return True
+    interpreter = _interpreter_of(item)
+    return interpreter is None or interpreter in spots
 
 
 def _is_serial(item: pytest.Item) -> bool:
@@ -132,15 +166,15 @@ def _xdist_group(item: pytest.Item) -> str | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Generator[None, None, None]:
     # Outermost: the marks go on before xdist's own hook reads xdist_group, and the split comes
     # after --lf/--ff chose among all the tests (a last failure in the serial pass then leaves the
-    # parallel pass empty instead of running everything).
+    # parallel pass empty instead of running everything). The any_interpreter tier is left out here too.
     _mark(items)
     yield
     wanted = config.getoption("fp_pass")
-    if wanted == "all":
-        return
-    keep = [item for item in items if _is_serial(item) == (wanted == "serial")]
+    spots = set(spot_ids())
+    keep = [item for item in items if _in_pass(item, wanted) and _on_a_spot(item, spots)]
     if len(keep) != len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        kept = {id(item) for item in keep}
+        config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept])
         items[:] = keep
 
 
@@ -164,7 +198,8 @@ def _mark(items: list[pytest.Item]) -> None:
 # ./dev test measures every Python child on the venv (coverage's patch = subprocess: COVERAGE_PROCESS_CONFIG).
 # Starting coverage costs each child ~0.2 s, and the client's code is much the same whichever interpreter
 # the target runs: a test parametrized over interpreters measures its children only for these ids
-# (FP_COVERAGE_PYTHONS, comma-separated; "all" for every one). Tests of no interpreter are always measured.
+# (FP_COVERAGE_PYTHONS, comma-separated; "all" for every one), and an any_interpreter test on the newest of
+# the tier's (it runs on none of those ids, as a rule). Tests of no interpreter are always measured.
 COVERAGE_PYTHONS = os.environ.get("FP_COVERAGE_PYTHONS", "3.12")
 
 
@@ -183,8 +218,12 @@ def _children_measured_for_some_interpreters(request: pytest.FixtureRequest, mon
     if "COVERAGE_PROCESS_CONFIG" not in os.environ or COVERAGE_PYTHONS == "all":
         return
     interpreter = _interpreter_of(request.node)
-    if interpreter is not None and interpreter not in COVERAGE_PYTHONS.split(","):
-        monkeypatch.delenv("COVERAGE_PROCESS_CONFIG")  # this test's children run unmeasured
+    if interpreter is None or interpreter in COVERAGE_PYTHONS.split(","):
+        return
+    spots = spot_ids()
+    if request.node.get_closest_marker("any_interpreter") is not None and spots and interpreter == spots[-1]:
+        return  # the tier may not run on COVERAGE_PYTHONS' ids: its newest interpreter is measured instead
+    monkeypatch.delenv("COVERAGE_PROCESS_CONFIG")  # this test's children run unmeasured
 
 
 # ------------------------------------------------------------------ shared fixtures

@@ -79,6 +79,33 @@ def find_interpreters() -> List[Tuple[str, str]]:
     return found
 
 
+# The ``any_interpreter`` tier (tests/conftest.py): a test whose behaviour does not depend on the target's
+# interpreter (the client's parsing, rendering and error messages, option variants of an agent path another
+# test already proves on every interpreter) runs on the oldest and the newest of find_interpreters() only.
+# Those two span the range the agent's Python must run on (3.8 syntax and semantics; the newest compiler,
+# frames and PEP 768); what else differs between interpreters (static and stripped builds, symbols, the
+# injection path) is the attach's business, which the unmarked tests prove on every one.
+# FP_SPOT_PYTHONS=all runs the tier on every interpreter; FP_SPOT_PYTHONS=3.8,deb3.11 on those ids.
+SPOT_ENV = "FP_SPOT_PYTHONS"
+
+
+def spot_ids() -> List[str]:
+    """Ids of the interpreters an ``any_interpreter`` test runs on (among those selected)."""
+    selected = [name for name, _ in find_interpreters()]
+    wanted = os.environ.get(SPOT_ENV, "")
+    if wanted == "all":
+        return selected
+    if wanted:
+        return [name for name in selected if name in wanted.split(",")]
+    return sorted({selected[0], selected[-1]}, key=selected.index) if selected else []
+
+
+def spot_interpreters() -> List[Tuple[str, str]]:
+    """(id, path) of those interpreters: for a module fixture that only the tier's tests use."""
+    spots = spot_ids()
+    return [entry for entry in find_interpreters() if entry[0] in spots]
+
+
 @functools.lru_cache(maxsize=1)
 def all_interpreters() -> List[Tuple[str, str]]:
     """(id, path) of every interpreter on this machine, whatever FLIGHT_PROFILER_TEST_PYTHONS says."""

@@ -3,6 +3,8 @@ numpy/torch-like objects are summarised (their library is never imported or need
 
 from __future__ import annotations
 
+import pytest
+
 from interpreters import find_interpreters
 from support import RunningTarget, cli, target_fixture
 
@@ -65,11 +67,13 @@ def test_arrays_and_tensors_by_shape(target: RunningTarget) -> None:
     )
 
 
+@pytest.mark.any_interpreter  # the client's rendering
 def test_verbose_states_its_cap_in_text(target: RunningTarget) -> None:
     text = cli(target.pid, "getglobal __main__ BIG_DICT -v", "--no-color", json_output=False).stdout
     assert "2,000 shown of 100,000; -v shows at most 2,000" in text
 
 
+@pytest.mark.any_interpreter  # the schema check
 def test_the_new_fields_match_the_documented_schema(target: RunningTarget) -> None:
     from json_schemas import problems
 

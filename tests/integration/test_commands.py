@@ -35,12 +35,14 @@ def test_getglobal_dict_with_depth(target: RunningTarget) -> None:
     assert "r" in items["nested"]["items"][0][1]  # depth 2 stops below "nested"
 
 
+@pytest.mark.any_interpreter  # option variants of getglobal
 def test_getglobal_class_attribute_and_expression(target: RunningTarget) -> None:
     assert only(cli(target.pid, "getglobal __main__ Widget registry"))["value"]["items"][0][1]["v"] == "widget"
     event = only(cli(target.pid, "getglobal __main__ CONFIG -e \"target['nested']['deep']['deeper']['deepest'] * 2\""))
     assert event["value"]["v"] == 84
 
 
+@pytest.mark.any_interpreter  # error messages
 def test_expression_errors(target: RunningTarget) -> None:
     event = only(cli(target.pid, "getglobal __main__ CONFIG -e \"target['missing']\""), 1)
     assert event["error"].startswith("KeyError")
@@ -49,6 +51,7 @@ def test_expression_errors(target: RunningTarget) -> None:
     assert result.errors == [result.errors[0]] and "bad expression" in result.errors[0]
 
 
+@pytest.mark.any_interpreter  # error messages
 @pytest.mark.parametrize(
     ("command", "message"),
     [
@@ -165,6 +168,7 @@ def test_stack_asyncio_tasks(target: RunningTarget) -> None:
     assert "awaits task chain-child" in text and "awaited by task chain-parent" in text
 
 
+@pytest.mark.any_interpreter  # the client's rendering and help
 def test_text_output_and_help(target: RunningTarget) -> None:
     text = cli(target.pid, "getglobal __main__ CONFIG -e target['limits']", "--no-color", json_output=False)
     assert text.returncode == 0, text.stderr

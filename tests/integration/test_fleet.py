@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from interpreters import find_interpreters
+from interpreters import find_interpreters, spot_interpreters
 from json_schemas import problems
 from support import TARGETS, CliResult
 
@@ -74,7 +74,7 @@ def fleet_line(result: CliResult) -> dict[str, Any]:
 # interpreter prove it attaches for real. Attaching to a forked worker on every interpreter is
 # test_ps.py's (test_attachable_means_attach_works_and_agent_is_reported), each command's agent side
 # on every interpreter test_commands.py's and its neighbours'.
-EDGES = INTERPRETERS[:1] + INTERPRETERS[-1:] if len(INTERPRETERS) > 1 else INTERPRETERS
+EDGES = spot_interpreters()  # the any_interpreter tier's: oldest and newest (tests/interpreters.py)
 
 
 @pytest.fixture(scope="module", params=EDGES, ids=[i for i, _ in EDGES])

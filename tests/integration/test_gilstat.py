@@ -116,6 +116,7 @@ def test_hold_and_wait_per_thread(target: RunningTarget) -> None:
     assert abs(holder["hold_avg_ms"] - SLICE_MS) <= 0.3 * SLICE_MS, holder
 
 
+@pytest.mark.any_interpreter  # the client's rendering
 @needs_frida
 def test_text_has_the_seeds_columns(target: RunningTarget) -> None:
     result = cli(target.pid, "gilstat on 0 0 1 -d 1.5", "--no-color", json_output=False, timeout=90)

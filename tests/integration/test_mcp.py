@@ -14,7 +14,7 @@ import pytest
 
 from flight_profiler.cli import registry
 from flight_profiler.cli.demo import SERVICE
-from interpreters import find_interpreters
+from interpreters import find_interpreters, spot_interpreters
 from json_schemas import problems, validator
 from support import cli
 
@@ -22,7 +22,7 @@ mcp = pytest.importorskip("mcp", reason="the mcp extra is not installed (pip ins
 anyio = pytest.importorskip("anyio")
 
 INTERPRETERS = find_interpreters()
-EDGES = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS
+EDGES = spot_interpreters()  # the any_interpreter tier's: oldest and newest (tests/interpreters.py)
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(str(__import__("flight_profiler").__file__))))
 ALWAYS = {"ps", "stack", "getglobal", "vmtool", "module", "detach", "command"}
 WHEN_REGISTERED = (

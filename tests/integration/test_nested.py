@@ -108,6 +108,7 @@ def test_a_name_found_at_any_depth_when_it_is_unique(target: RunningTarget) -> N
     assert_clean(target.pid)
 
 
+@pytest.mark.any_interpreter  # error messages
 @pytest.mark.parametrize(
     ("command", "message"),
     [

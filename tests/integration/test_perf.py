@@ -28,6 +28,7 @@ def only(result: object) -> dict:
     return results[0]
 
 
+@pytest.mark.any_interpreter  # an output format of the samples test_speedscope_json reads
 def test_svg_flame_graph_names_the_hot_function(target: RunningTarget, tmp_path: object) -> None:
     path = os.path.join(str(tmp_path), "fg.svg")
     result = cli(target.pid, "perf -d 1 -r 200 -f %s" % path)

@@ -112,6 +112,7 @@ def test_attachable_means_attach_works_and_agent_is_reported(families: dict[str,
     assert by_pid(ps(str(worker)))[worker]["agent"] is False
 
 
+@pytest.mark.any_interpreter  # the client's rendering
 def test_text_view_draws_the_tree(families: dict[str, Any]) -> None:
     family: Family = families["gunicorn"]
     result = ps(str(family.master), json_output=False)

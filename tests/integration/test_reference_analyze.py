@@ -61,6 +61,7 @@ def test_no_code_of_the_program_runs_while_naming_the_steps(target: RunningTarge
     assert calls.returncode == 0 and calls.results[0]["value"]["items"] == [{"t": "int", "v": 0}], calls.stdout
 
 
+@pytest.mark.any_interpreter  # a message
 def test_a_class_without_instances_says_so(target: RunningTarget) -> None:
     event = analyze(target.pid, "Never")
     assert event["chains"] == [] and event["complete"]
@@ -68,6 +69,7 @@ def test_a_class_without_instances_says_so(target: RunningTarget) -> None:
     assert text.returncode == 0 and "no live instance of __main__.Never is reachable" in text.stdout
 
 
+@pytest.mark.any_interpreter  # an option variant (--depth)
 def test_depth_bounds_the_search(target: RunningTarget) -> None:
     event = analyze(target.pid, "Tracked --depth 2")  # module dict -> class -> its dict -> list -> instance
     assert event["chains"] == [] and not event["complete"] and event["levels"] == 2
@@ -75,6 +77,7 @@ def test_depth_bounds_the_search(target: RunningTarget) -> None:
     assert "no instance of __main__.Tracked within --depth 2 references of a root" in text.stdout
 
 
+@pytest.mark.any_interpreter  # error messages
 @pytest.mark.parametrize(
     ("line", "message"),
     [

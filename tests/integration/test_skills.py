@@ -35,12 +35,11 @@ from flight_profiler.skills.markers import (
     option_tables,
     run_example,
 )
-from interpreters import find_interpreters
+from interpreters import spot_interpreters
 from json_schemas import problems
 from support import TARGETS
 
-INTERPRETERS = find_interpreters()
-EDGES = [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS
+EDGES = spot_interpreters()  # the any_interpreter tier's: oldest and newest (tests/interpreters.py)
 # built-ins take no options, except help's optional command name
 BUILTIN_ARGUMENTS = {"help": {"command"}}
 SKILLS = skills()

@@ -6,6 +6,8 @@ import re
 import signal
 from typing import Any
 
+import pytest
+
 from instr_helpers import assert_clean, background, cli_many, instr_target_fixture, of_kind
 from interpreters import find_interpreters
 from support import RunningTarget, cli
@@ -112,6 +114,7 @@ def test_other_hooks_and_recursion_are_seen_through(target: RunningTarget) -> No
     assert_clean(target.pid, target.extra["globals"])
 
 
+@pytest.mark.any_interpreter  # error messages
 def test_bad_input(target: RunningTarget) -> None:
     commands = [
         ("trace __main__ plain -f 'return_obj > 1'", "uses return_obj, not known here"),
@@ -126,6 +129,7 @@ def test_bad_input(target: RunningTarget) -> None:
     assert_clean(target.pid, target.extra["globals"])
 
 
+@pytest.mark.any_interpreter  # the client's rendering
 def test_text_output(target: RunningTarget) -> None:
     text = cli(target.pid, "trace __main__ Shop order -n 1", "--no-color", json_output=False)
     lines = text.stdout.splitlines()

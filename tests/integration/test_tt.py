@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from instr_helpers import assert_clean, cli_many, instr_target_fixture, of_kind
 from interpreters import find_interpreters
 from support import RunningTarget, cli
@@ -75,6 +77,7 @@ def test_replay_runs_the_function_again(target: RunningTarget) -> None:
     assert_clean(target.pid, target.extra["globals"])
 
 
+@pytest.mark.any_interpreter  # the record store's options (-d, -da, --max-records, --max-mb)
 def test_delete_and_budgets(target: RunningTarget) -> None:
     cli(target.pid, "tt -da")
     rows = of_kind(cli(target.pid, "tt -t __main__ Shop tax -n 4 --max-records 2"), "record")
@@ -92,6 +95,7 @@ def test_delete_and_budgets(target: RunningTarget) -> None:
     cli(target.pid, "tt -da")
 
 
+@pytest.mark.any_interpreter  # error messages
 def test_bad_input(target: RunningTarget) -> None:
     commands = [
         ("tt", "tt needs exactly one of -t, -l, -i, -d, -da"),
@@ -111,6 +115,7 @@ def test_bad_input(target: RunningTarget) -> None:
     assert_clean(target.pid, target.extra["globals"])
 
 
+@pytest.mark.any_interpreter  # the alias, -r/-v variants and rendering
 def test_timetunnel_show_like_watch_raw_and_verbose(target: RunningTarget) -> None:
     """The seeds: `timetunnel` is tt; `tt -i` shows values as watch does; -r and -v are not ignored."""
     cli(target.pid, "tt -da")

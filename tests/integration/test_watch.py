@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from instr_helpers import assert_clean, cli_many, instr_target_fixture, of_kind
 from interpreters import find_interpreters
 from support import RunningTarget, cli
@@ -68,6 +70,7 @@ def test_cost_covers_the_whole_run_of_coroutines_and_generators(target: RunningT
     assert all(call["cost"] >= 6.0 for call in of_kind(nap, "call"))
 
 
+@pytest.mark.any_interpreter  # option variants of the watch hook (--expr, -f, -e)
 def test_expressions_and_filters(target: RunningTarget) -> None:
     expr, exit_filter, bad_expr, bad_filter, errors_only = cli_many(
         target.pid,
@@ -107,6 +110,7 @@ def test_eight_threads_exactly_n_results(target: RunningTarget) -> None:
     assert_clean(target.pid)
 
 
+@pytest.mark.any_interpreter  # --rate: the agent's counter (tests/unit: fake clock)
 def test_rate_limit_counts_what_it_skips(target: RunningTarget) -> None:
     end = of_kind(cli(target.pid, "watch __main__ hot -n 2 --rate 1"), "end")[0]
     assert end["shown"] == 2
@@ -139,6 +143,7 @@ BAD_INPUT = [
 ]
 
 
+@pytest.mark.any_interpreter  # error messages
 def test_bad_input_is_one_line_and_hooks_nothing(target: RunningTarget) -> None:
     results = cli_many(target.pid, [command for command, _ in BAD_INPUT])
     for (command, message), result in zip(BAD_INPUT, results):
@@ -153,6 +158,7 @@ def test_nothing_left_behind(target: RunningTarget) -> None:
     assert_clean(target.pid, target.extra["globals"])
 
 
+@pytest.mark.any_interpreter  # the client's parsing and rendering
 def test_seeds_syntax_unquoted_and_text_shape(target: RunningTarget) -> None:
     """The PyPI page's unquoted filters reach Python as typed; the text is the seeds' EXPR/TYPE/VALUE block."""
     typed = "watch __main__ greet -f args[0]=='bob' and return_obj == 'hello bob' -n 1 --expr return_obj,args"
