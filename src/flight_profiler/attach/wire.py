@@ -98,8 +98,9 @@ def decode(line: bytes) -> dict[str, Any]:
             msg = framing.decode(text)  # json.loads's own C scanner, with its settings: the same values
         except (ValueError, SystemError):
             # refused: json.loads refuses it too (the same rules) and says why in its words. Before 3.12
-            # the scanner reports most refusals as a SystemError while json.decoder is not loaded.
-            import json
+            # the scanner reports most refusals as a SystemError while json.decoder is not loaded
+            # (importing the submodule puts it back in sys.modules where the scanner looks it up).
+            import json.decoder
 
             msg = json.loads(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
