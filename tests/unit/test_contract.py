@@ -22,6 +22,7 @@ import typing
 from typing import Any, NamedTuple
 
 import pytest
+from mcp_recorder import Recorder
 
 from flight_profiler import commands
 from flight_profiler.agent import registry as agent_registry
@@ -345,18 +346,6 @@ def _tools() -> dict[str, Any]:
     return {tool.name: tool for tool in manager.list_tools()}
 
 
-class _Recorder:
-    """Stands in for ``Tools``: records the argument vector a tool would run."""
-
-    def __init__(self) -> None:
-        self.lines: list[list[str]] = []
-        self.tool_error = RuntimeError
-
-    async def call(self, pid: int, argv: list[str], timeout_s: float) -> dict[str, Any]:
-        self.lines.append(argv)
-        return {}
-
-
 SAMPLES = {
     "module": "__main__",
     "method": "handle",
@@ -377,7 +366,7 @@ def test_every_mcp_tool_argument_builds_a_request_the_parser_accepts(monkeypatch
     """Each command tool, called with every argument set, runs an argument vector its command parses:
     the MCP schema cannot offer what the parser refuses (or names differently)."""
     tools = _tools()
-    recorder = _Recorder()
+    recorder = Recorder()
     checked = []
     for name, tool in tools.items():
         spec = registry.get(name)
@@ -391,10 +380,10 @@ def test_every_mcp_tool_argument_builds_a_request_the_parser_accepts(monkeypatch
                 arguments["action"] = action
             if name == "vmtool" and action == "getInstances":
                 arguments["expr"] = "instances"
-            recorder.lines.clear()
+            recorder.calls.clear()
             _bind(fn, recorder, monkeypatch)
             asyncio.run(fn(**arguments))
-            for argv in recorder.lines:
+            for argv in recorder.calls:
                 assert argv[0] == name, argv
                 parse_argv(argv)
                 checked.append(argv)
@@ -421,7 +410,7 @@ def _sample(key: str, parameter: inspect.Parameter) -> Any:
     return default if default is not inspect.Parameter.empty else None
 
 
-def _bind(fn: Any, recorder: _Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+def _bind(fn: Any, recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point the tool function's ``tools`` (a closure cell) at the recorder."""
     for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
         if name == "tools":

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 import pytest
+from mcp_recorder import Recorder
 
 from flight_profiler.cli import registry
 from flight_profiler.skills import Skill, skills
@@ -259,18 +260,6 @@ def test_command_names_kept_in_code_are_commands() -> None:
     assert set(ALIASES.values()) <= names and not set(ALIASES) & names, ALIASES
 
 
-class _Recorder:
-    """Stands in for the MCP server's ``Tools``: records the argument vectors a tool would run."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-        self.tool_error = RuntimeError
-
-    async def call(self, pid: int, argv: list[str], timeout_s: float) -> dict[str, Any]:
-        self.calls.append(argv)
-        return {}
-
-
 # a value for each optional text parameter a tool may pass to its command, so each call asks for all it can
 _FILLED = {"expr": "1", "filter": "1", "filepath": "/tmp/fp-unit-crosscheck.out", "level": "DEBUG"}
 
@@ -299,7 +288,7 @@ def test_mcp_read_only_hint_agrees_with_the_executors_refusals(monkeypatch: pyte
             for mode in ("action", "view")
             for choice in tool.parameters["properties"].get(mode, {}).get("enum", [])
         ] or [{}]
-        recorder = _Recorder()
+        recorder = Recorder()
         for cell_name, cell in zip(tool.fn.__code__.co_freevars, tool.fn.__closure__ or ()):
             if cell_name == "tools":
                 monkeypatch.setattr(cell, "cell_contents", recorder)

@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 import pytest
+from mcp_recorder import Recorder
 
 from flight_profiler.cli import registry
 from flight_profiler.commands.spec import CommandSpec, NumberType
@@ -246,18 +247,6 @@ def _tools() -> dict[str, Any]:
     return {tool.name: tool for tool in manager.list_tools() if registry.get(tool.name) is not None}
 
 
-class _Recorder:
-    """Stands in for ``Tools``: records the argument vectors a tool would run."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-        self.tool_error = RuntimeError
-
-    async def call(self, pid: int, argv: list[str], timeout_s: float) -> dict[str, Any]:
-        self.calls.append(argv)
-        return {}
-
-
 BASE = {
     "module": "__main__",
     "method": "handle",
@@ -288,7 +277,7 @@ def _edges(schema: dict[str, Any]) -> list[Any]:
 
 
 def _run(tool: Any, arguments: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    recorder = _Recorder()
+    recorder = Recorder()
     fn = tool.fn
     for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
         if name == "tools":
