@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import _json
 import sys
 
+from ..protocol.framing import json_text
 from ..render.plain import Plain
 from ..render.safe import safe_line
 
@@ -66,13 +66,8 @@ class Output:
 
 def dumps(obj: dict[str, Any]) -> str:
     """``json.dumps(obj, default=repr)``, character for character, without importing json (~1.4 ms of
-    every ``--json`` start-up, issue 14): what it runs for these arguments is this C encoder of ``_json``
-    with these settings (a circular-reference check, repr for what JSON cannot hold, ASCII, the default
-    separators, keys unsorted and never skipped, NaN and infinities written as JavaScript names)."""
-    # arguments: markers, default, encode_str, indent, key_separator, item_separator, sort_keys, skipkeys,
-    # allow_nan
-    encoder = _json.make_encoder({}, repr, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True)
-    return "".join(encoder(obj, 0))
+    every ``--json`` start-up, issue 14): the protocol's C encoder with json.dumps's default separators."""
+    return json_text(obj, ": ", ", ")
 
 
 def _make(color: bool, file: IO[str] | None) -> Console:

@@ -48,11 +48,17 @@ _SPACE = " \t\n\r"
 
 def encode(msg: Any) -> bytes:
     """Compact ASCII JSON; values JSON cannot hold are sent as their repr."""
-    # a fresh encoder per message: its markers dict (cycle detection) must not be shared by threads
+    return json_text(msg, ":", ",").encode("ascii")
+
+
+def json_text(value: Any, key_separator: str, item_separator: str) -> str:
+    """``json.dumps(value, default=repr, separators=(item_separator, key_separator))``, character for
+    character, by ``_json``'s C encoder alone (no ``json`` import: the client's --json lines use it too)."""
+    # a fresh encoder per call: its markers dict (cycle detection) must not be shared by threads
     # arguments: markers, default, encode_str, indent, key_separator, item_separator, sort_keys,
     # skipkeys, allow_nan
-    encoder = _make_encoder({}, repr, _encode_str, None, ":", ",", False, False, True)
-    return "".join(encoder(msg, 0)).encode("ascii")
+    encoder = _make_encoder({}, repr, _encode_str, None, key_separator, item_separator, False, False, True)
+    return "".join(encoder(value, 0))
 
 
 def decode(text: str) -> Any:
