@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -24,10 +25,26 @@ class RunningTarget:
     proc: subprocess.Popen[str]
     port: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    stderr: str = ""  # a file with what the target wrote to stderr (faulthandler's report of a crash)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def why(self) -> str:
+        """How the target ended (if it did) and the end of its stderr: for failure messages."""
+        code = self.proc.poll()
+        if code is None:
+            said = "still running"
+        elif code < 0:
+            said = "killed by %s" % signal.Signals(-code).name
+        else:
+            said = "exit status %d" % code
+        tail = ""
+        if self.stderr:
+            with contextlib.suppress(OSError), open(self.stderr, errors="replace") as fh:
+                tail = fh.read()[-2000:]
+        return "target pid %d: %s; its stderr: %s" % (self.pid, said, tail.strip() or "(empty)")
 
     def healthy(self, scenario: str = "", timeout: float = 10.0) -> bool:
         """The main thread still reacts to a signal and the process exits 0."""
@@ -48,6 +65,9 @@ class RunningTarget:
         self.proc.wait(10)
         if self.proc.stdout:
             self.proc.stdout.close()
+        if self.stderr:
+            with contextlib.suppress(OSError):
+                os.unlink(self.stderr)
 
 
 def start_target(
@@ -58,14 +78,21 @@ def start_target(
     timeout: float = 30.0,
     python_args: tuple[str, ...] = (),
 ) -> RunningTarget:
-    proc = subprocess.Popen(
-        [python, *python_args, os.path.join(TARGETS, script), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=TARGETS,
-    )
+    # stderr to a file, and faulthandler on (unless the test sets the environment itself): when a
+    # target dies in the middle of a run, the failure says how, with the Python stacks of a crash.
+    fd, err_path = tempfile.mkstemp(prefix="fp-target-", suffix=".err")
+    try:
+        proc = subprocess.Popen(
+            [python, *python_args, os.path.join(TARGETS, script), *args],
+            stdout=subprocess.PIPE,
+            stderr=fd,
+            text=True,
+            env=dict(os.environ, PYTHONFAULTHANDLER="1") if env is None else env,
+            cwd=TARGETS,
+        )
+    finally:
+        os.close(fd)
+    running = RunningTarget(proc, stderr=err_path)
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -74,10 +101,13 @@ def start_target(
             break
         if line.startswith("ready"):
             words = line.split()
-            return RunningTarget(proc, int(words[1]) if len(words) > 1 else 0)
+            running.port = int(words[1]) if len(words) > 1 else 0
+            return running
     proc.kill()
     proc.wait()
-    raise RuntimeError("target %s %s did not get ready" % (script, args))
+    why = running.why()
+    running.stop()
+    raise RuntimeError("target %s %s did not get ready (%s)" % (script, args, why))
 
 
 @dataclass
@@ -156,7 +186,10 @@ def served(
         if detach:
             cli(running.pid, "detach")
         if healthy:
-            assert running.healthy(), "%s no longer answers SIGUSR1 (or did not exit 0) after detach" % script
+            assert running.healthy(), "%s no longer answers SIGUSR1 (or did not exit 0) after detach; %s" % (
+                script,
+                running.why(),
+            )
     finally:
         running.stop()
 

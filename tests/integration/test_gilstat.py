@@ -35,7 +35,7 @@ SLICE_MS = 50.0  # as in tests/targets/prof_gil_target.py
 
 def slices(target: RunningTarget) -> tuple[int, float]:
     result = cli(target.pid, "getglobal __main__ SLICES -r")
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, "%s%s; %s" % (result.stdout, result.stderr, target.why())
     value = eval(result.results[0]["value"]["r"])  # the target's own count and total of its slices
     return value["count"], value["total"]
 
@@ -87,6 +87,7 @@ target = target_fixture("prof_gil_target.py", healthy=True, pythons=WITH_SYMBOLS
 def test_hold_and_wait_per_thread(target: RunningTarget) -> None:
     count0, total0 = slices(target)
     result = cli(target.pid, "gilstat on 0 30 3 -d 3.2", timeout=90)
+    assert target.proc.poll() is None, "%s%s; %s" % (result.stdout, result.stderr, target.why())
     count1, total1 = slices(target)
     assert result.returncode == 0, result.stdout + result.stderr
     events = result.results
@@ -120,7 +121,7 @@ def test_hold_and_wait_per_thread(target: RunningTarget) -> None:
 @needs_frida
 def test_text_has_the_seeds_columns(target: RunningTarget) -> None:
     result = cli(target.pid, "gilstat on 0 0 1 -d 1.5", "--no-color", json_output=False, timeout=90)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, "%s%s; %s" % (result.stdout, result.stderr, target.why())
     header = next(line for line in result.stdout.splitlines() if line.startswith("thread_name"))
     assert header.split() == ["thread_name", *SEEDS_COLUMNS, "tid"]
     assert any(line.startswith("gil-holder ") for line in result.stdout.splitlines())
@@ -215,3 +216,22 @@ def test_without_frida_says_how_to_install_it(name: str, python: str) -> None:
         assert running.healthy()
     finally:
         running.stop()
+
+
+@pytest.mark.parametrize("command", ["gilstat on", "getglobal os sep"])
+def test_an_exited_target_is_said_to_have_exited(command: str) -> None:
+    """A zombie has no maps and no executable: the error says it exited, not that it is no CPython."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        assert wait_until(lambda: _state(proc.pid) == "Z", timeout=30)  # exited, not reaped yet
+        result = cli(proc.pid, command)
+        assert result.returncode != 0 and len(result.errors) == 1, result.stdout + result.stderr
+        assert result.errors[0].startswith("pid %d has exited" % proc.pid), result.errors
+        assert "Traceback" not in result.stderr
+    finally:
+        proc.wait()
+
+
+def _state(pid: int) -> str:
+    with open("/proc/%d/stat" % pid) as fh:
+        return fh.read().rpartition(")")[2].split()[0]

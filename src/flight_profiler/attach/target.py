@@ -83,6 +83,9 @@ def inspect(pid: int, armed: bool = False) -> Target:
     if pid <= 0 or not os.path.exists("/proc/%d" % pid):
         raise TargetError("no process with pid %d" % pid)
     status = _status(pid)
+    state = status.get("State", "")
+    if state.startswith(("Z", "X")):  # its maps are empty now: "not a CPython process" would mislead
+        raise TargetError("pid %d has exited (state %s)" % (pid, state))
     try:
         version = _python_version(pid)
     except PermissionDeniedError:
