@@ -40,6 +40,12 @@ def slices(target: RunningTarget) -> tuple[int, float]:
     return value["count"], value["total"]
 
 
+def unhooked(pid: int) -> bool:
+    """The hooks are gone within a few seconds of the client's exit: frida unmaps its agent just
+    after our detach returns (and later still while a call is in flight through our code)."""
+    return wait_until(lambda: hooks_gone(pid), timeout=15)
+
+
 def hooks_gone(pid: int) -> bool:
     functions = probe.find_functions(pid)
     with open("/proc/%d/maps" % pid) as fh:
@@ -111,7 +117,7 @@ def test_hold_and_wait_per_thread(target: RunningTarget) -> None:
     assert all(
         totals[name]["take_all"] > 0 and totals[name]["takeavg"] > 1e6 for name in ("gil-waiter-0", "gil-waiter-1")
     )
-    assert hooks_gone(target.pid)
+    assert unhooked(target.pid)
     if abs(measured - SLICE_MS) > 0.3 * SLICE_MS:
         pytest.skip("the machine is too loaded: the holder's own slices averaged %.1f ms, not ~50" % measured)
     assert abs(holder["hold_avg_ms"] - SLICE_MS) <= 0.3 * SLICE_MS, holder
@@ -127,7 +133,7 @@ def test_text_has_the_seeds_columns(target: RunningTarget) -> None:
     assert any(line.startswith("gil-holder ") for line in result.stdout.splitlines())
     interval = cli(target.pid, "gilstat on 0 0 1 -d 1.5 --per-interval", "--no-color", json_output=False, timeout=90)
     assert any(line.startswith("thread ") and "wait ms (avg)" in line for line in interval.stdout.splitlines())
-    assert hooks_gone(target.pid)
+    assert unhooked(target.pid)
 
 
 @pytest.mark.parametrize(("name", "python"), WITHOUT_SYMBOLS, ids=[i for i, _ in WITHOUT_SYMBOLS])
@@ -158,7 +164,7 @@ def test_every_way_of_stopping_leaves_nothing_hooked(name: str, python: str) -> 
         assert started["hooked"] >= 2 and not hooks_gone(running.pid)
         time.sleep(1)
         interrupt(proc)
-        assert hooks_gone(running.pid)
+        assert unhooked(running.pid)
         # gilstat off, from another client
         proc, _ = start_gilstat(running.pid, "0 0 0.5")
         off = cli(running.pid, "gilstat off")
@@ -168,7 +174,7 @@ def test_every_way_of_stopping_leaves_nothing_hooked(name: str, python: str) -> 
         proc, _ = start_gilstat(running.pid, "0 0 0.5")
         assert cli(running.pid, "detach").returncode == 0
         assert finish(proc)["reason"] in ("gilstat off or detach", "the agent went away (detach)")
-        assert hooks_gone(running.pid)
+        assert unhooked(running.pid)
         # the client killed: frida's agent notices its host is gone and unloads itself
         proc, _ = start_gilstat(running.pid, "0 0 0.5")
         proc.kill()
@@ -177,6 +183,47 @@ def test_every_way_of_stopping_leaves_nothing_hooked(name: str, python: str) -> 
         for leftover in set(glob.glob("/tmp/frida-*")) - before:
             shutil.rmtree(leftover, ignore_errors=True)  # frida's helper: a killed client cannot remove it
         assert running.healthy()
+    finally:
+        running.stop()
+
+
+@needs_frida
+@pytest.mark.parametrize(("name", "python"), WITH_SYMBOLS, ids=[i for i, _ in WITH_SYMBOLS])
+def test_hooks_come_off_while_threads_wait_inside_take_gil(name: str, python: str) -> None:
+    """gilstat ends while four threads are blocked inside the hooked take_gil (the main thread holds
+    the GIL for 3 s): they must return through code that is still there. With frida's leave
+    trampolines, unloaded 0.3 s after unhooking, this target died of SIGSEGV when the hold ended."""
+    running = start_target(python, "gil_switch_target.py")
+    try:
+        proc, _ = start_gilstat(running.pid, "0 0 0.5 -d 1")
+        running.proc.send_signal(signal.SIGUSR2)  # the hold begins; gilstat's duration ends inside it
+        stopped = finish(proc)
+        assert stopped["action"] == "stopped", stopped
+        assert running.proc.stdout is not None and running.proc.stdout.readline().strip() == "held", running.why()
+        assert unhooked(running.pid), running.why()
+        time.sleep(0.5)  # the waiters have taken the GIL again, and returned from take_gil
+        assert running.proc.poll() is None, running.why()
+        assert running.healthy(), running.why()
+    finally:
+        running.stop()
+
+
+@needs_frida
+@pytest.mark.parametrize(("name", "python"), NEWEST_WITH_SYMBOLS, ids=[i for i, _ in NEWEST_WITH_SYMBOLS])
+def test_a_call_stuck_in_take_gil_keeps_fridas_agent_until_it_returns(name: str, python: str) -> None:
+    """The hold outlasts the client's wait: gilstat says calls are still inside and exits; frida's agent
+    stays (the script's dispose() waits) until they return, then leaves; the target lives on."""
+    running = start_target(python, "gil_switch_target.py", "8")
+    try:
+        proc, _ = start_gilstat(running.pid, "0 0 0.5 -d 0.5")
+        time.sleep(0.2)  # every waiter back in its 5 ms sleep, then into the hooked take_gil
+        running.proc.send_signal(signal.SIGUSR2)
+        stopped = finish(proc)
+        assert stopped.get("still_inside", 0) >= 1, stopped
+        assert running.proc.poll() is None and not hooks_gone(running.pid), running.why()  # still held
+        assert running.proc.stdout is not None and running.proc.stdout.readline().strip() == "held", running.why()
+        assert unhooked(running.pid), running.why()
+        assert running.healthy(), running.why()
     finally:
         running.stop()
 

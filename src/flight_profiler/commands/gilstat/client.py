@@ -186,9 +186,12 @@ def _measure(
     except KeyboardInterrupt:
         reason = "Ctrl-C"
     finally:
-        hooks.stop()
+        inside = hooks.stop()
         names.cancel()
-    yield {"action": "stopped", "reason": reason, "seconds": round(time.monotonic() - started, 3)}
+    stopped: dict[str, Any] = {"action": "stopped", "reason": reason, "seconds": round(time.monotonic() - started, 3)}
+    if inside:
+        stopped["still_inside"] = inside
+    yield stopped
 
 
 class _Names:
@@ -375,10 +378,13 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
             style="dim",
         )
     if action == "stopped":
-        return Text(
-            "gilstat stopped (%s) after %.1f s; hooks removed" % (safe_line(event["reason"]), event["seconds"]),
-            style="dim",
-        )
+        text = "gilstat stopped (%s) after %.1f s; hooks removed" % (safe_line(event["reason"]), event["seconds"])
+        if event.get("still_inside"):
+            text += (
+                "; %d call(s) were still waiting inside take_gil/drop_gil: frida's agent stays in the target until "
+                "they return, then unloads itself" % event["still_inside"]
+            )
+        return Text(text, style="dim")
     if action == "off":
         text = "stopped %d gilstat session(s)" % event["stopped"]
         if "hooks_removed" in event:
