@@ -136,13 +136,20 @@ class Thread:
         self._started = False
         self._done = Event()
 
-    def start(self) -> None:
+    def start(self, named: bool = True) -> None:
+        """``named=False``: never through ``threading``, whose ``start`` waits until the new thread
+        runs (on a target whose busy threads fight for the GIL, two waits behind all of them)."""
         self._started = True
-        threading = _threading()
+        threading = _threading() if named else None
         if threading is not None:
             threading.Thread(target=self._run, name=self.name, daemon=True).start()
         else:
             start_new_thread(self._run, ())
+
+    def run_here(self) -> None:
+        """Run the target on the calling thread, as if started (join, is_alive and ident work the same)."""
+        self._started = True
+        self._run()
 
     def _run(self) -> None:
         self.ident = get_ident()
