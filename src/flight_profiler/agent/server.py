@@ -43,19 +43,21 @@ class Server:
         self.stopping = realthreads.Event()
         self.first_answered = realthreads.Event()  # the first session's first answer (see serve_first)
 
-    def serve_first(self, boost: Boost | None) -> None:
+    def serve_first(self, boost: Boost | None, linger: bool) -> None:
         """On the agent's thread: accept the first client and serve it right here; serve later ones elsewhere.
 
         Why here: on a target whose busy threads fight for the GIL, each time this thread lets
         go of it (a system call, a thread start) it waits behind all of them to get it back,
         and a session thread of its own would add its start and its first wait for the GIL to
-        the first answer. So the accept loop goes to a keeper thread, started without the
-        handshake ``threading`` does (the starter would wait for it), and this thread serves the
+        the first answer. So the accept loop goes to a keeper thread, started without waiting
+        until it runs (``realthreads.Thread.start``), and this thread serves the
         first session on a blocking socket (no ``settimeout``, no ``poll`` before each read).
         Nothing here waits with a deadline: the keeper restores the switch interval at the
         first answer or at the boost's deadline, and accepts every later client meanwhile, so a
         first client that stays silent, or a ``__repr__`` its quick command calls that blocks in
-        C, keeps nobody else out. Returns at the detach, as ``accept_loop`` does (arm.py relies on it).
+        C, keeps nobody else out. ``linger``: return at the detach, as ``accept_loop`` does (arm.py
+        relies on it), not once the first session ended (the bootstrap's thread then ends: one
+        thread less in the target while the agent serves).
         """
         from . import session as session_module
 
@@ -63,7 +65,7 @@ class Server:
         accepted = realthreads.Event()
         keeper = realthreads.Thread(self._keep, "flight_profiler-listener", (boost, accepted))
         try:
-            keeper.start(named=False)
+            keeper.start(wait=False)
         except Exception:  # noqa: BLE001 - no thread to spare: everything on this one, as before
             self.accept_loop(boost)
             return
@@ -79,7 +81,8 @@ class Server:
         else:
             session.thread.run_here()
             AGENT_THREAD_IDS.add(realthreads.get_ident())  # the session's end took this thread out
-        self.stopping.wait()
+        if linger:
+            self.stopping.wait()
 
     def _keep(self, boost: Boost | None, accepted: realthreads.Event) -> None:
         """The keeper's thread: the switch interval back at the first answer or the deadline, then the accept loop."""
@@ -156,12 +159,13 @@ class Server:
         unload(__name__.split(".", 1)[0], _bundle_key, sweep=not HANDED_OUT[0])
 
 
-def serve(path: str, bundle_key: str, boost: Boost | None = None) -> None:
+def serve(path: str, bundle_key: str, boost: Boost | None = None, linger: bool = True) -> None:
     """Run the agent on ``path`` unless one already runs in this process.
 
     ``boost``: the switch interval the bootstrap set for our start (attach/bootstrap.SWITCH_BOOST):
     (ours as read back, the app's, monotonic deadline); restored here at the first answer or the
     deadline, whichever comes first (the bootstrap's thread restores it on every other exit).
+    ``linger``: return only at the detach (else once the first client's session ended).
     """
     global _server, _bundle_key
     with _state_lock:
@@ -172,7 +176,7 @@ def serve(path: str, bundle_key: str, boost: Boost | None = None) -> None:
         server = _server
     AGENT_THREAD_IDS.add(realthreads.get_ident())
     try:
-        server.serve_first(boost)
+        server.serve_first(boost, linger)
     finally:
         AGENT_THREAD_IDS.discard(realthreads.get_ident())
 
