@@ -43,7 +43,7 @@ class Server:
         self.stopping = realthreads.Event()
         self.first_answered = realthreads.Event()  # the first session's first answer (see serve_first)
 
-    def serve_first(self, boost: Boost | None, linger: bool) -> None:
+    def serve_first(self, boost: Boost | None) -> None:
         """On the agent's thread: accept the first client and serve it right here; serve later ones elsewhere.
 
         Why here: on a target whose busy threads fight for the GIL, each time this thread lets
@@ -55,15 +55,14 @@ class Server:
         Nothing here waits with a deadline: the keeper restores the switch interval at the
         first answer or at the boost's deadline, and accepts every later client meanwhile, so a
         first client that stays silent, or a ``__repr__`` its quick command calls that blocks in
-        C, keeps nobody else out. ``linger``: return at the detach, as ``accept_loop`` does (arm.py
-        relies on it), not once the first session ended (the bootstrap's thread then ends: one
-        thread less in the target while the agent serves).
+        C, keeps nobody else out. Returns once the first session ended (the keeper serves on).
         """
         from . import session as session_module
 
         session_module.LOG_PATH = "%s.log" % self.path
         accepted = realthreads.Event()
-        keeper = realthreads.Thread(self._keep, "flight_profiler-listener", (boost, accepted))
+        # the name of the agent's thread: once the first session ended, it is the one left (as before)
+        keeper = realthreads.Thread(self._keep, "flight_profiler-agent", (boost, accepted))
         try:
             keeper.start(wait=False)
         except Exception:  # noqa: BLE001 - no thread to spare: everything on this one, as before
@@ -81,8 +80,6 @@ class Server:
         else:
             session.thread.run_here()
             AGENT_THREAD_IDS.add(realthreads.get_ident())  # the session's end took this thread out
-        if linger:
-            self.stopping.wait()
 
     def _keep(self, boost: Boost | None, accepted: realthreads.Event) -> None:
         """The keeper's thread: the switch interval back at the first answer or the deadline, then the accept loop."""
@@ -165,7 +162,9 @@ def serve(path: str, bundle_key: str, boost: Boost | None = None, linger: bool =
     ``boost``: the switch interval the bootstrap set for our start (attach/bootstrap.SWITCH_BOOST):
     (ours as read back, the app's, monotonic deadline); restored here at the first answer or the
     deadline, whichever comes first (the bootstrap's thread restores it on every other exit).
-    ``linger``: return only at the detach (else once the first client's session ended).
+    ``linger`` (arm.py, which arms again when this returns): accept on this thread, return at the
+    detach; else (the bootstrap) serve the first client on this thread, the rest on a keeper thread
+    (``Server.serve_first``), and return once the first client's session ended.
     """
     global _server, _bundle_key
     with _state_lock:
@@ -176,7 +175,10 @@ def serve(path: str, bundle_key: str, boost: Boost | None = None, linger: bool =
         server = _server
     AGENT_THREAD_IDS.add(realthreads.get_ident())
     try:
-        server.serve_first(boost, linger)
+        if linger:
+            server.accept_loop(boost)
+        else:
+            server.serve_first(boost)
     finally:
         AGENT_THREAD_IDS.discard(realthreads.get_ident())
 
