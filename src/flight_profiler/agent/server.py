@@ -61,8 +61,7 @@ class Server:
 
         session_module.LOG_PATH = "%s.log" % self.path
         accepted = realthreads.Event()
-        # the name of the agent's thread: once the first session ended, it is the one left (as before)
-        keeper = realthreads.Thread(self._keep, "flight_profiler-agent", (boost, accepted))
+        keeper = realthreads.Thread(self._keep, "flight_profiler-listener", (boost, accepted))
         try:
             keeper.start(wait=False)
         except Exception:  # noqa: BLE001 - no thread to spare: everything on this one, as before
