@@ -66,7 +66,7 @@ def measure(python: str, threads: int, src: str, min_ms: float) -> None:
         pump.join()
         last = gil.read()
         warnings.extend(last.warnings)
-        ours = [tid for tid in sorted(_tids(target.pid) - before) if tid in last.threads]
+        ours = sorted(set(last.threads) - before)  # the probe keeps the counts of threads that ended since
         print("\n%d extra threads, rc %d, first answer %.0f ms" % (threads, proc.returncode, (ended - started) / 1e6))
         if os.path.exists(phases):
             with open(phases) as fh:
@@ -75,9 +75,10 @@ def measure(python: str, threads: int, src: str, min_ms: float) -> None:
                 "injector phases, ms: " + ", ".join("%s %.0f" % (n, (float(t) * 1e9 - started) / 1e6) for n, t in steps)
             )
         print(
-            "\n| thread | GIL takes | waited, ms | longest, ms | waits >= %g ms, in order: at ms (waited ms) |" % min_ms
+            "\n| thread | GIL takes | waited, ms | longest, ms | held, ms | waits >= %g ms, in order: at ms (waited ms) |"
+            % min_ms
         )
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|")
         rows = [("main (bootstrap + app)", target.pid)] + [("ours %d" % n, tid) for n, tid in enumerate(ours, 1)]
         for label, tid in rows:
             now = last.threads.get(tid)
@@ -90,7 +91,8 @@ def measure(python: str, threads: int, src: str, min_ms: float) -> None:
             if label.startswith("main"):
                 waits = [w for w in waits if w.ns >= 10e6]  # the app's own waits too: only the long ones
             detail = ", ".join("%.0f (%.0f)" % ((w.at_ns - started) / 1e6, w.ns / 1e6) for w in waits)
-            print("| %s | %d | %.0f | %.0f | %s |" % (label, takes, waited, now.wait_max_ns / 1e6, detail))
+            held = (now.hold_ns - (was.hold_ns if was else 0)) / 1e6
+            print("| %s | %d | %.0f | %.0f | %.0f | %s |" % (label, takes, waited, now.wait_max_ns / 1e6, held, detail))
     finally:
         gil.stop()
         subprocess.run([*cli, "--cmd", "detach"], capture_output=True, env=env)
