@@ -79,6 +79,9 @@ def measure(python: str, threads: int, src: str, min_ms: float) -> None:
             % min_ms
         )
         print("|---|---|---|---|---|---|")
+        first_take = min((w.at_ns for w in warnings if w.tid in ours and started <= w.at_ns <= ended), default=None)
+        if first_take is not None:  # what the agent's own start costs, without the injection and the pending call
+            print("from the agent thread's first take to the answer: %.0f ms" % ((ended - first_take) / 1e6))
         rows = [("main (bootstrap + app)", target.pid)] + [("ours %d" % n, tid) for n, tid in enumerate(ours, 1)]
         for label, tid in rows:
             now = last.threads.get(tid)
