@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     Boost = Tuple[float, float, float]  # switch interval: ours as read back, the app's, monotonic deadline
 
 
+# how long the listener waits for a new client's handshake itself before the session gets its own
+# thread (see Session.start_after_first); a later client waits in the backlog meanwhile
+FIRST_STEPS_WAIT = 1.0
+
 _state_lock = realthreads.allocate_lock()
 _server: Server | None = None
 _bundle_key = ""
@@ -41,59 +45,15 @@ class Server:
         self.sessions: set[Session] = set()
         self.lock = realthreads.allocate_lock()
         self.stopping = realthreads.Event()
-        self.first_answered = realthreads.Event()  # the first session's first answer (see serve_first)
 
-    def serve_first(self, boost: Boost | None) -> None:
-        """On the agent's thread: accept the first client and serve it right here; serve later ones elsewhere.
-
-        Why here: on a target whose busy threads fight for the GIL, each time this thread lets
-        go of it (a system call, a thread start) it waits behind all of them to get it back,
-        and a session thread of its own would add its start and its first wait for the GIL to
-        the first answer. So the accept loop goes to a keeper thread, started without waiting
-        until it runs (``realthreads.Thread.start``), and this thread serves the
-        first session on a blocking socket (no ``settimeout``, no ``poll`` before each read).
-        Nothing here waits with a deadline: the keeper restores the switch interval at the
-        first answer or at the boost's deadline, and accepts every later client meanwhile, so a
-        first client that stays silent, or a ``__repr__`` its quick command calls that blocks in
-        C, keeps nobody else out. Returns once the first session ended (the keeper serves on).
-        """
+    def accept_loop(self, boost: Boost | None = None) -> None:
+        # the session's modules (compiled ahead, see loader.START_MODULES) run while the client's
+        # connection waits in the backlog, so accept() finds it there instead of blocking (and
+        # queueing again for the GIL behind every busy thread of the target when the client comes);
+        # this thread then answers its handshake itself, never a request (Session.start_after_first)
         from . import session as session_module
 
         session_module.LOG_PATH = "%s.log" % self.path
-        accepted = realthreads.Event()
-        keeper = realthreads.Thread(self._keep, "flight_profiler-listener", (boost, accepted))
-        try:
-            keeper.start(wait=False)
-        except Exception:  # noqa: BLE001 - no thread to spare: everything on this one, as before
-            self.accept_loop(boost)
-            return
-        try:
-            fd, _ = self.listener._accept()
-        except OSError:
-            return  # closed by a detach (another client's)
-        finally:
-            accepted.set()  # the keeper accepts from now on
-        session = self._session(fd, self.first_answered)
-        if session is None:
-            self.first_answered.set()  # a refused peer: nothing to answer, the interval goes back now
-        else:
-            session.thread.run_here()
-            AGENT_THREAD_IDS.add(realthreads.get_ident())  # the session's end took this thread out
-
-    def _keep(self, boost: Boost | None, accepted: realthreads.Event) -> None:
-        """The keeper's thread: the switch interval back at the first answer or the deadline, then the accept loop."""
-        AGENT_THREAD_IDS.add(realthreads.get_ident())
-        try:
-            if boost is not None:
-                self.first_answered.wait(_left(boost))
-                _unboost(boost, None)
-            accepted.wait()
-            self.accept_loop(None)
-        finally:
-            AGENT_THREAD_IDS.discard(realthreads.get_ident())
-
-    def accept_loop(self, boost: Boost | None = None) -> None:
-        """Accept clients, each session on its own thread; ``boost`` (no keeper thread): restored here."""
         while not self.stopping.is_set():
             if boost is not None and _left(boost) <= 0.0:  # nobody came by the deadline (a killed client)
                 _unboost(boost, self.listener)
@@ -104,27 +64,21 @@ class Server:
                 continue  # the deadline: undone above
             except OSError:
                 break  # listener closed by detach
-            session = self._session(fd)
-            if session is None:
+            conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+            if not _peer_allowed(conn):
+                _refuse(conn)
                 continue
-            session.start()
+            session = session_module.Session(conn, self)
+            with self.lock:
+                self.sessions.add(session)
+            # (a timeout of 0 would make the socket non-blocking: an error, not a timeout, when nothing came)
+            session.start_after_first(
+                FIRST_STEPS_WAIT if boost is None else max(0.01, min(FIRST_STEPS_WAIT, _left(boost)))
+            )
             if boost is not None:  # the attach's first answer, by the deadline at the latest
                 session.first_handled.wait(_left(boost))
                 _unboost(boost, self.listener)
                 boost = None
-
-    def _session(self, fd: int, first_handled: realthreads.Event | None = None) -> Session | None:
-        """A session for an accepted connection, or None (a peer we refuse)."""
-        from .session import Session
-
-        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
-        if not _peer_allowed(conn):
-            _refuse(conn)
-            return None
-        session = Session(conn, self, first_handled)
-        with self.lock:
-            self.sessions.add(session)
-        return session
 
     def _accept(self, boost: Boost | None) -> tuple[int, Any]:
         """_socket's own accept: (fd, address); bounded by the boost's deadline while there is one."""
@@ -155,15 +109,12 @@ class Server:
         unload(__name__.split(".", 1)[0], _bundle_key, sweep=not HANDED_OUT[0])
 
 
-def serve(path: str, bundle_key: str, boost: Boost | None = None, linger: bool = True) -> None:
+def serve(path: str, bundle_key: str, boost: Boost | None = None) -> None:
     """Run the agent on ``path`` unless one already runs in this process.
 
     ``boost``: the switch interval the bootstrap set for our start (attach/bootstrap.SWITCH_BOOST):
     (ours as read back, the app's, monotonic deadline); restored here at the first answer or the
     deadline, whichever comes first (the bootstrap's thread restores it on every other exit).
-    ``linger`` (arm.py, which arms again when this returns): accept on this thread, return at the
-    detach; else (the bootstrap) serve the first client on this thread, the rest on a keeper thread
-    (``Server.serve_first``), and return once the first client's session ended.
     """
     global _server, _bundle_key
     with _state_lock:
@@ -174,10 +125,7 @@ def serve(path: str, bundle_key: str, boost: Boost | None = None, linger: bool =
         server = _server
     AGENT_THREAD_IDS.add(realthreads.get_ident())
     try:
-        if linger:
-            server.accept_loop(boost)
-        else:
-            server.serve_first(boost)
+        server.accept_loop(boost)
     finally:
         AGENT_THREAD_IDS.discard(realthreads.get_ident())
 
@@ -190,8 +138,6 @@ def _unboost(boost: Boost, listener: Any) -> None:
     """The app's switch interval back, if it is still ours (one the app set meanwhile stays); accept blocks again."""
     if sys.getswitchinterval() == boost[0]:
         sys.setswitchinterval(boost[1])
-    if listener is None:
-        return  # the keeper's: the listener never had a timeout
     try:
         listener.settimeout(None)
     except OSError:

@@ -18,7 +18,7 @@ import _socket
 import os
 import sys
 
-from ..protocol.framing import Channel, ChannelClosed, FrameError
+from ..protocol.framing import Channel, ChannelClosed, FrameError, SocketTimeout
 from ..protocol.messages import END_CANCELLED, END_ERROR, END_OK, validate
 from ..protocol.version import PROTOCOL_VERSION
 from ..services import realthreads
@@ -67,29 +67,65 @@ HANDED_OUT = [False]  # a command outside PASSIVE_COMMANDS (or with user code) r
 
 
 class Session:
-    def __init__(self, sock: Any, server: Server, first_handled: realthreads.Event | None = None) -> None:
+    def __init__(self, sock: Any, server: Server) -> None:
         self.channel = Channel(sock)
         self.server = server
         self.jobs: dict[int, tuple[JobContext, realthreads.Thread]] = {}
         self.state: dict[str, Any] = {}
         self.lock = realthreads.allocate_lock()
-        # started, or run on the agent's thread for an attach's first client (Server.serve_first)
         self.thread = realthreads.Thread(self._run, "flight_profiler-session")
-        # our first request was answered (or started), or we ended: the switch interval goes back then
-        self.first_handled = realthreads.Event() if first_handled is None else first_handled
+        self.greeted = False  # the handshake is done (on the listener's thread, or on ours)
+        self.inline_ident: int | None = None  # the listener's thread while it serves us (see start_after_first)
+        self.first_handled = realthreads.Event()  # our first request was answered (or started), or we ended
 
     def start(self) -> None:
+        self.thread.start()
+
+    def start_after_first(self, wait: float) -> None:
+        """On the listener's thread: shake hands, then go on on our own thread.
+
+        Why: on a target whose busy threads fight for the GIL, starting a thread costs
+        a wait behind every one of them (the starter waits for the new thread, which
+        waits for the GIL); the client's hello is answered before that. The handshake
+        waits at most ``wait`` seconds for the client (a client that sends nothing
+        yet): then the session gets its thread at once, and the next client's
+        connection waited in the backlog no longer. Requests are never run here: a
+        quick command's capture may call the program's ``__repr__``, which can block
+        in C for good; on the listener it would keep every later client out, detach
+        included (it did, in a first version).
+        """
+        self.inline_ident = realthreads.get_ident()
+        go_on = False
         try:
-            self.thread.start()
-        except Exception:  # noqa: BLE001 - no thread left for it (a limit): the session ends
-            self._end()
+            go_on = self._first_steps(wait)
+        except (ChannelClosed, FrameError, OSError):
+            pass
+        finally:
+            self.inline_ident = None
+        if go_on:
+            try:
+                self.start()
+                return
+            except Exception:  # noqa: BLE001, S110 - no thread left for it (a limit): the session ends
+                pass
+        self._end()
+
+    def _first_steps(self, wait: float) -> bool:
+        """The handshake if it comes within ``wait``; False: the session is over."""
+        # a timeout of the socket (a deadline that CPython keeps across EINTR), not the kernel's
+        # SO_RCVTIMEO: every interruption (a signal to the target, a py-spy dump) would restart that
+        try:
+            return self._handshake(wait)
+        except SocketTimeout:
+            return True  # not yet: our thread waits for it (the bytes already read stay in the channel)
 
     def stop(self, wait: bool) -> None:
         """Cancel all jobs and close the connection."""
         # Shut first: a command we interrupt below would otherwise race its own "cancelled" end to the
         # client ahead of the close, and that client must read "detached by another client".
         self.channel.shut()
-        usercode.interrupt(self.thread.ident)  # a quick command's capture may be running a __repr__
+        # a quick command's capture may be running a __repr__ (on the listener's thread before we have ours)
+        usercode.interrupt(self.inline_ident or self.thread.ident)
         self._cancel_all()
         self.channel.close()
         if wait and self.thread.is_alive() and not self.thread.is_current():
@@ -98,7 +134,7 @@ class Session:
     def _run(self) -> None:
         AGENT_THREAD_IDS.add(realthreads.get_ident())
         try:
-            if self._handshake():
+            if self.greeted or self._handshake(None):
                 self._read_loop()
         except (ChannelClosed, FrameError, OSError):
             pass
@@ -115,8 +151,8 @@ class Session:
         # wait for the target's next full collection; a running call keeps its own reference
         self.thread.target = _ended
 
-    def _handshake(self) -> bool:
-        msg = self.channel.recv()
+    def _handshake(self, wait: float | None) -> bool:
+        msg = self.channel.recv(wait)
         if msg.get("type") != "hello" or msg.get("protocol") != PROTOCOL_VERSION:
             self.channel.send(
                 {
@@ -130,6 +166,7 @@ class Session:
             self.channel.send({"type": "error", "error": "the client's pid does not match its socket"})
             return False
         self.channel.send(_hello())
+        self.greeted = True
         return True
 
     def _read_loop(self) -> None:

@@ -177,9 +177,7 @@ def _fp_agent(reserve, boost):
         finally:
             guard.lock.release()
         if server is not None:
-            # returns once the first client's session ended (its listener serves on), or at once where
-            # another bootstrap's agent already serves
-            server.serve(%(sock)r, %(key)r, boost, False)
+            server.serve(%(sock)r, %(key)r, boost)  # at once where another bootstrap's agent already serves
     except BaseException:
         if server is not None or os.path.exists(claimed):  # after a withdrawal nothing of ours may appear
             try:

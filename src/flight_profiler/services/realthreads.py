@@ -122,22 +122,6 @@ class Event:
         return self._flag
 
 
-_NO_WAIT: List[Any] = []  # threading.Event's subclass below, made once threading is there
-
-
-def _no_wait(threading: Any) -> Any:
-    """A started-event for a ``threading.Thread`` of ours whose starter does not wait (``Thread.start``):
-    ``threading.Event`` itself but for ``wait`` (its other methods, the after-fork ones too, stay)."""
-    if not _NO_WAIT or _NO_WAIT[0].__bases__[0] is not threading.Event:
-
-        class NoWait(threading.Event):  # type: ignore[misc]
-            def wait(self, timeout: Optional[float] = None) -> bool:
-                return True
-
-        _NO_WAIT[:] = [NoWait]
-    return _NO_WAIT[0]()
-
-
 TRACE_OURS = False  # tests only: keep an inherited trace function in our threads (coverage measures them)
 
 
@@ -152,28 +136,13 @@ class Thread:
         self._started = False
         self._done = Event()
 
-    def start(self, wait: bool = True) -> None:
-        """``wait=False``: return without waiting until the new thread runs, named all the same.
-
-        ``threading.Thread.start`` waits for its ``_started`` event, which the new thread sets
-        once it runs: on a target whose busy threads fight for the GIL, two waits behind all of
-        them (the new thread's for the GIL, then ours to get it back). Our thread object's own
-        event answers that wait at once; the new thread still sets it (``is_alive``).
-        """
+    def start(self) -> None:
         self._started = True
         threading = _threading()
-        if threading is None:
+        if threading is not None:
+            threading.Thread(target=self._run, name=self.name, daemon=True).start()
+        else:
             start_new_thread(self._run, ())
-            return
-        thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        if not wait and type(getattr(thread, "_started", None)) is threading.Event:
-            thread._started = _no_wait(threading)
-        thread.start()
-
-    def run_here(self) -> None:
-        """Run the target on the calling thread, as if started (join, is_alive and ident work the same)."""
-        self._started = True
-        self._run()
 
     def _run(self) -> None:
         self.ident = get_ident()
