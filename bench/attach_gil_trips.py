@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,8 @@ def _tids(pid: int) -> set[int]:
 
 def measure(python: str, threads: int, src: str, min_ms: float) -> None:
     target = start_target(python, "service_target.py", *(("threadsbusy", str(threads)) if threads else ("event",)))
-    phases = os.path.join(tempfile.mkdtemp(prefix="fp-gil-trips-"), "phases")
+    scratch = tempfile.mkdtemp(prefix="fp-gil-trips-")
+    phases = os.path.join(scratch, "phases")
     env = dict(os.environ, PYTHONPATH=src, FLIGHT_PROFILER_TEST_PHASE_LOG=phases)
     cli = [sys.executable, "-m", "flight_profiler", str(target.pid)]
     gil = probe.Probe(probe.import_frida(), target.pid, probe.find_functions(target.pid), min_ms, 1e9)
@@ -97,6 +99,7 @@ def measure(python: str, threads: int, src: str, min_ms: float) -> None:
             held = (now.hold_ns - (was.hold_ns if was else 0)) / 1e6
             print("| %s | %d | %.0f | %.0f | %.0f | %s |" % (label, takes, waited, now.wait_max_ns / 1e6, held, detail))
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         gil.stop()
         subprocess.run([*cli, "--cmd", "detach"], capture_output=True, env=env)
         target.stop()
