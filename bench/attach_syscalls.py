@@ -58,7 +58,7 @@ def _script(directory: str) -> str:
     )
 
 
-def count(python: str) -> tuple[collections.Counter[str], int]:
+def count(python: str, sequence: bool = False) -> tuple[collections.Counter[str], int]:
     with tempfile.TemporaryDirectory(prefix="fp-bench-") as directory:
         os.chmod(directory, 0o700)
         boot = os.path.join(directory, "boot.py")
@@ -96,19 +96,22 @@ def count(python: str) -> tuple[collections.Counter[str], int]:
         call = line.split(None, 1)[1].split("(", 1)[0]
         if not call.startswith(("<...", "+++", "---")) and not call.startswith(QUIET):
             calls[call] += 1
+            if sequence:  # in order, with the thread: which step lets go of the GIL where
+                print("    " + line[:160])
     return calls, calls.pop("clone3", 0) + calls.pop("clone", 0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pythons", default="3.8,3.12,3.14", help="comma-separated interpreter ids")
+    parser.add_argument("--sequence", action="store_true", help="also list the calls in order, by thread")
     args = parser.parse_args()
     wanted = set(args.pythons.split(","))
     print("| python | system calls that may let go of the GIL | thread starts | by name |")
     print("|---|---|---|---|")
     for name, python in find_interpreters():
         if name in wanted:
-            calls, threads = count(python)
+            calls, threads = count(python, args.sequence)
             detail = ", ".join("%s %d" % item for item in sorted(calls.items(), key=lambda kv: (-kv[1], kv[0])))
             print("| %s | %d | %d | %s |" % (name, sum(calls.values()), threads, detail), flush=True)
 

@@ -1,9 +1,10 @@
 """Attach on a target whose many busy threads fight for the GIL (issue 14, goal 3).
 
-How long it takes is the benchmark's business (bench/attach.py); these tests check that it
-never fails, that serving a client's handshake on the listener's own thread (to spare
-the busy target a thread start before the first answer) never keeps the next client out,
-and that the shorter switch interval of the agent's start (attach/bootstrap.SWITCH_BOOST)
+How long it takes is the benchmark's business (bench/attach.py, bench/attach_gil_trips.py);
+these tests check that it never fails, that serving a client's handshake on the listener's own
+thread (to spare the busy target a thread start before the first answer) never keeps the next
+client out, that the client that injected cleans up after itself when it is killed while its
+session is stuck or idle, and that the shorter switch interval of the agent's start (attach/bootstrap.SWITCH_BOOST)
 is undone by the target itself on every path, an interval the app set meanwhile kept.
 """
 
@@ -87,6 +88,99 @@ def test_a_repr_blocked_in_c_keeps_no_later_client_out() -> None:
             stuck.wait()
         os.kill(target.pid, signal.SIGUSR1)  # lets the __repr__ return, so the agent's thread can end
         target.stop()
+
+
+def test_a_first_client_stuck_in_a_repr_then_killed_keeps_nobody_out_and_leaves_nothing() -> None:
+    """The client that injected runs a quick command whose capture blocks in a __repr__ in C. Later
+    clients get in, detach included; the first client is SIGKILLed meanwhile; once the __repr__
+    returns, no thread or socket of ours is left, and the target can be attached again."""
+    target = start_target(NEWEST, "hang_repr_target.py")
+    first = None
+    try:
+        assert target.proc.stdout is not None
+        argv = [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", "getglobal __main__ OBJ -r"]
+        first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=client_env())
+        assert target.proc.stdout.readline() == "in repr\n"  # the first session is in it
+        result = cli(target.pid, "module /y", "--timeout", "20", timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.results[0]["path"] == "/y"
+        first.kill()
+        first.wait()
+        detached = cli(target.pid, "detach", "--timeout", "20", timeout=60, json_output=False)
+        assert detached.returncode == 0, detached.stderr
+        os.kill(target.pid, signal.SIGUSR1)  # the __repr__ returns: the first session sees its client gone
+        assert wait_until(lambda: not agent_threads(target.pid), timeout=60), agent_threads(target.pid)
+        assert not os.path.exists(agent_socket(target.pid))
+        assert cli(target.pid, "module /z", "--timeout", "30", timeout=60).returncode == 0  # attaches again
+        assert cli(target.pid, "detach").returncode == 0
+    finally:
+        if first is not None and first.poll() is None:
+            first.kill()
+            first.wait()
+        target.stop()
+
+
+@pytest.mark.parametrize(("name", "python"), PICK, ids=[i for i, _ in PICK])
+def test_the_client_that_injected_killed_while_it_holds_its_session(name: str, python: str) -> None:
+    """The client that injected holds its session and is SIGKILLed: the session sees it gone and
+    its thread ends; the listener serves the next client, and the detach leaves no thread of ours."""
+    target = start_target(python, "service_target.py", "event")
+    holder = None
+    try:
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time\n"
+                "from flight_profiler.attach.attacher import AttachOptions, connect\n"
+                "c = connect(int(sys.argv[1]), AttachOptions(timeout=60)); print('connected', flush=True); time.sleep(60)\n",
+                str(target.pid),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=client_env(),
+        )
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "connected"
+        assert wait_until(lambda: "flight_profiler-session" in agent_threads(target.pid)), agent_threads(target.pid)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        # its read has no timeout: only the end of its socket ends it, so the thread's end proves the kill was seen
+        assert wait_until(lambda: agent_threads(target.pid) == ["flight_profiler-agent"], timeout=60), agent_threads(
+            target.pid
+        )
+        result = cli(target.pid, "module /y", "--timeout", "30", timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert cli(target.pid, "detach").returncode == 0
+        assert wait_until(lambda: not agent_threads(target.pid), timeout=60), agent_threads(target.pid)
+        assert not os.path.exists(agent_socket(target.pid))
+        assert target.healthy("event")
+    finally:
+        if holder is not None and holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        target.stop()
+
+
+def test_the_listener_binds_over_a_stale_socket(tmp_path: object) -> None:
+    """The listener binds first and looks for a stale socket only when the bind fails (one system call,
+    one wait for the GIL, less in the usual case): a socket file left by a dead agent is replaced."""
+    from flight_profiler.agent.server import _listen
+
+    directory = os.path.join(str(tmp_path), "private")
+    os.mkdir(directory, 0o700)
+    path = os.path.join(directory, "agent-1.sock")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.close()  # the file stays, nobody listens
+    listener = _listen(path)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(path)  # refused if the stale file were still there
+    finally:
+        listener.close()
+    os.unlink(path)
+    with pytest.raises(OSError):
+        _listen(os.path.join(directory, "a" * 120 + ".sock"))  # too long for a socket: the bind's error, not swallowed
 
 
 APP_DEFAULT = 0.005  # CPython's switch interval, which switch_target.py leaves as it is
