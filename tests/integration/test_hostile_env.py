@@ -159,8 +159,11 @@ def test_no_free_fds(name: str, python: str, where: str) -> None:
 @pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=IDS)
 def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
     """After "GIL held by thread X in native code", no agent starts when the GIL is free again."""
+    # the GIL is held until the test writes a byte to the target's stdin (it held it 20 s before: the checks
+    # take 1-8 s, the rest was waiting)
     proc = subprocess.Popen(
-        [python, os.path.join(TARGETS, "hostile_target.py"), "gilheld", "20"],
+        [python, os.path.join(TARGETS, "hostile_target.py"), "gilheld", "stdin"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -178,6 +181,9 @@ def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
         main = next(t for t in stack.results[0]["threads"] if t["tid"] == target.pid)
         assert main["owns_gil"]
         assert any(frame["native"] for frame in main["frames"]), main["frames"]
+        assert proc.stdin is not None
+        proc.stdin.write("x")
+        proc.stdin.flush()
         assert proc.stdout.readline().startswith("released")  # the GIL is free: an agent could start now
         time.sleep(1.5)  # the target runs Python meanwhile (a 50 ms sleep loop)
         assert not agent_threads(target.pid)
@@ -186,6 +192,8 @@ def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
         assert _healthy(target)
     finally:
         target.stop()
+        if proc.stdin is not None:
+            proc.stdin.close()
 
 
 # ------------------------------------------------------------------ gevent
