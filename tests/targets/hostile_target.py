@@ -9,6 +9,7 @@ Usage: hostile_target.py SCENARIO [ARG]
   gevent         gevent.monkey.patch_all(), a StreamServer whose handler never yields
   eventlet       eventlet.monkey_patch(), eventlet.serve with a handler that never yields
   gilonusr2 SECS like plain; SIGUSR2 makes the main thread keep the GIL in a C call for SECS seconds
+                 ("stdin": until a byte arrives on stdin)
   busy2          two CPU-bound threads (the main one and a worker); SIGUSR2 prints "modules N NAMES"
 Prints "ready <port or fd count>" when ready, and "released" (gilheld) once the GIL is free again.
 SIGUSR1 makes the process exit 0 (proves the main thread still runs Python and handles signals).
@@ -95,7 +96,10 @@ def hold_gil_on_usr2(seconds):
     def hold(signum, frame):
         sys.stdout.write("holding\n")
         sys.stdout.flush()
-        ctypes.PyDLL(None).sleep(seconds)
+        if seconds == "stdin":  # until a byte arrives on stdin (the test says when it is done)
+            ctypes.PyDLL(None).read(0, ctypes.create_string_buffer(1), 1)
+        else:
+            ctypes.PyDLL(None).sleep(int(seconds))
         sys.stdout.write("released\n")
         sys.stdout.flush()
 
@@ -156,7 +160,7 @@ def main():
     elif scenario == "nofd":
         held = nofd()
     elif scenario == "gilonusr2":
-        hold_gil_on_usr2(int(sys.argv[2]))
+        hold_gil_on_usr2(sys.argv[2])
     elif scenario == "gilheld":
         gilheld(sys.argv[2])
     while True:
