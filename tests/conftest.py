@@ -64,6 +64,27 @@ SERIAL = [
         "test_privsep.py::test_directory_swap_racer_never_touches_another_directory",
         "its racer must get CPU while the attach runs (it swapped 0 times at load 35 beside 3 workers)",
     ),
+    # heap walks of the pytest process itself: their time grows with what the process holds. In a parallel
+    # worker that had run hundreds of tests (and beside 3 others at load 20-30) each took 20-49 s and three
+    # hit the in-process agent's 30 s wait (the full run of 2026-12-02 03:15); alone, about 1 s each
+    (
+        "tests/unit/test_referrers.py::",
+        "walks this process's heap (referenceAnalyze's search), ~1 s alone, 20-49 s in a worker",
+    ),
+    ("tests/unit/test_heapwalk_slices.py::", "walks this process's heap in slices, ~1 s alone, 18-42 s in a worker"),
+    (
+        "test_every_command_inproc.py::test_a_command_runs_in_process_and_its_events_render[mem ",
+        "a heap walk of this process",
+    ),
+    (
+        "test_every_command_inproc.py::test_a_command_runs_in_process_and_its_events_render[vmtool -a getInstances",
+        "a heap walk of this process",
+    ),
+    (
+        "test_every_command_inproc.py::test_a_command_runs_in_process_and_its_events_render[vmtool -a referenceAnalyze",
+        "a heap walk of this process",
+    ),
+    ("test_commands_inproc_options.py::test_mem_summary_orders_and_the_interval_views", "heap walks of this process"),
     (
         "test_gilstat.py::test_every_way_of_stopping_leaves_nothing_hooked",
         "removes frida's leftover /tmp/frida-* helpers, which a gilstat running beside it still uses",

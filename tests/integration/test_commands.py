@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from inproc_client import client
 from interpreters import find_interpreters
 from support import CliResult, RunningTarget, cli, target_fixture
 
@@ -27,7 +28,7 @@ def only(result: object, status: int = 0) -> dict:
 
 
 def test_getglobal_dict_with_depth(target: RunningTarget) -> None:
-    value = only(cli(target.pid, "getglobal __main__ CONFIG -x 2"))["value"]
+    value = only(client(target.pid, "getglobal __main__ CONFIG -x 2"))["value"]
     assert value["kind"] == "dict" and value["len"] == 3
     items = {k["v"]: v for k, v in value["items"]}
     assert items["limits"]["kind"] == "list"
@@ -37,16 +38,18 @@ def test_getglobal_dict_with_depth(target: RunningTarget) -> None:
 
 @pytest.mark.any_interpreter  # option variants of getglobal
 def test_getglobal_class_attribute_and_expression(target: RunningTarget) -> None:
-    assert only(cli(target.pid, "getglobal __main__ Widget registry"))["value"]["items"][0][1]["v"] == "widget"
-    event = only(cli(target.pid, "getglobal __main__ CONFIG -e \"target['nested']['deep']['deeper']['deepest'] * 2\""))
+    assert only(client(target.pid, "getglobal __main__ Widget registry"))["value"]["items"][0][1]["v"] == "widget"
+    event = only(
+        client(target.pid, "getglobal __main__ CONFIG -e \"target['nested']['deep']['deeper']['deepest'] * 2\"")
+    )
     assert event["value"]["v"] == 84
 
 
 @pytest.mark.any_interpreter  # error messages
 def test_expression_errors(target: RunningTarget) -> None:
-    event = only(cli(target.pid, "getglobal __main__ CONFIG -e \"target['missing']\""), 1)
+    event = only(client(target.pid, "getglobal __main__ CONFIG -e \"target['missing']\""), 1)
     assert event["error"].startswith("KeyError")
-    result = cli(target.pid, 'getglobal __main__ CONFIG -e "target["')
+    result = client(target.pid, 'getglobal __main__ CONFIG -e "target["')
     assert result.returncode != 0
     assert result.errors == [result.errors[0]] and "bad expression" in result.errors[0]
 
@@ -61,7 +64,7 @@ def test_expression_errors(target: RunningTarget) -> None:
     ],
 )
 def test_bad_input_is_one_line(target: RunningTarget, command: str, message: str) -> None:
-    assert_one_error_line(cli(target.pid, command), message)
+    assert_one_error_line(client(target.pid, command), message)
 
 
 @pytest.mark.parametrize(
@@ -85,28 +88,32 @@ def assert_one_error_line(result: CliResult, message: str) -> None:
 
 
 def test_values_are_contained(target: RunningTarget) -> None:
-    text = only(cli(target.pid, "getglobal __main__ LONG_TEXT"))["value"]
+    text = only(client(target.pid, "getglobal __main__ LONG_TEXT"))["value"]
     assert text["cut"] == [256, 5003] and text["v"].endswith("END")
-    assert "repr failed" in only(cli(target.pid, "getglobal __main__ bad"))["value"]["error"]
-    cycle = only(cli(target.pid, "getglobal __main__ cycle -x 4"))["value"]
+    assert "repr failed" in only(client(target.pid, "getglobal __main__ bad"))["value"]["error"]
+    cycle = only(client(target.pid, "getglobal __main__ cycle -x 4"))["value"]
     assert cycle["items"][0]["cycle"] is True
-    verbose = only(cli(target.pid, "getglobal __main__ LONG_TEXT -v"))["value"]
+    verbose = only(client(target.pid, "getglobal __main__ LONG_TEXT -v"))["value"]
     assert verbose["v"] == "a" * 5000 + "END"
-    raw = only(cli(target.pid, "getglobal __main__ CONFIG -r"))["value"]
+    raw = only(client(target.pid, "getglobal __main__ CONFIG -r"))["value"]
     assert raw["r"].startswith("{'name': 'svc'")
 
 
 def test_vmtool(target: RunningTarget) -> None:
-    event = only(cli(target.pid, "vmtool -a getInstances -c __main__ Widget -n 3"))
+    event = only(client(target.pid, "vmtool -a getInstances -c __main__ Widget -n 3"))
     assert event["count"] == 7 and len(event["instances"]) == 3
     assert event["instances"][0]["attrs"]["label"]["v"].startswith("w")
-    unquoted = only(cli(target.pid, "vmtool -a getInstances -c __main__ Widget -e sorted(w.index for w in instances)"))
-    event = only(cli(target.pid, 'vmtool -a getInstances -c __main__ Widget -e "sorted(w.index for w in instances)"'))
+    unquoted = only(
+        client(target.pid, "vmtool -a getInstances -c __main__ Widget -e sorted(w.index for w in instances)")
+    )
+    event = only(
+        client(target.pid, 'vmtool -a getInstances -c __main__ Widget -e "sorted(w.index for w in instances)"')
+    )
     assert unquoted["value"] == event["value"]  # the vmtool skill's unquoted form is the same expression
     assert [n["v"] for n in event["value"]["items"]] == list(range(7))
-    gc_event = only(cli(target.pid, "vmtool -a forceGc"))
+    gc_event = only(client(target.pid, "vmtool -a forceGc"))
     assert gc_event["collected"] >= 0
-    gc_text = cli(target.pid, "vmtool -a forceGc", "--no-color", json_output=False).stdout.splitlines()
+    gc_text = client(target.pid, "vmtool -a forceGc", "--no-color", json_output=False).stdout.splitlines()
     assert re.match(r"Gc execute successfully, totally \d+ unreachable objects are freed\.$", gc_text[0])  # the seeds'
     deep = cli(
         target.pid, "vmtool -a getInstances -c __main__ Widget -e len(instances) -x 6", "--no-color", json_output=False
@@ -116,19 +123,21 @@ def test_vmtool(target: RunningTarget) -> None:
 
 def test_module(target: RunningTarget) -> None:
     script = os.path.join(os.path.dirname(__file__), "..", "targets", "service_target.py")
-    assert only(cli(target.pid, "module %s" % script))["modules"] == ["__main__"]
-    assert only(cli(target.pid, "module /nonexistent/thing.py"))["modules"] == []
+    assert only(client(target.pid, "module %s" % script))["modules"] == ["__main__"]
+    assert only(client(target.pid, "module /nonexistent/thing.py"))["modules"] == []
 
 
 def test_console(target: RunningTarget) -> None:
-    event = only(cli(target.pid, "console -c \"print('hi'); x = 40\""))
+    event = only(client(target.pid, "console -c \"print('hi'); x = 40\""))
     assert event["output"] == "hi\n" and event["value"] is None
-    assert only(cli(target.pid, "console -c \"import __main__; __main__.CONFIG['name']\""))["value"] == "'svc'"
-    event = only(cli(target.pid, 'console -c "1/0"'), 1)
+    assert only(client(target.pid, "console -c \"import __main__; __main__.CONFIG['name']\""))["value"] == "'svc'"
+    event = only(client(target.pid, 'console -c "1/0"'), 1)
     assert "ZeroDivisionError" in event["error"] and "Traceback" in event["error"]
-    assert only(cli(target.pid, "console -c import __main__; __main__.CONFIG['name']"))["value"] == "'svc'"  # unquoted
-    assert only(cli(target.pid, "console -c CONFIG['name']"))["value"] == "'svc'"  # sees __main__'s globals
-    rebound = only(cli(target.pid, "console -c CONFIG = 1; import __main__; CONFIG, type(__main__.CONFIG).__name__"))
+    assert (
+        only(client(target.pid, "console -c import __main__; __main__.CONFIG['name']"))["value"] == "'svc'"
+    )  # unquoted
+    assert only(client(target.pid, "console -c CONFIG['name']"))["value"] == "'svc'"  # sees __main__'s globals
+    rebound = only(client(target.pid, "console -c CONFIG = 1; import __main__; CONFIG, type(__main__.CONFIG).__name__"))
     assert rebound["value"] == "(1, 'dict')"  # the console's own name; __main__ untouched
     piped = cli(target.pid, "console", input="import sys\nsys.version_info[:2]\n")
     assert only(piped)["value"].startswith("(3, ")
@@ -136,7 +145,7 @@ def test_console(target: RunningTarget) -> None:
 
 def test_stack_threads_and_file(target: RunningTarget, tmp_path: object) -> None:
     path = os.path.join(str(tmp_path), "stack.txt")
-    event = only(cli(target.pid, "stack -f %s" % path))
+    event = only(client(target.pid, "stack -f %s" % path))
     names = [thread["name"] for thread in event["threads"]]
     assert names[0] == "MainThread" and "asyncio-loop" in names
     main = event["threads"][0]
@@ -146,12 +155,12 @@ def test_stack_threads_and_file(target: RunningTarget, tmp_path: object) -> None
 
 
 def test_stack_native(target: RunningTarget) -> None:
-    main = only(cli(target.pid, "stack --native"))["threads"][0]
+    main = only(client(target.pid, "stack --native"))["threads"][0]
     assert any(frame["native"] for frame in main["frames"])
 
 
 def test_stack_asyncio_tasks(target: RunningTarget) -> None:
-    event = only(cli(target.pid, "stack -a"))
+    event = only(client(target.pid, "stack -a"))
     tasks = [task for loop in event["loops"] for task in loop["tasks"]]
     assert {task["coro"] for task in tasks} >= {"ticker"}
     assert any(frame["name"] == "ticker" for task in tasks for frame in task["frames"])
@@ -164,13 +173,13 @@ def test_stack_asyncio_tasks(target: RunningTarget) -> None:
     ]  # down to the innermost
     assert child["awaited_by"] == ["chain-parent"] and parent["awaits"] == ["chain-child"]
     assert [frame["name"] for frame in parent["frames"]] == ["chain_parent"]
-    text = cli(target.pid, "stack -a", "--no-color", json_output=False).stdout
+    text = client(target.pid, "stack -a", "--no-color", json_output=False).stdout
     assert "awaits task chain-child" in text and "awaited by task chain-parent" in text
 
 
 @pytest.mark.any_interpreter  # the client's rendering and help
 def test_text_output_and_help(target: RunningTarget) -> None:
-    text = cli(target.pid, "getglobal __main__ CONFIG -e target['limits']", "--no-color", json_output=False)
+    text = client(target.pid, "getglobal __main__ CONFIG -e target['limits']", "--no-color", json_output=False)
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines() == [  # the seeds' block, our own line below it
         "EXPR: target['limits']",
@@ -178,15 +187,15 @@ def test_text_output_and_help(target: RunningTarget) -> None:
         "VALUE: [1, 2, 3]",
         "target=__main__.CONFIG",
     ]
-    helped = cli(target.pid, "help", "--no-color", json_output=False)
+    helped = client(target.pid, "help", "--no-color", json_output=False)
     for name in ("stack", "getglobal", "vmtool", "module", "console", "detach"):
         assert name in helped.stdout
-    assert "-x, --expand" in cli(target.pid, "help getglobal", json_output=False).stdout
+    assert "-x, --expand" in client(target.pid, "help getglobal", json_output=False).stdout
 
 
 def test_second_client_reuses_the_agent(target: RunningTarget) -> None:
-    cli(target.pid, "module /x.py")
-    second = cli(target.pid, "module /x.py", "--debug", json_output=False)
+    client(target.pid, "module /x.py")
+    second = client(target.pid, "module /x.py", "--debug", json_output=False)
     assert "reusing the agent" in second.stderr
 
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
+from inproc_client import client
 from instr_helpers import evaluate
 from interpreters import find_interpreters
 from json_schemas import problems
-from support import TARGETS, RunningTarget, cli, target_fixture, wait_until
+from support import TARGETS, RunningTarget, target_fixture, wait_until
 
 INTERPRETERS = find_interpreters()
 
@@ -42,7 +43,7 @@ def test_thread_lists_states_and_names_the_cpu_hog(target: RunningTarget) -> Non
     # CPU hog holds (a futex, "waiting on a lock"), and both idle threads wake together. A few
     # snapshots, then, until one of them is caught in its sleep.
     for _ in range(6):
-        [listing] = ok(cli(target.pid, "thread -i 100"))
+        [listing] = ok(client(target.pid, "thread -i 100"))
         by_name = {thread["name"]: thread for thread in listing["threads"]}
         assert by_name["dl-first"]["state"] == "waiting on a lock", listing
         idle = [by_name[name]["state"] for name in ("idle-0", "idle-1")]
@@ -52,11 +53,11 @@ def test_thread_lists_states_and_names_the_cpu_hog(target: RunningTarget) -> Non
         raise AssertionError("no idle thread was ever seen sleeping: %r" % (listing,))
     assert listing["threads"][0]["main"] and listing["mode"] == "all", listing
     assert "frames" not in listing["threads"][0]
-    [top] = ok(cli(target.pid, "thread -n 1 -i 500"))
+    [top] = ok(client(target.pid, "thread -n 1 -i 500"))
     [busiest] = top["threads"]
     assert busiest["name"] == "cpu-hog", top
     assert busiest["frames"][-1]["name"] == "hog", top
-    [one] = ok(cli(target.pid, "thread %d" % by_name["dl-second"]["tid"]))
+    [one] = ok(client(target.pid, "thread %d" % by_name["dl-second"]["tid"]))
     assert [frame["name"] for frame in one["threads"][0]["frames"]][-1] == "second", one
 
 
@@ -67,13 +68,13 @@ def test_thread_bad_input_is_one_line(target: RunningTarget) -> None:
         ("thread -n 0", "-n must be at least 1"),
         ("thread -b -n 2", "-b shows every waiting thread"),
     ):
-        result = cli(target.pid, line, json_output=False)
+        result = client(target.pid, line, json_output=False)
         assert result.returncode != 0, line
         assert message in result.stderr and "Traceback" not in result.stderr, (line, result.stderr)
 
 
 def test_thread_b_names_both_deadlocks_and_their_cycles(target: RunningTarget) -> None:
-    [graph] = ok(cli(target.pid, "thread -b -i 100"))
+    [graph] = ok(client(target.pid, "thread -b -i 100"))
     waits = {wait["waiter"]["name"]: wait for wait in graph["waits"]}
     assert waits["dl-first"]["stuck"] and waits["Task-2"]["stuck"] and graph["interval_ms"] == 100
     assert waits["dl-first"]["holders"][0]["name"] == "dl-second"
@@ -84,7 +85,7 @@ def test_thread_b_names_both_deadlocks_and_their_cycles(target: RunningTarget) -
     assert one["on"]["type"] == "asyncio.locks.Lock" and one["owner"] == "frame"
     cycles = sorted(sorted(node["name"] for node in cycle) for cycle in graph["cycles"])
     assert cycles == [["Task-2", "Task-3"], ["dl-first", "dl-second"]], graph["cycles"]
-    text = cli(target.pid, "thread -b", "--no-color", json_output=False).stdout
+    text = client(target.pid, "thread -b", "--no-color", json_output=False).stdout
     assert text.count("DEADLOCK") == 2, text
 
 
@@ -135,7 +136,7 @@ def test_monitor_counts_exactly_and_goes_away_when_the_client_is_killed(target: 
 
 
 def test_monitor_ends_after_n_cycles(target: RunningTarget) -> None:
-    events = ok(cli(target.pid, "monitor __main__ Service work -c 0.2 -n 2 -f 'args[1] > 0'"))
+    events = ok(client(target.pid, "monitor __main__ Service work -c 0.2 -n 2 -f 'args[1] > 0'"))
     assert [event["kind"] for event in events] == ["start", "cycle", "cycle", "end"]
     assert not _hooked(target.pid)
 
@@ -147,7 +148,7 @@ def test_monitor_bad_input_is_one_line_and_hooks_nothing(target: RunningTarget) 
         ("monitor __main__ Service work -c 0", "-c must be"),
         ("monitor __main__ Service work -f 'args[' -n 1", "args["),
     ):
-        result = cli(target.pid, line, json_output=False)
+        result = client(target.pid, line, json_output=False)
         assert result.returncode != 0 and message in result.stderr, (line, result.stderr)
         assert "Traceback" not in result.stderr
     assert not _hooked(target.pid)
@@ -164,9 +165,9 @@ def test_stack_of_a_method_shows_its_caller_chain(target: RunningTarget) -> None
         names = [frame["name"] for frame in call["frames"]]
         assert names[-1] == "caller" and "run" in names and call["thread"] == "caller", names
     assert not _hooked(target.pid)
-    [old] = ok(cli(target.pid, "stack %d" % target.pid))  # the seeds' form: a number is a pid
+    [old] = ok(client(target.pid, "stack %d" % target.pid))  # the seeds' form: a number is a pid
     assert "threads" in old
-    result = cli(target.pid, "stack __main__ Service work --native", json_output=False)
+    result = client(target.pid, "stack __main__ Service work --native", json_output=False)
     assert result.returncode != 0 and "--native and -a are for thread stacks" in result.stderr
 
 
@@ -198,7 +199,7 @@ def test_line_shows_each_value_of_a_loop_local(target: RunningTarget) -> None:
         ("line __main__ accumulate %d" % _line_of("# NO_CODE"), "runs no code of its own"),
         ("line __main__ accumulate x", "must be a line number"),
     ):
-        result = cli(target.pid, bad, json_output=False)
+        result = client(target.pid, bad, json_output=False)
         assert result.returncode != 0 and message in result.stderr, (bad, result.stderr)
 
 
@@ -211,7 +212,7 @@ def _level(pid: int, name: str) -> int:
 
 
 def test_logger_tree(target: RunningTarget) -> None:
-    [tree] = ok(cli(target.pid, "logger --name diag.app"))
+    [tree] = ok(client(target.pid, "logger --name diag.app"))
     assert [logger["name"] for logger in tree["loggers"]] == ["diag.app", "diag.app.db"]
     app, db = tree["loggers"]
     assert app["handlers"][0]["type"] == "NullHandler" and app["level"] == "NOTSET"
@@ -221,7 +222,7 @@ def test_logger_tree(target: RunningTarget) -> None:
 # --for is a timer of the agent's; the revert when the client is killed stays on every interpreter
 @pytest.mark.any_interpreter
 def test_logger_level_change_reverts_after_for(target: RunningTarget) -> None:
-    events = ok(cli(target.pid, "logger --name diag.app.db --level debug --for 0.3"))
+    events = ok(client(target.pid, "logger --name diag.app.db --level debug --for 0.3"))
     assert [event["kind"] for event in events] == ["changed", "reverted"]
     assert events[0]["old_level"] == "WARNING" and events[0]["level"] == "DEBUG"
     assert _level(target.pid, "diag.app.db") == 30
@@ -259,7 +260,7 @@ def test_logger_bad_input_is_one_line_and_changes_nothing(target: RunningTarget)
         ("logger --name diag.app --level LOUD", "unknown level 'LOUD'"),
         ("logger --level INFO", "--level needs --name"),
     ):
-        result = cli(target.pid, line, json_output=False)
+        result = client(target.pid, line, json_output=False)
         assert result.returncode != 0 and message in result.stderr, (line, result.stderr)
         assert "Traceback" not in result.stderr
     assert "diag.ap" not in evaluate(target.pid, "list(__import__('logging').root.manager.loggerDict)")
@@ -272,46 +273,46 @@ def test_logger_bad_input_is_one_line_and_changes_nothing(target: RunningTarget)
 def test_sc_and_sm_find_what_is_loaded_and_import_nothing(target: RunningTarget) -> None:
     theirs = "sorted(n for n in __import__('sys').modules if not n.startswith('_flight_profiler'))"
     modules_before = evaluate(target.pid, theirs)
-    [classes] = ok(cli(target.pid, "sc Service -d"))
+    [classes] = ok(client(target.pid, "sc Service -d"))
     [service] = classes["matches"]
     assert service["name"] == "__main__.Service" and service["bases"] == ["object"]
     assert service["file"].endswith("diag_target.py") and service["line"] in (
         52,
         53,
     )  # class line 3.13+, else first method
-    [found] = ok(cli(target.pid, "sm '__main__.task_*' -d"))
+    [found] = ok(client(target.pid, "sm '__main__.task_*' -d"))
     assert [(m["name"], m["kind"], m["signature"]) for m in found["matches"]] == [
         ("__main__.task_one", "async function", "()"),
         ("__main__.task_two", "async function", "()"),
     ]
-    [work] = ok(cli(target.pid, "sm Service.work -d"))
+    [work] = ok(client(target.pid, "sm Service.work -d"))
     assert [(m["kind"], m["signature"], m["line"]) for m in work["matches"]] == [("method", "(self, n)", 53)]
-    [bounded] = ok(cli(target.pid, "sm 'threading.*' -n 2"))
+    [bounded] = ok(client(target.pid, "sm 'threading.*' -n 2"))
     assert bounded["shown"] == 2 and bounded["total"] > 2
     for line, message in (("sc NoSuchClassAnywhere", "no loaded class matches"), ("sm '*' -n 0", "-n must be")):
-        result = cli(target.pid, line, json_output=False)
+        result = client(target.pid, line, json_output=False)
         assert result.returncode != 0 and message in result.stderr, (line, result.stderr)
         assert "Traceback" not in result.stderr
     assert evaluate(target.pid, theirs) == modules_before  # only our own modules were loaded
 
 
 def test_source_matches_the_file_and_warns_when_the_running_code_differs(target: RunningTarget) -> None:
-    [work] = ok(cli(target.pid, "source __main__ Service work"))
+    [work] = ok(client(target.pid, "source __main__ Service work"))
     assert work["lines"][0].strip() == "def work(self, n):" and work["start"] == 53
     assert work["status"] == "matches" and work["lines"][-1].strip() == "return n"
-    [klass] = ok(cli(target.pid, "source __main__ Service"))
+    [klass] = ok(client(target.pid, "source __main__ Service"))
     assert klass["lines"][0] == "class Service:" and klass["status"] == "matches"
     # what a reload of an edited file or a monkeypatch leaves: running code that is not the file's
     swap = "ns = {}\nexec(compile('def first():\\n    return 1', m.__file__, 'exec'), ns)\n"
     evaluate(target.pid, swap + "m.first.__code__ = ns['first'].__code__")
-    [first] = ok(cli(target.pid, "source __main__ first"))
+    [first] = ok(client(target.pid, "source __main__ first"))
     assert first["status"] == "differs" and first["differing"] == ["__main__.first"]
-    [module] = ok(cli(target.pid, "source __main__"))
+    [module] = ok(client(target.pid, "source __main__"))
     assert module["differing"] == ["__main__.first"] and module["start"] == 1
-    text = cli(target.pid, "source __main__ first", "--no-color", json_output=False).stdout
+    text = client(target.pid, "source __main__ first", "--no-color", json_output=False).stdout
     assert "WARNING: the running code differs" in text
     for line, message in (("source __main__ LOCK_A", "not a Python function"), ("source nosuchmodule", "not loaded")):
-        result = cli(target.pid, line, json_output=False)
+        result = client(target.pid, line, json_output=False)
         assert result.returncode != 0 and message in result.stderr, (line, result.stderr)
 
 
@@ -320,7 +321,7 @@ def test_source_matches_the_file_and_warns_when_the_running_code_differs(target:
 
 def test_dashboard_names_the_hog_and_its_function(target: RunningTarget) -> None:
     callbacks = evaluate(target.pid, "import gc\nlen(gc.callbacks)")
-    frames = ok(cli(target.pid, "dashboard -i 500 -n 2"))
+    frames = ok(client(target.pid, "dashboard -i 500 -n 2"))
     assert [frame["index"] for frame in frames] == [1, 2]
     for frame in frames:
         assert frame["pid"] == target.pid and frame["samples"] > 0, frame
@@ -340,7 +341,7 @@ def test_dashboard_times_collections(target: RunningTarget) -> None:
     )
     try:
         assert wait_until(lambda: bool(evaluate(target.pid, "import gc\nlen(gc.callbacks)")), timeout=20)
-        ok(cli(target.pid, "vmtool -a forceGc"))
+        ok(client(target.pid, "vmtool -a forceGc"))
         out, _ = running.communicate(timeout=60)
     finally:
         running.kill()
@@ -370,6 +371,6 @@ def test_dashboard_bad_input_is_one_line(target: RunningTarget) -> None:
         ("dashboard -i 10", "-i must be 100..3600000"),
         ("dashboard -n -1", "-n must not be negative"),
     ):
-        result = cli(target.pid, line, json_output=False)
+        result = client(target.pid, line, json_output=False)
         assert result.returncode != 0, line
         assert message in result.stderr and "Traceback" not in result.stderr, (line, result.stderr)

@@ -159,8 +159,11 @@ def test_no_free_fds(name: str, python: str, where: str) -> None:
 @pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=IDS)
 def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
     """After "GIL held by thread X in native code", no agent starts when the GIL is free again."""
+    # the GIL is held until the test writes a byte to the target's stdin (it held it 20 s before: the checks
+    # take 1-8 s, the rest was waiting)
     proc = subprocess.Popen(
-        [python, os.path.join(TARGETS, "hostile_target.py"), "gilheld", "20"],
+        [python, os.path.join(TARGETS, "hostile_target.py"), "gilheld", "stdin"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -178,6 +181,9 @@ def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
         main = next(t for t in stack.results[0]["threads"] if t["tid"] == target.pid)
         assert main["owns_gil"]
         assert any(frame["native"] for frame in main["frames"]), main["frames"]
+        assert proc.stdin is not None
+        proc.stdin.write("x")
+        proc.stdin.flush()
         assert proc.stdout.readline().startswith("released")  # the GIL is free: an agent could start now
         time.sleep(1.5)  # the target runs Python meanwhile (a 50 ms sleep loop)
         assert not agent_threads(target.pid)
@@ -186,6 +192,8 @@ def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
         assert _healthy(target)
     finally:
         target.stop()
+        if proc.stdin is not None:
+            proc.stdin.close()
 
 
 # ------------------------------------------------------------------ gevent
@@ -233,8 +241,18 @@ def test_green_server_with_a_handler_that_never_yields(library: str, name: str, 
 @pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=IDS)
 def test_handshake_with_a_stuck_agent_is_bounded_by_timeout(name: str, python: str) -> None:
     """A running agent that cannot answer (GIL held) is reported with --timeout, not replaced by a second one."""
-    target = start_target(python, "hostile_target.py", "gilonusr2", "8")
+    # the GIL is held from SIGUSR2 until the test writes a byte to the target's stdin (8 s before)
+    proc = subprocess.Popen(
+        [python, os.path.join(TARGETS, "hostile_target.py"), "gilonusr2", "stdin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=TARGETS,
+    )
+    target = RunningTarget(proc)
     try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
         assert cli(target.pid, "getglobal __main__ __name__").returncode == 0
         tasks = _tasks(target.pid)
         assert target.proc.stdout is not None
@@ -243,6 +261,9 @@ def test_handshake_with_a_stuck_agent_is_bounded_by_timeout(name: str, python: s
         result = cli(target.pid, "getglobal __main__ __name__", "--timeout", "2", timeout=60)
         assert result.returncode != 0
         assert "did not complete the handshake within 2 s (--timeout)" in result.errors[0], result.errors
+        assert proc.stdin is not None
+        proc.stdin.write("x")
+        proc.stdin.flush()
         assert target.proc.stdout.readline().startswith("released")
         # no second agent: the session of the abandoned handshake ends once it reads our EOF
         assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=10), _tasks(target.pid)
@@ -250,6 +271,8 @@ def test_handshake_with_a_stuck_agent_is_bounded_by_timeout(name: str, python: s
         assert _healthy(target)
     finally:
         target.stop()
+        if proc.stdin is not None:
+            proc.stdin.close()
 
 
 @pytest.mark.parametrize(("name", "python"), INTERPRETERS[:1] + INTERPRETERS[-1:], ids=IDS[:1] + IDS[-1:])

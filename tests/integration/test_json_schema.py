@@ -22,6 +22,7 @@ from flight_profiler.cli import registry
 from flight_profiler.cli.demo import SERVICE
 from flight_profiler.skills import skills
 from flight_profiler.skills.markers import examples, json_records
+from inproc_client import client
 from interpreters import find_interpreters
 from json_schemas import SCHEMA_DIR, problems, schemas
 from support import cli
@@ -139,8 +140,9 @@ def demo(demo_service: Demo) -> int:
 
 
 def per_interpreter(cases: list[str]) -> list[Any]:
-    """The first line of each command on every interpreter (its real output, each time); the other lines
-    are variants of the same command's output: the any_interpreter tier (tests/conftest.py)."""
+    """The first line of each command on every interpreter (its real output, each time, from the real CLI);
+    the other lines are variants of the same command's output: the any_interpreter tier (tests/conftest.py),
+    run by the client in this process (``inproc_client``: the same --json lines, without a process start)."""
     seen: set[str] = set()
     params: list[Any] = []
     for line in cases:
@@ -151,9 +153,12 @@ def per_interpreter(cases: list[str]) -> list[Any]:
 
 
 @pytest.mark.parametrize("line", per_interpreter(CASES))
-def test_real_output_matches_the_schema(demo_service: Demo, line: str, tmp_path: Any) -> None:
+def test_real_output_matches_the_schema(
+    demo_service: Demo, line: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
     demo_service.check_alive("the previous test")
-    result = cli(demo_service.pid, line.replace("{demo}", SERVICE).replace("{tmp}", str(tmp_path)))
+    run = client if request.node.get_closest_marker("any_interpreter") else cli
+    result = run(demo_service.pid, line.replace("{demo}", SERVICE).replace("{tmp}", str(tmp_path)))
     demo_service.check_alive(line)  # no command may take the target down
     assert result.records, (line, result.stderr)
     for record in result.records:
@@ -171,7 +176,7 @@ def test_subcommand_output_matches_the_schema(demo: int, tmp_path: Any) -> None:
 @pytest.mark.any_interpreter  # the schema check is the client's; the record is only its input
 def test_the_schemas_reject_drift(demo: int) -> None:
     """A renamed, retyped or undocumented field is caught (so the tests above can fail)."""
-    [record] = cli(demo, "getglobal __main__ SETTINGS -x 2").records
+    [record] = client(demo, "getglobal __main__ SETTINGS -x 2").records
     assert not problems(record)
     renamed = copy.deepcopy(record)
     renamed["result"]["value_tree"] = renamed["result"].pop("value")

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
+from inproc_client import client
 from interpreters import find_interpreters
-from support import RunningTarget, cli, target_fixture, wait_until
+from support import RunningTarget, target_fixture, wait_until
 
 INTERPRETERS = find_interpreters()
 INITIAL, GROW = 3000, 1234  # as in tests/targets/prof_mem_target.py
@@ -29,12 +30,12 @@ def only(result: object) -> dict:
 
 
 def stats(target: RunningTarget) -> dict:
-    value = only(cli(target.pid, 'console -c "import __main__; dict(__main__.STATS)"'))["value"]
+    value = only(client(target.pid, 'console -c "import __main__; dict(__main__.STATS)"'))["value"]
     return eval(value)  # a dict of numbers, printed by the target
 
 
 def console_value(target: RunningTarget, source: str) -> str:
-    return only(cli(target.pid, "console -c %s" % json.dumps(source)))["value"]
+    return only(client(target.pid, "console -c %s" % json.dumps(source)))["value"]
 
 
 def rows(event: dict) -> dict[str, dict]:
@@ -43,7 +44,7 @@ def rows(event: dict) -> dict[str, dict]:
 
 def test_summary_counts_the_instances_of_a_class(target: RunningTarget) -> None:
     expected = INITIAL + GROW * stats(target)["grown"]
-    event = only(cli(target.pid, "mem summary --limit 10000"))
+    event = only(client(target.pid, "mem summary --limit 10000"))
     leaf = rows(event)[LEAF]
     assert leaf["count"] == expected and leaf["size"] > 0
     assert event["objects"] >= sum(row["count"] for row in event["types"]) > expected
@@ -51,7 +52,7 @@ def test_summary_counts_the_instances_of_a_class(target: RunningTarget) -> None:
     assert not any(row["type"].startswith("_flight_profiler") for row in event["types"])  # not our own objects
     sizes = [row["size"] for row in event["types"]]
     assert sizes == sorted(sizes, reverse=True)
-    smallest = only(cli(target.pid, "mem summary --limit 5 --order ascending"))["types"]
+    smallest = only(client(target.pid, "mem summary --limit 5 --order ascending"))["types"]
     assert len(smallest) == 5 and [row["size"] for row in smallest] == sorted(row["size"] for row in smallest)
 
 
@@ -76,7 +77,7 @@ def test_diff_shows_exactly_the_growth_made_during_the_interval(target: RunningT
 
 
 def test_top_finds_the_allocating_line_and_leaves_tracing_off(target: RunningTarget) -> None:
-    event = only(cli(target.pid, "mem top -i 1 --limit 50"))
+    event = only(client(target.pid, "mem top -i 1 --limit 50"))
     assert event["already_tracing"] is False and event["size"] > 0
     mine = [line for line in event["lines"] if line["file"].endswith("prof_mem_target.py")]
     assert any("KNOWN_ALLOCATION" in line["source"] and line["size"] >= 2048 for line in mine), event["lines"]
@@ -87,7 +88,7 @@ def test_top_finds_the_allocating_line_and_leaves_tracing_off(target: RunningTar
 def test_top_leaves_the_users_tracing_on(target: RunningTarget) -> None:
     console_value(target, "import tracemalloc; tracemalloc.start()")
     try:
-        event = only(cli(target.pid, "mem top -i 0.5"))
+        event = only(client(target.pid, "mem top -i 0.5"))
         assert event["already_tracing"] is True
         assert console_value(target, "import tracemalloc; tracemalloc.is_tracing()") == "True"
     finally:
@@ -146,7 +147,7 @@ def test_asyncio_loop_keeps_running_through_repeated_commands(target: RunningTar
     ],
 )
 def test_bad_input_is_one_line(command: str, message: str) -> None:
-    result = cli(os.getpid(), command)
+    result = client(os.getpid(), command)
     assert result.returncode != 0
     assert len(result.errors) == 1 and message in result.errors[0], result.stdout
     assert "Traceback" not in result.stdout + result.stderr

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from support import RunningTarget, cli, target_fixture
+from inproc_client import client
+from support import RunningTarget, target_fixture
 
 target = target_fixture("refs_target.py")
 
 
 def analyze(pid: int, what: str) -> dict[str, Any]:
-    result = cli(pid, "vmtool -a referenceAnalyze -c __main__ %s" % what)
+    result = client(pid, "vmtool -a referenceAnalyze -c __main__ %s" % what)
     assert result.returncode == 0, (result.stdout, result.stderr)
     (event,) = result.results
     assert event["action"] == "referenceAnalyze"
@@ -34,7 +35,7 @@ def test_a_leak_held_by_a_module_level_dict_names_the_dicts_global(target: Runni
     assert chain["root"] == {"kind": "global", "name": "__main__.CACHE", "type": "dict"}
     assert chain["steps"] == [{"via": "['k']", "type": "list"}, {"via": "[3]", "type": "__main__.Leak"}]
     assert event["complete"] and event["walked"] > 1000
-    text = cli(target.pid, "vmtool -a referenceAnalyze -c __main__ Leak", "--no-color", json_output=False)
+    text = client(target.pid, "vmtool -a referenceAnalyze -c __main__ Leak", "--no-color", json_output=False)
     assert text.returncode == 0, text.stderr
     assert "__main__.CACHE['k'] -> list[3] -> __main__.Leak" in text.stdout.splitlines()[1]
 
@@ -57,7 +58,7 @@ def test_no_code_of_the_program_runs_while_naming_the_steps(target: RunningTarge
     chains = analyze(target.pid, "Hostile -n 5")["chains"]
     vias = sorted(path(chain)[0] for chain in chains)
     assert vias[0] == ".keys()" and vias[1].startswith("[<__main__.Hostile at 0x"), vias
-    calls = cli(target.pid, "getglobal __main__ CALLS -x 2")
+    calls = client(target.pid, "getglobal __main__ CALLS -x 2")
     assert calls.returncode == 0 and calls.results[0]["value"]["items"] == [{"t": "int", "v": 0}], calls.stdout
 
 
@@ -65,7 +66,7 @@ def test_no_code_of_the_program_runs_while_naming_the_steps(target: RunningTarge
 def test_a_class_without_instances_says_so(target: RunningTarget) -> None:
     event = analyze(target.pid, "Never")
     assert event["chains"] == [] and event["complete"]
-    text = cli(target.pid, "vmtool -a referenceAnalyze -c __main__ Never", "--no-color", json_output=False)
+    text = client(target.pid, "vmtool -a referenceAnalyze -c __main__ Never", "--no-color", json_output=False)
     assert text.returncode == 0 and "no live instance of __main__.Never is reachable" in text.stdout
 
 
@@ -73,7 +74,9 @@ def test_a_class_without_instances_says_so(target: RunningTarget) -> None:
 def test_depth_bounds_the_search(target: RunningTarget) -> None:
     event = analyze(target.pid, "Tracked --depth 2")  # module dict -> class -> its dict -> list -> instance
     assert event["chains"] == [] and not event["complete"] and event["levels"] == 2
-    text = cli(target.pid, "vmtool -a referenceAnalyze -c __main__ Tracked --depth 2", "--no-color", json_output=False)
+    text = client(
+        target.pid, "vmtool -a referenceAnalyze -c __main__ Tracked --depth 2", "--no-color", json_output=False
+    )
     assert "no instance of __main__.Tracked within --depth 2 references of a root" in text.stdout
 
 
@@ -93,7 +96,7 @@ def test_depth_bounds_the_search(target: RunningTarget) -> None:
     ],
 )
 def test_bad_input_gets_one_line(target: RunningTarget, line: str, message: str) -> None:
-    result = cli(target.pid, line, "--no-color", json_output=False)
+    result = client(target.pid, line, "--no-color", json_output=False)
     assert result.returncode != 0
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert len(lines) == 1 and message in lines[0], (result.stdout, result.stderr)

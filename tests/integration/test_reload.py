@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from inproc_client import client
 from instr_helpers import TARGETS, background, evaluate, of_kind, start_instr
 from interpreters import find_interpreters
-from support import RunningTarget, cli
+from support import RunningTarget
 
 INTERPRETERS = find_interpreters()
 
@@ -41,7 +42,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     running = start_instr(request.param[1], directory)
     running.extra["file"] = os.path.join(directory, "instr_reloadable.py")
     yield running
-    cli(running.pid, "detach")
+    client(running.pid, "detach")
     assert running.healthy()  # the callers of the reloaded functions never failed
     running.stop()
 
@@ -52,7 +53,7 @@ def write(target: RunningTarget, text: str | None = None, **changes: str) -> Non
 
 
 def reload(target: RunningTarget, where: str) -> dict:
-    result = cli(target.pid, "reload instr_reloadable %s" % where)
+    result = client(target.pid, "reload instr_reloadable %s" % where)
     assert result.returncode == 0, result.stdout + result.stderr
     return of_kind(result, "reloaded")[0]
 
@@ -109,7 +110,7 @@ def test_refusals_leave_the_target_unchanged(target: RunningTarget) -> None:
     ]
     for changes, where, message in cases:
         write(target, **changes)
-        result = cli(target.pid, "reload instr_reloadable %s" % where)
+        result = client(target.pid, "reload instr_reloadable %s" % where)
         assert result.returncode != 0 and len(result.errors) == 1, (where, result.stdout)
         assert message in result.errors[0], (message, result.errors)
     after = evaluate(

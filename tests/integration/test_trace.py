@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from inproc_client import client
 from instr_helpers import assert_clean, background, cli_many, instr_target_fixture, of_kind
 from interpreters import find_interpreters
-from support import RunningTarget, cli
+from support import RunningTarget
 
 INTERPRETERS = find_interpreters()
 
@@ -106,7 +107,7 @@ def test_coroutine_awaits_and_generator_yields(target: RunningTarget) -> None:
 
 def test_other_hooks_and_recursion_are_seen_through(target: RunningTarget) -> None:
     watch = background(target.pid, "watch __main__ validate -f 'args[0] is None' -n 1")  # a hook inside the tree
-    tree = of_kind(cli(target.pid, "trace __main__ Shop order -n 1 -i 0"), "trace")[0]["root"]
+    tree = of_kind(client(target.pid, "trace __main__ Shop order -n 1 -i 0"), "trace")[0]["root"]
     watch.proc.send_signal(signal.SIGINT)
     assert watch.proc.wait(10) == 130  # interrupted
     assert [shape(child)[0] for child in tree["children"]] == ["validate", "compute_price"]
@@ -131,7 +132,7 @@ def test_bad_input(target: RunningTarget) -> None:
 
 @pytest.mark.any_interpreter  # the client's rendering
 def test_text_output(target: RunningTarget) -> None:
-    text = cli(target.pid, "trace __main__ Shop order -n 1", "--no-color", json_output=False)
+    text = client(target.pid, "trace __main__ Shop order -n 1", "--no-color", json_output=False)
     lines = text.stdout.splitlines()
     title = next(index for index, line in enumerate(lines) if line.startswith("\U0001f50d "))  # the seeds' icon
     assert lines[title - 1] == "\u2500" * 60
@@ -146,7 +147,7 @@ def test_text_output(target: RunningTarget) -> None:
 
 def test_every_qualifying_invocation_is_traced_by_default(target: RunningTarget) -> None:
     """The seeds: trace traces every qualifying invocation up to -n; the --budget guard is off unless asked."""
-    result = cli(target.pid, "trace __main__ Shop order -n 8 -i 0")
+    result = client(target.pid, "trace __main__ Shop order -n 8 -i 0")
     trees = of_kind(result, "trace")
     assert [tree["index"] for tree in trees] == list(range(1, 9))
     assert all(not tree.get("not_traced_budget") and not tree.get("skipped") for tree in trees)

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from inproc_client import client
 from instr_helpers import assert_clean, cli_many, instr_target_fixture, of_kind
 from interpreters import find_interpreters
-from support import RunningTarget, cli
+from support import RunningTarget
 
 INTERPRETERS = find_interpreters()
 
@@ -101,7 +102,7 @@ def test_expressions_and_filters(target: RunningTarget) -> None:
 
 
 def test_eight_threads_exactly_n_results(target: RunningTarget) -> None:
-    result = cli(target.pid, "watch __main__ hot -n 10 --rate 0")
+    result = client(target.pid, "watch __main__ hot -n 10 --rate 0")
     calls = of_kind(result, "call")
     assert sorted(call["index"] for call in calls) == list(range(1, 11))
     assert {call["thread"] for call in calls} <= {"hot-%d" % i for i in range(8)}
@@ -112,13 +113,13 @@ def test_eight_threads_exactly_n_results(target: RunningTarget) -> None:
 
 @pytest.mark.any_interpreter  # --rate: the agent's counter (tests/unit: fake clock)
 def test_rate_limit_counts_what_it_skips(target: RunningTarget) -> None:
-    end = of_kind(cli(target.pid, "watch __main__ hot -n 2 --rate 1"), "end")[0]
+    end = of_kind(client(target.pid, "watch __main__ hot -n 2 --rate 1"), "end")[0]
     assert end["shown"] == 2
     assert end["skipped"] > 0  # eight threads call it thousands of times a second
 
 
 def test_from_time_import_time_and_logger_keep_working(target: RunningTarget) -> None:
-    calls = of_kind(cli(target.pid, "watch __main__ stamped -n 3 -x 2"), "call")
+    calls = of_kind(client(target.pid, "watch __main__ stamped -n 3 -x 2"), "call")
     for call in calls:
         returned = plain(values(call)["return_obj"])
         assert returned["logger"] == "the app's logger" and returned["at"] is True
@@ -162,7 +163,7 @@ def test_nothing_left_behind(target: RunningTarget) -> None:
 def test_seeds_syntax_unquoted_and_text_shape(target: RunningTarget) -> None:
     """The PyPI page's unquoted filters reach Python as typed; the text is the seeds' EXPR/TYPE/VALUE block."""
     typed = "watch __main__ greet -f args[0]=='bob' and return_obj == 'hello bob' -n 1 --expr return_obj,args"
-    text = cli(target.pid, typed, "--no-color", json_output=False)
+    text = client(target.pid, typed, "--no-color", json_output=False)
     assert text.returncode == 0, (text.stdout, text.stderr)
     lines = text.stdout.splitlines()
     title = next(index for index, line in enumerate(lines) if line.startswith("\u2713 "))
@@ -178,6 +179,6 @@ def test_seeds_syntax_unquoted_and_text_shape(target: RunningTarget) -> None:
         "}",
     ]
     assert lines[title + 5].startswith("thread=sync-caller tid=")  # ours, below the seeds' fields
-    bad = cli(target.pid, "watch __main__ greet -f args[0] = 'bob' -n 1")  # not an expression: said before hooking
+    bad = client(target.pid, "watch __main__ greet -f args[0] = 'bob' -n 1")  # not an expression: said before hooking
     assert bad.returncode == 1 and len(bad.errors) == 1 and "bad expression" in bad.errors[0]
     assert_clean(target.pid, target.extra["globals"])

@@ -4,10 +4,12 @@ Usage: hostile_target.py SCENARIO [ARG]
   plain          main thread sleeps in a loop (run it with -X importtime -v)
   patched        json.dumps/json.loads and socket.socket.sendall raise; the app itself keeps working
   nofd           RLIMIT_NOFILE lowered and every descriptor taken (opened until EMFILE)
-  gilheld SECS   the main thread keeps the GIL in a C call for SECS seconds, then sleeps in Python
+  gilheld SECS   the main thread keeps the GIL in a C call for SECS seconds, then sleeps in Python;
+                 with "stdin" for SECS, until a byte arrives on stdin (the test says when it is done)
   gevent         gevent.monkey.patch_all(), a StreamServer whose handler never yields
   eventlet       eventlet.monkey_patch(), eventlet.serve with a handler that never yields
   gilonusr2 SECS like plain; SIGUSR2 makes the main thread keep the GIL in a C call for SECS seconds
+                 ("stdin": until a byte arrives on stdin)
   busy2          two CPU-bound threads (the main one and a worker); SIGUSR2 prints "modules N NAMES"
 Prints "ready <port or fd count>" when ready, and "released" (gilheld) once the GIL is free again.
 SIGUSR1 makes the process exit 0 (proves the main thread still runs Python and handles signals).
@@ -56,8 +58,12 @@ def nofd():
 def gilheld(seconds):
     import ctypes
 
+    libc = ctypes.PyDLL(None)  # PyDLL: its calls keep the GIL
     print("ready 0", flush=True)
-    ctypes.PyDLL(None).sleep(seconds)  # a C call that keeps the GIL
+    if seconds == "stdin":
+        libc.read(0, ctypes.create_string_buffer(1), 1)  # one C call: no bytecode runs until the test writes
+    else:
+        libc.sleep(int(seconds))
     print("released", flush=True)
 
 
@@ -90,7 +96,10 @@ def hold_gil_on_usr2(seconds):
     def hold(signum, frame):
         sys.stdout.write("holding\n")
         sys.stdout.flush()
-        ctypes.PyDLL(None).sleep(seconds)
+        if seconds == "stdin":  # until a byte arrives on stdin (the test says when it is done)
+            ctypes.PyDLL(None).read(0, ctypes.create_string_buffer(1), 1)
+        else:
+            ctypes.PyDLL(None).sleep(int(seconds))
         sys.stdout.write("released\n")
         sys.stdout.flush()
 
@@ -151,9 +160,9 @@ def main():
     elif scenario == "nofd":
         held = nofd()
     elif scenario == "gilonusr2":
-        hold_gil_on_usr2(int(sys.argv[2]))
+        hold_gil_on_usr2(sys.argv[2])
     elif scenario == "gilheld":
-        gilheld(int(sys.argv[2]))
+        gilheld(sys.argv[2])
     while True:
         time.sleep(0.05 if held is None else 0.06)
 

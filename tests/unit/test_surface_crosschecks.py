@@ -1,10 +1,12 @@
 """The surfaces that stay written by hand, held to the declarations they repeat.
 
 Generated elsewhere (test_surfaces.py): usage lines, help, completion, the skills' option tables and Usage
-blocks, README's Commands table. Written by hand because they say more than a declaration can, and checked
+blocks, README's Commands table, the attach skill's command table and its ``help`` example (both from
+``SPEC.summary``). Written by hand because they say more than a declaration can, and checked
 here against it: the MCP skill's tool table and description (against the MCP server's tools), which tools
-say they change the target (against ``SPEC.changes_target``), the attach skill's command overview (against
-the skills that document each command), docs/json-schema.md's sections and docs/schema's files (against the
+say they change the target (against ``SPEC.changes_target``), each command's prose descriptions (README's
+``overview`` and its skill's description: the options they name, and whether the skill says the command
+changes the target), docs/json-schema.md's sections and docs/schema's files (against the
 commands; the page must name every field of each schema), the lists of commands that change the target in
 README and the MCP skill, the few lists of command names kept in code, and each MCP tool's readOnlyHint
 (against what ``--read-only`` refuses).
@@ -138,21 +140,77 @@ def test_commands_that_change_the_target_are_named_where_users_read_it() -> None
         assert not missing, "%s does not name %s, which can change the target" % (where, missing)
 
 
-# ---------------------------------------------------------------- the attach skill's overview
+# ---------------------------------------------------------------- each command's description, in prose
+
+# an option named in prose: ``-d``, ``--budget``, ``-nm`` (not ``pre-fork``, ``p50``, ``a/-b``)
+_FLAG = re.compile(r"(?<![\w/.-])(--?[A-Za-z][\w-]*)")
 
 
-def test_attach_skill_overview_points_at_the_skill_of_each_command() -> None:
-    """Each row of the attach skill's command table names the skill holding that command's options table, and
-    the table has a row for every command (and the shell's and the program's own: detach, ps, mcp)."""
-    owner = {key: skill.name for skill in skills() for key in option_tables(skill.text)}
-    rows = _table_rows(_skill("flight-profiler-attach").text, "| command | skill | what it answers |")
+def _skill_of() -> dict[str, Skill]:
+    """The skill that documents each command: the one holding its options table."""
+    return {key: skill for skill in skills() for key in option_tables(skill.text)}
+
+
+def _main_flags() -> set[str]:
+    from flight_profiler.cli.main import build_parser
+
+    return set(build_parser()._option_string_actions)  # argparse keeps no public map of them
+
+
+def test_prose_descriptions_name_only_options_their_command_has() -> None:
+    """A command is described in prose three times, each for its reader: ``SPEC.summary`` (help's list, the
+    attach skill's command table, the MCP tool's description: generated from it), ``SPEC.overview``
+    (README's Commands table) and the front-matter description of the skill that documents it (what an AI
+    agent reads to pick the skill). An option any of them names must be one of the command's (or the
+    program's: ``--cmd``): a renamed or removed option leaves no stale mention behind."""
+    owner = _skill_of()
+    main_flags = _main_flags()
     wrong = []
-    for command, skill, _ in rows:
-        key = _CODE.findall(command)[0]
-        if owner.get(key) != skill:
-            wrong.append("%s: the overview says %s, its options are in %s" % (key, skill, owner.get(key)))
-    listed = {_CODE.findall(row[0])[0] for row in rows}
-    wrong += ["%s: no row" % spec.name for spec in DOCUMENTED if spec.name not in listed]
+    for spec in DOCUMENTED:
+        skill = owner[spec.name]
+        # a skill that documents several commands (search: sc and sm) may name the options of each
+        flags = set(main_flags)
+        for name in _commands_of(skill, owner):
+            flags.update(_spec(name).parser()._option_string_actions)  # argparse keeps no public map of them
+        for where, text in (
+            ("SPEC.summary", spec.summary),
+            ("SPEC.overview", spec.overview),
+            ("%s's description" % skill.name, skill.description),
+        ):
+            unknown = sorted(set(_FLAG.findall(text)) - flags)
+            if unknown:
+                wrong.append("%s: %s names %s, which %s does not have" % (spec.name, where, unknown, spec.name))
+    assert not wrong, "\n".join(wrong)
+
+
+def _spec(name: str) -> Any:
+    spec = registry.get(name)
+    assert spec is not None, name
+    return spec
+
+
+def _commands_of(skill: Skill, owner: dict[str, Skill]) -> list[str]:
+    return [name for name, holder in owner.items() if holder.name == skill.name and name in registry.COMMANDS]
+
+
+def test_skill_descriptions_say_whether_the_command_changes_the_target() -> None:
+    """The description of the skill that documents a command says "changes the target" exactly when
+    ``SPEC.changes_target`` is set, and "read-only" when it is not: an agent picks a skill by that text
+    alone, and must not run a target-changing one unawares (help and the MCP tool derive their mark from
+    ``changes_target``; this is the one place that says it in words)."""
+    wrong = []
+    for spec in DOCUMENTED:
+        skill = _skill_of()[spec.name]
+        if _commands_of(skill, _skill_of()) != [spec.name]:
+            continue  # a skill of several commands says it per command (checked by reading, not here)
+        text = skill.description.lower()
+        if ("changes the target" in text) != spec.changes_target:
+            wrong.append(
+                "%s: changes_target=%s, its skill's description: %r"
+                % (spec.name, spec.changes_target, skill.description)
+            )
+        elif not spec.changes_target and "read-only" not in text:
+            wrong.append("%s: its skill's description does not say it is read-only" % spec.name)
     assert not wrong, "\n".join(wrong)
 
 
