@@ -40,11 +40,13 @@ class RunningTarget:
             said = "killed by %s" % signal.Signals(-code).name
         else:
             said = "exit status %d" % code
-        tail = ""
+        text = ""
         if self.stderr:
             with contextlib.suppress(OSError), open(self.stderr, errors="replace") as fh:
-                tail = fh.read()[-2000:]
-        return "target pid %d: %s; its stderr: %s" % (self.pid, said, tail.strip() or "(empty)")
+                text = fh.read()
+        if len(text) > 4000:  # faulthandler names the crashing thread first: keep the head and the end
+            text = text[:3000] + "\n[...]\n" + text[-1000:]
+        return "target pid %d: %s; its stderr: %s" % (self.pid, said, text.strip() or "(empty)")
 
     def healthy(self, scenario: str = "", timeout: float = 10.0) -> bool:
         """The main thread still reacts to a signal and the process exits 0."""
