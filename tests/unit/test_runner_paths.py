@@ -146,10 +146,21 @@ def test_a_lost_agent_of_a_live_target_was_detached_by_someone_else(monkeypatch:
     assert out.errors == ["the agent was detached by another client"]
     other = FakeConnection([])
     monkeypatch.setattr(runner_module, "existing_agent", lambda pid, *args: other)
+    monkeypatch.setattr(runner_module, "DETACH_SETTLE", 0.3)
     runner, out = _runner(FakeConnection([ConnectionLost("closed")]))
     runner.execute("getglobal m x")
     assert out.errors == ["lost the connection to the agent in pid %d (a new agent answers there)" % os.getpid()]
     assert other.closed
+
+
+def test_the_detaching_agent_answering_for_a_moment_is_not_a_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A detach shuts the sessions before the listener: the agent that is going away may still answer once."""
+    answers = [FakeConnection([]), None]
+    monkeypatch.setattr(runner_module, "existing_agent", lambda pid, *args: answers.pop(0))
+    monkeypatch.setattr(runner_module, "_exited_soon", lambda pid, wait=0.5: False)
+    runner, out = _runner(FakeConnection([ConnectionLost("closed")]))
+    runner.execute("getglobal m x")
+    assert out.errors == ["the agent was detached by another client"] and answers == []
 
 
 def test_a_refused_outside_read_is_answered_by_the_agent_already_there(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -240,14 +240,24 @@ def _exited_soon(pid: int, wait: float = 0.5) -> bool:
 def _why_lost(pid: int) -> str:
     if _exited_soon(pid):
         return "pid %d exited" % pid
-    try:
-        other = existing_agent(pid)  # asks the socket only: never injects
-    except FlightProfilerError:
-        other = None
-    if other is None:
-        return "the agent was detached by another client"
-    other.close()
-    return "lost the connection to the agent in pid %d (a new agent answers there)" % pid
+    # A detach by another client shuts each session before the agent's listener closes: for a
+    # moment the detaching agent itself still answers. Only one that still answers after
+    # DETACH_SETTLE seconds is a new agent.
+    deadline = time.monotonic() + DETACH_SETTLE
+    while True:
+        try:
+            other = existing_agent(pid, 2.0)  # asks the socket only (2 s at most): never injects
+        except FlightProfilerError:
+            other = None
+        if other is None:
+            return "the agent was detached by another client"
+        other.close()
+        if time.monotonic() >= deadline:
+            return "lost the connection to the agent in pid %d (a new agent answers there)" % pid
+        time.sleep(0.2)
+
+
+DETACH_SETTLE = 2.0
 
 
 def _rendered(spec: CommandSpec, event: dict[str, Any], as_json: bool) -> Any:
