@@ -156,20 +156,26 @@ def test_no_free_fds(name: str, python: str, where: str) -> None:
 # ------------------------------------------------------------------ GIL held in native code
 
 
-@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=IDS)
-def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
-    """After "GIL held by thread X in native code", no agent starts when the GIL is free again."""
-    # the GIL is held until the test writes a byte to the target's stdin (it held it 20 s before: the checks
-    # take 1-8 s, the rest was waiting)
+def _held_until_stdin(python: str, mode: str) -> RunningTarget:
+    """hostile_target.py in ``mode``, holding the GIL until the test writes a byte to its stdin."""
     proc = subprocess.Popen(
-        [python, os.path.join(TARGETS, "hostile_target.py"), "gilheld", "stdin"],
+        [python, os.path.join(TARGETS, "hostile_target.py"), mode, "stdin"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         cwd=TARGETS,
     )
-    target = RunningTarget(proc)
+    return RunningTarget(proc)
+
+
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=IDS)
+def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
+    """After "GIL held by thread X in native code", no agent starts when the GIL is free again."""
+    # the GIL is held until the test writes a byte to the target's stdin (it held it 20 s before: the checks
+    # take 1-8 s, the rest was waiting)
+    target = _held_until_stdin(python, "gilheld")
+    proc = target.proc
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
         tasks = _tasks(target.pid)
@@ -242,15 +248,8 @@ def test_green_server_with_a_handler_that_never_yields(library: str, name: str, 
 def test_handshake_with_a_stuck_agent_is_bounded_by_timeout(name: str, python: str) -> None:
     """A running agent that cannot answer (GIL held) is reported with --timeout, not replaced by a second one."""
     # the GIL is held from SIGUSR2 until the test writes a byte to the target's stdin (8 s before)
-    proc = subprocess.Popen(
-        [python, os.path.join(TARGETS, "hostile_target.py"), "gilonusr2", "stdin"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=TARGETS,
-    )
-    target = RunningTarget(proc)
+    target = _held_until_stdin(python, "gilonusr2")
+    proc = target.proc
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
         assert cli(target.pid, "getglobal __main__ __name__").returncode == 0
