@@ -192,8 +192,8 @@ def test_every_way_of_stopping_leaves_nothing_hooked(name: str, python: str) -> 
 @pytest.mark.parametrize(("name", "python"), ENDS_WITH_SYMBOLS, ids=[i for i, _ in ENDS_WITH_SYMBOLS])
 def test_hooks_come_off_while_threads_wait_inside_take_gil(name: str, python: str) -> None:
     """gilstat ends while four threads are blocked inside the hooked take_gil (the main thread holds
-    the GIL for 3 s): they must return through code that is still there. With frida's leave
-    trampolines, unloaded 0.3 s after unhooking, this target died of SIGSEGV when the hold ended."""
+    the GIL for 3 s): they must return through code that is still there (frida keeps a listener's
+    trampolines, and its agent, while a call is inside them; the client's detach waits for that)."""
     running = start_target(python, "gil_switch_target.py")
     try:
         proc, _ = start_gilstat(running.pid, "0 0 0.5 -d 1")
@@ -213,7 +213,7 @@ def test_hooks_come_off_while_threads_wait_inside_take_gil(name: str, python: st
 @pytest.mark.parametrize(("name", "python"), NEWEST_WITH_SYMBOLS, ids=[i for i, _ in NEWEST_WITH_SYMBOLS])
 def test_a_call_stuck_in_take_gil_keeps_fridas_agent_until_it_returns(name: str, python: str) -> None:
     """The hold outlasts the client's wait: gilstat says calls are still inside and exits; frida's agent
-    stays (the script's dispose() waits) until they return, then leaves; the target lives on."""
+    stays until they return, then leaves by itself; the target lives on."""
     running = start_target(python, "gil_switch_target.py", "8")
     try:
         proc, _ = start_gilstat(running.pid, "0 0 0.5 -d 0.5")

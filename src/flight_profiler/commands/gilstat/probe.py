@@ -15,7 +15,15 @@ cost the target about a microsecond per GIL switch and never touch the GIL.
 Why the bookkeeping needs no locks: a thread's hold and its slot are written
 between ``take_gil`` returning and ``drop_gil`` being entered, i.e. while that
 thread holds the GIL, so those writes never race each other; the other fields of a
-slot are written only by the thread that owns it.
+slot are written only by the thread that owns it. The one shared counter, the calls now
+inside the hooked functions, is lock-prefixed (threads enter take_gil without the GIL).
+
+Why enter/leave listeners and not replacements: frida counts the calls inside each listener's
+trampolines and keeps them, and its agent, until that count is 0 — a thread may wait in take_gil
+for as long as another holds the GIL. A replacement's trampoline is freed at the revert, with
+nothing to keep it for a thread that is running it. What neither removes: frida writes the
+prologue while other threads run the target (a rare SIGSEGV of the target was seen in our tests
+under heavy load; see the gilstat skill and ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import json
 import os
 import re
 import struct
+import time
 from typing import Any, NamedTuple
 
 from ...attach import elf, procfs
@@ -36,9 +45,9 @@ HEADER = 8
 FIELDS = 10  # per slot: tid, takes, wait ns, max wait, holds, hold ns, max hold, drops, drop ns, hold start
 WARN_FIELDS = 4  # tid, kind (1 wait, 2 hold), ns, when (CLOCK_MONOTONIC ns)
 SIZE = (HEADER + MAX_THREADS * FIELDS + RING * WARN_FIELDS) * 8
-SETTLE = 0.3  # seconds the in-flight count must stay 0 before frida's agent may unload (see _C_SOURCE)
-INFLIGHT = 5  # header word: calls now inside our replacements
-UNHOOK_WAIT = 2.0  # seconds the client waits for calls in flight to leave before it detaches anyway
+SETTLE = 0.3  # seconds between unhooking and unloading: calls in flight return through frida's code
+INFLIGHT = 5  # header word: calls now between our enter and leave callbacks
+UNHOOK_WAIT = 4.0  # seconds the client waits for frida's agent to unload before it leaves it to itself
 _FREE_THREADED = re.compile(r"^(lib)?python3\.\d+t\b")
 _VARIANTS = ("", ".constprop.0", ".constprop.1", ".isra.0")  # compiler clones callers may use instead
 
@@ -183,25 +192,27 @@ class Probe:
         return reading
 
     def stop(self) -> int:
-        """Unhook, wait for the calls in flight to leave our code, then unload frida's agent.
+        """Unhook, let calls in flight return through the trampolines, then unload frida's agent.
 
-        Returns how many calls were still inside our replacements when we stopped waiting
-        (0 normally): frida's agent then stays in the target, in the script's dispose(),
-        until they have returned, and unloads itself (our client may exit meanwhile).
+        frida keeps a trampoline while a call is inside it and unloads its agent only once none
+        is (a thread may wait in take_gil for as long as another holds the GIL): the detach runs
+        on a thread of ours, bounded by UNHOOK_WAIT. Returns 0, or how many calls were inside
+        the hooked functions at the unhook when the agent had not unloaded in time; it then
+        leaves by itself, our client's exit included.
         """
-        left = 0
+        inside = 0
         try:
-            left = int(self.script.exports_sync.unhook(int(UNHOOK_WAIT * 1000)))
+            inside = int(self.script.exports_sync.unhook())
+            time.sleep(SETTLE)
         except Exception:  # noqa: BLE001, S110 - the target may be gone: unloading is all that is left
             pass
         import threading
 
-        # detach runs dispose() in the target, which waits (unbounded) for the same calls
-        done = threading.Thread(target=self._detach, name="gilstat-detach", daemon=True)
-        done.start()
-        done.join(UNHOOK_WAIT if left else 60.0)
+        detaching = threading.Thread(target=self._detach, name="gilstat-detach", daemon=True)
+        detaching.start()
+        detaching.join(UNHOOK_WAIT)
         _remove_own_helper_dirs(self._temp_before)
-        return left if done.is_alive() else 0
+        return max(inside, 1) if detaching.is_alive() else 0
 
     def _detach(self) -> None:
         try:
@@ -254,40 +265,25 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _script(functions: GilFunctions) -> str:
-    take, drop = len(functions.take), len(functions.drop)
-    wrappers = "".join(_WRAPPER % {"kind": "take", "index": i, "slot": i} for i in range(take))
-    wrappers += "".join(_WRAPPER % {"kind": "drop", "index": i, "slot": take + i} for i in range(drop))
     source = _C_SOURCE % {"header": HEADER, "threads": MAX_THREADS, "fields": FIELDS, "ring": RING}
     return _JS % {
         "size": SIZE,
-        "source": json.dumps(source + wrappers),
+        "source": json.dumps(source),
         "take": json.dumps([hex(address) for address in functions.take]),
         "drop": json.dumps([hex(address) for address in functions.drop]),
         "inflight": INFLIGHT * 8,
-        "settle": SETTLE,
     }
 
 
 # Compiled in the target by frida (TinyCC). Globals of a CModule are not writable
 # there, so every counter lives in `state`, memory the script allocates.
-#
-# Why replacements (Interceptor.replaceFast) and not enter/leave listeners: a thread that
-# waits in take_gil when the hooks come off must still return through code that is
-# mapped. With listeners, that thread returns through frida's leave trampoline and frida
-# unloads its agent without waiting for it (seen: SIGSEGV on 3.8 with 16 threads switching,
-# whatever the delay before unloading). With a replacement, the thread returns into our own
-# function, which counts itself in (state[INFLIGHT]) before calling the original and out
-# after: the script's dispose() (run by frida on every unload: detach, or our client's
-# death) takes the hooks off and keeps the agent loaded until that count has been 0 twice,
-# SETTLE apart.
 _C_SOURCE = r"""
+#include <gum/guminterceptor.h>
+
 typedef unsigned long long u64;
-typedef u64 (* Original) (u64, u64, u64, u64, u64, u64);
 struct ts { long sec; long nsec; };
 extern int clock_gettime (int clock, struct ts * t);
-extern long syscall (long number, ...);
 extern u64 state[];
-extern Original originals[];
 
 #define HDR %(header)d
 #define MAXT %(threads)d
@@ -296,14 +292,6 @@ extern Original originals[];
 #define SLOTS (state + HDR)
 #define WARN (state + HDR + MAXT * NF)
 #define INFLIGHT 5
-#define SYS_GETTID 186
-
-static u64 now (void)
-{
-  struct ts t;
-  clock_gettime (1, &t);
-  return (u64) t.sec * 1000000000ULL + (u64) t.nsec;
-}
 
 /* lock-prefixed: threads enter take_gil without the GIL, so these run concurrently */
 static void count_in (void)
@@ -318,14 +306,13 @@ static void count_out (void)
   __asm__ __volatile__ ("lock; decq (%%0)" : : "r" (p) : "memory");
 }
 
-/* the original's trampoline, written by the script right after the hook is made and
-   before it is committed; spin in case a call ever comes first */
-static Original original (int index)
+typedef struct { u64 start; u64 * slot; } Pending;
+
+static u64 now (void)
 {
-  Original f;
-  while ((f = ((Original volatile *) originals)[index]) == 0)
-    ;
-  return f;
+  struct ts t;
+  clock_gettime (1, &t);
+  return (u64) t.sec * 1000000000ULL + (u64) t.nsec;
 }
 
 /* open addressing on the thread id; called with the GIL held, so never concurrently */
@@ -358,136 +345,98 @@ static void warn (u64 tid, u64 kind, u64 ns, u64 at)
   state[2]++;
 }
 
-/* take_gil returns with the GIL held: the slot is ours to write after the call */
-static u64 take (int index, u64 a, u64 b, u64 c, u64 d, u64 e, u64 f)
+void take_enter (GumInvocationContext * ic)
 {
-  u64 started, t, r, tid, wait;
-  u64 * s;
+  Pending * p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
   count_in ();
-  started = now ();
-  r = original (index) (a, b, c, d, e, f);
-  t = now ();
-  tid = (u64) syscall (SYS_GETTID);
+  p->start = now ();
+}
+
+void take_leave (GumInvocationContext * ic)
+{
+  u64 t = now ();
+  Pending * p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
+  u64 tid = gum_invocation_context_get_thread_id (ic);
+  u64 * s;
+  u64 wait;
+  count_out ();
+  if (p->start == 0)
+    return;
   s = slot_for (tid);
-  if (s != 0)
-  {
-    wait = t - started;
-    s[1]++;
-    s[2] += wait;
-    if (wait > s[3])
-      s[3] = wait;
-    s[9] = t;
-    if (state[3] != 0 && wait >= state[3])
-      warn (tid, 1, wait, t);
-  }
-  count_out ();
-  return r;
+  if (s == 0)
+    return;
+  wait = t - p->start;
+  p->start = 0;
+  s[1]++;
+  s[2] += wait;
+  if (wait > s[3])
+    s[3] = wait;
+  s[9] = t;
+  if (state[3] != 0 && wait >= state[3])
+    warn (tid, 1, wait, t);
 }
 
-/* drop_gil is entered with the GIL held (hold accounting before the call); after it
-   returns only this thread writes its own drop fields */
-static u64 drop (int index, u64 a, u64 b, u64 c, u64 d, u64 e, u64 f)
+void drop_enter (GumInvocationContext * ic)
 {
-  u64 t, r, hold;
-  u64 * s;
+  u64 t = now ();
+  Pending * p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
+  u64 * s = slot_for (gum_invocation_context_get_thread_id (ic));
+  u64 hold;
   count_in ();
-  t = now ();
-  s = slot_for ((u64) syscall (SYS_GETTID));
-  if (s != 0 && s[9] != 0)
-  {
-    hold = t - s[9];
-    s[9] = 0;
-    s[4]++;
-    s[5] += hold;
-    if (hold > s[6])
-      s[6] = hold;
-    if (state[4] != 0 && hold >= state[4])
-      warn (s[0], 2, hold, t);
-  }
-  r = original (index) (a, b, c, d, e, f);
-  if (s != 0)
-  {
-    s[7]++;
-    s[8] += now () - t;
-  }
-  count_out ();
-  return r;
+  p->start = t;
+  p->slot = s;
+  if (s == 0 || s[9] == 0)
+    return;
+  hold = t - s[9];
+  s[9] = 0;
+  s[4]++;
+  s[5] += hold;
+  if (hold > s[6])
+    s[6] = hold;
+  if (state[4] != 0 && hold >= state[4])
+    warn (s[0], 2, hold, t);
 }
-"""
 
-# One replacement per hooked address (take_gil and its clones, drop_gil): all six integer
-# argument registers are passed on, so one shape fits every version's signature.
-_WRAPPER = r"""
-u64 %(kind)s_%(index)d (u64 a, u64 b, u64 c, u64 d, u64 e, u64 f)
+void drop_leave (GumInvocationContext * ic)
 {
-  return %(kind)s (%(slot)d, a, b, c, d, e, f);
+  u64 t = now ();
+  Pending * p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
+  u64 * s = p->slot;
+  count_out ();
+  if (s == 0 || p->start == 0)
+    return;
+  s[7]++;
+  s[8] += t - p->start;
+  p->start = 0;
 }
 """
 
 _JS = r"""
 const SIZE = %(size)d;
-const INFLIGHT = %(inflight)d;
-const SETTLE = %(settle)s;
-const TAKE = %(take)s;
-const DROP = %(drop)s;
 const state = Memory.alloc(SIZE);
 state.writeByteArray(new Uint8Array(SIZE).buffer);
-const originals = Memory.alloc(8 * (TAKE.length + DROP.length));
-originals.writeByteArray(new Uint8Array(8 * (TAKE.length + DROP.length)).buffer);
-const lookup = (typeof Module.getGlobalExportByName === 'function')
-  ? (name) => Module.getGlobalExportByName(name)
-  : (name) => Module.getExportByName(null, name);
-const cm = new CModule(%(source)s, {
-  state: state, originals: originals,
-  clock_gettime: lookup('clock_gettime'), syscall: lookup('syscall'),
-});
-let hooked = [];
-function hook(addresses, kind, first) {
-  addresses.forEach((a, i) => {
-    const target = ptr(a);
-    const trampoline = Interceptor.replaceFast(target, cm[kind + '_' + i]);
-    originals.add(8 * (first + i)).writePointer(trampoline);  // before the flush commits the hook
-    hooked.push(target);
-  });
-}
-hook(TAKE, 'take', 0);
-hook(DROP, 'drop', TAKE.length);
+const clock = (typeof Module.getGlobalExportByName === 'function')
+  ? Module.getGlobalExportByName('clock_gettime')
+  : Module.getExportByName(null, 'clock_gettime');
+const cm = new CModule(%(source)s, { state: state, clock_gettime: clock });
+const listeners = [];
+for (const a of %(take)s)
+  listeners.push(Interceptor.attach(ptr(a), { onEnter: cm.take_enter, onLeave: cm.take_leave }));
+for (const a of %(drop)s)
+  listeners.push(Interceptor.attach(ptr(a), { onEnter: cm.drop_enter, onLeave: cm.drop_leave }));
 Interceptor.flush();
-function inflight() { return state.add(INFLIGHT).readU64().toNumber(); }
-function unhook() {
-  for (const target of hooked) Interceptor.revert(target);
-  hooked = [];
-  Interceptor.flush();
-}
-// Calls that entered our replacements before the revert still run in them: wait until
-// none is left, twice SETTLE apart (a thread between the jump and its count_in() is seen
-// by the second look).
-function drained(deadline) {
-  for (;;) {
-    while (inflight() !== 0) {
-      if (deadline !== null && Date.now() > deadline) return false;
-      Thread.sleep(0.005);
-    }
-    Thread.sleep(SETTLE);
-    if (inflight() === 0) return true;
-  }
-}
 rpc.exports = {
   read() { return state.readByteArray(SIZE); },
   configure(takeNs, holdNs) {
     state.add(24).writeU64(uint64(takeNs));
     state.add(32).writeU64(uint64(holdNs));
   },
-  unhook(waitMs) {
-    unhook();
-    return drained(Date.now() + waitMs) ? 0 : inflight();
-  },
-  inflight() { return inflight(); },
-  // frida calls this before every unload (our detach, or our client gone): no bound, the
-  // target's safety needs every call out of our code before it is unmapped
-  dispose() {
-    unhook();
-    drained(null);
+  unhook() {
+    const inside = state.add(%(inflight)d).readU64().toNumber();  // calls that will leave after the detach
+    for (const l of listeners) l.detach();
+    listeners.length = 0;
+    Interceptor.flush();
+    return inside;
   },
 };
 """
