@@ -162,8 +162,7 @@ def test_the_client_that_injected_killed_while_it_holds_its_session(name: str, p
 
 
 def test_the_listener_binds_over_a_stale_socket(tmp_path: object) -> None:
-    """The listener binds first and looks for a stale socket only when the bind fails (one system call,
-    one wait for the GIL, less in the usual case): a socket file left by a dead agent is replaced."""
+    """A socket file left by a dead agent is replaced, and a real bind error is not swallowed."""
     from flight_profiler.agent.server import _listen
 
     directory = os.path.join(str(tmp_path), "private")

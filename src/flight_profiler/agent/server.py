@@ -151,20 +151,13 @@ def running() -> bool:
 def _listen(path: str) -> Any:
     directory = os.path.dirname(path)
     _ensure_private_dir(directory)
+    if os.path.lexists(path):
+        os.unlink(path)  # a stale socket of an agent that died with its process
     # _socket's type, not socket.socket: the target may have patched or gevent-ified the latter
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:
-        try:
-            sock.bind(path)
-        except OSError:  # bind first, look later: each system call lets go of the GIL
-            if not os.path.lexists(path):
-                raise
-            os.unlink(path)  # a stale socket of an agent that died with its process
-            sock.bind(path)
-    except BaseException:
-        sock.close()
-        raise
+        sock.bind(path)
     finally:
         os.umask(old_umask)
     sock.listen(8)
