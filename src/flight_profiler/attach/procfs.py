@@ -225,6 +225,13 @@ def process_name(pid: int) -> str:
         return "?"
 
 
+def check_not_exited(pid: int, status: Dict[str, str]) -> None:
+    """A zombie's maps and executable are gone: say it exited, before anything reads them."""
+    state = status.get("State", "")
+    if state.startswith(("Z", "X")):
+        raise TargetError(f"pid {pid} has exited (state {state})")
+
+
 def check_attachable(pid: int, tid: Optional[int] = None) -> Dict[str, str]:
     """Refuse early, with a useful message, what ptrace would refuse or break.
 
@@ -233,9 +240,8 @@ def check_attachable(pid: int, tid: Optional[int] = None) -> Dict[str, str]:
     target's status dict.
     """
     status = read_status(pid)
+    check_not_exited(pid, status)
     state = status.get("State", "")
-    if state.startswith(("Z", "X")):
-        raise TargetError(f"pid {pid} has exited (state {state})")
     if state.startswith("T") and "tracing" not in state:
         raise TargetError(f"pid {pid} is stopped (job control); resume it with: kill -CONT {pid}")
     tracer = tracer_pid(status)

@@ -91,9 +91,7 @@ class Reading(NamedTuple):
 
 def find_functions(pid: int) -> GilFunctions:
     """Runtime addresses of take_gil/drop_gil in ``pid``; GilUnavailable saying why not."""
-    state = procfs.read_status(pid).get("State", "")
-    if state.startswith(("Z", "X")):  # its maps and executable are gone: say so, not "cannot read"
-        raise TargetError("pid %d has exited (state %s)" % (pid, state))
+    procfs.check_not_exited(pid, procfs.read_status(pid))
     maps = procfs.read_maps(pid)
     path = _interpreter_file(pid, maps)
     if _FREE_THREADED.match(os.path.basename(path)):
