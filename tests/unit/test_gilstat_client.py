@@ -186,14 +186,22 @@ def test_start_stop_and_off_lines() -> None:
         make_console(color=False, file=out, width=200).print(GILSTAT.render(event))
         return out.getvalue().strip()
 
-    started = {"action": "started", "pid": 5, "hooked": 3, "library": "/usr/lib/libpython3.11.so", "interval": 5}
+    started = {
+        "action": "started",
+        "pid": 5,
+        "hooked": 3,
+        "library": "/usr/lib/libpython3.11.so",
+        "interval": 5,
+        "paused_threads": 7,
+        "paused_ms": 3.25,
+    }
     assert one(started) == (
-        "gilstat on pid 5: 3 GIL functions hooked in /usr/lib/libpython3.11.so; a report every 5 s "
-        "(Ctrl-C or 'gilstat off' stops)"
+        "gilstat on pid 5: 3 GIL functions hooked in /usr/lib/libpython3.11.so (its 7 threads paused 3.2 ms "
+        "meanwhile); a report every 5 s (Ctrl-C or 'gilstat off' stops)"
     )
     assert (
-        one({"action": "stopped", "reason": "Ctrl-C", "seconds": 2.26})
-        == "gilstat stopped (Ctrl-C) after 2.3 s; hooks removed"
+        one({"action": "stopped", "reason": "Ctrl-C", "seconds": 2.26, "paused_ms": 4.0})
+        == "gilstat stopped (Ctrl-C) after 2.3 s; hooks removed (threads paused 4.0 ms)"
     )
     assert one({"action": "off", "stopped": 0}) == "stopped 0 gilstat session(s)"
     assert (

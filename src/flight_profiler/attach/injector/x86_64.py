@@ -149,6 +149,13 @@ def snapshot(tid: int) -> Snapshot:
     return Snapshot(regs, fp, xsave, _sys.get_sigmask(tid))
 
 
+def pc_of(tid: int) -> int:
+    """The program counter of the stopped thread ``tid`` (general registers only: cheap)."""
+    regs = Regs()
+    _sys.ptrace(_PTRACE_GETREGS, tid, 0, ctypes.addressof(regs))
+    return int(regs.rip)
+
+
 def set_regs(tid: int, regs: Regs) -> None:
     _sys.ptrace(_PTRACE_SETREGS, tid, 0, ctypes.addressof(regs))
 

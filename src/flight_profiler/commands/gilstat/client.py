@@ -167,6 +167,8 @@ def _measure(
             "hooked": len(functions.take) + len(functions.drop),
             "library": functions.path,
             "interval": request["interval"],
+            "paused_threads": hooks.hook_pause.threads,
+            "paused_ms": round(hooks.hook_pause.seconds * 1000, 1),
         }
         report = _Report(request, started)
         previous = hooks.read()
@@ -188,7 +190,12 @@ def _measure(
     finally:
         inside = hooks.stop()
         names.cancel()
-    stopped: dict[str, Any] = {"action": "stopped", "reason": reason, "seconds": round(time.monotonic() - started, 3)}
+    stopped: dict[str, Any] = {
+        "action": "stopped",
+        "reason": reason,
+        "seconds": round(time.monotonic() - started, 3),
+        "paused_ms": round(hooks.unhook_seconds * 1000, 1),
+    }
     if inside:
         stopped["still_inside"] = inside
     yield stopped
@@ -373,12 +380,24 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     action = event["action"]
     if action == "started":
         return Text(
-            "gilstat on pid %d: %d GIL functions hooked in %s; a report every %g s (Ctrl-C or 'gilstat off' stops)"
-            % (event["pid"], event["hooked"], safe_line(event["library"]), event["interval"]),
+            "gilstat on pid %d: %d GIL functions hooked in %s (its %d threads paused %.1f ms meanwhile); a report "
+            "every %g s (Ctrl-C or 'gilstat off' stops)"
+            % (
+                event["pid"],
+                event["hooked"],
+                safe_line(event["library"]),
+                event["paused_threads"],
+                event["paused_ms"],
+                event["interval"],
+            ),
             style="dim",
         )
     if action == "stopped":
-        text = "gilstat stopped (%s) after %.1f s; hooks removed" % (safe_line(event["reason"]), event["seconds"])
+        text = "gilstat stopped (%s) after %.1f s; hooks removed (threads paused %.1f ms)" % (
+            safe_line(event["reason"]),
+            event["seconds"],
+            event["paused_ms"],
+        )
         if event.get("still_inside"):
             text += (
                 "; %d call(s) were still waiting inside take_gil/drop_gil: frida's agent stays in the target until "

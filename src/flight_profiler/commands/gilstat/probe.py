@@ -36,6 +36,7 @@ import time
 from typing import Any, NamedTuple
 
 from ...attach import elf, procfs
+from ...attach.injector import freeze
 from ...errors import CommandError, TargetError
 
 INSTALL_HINT = "gilstat needs frida, an optional extra (about 140 MB): pip install 'flight_profiler[gil]'"
@@ -45,15 +46,26 @@ HEADER = 8
 FIELDS = 10  # per slot: tid, takes, wait ns, max wait, holds, hold ns, max hold, drops, drop ns, hold start
 WARN_FIELDS = 4  # tid, kind (1 wait, 2 hold), ns, when (CLOCK_MONOTONIC ns)
 SIZE = (HEADER + MAX_THREADS * FIELDS + RING * WARN_FIELDS) * 8
-SETTLE = 0.3  # seconds between unhooking and unloading: calls in flight return through frida's code
 INFLIGHT = 5  # header word: calls now between our enter and leave callbacks
+PATCH_SPAN = 16  # bytes at a function's start frida may overwrite (its longest jump on x86-64)
+FREEZE_WAIT = 2.0  # seconds to get every thread stopped outside those bytes
+FREEZE_CALL_WAIT = 2.0  # seconds the threads stay stopped while frida writes
 UNHOOK_WAIT = 4.0  # seconds the client waits for frida's agent to unload before it leaves it to itself
+MIN_UNLOAD_WAIT = 0.5  # seconds the unload gets even when the calls inside took all of UNHOOK_WAIT
 _FREE_THREADED = re.compile(r"^(lib)?python3\.\d+t\b")
 _VARIANTS = ("", ".constprop.0", ".constprop.1", ".isra.0")  # compiler clones callers may use instead
 
 
 class GilUnavailable(TargetError):
     """This interpreter build cannot be hooked (stripped, free-threaded)."""
+
+
+class Pause(NamedTuple):
+    """The target's threads stopped while frida rewrote code under them."""
+
+    threads: int
+    seconds: float  # from the first stop to the last thread let go
+    late: bool  # frida's call outlasted FREEZE_CALL_WAIT and finished with the threads running
 
 
 class GilFunctions(NamedTuple):
@@ -162,20 +174,61 @@ class Probe:
     def __init__(self, frida: Any, pid: int, functions: GilFunctions, take_ms: float, hold_ms: float) -> None:
         self.frida = frida
         self._temp_before = _frida_temp_dirs()
+        self.pid = pid
+        self._code_before = [(e.start, e.end) for e in procfs.read_maps(pid) if "x" in e.perms]
         try:
             self.session = frida.attach(pid)
         except Exception as exc:  # noqa: BLE001 - frida's errors have no common base worth naming
             raise CommandError("frida cannot attach to pid %d: %s" % (pid, _one_line(exc))) from None
         self.detached_reason: str | None = None
         self.session.on("detached", self._on_detached)
+        self.functions = functions
+        self.hook_pause = Pause(0, 0.0, False)
+        self.unhook_seconds = 0.0  # the target's threads stopped while the hooks came out
         self.script = self.session.create_script(_script(functions))
         try:
             self.script.load()
             self.script.exports_sync.configure(str(int(take_ms * 1e6)), str(int(hold_ms * 1e6)))
+            self.hook_pause = self._patch("hook")[0]
         except Exception as exc:  # noqa: BLE001
             self.stop()
             raise CommandError("cannot hook the GIL functions of pid %d: %s" % (pid, _one_line(exc))) from None
         self._warnings_read = 0
+
+    def _patch(self, name: str) -> tuple[Pause, Any]:
+        """Run the script's ``hook``, ``unhook`` or ``flush`` with the target's own threads stopped.
+
+        frida writes the functions' first bytes in place while the target runs, and frees a
+        trampoline whose count of calls inside is 0 (see ``stop``); either kills a thread that
+        is in those bytes or that code at that moment. So every thread but frida's own is
+        stopped outside them first (attach/injector/freeze.py). The call runs on a thread of
+        ours, so that a frida thread we could not tell apart and stopped cannot hold the
+        target stopped: after FREEZE_CALL_WAIT the threads go again, the call finishes with
+        them running, and the pause says so (``late``).
+        """
+        import threading
+
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["value"] = getattr(self.script.exports_sync, name)()
+            except Exception as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=call, name="gilstat-" + name, daemon=True)
+        began = time.monotonic()
+        with freeze.frozen(self.pid, self._frida_threads, self._avoid(), FREEZE_WAIT) as count:
+            worker.start()
+            worker.join(FREEZE_CALL_WAIT)
+        pause = Pause(count, time.monotonic() - began, worker.is_alive())
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return pause, outcome.get("value")
+
+    def _frida_threads(self) -> set[int]:
+        return set(self.script.exports_sync.cloaked(procfs.thread_ids(self.pid)))
 
     def _on_detached(self, reason: Any, *rest: Any) -> None:
         self.detached_reason = str(reason)
@@ -192,25 +245,66 @@ class Probe:
     def stop(self) -> int:
         """Unhook, let calls in flight return through the trampolines, then unload frida's agent.
 
-        frida keeps a trampoline while a call is inside it and unloads its agent only once none
-        is (a thread may wait in take_gil for as long as another holds the GIL): the detach runs
-        on a thread of ours, bounded by UNHOOK_WAIT. Returns 0, or how many calls were inside
-        the hooked functions at the unhook when the agent had not unloaded in time; it then
+        frida frees a trampoline at the end of an interceptor transaction when its count of
+        calls inside is 0, but a thread counts itself in and out a few instructions inside
+        the trampoline: one there at that moment runs freed code (seen: SIGSEGV at address 0
+        in drop_gil's caller). So every transaction of ours runs with the target's threads
+        stopped outside frida's code: the unhook (the trampolines no call is inside go), then,
+        once the calls that were inside have left (bounded by UNHOOK_WAIT), a flush that frees
+        the rest; frida's unload then has nothing of ours left to free. The unload runs on a
+        thread of ours within the same bound: frida keeps its agent while a call is inside (a
+        thread may wait in take_gil for as long as another holds the GIL). Returns 0, or how
+        many calls were inside at the unhook when the agent had not unloaded in time; it then
         leaves by itself, our client's exit included.
         """
-        inside = 0
-        try:
-            inside = int(self.script.exports_sync.unhook())
-            time.sleep(SETTLE)
-        except Exception:  # noqa: BLE001, S110 - the target may be gone: unloading is all that is left
-            pass
         import threading
 
+        deadline = time.monotonic() + UNHOOK_WAIT
+        inside = 0
+        try:
+            inside = self._unhook()
+            if self._wait_calls_out(deadline):
+                self.unhook_seconds += self._patch("flush")[0].seconds
+        except Exception:  # noqa: BLE001, S110 - the target may be gone: unloading is all that is left
+            pass
         detaching = threading.Thread(target=self._detach, name="gilstat-detach", daemon=True)
         detaching.start()
-        detaching.join(UNHOOK_WAIT)
+        detaching.join(max(deadline - time.monotonic(), MIN_UNLOAD_WAIT))
         _remove_own_helper_dirs(self._temp_before)
         return max(inside, 1) if detaching.is_alive() else 0
+
+    def _unhook(self) -> int:
+        """The calls inside the hooks at the unhook; unfrozen only when the threads cannot be stopped.
+
+        Leaving the hooks in is never the safer choice: frida's unload would take them out
+        unfrozen anyway.
+        """
+        try:
+            pause, inside = self._patch("unhook")
+            self.unhook_seconds += pause.seconds
+        except OSError:  # FreezeError included
+            inside = self.script.exports_sync.unhook()
+        return int(inside)
+
+    def _wait_calls_out(self, deadline: float) -> bool:
+        """True once no call is inside our callbacks' span (polled), False at the deadline."""
+        while int(self.script.exports_sync.inflight()) != 0:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _avoid(self) -> list[tuple[int, int]]:
+        """Where no stopped thread may be: inside the bytes frida rewrites, or in code that came with frida.
+
+        frida's code (its agent, the trampolines, our compiled callbacks) is every executable
+        mapping that no executable mapping held before frida attached.
+        """
+        ranges = [(address + 1, address + PATCH_SPAN) for address in [*self.functions.take, *self.functions.drop]]
+        for entry in procfs.read_maps(self.pid):
+            if "x" in entry.perms and not any(lo <= entry.start and entry.end <= hi for lo, hi in self._code_before):
+                ranges.append((entry.start, entry.end))
+        return ranges
 
     def _detach(self) -> None:
         try:
@@ -418,16 +512,19 @@ const clock = (typeof Module.getGlobalExportByName === 'function')
   : Module.getExportByName(null, 'clock_gettime');
 const cm = new CModule(%(source)s, { state: state, clock_gettime: clock });
 const listeners = [];
-for (const a of %(take)s)
-  listeners.push(Interceptor.attach(ptr(a), { onEnter: cm.take_enter, onLeave: cm.take_leave }));
-for (const a of %(drop)s)
-  listeners.push(Interceptor.attach(ptr(a), { onEnter: cm.drop_enter, onLeave: cm.drop_leave }));
-Interceptor.flush();
 rpc.exports = {
   read() { return state.readByteArray(SIZE); },
   configure(takeNs, holdNs) {
     state.add(24).writeU64(uint64(takeNs));
     state.add(32).writeU64(uint64(holdNs));
+  },
+  cloaked(tids) { return tids.filter((tid) => Cloak.hasThread(tid)); },  // frida's own threads
+  hook() {
+    for (const a of %(take)s)
+      listeners.push(Interceptor.attach(ptr(a), { onEnter: cm.take_enter, onLeave: cm.take_leave }));
+    for (const a of %(drop)s)
+      listeners.push(Interceptor.attach(ptr(a), { onEnter: cm.drop_enter, onLeave: cm.drop_leave }));
+    Interceptor.flush();
   },
   unhook() {
     const inside = state.add(%(inflight)d).readU64().toNumber();  // calls that will leave after the detach
@@ -436,5 +533,7 @@ rpc.exports = {
     Interceptor.flush();
     return inside;
   },
+  inflight() { return state.add(%(inflight)d).readU64().toNumber(); },
+  flush() { Interceptor.flush(); },  // frees the trampolines the calls inside at the unhook kept
 };
 """

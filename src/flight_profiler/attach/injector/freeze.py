@@ -1,0 +1,151 @@
+"""Stop a process's threads for a moment, so that code they may run can be rewritten under them.
+
+Why: a hook library that writes a jump over a function's first bytes while other threads run
+the process (frida does, on Linux, when the pages can be made writable and executable) races
+every thread that is inside those bytes or fetching them: such a thread runs half an old and
+half a new instruction and dies of SIGSEGV or SIGILL. The cure is old (debuggers and kernel
+live patching do it): stop every thread that may run the code, check that none of them is
+stopped inside the bytes to be written, write, let them go.
+
+How: PTRACE_SEIZE and PTRACE_INTERRUPT each thread (no options: no EXITKILL, our death must
+never kill the target), wait for its interrupt-stop, read its program counter; one inside a
+range to avoid means all go again and we try a little later. Threads the caller names are
+spared: the threads that write the code must keep running. Threads started while we freeze
+are frozen too (the task list is read until it stops growing), so a thread we do not know
+is never left running.
+
+If our process dies while threads are frozen, the kernel detaches them and they run on
+(a seized thread in an interrupt-stop is woken at its tracer's exit): the target is left as it
+was, minus the moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+from typing import Callable, Dict, Iterator, List, Sequence, Set, Tuple
+
+from . import arch as _arch
+from . import sys as _sys
+
+RETRY_PAUSE = 0.002  # seconds between two tries when a thread stopped inside a range to avoid
+STOP_WAIT = 0.5  # seconds a thread gets to reach its stop, whatever is left of the timeout
+THAW_WAIT = 1.0  # seconds to wait, when letting go, for a thread interrupted but not yet seen stopped
+
+
+class FreezeError(OSError):
+    """The threads could not all be stopped outside the ranges to avoid in time."""
+
+
+def _tasks(pid: int) -> Set[int]:
+    try:
+        return {int(name) for name in os.listdir("/proc/%d/task" % pid)}
+    except OSError:
+        return set()
+
+
+class _Freezer:
+    def __init__(self, pid: int, spare: Set[int]) -> None:
+        self.pid = pid
+        self.spare = spare
+        self.seized: List[int] = []
+        self.stopped: Set[int] = set()
+        self.arch = _arch.current()
+
+    def seize_all(self) -> None:
+        """Seize and interrupt every thread not spared, until the task list stops growing."""
+        while True:
+            fresh = sorted(_tasks(self.pid) - self.spare - set(self.seized))
+            if not fresh:
+                return
+            for tid in fresh:
+                try:
+                    _sys.seize(tid)
+                except OSError as exc:
+                    if exc.errno == errno.ESRCH:  # it exited since the listing
+                        continue
+                    raise
+                self.seized.append(tid)
+                _sys.interrupt(tid)
+
+    def wait_all(self, deadline: float) -> Dict[int, int]:
+        """Every seized thread's program counter once it is in its interrupt-stop."""
+        pcs: Dict[int, int] = {}
+        for tid in list(self.seized):
+            if not self._wait_stopped(tid, deadline):
+                self.seized.remove(tid)
+                continue
+            self.stopped.add(tid)
+            pcs[tid] = self.arch.pc_of(tid)
+        return pcs
+
+    def _wait_stopped(self, tid: int, deadline: float) -> bool:
+        """False when the thread exited; signals that come first are delivered at once."""
+        while True:
+            try:
+                status = _sys.wait_stop(tid, deadline)
+            except _sys.Gone:
+                return False
+            except _sys.Timeout:
+                raise FreezeError(errno.ETIMEDOUT, "thread %d did not stop (uninterruptible sleep?)" % tid) from None
+            sig, event = (status >> 8) & 0xFF, status >> 16
+            if event == _sys.PTRACE_EVENT_STOP:
+                return True  # our interrupt, or a group stop: stopped either way
+            # a signal-delivery stop: deliver it; the interrupt stays pending and stops it after
+            _sys.cont(tid, sig if event == 0 else 0)
+            if sig == signal.SIGKILL:
+                return False
+
+    def thaw(self) -> None:
+        """Let every seized thread go. ptrace detaches only a stopped tracee, and an interrupted
+        thread stops in the end even when we no longer wait for it: so one not seen stopped yet is
+        waited for first (briefly: past that, our process's exit is what lets it go)."""
+        for tid in self.seized:
+            try:
+                if tid not in self.stopped and not self._wait_stopped(tid, time.monotonic() + THAW_WAIT):
+                    continue  # it exited
+                _sys.detach(tid)
+            except OSError:  # exited meanwhile (ESRCH), or still not stopped: nothing more we can do
+                pass
+        self.seized = []
+        self.stopped = set()
+
+
+def _inside(pcs: Dict[int, int], avoid: Sequence[Tuple[int, int]]) -> List[int]:
+    return [tid for tid, pc in pcs.items() if any(start <= pc < end for start, end in avoid)]
+
+
+@contextlib.contextmanager
+def frozen(
+    pid: int,
+    spare: Callable[[], Set[int]],
+    avoid: Sequence[Tuple[int, int]],
+    timeout: float,
+) -> Iterator[int]:
+    """Every thread of ``pid`` but ``spare()`` stopped, none with its pc in ``avoid``; yields how many.
+
+    ``avoid`` holds [start, end) ranges. Raises FreezeError when that cannot be had within
+    ``timeout`` seconds (a thread that stays inside a range, or one that does not stop), and
+    OSError when the threads cannot be traced (permissions, another tracer).
+    """
+    deadline = time.monotonic() + timeout
+    freezer = _Freezer(pid, spare())
+    try:
+        while True:
+            freezer.seize_all()
+            pcs = freezer.wait_all(max(deadline, time.monotonic() + STOP_WAIT))  # a late try still gets to stop
+            caught = _inside(pcs, avoid)
+            if not caught:
+                break
+            freezer.thaw()
+            if time.monotonic() >= deadline:
+                raise FreezeError(
+                    errno.ETIMEDOUT, "thread %d stayed inside the code to rewrite for %.1f s" % (caught[0], timeout)
+                )
+            time.sleep(RETRY_PAUSE)
+        yield len(freezer.seized)
+    finally:
+        freezer.thaw()

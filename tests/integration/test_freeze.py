@@ -1,0 +1,130 @@
+"""The thread freezer (attach/injector/freeze.py): stop a live target's threads, let them all go again.
+
+Real targets, real ptrace: every thread but the spared ones is in a tracing stop inside the block;
+none is traced after it, on every way out (done, a thread that never leaves a range to avoid, a
+thread already traced by someone else, the freezer's process SIGKILLed while the threads are
+stopped); the target lives on and exits 0.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from typing import Iterator
+
+import pytest
+
+from flight_profiler.attach import procfs
+from flight_profiler.attach.injector import freeze
+from interpreters import find_interpreters
+from support import RunningTarget, start_target, wait_until
+
+PYTHON = find_interpreters()[0][1]
+SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
+
+
+def state(pid: int, tid: int) -> str:
+    with open("/proc/%d/task/%d/stat" % (pid, tid)) as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0]
+
+
+def tracer(pid: int, tid: int) -> int:
+    return procfs.tracer_pid(procfs.read_status_file("/proc/%d/task/%d/status" % (pid, tid)))
+
+
+def untraced(pid: int) -> bool:
+    return all(tracer(pid, tid) == 0 and state(pid, tid) != "t" for tid in procfs.thread_ids(pid))
+
+
+def executable_ranges(pid: int) -> list[tuple[int, int]]:
+    return [(entry.start, entry.end) for entry in procfs.read_maps(pid) if "x" in entry.perms]
+
+
+@pytest.fixture
+def churn() -> Iterator[RunningTarget]:
+    running = start_target(PYTHON, "gil_churn_target.py")
+    yield running
+    running.stop()
+
+
+def test_every_thread_but_the_spared_stops_and_then_runs_again(churn: RunningTarget) -> None:
+    tids = procfs.thread_ids(churn.pid)
+    spared = tids[-1]
+    with freeze.frozen(churn.pid, lambda: {spared}, [], 5.0) as count:
+        assert count == len(tids) - 1
+        assert all(state(churn.pid, tid) == "t" for tid in tids if tid != spared)
+        assert state(churn.pid, spared) != "t" and tracer(churn.pid, spared) == 0
+    assert untraced(churn.pid)
+    assert churn.healthy(), churn.why()
+
+
+def test_a_thread_that_stays_inside_a_range_to_avoid_ends_in_a_clear_error(churn: RunningTarget) -> None:
+    """Every pc is in some executable mapping: the freezer retries until its timeout, then lets all go."""
+    avoid = executable_ranges(churn.pid)
+    with pytest.raises(freeze.FreezeError, match="stayed inside the code to rewrite"), freeze.frozen(
+        churn.pid, set, avoid, 0.3
+    ):
+        pytest.fail("frozen with every thread inside a range to avoid")
+    assert untraced(churn.pid)
+    assert churn.healthy(), churn.why()
+
+
+def test_a_thread_traced_by_someone_else_fails_the_freeze_and_releases_the_rest(churn: RunningTarget) -> None:
+    tids = procfs.thread_ids(churn.pid)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD % {"src": SRC, "tid": tids[-1]}], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with pytest.raises(OSError) as caught, freeze.frozen(churn.pid, set, [], 5.0):
+            pytest.fail("froze a thread another tracer holds")
+        assert caught.value.errno == errno.EPERM
+        assert all(tracer(churn.pid, tid) == 0 for tid in tids[:-1])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert wait_until(lambda: untraced(churn.pid), timeout=10)
+    assert churn.healthy(), churn.why()
+
+
+def test_the_freezer_sigkilled_while_threads_are_stopped_leaves_them_running(churn: RunningTarget) -> None:
+    freezer = subprocess.Popen(
+        [sys.executable, "-c", _FREEZE_AND_SLEEP % {"src": SRC, "pid": churn.pid}], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert freezer.stdout is not None and freezer.stdout.readline().strip() == "frozen"
+        assert all(state(churn.pid, tid) == "t" for tid in procfs.thread_ids(churn.pid))
+        freezer.send_signal(signal.SIGKILL)
+        freezer.wait()
+        assert wait_until(lambda: untraced(churn.pid), timeout=10)
+        assert churn.healthy(), churn.why()
+    finally:
+        freezer.kill()
+        freezer.wait()
+
+
+_FREEZE_AND_SLEEP = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, %(src)r)
+    from flight_profiler.attach.injector import freeze
+    with freeze.frozen(%(pid)d, set, [], 5.0):
+        print("frozen", flush=True)
+        time.sleep(60)
+    """
+)
+
+_HOLD = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, %(src)r)
+    from flight_profiler.attach.injector import sys as ptrace_sys
+    ptrace_sys.seize(%(tid)d)
+    print("holding", flush=True)
+    time.sleep(60)
+    """
+)
