@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from typing import Iterator
 
 import pytest
@@ -54,10 +55,12 @@ def churn() -> Iterator[RunningTarget]:
 def test_every_thread_but_the_spared_stops_and_then_runs_again(churn: RunningTarget) -> None:
     tids = procfs.thread_ids(churn.pid)
     spared = tids[-1]
-    with freeze.frozen(churn.pid, lambda: {spared}, [], 5.0) as count:
-        assert count == len(tids) - 1
+    with freeze.frozen(churn.pid, lambda: {spared}, [], 5.0) as frozen:
+        assert sorted(frozen.threads) == [tid for tid in tids if tid != spared]
         assert all(state(churn.pid, tid) == "t" for tid in tids if tid != spared)
         assert state(churn.pid, spared) != "t" and tracer(churn.pid, spared) == 0
+        time.sleep(0.05)
+    assert 0.05 <= frozen.seconds < 5.0  # how long they were held, said after they went again
     assert untraced(churn.pid)
     assert churn.healthy(), churn.why()
 
@@ -80,9 +83,11 @@ def test_a_thread_traced_by_someone_else_fails_the_freeze_and_releases_the_rest(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
-        with pytest.raises(OSError) as caught, freeze.frozen(churn.pid, set, [], 5.0):
+        began = time.monotonic()
+        with pytest.raises(OSError) as caught, freeze.frozen(churn.pid, set, [], 0.5):
             pytest.fail("froze a thread another tracer holds")
         assert caught.value.errno == errno.EPERM
+        assert time.monotonic() - began >= 0.5  # waited for the other tracer to let go, then said so
         assert all(tracer(churn.pid, tid) == 0 for tid in tids[:-1])
     finally:
         holder.kill()

@@ -21,6 +21,7 @@ import pytest
 
 from flight_profiler.commands.gilstat import probe
 from flight_profiler.commands.gilstat.client import SEEDS_COLUMNS
+from flight_profiler.errors import CommandError
 from interpreters import find_interpreters
 from support import RunningTarget, cli, start_target, target_fixture, wait_until
 
@@ -220,13 +221,33 @@ def test_hooks_go_in_and_out_while_threads_race_through_them(name: str, python: 
         hooks = probe.Probe(probe.import_frida(), running.pid, probe.find_functions(running.pid), 0, 0)
         try:
             assert hooks.hook_pause.threads >= 17, hooks.hook_pause  # the main thread and the sixteen
+            listed = seen_inside = 0
             for _ in range(150):
-                hooks._patch("unhook")  # the frozen rewrites that gilstat's stop and start do
+                inside = hooks._patch("unhook")[1]  # the frozen rewrites that gilstat's stop and start do
+                listed += len(inside)
+                # the calls inside at the unhook: their return addresses are frida's leave trampolines
+                seen_inside += len(hooks._still_inside([probe.OpenCall(int(t), int(s, 16)) for t, s in inside]))
                 hooks._patch("hook")
                 assert running.proc.poll() is None, running.why()
+            assert listed > 0 and seen_inside > 0, (listed, seen_inside)
         finally:
-            hooks.stop()
+            assert hooks.stop() == 0  # each of them left, and the agent unloaded in time
         assert unhooked(running.pid), running.why()
+        assert running.healthy(), running.why()
+    finally:
+        running.stop()
+
+
+@needs_frida
+@pytest.mark.parametrize(("name", "python"), WITH_SYMBOLS[:1], ids=[i for i, _ in WITH_SYMBOLS[:1]])
+def test_a_main_thread_that_never_waits_is_not_handed_to_fridas_injector(name: str, python: str) -> None:
+    """frida's injector restores only the general registers of the thread it borrows: gilstat waits for
+    the main thread to block in a system call, and says why it will not go on when it never does."""
+    running = start_target(python, "busy_main_target.py")
+    try:
+        with pytest.raises(CommandError, match="did not wait in a system call"):
+            probe.Probe(probe.import_frida(), running.pid, probe.find_functions(running.pid), 0, 0)
+        assert hooks_gone(running.pid)  # frida never came in
         assert running.healthy(), running.why()
     finally:
         running.stop()

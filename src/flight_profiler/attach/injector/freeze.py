@@ -26,12 +26,13 @@ import errno
 import os
 import signal
 import time
-from typing import Callable, Dict, Iterator, List, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from . import arch as _arch
 from . import sys as _sys
 
 RETRY_PAUSE = 0.002  # seconds between two tries when a thread stopped inside a range to avoid
+TRACED_PAUSE = 0.01  # seconds between two tries while another tracer holds a thread
 STOP_WAIT = 0.5  # seconds a thread gets to reach its stop, whatever is left of the timeout
 THAW_WAIT = 1.0  # seconds to wait, when letting go, for a thread interrupted but not yet seen stopped
 
@@ -54,6 +55,8 @@ class _Freezer:
         self.seized: List[int] = []
         self.stopped: Set[int] = set()
         self.arch = _arch.current()
+        self.paused = 0.0  # seconds some thread was held, over every try
+        self._since: Optional[float] = None
 
     def seize_all(self) -> None:
         """Seize and interrupt every thread not spared, until the task list stops growing."""
@@ -64,6 +67,8 @@ class _Freezer:
             for tid in fresh:
                 try:
                     _sys.seize(tid)
+                    if self._since is None:
+                        self._since = time.monotonic()
                 except OSError as exc:
                     if exc.errno == errno.ESRCH:  # it exited since the listing
                         continue
@@ -71,16 +76,16 @@ class _Freezer:
                 self.seized.append(tid)
                 _sys.interrupt(tid)
 
-    def wait_all(self, deadline: float) -> Dict[int, int]:
-        """Every seized thread's program counter once it is in its interrupt-stop."""
-        pcs: Dict[int, int] = {}
+    def wait_all(self, deadline: float) -> Dict[int, Tuple[int, int]]:
+        """Every seized thread's program counter and stack pointer once it is in its interrupt-stop."""
+        registers: Dict[int, Tuple[int, int]] = {}
         for tid in list(self.seized):
             if not self._wait_stopped(tid, deadline):
                 self.seized.remove(tid)
                 continue
             self.stopped.add(tid)
-            pcs[tid] = self.arch.pc_of(tid)
-        return pcs
+            registers[tid] = self.arch.pc_sp(tid)
+        return registers
 
     def _wait_stopped(self, tid: int, deadline: float) -> bool:
         """False when the thread exited; signals that come first are delivered at once."""
@@ -112,10 +117,21 @@ class _Freezer:
                 pass
         self.seized = []
         self.stopped = set()
+        if self._since is not None:
+            self.paused += time.monotonic() - self._since
+            self._since = None
 
 
-def _inside(pcs: Dict[int, int], avoid: Sequence[Tuple[int, int]]) -> List[int]:
-    return [tid for tid, pc in pcs.items() if any(start <= pc < end for start, end in avoid)]
+def _inside(registers: Dict[int, Tuple[int, int]], avoid: Sequence[Tuple[int, int]]) -> List[int]:
+    return [tid for tid, (pc, _) in registers.items() if any(start <= pc < end for start, end in avoid)]
+
+
+class Frozen:
+    """The threads stopped: tid -> (program counter, stack pointer); once let go, how long they were held."""
+
+    def __init__(self, threads: Dict[int, Tuple[int, int]]) -> None:
+        self.threads = threads
+        self.seconds = 0.0  # from each try's first stop to its last thread let go, summed
 
 
 @contextlib.contextmanager
@@ -124,20 +140,31 @@ def frozen(
     spare: Callable[[], Set[int]],
     avoid: Sequence[Tuple[int, int]],
     timeout: float,
-) -> Iterator[int]:
-    """Every thread of ``pid`` but ``spare()`` stopped, none with its pc in ``avoid``; yields how many.
+) -> Iterator[Frozen]:
+    """Every thread of ``pid`` but ``spare()`` stopped, none with its pc in ``avoid``; yields them.
 
     ``avoid`` holds [start, end) ranges. Raises FreezeError when that cannot be had within
     ``timeout`` seconds (a thread that stays inside a range, or one that does not stop), and
-    OSError when the threads cannot be traced (permissions, another tracer).
+    OSError when the threads cannot be traced (permissions, another tracer) by then.
+
+    A thread traced by someone else is waited for, not given up on: a hook library's injector
+    may still be in a remote call on a thread just after it said it attached (frida's is), and
+    failing then could end our process, and its helper with it, in the middle of that call.
     """
     deadline = time.monotonic() + timeout
     freezer = _Freezer(pid, spare())
     try:
         while True:
-            freezer.seize_all()
-            pcs = freezer.wait_all(max(deadline, time.monotonic() + STOP_WAIT))  # a late try still gets to stop
-            caught = _inside(pcs, avoid)
+            try:
+                freezer.seize_all()
+            except OSError as exc:
+                freezer.thaw()
+                if exc.errno != errno.EPERM or time.monotonic() >= deadline:
+                    raise
+                time.sleep(TRACED_PAUSE)
+                continue
+            registers = freezer.wait_all(max(deadline, time.monotonic() + STOP_WAIT))  # a late try still may stop
+            caught = _inside(registers, avoid)
             if not caught:
                 break
             freezer.thaw()
@@ -146,6 +173,8 @@ def frozen(
                     errno.ETIMEDOUT, "thread %d stayed inside the code to rewrite for %.1f s" % (caught[0], timeout)
                 )
             time.sleep(RETRY_PAUSE)
-        yield len(freezer.seized)
+        held = Frozen(registers)
+        yield held
     finally:
         freezer.thaw()
+    held.seconds = freezer.paused

@@ -149,11 +149,11 @@ def snapshot(tid: int) -> Snapshot:
     return Snapshot(regs, fp, xsave, _sys.get_sigmask(tid))
 
 
-def pc_of(tid: int) -> int:
-    """The program counter of the stopped thread ``tid`` (general registers only: cheap)."""
+def pc_sp(tid: int) -> Tuple[int, int]:
+    """The program counter and stack pointer of the stopped thread ``tid`` (general registers only: cheap)."""
     regs = Regs()
     _sys.ptrace(_PTRACE_GETREGS, tid, 0, ctypes.addressof(regs))
-    return int(regs.rip)
+    return int(regs.rip), int(regs.rsp)
 
 
 def set_regs(tid: int, regs: Regs) -> None:

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 from ...attach import elf, procfs
 from ...attach.injector import freeze
+from ...attach.injector import sys as ptrace_sys
 from ...errors import CommandError, TargetError
 
 INSTALL_HINT = "gilstat needs frida, an optional extra (about 140 MB): pip install 'flight_profiler[gil]'"
@@ -45,12 +46,15 @@ RING = 1024  # threshold warnings kept between two reads
 HEADER = 8
 FIELDS = 10  # per slot: tid, takes, wait ns, max wait, holds, hold ns, max hold, drops, drop ns, hold start
 WARN_FIELDS = 4  # tid, kind (1 wait, 2 hold), ns, when (CLOCK_MONOTONIC ns)
-SIZE = (HEADER + MAX_THREADS * FIELDS + RING * WARN_FIELDS) * 8
-INFLIGHT = 5  # header word: calls now between our enter and leave callbacks
+OPEN_FIELDS = 2  # per thread inside a hooked call: tid, the address of the call's return address
+OPEN_AT = HEADER + MAX_THREADS * FIELDS + RING * WARN_FIELDS  # word where that table starts
+SIZE = (OPEN_AT + MAX_THREADS * OPEN_FIELDS) * 8
 PATCH_SPAN = 16  # bytes at a function's start frida may overwrite (its longest jump on x86-64)
+MAIN_WAIT = 2.0  # seconds to wait for the main thread to block in a system call before frida's injector stops it
 FREEZE_WAIT = 2.0  # seconds to get every thread stopped outside those bytes
 FREEZE_CALL_WAIT = 2.0  # seconds the threads stay stopped while frida writes
 UNHOOK_WAIT = 4.0  # seconds the client waits for frida's agent to unload before it leaves it to itself
+FLUSH_RETRY = 0.05  # seconds between two looks for calls still inside frida's trampolines
 MIN_UNLOAD_WAIT = 0.5  # seconds the unload gets even when the calls inside took all of UNHOOK_WAIT
 _FREE_THREADED = re.compile(r"^(lib)?python3\.\d+t\b")
 _VARIANTS = ("", ".constprop.0", ".constprop.1", ".isra.0")  # compiler clones callers may use instead
@@ -66,6 +70,13 @@ class Pause(NamedTuple):
     threads: int
     seconds: float  # from the first stop to the last thread let go
     late: bool  # frida's call outlasted FREEZE_CALL_WAIT and finished with the threads running
+
+
+class OpenCall(NamedTuple):
+    """A call inside a hooked function when the hooks came out."""
+
+    tid: int
+    slot: int  # where its return address is: frida's leave trampoline's address until it returns
 
 
 class GilFunctions(NamedTuple):
@@ -176,10 +187,12 @@ class Probe:
         self._temp_before = _frida_temp_dirs()
         self.pid = pid
         self._code_before = [(e.start, e.end) for e in procfs.read_maps(pid) if "x" in e.perms]
+        _wait_main_thread_blocked(pid)
         try:
             self.session = frida.attach(pid)
         except Exception as exc:  # noqa: BLE001 - frida's errors have no common base worth naming
             raise CommandError("frida cannot attach to pid %d: %s" % (pid, _one_line(exc))) from None
+        self._injected = self._frida_code()  # frida's agent and its loader's memory, which its helper frees
         self.detached_reason: str | None = None
         self.session.on("detached", self._on_detached)
         self.functions = functions
@@ -204,7 +217,8 @@ class Probe:
         stopped outside them first (attach/injector/freeze.py). The call runs on a thread of
         ours, so that a frida thread we could not tell apart and stopped cannot hold the
         target stopped: after FREEZE_CALL_WAIT the threads go again, the call finishes with
-        them running, and the pause says so (``late``).
+        them running, and the pause says so (``late``). Returns the pause and what the call
+        returned.
         """
         import threading
 
@@ -217,11 +231,11 @@ class Probe:
                 outcome["error"] = exc
 
         worker = threading.Thread(target=call, name="gilstat-" + name, daemon=True)
-        began = time.monotonic()
-        with freeze.frozen(self.pid, self._frida_threads, self._avoid(), FREEZE_WAIT) as count:
+        avoid = self._prologues() + self._frida_code()
+        with freeze.frozen(self.pid, self._frida_threads, avoid, FREEZE_WAIT) as frozen:
             worker.start()
             worker.join(FREEZE_CALL_WAIT)
-        pause = Pause(count, time.monotonic() - began, worker.is_alive())
+        pause = Pause(len(frozen.threads), frozen.seconds, worker.is_alive())
         worker.join()
         if "error" in outcome:
             raise outcome["error"]
@@ -243,7 +257,7 @@ class Probe:
         return reading
 
     def stop(self) -> int:
-        """Unhook, let calls in flight return through the trampolines, then unload frida's agent.
+        """Unhook, let the calls inside return through the trampolines, free them, unload frida's agent.
 
         frida frees a trampoline at the end of an interceptor transaction when its count of
         calls inside is 0, but a thread counts itself in and out a few instructions inside
@@ -254,63 +268,151 @@ class Probe:
         the rest; frida's unload then has nothing of ours left to free. The unload runs on a
         thread of ours within the same bound: frida keeps its agent while a call is inside (a
         thread may wait in take_gil for as long as another holds the GIL). Returns 0, or how
-        many calls were inside at the unhook when the agent had not unloaded in time; it then
-        leaves by itself, our client's exit included.
+        many calls were still inside when the agent had not unloaded in time; it then leaves
+        by itself, our client's exit included.
         """
         import threading
 
         deadline = time.monotonic() + UNHOOK_WAIT
-        inside = 0
+        open_calls: list[OpenCall] = []
         try:
-            inside = self._unhook()
-            if self._wait_calls_out(deadline):
-                self.unhook_seconds += self._patch("flush")[0].seconds
+            open_calls = self._unhook()
+            open_calls = self._flush_once_out(open_calls, deadline)
         except Exception:  # noqa: BLE001, S110 - the target may be gone: unloading is all that is left
             pass
         detaching = threading.Thread(target=self._detach, name="gilstat-detach", daemon=True)
         detaching.start()
         detaching.join(max(deadline - time.monotonic(), MIN_UNLOAD_WAIT))
+        if not detaching.is_alive():
+            self._wait_frida_gone(max(deadline, time.monotonic() + MIN_UNLOAD_WAIT))
         _remove_own_helper_dirs(self._temp_before)
-        return max(inside, 1) if detaching.is_alive() else 0
+        return max(len(open_calls), 1) if detaching.is_alive() else 0
 
-    def _unhook(self) -> int:
+    def _wait_frida_gone(self, until: float) -> None:
+        """Until what frida's injection mapped is unmapped and no thread is traced (bounded).
+
+        frida finishes its unload after the detach returns: its helper then stops the main
+        thread and makes it call munmap on the loader's memory (a call that returns to a
+        deliberately bad address the helper catches). A helper that loses its host, our
+        process, in the middle of that leaves the thread to run into that address (seen:
+        SIGSEGV at 0x320 with munmap's arguments in its registers).
+        """
+        while time.monotonic() < until:
+            try:
+                maps = procfs.read_maps(self.pid)
+            except (OSError, TargetError):  # gone
+                return
+            mapped = any(
+                "x" in entry.perms and lo < entry.end and entry.start < hi
+                for entry in maps
+                for lo, hi in self._injected
+            )
+            traced = any(_traced(self.pid, tid) for tid in procfs.thread_ids(self.pid))
+            if not mapped and not traced:
+                return
+            time.sleep(0.02)
+
+    def _unhook(self) -> list[OpenCall]:
         """The calls inside the hooks at the unhook; unfrozen only when the threads cannot be stopped.
 
         Leaving the hooks in is never the safer choice: frida's unload would take them out
         unfrozen anyway.
         """
         try:
-            pause, inside = self._patch("unhook")
+            pause, listed = self._patch("unhook")
             self.unhook_seconds += pause.seconds
         except OSError:  # FreezeError included
-            inside = self.script.exports_sync.unhook()
-        return int(inside)
+            listed = self.script.exports_sync.unhook()
+        return [OpenCall(int(tid), int(slot, 16)) for tid, slot in listed]
 
-    def _wait_calls_out(self, deadline: float) -> bool:
-        """True once no call is inside our callbacks' span (polled), False at the deadline."""
-        while int(self.script.exports_sync.inflight()) != 0:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
+    def _flush_once_out(self, open_calls: list[OpenCall], deadline: float) -> list[OpenCall]:
+        """Free the trampolines the unhook kept once the calls inside have left; those still inside.
 
-    def _avoid(self) -> list[tuple[int, int]]:
-        """Where no stopped thread may be: inside the bytes frida rewrites, or in code that came with frida.
-
-        frida's code (its agent, the trampolines, our compiled callbacks) is every executable
-        mapping that no executable mapping held before frida attached.
+        frida keeps the trampolines of a call inside at the unhook and frees them at its next
+        transaction once its count is 0 — which, left to frida's unload, happens while the
+        target runs. We make that transaction ourselves, with the threads stopped, once every
+        such call has left (looked at unstopped first: most calls leave within milliseconds,
+        and each stop pauses the whole target).
         """
-        ranges = [(address + 1, address + PATCH_SPAN) for address in [*self.functions.take, *self.functions.drop]]
-        for entry in procfs.read_maps(self.pid):
-            if "x" in entry.perms and not any(lo <= entry.start and entry.end <= hi for lo, hi in self._code_before):
-                ranges.append((entry.start, entry.end))
-        return ranges
+        while True:
+            open_calls = self._still_inside(open_calls)
+            if not open_calls:  # left for good: no call can put the word back once the hooks are out
+                self.unhook_seconds += self._patch("flush")[0].seconds
+                return []
+            if time.monotonic() >= deadline:
+                return open_calls
+            time.sleep(FLUSH_RETRY)
+
+    def _still_inside(self, open_calls: list[OpenCall]) -> list[OpenCall]:
+        """The calls whose return address still points into frida's code (its leave trampoline).
+
+        frida writes that address over the call's return address just after our enter callback;
+        on the way out its leave trampoline puts the caller's address back in that word, and no
+        call can put frida's there again once the hooks are out. A thread that is gone has left
+        too. (A call caught between our callback and frida's write reads as gone for those
+        microseconds: at worst we flush while it is inside, and frida keeps its trampoline.)
+        """
+        alive = set(procfs.thread_ids(self.pid))
+        code = self._frida_code()
+        inside = []
+        for call in open_calls:
+            data = ptrace_sys.try_read(self.pid, call.slot, 8) if call.tid in alive else None
+            word = int.from_bytes(data, "little") if data else 0
+            if any(lo <= word < hi for lo, hi in code):
+                inside.append(call)
+        return inside
+
+    def _prologues(self) -> list[tuple[int, int]]:
+        """The bytes frida rewrites (a thread stopped at a function's first byte runs what is there after)."""
+        return [(address + 1, address + PATCH_SPAN) for address in [*self.functions.take, *self.functions.drop]]
+
+    def _frida_code(self) -> list[tuple[int, int]]:
+        """frida's code (its agent, the trampolines, our compiled callbacks): every executable mapping
+        that no executable mapping held before frida attached."""
+        return [
+            (entry.start, entry.end)
+            for entry in procfs.read_maps(self.pid)
+            if "x" in entry.perms and not any(lo <= entry.start and entry.end <= hi for lo, hi in self._code_before)
+        ]
 
     def _detach(self) -> None:
         try:
             self.session.detach()
         except Exception:  # noqa: BLE001, S110
             pass
+
+
+def _wait_main_thread_blocked(pid: int) -> None:
+    """Return once the main thread waits in a blocking system call; a one-line refusal after MAIN_WAIT.
+
+    frida's injector stops the main thread wherever it is, runs its loader there, and puts back
+    only the general registers: a thread caught between loading a vector register and storing
+    it stores what frida's code left there (seen: two of Condition.__exit__'s three None
+    arguments written as NULL, and the target killed by SIGSEGV). At a system call the ABI
+    leaves no vector register live, so frida is let in while the thread waits in one. (It
+    could wake before frida stops it; the window is frida's start, tens of milliseconds.)
+    """
+    deadline = time.monotonic() + MAIN_WAIT
+    while True:
+        state = procfs.read_thread_state(pid, pid)
+        if state is None:
+            raise TargetError("pid %d has exited" % pid)
+        if state.syscall in procfs.SAFE_SYSCALLS:
+            return
+        if time.monotonic() >= deadline:
+            raise CommandError(
+                "gilstat: the main thread of pid %d did not wait in a system call for %.0f s; frida's injector "
+                "would stop it mid-computation and restore only its general registers, which can corrupt what it "
+                "computes: try again when the main thread is idle" % (pid, MAIN_WAIT)
+            )
+        time.sleep(0.001)
+
+
+def _traced(pid: int, tid: int) -> bool:
+    try:
+        return procfs.tracer_pid(procfs.read_status_file(procfs.proc_path(pid, "task", str(tid), "status"))) != 0
+    except OSError:  # the thread is gone
+        return False
 
 
 def _frida_temp_dirs() -> set[str]:
@@ -363,7 +465,8 @@ def _script(functions: GilFunctions) -> str:
         "source": json.dumps(source),
         "take": json.dumps([hex(address) for address in functions.take]),
         "drop": json.dumps([hex(address) for address in functions.drop]),
-        "inflight": INFLIGHT * 8,
+        "open_at": OPEN_AT * 8,
+        "threads": MAX_THREADS,
     }
 
 
@@ -383,19 +486,43 @@ extern u64 state[];
 #define RING %(ring)d
 #define SLOTS (state + HDR)
 #define WARN (state + HDR + MAXT * NF)
-#define INFLIGHT 5
+#define OPEN (state + HDR + MAXT * NF + RING * 4)
 
-/* lock-prefixed: threads enter take_gil without the GIL, so these run concurrently */
-static void count_in (void)
+/* The calls inside the hooked functions, one entry per thread: its tid, and the address of the
+   call's return address (0 once it left). frida writes its leave trampoline's address there; the
+   client reads the entries at the unhook and knows each call has left once that word changed.
+   Threads enter take_gil without the GIL, so an entry is claimed with a locked compare-exchange;
+   after that only its own thread writes it. */
+static u64 * open_entry (u64 tid)
 {
-  u64 * p = state + INFLIGHT;
-  __asm__ __volatile__ ("lock; incq (%%0)" : : "r" (p) : "memory");
+  int n;
+  for (n = 0; n < MAXT; n++)
+  {
+    u64 * e = OPEN + ((tid + n) %% MAXT) * 2;
+    u64 seen = 0;
+    if (e[0] == tid)
+      return e;
+    if (e[0] != 0)
+      continue;
+    __asm__ __volatile__ ("lock; cmpxchgq %%2, (%%1)" : "+a" (seen) : "r" (e), "r" (tid) : "memory", "cc");
+    if (seen == 0)
+      return e;
+  }
+  return 0;
 }
 
-static void count_out (void)
+static void opened (GumInvocationContext * ic)
 {
-  u64 * p = state + INFLIGHT;
-  __asm__ __volatile__ ("lock; decq (%%0)" : : "r" (p) : "memory");
+  u64 * e = open_entry (gum_invocation_context_get_thread_id (ic));
+  if (e != 0)
+    e[1] = (u64) ic->cpu_context->rsp;
+}
+
+static void closed (GumInvocationContext * ic)
+{
+  u64 * e = open_entry (gum_invocation_context_get_thread_id (ic));
+  if (e != 0)
+    e[1] = 0;
 }
 
 typedef struct { u64 start; u64 * slot; } Pending;
@@ -439,8 +566,9 @@ static void warn (u64 tid, u64 kind, u64 ns, u64 at)
 
 void take_enter (GumInvocationContext * ic)
 {
-  Pending * p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
-  count_in ();
+  Pending * p;
+  opened (ic);  /* first: before the call leaves frida's code for the vDSO's clock */
+  p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
   p->start = now ();
 }
 
@@ -451,7 +579,7 @@ void take_leave (GumInvocationContext * ic)
   u64 tid = gum_invocation_context_get_thread_id (ic);
   u64 * s;
   u64 wait;
-  count_out ();
+  closed (ic);
   if (p->start == 0)
     return;
   s = slot_for (tid);
@@ -470,11 +598,14 @@ void take_leave (GumInvocationContext * ic)
 
 void drop_enter (GumInvocationContext * ic)
 {
-  u64 t = now ();
-  Pending * p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
-  u64 * s = slot_for (gum_invocation_context_get_thread_id (ic));
+  u64 t;
+  Pending * p;
+  u64 * s;
   u64 hold;
-  count_in ();
+  opened (ic);  /* first: before the call leaves frida's code for the vDSO's clock */
+  t = now ();
+  p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
+  s = slot_for (gum_invocation_context_get_thread_id (ic));
   p->start = t;
   p->slot = s;
   if (s == 0 || s[9] == 0)
@@ -494,7 +625,7 @@ void drop_leave (GumInvocationContext * ic)
   u64 t = now ();
   Pending * p = gum_invocation_context_get_listener_thread_data (ic, sizeof (Pending));
   u64 * s = p->slot;
-  count_out ();
+  closed (ic);
   if (s == 0 || p->start == 0)
     return;
   s[7]++;
@@ -519,21 +650,27 @@ rpc.exports = {
     state.add(32).writeU64(uint64(holdNs));
   },
   cloaked(tids) { return tids.filter((tid) => Cloak.hasThread(tid)); },  // frida's own threads
-  hook() {
+  hook() {  // the open calls of an earlier unhook never saw their leave: start the table afresh
+    state.add(%(open_at)d).writeByteArray(new Uint8Array(%(threads)d * 16).buffer);
     for (const a of %(take)s)
       listeners.push(Interceptor.attach(ptr(a), { onEnter: cm.take_enter, onLeave: cm.take_leave }));
     for (const a of %(drop)s)
       listeners.push(Interceptor.attach(ptr(a), { onEnter: cm.drop_enter, onLeave: cm.drop_leave }));
     Interceptor.flush();
   },
-  unhook() {
-    const inside = state.add(%(inflight)d).readU64().toNumber();  // calls that will leave after the detach
+  unhook() {  // runs with the target's threads stopped: the open calls are exactly those inside
     for (const l of listeners) l.detach();
     listeners.length = 0;
     Interceptor.flush();
-    return inside;
+    const open = [];
+    for (let i = 0; i < %(threads)d; i++) {
+      const entry = state.add(%(open_at)d + i * 16);
+      const slot = entry.add(8).readPointer();
+      if (!slot.isNull())
+        open.push([entry.readU64().toString(), slot.toString()]);
+    }
+    return open;
   },
-  inflight() { return state.add(%(inflight)d).readU64().toNumber(); },
   flush() { Interceptor.flush(); },  // frees the trampolines the calls inside at the unhook kept
 };
 """
