@@ -203,6 +203,11 @@ def test_start_stop_and_off_lines() -> None:
         one({"action": "stopped", "reason": "Ctrl-C", "seconds": 2.26, "paused_ms": 4.0})
         == "gilstat stopped (Ctrl-C) after 2.3 s; hooks removed (threads paused 4.0 ms)"
     )
+    unpaused = {"action": "stopped", "reason": "duration", "seconds": 1.0, "paused_ms": 0, "unpaused_rewrites": 1}
+    assert one(unpaused) == (
+        "gilstat stopped (duration) after 1.0 s; hooks removed (threads paused 0.0 ms); 1 of frida's code rewrites "
+        "ran while the target's threads ran (they could not be kept stopped)"
+    )
     assert one({"action": "off", "stopped": 0}) == "stopped 0 gilstat session(s)"
     assert (
         one({"action": "off", "stopped": 1, "hooks_removed": True})

@@ -198,6 +198,8 @@ def _measure(
     }
     if inside:
         stopped["still_inside"] = inside
+    if hooks.unpaused:
+        stopped["unpaused_rewrites"] = hooks.unpaused
     yield stopped
 
 
@@ -398,6 +400,11 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
             event["seconds"],
             event["paused_ms"],
         )
+        if event.get("unpaused_rewrites"):
+            text += (
+                "; %d of frida's code rewrites ran while the target's threads ran (they could not be kept "
+                "stopped)" % event["unpaused_rewrites"]
+            )
         if event.get("still_inside"):
             text += (
                 "; %d call(s) were still waiting inside take_gil/drop_gil: frida's agent stays in the target until "

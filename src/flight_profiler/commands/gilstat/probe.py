@@ -198,6 +198,7 @@ class Probe:
         self.functions = functions
         self.hook_pause = Pause(0, 0.0, False)
         self.unhook_seconds = 0.0  # the target's threads stopped while the hooks came out
+        self.unpaused = 0  # frida's rewrites that ran, in whole or part, with the target's threads running
         self.script = self.session.create_script(_script(functions))
         try:
             self.script.load()
@@ -236,6 +237,7 @@ class Probe:
             worker.start()
             worker.join(FREEZE_CALL_WAIT)
         pause = Pause(len(frozen.threads), frozen.seconds, worker.is_alive())
+        self.unpaused += pause.late
         worker.join()
         if "error" in outcome:
             raise outcome["error"]
@@ -322,6 +324,7 @@ class Probe:
             pause, listed = self._patch("unhook")
             self.unhook_seconds += pause.seconds
         except OSError:  # FreezeError included
+            self.unpaused += 1
             listed = self.script.exports_sync.unhook()
         return [OpenCall(int(tid), int(slot, 16)) for tid, slot in listed]
 
