@@ -211,7 +211,7 @@ def test_hooks_come_off_while_threads_wait_inside_take_gil(name: str, python: st
 
 
 @needs_frida
-@pytest.mark.parametrize(("name", "python"), WITH_SYMBOLS[:1], ids=[i for i, _ in WITH_SYMBOLS[:1]])
+@pytest.mark.parametrize(("name", "python"), ENDS_WITH_SYMBOLS, ids=[i for i, _ in ENDS_WITH_SYMBOLS])
 def test_hooks_go_in_and_out_while_threads_race_through_them(name: str, python: str) -> None:
     """Sixteen threads hand the GIL around while the hooks go in and come out 150 times. frida writes
     the functions' first bytes and frees trampolines under running threads: before the target's threads
