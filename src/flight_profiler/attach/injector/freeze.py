@@ -58,12 +58,17 @@ class _Freezer:
         self.paused = 0.0  # seconds some thread was held, over every try
         self._since: Optional[float] = None
 
-    def seize_all(self) -> None:
-        """Seize and interrupt every thread not spared, until the task list stops growing."""
+    def seize_all(self, deadline: float) -> None:
+        """Seize and interrupt every thread not spared, until the task list stops growing (bounded:
+        threads we have not reached yet can start more)."""
         while True:
             fresh = sorted(_tasks(self.pid) - self.spare - set(self.seized))
             if not fresh:
                 return
+            if time.monotonic() >= deadline:
+                raise FreezeError(
+                    errno.ETIMEDOUT, "pid %d kept starting threads faster than they could be stopped" % self.pid
+                )
             for tid in fresh:
                 try:
                     _sys.seize(tid)
@@ -156,7 +161,7 @@ def frozen(
     try:
         while True:
             try:
-                freezer.seize_all()
+                freezer.seize_all(max(deadline, time.monotonic() + STOP_WAIT))
             except OSError as exc:
                 freezer.thaw()
                 if exc.errno != errno.EPERM or time.monotonic() >= deadline:
