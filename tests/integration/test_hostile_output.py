@@ -150,19 +150,33 @@ def test_broken_answers_are_one_line_errors_in_bounded_memory(fake: FakeAgent, r
 
 
 def _run_measured(argv: list[str]) -> tuple[CliResult, float]:
-    """Run the CLI and read its peak RSS from the kernel (wait4's rusage of that child alone)."""
+    """Run the CLI and read its peak RSS from the kernel (wait4's rusage of that child alone).
+
+    Through a small launcher: Linux counts in a child's peak the memory of the process it was
+    forked from, and this pytest worker may have grown large (frida, loaded by the gilstat tests).
+    """
     with open(os.devnull, "rb") as devnull:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        proc = subprocess.Popen(argv, stdin=devnull, stdout=out_w, stderr=err_w)
-        os.close(out_w)
-        os.close(err_w)
-        with os.fdopen(out_r, "rb") as out, os.fdopen(err_r, "rb") as err:
-            stdout = out.read()  # the CLI writes little: no deadlock between the two pipes
+        report_r, report_w = os.pipe()
+        launcher = [sys.executable, "-c", _LAUNCH, str(report_w), *argv]
+        proc = subprocess.Popen(launcher, stdin=devnull, stdout=out_w, stderr=err_w, pass_fds=(report_w,))
+        for fd in (out_w, err_w, report_w):
+            os.close(fd)
+        with os.fdopen(out_r, "rb") as out, os.fdopen(err_r, "rb") as err, os.fdopen(report_r, "rb") as report:
+            stdout = out.read()  # the CLI writes little: no deadlock between the pipes
             stderr = err.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return CliResult(proc.returncode, stdout.decode(), stderr.decode()), usage.ru_maxrss / 1024.0
+            maxrss_kb, code = (int(word) for word in report.read().split())
+        proc.wait()
+    return CliResult(code, stdout.decode(), stderr.decode()), maxrss_kb / 1024.0
+
+
+_LAUNCH = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "os.write(int(sys.argv[1]), b'%d %d' % (usage.ru_maxrss, os.waitstatus_to_exitcode(status)))\n"
+)
 
 
 @pytest.mark.parametrize("fake", ["drip_hello"], indirect=True)
