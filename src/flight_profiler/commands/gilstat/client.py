@@ -94,7 +94,8 @@ OVERVIEW = (
     "per-thread GIL statistics in the reference's cumulative ns columns (`takecnt, hold_all, holdavg, take_all, "
     "takeavg, drogcnt, drog_all, dropavg`; `--per-interval`: each interval in ms) and long-wait/long-hold warnings, "
     "by hooking `take_gil`/`drop_gil` with frida (`pip install 'flight_profiler[gil]'`); needs a libpython with its "
-    "full symbol table (pyenv builds), and says why not elsewhere"
+    "full symbol table (pyenv builds), and says why not elsewhere; the target's threads are paused for milliseconds "
+    "while frida rewrites code (reported), and frida's own injector is a known risk (the gilstat skill says which)"
 )
 
 
