@@ -264,8 +264,9 @@ def test_handshake_with_a_stuck_agent_is_bounded_by_timeout(name: str, python: s
         proc.stdin.write("x")
         proc.stdin.flush()
         assert target.proc.stdout.readline().startswith("released")
-        # no second agent: the session of the abandoned handshake ends once it reads our EOF
-        assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=10), _tasks(target.pid)
+        # no second agent: the session of the abandoned handshake ends once it reads our EOF (the first
+        # command's session thread may still have been winding down when ``tasks`` was counted: at most)
+        assert wait_until(lambda: _tasks(target.pid) <= tasks, timeout=10), (_tasks(target.pid), tasks)
         assert cli(target.pid, "detach").returncode == 0
         assert _healthy(target)
     finally:
