@@ -34,7 +34,7 @@ def state(pid: int, tid: int) -> str:
 
 
 def tracer(pid: int, tid: int) -> int:
-    return procfs.tracer_pid(procfs.read_status_file("/proc/%d/task/%d/status" % (pid, tid)))
+    return procfs.thread_tracer(pid, tid) or 0
 
 
 def untraced(pid: int) -> bool:

@@ -149,6 +149,14 @@ def thread_ids(pid: int) -> List[int]:
         raise TargetError(f"no process with pid {pid} (it is not running)") from None
 
 
+def thread_tracer(pid: int, tid: int) -> Optional[int]:
+    """The pid tracing thread ``tid`` of ``pid`` (0: none), None if the thread has gone."""
+    try:
+        return tracer_pid(read_status_file(proc_path(pid, "task", str(tid), "status")))
+    except OSError:
+        return None
+
+
 def read_thread_state(pid: int, tid: int) -> Optional[ThreadState]:
     """One thread's syscall state, None if the thread has gone.
 
@@ -246,10 +254,10 @@ def check_attachable(pid: int, tid: Optional[int] = None) -> Dict[str, str]:
         raise TargetError(f"pid {pid} is stopped (job control); resume it with: kill -CONT {pid}")
     tracer = tracer_pid(status)
     if not tracer and tid is not None and tid != pid:
-        try:
-            tracer = tracer_pid(read_status_file(proc_path(pid, "task", str(tid), "status")))
-        except OSError:
-            raise TargetError(f"pid {pid} has no thread {tid}") from None
+        thread_tracer_pid = thread_tracer(pid, tid)
+        if thread_tracer_pid is None:
+            raise TargetError(f"pid {pid} has no thread {tid}")
+        tracer = thread_tracer_pid
     if tracer:
         raise AttachError(
             f"pid {pid} is already being traced by pid {tracer} ({process_name(tracer)}); only one debugger/profiler "

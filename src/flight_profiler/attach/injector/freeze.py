@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import signal
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from ...errors import TargetError
+from .. import procfs
 from . import arch as _arch
 from . import sys as _sys
 
@@ -43,8 +44,8 @@ class FreezeError(OSError):
 
 def _tasks(pid: int) -> Set[int]:
     try:
-        return {int(name) for name in os.listdir("/proc/%d/task" % pid)}
-    except OSError:
+        return set(procfs.thread_ids(pid))
+    except TargetError:  # it exited: nothing left to stop
         return set()
 
 

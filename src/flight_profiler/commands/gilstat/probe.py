@@ -15,15 +15,16 @@ cost the target about a microsecond per GIL switch and never touch the GIL.
 Why the bookkeeping needs no locks: a thread's hold and its slot are written
 between ``take_gil`` returning and ``drop_gil`` being entered, i.e. while that
 thread holds the GIL, so those writes never race each other; the other fields of a
-slot are written only by the thread that owns it. The one shared counter, the calls now
-inside the hooked functions, is lock-prefixed (threads enter take_gil without the GIL).
+slot are written only by the thread that owns it. The one shared table, of the calls now
+inside the hooked functions, has its entries claimed with a locked compare-exchange (threads
+enter take_gil without the GIL).
 
 Why enter/leave listeners and not replacements: frida counts the calls inside each listener's
 trampolines and keeps them, and its agent, until that count is 0 — a thread may wait in take_gil
 for as long as another holds the GIL. A replacement's trampoline is freed at the revert, with
-nothing to keep it for a thread that is running it. What neither removes: frida writes the
-prologue while other threads run the target (a rare SIGSEGV of the target was seen in our tests
-under heavy load; see the gilstat skill and ARCHITECTURE.md).
+nothing to keep it for a thread that is running it. frida writes the prologues and frees the
+trampolines in live code: every such rewrite of ours runs with the target's threads stopped
+(``Probe._patch``, attach/injector/freeze.py).
 """
 
 from __future__ import annotations
@@ -309,7 +310,7 @@ class Probe:
                 for entry in maps
                 for lo, hi in self._injected
             )
-            traced = any(_traced(self.pid, tid) for tid in procfs.thread_ids(self.pid))
+            traced = any(procfs.thread_tracer(self.pid, tid) for tid in procfs.thread_ids(self.pid))
             if not mapped and not traced:
                 return
             time.sleep(0.02)
@@ -411,13 +412,6 @@ def _wait_main_thread_blocked(pid: int) -> None:
         time.sleep(0.001)
 
 
-def _traced(pid: int, tid: int) -> bool:
-    try:
-        return procfs.tracer_pid(procfs.read_status_file(procfs.proc_path(pid, "task", str(tid), "status"))) != 0
-    except OSError:  # the thread is gone
-        return False
-
-
 def _frida_temp_dirs() -> set[str]:
     import glob
     import tempfile
@@ -493,7 +487,8 @@ extern u64 state[];
 
 /* The calls inside the hooked functions, one entry per thread: its tid, and the address of the
    call's return address (0 once it left). frida writes its leave trampoline's address there; the
-   client reads the entries at the unhook and knows each call has left once that word changed.
+   client reads the entries at the unhook and knows each call has left once that word no longer
+   points into frida's code.
    Threads enter take_gil without the GIL, so an entry is claimed with a locked compare-exchange;
    after that only its own thread writes it. */
 static u64 * open_entry (u64 tid)
