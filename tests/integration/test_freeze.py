@@ -76,6 +76,24 @@ def test_a_thread_that_stays_inside_a_range_to_avoid_ends_in_a_clear_error(churn
     assert churn.healthy(), churn.why()
 
 
+def test_threads_to_spare_are_asked_for_again_before_each_retry(churn: RunningTarget) -> None:
+    """A thread the caller learns to spare only after the first try (frida starts its own threads
+    as it needs them, and they wait inside frida's code) must not hold the freeze until the timeout."""
+    tids = set(procfs.thread_ids(churn.pid))
+    late = min(tids)  # the main thread: its pc, like every thread's, is in some executable mapping
+    asked: list[set[int]] = []
+
+    def spare() -> set[int]:
+        asked.append(tids - {late} if not asked else set(tids))
+        return asked[-1]
+
+    with freeze.frozen(churn.pid, spare, executable_ranges(churn.pid), 5.0) as frozen:
+        assert frozen.threads == {}  # the late one was spared on the retry: nothing left to stop
+    assert len(asked) == 2
+    assert untraced(churn.pid)
+    assert churn.healthy(), churn.why()
+
+
 def test_a_thread_traced_by_someone_else_fails_the_freeze_and_releases_the_rest(churn: RunningTarget) -> None:
     tids = procfs.thread_ids(churn.pid)
     holder = subprocess.Popen(

@@ -149,7 +149,10 @@ def frozen(
 ) -> Iterator[Frozen]:
     """Every thread of ``pid`` but ``spare()`` stopped, none with its pc in ``avoid``; yields them.
 
-    ``avoid`` holds [start, end) ranges. Raises FreezeError when that cannot be had within
+    ``avoid`` holds [start, end) ranges. ``spare()`` is asked again before every retry, with
+    every thread running: the threads to spare may start while we wait (frida starts its own
+    threads as it needs them, and one of them, blocked inside frida's code, would otherwise be
+    "inside" until the timeout). Raises FreezeError when that cannot be had within
     ``timeout`` seconds (a thread that stays inside a range, or one that does not stop), and
     OSError when the threads cannot be traced (permissions, another tracer) by then.
 
@@ -179,6 +182,7 @@ def frozen(
                     errno.ETIMEDOUT, "thread %d stayed inside the code to rewrite for %.1f s" % (caught[0], timeout)
                 )
             time.sleep(RETRY_PAUSE)
+            freezer.spare = spare()
         held = Frozen(registers)
         yield held
     finally:
