@@ -72,6 +72,7 @@ _AS_NOBODY = r"""
 import os, sys
 import flight_profiler.cli.main as main
 import flight_profiler.attach.attacher, flight_profiler.attach.target, flight_profiler.cli.output, json, locale
+import flight_profiler.attach.procfs  # imported on the way to the error; it imports typing, under /root
 main.build_parser()  # argparse and gettext read files we cannot read once we are nobody
 os.setgid(65534)
 os.setuid(65534)
