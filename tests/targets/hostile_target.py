@@ -10,12 +10,14 @@ Usage: hostile_target.py SCENARIO [ARG]
   eventlet       eventlet.monkey_patch(), eventlet.serve with a handler that never yields
   gilonusr2 SECS like plain; SIGUSR2 makes the main thread keep the GIL in a C call for SECS seconds
                  ("stdin": until a byte arrives on stdin)
-  busy2          two CPU-bound threads (the main one and a worker); SIGUSR2 prints "modules N NAMES"
+  busy2          two CPU-bound threads (the main one and a worker); SIGUSR2 runs a full collection,
+                 then prints "modules N NAMES"
 Prints "ready <port or fd count>" when ready, and "released" (gilheld) once the GIL is free again.
 SIGUSR1 makes the process exit 0 (proves the main thread still runs Python and handles signals).
 Stdlib only (gevent for its scenario); Python 3.8+.
 """
 
+import gc
 import os
 import signal
 import sys
@@ -85,6 +87,7 @@ def gevent_server():
 
 
 def on_usr2(signum, frame):
+    gc.collect()  # what the target's own collector would take back in time: not kept, not a leak
     names = sorted(sys.modules)
     sys.stdout.write("modules %d %s\n" % (len(names), ",".join(names)))
     sys.stdout.flush()
