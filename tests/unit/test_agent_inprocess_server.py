@@ -58,15 +58,33 @@ class Started:
         self.claim = claim
 
 
+def _bundle_text(variant: str) -> str:
+    """The bundle as the client writes it for another interpreter ("source"), or for this one ("code":
+    the start set compiled, its sources made to fail if they were compiled here after all), or with
+    a foreign magic number ("foreign": its code unreadable, so only the sources can start it)."""
+    if variant == "source":
+        return bundle.text()
+    fields = bundle.text(with_code=True).split("\0")
+    if variant == "foreign":
+        fields[0] = "00" * 4
+    for at in range(1, len(fields), 5):
+        if fields[at + 4]:  # a module of the start set
+            if variant == "code":
+                fields[at + 3] = "raise SystemExit('compiled from source, not unmarshalled')\n"
+            else:
+                fields[at + 4] = "00"
+    return "\0".join(fields)
+
+
 @pytest.fixture
-def started(tmp_path: object) -> Iterator[Started]:
+def started(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Started]:
     """An agent serving in this process on a socket in a private directory; checked gone afterwards."""
     if _ours() or _agent_threads():
         pytest.skip("an agent of ours is already loaded in this process")
     workspace = privsep.Workspace(os.path.join(str(tmp_path), "fp"), in_process=True)
     workspace.op_open_dir(create=True)
     sock = os.path.join(workspace.directory, "agent-%d.sock" % os.getpid())
-    workspace.op_write(os.path.basename(bootstrap.bundle_path(sock)), bundle.text())
+    workspace.op_write(os.path.basename(bootstrap.bundle_path(sock)), _bundle_text(getattr(request, "param", "source")))
     claim = ticket.new_name("agent-%d" % os.getpid())
     workspace.op_ticket_issue(claim)
     exec(bootstrap.source(sock, 4102444800.0, claim), {"__name__": "h24_boot"})
@@ -94,6 +112,16 @@ def test_the_agent_answers_commands_and_its_detach_leaves_nothing(started: Start
     other = AgentConnection.open(started.sock, expected_pid=os.getpid())
     assert other.run("sc", {"pattern": "os.PathLike"}, timeout=WAIT)
     other.close()
+    assert conn.detach(WAIT) == ""
+    _wait_for(lambda: not os.path.exists(started.sock), "the socket to go")
+
+
+@pytest.mark.parametrize("started", ["code", "foreign"], indirect=True)
+def test_the_start_set_is_unmarshalled_only_where_it_was_compiled_for_this_interpreter(started: Started) -> None:
+    """A bundle with the start set compiled for this interpreter starts from that code (its sources
+    would fail); one whose magic number is not ours starts from the sources (its code would fail)."""
+    conn = AgentConnection.open(started.sock, expected_pid=os.getpid())
+    assert conn.run("getglobal", {"module": "os", "field": "sep"}, timeout=WAIT)
     assert conn.detach(WAIT) == ""
     _wait_for(lambda: not os.path.exists(started.sock), "the socket to go")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
@@ -135,7 +136,7 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
     if _first_sweep(target):
         _remove_stale(helper, target)
-    text, size = _bundle()
+    text, size = _bundle(target.version)
     helper.call("write", name=paths.stem(target) + ".bundle", text=text)
     claim = ticket.new_name(paths.stem(target))  # this attempt's own: a late bootstrap of a killed one can't take it
     helper.call("ticket_issue", name=claim)  # the bootstrap claims it; see attach/ticket
@@ -167,13 +168,16 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
 _BUNDLE_LOCK = _thread.allocate_lock()  # threading.Lock, without importing threading on --cmd's start-up
 
 
-def _bundle() -> tuple[str, int]:
-    """The bundle's text and size, made once per client: a group's attach threads would each make it
-    (lru_cache does not hold the others while one computes: 19 of 32 did, 7 ms of CPU apiece)."""
+def _bundle(version: tuple[int, int]) -> tuple[str, int]:
+    """The bundle's text and size for a target of ``version``, made once per client: a group's attach
+    threads would each make it (lru_cache does not hold the others while one computes: 19 of 32 did,
+    7 ms of CPU apiece). A target of our own minor version gets the start set compiled (its magic
+    number is checked in the target): the client's CPU, once, instead of every target's."""
     from . import bundle
 
+    with_code = version == tuple(sys.version_info[:2])
     with _BUNDLE_LOCK:
-        return bundle.text(), bundle.size()
+        return bundle.text(with_code), bundle.size(with_code)
 
 
 def _take_lock(helper: Helper, target: Target, deadline: float, options: AttachOptions) -> int:

@@ -119,14 +119,24 @@ def _fp_load(alias, claimed):
                 got += len(chunk)
         finally:
             os.close(fd)
-        # a split, not a compile: name, file, is-package, source, ...
+        # a split, not a compile: the client's magic number, then name, file, is-package, source, code, ...
         parts = b"".join(data).decode("utf-8").split("\\0")
-        bundle = {parts[i]: (parts[i + 1], parts[i + 3], parts[i + 2] == "1") for i in range(0, len(parts) - 3, 4)}
+        magic, parts = parts[0], parts[1:]
+        bundle = {parts[i]: (parts[i + 1], parts[i + 3], parts[i + 2] == "1") for i in range(0, len(parts) - 4, 5)}
         names = [name for name in [alias + ".agent.loader"] + [alias + m for m in %(start)r] if name in bundle]
-        # the loader and what every first answer runs, compiled in one C call (dict, zip, map, compile):
-        # the GIL is only given up at a bytecode boundary, so this costs one wait for it, not one per 5 ms
-        sources, files = [bundle[n][1] for n in names], [bundle[n][0] for n in names]
-        compiled = dict(zip(names, map(compile, sources, files, ["exec"] * len(names))))
+        # the loader and what every first answer runs, made in one C call (dict, zip, map, and compile or
+        # marshal.loads): the GIL is only given up at a bytecode boundary, so this costs one wait for it,
+        # not one per 5 ms. Unmarshalled (~1 ms) where the client compiled them for this very bytecode
+        # (its magic number is ours, no -O here: see attach/bundle.py), compiled (20-30 ms) otherwise.
+        codes = [parts[i + 4] for i in range(0, len(parts) - 4, 5) if parts[i] in names]
+        ext, marshal = sys.modules.get("_frozen_importlib_external"), sys.modules.get("marshal")
+        if (magic and ext is not None and marshal is not None and magic == ext.MAGIC_NUMBER.hex()
+                and not sys.flags.optimize and len(codes) == len(names) and all(codes)):
+            order = [parts[i] for i in range(0, len(parts) - 4, 5) if parts[i] in names]
+            compiled = dict(zip(order, map(marshal.loads, map(bytes.fromhex, codes))))
+        else:
+            sources, files = [bundle[n][1] for n in names], [bundle[n][0] for n in names]
+            compiled = dict(zip(names, map(compile, sources, files, ["exec"] * len(names))))
         installed = {"__name__": alias + "._bootstrap_loader"}  # its types count as ours (mem)
         exec(compiled.pop(alias + ".agent.loader"), installed)
         installed["install"](bundle, alias, "", compiled)

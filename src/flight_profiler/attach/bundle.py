@@ -45,27 +45,74 @@ def _add(bundle: dict[str, tuple[str, str, bool]], root: str, relative: str) -> 
         bundle[".".join([ALIAS, *parts])] = (path, fh.read(), is_package)
 
 
-@functools.lru_cache(maxsize=1)  # a group attach writes it once per target: read our files once
-def text() -> str:
-    """The bundle file's content: name, file name, ``1``/``0`` (is a package), source, ... NUL-separated.
+@functools.lru_cache(maxsize=2)  # a group attach writes it once per target: read our files once
+def text(with_code: bool = False) -> str:
+    """The bundle file's content, NUL-separated: our interpreter's ``importlib.util.MAGIC_NUMBER``
+    in hex (or empty: no code in this bundle), then per module: name, file name,
+    ``1``/``0`` (is a package), source, and the module's code object marshalled, in hex, or empty.
 
     Python source cannot contain NUL, so one ``str.split`` in the target parses it: no
     compile of a 350 KB literal on the agent's way to its first answer (on a target
     whose threads fight for the GIL every 5 ms of our CPU costs a round trip in their queue).
 
+    ``with_code`` (a target of our interpreter's minor version): what every first answer runs
+    (the loader and ``agent.loader.START_MODULES``) comes compiled, so that the target
+    unmarshals it in about 1 ms instead of compiling it (20-30 ms of its CPU with the GIL held:
+    ``bench/agent_compile.py``). The bootstrap uses it only where the target's magic number is
+    the first field and it runs without ``-O`` (what the code was compiled for); else it
+    compiles the source, as for any other version.
+
     The client writes it through ``privsep`` (as the target's user, relative to
     the private directory's descriptor, exclusively then renamed): never by path
     as root in a directory another user controls.
     """
-    fields: list[str] = []
+    fields: list[str] = [_magic_hex() if with_code else ""]
+    precompiled = _start_code() if with_code else {}
     for name, (filename, source, is_package) in collect().items():
         if "\0" in source or "\0" in filename:
             raise ValueError("NUL in %s: it cannot be bundled" % filename)
-        fields += [name, filename, "1" if is_package else "0", source]
+        fields += [name, filename, "1" if is_package else "0", source, precompiled.get(name, "")]
     return "\0".join(fields)
 
 
-@functools.lru_cache(maxsize=1)
-def size() -> int:
+@functools.lru_cache(maxsize=2)
+def size(with_code: bool = False) -> int:
     """The bundle file's size in bytes (UTF-8, as ``privsep`` writes it): the bootstrap reads it in one go."""
-    return len(text().encode("utf-8"))
+    return len(text(with_code).encode("utf-8"))
+
+
+def _magic_hex() -> str:
+    from importlib.util import MAGIC_NUMBER
+
+    return MAGIC_NUMBER.hex()
+
+
+def _start_code() -> dict[str, str]:
+    """The loader and START_MODULES as the target would compile them (no inherited flags, no -O),
+    marshalled, in hex."""
+    from ..agent.loader import START_MODULES
+    from .bootstrap import ALIAS
+
+    modules = collect()
+    wanted = [ALIAS + ".agent.loader"] + [ALIAS + name for name in START_MODULES]
+    return {name: _marshalled(*modules[name][:2]).hex() for name in wanted if name in modules}
+
+
+def _marshalled(filename: str, source: str) -> bytes:
+    """``filename``'s code, marshalled: from its bytecode cache where that is current (an install
+    compiles it; about 1 ms for the start set against 25-30 ms to compile it), else compiled here.
+    The cache is ours (our package's ``__pycache__``), read as our imports read it; nothing is written."""
+    import marshal
+    from importlib.util import MAGIC_NUMBER, cache_from_source
+
+    try:
+        with open(cache_from_source(filename), "rb") as fh:
+            data = fh.read()
+        info = os.stat(filename)
+        header = (MAGIC_NUMBER, 0, int(info.st_mtime) & 0xFFFFFFFF, info.st_size & 0xFFFFFFFF)
+        fields = (data[:4], *(int.from_bytes(data[at : at + 4], "little") for at in (4, 8, 12)))
+        if fields == header and marshal.loads(data[16:]).co_filename == filename:  # noqa: S302 - our own cache
+            return data[16:]  # (0: a timestamp-checked cache; the file name: the code says where it is)
+    except (OSError, ValueError, EOFError, TypeError, AttributeError):
+        pass  # no cache, an old one, or one we cannot read: compile
+    return marshal.dumps(compile(source, filename, "exec", dont_inherit=True, optimize=0))
