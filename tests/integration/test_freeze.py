@@ -68,9 +68,9 @@ def test_every_thread_but_the_spared_stops_and_then_runs_again(churn: RunningTar
 def test_a_thread_that_stays_inside_a_range_to_avoid_ends_in_a_clear_error(churn: RunningTarget) -> None:
     """Every pc is in some executable mapping: the freezer retries until its timeout, then lets all go."""
     avoid = executable_ranges(churn.pid)
-    with pytest.raises(freeze.FreezeError, match="stayed inside the code to rewrite"), freeze.frozen(
-        churn.pid, set, avoid, 0.3
-    ):
+    with pytest.raises(
+        freeze.FreezeError, match=r"thread \d+ \([^,]*, in [^)]+\) stayed inside the code to rewrite"
+    ), freeze.frozen(churn.pid, set, avoid, 0.3):
         pytest.fail("frozen with every thread inside a range to avoid")
     assert untraced(churn.pid)
     assert churn.healthy(), churn.why()

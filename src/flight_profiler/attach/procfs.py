@@ -135,7 +135,8 @@ def read_maps(pid: int) -> List[MapEntry]:
     return entries
 
 
-def _comm(pid: int, tid: int) -> str:
+def thread_name(pid: int, tid: int) -> str:
+    """The thread's name (its comm; the target's words), or "" once it is gone."""
     try:
         return _read_text(proc_path(pid, "task", str(tid), "comm")).strip()
     except OSError:
@@ -174,7 +175,7 @@ def read_thread_state(pid: int, tid: int) -> Optional[ThreadState]:
     if text and text[0] not in ("running", "-1") and len(text) >= 2:
         nr = int(text[0])
         arg0 = int(text[1], 16)
-    return ThreadState(tid, _comm(pid, tid), nr, arg0)
+    return ThreadState(tid, thread_name(pid, tid), nr, arg0)
 
 
 def thread_states(pid: int) -> List[ThreadState]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import signal
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
@@ -132,6 +133,17 @@ def _inside(registers: Dict[int, Tuple[int, int]], avoid: Sequence[Tuple[int, in
     return [tid for tid, (pc, _) in registers.items() if any(start <= pc < end for start, end in avoid)]
 
 
+def _which(pid: int, tid: int, registers: Dict[int, Tuple[int, int]]) -> str:
+    """``thread TID (NAME, in FILE)``: what the next failure report needs to say whose thread it was
+    (its name and mapping are the target's words: the caller's output escapes them)."""
+    pc = registers[tid][0]
+    try:
+        where = next((e.path or "anonymous memory" for e in procfs.read_maps(pid) if e.start <= pc < e.end), "?")
+        return "thread %d (%s, in %s)" % (tid, procfs.thread_name(pid, tid), os.path.basename(where))
+    except (OSError, TargetError):  # it exited meanwhile
+        return "thread %d" % tid
+
+
 class Frozen:
     """The threads stopped: tid -> (program counter, stack pointer); once let go, how long they were held."""
 
@@ -179,7 +191,8 @@ def frozen(
             freezer.thaw()
             if time.monotonic() >= deadline:
                 raise FreezeError(
-                    errno.ETIMEDOUT, "thread %d stayed inside the code to rewrite for %.1f s" % (caught[0], timeout)
+                    errno.ETIMEDOUT,
+                    "%s stayed inside the code to rewrite for %.1f s" % (_which(pid, caught[0], registers), timeout),
                 )
             time.sleep(RETRY_PAUSE)
             freezer.spare = spare()
