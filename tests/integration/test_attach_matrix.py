@@ -134,7 +134,8 @@ def test_agent_start_with_many_threads_reads_one_file_and_compiles_in_one_go(
         )
         assert max(positions) < first_run, "a start module was compiled after the start set began to run"
     root = package_dir()
-    assert os.path.join(root, "services", "capture.py") in compiled  # the getglobal did capture
+    capture = os.path.join(root, "services", "capture.py")  # the getglobal did capture
+    assert (capture not in compiled) if _same_bytecode(python) else (capture in compiled)  # (COMMON_MODULES)
     lazy = {os.path.join(root, *parts) for parts in (("services", "capture_repr.py"), ("services", "watchdog.py"))}
     lazy.add(os.path.join(root, "agent", "sweep.py"))
     assert not lazy & set(compiled), lazy & set(compiled)

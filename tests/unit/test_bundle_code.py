@@ -40,5 +40,6 @@ def test_the_bundle_holds_code_for_the_start_set_only_when_asked() -> None:
     assert plain[0] == "" and not any(plain[at + 4] for at in range(1, len(plain), 5))
     coded = {with_code[at]: with_code[at + 4] for at in range(1, len(with_code), 5) if with_code[at + 4]}
     assert with_code[0] and "_flight_profiler.agent.loader" in coded and "_flight_profiler.agent.server" in coded
-    assert "_flight_profiler.services.capture" not in coded  # loaded when a command needs it: compiled there
+    assert "_flight_profiler.services.capture" in coded  # most first commands load it
+    assert "_flight_profiler.services.capture_repr" not in coded  # loaded when a command needs it: compiled there
     assert bundle.size(True) == len(bundle.text(True).encode("utf-8"))

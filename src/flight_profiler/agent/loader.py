@@ -71,6 +71,18 @@ START_MODULES = (
     ".commands",
     ".services.usercode",
 )
+# What most commands' first answers load after the start (getglobal, watch, stack, sc, module...):
+# loaded when first imported, as every other module; shipped compiled with the start set where the
+# client can (attach/bundle.py), so that a target of the client's version does not compile them.
+COMMON_MODULES = (
+    ".protocol.requests",
+    ".services.capture",
+    ".services.describe",
+    ".services.expr",
+    ".services.resolve",
+    ".services.location",
+    ".services.hooks",
+)
 
 
 class Importer:
@@ -311,7 +323,8 @@ def install(
     """Execute the root package ``alias`` from ``bundle``; its submodules load on first import.
 
     ``compiled``: START_MODULES' code, compiled by the bootstrap in the same C call as this
-    module (one wait for the GIL instead of two on a busy target); compiled here if absent.
+    module (one wait for the GIL instead of two on a busy target); compiled here if absent. From
+    a bundle with code it holds COMMON_MODULES' too, used when they are first imported.
     """
     importer = Importer(bundle, alias)
     if compiled is None:

@@ -128,12 +128,12 @@ def _fp_load(alias, claimed):
         # marshal.loads): the GIL is only given up at a bytecode boundary, so this costs one wait for it,
         # not one per 5 ms. Unmarshalled (~1 ms) where the client compiled them for this very bytecode
         # (its magic number is ours, no -O here: see attach/bundle.py), compiled (20-30 ms) otherwise.
-        codes = [parts[i + 4] for i in range(0, len(parts) - 4, 5) if parts[i] in names]
+        coded = {parts[i]: parts[i + 4] for i in range(0, len(parts) - 4, 5) if parts[i + 4]}
         ext, marshal = sys.modules.get("_frozen_importlib_external"), sys.modules.get("marshal")
         if (magic and ext is not None and marshal is not None and magic == ext.MAGIC_NUMBER.hex()
-                and not sys.flags.optimize and len(codes) == len(names) and all(codes)):
-            order = [parts[i] for i in range(0, len(parts) - 4, 5) if parts[i] in names]
-            compiled = dict(zip(order, map(marshal.loads, map(bytes.fromhex, codes))))
+                and not sys.flags.optimize and all(n in coded for n in names)):
+            # (with the start set, the modules most first commands load: the loader runs them when imported)
+            compiled = dict(zip(coded, map(marshal.loads, map(bytes.fromhex, coded.values()))))
         else:
             sources, files = [bundle[n][1] for n in names], [bundle[n][0] for n in names]
             compiled = dict(zip(names, map(compile, sources, files, ["exec"] * len(names))))

@@ -56,7 +56,8 @@ def text(with_code: bool = False) -> str:
     whose threads fight for the GIL every 5 ms of our CPU costs a round trip in their queue).
 
     ``with_code`` (a target of our interpreter's minor version): what every first answer runs
-    (the loader and ``agent.loader.START_MODULES``) comes compiled, so that the target
+    (the loader and ``agent.loader.START_MODULES``), and what most commands load next
+    (``COMMON_MODULES``), comes compiled, so that the target
     unmarshals it in about 1 ms instead of compiling it (20-30 ms of its CPU with the GIL held:
     ``bench/agent_compile.py``). The bootstrap uses it only where the target's magic number is
     the first field and it runs without ``-O`` (what the code was compiled for); else it
@@ -88,13 +89,13 @@ def _magic_hex() -> str:
 
 
 def _start_code() -> dict[str, str]:
-    """The loader and START_MODULES as the target would compile them (no inherited flags, no -O),
-    marshalled, in hex."""
-    from ..agent.loader import START_MODULES
+    """The loader, START_MODULES and COMMON_MODULES as the target would compile them (no inherited
+    flags, no -O), marshalled, in hex."""
+    from ..agent.loader import COMMON_MODULES, START_MODULES
     from .bootstrap import ALIAS
 
     modules = collect()
-    wanted = [ALIAS + ".agent.loader"] + [ALIAS + name for name in START_MODULES]
+    wanted = [ALIAS + ".agent.loader"] + [ALIAS + name for name in START_MODULES + COMMON_MODULES]
     return {name: _marshalled(*modules[name][:2]).hex() for name in wanted if name in modules}
 
 
