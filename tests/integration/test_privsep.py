@@ -432,6 +432,9 @@ def test_two_pid_namespaces_sharing_tmp(users: tuple[User, User]) -> None:
 
 
 def _private_tmp(options: str) -> tuple[str, ...]:
+    checkout = os.path.realpath(os.path.dirname(__file__))
+    if checkout.startswith("/tmp/"):  # (a clone made there fails these three, and only these)
+        pytest.skip("the checkout is under /tmp, which this test hides under a tmpfs in the target's namespace")
     script = 'mount -t tmpfs -o %s tmpfs /tmp && exec "$@"' % options
     return ("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh")
 
