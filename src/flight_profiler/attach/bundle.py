@@ -68,8 +68,9 @@ def text(with_code: bool = False) -> str:
     as root in a directory another user controls.
     """
     fields: list[str] = [_magic_hex() if with_code else ""]
-    precompiled = _start_code() if with_code else {}
-    for name, (filename, source, is_package) in collect().items():
+    modules = collect()
+    precompiled = _precompiled(modules) if with_code else {}
+    for name, (filename, source, is_package) in modules.items():
         if "\0" in source or "\0" in filename:
             raise ValueError("NUL in %s: it cannot be bundled" % filename)
         fields += [name, filename, "1" if is_package else "0", source, precompiled.get(name, "")]
@@ -88,13 +89,12 @@ def _magic_hex() -> str:
     return MAGIC_NUMBER.hex()
 
 
-def _start_code() -> dict[str, str]:
+def _precompiled(modules: dict[str, tuple[str, str, bool]]) -> dict[str, str]:
     """The loader, START_MODULES and COMMON_MODULES as the target would compile them (no inherited
     flags, no -O), marshalled, in hex."""
     from ..agent.loader import COMMON_MODULES, START_MODULES
     from .bootstrap import ALIAS
 
-    modules = collect()
     wanted = [ALIAS + ".agent.loader"] + [ALIAS + name for name in START_MODULES + COMMON_MODULES]
     return {name: _marshalled(*modules[name][:2]).hex() for name in wanted if name in modules}
 
