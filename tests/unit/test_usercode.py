@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 import threading
@@ -161,6 +162,26 @@ def test_traced_threads_go_on_while_a_stopped_filter_blocks_in_c() -> None:
     finally:
         app.join(10)
         guard.close()
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the stop's pending window is 3.11's alone")
+def test_a_stopped_thread_ends_the_watchdogs_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """3.11: the watchdog leaves a stop pending for a window, holding the lock every stopped thread settles
+    under; it slept out the whole window (40 ms) even when the stop had landed at once, so a stopped
+    thread waited that long and the next stop waited behind it (8 threads: 0.3 s per stop). The window
+    now ends when the thread settles: with a window of 60 s, two stops in turn take moments."""
+    from flight_profiler.services import watchdog
+
+    monkeypatch.setattr(watchdog, "PENDING_WINDOW", 60.0)
+    for _ in range(2):
+        guard = usercode.Guard("filter 'forever'", 5)
+        try:
+            started = time.monotonic()
+            assert in_thread(functools.partial(guard.call, forever)) is usercode.FAILED  # in_thread waits 30 s at most
+            assert guard.off and time.monotonic() - started < 30
+        finally:
+            guard.close()
+    assert usercode._wake == {}
 
 
 def test_no_stray_exception_when_evaluations_end_around_their_deadline() -> None:

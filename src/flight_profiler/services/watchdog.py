@@ -31,6 +31,7 @@ from .usercode import (
     _resting,
     _seen,
     _set_async_exc,
+    _wake,
     get_ident,
 )
 
@@ -65,12 +66,17 @@ def _post_briefly(ident: int, first: Any, exc: Any) -> None:
     if first is None:
         first = map(post, (tid,), (ctypes.py_object(exc),))
     then = map(post, (tid, me), (ctypes.c_void_p(None), ctypes.py_object(_Drained)))
+    wake = realthreads.allocate_lock()
+    wake.acquire()
+    _wake[ident] = wake  # the thread releases it as it settles (usercode._settle): the window ends then
+    window = map(wake.acquire, (True,), (PENDING_WINDOW,))
     try:
-        list(chain(first, map(realthreads.sleep, (PENDING_WINDOW,)), then))  # no bytecode in between
+        list(chain(first, window, then))  # no bytecode in between
         while True:  # the placeholder lands at the first check point, here at the latest
             pass
     except _Drained:
         pass
+    _wake.pop(ident, None)  # the window ran out and the thread has not settled: it finds none to release
 
 
 def _rotate_resting(now: float) -> None:
