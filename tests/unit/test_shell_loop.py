@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import stat
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.renderer import CPR_Support
 
 from flight_profiler.cli import shell
 from flight_profiler.cli.runner import Detached
@@ -22,11 +24,18 @@ class Typed:
 
     script: list[Any] = []
     prompts: list[str] = []
+    sessions: list[Typed] = []
+
+    cpr = CPR_Support.UNKNOWN  # the terminal's answer to the cursor position request, as the prompts end
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.kwargs = kwargs
+        self.app = SimpleNamespace(renderer=SimpleNamespace(cpr_support=CPR_Support.UNKNOWN))
+        Typed.sessions.append(self)
 
     def prompt(self, message: str) -> str:
+        if self.app.renderer.cpr_support == CPR_Support.UNKNOWN:
+            self.app.renderer.cpr_support = Typed.cpr
         Typed.prompts.append(message)
         if not Typed.script:
             raise EOFError
@@ -80,7 +89,7 @@ class Recorder:
 def typed(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setattr(shell, "PromptSession", Typed)
     monkeypatch.setattr(shell, "HISTORY", str(tmp_path / "history"))
-    Typed.script, Typed.prompts = [], []
+    Typed.script, Typed.prompts, Typed.sessions, Typed.cpr = [], [], [], CPR_Support.UNKNOWN
 
 
 def test_lines_run_until_quit_and_ctrl_c_at_the_prompt_is_ignored() -> None:
@@ -89,6 +98,25 @@ def test_lines_run_until_quit_and_ctrl_c_at_the_prompt_is_ignored() -> None:
     assert shell.run_shell(runner) == 0  # type: ignore[arg-type]
     assert runner.lines == ["stack", "", "getglobal m x"] and runner.closed
     assert Typed.script == ["never"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "after"),
+    [
+        (CPR_Support.UNKNOWN, CPR_Support.NOT_SUPPORTED),  # no answer in a whole prompt: not asked again
+        (CPR_Support.SUPPORTED, CPR_Support.SUPPORTED),
+        (CPR_Support.NOT_SUPPORTED, CPR_Support.NOT_SUPPORTED),
+    ],
+)
+def test_a_terminal_that_never_answers_the_cursor_position_request_is_not_asked_again(
+    answer: CPR_Support, after: CPR_Support
+) -> None:
+    """prompt_toolkit waited up to 1 s for that answer as every prompt ended: a program typing through a
+    pseudo-terminal (an AI agent, pexpect) paid 1 s per command (the shell tests' commands took 1.0 s)."""
+    Typed.cpr = answer
+    Typed.script = ["stack", KeyboardInterrupt(), "quit"]
+    assert shell.run_shell(Recorder()) == 0  # type: ignore[arg-type]
+    assert [session.app.renderer.cpr_support for session in Typed.sessions] == [after]
 
 
 def test_ctrl_c_during_a_command_and_detach() -> None:

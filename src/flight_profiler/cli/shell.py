@@ -18,6 +18,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.renderer import CPR_Support
 
 from ..commands.console.client import SPEC as CONSOLE
 from ..errors import FlightProfilerError
@@ -113,7 +114,7 @@ def run_shell(runner: Runner) -> int:
     )
     while True:
         try:
-            line = session.prompt("flight_profiler> ")
+            line = _prompt(session, "flight_profiler> ")
         except KeyboardInterrupt:
             continue
         except EOFError:
@@ -136,12 +137,29 @@ def run_shell(runner: Runner) -> int:
     return 0
 
 
+def _prompt(session: PromptSession[str], message: str) -> str:
+    """One line; a terminal that never answered the cursor position request is not asked again.
+
+    prompt_toolkit asks the terminal where the cursor is (CPR) and waits up to 1 s for the answer
+    when a prompt ends; it decides a terminal has no CPR only after 2 s without one within a single
+    prompt. A program driving the shell through a pseudo-terminal (an AI agent, pexpect) answers
+    none and sends each line sooner than that: every command cost 1 s more. After a whole prompt
+    without an answer (that 1 s included), this terminal has none.
+    """
+    try:
+        return session.prompt(message)
+    finally:
+        renderer = session.app.renderer
+        if renderer.cpr_support == CPR_Support.UNKNOWN:
+            renderer.cpr_support = CPR_Support.NOT_SUPPORTED
+
+
 def _offer_reattach(runner: Runner, session: PromptSession[str]) -> bool:
     """After the agent went away (its reason is already printed): True to go on attached again."""
     if not runner.target_alive():
         return False  # "pid N exited" was the last word: nothing to re-attach to
     try:
-        answer = session.prompt("re-attach to pid %d? [y/N] " % runner.pid)
+        answer = _prompt(session, "re-attach to pid %d? [y/N] " % runner.pid)
     except (KeyboardInterrupt, EOFError):
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):
