@@ -365,6 +365,9 @@ def test_one_overrun_switches_the_programs_code_off_for_the_command(target: Runn
     assert_untouched(target.pid)
 
 
+# the default budget's value (5 s each run): the stop itself is proven on every interpreter by the
+# tests with --budget-ms above, so the default's wait runs in the any_interpreter tier
+@pytest.mark.any_interpreter
 def test_the_consoles_value_has_the_default_capture_budget(idle: RunningTarget) -> None:
     shown = cli(idle.pid, "console -c SPINNING")
     assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stdout
@@ -452,6 +455,7 @@ def test_ctrl_c_stops_a_running_expression(idle: RunningTarget, command: str, jo
     assert_untouched(idle.pid)
 
 
+@pytest.mark.any_interpreter  # the default budget again (5 s): the stop is the one proven everywhere above
 def test_stack_a_shows_a_loop_whose_repr_never_returns_as_a_placeholder(idle: RunningTarget) -> None:
     """stack -a runs on a job thread and shows each asyncio loop's repr: the program's code, with the
     default budget (stack has no --budget-ms)."""
