@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from flight_profiler.commands.gilstat import probe
+from flight_profiler.commands.gilstat import host, probe
 from flight_profiler.commands.gilstat.client import SEEDS_COLUMNS
 from flight_profiler.errors import CommandError
 from interpreters import find_interpreters
@@ -155,6 +155,20 @@ NEWEST_WITH_SYMBOLS = WITH_SYMBOLS[-1:]
 ENDS_WITH_SYMBOLS = WITH_SYMBOLS[:1] + WITH_SYMBOLS[1:][-1:]  # oldest and newest: the take_gil signatures differ
 
 
+def gilstat_hosts(pid: int) -> list[int]:
+    """The pids of the processes holding gilstat's hooks in ``pid`` (commands/gilstat/host.py)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:  # not a process, or gone
+            continue
+        if host.MARK.encode() in argv and str(pid).encode() in argv:
+            found.append(int(entry))
+    return found
+
+
 @needs_frida
 @pytest.mark.parametrize(("name", "python"), NEWEST_WITH_SYMBOLS, ids=[i for i, _ in NEWEST_WITH_SYMBOLS])
 def test_every_way_of_stopping_leaves_nothing_hooked(name: str, python: str) -> None:
@@ -177,13 +191,18 @@ def test_every_way_of_stopping_leaves_nothing_hooked(name: str, python: str) -> 
         assert cli(running.pid, "detach").returncode == 0
         assert finish(proc)["reason"] in ("gilstat off or detach", "the agent went away (detach)")
         assert unhooked(running.pid)
-        # the client killed: frida's agent notices its host is gone and unloads itself
+        # the client killed: the process that holds the hooks (commands/gilstat/host.py) sees its pipe
+        # close, takes them out with the threads stopped, removes frida's helper files and ends
         proc, _ = start_gilstat(running.pid, "0 0 0.5")
+        assert len(gilstat_hosts(running.pid)) == 1
         proc.kill()
         proc.communicate()
-        assert wait_until(lambda: hooks_gone(running.pid), timeout=15)
-        for leftover in set(glob.glob("/tmp/frida-*")) - before:
-            shutil.rmtree(leftover, ignore_errors=True)  # frida's helper: a killed client cannot remove it
+        assert wait_until(lambda: not gilstat_hosts(running.pid), timeout=15)
+        assert hooks_gone(running.pid)
+        left = set(glob.glob("/tmp/frida-*")) - before  # frida's agent unloading by itself left them
+        for leftover in left:
+            shutil.rmtree(leftover, ignore_errors=True)
+        assert left == set()
         assert running.healthy()
     finally:
         running.stop()

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from ...errors import CommandError, FlightProfilerError, UsageError
 from ...render.safe import safe_line
 from ..spec import CommandSpec, LocalContext, number
-from . import probe
+from . import host, probe
 from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
@@ -141,24 +141,25 @@ def _run_local(request: dict[str, Any], ctx: LocalContext) -> Iterator[dict[str,
 
 def _on(pid: int, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
     functions = probe.find_functions(pid)  # first: a stripped build needs no frida to be told so
-    frida = probe.import_frida()
+    probe.check_frida()  # its one-line install hint here; the host process imports it to hook
     from ...attach.attacher import AttachOptions, connect
 
     conn = connect(pid, AttachOptions())
     try:
-        yield from _measure(pid, request, functions, frida, conn)
+        yield from _measure(pid, request, functions, conn)
     finally:
         conn.close()
 
 
 def _measure(
-    pid: int, request: dict[str, Any], functions: probe.GilFunctions, frida: Any, conn: AgentConnection
+    pid: int, request: dict[str, Any], functions: probe.GilFunctions, conn: AgentConnection
 ) -> Iterator[dict[str, Any]]:
     asked: NamesRequest = {"action": "names", "interval": request["interval"]}
     job = conn.start("gilstat", dict(asked))
     names = _Names(conn, job)
     names.wait_first()
-    hooks = probe.Probe(frida, pid, functions, request["take_ms"], request["hold_ms"])
+    # in a process of its own, which takes the hooks out with the threads stopped even if we are killed
+    hooks = host.HostedProbe(pid, functions, request["take_ms"], request["hold_ms"])
     started = time.monotonic()
     reason = "duration"
     try:

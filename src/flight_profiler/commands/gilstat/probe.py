@@ -180,6 +180,14 @@ def import_frida() -> Any:
         raise CommandError(INSTALL_HINT) from None
 
 
+def check_frida() -> None:
+    """A one-line error saying how to install frida when it is missing (without importing it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("frida") is None:
+        raise CommandError(INSTALL_HINT)
+
+
 class Probe:
     """The hooks in one target: attach, read the counters, remove everything."""
 
@@ -251,13 +259,16 @@ class Probe:
         self.detached_reason = str(reason)
 
     def read(self) -> Reading:
-        try:
-            data = self.script.exports_sync.read()
-        except Exception as exc:  # noqa: BLE001
-            raise CommandError("lost the GIL probe: %s" % (self.detached_reason or _one_line(exc))) from None
-        reading = parse(data, self._warnings_read)
+        reading = parse(self.read_raw(), self._warnings_read)
         self._warnings_read = reading.warnings_written
         return reading
+
+    def read_raw(self) -> bytes:
+        """The counters block as it is in the target now (``parse`` reads it)."""
+        try:
+            return bytes(self.script.exports_sync.read())
+        except Exception as exc:  # noqa: BLE001
+            raise CommandError("lost the GIL probe: %s" % (self.detached_reason or _one_line(exc))) from None
 
     def stop(self) -> int:
         """Unhook, let the calls inside return through the trampolines, free them, unload frida's agent.
