@@ -136,8 +136,8 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
     if _first_sweep(target):
         _remove_stale(helper, target)
-    text, size = _bundle(target.version)
-    helper.call("write", name=paths.stem(target) + ".bundle", text=text)
+    data, size = _bundle(target.version)
+    helper.call("write", name=paths.stem(target) + ".bundle", data=data)
     claim = ticket.new_name(paths.stem(target))  # this attempt's own: a late bootstrap of a killed one can't take it
     helper.call("ticket_issue", name=claim)  # the bootstrap claims it; see attach/ticket
     wall_deadline = time.time() + (deadline - time.monotonic())
@@ -168,8 +168,8 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
 _BUNDLE_LOCK = _thread.allocate_lock()  # threading.Lock, without importing threading on --cmd's start-up
 
 
-def _bundle(version: tuple[int, int]) -> tuple[str, int]:
-    """The bundle's text and size for a target of ``version``, made once per client: a group's attach
+def _bundle(version: tuple[int, int]) -> tuple[bytes, int]:
+    """The bundle's bytes and size for a target of ``version``, made once per client: a group's attach
     threads would each make it (lru_cache does not hold the others while one computes: 19 of 32 did,
     7 ms of CPU apiece). A target of our own minor version gets the start set compiled (its magic
     number is checked in the target): the client's CPU, once, instead of every target's."""
@@ -177,7 +177,7 @@ def _bundle(version: tuple[int, int]) -> tuple[str, int]:
 
     with_code = version == tuple(sys.version_info[:2])
     with _BUNDLE_LOCK:
-        return bundle.text(with_code), bundle.size(with_code)
+        return bundle.data(with_code), bundle.size(with_code)
 
 
 def _take_lock(helper: Helper, target: Target, deadline: float, options: AttachOptions) -> int:

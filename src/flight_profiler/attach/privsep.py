@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 CLONE_NEWNS = 0x00020000
 PR_SET_PDEATHSIG = 1
-MAX_MESSAGE = 8 << 20  # a request carries the bundle (about 0.5 MB; 0.8 MB with the start set compiled)
+MAX_MESSAGE = 8 << 20  # a JSON body, or the bytes after it: the bundle (0.5 MB; 1 MB with our code compiled)
 MAX_FDS = 4
 REPLY_TIMEOUT = 30.0
 _HEADER_SIZE = 4  # the body's length, big-endian unsigned (struct ">I")
@@ -274,10 +274,13 @@ class Workspace:
 
     # ------------------------------------------------------------------ files for the target
 
-    def op_write(self, name: str, text: str) -> Reply:
-        """Write ``name`` atomically: an exclusive temporary file (0600), then a rename within the directory."""
+    def op_write(self, name: str, text: str = "", data: bytes | None = None) -> Reply:
+        """Write ``name`` atomically: an exclusive temporary file (0600), then a rename within the directory.
+
+        ``data``: the bytes to write (the bundle, encoded once per client, comes to a helper process
+        as the request's attachment, not as JSON text); else ``text`` in UTF-8."""
         temp = "%s.tmp-%s" % (name, _token())  # same stem: a killed client's leftover is stale cleanup's
-        self._write_new(temp, text)
+        self._write_new(temp, text.encode("utf-8") if data is None else data)
         try:
             os.replace(temp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
         except BaseException:
@@ -288,15 +291,14 @@ class Workspace:
     def op_write_script(self, prefix: str, text: str) -> Reply:
         """A new file ``<prefix>.boot-<random>.py`` (the 3.14 bootstrap), created exclusively."""
         name = "%s.boot-%s.py" % (prefix, _token())
-        self._write_new(name, text)
+        self._write_new(name, text.encode("utf-8"))
         return {"name": name}, []
 
-    def _write_new(self, name: str, text: str) -> None:
+    def _write_new(self, name: str, data: bytes) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, 0o600, dir_fd=self.dir_fd)
         try:
             os.fchmod(fd, 0o600)  # whatever the umask
-            data = text.encode("utf-8")
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -326,7 +328,7 @@ class Workspace:
         for entry in os.listdir(self.dir_fd):
             if entry.startswith(prefix):
                 self._unlink(entry)
-        self._write_new(name, "")
+        self._write_new(name, b"")
         return {}, []
 
     def op_ticket_withdraw(self, name: str) -> Reply:
@@ -396,10 +398,15 @@ class Workspace:
 # ---------------------------------------------------------------------- transport
 
 
-def _send(sock: _socket.socket, message: dict[str, Any], fds: list[int]) -> None:
+def _send(sock: _socket.socket, message: dict[str, Any], fds: list[int], blob: bytes | None = None) -> None:
+    """One message: its JSON body's length, the body, then ``blob`` raw when there is one (its length
+    is the body's ``blob``): the bundle crosses as bytes, not as 1 MB of JSON-escaped text that both
+    sides would encode and decode again for every target of a group."""
     import array
     import json
 
+    if blob is not None:
+        message = dict(message, blob=len(blob))
     body = json.dumps(message).encode("utf-8")
     header = len(body).to_bytes(_HEADER_SIZE, "big")
     if fds:
@@ -407,6 +414,8 @@ def _send(sock: _socket.socket, message: dict[str, Any], fds: list[int]) -> None
     else:
         sock.sendall(header)
     sock.sendall(body)
+    if blob:
+        sock.sendall(blob)
 
 
 def _recv_exact(sock: _socket.socket, size: int) -> bytes:
@@ -441,7 +450,15 @@ def _recv(sock: _socket.socket) -> Reply:
         for fd in fds:
             os.close(fd)
         raise EOFError
-    return json.loads(_recv_exact(sock, size).decode("utf-8")), fds
+    message = json.loads(_recv_exact(sock, size).decode("utf-8"))
+    blob = message.get("blob") if isinstance(message, dict) else None
+    if blob is not None:  # the raw bytes that follow the body (``_send``), bounded like a body
+        if type(blob) is not int or not 0 <= blob <= MAX_MESSAGE:
+            for fd in fds:
+                os.close(fd)
+            raise EOFError
+        message["blob"] = _recv_exact(sock, blob)
+    return message, fds
 
 
 # ---------------------------------------------------------------------- the client's side
@@ -476,8 +493,9 @@ class Helper:
             except OSError as exc:
                 raise AttachError(_describe(self._workspace.directory, op, exc)) from None
         assert self._sock is not None
+        blob = args.pop("data", None)  # bytes: sent raw after the request (see _send)
         try:
-            _send(self._sock, {"op": op, "args": args}, [])
+            _send(self._sock, {"op": op, "args": args}, [], blob)
             reply, fds = _recv(self._sock)
         except (OSError, EOFError, ValueError):
             raise AttachError("the helper working in the target user's directory went away") from None
@@ -624,8 +642,11 @@ def _serve(sock: _socket.socket, workspace: Workspace) -> None:
             return  # the client went away
         _close_all(fds)
         out: list[int] = []
+        args = dict(request.get("args") or {})
+        if isinstance(request.get("blob"), bytes):
+            args["data"] = request["blob"]
         try:
-            reply, out = workspace.dispatch(str(request.get("op")), dict(request.get("args") or {}))
+            reply, out = workspace.dispatch(str(request.get("op")), args)
         except Refused as exc:
             reply = {"refused": str(exc)}
         except OSError as exc:
