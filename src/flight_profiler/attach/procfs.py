@@ -87,9 +87,27 @@ def target_file(pid: int, path: str) -> str:
     return proc_path(pid, "root") + path
 
 
+def read_file(path: str) -> bytes:
+    """A whole /proc file with an open, reads until the end and a close, nothing else.
+
+    ``open()`` adds an fstat, an ioctl and an lseek, and every system call lets go of the GIL:
+    a group attach reads several of these files per target on 32 threads that queue for it.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks: List[bytes] = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 def _read_text(path: str) -> str:
-    with open(path) as f:
-        return f.read()
+    # the file system's encoding, as os.fsdecode: a file name that is not UTF-8 stays what it is
+    return read_file(path).decode("utf-8", "surrogateescape")
 
 
 def read_status_file(path: str) -> Dict[str, str]:
@@ -109,30 +127,50 @@ def read_status(pid: int) -> Dict[str, str]:
         raise TargetError(f"no process with pid {pid} (it is not running)") from None
 
 
-def read_maps(pid: int) -> List[MapEntry]:
+def read_maps_text(pid: int) -> str:
+    """/proc/PID/maps as text, for a caller that looks at a few lines (read_maps parses them all)."""
     try:
-        text = _read_text(proc_path(pid, "maps"))
+        return _read_text(proc_path(pid, "maps"))
     except GONE:
         raise TargetError(f"no process with pid {pid} (it is not running)") from None
     except PermissionError as exc:
         raise PermissionDeniedError(f"cannot read the memory map of pid {pid}: {permission_hint(pid)}") from exc
+
+
+def read_maps(pid: int) -> List[MapEntry]:
     entries: List[MapEntry] = []
-    for line in text.splitlines():
-        fields = line.split(None, 5)
-        if len(fields) < 5:
-            continue
-        lo, _, hi = fields[0].partition("-")
-        entries.append(
-            MapEntry(
-                start=int(lo, 16),
-                end=int(hi, 16),
-                perms=fields[1],
-                offset=int(fields[2], 16),
-                inode=int(fields[4]),
-                path=fields[5] if len(fields) > 5 else "",
-            )
-        )
+    for line in read_maps_text(pid).splitlines():
+        entry = _map_entry(line)
+        if entry is not None:
+            entries.append(entry)
     return entries
+
+
+def _map_entry(line: str) -> Optional[MapEntry]:
+    fields = line.split(None, 5)
+    if len(fields) < 5:
+        return None
+    lo, _, hi = fields[0].partition("-")
+    # positional: by keyword a NamedTuple takes twice as long to make (0.43 against 0.22 us), ~150 per read
+    return MapEntry(
+        int(lo, 16), int(hi, 16), fields[1], int(fields[2], 16), int(fields[4]), fields[5] if len(fields) > 5 else ""
+    )
+
+
+def find_map(pid: int, addr: int) -> Optional[MapEntry]:
+    """The mapping of ``pid`` that holds ``addr`` (a fresh read), None if none does.
+
+    Only the address range of each line is parsed, and the whole entry of the one that matches.
+    """
+    for line in read_maps_text(pid).splitlines():
+        lo, _, rest = line.partition("-")
+        if not rest or int(lo, 16) > addr:
+            continue
+        if addr < int(rest.split(None, 1)[0], 16):
+            entry = _map_entry(line)
+            if entry is not None:
+                return entry
+    return None
 
 
 def thread_name(pid: int, tid: int) -> str:

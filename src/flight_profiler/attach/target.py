@@ -69,7 +69,7 @@ class Target(NamedTuple):
         return (self.pid_ns, self.ns_pid, self.start)
 
 
-def inspect(pid: int, armed: bool = False) -> Target:
+def inspect(pid: int, armed: bool = False, maps: str | None = None) -> Target:
     """Check that ``pid`` is a live CPython we support, and describe it.
 
     ``armed``: only to reach an agent that already listens (a pre-armed one,
@@ -78,6 +78,9 @@ def inspect(pid: int, armed: bool = False) -> Target:
     unknown (0, 0), the pid namespace is ours when the target has a pid in no
     other, and unreadable namespaces count as ours; the agent's socket is found by
     that name or not at all, and the peer check still proves who answers.
+
+    ``maps``: the text of /proc/<pid>/maps as its caller has just read it (``ps`` and a group's
+    selection read it first to tell Python processes from others), so that it is not read again.
     """
     check_platform()
     if pid <= 0 or not os.path.exists("/proc/%d" % pid):
@@ -88,7 +91,7 @@ def inspect(pid: int, armed: bool = False) -> Target:
     if state.startswith(("Z", "X")):  # its maps are empty now: "not a CPython process" would mislead
         raise TargetError("pid %d has exited (state %s)" % (pid, state))
     try:
-        version = _python_version(pid)
+        version = _python_version(pid, maps)
     except PermissionDeniedError:
         if not armed:
             raise
@@ -127,8 +130,7 @@ def start_time(pid: int) -> int:
     The command name (field 2) may contain spaces and parentheses: count from the last ')'.
     """
     try:
-        with open("/proc/%d/stat" % pid, "rb") as fh:
-            text = fh.read()
+        text = _read_raw("/proc/%d/stat" % pid)
     except OSError:
         return 0
     fields = text[text.rfind(b")") + 2 :].split()
@@ -186,8 +188,9 @@ def check_remote_debug_allowed(pid: int) -> None:
             )
 
 
-def _python_version(pid: int) -> tuple[int, int]:
-    maps = _read("/proc/%d/maps" % pid).decode("utf-8", "replace")
+def _python_version(pid: int, maps: str | None = None) -> tuple[int, int]:
+    if maps is None:
+        maps = _read("/proc/%d/maps" % pid).decode("utf-8", "replace")
     for line in maps.splitlines():
         parts = line.split(None, 5)
         if len(parts) == 6 and "x" in parts[1]:
@@ -213,12 +216,10 @@ def _supported(version: tuple[int, int], pid: int) -> tuple[int, int]:
 
 def _same_root(pid: int) -> bool:
     try:
-        return (
-            os.stat("/proc/%d/root/" % pid).st_ino == os.stat("/").st_ino
-            and os.stat("/proc/%d/root/" % pid).st_dev == os.stat("/").st_dev
-        )
+        theirs, ours = os.stat("/proc/%d/root/" % pid), os.stat("/")
     except OSError:
         return True
+    return (theirs.st_ino, theirs.st_dev) == (ours.st_ino, ours.st_dev)
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -229,10 +230,24 @@ def _status(pid: int) -> dict[str, str]:
     return fields
 
 
+def _read_raw(path: str) -> bytes:
+    """The whole file with os.open/os.read/os.close alone (as procfs.read_file, which this light path does
+    not import): open() adds an fstat, an ioctl and an lseek, each a GIL round trip for a group's threads."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks: list[bytes] = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 def _read(path: str) -> bytes:
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        return _read_raw(path)
     except OSError as exc:
         from . import procfs  # only on the way to an error
 

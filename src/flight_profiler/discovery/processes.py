@@ -13,11 +13,12 @@ import os
 import pwd
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..attach import paths, procfs
-from ..attach.target import SUPPORTED, check_remote_debug_allowed, inspect, supported_range
+from ..attach.target import SUPPORTED, Target, check_remote_debug_allowed, inspect, supported_range
 from ..errors import FlightProfilerError
 
 # python3.11, libpython3.11.so.1.0, python3.14t: the interpreter's version is in its file name
@@ -110,12 +111,13 @@ def describe(pid: int, caller: Caller) -> PythonProcess | None:
     argv = _argv(pid)
     if not argv:
         return None  # a kernel thread, or a zombie
-    readable, version = _mapped_version(pid)
+    readable, version, maps = _mapped_version(pid)
     if version is None and (readable or not _looks_like_python(argv, status.get("Name", ""))):
         return None
     uid = _first_int(status.get("Uid", ""))
-    agent = version is not None and agent_running(pid)
-    reason = None if agent else _why_not(pid, version, uid, caller)
+    inspected = _inspect_once(pid, maps)
+    agent = version is not None and agent_running(pid, inspected)
+    reason = None if agent else _why_not(pid, version, uid, caller, inspected)
     return PythonProcess(
         pid=pid,
         ppid=_first_int(status.get("PPid", "")),
@@ -176,7 +178,32 @@ def _family(cmdline: str) -> str | None:
     return None
 
 
-def _why_not(pid: int, version: tuple[int, int] | None, uid: int, caller: Caller) -> str | None:
+def _inspect_once(pid: int, maps: str | None = None) -> Callable[[], Target]:
+    """``inspect(pid)``, run at most once for one ``describe``: whether an agent runs there and whether
+    we may attach both need it (a group's selection ran it twice per process, in turn, before any attach),
+    with the map ``describe`` has just read."""
+    outcome: list[Target | FlightProfilerError | OSError] = []
+
+    def inspected() -> Target:
+        if not outcome:
+            try:
+                outcome.append(inspect(pid, maps=maps))
+            except (FlightProfilerError, OSError) as exc:
+                outcome.append(exc)
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    return inspected
+
+
+def _why_not(
+    pid: int,
+    version: tuple[int, int] | None,
+    uid: int,
+    caller: Caller,
+    inspected: Callable[[], Target] | None = None,
+) -> str | None:
     """None when the caller may attach to ``pid``; otherwise the first obstacle."""
     if uid != caller.uid and not caller.cap_sys_ptrace:
         return "it runs as %s (uid %d) and you are uid %d: run as that user or as root" % (_user(uid), uid, caller.uid)
@@ -189,7 +216,7 @@ def _why_not(pid: int, version: tuple[int, int] | None, uid: int, caller: Caller
     if obstacle:
         return obstacle
     try:
-        inspect(pid)
+        (inspected or _inspect_once(pid))()
         procfs.check_attachable(pid)
         check_remote_debug_allowed(pid)
     except FlightProfilerError as exc:
@@ -212,28 +239,29 @@ def _yama_obstacle(caller: Caller) -> str | None:
     return None
 
 
-def agent_running(pid: int) -> bool:
+def agent_running(pid: int, inspected: Callable[[], Target] | None = None) -> bool:
     """Whether our agent's socket is there for ``pid`` (attaching would reuse it, no injection)."""
     try:
-        target = inspect(pid)  # lstat: a planted link is not an agent
+        target = (inspected or _inspect_once(pid))()  # lstat: a planted link is not an agent
         mode = os.lstat(paths.from_client(target, paths.socket_in_target(target))).st_mode
     except (FlightProfilerError, OSError):
         return False
     return stat.S_ISSOCK(mode)
 
 
-def _mapped_version(pid: int) -> tuple[bool, tuple[int, int] | None]:
-    """(could we read the map, the Python version mapped as executable code)."""
+def _mapped_version(pid: int) -> tuple[bool, tuple[int, int] | None, str | None]:
+    """(could we read the map, the Python version mapped as executable code, the map's text)."""
     try:
-        entries = procfs.read_maps(pid)
+        text = procfs.read_maps_text(pid)  # only its executable file mappings matter: no full parse
     except FlightProfilerError:  # another user's process, non-dumpable, or gone
-        return False, None
-    for entry in entries:
-        if "x" in entry.perms:
-            match = _VERSION_IN_NAME.match(os.path.basename(entry.path))
+        return False, None, None
+    for line in text.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) == 6 and "x" in fields[1]:
+            match = _VERSION_IN_NAME.match(os.path.basename(fields[5]))
             if match:
-                return True, (int(match.group(1)), int(match.group(2)))
-    return True, None
+                return True, (int(match.group(1)), int(match.group(2))), text
+    return True, None, text
 
 
 def _looks_like_python(argv: list[str], name: str) -> bool:

@@ -330,7 +330,7 @@ class Session:
             self._checkpoint()
             time.sleep(delay)
             delay = min(delay * 2, 0.005)
-        entry = find_mapping(procfs.read_maps(plan.pid), plan.page)
+        entry = procfs.find_map(plan.pid, plan.page)
         if (
             entry is None
             or (entry.start, entry.end) != (plan.page, plan.page + plan.length)
