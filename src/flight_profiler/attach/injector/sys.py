@@ -39,9 +39,30 @@ class IoVec(ctypes.Structure):
     iov_len: int
 
 
+# process_vm_readv/writev of at most this many bytes keep the GIL (``held``); larger ones (the gadget
+# scan reads up to 8 MB of code) let the client's other threads run meanwhile
+HELD_IO_LIMIT = 64 << 10
+
+
 @functools.lru_cache(maxsize=1)
 def libc() -> Any:
-    lib = ctypes.CDLL(None, use_errno=True)
+    """libc for calls that may take long: ctypes lets go of the GIL around each."""
+    return _declared(ctypes.CDLL(None, use_errno=True))
+
+
+@functools.lru_cache(maxsize=1)
+def held() -> Any:
+    """libc through ``ctypes.PyDLL``: the call keeps the GIL.
+
+    For requests that return at once (every ptrace request we make: none waits for the tracee;
+    small process_vm_readv/writev): letting go of the GIL for a few microseconds costs a thread of a
+    group attach a wait for it behind the client's other threads (up to a switch interval, 5 ms),
+    and the injector's tracer makes about forty of them while it holds a target's thread stopped.
+    """
+    return _declared(ctypes.PyDLL(None, use_errno=True))
+
+
+def _declared(lib: Any) -> Any:
     lib.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
     lib.ptrace.restype = ctypes.c_long
     for name in ("process_vm_readv", "process_vm_writev"):
@@ -65,7 +86,7 @@ def signed(value: int, bits: int = 64) -> int:
 
 def ptrace(request: int, tid: int, addr: int = 0, data: int = 0) -> int:
     ctypes.set_errno(0)
-    ret = int(libc().ptrace(request, tid, ctypes.c_void_p(addr), ctypes.c_void_p(data)))
+    ret = int(held().ptrace(request, tid, ctypes.c_void_p(addr), ctypes.c_void_p(data)))
     if ret == -1:
         err = ctypes.get_errno()
         # PEEKDATA returns the word itself; -1 is only an error when errno says so
@@ -123,7 +144,8 @@ def poke(tid: int, addr: int, data: bytes) -> None:
 def _vm_io(pid: int, addr: int, buf: Any, size: int, write: bool) -> int:
     local = IoVec(ctypes.cast(buf, ctypes.c_void_p), size)
     remote = IoVec(addr, size)
-    fn = libc().process_vm_writev if write else libc().process_vm_readv
+    lib = held() if size <= HELD_IO_LIMIT else libc()
+    fn = lib.process_vm_writev if write else lib.process_vm_readv
     n = int(fn(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0))
     if n < 0:
         err = ctypes.get_errno()
