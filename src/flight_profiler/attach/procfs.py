@@ -10,6 +10,7 @@ import errno
 import os
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from flight_profiler.attach.target import read_file
 from flight_profiler.errors import (
     AttachError,
     FlightProfilerError,
@@ -85,24 +86,6 @@ def target_file(pid: int, path: str) -> str:
     so targets inside containers work from the host.
     """
     return proc_path(pid, "root") + path
-
-
-def read_file(path: str) -> bytes:
-    """A whole /proc file with an open, reads until the end and a close, nothing else.
-
-    ``open()`` adds an fstat, an ioctl and an lseek, and every system call lets go of the GIL:
-    a group attach reads several of these files per target on 32 threads that queue for it.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks: List[bytes] = []
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
 
 
 def _read_text(path: str) -> str:

@@ -130,7 +130,7 @@ def start_time(pid: int) -> int:
     The command name (field 2) may contain spaces and parentheses: count from the last ')'.
     """
     try:
-        text = _read_raw("/proc/%d/stat" % pid)
+        text = read_file("/proc/%d/stat" % pid)
     except OSError:
         return 0
     fields = text[text.rfind(b")") + 2 :].split()
@@ -230,9 +230,12 @@ def _status(pid: int) -> dict[str, str]:
     return fields
 
 
-def _read_raw(path: str) -> bytes:
-    """The whole file with os.open/os.read/os.close alone (as procfs.read_file, which this light path does
-    not import): open() adds an fstat, an ioctl and an lseek, each a GIL round trip for a group's threads."""
+def read_file(path: str) -> bytes:
+    """A whole (/proc) file with an open, reads until the end and a close, nothing else.
+
+    ``open()`` adds an fstat, an ioctl and an lseek, and every system call lets go of the GIL:
+    a group attach reads several of these files per target on 32 threads that queue for it.
+    """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks: list[bytes] = []
@@ -247,7 +250,7 @@ def _read_raw(path: str) -> bytes:
 
 def _read(path: str) -> bytes:
     try:
-        return _read_raw(path)
+        return read_file(path)
     except OSError as exc:
         from . import procfs  # only on the way to an error
 

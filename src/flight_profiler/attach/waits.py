@@ -17,6 +17,7 @@ from ..errors import AttachError, ProtocolError
 from ..render.safe import safe_line
 from . import ticket
 from .connection import AgentConnection
+from .target import read_file
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
 if TYPE_CHECKING:
@@ -32,11 +33,10 @@ LOG_TAIL = 8192
 def target_gone(pid: int) -> bool:
     """Exited, or a zombie: nothing will ever answer."""
     try:
-        with open("/proc/%d/stat" % pid) as fh:
-            state = fh.read().rpartition(")")[2].split()[:1]
+        state = read_file("/proc/%d/stat" % pid).rpartition(b")")[2].split()[:1]
     except OSError:
         return True
-    return state == ["Z"] or state == ["X"]
+    return state == [b"Z"] or state == [b"X"]
 
 
 class TicketView(Protocol):
