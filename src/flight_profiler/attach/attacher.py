@@ -168,6 +168,16 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
 _BUNDLE_LOCK = _thread.allocate_lock()  # threading.Lock, without importing threading on --cmd's start-up
 
 
+def prepare_injection(version: tuple[int, int]) -> None:
+    """What every injection into a target of ``version`` needs first: the injector's modules and the
+    bundle. A group calls it once before its attaches: made by the first attach thread, they were made
+    while 31 others took turns with the GIL, and no injection could start before (a third of the wall
+    time of 32 first attaches was spent before the first one)."""
+    from . import bootstrap, ptrace, waits  # noqa: F401 - imported here, once, for the attach threads
+
+    _bundle(version)
+
+
 def _bundle(version: tuple[int, int]) -> tuple[bytes, int]:
     """The bundle's bytes and size for a target of ``version``, made once per client: a group's attach
     threads would each make it (lru_cache does not hold the others while one computes: 19 of 32 did,

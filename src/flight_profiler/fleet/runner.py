@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..attach.attacher import AttachOptions
+from ..attach.attacher import AttachOptions, prepare_injection
 from ..attach.connection import AgentConnection
 from ..cli import registry
 from ..cli.runner import Detached, Runner
@@ -86,6 +86,12 @@ class MemberRunner(Runner):
             # attach stops nothing, and waiting for each agent's start in turn made 32 attaches 4 rounds
             self._conn = _TrackedConnection(super().connection())
         return super().connection()
+
+    def will_inject(self, spec: CommandSpec, request: dict[str, Any]) -> bool:
+        """Whether running ``request`` is expected to inject an agent (as the selection saw the target)."""
+        if self._conn is not None or self.lost is not None or self.target.problem is not None:
+            return False
+        return self.target.injects and not (spec.run_local is not None and spec.runs_locally(request))
 
     def run_request(self, spec: CommandSpec, request: dict[str, Any]) -> None:
         if spec.name in GATED_LOCAL and spec.run_local is not None and spec.runs_locally(request):
@@ -166,6 +172,8 @@ class Fleet:
     ) -> bool:
         command = spec.name if spec is not None else "detach"
         self.sink.begin(command, merger, [member.target for member in members])
+        if spec is not None:
+            _prepare_injections(spec, requests, members)
         failed: set[int] = set()
         done = [threading.Event() for _ in members]
         for member, finished in zip(members, done):
@@ -220,6 +228,22 @@ class Fleet:
     def close(self) -> None:
         for member in self.members:
             member.close()
+
+
+def _prepare_injections(spec: CommandSpec, requests: dict[int, dict[str, Any]], members: list[MemberRunner]) -> None:
+    """Before the attach threads start: the injector and the bundle for the versions that members about to
+    inject run, made once here rather than by the first attach thread while the others contend for the GIL
+    (no injection could start before them). Only where the selection saw no agent: reusing one needs none."""
+    versions = set()
+    for member in members:
+        request = requests.get(member.pid)
+        if request is not None and member.target.python is not None and member.will_inject(spec, request):
+            versions.add(member.target.python)
+    for version in sorted(versions):
+        try:
+            prepare_injection(version)
+        except Exception:  # noqa: BLE001 - only a head start: the attaches meet it again and say so per target
+            return
 
 
 def _for_target(spec: CommandSpec, request: dict[str, Any], pid: int, count: int) -> dict[str, Any]:

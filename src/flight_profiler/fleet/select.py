@@ -30,6 +30,10 @@ class Target:
     problem: str | None = None  # why nothing can run there (not Python, gone), reported per command
     pod: tuple[str, str] | None = None  # (namespace, name) when it runs in a Kubernetes pod
     key: int = 0  # unique in the group (pids repeat across pods); the pid on this host
+    # what the selection saw: its Python version, and whether attaching would inject our agent (none
+    # listened there and it looked attachable): the runner gets injections ready once, before the attaches
+    python: tuple[int, int] | None = None
+    injects: bool = False
 
     def __post_init__(self) -> None:
         self.key = self.key or self.pid
@@ -158,7 +162,22 @@ def _targets(processes: list[PythonProcess]) -> list[Target]:
         proc.children = []
     link_families(processes)  # children within the group, and multiprocessing's helpers named
     pids = {proc.pid for proc in processes}
-    return [Target(proc.pid, proc.ppid, _role(proc, pids), rank_of(proc.pid)) for proc in processes]
+    return [
+        Target(
+            proc.pid,
+            proc.ppid,
+            _role(proc, pids),
+            rank_of(proc.pid),
+            python=_version(proc.python),
+            injects=proc.attachable and not proc.agent,
+        )
+        for proc in processes
+    ]
+
+
+def _version(python: str | None) -> tuple[int, int] | None:
+    major, _, minor = (python or "").partition(".")
+    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else None
 
 
 def _role(proc: PythonProcess, group: set[int]) -> str | None:
