@@ -591,6 +591,7 @@ def _child_main(target: Target, directory: str, sock: _socket.socket, mnt_fd: in
         import signal  # loaded by _before_fork: no import lock taken in the child
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's; we end at its EOF
+        _close_inherited((sock.fileno(), mnt_fd, root_fd))
         problem = _enter_and_drop(target, mnt_fd, root_fd)
         if problem:
             _send(sock, {"refused": problem}, [])
@@ -601,6 +602,38 @@ def _child_main(target: Target, directory: str, sock: _socket.socket, mnt_fd: in
         code = 1
     finally:
         os._exit(code)
+
+
+def _close_inherited(keep: tuple[int, ...]) -> None:
+    """Let go of what the fork copied from the client besides ``keep`` (and stdin, stdout, stderr).
+
+    A group's attach threads fork their helpers at the same time, so each helper held the others'
+    ends of their socketpairs (and any agent connection open meanwhile): a helper whose client
+    closed its end read no EOF while another helper still held a copy, and each waited for the
+    other until the client killed them (``_reap``, 2 s: a second command over 8 workers of another
+    user took 2.1 s instead of 0.1). Nor has a helper, once it is the target's user, any business
+    holding the client's other descriptors.
+
+    Each is pointed at /dev/null rather than closed: a socket object of another thread, should it
+    be finalized in this child, then closes that, never a descriptor we opened later under its number.
+    """
+    try:
+        names = os.listdir("/proc/self/fd")
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return  # they stay (a helper then may wait for _reap, as before)
+    try:
+        for name in names:
+            fd = int(name)
+            if fd <= 2 or fd in keep or fd == null:
+                continue
+            try:
+                os.fstat(fd)  # still open (the listing's own descriptor is not)
+            except OSError:
+                continue
+            os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
 
 
 def _enter_and_drop(target: Target, mnt_fd: int, root_fd: int) -> str:
