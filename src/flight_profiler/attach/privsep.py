@@ -288,6 +288,38 @@ class Workspace:
             raise
         return {}, []
 
+    def op_link(self, source: str, name: str, size: int) -> Reply:
+        """Give ``name`` the file ``source`` (a bundle this client wrote here for another target) by a
+        hard link, no copy: {"linked": False} when that is not our ``size``-byte private regular file.
+
+        The link is made under an exclusive temporary name and looked at there (never followed: a link
+        at ``source`` is linked as a link, then refused), then renamed, as ``op_write`` does. Whoever can
+        change that file is the directory's user, who could as well replace ``name`` itself before the
+        target reads it: the code it holds runs in that user's processes only.
+        """
+        if "/" in source or "/" in name:
+            raise Refused("helper names are relative to the directory")
+        temp = "%s.tmp-%s" % (name, _token())
+        try:
+            os.link(source, temp, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd, follow_symlinks=False)
+        except OSError:
+            return {"linked": False}, []  # gone (detached, cleaned up): the caller writes it
+        try:
+            info = os.stat(temp, dir_fd=self.dir_fd, follow_symlinks=False)
+            if not (
+                stat.S_ISREG(info.st_mode)
+                and info.st_uid == os.geteuid()
+                and stat.S_IMODE(info.st_mode) == 0o600
+                and info.st_size == size
+            ):
+                self._unlink(temp)
+                return {"linked": False}, []
+            os.replace(temp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        except BaseException:
+            self._unlink(temp)
+            raise
+        return {"linked": True}, []
+
     def op_write_script(self, prefix: str, text: str) -> Reply:
         """A new file ``<prefix>.boot-<random>.py`` (the 3.14 bootstrap), created exclusively."""
         name = "%s.boot-%s.py" % (prefix, _token())
