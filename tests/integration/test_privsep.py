@@ -9,6 +9,8 @@ root's 0700 home; racers run without it (Debian's /usr/bin/python3.11).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -18,13 +20,14 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import pytest
 
 from flight_profiler.attach import attacher, paths, privsep
-from flight_profiler.attach.target import inspect
+from flight_profiler.attach.target import Target, inspect
 from flight_profiler.errors import AttachError
 from interpreters import find_interpreters
 from support import TARGETS, agent_threads, cli, user_name, wait_until
@@ -185,9 +188,16 @@ def _private_dir(user: User) -> str:
     return "/tmp/flight_profiler-%d" % user.uid
 
 
-def _file_work(pid: int, rounds: int) -> int:
-    """What an attach does in the user's directory, ``rounds`` times, through the real helper; refusals counted."""
+def _file_work(pid: int, rounds: int, shared: bool = False) -> int:
+    """What an attach does in the user's directory, ``rounds`` times, through the real helper; refusals counted.
+
+    ``shared``: as a group's attaches do, each round a session on one helper process (privsep.sharing)."""
     target = inspect(pid)
+    with privsep.sharing() if shared else contextlib.nullcontext():
+        return _file_work_rounds(target, rounds)
+
+
+def _file_work_rounds(target: Target, rounds: int) -> int:
     refused = 0
     for _ in range(rounds):
         try:
@@ -250,6 +260,7 @@ def test_bundle_swap_racer_never_reaches_root_files(users: tuple[User, User]) ->
         racer = Racer(user, "bundle", _private_dir(user), secret)
         try:
             _file_work(target.pid, ITERATIONS)
+            _file_work(target.pid, ITERATIONS // 2, shared=True)  # sessions of a group's shared helper
             cli(target.pid, "module /x.py", "--timeout", "3")  # the whole attach, under the racer
         finally:
             swaps = racer.stop()
@@ -672,6 +683,132 @@ def test_helper_runs_as_the_user_without_capabilities_and_not_dumpable(users: tu
         assert not os.path.exists("/proc/%d" % child) or _zombie_or_gone(child)
     finally:
         target.stop()
+
+
+# ---------------------------------------------------------------------- a group's shared helper
+
+
+def _start_helpers(targets: list[tuple[Proc, User]]) -> list[privsep.Helper]:
+    return [privsep.start(inspect(proc.pid), _private_dir(user)) for proc, user in targets]
+
+
+def test_a_group_shares_one_helper_per_directory_and_keeps_its_attaches_apart(users: tuple[User, User]) -> None:
+    procs = [(start_as(users[0], USER_PYTHON), users[0]) for _ in range(2)] + [
+        (start_as(users[1], USER_PYTHON), users[1])
+    ]
+    try:
+        with privsep.sharing():
+            first, second, other = helpers = _start_helpers(procs)
+            try:
+                # one process for the two targets of one user, another for the other user's
+                assert all(helper.separated for helper in helpers)
+                assert first.connector_pid == second.connector_pid != other.connector_pid
+                shared_pid = first.connector_pid
+                with open("/proc/%d/status" % shared_pid) as fh:
+                    status = dict(line.rstrip("\n").split(":\t", 1) for line in fh if ":\t" in line)
+                assert status["Uid"].split() == [str(users[0].uid)] * 4
+                assert int(status["CapEff"], 16) == 0
+                assert os.stat("/proc/%d/maps" % shared_pid).st_uid == 0  # not dumpable
+                # each attach has its own session: a directory one opened is not the other's
+                first.call("open_dir", create=True)
+                with pytest.raises(AttachError, match="not opened"):
+                    second.call("lexists", name="x")
+                # attach threads calling at once: every reply and descriptor is the caller's own
+                sessions = [privsep.start(inspect(procs[i % 2][0].pid), _private_dir(users[0])) for i in range(8)]
+                mixed: list[str] = []
+
+                def work(helper: privsep.Helper, number: int) -> None:
+                    try:
+                        helper.call("open_dir", create=True)
+                        for i in range(30):
+                            name = "agent-0-%d-%d.x" % (number, i)
+                            helper.call("write", name=name, text=name)
+                            fd = helper.call("lock", name=name + ".lock")[1][0]
+                            inode = helper.call("lock_inode", name=name + ".lock")[0]["inode"]
+                            if os.fstat(fd).st_ino != inode or not helper.call("lexists", name=name)[0]["exists"]:
+                                mixed.append(name)
+                            os.close(fd)
+                            helper.call("remove", names=[name, name + ".lock"])
+                    except AttachError as exc:
+                        mixed.append(str(exc))
+
+                threads = [threading.Thread(target=work, args=(helper, n)) for n, helper in enumerate(sessions)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(60)
+                assert mixed == []
+                assert {helper.connector_pid for helper in sessions} == {shared_pid}
+                for helper in sessions:
+                    helper.close()
+            finally:
+                for helper in helpers:
+                    helper.close()
+        assert _zombie_or_gone(shared_pid)  # the group's end ends it
+        for proc, _ in procs:
+            assert proc.alive_and_running()
+    finally:
+        for proc, _ in procs:
+            proc.stop()
+
+
+def test_a_dead_shared_helper_fails_only_the_attaches_using_it(users: tuple[User, User]) -> None:
+    procs = [(start_as(users[0], USER_PYTHON), users[0]) for _ in range(2)] + [
+        (start_as(users[1], USER_PYTHON), users[1])
+    ]
+    try:
+        with privsep.sharing():
+            helpers = _start_helpers(procs)
+            try:
+                for helper in helpers:
+                    helper.call("open_dir", create=True)
+                os.kill(helpers[0].connector_pid, signal.SIGKILL)  # e.g. by the user, whose uid it runs as
+                for helper in helpers[:2]:
+                    with pytest.raises(
+                        AttachError, match=r"^the helper working in the target user's directory went away$"
+                    ):
+                        helper.call("lexists", name="x")
+                assert helpers[2].call("lexists", name="x")[0] == {"exists": False}
+                with privsep.start(inspect(procs[0][0].pid), _private_dir(users[0])) as again:  # a fresh one
+                    assert again.connector_pid != helpers[0].connector_pid
+                    assert again.call("open_dir", create=False)[0] == {"exists": True}
+            finally:
+                for helper in helpers:
+                    helper.close()
+    finally:
+        for proc, _ in procs:
+            proc.stop()
+
+
+def test_a_group_of_another_users_processes_attaches_through_shared_helpers(users: tuple[User, User]) -> None:
+    """The whole CLI over a group: two users' targets (and a 3.14 one, whose remote_exec gets a helper of
+    its own), each answering with its own data."""
+    procs = [start_as(users[0], USER_PYTHON, "busy") for _ in range(3)] + [start_as(users[1], USER_PYTHON, "busy")]
+    if "3.14" in PYTHONS:
+        procs.append(start_as(users[0], PYTHONS["3.14"], "busy"))
+    pids = ",".join(str(proc.pid) for proc in procs)
+    argv = [sys.executable, "-m", "flight_profiler", "-p", pids, "--json", "--debug"]
+    try:
+        result = subprocess.run(
+            [*argv, "--cmd", "getglobal os sep -e \"__import__('os').getpid()\""],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        records = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        answers = {r["target"]["pid"]: r["result"]["value"].get("v") for r in records if "result" in r}
+        assert answers == {proc.pid: proc.pid for proc in procs}, records
+        if "3.14" in PYTHONS:
+            assert "remote_exec" in result.stderr
+        detached = subprocess.run([*argv, "--cmd", "detach"], capture_output=True, text=True, timeout=120)
+        assert detached.returncode == 0, detached.stderr
+        assert wait_until(lambda: not any(agent_threads(proc.pid) for proc in procs), timeout=30)
+        for proc in procs:
+            assert proc.alive_and_running()
+    finally:
+        for proc in procs:
+            proc.stop()
 
 
 def _zombie_or_gone(pid: int) -> bool:

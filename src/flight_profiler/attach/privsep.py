@@ -25,12 +25,14 @@ already is the target's user in the target's mount namespace the same code
 runs in-process (no boundary to cross) with the same discipline.
 
 The helper dies with the client: it reads EOF when the client goes away (a
-SIGKILL included) and it has a parent-death signal.
+SIGKILL included) and it has a parent-death signal (not a group's shared helper:
+see ``sharing``).
 """
 
 from __future__ import annotations
 
 import _socket
+import _thread
 import errno
 import os
 import stat
@@ -144,8 +146,16 @@ class Workspace:
 
     # ------------------------------------------------------------------ the agent socket
 
-    def op_connect(self, name: str, timeout: float) -> Reply:
-        """Connect to the agent socket ``name``; a link or anything but a socket is refused, not followed."""
+    def op_connect(self, name: str, timeout: float, nofd: str = "") -> Reply:
+        """Connect to the agent socket ``name``; a link or anything but a socket is refused, not followed.
+
+        ``nofd``: when nobody answers, also say whether that name exists (an attempt's ``<ticket>.nofd``:
+        the wait's other question, in the same round trip)."""
+        if nofd:
+            reply, fds = self.op_connect(name, timeout)
+            if reply["state"] != "connected":
+                reply["nofd"] = self.op_lexists(nofd)[0]["exists"]
+            return reply, fds
         try:
             info = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -530,15 +540,8 @@ class Helper:
             _send(self._sock, {"op": op, "args": args}, [], blob)
             reply, fds = _recv(self._sock)
         except (OSError, EOFError, ValueError):
-            raise AttachError("the helper working in the target user's directory went away") from None
-        if "refused" in reply:
-            _close_all(fds)
-            raise AttachError(str(reply["refused"]))
-        if "errno" in reply:
-            _close_all(fds)
-            error = OSError(int(reply["errno"]), os.strerror(int(reply["errno"])))
-            raise AttachError(_describe(str(reply.get("directory")), op, error))
-        return reply, fds
+            raise AttachError(WENT_AWAY) from None
+        return _answer(op, reply, fds)
 
     def close(self) -> None:
         if self._workspace is not None:
@@ -558,18 +561,211 @@ class Helper:
         self.close()
 
 
+WENT_AWAY = "the helper working in the target user's directory went away"
+
+
+def _answer(op: str, reply: dict[str, Any], fds: list[int]) -> Reply:
+    """A helper's reply to ``op``; its refusal or error as AttachError (one line)."""
+    if "refused" in reply:
+        _close_all(fds)
+        raise AttachError(str(reply["refused"]))
+    if "errno" in reply:
+        _close_all(fds)
+        error = OSError(int(reply["errno"]), os.strerror(int(reply["errno"])))
+        raise AttachError(_describe(str(reply.get("directory")), op, error))
+    return reply, fds
+
+
 def start(target: Target, directory: str) -> Helper:
-    """A Helper for ``target``'s ``directory``: in-process when we already are its user in its namespace."""
+    """A Helper for ``target``'s ``directory``: in-process when we already are its user in its namespace;
+    while ``sharing`` is in effect, a session on the helper process of the group's targets in that
+    directory with the same credentials; else a helper process of its own."""
     if _no_boundary(target):
         return Helper(target, Workspace(directory, in_process=True), None, 0)
+    if _sharing_depth:
+        key = _share_key(target, directory)
+        if key is not None:
+            return _session(target, directory, key)
     return _fork_helper(target, directory)
+
+
+# ---------------------------------------------------------------------- a group's shared helper
+
+_share_lock = _thread.allocate_lock()  # _sharing_depth and _shared
+_sharing_depth = 0
+_shared: dict[tuple[object, ...], _Shared] = {}
+
+
+class sharing:  # used as ``with privsep.sharing():``, like a context manager of contextlib
+    """While in effect (a group's command: ``fleet.runner``), the attaches to targets whose helper would be
+    the same process (same directory, uid, gid and groups, mount namespace and root) share one helper:
+    forking one per target cost the client ~4 ms of CPU each. Each attach keeps a session of its own in
+    it (its own directory descriptor, nothing else is kept there), and its calls are made one at a time
+    (``_Shared.lock``). When the last scope ends, the helpers are told to end (EOF) and reaped."""
+
+    def __enter__(self) -> sharing:
+        global _sharing_depth
+        with _share_lock:
+            _sharing_depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _sharing_depth
+        with _share_lock:
+            _sharing_depth -= 1
+            ending = list(_shared.values()) if _sharing_depth == 0 else []
+            if ending:
+                _shared.clear()
+        for shared in ending:
+            shared.end(kill=False)
+
+
+def _share_key(target: Target, directory: str) -> tuple[object, ...] | None:
+    """What makes two targets' helpers the same process; None when we cannot tell (it gets its own).
+
+    The namespace and root are the very ones the helper enters (``_open_namespace``); read, then the
+    start time checked, as there, so that they are this process's and not a successor's at its pid."""
+    try:
+        mnt = os.stat("/proc/%d/ns/mnt" % target.pid)
+        root = os.stat("/proc/%d/root" % target.pid)
+    except OSError:
+        return None
+    from .target import start_time
+
+    if start_time(target.pid) != target.start:
+        return None  # gone or reused: _fork_helper says so
+    groups = tuple(sorted(target.groups))
+    return (directory, target.uid, target.gid, groups, mnt.st_dev, mnt.st_ino, root.st_dev, root.st_ino)
+
+
+def _session(target: Target, directory: str, key: tuple[object, ...]) -> Helper:
+    with _share_lock:
+        if not _sharing_depth:
+            shared = None
+        else:
+            shared = _shared.get(key)
+            if shared is None or shared.broken:
+                # forked under the lock: the group's other attaches to this directory wait for this one
+                started = _fork_helper(target, directory, shared=True)
+                assert started._sock is not None
+                shared = _Shared(key, started._sock, started._child)
+                started._sock, started._child = None, 0  # the _Shared owns them now
+                _shared[key] = shared
+    if shared is None:
+        return _fork_helper(target, directory)  # the group's scope ended meanwhile
+    return _SharedHelper(target, directory, shared)
+
+
+class _Shared:
+    """One helper process and the client's end of its socketpair, used by several attach threads."""
+
+    def __init__(self, key: tuple[object, ...], sock: _socket.socket, child: int) -> None:
+        self.key = key
+        self.sock = sock
+        self.pid = child  # the connector the agents see, even after it was reaped
+        self._child = child  # 0 once reaped: never signalled after that (its pid may be reused)
+        self.lock = _thread.allocate_lock()  # one request and its reply at a time on the socket
+        self._state = _thread.allocate_lock()  # end()
+        self._sessions = 0
+        self.broken = False
+
+    def new_session(self) -> int:
+        with self.lock:
+            self._sessions += 1
+            return self._sessions
+
+    def exchange(self, message: dict[str, Any], blob: bytes | None, reply: bool = True) -> Reply:
+        """Send ``message``; its reply. The caller holds ``lock``. Anything that leaves the stream where a
+        reply may still be in it (a timeout, an error, Ctrl-C between the request and its reply) ends the
+        helper: the next caller must never read an answer meant for another attach."""
+        if self.broken:
+            raise AttachError(WENT_AWAY)
+        try:
+            _send(self.sock, message, [], blob)
+            return _recv(self.sock) if reply else ({}, [])
+        except BaseException as exc:
+            self.end(kill=True)
+            if isinstance(exc, (OSError, EOFError, ValueError)):
+                raise AttachError(WENT_AWAY) from None
+            raise
+
+    def end(self, kill: bool) -> None:
+        """End the helper (``kill``: at once; else at EOF, killed after 2 s) and reap it; idempotent.
+
+        Every user of it then gets WENT_AWAY; the group's next attaches to that directory fork another."""
+        import signal
+
+        with self._state:
+            self.broken = True
+            with _share_lock:
+                if _shared.get(self.key) is self:
+                    del _shared[self.key]
+            try:
+                self.sock.shutdown(_socket.SHUT_RDWR)  # wakes a thread blocked in recv on it
+            except OSError:
+                pass
+            if self._child > 0:
+                if kill:
+                    try:
+                        os.kill(self._child, signal.SIGKILL)  # our child, not yet reaped
+                    except OSError:
+                        pass
+                _reap(self._child)
+                self._child = 0
+            self.sock.close()
+
+
+class _SharedHelper(Helper):
+    """One attach's session on a group's shared helper: its calls carry the session's number, and the
+    helper keeps a Workspace per session, so nothing of one attach's state serves another's."""
+
+    def __init__(self, target: Target, directory: str, shared: _Shared) -> None:
+        super().__init__(target, None, None, 0)
+        self._shared: _Shared | None = shared
+        self._directory = directory
+        self._number = shared.new_session()
+
+    @property
+    def connector_pid(self) -> int:
+        return self._shared.pid if self._shared is not None else 0
+
+    def call(self, op: str, **args: Any) -> Reply:
+        shared = self._shared
+        if shared is None:
+            raise AttachError(WENT_AWAY)
+        if op == "remote_exec":
+            # the target's interpreter, up to 10 s: in a helper of its own, not holding the group's
+            with _fork_helper(self.target, self._directory) as own:
+                own.call("open_dir", create=False)
+                return own.call(op, **args)
+        blob = args.pop("data", None)
+        if not shared.lock.acquire(timeout=REPLY_TIMEOUT):
+            raise AttachError("the helper working in the target user's directory did not answer in time")
+        try:
+            reply, fds = shared.exchange({"op": op, "args": args, "session": self._number}, blob)
+        finally:
+            shared.lock.release()
+        return _answer(op, reply, fds)
+
+    def close(self) -> None:
+        shared, self._shared = self._shared, None
+        if shared is None or shared.broken:
+            return
+        with shared.lock:  # the helper drops the session's Workspace; no reply
+            try:
+                shared.exchange({"op": END_SESSION, "session": self._number}, None, reply=False)
+            except AttachError:
+                pass
+
+
+END_SESSION = "end"
 
 
 def _no_boundary(target: Target) -> bool:
     return os.getresuid() == (target.uid, target.uid, target.uid) and target.same_mount_ns and target.same_root
 
 
-def _fork_helper(target: Target, directory: str) -> Helper:
+def _fork_helper(target: Target, directory: str, shared: bool = False) -> Helper:
     _before_fork()
     mnt_fd, root_fd = _open_namespace(target)
     parent_end, child_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -583,7 +779,7 @@ def _fork_helper(target: Target, directory: str) -> Helper:
         raise AttachError("cannot start the helper process: %s" % exc.strerror) from None
     if pid == 0:  # pragma: no cover - the child; its effects are what the tests check
         parent_end.close()
-        _child_main(target, directory, child_end, mnt_fd, root_fd)
+        _child_main(target, directory, child_end, mnt_fd, root_fd, shared)
     child_end.close()
     for fd in (mnt_fd, root_fd):
         os.close(fd)
@@ -616,7 +812,7 @@ def _open_namespace(target: Target) -> tuple[int, int]:
     return mnt_fd, root_fd
 
 
-def _child_main(target: Target, directory: str, sock: _socket.socket, mnt_fd: int, root_fd: int) -> None:
+def _child_main(target: Target, directory: str, sock: _socket.socket, mnt_fd: int, root_fd: int, shared: bool) -> None:
     """The helper: enter, drop, then serve; never returns, never raises."""
     code = 0
     try:
@@ -624,12 +820,12 @@ def _child_main(target: Target, directory: str, sock: _socket.socket, mnt_fd: in
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's; we end at its EOF
         _close_inherited((sock.fileno(), mnt_fd, root_fd))
-        problem = _enter_and_drop(target, mnt_fd, root_fd)
+        problem = _enter_and_drop(target, mnt_fd, root_fd, parent_death=not shared)
         if problem:
             _send(sock, {"refused": problem}, [])
         else:
             _send(sock, {"ready": True}, [])
-            _serve(sock, Workspace(directory, in_process=False))
+            _serve(sock, directory)
     except BaseException:  # noqa: BLE001 - the forked child must reach os._exit, never the client's code
         code = 1
     finally:
@@ -668,8 +864,12 @@ def _close_inherited(keep: tuple[int, ...]) -> None:
         os.close(null)
 
 
-def _enter_and_drop(target: Target, mnt_fd: int, root_fd: int) -> str:
-    """Enter the target's mount namespace and root, then become its user; a reason on failure."""
+def _enter_and_drop(target: Target, mnt_fd: int, root_fd: int, parent_death: bool = True) -> str:
+    """Enter the target's mount namespace and root, then become its user; a reason on failure.
+
+    ``parent_death``: SIGKILL when the thread that forked us ends. Not for a group's shared helper: the
+    attach thread that forked it may end while other attaches still use it; it ends at EOF, which the
+    client's death (SIGKILL included) or the group's end gives it."""
     import ctypes  # already loaded by _before_fork
     import signal
 
@@ -694,18 +894,31 @@ def _enter_and_drop(target: Target, mnt_fd: int, root_fd: int) -> str:
         )
     if os.getresuid() != (target.uid,) * 3:
         return "could not switch to uid %d" % target.uid
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent_death:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.umask(0o077)
     return ""
 
 
-def _serve(sock: _socket.socket, workspace: Workspace) -> None:
+def _serve(sock: _socket.socket, directory: str) -> None:
+    """Answer requests until EOF. A shared helper's requests carry their attach's session: each has a
+    Workspace of its own (its directory descriptor), dropped at its END_SESSION."""
+    sessions: dict[object, Workspace] = {}
     while True:
         try:
             request, fds = _recv(sock)
         except (OSError, EOFError, ValueError):
             return  # the client went away
         _close_all(fds)
+        session = request.get("session", 0)
+        if request.get("op") == END_SESSION:
+            ended = sessions.pop(session, None)
+            if ended is not None:
+                ended.close()
+            continue  # no reply: the client does not wait for one
+        workspace = sessions.get(session)
+        if workspace is None:
+            workspace = sessions[session] = Workspace(directory, in_process=False)
         out: list[int] = []
         args = dict(request.get("args") or {})
         if isinstance(request.get("blob"), bytes):

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..attach import privsep
 from ..attach.attacher import AttachOptions, prepare_injection
 from ..attach.connection import AgentConnection
 from ..cli import registry
@@ -176,16 +177,17 @@ class Fleet:
             _prepare_injections(spec, requests, members)
         failed: set[int] = set()
         done = [threading.Event() for _ in members]
-        for member, finished in zip(members, done):
-            work = (member, spec, requests.get(member.pid), failed, finished)
-            threading.Thread(target=self._one, args=work, daemon=True).start()
-        try:
-            _wait(done, None)
-        except KeyboardInterrupt:
-            for member in members:
-                member.cancel_running()
-            _wait(done, INTERRUPT_WAIT)
-            self.sink.output.note("interrupted")
+        with privsep.sharing():  # the members in one directory of another user share one helper process
+            for member, finished in zip(members, done):
+                work = (member, spec, requests.get(member.pid), failed, finished)
+                threading.Thread(target=self._one, args=work, daemon=True).start()
+            try:
+                _wait(done, None)
+            except KeyboardInterrupt:
+                for member in members:
+                    member.cancel_running()
+                _wait(done, INTERRUPT_WAIT)
+                self.sink.output.note("interrupted")
         self.sink.end(failed)
         return not failed
 
