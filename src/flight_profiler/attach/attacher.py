@@ -374,6 +374,13 @@ def _connect_once(helper: Helper, target: Target, timeout: float, running: bool 
     to inject a second agent.
     """
     reply, fds = helper.call("connect", name=paths.socket_name(target), timeout=min(timeout, 2.0))
+    return _handshake(helper, target, reply, fds, timeout, running)
+
+
+def _handshake(
+    helper: Helper, target: Target, reply: dict[str, object], fds: list[int], timeout: float, running: bool
+) -> AgentConnection | None:
+    """``_connect_once`` after the helper's connect answered ``reply`` (and handed ``fds``)."""
     if reply.get("state") != "connected" or not fds:
         return None
     import _socket
@@ -561,10 +568,28 @@ class _HelperTickets:
 
     def __init__(self, helper: Helper, target: Target, ticket_name: str) -> None:
         self.helper = helper
+        self.target = target
         self.name = ticket_name
         self.log = paths.socket_name(target) + ".log"
+        self._nofd: object = None  # what the last connect() saw of <ticket>.nofd; None: not asked
+
+    def connect(self, timeout: float) -> AgentConnection | None:
+        """``_connect_once`` that also asks whether the bootstrap refused for lack of descriptors: the
+        wait's two questions of each poll in one call to the helper (a round trip to another process
+        when it is a helper of another user's)."""
+        reply, fds = self.helper.call(
+            "connect",
+            name=paths.socket_name(self.target),
+            timeout=min(timeout, 2.0),
+            nofd=self.name + ticket.NOFD_SUFFIX,
+        )
+        self._nofd = reply.get("nofd")
+        return _handshake(self.helper, self.target, reply, fds, timeout, False)
 
     def refused_for_fds(self) -> bool:
+        seen, self._nofd = self._nofd, None
+        if seen is not None:  # answered with the poll's connect, just now
+            return bool(seen)
         return bool(self.helper.call("lexists", name=self.name + ticket.NOFD_SUFFIX)[0]["exists"])
 
     def claimed(self) -> bool:
@@ -582,9 +607,10 @@ class _HelperTickets:
 def _waiter(helper: Helper, target: Target, attempt: _Attempt, watch_gil: bool = False) -> AgentWait:
     from .waits import AgentWait
 
+    tickets = _HelperTickets(helper, target, attempt.ticket)
     return AgentWait(
         target.pid,
-        lambda timeout: _connect_once(helper, target, timeout),
-        _HelperTickets(helper, target, attempt.ticket),
+        tickets.connect,
+        tickets,
         (lambda: _holder_tid(target)) if watch_gil else lambda: None,
     )
