@@ -189,9 +189,10 @@ def _leave(ident: int, mark: Mark, outer: Mark | None) -> None:
 
 def _settle(ident: int, key: Any) -> None:
     """Forget the stop announced for the evaluation ``key`` names and drop it if still pending."""
-    wake = _wake.pop(ident, None)  # one C call: of this thread and a watchdog that gave up, one gets it
-    if wake is not None:
-        wake.release()  # held until now: only the one that popped it releases it
+    if _wake:  # a 3.11 watchdog's window is open (empty otherwise: no call on other interpreters)
+        wake = _wake.pop(ident, None)  # one C call: of this thread and a watchdog that gave up, one gets it
+        if wake is not None:
+            wake.release()  # held until now: only the one that popped it releases it
     if _POSTED.get(ident) is key:
         # not ``with _lock``: the pending exception may land right after the acquire, before a with
         # block's cleanup covers it (3.14 checks right after the call); this finally covers it

@@ -40,7 +40,9 @@ class HostedProbe:
     """``probe.Probe``'s interface, over a pipe to the host process that holds the hooks."""
 
     def __init__(self, pid: int, functions: probe.GilFunctions, take_ms: float, hold_ms: float) -> None:
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        from ...attach.bootstrap import package_dir
+
+        package_parent = os.path.dirname(package_dir())
         self._proc = subprocess.Popen(  # our own interpreter and package, fixed arguments
             [sys.executable, "-I", "-c", _BOOT, MARK, str(pid), package_parent],
             stdin=subprocess.PIPE,
