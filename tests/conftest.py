@@ -85,10 +85,6 @@ SERIAL = [
         "a heap walk of this process",
     ),
     ("test_commands_inproc_options.py::test_mem_summary_orders_and_the_interval_views", "heap walks of this process"),
-    (
-        "test_gilstat.py::test_every_way_of_stopping_leaves_nothing_hooked",
-        "removes frida's leftover /tmp/frida-* helpers, which a gilstat running beside it still uses",
-    ),
 ]
 
 PASSES = ("all", "parallel", "serial")

@@ -76,6 +76,34 @@ def test_a_thread_that_stays_inside_a_range_to_avoid_ends_in_a_clear_error(churn
     assert churn.healthy(), churn.why()
 
 
+def switches(pid: int, tid: int) -> int:
+    """The thread's context switches so far: a stopped thread makes none."""
+    with open("/proc/%d/task/%d/status" % (pid, tid)) as fh:
+        return sum(int(line.split()[1]) for line in fh if "ctxt_switches:" in line)
+
+
+def test_a_nudged_thread_runs_on_alone_while_the_others_stay_stopped(churn: RunningTarget) -> None:
+    """A thread stopped inside a range runs on by itself and is stopped again, the others held all along:
+    with sixteen threads handing the GIL around through frida's hooks, stopping them all again at each
+    try kept one inside frida's code for 2 s (test_gilstat's race test, 3.8, once in ~10 runs)."""
+    tids = procfs.thread_ids(churn.pid)
+    nudged, others = tids[1], [tid for tid in tids if tid != tids[1]]
+    freezer = freeze._Freezer(churn.pid, set())
+    try:
+        freezer.seize_all(time.monotonic() + 5.0)
+        assert sorted(freezer.wait_all(time.monotonic() + 5.0)) == tids
+        before = {tid: switches(churn.pid, tid) for tid in tids}
+        for _ in range(20):
+            assert list(freezer.nudge([nudged], time.monotonic() + 5.0)) == [nudged]
+            assert all(state(churn.pid, tid) == "t" for tid in tids)
+        assert [switches(churn.pid, tid) - before[tid] for tid in others] == [0] * len(others)
+        assert switches(churn.pid, nudged) - before[nudged] >= 20  # it ran (and stopped) each time
+    finally:
+        freezer.thaw()
+    assert untraced(churn.pid)
+    assert churn.healthy(), churn.why()
+
+
 def test_threads_to_spare_are_asked_for_again_before_each_retry(churn: RunningTarget) -> None:
     """A thread the caller learns to spare only after the first try (frida starts its own threads
     as it needs them, and they wait inside frida's code) must not hold the freeze until the timeout."""

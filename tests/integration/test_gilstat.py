@@ -7,14 +7,17 @@ measuring tests skip when frida (an optional extra) is not installed.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import importlib.util
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -155,6 +158,27 @@ NEWEST_WITH_SYMBOLS = WITH_SYMBOLS[-1:]
 ENDS_WITH_SYMBOLS = WITH_SYMBOLS[:1] + WITH_SYMBOLS[1:][-1:]  # oldest and newest: the take_gil signatures differ
 
 
+_FRIDA_TEMP: list[str] = []  # this process's own temp directory for frida, once made
+
+
+def in_process_probe(pid: int) -> probe.Probe:
+    """The hooks held by this process (not by a host): frida's helper files go to a directory of this
+    process's own, made and set as ``TMPDIR`` around frida's first use here (GLib reads it once) and
+    removed when the process exits, as the host does with its own."""
+    if not _FRIDA_TEMP:
+        _FRIDA_TEMP.append(tempfile.mkdtemp(prefix="flight_profiler-test-frida-"))
+        atexit.register(shutil.rmtree, _FRIDA_TEMP[0], True)
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = _FRIDA_TEMP[0]
+    try:
+        return probe.Probe(probe.import_frida(), pid, probe.find_functions(pid), 0, 0)
+    finally:
+        if before is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = before
+
+
 def gilstat_hosts(pid: int) -> list[int]:
     """The pids of the processes holding gilstat's hooks in ``pid`` (commands/gilstat/host.py)."""
     found = []
@@ -169,40 +193,76 @@ def gilstat_hosts(pid: int) -> list[int]:
     return found
 
 
+def host_temps(pid: int) -> list[str]:
+    """The temp directories of the hosts holding gilstat's hooks in ``pid`` (their last argument)."""
+    temps = []
+    for host_pid in gilstat_hosts(pid):
+        with open("/proc/%d/cmdline" % host_pid, "rb") as fh:
+            temps.append(fh.read().rstrip(b"\0").split(b"\0")[-1].decode())
+    assert all(os.path.basename(temp).startswith(host.TEMP_PREFIX) for temp in temps), temps
+    return temps
+
+
+@needs_frida
+@pytest.mark.parametrize(("name", "python"), NEWEST_WITH_SYMBOLS, ids=[i for i, _ in NEWEST_WITH_SYMBOLS])
+def test_frida_files_stay_in_the_hosts_own_directory(name: str, python: str) -> None:
+    """frida's helper goes to the host's private temp directory, which goes with the host; a ``frida-*``
+    directory in the shared temp directory that appeared meanwhile (another user's, another gilstat's)
+    is left alone. (A root client used to remove every one that appeared while it was attached.)"""
+    running = start_target(python, "prof_gil_target.py")
+    bystander = tempfile.mkdtemp(prefix="frida-bystander-", dir="/tmp")
+    os.rmdir(bystander)
+    try:
+        proc, _ = start_gilstat(running.pid, "0 0 0.5 -d 1")
+        (temp,) = host_temps(running.pid)
+        assert stat.S_IMODE(os.stat(temp).st_mode) == 0o700
+        os.mkdir(bystander)  # after frida attached: what the old code took for its own
+        assert glob.glob(os.path.join(temp, "frida-*")), os.listdir(temp)  # frida's helper is here
+        assert finish(proc)["action"] == "stopped"
+        assert wait_until(lambda: not gilstat_hosts(running.pid), timeout=15)
+        assert not os.path.exists(temp)
+        assert os.path.isdir(bystander)
+        assert running.healthy()
+    finally:
+        shutil.rmtree(bystander, ignore_errors=True)
+        running.stop()
+
+
 @needs_frida
 @pytest.mark.parametrize(("name", "python"), NEWEST_WITH_SYMBOLS, ids=[i for i, _ in NEWEST_WITH_SYMBOLS])
 def test_every_way_of_stopping_leaves_nothing_hooked(name: str, python: str) -> None:
     running = start_target(python, "prof_gil_target.py")
-    before = set(glob.glob("/tmp/frida-*"))
+    temps: list[str] = []  # each host's own temp directory (frida's helper files): gone after each stop
     try:
         # Ctrl-C
         proc, started = start_gilstat(running.pid, "0 0 0.5")
+        temps += host_temps(running.pid)
         assert started["hooked"] >= 2 and not hooks_gone(running.pid)
         time.sleep(1)
         interrupt(proc)
         assert unhooked(running.pid)
         # gilstat off, from another client
         proc, _ = start_gilstat(running.pid, "0 0 0.5")
+        temps += host_temps(running.pid)
         off = cli(running.pid, "gilstat off")
         assert off.results == [{"action": "off", "stopped": 1, "hooks_removed": True}], off.stdout + off.stderr
         assert finish(proc)["reason"] == "gilstat off or detach"
         # detach, from another client
         proc, _ = start_gilstat(running.pid, "0 0 0.5")
+        temps += host_temps(running.pid)
         assert cli(running.pid, "detach").returncode == 0
         assert finish(proc)["reason"] in ("gilstat off or detach", "the agent went away (detach)")
         assert unhooked(running.pid)
         # the client killed: the process that holds the hooks (commands/gilstat/host.py) sees its pipe
         # close, takes them out with the threads stopped, removes frida's helper files and ends
         proc, _ = start_gilstat(running.pid, "0 0 0.5")
-        assert len(gilstat_hosts(running.pid)) == 1
+        temps += host_temps(running.pid)
+        assert len(temps) == 4 and all(os.path.isdir(temp) for temp in temps[-1:]), temps
         proc.kill()
         proc.communicate()
         assert wait_until(lambda: not gilstat_hosts(running.pid), timeout=15)
         assert hooks_gone(running.pid)
-        left = set(glob.glob("/tmp/frida-*")) - before  # frida's agent unloading by itself left them
-        for leftover in left:
-            shutil.rmtree(leftover, ignore_errors=True)
-        assert left == set()
+        assert [temp for temp in temps if os.path.exists(temp)] == []
         assert running.healthy()
     finally:
         running.stop()
@@ -237,7 +297,7 @@ def test_hooks_go_in_and_out_while_threads_race_through_them(name: str, python: 
     were stopped around each rewrite, this target died of SIGSEGV in 3 runs of 4 (3.8, 2 cores)."""
     running = start_target(python, "gil_churn_target.py")
     try:
-        hooks = probe.Probe(probe.import_frida(), running.pid, probe.find_functions(running.pid), 0, 0)
+        hooks = in_process_probe(running.pid)
         try:
             assert hooks.hook_pause.threads >= 17, hooks.hook_pause  # the main thread and the sixteen
             listed = seen_inside = 0
@@ -265,7 +325,7 @@ def test_a_main_thread_that_never_waits_is_not_handed_to_fridas_injector(name: s
     running = start_target(python, "busy_main_target.py")
     try:
         with pytest.raises(CommandError, match="did not wait in a system call"):
-            probe.Probe(probe.import_frida(), running.pid, probe.find_functions(running.pid), 0, 0)
+            in_process_probe(running.pid)
         assert hooks_gone(running.pid)  # frida never came in
         assert running.healthy(), running.why()
     finally:

@@ -37,6 +37,8 @@ RETRY_PAUSE = 0.002  # seconds between two tries when a thread stopped inside a 
 TRACED_PAUSE = 0.01  # seconds between two tries while another tracer holds a thread
 STOP_WAIT = 0.5  # seconds a thread gets to reach its stop, whatever is left of the timeout
 THAW_WAIT = 1.0  # seconds to wait, when letting go, for a thread interrupted but not yet seen stopped
+NUDGES = 20  # times a thread stopped inside a range may run on alone (the others held) before all go again
+NUDGE_RUN = 0.0005  # seconds it runs each time
 
 
 class FreezeError(OSError):
@@ -58,6 +60,7 @@ class _Freezer:
         self.stopped: Set[int] = set()
         self.arch = _arch.current()
         self.paused = 0.0  # seconds some thread was held, over every try
+        self.group_stopped: Set[int] = set()  # stopped by a signal (SIGSTOP...), not by us: never resumed alone
         self._since: Optional[float] = None
 
     def seize_all(self, deadline: float) -> None:
@@ -105,11 +108,40 @@ class _Freezer:
                 raise FreezeError(errno.ETIMEDOUT, "thread %d did not stop (uninterruptible sleep?)" % tid) from None
             sig, event = (status >> 8) & 0xFF, status >> 16
             if event == _sys.PTRACE_EVENT_STOP:
+                if sig != signal.SIGTRAP:  # a group stop (PTRACE_CONT would end it: see nudge)
+                    self.group_stopped.add(tid)
                 return True  # our interrupt, or a group stop: stopped either way
             # a signal-delivery stop: deliver it; the interrupt stays pending and stops it after
             _sys.cont(tid, sig if event == 0 else 0)
             if sig == signal.SIGKILL:
                 return False
+
+    def nudge(self, tids: List[int], deadline: float) -> Dict[int, Tuple[int, int]]:
+        """Let ``tids`` run for NUDGE_RUN with every other thread still stopped, stop them again; their
+        registers (those that exited are left out).
+
+        A thread caught inside frida's code is usually a few instructions from leaving it; with the
+        rest held it leaves (or blocks outside) at once, where letting everything go and stopping it
+        all again samples a fresh set of threads, any of which may be inside (16 threads handing
+        the GIL around through the hooks kept one inside at every try for 2 s, once in ~10 runs).
+        """
+        running = [tid for tid in tids if tid not in self.group_stopped]
+        for tid in running:
+            _sys.cont(tid, 0)
+            self.stopped.discard(tid)
+        time.sleep(NUDGE_RUN)
+        registers: Dict[int, Tuple[int, int]] = {}
+        for tid in running:
+            try:
+                _sys.interrupt(tid)
+            except OSError:  # exited meanwhile
+                pass
+            if not self._wait_stopped(tid, deadline):
+                self.seized.remove(tid)
+                continue
+            self.stopped.add(tid)
+            registers[tid] = self.arch.pc_sp(tid)
+        return registers
 
     def thaw(self) -> None:
         """Let every seized thread go. ptrace detaches only a stopped tracee, and an interrupted
@@ -124,6 +156,7 @@ class _Freezer:
                 pass
         self.seized = []
         self.stopped = set()
+        self.group_stopped = set()
         if self._since is not None:
             self.paused += time.monotonic() - self._since
             self._since = None
@@ -186,6 +219,13 @@ def frozen(
                 continue
             registers = freezer.wait_all(max(deadline, time.monotonic() + STOP_WAIT))  # a late try still may stop
             caught = _inside(registers, avoid)
+            for _ in range(NUDGES):
+                if not caught or time.monotonic() >= deadline:
+                    break
+                for tid in caught:
+                    registers.pop(tid)
+                registers.update(freezer.nudge(caught, max(deadline, time.monotonic() + STOP_WAIT)))
+                caught = _inside(registers, avoid)
             if not caught:
                 break
             freezer.thaw()

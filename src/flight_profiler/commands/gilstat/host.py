@@ -13,6 +13,12 @@ The client runs it with its own interpreter (``sys.executable -I``: no environme
 user site decides what it imports) and our own package directory first on its path: nothing of
 the target's or of another user's is executed.
 
+frida unpacks its helper (about 10 MB) into ``$TMPDIR/frida-*`` and never removes it. The host
+runs with ``TMPDIR`` set to a directory of its own (``mkdtemp``: 0700, a new name) and removes
+that whole directory when it ends; the client removes it too if the host was killed. So nothing
+is ever removed from a shared ``/tmp`` by pattern: another gilstat's helper, or another user's
+``frida-*`` directory, is not ours to touch (a client running as root would have removed them).
+
 Protocol: JSON lines. The client writes the start (pid, functions, thresholds); the host answers
 ``{"started": [threads, seconds, late]}`` or ``{"error": ..., "target": bool}``. Then ``"read"``
 gets ``{"data": HEX}`` (the counters block, parsed by the client) and ``"stop"`` gets
@@ -23,9 +29,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from typing import IO, Any
 
 from ...errors import CommandError, TargetError
@@ -34,6 +42,7 @@ from . import probe
 MARK = "flight_profiler-gilstat-host"  # in its command line: tests (and ps) tell it apart
 # what the host's interpreter runs: our package's parent first on the path, then the loop below
 _BOOT = "import sys; sys.path.insert(0, sys.argv[3]); from flight_profiler.commands.gilstat.host import serve; serve()"
+TEMP_PREFIX = "flight_profiler-gilstat-"  # the host's own temp directory, frida's helper files inside
 
 
 class HostedProbe:
@@ -43,8 +52,9 @@ class HostedProbe:
         from ...attach.bootstrap import package_dir
 
         package_parent = os.path.dirname(package_dir())
+        self._temp = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=_temp_parent())
         self._proc = subprocess.Popen(  # our own interpreter and package, fixed arguments
-            [sys.executable, "-I", "-c", _BOOT, MARK, str(pid), package_parent],
+            [sys.executable, "-I", "-c", _BOOT, MARK, str(pid), package_parent, self._temp],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -113,7 +123,20 @@ class HostedProbe:
         try:
             self._proc.wait(probe.UNHOOK_WAIT + 2.0)
         except subprocess.TimeoutExpired:
-            pass  # it finishes on its own: unhooking is bounded by UNHOOK_WAIT and the unload's wait
+            return  # it ends on its own (bounded by UNHOOK_WAIT and the unload's wait), removing its directory
+        shutil.rmtree(self._temp, ignore_errors=True)  # the host removed it, unless it was killed
+
+
+def _temp_parent() -> str:
+    """Where the host's directory goes: the usual temp directory, unless another user could rename
+    things in it (a ``TMPDIR`` a root client inherited from someone else): then ``/tmp``."""
+    parent = tempfile.gettempdir()
+    try:
+        st = os.stat(parent)
+    except OSError:
+        return "/tmp"
+    shared = bool(st.st_mode & 0o022) and not st.st_mode & 0o1000  # writable by others, not sticky
+    return parent if st.st_uid in (0, os.geteuid()) and not shared else "/tmp"
 
 
 # ---------------------------------------------------------------- in the host process
@@ -123,6 +146,15 @@ def serve() -> None:
     """The host's life: hook, answer reads, unhook on "stop" or when the client's end closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's: it then asks us to stop
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    temp = sys.argv[4]  # ours (the client made it): frida's helper files go there, before frida starts
+    os.environ["TMPDIR"] = tempfile.tempdir = temp
+    try:
+        _serve()
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _serve() -> None:
     inp = sys.stdin.buffer
     out = os.fdopen(os.dup(1), "wb")  # the protocol's own descriptor: whatever else prints to stdout goes nowhere
     devnull = os.open(os.devnull, os.O_WRONLY)

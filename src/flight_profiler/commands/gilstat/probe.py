@@ -193,7 +193,6 @@ class Probe:
 
     def __init__(self, frida: Any, pid: int, functions: GilFunctions, take_ms: float, hold_ms: float) -> None:
         self.frida = frida
-        self._temp_before = _frida_temp_dirs()
         self.pid = pid
         self._code_before = [(e.start, e.end) for e in procfs.read_maps(pid) if "x" in e.perms]
         _wait_main_thread_blocked(pid)
@@ -299,7 +298,6 @@ class Probe:
         detaching.join(max(deadline - time.monotonic(), MIN_UNLOAD_WAIT))
         if not detaching.is_alive():
             self._wait_frida_gone(max(deadline, time.monotonic() + MIN_UNLOAD_WAIT))
-        _remove_own_helper_dirs(self._temp_before)
         return max(len(open_calls), 1) if detaching.is_alive() else 0
 
     def _wait_frida_gone(self, until: float) -> None:
@@ -421,26 +419,6 @@ def _wait_main_thread_blocked(pid: int) -> None:
                 "computes: try again when the main thread is idle" % (pid, MAIN_WAIT)
             )
         time.sleep(0.001)
-
-
-def _frida_temp_dirs() -> set[str]:
-    import glob
-    import tempfile
-
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), "frida-*")))
-
-
-def _remove_own_helper_dirs(before: set[str]) -> None:
-    """frida unpacks its injection helper (about 10 MB) into a temp directory it never removes.
-
-    The ones that appeared while we were attached are ours. The helper may still run
-    from there for a minute; removing the directory of a running program is harmless
-    on Linux, and frida attaches again without it (the helper stays up while we do).
-    """
-    import shutil
-
-    for directory in _frida_temp_dirs() - before:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def parse(data: bytes, warnings_before: int) -> Reading:
