@@ -53,14 +53,18 @@ class HostedProbe:
 
         package_parent = os.path.dirname(package_dir())
         self._temp = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=_temp_parent())
-        self._proc = subprocess.Popen(  # our own interpreter and package, fixed arguments
-            [sys.executable, "-I", "-c", _BOOT, MARK, str(pid), package_parent, self._temp],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-        )
+        try:
+            self._proc = subprocess.Popen(  # our own interpreter and package, fixed arguments
+                [sys.executable, "-I", "-c", _BOOT, MARK, str(pid), package_parent, self._temp],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            shutil.rmtree(self._temp, ignore_errors=True)
+            raise
         self.unhook_seconds = 0.0
         self.unpaused = 0
         self._warnings_read = 0
