@@ -194,12 +194,12 @@ def gilstat_hosts(pid: int) -> list[int]:
 
 
 def host_temps(pid: int) -> list[str]:
-    """The temp directories of the hosts holding gilstat's hooks in ``pid`` (their last argument)."""
+    """The temp directories of the hosts holding gilstat's hooks in ``pid`` (one of their arguments)."""
     temps = []
     for host_pid in gilstat_hosts(pid):
         with open("/proc/%d/cmdline" % host_pid, "rb") as fh:
-            temps.append(fh.read().rstrip(b"\0").split(b"\0")[-1].decode())
-    assert all(os.path.basename(temp).startswith(host.TEMP_PREFIX) for temp in temps), temps
+            argv = [arg.decode() for arg in fh.read().split(b"\0")]
+        temps += [arg for arg in argv if os.path.isabs(arg) and os.path.basename(arg).startswith(host.TEMP_PREFIX)]
     return temps
 
 
@@ -214,7 +214,9 @@ def test_frida_files_stay_in_the_hosts_own_directory(name: str, python: str) -> 
     os.rmdir(bystander)
     try:
         proc, _ = start_gilstat(running.pid, "0 0 0.5 -d 1")
-        (temp,) = host_temps(running.pid)
+        temps = host_temps(running.pid)
+        assert len(temps) == 1, (temps, gilstat_hosts(running.pid))
+        temp = temps[0]
         assert stat.S_IMODE(os.stat(temp).st_mode) == 0o700
         os.mkdir(bystander)  # after frida attached: what the old code took for its own
         assert glob.glob(os.path.join(temp, "frida-*")), os.listdir(temp)  # frida's helper is here

@@ -15,7 +15,9 @@ the target's or of another user's is executed.
 
 frida unpacks its helper (about 10 MB) into ``$TMPDIR/frida-*`` and never removes it. The host
 runs with ``TMPDIR`` set to a directory of its own (``mkdtemp``: 0700, a new name) and removes
-that whole directory when it ends; the client removes it too if the host was killed. So nothing
+that whole directory when it ends; the client removes it too if the host was killed, and the
+next gilstat of the same user removes any whose host and client were both killed (the host holds a
+lock in it for its whole life: ``remove_stale``). So nothing
 is ever removed from a shared ``/tmp`` by pattern: another gilstat's helper, or another user's
 ``frida-*`` directory, is not ours to touch (a client running as root would have removed them).
 
@@ -43,6 +45,8 @@ MARK = "flight_profiler-gilstat-host"  # in its command line: tests (and ps) tel
 # what the host's interpreter runs: our package's parent first on the path, then the loop below
 _BOOT = "import sys; sys.path.insert(0, sys.argv[3]); from flight_profiler.commands.gilstat.host import serve; serve()"
 TEMP_PREFIX = "flight_profiler-gilstat-"  # the host's own temp directory, frida's helper files inside
+LOCK_NAME = "host.lock"  # in that directory: locked by the host for as long as it lives
+STALE_UNLOCKED = 60.0  # seconds after which a directory that never got its lock file is left over
 
 
 class HostedProbe:
@@ -52,16 +56,23 @@ class HostedProbe:
         from ...attach.bootstrap import package_dir
 
         package_parent = os.path.dirname(package_dir())
-        self._temp = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=_temp_parent())
+        parent = _temp_parent()
+        remove_stale(parent)
+        self._temp = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent)
         try:
-            self._proc = subprocess.Popen(  # our own interpreter and package, fixed arguments
-                [sys.executable, "-I", "-c", _BOOT, MARK, str(pid), package_parent, self._temp],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
-            )
+            lock = _lock(self._temp)
+            try:
+                self._proc = subprocess.Popen(  # our own interpreter and package, fixed arguments
+                    [sys.executable, "-I", "-c", _BOOT, MARK, str(pid), package_parent, self._temp, str(lock)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                    close_fds=True,
+                    pass_fds=(lock,),
+                )
+            finally:
+                os.close(lock)  # the host's copy holds the lock now, for as long as the host lives
         except BaseException:
             shutil.rmtree(self._temp, ignore_errors=True)
             raise
@@ -131,6 +142,64 @@ class HostedProbe:
         shutil.rmtree(self._temp, ignore_errors=True)  # the host removed it, unless it was killed
 
 
+def _lock(temp: str) -> int:
+    """A descriptor of ``temp``'s lock file, locked: the host inherits it and holds the lock until it ends."""
+    import fcntl
+
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(os.path.join(temp, LOCK_NAME), flags, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def remove_stale(parent: str) -> None:
+    """Remove the temp directories of our user's hosts that were killed together with their client.
+
+    A host's directory is live while its lock is held (by the host, for its whole life). One whose
+    lock can be taken is left over: its host was SIGKILLed, and its client too before it could remove
+    it (the OOM killer, a ``kill -9`` of both). Only directories of ours are looked at: owned by us,
+    mode 0700, opened without following links. One with no lock file yet is being made, unless old.
+    """
+    try:
+        names = [name for name in os.listdir(parent) if name.startswith(TEMP_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(parent, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if _left_over(fd):
+                shutil.rmtree(path, ignore_errors=True)  # fd-based on Linux: links inside are not followed
+        finally:
+            os.close(fd)
+
+
+def _left_over(dir_fd: int) -> bool:
+    import fcntl
+    import stat
+    import time
+
+    st = os.fstat(dir_fd)
+    if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) != 0o700:
+        return False
+    try:
+        lock = os.open(LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return time.time() - st.st_mtime > STALE_UNLOCKED
+    except OSError:
+        return False
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:  # held: its host lives
+        return False
+    finally:
+        os.close(lock)
+
+
 def _temp_parent() -> str:
     """Where the host's directory goes: the usual temp directory, unless another user could rename
     things in it (a ``TMPDIR`` a root client inherited from someone else): then ``/tmp``."""
@@ -152,6 +221,7 @@ def serve() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     temp = sys.argv[4]  # ours (the client made it): frida's helper files go there, before frida starts
     os.environ["TMPDIR"] = tempfile.tempdir = temp
+    os.set_inheritable(int(sys.argv[5]), False)  # its lock, held while we live (not by frida's helpers)
     try:
         _serve()
     finally:
