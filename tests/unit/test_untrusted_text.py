@@ -278,3 +278,46 @@ def test_history_file_is_private(tmp_path: object, monkeypatch: pytest.MonkeyPat
 def test_json_output_escapes_every_control_character() -> None:
     line = json.dumps({"result": HOSTILE})
     assert line.isprintable() and json.loads(line)["result"] == HOSTILE
+
+
+def _owned_by(path: str, uid: int) -> None:
+    os.lchown(path, uid, uid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory or a link to another user")
+def test_output_file_through_a_directory_another_user_controls_is_refused(tmp_path: object) -> None:
+    """Another user could swap what lies on the way for a link between our check and our write
+    (root's file would land in /etc): their directory, their link on the way, or a directory others may
+    write without the sticky bit, is refused; a sticky shared directory, and root's link, are not."""
+    base = str(tmp_path)
+    theirs = os.path.join(base, "theirs")
+    os.mkdir(theirs)
+    _owned_by(theirs, 4242)
+    with pytest.raises(UsageError, match=r"the directory .*theirs belongs to uid 4242"):
+        outfile.check_destination(os.path.join(theirs, "out.txt"))
+    with pytest.raises(UsageError, match="belongs to uid 4242"):
+        outfile.write_text(os.path.join(theirs, "out.txt"), "x")
+    assert os.listdir(theirs) == []  # not even a staging directory
+
+    ours = os.path.join(base, "ours")
+    os.mkdir(ours)
+    their_link = os.path.join(base, "their-link")
+    os.symlink(ours, their_link)
+    _owned_by(their_link, 4242)
+    with pytest.raises(UsageError, match="their-link is a link of uid 4242"):
+        outfile.write_text(os.path.join(their_link, "out.txt"), "x")
+    assert os.listdir(ours) == []
+
+    open_dir = os.path.join(base, "open")
+    os.mkdir(open_dir)
+    os.chmod(open_dir, 0o777)
+    with pytest.raises(UsageError, match=r"others may write the directory .*open"):
+        outfile.write_text(os.path.join(open_dir, "out.txt"), "x")
+
+    root_link = os.path.join(base, "root-link")
+    os.symlink(ours, root_link)  # root's own link: followed
+    outfile.write_text(os.path.join(root_link, "out.txt"), "fine")
+    assert _read(os.path.join(ours, "out.txt")) == "fine"
+    os.chmod(open_dir, 0o1777)  # sticky, like /tmp: others cannot rename what is ours
+    outfile.write_text(os.path.join(open_dir, "out.txt"), "fine")
+    assert _read(os.path.join(open_dir, "out.txt")) == "fine"

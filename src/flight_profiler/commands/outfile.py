@@ -13,6 +13,14 @@ following a link:
   entry, so a link planted after the check is replaced, not followed;
 - anything else (a link, another user's file, a directory, a FIFO): refused
   with a one-line error.
+
+All of that holds only while nobody else can rename what is on the way: in a
+directory another user owns, or may write without the sticky bit, they could
+swap our private directory, or a directory of the path, for a link between our
+check and our write (``/home/bob/dumps`` -> ``/etc``, and root's file goes to
+``/etc``). So every directory on the way to the destination must be root's or
+ours, and writable by nobody else unless sticky; a link on the way must be
+root's or ours. Anything else is refused with a one-line error (``_vet_path``).
 """
 
 from __future__ import annotations
@@ -36,7 +44,38 @@ def check_destination(path: str) -> None:
         raise UsageError("cannot write %s: the directory %s does not exist" % (path, directory))
     if not os.access(directory, os.W_OK):
         raise UsageError("cannot write %s: permission denied" % path)
+    _vet_path(path)
     _check_replaceable(path)
+
+
+def _vet_path(path: str) -> None:
+    """UsageError unless nobody but root and us can change what ``path``'s directory resolves to."""
+    try:
+        _vet_directories(path)
+    except OSError as exc:
+        raise UsageError("cannot write %s: %s" % (path, exc.strerror or exc)) from None
+
+
+def _vet_directories(path: str) -> None:
+    mine = (0, os.geteuid())
+    directory = os.path.dirname(os.path.abspath(path))
+    walked = "/"
+    for part in directory.split("/"):
+        if not part:
+            continue
+        walked = os.path.join(walked, part)
+        info = os.lstat(walked)
+        if stat.S_ISLNK(info.st_mode) and info.st_uid not in mine:
+            raise UsageError("refusing to write %s: %s is a link of uid %d, not yours" % (path, walked, info.st_uid))
+    walked = "/"
+    for part in os.path.realpath(directory).split("/"):  # "" first: "/" itself
+        walked = os.path.join(walked, part)
+        info = os.stat(walked)
+        if info.st_uid not in mine:
+            raise UsageError("refusing to write %s: the directory %s belongs to uid %d" % (path, walked, info.st_uid))
+        others = info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid not in (0, os.getegid()))
+        if others and not info.st_mode & stat.S_ISVTX:
+            raise UsageError("refusing to write %s: others may write the directory %s" % (path, walked))
 
 
 def _check_replaceable(path: str) -> None:
@@ -56,6 +95,7 @@ def _check_replaceable(path: str) -> None:
 def staged(path: str) -> Iterator[str]:
     """A private path to write to; on success its file is put at ``path`` (0600)."""
     directory = os.path.dirname(path) or "."
+    _vet_path(path)
     private = tempfile.mkdtemp(prefix=".flight_profiler-", dir=directory)
     try:
         inner = os.path.join(private, "out")
@@ -69,6 +109,7 @@ def staged(path: str) -> Iterator[str]:
 def install(source: str, path: str) -> None:
     """Put ``source`` (in our private directory) at ``path`` without following links."""
     os.chmod(source, FILE_MODE)
+    _vet_path(path)
     _check_replaceable(path)
     try:
         os.link(source, path)
