@@ -330,3 +330,20 @@ def test_install_skills(tmp_path: Any) -> None:
     )
     for base in (".claude/skills", ".agent/skills"):
         assert sorted(os.listdir(home / base)) == sorted(skill.name for skill in SKILLS)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory to another user")
+def test_install_skills_refuses_a_directory_another_user_controls(tmp_path: Any) -> None:
+    """Root removes and copies folders there: the other user could swap them for links meanwhile."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 4242, 4242)
+    result = subprocess.run(
+        [sys.executable, "-m", "flight_profiler", "install-skills", "--dir", str(theirs / "skills")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1 and "belongs to uid 4242" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert os.listdir(theirs) == []

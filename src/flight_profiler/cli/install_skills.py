@@ -7,6 +7,8 @@ import os
 import shutil
 from typing import TYPE_CHECKING, Any
 
+from ..commands.outfile import vet_path
+from ..errors import UsageError
 from ..skills import skills
 from .subcommands import Subcommand, add_output_options, make_output
 
@@ -30,6 +32,10 @@ def install(dirs: list[str]) -> dict[str, Any]:
     """Copy every skill folder into each of ``dirs``; our own folders are replaced whole."""
     installed = []
     for base in (os.path.abspath(os.path.expanduser(d)) for d in dirs):
+        existing = base
+        while not os.path.lexists(existing):
+            existing = os.path.dirname(existing)
+        vet_path(os.path.join(existing, "-"))  # what we remove and copy there, nobody else can swap for a link
         for skill in skills():
             dest = os.path.join(base, skill.name)
             if os.path.isdir(dest):
@@ -53,6 +59,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = install(args.dir or list(DEFAULT_DIRS))
     except OSError as exc:
+        output.error("install-skills", "cannot install the skills: %s" % exc)
+        return 1
+    except UsageError as exc:
         output.error("install-skills", "cannot install the skills: %s" % exc)
         return 1
     output.result("install-skills", result, None if output.as_json else render(result))

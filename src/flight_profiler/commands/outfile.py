@@ -20,7 +20,7 @@ swap our private directory, or a directory of the path, for a link between our
 check and our write (``/home/bob/dumps`` -> ``/etc``, and root's file goes to
 ``/etc``). So every directory on the way to the destination must be root's or
 ours, and writable by nobody else unless sticky; a link on the way must be
-root's or ours. Anything else is refused with a one-line error (``_vet_path``).
+root's or ours. Anything else is refused with a one-line error (``vet_path``).
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ def check_destination(path: str) -> None:
         raise UsageError("cannot write %s: the directory %s does not exist" % (path, directory))
     if not os.access(directory, os.W_OK):
         raise UsageError("cannot write %s: permission denied" % path)
-    _vet_path(path)
+    vet_path(path)
     _check_replaceable(path)
 
 
-def _vet_path(path: str) -> None:
+def vet_path(path: str) -> None:
     """UsageError unless nobody but root and us can change what ``path``'s directory resolves to."""
     try:
         _vet_directories(path)
@@ -95,7 +95,7 @@ def _check_replaceable(path: str) -> None:
 def staged(path: str) -> Iterator[str]:
     """A private path to write to; on success its file is put at ``path`` (0600)."""
     directory = os.path.dirname(path) or "."
-    _vet_path(path)
+    vet_path(path)
     private = tempfile.mkdtemp(prefix=".flight_profiler-", dir=directory)
     try:
         inner = os.path.join(private, "out")
@@ -109,7 +109,7 @@ def staged(path: str) -> Iterator[str]:
 def install(source: str, path: str) -> None:
     """Put ``source`` (in our private directory) at ``path`` without following links."""
     os.chmod(source, FILE_MODE)
-    _vet_path(path)
+    vet_path(path)
     _check_replaceable(path)
     try:
         os.link(source, path)
