@@ -125,10 +125,18 @@ class _Freezer:
         all again samples a fresh set of threads, any of which may be inside (16 threads handing
         the GIL around through the hooks kept one inside at every try for 2 s, once in ~10 runs).
         """
-        running = [tid for tid in tids if tid not in self.group_stopped]
-        for tid in running:
-            _sys.cont(tid, 0)
+        running = []
+        for tid in tids:
+            if tid in self.group_stopped:
+                continue
+            try:
+                _sys.cont(tid, 0)
+            except OSError:  # killed while stopped (ESRCH): nothing to resume or to wait for
+                self.seized.remove(tid)
+                self.stopped.discard(tid)
+                continue
             self.stopped.discard(tid)
+            running.append(tid)
         time.sleep(NUDGE_RUN)
         registers: Dict[int, Tuple[int, int]] = {}
         for tid in running:
