@@ -227,21 +227,20 @@ def frozen(
                 continue
             registers = freezer.wait_all(max(deadline, time.monotonic() + STOP_WAIT))  # a late try still may stop
             caught = _inside(registers, avoid)
+            nudged = False
             for _ in range(NUDGES):
                 if not caught or time.monotonic() >= deadline:
                     break
                 for tid in caught:
                     registers.pop(tid)
                 registers.update(freezer.nudge(caught, max(deadline, time.monotonic() + STOP_WAIT)))
-                caught = _inside(registers, avoid)
-            if not caught:
-                break
+                caught, nudged = _inside(registers, avoid), True
+            if not caught and not (nudged and _tasks(pid) - freezer.spare - set(freezer.seized)):
+                break  # (a thread a nudged one started is running: all go again, and the next try stops it)
             freezer.thaw()
             if time.monotonic() >= deadline:
-                raise FreezeError(
-                    errno.ETIMEDOUT,
-                    "%s stayed inside the code to rewrite for %.1f s" % (_which(pid, caught[0], registers), timeout),
-                )
+                who = _which(pid, caught[0], registers) if caught else "a thread started meanwhile"
+                raise FreezeError(errno.ETIMEDOUT, "%s stayed inside the code to rewrite for %.1f s" % (who, timeout))
             time.sleep(RETRY_PAUSE)
             freezer.spare = spare()
         held = Frozen(registers)
