@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import json
 import sys
 from typing import Any
 
@@ -70,6 +71,29 @@ def test_the_shell_needs_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pyt
 def test_a_bad_pid_is_a_usage_error(bad: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main.main([bad, "--cmd", "stack"]) == UsageError("").exit_code
     assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["4242", "--timeout", "nan", "--cmd", "stack"], "--timeout must be a finite number, got 'nan'"),
+        (["4242", "--bogus"], "unrecognized arguments: --bogus"),
+        ([], "the following arguments are required: target"),
+        (["4242", "--cmd"], "argument --cmd: expected one argument"),
+        (["--all", "--concurrency", "0", "--cmd", "stack"], "--concurrency must be 1..64, got '0'"),
+        (["ps", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_bad_command_line_is_one_line(argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not argparse's usage block and exit: one line naming the mistake, status 2, JSON with --json."""
+    assert cli_main.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and said in captured.err
+    assert captured.err.startswith("error: ") and "--help lists the options" in captured.err
+    assert cli_main.main([*argv, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.count("\n") == 1
+    assert json.loads(captured.out)["error"].startswith(said)
 
 
 def _entry(monkeypatch: pytest.MonkeyPatch, raised: BaseException, argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..attach.attacher import AttachOptions
-from ..commands.spec import HelpFormatter, number
+from ..commands.spec import HelpFormatter, ToolParser, number
 from ..errors import FlightProfilerError, UsageError
 from ..fleet import wants_fleet
 from .output import Output
@@ -17,7 +17,7 @@ from .runner import Detached, Runner
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="flight_profiler",
         formatter_class=HelpFormatter,
         description="Look inside a running CPython process without restarting it.",
@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from ..fleet.cli import main as fleet_main
 
         return fleet_main(words)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return usage_error(words, exc)
     output = Output(args.json, color=not args.no_color)
     if args.target == "demo":
         from .demo import run_demo
@@ -72,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_shell(runner)
     return run_once(runner, args.cmd)
+
+
+def usage_error(words: list[str], exc: UsageError) -> int:
+    """A mistake on the command line itself: one line (a JSON line with ``--json``), status 2."""
+    Output("--json" in words, color="--no-color" not in words).error(None, str(exc))
+    return exc.exit_code
 
 
 def run_once(runner: Runner, line: str) -> int:

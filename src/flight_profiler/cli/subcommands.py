@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from ..errors import UsageError
 from .output import Output
 from .registry import SUBCOMMAND_NAMES as NAMES
 from .registry import SUBCOMMANDS as _MODULES
@@ -27,12 +28,20 @@ class Subcommand(NamedTuple):
     run: Callable[[argparse.Namespace], int]
 
     def parser(self) -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog="flight_profiler %s" % self.name, description=self.summary)
+        from ..commands.spec import ToolParser
+
+        parser = ToolParser(prog="flight_profiler %s" % self.name, description=self.summary)
         self.add_arguments(parser)
         return parser
 
     def main(self, argv: list[str]) -> int:
-        return self.run(self.parser().parse_args(argv))
+        try:
+            args = self.parser().parse_args(argv)
+        except UsageError as exc:
+            from .main import usage_error
+
+            return usage_error(argv, exc)
+        return self.run(args)
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:

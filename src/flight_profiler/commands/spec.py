@@ -78,6 +78,14 @@ class CommandParser(argparse.ArgumentParser):
         raise UsageError(message or "%s: invalid arguments" % self.prog)
 
 
+class ToolParser(argparse.ArgumentParser):
+    """The ``flight_profiler`` command line's own parser: a mistake raises one line, not argparse's
+    usage block and exit, so ``main`` can say it as text or as a JSON line (``--json``), status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError("%s (%s --help lists the options)" % (_named(message), self.prog))
+
+
 def _named(message: str) -> str:
     """argparse's "argument -x/--expand: must be ..." as "-x must be ..." (``number``'s messages)."""
     match = re.match(r"argument ([^\s/:]+)(?:/[^\s:]+)?: (must .*)$", message)

@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from ..attach.attacher import AttachOptions
-from ..cli.main import _console_from_stdin, _pid, build_parser
+from ..cli.main import _console_from_stdin, _pid, build_parser, usage_error
 from ..cli.output import Output
 from ..commands.spec import number
-from ..errors import FlightProfilerError
+from ..errors import FlightProfilerError, UsageError
 from .runner import DEFAULT_CONCURRENCY, Fleet
 from .select import Selection, parse_pids, select
 from .sink import Sink
@@ -41,7 +41,10 @@ def fleet_parser() -> argparse.ArgumentParser:
 
 
 def main(words: list[str]) -> int:
-    args = fleet_parser().parse_args(words)
+    try:
+        args = fleet_parser().parse_args(words)
+    except UsageError as exc:
+        return usage_error(words, exc)
     output = Output(args.json, color=not args.no_color)
     try:
         selection = Selection(

@@ -80,7 +80,12 @@ class _K8s(Subcommand):
     def main(self, argv: list[str]) -> int:
         """Our options before ``--``, the pod's flight_profiler options after it (never parsed as ours)."""
         cut = argv.index("--") if "--" in argv else len(argv)
-        args = self.parser().parse_args(argv[:cut])
+        try:
+            args = self.parser().parse_args(argv[:cut])
+        except UsageError as exc:
+            from ..cli.main import usage_error
+
+            return usage_error(argv[:cut], exc)
         args.remote = argv[cut + 1 :]
         return self.run(args)
 
