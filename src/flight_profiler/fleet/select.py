@@ -79,7 +79,7 @@ def parse_pids(text: str) -> list[int]:
     for word in re.split(r"[,\s]+", text.strip()):
         if not word:
             continue
-        if not word.isdigit() or int(word) <= 0:
+        if not (word.isdigit() and word.isascii()) or int(word) <= 0:  # int() refuses "²", isdigit() does not
             raise UsageError("-p takes pids separated by commas, got %r" % safe_line(word))
         pids.append(int(word))
     if not pids:
@@ -195,7 +195,7 @@ def rank_of(pid: int) -> int | None:
     environ = _environ(pid)
     for name in ("RANK", "LOCAL_RANK"):
         value = environ.get(name, "")
-        if value.isdigit() and len(value) < 10:
+        if value.isdigit() and value.isascii() and len(value) < 10:  # the target's text: "²" is a digit to isdigit()
             return int(value)
     return None
 

@@ -61,7 +61,7 @@ def _switch(fleet: Fleet, words: list[str], current: MemberRunner | None) -> Mem
         return current
     if words[1] == "all":
         return None
-    chosen = fleet.member(int(words[1])) if words[1].isdigit() else None
+    chosen = fleet.member(int(words[1])) if words[1].isdigit() and words[1].isascii() else None
     if chosen is None:
         fleet.sink.output.error(None, "%s is not in the group ('targets' lists it)" % safe_line(words[1]))
         return current

@@ -38,9 +38,18 @@ def executable() -> str:
     raise TargetError("py-spy is missing from this install; reinstall flight_profiler (it depends on py-spy)")
 
 
+def require_process(pid: int) -> None:
+    """Say a pid that names no process as the attach does; py-spy's word for it is "Failed to get
+    process executable name. Check that the process is running." """
+    if not os.path.exists("/proc/%d" % pid):
+        raise TargetError("no process with pid %d" % pid)
+
+
 def dump(pid: int, native: bool = False) -> list[dict[str, Any]]:
     """All threads' stacks as py-spy's JSON (innermost frame first)."""
     import subprocess  # only commands that read from outside pay for it
+
+    require_process(pid)
 
     argv = [executable(), "dump", "--pid", str(pid), "--json"]
     if native:

@@ -15,7 +15,7 @@ from ...readers import pyspy
 from ...render.safe import safe_line
 from ..calls import add_nested_argument, render_end, render_header, render_start, skipped_note
 from ..outfile import check_destination, write_text
-from ..spec import CommandSpec, LocalContext, number
+from ..spec import LONGEST_NUMBER, CommandSpec, LocalContext, number
 from .model import DEFAULTS
 
 CALLS_LIMIT = DEFAULTS["limit"]  # stack module [class] method: calls shown by default
@@ -104,7 +104,20 @@ OVERVIEW = (
 
 def _to_request(ns: argparse.Namespace) -> StackRequest:
     words: list[str] = ns.target
-    if words and not (len(words) == 1 and words[0].isdigit()):
+    if words and _number(words[0]):
+        if len(words) > 1:
+            raise UsageError("stack takes one pid, got %s" % " ".join(words))
+        if len(words[0]) > LONGEST_NUMBER:  # int() of thousands of digits is slow (refused on 3.11+)
+            raise UsageError("%s... is not a pid" % words[0][:LONGEST_NUMBER])
+        if int(words[0]) < 1:
+            raise UsageError("pid must be at least 1, got '%s'" % words[0])
+    elif len(words) == 1:
+        # one name is neither form: looked up as module and method both, it would blame the
+        # module ("attribute 'abc' not found in abc"); a path is the seeds' macOS ``stack [filepath]``
+        if "/" in words[0] or "." in os.path.basename(words[0]).lstrip("."):
+            raise UsageError("stack takes a pid or module [class] method; to write the stacks to a file: stack -f FILE")
+        raise UsageError("stack %s: give a pid, or module [class] method (a module names no function)" % words[0])
+    elif words:
         return _callers_request(ns, words)
     for option, value in (("--filter", ns.filter), ("-n", ns.limits), ("-nm", ns.nested)):
         if value is not None:
@@ -113,9 +126,13 @@ def _to_request(ns: argparse.Namespace) -> StackRequest:
     if path is not None:
         check_destination(path)
     pid = int(words[0]) if words else None
-    if pid is not None and pid < 1:
-        raise UsageError("pid must be at least 1, got '%s'" % words[0])
     return {"pid": pid, "filepath": path, "native": ns.native, "asyncio": ns.asyncio}
+
+
+def _number(word: str) -> bool:
+    """A pid as typed, sign included: ``stack -1`` is a bad pid, not a module named ``-1``."""
+    digits = word.lstrip("+-")
+    return digits.isdigit() and digits.isascii()  # int() refuses "²", which isdigit() accepts
 
 
 def _callers_request(ns: argparse.Namespace, words: list[str]) -> CallersRequest:

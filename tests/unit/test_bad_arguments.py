@@ -1,0 +1,71 @@
+"""Bad input met as a demanding user types it (the seeds' syntax, wrong): one clear line, never a
+traceback, never the wrong culprit named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flight_profiler.cli import registry
+from flight_profiler.errors import TargetError, UsageError
+from flight_profiler.fleet import select
+from flight_profiler.readers import pyspy
+
+NO_SUCH_PID = 2**31 - 1  # above any pid_max
+
+
+def parse_error(line: str) -> str:
+    words = line.split()
+    spec = registry.get(words[0])
+    assert spec is not None
+    with pytest.raises(UsageError) as caught:
+        spec.parse(words[1:])
+    error = str(caught.value)
+    assert "\n" not in error
+    return error
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        # one name was looked up as module and method both: "attribute 'abc' not found in abc"
+        ("stack abc", "stack abc: give a pid, or module [class] method"),
+        ("stack -1", "pid must be at least 1, got '-1'"),  # was: module '-1' is not loaded
+        ("stack 12 13", "stack takes one pid, got 12 13"),
+        ("stack ./stack.log", "to write the stacks to a file: stack -f FILE"),  # the seeds' macOS form
+        ("stack /tmp/stacks", "to write the stacks to a file: stack -f FILE"),
+        ("stack " + "9" * 60, "9" * 40 + "... is not a pid"),
+        ("stack \u00b2", "stack \u00b2: give a pid"),  # isdigit() but not int(): was an internal error
+    ],
+)
+def test_stack_positionals_that_are_neither_form(line: str, said: str) -> None:
+    assert said in parse_error(line)
+
+
+def test_stack_forms_still_parse() -> None:
+    spec = registry.get("stack")
+    assert spec is not None
+    assert spec.parse([])["pid"] is None
+    assert spec.parse(["42"])["pid"] == 42
+    assert spec.parse(["__main__", "func"])["method"] == "func"
+    assert spec.parse(["__main__", "A", "func"])["cls"] == "A"
+
+
+def test_pids_typed_with_unicode_digits_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="-p takes pids separated by commas"):
+        select.parse_pids("12,\u00b2")
+
+
+def test_a_rank_in_the_target_environment_that_int_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    environ: dict[str, Any] = {"RANK": "\u00b2", "LOCAL_RANK": "3"}
+    monkeypatch.setattr(select, "_environ", lambda pid: environ)
+    assert select.rank_of(1) == 3
+
+
+def test_another_pid_that_is_not_running_is_said_as_the_attach_says_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[Any] = []
+    monkeypatch.setattr("subprocess.run", lambda *a, **k: ran.append(a))
+    with pytest.raises(TargetError, match="^no process with pid %d$" % NO_SUCH_PID):
+        pyspy.dump(NO_SUCH_PID)
+    assert ran == []  # py-spy's own words were "Failed to get process executable name"
