@@ -252,6 +252,18 @@ def test_console_keeps_a_namespace_and_reports_errors(agent: InProcessAgent) -> 
     assert end["status"] == "ok" and "KeyError" in _text("console", events)
 
 
+@pytest.mark.parametrize(
+    ("source", "last"), [("exit()", "SystemExit: None"), ("quit(3)", "SystemExit: 3"), ("input()", "RuntimeError: input()")]
+)
+def test_console_tracebacks_hold_the_users_frames_only(agent: InProcessAgent, source: str, last: str) -> None:
+    """The exit(), quit() and input() the console provides raise from our code: the user's traceback
+    ends at their own line, as Python's would, not in services/expr.py."""
+    events, end = agent.run("console", {"source": "def f():\n    " + source + "\nf()"})
+    error = events[-1]["error"]
+    assert end["status"] == "ok" and error.splitlines()[-1].startswith(last), error
+    assert error.count('File "<console>"') == 2 and error.count("File ") == 2, error
+
+
 # ----------------------------------------------------------------------------- torch, gilstat
 
 

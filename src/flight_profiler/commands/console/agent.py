@@ -137,9 +137,23 @@ def _execute(tree: ast.Module, namespace: dict[str, Any]) -> tuple[str | None, s
     return None, None
 
 
+_OURS = __name__.partition(".")[0] + "."  # our package as the target imported it (_flight_profiler.)
+
+
 def _user_traceback() -> str:
     kind, exc, tb = sys.exc_info()
-    # drop our own frames so the user sees only their code
+    # drop our own frames so the user sees only their code: those above it (the agent running it)
     while tb is not None and tb.tb_frame.f_code.co_filename != "<console>":
         tb = tb.tb_next
-    return "".join(traceback.format_exception(kind, exc, tb))
+    shown = traceback.TracebackException(kind, exc, tb)  # type: ignore[arg-type]
+    # and those below it: the exit()/quit(), input() and print() the console gives the user's code
+    frames = [frame for frame, _ in traceback.walk_tb(tb)]
+    if len(frames) == len(shown.stack):
+        kept = [entry for entry, frame in zip(shown.stack, frames) if not _ours(frame)]
+        if len(kept) < len(frames):
+            shown.stack = traceback.StackSummary.from_list(kept)
+    return "".join(shown.format())
+
+
+def _ours(frame: Any) -> bool:
+    return str(frame.f_globals.get("__name__", "")).startswith(_OURS)
