@@ -253,7 +253,8 @@ def test_console_keeps_a_namespace_and_reports_errors(agent: InProcessAgent) -> 
 
 
 @pytest.mark.parametrize(
-    ("source", "last"), [("exit()", "SystemExit: None"), ("quit(3)", "SystemExit: 3"), ("input()", "RuntimeError: input()")]
+    ("source", "last"),
+    [("exit()", "SystemExit: None"), ("quit(3)", "SystemExit: 3"), ("input()", "RuntimeError: input()")],
 )
 def test_console_tracebacks_hold_the_users_frames_only(agent: InProcessAgent, source: str, last: str) -> None:
     """The exit(), quit() and input() the console provides raise from our code: the user's traceback
