@@ -69,3 +69,48 @@ def test_another_pid_that_is_not_running_is_said_as_the_attach_says_it(monkeypat
     with pytest.raises(TargetError, match="^no process with pid %d$" % NO_SUCH_PID):
         pyspy.dump(NO_SUCH_PID)
     assert ran == []  # py-spy's own words were "Failed to get process executable name"
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("vmtool -a forceGc -c __main__ A", "vmtool -a forceGc takes no -c: it collects the whole heap"),
+        ("vmtool -a forceGc -e len(instances) -n 2", "takes no -e, -n"),
+        # the client said "at least 1" and sent it; the agent refused it after the attach
+        ("mem summary --limit 99999999999", "mem: --limit must be 1..10000, got '99999999999'"),
+    ],
+)
+def test_options_that_would_be_ignored_or_refused_later(line: str, said: str) -> None:
+    assert said in parse_error(line)
+
+
+def rendered(command: str, event: dict[str, Any]) -> str:
+    import io
+
+    from flight_profiler.render.console import make_console
+
+    spec = registry.get(command)
+    assert spec is not None
+    out = io.StringIO()
+    make_console(color=False, file=out, width=120).print(spec.render(event))
+    return out.getvalue()
+
+
+def test_tt_list_whose_method_filter_matches_nothing_does_not_say_there_are_no_records() -> None:
+    budget = {"bytes": 10, "max_records": 500, "max_bytes": 16 << 20, "dropped": 0}
+    text = rendered("tt", {"kind": "list", "records": [], "kept": 3, **budget})
+    assert "no record matches -m" in text and "no records (" not in text and "3 record(s) kept" in text
+    assert "no records (tt -t" in rendered("tt", {"kind": "list", "records": [], "kept": 0, **budget})
+
+
+def test_help_with_more_than_one_name_is_a_usage_error() -> None:
+    import os
+
+    from flight_profiler.attach.attacher import AttachOptions
+    from flight_profiler.cli.runner import Runner
+    from flight_profiler.mcp.executor import Collector
+
+    out = Collector()
+    runner = Runner(os.getpid(), out, AttachOptions())
+    assert runner.execute("help watch extra") is False  # was: watch's help, status 0, "extra" ignored
+    assert out.errors == ["help takes one command name, got watch extra"]

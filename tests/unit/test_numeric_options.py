@@ -28,7 +28,7 @@ def parse_error(line: str) -> str:
         ("trace m f --budget 101", "--budget must be between 0 and 100, got '101'"),
         ("mem diff --interval 0", "mem: -i must be > 0 and <= 3600, got '0'"),
         ("mem diff -i 3600.5", "-i must be > 0 and <= 3600, got '3600.5'"),
-        ("mem top --limit 0", "--limit must be at least 1, got '0'"),
+        ("mem top --limit 0", "--limit must be 1..10000, got '0'"),
         ("getglobal m x -x 0", "-x must be 1..4 or -1 (deepest), got '0'"),
         ("getglobal m x -x two", "-x must be a whole number, got 'two'"),
         ("vmtool -a getInstances -c m C -n -2", "-n must be at least 1 or -1 (all), got '-2'"),

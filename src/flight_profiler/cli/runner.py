@@ -93,6 +93,8 @@ class Runner:
             from .help import command_help, overview
 
             args = rest.split()
+            if len(args) > 1:
+                raise UsageError("help takes one command name, got %s" % " ".join(args))
             self.output.console.print(command_help(ALIASES.get(args[0], args[0])) if args else overview())
             return
         if name == "detach":

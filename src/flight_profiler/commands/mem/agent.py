@@ -12,7 +12,7 @@ import time
 from ...services import heapwalk
 from ...services.context import CommandFailed, JobContext
 from ...services.describe import type_name
-from .model import DEFAULT_INTERVAL, DEFAULTS
+from .model import DEFAULT_INTERVAL, DEFAULTS, MAX_LIMIT
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     Counts = Dict[str, List[int]]
 
 MAX_INTERVAL = 3600.0
-MAX_LIMIT = 10000
 ROWS_STEP = 2000  # types sorted into the rows at a time
 
 

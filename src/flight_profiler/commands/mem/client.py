@@ -7,7 +7,7 @@ import argparse
 from ...errors import UsageError
 from ...render.safe import safe_line
 from ..spec import CommandSpec, number
-from .model import DEFAULT_INTERVAL, DEFAULTS
+from .model import DEFAULT_INTERVAL, DEFAULTS, MAX_LIMIT
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit",
         metavar="N",
-        type=number(int, 1),
+        type=number(int, 1, MAX_LIMIT),
         default=DEFAULTS["limit"],
         help="rows to show (default %d)" % DEFAULTS["limit"],
     )

@@ -58,3 +58,4 @@ if TYPE_CHECKING:
 
 DEFAULTS: MemOptions = {"limit": 20, "order": "descending"}
 DEFAULT_INTERVAL = 10.0  # diff and top
+MAX_LIMIT = 10000  # --limit: rows (the client refuses more before anything runs; the agent too)

@@ -277,7 +277,9 @@ def _render_list(event: dict[str, Any]) -> RenderableType:
 
     lines: list[Any] = [Text("INDEX  TIME                      COST          RESULT     METHOD  THREAD", style="bold")]
     lines.extend(_row_text(row) for row in event["records"])
-    if not event["records"]:
+    if not event["records"] and event.get("kept"):  # records are kept, so -m matched none of them
+        lines.append(Text("no record matches -m (module.class.method, None as the class of a function)", style="dim"))
+    elif not event["records"]:
         lines.append(Text("no records (tt -t module [class] method records calls)", style="dim"))
     lines.append(Text(_budget(event), style="dim"))
     return Group(*lines)

@@ -102,6 +102,9 @@ OVERVIEW = (
 
 def _to_request(ns: argparse.Namespace) -> VmtoolRequest:
     if ns.action == "forceGc":
+        given = [flag for flag, value in (("-c", ns.location), ("-e", ns.expr), ("-n", ns.limits)) if value]
+        if given:  # silently ignored, it would read as if the collection were limited to them
+            raise UsageError("vmtool -a forceGc takes no %s: it collects the whole heap" % ", ".join(given))
         return {"action": "forceGc"}
     if not ns.location:
         raise UsageError("vmtool -a %s needs -c module class" % ns.action)
