@@ -114,3 +114,28 @@ def test_help_with_more_than_one_name_is_a_usage_error() -> None:
     runner = Runner(os.getpid(), out, AttachOptions())
     assert runner.execute("help watch extra") is False  # was: watch's help, status 0, "extra" ignored
     assert out.errors == ["help takes one command name, got watch extra"]
+
+
+@pytest.mark.parametrize(
+    ("command", "rest", "key", "value"),
+    [
+        # as watch's -f: the text up to the next option, as typed (was: "unrecognized arguments: > 100")
+        ("line", "m f 12 -f total > 100 -n 2", "filter", "total > 100"),
+        ("line", 'm f 12 --expr d["q"], d.get("boom") -n 1', "expr", 'd["q"], d.get("boom")'),
+        ("stack", "m f -f args[0]['query'] == 'hello' -n 1", "filter", "args[0]['query'] == 'hello'"),
+        ("stack", "m C f --filter cost > 10", "filter", "cost > 10"),
+    ],
+)
+def test_expression_options_of_line_and_stack_take_the_text_as_typed(
+    command: str, rest: str, key: str, value: str
+) -> None:
+    spec = registry.get(command)
+    assert spec is not None
+    assert spec.parse_line(rest)[key] == value
+
+
+def test_stack_file_path_is_still_one_word() -> None:
+    spec = registry.get("stack")
+    assert spec is not None
+    request = spec.parse_line("-f ./stack.log --native")
+    assert request["filepath"].endswith("/stack.log") and request["native"] is True

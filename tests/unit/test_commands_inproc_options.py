@@ -265,6 +265,31 @@ def test_console_tracebacks_hold_the_users_frames_only(agent: InProcessAgent, so
     assert error.count('File "<console>"') == 2 and error.count("File ") == 2, error
 
 
+# ------------------------------------------------------------------------------------------- line
+
+
+@pytest.mark.skipif(
+    sys.gettrace() is not None and sys.version_info < (3, 12), reason="a trace function is set (coverage)"
+)
+@pytest.mark.parametrize("option", ["-f", "--expr"])
+@pytest.mark.parametrize("user_code", ["exit()", "(_ for _ in ()).throw(KeyboardInterrupt)"])
+def test_line_user_code_that_exits_never_ends_the_applications_thread(
+    agent: InProcessAgent, option: str, user_code: str
+) -> None:
+    """SystemExit and KeyboardInterrupt from -f/--expr were not caught (``except Exception``): raised
+    in the application's thread at that line, they ended it (a thread ends silently on SystemExit)."""
+    reached: list[int] = []
+
+    def app() -> None:
+        for n in range(3):
+            reached.append(S.plain(n))
+
+    _, end, text = _run(agent, "line", "hook_shapes plain 14 %s %s -n 2" % (option, user_code), app)
+    assert reached == [2, 3, 4], reached  # every call returned to the application
+    assert end["status"] == "ok" and "failed: " in text, text
+    assert ("SystemExit" if "exit" in user_code else "KeyboardInterrupt") in text
+
+
 # ----------------------------------------------------------------------------- torch, gilstat
 
 

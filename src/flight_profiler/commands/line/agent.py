@@ -70,7 +70,7 @@ class LineProbe:
         OWN_WORK.add(ident)  # what our expressions or reprs call is not a hit in turn
         try:
             self._hit(frame, ident)
-        except Exception:  # noqa: BLE001 - never let our bug reach the target's code
+        except BaseException:  # noqa: BLE001 - never let our bug (or the user's SystemExit) reach the target's code
             self.internal_errors += 1
         finally:
             OWN_WORK.discard(ident)
@@ -82,7 +82,8 @@ class LineProbe:
             try:
                 if not self.filter.evaluate(local):
                     return
-            except Exception as exc:  # noqa: BLE001 - the filter's error is this hit's result
+            except BaseException as exc:  # noqa: BLE001 - the filter's error is this hit's result
+                # BaseException: exit() or a raised SystemExit/KeyboardInterrupt would end the target's thread
                 error = "filter %r failed: %s" % (self.filter_source, describe_error(exc))
         index = self._admit()
         if not index:
@@ -94,7 +95,7 @@ class LineProbe:
         elif self.expr is not None:
             try:
                 item["values"] = [{"expr": self.expr_source, "value": capture(self.expr.evaluate(local), self.options)}]
-            except Exception as exc:  # noqa: BLE001 - the expression's error is this hit's result
+            except BaseException as exc:  # noqa: BLE001 - the expression's error is this hit's result (as -f's)
                 item["error"] = "expression %r failed: %s" % (self.expr_source, describe_error(exc))
         else:
             item["values"] = [{"expr": name, "value": capture(value, self.options)} for name, value in local.items()]

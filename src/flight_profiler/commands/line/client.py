@@ -16,7 +16,7 @@ from ..calls import (
     timestamp,
     where,
 )
-from ..spec import CommandSpec, add_render_options, number, render_options
+from ..spec import CommandSpec, add_expression_argument, add_render_options, number, render_options
 from .model import DEFAULT_LIMIT, DEFAULT_RATE
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
@@ -34,8 +34,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "names", nargs="+", metavar="[class] method LINE", help="optional class, the function, then the source line"
     )
     add_nested_argument(parser)
-    parser.add_argument("--expr", help="what to show, over the function's local variables (default: all of them)")
-    parser.add_argument("-f", "--filter", help="only when this is true, over the local variables, e.g. 'total > 100'")
+    # expressions as watch's: the text up to the next option, as typed (``-f total > 100`` unquoted)
+    add_expression_argument(
+        parser, "--expr", help="what to show, over the function's local variables (default: all of them)"
+    )
+    add_expression_argument(
+        parser, "-f", "--filter", help="only when this is true, over the local variables, e.g. 'total > 100'"
+    )
     parser.add_argument(
         "-n",
         "--limits",

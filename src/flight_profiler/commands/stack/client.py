@@ -15,7 +15,7 @@ from ...readers import pyspy
 from ...render.safe import safe_line
 from ..calls import add_nested_argument, render_end, render_header, render_start, skipped_note
 from ..outfile import check_destination, write_text
-from ..spec import LONGEST_NUMBER, CommandSpec, LocalContext, number
+from ..spec import LONGEST_NUMBER, CommandSpec, LocalContext, add_expression_argument, number
 from .model import DEFAULTS
 
 CALLS_LIMIT = DEFAULTS["limit"]  # stack module [class] method: calls shown by default
@@ -38,7 +38,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TARGET",
         help="nothing or a pid: every thread's stack (of that pid); module [class] method: who calls it",
     )
-    parser.add_argument(
+    add_expression_argument(  # the filter of the module [class] method form: the text up to the next option
+        parser,
         "-f",
         "--filepath",
         metavar="FILE",
@@ -48,7 +49,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-a", "--asyncio", action="store_true", help="show the stacks of asyncio tasks (needs the agent)"
     )
-    parser.add_argument("--filter", help="module [class] method: only calls for which this is true")
+    add_expression_argument(parser, "--filter", help="module [class] method: only calls for which this is true")
     parser.add_argument(
         "-n",
         "--limits",
