@@ -139,3 +139,18 @@ def test_stack_file_path_is_still_one_word() -> None:
     assert spec is not None
     request = spec.parse_line("-f ./stack.log --native")
     assert request["filepath"].endswith("/stack.log") and request["native"] is True
+
+
+def test_detach_with_an_argument_is_a_usage_error_and_detaches_nothing() -> None:
+    import os
+
+    from flight_profiler.attach.attacher import AttachOptions
+    from flight_profiler.cli.runner import Runner
+    from flight_profiler.mcp.executor import Collector
+
+    out = Collector()
+    runner = Runner(os.getpid(), out, AttachOptions())
+    detached: list[bool] = []
+    runner.detach = lambda: detached.append(True)  # type: ignore[method-assign]
+    assert runner.execute("detach now") is False  # was: detached, status 0, "now" ignored
+    assert out.errors == ["detach takes no arguments, got now"] and detached == []

@@ -50,6 +50,7 @@ def test_run_once_exit_statuses(effect: Any, status: int) -> None:
 def test_quit_runs_nothing() -> None:
     runner = Once()
     assert cli_main.run_once(runner, " quit ") == 0  # type: ignore[arg-type]
+    assert cli_main.run_once(runner, "exit now") == 0  # type: ignore[arg-type]  # as the shell: was "unknown command"
     assert runner.lines == []
 
 

@@ -86,7 +86,7 @@ def usage_error(words: list[str], exc: UsageError) -> int:
 def run_once(runner: Runner, line: str) -> int:
     """Exit status as the attach skill documents it: 0 done, 1 failed (a usage error, an attach
     failure, an expression, filter or statement that raised), 130 stopped with Ctrl-C."""
-    if line.strip() in ("quit", "exit"):
+    if line.split()[:1] in (["quit"], ["exit"]):  # as the shell reads them ("quit now" too)
         return 0  # nothing to run: the agent, if any, stays (detach removes it)
     try:
         ok = runner.execute(_console_from_stdin(line))

@@ -98,6 +98,8 @@ class Runner:
             self.output.console.print(command_help(ALIASES.get(args[0], args[0])) if args else overview())
             return
         if name == "detach":
+            if rest.strip():  # "detach now" must not read as a detach that waits or asks
+                raise UsageError("detach takes no arguments, got %s" % rest.strip())
             self.detach()
             raise Detached()
         spec, request = parse_command(name, rest)
