@@ -154,3 +154,12 @@ def test_detach_with_an_argument_is_a_usage_error_and_detaches_nothing() -> None
     runner.detach = lambda: detached.append(True)  # type: ignore[method-assign]
     assert runner.execute("detach now") is False  # was: detached, status 0, "now" ignored
     assert out.errors == ["detach takes no arguments, got now"] and detached == []
+
+
+def test_perf_of_an_idle_process_says_so_and_how_to_sample_it_anyway() -> None:
+    output = "py-spy> Sampling process 100 times a second. Press Control-C to exit.\n\nFailed to write flamegraph: No stack counts found\n"
+    with pytest.raises(TargetError) as caught:
+        pyspy._recording(42, "/nonexistent/f.svg", 1, output, 1.0, "duration")
+    assert (
+        str(caught.value) == "no samples from pid 42 in 1.0 s: its threads were idle (--idle samples idle threads too)"
+    )

@@ -187,6 +187,11 @@ def _recording(pid: int, path: str, returncode: int | None, output: str, seconds
             raise TargetError("pid %d exited before anything was sampled" % pid)
         if found is not None and found.group(1) == "0":
             raise TargetError("no samples collected from pid %d (stopped after %.1f s)" % (pid, seconds))
+        if "No stack counts found" in output:  # py-spy skips idle threads: a sleeping process gives it nothing
+            raise TargetError(
+                "no samples from pid %d in %.1f s: its threads were idle (--idle samples idle threads too)"
+                % (pid, seconds)
+            )
         raise TargetError("cannot sample pid %d: %s" % (pid, first_error_line(_without_banner(output))))
     return Recording(path, int(found.group(1)), int(found.group(2)), seconds, stopped)
 
