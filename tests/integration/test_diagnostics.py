@@ -203,6 +203,24 @@ def test_line_shows_each_value_of_a_loop_local(target: RunningTarget) -> None:
         assert result.returncode != 0 and message in result.stderr, (bad, result.stderr)
 
 
+def test_line_user_code_that_exits_leaves_the_applications_thread_running(target: RunningTarget) -> None:
+    """exit() in -f (typed unquoted, as watch's) is that hit's error: SystemExit was not caught, and
+    raised at that line in the application's thread it ended the thread (3.12+: from the
+    sys.monitoring callback; before: from the trace function)."""
+    line = _line_of("# LINE_TOTAL")
+    proc = _start_monitor(target.pid, "line __main__ accumulate %d -f exit() -n 2" % line)
+    evaluate(target.pid, "m.CALLS.update(count=0) or m.CALLS['go'].set()")
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    hits = [json.loads(record)["result"] for record in out.splitlines()]
+    errors = [hit.get("error", "") for hit in hits if hit["kind"] == "hit"]
+    assert errors == ["filter 'exit()' failed: SystemExit: None"] * 2, hits
+    alive = "[t.name for t in __import__('threading').enumerate() if t.name == 'caller']"
+    assert evaluate(target.pid, alive) == ["caller"]
+
+
 # ------------------------------------------------------------------ logger
 
 
