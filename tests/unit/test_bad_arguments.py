@@ -163,3 +163,11 @@ def test_perf_of_an_idle_process_says_so_and_how_to_sample_it_anyway() -> None:
     assert (
         str(caught.value) == "no samples from pid 42 in 1.0 s: its threads were idle (--idle samples idle threads too)"
     )
+
+
+@pytest.mark.parametrize("command", ["watch m f", "trace m C f", "tt -t m f", "monitor m f", "stack m f"])
+def test_an_empty_nested_name_is_refused_not_dropped(command: str) -> None:
+    spec = registry.get(command.split()[0])
+    assert spec is not None
+    with pytest.raises(UsageError, match="-nm must name a function defined inside the method, got ''"):
+        spec.parse([*command.split()[1:], "-nm", ""])  # was: the method itself hooked, -nm ignored

@@ -32,9 +32,17 @@ def add_nested_argument(parser: argparse.ArgumentParser) -> None:
         "--nested-method",
         dest="nested",
         metavar="NAME",
+        type=_nested_name,
         help="instrument the function NAME defined inside the method: a path (a.b, Class.method, '<lambda>'), "
         "or a name found at any depth when it is unique; every function of that name and path is hooked",
     )
+
+
+def _nested_name(text: str) -> str:
+    """An empty ``-nm ""`` was taken as no -nm at all: the method itself was hooked instead."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a function defined inside the method, got %r" % text)
+    return text
 
 
 def nested_doc(action: str) -> str:
