@@ -171,3 +171,17 @@ def test_an_empty_nested_name_is_refused_not_dropped(command: str) -> None:
     assert spec is not None
     with pytest.raises(UsageError, match="-nm must name a function defined inside the method, got ''"):
         spec.parse([*command.split()[1:], "-nm", ""])  # was: the method itself hooked, -nm ignored
+
+
+@pytest.mark.parametrize("line", ["help", "help watch", "help timetunnel"])
+def test_help_under_json_keeps_stdout_json_lines_only(line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from flight_profiler.attach.attacher import AttachOptions
+    from flight_profiler.cli.output import Output
+    from flight_profiler.cli.runner import Runner
+
+    runner = Runner(os.getpid(), Output(as_json=True, color=False), AttachOptions())
+    assert runner.execute(line) is True
+    captured = capsys.readouterr()
+    assert captured.out == "" and "watch" in captured.err  # was: the help text on stdout among JSON lines

@@ -95,7 +95,9 @@ class Runner:
             args = rest.split()
             if len(args) > 1:
                 raise UsageError("help takes one command name, got %s" % " ".join(args))
-            self.output.console.print(command_help(ALIASES.get(args[0], args[0])) if args else overview())
+            # with --json, stdout holds JSON lines only (docs/json-schema.md): the text goes to stderr
+            console = self.output.err if self.output.as_json else self.output.console
+            console.print(command_help(ALIASES.get(args[0], args[0])) if args else overview())
             return
         if name == "detach":
             if rest.strip():  # "detach now" must not read as a detach that waits or asks
