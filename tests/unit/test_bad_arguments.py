@@ -185,3 +185,49 @@ def test_help_under_json_keeps_stdout_json_lines_only(line: str, capsys: pytest.
     assert runner.execute(line) is True
     captured = capsys.readouterr()
     assert captured.out == "" and "watch" in captured.err  # was: the help text on stdout among JSON lines
+
+
+def _fleet() -> Any:
+    from flight_profiler.attach.attacher import AttachOptions
+    from flight_profiler.fleet.runner import Fleet
+    from flight_profiler.fleet.select import Target
+    from flight_profiler.fleet.sink import Sink
+    from flight_profiler.mcp.executor import Collector
+
+    return Fleet(
+        [Target(NO_SUCH_PID, 1, None, None), Target(NO_SUCH_PID - 1, 1, None, None)],
+        Sink(Collector()),
+        AttachOptions(),
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "value"),
+    [
+        # over a group the line was shlex-split: quotes eaten, brackets split ("unrecognized arguments")
+        (
+            "getglobal m x -e [c.host for c in target if c.status=='error']",
+            "expr",
+            "[c.host for c in target if c.status=='error']",
+        ),
+        ("watch m f -f args[0][\"query\"]=='hello'", "filter", "args[0][\"query\"]=='hello'"),
+        ("timetunnel -l", "action", "list"),  # was: unknown command 'timetunnel'
+    ],
+)
+def test_a_group_reads_command_lines_as_one_target_does(line: str, key: str, value: str) -> None:
+    fleet = _fleet()
+    name, rest = line.split(" ", 1)
+    spec, requests, _ = fleet._prepare(name, rest, fleet.members)
+    assert spec.name == ("tt" if name == "timetunnel" else name)
+    assert {request[key] for request in requests.values()} == {value}
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [("detach now", "detach takes no arguments, got now"), ("help watch extra", "help takes one command name")],
+)
+def test_a_group_refuses_extra_words_to_help_and_detach(line: str, said: str) -> None:
+    fleet = _fleet()
+    assert fleet.execute(line) is False
+    assert any(said in error for error in fleet.sink.output.errors)

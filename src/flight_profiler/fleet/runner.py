@@ -12,7 +12,6 @@ line and the others go on.
 from __future__ import annotations
 
 import os
-import shlex
 import threading
 import time
 from collections.abc import Iterator
@@ -22,9 +21,8 @@ from typing import Any
 from ..attach import privsep
 from ..attach.attacher import AttachOptions, prepare_injection
 from ..attach.connection import AgentConnection
-from ..cli import registry
-from ..cli.runner import Detached, Runner
-from ..commands.spec import CommandSpec
+from ..cli.runner import ALIASES, Detached, Runner, parse_command
+from ..commands.spec import CommandSpec, split_command
 from ..errors import FlightProfilerError, UsageError
 from .merge import Merger, merger_for
 from .select import Target
@@ -125,17 +123,17 @@ class Fleet:
     def execute(self, line: str, only: list[MemberRunner] | None = None) -> bool:
         """Run ``line`` on every member (or ``only`` these); True when it succeeded on all of them."""
         members = self.members if only is None else only
-        try:
-            argv = shlex.split(line)
-        except ValueError as exc:
-            self.sink.output.error(None, "cannot parse the line: %s" % exc)
+        try:  # as one target's Runner reads it: the seeds' unquoted expressions, the timetunnel alias
+            name, rest = split_command(line)
+        except UsageError as exc:
+            self.sink.output.error(None, str(exc))
             return False
-        if not argv:
+        if not name:
             return True
         try:
-            work = self._prepare(argv[0], argv[1:], members)
+            work = self._prepare(name, rest, members)
         except FlightProfilerError as exc:
-            self.sink.output.error(argv[0], str(exc))
+            self.sink.output.error(name, str(exc))
             return False
         if work is None:
             return True
@@ -143,25 +141,29 @@ class Fleet:
         return self._run(spec, requests, merger, members)
 
     def _prepare(
-        self, name: str, args: list[str], members: list[MemberRunner]
+        self, name: str, rest: str, members: list[MemberRunner]
     ) -> tuple[CommandSpec | None, dict[int, dict[str, Any]], Merger | None] | None:
         """Parse once, before any target is touched; None when the line was handled here (help)."""
-        if name == "help":
+        if name in ("help", "detach"):
+            args = rest.split()
+            if name == "detach" and args:
+                raise UsageError("detach takes no arguments, got %s" % " ".join(args))
+            if name == "detach":
+                return None, {}, None
+            if len(args) > 1:
+                raise UsageError("help takes one command name, got %s" % " ".join(args))
             from ..cli.help import command_help, overview
 
-            self.sink.output.console.print(command_help(args[0]) if args else overview())
+            output = self.sink.output  # with --json, stdout holds JSON lines only: the text goes to stderr
+            console = output.err if output.as_json else output.console
+            console.print(command_help(ALIASES.get(args[0], args[0])) if args else overview())
             return None
-        if name == "detach":
-            return None, {}, None
-        spec = registry.get(name)
-        if spec is None:
-            raise UsageError("unknown command %r; 'help' lists them" % name)
-        request = spec.parse(args)
+        spec, request = parse_command(name, rest)
         if spec.interactive and not request.get("source"):
             raise UsageError("%s is interactive and works on one process: 'use PID' first, or give -c" % name)
         if request.get("pid"):
             raise UsageError("%s PID reads another process; over a group, select it with -p instead" % name)
-        merger = merger_for(name, request) if len(members) > 1 else None
+        merger = merger_for(spec.name, request) if len(members) > 1 else None  # "timetunnel" is tt
         return spec, {member.pid: _for_target(spec, request, member.pid, len(members)) for member in members}, merger
 
     def _run(
