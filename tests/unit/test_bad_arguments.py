@@ -231,3 +231,14 @@ def test_a_group_refuses_extra_words_to_help_and_detach(line: str, said: str) ->
     fleet = _fleet()
     assert fleet.execute(line) is False
     assert any(said in error for error in fleet.sink.output.errors)
+
+
+def test_k8s_checks_the_pods_command_line_as_the_pod_will_read_it() -> None:
+    from flight_profiler.fleet.k8s import _remote_words
+
+    line = "getglobal m x -e [c.host for c in target if c.status=='error']"
+    _, spec, request = _remote_words(["--all", "--cmd", line])  # was refused here: "unrecognized arguments"
+    assert spec.name == "getglobal" and request["expr"] == "[c.host for c in target if c.status=='error']"
+    assert _remote_words(["--all", "--cmd", "timetunnel -l"])[1].name == "tt"
+    with pytest.raises(UsageError, match="unknown command"):
+        _remote_words(["--all", "--cmd", "  "])

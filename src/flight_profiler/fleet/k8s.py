@@ -31,9 +31,9 @@ import threading
 import time
 from typing import Any
 
-from ..cli import registry
+from ..cli.runner import parse_command
 from ..cli.subcommands import Subcommand, add_output_options, make_output
-from ..commands.spec import CommandSpec, number
+from ..commands.spec import CommandSpec, number, split_command
 from ..errors import FlightProfilerError, ProtocolError, UsageError
 from ..render.safe import safe_line
 from .merge import merger_for
@@ -140,11 +140,10 @@ def _remote_words(words: list[str]) -> tuple[list[str], CommandSpec, dict[str, A
     parsed = fleet_parser().parse_args(words)
     if parsed.cmd is None:
         raise UsageError('k8s runs one command per pod: add --cmd "<command>" after --')
-    line = shlex.split(parsed.cmd)
-    spec = registry.get(line[0]) if line else None
-    if spec is None:
-        raise UsageError("unknown command %r; 'help' lists them" % safe_line(line[0] if line else ""))
-    request = spec.parse(line[1:])
+    name, rest = split_command(parsed.cmd)  # as the pod's flight_profiler will read it (seeds' syntax, aliases)
+    if not name:
+        raise UsageError("unknown command ''; 'help' lists them")
+    spec, request = parse_command(name, rest)
     if spec.interactive and not request.get("source"):
         raise UsageError("%s is interactive: give -c CODE" % spec.name)
     if not wants_fleet(words) and parsed.target is None:
