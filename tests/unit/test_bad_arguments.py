@@ -242,3 +242,8 @@ def test_k8s_checks_the_pods_command_line_as_the_pod_will_read_it() -> None:
     assert _remote_words(["--all", "--cmd", "timetunnel -l"])[1].name == "tt"
     with pytest.raises(UsageError, match="unknown command"):
         _remote_words(["--all", "--cmd", "  "])
+
+
+def test_stack_filter_that_lost_its_quotes_is_refused_before_anything_is_hooked() -> None:
+    said = parse_error("stack m f -n 1 -f args[0][query]==hello")
+    assert "uses hello, query, which it cannot see in the target" in said  # as watch's -f

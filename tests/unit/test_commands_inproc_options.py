@@ -125,6 +125,14 @@ def test_stack_of_a_hooked_call_with_a_filter_and_a_name(agent: InProcessAgent) 
     _ok(agent, "stack", "hook_shapes Shapes method -n 1", lambda: S.Shapes(1).method(1))
 
 
+def test_stack_of_calls_whose_filter_raises_fails_and_says_why(agent: InProcessAgent) -> None:
+    """It ended as if -n were reached: "0 call stack(s) shown", status 0, the filter's error never said."""
+    _, end, _ = _run(
+        agent, "stack", "hook_shapes plain -n 1 -f args[0]['nokey']", lambda: [S.plain(n) for n in range(4)]
+    )
+    assert end["status"] == "error" and "raised TypeError" in end["error"] and "switched off" in end["error"], end
+
+
 def test_monitor_counts_failures(agent: InProcessAgent) -> None:
     _ok(agent, "monitor", "hook_shapes raises -c 0.05 -n 1", S.call_raises)
 

@@ -250,6 +250,9 @@ def _callers(request: dict[str, Any], ctx: JobContext) -> None:
     probe.close()
     if reason == "cancelled":
         return
+    switched_off = probe.switched_off()  # a filter that raised or ran over: said, as watch says it
+    if switched_off is not None:
+        raise CommandFailed(switched_off)
     ctx.emit(
         {
             "kind": "end",

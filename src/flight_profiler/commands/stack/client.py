@@ -15,7 +15,15 @@ from ...readers import pyspy
 from ...render.safe import safe_line
 from ..calls import add_nested_argument, render_end, render_header, render_start, skipped_note
 from ..outfile import check_destination, write_text
-from ..spec import LONGEST_NUMBER, CommandSpec, LocalContext, add_expression_argument, number
+from ..spec import (
+    CALL_NAMES,
+    LONGEST_NUMBER,
+    CommandSpec,
+    LocalContext,
+    add_expression_argument,
+    check_expression,
+    number,
+)
 from .model import DEFAULTS
 
 CALLS_LIMIT = DEFAULTS["limit"]  # stack module [class] method: calls shown by default
@@ -152,7 +160,7 @@ def _callers_request(ns: argparse.Namespace, words: list[str]) -> CallersRequest
         "cls": words[1] if len(words) == 3 else None,
         "method": words[-1],
         "nested": ns.nested,
-        "filter": ns.filter or ns.filepath,
+        "filter": check_expression(ns.filter or ns.filepath, CALL_NAMES, "-f"),
         "limit": limit,
         "rate": CALLS_RATE,
     }
