@@ -247,3 +247,10 @@ def test_k8s_checks_the_pods_command_line_as_the_pod_will_read_it() -> None:
 def test_stack_filter_that_lost_its_quotes_is_refused_before_anything_is_hooked() -> None:
     said = parse_error("stack m f -n 1 -f args[0][query]==hello")
     assert "uses hello, query, which it cannot see in the target" in said  # as watch's -f
+
+
+@pytest.mark.parametrize(("order", "said"), [("ascending", "smallest 2:"), ("descending", "largest 2:")])
+def test_mem_summary_header_says_which_end_of_the_order_it_shows(order: str, said: str) -> None:
+    rows = [{"type": "NoneType", "count": 1, "size": 16}, {"type": "ellipsis", "count": 1, "size": 16}]
+    event = {"action": "summary", "objects": 9, "size": 99, "distinct": 5, "seconds": 0.1, "order": order}
+    assert said in rendered("mem", {**event, "types": rows})  # --order ascending said "largest 2:"

@@ -55,6 +55,7 @@ def _summary(ctx: JobContext, limit: int, descending: bool) -> None:
             "size": size,
             "distinct": len(counts),
             "seconds": round(time.monotonic() - started, 3),
+            "order": "descending" if descending else "ascending",
             "types": rows,
             "pacing": pace.finish(),
         }

@@ -112,8 +112,15 @@ def _render_summary(event: dict[str, Any]) -> RenderableType:
     from rich.text import Text
 
     header = Text(
-        "%d objects, %s, %d types (walked in %.1f s, the target kept running); largest %d:"
-        % (event["objects"], human(event["size"]), event["distinct"], event["seconds"], len(event["types"])),
+        "%d objects, %s, %d types (walked in %.1f s, the target kept running); %s %d:"
+        % (
+            event["objects"],
+            human(event["size"]),
+            event["distinct"],
+            event["seconds"],
+            "smallest" if event.get("order") == "ascending" else "largest",  # an older agent sends no order
+            len(event["types"]),
+        ),
         style="bold",
     )
     return Group(header, _type_table(event["types"], signed=False))

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         size: int
         distinct: int  # number of distinct types seen
         seconds: float  # how long the walk took (the target kept running meanwhile)
+        order: str  # --order: "descending" (largest first) or "ascending"
         types: List[TypeRow]
 
     class DiffEvent(TypedDict, total=False):
