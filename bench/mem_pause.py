@@ -122,6 +122,12 @@ def held(results: list[dict], field: str) -> float | None:
     return max(found) if found else None
 
 
+def held_where(results: list[dict]) -> str | None:
+    """Where the walk's longest slice (in CPU time) ended, over the runs (``pacing.longest_where``)."""
+    found = [result["pacing"] for result in results if "pacing" in result]
+    return max(found, key=lambda pacing: pacing["longest_cpu_ms"]).get("longest_where") if found else None
+
+
 def measure(python: str, runs: int, objects: int) -> dict[str, object]:
     load = os.getloadavg()[0]
     target = start_target(python, "prof_mem_pause_target.py", str(objects), timeout=120)
@@ -150,6 +156,8 @@ def measure(python: str, runs: int, objects: int) -> dict[str, object]:
             "held_cpu_ms": held(summaries, "longest_cpu_ms"),
             "instances_held_ms": held(instances, "longest_ms"),
             "instances_held_cpu_ms": held(instances, "longest_cpu_ms"),
+            "held_where": held_where(summaries),
+            "instances_held_where": held_where(instances),
             "load": (load, os.getloadavg()[0]),
             "instances_gap_ms": max(inst_gaps),
             "instances_gaps_ms": inst_gaps,
