@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -203,22 +204,39 @@ def test_line_shows_each_value_of_a_loop_local(target: RunningTarget) -> None:
         assert result.returncode != 0 and message in result.stderr, (bad, result.stderr)
 
 
-def test_line_user_code_that_exits_leaves_the_applications_thread_running(target: RunningTarget) -> None:
-    """exit() in -f (typed unquoted, as watch's) is that hit's error: SystemExit was not caught, and
-    raised at that line in the application's thread it ended the thread (3.12+: from the
-    sys.monitoring callback; before: from the trace function)."""
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ("-f exit()", r"^filter 'exit\(\)' raised SystemExit: None in thread caller \(tid \d+\): switched off$"),
+        (
+            "--expr exit()",
+            r"^expression 'exit\(\)' raised SystemExit: None in thread caller \(tid \d+\): switched off$",
+        ),
+        (
+            "-f __import__('time').sleep(2) or True --budget-ms 50",
+            r"ran over its budget of 50 ms in thread caller \(tid \d+\): switched off \(--budget-ms\)$",
+        ),
+    ],
+    ids=["filter exits", "expression exits", "filter over its budget"],
+)
+def test_line_user_code_is_switched_off_and_the_applications_thread_runs_on(
+    target: RunningTarget, options: str, said: str
+) -> None:
+    """As watch's: user code at that line runs in the application's thread under a budget. exit() there
+    ended the thread (SystemExit was not caught); a filter that blocked held it for as long as it blocked."""
     line = _line_of("# LINE_TOTAL")
-    proc = _start_monitor(target.pid, "line __main__ accumulate %d -f exit() -n 2" % line)
+    proc = _start_monitor(target.pid, "line __main__ accumulate %d %s -n 2" % (line, options))
     evaluate(target.pid, "m.CALLS.update(count=0) or m.CALLS['go'].set()")
     try:
-        out, _ = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    hits = [json.loads(record)["result"] for record in out.splitlines()]
-    errors = [hit.get("error", "") for hit in hits if hit["kind"] == "hit"]
-    assert errors == ["filter 'exit()' failed: SystemExit: None"] * 2, hits
+    assert proc.returncode == 1, (out, err)
+    [failure] = [json.loads(record) for record in out.splitlines() if '"error"' in record and '"kind"' not in record]
+    assert re.search(said, failure["error"]), failure
     alive = "[t.name for t in __import__('threading').enumerate() if t.name == 'caller']"
     assert evaluate(target.pid, alive) == ["caller"]
+    assert evaluate(target.pid, "m.accumulate(3)") == 3  # the function runs on, unwatched
 
 
 # ------------------------------------------------------------------ logger

@@ -285,7 +285,8 @@ def test_line_user_code_that_exits_never_ends_the_applications_thread(
     agent: InProcessAgent, option: str, user_code: str
 ) -> None:
     """SystemExit and KeyboardInterrupt from -f/--expr were not caught (``except Exception``): raised
-    in the application's thread at that line, they ended it (a thread ends silently on SystemExit)."""
+    in the application's thread at that line, they ended it (a thread ends silently on SystemExit).
+    Now, as watch's, the user code is switched off and the command ends saying why."""
     reached: list[int] = []
 
     def app() -> None:
@@ -294,8 +295,8 @@ def test_line_user_code_that_exits_never_ends_the_applications_thread(
 
     _, end, text = _run(agent, "line", "hook_shapes plain 14 %s %s -n 2" % (option, user_code), app)
     assert reached == [2, 3, 4], reached  # every call returned to the application
-    assert end["status"] == "ok" and "failed: " in text, text
-    assert ("SystemExit" if "exit" in user_code else "KeyboardInterrupt") in text
+    assert end["status"] == "error" and end["error"].endswith(": switched off"), end
+    assert ("SystemExit" if "exit" in user_code else "KeyboardInterrupt") in end["error"]
 
 
 # ----------------------------------------------------------------------------- torch, gilstat

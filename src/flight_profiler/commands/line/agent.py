@@ -28,6 +28,7 @@ from ...services.expr import Expression, describe_error
 from ...services.hooks import OWN_WORK
 from ...services.location import resolve
 from ...services.ratelimit import TokenBucket
+from ...services.usercode import APP_BUDGET_MS, FAILED, Guard, budget_of
 from ..source.agent import last_line
 from .model import DEFAULTS
 
@@ -62,6 +63,14 @@ class LineProbe:
         self.expr = Expression(self.expr_source, ()) if self.expr_source else None
         self.filter = Expression(self.filter_source, ()) if self.filter_source else None
         self.options = CaptureOptions.from_request(request)
+        # as watch's: user code in the application's thread runs under a budget; a filter that raises,
+        # or anything that runs over the budget or raises SystemExit & co., is switched off and said
+        budget_ms = budget_of(request, APP_BUDGET_MS)
+        self.filter_guard = (
+            Guard("filter %r" % self.filter_source, budget_ms, self._switch_off) if self.filter else None
+        )
+        what = "expression %r" % self.expr_source if self.expr else "capturing the local variables"
+        self.record_guard = Guard(what, budget_ms, self._switch_off)
 
     def hit(self, frame: FrameType) -> None:
         ident = threading.get_ident()
@@ -77,30 +86,43 @@ class LineProbe:
 
     def _hit(self, frame: FrameType, ident: int) -> None:
         local = dict(frame.f_locals)
-        error = None
-        if self.filter is not None:
-            try:
-                if not self.filter.evaluate(local):
-                    return
-            except BaseException as exc:  # noqa: BLE001 - the filter's error is this hit's result
-                # BaseException: exit() or a raised SystemExit/KeyboardInterrupt would end the target's thread
-                error = "filter %r failed: %s" % (self.filter_source, describe_error(exc))
+        if self.filter is not None and self.filter_guard is not None:
+            wanted = self.filter_guard.call(self.filter.evaluate, local)
+            if wanted is FAILED or not wanted:  # FAILED: switched off, the job ends and says why
+                return
         index = self._admit()
         if not index:
             return
+        item = self.record_guard.call(self._record, local, ident, index)
+        if item is not FAILED:
+            self.outbox.put(item)
+
+    def _record(self, local: dict[str, Any], ident: int, index: int) -> dict[str, Any]:
         item: dict[str, Any] = {"kind": "hit", "index": index, "time": time.time()}
         item.update(thread_info(ident))
-        if error is not None:
-            item["error"] = error
-        elif self.expr is not None:
+        if self.expr is not None:
             try:
-                item["values"] = [{"expr": self.expr_source, "value": capture(self.expr.evaluate(local), self.options)}]
-            except BaseException as exc:  # noqa: BLE001 - the expression's error is this hit's result (as -f's)
+                value = self.expr.evaluate(local)
+            except Exception as exc:  # noqa: BLE001 - the expression's error is this hit's result
+                # (SystemExit & co. go to the guard around _record: switched off, as watch's)
                 item["error"] = "expression %r failed: %s" % (self.expr_source, describe_error(exc))
+            else:
+                item["values"] = [{"expr": self.expr_source, "value": capture(value, self.options)}]
         else:
             item["values"] = [{"expr": name, "value": capture(value, self.options)} for name, value in local.items()]
         item["skipped"] = self.bucket.take_skipped()
-        self.outbox.put(item)
+        return item
+
+    def _switch_off(self) -> None:
+        """A guard tripped (on the application's thread): no more hits; the job ends and says why."""
+        self.closed = True
+        self.full.set()
+
+    def switched_off(self) -> str | None:
+        for guard in (self.filter_guard, self.record_guard):
+            if guard is not None and guard.reason is not None:
+                return guard.reason
+        return None
 
     def _admit(self) -> int:
         with self.lock:
@@ -115,6 +137,9 @@ class LineProbe:
     def close(self) -> None:
         with self.lock:
             self.closed = True
+        for guard in (self.filter_guard, self.record_guard):
+            if guard is not None:
+                guard.close()  # the watchdog this probe opened
 
 
 # ------------------------------------------------------------------ 3.12+: sys.monitoring
@@ -271,6 +296,7 @@ def run(request: LineRequest, ctx: JobContext) -> None:
     code = target.code  # for -nm naming several functions: the first one
     _check_line(code, target.label, int(request["line"]))
     probe = LineProbe(request)  # expressions are checked here, before anything is hooked
+    ctx.add_cleanup(probe.close)
     if sys.version_info >= (3, 12):
         ctx.add_cleanup(_watch_with_monitoring(code, probe))
         mechanism = "sys.monitoring"
@@ -288,6 +314,9 @@ def run(request: LineRequest, ctx: JobContext) -> None:
     ctx.run_cleanups()  # the function is itself again before the summary is sent
     if reason == "cancelled":
         return
+    switched_off = probe.switched_off()
+    if switched_off is not None:
+        raise CommandFailed(switched_off)
     ctx.emit(
         {
             "kind": "end",

@@ -6,9 +6,11 @@ import argparse
 
 from ...errors import UsageError
 from ..calls import (
+    add_budget_argument,
     add_nested_argument,
     add_rate_argument,
     at_least,
+    budget_request,
     non_negative,
     render_end,
     render_values,
@@ -50,11 +52,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop after this many hits (default %d)" % DEFAULT_LIMIT,
     )
     add_rate_argument(parser, DEFAULT_RATE, "hits")
+    add_budget_argument(
+        parser, "app", "one evaluation of -f or --expr, or one hit's capture, in the application thread"
+    )
     add_render_options(parser)
 
 
 # The usage line's forms, in the reference's order (rendered with the parser: commands/surface.py).
-USAGE_FORMS = ("module [class] method LINE [--expr] [-f] [-n] [-nm] [-x] [-v] [-r] [--rate]",)
+USAGE_FORMS = ("module [class] method LINE [--expr] [-f] [-n] [-nm] [-x] [-v] [-r] [--rate] [--budget-ms]",)
 # The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
 OPTION_DOCS = (
     ("module", "module as imported in the target (`__main__`, `pkg.mod`)"),
@@ -67,6 +72,13 @@ OPTION_DOCS = (
     ("-f", "only hits for which this is true, over the local variables", "every hit"),
     ("-n", "stop after N hits"),
     ("--rate", "at most N hits per second; the others are counted as skipped (0: no limit)"),
+    (
+        "--budget-ms",
+        "time budget of one `-f`/`--expr` evaluation or capture in the application thread: one that runs over it, "
+        "blocks, or raises (`-f`; `--expr` only with SystemExit & co.) is switched off and the command ends with "
+        "that one-line reason",
+        "200",
+    ),
     ("-nm", "the function `NAME` defined inside the method (one level deep)", "off"),
     ("-x", "depth to expand values: 1..4, `-1` deepest"),
     ("-v", "every item of containers, whole long strings"),
@@ -100,6 +112,7 @@ def _to_request(ns: argparse.Namespace) -> LineRequest:
         "filter": ns.filter,
         "limit": at_least(ns.limits, 1, "-n"),
         "rate": non_negative(ns.rate, "--rate"),
+        **budget_request(ns),
         **render_options(ns),
     }
 

@@ -8,7 +8,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: each import costs t
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Literal, Optional, TypedDict
 
-    from ...protocol.requests import RenderOptions, TargetRequest
+    from ...protocol.requests import BudgetOption, RenderOptions, TargetRequest
 
     class LineOptions(RenderOptions):
         """The fields with a default (``DEFAULTS``)."""
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
         limit: int  # -n
         rate: float  # hits shown per second at most; the others are counted as skipped
 
-    class LineRequest(TargetRequest, LineOptions):
+    class LineRequest(TargetRequest, LineOptions, BudgetOption):
         line: int  # the source line whose execution is reported
         expr: Optional[str]  # over the function's local variables; default: all of them
         filter: Optional[str]  # over the local variables
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     class LineHit(LineHitFields, total=False):
         values: List[Dict[str, Any]]  # {expr, value: capture tree}
-        error: str  # the filter or expression raised
+        error: str  # the expression raised
 
 
 DEFAULTS: LineOptions = {"limit": 10, "rate": 20.0, **RENDER_DEFAULTS}
