@@ -293,7 +293,7 @@ def test_line_user_code_that_exits_never_ends_the_applications_thread(
         for n in range(3):
             reached.append(S.plain(n))
 
-    _, end, text = _run(agent, "line", "hook_shapes plain 14 %s %s -n 2" % (option, user_code), app)
+    _, end, _ = _run(agent, "line", "hook_shapes plain 14 %s %s -n 2" % (option, user_code), app)
     assert reached == [2, 3, 4], reached  # every call returned to the application
     assert end["status"] == "error" and end["error"].endswith(": switched off"), end
     assert ("SystemExit" if "exit" in user_code else "KeyboardInterrupt") in end["error"]
