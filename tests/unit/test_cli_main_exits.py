@@ -120,3 +120,12 @@ def test_entry_turns_errors_into_one_line(monkeypatch: pytest.MonkeyPatch, capsy
     monkeypatch.setattr(sys, "argv", ["flight_profiler", "--debug"])
     with pytest.raises(ZeroDivisionError):
         _entry(monkeypatch, ZeroDivisionError("x"), ["--debug"])
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from flight_profiler import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        cli_main.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == "flight_profiler %s\n" % __version__

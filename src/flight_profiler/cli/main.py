@@ -7,6 +7,7 @@ import gc
 import os
 import sys
 
+from .. import __version__
 from ..attach.attacher import AttachOptions
 from ..commands.spec import HelpFormatter, ToolParser, number
 from ..errors import FlightProfilerError, UsageError
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--force", action="store_true", help="attach even if the target opted out of remote debugging")
     parser.add_argument("--debug", action="store_true", help="explain each attach step on stderr")
+    parser.add_argument("--version", action="version", version="flight_profiler %s" % __version__)
     return parser
 
 
