@@ -43,6 +43,32 @@ def test_objects_slots_and_failing_attributes() -> None:
     assert capture(Hostile(), CaptureOptions())["attrs"] == {"fine": {"t": "int", "v": 2}}
 
 
+class Tag:
+    """No state and a repr of its own: its repr says more than its (empty) attributes."""
+
+    def __repr__(self) -> str:
+        return "Tag<blue>"
+
+
+def test_objects_in_a_container_at_the_last_level_show_their_attributes() -> None:
+    """The seeds' getInstances examples: ``-e [i for i in instances if ...]`` at the default ``-x 1`` shows
+    ``[Connection({'host': 'queue', ...})]``, as the plain ``instances`` does: the reference's ``-x``
+    counts objects, not the containers around them. Attributes come by repr; deeper objects stay reprs."""
+    one = CaptureOptions(expand=1)
+    assert one_line(capture([Point(), Point()], one)) == "[Point({'x': 1, 'y': [1, 2]}), Point({'x': 1, 'y': [1, 2]})]"
+    assert one_line(capture({"p": Point()}, one)) == "{'p': Point({'x': 1, 'y': [1, 2]})}"
+    assert one_line(capture((Tag(), 3, "s"), one)) == "(Tag<blue>, 3, 's')"
+    nested = Point()
+    nested.x = Point()  # type: ignore[assignment]
+    assert one_line(capture([nested], one)).startswith("[Point({'x': <")  # an object's attribute: its repr
+    assert capture([[Point()]], one)["items"][0].get("r", "").startswith("[<")  # a list inside: by repr
+    looped: list[object] = []
+    point = Point()
+    point.y = looped  # type: ignore[assignment]
+    looped.append(point)
+    assert one_line(capture(looped, one)).startswith("[Point({'x': 1, 'y': [<")  # a cycle: by repr, once
+
+
 def test_item_limit_and_verbose() -> None:
     node = capture(list(range(100)), CaptureOptions())
     assert len(node["items"]) == 20 and node["more"] == 80

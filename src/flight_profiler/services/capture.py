@@ -136,18 +136,20 @@ def _contained(fn: Callable[..., Any], args: tuple[Any, ...], obj: Any, options:
     return {"t": _safe_type_name(obj), "error": "repr failed: %s" % _describe(error or Exception())}
 
 
-def _capture(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
+def _capture(obj: Any, options: CaptureOptions, depth: int, seen: set[int], item: bool = False) -> dict[str, Any]:
     if id(type(obj)) in _PLAIN:
-        return _capture_any(obj, options, depth, seen)
-    node: dict[str, Any] = _contained(_capture_any, (obj, options, depth, seen), obj, options)
+        return _capture_any(obj, options, depth, seen, item)
+    node: dict[str, Any] = _contained(_capture_any, (obj, options, depth, seen, item), obj, options)
     return node
 
 
-def _capture_any(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
+def _capture_any(obj: Any, options: CaptureOptions, depth: int, seen: set[int], item: bool = False) -> dict[str, Any]:
     if isinstance(obj, _SCALARS):
         return _scalar(obj)
     if isinstance(obj, str):
         return _string(obj, options.str_limit)
+    if depth <= 0 and item and not isinstance(obj, _BYTES) and not _array_kind(obj) and _kind(obj) == "object":
+        return _last_item(obj, options, seen)
     if depth <= 0 or isinstance(obj, _BYTES) or _array_kind(obj):
         return _repr_node(obj, options)
     if id(obj) in seen:
@@ -157,6 +159,24 @@ def _capture_any(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) 
         return _container(obj, options, depth, seen)
     except Exception as exc:  # noqa: BLE001 - a hostile __len__/__iter__, a dict resized meanwhile
         return {"t": _type_name(obj), "error": _describe(exc)}
+    finally:
+        seen.discard(id(obj))
+
+
+def _last_item(obj: Any, options: CaptureOptions, seen: set[int]) -> dict[str, Any]:
+    """An object of the program's in a container at the last ``-x`` level: its attributes by repr.
+
+    The reference's ``-x`` counts levels of objects, not of the containers around them: at ``-x 1``
+    a list of instances shows ``[Connection({'host': 'queue', ...}), ...]`` (the seeds' getInstances
+    examples, with or without ``-e``), not ``[<__main__.Connection object at 0x...>, ...]``. Objects
+    best shown by their own repr (no state, a ``__repr__`` of their own) still are.
+    """
+    attrs = _attributes(obj, options.item_limit)
+    if attrs is None or id(obj) in seen:
+        return _repr_node(obj, options)
+    seen.add(id(obj))
+    try:
+        return _object(obj, attrs, options, 1, seen)
     finally:
         seen.discard(id(obj))
 
@@ -213,13 +233,14 @@ def _sized(obj: Any, node: dict[str, Any], shown: int, options: CaptureOptions) 
 def _mapping(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
     pairs = _head(obj.items(), options.item_limit)
     items = [
-        [_capture(key, options, depth - 1, seen), _capture(value, options, depth - 1, seen)] for key, value in pairs
+        [_capture(key, options, depth - 1, seen), _capture(value, options, depth - 1, seen, True)]
+        for key, value in pairs
     ]
     return _sized(obj, {"t": _type_name(obj), "kind": "dict", "items": items}, len(items), options)
 
 
 def _sequence(obj: Any, kind: str, options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
-    items = [_capture(value, options, depth - 1, seen) for value in _head(obj, options.item_limit)]
+    items = [_capture(value, options, depth - 1, seen, True) for value in _head(obj, options.item_limit)]
     return _sized(obj, {"t": _type_name(obj), "kind": kind, "items": items}, len(items), options)
 
 
