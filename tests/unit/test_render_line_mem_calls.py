@@ -126,3 +126,23 @@ def test_the_shared_numeric_checks_say_the_option() -> None:
 def test_where_shortens_only_absolute_paths() -> None:
     assert calls.where("/srv/app/models.py", 7) == "models.py:7"
     assert calls.where("<string>", 1) == "<string>:1"
+
+
+def test_line_and_logger_show_the_targets_names_escaped_whole() -> None:
+    """Thread, logger and level names are the target's: escaped by the renderer, so the CR and BEL of a
+    name are shown (rich drops them from text it is given raw) and a table measures what it shows."""
+    from flight_profiler.commands.logger.client import SPEC as LOGGER
+
+    name = "w\x1b]0;t\x07\r\u202e"
+    shown = "w\\x1b]0;t\\x07\\r\\u202e"
+    hit = {"kind": "hit", "index": 1, "time": WHEN, "thread": name, "tid": 7, "daemon": True, "values": []}
+    assert _text(LINE.render({**hit, "error": "E: " + name})) == [
+        "#1 2026-04-19 09:35:38:953 thread=" + shown,
+        "E: " + shown,
+    ]
+    logger = {"name": "app" + name, "level": "NOTICE" + name, "effective": "INFO", "propagate": True}
+    tree = {"kind": "tree", "loggers": [{**logger, "disabled": False, "handlers": []}], "total": 1, "shown": 1}
+    lines = _text(LOGGER.render(tree))
+    assert lines[1].split() == ["app" + shown, "NOTICE" + shown, "INFO", "yes", "-"], lines
+    changed = {"kind": "changed", "name": "app" + name, "old_level": "INFO", "level": "DEBUG", "effective": "DEBUG"}
+    assert _text(LOGGER.render({**changed, "seconds": 1}))[0].startswith("app%s: level INFO -> DEBUG" % shown)

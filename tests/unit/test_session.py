@@ -226,3 +226,37 @@ def test_socket_errors_on_send_end_the_job_not_the_agent() -> None:
     never_called(1)  # its result cannot be sent any more
     agent.close()
     assert hooks.installed() == []
+
+
+def test_an_internal_error_carrying_a_lone_surrogate_is_an_error_not_a_dead_session(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The target's text (a name, a message) may hold a lone surrogate: writing the traceback to the
+    agent's log with the strict codec raised inside the handler of the error, on the session's thread."""
+    from flight_profiler.agent import session
+    from flight_profiler.services.context import JobContext
+
+    class Hostile(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text either")
+
+    def handler(request: Any, ctx: Any) -> None:
+        try:
+            raise RuntimeError("class \x1b]0;t\x07\udcff")
+        except RuntimeError:
+            raise Hostile() from None
+
+    log = tmp_path / "agent.sock.log"
+    monkeypatch.setattr(session, "handler_for", lambda command, package: handler)
+    monkeypatch.setattr(session, "LOG_PATH", str(log))
+    end = session._execute(JobContext(1, lambda data: None, {}), "sc", {"pattern": "x"})
+    assert end["status"] == "error" and end["error"] == "internal error in sc: Hostile", end
+
+    def surrogate(request: Any, ctx: Any) -> None:
+        raise RuntimeError("class \x1b]0;t\x07\udcff")
+
+    monkeypatch.setattr(session, "handler_for", lambda command, package: surrogate)
+    end = session._execute(JobContext(2, lambda data: None, {}), "sc", {"pattern": "x"})
+    assert end["error"] == "internal error in sc: RuntimeError: class \x1b]0;t\x07\udcff", end
+    assert framing.encode(end).isascii()
+    assert "\\udcff" in log.read_text(encoding="utf-8")

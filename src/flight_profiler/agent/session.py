@@ -23,6 +23,7 @@ from ..protocol.messages import END_CANCELLED, END_ERROR, END_OK, validate
 from ..protocol.version import PROTOCOL_VERSION
 from ..services import realthreads
 from ..services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
+from ..services.describe import describe_error
 from .registry import QUICK, handler_for
 
 
@@ -352,7 +353,8 @@ def _execute(ctx: JobContext, command: str, request: dict[str, Any]) -> dict[str
     except usercode.UserError as exc:
         status, error = END_ERROR, "%s raised %s" % (command, exc)
     except Exception as exc:  # noqa: BLE001 - a command bug must not kill the agent
-        status, error = END_ERROR, "internal error in %s: %s: %s" % (command, type(exc).__name__, exc)
+        # describe_error: the exception may be the target's, whose __str__ raises
+        status, error = END_ERROR, "internal error in %s: %s" % (command, describe_error(exc))
         _log_exception()
     finally:
         cleanup_errors = ctx.run_cleanups()
@@ -441,7 +443,10 @@ def _log_exception() -> None:
     import traceback
 
     try:
-        with open(LOG_PATH, "a") as fh:
+        # backslashreplace: a message of the target's may hold a lone surrogate, which the strict
+        # codec refuses; anything this raised would end the session's thread (its client sees the
+        # connection lost)
+        with open(LOG_PATH, "a", encoding="utf-8", errors="backslashreplace") as fh:
             traceback.print_exc(file=fh)
-    except OSError:
+    except Exception:  # noqa: BLE001, S110 - the log is a convenience, the answer is what matters
         pass

@@ -17,6 +17,13 @@ MESSAGE_LIMIT = 2000  # characters of an error message kept: its head and its ta
 REPR_LIMIT = 200  # characters of a repr() shown where only a hint of the object is wanted
 
 
+def is_a(obj: Any, kind: Any) -> bool:
+    """``isinstance`` that runs none of ``obj``'s code: where the type test fails, ``isinstance`` asks
+    ``obj.__class__``, which a class may make a property that raises, blocks or lies (lazy-module
+    proxies in ``sys.modules``, mocks)."""
+    return issubclass(type(obj), kind)
+
+
 def type_name(kind: type, plain: Tuple[str, ...] = ("builtins",)) -> str:
     """``module.Qualified.Name`` of a class, or the bare name for classes of ``plain`` modules;
     ``<type at 0x...>`` when the class will not say (a hostile metaclass)."""

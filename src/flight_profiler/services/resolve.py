@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 import types
 
+from . import usercode
 from .context import CommandFailed
+from .describe import describe_error, is_a, type_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -18,8 +20,10 @@ if TYPE_CHECKING:
 
 def loaded_module(name: str) -> types.ModuleType:
     module = sys.modules.get(name)
-    if isinstance(module, types.ModuleType):
+    if module is not None and is_a(module, types.ModuleType):
         return module
+    if module is not None:  # a proxy of the program's: none of its code runs (its __class__ may raise)
+        raise CommandFailed("sys.modules[%r] is not a module (a %s)" % (name, type_name(type(module))))
     hint = _suggest(name, [n for n in list(sys.modules) if not n.startswith("_flight_profiler")])
     raise CommandFailed("module %r is not loaded in the target%s" % (name, hint))
 
@@ -39,12 +43,18 @@ def _lookup(owner: Any, name: str, what: str, owner_label: str) -> Any:
     namespace = _namespace(owner)
     if name in namespace:
         return namespace[name]
-    try:
-        return getattr(owner, name)
-    except AttributeError:
-        pass
-    except Exception as exc:  # noqa: BLE001 - a hostile __getattr__ is the target's problem, not ours
-        raise CommandFailed("%s.%s raised %s: %s" % (owner_label, name, type(exc).__name__, exc)) from None
+    # the owner's code may run (a module's __getattr__, a descriptor): bounded like a repr, so that one
+    # that never returns cannot hold the session's thread
+    value, error, overran = usercode.call_contained(getattr, (owner, name))
+    if overran:
+        raise CommandFailed(
+            "%s.%s: its code (__getattr__, a property...) ran over the budget of %g ms and was stopped"
+            % (owner_label, name, usercode.CAPTURE_BUDGET_MS)
+        )
+    if error is None:
+        return value
+    if not is_a(error, AttributeError):  # a hostile __getattr__ is the target's problem, not ours
+        raise CommandFailed("%s.%s raised %s" % (owner_label, name, describe_error(error)))
     raise CommandFailed("%s %r not found in %s%s" % (what, name, owner_label, _suggest(name, list(namespace))))
 
 

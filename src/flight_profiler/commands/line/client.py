@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ...errors import UsageError
+from ...render.safe import safe_line
 from ..calls import (
     add_budget_argument,
     add_nested_argument,
@@ -144,10 +145,10 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
         parts.append(note)
     header = Text()
     header.append("#%d" % event["index"], style="bold")
-    header.append(" %s thread=%s" % (timestamp(event["time"]), event["thread"]))
+    header.append(" %s thread=%s" % (timestamp(event["time"]), safe_line(event["thread"])))  # the target's name
     parts.append(header)
     if "error" in event:
-        parts.append(Text(event["error"], style="red"))
+        parts.append(Text(safe_line(event["error"]), style="red"))
     parts.extend(render_values(event.get("values", [])))
     return Group(*parts)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ...errors import UsageError
+from ...render.safe import safe_line
 from ..spec import CommandSpec, number
 from .model import DEFAULTS, MAX_FOR_S
 
@@ -67,6 +68,9 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     from rich.text import Text
 
     kind = event.get("kind")
+    # names and level names are the target's: escaped here, not only at the console's gate, so that a
+    # table measures the text it shows and rich does not drop the CR or BEL of a name
+    event = {key: safe_line(value) if isinstance(value, str) else value for key, value in event.items()}
     if kind == "changed":
         return Text(
             "%s: level %s -> %s (effective %s) for %g s; reverted then, on Ctrl-C, or when this client goes away"
@@ -91,9 +95,10 @@ def _tree(event: dict[str, Any]) -> RenderableType:
     for column in ("NAME", "LEVEL", "EFFECTIVE", "PROPAGATE", "HANDLERS"):
         table.add_column(column)
     for logger in event["loggers"]:
-        handlers = ", ".join(_handler(h) for h in logger["handlers"]) or "-"
-        name = logger["name"] + (" (disabled)" if logger["disabled"] else "")
-        table.add_row(name, logger["level"], logger["effective"], "yes" if logger["propagate"] else "no", handlers)
+        handlers = safe_line(", ".join(_handler(h) for h in logger["handlers"]) or "-")
+        name = safe_line(logger["name"]) + (" (disabled)" if logger["disabled"] else "")
+        level, effective = safe_line(logger["level"]), safe_line(logger["effective"])
+        table.add_row(name, level, effective, "yes" if logger["propagate"] else "no", handlers)
     if event["shown"] < event["total"]:
         more = Text("%d more logger(s) not shown: narrow with --name" % (event["total"] - event["shown"]), style="dim")
         return Group(table, more)

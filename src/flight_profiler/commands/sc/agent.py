@@ -16,6 +16,7 @@ import types
 
 from ...services import hooks
 from ...services.context import CommandFailed, JobContext
+from ...services.describe import is_a
 from .model import DEFAULTS, MAX_LIMIT, MAX_MODULES
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -67,7 +68,7 @@ def search(
 def _modules() -> list[tuple[str, types.ModuleType]]:
     out = []
     for name, module in list(sys.modules.items()):  # a snapshot: other threads import meanwhile
-        if isinstance(module, types.ModuleType) and not name.startswith(OWN_PREFIX):
+        if is_a(module, types.ModuleType) and not name.startswith(OWN_PREFIX):
             out.append((name, module))
             if len(out) >= MAX_MODULES:
                 break
@@ -124,7 +125,7 @@ def namespace(obj: Any) -> dict[str, Any]:
 
 
 def defined_in(obj: Any, module_name: str) -> bool:
-    return namespace(obj).get("__module__") == module_name if isinstance(obj, type) else _module_of(obj) == module_name
+    return namespace(obj).get("__module__") == module_name if is_a(obj, type) else _module_of(obj) == module_name
 
 
 def _module_of(obj: Any) -> Any:
@@ -137,7 +138,7 @@ def _module_of(obj: Any) -> Any:
 def classes_of(module_name: str, module: types.ModuleType) -> Iterator[tuple[str, type]]:
     """(qualified name, class) of every class the module defines, nested ones included."""
     for attr, value in namespace(module).items():
-        if isinstance(value, type) and defined_in(value, module_name):
+        if is_a(value, type) and defined_in(value, module_name):
             yield from _with_nested("%s.%s" % (module_name, attr), value, module_name, NESTED_DEPTH)
 
 
@@ -146,7 +147,7 @@ def _with_nested(name: str, klass: type, module_name: str, depth: int) -> Iterat
     if depth <= 1:
         return
     for attr, value in namespace(klass).items():
-        if isinstance(value, type) and value is not klass and defined_in(value, module_name):
+        if is_a(value, type) and value is not klass and defined_in(value, module_name):
             yield from _with_nested("%s.%s" % (name, attr), value, module_name, depth - 1)
 
 
@@ -181,14 +182,14 @@ _TYPE_QUALNAME = type.__dict__["__qualname__"]
 def module_file(module_name: str) -> str | None:
     module = sys.modules.get(module_name)
     found = namespace(module).get("__file__") if module is not None else None
-    return found if isinstance(found, str) else None
+    return found if is_a(found, str) else None
 
 
 def class_line(klass: Any) -> int | None:
     """The class statement's line (3.13+ records it), else its first method's, else None."""
     attrs = namespace(klass)
     line = attrs.get("__firstlineno__")
-    if isinstance(line, int):
+    if is_a(line, int):
         return line
     lines = [code.co_firstlineno for code in (code_of(value) for value in attrs.values()) if code is not None]
     return min(lines) if lines else None
@@ -196,8 +197,8 @@ def class_line(klass: Any) -> int | None:
 
 def code_of(value: Any) -> Any:
     """The code object behind a function, staticmethod, classmethod or property getter; else None."""
-    if isinstance(value, (staticmethod, classmethod)):
+    if is_a(value, (staticmethod, classmethod)):
         value = value.__func__
-    elif isinstance(value, property):
+    elif is_a(value, property):
         value = value.fget
-    return hooks.real_code(value) if isinstance(value, types.FunctionType) else None  # not a hook's wrapper
+    return hooks.real_code(value) if is_a(value, types.FunctionType) else None  # not a hook's wrapper

@@ -13,6 +13,7 @@ from __future__ import annotations
 import types
 
 from ...services.context import JobContext
+from ...services.describe import is_a
 from ..sc.agent import classes_of, code_of, defined_in, namespace, search
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -36,7 +37,7 @@ def run(request: SearchRequest, ctx: JobContext) -> None:
 
 def _functions(module_name: str, module: types.ModuleType) -> Iterator[tuple[str, Any, str]]:
     for attr, value in namespace(module).items():
-        if isinstance(value, types.FunctionType) and defined_in(value, module_name):
+        if is_a(value, types.FunctionType) and defined_in(value, module_name):
             yield "%s.%s" % (module_name, attr), value, "function"
     for class_name, klass in classes_of(module_name, module):
         for attr, value in namespace(klass).items():
@@ -46,13 +47,13 @@ def _functions(module_name: str, module: types.ModuleType) -> Iterator[tuple[str
 
 
 def _method_kind(value: Any) -> str | None:
-    if isinstance(value, staticmethod):
+    if is_a(value, staticmethod):
         return "staticmethod"
-    if isinstance(value, classmethod):
+    if is_a(value, classmethod):
         return "classmethod"
-    if isinstance(value, property):
+    if is_a(value, property):
         return "property" if value.fget is not None else None
-    if isinstance(value, types.FunctionType):
+    if is_a(value, types.FunctionType):
         return "method"
     return None
 
@@ -68,9 +69,9 @@ def _describe(module: str, name: str, value: Any, kind: str, detail: bool) -> di
 
 
 def _function(value: Any) -> Any:
-    if isinstance(value, (staticmethod, classmethod)):
+    if is_a(value, (staticmethod, classmethod)):
         return value.__func__
-    if isinstance(value, property):
+    if is_a(value, property):
         return value.fget
     return value
 

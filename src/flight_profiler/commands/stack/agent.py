@@ -14,15 +14,14 @@ Python call stack that led to each call: who calls this.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import sys
-import threading
+import threading  # callprobe imports it anyway
 
 from ...services import hooks
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
-from ...services.describe import safe_repr
+from ...services.describe import is_a, safe_repr
 from ...services.location import resolve
 from .model import DEFAULTS
 
@@ -91,6 +90,9 @@ def _thread_stacks() -> dict[str, Any]:
 def _all_tasks() -> list[Any]:
     """Every pending task; the registries' names differ across 3.8-3.15, gc covers the rest."""
     tasks: list[Any] = []
+    future = _future_type()  # asyncio is never imported by us: a program without it has no tasks
+    if future is None:
+        return tasks
     module = sys.modules.get("asyncio.tasks")
     for name in ("_all_tasks", "_scheduled_tasks"):
         registry = getattr(module, name, None)
@@ -100,7 +102,8 @@ def _all_tasks() -> list[Any]:
     if eager is not None:
         tasks.extend(list(eager))
     if not tasks:
-        tasks = [obj for obj in gc.get_objects() if isinstance(obj, asyncio.Future) and hasattr(obj, "get_coro")]
+        # is_a, not isinstance: an object's __class__ may be a property that raises (mocks, proxies)
+        tasks = [obj for obj in gc.get_objects() if is_a(obj, future) and hasattr(obj, "get_coro")]
     unique = {id(task): task for task in tasks if not task.done()}
     return list(unique.values())
 
@@ -125,10 +128,11 @@ def _await_chain(coro: Any) -> tuple[list[dict[str, Any]], Any]:
     and the future at the end of the chain, if any."""
     frames: list[dict[str, Any]] = []
     seen: set[int] = set()
+    future = _future_type() or ()  # is_a of () is False
     current = coro
     while current is not None and len(frames) < FRAME_LIMIT and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, asyncio.Future):
+        if is_a(current, future):
             return frames, current
         frame = _first_attribute(current, ("cr_frame", "gi_frame", "ag_frame"))
         if frame is not None:
@@ -136,6 +140,12 @@ def _await_chain(coro: Any) -> tuple[list[dict[str, Any]], Any]:
             frames.append({"name": code.co_name, "file": code.co_filename, "line": frame.f_lineno})
         current = _first_attribute(current, ("cr_await", "gi_yieldfrom", "ag_await"))
     return frames, None
+
+
+def _future_type() -> Any:
+    """asyncio's Future (the C one where there is one), once the program imported asyncio, else None."""
+    future = getattr(sys.modules.get("asyncio.futures"), "Future", None)
+    return future if is_a(future, type) else None
 
 
 def _first_attribute(obj: Any, names: tuple[str, ...]) -> Any:

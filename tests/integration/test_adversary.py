@@ -1,0 +1,74 @@
+"""A target that fights back (tests/targets/adversary_target.py): the agent survives it and every command
+still answers, with one line where it cannot.
+
+The target holds a non-module in ``sys.modules`` whose ``__class__`` and ``__getattr__`` raise, a module
+whose ``__getattr__`` (PEP 562) never returns, objects whose ``__class__`` is a raising property, and
+names and exception messages with escapes and a lone surrogate. Each of these once ended the session's
+thread (the client saw "lost the connection"), or held it for good.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from inproc_client import client
+from support import TARGETS, RunningTarget, cli, target_fixture
+
+target = target_fixture("adversary_target.py")
+
+
+def _alive_and_answering(pid: int) -> None:
+    result = client(pid, "getglobal __main__ EVIL_TEXT")
+    assert result.returncode == 0, result.stderr
+    assert result.results[0]["value"]["v"].startswith("text\x1b]0;"), result.results
+
+
+def test_a_non_module_in_sys_modules_is_one_error_and_no_lost_session(target: RunningTarget) -> None:
+    """``sys.modules["lazymod"]`` is an object whose ``__class__`` raises: isinstance() ran it."""
+    assert cli(target.pid, "module /x").returncode == 0  # the agent is in (the real attach)
+    result = client(target.pid, "getglobal lazymod x")
+    assert result.returncode == 1
+    assert result.errors and "not a module" in result.errors[0], result.errors
+    assert "lost the connection" not in result.errors[0]
+    _alive_and_answering(target.pid)
+
+
+def test_commands_that_walk_sys_modules_run_none_of_its_objects_code(target: RunningTarget) -> None:
+    for command in (
+        "module %s" % os.path.join(TARGETS, "adversary_target.py"),
+        "sc Service -d",
+        "sm Service.handle -d",
+    ):
+        result = client(target.pid, command)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+        assert result.results, command
+    assert client(target.pid, "sc Service").results[0]["matches"][0]["name"] == "__main__.Service"
+    _alive_and_answering(target.pid)
+
+
+def test_a_module_getattr_that_never_returns_is_stopped_at_the_budget(target: RunningTarget) -> None:
+    """``blockmod.__getattr__`` loops for good: the lookup ran it on the session's thread without a budget."""
+    started = time.monotonic()
+    result = client(target.pid, "getglobal blockmod x", timeout=60)
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stdout
+    assert result.errors and "ran over the budget" in result.errors[0], result.errors
+    assert took < 30, took
+    _alive_and_answering(target.pid)
+
+
+def test_stack_a_imports_nothing_and_survives_a_lying_class(target: RunningTarget) -> None:
+    """stack -a imported asyncio into every target; where asyncio is loaded and no task is registered it
+    looks through the heap with isinstance(), which ran LIAR's raising ``__class__``."""
+    loaded = "getglobal sys modules -e \"'asyncio' in target\""
+    assert client(target.pid, loaded).results[0]["value"]["v"] is False
+    result = client(target.pid, "stack -a")
+    assert result.returncode == 0, result.stderr
+    assert client(target.pid, loaded).results[0]["value"]["v"] is False, "stack -a imported asyncio"
+    # now the program imports asyncio (no task runs): the heap is looked through
+    assert client(target.pid, "getglobal builtins __import__ -e \"bool(target('asyncio'))\"").returncode == 0
+    result = client(target.pid, "stack -a")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert result.results and result.results[0]["loops"] == []
+    _alive_and_answering(target.pid)
