@@ -72,3 +72,20 @@ def test_stack_a_imports_nothing_and_survives_a_lying_class(target: RunningTarge
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert result.results and result.results[0]["loops"] == []
     _alive_and_answering(target.pid)
+
+
+def test_source_and_reload_read_only_regular_files(target: RunningTarget) -> None:
+    """A code object's file name is the program's: a FIFO blocked the read in C for good (the job's
+    thread stayed stuck, the client waited), and reload read /dev/zero until the target's memory ran out."""
+    for command, shown in (
+        ("source fifomod f", "is not a regular file"),
+        ("source fifomod", "is not a regular file"),
+        ("reload fifomod f", "is not a regular file"),
+        ("reload zeromod f", "/dev/zero is not a regular file"),
+    ):
+        started = time.monotonic()
+        result = client(target.pid, command, timeout=30)
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert result.errors and shown in result.errors[0], (command, result.errors)
+        assert time.monotonic() - started < 15, command
+    _alive_and_answering(target.pid)

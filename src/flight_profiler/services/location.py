@@ -10,6 +10,8 @@ caller see the hook, however it reaches the function.
 
 from __future__ import annotations
 
+import os
+import stat
 import types
 
 from . import hooks
@@ -19,6 +21,32 @@ from .resolve import find_attribute, find_class, loaded_module, qualified
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any
+
+
+def read_source_file(path: str, limit: int) -> bytes | None:
+    """At most ``limit + 1`` bytes of the regular file ``path`` (``source``, ``reload``); None when it
+    is not a regular file. A code object's file name is the program's to set: a FIFO would block
+    the open or the read in C for good (nothing of ours can stop that), /dev/zero never ends."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        raise CommandFailed("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, got = [], 0
+        while got <= limit:
+            chunk = os.read(fd, min(limit + 1 - got, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise CommandFailed("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    finally:
+        os.close(fd)
+
 
 MAX_WRAPPED = 32  # a __wrapped__ chain longer than this is a cycle
 

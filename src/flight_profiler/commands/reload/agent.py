@@ -22,7 +22,7 @@ import types
 
 from ...services import hooks
 from ...services.context import CommandFailed, JobContext
-from ...services.location import resolve
+from ...services.location import read_source_file, resolve
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -55,14 +55,17 @@ def run(request: ReloadRequest, ctx: JobContext) -> None:
     )
 
 
+MAX_SOURCE_BYTES = 64 * 1024 * 1024  # a source file larger than this is not read into the target
+
+
 def _compile_file(path: str) -> types.CodeType:
     if not path or path.startswith("<"):
         raise CommandFailed("the function was not loaded from a file (%s): nothing to reload from" % path)
-    try:
-        with open(path, "rb") as fh:
-            source = fh.read()
-    except OSError as exc:
-        raise CommandFailed("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    source = read_source_file(path, MAX_SOURCE_BYTES)
+    if source is None:
+        raise CommandFailed("%s is not a regular file: nothing to reload from" % path)
+    if len(source) > MAX_SOURCE_BYTES:
+        raise CommandFailed("%s is larger than %d MB: not reloaded" % (path, MAX_SOURCE_BYTES // (1024 * 1024)))
     try:
         return compile(source, path, "exec", dont_inherit=True)
     except SyntaxError as exc:

@@ -16,7 +16,7 @@ import types
 
 from ...services import hooks
 from ...services.context import CommandFailed, JobContext
-from ...services.location import resolve
+from ...services.location import read_source_file, resolve
 from ...services.resolve import find_attribute, loaded_module
 from ..sc.agent import code_of, defined_in, namespace
 from .model import MAX_BYTES, MAX_DIFFERING, MAX_LINES
@@ -122,11 +122,9 @@ def _result(
 
 
 def _read(path: str) -> list[str]:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise CommandFailed("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    raw = read_source_file(path, MAX_BYTES)
+    if raw is None:
+        raise CommandFailed("%s is not a regular file" % path)
     if len(raw) > MAX_BYTES:
         raise CommandFailed("%s is larger than %d MB" % (path, MAX_BYTES // (1024 * 1024)))
     return raw.decode(_encoding(raw), "replace").splitlines()
