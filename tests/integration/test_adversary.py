@@ -10,6 +10,7 @@ thread (the client saw "lost the connection"), or held it for good.
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from inproc_client import client
@@ -88,4 +89,20 @@ def test_source_and_reload_read_only_regular_files(target: RunningTarget) -> Non
         assert result.returncode == 1, (command, result.stdout, result.stderr)
         assert result.errors and shown in result.errors[0], (command, result.errors)
         assert time.monotonic() - started < 15, command
+    _alive_and_answering(target.pid)
+
+
+def test_a_stopped_target_with_an_agent_is_one_line_at_once(target: RunningTarget) -> None:
+    """A first attach refuses a SIGSTOPped target at once; one whose agent already ran waited --timeout
+    (30 s) for a handshake nothing in the process could answer, and did not say why."""
+    _alive_and_answering(target.pid)
+    os.kill(target.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        result = cli(target.pid, "getglobal __main__ EVIL_TEXT")
+        assert result.returncode == 1
+        assert result.errors == ["pid %d is stopped (job control); resume it with: kill -CONT %d" % ((target.pid,) * 2)]
+        assert time.monotonic() - started < 15
+    finally:
+        os.kill(target.pid, signal.SIGCONT)
     _alive_and_answering(target.pid)

@@ -394,6 +394,10 @@ def _handshake(
     except BaseException:
         sock.close()
         raise
+    if running and _job_control_stopped(target.pid):
+        # its agent cannot answer: said now, as a first attach says it (procfs.check_attachable), not after --timeout
+        sock.close()
+        raise TargetError("pid %d is stopped (job control); resume it with: kill -CONT %d" % (target.pid, target.pid))
     try:
         return AgentConnection.from_socket(sock, timeout=timeout, connector_pid=helper.connector_pid)
     except OSError:
@@ -407,6 +411,16 @@ def _handshake(
                 % (timeout, exc)
             ) from None
         return None
+
+
+def _job_control_stopped(pid: int) -> bool:
+    """State T in /proc/PID/stat (SIGSTOP, Ctrl-Z; a tracing stop is 't'). Read here, not through procfs:
+    a command on a running agent imports neither it nor typing (tests/integration/test_client_imports.py)."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"T"
+    except (OSError, IndexError):
+        return False
 
 
 class _Attempt:
