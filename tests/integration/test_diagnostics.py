@@ -198,6 +198,7 @@ def test_line_shows_each_value_of_a_loop_local(target: RunningTarget) -> None:
     for bad, message in (
         ("line __main__ accumulate %d" % (line + 40), "is outside __main__.accumulate"),
         ("line __main__ accumulate %d" % _line_of("# NO_CODE"), "runs no code of its own"),
+        ("line __main__ accumulate %d" % _line_of("def accumulate"), "no line event comes from there; try 75"),
         ("line __main__ accumulate x", "must be a line number"),
     ):
         result = client(target.pid, bad, json_output=False)

@@ -281,6 +281,15 @@ def _check_line(code: CodeType, label: str, line: int) -> None:
     if not first <= line <= last:
         raise CommandFailed("line %d is outside %s (lines %d-%d)" % (line, label, first, last))
     lines = code_lines(code)
+    if line == first and (len(lines) > 1 or sys.version_info >= (3, 13)):
+        # the def line (or the first decorator's): what runs there is the prologue (RESUME, cells), which
+        # reports no line event, nor, under 3.13+'s sys.monitoring, does the one line of a one-line
+        # function: accepted, such a line was waited for until Ctrl-C
+        others = sorted(lines - {first})[:3]
+        raise CommandFailed(
+            "line %d of %s is where it starts (def or decorator): no line event comes from there; %s"
+            % (line, label, "try %s" % ", ".join(str(n) for n in others) if others else "watch the function instead")
+        )
     if line not in lines:
         near = sorted(lines, key=lambda candidate: (abs(candidate - line), candidate))[:3]
         raise CommandFailed(
