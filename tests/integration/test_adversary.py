@@ -106,3 +106,31 @@ def test_a_stopped_target_with_an_agent_is_one_line_at_once(target: RunningTarge
     finally:
         os.kill(target.pid, signal.SIGCONT)
     _alive_and_answering(target.pid)
+
+
+def test_names_of_megabytes_are_cut_in_every_event(target: RunningTarget) -> None:
+    """Thread and logger names went whole into events: a 3 MB thread name made dashboard and thread -b
+    one message over the client's 4 MB limit ("lost the connection"), and every watch hit 3 MB long.
+    Last in this module: it renames the target's threads."""
+    huge = "'N' * 3000000"
+    rename = (
+        "[setattr(t, 'name', %s + t.name) for t in list(target.values()) if t.name.startswith(('caller', 'waiter'))]"
+        % huge
+    )
+    assert client(target.pid, 'getglobal threading _active -e "%s"' % rename).returncode == 0
+    rename = "setattr(target.manager.loggerDict['plain'], 'name', %s)" % huge
+    assert client(target.pid, 'getglobal logging root -e "%s"' % rename).returncode == 0
+    for command in (
+        "dashboard -i 200 -n 1",
+        "thread -b -i 0",
+        "watch __main__ work -n 1",
+        "logger",
+        "tt -t __main__ work -n 1",
+    ):
+        for json_output in (True, False):
+            result = client(target.pid, command, *([] if json_output else ["--no-color"]), json_output=json_output)
+            assert result.returncode == 0, (command, result.stdout[-300:], result.stderr[-300:])
+            assert len(result.stdout) + len(result.stderr) < 100_000, (command, len(result.stdout))
+            if json_output:  # the text of a table may cut the name further, to the terminal's width
+                assert "N...(30000" in result.stdout, (command, result.stdout[-300:])
+    _alive_and_answering(target.pid)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 MESSAGE_LIMIT = 2000  # characters of an error message kept: its head and its tail
 REPR_LIMIT = 200  # characters of a repr() shown where only a hint of the object is wanted
+NAME_LIMIT = 200  # characters of a name of the program's (a thread's, a logger's, a task's) kept
 
 
 def is_a(obj: Any, kind: Any) -> bool:
@@ -22,6 +23,15 @@ def is_a(obj: Any, kind: Any) -> bool:
     ``obj.__class__``, which a class may make a property that raises, blocks or lies (lazy-module
     proxies in ``sys.modules``, mocks)."""
     return issubclass(type(obj), kind)
+
+
+def short(name: str, limit: int = NAME_LIMIT) -> str:
+    """A name the program chose, cut to ``limit`` characters (and its length said): a thread named with
+    megabytes went whole into every event (a watch hit, a dashboard frame), past the client's 4 MB
+    limit on one message, which then dropped the connection."""
+    if len(name) <= limit:
+        return name
+    return "%s...(%d chars)" % (name[:limit], len(name))
 
 
 def type_name(kind: type, plain: Tuple[str, ...] = ("builtins",)) -> str:

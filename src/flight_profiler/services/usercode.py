@@ -83,7 +83,7 @@ import time
 
 from . import realthreads
 from .context import AGENT_THREAD_IDS, CommandFailed
-from .describe import describe_error
+from .describe import describe_error, short
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -395,7 +395,7 @@ def _thread_name(ident: int) -> str:
     """Without threading.current_thread(), which would make a dummy Thread for a thread started in C."""
     threading: Any = sys.modules.get("threading")  # only if the target loaded it
     thread = threading._active.get(ident) if threading is not None else None
-    return "%s (tid %d)" % (thread.name if thread is not None else "Thread", ident)
+    return "%s (tid %d)" % (short(str(thread.name)) if thread is not None else "Thread", ident)
 
 
 def _stack(frame: Any) -> str:

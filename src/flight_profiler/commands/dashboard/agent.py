@@ -18,6 +18,7 @@ import sys
 import time
 
 from ...services.context import AGENT_THREAD_IDS, JobContext
+from ...services.describe import short
 from .model import DEFAULTS, SAMPLE_MS, TOP_FUNCTIONS, TOP_THREADS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -183,7 +184,7 @@ def _python_threads() -> dict[int, tuple[str, bool | None, int | None]]:
     found: dict[int, tuple[str, bool | None, int | None]] = {}
     for ident, thread in list(active.items()) if isinstance(active, dict) else []:
         try:
-            found[ident] = (str(thread.name), bool(thread.daemon), getattr(thread, "native_id", None))
+            found[ident] = (short(str(thread.name)), bool(thread.daemon), getattr(thread, "native_id", None))
         except Exception:  # noqa: BLE001, S112 - a Thread subclass with odd properties: left unnamed
             continue
     return found

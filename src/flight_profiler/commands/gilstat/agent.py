@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
+from ...services.describe import short
 from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -72,7 +73,7 @@ def _thread_names() -> dict[str, Any]:
         native = getattr(thread, "native_id", None)
         if native is None:
             continue
-        names[str(native)] = thread.name
+        names[str(native)] = short(str(thread.name))
         if thread.ident in ours or thread.name.startswith("flight_profiler"):
             agent.append(str(native))
     return {"threads": names, "agent": sorted(agent)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 
 from ...services.context import CommandFailed, JobContext
+from ...services.describe import short
 from .model import DEFAULTS, MAX_FOR_S, MAX_HANDLERS, MAX_LOGGERS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -72,7 +73,7 @@ def _tree(logging: Any, name: str | None) -> dict[str, Any]:
 def _describe(logging: Any, logger: Any) -> dict[str, Any]:
     handlers = list(getattr(logger, "handlers", []))
     return {
-        "name": "root" if logger is logging.root else str(logger.name),
+        "name": "root" if logger is logging.root else short(str(logger.name)),
         "level": _level_name(logging, logger.level),
         "effective": _level_name(logging, logger.getEffectiveLevel()),
         "propagate": bool(logger.propagate),
@@ -94,7 +95,7 @@ def _handler(logging: Any, handler: Any) -> dict[str, Any]:
 
 def _level_name(logging: Any, level: Any) -> str:
     name = logging.getLevelName(level)  # a pure lookup: never registers anything for a number
-    return name if isinstance(name, str) else str(level)
+    return short(name) if isinstance(name, str) else str(level)
 
 
 def _parse_level(logging: Any, text: str) -> int:

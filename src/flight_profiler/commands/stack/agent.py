@@ -21,7 +21,7 @@ import threading  # callprobe imports it anyway
 from ...services import hooks
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
-from ...services.describe import is_a, safe_repr
+from ...services.describe import is_a, safe_repr, short
 from ...services.location import resolve
 from .model import DEFAULTS
 
@@ -81,7 +81,13 @@ def _thread_stacks() -> dict[str, Any]:
             frames.append({"name": code.co_name, "file": code.co_filename, "line": line, "native": False})
             frame = frame.f_back
         frames.reverse()
-        thread = {"tid": native or ident, "name": str(name), "owns_gil": False, "active": False, "frames": frames}
+        thread = {
+            "tid": native or ident,
+            "name": short(str(name)),
+            "owns_gil": False,
+            "active": False,
+            "frames": frames,
+        }
         threads.append(thread)
     threads.sort(key=lambda thread: (thread["name"] != "MainThread", thread["tid"]))
     return {"pid": os.getpid(), "threads": threads, "from": "agent"}
@@ -173,7 +179,7 @@ def _tasks_in(awaited: Any) -> list[Any]:
 
 def _task_name(task: Any) -> str:
     try:
-        return str(task.get_name()) if hasattr(task, "get_name") else safe_repr(task)
+        return short(str(task.get_name())) if hasattr(task, "get_name") else safe_repr(task)
     except Exception:  # noqa: BLE001 - a task subclass may break it
         return safe_repr(task)
 
@@ -194,7 +200,7 @@ def _running(loop: Any) -> bool:
 
 def _loop_threads() -> dict[str, str]:
     """Which thread runs which loop, found through the running-loop holder of each thread."""
-    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    names = {thread.ident: short(str(thread.name)) for thread in threading.enumerate()}
     return {str(ident): name for ident, name in names.items() if ident is not None}
 
 

@@ -22,7 +22,7 @@ import sys
 import threading
 
 from ...services.context import AGENT_THREAD_IDS, JobContext
-from ...services.describe import safe_repr, type_name
+from ...services.describe import safe_repr, short, type_name
 from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -126,7 +126,7 @@ def _thread_waits(nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def _thread_node(ident: int, thread: Any) -> dict[str, Any]:
     if thread is None:
         return {"kind": "thread", "id": ident, "tid": None, "name": "Thread-%d" % ident}
-    return {"kind": "thread", "id": ident, "tid": getattr(thread, "native_id", None), "name": str(thread.name)}
+    return {"kind": "thread", "id": ident, "tid": getattr(thread, "native_id", None), "name": short(str(thread.name))}
 
 
 def _innermost(frame: Any) -> list[Any]:
@@ -371,7 +371,8 @@ def _task_node(task: Any) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - 3.7-style tasks have no name
         name = safe_repr(task)
     coro = getattr(task, "get_coro", lambda: None)()
-    return {"kind": "task", "id": id(task), "name": str(name), "coro": str(getattr(coro, "__qualname__", ""))}
+    coro_name = short(str(getattr(coro, "__qualname__", "")))
+    return {"kind": "task", "id": id(task), "name": short(str(name)), "coro": coro_name}
 
 
 def _coroutine_frames(task: Any) -> tuple[list[Any], list[Any]]:
