@@ -149,6 +149,12 @@ sys.modules["blockmod"] = _FakeModule("blockmod")
 
 # a module whose __file__ is a FIFO nobody writes to (reading it would block forever)
 FIFO = "/tmp/adversary-fifo-%d.py" % os.getpid()
+for _stale in os.listdir("/tmp"):  # those of killed targets (a SIGKILL runs no cleanup)
+    if _stale.startswith("adversary-fifo-") and not os.path.exists("/proc/" + _stale[15:-3]):
+        try:
+            os.unlink("/tmp/" + _stale)
+        except OSError:
+            pass
 try:
     os.mkfifo(FIFO)
 except OSError:
@@ -261,6 +267,10 @@ def release(signum, frame):
     try:
         GATE.release()
     except RuntimeError:
+        pass
+    try:
+        os.unlink(FIFO)
+    except OSError:
         pass
     os._exit(0)
 
