@@ -108,6 +108,17 @@ def test_a_stopped_target_with_an_agent_is_one_line_at_once(target: RunningTarge
     _alive_and_answering(target.pid)
 
 
+def test_tab_completion_runs_none_of_the_programs_code(target: RunningTarget) -> None:
+    """complete read members with getattr and vars(): blockmod's __getattr__ held the session for good."""
+    result = client(target.pid, "complete member --module blockmod --cls x", timeout=30)
+    assert result.returncode == 0 and result.results == [{"names": []}], (result.stdout, result.stderr)
+    for module in ("lazymod", "__main__"):
+        result = client(target.pid, "complete member --module %s --cls LIAR" % module, timeout=30)
+        assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "handle" in client(target.pid, "complete member han --module __main__ --cls Service").results[0]["names"]
+    _alive_and_answering(target.pid)
+
+
 def test_names_of_megabytes_are_cut_in_every_event(target: RunningTarget) -> None:
     """Thread and logger names went whole into events: a 3 MB thread name made dashboard and thread -b
     one message over the client's 4 MB limit ("lost the connection"), and every watch hit 3 MB long.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from ...services.context import JobContext
+from ..sc.agent import namespace
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -29,12 +30,11 @@ def run(request: CompleteRequest, ctx: JobContext) -> None:
 
 
 def _members(module_name: str, cls: str | None) -> list[str]:
+    # namespaces only, read without running any of the program's code: getattr ran a module's
+    # __getattr__ (one that never returns held the session's thread for good), vars() a __dict__ property
     owner: Any = sys.modules.get(module_name)
     if owner is not None and cls:
-        owner = getattr(owner, cls, None)
+        owner = namespace(owner).get(cls)
     if owner is None:
         return []
-    try:
-        return [str(name) for name in vars(owner)]
-    except TypeError:
-        return []
+    return [str(name) for name in namespace(owner)]
