@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_numeric_options import parse_error
 
 from flight_profiler.cli import registry
 from flight_profiler.errors import TargetError, UsageError
@@ -13,17 +14,6 @@ from flight_profiler.fleet import select
 from flight_profiler.readers import pyspy
 
 NO_SUCH_PID = 2**31 - 1  # above any pid_max
-
-
-def parse_error(line: str) -> str:
-    words = line.split()
-    spec = registry.get(words[0])
-    assert spec is not None
-    with pytest.raises(UsageError) as caught:
-        spec.parse(words[1:])
-    error = str(caught.value)
-    assert "\n" not in error
-    return error
 
 
 @pytest.mark.parametrize(

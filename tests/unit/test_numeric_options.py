@@ -14,7 +14,9 @@ def parse_error(line: str) -> str:
     assert spec is not None
     with pytest.raises(UsageError) as caught:
         spec.parse(words[1:])
-    return str(caught.value)
+    error = str(caught.value)
+    assert "\n" not in error  # one line, whatever the mistake
+    return error
 
 
 @pytest.mark.parametrize(

@@ -86,10 +86,11 @@ class _Freezer:
                 self.seized.append(tid)
                 _sys.interrupt(tid)
 
-    def wait_all(self, deadline: float) -> Dict[int, Tuple[int, int]]:
-        """Every seized thread's program counter and stack pointer once it is in its interrupt-stop."""
+    def wait_all(self, deadline: float, tids: Optional[List[int]] = None) -> Dict[int, Tuple[int, int]]:
+        """Every seized thread's (or ``tids``') program counter and stack pointer once it is in its
+        interrupt-stop; those that exited are left out (and no longer seized)."""
         registers: Dict[int, Tuple[int, int]] = {}
-        for tid in list(self.seized):
+        for tid in list(self.seized) if tids is None else tids:
             if not self._wait_stopped(tid, deadline):
                 self.seized.remove(tid)
                 continue
@@ -138,18 +139,12 @@ class _Freezer:
             self.stopped.discard(tid)
             running.append(tid)
         time.sleep(NUDGE_RUN)
-        registers: Dict[int, Tuple[int, int]] = {}
         for tid in running:
             try:
                 _sys.interrupt(tid)
-            except OSError:  # exited meanwhile
+            except OSError:  # exited meanwhile: the wait says so
                 pass
-            if not self._wait_stopped(tid, deadline):
-                self.seized.remove(tid)
-                continue
-            self.stopped.add(tid)
-            registers[tid] = self.arch.pc_sp(tid)
-        return registers
+        return self.wait_all(deadline, running)
 
     def thaw(self) -> None:
         """Let every seized thread go. ptrace detaches only a stopped tracee, and an interrupted
