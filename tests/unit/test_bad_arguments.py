@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_numeric_options import parse_error
 
 from flight_profiler.cli import registry
 from flight_profiler.errors import TargetError, UsageError
 from flight_profiler.fleet import select
 from flight_profiler.readers import pyspy
+from usage_errors import parse_error
 
 NO_SUCH_PID = 2**31 - 1  # above any pid_max
 
