@@ -21,10 +21,15 @@ at least one test per command on every interpreter.
 
 from __future__ import annotations
 
+import glob
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Generator
+from typing import Any
 
 import pytest
 
@@ -193,6 +198,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         kept = {id(item) for item in keep}
         config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept])
         items[:] = keep
+    _write_groups(config, items)
 
 
 def _mark(items: list[pytest.Item]) -> None:
@@ -208,6 +214,78 @@ def _mark(items: list[pytest.Item]) -> None:
         group = _xdist_group(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+# ------------------------------------------------------------------ xdist: one worker per group
+# pytest-xdist's own loadgroup never grouped a test here: its workers append the group to the node id
+# (``item._nodeid``), which pytest 9 no longer reads (node ids live in ``item._id``), and its scheduler
+# takes a group name that ends in "]" (ours: "module[target=3.8]") for a test parameter. Every test was
+# its own unit, spread over the workers in turn, so each module's target was started (and attached)
+# on up to all four workers, and the skill examples replayed a skill's earlier examples on each.
+# Here each worker writes the group of every collected test (by node id) to a file, and the
+# controller's scheduler reads one of them: a group goes to one worker, as one unit, largest first
+# (xdist's --loadscope-reorder); a test with no group is a unit of its own.
+GROUPS_KEY = "fp_xdist_groups"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Controller: every worker gets the directory its groups file goes to."""
+    config = node.config
+    if not hasattr(config, "_fp_groups_dir"):
+        config._fp_groups_dir = tempfile.mkdtemp(prefix="fp-xdist-groups-")
+    node.workerinput[GROUPS_KEY] = config._fp_groups_dir
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    directory = getattr(config, "_fp_groups_dir", None)
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _write_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Worker: node id -> group of the tests it collected (the same list on every worker)."""
+    workerinput = getattr(config, "workerinput", None)
+    if not workerinput or GROUPS_KEY not in workerinput:
+        return
+    groups = {}
+    for item in items:
+        marker = item.get_closest_marker("xdist_group")
+        if marker is not None and marker.args:
+            groups[item.nodeid] = str(marker.args[0])
+    path = os.path.join(workerinput[GROUPS_KEY], "%s.json" % workerinput["workerid"])
+    with open(path + ".tmp", "w") as fh:
+        json.dump(groups, fh)
+    os.replace(path + ".tmp", path)  # the controller reads whole files only
+
+
+def _read_groups(directory: str) -> dict[str, str]:
+    for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
+        with open(path) as fh:
+            found: dict[str, str] = json.load(fh)
+            return found
+    return {}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        """LoadScopeScheduling whose scope is the test's group, read from the workers' file."""
+
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            # first called once every worker has reported its collection, so its file is written
+            if self.groups is None:
+                directory = getattr(config, "_fp_groups_dir", None)
+                self.groups = _read_groups(directory) if directory else {}
+            return "@group " + self.groups[nodeid] if nodeid in self.groups else nodeid
+
+    return GroupScheduling(config, log)
 
 
 # ------------------------------------------------------------------ coverage of the suite's children
