@@ -58,6 +58,9 @@ def test_objects_in_a_container_at_the_last_level_show_their_attributes() -> Non
     assert one_line(capture([Point(), Point()], one)) == "[Point({'x': 1, 'y': [1, 2]}), Point({'x': 1, 'y': [1, 2]})]"
     assert one_line(capture({"p": Point()}, one)) == "{'p': Point({'x': 1, 'y': [1, 2]})}"
     assert one_line(capture((Tag(), 3, "s"), one)) == "(Tag<blue>, 3, 's')"
+    stated = Tag()
+    stated.colour = "blue"  # type: ignore[attr-defined]
+    assert one_line(capture([stated], one)) == "[Tag<blue>]"  # a repr of its own: its authors' choice
     nested = Point()
     nested.x = Point()  # type: ignore[assignment]
     assert one_line(capture([nested], one)).startswith("[Point({'x': <")  # an object's attribute: its repr

@@ -168,12 +168,12 @@ def _last_item(obj: Any, options: CaptureOptions, seen: set[int]) -> dict[str, A
 
     The reference's ``-x`` counts levels of objects, not of the containers around them: at ``-x 1``
     a list of instances shows ``[Connection({'host': 'queue', ...}), ...]`` (the seeds' getInstances
-    examples, with or without ``-e``), not ``[<__main__.Connection object at 0x...>, ...]``. Objects
-    best shown by their own repr (no state, a ``__repr__`` of their own) still are.
+    examples, with or without ``-e``), not ``[<__main__.Connection object at 0x...>, ...]``. An object
+    with a ``__repr__`` of its own is still shown by it.
     """
     attrs = _attributes(obj, options.item_limit)
-    if attrs is None or id(obj) in seen:
-        return _repr_node(obj, options)
+    if attrs is None or id(obj) in seen or getattr(type(obj), "__repr__", None) is not object.__repr__:
+        return _repr_node(obj, options)  # (a repr of the program's own is what its authors chose to show)
     seen.add(id(obj))
     try:
         return _object(obj, attrs, options, 1, seen)
