@@ -28,6 +28,7 @@ from .describe import error_message, short, type_name
 from .hooks import HOOK_FILE, OWN_WORK
 from .ratelimit import TokenBucket
 from .usercode import FAILED, Guard, unwatch_regions
+from .usercode import switched_off as _switched_off
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -204,10 +205,7 @@ class CallProbe:
 
     def switched_off(self) -> str | None:
         """Why the user code was switched off, or None."""
-        for guard in (self.filter_guard, self.record_guard):
-            if guard is not None and guard.reason is not None:
-                return guard.reason
-        return None
+        return _switched_off(self.filter_guard, self.record_guard)
 
     def drive(self, state: Any, inner: Any) -> Any:
         return inner

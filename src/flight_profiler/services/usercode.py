@@ -287,6 +287,14 @@ class Guard:
             watchdog_close()
 
 
+def switched_off(*guards: Guard | None) -> str | None:
+    """Why a command's user code was switched off (the first guard that tripped), or None."""
+    for guard in guards:
+        if guard is not None and guard.reason is not None:
+            return guard.reason
+    return None
+
+
 # ---------------------------------------------------------------- agent threads
 
 

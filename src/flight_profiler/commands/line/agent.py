@@ -29,6 +29,7 @@ from ...services.hooks import OWN_WORK
 from ...services.location import resolve
 from ...services.ratelimit import TokenBucket
 from ...services.usercode import APP_BUDGET_MS, FAILED, Guard, budget_of
+from ...services.usercode import switched_off as _switched_off
 from ..source.agent import last_line
 from .model import DEFAULTS
 
@@ -119,10 +120,7 @@ class LineProbe:
         self.full.set()
 
     def switched_off(self) -> str | None:
-        for guard in (self.filter_guard, self.record_guard):
-            if guard is not None and guard.reason is not None:
-                return guard.reason
-        return None
+        return _switched_off(self.filter_guard, self.record_guard)
 
     def _admit(self) -> int:
         with self.lock:
