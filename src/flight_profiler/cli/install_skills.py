@@ -58,10 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     output = make_output(args)
     try:
         result = install(args.dir or list(DEFAULT_DIRS))
-    except OSError as exc:
-        output.error("install-skills", "cannot install the skills: %s" % exc)
-        return 1
-    except UsageError as exc:
+    except (OSError, UsageError) as exc:  # UsageError: a directory another user controls (outfile.vet_path)
         output.error("install-skills", "cannot install the skills: %s" % exc)
         return 1
     output.result("install-skills", result, None if output.as_json else render(result))

@@ -90,18 +90,10 @@ class Runner:
 
     def _dispatch(self, name: str, rest: str) -> None:
         if name == "help":
-            from .help import command_help, overview
-
-            args = rest.split()
-            if len(args) > 1:
-                raise UsageError("help takes one command name, got %s" % " ".join(args))
-            # with --json, stdout holds JSON lines only (docs/json-schema.md): the text goes to stderr
-            console = self.output.err if self.output.as_json else self.output.console
-            console.print(command_help(ALIASES.get(args[0], args[0])) if args else overview())
+            print_help(self.output, rest)
             return
         if name == "detach":
-            if rest.strip():  # "detach now" must not read as a detach that waits or asks
-                raise UsageError("detach takes no arguments, got %s" % rest.strip())
+            check_detach(rest)
             self.detach()
             raise Detached()
         spec, request = parse_command(name, rest)
@@ -297,3 +289,21 @@ def _cancel_at(deadline: float | None, conn: AgentConnection, job: int) -> threa
     timer.daemon = True
     timer.start()
     return timer
+
+
+def print_help(output: Output, rest: str) -> None:
+    """``help [command]`` (one target's shell, or a group's)."""
+    from .help import command_help, overview
+
+    args = rest.split()
+    if len(args) > 1:
+        raise UsageError("help takes one command name, got %s" % " ".join(args))
+    # with --json, stdout holds JSON lines only (docs/json-schema.md): the text goes to stderr
+    console = output.err if output.as_json else output.console
+    console.print(command_help(ALIASES.get(args[0], args[0])) if args else overview())
+
+
+def check_detach(rest: str) -> None:
+    """``detach`` takes nothing: "detach now" must not read as a detach that waits or asks."""
+    if rest.strip():
+        raise UsageError("detach takes no arguments, got %s" % rest.strip())

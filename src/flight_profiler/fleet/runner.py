@@ -21,7 +21,7 @@ from typing import Any
 from ..attach import privsep
 from ..attach.attacher import AttachOptions, prepare_injection
 from ..attach.connection import AgentConnection
-from ..cli.runner import ALIASES, Detached, Runner, parse_command
+from ..cli.runner import Detached, Runner, check_detach, parse_command, print_help
 from ..commands.spec import CommandSpec, split_command
 from ..errors import FlightProfilerError, UsageError
 from .merge import Merger, merger_for
@@ -144,20 +144,12 @@ class Fleet:
         self, name: str, rest: str, members: list[MemberRunner]
     ) -> tuple[CommandSpec | None, dict[int, dict[str, Any]], Merger | None] | None:
         """Parse once, before any target is touched; None when the line was handled here (help)."""
-        if name in ("help", "detach"):
-            args = rest.split()
-            if name == "detach" and args:
-                raise UsageError("detach takes no arguments, got %s" % " ".join(args))
-            if name == "detach":
-                return None, {}, None
-            if len(args) > 1:
-                raise UsageError("help takes one command name, got %s" % " ".join(args))
-            from ..cli.help import command_help, overview
-
-            output = self.sink.output  # with --json, stdout holds JSON lines only: the text goes to stderr
-            console = output.err if output.as_json else output.console
-            console.print(command_help(ALIASES.get(args[0], args[0])) if args else overview())
+        if name == "help":
+            print_help(self.sink.output, rest)
             return None
+        if name == "detach":
+            check_detach(rest)
+            return None, {}, None
         spec, request = parse_command(name, rest)
         if spec.interactive and not request.get("source"):
             raise UsageError("%s is interactive and works on one process: 'use PID' first, or give -c" % name)
