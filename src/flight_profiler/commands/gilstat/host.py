@@ -202,14 +202,16 @@ def _left_over(dir_fd: int) -> bool:
 
 def _temp_parent() -> str:
     """Where the host's directory goes: the usual temp directory, unless another user could rename
-    things in it (a ``TMPDIR`` a root client inherited from someone else): then ``/tmp``."""
+    things on the way to it (a ``TMPDIR`` a root client inherited from someone else): then ``/tmp``."""
+    from ...errors import UsageError
+    from ..outfile import vet_path
+
     parent = tempfile.gettempdir()
     try:
-        st = os.stat(parent)
-    except OSError:
+        vet_path(os.path.join(parent, TEMP_PREFIX))  # the output files' rule: root's or ours, sticky if shared
+    except UsageError:
         return "/tmp"
-    shared = bool(st.st_mode & 0o022) and not st.st_mode & 0o1000  # writable by others, not sticky
-    return parent if st.st_uid in (0, os.geteuid()) and not shared else "/tmp"
+    return parent
 
 
 # ---------------------------------------------------------------- in the host process
