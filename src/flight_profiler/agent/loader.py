@@ -338,6 +338,9 @@ def install(
     package._fp_load = importer.load  # type: ignore[attr-defined]  # the bootstrap loads the server with it
     package._fp_bundle = bundle  # type: ignore[attr-defined]  # emptied by unload
     package._fp_loaded_quietly = LOADED_QUIETLY  # type: ignore[attr-defined]  # for the hello's notes
+    # the process these modules serve: a child forked from it inherits them without their threads, and
+    # the bootstrap of an attach to that child replaces them (agent/server.forsake_inherited)
+    package._fp_owner = sys.modules["posix"].getpid()  # type: ignore[attr-defined]
     return package
 
 

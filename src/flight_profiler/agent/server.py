@@ -86,6 +86,15 @@ class Server:
             self.listener.settimeout(max(0.001, _left(boost)))  # not 0: a non-blocking accept errs instead
         return self.listener._accept()  # type: ignore[no-any-return]
 
+    def forsake(self) -> None:
+        """A forked child's copy of this server (see ``forsake_inherited``): undo its jobs, close its sockets."""
+        self.stopping.set()
+        # no lock: a thread of the parent may have held it at the fork, and it has no owner here
+        for session in list(self.sessions):
+            session.forsake()
+        self.sessions.clear()
+        _close_quietly(self.listener)
+
     def forget(self, session: Session) -> None:
         with self.lock:
             self.sessions.discard(session)
@@ -107,6 +116,28 @@ class Server:
         from .session import HANDED_OUT
 
         unload(__name__.split(".", 1)[0], _bundle_key, sweep=not HANDED_OUT[0])
+
+
+def forsake_inherited() -> None:
+    """Undo, in a forked child, what the agent of the process it was forked from left in it.
+
+    Called by the bootstrap of an attach to this process when our modules belong to another pid
+    (``loader.install``'s ``_fp_owner``): a fork copied the parent's agent (server, sessions, jobs,
+    the hooks they installed) but none of its threads, so nothing here would ever serve or clean
+    up. We run what the detach would have: every job's cleanups (unhooking) and the detach
+    callbacks, on this thread. The sockets are the parent's too (one socket, two processes): they
+    are closed here, never shut down (that would end the parent's listener and sessions), and the
+    files stay (they are the parent's). The bootstrap then drops these modules and loads fresh ones.
+    """
+    global _server
+    server = _server
+    _server = None
+    hooks = sys.modules.get(__name__.split(".", 1)[0] + ".services.hooks")
+    if hooks is not None:
+        hooks.after_fork()
+    if server is not None:
+        server.forsake()
+    run_detach_callbacks()
 
 
 def serve(path: str, bundle_key: str, boost: Boost | None = None) -> None:

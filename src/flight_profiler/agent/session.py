@@ -132,6 +132,20 @@ class Session:
         if wait and self.thread.is_alive() and not self.thread.is_current():
             self.thread.join(JOB_STOP_WAIT)
 
+    def forsake(self) -> None:
+        """A forked child's copy of this session (see ``server.forsake_inherited``): its jobs' threads
+        are not in this process, so their cleanups (unhooking included) run here; its socket is the
+        parent's connection to its client, closed here only, never shut down or written to."""
+        for ctx, _ in list(self.jobs.values()):  # no lock: see Server.forsake
+            ctx.cancelled.set()
+            ctx._lock = realthreads.allocate_lock()  # its holder at the fork, if any, is not in this process
+            ctx.run_cleanups()
+        self.jobs.clear()
+        try:
+            self.channel.sock.close()
+        except OSError:
+            pass
+
     def _run(self) -> None:
         AGENT_THREAD_IDS.add(realthreads.get_ident())
         try:

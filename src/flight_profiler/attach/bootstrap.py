@@ -100,8 +100,20 @@ def _fp_guard(key):
         if sys.modules.get(key) is guard:
             return guard
         guard.lock.release()  # unloaded while we waited (a detach, a loader that lost): take the next one
+def _fp_forsake(alias):
+    # our modules came with a fork from the process that loaded them (a prefork master attached
+    # earlier), without their threads: undo what they left here and drop them (the guard stays: we hold it)
+    try:
+        sys.modules[alias]._fp_load(alias + ".agent.server").forsake_inherited()
+    except BaseException:
+        pass
+    for name in [n for n in list(sys.modules) if n == alias or n.startswith(alias + ".")]:
+        if name != %(guard)r:
+            sys.modules.pop(name, None)
 def _fp_load(alias, claimed):
     installed = None
+    if getattr(sys.modules.get(alias), "_fp_owner", os.getpid()) != os.getpid():
+        _fp_forsake(alias)
     if alias not in sys.modules:  # under the guard: absent, or loaded completely by an earlier bootstrap
         try:
             fd = os.open(%(bundle)r, os.O_RDONLY)

@@ -127,6 +127,16 @@ def _own_code(code: types.CodeType) -> types.CodeType:
     return entry[1] if entry is not None and entry[0] is code else code
 
 
+def after_fork() -> None:
+    """In a child forked from the process that installed our hooks (agent/server.forsake_inherited):
+    the lock's holder at the fork, if any, was a thread of the parent, which is not here to release it."""
+    global _lock
+    if _lock.acquire(timeout=0.2):  # our threads and the program's hold it for microseconds
+        _lock.release()
+    else:
+        _lock = threading.RLock()
+
+
 def install(func: types.FunctionType, probe: Any, nested: list[Path] | None = None) -> Handle:
     """Hook ``func`` (or, with ``nested``, the functions ``func`` makes from those code paths) for ``probe``."""
     with _lock:

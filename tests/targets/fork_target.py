@@ -1,0 +1,41 @@
+"""A prefork-style target: the main thread calls ``work`` in a loop, and forks when asked.
+
+SIGUSR2 asks for a fork (done by the main loop, not in the handler); the parent prints
+"forked <pid>" and both go on with the same loop. SIGUSR1 exits 0 (support's healthy check).
+Stdlib only; 3.8+.
+"""
+
+import os
+import signal
+import sys
+import time
+import warnings
+
+warnings.simplefilter("ignore")  # 3.12+: "use of fork() may lead to deadlocks" (our agent's threads)
+COUNT = 0
+WANTED = []
+
+
+def work(i):
+    global COUNT
+    COUNT += 1
+    return i * 2
+
+
+def _ask(signum, frame):
+    WANTED.append(1)
+
+
+signal.signal(signal.SIGUSR1, lambda signum, frame: sys.exit(0))
+signal.signal(signal.SIGUSR2, _ask)
+print("ready", flush=True)
+i = 0
+while True:
+    work(i)
+    i += 1
+    if WANTED:
+        del WANTED[:]
+        child = os.fork()
+        if child:
+            print("forked %d" % child, flush=True)
+    time.sleep(0.01)
