@@ -46,10 +46,12 @@ def _hooked(pid: int, *options: str) -> bool:
     return bool(result.results[0]["value"]["v"] == "<flight_profiler hook>")
 
 
-def _watching(pid: int) -> subprocess.Popen[str]:
-    """``watch __main__ work`` on ``pid``, running until killed; returns once it has shown a call."""
+def _watching(
+    pid: int, command: str = "watch __main__ work -n 100000", shown: str = '"kind": "call"'
+) -> subprocess.Popen[str]:
+    """``command`` on ``pid``, running until killed; returns once it has printed ``shown``."""
     watch = subprocess.Popen(
-        [sys.executable, "-m", "flight_profiler", str(pid), "--json", "--cmd", "watch __main__ work -n 100000"],
+        [sys.executable, "-m", "flight_profiler", str(pid), "--json", "--cmd", command],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -58,12 +60,12 @@ def _watching(pid: int) -> subprocess.Popen[str]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = watch.stdout.readline()
-        if '"kind": "call"' in line:
+        if shown in line:
             return watch
         if not line:
             break
     watch.kill()
-    raise AssertionError("watch showed no call: %s" % watch.communicate()[1])
+    raise AssertionError("%s printed no %s: %s" % (command, shown, watch.communicate()[1]))
 
 
 def test_a_child_forked_while_a_watch_ran_is_attachable_and_gets_its_hook_removed(target: RunningTarget) -> None:
@@ -86,6 +88,26 @@ def test_a_child_forked_while_a_watch_ran_is_attachable_and_gets_its_hook_remove
             os.kill(child, signal.SIGKILL)
             wait_until(lambda: not os.path.exists("/proc/%d/status" % child) or _zombie(child), timeout=10)
     assert wait_until(lambda: not _hooked(target.pid), timeout=30), "the parent's watch was not removed"
+
+
+def test_a_logger_level_changed_at_the_fork_is_put_back_by_the_childs_first_attach(target: RunningTarget) -> None:
+    """The parent's ``logger --for`` job reverts the level when it ends; the child has no such job thread."""
+    level = "getglobal __main__ LOG -e target.level"
+    changed = _watching(target.pid, "logger --name forktest --level DEBUG --for 600", '"kind": "changed"')
+    child = 0
+    try:
+        child = _fork(target)
+        result = cli(child, level, "--timeout", "10", timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.results[0]["value"]["v"] == 0, "the child kept the level its parent's logger job set"
+        assert cli(child, "detach", timeout=60).returncode == 0
+        assert cli(target.pid, level).results[0]["value"]["v"] == 10, "the parent's change was undone"
+    finally:
+        changed.kill()
+        changed.wait(10)
+        if child:
+            os.kill(child, signal.SIGKILL)
+    assert wait_until(lambda: cli(target.pid, level).results[0]["value"]["v"] == 0, timeout=30)
 
 
 def _shows_calls_after(watch: subprocess.Popen[str], since: float) -> bool:

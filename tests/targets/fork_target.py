@@ -5,6 +5,7 @@ SIGUSR2 asks for a fork (done by the main loop, not in the handler); the parent 
 Stdlib only; 3.8+.
 """
 
+import logging
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ import warnings
 
 warnings.simplefilter("ignore")  # 3.12+: "use of fork() may lead to deadlocks" (our agent's threads)
 COUNT = 0
+LOG = logging.getLogger("forktest")  # logger's target (level NOTSET)
 WANTED = []
 
 
