@@ -24,6 +24,9 @@ from interpreters import find_interpreters
 from support import RunningTarget, cli, served, wait_until
 
 INTERPRETERS = find_interpreters()
+# the bootstrap, loader and server code the fork path runs is the same on every interpreter (other tests
+# cover each interpreter's load): the oldest and the newest, FP_SPOT_PYTHONS=all for every one
+pytestmark = pytest.mark.any_interpreter
 
 
 @pytest.fixture(params=INTERPRETERS, ids=[name for name, _ in INTERPRETERS])
