@@ -127,6 +127,7 @@ def _guard(key: "str") -> "Any":
         if guard is None:
             fresh = type(sys)(key)
             fresh.lock = _thread.allocate_lock()  # type: ignore[attr-defined]
+            fresh.pid = os.getpid()  # type: ignore[attr-defined]  # a forked child's bootstrap tells a stale one by it
             guard = sys.modules.setdefault(key, fresh)
         guard.lock.acquire()
         if sys.modules.get(key) is guard:

@@ -113,6 +113,19 @@ def test_a_logger_level_changed_at_the_fork_is_put_back_by_the_childs_first_atta
     assert wait_until(lambda: cli(target.pid, level).results[0]["value"]["v"] == 0, timeout=30)
 
 
+def test_a_child_forked_while_a_bootstrap_held_the_loader_guard_is_attachable() -> None:
+    python = INTERPRETERS[-1][1]
+    with served(python, "fork_target.py", "held-guard", healthy=True) as target:
+        assert cli(target.pid, "getglobal __main__ COUNT").returncode == 0  # the guard exists from now on
+        child = _fork(target)
+        try:
+            result = cli(child, "getglobal __main__ COUNT", "--timeout", "10", timeout=60)
+            assert result.returncode == 0, result.stderr
+            assert cli(child, "detach", timeout=60).returncode == 0
+        finally:
+            os.kill(child, signal.SIGKILL)
+
+
 def _shows_calls_after(watch: subprocess.Popen[str], since: float) -> bool:
     """The watch still streams: a call made after ``since`` reaches its client."""
     assert watch.stdout is not None

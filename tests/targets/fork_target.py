@@ -2,6 +2,9 @@
 
 SIGUSR2 asks for a fork (done by the main loop, not in the handler); the parent prints
 "forked <pid>" and both go on with the same loop. SIGUSR1 exits 0 (support's healthy check).
+With the argument ``held-guard`` the fork happens while the agent's loader guard is held, as it is
+while a bootstrap loads our modules (taken here, the instant being too short to hit by chance):
+the child inherits it held, by a thread it does not have.
 Stdlib only; 3.8+.
 """
 
@@ -37,7 +40,12 @@ while True:
     i += 1
     if WANTED:
         del WANTED[:]
+        guard = sys.modules.get("_flight_profiler._guard") if "held-guard" in sys.argv else None
+        if guard is not None:
+            guard.lock.acquire()
         child = os.fork()
+        if child and guard is not None:
+            guard.lock.release()
         if child:
             print("forked %d" % child, flush=True)
     time.sleep(0.01)

@@ -89,13 +89,22 @@ def _fp_original(name):
         return getattr(sys.modules["eventlet.patcher"].original("_thread"), name)
     except BaseException:
         return value
+def _fp_new_guard(key):
+    fresh = type(sys)(key)
+    fresh.lock = _fp_original("allocate_lock")()
+    fresh.pid = os.getpid()
+    return fresh
 def _fp_guard(key):
     while True:
         guard = sys.modules.get(key)
         if guard is None:
-            fresh = type(sys)(key)
-            fresh.lock = _fp_original("allocate_lock")()
-            guard = sys.modules.setdefault(key, fresh)  # atomic: every thread gets the same one
+            guard = sys.modules.setdefault(key, _fp_new_guard(key))  # atomic: every thread gets the same one
+        if getattr(guard, "pid", os.getpid()) != os.getpid():
+            # made in the process we were forked from, maybe held there at the fork by a thread that is not
+            # here: this process gets a guard of its own (a guard with no pid is an older agent's: waited for)
+            if sys.modules.get(key) is guard:
+                sys.modules[key] = _fp_new_guard(key)
+            continue
         guard.lock.acquire()
         if sys.modules.get(key) is guard:
             return guard
