@@ -113,10 +113,14 @@ def test_a_logger_level_changed_at_the_fork_is_put_back_by_the_childs_first_atta
     assert wait_until(lambda: cli(target.pid, level).results[0]["value"]["v"] == 0, timeout=30)
 
 
-def test_a_child_forked_while_a_bootstrap_held_the_loader_guard_is_attachable() -> None:
+@pytest.mark.parametrize("held", ["held-guard", "held-tt"])
+def test_a_child_forked_while_a_lock_of_ours_was_held_is_attachable(held: str) -> None:
+    """Locks of ours held at the fork by a thread the child does not have: the bootstrap's loader guard
+    (replaced), and tt's record store (the undoing of the parent's agent waits for it, bounded)."""
     python = INTERPRETERS[-1][1]
-    with served(python, "fork_target.py", "held-guard", healthy=True) as target:
+    with served(python, "fork_target.py", held, healthy=True) as target:
         assert cli(target.pid, "getglobal __main__ COUNT").returncode == 0  # the guard exists from now on
+        assert cli(target.pid, "tt -l").returncode == 0  # tt's store exists, and its detach callback
         child = _fork(target)
         try:
             result = cli(child, "getglobal __main__ COUNT", "--timeout", "10", timeout=60)

@@ -4,7 +4,8 @@ SIGUSR2 asks for a fork (done by the main loop, not in the handler); the parent 
 "forked <pid>" and both go on with the same loop. SIGUSR1 exits 0 (support's healthy check).
 With the argument ``held-guard`` the fork happens while the agent's loader guard is held, as it is
 while a bootstrap loads our modules (taken here, the instant being too short to hit by chance):
-the child inherits it held, by a thread it does not have.
+the child inherits it held, by a thread it does not have. With ``held-tt`` the same happens to the
+lock of tt's record store, which undoing the parent's agent in the child takes (tt must have run).
 Stdlib only; 3.8+.
 """
 
@@ -41,11 +42,14 @@ while True:
     if WANTED:
         del WANTED[:]
         guard = sys.modules.get("_flight_profiler._guard") if "held-guard" in sys.argv else None
+        if "held-tt" in sys.argv:  # tt's record store, held as while a thread of ours records a call
+            guard = sys.modules["_flight_profiler.commands.tt.agent"].STORE.lock
         if guard is not None:
-            guard.lock.acquire()
+            guard = getattr(guard, "lock", guard)
+            guard.acquire()
         child = os.fork()
         if child and guard is not None:
-            guard.lock.release()
+            guard.release()
         if child:
             print("forked %d" % child, flush=True)
     time.sleep(0.01)

@@ -68,6 +68,9 @@ SWITCH_BOOST_FOR = 1.0
 # threads of which 25 busy 2.9 s -> 2.0 s; 200 of which 100 busy no gain, 6.9 -> 7.5 s and
 # 4.9 -> 12.5 s; bench/RESULTS-attach-threads.md)
 SWITCH_BOOST_MAX_THREADS = 64
+# How long the bootstrap in a forked child waits for the undoing of what its parent's agent left
+# (agent/server.forsake_inherited) before it loads a fresh agent anyway (see _fp_forsake)
+FORSAKE_WAIT = 3.0
 
 _BODY = """
 import sys, os, _thread
@@ -111,9 +114,21 @@ def _fp_guard(key):
         guard.lock.release()  # unloaded while we waited (a detach, a loader that lost): take the next one
 def _fp_forsake(alias):
     # our modules came with a fork from the process that loaded them (a prefork master attached
-    # earlier), without their threads: undo what they left here and drop them (the guard stays: we hold it)
+    # earlier), without their threads: undo what they left here and drop them (the guard stays: we hold it).
+    # On a thread of its own, waited for %(forsake_wait)r s at most: a lock it needs may have been held at
+    # the fork by a thread that is not here; then that thread stays blocked, and the attach goes on.
+    done = _fp_original("allocate_lock")()
+    done.acquire()
+    def undo():
+        try:
+            sys.modules[alias]._fp_load(alias + ".agent.server").forsake_inherited()
+        except BaseException:
+            pass
+        finally:
+            done.release()
     try:
-        sys.modules[alias]._fp_load(alias + ".agent.server").forsake_inherited()
+        _fp_original("start_new_thread")(undo, ())
+        done.acquire(True, %(forsake_wait)r)
     except BaseException:
         pass
     for name in [n for n in list(sys.modules) if n == alias or n.startswith(alias + ".")]:
@@ -300,5 +315,6 @@ def source(socket_path: str, deadline: float, ticket: str, bundle_bytes: int = -
         "boost": SWITCH_BOOST,
         "boost_for": SWITCH_BOOST_FOR,
         "boost_threads": SWITCH_BOOST_MAX_THREADS,
+        "forsake_wait": FORSAKE_WAIT,
     }
     return "exec(%r, {'__name__': '_flight_profiler_boot'})" % text
