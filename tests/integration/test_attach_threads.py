@@ -20,8 +20,11 @@ import threading
 
 import pytest
 
+from flight_profiler.agent.session import MAX_STUCK_THREADS
+from flight_profiler.attach.attacher import AttachOptions, connect
 from flight_profiler.attach.bootstrap import SWITCH_BOOST, SWITCH_BOOST_MAX_THREADS
 from flight_profiler.attach.paths import agent_socket
+from flight_profiler.errors import CommandError
 from interpreters import find_interpreters
 from kill_support import cli_attach_argv, client_env
 from support import RunningTarget, agent_threads, cli, start_target, wait_until
@@ -117,6 +120,46 @@ def test_a_first_client_stuck_in_a_repr_then_killed_keeps_nobody_out_and_leaves_
         if first is not None and first.poll() is None:
             first.kill()
             first.wait()
+        target.stop()
+
+
+# 3.11's watchdog posts its stops briefly and again (services/watchdog._FREEZES_TRACED): its own path
+STALL_PICK = PICK[:1] + [(n, p) for n, p in INTERPRETERS if n == "3.11"][:1] + PICK[-1:]
+GETGLOBAL_OBJ = {"module": "__main__", "cls": None, "field": "OBJ", "expr": None, "budget_ms": 300}
+
+
+@pytest.mark.parametrize(("name", "python"), STALL_PICK, ids=[i for i, _ in STALL_PICK])
+def test_a_quick_command_blocked_in_c_fails_after_its_budget_and_its_session_goes_on(name: str, python: str) -> None:
+    """A quick command runs on its session's reader; its capture calls a __repr__ that blocks in C
+    (no stop can end it). Past the budget the client gets a one-line error naming where it is
+    blocked, and the same session answers the next request on a new reader. After three such
+    readers quick commands are refused at once; the detach names them and does not wait; once
+    the __repr__s return, nothing of ours is left."""
+    target = start_target(python, "hang_repr_target.py")
+    try:
+        conn = connect(target.pid, AttachOptions(timeout=60))
+        try:
+            for left in range(MAX_STUCK_THREADS, 0, -1):
+                with pytest.raises(CommandError) as stuck:
+                    conn.run("getglobal", dict(GETGLOBAL_OBJ), timeout=60)
+                said = str(stuck.value)
+                assert "getglobal: the program's code it called is still blocked outside Python" in said, said
+                assert "hang_repr_target.py:" in said and "in __repr__" in said, said
+                assert "\n" not in said, said
+                if left > 1:  # the same session, on its next reader
+                    assert conn.run("module", {"path": "/x"}, timeout=60) == [{"path": "/x", "modules": []}]
+            with pytest.raises(CommandError) as refused:
+                conn.run("getglobal", dict(GETGLOBAL_OBJ), timeout=60)
+            assert "getglobal: not run: %d of our threads are still blocked" % MAX_STUCK_THREADS in str(refused.value)
+            assert conn.detach(timeout=30).count("in __repr__") == MAX_STUCK_THREADS
+        finally:
+            conn.close()
+        os.kill(target.pid, signal.SIGUSR1)  # every blocked __repr__ returns; our stop then ends it
+        assert wait_until(lambda: not agent_threads(target.pid), timeout=60), agent_threads(target.pid)
+        assert target.proc.poll() is None
+        assert cli(target.pid, "getglobal __main__ BLOCKED", "--timeout", "30", timeout=60).returncode == 0
+        assert cli(target.pid, "detach").returncode == 0
+    finally:
         target.stop()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from agent_harness import InProcessAgent, pid_namespace
 
+from flight_profiler.agent import session as session_module
 from flight_profiler.protocol import framing
 from flight_profiler.protocol.framing import ChannelClosed
 from flight_profiler.services import hooks
@@ -149,6 +151,39 @@ def test_getglobal_reads_a_value_and_reports_a_failing_expression(agent: InProce
     assert end["status"] == "ok" and events[0]["error"].startswith("IndexError")
     end = agent.run("getglobal", {"module": __name__, "field": "nope"})[1]
     assert end["status"] == "error" and "nope" in end["error"]
+
+
+class BlocksInC:
+    """A value whose __repr__ waits on a lock (in C, where no stop lands) until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Lock()
+        self.gate.acquire()
+        self.entered = threading.Event()
+
+    def __repr__(self) -> str:
+        self.entered.set()
+        self.gate.acquire()
+        return "let go"
+
+
+BLOCKED = BlocksInC()
+
+
+def test_a_quick_command_blocked_in_c_gives_its_session_to_a_new_reader(agent: InProcessAgent) -> None:
+    request = {"module": __name__, "field": "BLOCKED", "raw": True, "budget_ms": 50}
+    stuck_reader = agent.session.thread
+    events, end = agent.run("getglobal", request)
+    assert events == [] and end["status"] == "error", end
+    assert "still blocked outside Python" in end["error"] and "in __repr__" in end["error"], end
+    assert agent.session.thread is not stuck_reader and stuck_reader.is_alive()
+    assert {stuck_reader.ident} == session_module.STUCK
+    assert agent.run("module", {"path": "/nowhere.py"})[1]["status"] == "ok"  # the same session goes on
+    BLOCKED.gate.release()
+    stuck_reader.join(10)
+    assert not stuck_reader.is_alive() and set() == session_module.STUCK
+    events, end = agent.run("module", {"path": "/nowhere.py"})  # the late answer was dropped: this is the next
+    assert end == {"type": "end", "job": 3, "status": "ok"}, end
 
 
 def test_cancel_ends_a_running_job_and_removes_its_hook(agent: InProcessAgent) -> None:

@@ -9,7 +9,9 @@ this session's own thread, so the session keeps reading ``cancel`` and
 ``detach`` while it runs; it runs inside ``usercode.contain``: bounded by its
 budget, stopped by Ctrl-C and detach (an asynchronous exception at its next
 bytecode), and a thread that does not stop (blocked in C) is named in the
-reply with its stack.
+reply with its stack. Quick commands run on the session's thread; the program's
+code their captures call is bounded the same way, and when it blocks in C past
+its budget the session goes on on a new thread (``Session._leave_stuck``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from .server import Server
 
+# A quick command's reader blocked in the program's code (in C) past its capture budget: after this
+# many more seconds the session goes on without it; at most MAX_STUCK_THREADS such threads, agent-wide
+STUCK_GRACE = 1.0
+MAX_STUCK_THREADS = 3
+STUCK: set[int] = set()  # the idents of those threads, until each returns
 JOB_STOP_WAIT = 1.0  # seconds a job gets to finish after cancel before we move on
 CANCEL_STOP_WAIT = 0.5  # after Ctrl-C, before we say its user code is still busy (the client waits 2 s)
 REPLAY_BUDGET_MS = 60000.0  # tt -p runs the application's function again: it may take a while
@@ -67,6 +74,29 @@ PASSIVE_COMMANDS = frozenset(("getglobal", "thread", "module", "sc", "sm"))
 HANDED_OUT = [False]  # a command outside PASSIVE_COMMANDS (or with user code) ran in this agent
 
 
+class _Superseded(Exception):
+    """A reader left behind in a quick command (``Session._leave_stuck``) ends, and ends nothing else."""
+
+
+def _stuck_threads() -> list[int]:
+    """The readers left blocked in the program's code that are still alive."""
+    alive = set(sys._current_frames())
+    for ident in list(STUCK):
+        if ident not in alive:
+            STUCK.discard(ident)
+    return sorted(STUCK)
+
+
+def _not_run_while_stuck(job_id: int, command: str, stuck: list[int]) -> dict[str, Any]:
+    return {
+        "type": "end",
+        "job": job_id,
+        "status": END_ERROR,
+        "error": "%s: not run: %d of our threads are still blocked in the program's code (the first: %s); it"
+        " runs again once one of them returns" % (command, len(stuck), usercode.describe_threads(stuck[:1])),
+    }
+
+
 class Session:
     def __init__(self, sock: Any, server: Server) -> None:
         self.channel = Channel(sock)
@@ -77,6 +107,7 @@ class Session:
         self.thread = realthreads.Thread(self._run, "flight_profiler-session")
         self.greeted = False  # the handshake is done (on the listener's thread, or on ours)
         self.inline_ident: int | None = None  # the listener's thread while it serves us (see start_after_first)
+        self.stall: Any = None  # the usercode.Stall of the quick command our reader runs, if any
         self.first_handled = realthreads.Event()  # our first request was answered (or started), or we ended
 
     def start(self) -> None:
@@ -148,13 +179,17 @@ class Session:
 
     def _run(self) -> None:
         AGENT_THREAD_IDS.add(realthreads.get_ident())
+        superseded = False
         try:
             if self.greeted or self._handshake(None):
                 self._read_loop()
         except (ChannelClosed, FrameError, OSError):
             pass
+        except _Superseded:  # a quick command kept us in C too long: another thread reads for the session now
+            superseded = True
         finally:
-            self._end()
+            if not superseded:
+                self._end()
             AGENT_THREAD_IDS.discard(realthreads.get_ident())
 
     def _end(self) -> None:
@@ -206,6 +241,7 @@ class Session:
             # application threads still inside a filter of ours (blocked in C): named, not waited for
             if usercode.loaded():  # no user code ever ran: nothing can be overdue
                 busy += [ident for ident in usercode.overdue() if ident not in AGENT_THREAD_IDS]
+            busy += _stuck_threads()  # quick commands' readers left in the program's code (_leave_stuck)
             end = {"type": "end", "job": 0, "status": END_OK}
             if busy:
                 end["busy"] = "still busy in code we ran: " + usercode.describe_threads(busy)
@@ -236,14 +272,70 @@ class Session:
         thread.start()
 
     def _run_quick(self, msg: dict[str, Any]) -> None:
-        """Run a short command here and send its events and end in one write."""
+        """Run a short command here and send its events and end in one write.
+
+        Here: a thread start per command would cost a busy target a wait behind all its threads. But
+        its capture calls the program's code (a ``__repr__``, a module's ``__getattr__``), which may
+        block in C for good: past its budget and ``STUCK_GRACE`` the watchdog (``usercode.Stall``)
+        hands the session to a new reader thread (``_leave_stuck``) and this one, once back, ends.
+        """
         messages: list[dict[str, Any]] = []
         job_id = msg["job"]
+        stuck = _stuck_threads()
+        if len(stuck) >= MAX_STUCK_THREADS:
+            self.channel.send(_not_run_while_stuck(job_id, msg["command"], stuck))
+            return
         ctx = JobContext(
             job_id, lambda data: messages.append({"type": "event", "job": job_id, "data": data}), self.state
         )
-        messages.append(_execute(ctx, msg["command"], msg["request"]))
+        ident = realthreads.get_ident()
+        stall = usercode.Stall(lambda it, _: self._leave_stuck(it, job_id, msg["command"]), STUCK_GRACE)
+        self.stall = stall
+        usercode.STALLS[ident] = stall
+        try:
+            messages.append(_execute(ctx, msg["command"], msg["request"]))
+        finally:
+            usercode.STALLS.pop(ident, None)
+            self.lock.acquire()  # not ``with``: see _leave_stuck
+            left = self.stall is not stall
+            self.stall = None
+            self.lock.release()
+        if left:
+            STUCK.discard(ident)
+            raise _Superseded()  # the client had its error; what we found is dropped
         self.channel.send_many(messages)
+
+    def _leave_stuck(self, stall: Any, job_id: int, command: str) -> None:
+        """On the watchdog's thread: the reader is blocked in the program's code past its budget.
+
+        The client gets its one-line error now, a new thread reads for the session, and the old one
+        is left to return on its own (counted in ``STUCK``: past ``MAX_STUCK_THREADS`` quick commands
+        are refused, so that a program whose every ``__repr__`` blocks cannot make us pile up threads).
+        """
+        old = self.thread
+        self.lock.acquire()
+        try:
+            if self.stall is not stall or self.channel.sock.fileno() == -1:
+                return  # it returned meanwhile, or the session is ending: nothing to take over
+            self.stall = None
+            STUCK.add(old.ident or 0)
+            self.thread = realthreads.Thread(self._run, "flight_profiler-session")
+        finally:
+            self.lock.release()
+        try:
+            self.channel.send(
+                {
+                    "type": "end",
+                    "job": job_id,
+                    "status": END_ERROR,
+                    "error": "%s: the program's code it called is still blocked outside Python after its budget: %s;"
+                    " that thread is left to return on its own, the session goes on"
+                    % (command, usercode.describe_threads([old.ident or 0])),
+                }
+            )
+        except (ChannelClosed, OSError):
+            pass
+        self.thread.start()
 
     def _run_job(self, ctx: JobContext, command: str, request: dict[str, Any]) -> None:
         AGENT_THREAD_IDS.add(realthreads.get_ident())

@@ -208,7 +208,7 @@ def _settle(ident: int, key: Any) -> None:
 
 
 def run_marked(
-    fn: Callable[..., Any], args: tuple[Any, ...], limit: float, guard: Guard | None = None
+    fn: Callable[..., Any], args: tuple[Any, ...], limit: float, guard: Guard | Stall | None = None
 ) -> tuple[Any, BaseException | None, bool]:
     """Run ``fn(*args)`` marked for the watchdog: (value or FAILED, what it raised, whether it overran)."""
     ident = get_ident()
@@ -353,12 +353,43 @@ def call_contained(
         limit = min(limit, outer[0] - monotonic())  # what is left of -e's budget, when inside one
     watchdog_open()
     try:
-        value, error, overran = run_marked(fn, args, limit)
+        value, error, overran = run_marked(fn, args, limit, STALLS.get(ident))
     finally:
         watchdog_close()
     if isinstance(error, Interrupted):
         raise error
     return value, error, overran or isinstance(error, BudgetExceeded)
+
+
+class Stall:
+    """A session's reader thread running a quick command: told when the program's code it called
+    stays blocked outside Python past its budget, so that the session need not wait on it for good.
+
+    The watchdog calls ``trip`` at each look while the thread's evaluation is overdue (the slot of a
+    mark where an application thread's ``Guard`` would be); the stop it posts at the first look ends
+    code that is in Python. Code blocked in C (a lock, a read) cannot be stopped: ``grace`` seconds
+    later ``on_stuck(stall, ident)`` runs, once, on the watchdog's thread.
+    """
+
+    def __init__(self, on_stuck: Callable[[Stall, int], None], grace: float) -> None:
+        self.on_stuck = on_stuck
+        self.grace = grace
+        self.overdue_since: float | None = None
+        self.fired = False
+
+    def trip(self, error: BaseException | None, ident: int) -> None:
+        now = monotonic()
+        if self.overdue_since is None:
+            self.overdue_since = now
+        elif not self.fired and now - self.overdue_since >= self.grace:
+            self.fired = True
+            try:
+                self.on_stuck(self, ident)
+            except Exception:  # noqa: BLE001, S110 - the watchdog must go on looking for the others
+                pass
+
+
+STALLS: dict[int, Stall] = {}  # thread ident -> the Stall its contained captures report to (quick commands)
 
 
 class UserError(Exception):
