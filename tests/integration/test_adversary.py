@@ -59,6 +59,24 @@ def test_a_module_getattr_that_never_returns_is_stopped_at_the_budget(target: Ru
     _alive_and_answering(target.pid)
 
 
+def test_shadowed_names_dicts_and_mros_run_none_of_the_programs_code(target: RunningTarget) -> None:
+    """A module subclass whose ``__name__`` and ``__dict__`` are properties that never return, and a
+    metaclass that shadows ``__name__``, ``__mro__`` and ``__dict__`` so: getglobal read them outside
+    any budget, on the session's thread, which then never answered again."""
+    found = client(target.pid, "getglobal shadowmod VALUE", timeout=60)
+    assert found.returncode == 0, found.stderr
+    assert found.results[0]["value"]["v"] == 42
+    found = client(target.pid, "getglobal __main__ Shadowed attr", timeout=60)
+    assert found.returncode == 0, found.stderr
+    assert found.results[0]["value"]["v"] == 7
+    found = client(target.pid, "getglobal __main__ SHADOWED", timeout=60)
+    assert found.returncode == 0, found.stderr
+    assert found.results[0]["type"] == "Shadowed"
+    missing = client(target.pid, "getglobal shadowmod nope", timeout=60)
+    assert missing.returncode == 1 and "not found in shadowmod" in missing.errors[0], missing.errors
+    _alive_and_answering(target.pid)
+
+
 def test_stack_a_imports_nothing_and_survives_a_lying_class(target: RunningTarget) -> None:
     """stack -a imported asyncio into every target; where asyncio is loaded and no task is registered it
     looks through the heap with isinstance(), which ran LIAR's raising ``__class__``."""

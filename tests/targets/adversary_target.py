@@ -147,6 +147,33 @@ class _FakeModule(types.ModuleType):
 
 sys.modules["blockmod"] = _FakeModule("blockmod")
 
+
+def _forever(self):
+    while True:  # in Python, but reached where no budget was set: it held the session's thread for good
+        time.sleep(0.01)
+
+
+# a module subclass whose __name__ and __dict__ are properties that never return, and a metaclass
+# that shadows __name__, __mro__ and __dict__ the same way (CPython itself reads its own slots)
+class _ShadowModule(types.ModuleType):
+    __name__ = property(_forever)  # type: ignore[assignment]
+    __dict__ = property(_forever)  # type: ignore[assignment]
+
+
+_shadow = _ShadowModule("shadowmod")
+_shadow.VALUE = 42
+sys.modules["shadowmod"] = _shadow
+
+
+class ShadowMeta(type):
+    __name__ = property(_forever)  # type: ignore[assignment]
+    __mro__ = property(_forever)  # type: ignore[assignment]
+    __dict__ = property(_forever)  # type: ignore[assignment]
+
+
+Shadowed = ShadowMeta("Shadowed", (), {"attr": 7})
+SHADOWED = Shadowed()
+
 # a module whose __file__ is a FIFO nobody writes to (reading it would block forever)
 FIFO = "/tmp/adversary-fifo-%d.py" % os.getpid()
 for _stale in os.listdir("/tmp"):  # those of killed targets (a SIGKILL runs no cleanup)

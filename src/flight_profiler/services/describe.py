@@ -34,6 +34,15 @@ def short(name: str, limit: int = NAME_LIMIT) -> str:
     return "%s...(%d chars)" % (name[:limit], len(name))
 
 
+_TYPE_NAME = type.__dict__["__name__"].__get__  # type's own getter: never a metaclass's property
+
+
+def class_name(kind: type) -> str:
+    """A class's ``__name__`` read without its metaclass's code (which may shadow it with a property
+    that blocks), cut like every name of the program's."""
+    return short(str(_TYPE_NAME(kind)))
+
+
 def type_name(kind: type, plain: Tuple[str, ...] = ("builtins",)) -> str:
     """``module.Qualified.Name`` of a class, or the bare name for classes of ``plain`` modules;
     ``<type at 0x...>`` when the class will not say (a hostile metaclass)."""

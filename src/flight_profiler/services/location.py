@@ -16,7 +16,7 @@ import types
 
 from . import hooks
 from .context import CommandFailed
-from .resolve import find_attribute, find_class, loaded_module, qualified
+from .resolve import find_attribute, find_class, loaded_module, module_label, qualified
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -80,12 +80,13 @@ class Target:
 
 def resolve(module_name: str, class_name: str | None, name: str, nested: str | None = None) -> Target:
     module = loaded_module(module_name)
-    label = qualified(module.__name__, class_name, name)
+    own_name = module_label(module)
+    label = qualified(own_name, class_name, name)
     if class_name:
         owner: Any = find_class(module, class_name)
-        raw = find_attribute(owner, name, qualified(module.__name__, class_name, ""))
+        raw = find_attribute(owner, name, qualified(own_name, class_name, ""))
     else:
-        raw = find_attribute(module, name, module.__name__)
+        raw = find_attribute(module, name, own_name)
     func, kind = _function_of(raw, label, in_class=bool(class_name))
     if not nested:
         return Target(func, label, kind, None)

@@ -11,7 +11,7 @@ import types
 
 from . import usercode
 from .context import CommandFailed
-from .describe import describe_error, is_a, type_name
+from .describe import class_name, describe_error, is_a, short, type_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -28,11 +28,20 @@ def loaded_module(name: str) -> types.ModuleType:
     raise CommandFailed("module %r is not loaded in the target%s" % (name, hint))
 
 
+def module_label(module: types.ModuleType) -> str:
+    """The module's ``__name__`` from its own dict: a subclass of ModuleType may make the attribute a
+    property, whose code would run on the session's thread outside any budget."""
+    name = _MODULE_DICT(module).get("__name__")
+    return short(name) if is_a(name, str) else "<module at 0x%x>" % id(module)
+
+
 def find_class(module: types.ModuleType, name: str) -> type:
-    value = _lookup(module, name, "class", module.__name__)
-    if not isinstance(value, type):
-        raise CommandFailed("%s.%s is a %s, not a class" % (module.__name__, name, type(value).__name__))
-    return value
+    label = module_label(module)
+    value = _lookup(module, name, "class", label)
+    if not is_a(value, type):
+        raise CommandFailed("%s.%s is a %s, not a class" % (label, name, class_name(type(value))))
+    klass: type = value
+    return klass
 
 
 def find_attribute(owner: Any, name: str, owner_label: str) -> Any:
@@ -58,13 +67,22 @@ def _lookup(owner: Any, name: str, what: str, owner_label: str) -> Any:
     raise CommandFailed("%s %r not found in %s%s" % (what, name, owner_label, _suggest(name, list(namespace))))
 
 
+# type's and ModuleType's own getters: a metaclass or a module subclass may shadow ``__mro__`` and
+# ``__dict__`` with properties, whose code would run on the session's thread outside any budget
+_TYPE_MRO = vars(type)["__mro__"].__get__
+_TYPE_DICT = vars(type)["__dict__"].__get__
+_MODULE_DICT = vars(types.ModuleType)["__dict__"].__get__
+
+
 def _namespace(owner: Any) -> dict[str, Any]:
     """Names defined on ``owner`` itself, and for classes on their bases too."""
-    if isinstance(owner, type):
+    if is_a(owner, type):
         merged: dict[str, Any] = {}
-        for klass in reversed(owner.__mro__):
-            merged.update(klass.__dict__)
+        for klass in reversed(_TYPE_MRO(owner)):
+            merged.update(_TYPE_DICT(klass))
         return merged
+    if is_a(owner, types.ModuleType):
+        return dict(_MODULE_DICT(owner))
     names = getattr(owner, "__dict__", None)
     return dict(names) if isinstance(names, dict) else {}
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ...services.capture import CaptureOptions, capture
 from ...services.context import JobContext
+from ...services.describe import class_name
 from ...services.expr import Expression, describe_error
-from ...services.resolve import find_attribute, find_class, loaded_module, qualified
+from ...services.resolve import find_attribute, find_class, loaded_module, module_label, qualified
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -19,14 +20,14 @@ def run(request: GetGlobalRequest, ctx: JobContext) -> None:
     expression = Expression(source, ("target",)) if source else None
     module = loaded_module(request["module"])
     owner: Any = module
-    label = module.__name__
+    label = module_label(module)
     if cls:
         owner = find_class(module, cls)
-        label = qualified(module.__name__, cls, "")
+        label = qualified(label, cls, "")
     value = find_attribute(owner, request["field"], label)
     event: dict[str, Any] = {
         "name": qualified(request["module"], request.get("cls"), request["field"]),
-        "type": type(value).__name__,
+        "type": class_name(type(value)),
     }
     options = CaptureOptions.from_request(request)
     if expression is not None:

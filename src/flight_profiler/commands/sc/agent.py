@@ -113,9 +113,18 @@ def glob_match(pattern: str, text: str) -> bool:
 
 
 def namespace(obj: Any) -> dict[str, Any]:
-    """An object's own ``__dict__`` as a snapshot, without running any of its code."""
+    """An object's own ``__dict__`` as a snapshot, without running any of its code.
+
+    Classes and modules through type's and ModuleType's own getters: ``object.__getattribute__``
+    still finds a ``__dict__`` property that a metaclass or a module subclass defines, and runs it.
+    """
     try:
-        found = object.__getattribute__(obj, "__dict__")
+        if is_a(obj, type):
+            found = _TYPE_DICT.__get__(obj, type)
+        elif is_a(obj, types.ModuleType):
+            found = _MODULE_DICT.__get__(obj)
+        else:
+            found = object.__getattribute__(obj, "__dict__")
     except Exception:  # noqa: BLE001 - no __dict__, or a hostile one
         return {}
     try:
@@ -159,7 +168,7 @@ def _classes(module_name: str, module: types.ModuleType) -> Iterator[tuple[str, 
 def _describe_class(module: str, name: str, klass: Any, kind: str, detail: bool) -> dict[str, Any]:
     match: dict[str, Any] = {"name": name, "module": module, "kind": kind}
     if detail:
-        match["bases"] = [_class_name(base) for base in getattr(klass, "__bases__", ())]
+        match["bases"] = [_class_name(base) for base in _TYPE_BASES.__get__(klass, type)]
         match["file"] = module_file(module)
         match["line"] = class_line(klass)
     return match
@@ -177,6 +186,9 @@ def _class_name(klass: Any) -> str:
 
 _TYPE_MODULE = type.__dict__["__module__"]
 _TYPE_QUALNAME = type.__dict__["__qualname__"]
+_TYPE_BASES = type.__dict__["__bases__"]
+_TYPE_DICT = type.__dict__["__dict__"]
+_MODULE_DICT = vars(types.ModuleType)["__dict__"]
 
 
 def module_file(module_name: str) -> str | None:

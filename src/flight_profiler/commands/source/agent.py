@@ -17,7 +17,7 @@ import types
 from ...services import hooks
 from ...services.context import CommandFailed, JobContext
 from ...services.location import read_source_file, resolve
-from ...services.resolve import find_attribute, loaded_module
+from ...services.resolve import find_attribute, loaded_module, module_label
 from ..sc.agent import code_of, defined_in, namespace
 from .model import MAX_BYTES, MAX_DIFFERING, MAX_LINES
 
@@ -37,11 +37,11 @@ def run(request: SourceRequest, ctx: JobContext) -> None:
         ctx.emit(_module_source(module))
         return
     if len(names) == 1:
-        found = find_attribute(module, names[0], module.__name__)
+        found = find_attribute(module, names[0], module_label(module))
         if isinstance(found, type):
-            ctx.emit(_class_source(module.__name__ + "." + names[0], found))
+            ctx.emit(_class_source(module_label(module) + "." + names[0], found))
             return
-    target = resolve(module.__name__, names[0] if len(names) == 2 else None, names[-1])
+    target = resolve(module_label(module), names[0] if len(names) == 2 else None, names[-1])
     ctx.emit(_function_source(target.label, target.kind, hooks.real_code(target.func), names))
 
 
@@ -51,14 +51,14 @@ def run(request: SourceRequest, ctx: JobContext) -> None:
 def _module_source(module: types.ModuleType) -> dict[str, Any]:
     path = namespace(module).get("__file__")
     if not isinstance(path, str) or not path.endswith(".py"):
-        raise CommandFailed("module %s has no Python source file (%r)" % (module.__name__, path))
+        raise CommandFailed("module %s has no Python source file (%r)" % (module_label(module), path))
     lines = _read(path)
     disk = _compile(lines, path)
     differing = []
     for name, code in _module_codes(module):
         if not _found_same(code, disk, name.split(".")[1:]):
             differing.append(name)
-    return _result(module.__name__, "module", path, lines, 1, len(lines), differing, disk is not None)
+    return _result(module_label(module), "module", path, lines, 1, len(lines), differing, disk is not None)
 
 
 def _class_source(label: str, klass: type) -> dict[str, Any]:
@@ -208,7 +208,7 @@ def last_line(code: types.CodeType) -> int:
 
 def _module_codes(module: types.ModuleType) -> Iterator[tuple[str, types.CodeType]]:
     """``(module.name[.attr], code)`` of the functions and methods the module defines, top level and in classes."""
-    module_name = module.__name__
+    module_name = module_label(module)
     for attr, value in namespace(module).items():
         if isinstance(value, types.FunctionType) and defined_in(value, module_name):
             code = code_of(value)
