@@ -54,8 +54,10 @@ def test_a_module_getattr_that_never_returns_is_stopped_at_the_budget(target: Ru
     result = client(target.pid, "getglobal blockmod x", timeout=60)
     took = time.monotonic() - started
     assert result.returncode == 1, result.stdout
-    assert result.errors and "ran over the budget" in result.errors[0], result.errors
+    assert result.errors and "ran over the budget of 5000 ms" in result.errors[0], result.errors
     assert took < 30, took
+    result = client(target.pid, "getglobal blockmod x --budget-ms 300", timeout=60)  # the lookup's budget too
+    assert result.returncode == 1 and "ran over the budget of 300 ms" in result.errors[0], result.errors
     _alive_and_answering(target.pid)
 
 

@@ -35,30 +35,32 @@ def module_label(module: types.ModuleType) -> str:
     return short(name) if is_a(name, str) else "<module at 0x%x>" % id(module)
 
 
-def find_class(module: types.ModuleType, name: str) -> type:
+def find_class(module: types.ModuleType, name: str, budget_ms: float | None = None) -> type:
     label = module_label(module)
-    value = _lookup(module, name, "class", label)
+    value = _lookup(module, name, "class", label, budget_ms)
     if not is_a(value, type):
         raise CommandFailed("%s.%s is a %s, not a class" % (label, name, class_name(type(value))))
     klass: type = value
     return klass
 
 
-def find_attribute(owner: Any, name: str, owner_label: str) -> Any:
-    return _lookup(owner, name, "attribute", owner_label)
+def find_attribute(owner: Any, name: str, owner_label: str, budget_ms: float | None = None) -> Any:
+    return _lookup(owner, name, "attribute", owner_label, budget_ms)
 
 
-def _lookup(owner: Any, name: str, what: str, owner_label: str) -> Any:
+def _lookup(owner: Any, name: str, what: str, owner_label: str, budget_ms: float | None) -> Any:
+    """``budget_ms``: the command's ``--budget-ms``; None: a capture's default."""
     namespace = _namespace(owner)
     if name in namespace:
         return namespace[name]
     # the owner's code may run (a module's __getattr__, a descriptor): bounded like a repr, so that one
     # that never returns cannot hold the session's thread
-    value, error, overran = usercode.call_contained(getattr, (owner, name))
+    budget = usercode.CAPTURE_BUDGET_MS if budget_ms is None else budget_ms
+    value, error, overran = usercode.call_contained(getattr, (owner, name), budget)
     if overran:
         raise CommandFailed(
             "%s.%s: its code (__getattr__, a property...) ran over the budget of %g ms and was stopped"
-            % (owner_label, name, usercode.CAPTURE_BUDGET_MS)
+            " (--budget-ms)" % (owner_label, name, budget)
         )
     if error is None:
         return value

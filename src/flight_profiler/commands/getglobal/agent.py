@@ -18,18 +18,18 @@ if TYPE_CHECKING:
 def run(request: GetGlobalRequest, ctx: JobContext) -> None:
     source, cls = request.get("expr"), request.get("cls")
     expression = Expression(source, ("target",)) if source else None
+    options = CaptureOptions.from_request(request)  # its budget bounds the lookups too (a module's __getattr__)
     module = loaded_module(request["module"])
     owner: Any = module
     label = module_label(module)
     if cls:
-        owner = find_class(module, cls)
+        owner = find_class(module, cls, options.budget_ms)
         label = qualified(label, cls, "")
-    value = find_attribute(owner, request["field"], label)
+    value = find_attribute(owner, request["field"], label, options.budget_ms)
     event: dict[str, Any] = {
         "name": qualified(request["module"], request.get("cls"), request["field"]),
         "type": class_name(type(value)),
     }
-    options = CaptureOptions.from_request(request)
     if expression is not None:
         event["expr"] = expression.source
         try:

@@ -49,7 +49,8 @@ OPTION_DOCS = (
     ),
     (
         "--budget-ms",
-        "time budget of `-e` (and the capture): past it the evaluation is stopped and the command fails with that "
+        "time budget of `-e` (and of the lookup and the capture): past it the evaluation is stopped and the "
+        "command fails with that "
         "reason; `exit()`/`KeyboardInterrupt` in it are its result, never the agent's end. A value whose own code "
         "(`__repr__`, `__len__`, a property) runs past it is shown as `<Type: not shown: ... ran over the budget of "
         "MS ms and was stopped (--budget-ms)>`, and no more of the program's code runs in that command",
