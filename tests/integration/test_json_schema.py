@@ -173,6 +173,24 @@ def test_subcommand_output_matches_the_schema(demo: int, tmp_path: Any) -> None:
         assert not problems(records[0]), problems(records[0])
 
 
+def test_help_is_a_record_that_matches_the_schema(demo: int) -> None:
+    """``help`` with --json printed its text to stderr and nothing to stdout: a script or an agent
+    asking for JSON got no record at all."""
+    for line, check in (
+        ("help", lambda result: "watch" in [c["name"] for c in result["commands"]]),
+        ("help watch", lambda result: ["-f", "--filter"] in [o["names"] for o in result["options"]]),
+        ("help detach", lambda result: result["command"] == "detach"),
+    ):
+        result = cli(demo, line)
+        assert result.returncode == 0 and len(result.records) == 1, (line, result.stdout, result.stderr)
+        [record] = result.records
+        assert record["command"] == "help" and not problems(record), (line, problems(record))
+        assert check(record["result"]), (line, record)
+        assert not result.stderr.strip(), (line, result.stderr)
+    unknown = cli(demo, "help nosuch")
+    assert unknown.returncode != 0 and unknown.records[0]["error"].startswith("unknown command 'nosuch'")
+
+
 @pytest.mark.any_interpreter  # the schema check is the client's; the record is only its input
 def test_the_schemas_reject_drift(demo: int) -> None:
     """A renamed, retyped or undocumented field is caught (so the tests above can fail)."""

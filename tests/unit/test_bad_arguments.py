@@ -165,6 +165,7 @@ def test_an_empty_nested_name_is_refused_not_dropped(command: str) -> None:
 
 @pytest.mark.parametrize("line", ["help", "help watch", "help timetunnel"])
 def test_help_under_json_keeps_stdout_json_lines_only(line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
     import os
 
     from flight_profiler.attach.attacher import AttachOptions
@@ -174,7 +175,9 @@ def test_help_under_json_keeps_stdout_json_lines_only(line: str, capsys: pytest.
     runner = Runner(os.getpid(), Output(as_json=True, color=False), AttachOptions())
     assert runner.execute(line) is True
     captured = capsys.readouterr()
-    assert captured.out == "" and "watch" in captured.err  # was: the help text on stdout among JSON lines
+    # first the help text on stdout among JSON lines, then on stderr: now one record, as a command's result
+    [record] = [json.loads(text) for text in captured.out.splitlines()]
+    assert record["command"] == "help" and "watch" in json.dumps(record["result"]) and captured.err == ""
 
 
 def _fleet() -> Any:

@@ -219,8 +219,8 @@ def test_skill_descriptions_say_whether_the_command_changes_the_target() -> None
 
 SCHEMA_DIR = os.path.join(ROOT, "docs", "schema")
 # schema files that are not a command's: the envelope, shared pieces, the MCP result, the program's subcommands
-SCHEMA_PIECES = {"envelope", "value", "calls", "mcp-result", "ps", "install-skills"}
-DOC_EXTRA = {"detach", "flight_profiler ps", "flight_profiler install-skills"}
+SCHEMA_PIECES = {"envelope", "value", "calls", "mcp-result", "ps", "install-skills", "help"}
+DOC_EXTRA = {"detach", "help", "flight_profiler ps", "flight_profiler install-skills"}
 
 
 def test_json_schema_doc_and_files_are_the_commands() -> None:

@@ -292,15 +292,15 @@ def _cancel_at(deadline: float | None, conn: AgentConnection, job: int) -> threa
 
 
 def print_help(output: Output, rest: str) -> None:
-    """``help [command]`` (one target's shell, or a group's)."""
-    from .help import command_help, overview
+    """``help [command]`` (one target's shell, or a group's): a result like a command's, so that
+    ``--json`` prints it as a record (docs/schema/help.json)."""
+    from .help import help_record, render_help
 
     args = rest.split()
     if len(args) > 1:
         raise UsageError("help takes one command name, got %s" % " ".join(args))
-    # with --json, stdout holds JSON lines only (docs/json-schema.md): the text goes to stderr
-    console = output.err if output.as_json else output.console
-    console.print(command_help(ALIASES.get(args[0], args[0])) if args else overview())
+    record = help_record(ALIASES.get(args[0], args[0]) if args else None)
+    output.result("help", record, None if output.as_json else render_help(record))
 
 
 def check_detach(rest: str) -> None:
