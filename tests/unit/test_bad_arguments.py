@@ -3,6 +3,7 @@ traceback, never the wrong culprit named."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -247,3 +248,35 @@ def test_mem_summary_header_says_which_end_of_the_order_it_shows(order: str, sai
     rows = [{"type": "NoneType", "count": 1, "size": 16}, {"type": "ellipsis", "count": 1, "size": 16}]
     event = {"action": "summary", "objects": 9, "size": 99, "distinct": 5, "seconds": 0.1, "order": order}
     assert said in rendered("mem", {**event, "types": rows})  # --order ascending said "largest 2:"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("stack '' f", "a module, class or function name must not be empty, got ''"),  # was: every thread's stack
+        ("watch m '' f", "must not be empty, got ''"),
+        ("tt -t '' f", "must not be empty, got ''"),
+        ("line '' f 3", "must not be empty, got ''"),
+        ("source m ' '", "must not be empty, got ' '"),
+        ("vmtool -a getInstances -c '' A", "must not be empty, got ''"),
+        ("module ''", "module needs a file path, got ''"),  # was: the current directory looked up
+        ("gilstat off extra", "gilstat off takes no arguments, got extra"),  # was: the number parser's words
+        ("tt -l -x 3", "-x applies to recording and showing a record (-t/-i), not to -l"),  # was: ignored
+        ("tt -i 3 -n 5", "-n applies to recording (-t), not to -i"),
+        ("tt -d 1 --rate 3", "--rate applies to recording (-t), not to -d"),
+        ("tt -da --max-mb 2", "--max-mb applies to recording (-t), not to -da"),
+    ],
+)
+def test_empty_names_and_options_that_mean_nothing_here_are_refused(line: str, message: str) -> None:
+    name, rest = line.split(" ", 1)
+    spec = registry.get(name)
+    assert spec is not None
+    with pytest.raises(UsageError, match=re.escape(message)):
+        spec.parse_line(rest)
+
+
+@pytest.mark.parametrize("line", ["tt -t m f -x 2 -n 3 --rate 5", "tt -i 3 -x 2 -v --budget-ms 50", "tt -l -m m.C.f"])
+def test_options_in_their_mode_still_parse(line: str) -> None:
+    spec = registry.get("tt")
+    assert spec is not None
+    assert spec.parse_line(line.split(" ", 1)[1])["action"] in ("record", "show", "list")

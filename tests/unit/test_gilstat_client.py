@@ -21,7 +21,8 @@ from flight_profiler.render.console import make_console
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("off 1", "gilstat off takes no arguments"),
+        ("off 1", "gilstat off takes no arguments, got 1"),
+        ("off extra", "gilstat off takes no arguments, got extra"),  # was: the numbers' parser named
         ("off -d 3", "gilstat off takes no arguments"),
         ("on 1", "got 1 numbers"),
         ("on 1 2 0.01", "interval_s must be 0.1..3600 seconds, got 0.01"),

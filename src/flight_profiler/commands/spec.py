@@ -129,6 +129,9 @@ class CommandSpec(NamedTuple):
     # cell (commands/surface.py)
     main_forms: tuple[str, ...] = ()
     overview: str = ""
+    # a look at the words before argparse converts them, for a rule the parser cannot say well
+    # (gilstat: "off takes no arguments", not the number parser's complaint about a word after it)
+    check_words: Callable[[list[str]], None] | None = None
 
     @property
     def usage(self) -> str:
@@ -143,6 +146,8 @@ class CommandSpec(NamedTuple):
         return parser
 
     def parse(self, argv: list[str], parser: CommandParser | None = None) -> Request:
+        if self.check_words is not None:
+            self.check_words(argv)
         namespace = (parser or self.parser()).parse_args(argv)
         return dict(self.to_request(namespace))
 
@@ -150,6 +155,16 @@ class CommandSpec(NamedTuple):
         """Parse the text after the command name, expressions taken as typed (``split_arguments``)."""
         parser = self.parser()  # one parser for both steps: each costs --cmd's start-up a few hundred µs
         return self.parse(split_arguments(rest, parser), parser)
+
+
+def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The ``dest`` of every option ``argv`` gives, defaults left out: a parse in which every default is
+    a marker. For a rule on options that mean nothing in some mode (``tt -l -x 3``), whose defaults
+    cannot be told from a value typed."""
+    unset = object()
+    parser.set_defaults(**{action.dest: unset for action in parser._actions if action.dest != argparse.SUPPRESS})
+    namespace = parser.parse_args(argv)
+    return {dest for dest, value in vars(namespace).items() if value is not unset}
 
 
 EXPRESSION = "flight_profiler_expression"  # marks an argparse action whose value is Python source

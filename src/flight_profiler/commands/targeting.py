@@ -16,6 +16,15 @@ def location(ns: argparse.Namespace, last: str) -> tuple[str, str | None, str]:
     names: list[str] = ns.names
     if len(names) > 2:
         raise UsageError("expected: module [class] %s, got %d names after the module" % (last, len(names)))
+    check_names([ns.module, *names])
     if len(names) == 2:
         return ns.module, names[0], names[1]
     return ns.module, None, names[0]
+
+
+def check_names(words: list[str]) -> None:
+    """An empty name (``''``) is a typing slip, never a module, class or function: as a module it
+    read as "no module" (``stack '' f`` printed every thread's stack instead of its callers)."""
+    for word in words:
+        if not word.strip():
+            raise UsageError("a module, class or function name must not be empty, got %r" % word)

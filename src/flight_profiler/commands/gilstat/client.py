@@ -99,6 +99,12 @@ OVERVIEW = (
 )
 
 
+def _check_words(argv: list[str]) -> None:
+    """``gilstat off 5``: the number parser would name the numbers' metavar; the user typed one word too many."""
+    if argv[:1] == ["off"] and argv[1:]:
+        raise UsageError("gilstat off takes no arguments, got %s" % " ".join(argv[1:]))
+
+
 def _to_request(ns: argparse.Namespace) -> GilstatRequest:
     if ns.action == "off":
         if ns.numbers or ns.duration is not None or ns.per_interval:
@@ -512,6 +518,7 @@ SPEC = CommandSpec(
     overview=OVERVIEW,
     examples=("gilstat on", "gilstat on 5 5", "gilstat on 5 20 1 10 -d 30", "gilstat off"),
     add_arguments=_add_arguments,
+    check_words=_check_words,
     to_request=_to_request,
     render=_render,
     run_local=_run_local,

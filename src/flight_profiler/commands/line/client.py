@@ -20,6 +20,7 @@ from ..calls import (
     where,
 )
 from ..spec import CommandSpec, add_expression_argument, add_render_options, number, render_options
+from ..targeting import check_names
 from .model import DEFAULT_LIMIT, DEFAULT_RATE
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
@@ -97,6 +98,7 @@ def _to_request(ns: argparse.Namespace) -> LineRequest:
     names: list[str] = ns.names
     if len(names) < 2 or len(names) > 3:
         raise UsageError("expected: line module [class] method LINE")
+    check_names([ns.module, *names[:-1]])
     try:
         line = int(names[-1])
     except ValueError:

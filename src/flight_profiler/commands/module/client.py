@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ...errors import UsageError
 from ...render.plain import Plain
 from ...render.safe import safe_line
 from ..spec import CommandSpec
@@ -30,6 +31,8 @@ OVERVIEW = "under which module name a source file is loaded in the target"
 
 
 def _to_request(ns: argparse.Namespace) -> ModuleRequest:
+    if not ns.filepath.strip():  # abspath('') is the current directory: an answer to a question not asked
+        raise UsageError("module needs a file path, got %r" % ns.filepath)
     return {"path": os.path.abspath(os.path.expanduser(ns.filepath))}
 
 

@@ -7,6 +7,7 @@ import os
 
 from ...errors import UsageError
 from ..spec import CommandSpec
+from ..targeting import check_names
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ OVERVIEW = (
 def _to_request(ns: argparse.Namespace) -> SourceRequest:
     if len(ns.names) > 2:
         raise UsageError("expected: module [class] [method], got %d names after the module" % len(ns.names))
+    check_names([ns.module, *ns.names])
     return {"module": ns.module, "names": list(ns.names)}
 
 

@@ -24,6 +24,7 @@ from ..spec import (
     check_expression,
     number,
 )
+from ..targeting import check_names
 from .model import DEFAULTS
 
 CALLS_LIMIT = DEFAULTS["limit"]  # stack module [class] method: calls shown by default
@@ -148,6 +149,7 @@ def _callers_request(ns: argparse.Namespace, words: list[str]) -> CallersRequest
     """``stack module [class] method``: the call stacks leading to the function's calls."""
     if len(words) > 3:
         raise UsageError("expected: stack module [class] method, got %d names" % len(words))
+    check_names(words)
     if ns.native or ns.asyncio:
         raise UsageError("--native and -a are for thread stacks, not for stack module [class] method")
     if ns.filter and ns.filepath:

@@ -29,9 +29,11 @@ from ..spec import (
     add_expression_argument,
     add_render_options,
     check_expression,
+    given_options,
     number,
     render_options,
 )
+from ..targeting import check_names
 from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
@@ -192,6 +194,38 @@ def _to_request(ns: argparse.Namespace) -> TtRequest:
     return {"action": "delete_all"}
 
 
+# options that mean something only in some modes (the others' are checked in _check_companions):
+# given elsewhere they were ignored without a word (tt -l -x 3)
+_MODES_OF = (
+    (("limits", "rate", "max_records", "max_mb"), ("-t",), "recording"),
+    (("expand", "verbose", "raw", "budget_ms"), ("-t", "-i"), "recording and showing a record"),
+)
+_FLAGS = {
+    "limits": "-n",
+    "rate": "--rate",
+    "max_records": "--max-records",
+    "max_mb": "--max-mb",
+    "expand": "-x",
+    "verbose": "-v",
+    "raw": "-r",
+    "budget_ms": "--budget-ms",
+}
+_MODE_DESTS = (("location", "-t"), ("list", "-l"), ("index", "-i"), ("delete", "-d"), ("delete_all", "-da"))
+
+
+def _check_words(argv: list[str]) -> None:
+    given = given_options(SPEC.parser(), argv)
+    modes = [flag for dest, flag in _MODE_DESTS if dest in given]
+    if len(modes) != 1:
+        return  # _to_request says which one is wanted
+    for dests, modes_for, what in _MODES_OF:
+        for dest in dests:
+            if dest in given and modes[0] not in modes_for:
+                raise UsageError(
+                    "%s applies to %s (%s), not to %s" % (_FLAGS[dest], what, "/".join(modes_for), modes[0])
+                )
+
+
 def _check_companions(ns: argparse.Namespace, mode: str) -> None:
     if ns.play and mode != "-i":
         raise UsageError("-p replays a record: use it with -i INDEX")
@@ -205,6 +239,7 @@ def _record_request(ns: argparse.Namespace) -> TtRecordRequest:
     names: list[str] = ns.location
     if not 2 <= len(names) <= 3:
         raise UsageError("-t takes module [class] method, got %d name(s)" % len(names))
+    check_names(names)
     cls = names[1] if len(names) == 3 else None
     return {
         "action": "record",
@@ -332,6 +367,7 @@ SPEC = CommandSpec(
         "tt -t __main__ func -f return_obj['success']==True and cost>10",
     ),
     add_arguments=_add_arguments,
+    check_words=_check_words,
     to_request=_to_request,
     render=_render,
     changes_target=True,  # only -p does: it calls the function again

@@ -8,6 +8,7 @@ from ...errors import UsageError
 from ...render.safe import safe_line
 from ..calls import add_budget_argument, budget_request, expr_block
 from ..spec import CommandSpec, add_expression_argument, add_render_options, check_expression, number, render_options
+from ..targeting import check_names
 from .model import DEFAULTS, MAX_CHAINS, MAX_DEPTH, REFERENCE_LIMIT
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
@@ -109,6 +110,7 @@ def _to_request(ns: argparse.Namespace) -> VmtoolRequest:
     if not ns.location:
         raise UsageError("vmtool -a %s needs -c module class" % ns.action)
     module, cls = ns.location
+    check_names([module, cls])
     if ns.action == "referenceAnalyze":
         return _reference_request(ns, module, cls)
     return {
