@@ -262,8 +262,12 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
 
     kind = event.get("kind")
     if kind == "start":
+        from rich.console import Group
+
         rate = "at most %g records/s" % event["rate"] if event["rate"] else "no rate limit"
-        return render_start(event, "recording", "-n %d, %s" % (event["limit"], rate))
+        # the rows' header, as tt -l prints it: every row of one recording names the same method
+        header = _header(len(safe_line(event["target"])))
+        return Group(render_start(event, "recording", "-n %d, %s" % (event["limit"], rate)), header)
     if kind == "record":
         return _row_text(event)
     if kind == "end":
@@ -279,14 +283,24 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     return render_notice(event)
 
 
-def _row_text(row: dict[str, Any]) -> Text:
+def _header(method_width: int) -> Text:
+    """The columns of ``_row_text``'s rows, METHOD as wide as its widest name."""
+    from rich.text import Text
+
+    return Text(
+        "%-6s %-23s  %12s  %-9s  %-*s  %s" % ("INDEX", "TIME", "COST", "RESULT", method_width, "METHOD", "THREAD"),
+        style="bold",
+    )
+
+
+def _row_text(row: dict[str, Any], method_width: int = 0) -> Text:
     from rich.text import Text
 
     text = Text()
     text.append("%-6d" % row["index"], style="bold")
     text.append(" %s  %10.3fms  " % (timestamp(row["time"]), row["cost"]))
     text.append("exception" if row["is_exception"] else "return   ", style="red" if row["is_exception"] else "green")
-    text.append("  %s  %s" % (safe_line(row["method"]), safe_line(row.get("thread", ""))))
+    text.append("  %-*s  %s" % (method_width, safe_line(row["method"]), safe_line(row.get("thread", ""))))
     if row.get("replay_of"):
         text.append("  (replay of %d)" % row["replay_of"], style="dim")
     if row.get("error"):
@@ -310,8 +324,9 @@ def _render_list(event: dict[str, Any]) -> RenderableType:
     from rich.console import Group
     from rich.text import Text
 
-    lines: list[Any] = [Text("INDEX  TIME                      COST          RESULT     METHOD  THREAD", style="bold")]
-    lines.extend(_row_text(row) for row in event["records"])
+    width = max([len(safe_line(row["method"])) for row in event["records"]] + [len("METHOD")])
+    lines: list[Any] = [_header(width)]
+    lines.extend(_row_text(row, width) for row in event["records"])
     if not event["records"] and event.get("kept"):  # records are kept, so -m matched none of them
         lines.append(Text("no record matches -m (module.class.method, None as the class of a function)", style="dim"))
     elif not event["records"]:
