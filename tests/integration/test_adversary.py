@@ -79,6 +79,20 @@ def test_shadowed_names_dicts_and_mros_run_none_of_the_programs_code(target: Run
     _alive_and_answering(target.pid)
 
 
+def test_names_of_megabytes_are_cut_in_sc_sm_and_source(target: RunningTarget) -> None:
+    """A class, a function and a method named with 2-5 MB: sc and sm sent each name whole, the line
+    passed the protocol's 4 MB limit and the client lost the session. The pattern still sees it all."""
+    for command in ("sc __main__.Huge*", "sc __main__.Huge* -d", "sm __main__.Huge*", "sm __main__.Huge* -d"):
+        result = client(target.pid, command, timeout=60)
+        assert result.returncode == 0, (command, result.stderr[-300:])
+        names = [match["name"] for match in result.results[0]["matches"]]
+        assert names and all(len(name) < 300 for name in names), (command, [len(n) for n in names])
+        assert any(name.endswith(" chars)") for name in names), (command, names)
+    found = client(target.pid, "getglobal __main__ HUGE_INSTANCE", timeout=60)
+    assert found.returncode == 0 and len(found.results[0]["type"]) < 300, found.stderr[-300:]
+    _alive_and_answering(target.pid)
+
+
 def test_stack_a_imports_nothing_and_survives_a_lying_class(target: RunningTarget) -> None:
     """stack -a imported asyncio into every target; where asyncio is loaded and no task is registered it
     looks through the heap with isinstance(), which ran LIAR's raising ``__class__``."""

@@ -174,6 +174,21 @@ class ShadowMeta(type):
 Shadowed = ShadowMeta("Shadowed", (), {"attr": 7})
 SHADOWED = Shadowed()
 
+# names of megabytes: a class, a function and a method, each under that name in its namespace (a
+# result that carried them whole passed the protocol's 4 MB line, and the session was dropped)
+HUGE_CLASS_NAME = "Huge" + "C" * 5000000
+HUGE_FUNC_NAME = "HugeF" + "F" * 5000000
+
+
+def _huge_function():
+    return 1
+
+
+_huge_function.__name__ = _huge_function.__qualname__ = HUGE_FUNC_NAME
+globals()[HUGE_FUNC_NAME] = _huge_function
+globals()[HUGE_CLASS_NAME] = type(HUGE_CLASS_NAME, (), {"m" * 2000000: lambda self: None})
+HUGE_INSTANCE = globals()[HUGE_CLASS_NAME]()
+
 # a module whose __file__ is a FIFO nobody writes to (reading it would block forever)
 FIFO = "/tmp/adversary-fifo-%d.py" % os.getpid()
 for _stale in os.listdir("/tmp"):  # those of killed targets (a SIGKILL runs no cleanup)

@@ -37,7 +37,7 @@ from __future__ import annotations
 from ..protocol.requests import RENDER_DEFAULTS
 from . import usercode
 from .describe import describe_error as _describe
-from .describe import type_name
+from .describe import short, type_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -253,9 +253,9 @@ def _object(
         try:
             value = getattr(obj, name)
         except Exception as exc:  # noqa: BLE001 - a failing property is shown, not raised
-            shown[name] = {"t": "error", "error": _describe(exc)}
+            shown[short(name)] = {"t": "error", "error": _describe(exc)}
             continue
-        shown[name] = _capture(value, options, depth - 1, seen)
+        shown[short(name)] = _capture(value, options, depth - 1, seen)  # the name: the program's, cut
     return {"t": _type_name(obj), "kind": "object", "attrs": shown, "more": max(0, total - len(shown))}
 
 
@@ -369,5 +369,5 @@ def _safe_type_name(obj: Any) -> str:
     if type(name) is not str:
         return "<type at 0x%x>" % id(kind)
     if type(module) is not str or module == "builtins":
-        return name
-    return module + "." + name
+        return short(name)
+    return short(module + "." + name)

@@ -54,8 +54,8 @@ def type_name(kind: type, plain: Tuple[str, ...] = ("builtins",)) -> str:
     if not isinstance(qualname, str):
         qualname = getattr(kind, "__name__", "?")
     if not isinstance(module, str) or module in plain or not module:
-        return str(qualname)
-    return "%s.%s" % (module, qualname)
+        return short(str(qualname))
+    return short("%s.%s" % (module, qualname))  # a class named with megabytes: cut like every name
 
 
 def safe_repr(obj: Any, limit: int = REPR_LIMIT) -> str:

@@ -16,7 +16,7 @@ import types
 
 from ...services import hooks
 from ...services.context import CommandFailed, JobContext
-from ...services.describe import is_a
+from ...services.describe import NAME_LIMIT, is_a, short
 from .model import DEFAULTS, MAX_LIMIT, MAX_MODULES
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -56,13 +56,29 @@ def search(
                 continue
             total += 1
             if len(found) < limit:
-                found.append(describe(module_name, name, obj, kind, bool(request.get("detail", DEFAULTS["detail"]))))
+                match = describe(module_name, name, obj, kind, bool(request.get("detail", DEFAULTS["detail"])))
+                found.append(_cut(match))
     if not total:
         raise CommandFailed(
             "no loaded %s matches %r (%d modules searched; nothing is imported)" % (what, pattern, len(modules))
         )
     found.sort(key=lambda match: match["name"])
     return {"pattern": pattern, "matches": found, "total": total, "shown": len(found), "modules": len(modules)}
+
+
+# the fields a match may hold that can be long for a good reason; every other string is a name
+_CUT_AT = {"file": 4096, "signature": 2000}
+
+
+def _cut(match: dict[str, Any]) -> dict[str, Any]:
+    """The program's names cut (``describe.short``): a class or function named with megabytes was sent
+    whole, past the protocol's 4 MB line, and the session was dropped. The pattern matched the whole name."""
+    for key, value in match.items():
+        if is_a(value, str):
+            match[key] = short(value, _CUT_AT.get(key, NAME_LIMIT))
+        elif is_a(value, list):
+            match[key] = [short(item, NAME_LIMIT) if is_a(item, str) else item for item in value]
+    return match
 
 
 def _modules() -> list[tuple[str, types.ModuleType]]:

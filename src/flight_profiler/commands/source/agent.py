@@ -16,6 +16,7 @@ import types
 
 from ...services import hooks
 from ...services.context import CommandFailed, JobContext
+from ...services.describe import short
 from ...services.location import read_source_file, resolve
 from ...services.resolve import find_attribute, loaded_module, module_label
 from ..sc.agent import code_of, defined_in, namespace
@@ -107,14 +108,14 @@ def _result(
     shown = lines[start - 1 : min(end, start - 1 + MAX_LINES)]
     status = "unknown" if not compiled else ("differs" if differing else "matches")
     return {
-        "target": label,
+        "target": short(label),  # names are the program's: a class may be named with megabytes
         "what": what,
         "file": path,
         "start": start,
         "lines": shown,
         "more": max(0, end - start + 1 - len(shown)),
         "status": status,
-        "differing": differing[:MAX_DIFFERING],
+        "differing": [short(name) for name in differing[:MAX_DIFFERING]],
     }
 
 
