@@ -144,6 +144,50 @@ def test_vmtool_get_instances_is_the_vmtool_skills_block() -> None:
     ]
 
 
+def test_vmtool_expanded_instance_and_short_lists_are_the_vmtool_skills_shapes() -> None:
+    """The skill's ``-e instances[0] -x 2``: one attribute per line, JSON style; its filtered list of one
+    instance, and ``-n 2``: one instance per line, however short the list."""
+    counted = {"action": "getInstances", "class": "__main__.Task", "count": 1, "expr": "instances[0]", "expand": 2}
+    task = {
+        "t": "__main__.Task",
+        "kind": "object",
+        "attrs": {"name": scalar("cleanup_logs"), "priority": scalar(1), "task_id": scalar(3)},
+        "more": 0,
+    }
+    assert text(VMTOOL.render({**counted, "value": task})) == [
+        "EXPR: instances[0]",
+        "TYPE: <class '__main__.Task'>",
+        "VALUE: Task({",
+        '  "name": "cleanup_logs",',
+        '  "priority": 1,',
+        '  "task_id": 3',
+        "})",
+        "1 live instance(s) of __main__.Task",
+    ]
+    nested = dict(
+        task,
+        attrs={
+            "tags": {"t": "dict", "kind": "dict", "len": 1, "items": [[scalar("k"), scalar(None)]]},
+            "hostile": scalar("\x1b]0;x\x07\u202e"),
+            "ok": scalar(True),
+        },
+    )
+    assert text(VMTOOL.render({**counted, "value": nested}))[3:6] == [
+        '  "tags": {"k": null},',
+        '  "hostile": "\\u001b]0;x\\u0007\\u202e",',  # escaped as JSON escapes them: nothing reaches the terminal
+        '  "ok": true',
+    ]
+    filtered = {**counted, "expr": "[i for i in instances if i.status=='error']", "expand": 1}
+    one_item = {"t": "list", "kind": "list", "len": 1, "items": [connection("queue", 5672, "error")]}
+    assert text(VMTOOL.render({**filtered, "value": one_item}))[2:5] == [
+        "VALUE: [",
+        "  Connection({'host': 'queue', 'port': 5672, 'status': 'error'})",
+        "]",
+    ]
+    at_depth_1 = {**counted, "expand": 1, "value": task}
+    assert text(VMTOOL.render(at_depth_1))[2] == "VALUE: Task({'name': 'cleanup_logs', 'priority': 1, 'task_id': 3})"
+
+
 def test_vmtool_force_gc_is_the_seeds_sentence_then_ours() -> None:
     event = {"action": "forceGc", "collected": 76, "ms": 3.25, "count_before": [5, 1, 0], "count_after": [0, 0, 0]}
     assert text(VMTOOL.render(event)) == [

@@ -8,7 +8,7 @@ import time
 
 from ..errors import UsageError
 from ..render.safe import safe_line
-from ..render.values import pretty, type_line
+from ..render.values import pretty, seeds_value, type_line
 from .spec import number
 from .targeting import add_location_arguments, location
 
@@ -118,15 +118,19 @@ def timestamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", local) + ":%03d" % int((seconds % 1) * 1000)
 
 
-def expr_block(entries: list[tuple[str, dict[str, Any]]], indent: str = "") -> list[Text]:
-    """The seeds' result fields, one ``EXPR`` / ``TYPE`` / ``VALUE`` group per expression."""
+def expr_block(entries: list[tuple[str, dict[str, Any]]], indent: str = "", expand: int | None = None) -> list[Text]:
+    """The seeds' result fields, one ``EXPR`` / ``TYPE`` / ``VALUE`` group per expression;
+    ``expand``: getglobal's and vmtool's ``-x``, whose VALUE has the seeds' own shapes (``seeds_value``)."""
     from rich.text import Text
 
     lines = []
     for expr, node in entries:
         lines.append(Text("%sEXPR: %s" % (indent, safe_line(expr))))
         lines.append(Text("%sTYPE: %s" % (indent, type_line(node))))
-        value = pretty(node, indent=len(indent) // 2)
+        if expand is None:
+            value = pretty(node, indent=len(indent) // 2)
+        else:
+            value = seeds_value(node, expand, indent=len(indent) // 2)
         lines.append(Text("%sVALUE: %s" % (indent, value)))
     return lines
 

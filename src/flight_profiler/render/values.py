@@ -63,6 +63,60 @@ def pretty(node: dict[str, Any], indent: int = 0) -> str:
     return "\n".join([opener, ",\n".join(lines), INDENT * indent + closer])  # no comma after the last, as the seeds
 
 
+def seeds_value(node: dict[str, Any], expand: int, indent: int = 0) -> str:
+    """The VALUE field of getglobal and vmtool as the seeds print it.
+
+    A single object expanded (``-x 2`` and deeper): one attribute per line, JSON style
+    (``Connection({`` / ``"host": "queue",`` / ``})``). A list of objects: one per line, however short.
+    Anything else as ``pretty`` shows it.
+    """
+    if node.get("kind") == "object" and expand != 1 and node.get("attrs"):
+        pad = INDENT * (indent + 1)
+        lines = ["%s%s: %s" % (pad, _json_string(name), json_style(value)) for name, value in node["attrs"].items()]
+        if node.get("more"):
+            lines.append("%s%s" % (pad, _more_text(node)))
+        return "\n".join([short_type(node["t"]) + "({", ",\n".join(lines), INDENT * indent + "})"])
+    items = node.get("items")
+    if node.get("kind") in ("list", "tuple", "set") and items and any(i.get("kind") == "object" for i in items):
+        opener, closer = _brackets(node)
+        pad = INDENT * (indent + 1)
+        lines = ["%s%s" % (pad, one_line(item)) for item in items]
+        if node.get("more"):
+            lines.append("%s%s" % (pad, _more_text(node)))
+        return "\n".join([opener, ",\n".join(lines), INDENT * indent + closer])
+    return pretty(node, indent)
+
+
+def json_style(node: dict[str, Any]) -> str:
+    """A value on one line as JSON writes it (strings in double quotes, escaped; true/false/null);
+    objects as ``Type({...})``, reprs as they are."""
+    if "v" in node:
+        value = node["v"]
+        if isinstance(value, str):
+            return _json_string(value) + _cut_note(node)
+        if value is None or isinstance(value, bool):
+            return {None: "null", True: "true", False: "false"}[value]
+        return _scalar(node)
+    kind = node.get("kind")
+    if kind == "dict":
+        body = ", ".join("%s: %s" % (json_style(k), json_style(v)) for k, v in node["items"])
+        return "{%s%s}" % (body, _more(node, bool(node["items"])))
+    if kind in ("list", "tuple", "set"):
+        body = ", ".join(json_style(item) for item in node["items"])
+        return "[%s%s]" % (body, _more(node, bool(node["items"])))
+    if kind == "object":
+        body = ", ".join("%s: %s" % (_json_string(name), json_style(value)) for name, value in node["attrs"].items())
+        return "%s({%s%s})" % (short_type(node["t"]), body, _more(node, bool(node["attrs"])))
+    return one_line(node)
+
+
+def _json_string(text: str) -> str:
+    """JSON's string form, ASCII only: every control character and BiDi override comes out escaped."""
+    from ..protocol.framing import json_text
+
+    return json_text(str(text), ": ", ", ")
+
+
 def short_type(name: object) -> str:
     """``pkg.mod.Connection`` as ``Connection``: the class name alone, as the seeds show objects."""
     return safe_line(str(name).rsplit(".", 1)[-1])

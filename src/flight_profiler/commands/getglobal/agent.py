@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...protocol.requests import RENDER_DEFAULTS
 from ...services.capture import CaptureOptions, capture
 from ...services.context import JobContext
 from ...services.describe import class_name
@@ -29,6 +30,7 @@ def run(request: GetGlobalRequest, ctx: JobContext) -> None:
     event: dict[str, Any] = {
         "name": qualified(request["module"], request.get("cls"), request["field"]),
         "type": class_name(type(value)),
+        "expand": int(request.get("expand", RENDER_DEFAULTS["expand"])),  # the text's shape depends on it
     }
     if expression is not None:
         event["expr"] = expression.source

@@ -92,7 +92,7 @@ def _render(event: dict[str, Any]) -> RenderableType:
             Text("FAILED: %s" % safe_line(event["error"]), style="red"),
         ]
     else:
-        parts = list(expr_block([(expr, event["value"])]))
+        parts = list(expr_block([(expr, event["value"])], expand=event.get("expand", 1)))
     parts.append(Text("target=%s" % safe_line(event["name"]), style="dim"))
     return Group(*parts)
 

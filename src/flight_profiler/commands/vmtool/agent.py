@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import time
 
+from ...protocol.requests import RENDER_DEFAULTS
 from ...services import heapwalk, referrers, usercode
 from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
@@ -65,6 +66,7 @@ def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any] | Non
         "action": "getInstances",
         "class": "%s.%s" % (request["module"], request["cls"]),
         "count": walked.matched(),
+        "expand": int(request.get("expand", RENDER_DEFAULTS["expand"])),  # the text's shape depends on it
     }
     options = CaptureOptions.from_request(request)
     if expression is not None:

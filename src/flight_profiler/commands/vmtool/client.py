@@ -155,11 +155,11 @@ def _render(event: dict[str, Any]) -> RenderableType:
             Text("FAILED: %s" % safe_line(event["error"]), style="red"),
         ]
     elif "value" in event:
-        parts = list(expr_block([(expr, event["value"])]))
+        parts = list(expr_block([(expr, event["value"])], expand=event.get("expand", 1)))
     else:
         instances = event["instances"]
         node = {"t": "list", "kind": "list", "len": len(instances), "items": instances}
-        parts = list(expr_block([(expr, node)]))
+        parts = list(expr_block([(expr, node)], expand=event.get("expand", 1)))
     found = "%d live instance(s) of %s" % (event["count"], safe_line(event["class"]))
     if "instances" in event and len(event["instances"]) < event["count"]:
         found += "; %d shown (-n -1 shows all)" % len(event["instances"])
