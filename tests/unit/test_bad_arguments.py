@@ -280,3 +280,27 @@ def test_options_in_their_mode_still_parse(line: str) -> None:
     spec = registry.get("tt")
     assert spec is not None
     assert spec.parse_line(line.split(" ", 1)[1])["action"] in ("record", "show", "list")
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "last"),
+    [
+        ("watch __main__ f -n 3 -n 5", "limit", 5),
+        ("watch __main__ f -x 2 -x 3", "expand", 3),
+        ("trace __main__ f -n 3 -n 5", "limit", 5),
+        ("tt -t __main__ f -n 3 -n 5", "limit", 5),
+        ("tt -i 1 -i 2", "index", 2),
+        ("tt -t a b -t c d", "module", "c"),
+        ("getglobal __main__ X -x 2 -x 3", "expand", 3),
+        ("vmtool -a getInstances -c m C -c n D", "cls", "D"),
+        ("monitor __main__ f -c 3 -c 5", "cycle", 5.0),
+        ("sc *A* -n 3 -n 5", "limit", 5),
+        ("thread -n 3 -n 5", "top", 5),
+    ],
+)
+def test_a_repeated_option_keeps_its_last_value_in_every_command(line: str, key: str, last: Any) -> None:
+    """argparse's rule, the same for every command (every line goes through CommandParser); README says so."""
+    name, rest = line.split(" ", 1)
+    spec = registry.get(name)
+    assert spec is not None
+    assert spec.parse_line(rest)[key] == last

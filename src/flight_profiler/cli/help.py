@@ -6,16 +6,14 @@ from it (``render_help``), as every command's is from its events.
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
-
 from ..errors import UsageError
 from .registry import BUILTINS, get, visible
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
 if TYPE_CHECKING:
     from typing import Any
+
+    from rich.console import RenderableType
 
 
 def help_record(name: str | None) -> dict[str, Any]:
@@ -50,6 +48,8 @@ def help_record(name: str | None) -> dict[str, Any]:
 
 
 def render_help(record: dict[str, Any]) -> RenderableType:
+    from rich.text import Text  # the text only: help --json imports no rich
+
     if "commands" in record:
         return _overview(record)
     if "usage" not in record:  # a shell built-in
@@ -67,6 +67,10 @@ def render_help(record: dict[str, Any]) -> RenderableType:
 
 
 def _overview(record: dict[str, Any]) -> RenderableType:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("command")
     table.add_column("what it does")

@@ -16,7 +16,7 @@ import types
 
 from ...services import hooks
 from ...services.context import CommandFailed, JobContext
-from ...services.describe import NAME_LIMIT, is_a, short
+from ...services.describe import is_a, short
 from .model import DEFAULTS, MAX_LIMIT, MAX_MODULES
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -66,7 +66,9 @@ def search(
     return {"pattern": pattern, "matches": found, "total": total, "shown": len(found), "modules": len(modules)}
 
 
-# the fields a match may hold that can be long for a good reason; every other string is a name
+# characters kept of what a match holds: a name the target made (a class can be named with megabytes; a
+# real qualified name can pass NAME_LIMIT's 200), a file name (PATH_MAX), a signature
+NAME_KEPT = 1000
 _CUT_AT = {"file": 4096, "signature": 2000}
 
 
@@ -75,9 +77,9 @@ def _cut(match: dict[str, Any]) -> dict[str, Any]:
     whole, past the protocol's 4 MB line, and the session was dropped. The pattern matched the whole name."""
     for key, value in match.items():
         if is_a(value, str):
-            match[key] = short(value, _CUT_AT.get(key, NAME_LIMIT))
+            match[key] = short(value, _CUT_AT.get(key, NAME_KEPT))
         elif is_a(value, list):
-            match[key] = [short(item, NAME_LIMIT) if is_a(item, str) else item for item in value]
+            match[key] = [short(item, NAME_KEPT) if is_a(item, str) else item for item in value]
     return match
 
 
