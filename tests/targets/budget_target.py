@@ -90,6 +90,9 @@ ENDLESS_LEN = EndlessLen([1, 2])
 INSTANCES = [Spinning() for _ in range(3)]  # for vmtool -a getInstances
 
 
+LOOPING = threading.Event()
+
+
 def looper():
     """An asyncio loop whose __repr__ never returns (stack -a shows each loop's repr), one task on it."""
     import asyncio
@@ -106,6 +109,7 @@ def looper():
 
     loop = SpinningLoop()
     asyncio.set_event_loop(loop)
+    loop.call_soon(LOOPING.set)  # "ready" waits for it: a stack -a right after found no loop running yet
     loop.run_until_complete(napping())
 
 
@@ -177,6 +181,7 @@ def main():
             threading.Thread(target=hot_caller, name="hot-%d" % index, daemon=True).start()
     if not TRACED:
         threading.Thread(target=looper, name="looper", daemon=True).start()
+        LOOPING.wait(60)
     if TRACED:
         threading.settrace(tracer)  # reaches every thread started from now on, the agent's included
         sys.settrace(tracer)

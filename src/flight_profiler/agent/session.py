@@ -55,8 +55,11 @@ if TYPE_CHECKING:
     from .server import Server
 
 # A quick command's reader blocked in the program's code (in C) past its capture budget: after this
-# many more seconds the session goes on without it; at most MAX_STUCK_THREADS such threads, agent-wide
-STUCK_GRACE = 1.0
+# many more seconds the session goes on without it; at most MAX_STUCK_THREADS such threads, agent-wide.
+# 3.11's watchdog leaves a stop pending 40 ms at a time, again each REPOST_AFTER (1 s; services/watchdog,
+# _FREEZES_TRACED): with 1 s, a __repr__ sleeping in 50 ms steps was left behind in 5 of 8 runs on 3.11,
+# where a later window would have stopped it; 3.5 s holds four windows (0 of 14 runs)
+STUCK_GRACE = 3.5 if sys.version_info[:2] == (3, 11) else 1.0
 MAX_STUCK_THREADS = 3
 STUCK: set[int] = set()  # the idents of those threads, until each returns
 JOB_STOP_WAIT = 1.0  # seconds a job gets to finish after cancel before we move on
@@ -296,10 +299,9 @@ class Session:
             messages.append(_execute(ctx, msg["command"], msg["request"]))
         finally:
             usercode.STALLS.pop(ident, None)
-            self.lock.acquire()  # not ``with``: see _leave_stuck
-            left = self.stall is not stall
-            self.stall = None
-            self.lock.release()
+            with self.lock:  # against _leave_stuck on the watchdog's thread: one of the two decides
+                left = self.stall is not stall
+                self.stall = None
         if left:
             STUCK.discard(ident)
             raise _Superseded()  # the client had its error; what we found is dropped
@@ -313,15 +315,12 @@ class Session:
         are refused, so that a program whose every ``__repr__`` blocks cannot make us pile up threads).
         """
         old = self.thread
-        self.lock.acquire()
-        try:
+        with self.lock:
             if self.stall is not stall or self.channel.sock.fileno() == -1:
                 return  # it returned meanwhile, or the session is ending: nothing to take over
             self.stall = None
             STUCK.add(old.ident or 0)
             self.thread = realthreads.Thread(self._run, "flight_profiler-session")
-        finally:
-            self.lock.release()
         try:
             self.channel.send(
                 {
@@ -335,7 +334,10 @@ class Session:
             )
         except (ChannelClosed, OSError):
             pass
-        self.thread.start()
+        try:
+            self.thread.start()
+        except Exception:  # noqa: BLE001 - no thread to spare (a limit): the session ends, the client sees it closed
+            self._end()
 
     def _run_job(self, ctx: JobContext, command: str, request: dict[str, Any]) -> None:
         AGENT_THREAD_IDS.add(realthreads.get_ident())
