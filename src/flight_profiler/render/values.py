@@ -58,9 +58,14 @@ def pretty(node: dict[str, Any], indent: int = 0) -> str:
         opener, closer = _brackets(node)
         for item in node["items"]:
             lines.append("%s%s" % (pad, pretty(item, indent + 1)))
+    return _block(opener, lines, closer, node, indent)
+
+
+def _block(opener: str, lines: list[str], closer: str, node: dict[str, Any], indent: int) -> str:
+    """``lines`` between the brackets, one a line, then what was left out; no comma after the last, as the seeds."""
     if node.get("more"):
-        lines.append("%s%s" % (pad, _more_text(node)))
-    return "\n".join([opener, ",\n".join(lines), INDENT * indent + closer])  # no comma after the last, as the seeds
+        lines.append("%s%s" % (INDENT * (indent + 1), _more_text(node)))
+    return "\n".join([opener, ",\n".join(lines), INDENT * indent + closer])
 
 
 def seeds_value(node: dict[str, Any], expand: int, indent: int = 0) -> str:
@@ -73,17 +78,13 @@ def seeds_value(node: dict[str, Any], expand: int, indent: int = 0) -> str:
     if node.get("kind") == "object" and expand != 1 and node.get("attrs"):
         pad = INDENT * (indent + 1)
         lines = ["%s%s: %s" % (pad, _json_string(name), json_style(value)) for name, value in node["attrs"].items()]
-        if node.get("more"):
-            lines.append("%s%s" % (pad, _more_text(node)))
-        return "\n".join([short_type(node["t"]) + "({", ",\n".join(lines), INDENT * indent + "})"])
+        return _block(short_type(node["t"]) + "({", lines, "})", node, indent)
     items = node.get("items")
     if node.get("kind") in ("list", "tuple", "set") and items and any(i.get("kind") == "object" for i in items):
         opener, closer = _brackets(node)
         pad = INDENT * (indent + 1)
         lines = ["%s%s" % (pad, one_line(item)) for item in items]
-        if node.get("more"):
-            lines.append("%s%s" % (pad, _more_text(node)))
-        return "\n".join([opener, ",\n".join(lines), INDENT * indent + closer])
+        return _block(opener, lines, closer, node, indent)
     return pretty(node, indent)
 
 

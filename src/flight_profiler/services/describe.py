@@ -9,6 +9,8 @@ them, so the text a user sees for the same object is the same everywhere.
 
 from __future__ import annotations
 
+import sys
+
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
     from typing import Any, Optional, Tuple
@@ -34,7 +36,13 @@ def short(name: str, limit: int = NAME_LIMIT) -> str:
     return "%s...(%d chars)" % (name[:limit], len(name))
 
 
-_TYPE_NAME = type.__dict__["__name__"].__get__  # type's own getter: never a metaclass's property
+# type's and ModuleType's own getters: a metaclass or a module subclass may shadow these attributes
+# with properties, whose code would run wherever we read them (the session's thread: with no budget)
+_TYPE_NAME = type.__dict__["__name__"].__get__
+TYPE_MRO = type.__dict__["__mro__"].__get__
+TYPE_BASES = type.__dict__["__bases__"].__get__
+TYPE_DICT = type.__dict__["__dict__"].__get__
+MODULE_DICT = vars(type(sys))["__dict__"].__get__  # ModuleType: types is not imported at every start
 
 
 def class_name(kind: type) -> str:

@@ -11,7 +11,7 @@ import types
 
 from . import usercode
 from .context import CommandFailed
-from .describe import class_name, describe_error, is_a, short, type_name
+from .describe import MODULE_DICT, TYPE_DICT, TYPE_MRO, class_name, describe_error, is_a, short, type_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def loaded_module(name: str) -> types.ModuleType:
 def module_label(module: types.ModuleType) -> str:
     """The module's ``__name__`` from its own dict: a subclass of ModuleType may make the attribute a
     property, whose code would run on the session's thread outside any budget."""
-    name = _MODULE_DICT(module).get("__name__")
+    name = MODULE_DICT(module).get("__name__")
     return short(name) if is_a(name, str) else "<module at 0x%x>" % id(module)
 
 
@@ -69,22 +69,15 @@ def _lookup(owner: Any, name: str, what: str, owner_label: str, budget_ms: float
     raise CommandFailed("%s %r not found in %s%s" % (what, name, owner_label, _suggest(name, list(namespace))))
 
 
-# type's and ModuleType's own getters: a metaclass or a module subclass may shadow ``__mro__`` and
-# ``__dict__`` with properties, whose code would run on the session's thread outside any budget
-_TYPE_MRO = vars(type)["__mro__"].__get__
-_TYPE_DICT = vars(type)["__dict__"].__get__
-_MODULE_DICT = vars(types.ModuleType)["__dict__"].__get__
-
-
 def _namespace(owner: Any) -> dict[str, Any]:
     """Names defined on ``owner`` itself, and for classes on their bases too."""
     if is_a(owner, type):
         merged: dict[str, Any] = {}
-        for klass in reversed(_TYPE_MRO(owner)):
-            merged.update(_TYPE_DICT(klass))
+        for klass in reversed(TYPE_MRO(owner)):
+            merged.update(TYPE_DICT(klass))
         return merged
     if is_a(owner, types.ModuleType):
-        return dict(_MODULE_DICT(owner))
+        return dict(MODULE_DICT(owner))
     names = getattr(owner, "__dict__", None)
     return dict(names) if isinstance(names, dict) else {}
 

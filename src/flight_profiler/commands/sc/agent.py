@@ -16,7 +16,7 @@ import types
 
 from ...services import hooks
 from ...services.context import CommandFailed, JobContext
-from ...services.describe import is_a, short
+from ...services.describe import MODULE_DICT, TYPE_BASES, TYPE_DICT, is_a, short
 from .model import DEFAULTS, MAX_LIMIT, MAX_MODULES
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -138,9 +138,9 @@ def namespace(obj: Any) -> dict[str, Any]:
     """
     try:
         if is_a(obj, type):
-            found = _TYPE_DICT.__get__(obj, type)
+            found = TYPE_DICT(obj)
         elif is_a(obj, types.ModuleType):
-            found = _MODULE_DICT.__get__(obj)
+            found = MODULE_DICT(obj)
         else:
             found = object.__getattribute__(obj, "__dict__")
     except Exception:  # noqa: BLE001 - no __dict__, or a hostile one
@@ -186,7 +186,7 @@ def _classes(module_name: str, module: types.ModuleType) -> Iterator[tuple[str, 
 def _describe_class(module: str, name: str, klass: Any, kind: str, detail: bool) -> dict[str, Any]:
     match: dict[str, Any] = {"name": name, "module": module, "kind": kind}
     if detail:
-        match["bases"] = [_class_name(base) for base in _TYPE_BASES.__get__(klass, type)]
+        match["bases"] = [_class_name(base) for base in TYPE_BASES(klass)]
         match["file"] = module_file(module)
         match["line"] = class_line(klass)
     return match
@@ -204,9 +204,6 @@ def _class_name(klass: Any) -> str:
 
 _TYPE_MODULE = type.__dict__["__module__"]
 _TYPE_QUALNAME = type.__dict__["__qualname__"]
-_TYPE_BASES = type.__dict__["__bases__"]
-_TYPE_DICT = type.__dict__["__dict__"]
-_MODULE_DICT = vars(types.ModuleType)["__dict__"]
 
 
 def module_file(module_name: str) -> str | None:
