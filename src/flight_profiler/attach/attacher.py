@@ -478,13 +478,18 @@ def _finish(
 def _fallback_thread(
     helper: Helper, target: Target, attempt: _Attempt, deadline: float, options: AttachOptions
 ) -> AgentConnection | None:
-    """The main thread is not reaching the eval loop: use a thread parked in a safe syscall."""
+    """The main thread is not reaching the eval loop: use a thread parked in a safe syscall.
+
+    The main thread itself is tried last: it ran when the call was queued, but may have parked since
+    (a server back in its select) without passing a safe point, and then it is the only thread that
+    ever will. Its queued call then finds the ticket claimed and starts nothing."""
     from . import procfs, ptrace
 
     waiter = _waiter(helper, target, attempt, True)
     runtime = ptrace.find_python_api(target.pid).runtime_range
-    for state in procfs.thread_states(target.pid):
-        if state.tid == target.pid or not procfs.is_safe_parked(state, runtime):
+    states = procfs.thread_states(target.pid)
+    for state in sorted(states, key=lambda s: s.tid == target.pid):
+        if not procfs.is_safe_parked(state, runtime):
             continue
         if waiter.tickets.claimed():
             break  # the pending call ran meanwhile: its agent thread is starting
@@ -539,7 +544,7 @@ def _why_no_agent(target: Target) -> str:
         )
     return (
         "the agent did not start within the timeout: the main thread reached no safe point (busy in C "
-        "code?) and no other thread was parked in a safe system call; the bootstrap was withdrawn, "
+        "code?) and no thread was parked in a safe system call; the bootstrap was withdrawn, "
         "nothing was started in the target; 'stack' still works"
     )
 
