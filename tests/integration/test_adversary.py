@@ -74,8 +74,23 @@ def test_shadowed_names_dicts_and_mros_run_none_of_the_programs_code(target: Run
     found = client(target.pid, "getglobal __main__ SHADOWED", timeout=60)
     assert found.returncode == 0, found.stderr
     assert found.results[0]["type"] == "Shadowed"
+    found = client(target.pid, "vmtool -a getInstances -c __main__ Shadowed", timeout=60)  # read __module__
+    assert found.returncode == 0, found.stderr
+    assert found.results[0]["count"] == 1, found.results
     missing = client(target.pid, "getglobal shadowmod nope", timeout=60)
     assert missing.returncode == 1 and "not found in shadowmod" in missing.errors[0], missing.errors
+    _alive_and_answering(target.pid)
+
+
+def test_an_abcs_subclass_hook_that_never_returns_is_stopped_at_vmtools_budget(target: RunningTarget) -> None:
+    """vmtool asked ``issubclass`` of every type in the heap: an ABC's ``__subclasshook__`` ran on the
+    walk's thread with no budget, and one that looped held that thread, and the command, for good."""
+    started = time.monotonic()
+    result = client(target.pid, "vmtool -a getInstances -c __main__ Hooked --budget-ms 300", timeout=60)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1, result.stdout
+    assert result.errors and "Hooked's __subclasscheck__" in result.errors[0], result.errors
+    assert "ran over the budget of 300 ms" in result.errors[0], result.errors
     _alive_and_answering(target.pid)
 
 

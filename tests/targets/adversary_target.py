@@ -8,6 +8,7 @@ Prints "ready" when ready; SIGUSR1 releases every C-level block (GATE) and exits
 SIGUSR2 forks (the parent prints "forked <pid>"). Stdlib only; 3.8+.
 """
 
+import abc
 import logging
 import os
 import signal
@@ -154,7 +155,7 @@ def _forever(self):
 
 
 # a module subclass whose __name__ and __dict__ are properties that never return, and a metaclass
-# that shadows __name__, __mro__ and __dict__ the same way (CPython itself reads its own slots)
+# that shadows __name__, __mro__, __dict__ and __module__ the same way (CPython itself reads its own slots)
 class _ShadowModule(types.ModuleType):
     __name__ = property(_forever)  # type: ignore[assignment]
     __dict__ = property(_forever)  # type: ignore[assignment]
@@ -169,10 +170,27 @@ class ShadowMeta(type):
     __name__ = property(_forever)  # type: ignore[assignment]
     __mro__ = property(_forever)  # type: ignore[assignment]
     __dict__ = property(_forever)  # type: ignore[assignment]
+    __module__ = property(_forever)  # type: ignore[assignment]
 
 
 Shadowed = ShadowMeta("Shadowed", (), {"attr": 7})
 SHADOWED = Shadowed()
+
+
+class Hooked(abc.ABC):  # noqa: B024 - no abstract method: only the hook matters
+    """An ABC whose __subclasshook__ never returns: vmtool asked it for every type of the heap."""
+
+    @classmethod
+    def __subclasshook__(cls, other):
+        while True:
+            time.sleep(0.01)
+
+
+class RealHooked(Hooked):
+    pass
+
+
+HOOKED = RealHooked()
 
 # names of megabytes: a class, a function and a method, each under that name in its namespace (a
 # result that carried them whole passed the protocol's 4 MB line, and the session was dropped)

@@ -1,17 +1,25 @@
 """Name lookups in the target read a class's and a module's own slots, never what a metaclass or a
-module subclass shadows them with (services/resolve.py, commands/sc/agent.py).
+module subclass shadows them with (services/resolve.py, commands/sc/agent.py, services/describe.py,
+the heap walk's and vmtool's class tests).
 
 Such a property is the program's code; on the session's thread it ran outside any budget, and one
 that never returned held the session for good. Here each one raises instead: a lookup that runs it fails.
+An ABC's ``__subclasshook__`` is the program's code too: vmtool asks it within a budget.
 """
 
 from __future__ import annotations
 
+import abc
+import threading
+import time
 import types
-from typing import Any
+from typing import Any, List
 
 from flight_profiler.commands.sc.agent import _describe_class, namespace
-from flight_profiler.services.describe import class_name
+from flight_profiler.commands.vmtool.agent import _SubclassTest
+from flight_profiler.services.context import AGENT_THREAD_IDS, CommandFailed
+from flight_profiler.services.describe import class_name, describe_error, safe_repr, type_name
+from flight_profiler.services.heapwalk import _is_ours
 from flight_profiler.services.resolve import find_attribute, find_class, module_label
 
 
@@ -29,6 +37,7 @@ class ShadowMeta(type):
     __mro__ = property(_ran)  # type: ignore[assignment]
     __dict__ = property(_ran)  # type: ignore[assignment,misc]
     __bases__ = property(_ran)  # type: ignore[assignment]
+    __module__ = property(_ran)  # type: ignore[assignment]
 
 
 class Base:
@@ -65,3 +74,106 @@ def test_class_name_cuts_a_megabyte_name() -> None:
     huge = type("N" * 1_000_000, (), {})
     name = class_name(huge)
     assert len(name) < 300 and name.endswith("...(1000000 chars)"), name[-40:]
+
+
+class ShadowedError(Exception, metaclass=ShadowMeta):
+    pass
+
+
+class Loud(metaclass=ShadowMeta):
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+def test_type_names_errors_and_reprs_read_no_shadowed_name_or_module() -> None:
+    assert type_name(Shadowed) == "%s.Shadowed" % __name__
+    assert describe_error(ShadowedError("x")) == "ShadowedError: x"
+    assert describe_error(ShadowedError("x"), qualified=True) == "%s.ShadowedError: x" % __name__
+    assert safe_repr(Loud()) == "<Loud>"
+    assert _is_ours(Shadowed) is False
+
+
+class Hooked(abc.ABC):  # noqa: B024 - no abstract method: only the hook matters
+    """An ABC whose __subclasshook__ never returns (in Python: the watchdog can stop it)."""
+
+    @classmethod
+    def __subclasshook__(cls, other: type) -> bool:
+        while True:
+            time.sleep(0.005)
+
+
+class Real(Hooked):
+    pass
+
+
+class Refusing(abc.ABC):  # noqa: B024 - no abstract method: only the hook matters
+    @classmethod
+    def __subclasshook__(cls, other: type) -> bool:
+        raise AssertionError("a hostile hook")
+
+
+def _in_agent_thread(fn: Any) -> Any:
+    out: List[Any] = []
+
+    def body() -> None:
+        AGENT_THREAD_IDS.add(threading.get_ident())
+        try:
+            out.append(fn())
+        except BaseException as exc:  # the test looks at it
+            out.append(exc)
+        finally:
+            AGENT_THREAD_IDS.discard(threading.get_ident())
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    return out[0]
+
+
+def test_vmtool_asks_a_subclass_hook_within_its_budget_and_says_when_it_stopped() -> None:
+    """A class test asked per type of the heap: by MRO without the program's code, the hook of an ABC
+    within the budget; it ran on the walk's thread with none, and one that looped held it for good."""
+    assert _SubclassTest(Base, 100)(Shadowed) is True  # by the MRO: the shadowing metaclass runs nothing
+    assert _SubclassTest(Refusing, 100)(int) is False  # raised: not an instance, and nothing leaks
+
+    def walk() -> Any:
+        wanted = _SubclassTest(Hooked, 200)
+        seen = (wanted(Real), wanted(int), wanted(str))  # the second one overruns: the third is not asked
+        try:
+            wanted.check()
+        except CommandFailed as exc:
+            return seen, str(exc)
+        return seen, None
+
+    started = time.monotonic()
+    seen, error = _in_agent_thread(walk)
+    assert time.monotonic() - started < 10
+    assert seen == (True, False, False)
+    assert error is not None and "ran over the budget of 200 ms (at class int)" in error, error
+    assert "Hooked's __subclasscheck__ (its metaclass ABCMeta's" in error, error
+
+
+class PropertyThread(threading.Thread):
+    """A thread class whose name is a property of the program's (threading itself reads ``_name``)."""
+
+    name = property(_ran, lambda self, value: None)  # type: ignore[assignment]
+
+
+def test_thread_names_come_from_the_threads_own_dict() -> None:
+    """Every watch hit and ``stack`` read ``thread.name``: a property there ran the program's code."""
+    from flight_profiler.services.callprobe import thread_info
+    from flight_profiler.services.describe import thread_fields
+
+    release = threading.Event()
+    thread = PropertyThread(target=release.wait, name="worker-1")
+    thread._name = "worker-1"  # type: ignore[attr-defined]  # the property's setter kept nothing
+    thread.start()
+    try:
+        assert thread.ident is not None
+        assert thread_fields(thread)[:2] == ("worker-1", False)
+        assert thread_info(thread.ident) == {"thread": "worker-1", "tid": thread.ident, "daemon": False}
+        assert thread_fields(object()) == ("?", None, None)
+    finally:
+        release.set()
+        thread.join(10)

@@ -24,7 +24,7 @@ from collections import deque
 from .callexpr import CallExpression
 from .context import AGENT_THREAD_IDS
 from .describe import describe_error as _describe_error
-from .describe import error_message, short, type_name
+from .describe import error_message, thread_fields, type_name
 from .hooks import HOOK_FILE, OWN_WORK
 from .ratelimit import TokenBucket
 from .usercode import FAILED, Guard, unwatch_regions
@@ -290,4 +290,5 @@ def thread_info(ident: int) -> dict[str, Any]:
     thread = threading._active.get(ident)  # type: ignore[attr-defined]
     if thread is None:
         return {"thread": "Thread-%d" % ident, "tid": ident, "daemon": None}
-    return {"thread": short(str(thread.name)), "tid": ident, "daemon": thread.daemon}
+    name, daemon, _ = thread_fields(thread)
+    return {"thread": name, "tid": ident, "daemon": daemon}

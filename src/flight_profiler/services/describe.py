@@ -39,6 +39,8 @@ def short(name: str, limit: int = NAME_LIMIT) -> str:
 # type's and ModuleType's own getters: a metaclass or a module subclass may shadow these attributes
 # with properties, whose code would run wherever we read them (the session's thread: with no budget)
 _TYPE_NAME = type.__dict__["__name__"].__get__
+_TYPE_QUALNAME = type.__dict__["__qualname__"].__get__
+TYPE_MODULE = type.__dict__["__module__"].__get__  # a heap type's from its own dict: may be anything
 TYPE_MRO = type.__dict__["__mro__"].__get__
 TYPE_BASES = type.__dict__["__bases__"].__get__
 TYPE_DICT = type.__dict__["__dict__"].__get__
@@ -51,17 +53,43 @@ def class_name(kind: type) -> str:
     return short(str(_TYPE_NAME(kind)))
 
 
+def thread_fields(thread: Any) -> Tuple[str, Optional[bool], Optional[int]]:
+    """A ``threading.Thread``'s name, daemon flag and native id, from its own instance dict: a subclass
+    may make ``name``, ``daemon`` or ``native_id`` properties, the program's code, which ran at every
+    watch hit and ``stack`` outside any budget. ("?", None, None) for what is not there."""
+    threading = sys.modules.get("threading")  # never imported by us: without it there is no Thread
+    try:
+        fields = vars(threading.Thread)["__dict__"].__get__(thread)  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - not a Thread
+        return "?", None, None
+    name, daemon, native = fields.get("_name"), fields.get("_daemonic"), fields.get("_native_id")
+    return (
+        short(str.__str__(name)) if is_a(name, str) else "?",
+        daemon if daemon is True or daemon is False else None,
+        native if type(native) is int else None,
+    )
+
+
+def module_of(kind: type) -> str:
+    """A class's ``__module__`` from its own dict (type's getter), "" where there is none or not a str."""
+    try:
+        module = TYPE_MODULE(kind)
+    except Exception:  # noqa: BLE001 - deleted from the class's dict, or not a class
+        return ""
+    return module if is_a(module, str) else ""
+
+
 def type_name(kind: type, plain: Tuple[str, ...] = ("builtins",)) -> str:
     """``module.Qualified.Name`` of a class, or the bare name for classes of ``plain`` modules;
-    ``<type at 0x...>`` when the class will not say (a hostile metaclass)."""
+    ``<type at 0x...>`` when the class will not say. Read with type's own getters: a metaclass may
+    shadow ``__module__`` with a property whose code would run here (with no budget on the session's
+    thread, inside a hooked call on the program's)."""
     try:
-        module = kind.__module__
-        qualname = kind.__qualname__
-    except Exception:  # noqa: BLE001 - a hostile metaclass
+        module = TYPE_MODULE(kind)
+        qualname = _TYPE_QUALNAME(kind)
+    except Exception:  # noqa: BLE001 - not a class, or a static type without a module
         return "<type at 0x%x>" % id(kind)
-    if not isinstance(qualname, str):
-        qualname = getattr(kind, "__name__", "?")
-    if not isinstance(module, str) or module in plain or not module:
+    if not is_a(module, str) or module in plain or not module:
         return short(str(qualname))
     return short("%s.%s" % (module, qualname))  # a class named with megabytes: cut like every name
 
@@ -74,10 +102,10 @@ def safe_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
     budget = usercode.CAPTURE_BUDGET_MS
     text, error, overran = usercode.call_contained(repr, (obj,), budget)
     if overran and text is usercode.FAILED:
-        return "<%s: its __repr__ ran over the budget of %g ms and was stopped>" % (type(obj).__name__, budget)
-    if error is not None or not isinstance(text, str):  # a hostile repr, SystemExit included
-        return "<%s>" % type(obj).__name__
-    return text[:limit]
+        return "<%s: its __repr__ ran over the budget of %g ms and was stopped>" % (class_name(type(obj)), budget)
+    if error is not None or not is_a(text, str):  # a hostile repr, SystemExit included
+        return "<%s>" % class_name(type(obj))
+    return str.__str__(text)[:limit]  # a plain str: a subclass's __getitem__ would run here
 
 
 def error_message(error: BaseException, limit: int = MESSAGE_LIMIT) -> Optional[str]:
@@ -97,6 +125,6 @@ def describe_error(error: BaseException, qualified: bool = False, limit: int = M
 
     ``qualified`` names the type with its module (``json.decoder.JSONDecodeError``), as a
     traceback does; otherwise by its bare name, as an expression's error is shown."""
-    name = type_name(type(error)) if qualified else type(error).__name__
+    name = type_name(type(error)) if qualified else class_name(type(error))
     text = error_message(error, limit)
     return "%s: %s" % (name, text) if text else name

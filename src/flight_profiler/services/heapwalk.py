@@ -35,6 +35,7 @@ from itertools import islice
 from types import ModuleType
 
 from .context import AGENT_THREAD_IDS
+from .describe import module_of
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -475,11 +476,8 @@ def _how_to_follow(kind: type) -> int:
 
 
 def _is_ours(kind: type) -> bool:
-    try:
-        module = kind.__module__
-    except Exception:  # noqa: BLE001 - a hostile metaclass
-        return False
-    return isinstance(module, str) and module.split(".")[0] == __name__.split(".")[0]
+    # type's own getter: a metaclass's __module__ property would run here (and may block)
+    return module_of(kind).split(".")[0] == __name__.split(".")[0]
 
 
 def _push_referents(containers: list[Any], seen: _Seen, stack: list[Any]) -> None:

@@ -16,6 +16,7 @@ import types
 
 from . import hooks
 from .context import CommandFailed
+from .describe import class_name
 from .resolve import find_attribute, find_class, loaded_module, module_label, qualified
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -138,7 +139,7 @@ def _what(obj: Any) -> str:
         return "is a built-in (C) function: only Python functions can be instrumented"
     if isinstance(obj, types.ModuleType):
         return "is a module, not a Python function"
-    kind = type(obj).__name__
+    kind = class_name(type(obj))
     if callable(obj):
         return "is a callable %s object, not a Python function (name its class's __call__ instead)" % kind
     return "is %s %s, not a Python function" % ("an" if kind[:1] in "aeiou" else "a", kind)

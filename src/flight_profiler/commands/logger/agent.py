@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from ...services.context import CommandFailed, JobContext
-from ...services.describe import short
+from ...services.describe import class_name, short
 from .model import DEFAULTS, MAX_FOR_S, MAX_HANDLERS, MAX_LOGGERS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -83,13 +83,13 @@ def _describe(logging: Any, logger: Any) -> dict[str, Any]:
 
 
 def _handler(logging: Any, handler: Any) -> dict[str, Any]:
-    info = {"type": type(handler).__name__, "level": _level_name(logging, getattr(handler, "level", 0))}
+    info = {"type": class_name(type(handler)), "level": _level_name(logging, getattr(handler, "level", 0))}
     filename = getattr(handler, "baseFilename", None)
     stream = getattr(handler, "stream", None)
     if isinstance(filename, str):
         info["target"] = filename
     elif stream is not None:
-        info["target"] = str(getattr(stream, "name", type(stream).__name__))
+        info["target"] = str(getattr(stream, "name", class_name(type(stream))))
     return info
 
 

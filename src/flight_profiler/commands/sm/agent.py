@@ -13,6 +13,7 @@ from __future__ import annotations
 import types
 
 from ...services.context import JobContext
+from ...services.describe import class_name as _class_name
 from ...services.describe import is_a
 from ..sc.agent import classes_of, code_of, defined_in, namespace, search
 
@@ -129,4 +130,4 @@ def _default(value: Any) -> str:
     if type(value) is str:
         text = repr(value)
         return text if len(text) <= MAX_DEFAULT else text[: MAX_DEFAULT - 4] + "...'"
-    return "<%s>" % type(value).__name__
+    return "<%s>" % _class_name(type(value))

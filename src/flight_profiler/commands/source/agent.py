@@ -16,7 +16,7 @@ import types
 
 from ...services import hooks
 from ...services.context import CommandFailed, JobContext
-from ...services.describe import short
+from ...services.describe import class_name, short
 from ...services.location import read_source_file, resolve
 from ...services.resolve import find_attribute, loaded_module, module_label
 from ..sc.agent import code_of, defined_in, namespace
@@ -70,7 +70,7 @@ def _class_source(label: str, klass: type) -> dict[str, Any]:
         raise CommandFailed("class %s has no Python source file (module %s: %r)" % (label, module_name, path))
     lines = _read(path)
     disk = _compile(lines, path)
-    qualname = str(namespace(klass).get("__qualname__") or klass.__name__).split(".")
+    qualname = str(namespace(klass).get("__qualname__") or class_name(klass)).split(".")
     body = _find(disk, qualname) if disk is not None else None
     start = namespace(klass).get("__firstlineno__")
     if not isinstance(start, int):

@@ -20,7 +20,7 @@ import threading  # callprobe imports it anyway
 from ...services import hooks
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
-from ...services.describe import is_a, safe_repr, short
+from ...services.describe import is_a, safe_repr, short, thread_fields
 from ...services.location import resolve
 from .model import DEFAULTS
 
@@ -68,7 +68,8 @@ def _thread_stacks() -> dict[str, Any]:
     named = {}
     threading = sys.modules.get("threading")  # never imported by us
     for ident, thread in list(getattr(threading, "_active", {}).items()):
-        named[ident] = (getattr(thread, "name", ""), getattr(thread, "native_id", None))
+        name, _, native = thread_fields(thread)
+        named[ident] = (name, native)
     threads = []
     for ident, top in sys._current_frames().items():
         if ident in AGENT_THREAD_IDS:
@@ -240,8 +241,8 @@ def _running(loop: Any) -> bool:
 
 def _loop_threads() -> dict[str, str]:
     """Which thread runs which loop, found through the running-loop holder of each thread."""
-    names = {thread.ident: short(str(thread.name)) for thread in threading.enumerate()}
-    return {str(ident): name for ident, name in names.items() if ident is not None}
+    active = getattr(sys.modules.get("threading"), "_active", {})
+    return {str(ident): thread_fields(thread)[0] for ident, thread in list(active.items())}
 
 
 # ------------------------------------------------------------------ stack module [class] method

@@ -22,7 +22,7 @@ import sys
 import threading
 
 from ...services.context import AGENT_THREAD_IDS, JobContext
-from ...services.describe import safe_repr, short, type_name
+from ...services.describe import class_name, module_of, safe_repr, short, thread_fields, type_name
 from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -126,7 +126,8 @@ def _thread_waits(nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def _thread_node(ident: int, thread: Any) -> dict[str, Any]:
     if thread is None:
         return {"kind": "thread", "id": ident, "tid": None, "name": "Thread-%d" % ident}
-    return {"kind": "thread", "id": ident, "tid": getattr(thread, "native_id", None), "name": short(str(thread.name))}
+    name, _, native = thread_fields(thread)
+    return {"kind": "thread", "id": ident, "tid": native, "name": name}
 
 
 def _innermost(frame: Any) -> list[Any]:
@@ -145,7 +146,7 @@ def _sync_wait(stack: list[Any]) -> dict[str, Any] | None:
         if not frame.f_code.co_filename.endswith(SYNC_FILES):
             break
         owner = _self_of(frame)
-        if owner is not None and type(owner).__name__ in SYNC_TYPES:
+        if owner is not None and class_name(type(owner)) in SYNC_TYPES:
             found = owner
             at = stack[index + 1] if index + 1 < len(stack) else frame
     if found is None:
@@ -253,7 +254,7 @@ def _held_in_with(obj: Any) -> bool:
     """A lock taken with ``with``/``async with`` whose owner the runtime does not record."""
     kind = type(obj)
     return kind is _LOCK or (
-        kind.__name__ in ("Lock", "Semaphore", "BoundedSemaphore") and "asyncio" in kind.__module__
+        class_name(kind) in ("Lock", "Semaphore", "BoundedSemaphore") and "asyncio" in module_of(kind)
     )
 
 

@@ -40,6 +40,7 @@ from ...services import context, hooks, realthreads
 from ...services.callexpr import CallExpression
 from ...services.callprobe import Outbox, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
+from ...services.describe import class_name
 from ...services.location import resolve
 from ...services.ratelimit import TimeBudget, TokenBucket
 from ...services.usercode import APP_BUDGET_MS, Guard, budget_of
@@ -926,7 +927,7 @@ def _c_name(function: Any) -> str:
 
 
 def _type_label(value: Any) -> str:
-    return "None" if value is None else type(value).__name__
+    return "None" if value is None else class_name(type(value))
 
 
 def _step_generator(run: TraceRun, inner: Any) -> Any:

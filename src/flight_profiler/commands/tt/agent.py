@@ -26,6 +26,7 @@ from ...services import (
 from ...services.callprobe import CallProbe, exception_info, serve, thread_info
 from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext, on_detach
+from ...services.describe import class_name
 from ...services.location import resolve
 from ...services.usercode import APP_BUDGET_MS, CAPTURE_BUDGET_MS, budget_of, is_ours
 from .model import DEFAULTS
@@ -356,7 +357,7 @@ def _replay(request: dict[str, Any], ctx: JobContext) -> None:
 
 def _finish(result: Any, loop: Any, ctx: JobContext) -> Any:
     """A coroutine or generator replayed is run to its end, so the result is what the call produced."""
-    kind = type(result).__name__
+    kind = class_name(type(result))
     if kind == "coroutine":
         return _run_async(result, loop, ctx)
     if kind == "async_generator":

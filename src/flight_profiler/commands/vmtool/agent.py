@@ -14,13 +14,14 @@ from ...protocol.requests import RENDER_DEFAULTS
 from ...services import heapwalk, referrers, usercode
 from ...services.capture import CaptureOptions, capture
 from ...services.context import CommandFailed, JobContext
+from ...services.describe import TYPE_DICT, TYPE_MRO, class_name
 from ...services.expr import Expression, describe_error
 from ...services.resolve import find_class, loaded_module
 from .model import DEFAULTS, MAX_CHAINS, MAX_DEPTH, REFERENCE_LIMIT
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
@@ -58,9 +59,11 @@ def _instances(request: dict[str, Any], ctx: JobContext) -> dict[str, Any] | Non
     budget_ms = usercode.budget_of(request, usercode.AGENT_BUDGET_MS)
     limit = request.get("limit", DEFAULTS["limit"])
     keep = -1 if expression is not None or limit < 0 else limit
-    walked = heapwalk.walk(ctx.cancelled, [], sizes=False, wanted=_subclass_test(klass), keep=keep)
+    wanted = _SubclassTest(klass, budget_ms)
+    walked = heapwalk.walk(ctx.cancelled, [], sizes=False, wanted=wanted, keep=keep)
     if walked is None:
         return None
+    wanted.check()
     found = walked.found
     event: dict[str, Any] = {
         "action": "getInstances",
@@ -97,9 +100,11 @@ def _reference_analyze(request: dict[str, Any], ctx: JobContext) -> dict[str, An
     klass = find_class(loaded_module(request["module"]), request["cls"])
     limit = _bounded(request.get("limit", REFERENCE_LIMIT), MAX_CHAINS, "-n")
     depth = _bounded(request.get("depth", DEFAULTS["depth"]), MAX_DEPTH, "--depth")
-    found = referrers.analyze(ctx.cancelled, _subclass_test(klass), limit, depth)
+    wanted = _SubclassTest(klass, usercode.budget_of(request, usercode.AGENT_BUDGET_MS))
+    found = referrers.analyze(ctx.cancelled, wanted, limit, depth)
     if found is None:
         return None
+    wanted.check()
     return {
         "action": "referenceAnalyze",
         "class": "%s.%s" % (request["module"], request["cls"]),
@@ -136,13 +141,44 @@ def _evaluate(expression: Expression, instances: list[Any], budget_ms: float) ->
     return value, error
 
 
-def _subclass_test(klass: type) -> Callable[[type], bool]:
-    """Whether objects of a type are instances of ``klass``: asked once per type the walk meets."""
+class _SubclassTest:
+    """Whether objects of a type are instances of ``klass``: asked once per type the walk meets.
 
-    def wanted(kind: type) -> bool:
-        try:
-            return issubclass(kind, klass)
-        except Exception:  # noqa: BLE001 - a hostile __subclasscheck__: not an instance
+    type's own check first (the classes' MROs: no code of the program). A metaclass with its own
+    ``__subclasscheck__`` (an ABC: its registry and ``__subclasshook__``) is the program's code,
+    which may loop or block: each call within what is left of the budget, and past it no more
+    (the walk ends by MRO alone and the command fails, saying so).
+    """
+
+    def __init__(self, klass: type, budget_ms: float) -> None:
+        self.klass = klass
+        self.virtual = _own_subclasscheck(type(klass))
+        self.budget_ms = budget_ms
+        self.used_ms = 0.0
+        self.overran: str | None = None
+
+    def __call__(self, kind: type) -> bool:
+        if type.__subclasscheck__(self.klass, kind):
+            return True
+        if not self.virtual or self.overran is not None:
             return False
+        started = time.monotonic()
+        value, error, overran = usercode.call_contained(issubclass, (kind, self.klass), self.budget_ms - self.used_ms)
+        self.used_ms += (time.monotonic() - started) * 1000.0
+        if overran or self.used_ms >= self.budget_ms:
+            self.overran = class_name(kind)
+            return False
+        return error is None and value is True  # a hostile __subclasscheck__: not an instance
 
-    return wanted
+    def check(self) -> None:
+        if self.overran is not None:
+            raise CommandFailed(
+                "%s's __subclasscheck__ (its metaclass %s's: the program's code) ran over the budget of %g ms"
+                " (at class %s) and was stopped (--budget-ms)"
+                % (class_name(self.klass), class_name(type(self.klass)), self.budget_ms, self.overran)
+            )
+
+
+def _own_subclasscheck(meta: type) -> bool:
+    """Whether a metaclass (or one of its bases short of type) defines ``__subclasscheck__``."""
+    return any(k is not type and k is not object and "__subclasscheck__" in TYPE_DICT(k) for k in TYPE_MRO(meta))
