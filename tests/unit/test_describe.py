@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from typing import Any, List
+
+import pytest
 
 from flight_profiler.services.describe import MESSAGE_LIMIT, describe_error, error_message, safe_repr, type_name
 
@@ -51,3 +54,31 @@ def test_error_text_is_one_bounded_line() -> None:
     assert len(long) < MESSAGE_LIMIT + 40 and long.startswith("ValueError: aaa") and long.endswith("ccc")
     assert " ... " in long
     assert len(describe_error(ValueError("x" * 1000), limit=500)) < 540
+
+
+class Endless(Exception):
+    def __str__(self) -> str:
+        while True:
+            pass
+
+
+def test_an_errors_str_that_never_returns_is_stopped_in_an_agent_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception class's ``__str__`` is the program's code: describing the error ran it with no budget."""
+    from flight_profiler.services import usercode
+    from flight_profiler.services.context import AGENT_THREAD_IDS
+
+    monkeypatch.setattr(usercode, "CAPTURE_BUDGET_MS", 100.0)
+    out: List[str] = []
+
+    def agent() -> None:
+        AGENT_THREAD_IDS.add(threading.get_ident())
+        try:
+            out.append(describe_error(Endless()))
+        finally:
+            AGENT_THREAD_IDS.discard(threading.get_ident())
+
+    thread = threading.Thread(target=agent, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), "describe_error ran the __str__ for good"
+    assert out == ["Endless"]

@@ -109,11 +109,14 @@ def safe_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
 
 
 def error_message(error: BaseException, limit: int = MESSAGE_LIMIT) -> Optional[str]:
-    """``str(error)``, its head and tail when longer than ``limit``; None when str() raises."""
-    try:
-        text = str(error)
-    except Exception:  # noqa: BLE001 - even str() can fail
+    """``str(error)``, its head and tail when longer than ``limit``; None when str() raises or, in an
+    agent thread, outlives a capture's budget (an exception class's ``__str__`` is the program's code)."""
+    from . import usercode  # here: usercode imports this module
+
+    text, failure, _ = usercode.call_contained(str, (error,), usercode.CAPTURE_BUDGET_MS)
+    if failure is not None or not is_a(text, str):
         return None
+    text = str.__str__(text)  # a plain str: a subclass's __len__ and __getitem__ would run below
     if len(text) <= limit:
         return text
     head = limit * 3 // 4
