@@ -69,6 +69,22 @@ def test_console_gate_escapes_whatever_a_renderer_passes(text: str) -> None:
     assert "\x1b" not in _printed(table, color=False)
 
 
+def test_characters_rich_deletes_are_shown_escaped_by_every_renderer() -> None:
+    """rich deletes BEL, BS, VT, FF and CR from the strings it is given, before the console's gate sees
+    them: a thread named "bell<BEL>cr<CR>end" showed as "bellcrend". The runner escapes them first."""
+    from flight_profiler.cli import registry
+    from flight_profiler.cli.runner import _rendered
+
+    name = "bell\x07cr\rend\x08\x0b\x0c"
+    thread = {"tid": 7, "name": name, "cpu": 0.0, "state": "sleeping", "detail": "", "owns_gil": False, "python": True}
+    event = {"pid": 1, "total": 1, "interval_ms": 100, "mode": "all", "threads": [{**thread, "main": False}]}
+    spec = registry.get("thread")
+    assert spec is not None
+    out = _printed(_rendered(spec, event, False), color=False)
+    assert "bell\\x07cr\\rend\\x08\\x0b\\x0c" in out, out
+    assert event["threads"][0]["name"] == name  # the event itself (--json prints it) is untouched
+
+
 def test_markup_and_links_from_the_target_stay_text() -> None:
     table = Table(box=None)
     table.add_column("type")

@@ -14,7 +14,7 @@ from ..attach.attacher import AttachOptions, connect, existing_agent
 from ..attach.connection import AgentConnection, Cancelled, ConnectionLost
 from ..commands.spec import CommandSpec, LocalContext, split_command
 from ..errors import CommandError, FlightProfilerError, ProtocolError, TargetError, UsageError
-from ..render.safe import safe_block
+from ..render.safe import rich_proof, safe_block
 from . import registry
 from .output import Output
 
@@ -263,7 +263,7 @@ def _rendered(spec: CommandSpec, event: dict[str, Any], as_json: bool) -> Any:
     if as_json:
         return None  # --json prints the data itself
     try:
-        return spec.render(event)
+        return spec.render(rich_proof(event))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
         raise ProtocolError("the agent sent a malformed %s result (%s)" % (spec.name, type(exc).__name__)) from None
 

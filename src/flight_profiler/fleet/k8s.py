@@ -35,7 +35,7 @@ from ..cli.runner import parse_command
 from ..cli.subcommands import Subcommand, add_output_options, make_output
 from ..commands.spec import CommandSpec, number, split_command
 from ..errors import FlightProfilerError, ProtocolError, UsageError
-from ..render.safe import safe_line
+from ..render.safe import rich_proof, safe_line
 from .merge import merger_for
 from .runner import DEFAULT_CONCURRENCY
 from .select import Target
@@ -392,7 +392,7 @@ def _rendered(spec: CommandSpec, event: dict[str, Any], sink: Sink) -> Any:
     if sink.output.as_json:
         return None
     try:
-        return spec.render(event)
+        return spec.render(rich_proof(event))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
         from rich.text import Text
 
