@@ -94,6 +94,22 @@ def test_an_abcs_subclass_hook_that_never_returns_is_stopped_at_vmtools_budget(t
     _alive_and_answering(target.pid)
 
 
+def test_a_handler_property_that_never_returns_is_stopped_at_loggers_budget(target: RunningTarget) -> None:
+    """logger read handlers' and loggers' attributes (a Handler subclass's ``stream`` property) with no
+    budget on its job's thread: one that looped held it for good, and the client waited."""
+    assert client(target.pid, 'getglobal __main__ LOOPING -e "target.append(1)"').returncode == 0
+    try:
+        started = time.monotonic()
+        result = client(target.pid, "logger", timeout=60)
+        assert time.monotonic() - started < 30
+        assert result.returncode == 1, result.stdout[-300:]
+        assert result.errors and "ran over the budget of 5000 ms" in result.errors[0], result.errors
+    finally:
+        assert client(target.pid, 'getglobal __main__ LOOPING -e "target.clear()"').returncode == 0
+    assert client(target.pid, "logger").returncode == 0
+    _alive_and_answering(target.pid)
+
+
 def test_names_of_megabytes_are_cut_in_sc_sm_and_source(target: RunningTarget) -> None:
     """A class, a function and a method named with 2-5 MB: sc and sm sent each name whole, the line
     passed the protocol's 4 MB limit and the client lost the session. The pattern still sees it all."""

@@ -257,6 +257,21 @@ class _NamedStream:
 
 _fh = logging.StreamHandler(_NamedStream())
 logging.getLogger("app").addHandler(_fh)
+
+LOOPING = []  # a test appends to it (getglobal -e): then the handler below loops where logger reads it
+
+
+class LoopingHandler(logging.Handler):
+    @property
+    def stream(self):
+        while LOOPING:
+            time.sleep(0.01)
+
+    def emit(self, record):
+        pass
+
+
+logging.getLogger("app.looping").addHandler(LoopingHandler())
 logging.getLogger("plain").setLevel(logging.INFO)
 
 

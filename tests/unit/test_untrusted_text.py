@@ -8,6 +8,7 @@ import os
 import socket
 import stat
 import threading
+from typing import Any
 
 import pytest
 from rich.table import Table
@@ -77,7 +78,13 @@ def test_characters_rich_deletes_are_shown_escaped_by_every_renderer() -> None:
 
     name = "bell\x07cr\rend\x08\x0b\x0c"
     thread = {"tid": 7, "name": name, "cpu": 0.0, "state": "sleeping", "detail": "", "owns_gil": False, "python": True}
-    event = {"pid": 1, "total": 1, "interval_ms": 100, "mode": "all", "threads": [{**thread, "main": False}]}
+    event: dict[str, Any] = {
+        "pid": 1,
+        "total": 1,
+        "interval_ms": 100,
+        "mode": "all",
+        "threads": [{**thread, "main": False}],
+    }
     spec = registry.get("thread")
     assert spec is not None
     out = _printed(_rendered(spec, event, False), color=False)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import sys
 
+from ...services import usercode
 from ...services.context import CommandFailed, JobContext
-from ...services.describe import class_name, short
+from ...services.describe import class_name, describe_error, short
 from .model import DEFAULTS, MAX_FOR_S, MAX_HANDLERS, MAX_LOGGERS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -30,7 +31,7 @@ def run(request: LoggerRequest, ctx: JobContext) -> None:
         raise CommandFailed("logging is not loaded in the target: it has no loggers")
     name = request.get("name")
     if request.get("level") is None:
-        ctx.emit(_tree(logging, name))
+        ctx.emit(_contained_tree(logging, name))
         return
     if not name:
         raise CommandFailed("--level needs --name (use --name root for the root logger)")
@@ -62,6 +63,23 @@ def _loggers(logging: Any, name: str | None) -> list[Any]:
     if start is logging.root:
         return [logging.root, *found]
     return [start] + [lg for lg in found if lg.name.startswith(start.name + ".")]
+
+
+def _contained_tree(logging: Any, name: str | None) -> dict[str, Any]:
+    """The tree read within the agent's budget: Logger and Handler subclasses (``logging.setLoggerClass``
+    makes every logger one) are the program's code, whose properties and methods may loop or block."""
+    tree, error, overran = usercode.call_contained(_tree, (logging, name), usercode.AGENT_BUDGET_MS)
+    if overran:
+        raise CommandFailed(
+            "the loggers' own code (a Logger or Handler subclass's method or property) ran over the budget of"
+            " %g ms and was stopped" % usercode.AGENT_BUDGET_MS
+        )
+    if isinstance(error, CommandFailed):
+        raise error
+    if error is not None:
+        raise CommandFailed("reading the loggers raised %s" % describe_error(error))
+    result: dict[str, Any] = tree
+    return result
 
 
 def _tree(logging: Any, name: str | None) -> dict[str, Any]:
