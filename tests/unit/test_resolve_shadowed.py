@@ -13,11 +13,12 @@ import abc
 import threading
 import time
 import types
-from typing import Any, List
+from typing import Any
 
+from agent_threads import in_thread
 from flight_profiler.commands.sc.agent import _describe_class, namespace
 from flight_profiler.commands.vmtool.agent import _SubclassTest
-from flight_profiler.services.context import AGENT_THREAD_IDS, CommandFailed
+from flight_profiler.services.context import CommandFailed
 from flight_profiler.services.describe import class_name, describe_error, safe_repr, type_name
 from flight_profiler.services.heapwalk import _is_ours
 from flight_profiler.services.resolve import find_attribute, find_class, module_label
@@ -112,25 +113,6 @@ class Refusing(abc.ABC):  # noqa: B024 - no abstract method: only the hook matte
         raise AssertionError("a hostile hook")
 
 
-def _in_agent_thread(fn: Any) -> Any:
-    out: List[Any] = []
-
-    def body() -> None:
-        AGENT_THREAD_IDS.add(threading.get_ident())
-        try:
-            out.append(fn())
-        except BaseException as exc:  # the test looks at it
-            out.append(exc)
-        finally:
-            AGENT_THREAD_IDS.discard(threading.get_ident())
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join(30)
-    assert not thread.is_alive()
-    return out[0]
-
-
 def test_vmtool_asks_a_subclass_hook_within_its_budget_and_says_when_it_stopped() -> None:
     """A class test asked per type of the heap: by MRO without the program's code, the hook of an ABC
     within the budget; it ran on the walk's thread with none, and one that looped held it for good."""
@@ -147,7 +129,7 @@ def test_vmtool_asks_a_subclass_hook_within_its_budget_and_says_when_it_stopped(
         return seen, None
 
     started = time.monotonic()
-    seen, error = _in_agent_thread(walk)
+    seen, error = in_thread(walk, agent=True)
     assert time.monotonic() - started < 10
     assert seen == (True, False, False)
     assert error is not None and "ran over the budget of 200 ms (at class int)" in error, error

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from agent_threads import in_thread
 from flight_profiler.services import usercode
-from flight_profiler.services.context import AGENT_THREAD_IDS, CommandFailed
+from flight_profiler.services.context import CommandFailed
 
 
 @pytest.fixture(autouse=True)
@@ -26,27 +27,6 @@ def hooks_record() -> Iterator[list[Any]]:
     threading.excepthook = previous
     assert seen == []
     assert usercode.ACTIVE == {} and usercode._POSTED == {}
-
-
-def in_thread(fn: Any, agent: bool = False) -> Any:
-    """Run ``fn`` on a fresh thread (an application thread unless ``agent``); its result or what it raised."""
-    out: list[Any] = []
-
-    def body() -> None:
-        if agent:
-            AGENT_THREAD_IDS.add(threading.get_ident())
-        try:
-            out.append(fn())
-        except BaseException as exc:
-            out.append(("raised", exc))
-        finally:
-            AGENT_THREAD_IDS.discard(threading.get_ident())
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join(30)
-    assert not thread.is_alive()
-    return out[0]
 
 
 def forever() -> None:
