@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 from typing import Any, Iterator
 
 import pytest
 
+from agent_threads import in_thread
 from flight_profiler.commands.stack import agent as stack_agent
+from flight_profiler.services import usercode
 
 
 def _no_heap_scan(*args: Any) -> Any:
@@ -61,3 +64,69 @@ def test_the_tasks_of_a_loop_running_in_another_thread_are_found_from_its_stack(
 def test_no_task_anywhere_costs_no_heap_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gc, "get_objects", _no_heap_scan)
     assert stack_agent._all_tasks() == []
+
+
+class _Emitted:
+    """The one thing ``stack -a`` asks of its job context."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+
+def _hostile_tasks(loop: asyncio.AbstractEventLoop, stop: threading.Event) -> list[asyncio.Task[Any]]:
+    """A task whose get_name never returns while ``stop`` is clear, and one whose get_coro raises: a
+    Task subclass's methods are the program's code."""
+
+    class LoopingTask(asyncio.Task):  # type: ignore[type-arg]
+        def get_name(self) -> str:
+            while not stop.is_set():
+                time.sleep(0.005)
+            return "looped"
+
+    class RaisingTask(asyncio.Task):  # type: ignore[type-arg]
+        def get_coro(self) -> Any:
+            raise RuntimeError("a hostile get_coro")
+
+    made: list[asyncio.Task[Any]] = []
+    ready = threading.Event()
+
+    def make() -> None:
+        made.extend(kind(asyncio.sleep(3600), loop=loop) for kind in (LoopingTask, RaisingTask))
+        ready.set()
+
+    loop.call_soon_threadsafe(make)
+    assert ready.wait(10)
+    return made
+
+
+def test_a_task_whose_own_methods_hang_or_raise_is_shown_unread_and_the_others_are_read(
+    running_loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """get_name, get_coro and get_loop of a Task subclass ran on the job's thread with no budget: one
+    that looped held ``stack -a`` (and the job's thread) for good."""
+    monkeypatch.setattr(stack_agent, "TASK_READ_MS", 200.0, raising=False)
+    monkeypatch.setattr(usercode, "AGENT_BUDGET_MS", 2000.0)
+    stop = threading.Event()
+    hostile = _hostile_tasks(running_loop, stop)
+    ctx = _Emitted()
+    try:
+        started = time.monotonic()
+        assert in_thread(lambda: stack_agent.run({}, ctx), agent=True) is None  # type: ignore[arg-type]
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        for task in hostile:
+            running_loop.call_soon_threadsafe(task.cancel)
+    assert took < 10
+    (event,) = ctx.events
+    tasks = {task["name"]: task for loop in event["loops"] for task in loop["tasks"]}
+    assert {"sleeper-0", "sleeper-1", "sleeper-2"} <= set(tasks)  # read, before and after the hostile ones
+    unread = {name: task["coro"] for name, task in tasks.items() if name.startswith("<")}
+    assert set(unread.values()) == {
+        "<not read: its own code ran over the budget>",
+        "<not read: it raised RuntimeError: a hostile get_coro>",
+    }, unread
+    assert {name.split(" at ")[0] for name in unread} == {"<LoopingTask", "<RaisingTask"}

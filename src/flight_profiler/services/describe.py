@@ -70,6 +70,22 @@ def thread_fields(thread: Any) -> Tuple[str, Optional[bool], Optional[int]]:
     )
 
 
+_GETSET = type(type.__dict__["__dict__"])
+
+
+def instance_dict(obj: Any) -> Optional[dict]:  # type: ignore[type-arg]
+    """``obj``'s own attribute dict through its class's slot for it, or None: ``getattr(obj, "__dict__")``
+    runs a ``__getattr__``, a ``__getattribute__`` or a ``__dict__`` property, the program's code."""
+    for kind in TYPE_MRO(type(obj)):
+        slot = TYPE_DICT(kind).get("__dict__")
+        if slot is not None:
+            if type(slot) is not _GETSET:
+                return None  # the class replaced it: whatever it is, it is the program's
+            found = slot.__get__(obj)
+            return found if type(found) is dict else None
+    return None
+
+
 def module_of(kind: type) -> str:
     """A class's ``__module__`` from its own dict (type's getter), "" where there is none or not a str."""
     try:

@@ -361,6 +361,34 @@ def call_contained(
     return value, error, overran or isinstance(error, BudgetExceeded)
 
 
+class Allowance:
+    """One budget shared by many reads of the program's code (each task's methods, each ABC's hook):
+    a per-read budget alone bounds one read, not a command that reads one per object it shows.
+
+    Each ``call`` is ``call_contained`` with what is left (at most ``each_ms``, so that one read that
+    hangs leaves some for the others); once the total is spent the rest are not run and come back
+    overrun, so the command can show them as unread and still show the others. ``spent_on`` names
+    the first read that overran.
+    """
+
+    def __init__(self, total_ms: float, each_ms: float | None = None) -> None:
+        self.total_ms = float(total_ms)
+        self.left_ms = self.total_ms
+        self.each_ms = self.total_ms if each_ms is None else float(each_ms)
+        self.spent_on: str | None = None
+
+    def call(self, what: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, BaseException | None, bool]:
+        if self.left_ms <= 0:
+            return FAILED, None, True
+        started = monotonic()
+        value, error, overran = call_contained(fn, args, min(self.each_ms, self.left_ms))
+        self.left_ms -= (monotonic() - started) * 1000.0
+        if overran or self.left_ms <= 0:
+            self.spent_on = self.spent_on or what
+            return FAILED, error, True
+        return value, error, False
+
+
 class Stall:
     """A session's reader thread running a quick command: told when the program's code it called
     stays blocked outside Python past its budget, so that the session need not wait on it for good.

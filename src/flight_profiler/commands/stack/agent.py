@@ -17,10 +17,10 @@ from __future__ import annotations
 import sys
 import threading  # callprobe imports it anyway
 
-from ...services import hooks
+from ...services import hooks, usercode
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
-from ...services.describe import is_a, safe_repr, short, thread_fields
+from ...services.describe import class_name, is_a, safe_repr, short, thread_fields
 from ...services.location import resolve
 from .model import DEFAULTS
 
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 FRAME_LIMIT = 64
 # the run loop is below every frame of the task it runs: a deep task puts it far from the top
 LOOP_SEARCH_DEPTH = 5000
+# one task's methods (a Task subclass's are the program's code): a real one takes microseconds, and a
+# fifth of the command's budget leaves the others read after one that hangs
+TASK_READ_MS = 1000.0
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:
@@ -41,13 +44,15 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     if request.get("threads"):
         ctx.emit(_thread_stacks())
         return
+    allowance = usercode.Allowance(usercode.AGENT_BUDGET_MS, TASK_READ_MS)
     loops: dict[int, dict[str, Any]] = {}
-    for task in _all_tasks():
-        loop = _loop_of(task)
+    for task in _listed_tasks(allowance):
+        loop, described = _read_task(task, allowance)
         entry = loops.get(id(loop))
         if entry is None:  # the loop's repr once per loop, not per task: it is the program's code (a budget each)
-            entry = loops[id(loop)] = {"loop": safe_repr(loop), "running": _running(loop), "tasks": []}
-        entry["tasks"].append(_describe(task))
+            running, _, _ = allowance.call("the loop's is_running()", _running, (loop,))
+            entry = loops[id(loop)] = {"loop": safe_repr(loop), "running": running is True, "tasks": []}
+        entry["tasks"].append(described)
     awaited_by: dict[str, list[str]] = {}
     for entry in loops.values():
         for task in entry["tasks"]:
@@ -153,6 +158,45 @@ def _running_loops() -> list[Any]:
                 break
             frame, depth = frame.f_back, depth + 1
     return list(loops.values())
+
+
+def _listed_tasks(allowance: usercode.Allowance) -> list[Any]:
+    """The pending tasks, listed within the budget: a Task subclass's ``done()`` is the program's code."""
+    tasks, error, overran = allowance.call("listing the tasks", _all_tasks, ())
+    if overran:
+        raise CommandFailed(
+            "listing the asyncio tasks ran the program's code (a Task subclass's done(), a custom loop) past the"
+            " budget of %g ms: stopped" % allowance.total_ms
+        )
+    if error is not None:
+        raise CommandFailed("listing the asyncio tasks raised %s" % describe_error(error))
+    found: list[Any] = tasks
+    return found
+
+
+def _read_task(task: Any, allowance: usercode.Allowance) -> tuple[Any, dict[str, Any]]:
+    """A task's loop and description, read within what is left of the command's budget: a Task
+    subclass's ``get_coro``, ``get_name`` or ``get_loop`` is the program's code, which may loop or block.
+    One that overran or raised is shown by its class and address, and the others still are."""
+    value, error, overran = allowance.call("task %s" % _label(task), _loop_and_description, (task,))
+    if not overran and error is None:
+        read: tuple[Any, dict[str, Any]] = value
+        return read
+    if overran or error is None:
+        return None, _unread(task, "its own code ran over the budget")
+    return None, _unread(task, "it raised %s" % describe_error(error))
+
+
+def _loop_and_description(task: Any) -> tuple[Any, dict[str, Any]]:
+    return _loop_of(task), _describe(task)
+
+
+def _label(task: Any) -> str:
+    return "<%s at 0x%x>" % (class_name(type(task)), id(task))
+
+
+def _unread(task: Any, why: str) -> dict[str, Any]:
+    return {"name": _label(task), "coro": "<not read: %s>" % why, "frames": [], "awaits": []}
 
 
 def _describe(task: Any) -> dict[str, Any]:

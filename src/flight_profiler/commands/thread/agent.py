@@ -20,9 +20,20 @@ from __future__ import annotations
 import _thread
 import sys
 import threading
+import types
 
-from ...services.context import AGENT_THREAD_IDS, JobContext
-from ...services.describe import class_name, module_of, safe_repr, short, thread_fields, type_name
+from ...services import usercode
+from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
+from ...services.describe import (
+    class_name,
+    describe_error,
+    instance_dict,
+    module_of,
+    safe_repr,
+    short,
+    thread_fields,
+    type_name,
+)
 from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -54,6 +65,7 @@ SYNC_TYPES = (
     "Lock",
     "_RLock",
 )
+_EXITS = ("__exit__", "__aexit__")
 _LOCK = _thread.LockType
 _RLOCK = getattr(_thread, "RLock", None)
 
@@ -62,10 +74,10 @@ def run(request: ThreadRequest, ctx: JobContext) -> None:
     interval = int(request.get("interval", DEFAULTS["interval"]) or 0) / 1000.0
     before = None
     if interval > 0:  # two snapshots: a waiter still waiting on the same object at the same line is stuck
-        before = {_identity(wait) for wait in _snapshot()[0]}
+        before = {_identity(wait) for wait in _contained_snapshot()[0]}
         if ctx.wait(interval):
             return
-    waits, nodes = _snapshot()
+    waits, nodes = _contained_snapshot()
     if before is not None:
         for wait in waits:
             wait["stuck"] = _identity(wait) in before
@@ -79,6 +91,21 @@ def run(request: ThreadRequest, ctx: JobContext) -> None:
             "cycles": cycles,
         }
     )
+
+
+def _contained_snapshot() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """One snapshot within the agent's budget: what the frames refer to (a lock's owner, a primitive's
+    attributes, a task) is the program's objects, whose properties and methods may loop or block."""
+    snapshot, error, overran = usercode.call_contained(_snapshot, (), usercode.AGENT_BUDGET_MS)
+    if overran:
+        raise CommandFailed(
+            "the program's code that thread -b reads (a lock's, a primitive's or a task's property or method)"
+            " ran over the budget of %g ms and was stopped" % usercode.AGENT_BUDGET_MS
+        )
+    if error is not None:
+        raise CommandFailed("reading the threads' waits raised %s" % describe_error(error))
+    result: tuple[list[dict[str, Any]], dict[str, dict[str, Any]]] = snapshot
+    return result
 
 
 def _snapshot() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -181,7 +208,7 @@ def _on_futex(tid: int | None) -> bool:
 
 def _is_c_lock(obj: Any) -> bool:
     kind = type(obj)
-    return kind is _LOCK or (_RLOCK is not None and kind is _RLOCK) or kind.__name__ == "_RLock"
+    return kind is _LOCK or (_RLOCK is not None and kind is _RLOCK) or class_name(kind) == "_RLock"
 
 
 def _held_by_other(lock: Any, ident: int) -> bool:
@@ -196,10 +223,10 @@ def _held_by_other(lock: Any, ident: int) -> bool:
 
 def _owner(lock: Any) -> int | None:
     """The thread ident the runtime records as the owner of an RLock (or a Condition built on one)."""
-    inner = getattr(lock, "_lock", None) if type(lock).__name__ == "Condition" else lock
+    inner = getattr(lock, "_lock", None) if class_name(type(lock)) == "Condition" else lock
     if inner is None:
         return None
-    if type(inner).__name__ == "_RLock":  # the pure-Python RLock keeps it in an attribute
+    if class_name(type(inner)) == "_RLock":  # the pure-Python RLock keeps it in an attribute
         owner = getattr(inner, "_owner", None)
         return owner if isinstance(owner, int) and getattr(inner, "_count", None) else None
     if _RLOCK is None or type(inner) is not _RLOCK:
@@ -286,11 +313,7 @@ def _with_holders(
     if not owners:
         return []
     direct = gc.get_referrers(obj)
-    exits = [
-        ref
-        for ref in direct
-        if getattr(ref, "__self__", None) is obj and getattr(ref, "__name__", "") in ("__exit__", "__aexit__")
-    ]
+    exits = [ref for ref in direct if _bound_exit_of(ref, obj)]
     containers = direct + (gc.get_referrers(*exits) if exits else [])
     found: list[str] = []
     for ref in containers:
@@ -301,8 +324,18 @@ def _with_holders(
     return found
 
 
+def _bound_exit_of(ref: Any, obj: Any) -> bool:
+    """Whether a referrer is ``obj.__exit__`` or ``obj.__aexit__`` bound: its type checked first, since
+    a referrer may be any of the program's objects (a ``getattr`` on one runs its ``__getattr__``)."""
+    if type(ref) is types.BuiltinMethodType:  # a C lock's
+        return ref.__self__ is obj and ref.__name__ in _EXITS
+    if type(ref) is types.MethodType and type(ref.__func__) is types.FunctionType:  # asyncio's locks'
+        return ref.__self__ is obj and ref.__func__.__name__ in _EXITS
+    return False
+
+
 def _exact_holder(obj: Any, nodes: dict[str, dict[str, Any]]) -> str | None:
-    if type(obj).__name__ == "Thread":
+    if class_name(type(obj)) == "Thread":
         ident = getattr(obj, "ident", None)
         key = "thread:%s" % ident
         return key if key in nodes else None
@@ -327,7 +360,7 @@ def _refs(frame: Any) -> list[Any]:
         names = frame.f_code.co_names
         out.extend(glob[name] for name in names if name in glob)
         owner = local.get("self")
-        attrs = getattr(owner, "__dict__", None) if owner is not None else None
+        attrs = instance_dict(owner) if owner is not None else None
         if isinstance(attrs, dict):
             out.extend(attrs[name] for name in names if name in attrs)
     except Exception:  # noqa: BLE001 - a hostile mapping: what was found so far is enough
@@ -348,14 +381,19 @@ def _self_of(frame: Any) -> Any:
 def _task_waits(nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     if "asyncio" not in sys.modules:
         return []  # never import asyncio into a target that does not use it
-    from ..stack.agent import _all_tasks
+    from ..stack.agent import TASK_READ_MS, _all_tasks
 
     stacks: dict[str, list[Any]] = {}
     coros: dict[str, list[Any]] = {}
+    # a Task subclass's methods are the program's: each task within its own share, half the budget in all
+    allowance = usercode.Allowance(usercode.AGENT_BUDGET_MS / 2, TASK_READ_MS)
     for task in _all_tasks():
         key = "task:%d" % id(task)
-        nodes[key] = _task_node(task)
-        stacks[key], coros[key] = _coroutine_frames(task)
+        read, error, overran = allowance.call(key, _read_task, (task,))
+        if overran or error is not None:
+            nodes[key] = _unread_node(task, None if overran else error)
+            continue
+        nodes[key], (stacks[key], coros[key]) = read
     waits = []
     for key, stack in stacks.items():
         wait = _sync_wait(stack)
@@ -364,6 +402,17 @@ def _task_waits(nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             waits.append(wait)
     _holders(waits, stacks, nodes, coros)
     return waits
+
+
+def _unread_node(task: Any, error: BaseException | None) -> dict[str, Any]:
+    """A task whose own code raised (``error``) or overran: named by its class and address only."""
+    why = "its own code ran over the budget" if error is None else "it raised " + describe_error(error)
+    label = "<%s at 0x%x>" % (class_name(type(task)), id(task))
+    return {"kind": "task", "id": id(task), "name": label, "coro": "<not read: %s>" % why}
+
+
+def _read_task(task: Any) -> tuple[dict[str, Any], tuple[list[Any], list[Any]]]:
+    return _task_node(task), _coroutine_frames(task)
 
 
 def _task_node(task: Any) -> dict[str, Any]:

@@ -154,28 +154,22 @@ class _SubclassTest:
         self.klass = klass
         self.virtual = _own_subclasscheck(type(klass))
         self.budget_ms = budget_ms
-        self.used_ms = 0.0
-        self.overran: str | None = None
+        self.allowance = usercode.Allowance(budget_ms)
 
     def __call__(self, kind: type) -> bool:
         if type.__subclasscheck__(self.klass, kind):
             return True
-        if not self.virtual or self.overran is not None:
+        if not self.virtual:
             return False
-        started = time.monotonic()
-        value, error, overran = usercode.call_contained(issubclass, (kind, self.klass), self.budget_ms - self.used_ms)
-        self.used_ms += (time.monotonic() - started) * 1000.0
-        if overran or self.used_ms >= self.budget_ms:
-            self.overran = class_name(kind)
-            return False
-        return error is None and value is True  # a hostile __subclasscheck__: not an instance
+        value, error, overran = self.allowance.call(class_name(kind), issubclass, (kind, self.klass))
+        return not overran and error is None and value is True  # a hostile __subclasscheck__: not an instance
 
     def check(self) -> None:
-        if self.overran is not None:
+        if self.allowance.spent_on is not None:
             raise CommandFailed(
                 "%s's __subclasscheck__ (its metaclass %s's: the program's code) ran over the budget of %g ms"
                 " (at class %s) and was stopped (--budget-ms)"
-                % (class_name(self.klass), class_name(type(self.klass)), self.budget_ms, self.overran)
+                % (class_name(self.klass), class_name(type(self.klass)), self.budget_ms, self.allowance.spent_on)
             )
 
 
