@@ -15,6 +15,7 @@ import os
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -23,6 +24,7 @@ import pytest
 from agent_harness import InProcessAgent
 
 from flight_profiler.render.console import make_console
+from flight_profiler.services import usercode
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +243,38 @@ def test_logger_lists_sets_and_restores_a_level(agent: InProcessAgent) -> None:
     _ok(agent, "logger", "--name h24.coverage --level DEBUG --for 0.2")
     assert log.level in (logging.DEBUG, logging.WARNING)
     _refused(agent, "logger", "--name h24.coverage --level NOPE")
+
+
+class _StuckLogger(logging.Logger):
+    """A Logger subclass whose setLevel never returns while ``stuck`` is set: the program's code."""
+
+    stuck = threading.Event()
+
+    def setLevel(self, level: Any) -> None:
+        while self.stuck.is_set():
+            time.sleep(0.005)
+        super().setLevel(level)
+
+
+def test_logger_level_on_a_logger_whose_set_level_hangs_ends_with_one_line_and_the_session_goes_on(
+    agent: InProcessAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """setLevel (and level) of a Logger subclass ran on the job's thread with no budget: one that
+    looped held the job for good, and its cleanup held the detach."""
+    monkeypatch.setattr(usercode, "AGENT_BUDGET_MS", 300.0)
+    stuck = _StuckLogger("h.stuck")
+    stuck.level = logging.WARNING
+    monkeypatch.setitem(logging.Logger.manager.loggerDict, "h.stuck", stuck)
+    _StuckLogger.stuck.set()
+    try:
+        started = time.monotonic()
+        error = _refused(agent, "logger", "--name h.stuck --level DEBUG --for 5")
+        assert time.monotonic() - started < 4, "the job waited past its budget"
+    finally:
+        _StuckLogger.stuck.clear()
+    assert "setLevel()" in error and "ran over the budget of 300 ms and was stopped" in error, error
+    assert stuck.level == logging.WARNING  # stopped before it changed anything, and nothing else changed it
+    assert "h.stuck" in _ok(agent, "logger", "")  # the session goes on
 
 
 # -------------------------------------------------------------------------------------- console

@@ -132,33 +132,66 @@ def _change(logging: Any, name: str, level_text: str, seconds: float, ctx: JobCo
         raise CommandFailed("--for must be more than 0 and at most %g seconds" % MAX_FOR_S)
     logger = _find(logging, name)
     level = _parse_level(logging, level_text)
-    old = logger.level
-
-    def revert() -> None:
-        if logger.level == level:  # the application may have changed it meanwhile: keep theirs
-            logger.setLevel(old)
-
-    logger.setLevel(level)
-    ctx.add_cleanup(revert)
+    old = _contained(lambda: logger.level, "its level")
+    undo = _Undo(logger, old, level)
+    ctx.add_cleanup(undo.cleanup)  # before the change: a setLevel stopped halfway is undone too
+    effective = _contained(lambda: _set_level(logger, level), "its setLevel()")
     ctx.emit(
         {
             "kind": "changed",
             "name": name,
             "old_level": _level_name(logging, old),
             "level": _level_name(logging, level),
-            "effective": _level_name(logging, logger.getEffectiveLevel()),
+            "effective": _level_name(logging, effective),
             "seconds": seconds,
         }
     )
     if ctx.wait(seconds):
         return  # cancelled: the cleanup reverts; nobody reads any more
-    kept = logger.level == level
-    revert()
-    ctx.emit(
-        {
-            "kind": "reverted",
-            "name": name,
-            "level": _level_name(logging, logger.level),
-            "kept_app_change": not kept,
-        }
-    )
+    kept = undo()
+    now = _contained(lambda: logger.level, "its level")
+    ctx.emit({"kind": "reverted", "name": name, "level": _level_name(logging, now), "kept_app_change": not kept})
+
+
+def _set_level(logger: Any, level: int) -> Any:
+    logger.setLevel(level)
+    return logger.getEffectiveLevel()
+
+
+class _Undo:
+    """Puts the old level back once (at the end of --for, or as the job's cleanup on any exit), unless
+    the application changed the level meanwhile: then theirs is kept. A Logger subclass's ``level``
+    and ``setLevel`` are the program's code: read within the budget, and a cleanup never raises."""
+
+    def __init__(self, logger: Any, old: Any, level: int) -> None:
+        self.logger, self.old, self.level = logger, old, level
+        self.done = False
+
+    def __call__(self) -> bool:
+        """Whether the level was still ours (and so was put back)."""
+        if self.done:
+            return False
+        self.done = True
+        ours, error, overran = usercode.call_contained(self._put_back, (), usercode.AGENT_BUDGET_MS)
+        return ours is True and error is None and not overran
+
+    def cleanup(self) -> None:
+        self()
+
+    def _put_back(self) -> bool:
+        if self.logger.level != self.level:
+            return False
+        self.logger.setLevel(self.old)
+        return True
+
+
+def _contained(read: Any, what: str) -> Any:
+    value, error, overran = usercode.call_contained(read, (), usercode.AGENT_BUDGET_MS)
+    if overran:
+        raise CommandFailed(
+            "the logger's own code (%s, of a Logger subclass) ran over the budget of %g ms and was stopped"
+            % (what, usercode.AGENT_BUDGET_MS)
+        )
+    if error is not None:
+        raise CommandFailed("the logger's %s raised %s" % (what, describe_error(error)))
+    return value
