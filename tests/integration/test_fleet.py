@@ -137,7 +137,7 @@ def test_stack_merges_identical_workers_and_names_the_outlier(ranks: Group) -> N
     result = fleet("--tree", str(ranks.master), "--cmd", "stack", "--json")
     assert result.returncode == 0, (result.stdout, result.stderr)
     merged = fleet_line(result)["merged"]
-    assert [item["pid"] for item in merged["outliers"]] == [odd]
+    assert [item["pid"] for item in merged["outliers"]] == [odd], merged
     assert "3 of 4 workers in `wait_for_work`" in merged["summary"]
     assert "pid %d (rank 2) in `slow_collective`" % odd in merged["summary"]
     text = fleet("--tree", str(ranks.master), "--cmd", "stack", "--no-color")

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 from ..protocol.requests import RENDER_DEFAULTS
 from . import usercode
+from .describe import TYPE_DICT, TYPE_MRO, class_name, instance_dict, module_of, short, type_name
 from .describe import describe_error as _describe
-from .describe import short, type_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -209,7 +209,14 @@ def _kind(obj: Any) -> str:
 
 def _is_stdlib(obj: Any, module: str, name: str) -> bool:
     """``obj`` is an instance of ``module.name`` (by name: the module is never imported)."""
-    return any(klass.__name__ == name and klass.__module__ == module for klass in type(obj).__mro__)
+    return any(_named(klass, module, name) for klass in TYPE_MRO(type(obj)))
+
+
+def _named(klass: type, module: str, name: str) -> bool:
+    """``klass`` is ``module.name``, read through type's own getters: a metaclass may shadow ``__name__``,
+    ``__module__`` or ``__mro__`` with properties, the program's code (one that looped cost every
+    capture of its instances the whole budget, and the value was lost)."""
+    return class_name(klass) == name and module_of(klass) == module
 
 
 def _head(iterable: Any, limit: int) -> list[Any]:
@@ -262,26 +269,29 @@ def _object(
 def _attributes(obj: Any, limit: int) -> tuple[list[str], int] | None:
     """The first instance attributes worth expanding and how many there are, or None for
     objects best shown by repr."""
-    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "__dict__")):
+    own = instance_dict(obj)  # through the class's slot: a __dict__ property is the program's code
+    if isinstance(obj, type) or (callable(obj) and own is None):
         return None
     names: list[str] = []
     total = 0
-    try:
-        instance_dict = object.__getattribute__(obj, "__dict__")
-    except Exception:  # noqa: BLE001 - no __dict__ or a hostile __getattribute__
-        instance_dict = None
-    if isinstance(instance_dict, dict):
-        total = len(instance_dict)
-        names.extend(key for key in _head(instance_dict, limit) if isinstance(key, str))
-    for klass in type(obj).__mro__:
-        slots = klass.__dict__.get("__slots__", ())
+    if isinstance(own, dict):
+        total = len(own)
+        names.extend(key for key in _head(own, limit) if isinstance(key, str))
+    mro = TYPE_MRO(type(obj))
+    for klass in mro:
+        slots = TYPE_DICT(klass).get("__slots__", ())
         for slot in [slots] if isinstance(slots, str) else slots:
             if slot not in names and slot not in ("__dict__", "__weakref__"):
                 names.append(slot)
                 total += 1
-    if not total and getattr(type(obj), "__repr__", None) is not object.__repr__:
+    if not total and _own_repr(mro):
         return None  # objects with their own repr and no state: the repr says more
     return names, total
+
+
+def _own_repr(mro: tuple[type, ...]) -> bool:
+    """Whether a class of ``mro`` before ``object`` defines ``__repr__`` (read from their dicts)."""
+    return next((klass for klass in mro if "__repr__" in TYPE_DICT(klass)), object) is not object
 
 
 def _scalar(obj: Any) -> dict[str, Any]:
@@ -330,13 +340,9 @@ _ARRAYS = (("ndarray", "numpy", "ndarray"), ("Tensor", "torch", "tensor"))
 
 def _array_kind(obj: Any) -> str:
     """ "ndarray", "tensor" or "": by class names only, so neither library is imported."""
-    try:
-        mro = type(obj).__mro__
-    except Exception:  # noqa: BLE001 - a metaclass with a hostile __getattribute__
-        return ""
-    for klass in mro:
+    for klass in TYPE_MRO(type(obj)):
         for name, module, kind in _ARRAYS:
-            if klass.__name__ == name and klass.__module__ == module:
+            if _named(klass, module, name):
                 return kind
     return ""
 
