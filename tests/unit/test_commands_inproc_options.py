@@ -277,6 +277,36 @@ def test_logger_level_on_a_logger_whose_set_level_hangs_ends_with_one_line_and_t
     assert "h.stuck" in _ok(agent, "logger", "")  # the session goes on
 
 
+class _Masked:
+    """Not a Logger, in the manager's dict, with a ``__class__`` that never returns: isinstance() asks it."""
+
+    stuck = threading.Event()
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        while self.stuck.is_set():
+            time.sleep(0.005)
+        return _Masked
+
+
+def test_logger_level_on_a_name_whose_entry_hangs_ends_with_one_line(
+    agent: InProcessAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name's entry was tested with isinstance() outside any budget: a ``__class__`` property
+    that looped held the job's thread for good."""
+    monkeypatch.setattr(usercode, "AGENT_BUDGET_MS", 300.0)
+    monkeypatch.setitem(logging.Logger.manager.loggerDict, "h.masked", _Masked())
+    _Masked.stuck.set()
+    try:
+        started = time.monotonic()
+        error = _refused(agent, "logger", "--name h.masked --level DEBUG --for 5")
+        assert time.monotonic() - started < 4, "the job waited past its budget"
+    finally:
+        _Masked.stuck.clear()
+    assert "manager's dict" in error and "ran over the budget of 300 ms" in error, error
+    assert "no logger named 'h.masked'" in _refused(agent, "logger", "--name h.masked --level DEBUG")
+
+
 # -------------------------------------------------------------------------------------- console
 
 

@@ -130,12 +130,12 @@ def _parse_level(logging: Any, text: str) -> int:
 def _change(logging: Any, name: str, level_text: str, seconds: float, ctx: JobContext) -> None:
     if not 0 < seconds <= MAX_FOR_S:
         raise CommandFailed("--for must be more than 0 and at most %g seconds" % MAX_FOR_S)
-    logger = _find(logging, name)
-    level = _parse_level(logging, level_text)
-    old = _contained(lambda: logger.level, "its level")
+    logger = _contained(lambda: _find(logging, name), "the name's entry in the manager's dict")
+    level = _contained(lambda: _parse_level(logging, level_text), "the level names")
+    old = _contained(lambda: logger.level, "a Logger subclass's level")
     undo = _Undo(logger, old, level)
     ctx.add_cleanup(undo.cleanup)  # before the change: a setLevel stopped halfway is undone too
-    effective = _contained(lambda: _set_level(logger, level), "its setLevel()")
+    effective = _contained(lambda: _set_level(logger, level), "a Logger subclass's setLevel()")
     ctx.emit(
         {
             "kind": "changed",
@@ -149,7 +149,7 @@ def _change(logging: Any, name: str, level_text: str, seconds: float, ctx: JobCo
     if ctx.wait(seconds):
         return  # cancelled: the cleanup reverts; nobody reads any more
     kept = undo()
-    now = _contained(lambda: logger.level, "its level")
+    now = _contained(lambda: logger.level, "a Logger subclass's level")
     ctx.emit({"kind": "reverted", "name": name, "level": _level_name(logging, now), "kept_app_change": not kept})
 
 
@@ -189,9 +189,11 @@ def _contained(read: Any, what: str) -> Any:
     value, error, overran = usercode.call_contained(read, (), usercode.AGENT_BUDGET_MS)
     if overran:
         raise CommandFailed(
-            "the logger's own code (%s, of a Logger subclass) ran over the budget of %g ms and was stopped"
+            "the program's logging code (%s) ran over the budget of %g ms and was stopped"
             % (what, usercode.AGENT_BUDGET_MS)
         )
+    if isinstance(error, CommandFailed):
+        raise error
     if error is not None:
         raise CommandFailed("the logger's %s raised %s" % (what, describe_error(error)))
     return value
