@@ -8,6 +8,7 @@ error. It never imports the dispatcher: the dispatcher hands it this context.
 from __future__ import annotations
 
 from . import realthreads
+from .describe import describe_error
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -81,5 +82,5 @@ class JobContext:
             try:
                 fn()
             except Exception as exc:  # noqa: BLE001 - every undo must get its turn
-                errors.append("%s: %s" % (type(exc).__name__, exc))
+                errors.append(describe_error(exc))  # its message is the program's code, maybe: budgeted there
         return errors

@@ -20,6 +20,7 @@ import time
 
 from ...services import hooks
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
+from ...services.describe import class_name, describe_error
 from ...services.location import resolve
 from .model import DEFAULTS
 
@@ -221,7 +222,7 @@ class _OneShot:
         try:
             started = self.start()
         except Exception as exc:  # noqa: BLE001 - never into the program's call
-            self.error = "could not start: %s: %s" % (type(exc).__name__, exc)
+            self.error = "could not start: %s" % describe_error(exc)
             self.done.set()
             return None
         return (started, time.perf_counter())
@@ -229,11 +230,11 @@ class _OneShot:
     def leave(self, state: Any, args: Any, kwargs: Any, returned: Any, error: Any) -> None:
         self.call_ms = round((time.perf_counter() - state[1]) * 1000, 3)
         if error is not None:
-            self.raised = type(error).__name__
+            self.raised = class_name(type(error))  # a metaclass's __name__ property is the program's code
         try:
             self.result = self.stop(state[0])
         except Exception as exc:  # noqa: BLE001 - never into the program's call
-            self.error = "could not stop: %s: %s" % (type(exc).__name__, exc)
+            self.error = "could not stop: %s" % describe_error(exc)
         finally:
             self.done.set()
 
