@@ -159,3 +159,46 @@ def test_thread_names_come_from_the_threads_own_dict() -> None:
     finally:
         release.set()
         thread.join(10)
+
+
+class _DictProperty:
+    """A decorator-like object whose ``__dict__`` is a property: the program's code, which records that it ran."""
+
+    ran: list[str] = []
+
+    @property  # type: ignore[misc]
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        self.ran.append("__dict__")
+        return {"__wrapped__": _plain}
+
+
+class _Wrapper:
+    def __init__(self) -> None:
+        self.__wrapped__ = _plain
+
+
+def _plain() -> int:
+    return 1
+
+
+def test_a_capture_of_an_instance_of_a_shadowing_metaclass_runs_nothing_and_keeps_its_value() -> None:
+    """capture read ``type(obj).__mro__`` and each class's ``__name__``/``__module__``/``__dict__``: a
+    metaclass shadowing them ran its code, and in a capture one that looped spent the whole budget
+    and lost the value (``Shadowed``'s raise here: a capture that runs them shows an error)."""
+    from flight_profiler.services.capture import CaptureOptions, capture
+
+    instance = Shadowed()
+    node = capture(instance, CaptureOptions(expand=2))
+    assert "error" not in node and node["t"].endswith("Shadowed"), node
+    listed = capture([instance], CaptureOptions(expand=1))
+    assert "error" not in str(listed), listed
+
+
+def test_a_wrapper_is_unwrapped_through_its_own_dict() -> None:
+    """resolve unwraps decorators by ``__wrapped__``: it read ``getattr(obj, "__dict__")``, which ran
+    a ``__dict__`` property (or a ``__getattribute__``): the program's code."""
+    from flight_profiler.services.location import _wrapped
+
+    assert _wrapped(_Wrapper()) is _plain
+    assert _wrapped(_plain) is None
+    assert _wrapped(_DictProperty()) is None and _DictProperty.ran == []

@@ -172,7 +172,7 @@ def _last_item(obj: Any, options: CaptureOptions, seen: set[int]) -> dict[str, A
     with a ``__repr__`` of its own is still shown by it.
     """
     attrs = _attributes(obj, options.item_limit)
-    if attrs is None or id(obj) in seen or getattr(type(obj), "__repr__", None) is not object.__repr__:
+    if attrs is None or id(obj) in seen or _own_repr(TYPE_MRO(type(obj))):
         return _repr_node(obj, options)  # (a repr of the program's own is what its authors chose to show)
     seen.add(id(obj))
     try:

@@ -16,7 +16,7 @@ import types
 
 from . import hooks
 from .context import CommandFailed
-from .describe import class_name
+from .describe import class_name, instance_dict
 from .resolve import find_attribute, find_class, loaded_module, module_label, qualified
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -126,10 +126,13 @@ def _unwrap(obj: Any, label: str) -> types.FunctionType:
 
 
 def _wrapped(obj: Any) -> Any:
+    """A decorator's ``__wrapped__`` from the object's own dict, read through its class's slot: a
+    ``__getattr__`` or a ``__dict__`` property is the program's code."""
     try:
-        return obj.__dict__.get("__wrapped__") if isinstance(getattr(obj, "__dict__", None), dict) else None
+        own = instance_dict(obj)
     except Exception:  # noqa: BLE001 - a hostile object is simply not a wrapper
         return None
+    return None if own is None else dict.get(own, "__wrapped__")
 
 
 def _what(obj: Any) -> str:
