@@ -245,6 +245,18 @@ def test_logger_lists_sets_and_restores_a_level(agent: InProcessAgent) -> None:
     _refused(agent, "logger", "--name h24.coverage --level NOPE")
 
 
+def _refused_while(stuck: threading.Event, agent: InProcessAgent, args: str) -> str:
+    """``logger ARGS``'s one-line error while ``stuck`` holds the program's code, within 4 s (a 300 ms budget)."""
+    stuck.set()
+    try:
+        started = time.monotonic()
+        error = _refused(agent, "logger", args)
+        assert time.monotonic() - started < 4, "the job waited past its budget"
+    finally:
+        stuck.clear()
+    return error
+
+
 class _StuckLogger(logging.Logger):
     """A Logger subclass whose setLevel never returns while ``stuck`` is set: the program's code."""
 
@@ -265,13 +277,7 @@ def test_logger_level_on_a_logger_whose_set_level_hangs_ends_with_one_line_and_t
     stuck = _StuckLogger("h.stuck")
     stuck.level = logging.WARNING
     monkeypatch.setitem(logging.Logger.manager.loggerDict, "h.stuck", stuck)
-    _StuckLogger.stuck.set()
-    try:
-        started = time.monotonic()
-        error = _refused(agent, "logger", "--name h.stuck --level DEBUG --for 5")
-        assert time.monotonic() - started < 4, "the job waited past its budget"
-    finally:
-        _StuckLogger.stuck.clear()
+    error = _refused_while(_StuckLogger.stuck, agent, "--name h.stuck --level DEBUG --for 5")
     assert "setLevel()" in error and "ran over the budget of 300 ms and was stopped" in error, error
     assert stuck.level == logging.WARNING  # stopped before it changed anything, and nothing else changed it
     assert "h.stuck" in _ok(agent, "logger", "")  # the session goes on
@@ -296,13 +302,7 @@ def test_logger_level_on_a_name_whose_entry_hangs_ends_with_one_line(
     that looped held the job's thread for good."""
     monkeypatch.setattr(usercode, "AGENT_BUDGET_MS", 300.0)
     monkeypatch.setitem(logging.Logger.manager.loggerDict, "h.masked", _Masked())
-    _Masked.stuck.set()
-    try:
-        started = time.monotonic()
-        error = _refused(agent, "logger", "--name h.masked --level DEBUG --for 5")
-        assert time.monotonic() - started < 4, "the job waited past its budget"
-    finally:
-        _Masked.stuck.clear()
+    error = _refused_while(_Masked.stuck, agent, "--name h.masked --level DEBUG --for 5")
     assert "manager's dict" in error and "ran over the budget of 300 ms" in error, error
     assert "no logger named 'h.masked'" in _refused(agent, "logger", "--name h.masked --level DEBUG")
 
