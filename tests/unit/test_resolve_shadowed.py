@@ -192,6 +192,10 @@ def test_a_capture_of_an_instance_of_a_shadowing_metaclass_runs_nothing_and_keep
     assert "error" not in node and node["t"].endswith("Shadowed"), node
     listed = capture([instance], CaptureOptions(expand=1))
     assert "error" not in str(listed), listed
+    module = types.ModuleType("plainmod")
+    module.A = 1  # type: ignore[attr-defined]
+    shown = capture(module, CaptureOptions(expand=1))  # a module's dict is a member slot, not a getset
+    assert shown["kind"] == "object" and shown["attrs"]["A"] == {"t": "int", "v": 1}, shown
 
 
 def test_a_wrapper_is_unwrapped_through_its_own_dict() -> None:

@@ -71,6 +71,8 @@ def thread_fields(thread: Any) -> Tuple[str, Optional[bool], Optional[int]]:
 
 
 _GETSET = type(type.__dict__["__dict__"])
+# C's own ways to reach an instance dict: a getset (classes, functions) or a member (ModuleType's md_dict)
+_DICT_SLOTS = (_GETSET, type(vars(type(sys))["__dict__"]))
 
 
 def instance_dict(obj: Any) -> Optional[dict]:  # type: ignore[type-arg]
@@ -79,9 +81,12 @@ def instance_dict(obj: Any) -> Optional[dict]:  # type: ignore[type-arg]
     for kind in TYPE_MRO(type(obj)):
         slot = TYPE_DICT(kind).get("__dict__")
         if slot is not None:
-            if type(slot) is not _GETSET:
+            if type(slot) not in _DICT_SLOTS:
                 return None  # the class replaced it: whatever it is, it is the program's
-            found = slot.__get__(obj)
+            try:
+                found = slot.__get__(obj)  # C code; it raises for an object of another type (a borrowed slot)
+            except Exception:  # noqa: BLE001 - then there is no dict to read
+                return None
             return found if type(found) is dict else None
     return None
 

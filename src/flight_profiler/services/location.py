@@ -128,10 +128,7 @@ def _unwrap(obj: Any, label: str) -> types.FunctionType:
 def _wrapped(obj: Any) -> Any:
     """A decorator's ``__wrapped__`` from the object's own dict, read through its class's slot: a
     ``__getattr__`` or a ``__dict__`` property is the program's code."""
-    try:
-        own = instance_dict(obj)
-    except Exception:  # noqa: BLE001 - a hostile object is simply not a wrapper
-        return None
+    own = instance_dict(obj)
     return None if own is None else dict.get(own, "__wrapped__")
 
 
