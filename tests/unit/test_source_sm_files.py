@@ -177,3 +177,40 @@ def test_flavours_and_what_a_decorator_wraps() -> None:
     assert sm_agent._method_kind(1) is None
     assert sm_agent._function(space["s"]) is space["s"].__func__
     assert sm_agent._function(space["p"]) is space["p"].fget
+
+
+ALIASED = """\
+class Cart:
+    class Line:
+        def price(self):
+            return 1
+
+    Row = Line
+
+    def add(self, item):
+        return item
+
+
+_cart_class = Cart  # bound first under another name in some modules; here after
+Basket = Cart
+"""
+
+
+def test_a_class_bound_under_two_names_is_listed_once_under_its_own(
+    agent: InProcessAgent, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """logging's ``_loggerClass = Logger`` listed Logger twice in sc, and each method twice in sm."""
+    name = "fp_alias_mod"
+    (tmp_path / ("%s.py" % name)).write_text("Early = None\n" + ALIASED + "Early = Cart\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    importlib.import_module(name)
+    try:
+        classes, _ = agent.run("sc", {"pattern": name + ".*"})
+        methods, _ = agent.run("sm", {"pattern": name + ".*"})
+    finally:
+        sys.modules.pop(name, None)
+    # Early comes first in the module's namespace (bound to None, then rebound): Cart is still named Cart
+    assert [m["name"] for m in classes[0]["matches"]] == [name + ".Cart", name + ".Cart.Line"]
+    assert classes[0]["total"] == 2
+    assert [m["name"] for m in methods[0]["matches"]] == [name + ".Cart.Line.price", name + ".Cart.add"]

@@ -117,6 +117,25 @@ def test_the_busiest_threads_come_first_with_their_stacks(threads: dict[str, thr
     assert first["name"]
 
 
+def test_our_threads_come_after_the_programs_among_equals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ours started first (the lower thread id, as after ids wrap): both idle, the program's is listed first."""
+    monkeypatch.setattr(pyspy, "dump", _dump)
+    stop = threading.Event()
+    ours = threading.Thread(target=fp_sleeping, args=(stop,), name="flight_profiler-watchdog", daemon=True)
+    app = threading.Thread(target=fp_sleeping, args=(stop,), name="fp-app-idle", daemon=True)
+    try:
+        ours.start()
+        app.start()
+        assert ours.native_id is not None and app.native_id is not None and ours.native_id < app.native_id
+        for line in ("-n 1000 -i 100", "-i 100"):
+            names = [thread["name"] for thread in _run(line)[0]["threads"]]
+            assert names.index("fp-app-idle") < names.index("flight_profiler-watchdog"), (line, names)
+    finally:
+        stop.set()
+        ours.join(10)
+        app.join(10)
+
+
 def test_one_thread_by_native_id_or_python_ident(threads: dict[str, threading.Thread]) -> None:
     idle = threads["idle"]
     assert idle.native_id is not None and idle.ident is not None

@@ -163,19 +163,41 @@ def _module_of(obj: Any) -> Any:
 
 
 def classes_of(module_name: str, module: types.ModuleType) -> Iterator[tuple[str, type]]:
-    """(qualified name, class) of every class the module defines, nested ones included."""
-    for attr, value in namespace(module).items():
-        if is_a(value, type) and defined_in(value, module_name):
-            yield from _with_nested("%s.%s" % (module_name, attr), value, module_name, NESTED_DEPTH)
+    """(qualified name, class) of every class the module defines, nested ones included, each once."""
+    for attr, value in _own_classes(namespace(module), module_name, None):
+        yield from _with_nested("%s.%s" % (module_name, attr), value, module_name, NESTED_DEPTH)
 
 
 def _with_nested(name: str, klass: type, module_name: str, depth: int) -> Iterator[tuple[str, type]]:
     yield name, klass
     if depth <= 1:
         return
-    for attr, value in namespace(klass).items():
-        if is_a(value, type) and value is not klass and defined_in(value, module_name):
-            yield from _with_nested("%s.%s" % (name, attr), value, module_name, depth - 1)
+    for attr, value in _own_classes(namespace(klass), module_name, klass):
+        yield from _with_nested("%s.%s" % (name, attr), value, module_name, depth - 1)
+
+
+def _own_classes(attrs: dict[str, Any], module_name: str, outer: Any) -> list[tuple[str, type]]:
+    """(attribute, class) of the classes in ``attrs`` that ``module_name`` defines, each class once.
+
+    A class bound under a second name (logging's ``_loggerClass = Logger``) was listed twice, its
+    methods too; it is listed under the name its class statement gave it when one of the names is
+    that one, else under the first. In the namespace's order.
+    """
+    found: dict[int, tuple[str, type]] = {}
+    for attr, value in attrs.items():
+        if not is_a(value, type) or value is outer or not defined_in(value, module_name):
+            continue
+        first = found.get(id(value))
+        if first is None or (attr == _own_name(value) and first[0] != attr):
+            found[id(value)] = (attr, value)
+    return list(found.values())
+
+
+def _own_name(klass: Any) -> Any:
+    try:
+        return _TYPE_NAME.__get__(klass, type)  # type's own descriptor: a metaclass's never runs
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _classes(module_name: str, module: types.ModuleType) -> Iterator[tuple[str, Any, str]]:
@@ -203,6 +225,7 @@ def _class_name(klass: Any) -> str:
 
 
 _TYPE_MODULE = type.__dict__["__module__"]
+_TYPE_NAME = type.__dict__["__name__"]
 _TYPE_QUALNAME = type.__dict__["__qualname__"]
 
 
