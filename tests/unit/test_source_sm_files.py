@@ -214,3 +214,24 @@ def test_a_class_bound_under_two_names_is_listed_once_under_its_own(
     assert [m["name"] for m in classes[0]["matches"]] == [name + ".Cart", name + ".Cart.Line"]
     assert classes[0]["total"] == 2
     assert [m["name"] for m in methods[0]["matches"]] == [name + ".Cart.Line.price", name + ".Cart.add"]
+
+
+def test_glob_matching_agrees_with_fnmatch() -> None:
+    """sc/sm's glob (``*`` through str's own find, ``?`` by the loop) against fnmatchcase on random names."""
+    import fnmatch
+    import random
+
+    from flight_profiler.commands.sc.agent import glob_match
+
+    chance = random.Random(20261204)
+    for _ in range(5000):
+        text = "".join(chance.choice("ab.") for _ in range(chance.randrange(0, 9)))
+        pattern = "".join(chance.choice("ab.*?") for _ in range(chance.randrange(0, 7)))
+        assert glob_match(pattern, text) == fnmatch.fnmatchcase(text, pattern), (pattern, text)
+
+
+def test_a_star_pattern_over_megabytes_is_matched_in_c() -> None:
+    from flight_profiler.commands.sc.agent import glob_match
+
+    huge = "mod.Huge" + "x" * 5_000_000
+    assert glob_match("mod.Huge*", huge) and glob_match("*x*x", huge) and not glob_match("*Huge*y", huge)

@@ -108,7 +108,33 @@ class Matcher:
 
 
 def glob_match(pattern: str, text: str) -> bool:
-    """Iterative wildcard matching: linear in practice, no recursion, no regex."""
+    """Wildcard matching, no recursion, no regex. A pattern of literal parts and ``*`` (the usual one)
+    is matched by str's own prefix, suffix and find, in C: the loop below steps through the text a
+    character at a time in Python, ~1 s for a class named with 5 MB on 3.8, once per command."""
+    if "?" not in pattern:
+        return _star_match(pattern.split("*"), text)
+    return _wildcard_match(pattern, text)
+
+
+def _star_match(parts: list[str], text: str) -> bool:
+    """The text is ``parts`` joined by any strings. Each middle part is taken at its leftmost place:
+    a later one could only leave less room for the parts after it."""
+    if len(parts) == 1:
+        return text == parts[0]
+    first, last = parts[0], parts[-1]
+    if len(first) + len(last) > len(text) or not text.startswith(first) or not text.endswith(last):
+        return False
+    at, end = len(first), len(text) - len(last)
+    for part in parts[1:-1]:
+        found = text.find(part, at, end)
+        if found < 0:
+            return False
+        at = found + len(part)
+    return True
+
+
+def _wildcard_match(pattern: str, text: str) -> bool:
+    """Iterative matching of ``*`` and ``?``: linear in practice."""
     p = t = 0
     star = -1
     mark = 0
