@@ -346,3 +346,38 @@ def torch_python() -> str:
     if proc.returncode != 0:
         pytest.skip("cannot make the torch venv: %s" % (proc.stderr.strip().splitlines() or ["?"])[-1])
     return TORCH_PYTHON
+
+
+# ------------------------------------------------------------------ where the suite's CPU goes (opt-in)
+
+# FP_TEST_CPU_LOG=DIR: each process of the run appends, per test phase, one JSON line to DIR/<worker>.jsonl:
+# its wall span and the CPU time of the process itself and of the children it reaped meanwhile (the CLI
+# runs, the targets: a module's target is reaped at the module's last teardown, so read it by module).
+# The parallel pass is CPU-bound on 2 cores (issue 11): its wall time follows the CPU the tests spend,
+# not the time they wait. bench/test_cpu.py sums the lines. Nothing is written without the variable.
+CPU_LOG = os.environ.get("FP_TEST_CPU_LOG")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, object]:
+    if not CPU_LOG:
+        return (yield)
+    import time
+
+    start, wall = os.times(), time.time()
+    try:
+        return (yield)
+    finally:
+        end = os.times()
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        line = {
+            "id": item.nodeid,
+            "worker": worker,
+            "start": wall,
+            "wall": time.time() - wall,
+            "self": end.user + end.system - start.user - start.system,
+            "children": end.children_user + end.children_system - start.children_user - start.children_system,
+        }
+        os.makedirs(CPU_LOG, exist_ok=True)
+        with open(os.path.join(CPU_LOG, "%s.jsonl" % worker), "a") as fh:
+            fh.write(json.dumps(line) + "\n")
