@@ -57,7 +57,10 @@ def main() -> None:
     first = min(float(line["start"]) for line in lines)  # type: ignore[arg-type]
     last = max(ends.values())
     total = sum(v[0] for v in by_module.values())
-    print("%d tests, %.0f s of CPU, %.0f s of wall time from the first test to the last" % (len(lines), total, last - first))
+    print(
+        "%d tests, %.0f s of CPU, %.0f s of wall time from the first test to the last"
+        % (len(lines), total, last - first)
+    )
     print("idle at the end, per worker: " + ", ".join("%s %.0f s" % (w, last - e) for w, e in sorted(ends.items())))
     _table("by module", by_module, args.top)
     _table("by test", by_test, args.top)

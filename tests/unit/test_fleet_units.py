@@ -78,6 +78,17 @@ def test_stack_names_the_outlier_and_counts_the_rest() -> None:
     assert outcome.data["failed"] == [] and outcome.render is not None and len(outcome.render()) == 1
 
 
+def test_a_worker_on_another_line_of_the_same_functions_is_not_an_outlier() -> None:
+    """A polling loop sampled on its test instead of its sleep (the flake of test_fleet.py on a loaded host)."""
+    targets = [Target(pid, 1, "worker", None) for pid in (11, 12, 13, 14)]
+    results = {pid: [_stack("poll")] for pid in (11, 12, 13, 14)}
+    results[12][0]["threads"][0]["frames"][-1]["line"] = 11
+    results[14] = [_stack("commit")]
+    merged = summary("stack", STACK, targets, results, {}).data["merged"]
+    assert [item["pid"] for item in merged["outliers"]] == [14], merged
+    assert "3 of 4 workers in `poll` (x.py:10)" in merged["summary"]
+
+
 def test_a_failed_target_is_left_out_of_the_merge_and_named() -> None:
     targets = [Target(pid, 1, "worker", rank) for rank, pid in enumerate((11, 12, 13))]
     results = {11: [_stack("poll")], 12: [_stack("poll")], 13: []}

@@ -85,8 +85,17 @@ def _frames(thread: dict[str, Any]) -> tuple[Frame, ...]:
 
 
 def _signature(event: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes two processes' stacks "the same": every thread's name and frames (not its id)."""
-    return tuple(sorted((str(thread["name"]), _frames(thread)) for thread in event["threads"]))
+    """What makes two processes' stacks "the same": every thread's name and the functions on its stack,
+    not the lines in them (nor the thread's id). A worker polling in a loop is caught now on its sleep's
+    line, now on the loop's test (more often on a loaded host, where a woken process waits for a CPU):
+    by lines, that jitter named idle workers as outliers beside the one that really was elsewhere. The
+    tree still shows each line, with how many processes were on it."""
+    return tuple(
+        sorted(
+            (str(thread["name"]), tuple((frame[0], frame[2]) for frame in _frames(thread)))
+            for thread in event["threads"]
+        )
+    )
 
 
 def _main_thread(event: dict[str, Any]) -> dict[str, Any] | None:
