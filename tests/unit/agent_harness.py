@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from flight_profiler.agent.session import Session
 from flight_profiler.protocol.framing import Channel
@@ -118,3 +120,27 @@ class InProcessAgent:
 
 def pid_namespace() -> str:
     return os.readlink("/proc/self/ns/pid")
+
+
+def run_untraced(act: Callable[[], Any]) -> None:
+    """``act()`` in a thread without a trace function, as the application's own thread would be.
+
+    Before 3.12 ``line`` traces the hooked call's frame with its thread's trace function, and leaves a
+    thread that already has one alone (a debugger's). Under coverage (./dev test) every thread has
+    coverage's, so line's tests were skipped there and its agent half was measured at 0 %.
+    """
+    failed: list[BaseException] = []
+
+    def untraced() -> None:
+        sys.settrace(None)
+        try:
+            act()
+        except BaseException as exc:  # handed to the test's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=untraced, name="app-untraced")
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the application's calls did not return"
+    if failed:
+        raise failed[0]

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import hook_shapes as S
 import pytest
-from agent_harness import InProcessAgent
+from agent_harness import InProcessAgent, run_untraced
 
 from flight_profiler.render.console import make_console
 from flight_profiler.services import usercode
@@ -340,9 +340,6 @@ def test_console_tracebacks_hold_the_users_frames_only(agent: InProcessAgent, so
 # ------------------------------------------------------------------------------------------- line
 
 
-@pytest.mark.skipif(
-    sys.gettrace() is not None and sys.version_info < (3, 12), reason="a trace function is set (coverage)"
-)
 @pytest.mark.parametrize("option", ["-f", "--expr"])
 @pytest.mark.parametrize("user_code", ["exit()", "(_ for _ in ()).throw(KeyboardInterrupt)"])
 def test_line_user_code_that_exits_never_ends_the_applications_thread(
@@ -357,7 +354,7 @@ def test_line_user_code_that_exits_never_ends_the_applications_thread(
         for n in range(3):
             reached.append(S.plain(n))
 
-    _, end, _ = _run(agent, "line", "hook_shapes plain 14 %s %s -n 2" % (option, user_code), app)
+    _, end, _ = _run(agent, "line", "hook_shapes plain 14 %s %s -n 2" % (option, user_code), lambda: run_untraced(app))
     assert reached == [2, 3, 4], reached  # every call returned to the application
     assert end["status"] == "error" and end["error"].endswith(": switched off"), end
     assert ("SystemExit" if "exit" in user_code else "KeyboardInterrupt") in end["error"]

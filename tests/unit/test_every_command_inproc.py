@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import importlib
 import io
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
 import hook_shapes as S
 import pytest
-from agent_harness import InProcessAgent
+from agent_harness import InProcessAgent, run_untraced
 
 from flight_profiler.render.console import make_console
 
-# before 3.12, line traces the hooked call's frame with the thread's trace function, which coverage holds
-NEEDS_TRACE = pytest.mark.skipif(
-    sys.gettrace() is not None and sys.version_info < (3, 12), reason="a trace function is set (coverage)"
-)
 KEEP = [S.Shapes(9), S.Shapes(10)]  # live instances for vmtool -a getInstances
 
 
@@ -35,6 +30,10 @@ def _nothing() -> None:
 def _call_plain_a_few_times() -> None:
     for n in range(3):
         S.plain(n)
+
+
+def _call_plain_untraced() -> None:
+    run_untraced(_call_plain_a_few_times)
 
 
 # (command, command line, what the application does once the command is in place)
@@ -56,8 +55,8 @@ LINES: list[Any] = [
     ("logger", "", _nothing),
     ("thread", "", _nothing),
     ("thread", "-n 2", _nothing),
-    pytest.param("line", "hook_shapes plain 14 -n 1", _call_plain_a_few_times, marks=NEEDS_TRACE),
-    pytest.param("line", "hook_shapes plain 14 --expr a,b -n 2", _call_plain_a_few_times, marks=NEEDS_TRACE),
+    ("line", "hook_shapes plain 14 -n 1", _call_plain_untraced),
+    ("line", "hook_shapes plain 14 --expr a,b -n 2", _call_plain_untraced),
     ("monitor", "hook_shapes plain -c 0.05 -n 1", _call_plain_a_few_times),
     ("stack", "hook_shapes plain -n 1", _call_plain_a_few_times),
     ("tt", "-t hook_shapes coro -n 1", lambda: __import__("asyncio").run(S.coro(1))),
