@@ -147,6 +147,10 @@ def _preflight(config: pytest.Config) -> list[str]:
     return lines
 
 
+# the file part of each SERIAL entry ("tests/unit/test_referrers.py", "test_stress.py")
+_SERIAL_FILES = {entry.split("::", 1)[0].lstrip("/") for entry, _ in SERIAL} - {""}
+
+
 def pytest_ignore_collect(collection_path: pathlib.Path, config: pytest.Config) -> bool | None:
     """The serial pass imports only the modules that hold serial tests: collecting the whole suite to
     deselect all but ~70 of its ~3,500 tests took 7 s (more under coverage), once per run."""
@@ -159,9 +163,7 @@ def pytest_ignore_collect(collection_path: pathlib.Path, config: pytest.Config) 
 
 def _holds_serial_tests(path: str) -> bool:
     posix = path.replace(os.sep, "/")
-    if any(
-        entry.split("::", 1)[0] and posix.endswith("/" + entry.split("::", 1)[0].lstrip("/")) for entry, _ in SERIAL
-    ):
+    if any(posix.endswith("/" + name) for name in _SERIAL_FILES):
         return True
     try:
         with open(path, encoding="utf-8") as fh:

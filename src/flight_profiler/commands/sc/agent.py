@@ -213,8 +213,7 @@ def _own_classes(attrs: dict[str, Any], module_name: str, outer: Any) -> list[tu
     for attr, value in attrs.items():
         if not is_a(value, type) or value is outer or not defined_in(value, module_name):
             continue
-        first = found.get(id(value))
-        if first is None or (attr == _own_name(value) and first[0] != attr):
+        if id(value) not in found or attr == _own_name(value):  # a dict's names differ: no name comes twice
             found[id(value)] = (attr, value)
     return list(found.values())
 
