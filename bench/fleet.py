@@ -44,10 +44,30 @@ SIZES = (1, 8, 32)
 GETGLOBAL = "getglobal __main__ STATE"
 
 
+# The clients' cache of the bytecode target interpreters make (attach/codecache): one of the bench's own,
+# kept from call to call as a user's is (the first call over workers of another minor version than the
+# client's fills it); with --cold-cache, an empty one for every call (each first getglobal compiles).
+CACHE = {"dir": "", "cold": False}
+
+
+def _env(src: str) -> dict[str, str]:
+    import shutil
+    import tempfile
+
+    if CACHE["cold"] or not CACHE["dir"]:
+        if CACHE["dir"]:
+            shutil.rmtree(str(CACHE["dir"]), ignore_errors=True)
+        CACHE["dir"] = tempfile.mkdtemp(prefix="fp-bench-cache-")
+    env = dict(os.environ, XDG_CACHE_HOME=str(CACHE["dir"]))
+    if src:
+        env["PYTHONPATH"] = src
+    return env
+
+
 def run(pids: list[int], command: str, concurrency: int, src: str = "") -> Cell:
     """Wall seconds, CPU seconds of the CLI and what it ran (py-spy, privsep helpers), and of the targets."""
     argv = [*CLI, "-p", ",".join(map(str, pids)), "--cmd", command, "--json", "--concurrency", str(concurrency)]
-    env = dict(os.environ, PYTHONPATH=src) if src else None
+    env = _env(src)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     targets_before = targets_cpu(pids)
     started = time.perf_counter()
@@ -74,7 +94,7 @@ def targets_cpu(pids: list[int]) -> float:
 
 
 def detach(pids: list[int], src: str = "") -> None:
-    env = dict(os.environ, PYTHONPATH=src) if src else None
+    env = _env(src)
     argv = [*CLI, "-p", ",".join(map(str, pids)), "--cmd", "detach"]
     subprocess.run(argv, capture_output=True, check=False, env=env)
 
@@ -143,7 +163,11 @@ def main() -> int:
     parser.add_argument("--user", help="run the workers as this existing user (root attaches through privsep)")
     parser.add_argument("--note", default="", help="a sentence added to the results (e.g. which client was timed)")
     parser.add_argument("--src", action="append", default=[], help="a source tree to run the CLI from (repeatable)")
+    parser.add_argument(
+        "--cold-cache", action="store_true", help="an empty bytecode cache for every CLI call (attach/codecache)"
+    )
     args, _ = parser.parse_known_args()  # ./dev bench passes the same options to every bench
+    CACHE["cold"] = args.cold_cache
     account = pwd.getpwnam(args.user) if args.user else pwd.getpwuid(os.getuid())
     proc = subprocess.Popen(
         [args.python, os.path.join(TARGETS, "ps_prefork.py"), "--workers", str(max(SIZES))],
@@ -168,12 +192,21 @@ def main() -> int:
         text = ""
         for tree, medians in zip(trees, measure(workers, args.runs, args.concurrency, trees)):
             note = (args.note + " " if args.note else "") + ("Client and agent from `%s`." % tree if tree else "")
+            note += (
+                " An empty bytecode cache for every call (--cold-cache)."
+                if args.cold_cache
+                else " The bench's own bytecode cache, kept from call to call."
+            )
             text += ("\n" if text else "") + report(
                 medians, version, args.runs, args.concurrency, account.pw_name, note.strip()
             )
     finally:
         proc.kill()
         proc.wait()
+        if CACHE["dir"]:
+            import shutil
+
+            shutil.rmtree(str(CACHE["dir"]), ignore_errors=True)
     print(text)
     with open(os.path.join(HERE, "RESULTS-fleet.md"), "a") as fh:  # the history stays: before and after
         fh.write("\n" + text)

@@ -105,7 +105,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The clients the tests run keep the bytecode target interpreters make for them (attach/codecache)
+# in a cache directory of this run's own: each run compiles with every interpreter once, then reads
+# its entries, as a user's clients do; nothing of an earlier run (or of the user's) is reused.
+CACHE_ENV = "FP_TEST_CACHE_DIR"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if CACHE_ENV not in os.environ:  # the controller (or a plain run); xdist's workers inherit it
+        os.environ[CACHE_ENV] = os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="fp-test-cache-")
+        config._fp_cache_dir = os.environ[CACHE_ENV]  # type: ignore[attr-defined]
     config.addinivalue_line(
         "markers",
         "any_interpreter: the test's behaviour does not depend on the target's interpreter; it runs on the "
@@ -264,9 +273,10 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    directory = getattr(config, "_fp_groups_dir", None)
-    if directory:
-        shutil.rmtree(directory, ignore_errors=True)
+    for name in ("_fp_groups_dir", "_fp_cache_dir"):
+        directory = getattr(config, name, None)
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _write_groups(config: pytest.Config, items: list[pytest.Item]) -> None:

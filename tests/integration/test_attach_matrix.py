@@ -6,6 +6,7 @@ import collections
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ def _hogs() -> Iterator[None]:
 
 
 INTERPRETERS = find_interpreters()
+NOBODY = 65534
 SCENARIOS = ["sleep", "sleeploop", "event", "accept", "busy", "threads", "threadsbusy"]
 
 
@@ -102,11 +104,32 @@ def test_agent_start_with_many_threads_reads_one_file_and_compiles_in_one_go(
     compiling, most of an agent's start): a getglobal of a plain value compiles neither the
     capture's repr half, nor the watchdog, nor the detach's sweep.
     """
-    record = os.path.join(str(tmp_path), "record.json")
-    target = start_target(python, "audit_target.py", record, "40")
+    events = _audited_getglobal(python, str(tmp_path), "40")
+    compiled = _compiled_once_from_one_file(events)
+    # none of the start set, nor what most first commands load (COMMON_MODULES, the capture here), is
+    # compiled in the target: the client compiled it for our own minor version, the target's own
+    # interpreter for any other (attach/compiler), and the agent unmarshalled it
+    root = package_dir()
+    capture = os.path.join(root, "services", "capture.py")  # the getglobal did capture
+    shipped = _start_files() | {_loader_file(), capture}
+    assert not shipped & set(compiled), shipped & set(compiled)
+    if not _same_bytecode(python):  # that interpreter's bytecode was kept for the next client (attach/codecache)
+        kept = os.path.join(os.environ["XDG_CACHE_HOME"], "flight_profiler", "bytecode")
+        assert any(len(name) == 64 for name in os.listdir(kept)), os.listdir(kept)
+    lazy = {os.path.join(root, *parts) for parts in (("services", "capture_repr.py"), ("services", "watchdog.py"))}
+    lazy.add(os.path.join(root, "agent", "sweep.py"))
+    assert not lazy & set(compiled), lazy & set(compiled)
+
+
+def _audited_getglobal(
+    python: str, directory: str, threads: str, cli_args: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """The audit events of our agent's threads in a target of ``python`` over a module and a getglobal."""
+    record = os.path.join(directory, "record.json")
+    target = start_target(python, "audit_target.py", record, threads)
     try:
-        result = cli(target.pid, "module /x", timeout=60)
-        assert result.returncode == 0, result.stderr
+        first = cli(target.pid, "module /x", *cli_args, timeout=60)
+        assert first.returncode == 0, first.stderr
         result = cli(target.pid, "getglobal os sep", timeout=60)
         assert result.returncode == 0 and result.results[0]["value"]["v"] == os.sep, result.stderr
         os.kill(target.pid, signal.SIGUSR1)
@@ -116,6 +139,13 @@ def test_agent_start_with_many_threads_reads_one_file_and_compiles_in_one_go(
         assert cli(target.pid, "detach").returncode == 0
     finally:
         target.stop()
+    if cli_args:
+        events.append(("stderr", first.stderr))
+    return events
+
+
+def _compiled_once_from_one_file(events: list[tuple[str, str]]) -> list[str]:
+    """One open (the bundle), no search of sys.path, no listing; each module compiled once: the compiled."""
     kinds = collections.Counter(event for event, _ in events)
     opened = [arg for event, arg in events if event == "open"]
     assert len(opened) == 1 and opened[0].endswith(".bundle"), opened
@@ -123,19 +153,41 @@ def test_agent_start_with_many_threads_reads_one_file_and_compiles_in_one_go(
     compiled = [arg for event, arg in events if event == "compile"]
     assert compiled and all(count == 1 for count in collections.Counter(compiled).values()), compiled
     assert not any(arg.endswith(".bundle") for arg in compiled)
+    return compiled
+
+
+def _other_minor_pyenv() -> str | None:
+    """An interpreter of another minor version than ours that finds its prefix wherever its binary is
+    copied (pyenv's: an absolute run path, a built-in prefix), or None."""
+    for _name, python in INTERPRETERS:
+        if "/.pyenv/" in os.path.realpath(python) and not _same_bytecode(python):
+            return os.path.realpath(python)
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root): a binary of another uid")
+def test_root_never_runs_a_target_binary_another_user_owns_and_the_target_compiles_in_one_go(tmp_path: str) -> None:
+    """A root target running a binary another user owns: the client does not run that binary to compile
+    for it (the user could make it do anything, as root), says so with --debug, and the target compiles
+    the start set itself, all of it before any of it runs (one C call: one wait for the GIL)."""
+    original = _other_minor_pyenv()
+    if original is None:
+        pytest.skip("needs a pyenv interpreter of another minor version than the client's")
+    theirs = os.path.join(str(tmp_path), "theirs")
+    os.makedirs(os.path.join(theirs, "bin"))
+    python = os.path.join(theirs, "bin", "python")
+    shutil.copy(original, python)
+    for path in (theirs, os.path.join(theirs, "bin"), python):
+        os.chown(path, NOBODY, NOBODY)
+    os.chmod(str(tmp_path), 0o755)
+    events = _audited_getglobal(python, str(tmp_path), "4", ("--debug",))
+    stderr = events.pop()[1]
+    assert "the target compiles our start set: %s belongs to uid %d: not run as root" % (python, NOBODY) in stderr
+    compiled = _compiled_once_from_one_file(events)
     start = _start_files()
-    if _same_bytecode(python):  # the client compiled the start set for it: unmarshalled, not compiled
-        assert not (start | {_loader_file()}) & set(compiled), (start | {_loader_file()}) & set(compiled)
-    else:
-        assert start <= set(compiled), start - set(compiled)
-        positions = [index for index, (event, arg) in enumerate(events) if event == "compile" and arg in start]
-        first_run = next(
-            index for index, (event, arg) in enumerate(events) if event == "exec" and any(f in arg for f in start)
-        )
-        assert max(positions) < first_run, "a start module was compiled after the start set began to run"
-    root = package_dir()
-    capture = os.path.join(root, "services", "capture.py")  # the getglobal did capture
-    assert (capture not in compiled) if _same_bytecode(python) else (capture in compiled)  # (COMMON_MODULES)
-    lazy = {os.path.join(root, *parts) for parts in (("services", "capture_repr.py"), ("services", "watchdog.py"))}
-    lazy.add(os.path.join(root, "agent", "sweep.py"))
-    assert not lazy & set(compiled), lazy & set(compiled)
+    assert start <= set(compiled), start - set(compiled)
+    positions = [index for index, (event, arg) in enumerate(events) if event == "compile" and arg in start]
+    first_run = next(
+        index for index, (event, arg) in enumerate(events) if event == "exec" and any(f in arg for f in start)
+    )
+    assert max(positions) < first_run, "a start module was compiled after the start set began to run"

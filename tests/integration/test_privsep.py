@@ -386,21 +386,57 @@ def test_user_owned_314_with_pth_never_runs_as_root(users: tuple[User, User]) ->
             fh.write(
                 "import os; open(os.path.join(%r, '%%d-%%d' %% (os.getuid(), os.getpid())), 'w').close()\n" % markers
             )
+        # every start of that interpreter, isolated or not (-I -S: the client's compile of our start set), runs
+        # its encodings package: the user's code too
+        encodings = os.path.join(copy, "usr", "lib", "python3.14", "encodings", "__init__.py")
+        with open(encodings, "a") as fh:  # (no open() yet when encodings is first imported: os.open)
+            fh.write(
+                "\nimport os as _os\n_os.close(_os.open(_os.path.join(%r, 'enc-%%d-%%d' %% (_os.getuid(), _os.getpid())),"
+                " _os.O_CREAT | _os.O_WRONLY, 0o644))\n" % markers
+            )
         target = start_as(user, python, "busy", caps=False)
         try:
             result = cli(target.pid, "getglobal sys argv", "--debug")
             assert result.returncode == 0, result.stderr
-            ran_as = {name.split("-")[0] for name in os.listdir(markers)}
-            assert "0" not in ran_as  # the user's .pth never ran as root
-            helpers = [n for n in os.listdir(markers) if n != "%d-%d" % (user.uid, target.pid)]
-            assert helpers and all(n.startswith("%d-" % user.uid) for n in helpers)  # remote_exec ran, as the user
+            ran_as = {name.split("-")[-2] for name in os.listdir(markers)}
+            assert ran_as == {str(user.uid)}  # the user's .pth and encodings never ran as root
+            helpers = [n for n in os.listdir(markers) if not n.endswith("-%d" % target.pid)]
+            assert any(not n.startswith("enc-") for n in helpers)  # remote_exec ran, as the user
+            assert len([n for n in helpers if n.startswith("enc-")]) >= 2  # so did the compile (-S: no .pth)
+            assert "the target compiles our start set" not in result.stderr
             assert cli(target.pid, "detach").returncode == 0
             assert target.alive_and_running()
+            _group_compiles_through_the_shared_helper(user, python, target, markers)
         finally:
             target.stop()
     finally:
         shutil.rmtree(copy, ignore_errors=True)
         shutil.rmtree(markers, ignore_errors=True)
+
+
+def _group_compiles_through_the_shared_helper(user: User, python: str, first: Proc, markers: str) -> None:
+    """Two of the user's targets at once (one helper process shared by the group's attaches), with no
+    bytecode kept from before: the user's interpreter compiles our start set once, as the user."""
+    second = start_as(user, python, "busy", caps=False)
+    cache = tempfile.mkdtemp(prefix="fp-empty-cache-")
+    try:
+        before = set(os.listdir(markers))
+        pids = "%d,%d" % (first.pid, second.pid)
+        argv = [sys.executable, "-m", "flight_profiler", "-p", pids, "--cmd", "getglobal sys argv", "--debug"]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=90, check=False, env=dict(os.environ, XDG_CACHE_HOME=cache)
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "the target compiles our start set" not in proc.stderr
+        new = [n for n in set(os.listdir(markers)) - before if n.startswith("enc-")]
+        assert {n.split("-")[1] for n in new} == {str(user.uid)}, new  # the compile, and remote_exec, as the user
+        assert len(os.listdir(os.path.join(cache, "flight_profiler", "bytecode"))) == 1  # compiled once, kept
+        for proc_ in (first, second):
+            assert cli(proc_.pid, "detach").returncode == 0
+            assert proc_.alive_and_running()
+    finally:
+        second.stop()
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- namespaces

@@ -136,7 +136,7 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
     if _first_sweep(target):
         _remove_stale(helper, target)
-    data, size = _bundle(target.version)
+    data, size = _bundle(helper, target, deadline, options)
     _write_bundle(helper, target, data)
     claim = ticket.new_name(paths.stem(target))  # this attempt's own: a late bootstrap of a killed one can't take it
     helper.call("ticket_issue", name=claim)  # the bootstrap claims it; see attach/ticket
@@ -170,24 +170,71 @@ _BUNDLE_LOCK = _thread.allocate_lock()  # threading.Lock, without importing thre
 
 def prepare_injection(version: tuple[int, int]) -> None:
     """What every injection into a target of ``version`` needs first: the injector's modules and the
-    bundle. A group calls it once before its attaches: made by the first attach thread, they were made
-    while 31 others took turns with the GIL, and no injection could start before (a third of the wall
-    time of 32 first attaches was spent before the first one)."""
-    from . import bootstrap, ptrace, waits  # noqa: F401 - imported here, once, for the attach threads
+    bundle's sources. A group calls it once before its attaches: made by the first attach thread, they
+    were made while 31 others took turns with the GIL, and no injection could start before (a third of
+    the wall time of 32 first attaches was spent before the first one)."""
+    from . import bootstrap, bundle, ptrace, waits  # noqa: F401 - imported here, once, for the attach threads
 
-    _bundle(version)
+    with _BUNDLE_LOCK:
+        bundle.data(version == tuple(sys.version_info[:2]))
+        bundle.to_compile()
 
 
-def _bundle(version: tuple[int, int]) -> tuple[bytes, int]:
-    """The bundle's bytes and size for a target of ``version``, made once per client: a group's attach
+def _bundle(helper: Helper, target: Target, deadline: float, options: AttachOptions) -> tuple[bytes, int]:
+    """The bundle's bytes and size for ``target``, made once per client and interpreter: a group's attach
     threads would each make it (lru_cache does not hold the others while one computes: 19 of 32 did,
-    7 ms of CPU apiece). A target of our own minor version gets the start set compiled (its magic
-    number is checked in the target): the client's CPU, once, instead of every target's."""
+    7 ms of CPU apiece). Its start set comes compiled: by us for a target of our own minor version (its
+    magic number is checked in the target), else by the target's own interpreter (``_their_code``):
+    the client's CPU, once, instead of every target's."""
     from . import bundle
 
-    with_code = version == tuple(sys.version_info[:2])
     with _BUNDLE_LOCK:
-        return bundle.data(with_code), bundle.size(with_code)
+        if target.version == tuple(sys.version_info[:2]):
+            return bundle.data(True), bundle.size(True)
+        data = _their_code(helper, target, deadline, options)
+        if data is None:
+            return bundle.data(False), bundle.size(False)
+        return data, len(data)
+
+
+# our cache entry's name (codecache.key) -> the bundle with the start set compiled, or None (failed)
+_their_bundles: dict[str, bytes | None] = {}
+
+
+def _their_code(helper: Helper, target: Target, deadline: float, options: AttachOptions) -> bytes | None:
+    """The bundle with the start set compiled by ``target``'s interpreter, run through the helper (as the
+    target's user: see ``attach/compiler``), or kept from an earlier run (``attach/codecache``); None
+    where it cannot be (another mount namespace, where its path means another file to us; a root
+    target's binary that others control; a failure: the target then compiles, as before). Kept per
+    user as well as per binary: what one user's helper produced (that user could tamper with it) only
+    ever goes to that user's targets."""
+    from . import bundle, codecache, compiler
+
+    if not (target.same_mount_ns and target.same_root):
+        return None
+    try:
+        info = os.stat("/proc/%d/exe" % target.pid)
+    except OSError:
+        return None
+    names, sources = bundle.to_compile()
+    name = codecache.key(target.uid, target.version, info, sources)
+    if name in _their_bundles:
+        return _their_bundles[name]
+    compiled = codecache.load(name, len(names))
+    if compiled is None:
+        budget = max(0.5, (deadline - time.monotonic()) / 4)
+        reply = helper.call("compile", pid=target.pid, version=list(target.version), timeout=budget, data=sources)[0]
+        try:
+            compiled = compiler.checked(reply.get("magic"), reply.get("codes"), len(names))
+        except compiler.CompileFailed as exc:
+            options.log("the target compiles our start set: %s" % reply.get("error", exc))
+        else:
+            codecache.store(name, *compiled)
+    data = None if compiled is None else bundle.compose(compiled[0], dict(zip(names, compiled[1]))).encode("utf-8")
+    if len(_their_bundles) > 64:  # bounded: a client attaching to many users' interpreters
+        _their_bundles.clear()
+    _their_bundles[name] = data
+    return data
 
 
 # (directory, the bundle's size) -> the name of a bundle this client wrote there, for the next target's link

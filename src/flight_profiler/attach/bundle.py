@@ -67,14 +67,34 @@ def text(with_code: bool = False) -> str:
     the private directory's descriptor, exclusively then renamed): never by path
     as root in a directory another user controls.
     """
-    fields: list[str] = [_magic_hex() if with_code else ""]
-    modules = collect()
-    precompiled = _precompiled(modules) if with_code else {}
-    for name, (filename, source, is_package) in modules.items():
+    if not with_code:
+        return compose("", {})
+    return compose(_magic_hex(), _precompiled(_collected()))
+
+
+def compose(magic: str, precompiled: dict[str, str]) -> str:
+    """``text``'s layout with ``precompiled`` (module name -> marshalled code in hex) compiled for the
+    interpreter whose magic number is ``magic`` (hex): ours, or a target's own (``attach/compiler``)."""
+    fields: list[str] = [magic]
+    for name, (filename, source, is_package) in _collected().items():
         if "\0" in source or "\0" in filename:
             raise ValueError("NUL in %s: it cannot be bundled" % filename)
         fields += [name, filename, "1" if is_package else "0", source, precompiled.get(name, "")]
     return "\0".join(fields)
+
+
+@functools.lru_cache(maxsize=1)
+def to_compile() -> tuple[list[str], bytes]:
+    """The modules that come compiled (``_precompiled``'s) and, for ``attach/compiler``'s program,
+    their file names and sources, NUL-separated, in UTF-8."""
+    modules = _collected()
+    names = _wanted(modules)
+    return names, "\0".join(part for name in names for part in modules[name][:2]).encode("utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def _collected() -> dict[str, tuple[str, str, bool]]:
+    return collect()
 
 
 @functools.lru_cache(maxsize=2)
@@ -99,11 +119,15 @@ def _magic_hex() -> str:
 def _precompiled(modules: dict[str, tuple[str, str, bool]]) -> dict[str, str]:
     """The loader, START_MODULES and COMMON_MODULES as the target would compile them (no inherited
     flags, no -O), marshalled, in hex."""
+    return {name: _marshalled(*modules[name][:2]).hex() for name in _wanted(modules)}
+
+
+def _wanted(modules: dict[str, tuple[str, str, bool]]) -> list[str]:
+    """The loader, START_MODULES and COMMON_MODULES, those of them in ``modules``."""
     from ..agent.loader import COMMON_MODULES, START_MODULES
-    from .bootstrap import ALIAS
 
     wanted = [ALIAS + ".agent.loader"] + [ALIAS + name for name in START_MODULES + COMMON_MODULES]
-    return {name: _marshalled(*modules[name][:2]).hex() for name in wanted if name in modules}
+    return [name for name in wanted if name in modules]
 
 
 def _marshalled(filename: str, source: str) -> bytes:

@@ -70,8 +70,11 @@ def _before_fork() -> None:
     import ctypes
     import fcntl  # noqa: F401 - op_remove_stale's locks
     import json  # noqa: F401 - the transport's messages
+    import select  # noqa: F401 - op_compile in the child
     import signal  # noqa: F401 - _child_main, _enter_and_drop
-    import subprocess  # noqa: F401 - for op_remote_exec in the child
+    import subprocess  # noqa: F401 - for op_remote_exec and op_compile in the child
+
+    from . import compiler  # noqa: F401 - op_compile in the child
 
     if _LIBC is None:
         _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -408,6 +411,26 @@ class Workspace:
             return {"text": os.read(fd, size).decode("utf-8", "replace")}, []
         finally:
             os.close(fd)
+
+    # ------------------------------------------------------------------ bytecode for another minor version
+
+    def op_compile(self, pid: int, version: list[int], timeout: float, data: bytes = b"") -> Reply:
+        """The start set's bytecode by ``pid``'s own interpreter, run with this helper's credentials
+        (the target user's; where they are root's, only an interpreter nobody else controls): see
+        ``attach/compiler``. ``data``: file name, source, ... NUL-separated. {"error": why} if not."""
+        from . import compiler
+
+        text = data.decode("utf-8").split("\0")
+        sources = [(text[at], text[at + 1]) for at in range(0, len(text) - 1, 2)]
+        try:
+            if os.geteuid() == 0:
+                exe = compiler.interpreter_root_may_run(pid, (int(version[0]), int(version[1])))
+            else:
+                exe = "/proc/%d/exe" % pid  # the user's own binary, run as that user (see op_remote_exec)
+            magic, codes = compiler.compile_sources(exe, sources, min(float(timeout), compiler.TIMEOUT))
+        except (compiler.CompileFailed, OSError) as exc:
+            return {"error": str(exc)[:300]}, []
+        return {"magic": magic, "codes": codes}, []
 
     # ------------------------------------------------------------------ PEP 768
 
