@@ -8,6 +8,8 @@ import os
 import py_compile
 from importlib.util import cache_from_source
 
+import pytest
+
 from flight_profiler.attach import bundle
 
 
@@ -43,3 +45,34 @@ def test_the_bundle_holds_code_for_the_start_set_only_when_asked() -> None:
     assert "_flight_profiler.services.capture" in coded  # most first commands load it
     assert "_flight_profiler.services.capture_repr" not in coded  # loaded when a command needs it: compiled there
     assert bundle.size(True) == len(bundle.text(True).encode("utf-8"))
+
+
+def test_code_compiled_where_our_bytecode_cache_is_missing_is_kept_for_the_next_client(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editable install or a zipapp has no bytecode cache of the agent's modules (the client never
+    imports them): each run of the client compiled the start set (25-30 ms). Compiled once, it is kept
+    (attach/codecache) and the next client reads it, until a source changes."""
+    monkeypatch.setenv("XDG_CACHE_HOME", os.path.join(str(tmp_path), "cache"))
+    modules = {}
+    for name, (_, source, is_package) in bundle._collected().items():  # the same sources, without a cache
+        path = os.path.join(str(tmp_path), name + ".py")
+        with open(path, "w") as fh:
+            fh.write(source)
+        modules[name] = (path, source, is_package)
+    first = bundle._precompiled(modules)
+    assert set(first) == set(bundle._wanted(modules))
+    kept = os.listdir(os.path.join(str(tmp_path), "cache", "flight_profiler", "bytecode"))
+    assert len(kept) == 1
+
+    def no_compile(filename: str, source: str) -> bytes:
+        raise AssertionError("compiled %s again" % filename)
+
+    monkeypatch.setattr(bundle, "_marshalled", no_compile)
+    assert bundle._precompiled(modules) == first  # read back, not compiled
+
+    name = bundle._wanted(modules)[-1]
+    path, source, is_package = modules[name]
+    modules[name] = (path, source + "\nEDITED = 1\n", is_package)
+    with pytest.raises(AssertionError, match=r"compiled .* again"):  # another source: another entry
+        bundle._precompiled(modules)

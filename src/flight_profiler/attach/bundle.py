@@ -118,8 +118,37 @@ def _magic_hex() -> str:
 
 def _precompiled(modules: dict[str, tuple[str, str, bool]]) -> dict[str, str]:
     """The loader, START_MODULES and COMMON_MODULES as the target would compile them (no inherited
-    flags, no -O), marshalled, in hex."""
-    return {name: _marshalled(*modules[name][:2]).hex() for name in _wanted(modules)}
+    flags, no -O), marshalled, in hex: from our package's bytecode cache (an install compiles it);
+    where some of it is not there (an editable install, a zipapp: 25-30 ms to compile it, every run
+    of the client), from the bytecode we compiled and kept in an earlier run (``codecache``)."""
+    names = _wanted(modules)
+    cached = {name: _from_our_cache(*modules[name][:2]) for name in names}
+    if all(code is not None for code in cached.values()):
+        return {name: bytes(code).hex() for name, code in cached.items() if code is not None}
+    from . import codecache
+
+    entry = _our_entry("\0".join(part for name in names for part in modules[name][:2]).encode("utf-8"))
+    kept = codecache.load(entry, len(names)) if entry else None
+    if kept is not None and kept[0] == _magic_hex():
+        return dict(zip(names, kept[1]))
+    codes = {name: (cached[name] or _marshalled(*modules[name][:2])).hex() for name in names}
+    if entry:
+        codecache.store(entry, _magic_hex(), [codes[name] for name in names])
+    return codes
+
+
+def _our_entry(sources: bytes) -> str:
+    """Our own compile of ``sources`` (``to_compile``'s layout): its entry in ``codecache``, as for a
+    target of our uid on our interpreter; "" if there is none to name."""
+    import sys
+
+    from . import codecache
+
+    version = (sys.version_info[0], sys.version_info[1])
+    try:
+        return codecache.key(os.geteuid(), version, os.stat(sys.executable), sources)
+    except OSError:
+        return ""
 
 
 def _wanted(modules: dict[str, tuple[str, str, bool]]) -> list[str]:
@@ -131,9 +160,19 @@ def _wanted(modules: dict[str, tuple[str, str, bool]]) -> list[str]:
 
 
 def _marshalled(filename: str, source: str) -> bytes:
-    """``filename``'s code, marshalled: from its bytecode cache where that is current (an install
-    compiles it; about 1 ms for the start set against 25-30 ms to compile it), else compiled here.
-    The cache is ours (our package's ``__pycache__``), read as our imports read it; nothing is written."""
+    """``filename``'s code, marshalled: from its bytecode cache where that is current, else compiled here."""
+    import marshal
+
+    cached = _from_our_cache(filename, source)
+    if cached is not None:
+        return cached
+    return marshal.dumps(compile(source, filename, "exec", dont_inherit=True, optimize=0))
+
+
+def _from_our_cache(filename: str, source: str) -> bytes | None:
+    """``filename``'s code, marshalled, from its bytecode cache where that is current (about 1 ms for the
+    start set against 25-30 ms to compile it); None if not. The cache is ours (our package's
+    ``__pycache__``), read as our imports read it; nothing is written."""
     import marshal
     from importlib.util import MAGIC_NUMBER, cache_from_source
 
@@ -146,5 +185,5 @@ def _marshalled(filename: str, source: str) -> bytes:
         if fields == header and marshal.loads(data[16:]).co_filename == filename:  # noqa: S302 - our own cache
             return data[16:]  # (0: a timestamp-checked cache; the file name: the code says where it is)
     except (OSError, ValueError, EOFError, TypeError, AttributeError):
-        pass  # no cache, an old one, or one we cannot read: compile
-    return marshal.dumps(compile(source, filename, "exec", dont_inherit=True, optimize=0))
+        pass  # no cache, an old one, or one we cannot read
+    return None
