@@ -130,3 +130,26 @@ def _floor() -> set[str]:
         check=True,
     )
     return set(proc.stdout.split())
+
+
+# what a first attach (an injection) must not import: each was paid once per client that injects, and
+# together they were ~20 ms of a first `--json` getglobal's ~60 ms of client CPU (dataclasses brings
+# inspect, ast, dis and tokenize; typing; platform for uname; hashlib loads OpenSSL for one digest)
+FIRST_ATTACH_HEAVY = ("dataclasses", "inspect", "ast", "dis", "typing", "platform", "hashlib", "_hashlib", "rich")
+
+
+@pytest.mark.parametrize(
+    ("name", "python"), [find_interpreters()[0], find_interpreters()[-1]], ids=["oldest", "newest"]
+)
+def test_a_first_attach_as_json_imports_no_heavy_module(name: str, python: str) -> None:
+    """The injector, the bundle (its code compiled and kept, attach/codecache) and the agent's wait,
+    without the modules only mypy needs: the injection path's imports hold to the light client's rule."""
+    running = start_target(python, "service_target.py", "sleep")
+    try:
+        modules = imported(running.pid, "--json", line="getglobal __main__ __name__")
+        assert "flight_profiler.attach.injector.session" in modules or "flight_profiler.attach.attacher" in modules
+        heavy = sorted(m for m in modules if m in FIRST_ATTACH_HEAVY or m.split(".")[0] == "rich")
+        assert heavy == []
+    finally:
+        cli(running.pid, "detach")
+        running.stop()

@@ -119,11 +119,11 @@ def test_machine_refuses_undeclared_transitions() -> None:
 
 
 def test_other_machines_are_refused_before_any_ptrace(monkeypatch: pytest.MonkeyPatch) -> None:
-    import platform
-
     from flight_profiler.attach import ptrace
+    from flight_profiler.attach.injector import arch
     from flight_profiler.errors import InjectionError
 
-    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert arch.this_machine() == __import__("platform").machine().lower()  # what it stands in for
+    monkeypatch.setattr(arch, "this_machine", lambda: "aarch64")
     with pytest.raises(InjectionError, match="x86-64 only; this machine is aarch64"):
         ptrace.inject(1, "pass")  # pid 1 is never touched: the refusal comes first

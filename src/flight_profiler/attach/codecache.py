@@ -35,8 +35,6 @@ _NAME_SIZE = 64  # a sha256, in hex
 
 def key(uid: int, version: tuple[int, int], exe: os.stat_result, sources: bytes) -> str:
     """The entry's name for a target of ``uid`` running the file ``exe`` describes."""
-    import hashlib
-
     identity = "%d %d.%d %d %d %d %d %s" % (
         uid,
         *version,
@@ -46,16 +44,28 @@ def key(uid: int, version: tuple[int, int], exe: os.stat_result, sources: bytes)
         exe.st_mtime_ns,
         _digest(sources),
     )
-    return hashlib.sha256(identity.encode("ascii")).hexdigest()
+    return _sha256(identity.encode("ascii"))
 
 
 @functools.lru_cache(maxsize=2)  # the same sources for every target: digested once per client
 def _digest(sources: bytes) -> str:
-    import hashlib
-
     from .compiler import PROGRAM
 
-    return hashlib.sha256(PROGRAM.encode("utf-8") + b"\0" + sources).hexdigest()
+    return _sha256(PROGRAM.encode("utf-8") + b"\0" + sources)
+
+
+def _sha256(data: bytes) -> str:
+    """SHA-256 in hex from the interpreter's own module: hashlib first loads OpenSSL's (~4 ms of the
+    first attach's start-up, for one digest)."""
+    import importlib
+
+    for name in ("_sha2", "_sha256", "hashlib"):  # 3.12+, 3.8-3.11, elsewhere
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        return str(module.sha256(data).hexdigest())
+    raise ImportError("no SHA-256 in this interpreter")
 
 
 def load(name: str, count: int) -> tuple[str, list[str]] | None:

@@ -14,8 +14,6 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence
 
 from flight_profiler.attach import procfs
 from flight_profiler.errors import AttachError, FlightProfilerError, InjectionError, TargetError
@@ -25,6 +23,12 @@ from .arch import Arch, Frame, PythonCalls
 from .arch import current as current_arch
 from .machine import Machine, Phase
 from .symbols import Gadgets, PythonApi, find_gadgets, find_mapping, find_python_api, pick_page_address
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for mypy only: typing costs the first attach's start-up ~3 ms
+    from typing import Any, Callable, ContextManager, Dict, Iterator, List, NamedTuple, Optional, Sequence
+else:
+    from flight_profiler.named import NamedTuple
 
 MODES = ("auto", "gilstate", "pending")
 
@@ -36,16 +40,14 @@ _RUN_STACK = 128 * 1024  # C stack PyGILState_Ensure + PyRun_SimpleString may us
 _DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
-@dataclass(frozen=True)
-class InjectionReport:
+class InjectionReport(NamedTuple):
     method: str  # "pending" or "gilstate"
     tid: int
     stopped_ms: float  # how long the thread was stopped (both stages together)
     result: int  # PyRun_SimpleString's result (gilstate); 0 once queued (pending)
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     pid: int
     tid: int
     mode: str

@@ -11,13 +11,17 @@ import os
 import random
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from flight_profiler.attach import elf, procfs
 from flight_profiler.errors import InjectionError, TargetError
 
 from . import sys as _sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for mypy only: typing costs the first attach's start-up ~3 ms
+    from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+else:
+    from flight_profiler.named import NamedTuple
 
 PAGE = 4096
 _API_NAMES = (
@@ -33,8 +37,7 @@ _USER_TOP = 0x7FFF_FFFF_F000
 _GUARD = 16 * PAGE  # free space kept on both sides of our page: no merge, room for neighbours
 
 
-@dataclass(frozen=True)
-class PythonApi:
+class PythonApi(NamedTuple):
     """Runtime addresses of the C-API entry points in one target process."""
 
     path: str  # file (as the target sees it) that exports the C-API
@@ -45,8 +48,7 @@ class PythonApi:
     runtime_range: Tuple[int, int]  # [start, end) of _PyRuntime; holds the main GIL
 
 
-@dataclass(frozen=True)
-class Gadgets:
+class Gadgets(NamedTuple):
     syscall_ret: int  # ``syscall; ret``
     sigreturn: int  # ``mov rax, 15; syscall`` (glibc's __restore_rt)
 
