@@ -29,6 +29,7 @@ def test_in_target_code_in_process(version: str, python: str) -> None:
         "PYTHONPATH": SRC,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
+        "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME", ""),  # the run's own (conftest), not the user's
     }
     proc = subprocess.run(
         [python, os.path.join(UNIT, "inproc_smoke.py")],

@@ -211,6 +211,7 @@ def _their_code(helper: Helper, target: Target, deadline: float, options: Attach
     from . import bundle, codecache, compiler
 
     if not (target.same_mount_ns and target.same_root):
+        options.log("the target compiles our start set: it runs in another mount namespace or root")
         return None
     try:
         info = os.stat("/proc/%d/exe" % target.pid)
