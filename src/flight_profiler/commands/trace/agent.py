@@ -334,7 +334,7 @@ class TraceRun:
         sys.monitoring tool: two calls of it per Python call against three callbacks, and the threads
         that are not traced never call it, where they would call every callback of a tool. Taking a
         hidden leaf's start back here, as the sys.monitoring recorder does, was measured dearer than
-        the replay's run of leaves: 0.1-0.4 µs per sub-call more on 3.8-3.14.)"""
+        the replay's run of leaves: 0.1-0.4 us per sub-call more on 3.8-3.14.)"""
         events = self.events
         append = events.append
         clock = perf_counter
