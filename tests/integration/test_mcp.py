@@ -53,7 +53,7 @@ async def session(*options: str) -> AsyncIterator[Any]:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "flight_profiler", "mcp", *options],
-        # the SDK passes a minimal environment; COVERAGE_*: ./dev test measures the server too
+        # the SDK passes a minimal environment; COVERAGE_*: ./dev test measures the server too (and its cache)
         env={"PYTHONPATH": SRC, "PATH": os.environ.get("PATH", ""), **_coverage_env()},
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
@@ -62,7 +62,10 @@ async def session(*options: str) -> AsyncIterator[Any]:
 
 
 def _coverage_env() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if name.startswith("COVERAGE_")}
+    """COVERAGE_*, and the run's own bytecode cache (conftest): not the user's ~/.cache."""
+    return {
+        name: value for name, value in os.environ.items() if name.startswith("COVERAGE_") or name == "XDG_CACHE_HOME"
+    }
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
