@@ -198,3 +198,35 @@ def test_root_may_run_its_own_interpreter_and_not_a_users_copy(tree: str) -> Non
         proc.kill()
         proc.wait()
     assert stat.S_IMODE(os.stat(tree).st_mode) == 0o755
+
+
+@pytest.mark.parametrize("name", ["python", "python3", "python3.12", "python3.12d", "python3.13t", "python3.8"])
+def test_interpreter_names(name: str) -> None:
+    assert compiler._INTERPRETER_NAME.match(name)
+
+
+@pytest.mark.parametrize("name", ["uwsgi", "myapp", "python3.12-config", "blender", "ipython3", "python3.12.bak"])
+def test_application_names(name: str) -> None:
+    assert not compiler._INTERPRETER_NAME.match(name)
+
+
+def test_an_application_that_embeds_python_is_not_run(tree: str) -> None:
+    """A binary not named as an interpreter (uwsgi, an editor that embeds Python) is its own program:
+    neither the compile nor PEP 768's remote_exec runs it with an interpreter's options."""
+    from flight_profiler.attach import attacher
+    from flight_profiler.attach.target import inspect
+
+    app = os.path.join(tree, "myapp")
+    shutil.copy(os.path.realpath(sys.executable), app)  # an interpreter in all but name
+    proc = _run(app)
+    try:
+        with pytest.raises(compiler.CompileFailed, match="runs myapp, not a python interpreter"):
+            compiler.interpreter_path(proc.pid)
+        with pytest.raises(compiler.CompileFailed, match="runs myapp, not a python interpreter"):
+            compiler.interpreter_root_may_run(proc.pid, (sys.version_info[0], sys.version_info[1]))
+        target = inspect(proc.pid)._replace(uid=1000)  # as a non-root user's: remote_exec's case
+        assert not attacher._remote_exec_allowed(target)
+        assert attacher._remote_exec_allowed(inspect(os.getpid())._replace(uid=1000))  # an interpreter: allowed
+    finally:
+        proc.kill()
+        proc.wait()

@@ -612,9 +612,18 @@ def _remote_exec_allowed(target: Target) -> bool:
     run by root they would run that user's code as root. The helper runs it
     after dropping to the target's uid, in our mount namespace (where the
     /proc/<pid>/exe path and the target's view of /tmp agree). A root target
-    gets the ptrace injector, which runs nothing of the target's on our side.
+    gets the ptrace injector, which runs nothing of the target's on our side. Nor is a binary that
+    embeds Python (uwsgi, an editor) run with an interpreter's options: it is its own program.
     """
-    return target.uid != 0 and target.same_mount_ns and target.same_root and bool(target.exe)
+    if not (target.uid != 0 and target.same_mount_ns and target.same_root and bool(target.exe)):
+        return False
+    from .compiler import CompileFailed, interpreter_path
+
+    try:
+        interpreter_path(target.pid)
+    except CompileFailed:
+        return False
+    return True
 
 
 def _remote_exec(helper: Helper, target: Target, source: str, options: AttachOptions) -> bool:

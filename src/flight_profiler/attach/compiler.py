@@ -126,6 +126,28 @@ def checked(magic: object, codes: object, count: int) -> tuple[str, list[str]]:
     return magic, codes
 
 
+# ---------------------------------------------------------------------- which binary, and as root whose
+
+_INTERPRETER_NAME = re.compile(r"python[0-9]*(\.[0-9]+)?[a-z]?\Z")
+
+
+def interpreter_path(pid: int) -> str:
+    """The path of ``pid``'s binary if it is named as a Python interpreter is (``python``, ``python3``,
+    ``python3.12``, ``python3.12d``); CompileFailed otherwise. An application that embeds Python
+    (uwsgi, a game, an editor) is its own program: run with an interpreter's options, it would do
+    whatever that program does with them."""
+    try:
+        path = os.readlink("/proc/%d/exe" % pid)
+    except OSError as exc:
+        raise CompileFailed("cannot read the interpreter of pid %d: %s" % (pid, exc.strerror or exc)) from None
+    name = os.path.basename(path[: -len(" (deleted)")] if path.endswith(" (deleted)") else path)
+    if not _INTERPRETER_NAME.match(name):
+        raise CompileFailed(
+            "pid %d runs %s, not a python interpreter (Python embedded in an application)" % (pid, name)
+        )
+    return path
+
+
 # ---------------------------------------------------------------------- root runs only root's binaries
 
 
@@ -134,10 +156,10 @@ def interpreter_root_may_run(pid: int, version: tuple[int, int]) -> str:
     library; CompileFailed otherwise. Its path, not /proc/<pid>/exe: the pid may be reused by now,
     and the path is what was checked (nobody else can change what it names)."""
     link = "/proc/%d/exe" % pid
+    path = interpreter_path(pid)
+    if path.endswith(" (deleted)"):  # (the kernel's word for a file no longer in any directory)
+        raise CompileFailed("%s is no longer the file pid %d runs (replaced or deleted)" % (path[:-10], pid))
     try:
-        path = os.readlink(link)
-        if path.endswith(" (deleted)"):  # (the kernel's word for a file no longer in any directory)
-            raise CompileFailed("%s is no longer the file pid %d runs (replaced or deleted)" % (path[:-10], pid))
         running, named = os.stat(link), os.stat(path)
     except OSError as exc:
         raise CompileFailed("cannot read the interpreter of pid %d: %s" % (pid, exc.strerror or exc)) from None

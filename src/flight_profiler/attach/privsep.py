@@ -426,6 +426,7 @@ class Workspace:
             if os.geteuid() == 0:
                 exe = compiler.interpreter_root_may_run(pid, (int(version[0]), int(version[1])))
             else:
+                compiler.interpreter_path(pid)  # an interpreter, not an application that embeds one
                 exe = "/proc/%d/exe" % pid  # the user's own binary, run as that user (see op_remote_exec)
             magic, codes = compiler.compile_sources(exe, sources, min(float(timeout), compiler.TIMEOUT))
         except (compiler.CompileFailed, OSError) as exc:
