@@ -27,7 +27,7 @@ import functools
 import os
 import stat
 
-from .compiler import OUTPUT_LIMIT, CompileFailed, checked
+from .compiler import OUTPUT_LIMIT, CompileFailed, checked, others_may_write
 
 KEEP = 32  # entries (about 0.5 MB each): interpreters x users x our versions in use
 _NAME_SIZE = 64  # a sha256, in hex
@@ -185,7 +185,4 @@ def _safe(info: os.stat_result, last: bool) -> bool:
     """A directory on the way that only root or we can change; the last one ours and private."""
     if last:
         return info.st_uid == os.geteuid() and not stat.S_IMODE(info.st_mode) & 0o077
-    if info.st_uid not in (0, os.geteuid()):
-        return False
-    writable = info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid not in (0, os.getegid()))
-    return not writable or bool(info.st_mode & stat.S_ISVTX)
+    return info.st_uid in (0, os.geteuid()) and not others_may_write(info, file=False)

@@ -189,7 +189,7 @@ def _check_owned(path: str, file: bool) -> None:
             info = os.lstat(walked)
             if info.st_uid not in (0, os.geteuid()):
                 raise CompileFailed("%s belongs to uid %d: not run as root" % (walked, info.st_uid))
-            if not stat.S_ISLNK(info.st_mode) and _others_may_write(info, walked == top and file):
+            if not stat.S_ISLNK(info.st_mode) and others_may_write(info, walked == top and file):
                 raise CompileFailed("others may write %s: not run as root" % walked)
             parent = os.path.dirname(walked)
             if parent == walked:
@@ -197,6 +197,8 @@ def _check_owned(path: str, file: bool) -> None:
             walked = parent
 
 
-def _others_may_write(info: os.stat_result, file: bool) -> bool:
+def others_may_write(info: os.stat_result, file: bool) -> bool:
+    """Someone but root or us may change what is in it: its group's members (other than root's group
+    and ours) or anyone; a sticky directory only lets them add entries, not replace ours."""
     writable = info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid not in (0, os.getegid()))
     return bool(writable) and (file or not info.st_mode & stat.S_ISVTX)
