@@ -31,7 +31,7 @@ from flight_profiler.attach import procfs, ptrace
 from flight_profiler.attach.injector import Phase
 from flight_profiler.errors import InjectionError
 from interpreters import find_interpreters
-from kill_support import SITUATIONS, Served, client_env, kill_cli_after, process_state
+from kill_support import SITUATIONS, Served, client_env, kill_cli_after, process_state, traced
 from support import wait_until
 
 INTERPRETERS = find_interpreters()
@@ -253,3 +253,65 @@ def test_random_kill_sweep(interp: str, python: str, tmp: str) -> None:
     for situation in SITUATIONS:
         harmed += random_kill_sweep(python, situation, SWEEP_RUNS, os.path.join(tmp, situation), rng)
     assert harmed == [], "seed %d: %s" % (seed, harmed)
+
+
+def _compile_children(client: int) -> List[int]:
+    """The client's children that run attach/compiler's program (the target's interpreter compiling)."""
+    found = []
+    try:
+        tasks = os.listdir("/proc/%d/task" % client)
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            with open("/proc/%d/task/%s/children" % (client, task)) as fh:
+                children = [int(pid) for pid in fh.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            try:
+                with open("/proc/%d/cmdline" % child, "rb") as fh:
+                    if b"_frozen_importlib_external" in fh.read():
+                        found.append(child)
+            except OSError:
+                pass
+    return found
+
+
+OTHER_VERSIONS = [
+    (name, python) for name, python in INTERPRETERS if name not in ("%d.%d" % sys.version_info[:2], "deb3.11")
+]
+
+
+EDGE_OTHER_VERSIONS = sorted(set(OTHER_VERSIONS[:1] + OTHER_VERSIONS[-1:]))  # the oldest and the newest (or none)
+
+
+@pytest.mark.parametrize(("interp", "python"), EDGE_OTHER_VERSIONS, ids=[name for name, _ in EDGE_OTHER_VERSIONS])
+def test_kill_while_the_target_interpreter_compiles_leaves_nothing(interp: str, python: str, tmp: str) -> None:
+    """The client SIGKILLed while the target's interpreter compiles our start set for it (attach/compiler,
+    an empty cache): the target was not touched yet and runs on unharmed, the compiling process ends by
+    itself (its reader is gone), nothing half-written is kept, and the next attach works."""
+    served = Served(python, "busy", tmp)
+    cache = os.path.join(tmp, "empty-cache")
+    try:
+        client = subprocess.Popen(
+            [sys.executable, "-m", "flight_profiler", str(served.pid), "--cmd", "getglobal __main__ BEAT"],
+            env=client_env(XDG_CACHE_HOME=cache),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        end = time.monotonic() + 30
+        compiling: List[int] = []
+        while client.poll() is None and not compiling and time.monotonic() < end:
+            compiling = _compile_children(client.pid)  # spin: the compile lasts 30-50 ms
+        client.kill()
+        client.wait(30)
+        assert compiling, "never saw the target's interpreter compile (client exit status %s)" % client.returncode
+        assert wait_until(lambda: not any(os.path.exists("/proc/%d" % pid) for pid in compiling), timeout=10)
+        assert served.harm() == []
+        assert not traced(served.pid) and served.exec_pages() == served.baseline_pages
+        kept = os.path.join(cache, "flight_profiler", "bytecode")
+        assert not os.path.isdir(kept) or os.listdir(kept) == []  # killed before it was kept
+        assert served.attach_harm() == []
+    finally:
+        served.stop()
