@@ -89,7 +89,12 @@ def to_compile() -> tuple[list[str], bytes]:
     their file names and sources, NUL-separated, in UTF-8."""
     modules = _collected()
     names = _wanted(modules)
-    return names, "\0".join(part for name in names for part in modules[name][:2]).encode("utf-8")
+    return names, _joined(modules, names)
+
+
+def _joined(modules: dict[str, tuple[str, str, bool]], names: list[str]) -> bytes:
+    """File name, source, file name, source, ... of ``names``, NUL-separated, in UTF-8."""
+    return "\0".join(part for name in names for part in modules[name][:2]).encode("utf-8")
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,18 +131,18 @@ def _precompiled(modules: dict[str, tuple[str, str, bool]]) -> dict[str, str]:
         return {name: bytes(code).hex() for name, code in cached.items() if code is not None}
     from . import codecache
 
-    entry = _our_entry("\0".join(part for name in names for part in modules[name][:2]).encode("utf-8"))
+    entry, magic = _our_entry(_joined(modules, names)), _magic_hex()
     kept = codecache.load(entry, len(names)) if entry else None
-    if kept is not None and kept[0] == _magic_hex():
+    if kept is not None and kept[0] == magic:
         return dict(zip(names, kept[1]))
     codes = {name: (cached[name] or _marshalled(*modules[name][:2])).hex() for name in names}
     if entry:
-        codecache.store(entry, _magic_hex(), [codes[name] for name in names])
+        codecache.store(entry, magic, [codes[name] for name in names])
     return codes
 
 
 def _our_entry(sources: bytes) -> str:
-    """Our own compile of ``sources`` (``to_compile``'s layout): its entry in ``codecache``, as for a
+    """Our own compile of ``sources`` (``_joined``'s layout): its entry in ``codecache``, as for a
     target of our uid on our interpreter; "" if there is none to name."""
     import sys
 

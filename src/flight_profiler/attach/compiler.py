@@ -24,6 +24,10 @@ import os
 import re
 import stat
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+
 # The program the target's interpreter runs (Python 3.8 syntax, builtins and frozen modules only):
 # stdin holds file name, source, file name, source, ... NUL-separated; stdout the interpreter's magic
 # number, then each module's code object marshalled, one hex line each, in the order given.
@@ -68,13 +72,13 @@ def compile_sources(exe: str, sources: list[tuple[str, str]], timeout: float) ->
     return _parsed(output, len(sources))
 
 
-def _bounded_output(proc: object, timeout: float) -> bytes:
+def _bounded_output(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     """Everything ``proc`` prints, read until it exits; killed past ``timeout`` or ``OUTPUT_LIMIT``."""
     import select
     import subprocess
     import time
 
-    assert isinstance(proc, subprocess.Popen) and proc.stdout is not None
+    assert proc.stdout is not None  # (Popen with stdout=PIPE)
     chunks: list[bytes] = []
     size, deadline, fd = 0, time.monotonic() + timeout, proc.stdout.fileno()
     try:
