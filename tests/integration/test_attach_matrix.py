@@ -63,13 +63,16 @@ def test_gil_held_in_native_code(name: str, python: str) -> None:
         main = stack.results[0]["threads"][0]
         assert main["name"] == "MainThread" and main["owns_gil"]
         # The injector may run the bootstrap on the main thread itself (the GIL is its own there). While it waits
-        # for the agent thread to start, that thread can get as far as listening before the main thread takes the
-        # GIL back for good: that socket is a live agent's, which answers once the GIL is let go (and detach
-        # removes), not a file the client left behind. So a socket is allowed only with that thread in the target.
+        # for the agent thread to start, that thread can get past its claim and listen before the main thread
+        # takes the GIL back for good; the client then finds the ticket gone and says the agent answers once the
+        # GIL is released. Its socket, if it got that far, is a live agent's (detach removes it), not a file the
+        # client left behind.
         left = [n for n in leftovers if ".boot-" not in n and not n.endswith(".lock")]
-        names = [thread["name"] for thread in stack.results[0]["threads"]]
-        assert left in ([], [stem + ".sock"]), leftovers
-        assert not left or "flight_profiler-agent" in names, (leftovers, names)
+        if "could not finish starting" in result.errors[0]:
+            names = [thread["name"] for thread in stack.results[0]["threads"]]
+            assert left in ([], [stem + ".sock"]) and "flight_profiler-agent" in names, (leftovers, names)
+        else:
+            assert left == [], leftovers
         assert target.healthy("gilheld")
     finally:
         target.stop()
