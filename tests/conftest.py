@@ -48,10 +48,11 @@ KNOWN_DEFECTS: list[tuple[str, tuple[str, ...], str]] = []  # none known now
 # Tests that must run alone (the serial pass): they load the machine on purpose, measure it, or touch
 # what other tests share. Each entry: (a substring of the test id, why). Not here: tests that measure
 # their own target's peak RSS or fds (test_capture_bounds.py): no other worker can move those, and in
-# the parallel pass they share their module's target instead of starting it again.
+# the parallel pass they share their module's target instead of starting it again. Nor test_kill_safety's
+# random kill sweep (52 s of the serial pass, mostly waiting on its targets): its instants are random
+# either way, test_kill_at_every_phase (parallel too) lands in every phase, and its checks wait 10-60 s.
 SERIAL = [
     ("test_stress.py::", "30 + 120 attach/detach cycles (FP_STRESS_CYCLES) under CPU load; RSS and fd growth measured"),
-    ("test_kill_safety.py::test_random_kill_sweep", "a timed kill sweep: kills land at random instants"),
     ("test_injector.py::test_repeated_injection_stress", "50 injections; pause times measured"),
     (
         "test_diagnostics.py::test_dashboard_names_the_hog_and_its_function",
@@ -119,6 +120,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "any_interpreter: the test's behaviour does not depend on the target's interpreter; it runs on the "
         "oldest and the newest one only (tests/interpreters.py spot_ids, %s=all for every one)" % SPOT_ENV,
+    )
+    config.addinivalue_line(
+        "markers",
+        "children_measured: under ./dev test, the Python children this test starts on the venv are measured "
+        "whatever its interpreter (tests/conftest.py: FP_COVERAGE_PYTHONS)",
     )
 
 
@@ -327,11 +333,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 # ------------------------------------------------------------------ coverage of the suite's children
 
 # ./dev test measures every Python child on the venv (coverage's patch = subprocess: COVERAGE_PROCESS_CONFIG).
-# Starting coverage costs each child ~0.2 s, and the client's code is much the same whichever interpreter
-# the target runs: a test parametrized over interpreters measures its children only for these ids
-# (FP_COVERAGE_PYTHONS, comma-separated; "all" for every one), and an any_interpreter test on the newest of
-# the tier's (it runs on none of those ids, as a rule). Tests of no interpreter are always measured.
-COVERAGE_PYTHONS = os.environ.get("FP_COVERAGE_PYTHONS", "3.12")
+# Starting coverage costs each child ~0.1 s of CPU (importing coverage is 70 ms of it), and a test parametrized
+# over interpreters starts its CLI children once per interpreter: their children run unmeasured, unless their
+# interpreter id is in FP_COVERAGE_PYTHONS (comma-separated; "all" for every one) or the test is marked
+# children_measured. Tests of no interpreter, and an any_interpreter test on the newest of the tier's, are
+# measured. What only those children reached is measured in process instead (the client through its own
+# Runner, renderers with recorded events). Measuring 3.12's children too (the default until 2026-12-04) cost
+# the full run 1 min 40 s (14:47 against 13:07) for 1.2 points of coverage, most of it gilstat's client and
+# host, now measured by test_gilstat.py's in-process test.
+COVERAGE_PYTHONS = os.environ.get("FP_COVERAGE_PYTHONS", "none")
 
 
 def _interpreter_of(item: pytest.Item) -> str | None:
@@ -350,6 +360,8 @@ def _children_measured_for_some_interpreters(request: pytest.FixtureRequest, mon
         return
     interpreter = _interpreter_of(request.node)
     if interpreter is None or interpreter in COVERAGE_PYTHONS.split(","):
+        return
+    if request.node.get_closest_marker("children_measured") is not None:
         return
     spots = spot_ids()
     if request.node.get_closest_marker("any_interpreter") is not None and spots and interpreter == spots[-1]:

@@ -441,3 +441,45 @@ def test_an_exited_target_is_said_to_have_exited(command: str) -> None:
 def _state(pid: int) -> str:
     with open("/proc/%d/stat" % pid) as fh:
         return fh.read().rpartition(")")[2].split()[0]
+
+
+@needs_frida
+@pytest.mark.children_measured  # the process that holds the hooks (host.serve)
+@pytest.mark.parametrize(("name", "python"), NEWEST_WITH_SYMBOLS, ids=[i for i, _ in NEWEST_WITH_SYMBOLS])
+def test_the_client_in_this_process_measures_renders_and_unhooks(
+    name: str, python: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gilstat's client half (the probe, the hooks' host, the report, both renderings) run in this test's
+    own process through the CLI's own Runner, as ``--cmd`` runs it: ``./dev test`` measures it here, where
+    the CLI children of the tests above run unmeasured (tests/conftest.py: FP_COVERAGE_PYTHONS)."""
+    from flight_profiler.attach.attacher import AttachOptions
+    from flight_profiler.cli.output import Output
+    from flight_profiler.cli.runner import Runner
+
+    running = start_target(python, "prof_gil_target.py")
+    try:
+        runner = Runner(running.pid, Output(True, color=False), AttachOptions(timeout=60))
+        try:
+            assert runner.execute("gilstat on 0 30 1 -d 1.5")
+        finally:
+            runner.close()
+        events = [json.loads(line)["result"] for line in capsys.readouterr().out.splitlines()]
+        actions = [event["action"] for event in events]
+        assert actions[0] == "started" and actions[-1] == "stopped" and "report" in actions, events
+        assert events[0]["hooked"] >= 2 and events[-1]["reason"] == "duration"
+        report = events[actions.index("report")]
+        assert {"gil-holder", "gil-waiter-0", "gil-waiter-1"} <= {row["name"] for row in report["threads"]}
+        assert unhooked(running.pid)
+        runner = Runner(running.pid, Output(False, color=False), AttachOptions(timeout=60))
+        try:
+            assert runner.execute("gilstat on 0 0 1 -d 1.2 --per-interval")
+            assert runner.execute("gilstat off")
+        finally:
+            runner.close()
+        text = capsys.readouterr().out
+        assert any(line.startswith("thread ") and "wait ms (avg)" in line for line in text.splitlines()), text
+        assert unhooked(running.pid)
+        assert cli(running.pid, "detach").returncode == 0
+        assert running.healthy()
+    finally:
+        running.stop()

@@ -16,6 +16,7 @@ import pytest
 
 from flight_profiler.commands.getglobal.client import SPEC as GETGLOBAL
 from flight_profiler.commands.gilstat.client import SPEC as GILSTAT
+from flight_profiler.commands.perf.client import SPEC as PERF
 from flight_profiler.commands.stack.client import SPEC as STACK
 from flight_profiler.commands.trace.client import SPEC as TRACE
 from flight_profiler.commands.tt.client import SPEC as TT
@@ -364,6 +365,28 @@ def test_gilstat_per_interval_view_is_in_ms() -> None:
     assert lines[0] == "GIL, 0 s to 5 s:"
     assert "wait ms (avg)" in lines[1] and "hold ms (avg)" in lines[1]
     assert "200.0 (50.00)" in lines[2]
+
+
+def test_perf_says_what_it_wrote_where_how_it_stopped_and_how_to_open_it() -> None:
+    event = {
+        "format": "speedscope",
+        "path": "/tmp/profile.\x1b[2Jjson",  # the path is ours, but may hold what a user typed
+        "samples": 412,
+        "seconds": 4.1,
+        "stopped": "interrupted",
+        "errors": 3,
+        "open": "open https://www.speedscope.app and load /tmp/profile.json",
+    }
+    assert text(PERF.render(event)) == [
+        "speedscope profile written to /tmp/profile.\\x1b[2Jjson",
+        "412 samples in 4.1 s, stopped by Ctrl-C, 3 sampling errors",
+        "open https://www.speedscope.app and load /tmp/profile.json",
+    ]
+    quiet = dict(event, format="svg", path="/tmp/flame.svg", errors=0, stopped="a reason of a newer client")
+    assert text(PERF.render(quiet))[:2] == [
+        "flame graph written to /tmp/flame.svg",
+        "412 samples in 4.1 s, stopped a reason of a newer client",
+    ]
 
 
 def test_stack_tasks_show_the_await_chain_and_who_awaits_whom() -> None:
