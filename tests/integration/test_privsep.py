@@ -147,7 +147,10 @@ while not stop:
             if os.path.islink(directory):
                 os.unlink(directory)
             elif os.path.isdir(directory):
-                os.rename(directory, "%s.aside-%d" % (directory, swaps))
+                # a name no earlier racer used: one left by a run that could not clean up would make every
+                # rename fail (OSError, retried) and stop the race at that count (a cause that fits one
+                # full run's 286 swaps and no refusal in 2,000 rounds)
+                os.rename(directory, "%s.aside-%d-%d" % (directory, os.getpid(), swaps))
                 os.symlink(victim, directory)
                 swaps += 1
         elif mode == "socket":  # the agent's socket name: a link to another user's agent, or a dead socket
@@ -296,7 +299,7 @@ def test_directory_swap_racer_never_touches_another_directory(users: tuple[User,
             cli(target.pid, "module /x.py", "--timeout", "3")
         finally:
             swaps = racer.stop()
-        assert swaps > 0 and refused > 0  # the race was on, and the helper saw links and refused them
+        assert swaps > 0 and refused > 0, (swaps, refused)  # the race was on, and the helper saw links and refused them
         assert sorted(os.listdir(victim)) == sorted(planted)
         for name in planted:
             assert _owned(os.path.join(victim, name), 0, 0o644)
