@@ -78,6 +78,50 @@ def test_gil_held_in_native_code(name: str, python: str) -> None:
         target.stop()
 
 
+def _tracer_names(pid: int) -> set[str]:
+    """The command name of whatever traces ``pid`` now (TracerPid), if anything."""
+    try:
+        with open("/proc/%d/status" % pid) as fh:
+            tracer = next(int(line.split()[1]) for line in fh if line.startswith("TracerPid:"))
+        if not tracer:
+            return set()
+        with open("/proc/%d/comm" % tracer) as fh:
+            return {fh.read().strip()}
+    except (OSError, StopIteration, ValueError):
+        return set()  # gone meanwhile
+
+
+# 3.11 on: older thread states hold no OS thread id, which py-spy then finds only by stopping the target
+NATIVE_IDS = [(i, p) for i, p in INTERPRETERS if tuple(map(int, i.lstrip("deb").split("."))) >= (3, 11)]
+NATIVE_IDS = NATIVE_IDS[:1] + NATIVE_IDS[1:][-1:]  # the oldest and the newest: the client's wait is the same
+
+
+@pytest.mark.parametrize(("name", "python"), NATIVE_IDS, ids=[i for i, _ in NATIVE_IDS])
+def test_waiting_for_an_agent_behind_a_held_gil_never_stops_the_target(name: str, python: str) -> None:
+    """While the client waits for an agent that cannot start (the GIL held in C), it asks once a second
+    who holds the GIL, reading from outside without stopping the target: no py-spy ever traces it. (A
+    stopping read froze all of the target's threads each time, ~80 ms at 200 threads, the agent's own
+    starting thread among them.)"""
+    target = start_target(python, "service_target.py", "gilheld", "100")
+    try:
+        argv = [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", "getglobal __main__ CONFIG"]
+        client = subprocess.Popen(
+            [*argv, "--timeout", "4", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        tracers: set[str] = set()
+        while client.poll() is None:  # a stopping read of 100 threads lasts milliseconds: this sees it
+            tracers |= _tracer_names(target.pid)
+        out, err = client.communicate()
+        assert client.returncode != 0 and "GIL held by thread %d" % target.pid in out + err, out + err
+        assert not any(name.startswith("py-spy") for name in tracers), tracers
+        assert target.healthy("gilheld")
+    finally:
+        target.stop()
+
+
 def _start_files() -> set[str]:
     """The source files of ``START_MODULES`` (what the agent compiles in one call)."""
     root, found = package_dir(), set()

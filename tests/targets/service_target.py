@@ -1,7 +1,7 @@
 """Target for the CLI tests: known state, and a main thread in a chosen situation.
 
 Usage: service_target.py SCENARIO [THREADS]
-  sleep | sleeploop | event | accept | busy | busy2 | threads | threadsbusy | gilheld
+  sleep | sleeploop | event | accept | busy | busy2 | threads [N] | threadsbusy [N] | gilheld [N idle threads]
 Prints "ready <port>" when ready. SIGUSR1 makes the main thread exit 0, which
 proves the main thread and signal handling still work after an attach.
 Stdlib only; Python 3.8+.
@@ -127,6 +127,8 @@ def main():
         start_threads(half, half, stop)
     if scenario == "busy2":  # two CPU-bound threads: the main one and one worker
         start_threads(0, 1, stop)
+    if scenario == "gilheld" and len(sys.argv) > 2:  # optional: that many idle threads beside the GIL's holder
+        start_threads(int(sys.argv[2]), 0, stop)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)

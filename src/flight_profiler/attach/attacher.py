@@ -564,17 +564,40 @@ def _fallback_thread(
 
 
 def _native_gil_holder(target: Target) -> dict[str, object] | None:
-    """A thread that holds the GIL while not running Python (in a C call or syscall), if any."""
+    """A thread that holds the GIL while not running Python (blocked in the kernel from a C call), if any.
+
+    Read without stopping a 3.11+ target: the client asks once a second while it waits for an agent, and a
+    stopping read froze every thread of the target each time (~80 ms at 200 threads), the agent's starting
+    thread with them. Who holds the GIL is in the interpreter's memory either way; whether that thread is
+    blocked comes from its kernel state (py-spy's own idle flag is only right for a stopped target: on 3.8
+    it called a GIL holder asleep in C active). A read that catches the target mid-change names nobody or
+    the wrong thread once: the waiter wants three alike, a second apart.
+    """
     from ..readers import pyspy  # only while waiting for a new agent: a reused one needs none of it
 
+    # before 3.11 a thread's state holds no OS thread id: py-spy finds it only in a stopped target
+    nonblocking = target.version >= (3, 11)
     try:
-        threads = pyspy.dump(target.pid)
+        threads = pyspy.dump(target.pid, nonblocking=nonblocking)
     except TargetError:
         return None
     for thread in threads:
-        if thread.get("owns_gil") and not thread.get("active"):
+        if not thread.get("owns_gil"):
+            continue
+        if _blocked(target.pid, thread.get("os_thread_id")) if nonblocking else not thread.get("active"):
             return thread
     return None
+
+
+def _blocked(pid: int, tid: object) -> bool:
+    """Whether the thread is blocked in the kernel now (its /proc state is not R, running or runnable)."""
+    from .target import read_file
+
+    try:
+        text = read_file("/proc/%d/task/%d/stat" % (pid, int(str(tid))))
+    except (OSError, ValueError):
+        return False  # gone, or no thread id to look at: nobody we could name
+    return text[text.rfind(b")") + 2 :][:1] not in (b"R", b"")
 
 
 def _holder_tid(target: Target) -> int | None:
