@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from flight_profiler.agent.loader import START_MODULES
+from flight_profiler.attach import procfs
 from flight_profiler.attach.bootstrap import package_dir
 from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
@@ -81,13 +82,9 @@ def test_gil_held_in_native_code(name: str, python: str) -> None:
 def _tracer_names(pid: int) -> set[str]:
     """The command name of whatever traces ``pid`` now (TracerPid), if anything."""
     try:
-        with open("/proc/%d/status" % pid) as fh:
-            tracer = next(int(line.split()[1]) for line in fh if line.startswith("TracerPid:"))
-        if not tracer:
-            return set()
-        with open("/proc/%d/comm" % tracer) as fh:
-            return {fh.read().strip()}
-    except (OSError, StopIteration, ValueError):
+        tracer = procfs.tracer_pid(procfs.read_status(pid))
+        return {procfs.process_name(tracer)} if tracer else set()
+    except OSError:
         return set()  # gone meanwhile
 
 

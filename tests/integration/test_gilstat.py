@@ -70,8 +70,7 @@ def unhooked(pid: int) -> Unhooked:
 def what_is_left(pid: int) -> str:
     try:
         restored = probe.code_restored(pid, probe.find_functions(pid))
-        with open("/proc/%d/maps" % pid) as fh:
-            frida = [line.split(None, 5)[-1] for line in fh.read().splitlines() if "frida" in line]
+        frida = frida_mappings(pid)
         threads = []
         for tid in sorted(os.listdir("/proc/%d/task" % pid)):
             with open("/proc/%d/task/%s/comm" % (pid, tid)) as fh:
@@ -84,10 +83,13 @@ def what_is_left(pid: int) -> str:
 
 
 def hooks_gone(pid: int) -> bool:
-    functions = probe.find_functions(pid)
+    return probe.code_restored(pid, probe.find_functions(pid)) and not frida_mappings(pid)
+
+
+def frida_mappings(pid: int) -> list[str]:
+    """The paths of ``pid``'s mappings of frida's agent (it unmaps them once no call is in flight through it)."""
     with open("/proc/%d/maps" % pid) as fh:
-        frida_mapped = "frida" in fh.read()
-    return probe.code_restored(pid, functions) and not frida_mapped
+        return [line.split(None, 5)[-1] for line in fh.read().splitlines() if "frida" in line]
 
 
 def start_gilstat(pid: int, args: str) -> tuple[subprocess.Popen[str], dict]:

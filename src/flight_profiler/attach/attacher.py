@@ -582,22 +582,23 @@ def _native_gil_holder(target: Target) -> dict[str, object] | None:
     except TargetError:
         return None
     for thread in threads:
-        if not thread.get("owns_gil"):
-            continue
-        if _blocked(target.pid, thread.get("os_thread_id")) if nonblocking else not thread.get("active"):
+        if thread.get("owns_gil") and _outside_python(target.pid, thread, nonblocking):
             return thread
     return None
 
 
-def _blocked(pid: int, tid: object) -> bool:
-    """Whether the thread is blocked in the kernel now (its /proc state is not R, running or runnable)."""
-    from .target import read_file
+def _outside_python(pid: int, thread: dict[str, object], read_running: bool) -> bool:
+    """Whether the thread is blocked in the kernel now: for a read of a running target, its /proc state is
+    not R (running or runnable); for a stopped one, py-spy's own idle flag says so."""
+    if not read_running:
+        return not thread.get("active")
+    from .target import stat_fields
 
     try:
-        text = read_file("/proc/%d/task/%d/stat" % (pid, int(str(tid))))
+        fields = stat_fields("/proc/%d/task/%d/stat" % (pid, int(str(thread.get("os_thread_id")))))
     except (OSError, ValueError):
         return False  # gone, or no thread id to look at: nobody we could name
-    return text[text.rfind(b")") + 2 :][:1] not in (b"R", b"")
+    return bool(fields) and fields[0] != b"R"
 
 
 def _holder_tid(target: Target) -> int | None:

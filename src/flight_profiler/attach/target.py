@@ -125,16 +125,21 @@ def inspect(pid: int, armed: bool = False, maps: str | None = None) -> Target:
 
 
 def start_time(pid: int) -> int:
-    """Field 22 of /proc/<pid>/stat; 0 when the process is gone.
+    """Field 22 of /proc/<pid>/stat; 0 when the process is gone."""
+    try:
+        fields = stat_fields("/proc/%d/stat" % pid)
+    except OSError:
+        return 0
+    return int(fields[19]) if len(fields) > 19 else 0
+
+
+def stat_fields(path: str) -> list[bytes]:
+    """The fields of a /proc/<pid>[/task/<tid>]/stat after the command name, from field 3 (the state) on.
 
     The command name (field 2) may contain spaces and parentheses: count from the last ')'.
     """
-    try:
-        text = read_file("/proc/%d/stat" % pid)
-    except OSError:
-        return 0
-    fields = text[text.rfind(b")") + 2 :].split()
-    return int(fields[19]) if len(fields) > 19 else 0
+    text = read_file(path)
+    return text[text.rfind(b")") + 2 :].split()
 
 
 def _ns_inode(pid: int, kind: str) -> int:
