@@ -386,6 +386,6 @@ def test_group_gate_is_held_exactly_while_the_tracer_stops_the_target(
             assert held == ["enter", "exit"] and inside == [True], (held, inside)
             assert conn.run("module", {"path": "/x"}, timeout=30)  # the agent answers: it started outside the gate
         finally:
-            conn.detach()
+            conn.detach(30)
     finally:
         target.stop()

@@ -144,7 +144,7 @@ def test_a_main_thread_that_parked_after_the_call_was_queued_runs_the_bootstrap_
             stem = paths.stem(inspect(served.pid))
             assert _names(served.pid, stem + ".sock.log") == []
         finally:
-            conn.detach()
+            conn.detach(30)
         assert served.harm() == []  # serves a connection: the queued call runs now, and harms nothing
         assert served.attach_harm() == []
     finally:

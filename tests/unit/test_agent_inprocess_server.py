@@ -112,7 +112,7 @@ def test_the_agent_answers_commands_and_its_detach_leaves_nothing(started: Start
     other = AgentConnection.open(started.sock, expected_pid=os.getpid())
     assert other.run("sc", {"pattern": "os.PathLike"}, timeout=WAIT)
     other.close()
-    assert conn.detach(WAIT) == ""
+    assert conn.detach(WAIT) == (True, "")
     _wait_for(lambda: not os.path.exists(started.sock), "the socket to go")
 
 
@@ -122,7 +122,7 @@ def test_the_start_set_is_unmarshalled_only_where_it_was_compiled_for_this_inter
     would fail); one whose magic number is not ours starts from the sources (its code would fail)."""
     conn = AgentConnection.open(started.sock, expected_pid=os.getpid())
     assert conn.run("getglobal", {"module": "os", "field": "sep"}, timeout=WAIT)
-    assert conn.detach(WAIT) == ""
+    assert conn.detach(WAIT) == (True, "")
     _wait_for(lambda: not os.path.exists(started.sock), "the socket to go")
 
 
@@ -168,7 +168,7 @@ def test_a_hook_keeps_our_namespaces_for_the_collector(started: Started) -> None
     conn.cancel(job)
     with pytest.raises(Cancelled):
         next(events)
-    assert conn.detach(WAIT) == ""
+    assert conn.detach(WAIT) == (True, "")
 
 
 def never_called() -> None:

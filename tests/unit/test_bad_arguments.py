@@ -142,7 +142,12 @@ def test_detach_with_an_argument_is_a_usage_error_and_detaches_nothing() -> None
     out = Collector()
     runner = Runner(os.getpid(), out, AttachOptions())
     detached: list[bool] = []
-    runner.detach = lambda: detached.append(True)  # type: ignore[method-assign]
+
+    def detach() -> bool:
+        detached.append(True)
+        return True
+
+    runner.detach = detach  # type: ignore[method-assign]
     assert runner.execute("detach now") is False  # was: detached, status 0, "now" ignored
     assert out.errors == ["detach takes no arguments, got now"] and detached == []
 

@@ -171,3 +171,10 @@ def test_a_detach_that_did_not_detach_is_an_error(monkeypatch: pytest.MonkeyPatc
     FakeRunner.script = []
     with pytest.raises(FlightProfilerError, match="detach failed"):
         Executor().detach(9, 5)
+
+
+def test_a_detach_not_confirmed_in_time_is_not_reported_as_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor, "agent_running", lambda pid: True)
+    FakeRunner.script = [("error", "pid 9 did not confirm the detach within 5 s (...)"), ("raise", Detached(False))]
+    out = Executor().detach(9, 5)
+    assert out["results"] == [{"detached": False, "message": "pid 9 did not confirm the detach within 5 s (...)"}]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from flight_profiler.attach.attacher import AttachOptions
-from flight_profiler.attach.connection import Cancelled, ConnectionLost
+from flight_profiler.attach.connection import Cancelled, ConnectionLost, Goodbye
 from flight_profiler.cli import runner as runner_module
 from flight_profiler.cli.runner import AgentLost, Detached, Runner
 from flight_profiler.errors import CommandError, TargetError
@@ -22,10 +22,14 @@ from flight_profiler.mcp.executor import Collector
 
 
 class FakeConnection:
-    def __init__(self, events: list[Any], cancel_events: list[Any] | None = None, busy: str = "") -> None:
+    def __init__(
+        self, events: list[Any], cancel_events: list[Any] | None = None, busy: str = "", confirmed: bool = True
+    ) -> None:
         self.script = events
         self.cancel_script = cancel_events or []
         self.busy = busy
+        self.confirmed = confirmed
+        self.detach_waits: list[float] = []
         self.started: list[tuple[str, dict[str, Any]]] = []
         self.cancelled = threading.Event()
         self.closed = False
@@ -48,11 +52,12 @@ class FakeConnection:
     def cancel(self, job: int) -> None:
         self.cancelled.set()
 
-    def detach(self, timeout: float = 5.0) -> str:
+    def detach(self, timeout: float) -> Goodbye:
+        self.detach_waits.append(timeout)
         if isinstance(self.busy, BaseException):
             raise self.busy
         self.detached = True
-        return self.busy
+        return Goodbye(self.confirmed, self.busy)
 
     def close(self) -> None:
         self.closed = True
@@ -185,9 +190,11 @@ def test_a_refused_outside_read_is_answered_by_the_agent_already_there(monkeypat
 def test_detach_removes_the_agent_or_says_there_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
     conn = FakeConnection([], busy="a filter still runs in thread 9")
     runner, out = _runner(conn)
-    with pytest.raises(Detached):
+    with pytest.raises(Detached) as done:
         runner._dispatch("detach", "")
+    assert done.value.confirmed is True
     assert conn.detached and runner._conn is None
+    assert conn.detach_waits == [runner.attach_options.timeout]  # --timeout governs the wait for the goodbye
     assert out.notes == [
         "detached: the agent and its hooks are gone from pid %d" % os.getpid(),
         "a filter still runs in thread 9",
@@ -196,6 +203,20 @@ def test_detach_removes_the_agent_or_says_there_is_none(monkeypatch: pytest.Monk
     runner, out = _runner(None)
     runner.detach()
     assert out.notes == ["no agent in pid %d: nothing to remove" % os.getpid()]
+
+
+def test_a_detach_the_agent_did_not_confirm_in_time_is_an_error_not_a_claim() -> None:
+    conn = FakeConnection([], confirmed=False)
+    runner, out = _runner(conn)
+    with pytest.raises(Detached) as done:
+        runner._dispatch("detach", "")
+    assert done.value.confirmed is False and runner._conn is None
+    assert out.notes == []
+    assert out.errors == [
+        "pid %d did not confirm the detach within %g s (--timeout; busy threads or a held GIL keep the agent "
+        "from running): it removes itself and its hooks when it runs; `flight_profiler ps %d` says whether it "
+        "is gone" % (os.getpid(), runner.attach_options.timeout, os.getpid())
+    ]
 
 
 def test_detach_of_an_agent_that_just_went_away(dead_pid: int) -> None:

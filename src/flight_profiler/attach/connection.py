@@ -42,6 +42,13 @@ class ConnectionLost(ProtocolError):
     """The agent's end of the socket went away: the target exited, or the agent was detached."""
 
 
+class Goodbye(NamedTuple):
+    """The agent's answer to a detach."""
+
+    confirmed: bool  # it said it was done; False: not within the time the client waited (see ``detach``)
+    busy: str = ""  # what it says is still busy (user code stuck in C), or ""
+
+
 class Peer(NamedTuple):
     pid: int
     uid: int
@@ -204,24 +211,30 @@ class AgentConnection:
     def cancel(self, job: int) -> None:
         self._send({"type": "cancel", "job": job})
 
-    def detach(self, timeout: float = 5.0) -> str:
+    def detach(self, timeout: float) -> Goodbye:
         """Ask the agent to remove everything; wait for its goodbye (``timeout`` in all).
 
-        Returns what the agent says is still busy (user code stuck in C), or "".
+        Unconfirmed when the goodbye did not come in time: behind busy threads each step of the
+        agent's waits its turn for the GIL (seconds at 100 of them), and a target stopped or held in C
+        runs none. The request is in the socket ahead of our close, so the agent still reads it
+        and removes itself when it runs. A connection the agent closed without a goodbye counts
+        as done, as before: another client's detach (which does the removal) or the target's exit.
         """
         self._send({"type": "detach"})
         deadline = time.monotonic() + timeout
-        busy = ""
+        goodbye = Goodbye(True)
         try:
             while True:
                 msg = self.reader.recv(deadline)
                 if msg.get("type") == "end":
-                    busy = str(msg.get("busy") or "")
+                    goodbye = Goodbye(True, str(msg.get("busy") or ""))
                     break
-        except (ChannelClosed, FrameError, Deadline):
+        except (ChannelClosed, FrameError):
             pass
+        except Deadline:
+            goodbye = Goodbye(False)
         self.close()
-        return busy
+        return goodbye
 
     def close(self) -> None:
         self.channel.close()

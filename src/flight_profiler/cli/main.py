@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=number(float, 0, above=True),
         default=30.0,
-        help="seconds to wait for the agent to start (default 30; a stuck GIL is reported after about 3 s)",
+        help="seconds to wait for the agent to start, and for its goodbye on detach (default 30; a stuck GIL "
+        "is reported after about 3 s)",
     )
     parser.add_argument("--force", action="store_true", help="attach even if the target opted out of remote debugging")
     parser.add_argument("--debug", action="store_true", help="explain each attach step on stderr")
@@ -92,8 +93,8 @@ def run_once(runner: Runner, line: str) -> int:
         return 0  # nothing to run: the agent, if any, stays (detach removes it)
     try:
         ok = runner.execute(_console_from_stdin(line))
-    except Detached:
-        return 0
+    except Detached as done:
+        return 0 if done.confirmed else 1
     except KeyboardInterrupt:
         return 130
     finally:

@@ -29,7 +29,12 @@ ALIASES = {"timetunnel": "tt"}
 
 
 class Detached(Exception):
-    """The user detached; the shell should end."""
+    """The user detached; the shell should end. ``confirmed``: the agent said it was done in time
+    (otherwise the error was reported, and the exit status says it)."""
+
+    def __init__(self, confirmed: bool = True) -> None:
+        super().__init__()
+        self.confirmed = confirmed
 
 
 class AgentLost(FlightProfilerError):
@@ -94,8 +99,7 @@ class Runner:
             return
         if name == "detach":
             check_detach(rest)
-            self.detach()
-            raise Detached()
+            raise Detached(self.detach())
         spec, request = parse_command(name, rest)
         self.run_request(spec, request)
 
@@ -186,21 +190,33 @@ class Runner:
             pass
         self.output.note("cancelled")
 
-    def detach(self) -> None:
-        conn = None if self.lost else self._conn or existing_agent(self.pid)  # never inject just to remove
+    def detach(self) -> bool:
+        """Remove the agent, never injecting one to do it; False when it did not confirm within
+        ``--timeout`` (reported: it removes itself when it runs)."""
+        conn = None if self.lost else self._conn or existing_agent(self.pid, self.attach_options.timeout)
         if conn is None:
             self.output.note("no agent in pid %d: nothing to remove" % self.pid)
-            return
+            return True
+        wait = self.attach_options.timeout
         try:
-            busy = conn.detach()
+            goodbye = conn.detach(wait)
         except ConnectionLost:
             self.close()
             self.output.note("%s: nothing to remove" % _why_lost(self.pid))
-            return
+            return True
         self._conn = None
+        if not goodbye.confirmed:
+            self.output.error(
+                "detach",
+                "pid %d did not confirm the detach within %g s (--timeout; busy threads or a held GIL keep "
+                "the agent from running): it removes itself and its hooks when it runs; "
+                "`flight_profiler ps %d` says whether it is gone" % (self.pid, wait, self.pid),
+            )
+            return False
         self.output.note("detached: the agent and its hooks are gone from pid %d" % self.pid)
-        if busy:
-            self.output.note(safe_block(busy[:4000]))
+        if goodbye.busy:
+            self.output.note(safe_block(goodbye.busy[:4000]))
+        return True
 
     def close(self) -> None:
         if self._conn is not None:

@@ -127,8 +127,8 @@ def run_shell(runner: Runner) -> int:
                 run_console(runner)
             else:
                 runner.execute(line)
-        except Detached:
-            return 0
+        except Detached as done:
+            return 0 if done.confirmed else 1
         except KeyboardInterrupt:
             runner.output.note("interrupted")
         if runner.lost is not None and not _offer_reattach(runner, session):

@@ -206,7 +206,8 @@ class Fleet:
             if member.target.problem is not None:
                 raise FlightProfilerError(member.target.problem)
             if spec is None or request is None:
-                member.detach()
+                if not member.detach():  # not confirmed in time: reported on the member's output
+                    failed.add(member.pid)
             else:
                 member.run_request(spec, request)
         except Detached:

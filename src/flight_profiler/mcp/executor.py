@@ -177,7 +177,9 @@ class Executor:
             runner = self._start(pid, collector, time_limit)
             try:
                 runner.execute("detach")
-            except Detached:
+            except Detached as done:
+                if not done.confirmed:  # the agent removes itself when it runs: said, not claimed done
+                    return _detached(pid, False, collector.errors[-1] if collector.errors else "not confirmed")
                 return _detached(pid, True, collector.notes[-1] if collector.notes else "detached")
             finally:
                 self._finish(pid, runner)

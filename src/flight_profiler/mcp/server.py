@@ -498,7 +498,9 @@ def _detach(tools: Tools, add: Adder) -> None:
         detach,
         "detach",
         "Remove the flight_profiler agent and every hook from the target (it keeps running, as before the "
-        "attach). Does nothing when no agent is there. Use it when you are done with a process.",
+        "attach). Does nothing when no agent is there. Use it when you are done with a process. `detached` is "
+        "false when there was none, or when the agent did not confirm within timeout_s (its message says so: "
+        "busy threads keep it waiting; it removes itself when it runs).",
         reads=False,
     )
 
