@@ -151,7 +151,8 @@ def test_a_quick_command_blocked_in_c_fails_after_its_budget_and_its_session_goe
             with pytest.raises(CommandError) as refused:
                 conn.run("getglobal", dict(GETGLOBAL_OBJ), timeout=60)
             assert "getglobal: not run: %d of our threads are still blocked" % MAX_STUCK_THREADS in str(refused.value)
-            assert conn.detach(timeout=30).count("in __repr__") == MAX_STUCK_THREADS
+            goodbye = conn.detach(timeout=30)
+            assert goodbye.confirmed and goodbye.busy.count("in __repr__") == MAX_STUCK_THREADS, goodbye
         finally:
             conn.close()
         os.kill(target.pid, signal.SIGUSR1)  # every blocked __repr__ returns; our stop then ends it
