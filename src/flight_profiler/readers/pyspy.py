@@ -92,7 +92,13 @@ RECORD_FORMATS = {
     "chrometrace": "chrometrace",
 }
 STOP_WAIT = 60.0  # seconds py-spy gets to write its file once told to stop
+# py-spy says this once it samples, and only then does Ctrl-C stop it cleanly: a SIGINT before its handler
+# is in place (10-30 ms after its start here, over a second on a loaded host) kills it without a word or a
+# file ("py-spy failed" for a `perf -d 1` in a loaded test run). The duration is counted from it.
+STARTED = "py-spy> Sampling process"
+START_WAIT = 30.0  # seconds py-spy gets to begin sampling
 POLL = 0.25
+START_POLL = 0.01
 _PR_SET_PDEATHSIG = 1
 _SAMPLES = re.compile(r"Samples: (\d+) Errors: (\d+)")
 
@@ -140,16 +146,37 @@ def record(
             start_new_session=True,
             preexec_fn=_stop_with_parent(),  # the CLI runs no other thread meanwhile
         )
-        started = time.monotonic()
+        started, began = time.monotonic(), None
         try:
-            stopped = _sample(proc, started, duration, progress)
+            began = _began(proc, log, pid)
+            stopped = _sample(proc, began, duration, progress) if began is not None else "target exited"
         except KeyboardInterrupt:
             stopped = "interrupted"
             _stop(proc)
-        seconds = time.monotonic() - started
+        seconds = time.monotonic() - (began or started)
         log.seek(0)
         output = log.read()
+    if stopped == "interrupted" and STARTED not in output:
+        raise TargetError("stopped before py-spy began sampling pid %d: nothing was recorded" % pid)
     return _recording(pid, path, proc.returncode, output, seconds, stopped)
+
+
+def _began(proc: subprocess.Popen[bytes], log: Any, pid: int) -> float | None:
+    """When py-spy said it samples (monotonic); None when it ended before (its output says why).
+
+    Until then it is not told to stop (see STARTED); within START_WAIT, or it is stopped and that said."""
+    import time
+
+    deadline = time.monotonic() + START_WAIT
+    while proc.poll() is None:
+        log.seek(0)
+        if STARTED in log.read():
+            return time.monotonic()
+        if time.monotonic() >= deadline:
+            _stop(proc)
+            raise TargetError("py-spy did not begin sampling pid %d within %.0f s" % (pid, START_WAIT))
+        time.sleep(START_POLL)
+    return None
 
 
 def _sample(
