@@ -71,7 +71,9 @@ runpy.run_module("flight_profiler", run_name="__main__", alter_sys=True)
 """
 
 
-def imported(pid: int, *options: str, line: str = "module os") -> set[str]:
+def imported(pid: int, *options: str, line: str = "module os", status: int = 0, said: str = "") -> set[str]:
+    """The modules the client had at its exit; it must exit ``status`` with ``said`` on stderr (if given),
+    else a result on stdout."""
     args = [str(pid), "--cmd", line, *options]
     proc = subprocess.run(
         [sys.executable, "-c", RUN_AND_TELL, *args],
@@ -82,8 +84,11 @@ def imported(pid: int, *options: str, line: str = "module os") -> set[str]:
         # not measured: a measured child imports coverage (and its dataclasses) before the client
         env={k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")},
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "imported in the target" in proc.stdout or '"result"' in proc.stdout
+    assert proc.returncode == status, proc.stderr[-2000:]
+    if said:
+        assert said in proc.stderr, proc.stderr[-2000:]
+    else:
+        assert "imported in the target" in proc.stdout or '"result"' in proc.stdout
     told = [line for line in proc.stderr.splitlines() if line.startswith("MODULES ")]
     assert len(told) == 1, proc.stderr[-2000:]
     # what the imports made was frozen (cli/main.py's entry): the collector's last pass at exit skips it
@@ -97,6 +102,24 @@ def test_a_reused_agent_command_imports_no_heavy_module(target: RunningTarget, o
     assert "flight_profiler.commands.module.client" in modules  # the list is complete
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY_OURS) or m in LIGHT)
     assert heavy == []
+
+
+def test_an_error_line_in_text_imports_no_rich(target: RunningTarget) -> None:
+    """A failed command's one line (and every note: detach's, below) is written without rich: importing it
+    for one line cost ~60 ms of CPU."""
+    modules = imported(target.pid, "--no-color", line="getglobal no_such_module X", status=1, said="error: ")
+    assert "flight_profiler.commands.getglobal.client" in modules
+    assert sorted(m for m in modules if m.split(".")[0] == "rich" or m == "flight_profiler.render.console") == []
+
+
+def test_a_detach_in_text_imports_no_rich() -> None:
+    running = start_target(find_interpreters()[-1][1], "service_target.py", "sleep")
+    try:
+        assert cli(running.pid, "module os").returncode == 0
+        modules = imported(running.pid, "--no-color", line="detach", said="detached: the agent and its hooks are gone")
+        assert sorted(m for m in modules if m.split(".")[0] == "rich" or m == "flight_profiler.render.console") == []
+    finally:
+        running.stop()
 
 
 # commands that render with rich in text; as JSON lines nothing is rendered

@@ -50,14 +50,22 @@ class Output:
         if self.as_json:
             self._json({"schema": JSON_SCHEMA_VERSION, "command": command, "error": message})
         else:
-            self.err.print("error: %s" % safe_line(message), style="red", markup=False)  # one line, whatever it holds
+            self._status(Plain("error: %s" % safe_line(message), "red"))  # one line, whatever it holds
 
     def note(self, message: str) -> None:
         """Progress and status lines: on stderr, so stdout stays the result alone (text or JSON)."""
         if self.as_json:
             sys.stderr.write(safe_line(message) + "\n")
         else:
-            self.err.print(safe_line(message), style="dim", markup=False)
+            self._status(Plain(safe_line(message), "dim"))
+
+    def _status(self, line: Plain) -> None:
+        """A note or an error line on stderr. Written here while nothing else on stderr went through rich:
+        importing it for one line cost a text-mode ``--cmd detach`` (or any failed ``--cmd``) ~60 ms of CPU."""
+        if self._err is None:
+            line.write(sys.stderr, self.color)
+        else:
+            self.err.print(line)
 
     def _json(self, obj: dict[str, Any]) -> None:
         sys.stdout.write(dumps(obj) + "\n")
