@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from flight_profiler.attach.attacher import AttachOptions
-from flight_profiler.attach.connection import Cancelled, ConnectionLost, Goodbye
+from flight_profiler.attach.connection import Cancelled, ConnectionLost, Goodbye, NoAnswer
 from flight_profiler.cli import runner as runner_module
 from flight_profiler.cli.runner import AgentLost, Detached, Runner
 from flight_profiler.errors import CommandError, TargetError
@@ -114,6 +114,16 @@ def test_ctrl_c_cancels_the_job_and_says_what_the_agent_answered() -> None:
     runner, out = _runner(conn)
     runner.execute("watch m f")
     assert out.notes == ["cancelled"]
+
+
+def test_a_cancel_the_agent_did_not_answer_in_time_is_not_called_done() -> None:
+    conn = FakeConnection([{"n": 1}, KeyboardInterrupt()], cancel_events=[NoAnswer("no answer")])
+    runner, out = _runner(conn)
+    runner.execute("watch m f")
+    assert runner.interrupted and conn.cancelled.is_set()
+    assert out.notes == [
+        "cancel sent; no answer within 2 s (busy threads keep the agent from running): the job ends when it runs"
+    ]
 
 
 def test_a_time_limit_cancels_the_job_and_keeps_what_came() -> None:

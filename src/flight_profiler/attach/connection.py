@@ -38,6 +38,10 @@ class Cancelled(Exception):
     """The job ended because we cancelled it."""
 
 
+class NoAnswer(CommandError):
+    """The agent sent nothing more within the time the client waited (busy threads keep it from the GIL)."""
+
+
 class ConnectionLost(ProtocolError):
     """The agent's end of the socket went away: the target exited, or the agent was detached."""
 
@@ -178,7 +182,7 @@ class AgentConnection:
             try:
                 msg = self.reader.recv(deadline)
             except Deadline:
-                raise CommandError("no answer from the agent within %.0f s" % (timeout or 0)) from None
+                raise NoAnswer("no answer from the agent within %.0f s" % (timeout or 0)) from None
             except ChannelClosed as exc:
                 raise ConnectionLost("lost the connection to the agent: %s" % exc) from None
             except FrameError as exc:

@@ -11,7 +11,7 @@ import os
 import time
 
 from ..attach.attacher import AttachOptions, connect, existing_agent
-from ..attach.connection import AgentConnection, Cancelled, ConnectionLost
+from ..attach.connection import AgentConnection, Cancelled, ConnectionLost, NoAnswer
 from ..commands.spec import CommandSpec, LocalContext, split_command
 from ..errors import CommandError, FlightProfilerError, ProtocolError, TargetError, UsageError
 from ..render.safe import rich_proof, safe_block
@@ -183,6 +183,12 @@ class Runner:
                 pass
         except ConnectionLost:
             raise
+        except NoAnswer:  # the cancel is in the agent's socket: read when it runs, as a client gone would be
+            self.output.note(
+                "cancel sent; no answer within %g s (busy threads keep the agent from running): the job ends "
+                "when it runs" % CANCEL_WAIT
+            )
+            return
         except CommandError as exc:  # e.g. user code still busy in C: the agent names the thread
             self.output.note(safe_block(str(exc)[:4000]))
             return
