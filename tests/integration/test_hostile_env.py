@@ -197,7 +197,8 @@ def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
             # agent thread to start, that thread got past its claim before the GIL was taken back: the client
             # found the ticket gone, said the agent answers once the GIL is released, and it does; detach
             # then leaves nothing. (Not when the agent's start compiled in the target: it never got that far.)
-            assert cli(target.pid, "getglobal __main__ X").returncode == 0
+            # (a name the target has: X, as above, it has not, and the branch failed the first time it ran)
+            assert cli(target.pid, "getglobal __main__ __name__").returncode == 0
             assert cli(target.pid, "detach").returncode == 0
             assert wait_until(lambda: not agent_threads(target.pid), timeout=10)
         assert not agent_threads(target.pid)
