@@ -223,7 +223,7 @@ def test_a_detach_the_agent_did_not_confirm_in_time_is_an_error_not_a_claim() ->
     assert done.value.confirmed is False and runner._conn is None
     assert out.notes == []
     assert out.errors == [
-        "pid %d did not confirm the detach within %g s (--timeout; busy threads or a held GIL keep the agent "
+        "pid %d did not confirm the detach within %g s (busy threads or a held GIL keep the agent "
         "from running): it removes itself and its hooks when it runs; `flight_profiler ps %d` says whether it "
         "is gone" % (os.getpid(), runner.attach_options.timeout, os.getpid())
     ]

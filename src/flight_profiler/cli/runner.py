@@ -199,11 +199,11 @@ class Runner:
     def detach(self) -> bool:
         """Remove the agent, never injecting one to do it; False when it did not confirm within
         ``--timeout`` (reported: it removes itself when it runs)."""
-        conn = None if self.lost else self._conn or existing_agent(self.pid, self.attach_options.timeout)
+        wait = self.attach_options.timeout  # --timeout, or an MCP call's timeout_s
+        conn = None if self.lost else self._conn or existing_agent(self.pid, wait)
         if conn is None:
             self.output.note("no agent in pid %d: nothing to remove" % self.pid)
             return True
-        wait = self.attach_options.timeout
         try:
             goodbye = conn.detach(wait)
         except ConnectionLost:
@@ -214,7 +214,7 @@ class Runner:
         if not goodbye.confirmed:
             self.output.error(
                 "detach",
-                "pid %d did not confirm the detach within %g s (--timeout; busy threads or a held GIL keep "
+                "pid %d did not confirm the detach within %g s (busy threads or a held GIL keep "
                 "the agent from running): it removes itself and its hooks when it runs; "
                 "`flight_profiler ps %d` says whether it is gone" % (self.pid, wait, self.pid),
             )
