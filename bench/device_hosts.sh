@@ -4,8 +4,10 @@
 #
 #   bench/device_hosts.sh pack   # here: .devrun/ (git-ignored) with the client's pure-Python
 #                                # dependencies and py-spy from .venv, to carry to the device
-#   bench/device_hosts.sh run    # there (device tool: run with carry [".devrun"]): prints the tables
-#                                # and copies bench/RESULTS-{fleet,attach}.md to $OUT
+#   bench/device_hosts.sh run [fleet]
+#                                # there (device tool: run with carry [".devrun"]): prints the tables
+#                                # and copies bench/RESULTS-{fleet,attach}.md to $OUT; "fleet": the
+#                                # fan-out alone (RUNS runs per cell, default 5)
 #
 # There the client and the targets use the host's own Python (DEVPY, else /opt/torch/.venv/bin/python3,
 # else python3); same minor version on both sides, so nothing is compiled for the targets. Results are
@@ -35,11 +37,13 @@ run() {
     export PYTHONPATH=$ROOT/src:$ROOT/.devrun/site PATH=$ROOT/.devrun/bin:$PATH
     "$python" -m compileall -q src >/dev/null
     # the fan-out: root's workers, then nobody's (root attaches through a privsep helper)
-    timeout 150 "$python" bench/fleet.py --runs 5 --python "$python" \
+    timeout 150 "$python" bench/fleet.py --runs "${RUNS:-5}" --python "$python" \
         --note "Device host, client and workers on the host's own Python."
     chmod -R a+rX "$ROOT"
-    timeout 150 "$python" bench/fleet.py --runs 5 --python "$python" --user nobody \
+    timeout 150 "$python" bench/fleet.py --runs "${RUNS:-5}" --python "$python" --user nobody \
         --note "Device host, workers as nobody (root attaches through privsep), the host's own Python."
+    cp bench/RESULTS-fleet.md "${OUT:-/tmp}/"
+    [ "${1:-}" = fleet ] && return
     # first attach against the target's threads: bench/attach.py finds interpreters as pyenv lays them out
     mkdir -p /tmp/pyenv/versions/3.12.99/bin && ln -sf "$python" /tmp/pyenv/versions/3.12.99/bin/python
     PYENV_ROOT=/tmp/pyenv timeout 240 "$python" bench/attach.py --runs 3 --pythons 3.12 --label "device host"
@@ -48,6 +52,6 @@ run() {
 
 case "${1:-}" in
 pack) pack ;;
-run) run ;;
-*) sed -n '2,13p' "$0" && exit 2 ;;
+run) run "${2:-}" ;;
+*) sed -n '2,15p' "$0" && exit 2 ;;
 esac
