@@ -21,13 +21,16 @@ from flight_profiler.readers import pyspy
 
 # argv: record --pid PID --output PATH --format F --rate R; SIGINT kills it until the banner is out
 STAND_IN = """#!%(python)s
-import signal, sys, time
+import os, signal, sys, time
 out = sys.argv[sys.argv.index("--output") + 1]
 signal.signal(signal.SIGINT, signal.SIG_DFL)  # as py-spy before its handler: killed, without a word
 time.sleep(%(start)r)  # reading the target: no handler yet
 stop = []
 signal.signal(signal.SIGINT, lambda *a: stop.append(1))
 print("py-spy> Sampling process 100 times a second. Press Control-C to exit.", flush=True)
+chatter = time.monotonic() + %(chatter)r
+while time.monotonic() < chatter and not stop:
+    os.write(1, b"\\n")  # its later writes go where the offset it shares with the client is
 while not stop:
     time.sleep(0.01)
 with open(out, "w") as fh:
@@ -36,10 +39,10 @@ print("py-spy> Wrote raw flamegraph data to '%%s'. Samples: 3 Errors: 0" %% out,
 """
 
 
-def _stand_in(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, start: float) -> None:
+def _stand_in(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, start: float, chatter: float = 0.0) -> None:
     path = os.path.join(str(tmp_path), "py-spy")
     with open(path, "w") as fh:
-        fh.write(STAND_IN % {"python": sys.executable, "start": start})
+        fh.write(STAND_IN % {"python": sys.executable, "start": start, "chatter": chatter})
     os.chmod(path, stat.S_IRWXU)
     monkeypatch.setattr(pyspy, "executable", lambda: path)
 
@@ -61,3 +64,14 @@ def test_py_spy_that_never_begins_is_stopped_and_said(tmp_path: Any, monkeypatch
     monkeypatch.setattr(pyspy, "START_WAIT", 0.3)
     with pytest.raises(TargetError, match="py-spy did not begin sampling pid %d within 0 s" % os.getpid()):
         pyspy.record(os.getpid(), os.path.join(str(tmp_path), "p.txt"), fmt="collapsed", duration=0.1)
+
+
+def test_what_py_spy_writes_after_its_banner_never_hides_it(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """py-spy's output file shares its offset with the client's handle on it: a seek to 0 there, just before
+    py-spy's next write, put that write over the banner ("py-spy>" became "\\ny-spy>"), and perf waited its 30 s
+    for a banner that was gone (seen twice in full test runs). The client reads with pread now."""
+    _stand_in(tmp_path, monkeypatch, start=0.05, chatter=0.5)
+    monkeypatch.setattr(pyspy, "START_WAIT", 3.0)
+    for _ in range(3):
+        recording = pyspy.record(os.getpid(), os.path.join(str(tmp_path), "p.txt"), fmt="collapsed", duration=0.1)
+        assert recording.samples == 3 and recording.stopped == "duration"

@@ -169,14 +169,23 @@ def _began(proc: subprocess.Popen[bytes], log: Any, pid: int) -> float | None:
 
     deadline = time.monotonic() + START_WAIT
     while proc.poll() is None:
-        log.seek(0)
-        if STARTED in log.read():
+        if STARTED in _head(log):
             return time.monotonic()
         if time.monotonic() >= deadline:
             _stop(proc)
-            raise TargetError("py-spy did not begin sampling pid %d within %.0f s" % (pid, START_WAIT))
+            said = [line.strip() for line in _head(log).splitlines() if line.strip()]
+            raise TargetError(
+                "py-spy did not begin sampling pid %d within %.0f s (%s)"
+                % (pid, START_WAIT, "it said: " + said[-1][:200] if said else "it printed nothing")
+            )
         time.sleep(START_POLL)
     return None
+
+
+def _head(log: Any) -> str:
+    """What py-spy has printed so far (its first 64 kB), read without moving the file offset that it
+    shares with us: a seek and read here could move its next write back over what it wrote."""
+    return os.pread(log.fileno(), 1 << 16, 0).decode("utf-8", "replace")
 
 
 def _sample(
