@@ -45,8 +45,12 @@ run() {
     cp bench/RESULTS-fleet.md "${OUT:-/tmp}/"
     [ "${1:-}" = fleet ] && return
     # first attach against the target's threads: bench/attach.py finds interpreters as pyenv lays them out
-    mkdir -p /tmp/pyenv/versions/3.12.99/bin && ln -sf "$python" /tmp/pyenv/versions/3.12.99/bin/python
-    PYENV_ROOT=/tmp/pyenv timeout 240 "$python" bench/attach.py --runs 3 --pythons 3.12 --label "device host"
+    # (a fresh private directory, not a fixed name in /tmp: this runs as root)
+    local pyenv
+    pyenv=$(mktemp -d) || return 1
+    mkdir -p "$pyenv/versions/3.12.99/bin" && ln -s "$python" "$pyenv/versions/3.12.99/bin/python"
+    PYENV_ROOT=$pyenv timeout 240 "$python" bench/attach.py --runs 3 --pythons 3.12 --label "device host"
+    rm -rf "$pyenv"
     cp bench/RESULTS-fleet.md bench/RESULTS-attach.md "${OUT:-/tmp}/"
 }
 
