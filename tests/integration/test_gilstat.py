@@ -306,6 +306,28 @@ def test_every_way_of_stopping_leaves_nothing_hooked(name: str, python: str) -> 
 
 
 @needs_frida
+@pytest.mark.parametrize(("name", "python"), NEWEST_WITH_SYMBOLS, ids=[i for i, _ in NEWEST_WITH_SYMBOLS])
+def test_the_first_stop_on_a_process_waits_for_fridas_memory_only(name: str, python: str) -> None:
+    """frida's agent loads libraries a Python may never have (libpthread.so.0, librt.so.1, libdl.so.2
+    on glibc 2.34+), and they stay: the stop waited for them to be unmapped, so every first gilstat on a
+    process ended UNHOOK_WAIT (4 s) late (``-d 1`` stopped after 5 s). Now it has seen all of frida's
+    own memory go when it returns, and what it waited for is exactly that."""
+    running = start_target(python, "prof_gil_target.py")
+    try:
+        with open("/proc/%d/maps" % running.pid) as fh:
+            before = {line.split(None, 5)[-1] for line in fh.read().splitlines() if "x" in line.split()[1]}
+        hooks = in_process_probe(running.pid)
+        assert hooks.stop() == 0
+        assert hooks.frida_left() == ([], False)  # it returned because frida's memory had gone, not at its deadline
+        with open("/proc/%d/maps" % running.pid) as fh:
+            loaded = {line.split(None, 5)[-1] for line in fh.read().splitlines() if "x" in line.split()[1]} - before
+        assert not [path for path in loaded if "frida" in path or path.startswith("/memfd:")], loaded
+        assert running.healthy(), running.why()
+    finally:
+        running.stop()
+
+
+@needs_frida
 @pytest.mark.parametrize(("name", "python"), ENDS_WITH_SYMBOLS, ids=[i for i, _ in ENDS_WITH_SYMBOLS])
 def test_hooks_come_off_while_threads_wait_inside_take_gil(name: str, python: str) -> None:
     """gilstat ends while four threads are blocked inside the hooked take_gil (the main thread holds

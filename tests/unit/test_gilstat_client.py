@@ -215,3 +215,24 @@ def test_start_stop_and_off_lines() -> None:
         == "stopped 1 gilstat session(s); take_gil/drop_gil restored"
     )
     assert one({"action": "off", "stopped": 1, "hooks_removed": False}).endswith("STILL HOOKED")
+
+
+def test_what_the_stop_waits_to_see_unmapped_is_fridas_own_memory() -> None:
+    """The libraries frida's agent loaded stay mapped for the target's life: the first gilstat on a
+    process waited its whole 4 s UNHOOK_WAIT for them at every stop (seen: ``-d 1`` stopped after 5 s)."""
+    from flight_profiler.attach.procfs import MapEntry
+    from flight_profiler.commands.gilstat.probe import frida_own
+
+    def entry(start: int, perms: str, path: str) -> MapEntry:
+        return MapEntry(start, start + 0x1000, perms, 0, 0 if not path else 7, path)
+
+    maps = [
+        entry(0x1000, "r-xp", "/usr/lib/libpython3.12.so.1.0"),  # there before frida
+        entry(0x10000, "r-xp", "/memfd:frida-agent-64.so (deleted)"),
+        entry(0x20000, "rwxp", ""),  # the loader's memory
+        entry(0x30000, "r-xp", "/tmp/flight_profiler-gilstat-x/frida-1/frida-agent-64.so"),  # no memfd
+        entry(0x40000, "r-xp", "/usr/lib/x86_64-linux-gnu/libpthread.so.0"),  # loaded by the agent: stays
+        entry(0x50000, "r-xp", "/usr/lib/x86_64-linux-gnu/libdl.so.2 (deleted)"),
+        entry(0x60000, "rw-p", ""),  # not code
+    ]
+    assert frida_own(maps, [(0x1000, 0x2000)]) == [(0x10000, 0x11000), (0x20000, 0x21000), (0x30000, 0x31000)]

@@ -200,7 +200,8 @@ class Probe:
             self.session = frida.attach(pid)
         except Exception as exc:  # noqa: BLE001 - frida's errors have no common base worth naming
             raise CommandError("frida cannot attach to pid %d: %s" % (pid, _one_line(exc))) from None
-        self._injected = self._frida_code()  # frida's agent and its loader's memory, which its helper frees
+        # frida's agent and its loader's memory, which its helper frees (not the libraries it loaded)
+        self._injected = frida_own(procfs.read_maps(pid), self._code_before)
         self.detached_reason: str | None = None
         self.session.on("detached", self._on_detached)
         self.functions = functions
@@ -311,18 +312,22 @@ class Probe:
         """
         while time.monotonic() < until:
             try:
-                maps = procfs.read_maps(self.pid)
+                left = self.frida_left()
             except (OSError, TargetError):  # gone
                 return
-            mapped = any(
-                "x" in entry.perms and lo < entry.end and entry.start < hi
-                for entry in maps
-                for lo, hi in self._injected
-            )
-            traced = any(procfs.thread_tracer(self.pid, tid) for tid in procfs.thread_ids(self.pid))
-            if not mapped and not traced:
+            if left == ([], False):
                 return
             time.sleep(0.02)
+
+    def frida_left(self) -> tuple[list[tuple[int, int]], bool]:
+        """What of frida's injection is still there: its executable regions still mapped, and whether
+        a thread of the target is traced (frida's helper at work)."""
+        mapped = [
+            (entry.start, entry.end)
+            for entry in procfs.read_maps(self.pid)
+            if "x" in entry.perms and any(lo < entry.end and entry.start < hi for lo, hi in self._injected)
+        ]
+        return mapped, any(procfs.thread_tracer(self.pid, tid) for tid in procfs.thread_ids(self.pid))
 
     def _unhook(self) -> list[OpenCall]:
         """The calls inside the hooks at the unhook; unfrozen only when the threads cannot be stopped.
@@ -393,6 +398,23 @@ class Probe:
             self.session.detach()
         except Exception:  # noqa: BLE001, S110
             pass
+
+
+def frida_own(maps: list[procfs.MapEntry], before: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The executable regions frida's injection made and its unload unmaps: new since ``before`` and
+    anonymous or frida's own file (its agent, a memfd or a file of its helper's).
+
+    Not the system libraries its agent loaded and the target had not (libpthread.so.0, librt.so.1 and
+    libdl.so.2 into a Python that never needed them): they stay mapped for the target's life, and
+    waiting for them to go made every first gilstat on a process wait out UNHOOK_WAIT (4 s) at its stop.
+    """
+    return [
+        (entry.start, entry.end)
+        for entry in maps
+        if "x" in entry.perms
+        and not any(lo <= entry.start and entry.end <= hi for lo, hi in before)
+        and (not entry.path or entry.path.startswith("/memfd:") or "frida" in os.path.basename(entry.path))
+    ]
 
 
 def _wait_main_thread_blocked(pid: int) -> None:
