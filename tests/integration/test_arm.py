@@ -181,6 +181,12 @@ def test_armed_agent_answers_where_ptrace_is_forbidden(interp: str, python: str,
         refused = cli(unarmed.pid, "getglobal __main__ MODE", prefix=_as(user))
         said = refused.stdout + refused.stderr
         assert refused.returncode != 0 and "cannot read" in said and "no pre-armed agent" in said, said
+        # read from outside: py-spy's own word was "Failed to get process executable name. Check that the
+        # process is running." about a process that runs; the attach's reason is given instead
+        outside = cli(unarmed.pid, "stack", prefix=_as(user))
+        error = json.loads(outside.stdout.splitlines()[-1])["error"] if outside.stdout else outside.stderr
+        assert outside.returncode != 0 and error.startswith("cannot read /proc/%d/maps: " % unarmed.pid), error
+        assert error in json.loads(refused.stdout.splitlines()[-1])["error"], (error, refused.stdout)  # the same reason
         assert wait_until(lambda: os.path.exists(armed.socket()), timeout=30)
         assert _value(cli(armed.pid, "getglobal __main__ MODE", prefix=_as(user))) == "wait"
         for command in READ_ONLY:

@@ -45,6 +45,21 @@ def require_process(pid: int) -> None:
         raise TargetError("no process with pid %d" % pid)
 
 
+def explain_refusal(pid: int) -> None:
+    """After py-spy failed: raise the attach's own one-line reason when the kernel keeps the process's
+    memory maps from us (py-spy's word for that is "Failed to get process executable name. Check that the
+    process is running.", about a process that runs); return otherwise."""
+    try:
+        with open("/proc/%d/maps" % pid, "rb") as fh:
+            fh.read(1)
+    except PermissionError:
+        from ..attach.procfs import permission_hint
+
+        raise TargetError("cannot read /proc/%d/maps: %s" % (pid, permission_hint(pid))) from None
+    except OSError:
+        return  # gone, or another failure: py-spy's own message says what it saw
+
+
 def dump(pid: int, native: bool = False, nonblocking: bool = False) -> list[dict[str, Any]]:
     """All threads' stacks as py-spy's JSON (innermost frame first).
 
@@ -65,6 +80,7 @@ def dump(pid: int, native: bool = False, nonblocking: bool = False) -> list[dict
     except subprocess.TimeoutExpired:
         raise TargetError("py-spy did not answer within %.0f s" % DUMP_TIMEOUT) from None
     if proc.returncode != 0:
+        explain_refusal(pid)
         raise TargetError("cannot read the stacks of pid %d: %s" % (pid, first_error_line(proc.stderr)))
     data = json.loads(proc.stdout)
     if not isinstance(data, list):
@@ -234,6 +250,7 @@ def _recording(pid: int, path: str, returncode: int | None, output: str, seconds
                 "no samples from pid %d in %.1f s: its threads were idle (--idle samples idle threads too)"
                 % (pid, seconds)
             )
+        explain_refusal(pid)
         raise TargetError("cannot sample pid %d: %s" % (pid, first_error_line(_without_banner(output))))
     return Recording(path, int(found.group(1)), int(found.group(2)), seconds, stopped)
 
