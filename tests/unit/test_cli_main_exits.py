@@ -81,6 +81,9 @@ def test_a_bad_pid_is_a_usage_error(bad: str, said: str, capsys: pytest.CaptureF
         (["4242", "--bogus"], "unrecognized arguments: --bogus"),
         ([], "the following arguments are required: target"),
         (["4242", "--cmd"], "argument --cmd: expected one argument"),
+        # ran nothing and exited 0 for any pid, one that names no process too: a script read success
+        (["999999999", "--cmd", ""], 'argument --cmd: is empty: give a command, e.g. --cmd "stack"'),
+        (["--all", "--cmd", " \t"], "argument --cmd: is empty"),
         (["--all", "--concurrency", "0", "--cmd", "stack"], "--concurrency must be 1..64, got '0'"),
         (["ps", "--bogus"], "unrecognized arguments: --bogus"),
     ],

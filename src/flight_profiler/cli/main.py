@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tree PID, --select PATTERN, -p PID,PID or --all: one command over a group ('--all --help').",
     )
     parser.add_argument("target", help="pid of the Python process, 'demo', or one of: ps, install-skills, mcp")
-    parser.add_argument("--cmd", help='run one command and exit (e.g. --cmd "stack")')
+    parser.add_argument("--cmd", type=_command_line, help='run one command and exit (e.g. --cmd "stack")')
     parser.add_argument("--json", action="store_true", help="print results as JSON lines (for scripts and AI agents)")
     parser.add_argument("--no-color", action="store_true", help="plain text output (NO_COLOR is honoured too)")
     parser.add_argument(
@@ -41,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="explain each attach step on stderr")
     parser.add_argument("--version", action="version", version="flight_profiler %s" % __version__)
     return parser
+
+
+def _command_line(text: str) -> str:
+    """``--cmd ""`` (an unset variable in a script) ran nothing and exited 0, for any pid, even one that
+    names no process: a script read that as success."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError('is empty: give a command, e.g. --cmd "stack"')
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
