@@ -240,6 +240,8 @@ def test_k8s_checks_the_pods_command_line_as_the_pod_will_read_it() -> None:
     assert spec.name == "getglobal" and request["expr"] == "[c.host for c in target if c.status=='error']"
     assert _remote_words(["--all", "--cmd", "timetunnel -l"])[1].name == "tt"
     with pytest.raises(UsageError, match="unknown command"):
+        _remote_words(["--all", "--cmd", "nosuchcommand -x"])
+    with pytest.raises(UsageError, match="--cmd: is empty"):
         _remote_words(["--all", "--cmd", "  "])
 
 

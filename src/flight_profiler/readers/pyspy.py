@@ -46,18 +46,19 @@ def require_process(pid: int) -> None:
 
 
 def explain_refusal(pid: int) -> None:
-    """After py-spy failed: raise the attach's own one-line reason when the kernel keeps the process's
-    memory maps from us (py-spy's word for that is "Failed to get process executable name. Check that the
-    process is running.", about a process that runs); return otherwise."""
+    """After py-spy failed: raise the attach's own one-line reason when the process has exited meanwhile
+    or the kernel keeps its memory maps from us (py-spy's word for both is "Failed to get process
+    executable name. Check that the process is running."); return otherwise."""
+    from ..attach import procfs
+
+    procfs.check_not_exited(pid, procfs.read_status(pid))  # "has exited (state Z)" / "no process with pid"
     try:
         with open("/proc/%d/maps" % pid, "rb") as fh:
             fh.read(1)
     except PermissionError:
-        from ..attach.procfs import permission_hint
-
-        raise TargetError("cannot read /proc/%d/maps: %s" % (pid, permission_hint(pid))) from None
+        raise TargetError("cannot read /proc/%d/maps: %s" % (pid, procfs.permission_hint(pid))) from None
     except OSError:
-        return  # gone, or another failure: py-spy's own message says what it saw
+        return  # gone just now, or another failure: py-spy's own message says what it saw
 
 
 def dump(pid: int, native: bool = False, nonblocking: bool = False) -> list[dict[str, Any]]:

@@ -1,0 +1,32 @@
+"""What the commands read from outside (stack, thread, perf) say when py-spy fails: the attach's own
+reason, not py-spy's "Failed to get process executable name. Check that the process is running.",
+which it prints both for a process that has exited and for one whose maps the kernel keeps from us
+(the second is tests/integration/test_arm.py's, with a real non-dumpable process of another user)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from flight_profiler.errors import TargetError
+from flight_profiler.readers import pyspy
+
+
+def _zombie(pid: int) -> bool:
+    with open("/proc/%d/status" % pid) as fh:
+        return "State:\tZ" in fh.read()
+
+
+def test_a_process_that_exited_is_said_to_have_exited() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for: a zombie until the end
+    try:
+        deadline = time.monotonic() + 10
+        while not _zombie(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(TargetError, match=r"pid %d has exited \(state Z" % child.pid):
+            pyspy.dump(child.pid)
+    finally:
+        child.wait()
