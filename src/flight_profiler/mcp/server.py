@@ -146,6 +146,7 @@ def build(read_only: bool = False, max_timeout: float = 300.0) -> Any:
             {"readOnlyHint": read_only, "destructiveHint": changes, "openWorldHint": False}
         )
         server.add_tool(fn, name=name, description=description, annotations=hints)
+        _refuse_unknown_arguments(server, name)
 
     for register in (_ps, _stack, _getglobal, _vmtool, _module, _watch_trace, _tt, _mem, _perf, _detach, _command):
         register(tools, add)
@@ -153,6 +154,23 @@ def build(read_only: bool = False, max_timeout: float = 300.0) -> Any:
 
     register_diagnostics(tools, add)
     return server
+
+
+def _refuse_unknown_arguments(server: Any, name: str) -> None:
+    """A tool's arguments that it does not have are refused ("Extra inputs are not permitted", naming
+    them), and its schema says so (``additionalProperties: false``). The SDK drops them silently: a
+    misspelt ``filter`` ran the watch unfiltered, capturing every call, and a misspelt ``count`` ran it
+    to the default. The SDK reads a tool's argument model and schema live (its ``FuncMetadata``); where
+    a version keeps them elsewhere, the tool keeps the SDK's own behaviour."""
+    manager = getattr(server, "_tool_manager", None)
+    tool = manager.get_tool(name) if manager is not None else None
+    metadata = getattr(tool, "fn_metadata", None)
+    model = getattr(metadata, "arg_model", None)
+    if tool is None or metadata is None or model is None:
+        return
+    strict: Any = type(model.__name__, (model,), {"model_config": dict(model.model_config, extra="forbid")})
+    metadata.arg_model = strict
+    tool.parameters = strict.model_json_schema(by_alias=True)
 
 
 def serve(read_only: bool = False, max_timeout: float = 300.0) -> None:
