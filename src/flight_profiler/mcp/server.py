@@ -168,9 +168,13 @@ def _refuse_unknown_arguments(server: Any, name: str) -> None:
     model = getattr(metadata, "arg_model", None)
     if tool is None or metadata is None or model is None:
         return
-    strict: Any = type(model.__name__, (model,), {"model_config": dict(model.model_config, extra="forbid")})
-    metadata.arg_model = strict
-    tool.parameters = strict.model_json_schema(by_alias=True)
+    try:
+        strict: Any = type(model.__name__, (model,), {"model_config": dict(model.model_config, extra="forbid")})
+        parameters = strict.model_json_schema(by_alias=True)
+        metadata.arg_model = strict
+        tool.parameters = parameters
+    except Exception:  # noqa: BLE001, S110 - a version whose models will not take it: the SDK's behaviour
+        pass
 
 
 def serve(read_only: bool = False, max_timeout: float = 300.0) -> None:
