@@ -92,6 +92,22 @@ def test_characters_rich_deletes_are_shown_escaped_by_every_renderer() -> None:
     assert event["threads"][0]["name"] == name  # the event itself (--json prints it) is untouched
 
 
+def test_a_values_string_shows_those_characters_as_repr_does_once() -> None:
+    """A value's string is shown by repr(), which escapes them itself: escaped before it as well, a BEL
+    showed as '\\x07' (a backslash that the string does not hold) and a CR as '\\r'."""
+    from flight_profiler.cli import registry
+    from flight_profiler.cli.runner import _rendered
+
+    text = "\x07a\r\x08\x0b\x0c\x1b"
+    key = {"t": "str", "v": text}
+    event = {"name": "m.X", "type": "dict", "expand": 1, "value": {"t": "dict", "kind": "dict", "items": [[key, key]]}}
+    spec = registry.get("getglobal")
+    assert spec is not None
+    out = _printed(_rendered(spec, event, False), color=False)
+    assert "{%s: %s}" % (repr(text), repr(text)) in out, out
+    assert "\\\\" not in out, out
+
+
 def test_markup_and_links_from_the_target_stay_text() -> None:
     table = Table(box=None)
     table.add_column("type")

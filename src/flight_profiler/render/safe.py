@@ -61,7 +61,12 @@ def rich_proof(value: Any) -> Any:
     if isinstance(value, str):
         return value.translate(_RICH_DELETES)
     if isinstance(value, dict):
-        return {rich_proof(key): rich_proof(item) for key, item in value.items()}
+        # a value node's string ("v") is only ever shown through repr() or JSON's escapes (render/values.py),
+        # which escape these too: escaped here as well, a BEL showed as '\\x07' and a CR as '\\r'
+        return {
+            rich_proof(key): item if key == "v" and isinstance(item, str) else rich_proof(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [rich_proof(item) for item in value]
     return value
