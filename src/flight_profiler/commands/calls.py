@@ -189,6 +189,8 @@ def render_start(event: dict[str, Any], doing: str, limits: str) -> Text:
         % (doing, safe_line(event["target"]), safe_line(event["callable"]), where(event["file"], event["line"]))
     )
     text.append("; %s; Ctrl-C to stop" % limits)
+    if event.get("note"):
+        text.append("\nnote: %s" % safe_line(event["note"]))
     return text
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import types
 
 from . import hooks
@@ -62,6 +63,7 @@ class Target:
         self.label = label  # module.Class.method[.nested], for people
         self.kind = kind  # function, method, classmethod, staticmethod, property getter, nested function
         self.nested = nested  # for -nm: the path of code objects down to each nested function named
+        self.note: str | None = None  # what the person must know to read the calls (a cache in front)
         self.is_method = kind in ("method", "classmethod", "property getter")  # args[0] is the target
 
     @property
@@ -76,6 +78,7 @@ class Target:
             "callable": self.kind,
             "file": code.co_filename,
             "line": code.co_firstlineno,
+            **({"note": self.note} if self.note else {}),
         }
 
 
@@ -90,7 +93,9 @@ def resolve(module_name: str, class_name: str | None, name: str, nested: str | N
         raw = find_attribute(module, name, own_name)
     func, kind = _function_of(raw, label, in_class=bool(class_name))
     if not nested:
-        return Target(func, label, kind, None)
+        target = Target(func, label, kind, None)
+        target.note = _cache_note(raw)
+        return target
     names, paths = _nested_paths(func, label, nested)
     what = "nested method" if len(paths[0]) > 1 and hooks.is_class_body(paths[0][-2]) else "nested function"
     if len(paths) > 1:
@@ -112,6 +117,34 @@ def _function_of(raw: Any, label: str, in_class: bool) -> tuple[types.FunctionTy
         return _unwrap(raw.__func__, label), "method"
     func = _unwrap(raw, label)
     return func, "method" if in_class else "function"
+
+
+CACHE_NOTE = (
+    "behind functools.lru_cache: a call its cache answers never reaches this function, and is not seen or counted"
+)
+
+
+def _cache_note(raw: Any) -> str | None:
+    """``CACHE_NOTE`` when a ``functools.lru_cache`` (or ``cache``) wrapper lies between the attribute and
+    the function hooked: the innermost function sees only the cache's misses, so ``watch`` of a method
+    called 100 times a second showed nothing and ``monitor`` counted a few calls. (Only the C wrapper's
+    exact type is recognised: nothing of the program runs to find out.)"""
+    functools = sys.modules.get("functools")
+    wrapper_type = getattr(functools, "_lru_cache_wrapper", None) if functools is not None else None
+    if not isinstance(wrapper_type, type):
+        return None  # the pure-Python fallback: a plain function, not told apart
+    obj = raw
+    if isinstance(raw, (staticmethod, classmethod, types.MethodType)):
+        obj = raw.__func__
+    elif isinstance(raw, property):
+        obj = raw.fget
+    for _ in range(MAX_WRAPPED):
+        if type(obj) is wrapper_type:
+            return CACHE_NOTE
+        obj = _wrapped(obj)
+        if obj is None:
+            return None
+    return None
 
 
 def _unwrap(obj: Any, label: str) -> types.FunctionType:

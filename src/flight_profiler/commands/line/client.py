@@ -138,6 +138,8 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
                 event["limit"],
             )
         )
+        if event.get("note"):
+            text.append("\nnote: %s" % safe_line(event["note"]))
         return text
     if kind == "end":
         return render_end(event, "hit(s)")

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         expr: Optional[str]  # over the function's local variables; default: all of them
         filter: Optional[str]  # over the local variables
 
-    class LineStart(TypedDict):
+    class LineStartFields(TypedDict):
         kind: Literal["start"]  # the hook is in place
         target: str  # module.Class.method[.nested]
         callable: str  # function, method, classmethod, staticmethod, property getter, nested function, ...
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
         at_line: int  # the source line watched
         limit: int  # -n
         mechanism: str  # sys.monitoring (3.12+), or a trace function per call
+
+    class LineStart(LineStartFields, total=False):
+        note: str  # a functools.lru_cache in front of the function: its cache hits never reach it
 
     class LineEnd(TypedDict):
         kind: Literal["end"]  # -n hits shown (none when cancelled)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     class MonitorRequest(TargetRequest, MonitorOptions, BudgetOption):
         filter: Optional[str]  # -f: only calls for which this is true
 
-    class MonitorStart(TypedDict):
+    class MonitorStartFields(TypedDict):
         kind: Literal["start"]  # the hook is in place
         target: str  # module.Class.method[.nested]
         callable: str  # function, method, classmethod, staticmethod, property getter, nested function, ...
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
         line: int
         cycle: float  # -c seconds
         cycles: int  # -n; 0: until stopped
+
+    class MonitorStart(MonitorStartFields, total=False):
+        note: str  # a functools.lru_cache in front of the function: its cache hits never reach it
 
     class MonitorEnd(TypedDict):
         kind: Literal["end"]  # -n cycles done (none when cancelled)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         depth: Optional[int]  # -d, -1: no limit
         filter: Optional[str]  # -f over target, args, kwargs
 
-    class TraceStart(TypedDict):
+    class TraceStartFields(TypedDict):
         kind: Literal["start"]
         target: str  # module.Class.method[.nested]
         callable: str  # function, method, classmethod, staticmethod, property getter, nested function, ...
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
         line: int
         limit: int
         budget: float  # % of wall time that may be traced; 0: no limit
+
+    class TraceStart(TraceStartFields, total=False):
+        note: str  # a functools.lru_cache in front of the function: its cache hits never reach it
 
     class TraceTreeFields(TypedDict):
         kind: Literal["trace"]

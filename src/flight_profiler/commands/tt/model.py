@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     TtRequest = Union[TtRecordRequest, TtListRequest, TtShowRequest, TtDeleteRequest, TtDeleteAllRequest]
 
-    class TtStart(TypedDict):
+    class TtStartFields(TypedDict):
         kind: Literal["start"]  # the hook is in place
         target: str  # module.Class.method[.nested]
         callable: str  # function, method, classmethod, staticmethod, property getter, nested function, ...
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
         line: int
         limit: int
         rate: float
+
+    class TtStart(TtStartFields, total=False):
+        note: str  # a functools.lru_cache in front of the function: its cache hits never reach it
 
     class TtRowFields(TypedDict):
         index: int

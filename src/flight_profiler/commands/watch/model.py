@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         expr: Optional[str]  # over target, return_obj, cost, args, kwargs
         filter: Optional[str]  # same names; checked when the call starts if it needs no return_obj/cost
 
-    class WatchStart(TypedDict):
+    class WatchStartFields(TypedDict):
         kind: Literal["start"]  # the hook is in place
         target: str  # module.Class.method[.nested]
         callable: str  # function, method, classmethod, staticmethod, property getter, nested function
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
         line: int
         limit: int
         rate: float
+
+    class WatchStart(WatchStartFields, total=False):
+        note: str  # a functools.lru_cache in front of the function: its cache hits never reach it
 
     class ExceptionInfo(TypedDict):
         type: str
