@@ -96,7 +96,8 @@ def usage_error(words: list[str], exc: UsageError) -> int:
 
 def run_once(runner: Runner, line: str) -> int:
     """Exit status as the attach skill documents it: 0 done, 1 failed (a usage error, an attach
-    failure, an expression, filter or statement that raised), 130 stopped with Ctrl-C."""
+    failure, an expression, filter or statement that raised), 130 stopped with Ctrl-C (141, the
+    output's reader gone, is the entry's)."""
     if line.split()[:1] in (["quit"], ["exit"]):  # as the shell reads them ("quit now" too)
         return 0  # nothing to run: the agent, if any, stays (detach removes it)
     try:
@@ -191,6 +192,11 @@ def entry() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        # whoever read our output has gone (`--cmd ... | head -1`): stop quietly with SIGPIPE's status, as
+        # other tools do; the session ended on the way out (a running job's hooks go with its connection)
+        _output_closed()
+        sys.exit(141)
     except Exception as exc:  # a bug of ours: one line, never a traceback (--debug shows it)
         if "--debug" in sys.argv:
             raise
@@ -202,3 +208,14 @@ def entry() -> None:
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+def _output_closed() -> None:
+    """Point stdout at /dev/null: the interpreter's last flush of what is buffered for the closed pipe would
+    fail again at exit and print its own complaint."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

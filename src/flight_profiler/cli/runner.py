@@ -88,6 +88,8 @@ class Runner:
         except FlightProfilerError as exc:
             self.output.error(name, str(exc))
             return False
+        except BrokenPipeError:
+            raise  # our own output was closed (`| head`): nothing more can be shown (cli/main.py's entry)
         except OSError as exc:  # a file-system or socket failure on our side: one line, never a traceback
             self.output.error(name, "%s failed: %s" % (name, exc))
             return False

@@ -116,6 +116,7 @@ class Fleet:
         self.gate = Gate(concurrency)
         options.stopping = lambda: self.gate.slot(stagger=True)
         self.members = [MemberRunner(target, sink, options, self.gate) for target in targets]
+        self.output_closed = False  # a member's result met a closed output (`| head`)
 
     def member(self, pid: int) -> MemberRunner | None:
         return next((member for member in self.members if member.pid == pid), None)
@@ -182,6 +183,8 @@ class Fleet:
                     member.cancel_running()
                 _wait(done, INTERRUPT_WAIT)
                 self.sink.output.note("interrupted")
+        if self.output_closed:
+            raise BrokenPipeError(32, "our output was closed")
         self.sink.end(failed)
         return not failed
 
@@ -195,6 +198,10 @@ class Fleet:
     ) -> None:
         try:
             self._one_member(member, spec, request, failed)
+        except BrokenPipeError:  # a result or an error line met our closed output (`| head`)
+            self.output_closed = True  # the main thread ends the run (cli/main.py's entry)
+            for other in self.members:
+                other.cancel_running()
         finally:
             finished.set()
 
@@ -212,6 +219,8 @@ class Fleet:
                 member.run_request(spec, request)
         except Detached:
             pass
+        except BrokenPipeError:
+            raise  # our output, not this member (_one)
         except FlightProfilerError as exc:
             failed.add(member.pid)
             member.output.error(command, str(exc))

@@ -29,6 +29,12 @@ class SafeConsole(Console):
     def _render_buffer(self, buffer: Iterable[Segment]) -> str:
         return super()._render_buffer(_defused(buffer))
 
+    def on_broken_pipe(self) -> None:
+        """rich's own ends the process with status 1 ("failed"); our output's reader going away (``| head``)
+        ends it as with ``--json``: quietly, status 141 (cli/main.py's entry), the session closed on the way."""
+        self.quiet = True
+        raise BrokenPipeError(32, "our output was closed")
+
 
 def _defused(buffer: Iterable[Segment]) -> Iterator[Segment]:
     for segment in buffer:
