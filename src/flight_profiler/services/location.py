@@ -17,7 +17,7 @@ import types
 
 from . import hooks
 from .context import CommandFailed
-from .describe import class_name, instance_dict
+from .describe import MODULE_DICT, class_name, instance_dict
 from .resolve import find_attribute, find_class, loaded_module, module_label, qualified
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -130,8 +130,10 @@ def _cache_note(raw: Any) -> str | None:
     called 100 times a second showed nothing and ``monitor`` counted a few calls. (Only the C wrapper's
     exact type is recognised: nothing of the program runs to find out.)"""
     functools = sys.modules.get("functools")
-    wrapper_type = getattr(functools, "_lru_cache_wrapper", None) if functools is not None else None
-    if not isinstance(wrapper_type, type):
+    if type(functools) is not types.ModuleType:  # exactly: a subclass's attributes are its code
+        return None
+    wrapper_type = MODULE_DICT(functools).get("_lru_cache_wrapper")  # its dict: no module __getattr__ runs
+    if type(wrapper_type) is not type:
         return None  # the pure-Python fallback: a plain function, not told apart
     obj = raw
     if isinstance(raw, (staticmethod, classmethod, types.MethodType)):
