@@ -206,3 +206,31 @@ def test_a_wrapper_is_unwrapped_through_its_own_dict() -> None:
     assert _wrapped(_Wrapper()) is _plain
     assert _wrapped(_plain) is None
     assert _wrapped(_DictProperty()) is None and _DictProperty.ran == []
+
+
+def test_a_module_run_with_dash_m_is_found_by_its_own_name(monkeypatch: Any) -> None:
+    """``python -m svc.app`` runs svc.app as ``__main__``, never imported as svc.app: ``watch svc.app work``
+    said "module 'svc.app' is not loaded (did you mean svc?)". It is ``__main__``, found by its spec's name,
+    read from the dicts (a ``__spec__`` that is not importlib's own spec is not asked for its name)."""
+    import importlib.machinery
+
+    from flight_profiler.services.resolve import loaded_module
+
+    main = types.ModuleType("__main__")
+    main.__spec__ = importlib.machinery.ModuleSpec("fp_test_svc.app", None)
+    monkeypatch.setitem(__import__("sys").modules, "__main__", main)
+    assert loaded_module("fp_test_svc.app") is main
+    assert module_label(loaded_module("fp_test_svc.app")) == "__main__"
+
+    class Spec:  # the program's own object as __spec__: its name is its code
+        @property
+        def name(self) -> str:
+            return _ran(self)  # type: ignore[no-any-return]
+
+    main.__spec__ = Spec()  # type: ignore[assignment]
+    try:
+        loaded_module("fp_test_svc.app")
+    except CommandFailed as refused:
+        assert "is not loaded in the target" in str(refused)
+    else:
+        raise AssertionError("found through a spec of the program's")

@@ -11,7 +11,17 @@ import types
 
 from . import usercode
 from .context import CommandFailed
-from .describe import MODULE_DICT, TYPE_DICT, TYPE_MRO, class_name, describe_error, is_a, short, type_name
+from .describe import (
+    MODULE_DICT,
+    TYPE_DICT,
+    TYPE_MRO,
+    class_name,
+    describe_error,
+    instance_dict,
+    is_a,
+    short,
+    type_name,
+)
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -24,8 +34,22 @@ def loaded_module(name: str) -> types.ModuleType:
         return module
     if module is not None:  # a proxy of the program's: none of its code runs (its __class__ may raise)
         raise CommandFailed("sys.modules[%r] is not a module (a %s)" % (name, type_name(type(module))))
+    main = sys.modules.get("__main__")
+    if main is not None and is_a(main, types.ModuleType) and _spec_name(main) == name:
+        return main  # `python -m pkg.app`: it runs as __main__, and pkg.app was never imported under its name
     hint = _suggest(name, [n for n in list(sys.modules) if not n.startswith("_flight_profiler")])
     raise CommandFailed("module %r is not loaded in the target%s" % (name, hint))
+
+
+def _spec_name(module: types.ModuleType) -> str | None:
+    """The name a module was found under (``__spec__.name``: ``pkg.app`` for ``python -m pkg.app``), read
+    from the dicts of the module and of its spec when that is importlib's own ``ModuleSpec``, else None."""
+    spec = MODULE_DICT(module).get("__spec__")
+    if spec is None or type_name(type(spec)) not in ("importlib._bootstrap.ModuleSpec", "_frozen_importlib.ModuleSpec"):
+        return None
+    own = instance_dict(spec)
+    name = own.get("name") if own is not None else None
+    return name if is_a(name, str) else None
 
 
 def module_label(module: types.ModuleType) -> str:
