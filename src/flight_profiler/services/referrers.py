@@ -510,6 +510,8 @@ def _roots() -> list[tuple[Any, str, str]]:
                     roots.append((value, "local", "%s\0%s" % (name, where)))
             frames.append((frame, "frame", where))
             frame = frame.f_back
+    del top  # (the calling thread is always listed: bound)
+    frame = None  # not this frame held by its own locals after the return (heapwalk._roots)
     return roots + frames
 
 

@@ -235,6 +235,8 @@ def _scan_regions(now: float) -> None:
     for key in [key for key in _closing if key not in busy]:
         _closing.discard(key)
         REGIONS.pop(key, None)
+    del top  # (the calling thread is always listed: bound)
+    frame = None  # not this frame held by its own locals after the return, at every scan (heapwalk._roots)
 
 
 def _post_region(ident: int, frame: Any, now: float, brief: bool = _FREEZES_TRACED) -> bool:
