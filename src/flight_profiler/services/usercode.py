@@ -455,7 +455,10 @@ def overdue() -> list[int]:
 def describe_threads(idents: list[int]) -> str:
     """Each thread by name and innermost frames, for a reply that says they are still busy."""
     frames = sys._current_frames()
-    return "; ".join("%s at %s" % (_thread_name(ident), _stack(frames.get(ident))) for ident in idents)
+    try:
+        return "; ".join("%s at %s" % (_thread_name(ident), _stack(frames.get(ident))) for ident in idents)
+    finally:
+        frames.clear()  # it holds this frame, which holds it: a cycle the collector alone would end
 
 
 def _thread_name(ident: int) -> str:

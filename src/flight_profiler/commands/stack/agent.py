@@ -96,6 +96,8 @@ def _thread_stacks() -> dict[str, Any]:
             "frames": frames,
         }
         threads.append(thread)
+    del top  # (the calling thread is always listed) it may be this frame, holding itself: a cycle
+    frame = None
     threads.sort(key=lambda thread: (thread["name"] != "MainThread", thread["tid"]))
     return {"pid": os.getpid(), "threads": threads, "from": "agent"}
 

@@ -131,6 +131,7 @@ def _public(wait: dict[str, Any]) -> dict[str, Any]:
 
 def _thread_waits(nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     frames = sys._current_frames()
+    frames.pop(_thread.get_ident(), None)  # this frame, which would hold itself through ``frames``
     active = threading._active  # type: ignore[attr-defined]
     stacks: dict[str, list[Any]] = {}
     for ident, frame in frames.items():
