@@ -77,7 +77,7 @@ def threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, threading.Thr
 def _run(line: str) -> tuple[dict[str, Any], str]:
     request = THREAD.parse_line(line)
     assert THREAD.run_local is not None and THREAD.runs_locally(request)
-    context = LocalContext(pid=os.getpid(), cancelled=lambda: False, cwd=os.getcwd())
+    context = LocalContext(pid=os.getpid(), cancelled=lambda: False)
     (event,) = list(THREAD.run_local(request, context))
     out = io.StringIO()
     make_console(color=False, file=out, width=200).print(THREAD.render(event))
@@ -203,7 +203,7 @@ def test_ctrl_c_during_the_interval_ends_without_a_result(monkeypatch: pytest.Mo
         calls.append(time.monotonic())
         return True
 
-    context = LocalContext(pid=os.getpid(), cancelled=cancelled, cwd=os.getcwd())
+    context = LocalContext(pid=os.getpid(), cancelled=cancelled)
     assert list(thread_client._run_local(THREAD.parse_line("-i 60000"), context)) == []
     assert len(calls) == 1
 

@@ -7,7 +7,6 @@ to the output. Errors become one line; the caller decides whether to go on.
 
 from __future__ import annotations
 
-import os
 import time
 
 from ..attach.attacher import AttachOptions, connect, existing_agent
@@ -113,7 +112,7 @@ class Runner:
     def run_request(self, spec: CommandSpec, request: dict[str, Any]) -> None:
         deadline = None if self.time_limit is None else time.monotonic() + self.time_limit
         if spec.run_local is not None and spec.runs_locally(request):
-            context = LocalContext(pid=self.pid, cancelled=lambda: _past(deadline), cwd=os.getcwd())
+            context = LocalContext(pid=self.pid, cancelled=lambda: _past(deadline))
             try:
                 for event in spec.run_local(request, context):
                     self._note_failure(event)

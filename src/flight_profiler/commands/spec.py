@@ -97,7 +97,6 @@ class LocalContext(NamedTuple):
 
     pid: int
     cancelled: Callable[[], bool]
-    cwd: str
 
 
 class CommandSpec(NamedTuple):

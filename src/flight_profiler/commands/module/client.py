@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from ...errors import UsageError
 from ...render.plain import Plain
 from ...render.safe import safe_line
 from ..spec import CommandSpec
+from ..userpath import user_path
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ OVERVIEW = "under which module name a source file is loaded in the target"
 def _to_request(ns: argparse.Namespace) -> ModuleRequest:
     if not ns.filepath.strip():  # abspath('') is the current directory: an answer to a question not asked
         raise UsageError("module needs a file path, got %r" % ns.filepath)
-    return {"path": os.path.abspath(os.path.expanduser(ns.filepath))}
+    return {"path": user_path(ns.filepath)}
 
 
 def _render(event: dict[str, Any]) -> Plain:

@@ -16,6 +16,7 @@ from ...readers import pyspy
 from ...render.safe import safe_block, safe_line
 from ..outfile import check_destination, staged
 from ..spec import CommandSpec, LocalContext, number
+from ..userpath import user_path
 from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
@@ -98,7 +99,7 @@ OVERVIEW = (
 
 def _to_request(ns: argparse.Namespace) -> PerfRequest:
     # resolved here, against the user's working directory, before anything runs
-    path = os.path.abspath(os.path.expanduser(ns.filepath or DEFAULT_FILES[ns.format]))
+    path = user_path(ns.filepath or DEFAULT_FILES[ns.format])
     _check_writable(path)
     return {
         "pid": ns.pid,

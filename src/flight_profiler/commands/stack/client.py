@@ -25,6 +25,7 @@ from ..spec import (
     number,
 )
 from ..targeting import check_names
+from ..userpath import user_path
 from .model import DEFAULTS
 
 CALLS_LIMIT = DEFAULTS["limit"]  # stack module [class] method: calls shown by default
@@ -132,7 +133,7 @@ def _to_request(ns: argparse.Namespace) -> StackRequest:
     for option, value in (("--filter", ns.filter), ("-n", ns.limits), ("-nm", ns.nested)):
         if value is not None:
             raise UsageError("%s needs module [class] method (stack module [class] method %s ...)" % (option, option))
-    path = os.path.abspath(os.path.expanduser(ns.filepath)) if ns.filepath else None
+    path = user_path(ns.filepath) if ns.filepath else None
     if path is not None:
         check_destination(path)
     pid = int(words[0]) if words else None

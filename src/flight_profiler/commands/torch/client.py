@@ -9,6 +9,7 @@ from ...errors import UsageError
 from ...render.safe import safe_line
 from ..calls import add_nested_argument
 from ..spec import CommandSpec, number
+from ..userpath import user_path
 from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
@@ -81,7 +82,7 @@ OVERVIEW = (
 
 
 def _to_request(ns: argparse.Namespace) -> TorchRequest:
-    path = os.path.abspath(os.path.expanduser(ns.filepath or DEFAULT_FILES[ns.action]))  # the user's cwd
+    path = user_path(ns.filepath or DEFAULT_FILES[ns.action])  # the user's cwd
     if os.path.isdir(path):
         raise UsageError("-f %s is a directory; give a file name" % path)
     if ns.action == "profile":
