@@ -30,3 +30,28 @@ def test_a_process_that_exited_is_said_to_have_exited() -> None:
             pyspy.dump(child.pid)
     finally:
         child.wait()
+
+
+def test_a_stopped_process_is_said_to_be_stopped() -> None:
+    """py-spy said "Failed to get stack traces" of a process stopped by job control."""
+    import signal
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.3)  # running its sleep
+        child.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while "State:\tT" not in _status(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(
+            TargetError, match=r"pid %d is stopped \(job control\); resume it with: kill -CONT" % child.pid
+        ):
+            pyspy.dump(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _status(pid: int) -> str:
+    with open("/proc/%d/status" % pid) as fh:
+        return fh.read()

@@ -46,12 +46,17 @@ def require_process(pid: int) -> None:
 
 
 def explain_refusal(pid: int) -> None:
-    """After py-spy failed: raise the attach's own one-line reason when the process has exited meanwhile
-    or the kernel keeps its memory maps from us (py-spy's word for both is "Failed to get process
-    executable name. Check that the process is running."); return otherwise."""
+    """After py-spy failed: raise the attach's own one-line reason when the process has exited meanwhile,
+    is stopped (job control), is traced by another tool, or the kernel keeps its memory maps from us
+    (py-spy's words for these: "Failed to get process executable name. Check that the process is
+    running.", "Failed to get stack traces"); return otherwise."""
     from ..attach import procfs
+    from ..errors import AttachError
 
-    procfs.check_not_exited(pid, procfs.read_status(pid))  # "has exited (state Z)" / "no process with pid"
+    try:
+        procfs.check_attachable(pid)  # has exited / no process / stopped (kill -CONT) / traced by pid N
+    except AttachError as exc:
+        raise TargetError(str(exc)) from None  # a TargetError: an agent already there may answer instead
     try:
         with open("/proc/%d/maps" % pid, "rb") as fh:
             fh.read(1)
