@@ -117,3 +117,46 @@ def test_the_client_never_selects_itself() -> None:
     assert me.problem is not None and "this flight_profiler client" in me.problem  # left out, failing alone
     with pytest.raises(UsageError):
         select(Selection(tree=os.getpid()))  # our own tree starts with us: nothing left
+
+
+def test_a_tree_whose_root_is_not_python_is_its_python_descendants() -> None:
+    """A container's pid 1 or a service's launcher is often a shell (``k8s ... -- --tree 1``): it was
+    refused as "not Python"; its Python processes below are the group. A tree with none is refused."""
+    import subprocess
+    import sys
+    import time
+
+    from flight_profiler.fleet.select import Selection, select
+
+    shell = subprocess.Popen(["sh", "-c", '"$0" -c "import time; time.sleep(60)" & wait', sys.executable])
+    try:
+        deadline = time.monotonic() + 20
+        targets: list[Target] = []
+        while time.monotonic() < deadline:
+            targets = (
+                [t for t in select(Selection(tree=shell.pid)) if t.pid != shell.pid] if _has_child(shell.pid) else []
+            )
+            if targets:
+                break
+            time.sleep(0.05)
+        assert [t.python is not None for t in targets] == [True], targets  # the python child, not the shell
+        assert all(t.pid != shell.pid for t in select(Selection(tree=shell.pid)))
+    finally:
+        subprocess.run(["pkill", "-P", str(shell.pid)], check=False)
+        shell.kill()
+        shell.wait()
+    lonely = subprocess.Popen(["sleep", "60"])
+    try:
+        with pytest.raises(UsageError, match="no Python process in that tree"):
+            select(Selection(tree=lonely.pid))
+    finally:
+        lonely.kill()
+        lonely.wait()
+
+
+def _has_child(pid: int) -> bool:
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as fh:
+            return bool(fh.read().split())
+    except OSError:
+        return False

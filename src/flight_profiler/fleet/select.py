@@ -97,9 +97,14 @@ def select(selection: Selection, caller: Caller | None = None) -> list[Target]:
     chosen: dict[int, PythonProcess] = {}
     missing: dict[int, str] = {}
     if selection.tree is not None:
+        # the root need not be Python: a container's pid 1 or a service's launcher is often a shell
+        # (`k8s ... -- --tree 1` was refused there); then its Python descendants are the group
         tree = [proc for proc in (describe(pid, who) for pid in _descendants(selection.tree)) if proc is not None]
-        if not tree or tree[0].pid != selection.tree:
-            raise UsageError("--tree %d: no Python process with that pid (gone, or not Python)" % selection.tree)
+        if not tree:
+            raise UsageError(
+                "--tree %d: no Python process in that tree (the pid is gone, or neither it nor any process below "
+                "it runs Python)" % selection.tree
+            )
         chosen.update((proc.pid, proc) for proc in tree)
     if selection.pattern is not None or selection.everything:
         processes = scan(who)
