@@ -88,8 +88,6 @@ def _to_request(ns: argparse.Namespace) -> ThreadRequest:
         raise UsageError("-b shows every waiting thread: it takes no thread id and no -n")
     if ns.id is not None and ns.top is not None:
         raise UsageError("give either a thread id or -n, not both")
-    if ns.interval == 0 and not ns.blocking:  # every thread showed 0.0 % "over 0 ms", a hog among them
-        raise UsageError("-i 0 (one snapshot) is for -b: CPU use is measured over an interval, e.g. -i 200")
     return {"id": ns.id, "top": ns.top, "interval": ns.interval, "blocking": ns.blocking}
 
 
