@@ -288,7 +288,10 @@ def test_detach_names_application_threads_blocked_in_a_filter(target: RunningTar
         # a hot thread is inside the filter, blocked in C (waiting on the gate: a fixed 1 s did not
         # always get it there at load 30), and past the filter's 200 ms budget (a lower bound: load only adds)
         assert wait_until(lambda: evaluate(target.pid, "len(m.GATE._cond._waiters)") > 0)
-        time.sleep(0.3)
+        # and the watchdog has seen it past the budget: a fixed 0.3 s was not always enough under load (the
+        # first sighting is a watchdog tick, then 200 ms, then another tick; 1 run in 3 failed at load ~8)
+        overdue = "__import__('sys').modules['_flight_profiler.services.usercode'].overdue()"
+        assert wait_until(lambda: evaluate(target.pid, overdue) != [], timeout=30)
         detached = cli(target.pid, "detach", json_output=False)
         assert detached.returncode == 0
         assert "still busy in code we ran: hot-" in detached.stderr and "<expression>" in detached.stderr
