@@ -155,7 +155,7 @@ def test_an_unknown_thread_is_a_one_line_error(threads: dict[str, threading.Thre
 def test_a_native_thread_and_the_gil_holder_are_said() -> None:
     event = {
         "pid": 5,
-        "interval_ms": 0,
+        "interval_ms": 100,  # measured: 0 shows every CPU as "-"
         "total": 2,
         "mode": "one",
         "threads": [
@@ -214,3 +214,14 @@ def test_cpu_share_of_two_samples() -> None:
     assert proctasks.cpu_percent(before, after, 0.5, 100) == 100.0
     assert proctasks.cpu_percent(None, after, 0.5, 100) == 0.0
     assert proctasks.cpu_percent(before, after, 0.0, 100) == 0.0
+
+
+def test_with_no_interval_cpu_is_said_not_measured(threads: dict[str, threading.Thread]) -> None:
+    """-i 0 reads the stacks at once: every thread showed 0.0 % "CPU over 0 ms", a hog among them."""
+    event, text = _run("-i 0")
+    assert text.splitlines()[0] == "pid %d: %d thread(s), CPU not measured (-i 0)" % (os.getpid(), event["total"])
+    idle = _by_name(event)["fp-idle"]
+    [row] = [line.split() for line in text.splitlines() if line.split()[:2] == [str(idle["tid"]), "fp-idle"]]
+    assert row[2] == "-", row
+    _, one = _run("%d -i 0" % idle["tid"])
+    assert " cpu=- waiting on a lock (futex)" in one, one

@@ -176,12 +176,17 @@ def _ours(thread: dict[str, Any]) -> bool:
 # ------------------------------------------------------------------ rendering
 
 
-def _thread_text(thread: dict[str, Any]) -> Text:
+def _cpu(thread: dict[str, Any], measured: bool) -> str:
+    """CPU use as text; "-" under -i 0, where nothing was measured (every thread read 0.0, a hog too)."""
+    return "%.1f" % thread["cpu"] if measured else "-"
+
+
+def _thread_text(thread: dict[str, Any], measured: bool = True) -> Text:
     from rich.text import Text
 
     text = Text()
     text.append("Thread %s (%s)" % (thread["tid"], thread["name"] or "?"), style="bold")
-    text.append(" cpu=%.1f%% %s" % (thread["cpu"], _state_words(thread)))
+    text.append(" cpu=%s %s" % (_cpu(thread, measured) + ("%" if measured else ""), _state_words(thread)))
     text.append("\n")
     if not thread["python"]:
         text.append("    (no Python frames: a native thread)\n", style="dim")
@@ -209,7 +214,7 @@ def _table(event: dict[str, Any]) -> RenderableType:
         table.add_row(
             str(thread["tid"]),
             thread["name"] or "?",
-            "%.1f" % thread["cpu"],
+            _cpu(thread, event["interval_ms"] > 0),
             _state_words(thread),
             "main" if thread["main"] else ("yes" if thread["python"] else "no"),
         )
@@ -224,11 +229,13 @@ def _render(event: dict[str, Any]) -> RenderableType:
         from .blocking import render_blocking
 
         return render_blocking(event)
-    head = Text("pid %d: %d thread(s), CPU over %d ms" % (event["pid"], event["total"], event["interval_ms"]))
+    measured = event["interval_ms"] > 0
+    over = "CPU over %d ms" % event["interval_ms"] if measured else "CPU not measured (-i 0)"
+    head = Text("pid %d: %d thread(s), %s" % (event["pid"], event["total"], over))
     head.stylize("dim")
     if event["mode"] == "all":
         return Group(head, _table(event))
-    return Group(head, *[_thread_text(thread) for thread in event["threads"]])
+    return Group(head, *[_thread_text(thread, measured) for thread in event["threads"]])
 
 
 def _where(file: str, line: int) -> str:
