@@ -36,6 +36,7 @@ from types import ModuleType
 
 from .context import AGENT_THREAD_IDS
 from .describe import module_of
+from .realthreads import thread_frames
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -548,7 +549,7 @@ def _roots() -> list[Any]:
     roots.append(sys.modules)
     roots.append(gc.garbage)
     agent_threads = set(AGENT_THREAD_IDS)
-    for ident, top in sys._current_frames().items():
+    for ident, top in thread_frames().items():  # not this frame: see thread_frames
         frame: Any = None if ident in agent_threads else top
         while frame is not None:
             roots.append(frame)
@@ -557,12 +558,6 @@ def _roots() -> list[Any]:
             frame = frame.f_back
     # Young objects may be held only from C (a list a C function is building); they
     # are few, by the GC's own thresholds. Generation 1 means another thing in 3.14.
-    # the loop's names hold frames, this one's among them (sys._current_frames made it an object): a
-    # cycle through its own locals, which kept the caller's frame and its marks (``_Seen``: 8 KiB
-    # pages, 0.2-0.8 MB a walk) alive after the walk until a collection; young, the next walk then
-    # counted them as the program's (``mem diff``: "+22 bytearray +178 KiB" a second on 3.15)
-    del top  # (the calling thread is always listed: bound)
-    frame = None
     start = len(roots)
     roots.extend(gc.get_objects(0))
     if sys.version_info < (3, 14):
@@ -620,12 +615,9 @@ def _agent_objects() -> list[Any]:
     agent_threads = set(AGENT_THREAD_IDS)
     found.extend(thread for thread in threading.enumerate() if thread.ident in agent_threads)
     # Our frames (this walk's included) may sit in the young generation, a root.
-    for ident, top in sys._current_frames().items():
+    for ident, top in thread_frames().items():  # not this frame, which ``found`` would hold: a cycle
         frame: Any = top if ident in agent_threads else None
         while frame is not None:
-            if frame.f_code is not _agent_objects.__code__:  # not this one: ``found`` would hold its own frame
-                found.append(frame)
+            found.append(frame)
             frame = frame.f_back
-    del top  # (the calling thread is always listed: bound) see _roots
-    frame = None
     return found

@@ -23,6 +23,21 @@ if TYPE_CHECKING:
     from typing import Any, Callable, List, Optional, Tuple
 
 
+def thread_frames() -> dict[int, Any]:
+    """Every thread's innermost frame, as ``sys._current_frames()``, except that for the calling thread it
+    is its caller's caller: the frame of the function that asks (a loop over the threads) is left out.
+    Held by one of that function's own locals (a loop variable, the dict), it held itself: a cycle only
+    the collector ends, keeping every local of the frame and of its callers (a heap walk's marks,
+    0.2-0.8 MB) until then; and the next heap walk, among whose roots the young are, counted them."""
+    frames = sys._current_frames()
+    caller = sys._getframe(1).f_back
+    if caller is None:
+        del frames[get_ident()]
+    else:
+        frames[get_ident()] = caller
+    return frames
+
+
 def _builtin(fn: Any) -> bool:
     """A function of a C module (what monkeypatching replaces with Python functions)."""
     return type(fn) is type(len)

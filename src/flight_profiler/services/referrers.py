@@ -38,6 +38,7 @@ from types import FrameType, ModuleType
 from . import heapwalk
 from .context import AGENT_THREAD_IDS
 from .describe import type_name
+from .realthreads import thread_frames
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -500,7 +501,7 @@ def _roots() -> list[tuple[Any, str, str]]:
     names = _thread_names()
     agent_threads = set(AGENT_THREAD_IDS)
     frames: list[tuple[Any, str, str]] = []
-    for ident, top in sys._current_frames().items():
+    for ident, top in thread_frames().items():  # not this frame: see thread_frames
         frame: Any = None if ident in agent_threads else top
         thread = names.get(ident, "thread %d" % ident)
         while frame is not None:
@@ -510,8 +511,6 @@ def _roots() -> list[tuple[Any, str, str]]:
                     roots.append((value, "local", "%s\0%s" % (name, where)))
             frames.append((frame, "frame", where))
             frame = frame.f_back
-    del top  # (the calling thread is always listed: bound)
-    frame = None  # not this frame held by its own locals after the return (heapwalk._roots)
     return roots + frames
 
 

@@ -454,11 +454,8 @@ def overdue() -> list[int]:
 
 def describe_threads(idents: list[int]) -> str:
     """Each thread by name and innermost frames, for a reply that says they are still busy."""
-    frames = sys._current_frames()
-    try:
-        return "; ".join("%s at %s" % (_thread_name(ident), _stack(frames.get(ident))) for ident in idents)
-    finally:
-        frames.clear()  # it holds this frame, which holds it: a cycle the collector alone would end
+    frames = realthreads.thread_frames()  # not this frame, which ``frames`` would hold: a cycle
+    return "; ".join("%s at %s" % (_thread_name(ident), _stack(frames.get(ident))) for ident in idents)
 
 
 def _thread_name(ident: int) -> str:

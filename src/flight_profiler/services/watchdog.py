@@ -206,7 +206,7 @@ def _scan_regions(now: float) -> None:
     seen: dict[int, tuple[Any, float]] = {}
     late: set[int] = set()
     busy: set[int] = set()  # the regions a thread is inside
-    for ident, top in sys._current_frames().items():
+    for ident, top in realthreads.thread_frames().items():  # not this frame: see thread_frames
         if ident in AGENT_THREAD_IDS:
             continue
         innermost: tuple[Any, Guard, float] | None = None
@@ -235,8 +235,6 @@ def _scan_regions(now: float) -> None:
     for key in [key for key in _closing if key not in busy]:
         _closing.discard(key)
         REGIONS.pop(key, None)
-    del top  # (the calling thread is always listed: bound)
-    frame = None  # not this frame held by its own locals after the return, at every scan (heapwalk._roots)
 
 
 def _post_region(ident: int, frame: Any, now: float, brief: bool = _FREEZES_TRACED) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import threading  # callprobe imports it anyway
 
-from ...services import hooks, usercode
+from ...services import hooks, realthreads, usercode
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.describe import class_name, is_a, safe_repr, short, thread_fields
@@ -76,7 +76,7 @@ def _thread_stacks() -> dict[str, Any]:
         name, _, native = thread_fields(thread)
         named[ident] = (name, native)
     threads = []
-    for ident, top in sys._current_frames().items():
+    for ident, top in realthreads.thread_frames().items():  # not this frame: see thread_frames
         if ident in AGENT_THREAD_IDS:
             continue
         name, native = named.get(ident, ("", None))
@@ -96,8 +96,6 @@ def _thread_stacks() -> dict[str, Any]:
             "frames": frames,
         }
         threads.append(thread)
-    del top  # (the calling thread is always listed) it may be this frame, holding itself: a cycle
-    frame = None
     threads.sort(key=lambda thread: (thread["name"] != "MainThread", thread["tid"]))
     return {"pid": os.getpid(), "threads": threads, "from": "agent"}
 

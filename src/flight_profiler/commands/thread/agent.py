@@ -22,7 +22,7 @@ import sys
 import threading
 import types
 
-from ...services import usercode
+from ...services import realthreads, usercode
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.describe import (
     class_name,
@@ -130,8 +130,7 @@ def _public(wait: dict[str, Any]) -> dict[str, Any]:
 
 
 def _thread_waits(nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    frames = sys._current_frames()
-    frames.pop(_thread.get_ident(), None)  # this frame, which would hold itself through ``frames``
+    frames = realthreads.thread_frames()  # not this frame, which ``frames`` would hold: a cycle
     active = threading._active  # type: ignore[attr-defined]
     stacks: dict[str, list[Any]] = {}
     for ident, frame in frames.items():
