@@ -91,10 +91,11 @@ def resolve(module_name: str, class_name: str | None, name: str, nested: str | N
         raw = find_attribute(owner, name, qualified(own_name, class_name, ""))
     else:
         raw = find_attribute(module, name, own_name)
-    func, kind = _function_of(raw, label, in_class=bool(class_name))
+    inner, kind = _described(raw, label, in_class=bool(class_name))
+    func = _unwrap(inner, label)
     if not nested:
         target = Target(func, label, kind, None)
-        target.note = _cache_note(raw)
+        target.note = _cache_note(inner)
         return target
     names, paths = _nested_paths(func, label, nested)
     what = "nested method" if len(paths[0]) > 1 and hooks.is_class_body(paths[0][-2]) else "nested function"
@@ -103,20 +104,19 @@ def resolve(module_name: str, class_name: str | None, name: str, nested: str | N
     return Target(func, "%s.%s" % (label, ".".join(names)), what, paths)
 
 
-def _function_of(raw: Any, label: str, in_class: bool) -> tuple[types.FunctionType, str]:
-    """Look through descriptors and decorators to the Python function that does the work."""
+def _described(raw: Any, label: str, in_class: bool) -> tuple[Any, str]:
+    """Look through a descriptor to what it calls (decorators are ``_unwrap``'s), and the kind of callable."""
     if isinstance(raw, staticmethod):
-        return _unwrap(raw.__func__, label), "staticmethod"
+        return raw.__func__, "staticmethod"
     if isinstance(raw, classmethod):
-        return _unwrap(raw.__func__, label), "classmethod"
+        return raw.__func__, "classmethod"
     if isinstance(raw, property):
         if raw.fget is None:
             raise CommandFailed("%s is a property without a getter" % label)
-        return _unwrap(raw.fget, label), "property getter"
+        return raw.fget, "property getter"
     if isinstance(raw, types.MethodType):
-        return _unwrap(raw.__func__, label), "method"
-    func = _unwrap(raw, label)
-    return func, "method" if in_class else "function"
+        return raw.__func__, "method"
+    return raw, "method" if in_class else "function"
 
 
 CACHE_NOTE = (
@@ -124,9 +124,9 @@ CACHE_NOTE = (
 )
 
 
-def _cache_note(raw: Any) -> str | None:
-    """``CACHE_NOTE`` when a ``functools.lru_cache`` (or ``cache``) wrapper lies between the attribute and
-    the function hooked: the innermost function sees only the cache's misses, so ``watch`` of a method
+def _cache_note(inner: Any) -> str | None:
+    """``CACHE_NOTE`` when a ``functools.lru_cache`` (or ``cache``) wrapper lies on ``inner``'s decorator
+    chain: the innermost function, the one hooked, sees only the cache's misses, so ``watch`` of a method
     called 100 times a second showed nothing and ``monitor`` counted a few calls. (Only the C wrapper's
     exact type is recognised: nothing of the program runs to find out.)"""
     functools = sys.modules.get("functools")
@@ -135,29 +135,25 @@ def _cache_note(raw: Any) -> str | None:
     wrapper_type = MODULE_DICT(functools).get("_lru_cache_wrapper")  # its dict: no module __getattr__ runs
     if type(wrapper_type) is not type:
         return None  # the pure-Python fallback: a plain function, not told apart
-    obj = raw
-    if isinstance(raw, (staticmethod, classmethod, types.MethodType)):
-        obj = raw.__func__
-    elif isinstance(raw, property):
-        obj = raw.fget
+    return CACHE_NOTE if any(type(obj) is wrapper_type for obj in _chain(inner)) else None
+
+
+def _chain(obj: Any) -> list[Any]:
+    """``obj`` and the decorators' ``__wrapped__`` below it, innermost last (MAX_WRAPPED at most)."""
+    chain = [obj]
     for _ in range(MAX_WRAPPED):
-        if type(obj) is wrapper_type:
-            return CACHE_NOTE
-        obj = _wrapped(obj)
-        if obj is None:
-            return None
-    return None
+        wrapped = _wrapped(chain[-1])
+        if wrapped is None:
+            break
+        chain.append(wrapped)
+    return chain
 
 
 def _unwrap(obj: Any, label: str) -> types.FunctionType:
-    for _ in range(MAX_WRAPPED):
-        wrapped = _wrapped(obj)
-        if wrapped is None:
-            break
-        obj = wrapped
-    if isinstance(obj, types.FunctionType):
-        return obj
-    raise CommandFailed("%s %s" % (label, _what(obj)))
+    innermost = _chain(obj)[-1]
+    if isinstance(innermost, types.FunctionType):
+        return innermost
+    raise CommandFailed("%s %s" % (label, _what(innermost)))
 
 
 def _wrapped(obj: Any) -> Any:

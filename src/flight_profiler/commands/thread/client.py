@@ -186,7 +186,7 @@ def _thread_text(thread: dict[str, Any], measured: bool = True) -> Text:
 
     text = Text()
     text.append("Thread %s (%s)" % (thread["tid"], thread["name"] or "?"), style="bold")
-    text.append(" cpu=%s %s" % (_cpu(thread, measured) + ("%" if measured else ""), _state_words(thread)))
+    text.append(" cpu=%s%s %s" % (_cpu(thread, measured), "%" if measured else "", _state_words(thread)))
     text.append("\n")
     if not thread["python"]:
         text.append("    (no Python frames: a native thread)\n", style="dim")
