@@ -45,18 +45,30 @@ def require_process(pid: int) -> None:
         raise TargetError("no process with pid %d" % pid)
 
 
+def require_stoppable(pid: int) -> None:
+    """Before py-spy stops ``pid`` to read it (dump without --nonblocking, record): refuse, with the
+    attach's own reason, a process that is stopped by job control, traced by another tool or gone.
+
+    Asked before, not only after py-spy failed: when py-spy lets go of a stopped process, the kernel
+    wakes it for an instant to stop it again, so a look afterwards can find it running (1 in 30 here)."""
+    from ..attach import procfs
+    from ..errors import AttachError
+
+    require_process(pid)
+    try:
+        procfs.check_attachable(pid)
+    except AttachError as exc:
+        raise TargetError(str(exc)) from None  # a TargetError: an agent already there may answer instead
+
+
 def explain_refusal(pid: int) -> None:
     """After py-spy failed: raise the attach's own one-line reason when the process has exited meanwhile,
     is stopped (job control), is traced by another tool, or the kernel keeps its memory maps from us
     (py-spy's words for these: "Failed to get process executable name. Check that the process is
     running.", "Failed to get stack traces"); return otherwise."""
     from ..attach import procfs
-    from ..errors import AttachError
 
-    try:
-        procfs.check_attachable(pid)  # has exited / no process / stopped (kill -CONT) / traced by pid N
-    except AttachError as exc:
-        raise TargetError(str(exc)) from None  # a TargetError: an agent already there may answer instead
+    require_stoppable(pid)  # has exited / no process / stopped (kill -CONT) / traced by pid N
     try:
         with open("/proc/%d/maps" % pid, "rb") as fh:
             fh.read(1)
@@ -74,7 +86,10 @@ def dump(pid: int, native: bool = False, nonblocking: bool = False) -> list[dict
     """
     import subprocess  # only commands that read from outside pay for it
 
-    require_process(pid)
+    if nonblocking:
+        require_process(pid)  # reads memory only: a stopped or traced process can be read
+    else:
+        require_stoppable(pid)
 
     argv = [executable(), "dump", "--pid", str(pid), "--json"]
     if native:

@@ -120,7 +120,7 @@ def _check_writable(path: str) -> None:
 
 def _run_local(request: dict[str, Any], ctx: LocalContext) -> Iterator[dict[str, Any]]:
     pid = request.get("pid") or ctx.pid
-    pyspy.require_process(pid)  # before "sampling pid N..."
+    pyspy.require_stoppable(pid)  # before "sampling pid N..."
     progress = _Progress(pid, request["rate"], request.get("duration"))
     try:
         # py-spy opens its output by name, following links: it writes into our private directory
