@@ -70,8 +70,11 @@ def test_call_tree_with_costs_files_and_builtins(target: RunningTarget) -> None:
         assert validate["children"][0]["file"] == "<built-in>"
         assert sum(child["cost"] for child in root["children"]) <= root["cost"]
         assert tree["hidden"] + lens_shown >= 2  # the len() calls: hidden under 0.1 ms, unless preempted
-    root = of_kind(depth, "trace")[0]["root"]
+    tree = of_kind(depth, "trace")[0]
+    root = tree["root"]
     assert shape(root) == ("order", [("validate", []), ("compute_price", [])])  # -d 2: no -i filtering
+    assert tree["deeper"] == 5  # said, not shown: sleep; len, len, sleep, apply_discount (not its sleep)
+    assert all("deeper" not in tree for tree in of_kind(full, "trace"))
     assert shape(of_kind(depth_over_interval, "trace")[0]["root"]) == shape(root)
     assert shape(of_kind(interval, "trace")[0]["root"]) == ("order", [])
     assert [tree["cost"] >= 4.0 for tree in of_kind(entrance, "trace")] == [True, True]

@@ -88,7 +88,7 @@ def big(monitoring, request):
     probe.leave(run, (), {}, None, None)
     probe.stop()
     item = run.result(1, 1.0, None)
-    return [count(item["root"]), item["hidden"], item["truncated"], run.broken]
+    return [count(item["root"]), item["hidden"], item["truncated"], item.get("deeper", 0), run.broken]
 
 
 def count(node):
@@ -131,7 +131,14 @@ def trace(monitoring, request):
     used_monitor = probe.monitor is not None
     probe.stop()
     item = run.result(1, 1.0, None)
-    return {"shape": shape(item["root"]), "hidden": item["hidden"], "monitor": used_monitor, "broken": run.broken}
+    deeper = item.get("deeper", 0)
+    return {
+        "shape": shape(item["root"]),
+        "hidden": item["hidden"],
+        "deeper": deeper,
+        "monitor": used_monitor,
+        "broken": run.broken,
+    }
 
 
 SHAPES = []  # the first tree held() saw

@@ -95,6 +95,23 @@ def test_trace_block_is_the_trace_skills_example() -> None:
     ]
 
 
+def test_trace_says_how_many_calls_its_depth_left_out() -> None:
+    event = {
+        "kind": "trace",
+        "index": 1,
+        "time": WHEN,
+        "cost": 1.0,
+        "thread": "MainThread",
+        "tid": 1,
+        "daemon": False,
+        "root": node("f", 1.0, "/x/a.py", 3),
+        "hidden": 0,
+        "truncated": 0,
+        "deeper": 7,
+    }
+    assert text(TRACE.render(event))[-2:] == ["[1ms] f a.py:3", "7 call(s) below -d not shown"]
+
+
 def test_trace_says_at_once_what_it_skipped_and_why() -> None:
     event = {
         "kind": "trace",

@@ -30,6 +30,7 @@ FULL = [
 ]
 DEPTH_2 = ["handle", [["leaf", []]] * 4 + [["sum", []], ["fails", []], ["max", []], ["sorted", []]]]
 CALLS_UNDER_ROOT = 18  # 4 leaf + 4 len, sum, gen (resumed: one node), 3 leaf + 3 len, fails, max, sorted
+BELOW_DEPTH_2 = 8  # said, not shown: 4 len under the leaves, gen under sum once per resumption (4)
 
 
 @pytest.fixture(scope="module", params=INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
@@ -42,19 +43,24 @@ def report(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 def test_every_recorder_builds_the_same_tree(report: dict[str, Any]) -> None:
     monitoring = tuple(report["version"]) >= (3, 12)
-    expected = {"all": (FULL, 0), "depth": (DEPTH_2, 0), "none": (["handle", []], CALLS_UNDER_ROOT)}
-    for name, (shape, hidden) in expected.items():
+    expected = {
+        "all": (FULL, 0, 0),
+        "depth": (DEPTH_2, 0, BELOW_DEPTH_2),
+        "none": (["handle", []], CALLS_UNDER_ROOT, 0),
+    }
+    for name, (shape, hidden, deeper) in expected.items():
         traces = report[name]
         assert len(traces) == (2 if monitoring else 1)
         for trace in traces:
-            assert (trace["shape"], trace["hidden"], trace["broken"]) == (shape, hidden, False), name
+            assert (trace["shape"], trace["hidden"], trace["deeper"], trace["broken"]) == (shape, hidden, deeper, False)
         assert [trace["monitor"] for trace in traces] == ([False, True] if monitoring else [False])
 
 
 def test_a_big_invocation_is_built_in_parts_to_the_same_counts(report: dict[str, Any]) -> None:
     # 4000 mid + 12000 leaf + 12000 len: kept up to MAX_NODES (20000), the calls beyond counted where
-    # their parent was kept (those under a left-out call are not), as before the recorder was split
-    expected = {"all": [20001, 0, 1145, False], "none": [1, 28000, 0, False], "depth": [4001, 0, 0, False]}
+    # their parent was kept (those under a left-out call are not), as before the recorder was split;
+    # -d 2 keeps wide and its 4000 mid, and says the 12000 leaf calls below (not their len calls)
+    expected = {"all": [20001, 0, 1145, 0, False], "none": [1, 28000, 0, 0, False], "depth": [4001, 0, 0, 12000, False]}
     for name, counts in expected.items():
         assert all(found == counts for found in report["big"][name]), (name, report["big"][name])
 

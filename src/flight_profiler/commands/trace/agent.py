@@ -279,6 +279,7 @@ class TraceRun:
         self.nodes = 0
         self.hidden = 0  # calls shorter than -i
         self.truncated = 0  # calls beyond MAX_NODES
+        self.deeper = 0  # calls made at -d's depth, left out with everything they called
         self.plain_codes = probe.plain_codes
         self.suspended: dict[Any, list[Any]] = {}  # generator/coroutine frames that may resume
         # a suspension is placed under the innermost frame that resumes from it: frames
@@ -443,7 +444,11 @@ class TraceRun:
         amounts to: hidden, truncated (beyond MAX_NODES), or nothing under a node already left out."""
         stack = self.stack
         parent, depth = self._parent() if stack[-1][KIND] == THROUGH else (stack[-1], len(stack))
-        if parent[KIND] != HIDDEN and depth < self.max_depth:
+        if parent[KIND] == HIDDEN:
+            return
+        if depth >= self.max_depth:
+            self.deeper += leaves
+        else:
             if self.nodes >= MAX_NODES:
                 self.truncated += leaves
             else:
@@ -528,6 +533,8 @@ class TraceRun:
 
     def _attach(self, parent: list[Any], depth: int, node: list[Any]) -> None:
         if parent[KIND] == HIDDEN or depth >= self.max_depth:
+            if parent[KIND] != HIDDEN and node[KIND] != WAIT:
+                self.deeper += 1  # the first call cut by -d under a shown node: said, as -i's are
             node[KIND] = HIDDEN if node[KIND] != WAIT else WAIT
             return
         if self.nodes >= MAX_NODES:
@@ -598,6 +605,8 @@ class TraceRun:
         item["root"] = self._node(self.root, 0)
         item["hidden"] = self.hidden
         item["truncated"] = self.truncated
+        if self.deeper:
+            item["deeper"] = self.deeper
         if error is not None:
             item["raised"] = describe_error(error)
         return item
