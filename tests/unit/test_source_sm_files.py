@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from agent_harness import InProcessAgent
 
+from flight_profiler.commands.sc.model import MAX_LIMIT
 from flight_profiler.commands.sm import agent as sm_agent
 from flight_profiler.commands.source import agent as source_agent
 from flight_profiler.commands.source.client import SPEC as SOURCE
@@ -214,6 +215,25 @@ def test_a_class_bound_under_two_names_is_listed_once_under_its_own(
     assert [m["name"] for m in classes[0]["matches"]] == [name + ".Cart", name + ".Cart.Line"]
     assert classes[0]["total"] == 2
     assert [m["name"] for m in methods[0]["matches"]] == [name + ".Cart.Line.price", name + ".Cart.add"]
+
+
+def test_a_class_or_module_name_lists_what_it_defines(agent: InProcessAgent, module: Any) -> None:
+    """Arthas's ``sm CLASS`` lists the class's methods; sm said "no loaded function or method matches
+    'Cart'". A glob without a dot matched only whole dotted names: ``sc Ca*`` found nothing."""
+
+    def names(command: str, pattern: str) -> list[str]:
+        events, end = agent.run(command, {"pattern": pattern, "limit": MAX_LIMIT})  # pytest's classes too
+        assert end["status"] == "ok", end
+        return [match["name"] for match in events[0]["matches"]]
+
+    assert names("sm", "Cart") == names("sm", MODULE + ".Cart") == [MODULE + ".Cart.add"]
+    assert names("sm", MODULE) == [MODULE + ".total"]  # a module: its own functions
+    assert MODULE + ".Cart.add" in names("sm", "add")  # a plain name still matches at the end
+    found = names("sc", "Ca*")
+    assert MODULE + ".Cart" in found and all(name.rpartition(".")[2].startswith("Ca") for name in found)
+    assert MODULE + ".Cart.add" in names("sm", "ad?")
+    _, end = agent.run("sc", {"pattern": "Cart"[1:]})  # "art": a plain name is matched whole, at a dot
+    assert end["status"] != "ok"
 
 
 def test_glob_matching_agrees_with_fnmatch() -> None:

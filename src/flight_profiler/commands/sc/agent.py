@@ -38,15 +38,17 @@ def search(
     what: str,
     walk: Callable[[str, types.ModuleType], Iterator[tuple[str, Any, str]]],
     describe: Callable[[str, str, Any, str, bool], dict[str, Any]],
+    owners: bool = False,
 ) -> dict[str, Any]:
-    """Run ``walk`` over every loaded module; the matches, described, bounded by the limit."""
+    """Run ``walk`` over every loaded module; the matches, described, bounded by the limit.
+    ``owners``: a plain name matches what the class or module of that name defines (``Matcher``)."""
     pattern = str(request.get("pattern") or "")
     limit = int(request.get("limit", DEFAULTS["limit"]))
     if not pattern:
         raise CommandFailed("give a pattern, e.g. *Order* or mymodule.MyClass")
     if not 1 <= limit <= MAX_LIMIT:
         raise CommandFailed("-n must be 1..%d" % MAX_LIMIT)
-    matches = Matcher(pattern)
+    matches = Matcher(pattern, owners)
     found: list[dict[str, Any]] = []
     total = 0
     modules = _modules()
@@ -94,17 +96,29 @@ def _modules() -> list[tuple[str, types.ModuleType]]:
 
 
 class Matcher:
-    """Glob matching with ``*`` and ``?`` (no fnmatch/re import in the target)."""
+    """Glob matching with ``*`` and ``?`` (no fnmatch/re import in the target).
 
-    def __init__(self, pattern: str) -> None:
+    A glob without a dot is matched against the bare name too (``Inv*`` finds ``shop.Inventory``, as
+    a person reading class names expects; ``*Inv*`` always did). With ``owners`` (sm), a plain
+    name also matches what its owner defines: ``Inventory`` or ``shop.Inventory`` lists the class's
+    methods, ``json`` the module's functions, as Arthas's ``sm CLASS`` does."""
+
+    def __init__(self, pattern: str, owners: bool = False) -> None:
         self.pattern = pattern
         self.glob = "*" in pattern or "?" in pattern
+        self.bare = self.glob and "." not in pattern
         self.suffix = "." + pattern
+        self.owners = owners
 
     def __call__(self, name: str) -> bool:
-        if not self.glob:
-            return name == self.pattern or name.endswith(self.suffix)
-        return glob_match(self.pattern, name)
+        if self.glob:
+            return glob_match(self.pattern, name) or (self.bare and glob_match(self.pattern, name.rpartition(".")[2]))
+        if name == self.pattern or name.endswith(self.suffix):
+            return True
+        if not self.owners:
+            return False
+        owner = name.rpartition(".")[0]
+        return owner == self.pattern or owner.endswith(self.suffix)
 
 
 def glob_match(pattern: str, text: str) -> bool:

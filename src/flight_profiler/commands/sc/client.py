@@ -21,8 +21,13 @@ if TYPE_CHECKING:
 def add_search_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "pattern",
-        help="glob over module.%s (* and ?), or a plain name matched at the end, e.g. %s"
-        % (what, "*Order* or Inventory" if what == "Class" else "*charge* or Inventory.reserve"),
+        help="glob over module.%s (* and ?; without a dot, over the bare name too), or a plain name matched at "
+        "the end%s, e.g. %s"
+        % (
+            what,
+            "" if what == "Class" else " or naming a class or module (its methods or functions)",
+            "Inv* or Inventory" if what == "Class" else "*charge* or Inventory",
+        ),
     )
     parser.add_argument(
         "-d",
@@ -76,14 +81,19 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 USAGE_FORMS = ("PATTERN [-d] [-n]",)
 # The skill's option table (skills/tables.py writes it): first flag or positional, meaning[, default in words].
 OPTION_DOCS = (
-    ("pattern", "glob over `module.Class` (`*`, `?`), or a plain name matched at the end"),
+    (
+        "pattern",
+        "glob over `module.Class` (`*`, `?`; without a dot, over the bare class name too), or a plain name "
+        "matched at the end",
+    ),
     ("-d", "also the file, the line (of the class statement on 3.13+, else of its first method) and the base classes"),
     ("-n", "show at most N matches; the others are counted"),
 )
 # README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
 MAIN_FORMS = ("PATTERN [-d] [-n]",)
 OVERVIEW = (
-    "loaded classes whose `module.Class` name matches a glob (or ends with a plain name); `-d`: file, line, bases. "
+    "loaded classes whose `module.Class` (or, for a glob without a dot, bare) name matches a glob (or ends with a "
+    "plain name); `-d`: file, line, bases. "
     "Nothing is imported, no target code runs; no match is an error"
 )
 
