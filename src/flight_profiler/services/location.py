@@ -15,7 +15,7 @@ import stat
 import sys
 import types
 
-from . import hooks
+from . import hooks, interpreters
 from .context import CommandFailed
 from .describe import MODULE_DICT, class_name, instance_dict
 from .resolve import find_attribute, find_class, loaded_module, module_label, qualified
@@ -95,13 +95,20 @@ def resolve(module_name: str, class_name: str | None, name: str, nested: str | N
     func = _unwrap(inner, label)
     if not nested:
         target = Target(func, label, kind, None)
-        target.note = _cache_note(inner)
+        target.note = _notes(_cache_note(inner), interpreters.note())
         return target
     names, paths = _nested_paths(func, label, nested)
     what = "nested method" if len(paths[0]) > 1 and hooks.is_class_body(paths[0][-2]) else "nested function"
     if len(paths) > 1:
         what = "%d nested functions" % len(paths)
-    return Target(func, "%s.%s" % (label, ".".join(names)), what, paths)
+    target = Target(func, "%s.%s" % (label, ".".join(names)), what, paths)
+    target.note = interpreters.note()
+    return target
+
+
+def _notes(*notes: str | None) -> str | None:
+    said = [note for note in notes if note]
+    return "; ".join(said) if said else None
 
 
 def _described(raw: Any, label: str, in_class: bool) -> tuple[Any, str]:

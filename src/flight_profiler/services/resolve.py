@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import types
 
-from . import usercode
+from . import interpreters, usercode
 from .context import CommandFailed
 from .describe import (
     MODULE_DICT,
@@ -38,7 +38,7 @@ def loaded_module(name: str) -> types.ModuleType:
     if main is not None and is_a(main, types.ModuleType) and _spec_name(main) == name:
         return main  # `python -m pkg.app`: it runs as __main__, and pkg.app was never imported under its name
     hint = _suggest(name, [n for n in list(sys.modules) if not n.startswith("_flight_profiler")])
-    raise CommandFailed("module %r is not loaded in the target%s" % (name, hint))
+    raise CommandFailed("module %r is not loaded in the target%s%s" % (name, hint, _elsewhere()))
 
 
 def _spec_name(module: types.ModuleType) -> str | None:
@@ -90,7 +90,15 @@ def _lookup(owner: Any, name: str, what: str, owner_label: str, budget_ms: float
         return value
     if not is_a(error, AttributeError):  # a hostile __getattr__ is the target's problem, not ours
         raise CommandFailed("%s.%s raised %s" % (owner_label, name, describe_error(error)))
-    raise CommandFailed("%s %r not found in %s%s" % (what, name, owner_label, _suggest(name, list(namespace))))
+    raise CommandFailed(
+        "%s %r not found in %s%s%s" % (what, name, owner_label, _suggest(name, list(namespace)), _elsewhere())
+    )
+
+
+def _elsewhere() -> str:
+    """A lookup that failed may have looked in the wrong interpreter: say so where others run."""
+    note = interpreters.note()
+    return " (%s)" % note if note else ""
 
 
 def _namespace(owner: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         mechanism: str  # sys.monitoring (3.12+), or a trace function per call
 
     class LineStart(LineStartFields, total=False):
-        note: str  # a functools.lru_cache in front of the function: its cache hits never reach it
+        note: str  # what reading the calls needs: an lru_cache in front (its hits never reach it), other interpreters
 
     class LineEnd(TypedDict):
         kind: Literal["end"]  # -n hits shown (none when cancelled)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         cycles: int  # -n; 0: until stopped
 
     class MonitorStart(MonitorStartFields, total=False):
-        note: str  # a functools.lru_cache in front of the function: its cache hits never reach it
+        note: str  # what reading the calls needs: an lru_cache in front (its hits never reach it), other interpreters
 
     class MonitorEnd(TypedDict):
         kind: Literal["end"]  # -n cycles done (none when cancelled)

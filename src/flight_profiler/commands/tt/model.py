@@ -50,7 +50,7 @@ if TYPE_CHECKING:
         rate: float
 
     class TtStart(TtStartFields, total=False):
-        note: str  # a functools.lru_cache in front of the function: its cache hits never reach it
+        note: str  # what reading the calls needs: an lru_cache in front (its hits never reach it), other interpreters
 
     class TtRowFields(TypedDict):
         index: int

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         rate: float
 
     class WatchStart(WatchStartFields, total=False):
-        note: str  # a functools.lru_cache in front of the function: its cache hits never reach it
+        note: str  # what reading the calls needs: an lru_cache in front (its hits never reach it), other interpreters
 
     class ExceptionInfo(TypedDict):
         type: str
