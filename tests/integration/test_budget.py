@@ -334,6 +334,24 @@ def test_a_stop_under_an_applications_trace_function(name: str, python: str) -> 
         finish(traced)
 
 
+@pytest.mark.parametrize(("name", "python"), INTERPRETERS, ids=[i for i, _ in INTERPRETERS])
+def test_a_hook_at_the_bottom_of_a_deep_recursion_leaves_the_thread_unmarked(name: str, python: str) -> None:
+    """A capture at 8 frames from the recursion limit: our own calls there raised RecursionError in both
+    handlers of the evaluation, the thread stayed marked when it returned to the program, and the
+    watchdog's BudgetExceeded ended the program's thread in its own code (sleep), 0.2 s later."""
+    deep = start(python, "--idle", "--recursion")
+    try:
+        for command in ("watch __main__ down -n 3", "watch __main__ down -n 3 -f args[0] > 2 -x 2"):
+            watched = cli(deep.pid, command)
+            assert watched.returncode == 0, (watched.stdout, watched.stderr)
+        time.sleep(1.0)  # the budget (0.2 s) and the watchdog's looks after it: a stale mark is posted by now
+        found = state(deep.pid)
+        assert "recurser" in found["threads"] and found["thread_hook"] == [], found
+        assert wait_until(lambda: state(deep.pid)["recursions"] > found["recursions"]), "the recursion stopped"
+    finally:
+        finish(deep)  # the application's excepthooks saw nothing, its stderr is empty
+
+
 # ---------------------------------------------------------------- the program's code that a capture runs
 
 OVERRAN = "ran over the budget of %s ms and was stopped (--budget-ms)"

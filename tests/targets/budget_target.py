@@ -1,7 +1,9 @@
 """Target for the user-code budget tests; stdlib only, Python 3.8+.
 
-Usage: budget_target.py [--idle]
-Three threads call ``hot`` in a loop (none with --idle). The application
+Usage: budget_target.py [--idle] [--recursion]
+Three threads call ``hot`` in a loop (none with --idle); with --recursion a thread recurses through
+``down`` to a few frames below the recursion limit, again and again (a RecursionError is its own
+business: counted, as a program that expects it would). The application
 installs its own ``threading.excepthook`` and ``sys.excepthook`` (as error
 reporters such as Sentry do); both record every call, and ``state()`` (through
 ``console``) returns what they saw. SIGUSR1 ends the process with 0 when they
@@ -21,6 +23,9 @@ DATA = {"a": 1}
 GATE = threading.Event()  # a filter may block on it until the test sets it (no sleep to outlast)
 IDLE = "--idle" in sys.argv
 TRACED = "--traced" in sys.argv  # every thread under a trace function, as under a debugger or coverage
+RECURSION = "--recursion" in sys.argv
+DEPTHS = []  # what each recursion returned, or "RecursionError" (the last few)
+RECURSIONS = [0]
 
 
 def hot(x):
@@ -140,6 +145,25 @@ def hot_caller():
             sleep(0.001)
 
 
+def down(n):
+    return 0 if n == 0 else down(n - 1) + 1
+
+
+def recurser():
+    """Recurses to 8 frames below the limit: a hook's work at the bottom needs more than that."""
+    while True:
+        frame, depth = sys._getframe(), 0
+        while frame is not None:
+            frame, depth = frame.f_back, depth + 1
+        try:
+            DEPTHS.append(down(sys.getrecursionlimit() - depth - 8))
+        except RecursionError:  # a hooked function costs two frames a call: see the watch skill
+            DEPTHS.append("RecursionError")
+        del DEPTHS[:-5]
+        RECURSIONS[0] += 1
+        sleep(0.01)
+
+
 def thread_hook(args):
     THREAD_HOOK.append("%s in %s" % (args.exc_type.__name__, getattr(args.thread, "name", None)))
 
@@ -155,6 +179,8 @@ def state():
         "calls": CALLS[0],
         "stdin_closed": sys.stdin.closed,
         "threads": sorted(t.name for t in threading.enumerate()),
+        "depths": list(DEPTHS),
+        "recursions": RECURSIONS[0],
     }
 
 
@@ -179,6 +205,8 @@ def main():
         threading.Thread(target=taker, name="taker", daemon=True).start()
         for index in range(3):
             threading.Thread(target=hot_caller, name="hot-%d" % index, daemon=True).start()
+    if RECURSION:
+        threading.Thread(target=recurser, name="recurser", daemon=True).start()
     if not TRACED:
         threading.Thread(target=looper, name="looper", daemon=True).start()
         LOOPING.wait(60)

@@ -215,15 +215,32 @@ def run_marked(
     outer = ACTIVE.get(ident)
     mark = (monotonic() + limit, guard)
     error: BaseException | None = None
+    # The unmarking is inline, and ``_settle`` is called only when a stop was announced: near the
+    # recursion limit (a hooked recursive function) a call of ours raised RecursionError in both
+    # handlers, the thread stayed marked after it returned to the program, and the watchdog's
+    # BudgetExceeded ended the program's thread in its own code, long after.
     try:
         try:
             ACTIVE[ident] = mark  # inside: no check point lies between the marking and the handler
             value = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - everything user code raises stays here
             value, error = FAILED, exc
-        _leave(ident, mark, outer)
+        if outer is None:
+            ACTIVE.pop(ident, None)
+        else:
+            ACTIVE[ident] = outer  # back in the evaluation that called this one
+        if _wake or _POSTED.get(ident) is mark:
+            _settle(ident, mark)
     except BaseException as exc:  # noqa: BLE001 - the one posted exception, landed after the user code
-        _leave(ident, mark, outer)
+        if outer is None:
+            ACTIVE.pop(ident, None)
+        else:
+            ACTIVE[ident] = outer
+        if _wake or _POSTED.get(ident) is mark:
+            try:
+                _settle(ident, mark)
+            except RecursionError:  # no room for its frame: nothing is marked, so nothing more is posted
+                pass
         value, error = FAILED, exc
     return value, error, monotonic() > mark[0]
 
