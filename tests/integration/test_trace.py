@@ -73,7 +73,7 @@ def test_call_tree_with_costs_files_and_builtins(target: RunningTarget) -> None:
     tree = of_kind(depth, "trace")[0]
     root = tree["root"]
     assert shape(root) == ("order", [("validate", []), ("compute_price", [])])  # -d 2: no -i filtering
-    assert tree["deeper"] == 5  # said, not shown: sleep; len, len, sleep, apply_discount (not its sleep)
+    assert (tree["deeper"], tree["depth"]) == (5, 2)  # not shown: sleep; len, len, sleep, apply_discount
     assert all("deeper" not in tree for tree in of_kind(full, "trace"))
     assert shape(of_kind(depth_over_interval, "trace")[0]["root"]) == shape(root)
     assert shape(of_kind(interval, "trace")[0]["root"]) == ("order", [])

@@ -108,8 +108,9 @@ def test_trace_says_how_many_calls_its_depth_left_out() -> None:
         "hidden": 0,
         "truncated": 0,
         "deeper": 7,
+        "depth": 2,
     }
-    assert text(TRACE.render(event))[-2:] == ["[1ms] f a.py:3", "7 call(s) below -d not shown"]
+    assert text(TRACE.render(event))[-2:] == ["[1ms] f a.py:3", "7 call(s) below depth 2 not shown"]
 
 
 def test_trace_says_at_once_what_it_skipped_and_why() -> None:

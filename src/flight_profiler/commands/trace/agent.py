@@ -607,6 +607,7 @@ class TraceRun:
         item["truncated"] = self.truncated
         if self.deeper:
             item["deeper"] = self.deeper
+            item["depth"] = self.max_depth  # -d's, or MAX_DEPTH's (a deep recursion without -d)
         if error is not None:
             item["raised"] = describe_error(error)
         return item

@@ -186,7 +186,7 @@ def _render(event: dict[str, Any]) -> RenderableType | None:
     if event.get("hidden"):
         notes.append("%d call(s) under -i hidden" % event["hidden"])
     if event.get("deeper"):
-        notes.append("%d call(s) below -d not shown" % event["deeper"])
+        notes.append("%d call(s) below depth %d not shown" % (event["deeper"], event.get("depth", 0)))
     if event.get("truncated"):
         notes.append("%d call(s) beyond the node limit not kept" % event["truncated"])
     if event.get("raised"):

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
         root: Dict[str, Any]  # the call tree: {name, file, line, cost, children}
         hidden: int  # calls left out by -i
         truncated: int  # calls beyond the node limit, not kept
-        deeper: int  # calls made at -d's depth, not shown with what they called (absent: none)
+        deeper: int  # calls made at the deepest level shown, not shown with what they called (absent: none)
+        depth: int  # that level: -d's, or the tree's own limit (200) in a deep recursion; with deeper
         raised: str  # the invocation raised: ExceptionType: message
         error: str  # the filter raised
         skipped: int  # trees left out by --rate since the previous tree
