@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import pytest
 
@@ -83,17 +84,23 @@ def test_this_process_is_described_and_ourselves_left_out() -> None:
     assert processes.describe(2**22 + 12345, Caller.current()) is None  # no such pid
 
 
+def _zombie(pid: int) -> bool:
+    with open("/proc/%d/stat" % pid) as fh:
+        return fh.read().rpartition(")")[2].split()[0] == "Z"
+
+
 def test_a_process_caught_exiting_is_gone_not_a_crash() -> None:
     """/proc/PID/environ of an exiting process raises ESRCH, not ENOENT (CI once caught `ps` there)."""
     child = os.fork()
     if child == 0:
         os._exit(0)
     try:
-        for _ in range(200):  # until it is a zombie: exited, not yet reaped
-            with open("/proc/%d/stat" % child) as fh:
-                if fh.read().rpartition(")")[2].split()[0] == "Z":
-                    break
-            os.sched_yield()
+        # until it is a zombie: exited, not yet reaped (200 sched_yield()s were once too few on a loaded
+        # host: the child had not exited yet, and the check found a live process)
+        deadline = time.monotonic() + 30
+        while not _zombie(child) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert _zombie(child)
         with pytest.raises(TargetError, match="went away"):
             check_remote_debug_allowed(child)
         assert processes.describe(child, Caller.current()) is None
