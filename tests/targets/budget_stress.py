@@ -147,7 +147,8 @@ def holes():
             source = callexpr._GUARDED % _Blank(params="args, kwargs" + (", return_obj, cost" if on_exit else ""))
             lines = protected_lines(source.splitlines(), 1, "_fp_active[_fp_i] = _fp_m", "_fp_leave(")
             found += holes_in(wrapper, lines)
-        found += holes_in(usercode.run_marked.__code__, protected_in(usercode.run_marked, "ACTIVE[ident]", "_leave("))
+        marked = protected_in(usercode.run_marked, "ACTIVE[ident]", "_settle(ident, mark)")  # to the unmarking's end
+        found += holes_in(usercode.run_marked.__code__, marked)
         found += holes_in(usercode._settle.__code__, protected_in(usercode._settle, "_lock.acquire()", "finally:"))
         return found
     finally:

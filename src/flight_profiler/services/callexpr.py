@@ -85,6 +85,8 @@ _GUARDED = """def _fp_filter(%(params)s):
         _fp_leave(_fp_i, _fp_m, _fp_o)
         _fp_r, _fp_x = False, _fp_e
     if _fp_x is not None:
+        if _fp_x.__class__ is _fp_passed_on:
+            raise _fp_x
         _fp_g.trip(_fp_x, _fp_i)
     return _fp_r
 """
@@ -132,6 +134,7 @@ class CallExpression:
             "_fp_active": usercode.ACTIVE,
             "_fp_posted": usercode._POSTED,
             "_fp_leave": usercode._leave,
+            "_fp_passed_on": usercode.PASSED_ON,  # 3.8's RecursionError: see usercode.PASSED_ON
         }
         source = _GUARDED % {"params": params}
         made: Any = _build(source, "_fp_filter", names)

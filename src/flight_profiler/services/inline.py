@@ -101,6 +101,8 @@ def failed(guard: Guard) -> Any:
     """The wrapper's handler for what the filter raised: the filter is switched off; not wanted."""
 
     def handle(error: BaseException) -> bool:
+        if error.__class__ is usercode.PASSED_ON:
+            raise error  # 3.8's RecursionError: the call itself raises it (the outer handler passes it on)
         try:
             guard.trip(error, usercode.get_ident())
         except Exception:  # noqa: BLE001, S110 - the application's call must go on
@@ -114,6 +116,8 @@ def late(guard: Guard) -> Any:
     """The wrapper's outer handler: the stop the watchdog posted landed after the filter."""
 
     def handle(error: BaseException) -> bool:
+        if error.__class__ is usercode.PASSED_ON:
+            raise error  # 3.8's RecursionError, passed on by ``failed``: to the program, as its call's
         try:
             usercode.region_settle(2)  # the wrapper's frame: ours is 1
             guard.trip(error, usercode.get_ident())

@@ -117,6 +117,19 @@ class Interrupted(BaseException):
 OURS = (BudgetExceeded, Interrupted)
 
 
+class _Never(BaseException):
+    """Never raised: what ``PASSED_ON`` is where every exception of user code can be kept."""
+
+
+# Python 3.8 keeps a thread "overflowed" after a RecursionError until its stack is 50 frames below
+# the limit again; meanwhile calls go 50 frames past the limit unchecked, and one more is a fatal
+# error ("Cannot recover from stack overflow", the process aborts). A filter that raised
+# RecursionError in the program's thread, kept as "no match", let the hooked call go on down: a
+# hooked recursion at the limit aborted the process. On 3.8 it is passed on, as the call itself
+# would have raised it (the filter ran where that call runs); 3.9+ reset the state at once.
+PASSED_ON: type[BaseException] = RecursionError if sys.version_info < (3, 9) else _Never
+
+
 class _Failed:
     """What a guarded evaluation returns when it did not complete."""
 
