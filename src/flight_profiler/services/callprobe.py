@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 
+from . import realthreads
 from .callexpr import CallExpression
 from .context import AGENT_THREAD_IDS
 from .describe import describe_error as _describe_error
@@ -44,13 +45,18 @@ perf_counter = time.perf_counter
 get_ident = threading.get_ident
 
 
+# The events the program's threads set (a result is ready, the last one is in) are realthreads', made of
+# _thread locks: threading.Event is Python code on a Condition, which a person may hook. A hook on
+# threading.Condition.notify, called again from our own Event.set under the event's lock, waited on
+# that same lock for ever: the producing thread hung, and with it every thread of the program that
+# waited on its queue.
 class Outbox:
     """Results from the target's threads to the job's thread; bounded, oldest dropped first."""
 
     def __init__(self, size: int = OUTBOX_MAX) -> None:
         self.items: deque[dict[str, Any]] = deque(maxlen=size)
         self.dropped = 0
-        self.wake = threading.Event()
+        self.wake = realthreads.Event()  # see the note above the class
 
     def put(self, item: dict[str, Any]) -> None:
         if len(self.items) == self.items.maxlen:
@@ -96,7 +102,7 @@ class CallProbe:
         self.pending = 0  # admitted calls whose result is not in the outbox yet
         self.internal_errors = 0
         self.closed = False
-        self.full = threading.Event()
+        self.full = realthreads.Event()
         self.exit_filter: Callable[..., Any] | None = None
         self.enter: Callable[[Any, Any], Any]
         expression = CallExpression(filter_source) if filter_source else None
@@ -173,19 +179,21 @@ class CallProbe:
                 self._close_gates()  # -n reached: the wrapper stops evaluating the filter at once
             if not index:
                 return
+            # Our own work, to the end: a function of the program's or the stdlib's that it calls (a
+            # __repr__, a property, something a person hooked too) runs as if unhooked.
+            OWN_WORK.add(ident)
             try:
-                OWN_WORK.add(ident)
-                try:
-                    # a capture runs the user's __repr__ and properties, and --expr: user code too
-                    item = self.record_guard.call(self.record, index, args, kwargs, returned, error, cost, None)
-                finally:
-                    OWN_WORK.discard(ident)
+                # a capture runs the user's __repr__ and properties, and --expr: user code too
+                item = self.record_guard.call(self.record, index, args, kwargs, returned, error, cost, None)
                 if item is not None and item is not FAILED:
                     item = self.commit(item)  # outside the guard: it may take locks (see usercode)
                     item["skipped"] = self.bucket.take_skipped()
                     self.outbox.put(item)
             finally:
-                self._recorded()
+                try:
+                    self._recorded()
+                finally:
+                    OWN_WORK.discard(ident)
         except Exception:  # noqa: BLE001 - never let our bug reach the target's call
             self.internal_errors += 1
 
@@ -250,7 +258,7 @@ class CallProbe:
                 guard.close()
 
 
-def serve(ctx: JobContext, outbox: Outbox, done: threading.Event, emit: Callable[[dict[str, Any]], None]) -> str:
+def serve(ctx: JobContext, outbox: Outbox, done: realthreads.Event, emit: Callable[[dict[str, Any]], None]) -> str:
     """Send results until ``done`` is set and all are sent, or the job is cancelled; return why it ended."""
     while True:
         for item in outbox.drain():

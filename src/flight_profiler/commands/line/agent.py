@@ -20,6 +20,7 @@ import time
 from ...services import (
     capture_repr,  # noqa: F401 - compiled now, in the job's thread, never in a hooked call
     hooks,
+    realthreads,
 )
 from ...services.callprobe import Outbox, serve, thread_info
 from ...services.capture import CaptureOptions, capture
@@ -57,7 +58,7 @@ class LineProbe:
         self.lock = threading.Lock()
         self.accepted = 0
         self.closed = False
-        self.full = threading.Event()
+        self.full = realthreads.Event()  # set on the program's threads: never threading's (services/callprobe)
         self.internal_errors = 0
         self.expr_source = request.get("expr")
         self.filter_source = request.get("filter")

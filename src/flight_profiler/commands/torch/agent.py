@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from ...services import hooks
+from ...services import hooks, realthreads
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.describe import class_name, describe_error
 from ...services.location import resolve
@@ -205,7 +205,7 @@ class _OneShot:
         self.stop = stop
         self.lock = threading.Lock()
         self.claimed = False
-        self.done = threading.Event()
+        self.done = realthreads.Event()  # set on the program's threads: never threading's (services/callprobe)
         self.result: Any = None
         self.error: str | None = None
         self.call_ms = 0.0

@@ -102,7 +102,7 @@ class TraceProbe:
         self.below_entrance = 0
         self.busy_thread = 0  # invocations not traced: the thread already had a profiler we cannot restore
         self.internal_errors = 0
-        self.full = threading.Event()
+        self.full = realthreads.Event()  # set on the program's threads: never threading's (services/callprobe)
         self.done = False  # -n reached: read on every call, so a plain attribute
         self.stopped = False  # the command ended: invocations still running stop tracing
         self.kind = kind
