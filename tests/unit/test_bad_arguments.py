@@ -161,6 +161,31 @@ def test_perf_of_an_idle_process_says_so_and_how_to_sample_it_anyway() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "watch threading Event.set -n 2",
+        "trace threading Event.set",
+        "tt -t threading Event.set",
+        "monitor threading Event.set",
+        "stack threading Event.set",
+        "reload threading Event.set",
+        "getglobal threading Event.set",
+        "line threading Event.set 600",
+    ],
+)
+def test_class_dot_method_in_the_methods_place_is_the_class_and_the_method(line: str) -> None:
+    """``watch threading Event.set``, as Python names the method: was looked up as one attribute
+    'Event.set' of threading ("not found ... did you mean Event?")."""
+    command, rest = line.split(" ", 1)
+    spec = registry.get(command)
+    assert spec is not None
+    request = spec.parse_line(rest)
+    assert request.get("cls") == "Event" and (request.get("method") or request.get("field")) == "set", request
+    other = spec.parse_line(rest.replace("Event.set", "Event set"))
+    assert request == other  # the same request as the seeds' form
+
+
 @pytest.mark.parametrize("command", ["watch m f", "trace m C f", "tt -t m f", "monitor m f", "stack m f"])
 def test_an_empty_nested_name_is_refused_not_dropped(command: str) -> None:
     spec = registry.get(command.split()[0])

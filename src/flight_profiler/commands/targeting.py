@@ -19,7 +19,18 @@ def location(ns: argparse.Namespace, last: str) -> tuple[str, str | None, str]:
     check_names([ns.module, *names])
     if len(names) == 2:
         return ns.module, names[0], names[1]
-    return ns.module, None, names[0]
+    cls, name = owner_and_name(None, names[0])
+    return ns.module, cls, name
+
+
+def owner_and_name(cls: str | None, name: str) -> tuple[str | None, str]:
+    """``Class.method`` typed in the method's place, as Python names it (``watch threading
+    Event.set``), is ``Class method``: it was looked up as one attribute and not found."""
+    if cls is None and name.count(".") == 1:
+        owner, _, attr = name.partition(".")
+        if owner.isidentifier() and attr.isidentifier():
+            return owner, attr
+    return cls, name
 
 
 def check_names(words: list[str]) -> None:

@@ -20,7 +20,7 @@ from ..calls import (
     where,
 )
 from ..spec import CommandSpec, add_expression_argument, add_render_options, number, render_options
-from ..targeting import check_names
+from ..targeting import check_names, owner_and_name
 from .model import DEFAULT_LIMIT, DEFAULT_RATE
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
@@ -105,10 +105,11 @@ def _to_request(ns: argparse.Namespace) -> LineRequest:
         raise UsageError("the last argument must be a line number, got %r" % names[-1]) from None
     if line < 1:
         raise UsageError("the line number must be at least 1, got %d" % line)
+    cls, method = owner_and_name(names[0] if len(names) == 3 else None, names[-2])
     return {
         "module": ns.module,
-        "cls": names[0] if len(names) == 3 else None,
-        "method": names[-2],
+        "cls": cls,
+        "method": method,
         "nested": ns.nested,
         "line": line,
         "expr": ns.expr,

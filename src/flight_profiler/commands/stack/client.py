@@ -24,7 +24,7 @@ from ..spec import (
     check_expression,
     number,
 )
-from ..targeting import check_names
+from ..targeting import check_names, owner_and_name
 from ..userpath import user_path
 from .model import DEFAULTS
 
@@ -158,10 +158,11 @@ def _callers_request(ns: argparse.Namespace, words: list[str]) -> CallersRequest
     limit = CALLS_LIMIT if ns.limits is None else ns.limits
     if limit < 1:
         raise UsageError("-n must be at least 1, got %d" % limit)
+    cls, method = owner_and_name(words[1] if len(words) == 3 else None, words[-1])
     return {
         "module": words[0],
-        "cls": words[1] if len(words) == 3 else None,
-        "method": words[-1],
+        "cls": cls,
+        "method": method,
         "nested": ns.nested,
         "filter": check_expression(ns.filter or ns.filepath, CALL_NAMES, "-f"),
         "limit": limit,

@@ -33,7 +33,7 @@ from ..spec import (
     number,
     render_options,
 )
-from ..targeting import check_names
+from ..targeting import check_names, owner_and_name
 from .model import DEFAULTS
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~3 ms of every --cmd's start-up (issue 14)
@@ -240,12 +240,12 @@ def _record_request(ns: argparse.Namespace) -> TtRecordRequest:
     if not 2 <= len(names) <= 3:
         raise UsageError("-t takes module [class] method, got %d name(s)" % len(names))
     check_names(names)
-    cls = names[1] if len(names) == 3 else None
+    cls, method = owner_and_name(names[1] if len(names) == 3 else None, names[-1])
     return {
         "action": "record",
         "module": names[0],
         "cls": cls,
-        "method": names[-1],
+        "method": method,
         "nested": ns.nested,
         "filter": check_expression(ns.filter, CALL_NAMES, "-f"),
         **budget_request(ns),
