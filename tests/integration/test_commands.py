@@ -175,6 +175,12 @@ def test_stack_asyncio_tasks(target: RunningTarget) -> None:
     assert [frame["name"] for frame in parent["frames"]] == ["chain_parent"]
     text = client(target.pid, "stack -a", "--no-color", json_output=False).stdout
     assert "awaits task chain-child" in text and "awaited by task chain-parent" in text
+    assert "not_shown" not in event
+    # bounded by what is shown: 50,000 tasks once made an answer over the protocol's 4 MB
+    few = only(client(target.pid, "stack -a -n 2"))
+    assert sum(len(loop["tasks"]) for loop in few["loops"]) == 2 and few["not_shown"] == len(tasks) - 2
+    text = client(target.pid, "stack -a -n 2", "--no-color", json_output=False).stdout
+    assert "%d more task(s) not read (the first 2 listed are shown: -n N for more)" % (len(tasks) - 2) in text
 
 
 @pytest.mark.any_interpreter  # the client's rendering and help

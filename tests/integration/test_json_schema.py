@@ -35,6 +35,7 @@ DOC = os.path.join(os.path.dirname(SCHEMA_DIR), "json-schema.md")
 CASES = [
     "stack",
     "stack -a",
+    "stack -a -n 1",  # not_shown
     "getglobal __main__ SETTINGS -x 2",
     "getglobal __main__ inventory -x 2",
     "getglobal __main__ Inventory capacity",

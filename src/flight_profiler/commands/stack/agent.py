@@ -22,7 +22,7 @@ from ...services.callprobe import CallProbe, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.describe import class_name, is_a, safe_repr, short, thread_fields
 from ...services.location import resolve
-from .model import DEFAULTS
+from .model import DEFAULTS, TASKS_SHOWN
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 
 FRAME_LIMIT = 64
+TASKS_BYTES = 1 << 20  # stack -a: tasks stop being read once their descriptions take about this much
 # the run loop is below every frame of the task it runs: a deep task puts it far from the top
 LOOP_SEARCH_DEPTH = 5000
 # one task's methods (a Task subclass's are the program's code): a real one takes microseconds, and a
@@ -46,8 +47,17 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         return
     allowance = usercode.Allowance(usercode.AGENT_BUDGET_MS, TASK_READ_MS)
     loops: dict[int, dict[str, Any]] = {}
-    for task in _listed_tasks(allowance):
+    listed = _listed_tasks(allowance)
+    most = int(request.get("tasks") or TASKS_SHOWN)
+    shown = size = 0
+    for task in listed:
+        # bounded by what is shown: 50,000 sleeping tasks made one answer over the protocol's 4 MB
+        # (the session was dropped) and +70 MB in the target while they were described
+        if shown >= most or size > TASKS_BYTES:
+            break
         loop, described = _read_task(task, allowance)
+        shown += 1
+        size += _size_of(described)
         entry = loops.get(id(loop))
         if entry is None:  # the loop's repr once per loop, not per task: it is the program's code (a budget each)
             running, _, _ = allowance.call("the loop's is_running()", _running, (loop,))
@@ -62,7 +72,22 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         for task in entry["tasks"]:
             task["awaited_by"] = sorted(awaited_by.get(task["name"], []))
         entry["tasks"].sort(key=lambda task: task["name"])
-    ctx.emit({"loops": list(loops.values()), "threads": _loop_threads()})
+    found: dict[str, Any] = {"loops": list(loops.values()), "threads": _loop_threads()}
+    if shown < len(listed):
+        found["not_shown"] = len(listed) - shown
+    ctx.emit(found)
+
+
+def _size_of(described: dict[str, Any]) -> int:
+    """About the bytes a task's description takes in the answer."""
+    frames = described.get("frames") or ()
+    return (
+        100
+        + len(described["name"])
+        + len(described["coro"])
+        + sum(60 + len(frame["file"]) + len(frame["name"]) for frame in frames)
+        + 2 * sum(4 + len(name) for name in described.get("awaits") or ())  # and once more in awaited_by
+    )
 
 
 def _thread_stacks() -> dict[str, Any]:

@@ -26,7 +26,7 @@ from ..spec import (
 )
 from ..targeting import check_names, owner_and_name
 from ..userpath import user_path
-from .model import DEFAULTS
+from .model import DEFAULTS, TASKS_SHOWN
 
 CALLS_LIMIT = DEFAULTS["limit"]  # stack module [class] method: calls shown by default
 CALLS_RATE = DEFAULTS["rate"]  # at most this many call stacks per second; the others are counted as skipped
@@ -65,7 +65,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--limits",
         metavar="N",
         type=number(int, 1),
-        help="module [class] method: stop after this many calls (default %d)" % CALLS_LIMIT,
+        help="module [class] method: stop after this many calls (default %d); -a: show at most N tasks (default %d)"
+        % (CALLS_LIMIT, TASKS_SHOWN),
     )
     add_nested_argument(parser)
 
@@ -97,7 +98,7 @@ OPTION_DOCS = (
         "`return_obj`, `cost`",
         "all calls",
     ),
-    ("-n", "`module [class] method` only: stop after N calls", "5"),
+    ("-n", "`module [class] method`: stop after N calls (5); with `-a`: show at most N tasks (200)", "5 / 200"),
     ("-nm", "`module [class] method` only: the function `NAME` defined inside the method", "off"),
 )
 # README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
@@ -130,14 +131,15 @@ def _to_request(ns: argparse.Namespace) -> StackRequest:
         raise UsageError("stack %s: give a pid, or module [class] method (a module names no function)" % words[0])
     elif words:
         return _callers_request(ns, words)
-    for option, value in (("--filter", ns.filter), ("-n", ns.limits), ("-nm", ns.nested)):
+    for option, value in (("--filter", ns.filter), ("-n", None if ns.asyncio else ns.limits), ("-nm", ns.nested)):
         if value is not None:
             raise UsageError("%s needs module [class] method (stack module [class] method %s ...)" % (option, option))
     path = user_path(ns.filepath) if ns.filepath else None
     if path is not None:
         check_destination(path)
     pid = int(words[0]) if words else None
-    return {"pid": pid, "filepath": path, "native": ns.native, "asyncio": ns.asyncio}
+    tasks = TASKS_SHOWN if ns.limits is None else ns.limits
+    return {"pid": pid, "filepath": path, "native": ns.native, "asyncio": ns.asyncio, "tasks": tasks}
 
 
 def _number(word: str) -> bool:
@@ -238,8 +240,13 @@ def _tasks_text(event: dict[str, Any]) -> Text:
         text.append("no pending asyncio tasks in the target\n", style="yellow")
     for loop in event["loops"]:
         text.append(
-            "Loop %s%s: %d task(s)\n"
-            % (safe_line(loop["loop"]), " [running]" if loop["running"] else "", len(loop["tasks"])),
+            "Loop %s%s: %d task(s)%s\n"
+            % (
+                safe_line(loop["loop"]),
+                " [running]" if loop["running"] else "",
+                len(loop["tasks"]),
+                " shown" if event.get("not_shown") else "",
+            ),
             style="bold",
         )
         for task in loop["tasks"]:
@@ -255,6 +262,12 @@ def _tasks_text(event: dict[str, Any]) -> Text:
                     '      File "%s", line %d, in %s\n'
                     % (safe_line(frame["file"]), frame["line"], safe_line(frame["name"]))
                 )
+    if event.get("not_shown"):
+        text.append(
+            "%d more task(s) not read (the first %d listed are shown: -n N for more)\n"
+            % (event["not_shown"], sum(len(loop["tasks"]) for loop in event["loops"])),
+            style="yellow",
+        )
     return text
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
         filepath: Optional[str]  # write the stacks there too
         native: bool  # --native: C frames too
         asyncio: bool  # -a: the asyncio tasks (the agent answers)
+        tasks: int  # -a -n: the tasks read and shown at most (TASKS_SHOWN); the others are counted
 
     class CallersOptions(TypedDict):
         """The fields of ``stack module [class] method`` with a default (``DEFAULTS``)."""
@@ -33,3 +34,4 @@ if TYPE_CHECKING:
 
 
 DEFAULTS: CallersOptions = {"limit": 5, "rate": 20.0}
+TASKS_SHOWN = 200  # stack -a: tasks read and shown by default (a service may run tens of thousands)
