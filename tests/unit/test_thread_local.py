@@ -216,8 +216,22 @@ def test_cpu_share_of_two_samples() -> None:
     assert proctasks.cpu_percent(before, after, 0.0, 100) == 0.0
 
 
+def _blocked(thread: threading.Thread) -> None:
+    """Until ``thread`` sleeps in the kernel (state S), as the tests reading it at once expect."""
+    assert thread.native_id is not None  # started
+    path = "/proc/self/task/%d/stat" % thread.native_id
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with open(path) as fh:
+            if fh.read().rpartition(")")[2].split()[0] == "S":
+                return
+        time.sleep(0.005)
+    raise AssertionError("%s never waited" % thread.name)
+
+
 def test_with_no_interval_cpu_is_said_not_measured(threads: dict[str, threading.Thread]) -> None:
     """-i 0 reads the stacks at once: every thread showed 0.0 % "CPU over 0 ms", a hog among them."""
+    _blocked(threads["idle"])  # read at once: a thread just started may not wait on its lock yet
     event, text = _run("-i 0")
     assert text.splitlines()[0] == "pid %d: %d thread(s), CPU not measured (-i 0)" % (os.getpid(), event["total"])
     idle = _by_name(event)["fp-idle"]
