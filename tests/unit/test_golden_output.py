@@ -95,8 +95,9 @@ def test_trace_block_is_the_trace_skills_example() -> None:
     ]
 
 
-def test_trace_says_how_many_calls_its_depth_left_out() -> None:
-    event = {
+def one_call_tree(**fields: Any) -> dict[str, Any]:
+    """A trace event of one call, f at /x/a.py:3 taking 1 ms, with ``fields`` added."""
+    return {
         "kind": "trace",
         "index": 1,
         "time": WHEN,
@@ -105,27 +106,17 @@ def test_trace_says_how_many_calls_its_depth_left_out() -> None:
         "tid": 1,
         "daemon": False,
         "root": node("f", 1.0, "/x/a.py", 3),
-        "hidden": 0,
-        "truncated": 0,
-        "deeper": 7,
-        "depth": 2,
+        **fields,
     }
+
+
+def test_trace_says_how_many_calls_its_depth_left_out() -> None:
+    event = one_call_tree(hidden=0, truncated=0, deeper=7, depth=2)
     assert text(TRACE.render(event))[-2:] == ["[1ms] f a.py:3", "7 call(s) below depth 2 not shown"]
 
 
 def test_trace_says_at_once_what_it_skipped_and_why() -> None:
-    event = {
-        "kind": "trace",
-        "index": 2,
-        "time": WHEN,
-        "cost": 1.0,
-        "thread": "MainThread",
-        "tid": 1,
-        "daemon": False,
-        "root": node("f", 1.0, "/x/a.py", 3),
-        "not_traced_budget": 18,
-        "skipped": 2,
-    }
+    event = one_call_tree(index=2, not_traced_budget=18, skipped=2)
     lines = text(TRACE.render(event))
     assert (
         lines[-1]
