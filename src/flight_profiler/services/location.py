@@ -157,10 +157,15 @@ def _chain(obj: Any) -> list[Any]:
 
 
 def _unwrap(obj: Any, label: str) -> types.FunctionType:
-    innermost = _chain(obj)[-1]
-    if isinstance(innermost, types.FunctionType):
-        return innermost
-    raise CommandFailed("%s %s" % (label, _what(innermost)))
+    """The innermost Python function along the decorators' ``__wrapped__`` chain. One below it that is
+    not one (``functools.wraps(len)``, a callable object, something odd a library set) is what that
+    function calls: it was refused ("is a built-in (C) function") though the function named was Python."""
+    chain = _chain(obj)
+    for candidate in reversed(chain):
+        if type(candidate) is types.FunctionType:  # exactly (it has no subclasses): no __class__ of theirs runs
+            found: types.FunctionType = candidate
+            return found
+    raise CommandFailed("%s %s" % (label, _what(chain[0])))
 
 
 def _wrapped(obj: Any) -> Any:
