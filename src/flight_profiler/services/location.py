@@ -31,6 +31,8 @@ def read_source_file(path: str, limit: int) -> bytes | None:
     the open or the read in C for good (nothing of ours can stop that), /dev/zero never ends."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except NotADirectoryError:
+        return _from_archive(path, limit)  # ARCHIVE/member: imported from a zip (zipapp, lib.zip on the path)
     except OSError as exc:
         raise CommandFailed("cannot read %s: %s" % (path, exc.strerror or exc)) from None
     try:
@@ -48,6 +50,35 @@ def read_source_file(path: str, limit: int) -> bytes | None:
         raise CommandFailed("cannot read %s: %s" % (path, exc.strerror or exc)) from None
     finally:
         os.close(fd)
+
+
+def _from_archive(path: str, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``member`` for a code file named ``ARCHIVE/member``: a module
+    zipimport loaded (a ``.pyz``, ``PYTHONPATH=lib.zip``). It was "cannot read ...: Not a directory".
+    The archive is the longest regular file that begins the path; the member is read by its
+    uncompressed bytes, at most ``limit + 1``, so a member that inflates without end stops there."""
+    head = path
+    parts: list[str] = []
+    while True:
+        head, tail = os.path.split(head)
+        if not tail:
+            raise CommandFailed("cannot read %s: no archive on its path" % path)
+        parts.insert(0, tail)
+        try:
+            mode = os.stat(head).st_mode
+        except OSError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise CommandFailed("cannot read %s: not a directory, not an archive" % path)
+        break
+    import zipfile  # only for a module loaded from an archive
+
+    try:
+        with zipfile.ZipFile(head) as archive, archive.open("/".join(parts)) as member:
+            data: bytes = member.read(limit + 1)
+            return data
+    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError) as exc:
+        raise CommandFailed("cannot read %s from the archive %s: %s" % ("/".join(parts), head, exc)) from None
 
 
 MAX_WRAPPED = 32  # a __wrapped__ chain longer than this is a cycle
