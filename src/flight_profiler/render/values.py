@@ -27,6 +27,8 @@ def one_line(node: dict[str, Any]) -> str:
         body = ", ".join("%s: %s" % (one_line(k), one_line(v)) for k, v in node["items"])
         return "{%s%s}" % (body, _more(node, bool(node["items"])))
     if kind in ("list", "tuple", "set"):
+        if kind == "set" and not node["items"] and not node.get("more"):  # {} is a dict: Python says set()
+            return "%s()" % ("set" if node.get("t") in ("set", None) else safe_line(node["t"]))
         body = ", ".join(one_line(item) for item in node["items"])
         opener, closer = _brackets(node)
         if kind == "tuple" and len(node["items"]) == 1 and not node.get("more"):
@@ -156,8 +158,8 @@ def _brackets(node: dict[str, Any]) -> tuple[str, str]:
     kind = node["kind"]
     if kind == "tuple":
         return "(", ")"
-    if kind == "set":
-        return "{", "}"
+    if kind == "set":  # a frozenset (or a subclass) by its name, as Python shows it: {1} read as a set
+        return ("{", "}") if node.get("t") in ("set", None) else (safe_line(node["t"]) + "({", "})")
     if node.get("t") not in ("list", None):
         return safe_line(node["t"]) + "([", "])"
     return "[", "]"

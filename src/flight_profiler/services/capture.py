@@ -256,14 +256,31 @@ def _object(
 ) -> dict[str, Any]:
     names, total = attrs
     shown: dict[str, Any] = {}
+    unset = 0
     for name in names[: options.item_limit]:
         try:
             value = getattr(obj, name)
+        except AttributeError as exc:
+            if _is_slot(obj, name):
+                unset += 1  # a slot never assigned holds nothing: a PosixPath showed 8 lines of errors
+                continue
+            shown[short(name)] = {"t": "error", "error": _describe(exc)}
+            continue
         except Exception as exc:  # noqa: BLE001 - a failing property is shown, not raised
             shown[short(name)] = {"t": "error", "error": _describe(exc)}
             continue
         shown[short(name)] = _capture(value, options, depth - 1, seen)  # the name: the program's, cut
-    return {"t": _type_name(obj), "kind": "object", "attrs": shown, "more": max(0, total - len(shown))}
+    more = max(0, total - len(shown) - unset)
+    return {"t": _type_name(obj), "kind": "object", "attrs": shown, "more": more}
+
+
+def _is_slot(obj: Any, name: str) -> bool:
+    """``name`` is one of the ``__slots__`` of ``obj``'s classes (read from their dicts)."""
+    for klass in TYPE_MRO(type(obj)):
+        slots = TYPE_DICT(klass).get("__slots__", ())
+        if name in ([slots] if isinstance(slots, str) else slots):
+            return True
+    return False
 
 
 def _attributes(obj: Any, limit: int) -> tuple[list[str], int] | None:
