@@ -13,6 +13,9 @@ sub-interpreters through the C API alone is not seen.
 from __future__ import annotations
 
 import sys
+import types
+
+from .describe import MODULE_DICT
 
 TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
@@ -32,11 +35,17 @@ def seen() -> tuple[int, int, int] | None:
     """(interpreters, the agent's one, the main one), by their ids; None when not known."""
     for name in _MODULES:
         module = sys.modules.get(name)
-        if module is None:
+        if type(module) is not types.ModuleType:  # exactly: anything else there is the program's object
             continue
+        # read from the module's dict, and only C functions called: what sits in sys.modules under that
+        # name may be the program's, whose attributes and functions would run its code here
+        found = [MODULE_DICT(module).get(attr) for attr in ("list_all", "get_current", "get_main")]
+        if any(type(function) is not types.BuiltinFunctionType for function in found):
+            return None
+        list_all, get_current, get_main = found
         try:
-            every = [_number(each) for each in module.list_all()]
-            return len(every), _number(module.get_current()), _number(module.get_main())
+            every = [_number(each) for each in list_all()]
+            return len(every), _number(get_current()), _number(get_main())
         except Exception:  # noqa: BLE001 - an unexpected shape in some version: say nothing
             return None
     return None
