@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import collections
+import sys
+import time
+
+import pytest
+
 from flight_profiler.render.values import one_line, pretty
 from flight_profiler.services.capture import CaptureOptions, capture
 
@@ -100,3 +106,44 @@ def test_a_frozenset_and_an_empty_set_are_written_as_python_writes_them() -> Non
     }
     assert all(text == python for text, python in shown.items()), shown
     assert pretty(capture([frozenset({2})], CaptureOptions(expand=2))) == "[frozenset({2})]"
+
+
+Pair = collections.namedtuple("Pair", "x y")
+
+
+class Labelled(Pair):
+    """A subclass of a named tuple: the fields come from its base's dict."""
+
+
+class Plain(tuple):  # type: ignore[type-arg]
+    """A tuple subclass with no field names."""
+
+
+class Misnamed(tuple):  # type: ignore[type-arg]
+    """``_fields`` that do not name the items (one name, two items): shown with no labels."""
+
+    _fields = ("a",)
+
+
+def test_a_named_tuple_is_written_with_its_field_names() -> None:
+    """A namedtuple was written ``(1, 2)``: the names are what tells a row from a pair of numbers."""
+    assert one_line(capture(Pair(1, 2), CaptureOptions())) == "Pair(x=1, y=2)"
+    assert capture(Pair(1, 2), CaptureOptions())["fields"] == ["x", "y"]
+    assert one_line(capture(Labelled(3, [4]), CaptureOptions())) == "Labelled(x=3, y=[4])"
+    assert one_line(capture(Pair(1, (2,)), CaptureOptions())) == "Pair(x=1, y=(2,))"
+    assert one_line(capture(Plain((1,)), CaptureOptions())) == "%s.Plain((1,))" % __name__
+    assert one_line(capture(Misnamed((1, 2)), CaptureOptions())) == "%s.Misnamed((1, 2))" % __name__
+    long = pretty(capture(Pair(1, "y" * 120), CaptureOptions()))
+    assert long.splitlines()[:2] == ["Pair(", "  x=1,"] and long.endswith("\n)"), long
+
+
+def test_only_the_shown_items_are_named() -> None:
+    many = collections.namedtuple("Many", ["f%d" % i for i in range(30)])(*range(30))
+    node = capture(many, CaptureOptions())
+    assert node["fields"] == ["f%d" % i for i in range(20)] and node["more"] == 10
+    assert one_line(node).endswith("f19=19, ... 10 more)")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="struct sequences name their fields in __match_args__ from 3.10")
+def test_a_struct_sequence_is_written_with_its_field_names() -> None:
+    assert one_line(capture(time.gmtime(0), CaptureOptions())).startswith("struct_time(tm_year=1970, tm_mon=1,")

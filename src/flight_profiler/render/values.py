@@ -29,9 +29,9 @@ def one_line(node: dict[str, Any]) -> str:
     if kind in ("list", "tuple", "set"):
         if kind == "set" and not node["items"] and not node.get("more"):  # {} is a dict: Python says set()
             return "%s()" % ("set" if node.get("t") in ("set", None) else safe_line(node["t"]))
-        body = ", ".join(one_line(item) for item in node["items"])
+        body = ", ".join(_labelled(node, index, one_line(item)) for index, item in enumerate(node["items"]))
         opener, closer = _brackets(node)
-        if kind == "tuple" and len(node["items"]) == 1 and not node.get("more"):
+        if kind == "tuple" and len(node["items"]) == 1 and not node.get("more") and not node.get("fields"):
             body += ","
         return "%s%s%s%s" % (opener, body, _more(node, bool(node["items"])), closer)
     if kind == "object":  # the seeds' form: Connection({'host': 'queue', 'port': 5672})
@@ -58,8 +58,8 @@ def pretty(node: dict[str, Any], indent: int = 0) -> str:
             lines.append("%s'%s': %s" % (pad, safe_line(name), pretty(value, indent + 1)))
     else:
         opener, closer = _brackets(node)
-        for item in node["items"]:
-            lines.append("%s%s" % (pad, pretty(item, indent + 1)))
+        for index, item in enumerate(node["items"]):
+            lines.append("%s%s" % (pad, _labelled(node, index, pretty(item, indent + 1))))
     return _block(opener, lines, closer, node, indent)
 
 
@@ -154,10 +154,20 @@ def _count(number: Any) -> str:
     return f"{number:,}" if isinstance(number, int) else str(number)
 
 
+def _labelled(node: dict[str, Any], index: int, text: str) -> str:
+    """A named tuple's item as Python shows it, ``name=value``; any other item as it is."""
+    fields = node.get("fields")
+    if isinstance(fields, list) and index < len(fields):
+        return "%s=%s" % (safe_line(fields[index]), text)
+    return text
+
+
 def _brackets(node: dict[str, Any]) -> tuple[str, str]:
     kind = node["kind"]
-    if kind == "tuple":
-        return "(", ")"
+    if kind == "tuple":  # a named tuple as Python writes it, Point(x=1, y=2); another subclass by its name
+        if node.get("fields"):
+            return short_type(node["t"]) + "(", ")"
+        return ("(", ")") if node.get("t") in ("tuple", None) else (safe_line(node["t"]) + "((", "))")
     if kind == "set":  # a frozenset (or a subclass) by its name, as Python shows it: {1} read as a set
         return ("{", "}") if node.get("t") in ("set", None) else (safe_line(node["t"]) + "({", "})")
     if node.get("t") not in ("list", None):

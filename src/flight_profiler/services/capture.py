@@ -27,6 +27,7 @@ Node shapes (``t`` is always the type name):
   {"t", "v"}                       scalar (None, bool, int, float, str) - "v" is the value
   {"t", "r"}                       object shown by its (possibly cut) repr
   {"t", "kind": "list"|"tuple"|"set"|"dict", "len", "items", "more"}
+                                   a named tuple's also "fields": the shown items' names
   {"t", "kind": "object", "attrs": {name: node}, "more"}
   plus "cut": [shown, total] on cut strings/reprs ("unit": "bytes" when counted in bytes),
   "cap": the item limit that -v could not lift, "cycle": true, "error": text
@@ -248,7 +249,32 @@ def _mapping(obj: Any, options: CaptureOptions, depth: int, seen: set[int]) -> d
 
 def _sequence(obj: Any, kind: str, options: CaptureOptions, depth: int, seen: set[int]) -> dict[str, Any]:
     items = [_capture(value, options, depth - 1, seen, True) for value in _head(obj, options.item_limit)]
-    return _sized(obj, {"t": _type_name(obj), "kind": kind, "items": items}, len(items), options)
+    node = {"t": _type_name(obj), "kind": kind, "items": items}
+    if kind == "tuple" and type(obj) is not tuple:
+        names = _field_names(obj)
+        if names is not None:
+            node["fields"] = [short(name) for name in names[: len(items)]]  # the program's names, cut
+    return _sized(obj, node, len(items), options)
+
+
+def _field_names(obj: Any) -> tuple[str, ...] | None:
+    """A named tuple's field names, or None: ``collections.namedtuple``'s ``_fields``, a struct
+    sequence's (``os.stat_result``, 3.10+) ``__match_args__``.
+
+    Read from the class dicts, so none of the program's code runs; used only when they are plain
+    strings, one per item, so that a class attribute that merely shares the name shows no wrong labels.
+    """
+    for klass in TYPE_MRO(type(obj)):
+        if klass is tuple:
+            return None
+        own = TYPE_DICT(klass)
+        for attribute in ("_fields", "__match_args__"):
+            names = own.get(attribute)
+            if names is not None:
+                plain = type(names) is tuple and all(type(name) is str for name in names)
+                # tuple's own length: a __len__ of the program's is not asked
+                return names if plain and len(names) == tuple.__len__(obj) else None
+    return None
 
 
 def _object(
