@@ -415,6 +415,24 @@ def test_stack_tasks_show_the_await_chain_and_who_awaits_whom() -> None:
     ]
 
 
+def test_stack_tasks_at_one_place_are_one_entry_that_counts_them() -> None:
+    frames = [{"name": "worker", "file": "/srv/app.py", "line": 6}]
+    odd = {"name": "stuck", "coro": "stuck", "frames": frames, "awaits": [], "awaited_by": []}
+    crowd = dict(odd, name="Task-7", coro="worker", alike=49_999, alike_names=["Task-8", "Task-9\x1b[2J"])
+    loop = {"loop": "<loop>", "running": True, "tasks": [odd, crowd]}
+    event = {"loops": [loop], "threads": {}, "not_shown": 1_203, "not_read": 3}
+    assert text(STACK.render(event)) == [
+        "Loop <loop> [running]: 50,001 task(s) at 2 place(s) shown",
+        "  Task stuck (stuck)",
+        '      File "/srv/app.py", line 6, in worker',
+        "  Task Task-7 (worker)",
+        "    and 49,999 other task(s) at the same place: Task-8, Task-9\\x1b[2J, and 49,997 more",
+        '      File "/srv/app.py", line 6, in worker',
+        "1,200 more task(s) at places not shown (the first 2 places read are shown: -n N for more)",
+        "3 more task(s) not read (reading stops after 2 s)",
+    ]
+
+
 @pytest.mark.parametrize("spec", [WATCH, TT])
 def test_target_text_in_the_new_fields_is_escaped(spec: Any) -> None:
     hostile = "\x1b]52;c;aWQK\x07"

@@ -123,10 +123,85 @@ def test_a_task_whose_own_methods_hang_or_raise_is_shown_unread_and_the_others_a
     assert took < 10
     (event,) = ctx.events
     tasks = {task["name"]: task for loop in event["loops"] for task in loop["tasks"]}
-    assert {"sleeper-0", "sleeper-1", "sleeper-2"} <= set(tasks)  # read, before and after the hostile ones
+    # read, before and after the hostile ones (the three at one place: one entry that names the others)
+    assert {"sleeper-0", "sleeper-1", "sleeper-2"} <= _named(event)
     unread = {name: task["coro"] for name, task in tasks.items() if name.startswith("<")}
     assert set(unread.values()) == {
         "<not read: its own code ran over the budget>",
         "<not read: it raised RuntimeError: a hostile get_coro>",
     }, unread
     assert {name.split(" at ")[0] for name in unread} == {"<LoopingTask", "<RaisingTask"}
+
+
+def _named(event: dict[str, Any]) -> set[str]:
+    """The names of the tasks an answer of ``stack -a`` shows, those a crowd names included."""
+    return {
+        name
+        for loop in event["loops"]
+        for task in loop["tasks"]
+        for name in [task["name"], *task.get("alike_names", ())]
+    }
+
+
+@pytest.fixture
+def crowded_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """30 tasks waiting at one line of ``worker`` and, alone at another place, ``stuck``."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    async def worker(gate: asyncio.Event) -> None:
+        await gate.wait()
+
+    async def stuck(gate: asyncio.Event) -> None:
+        await asyncio.sleep(3600)
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        crowd = [asyncio.ensure_future(worker(gate)) for _ in range(30)]
+        alone = asyncio.ensure_future(stuck(gate))
+        alone.set_name("alone")  # type: ignore[attr-defined]
+        await asyncio.sleep(0)
+        started.set()
+        await asyncio.gather(*crowd, alone, return_exceptions=True)
+
+    runner = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    runner.start()
+    assert started.wait(10)
+    yield loop
+    for task in asyncio.all_tasks(loop):
+        if task.get_coro().__name__ != "main":  # type: ignore[union-attr]  # main's gather then ends it
+            loop.call_soon_threadsafe(task.cancel)
+    runner.join(10)
+    loop.close()
+
+
+def _tasks_answer(request: dict[str, Any]) -> dict[str, Any]:
+    ctx = _Emitted()
+    assert in_thread(lambda: stack_agent.run(request, ctx), agent=True) is None  # type: ignore[arg-type]
+    (event,) = ctx.events
+    return event
+
+
+def test_tasks_at_one_place_are_one_entry_and_the_odd_one_out_comes_first(
+    crowded_loop: asyncio.AbstractEventLoop,
+) -> None:
+    """50,000 tasks at one ``await`` showed the first 200 listed: the one stuck elsewhere was not among them."""
+    (loop,) = _tasks_answer({})["loops"]
+    by_coro = {task["coro"].rsplit(".", 1)[-1]: task for task in loop["tasks"]}
+    assert [task["coro"].rsplit(".", 1)[-1] for task in loop["tasks"]] == ["main", "stuck", "worker"]
+    crowd = by_coro["worker"]
+    assert crowd["alike"] == 29 and len(crowd["alike_names"]) == stack_agent.ALIKE_NAMED
+    assert crowd["awaited_by"] == [by_coro["main"]["name"]]  # main gathers them: named by the crowd's names
+    assert "alike" not in by_coro["stuck"] and by_coro["stuck"]["name"] == "alone"
+    assert [frame["name"] for frame in by_coro["stuck"]["frames"]] == ["stuck", "sleep"]
+
+
+def test_places_past_n_and_tasks_past_the_reading_time_are_counted(
+    crowded_loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    few = _tasks_answer({"tasks": 1})
+    (shown,) = [task for loop in few["loops"] for task in loop["tasks"]]
+    assert few["not_shown"] == 32 - 1 - shown.get("alike", 0) and "not_read" not in few
+    monkeypatch.setattr(stack_agent, "READ_SECONDS", -1.0)
+    none = _tasks_answer({})
+    assert none["loops"] == [] and none["not_shown"] == none["not_read"] == 32

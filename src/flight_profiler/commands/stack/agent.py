@@ -4,6 +4,8 @@ Each task's stack is its whole await chain: the frame of its coroutine and of ev
 coroutine, generator or async generator it awaits, down to the innermost (found through
 ``cr_await`` / ``gi_yieldfrom`` / ``ag_await``: asyncio's own ``get_stack`` stops at the
 outermost frame of a suspended task), and which tasks it awaits (a task, or a gather's).
+Every pending task is read, and tasks at the same place (the same loop and await chain)
+are one entry that counts them: the one task stuck elsewhere among 50,000 alike is shown.
 
 Thread stacks are read from outside by the client (no injection needed); only
 asyncio tasks need the agent, since their suspended coroutines are not on any
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import sys
 import threading  # callprobe imports it anyway
+import time
 
 from ...services import hooks, realthreads, usercode
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.describe import class_name, is_a, safe_repr, short, thread_fields
 from ...services.location import resolve
-from .model import DEFAULTS, TASKS_SHOWN
+from .model import DEFAULTS, READ_SECONDS, TASKS_SHOWN
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -30,7 +33,8 @@ if TYPE_CHECKING:
 
 
 FRAME_LIMIT = 64
-TASKS_BYTES = 1 << 20  # stack -a: tasks stop being read once their descriptions take about this much
+TASKS_BYTES = 1 << 20  # stack -a: no new place is kept once the descriptions take about this much
+ALIKE_NAMED = 5  # stack -a: names of the other tasks at one place sent with it
 # the run loop is below every frame of the task it runs: a deep task puts it far from the top
 LOOP_SEARCH_DEPTH = 5000
 # one task's methods (a Task subclass's are the program's code): a real one takes microseconds, and a
@@ -46,36 +50,85 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         ctx.emit(_thread_stacks())
         return
     allowance = usercode.Allowance(usercode.AGENT_BUDGET_MS, TASK_READ_MS)
-    loops: dict[int, dict[str, Any]] = {}
     listed = _listed_tasks(allowance)
-    most = int(request.get("tasks") or TASKS_SHOWN)
-    shown = size = 0
+    places = _Places(int(request.get("tasks") or TASKS_SHOWN))
+    read = 0
+    deadline = time.monotonic() + READ_SECONDS
     for task in listed:
-        # bounded by what is shown: 50,000 sleeping tasks made one answer over the protocol's 4 MB
-        # (the session was dropped) and +70 MB in the target while they were described
-        if shown >= most or size > TASKS_BYTES:
+        # every task is read (a task stuck somewhere else among 50,000 alike is the one wanted), but only
+        # one of each place is kept: 50,000 sleeping tasks once made an answer over the protocol's 4 MB
+        # and +70 MB in the target while they were described
+        if allowance.left_ms <= 0 or time.monotonic() > deadline:
             break
         loop, described = _read_task(task, allowance)
-        shown += 1
-        size += _size_of(described)
-        entry = loops.get(id(loop))
-        if entry is None:  # the loop's repr once per loop, not per task: it is the program's code (a budget each)
-            running, _, _ = allowance.call("the loop's is_running()", _running, (loop,))
-            entry = loops[id(loop)] = {"loop": safe_repr(loop), "running": running is True, "tasks": []}
-        entry["tasks"].append(described)
-    awaited_by: dict[str, list[str]] = {}
-    for entry in loops.values():
-        for task in entry["tasks"]:
-            for inner in task["awaits"]:
-                awaited_by.setdefault(inner, []).append(task["name"])
-    for entry in loops.values():
-        for task in entry["tasks"]:
-            task["awaited_by"] = sorted(awaited_by.get(task["name"], []))
-        entry["tasks"].sort(key=lambda task: task["name"])
-    found: dict[str, Any] = {"loops": list(loops.values()), "threads": _loop_threads()}
-    if shown < len(listed):
-        found["not_shown"] = len(listed) - shown
+        read += 1
+        places.add(loop, described, allowance)
+    found: dict[str, Any] = {"loops": places.loops(), "threads": _loop_threads()}
+    if places.left_out + len(listed) - read:
+        found["not_shown"] = places.left_out + len(listed) - read
+    if read < len(listed):
+        found["not_read"] = len(listed) - read
     ctx.emit(found)
+
+
+class _Places:
+    """The tasks read, one entry per place: tasks of one loop whose await chains are the same, frame for
+    frame, and that await no task, are one entry that counts the others (``alike``) and names a few.
+
+    Bounded by what is shown: at most ``most`` entries and about TASKS_BYTES of them; a task at a new
+    place past either is only counted (``left_out``).
+    """
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.size = 0
+        self.left_out = 0
+        self.entries: dict[Any, dict[str, Any]] = {}  # place (or a task's own key) -> its entry
+        self.by_loop: dict[int, dict[str, Any]] = {}
+
+    def add(self, loop: Any, described: dict[str, Any], allowance: usercode.Allowance) -> None:
+        place = _place(loop, described)
+        entry = self.entries.get(place)
+        if entry is not None:
+            entry["alike"] = entry.get("alike", 0) + 1
+            names = entry.setdefault("alike_names", [])
+            if len(names) < ALIKE_NAMED:
+                names.append(described["name"])
+            return
+        if len(self.entries) >= self.most or self.size > TASKS_BYTES:
+            self.left_out += 1
+            return
+        self.size += _size_of(described)
+        self.entries[place] = described
+        holder = self.by_loop.get(id(loop))
+        if holder is None:  # the loop's repr once per loop, not per task: it is the program's code (a budget each)
+            running, _, _ = allowance.call("the loop's is_running()", _running, (loop,))
+            holder = self.by_loop[id(loop)] = {"loop": safe_repr(loop), "running": running is True, "tasks": []}
+        holder["tasks"].append(described)
+
+    def loops(self) -> list[dict[str, Any]]:
+        awaited_by: dict[str, list[str]] = {}
+        for holder in self.by_loop.values():
+            for task in holder["tasks"]:
+                for inner in task["awaits"]:
+                    awaited_by.setdefault(inner, []).append(task["name"])
+        for holder in self.by_loop.values():
+            for task in holder["tasks"]:
+                # a crowd's: of the tasks it names (the children of one gather are usually one place)
+                names = [task["name"], *task.get("alike_names", ())]
+                task["awaited_by"] = sorted({waiter for name in names for waiter in awaited_by.get(name, ())})
+            # the odd ones out first: a task stuck where no other is, then the crowds, smallest first
+            holder["tasks"].sort(key=lambda task: (task.get("alike", 0), task["name"]))
+        return list(self.by_loop.values())
+
+
+def _place(loop: Any, described: dict[str, Any]) -> Any:
+    """Where a task is, as a key: its loop, coroutine and await chain; a task that awaits tasks (or was
+    not read) keys by its own name, so that who awaits whom is never folded away."""
+    if described["awaits"] or not described["frames"]:
+        return ("task", described["name"])
+    frames = tuple((frame["file"], frame["line"], frame["name"]) for frame in described["frames"])
+    return (id(loop), described["coro"], frames)
 
 
 def _size_of(described: dict[str, Any]) -> int:
@@ -232,10 +285,33 @@ def _describe(task: Any) -> dict[str, Any]:
         awaited = waiter
     return {
         "name": _task_name(task),
-        "coro": getattr(coro, "__qualname__", safe_repr(coro)),
+        "coro": _coro_name(coro),
         "frames": frames,  # outermost first, down to the innermost coroutine the task awaits
         "awaits": [_task_name(inner) for inner in _tasks_in(awaited)],
     }
+
+
+def _coro_name(coro: Any) -> str:
+    if type(coro) is _COROUTINE:
+        name: str = coro.__qualname__
+        return name
+    found = getattr(coro, "__qualname__", None)  # the repr only when there is no name: it may be the program's
+    return found if isinstance(found, str) else safe_repr(coro)
+
+
+async def _sample() -> None:
+    pass
+
+
+def _generator_sample() -> Any:
+    yield
+
+
+_made = _sample()
+_COROUTINE: Any = type(_made)  # read directly: every task's chain goes through a few (stack -a reads every task)
+_made.close()
+_GENERATOR: Any = type(_generator_sample())
+del _made
 
 
 def _await_chain(coro: Any) -> tuple[list[dict[str, Any]], Any]:
@@ -248,13 +324,20 @@ def _await_chain(coro: Any) -> tuple[list[dict[str, Any]], Any]:
     current = coro
     while current is not None and len(frames) < FRAME_LIMIT and id(current) not in seen:
         seen.add(id(current))
-        if is_a(current, future):
+        kind = type(current)
+        if kind is _COROUTINE:  # the builtin types' own attributes: no lookup of names that are not there
+            frame, after = current.cr_frame, current.cr_await
+        elif kind is _GENERATOR:
+            frame, after = current.gi_frame, current.gi_yieldfrom
+        elif is_a(current, future):
             return frames, current
-        frame = _first_attribute(current, ("cr_frame", "gi_frame", "ag_frame"))
+        else:
+            frame = _first_attribute(current, ("cr_frame", "gi_frame", "ag_frame"))
+            after = _first_attribute(current, ("cr_await", "gi_yieldfrom", "ag_await"))
         if frame is not None:
             code = frame.f_code
             frames.append({"name": code.co_name, "file": code.co_filename, "line": frame.f_lineno})
-        current = _first_attribute(current, ("cr_await", "gi_yieldfrom", "ag_await"))
+        current = after
     return frames, None
 
 

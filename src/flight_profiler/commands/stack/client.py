@@ -26,7 +26,7 @@ from ..spec import (
 )
 from ..targeting import check_names, owner_and_name
 from ..userpath import user_path
-from .model import DEFAULTS, TASKS_SHOWN
+from .model import DEFAULTS, READ_SECONDS, TASKS_SHOWN
 
 CALLS_LIMIT = DEFAULTS["limit"]  # stack module [class] method: calls shown by default
 CALLS_RATE = DEFAULTS["rate"]  # at most this many call stacks per second; the others are counted as skipped
@@ -65,8 +65,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--limits",
         metavar="N",
         type=number(int, 1),
-        help="module [class] method: stop after this many calls (default %d); -a: show at most N tasks (default %d)"
-        % (CALLS_LIMIT, TASKS_SHOWN),
+        help="module [class] method: stop after this many calls (default %d); -a: show at most N places (tasks at the "
+        "same await chain are one place; default %d)" % (CALLS_LIMIT, TASKS_SHOWN),
     )
     add_nested_argument(parser)
 
@@ -98,7 +98,12 @@ OPTION_DOCS = (
         "`return_obj`, `cost`",
         "all calls",
     ),
-    ("-n", "`module [class] method`: stop after N calls (5); with `-a`: show at most N tasks (200)", "5 / 200"),
+    (
+        "-n",
+        "`module [class] method`: stop after N calls (5); with `-a`: show at most N places (tasks at the same await "
+        "chain are one place, counted; 200)",
+        "5 / 200",
+    ),
     ("-nm", "`module [class] method` only: the function `NAME` defined inside the method", "off"),
 )
 # README's Commands table and the skill's Usage block: the main forms (commands/surface.py), what it does.
@@ -109,7 +114,8 @@ MAIN_FORMS = (
 OVERVIEW = (
     "every thread's stack with names and who holds the GIL, read **from outside** (py-spy, shipped with us): works "
     "without injection, even when the GIL is stuck. `-a` shows each asyncio task's whole await chain, down to the "
-    "innermost coroutine, and which task awaits which (via the agent). With `module [class] method` (the first "
+    "innermost coroutine, and which task awaits which (via the agent); tasks waiting at the same place are one entry "
+    "that counts them, the odd ones out first. With `module [class] method` (the first "
     "positional decides): who calls it, the Python stack leading to each of the next `-n` calls, with thread and cost"
 )
 
@@ -239,36 +245,62 @@ def _tasks_text(event: dict[str, Any]) -> Text:
     if not event["loops"]:
         text.append("no pending asyncio tasks in the target\n", style="yellow")
     for loop in event["loops"]:
+        tasks = loop["tasks"]
+        count = len(tasks) + sum(task.get("alike", 0) for task in tasks)
         text.append(
-            "Loop %s%s: %d task(s)%s\n"
+            "Loop %s%s: %s task(s)%s%s\n"
             % (
                 safe_line(loop["loop"]),
                 " [running]" if loop["running"] else "",
-                len(loop["tasks"]),
+                _count(count),
+                " at %d place(s)" % len(tasks) if count > len(tasks) else "",
                 " shown" if event.get("not_shown") else "",
             ),
             style="bold",
         )
-        for task in loop["tasks"]:
-            text.append("  Task %s (%s)\n" % (safe_line(task["name"]), safe_line(task["coro"])), style="cyan")
-            if task.get("awaits"):
-                text.append("    awaits task %s\n" % ", ".join(safe_line(name) for name in task["awaits"]), style="dim")
-            if task.get("awaited_by"):
-                text.append(
-                    "    awaited by task %s\n" % ", ".join(safe_line(name) for name in task["awaited_by"]), style="dim"
-                )
-            for frame in task["frames"]:
-                text.append(
-                    '      File "%s", line %d, in %s\n'
-                    % (safe_line(frame["file"]), frame["line"], safe_line(frame["name"]))
-                )
+        for task in tasks:
+            _task_text(text, task)
     if event.get("not_shown"):
-        text.append(
-            "%d more task(s) not read (the first %d listed are shown: -n N for more)\n"
-            % (event["not_shown"], sum(len(loop["tasks"]) for loop in event["loops"])),
-            style="yellow",
-        )
+        text.append(_not_shown_text(event), style="yellow")
     return text
+
+
+def _task_text(text: Text, task: dict[str, Any]) -> None:
+    text.append("  Task %s (%s)\n" % (safe_line(task["name"]), safe_line(task["coro"])), style="cyan")
+    if task.get("alike"):
+        named = [safe_line(name) for name in task.get("alike_names") or ()]
+        rest = task["alike"] - len(named)
+        text.append(
+            "    and %s other task(s) at the same place: %s%s\n"
+            % (_count(task["alike"]), ", ".join(named), ", and %s more" % _count(rest) if rest > 0 else ""),
+            style="cyan",
+        )
+    if task.get("awaits"):
+        text.append("    awaits task %s\n" % ", ".join(safe_line(name) for name in task["awaits"]), style="dim")
+    if task.get("awaited_by"):
+        text.append("    awaited by task %s\n" % ", ".join(safe_line(name) for name in task["awaited_by"]), style="dim")
+    for frame in task["frames"]:
+        text.append(
+            '      File "%s", line %d, in %s\n' % (safe_line(frame["file"]), frame["line"], safe_line(frame["name"]))
+        )
+
+
+def _not_shown_text(event: dict[str, Any]) -> str:
+    unread = event.get("not_read", 0)
+    lines = []
+    if event["not_shown"] > unread:
+        places = sum(len(loop["tasks"]) for loop in event["loops"])
+        lines.append(
+            "%s more task(s) at places not shown (the first %d places read are shown: -n N for more)\n"
+            % (_count(event["not_shown"] - unread), places)
+        )
+    if unread:
+        lines.append("%s more task(s) not read (reading stops after %g s)\n" % (_count(unread), READ_SECONDS))
+    return "".join(lines)
+
+
+def _count(number: int) -> str:
+    return f"{number:,}"
 
 
 def _callers_text(event: dict[str, Any]) -> RenderableType | None:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
         filepath: Optional[str]  # write the stacks there too
         native: bool  # --native: C frames too
         asyncio: bool  # -a: the asyncio tasks (the agent answers)
-        tasks: int  # -a -n: the tasks read and shown at most (TASKS_SHOWN); the others are counted
+        tasks: int  # -a -n: the places shown at most (TASKS_SHOWN); the tasks at others are counted
 
     class CallersOptions(TypedDict):
         """The fields of ``stack module [class] method`` with a default (``DEFAULTS``)."""
@@ -34,4 +34,5 @@ if TYPE_CHECKING:
 
 
 DEFAULTS: CallersOptions = {"limit": 5, "rate": 20.0}
-TASKS_SHOWN = 200  # stack -a: tasks read and shown by default (a service may run tens of thousands)
+TASKS_SHOWN = 200  # stack -a: places shown by default (a service may run tens of thousands of tasks)
+READ_SECONDS = 2.0  # stack -a: tasks are read at most this long (~20 us each: ~100,000); the rest are counted
