@@ -153,6 +153,51 @@ def test_no_free_fds(name: str, python: str, where: str) -> None:
         target.stop()
 
 
+# ------------------------------------------------------------------ a sandbox that forbids sockets
+
+
+def _modules(target: RunningTarget) -> set[str]:
+    """The target's sys.modules, printed by its SIGUSR2 handler."""
+    assert target.proc.stdout is not None
+    os.kill(target.pid, signal.SIGUSR2)
+    while True:
+        line = target.proc.stdout.readline()
+        assert line, "target exited"
+        if line.startswith("modules "):
+            return set(line.split()[2].split(","))
+
+
+@pytest.mark.parametrize(("name", "python"), FD_INTERPRETERS, ids=[i for i, _ in FD_INTERPRETERS])
+def test_a_sandbox_that_forbids_sockets_is_said_at_once_and_left_as_it_was(name: str, python: str) -> None:
+    """seccomp makes socket() fail (EPERM): the agent's thread could not listen and wrote why, but the
+    client waited out --timeout twice (a minute) before it read that, and our modules stayed loaded."""
+    target = start_target(python, "hostile_target.py", "nosocket")
+    try:
+        modules, tasks = _modules(target), _tasks(target.pid)
+        command = "getglobal __main__ X"
+        proc = subprocess.run(
+            [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", command, "--json", "--timeout", "60"],
+            capture_output=True,
+            text=True,
+            timeout=50,  # well inside one --timeout: the answer comes when the agent's thread stops
+            check=False,
+        )
+        assert proc.returncode != 0
+        lines = [line for line in proc.stdout.splitlines() if line.strip()]
+        assert len(lines) == 1 and "the agent failed to start in pid %d" % target.pid in lines[0], proc.stdout
+        assert "may not make a Unix socket (socket(): [Errno 1] Operation not permitted)" in lines[0], lines
+        assert "Traceback" not in proc.stderr
+        assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=10), "our thread is still there"
+        after = _modules(target)
+        assert [name for name in after if "flight_profiler" in name] == [], "our modules stayed loaded"
+        # extension modules cannot be unloaded: the agent's own (_json, _socket, ...) stay if the target lacked them
+        assert {name for name in after - modules if not name.startswith("_")} == set(), after - modules
+        assert [n for n in _our_files(target.pid) if ".boot-" not in n] == []
+        assert _healthy(target)
+    finally:
+        target.stop()
+
+
 # ------------------------------------------------------------------ GIL held in native code
 
 

@@ -12,6 +12,8 @@ Usage: hostile_target.py SCENARIO [ARG]
                  ("stdin": until a byte arrives on stdin)
   busy2          two CPU-bound threads (the main one and a worker); SIGUSR2 runs a full collection,
                  then prints "modules N NAMES"
+  nosocket       a seccomp filter makes socket() fail with EPERM, as a sandboxed service's may (x86-64);
+                 SIGUSR2 prints "modules N NAMES"
 Prints "ready <port or fd count>" when ready, and "released" (gilheld) once the GIL is free again.
 SIGUSR1 makes the process exit 0 (proves the main thread still runs Python and handles signals).
 Stdlib only (gevent for its scenario); Python 3.8+.
@@ -126,6 +128,32 @@ def busy2():
         counter += 1
 
 
+def no_sockets():
+    """Forbid socket() to every thread from now on: seccomp, a filter of five BPF instructions."""
+    import ctypes
+    import struct
+
+    socket_nr, eperm = 41, 1  # x86-64
+    program = [
+        (0x20, 0, 0, 0),  # load the system call's number
+        (0x15, 0, 1, socket_nr),  # socket()? then the next, else skip it
+        (0x06, 0, 0, 0x00050000 | eperm),  # SECCOMP_RET_ERRNO | EPERM
+        (0x06, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
+    ]
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *step) for step in program))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS, which a filter needs
+    fprog = SockFprog(len(program), ctypes.addressof(code))
+    assert libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0, ctypes.get_errno()  # SECCOMP_MODE_FILTER
+    signal.signal(signal.SIGUSR2, on_usr2)
+    print("ready 0", flush=True)
+    return code
+
+
 def eventlet_server():
     import warnings
 
@@ -162,6 +190,8 @@ def main():
         patched()
     elif scenario == "nofd":
         held = nofd()
+    elif scenario == "nosocket":
+        no_sockets()
     elif scenario == "gilonusr2":
         hold_gil_on_usr2(sys.argv[2])
     elif scenario == "gilheld":

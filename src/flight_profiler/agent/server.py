@@ -184,14 +184,21 @@ def _listen(path: str) -> Any:
     _ensure_private_dir(directory)
     if os.path.lexists(path):
         os.unlink(path)  # a stale socket of an agent that died with its process
-    # _socket's type, not socket.socket: the target may have patched or gevent-ified the latter
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        # _socket's type, not socket.socket: the target may have patched or gevent-ified the latter
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    except OSError as exc:  # the client shows the log's last line: say what was refused (a seccomp sandbox's EPERM)
+        raise RuntimeError("the process may not make a Unix socket (socket(): %s)" % exc) from None
     old_umask = os.umask(0o177)
     try:
-        sock.bind(path)
+        try:
+            sock.bind(path)
+            sock.listen(8)
+        except OSError as exc:
+            sock.close()
+            raise RuntimeError("cannot listen on %s: %s" % (path, exc)) from None
     finally:
         os.umask(old_umask)
-    sock.listen(8)
     return sock
 
 

@@ -136,6 +136,8 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
     if _first_sweep(target):
         _remove_stale(helper, target)
+    # a log left by an earlier attempt (its client killed) would read as this attempt's agent failing
+    helper.call("remove", names=[paths.stem(target) + ".sock.log"])
     data, size = _bundle(helper, target, deadline, options)
     _write_bundle(helper, target, data)
     claim = ticket.new_name(paths.stem(target))  # this attempt's own: a late bootstrap of a killed one can't take it
@@ -672,6 +674,7 @@ class _HelperTickets:
         self.name = ticket_name
         self.log = paths.socket_name(target) + ".log"
         self._nofd: object = None  # what the last connect() saw of <ticket>.nofd; None: not asked
+        self._log: object = None  # and of the log, which the bootstrap writes only when its agent failed
 
     def connect(self, timeout: float) -> AgentConnection | None:
         """``_connect_once`` that also asks whether the bootstrap refused for lack of descriptors: the
@@ -682,8 +685,9 @@ class _HelperTickets:
             name=paths.socket_name(self.target),
             timeout=min(timeout, 2.0),
             nofd=self.name + ticket.NOFD_SUFFIX,
+            log=self.log,
         )
-        self._nofd = reply.get("nofd")
+        self._nofd, self._log = reply.get("nofd"), reply.get("log")
         return _handshake(self.helper, self.target, reply, fds, timeout, False)
 
     def refused_for_fds(self) -> bool:
@@ -691,6 +695,11 @@ class _HelperTickets:
         if seen is not None:  # answered with the poll's connect, just now
             return bool(seen)
         return bool(self.helper.call("lexists", name=self.name + ticket.NOFD_SUFFIX)[0]["exists"])
+
+    def failed(self) -> bool:
+        """The agent thread wrote why it stopped (seen by the last connect(); the attempt began without a log)."""
+        seen, self._log = self._log, None
+        return bool(seen)
 
     def claimed(self) -> bool:
         """The bootstrap ran and claimed the ticket (we have not withdrawn it: only it can have moved it)."""

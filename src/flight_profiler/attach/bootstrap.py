@@ -219,19 +219,35 @@ def _fp_agent(reserve, boost):
             return  # the client gave up on us and told the user so: leave the target as it was
         guard = _fp_guard(%(guard)r)  # one loader per process, whatever ran this bootstrap
         try:
-            server, _ = _fp_load(%(alias)r, claimed)
+            server, installed = _fp_load(%(alias)r, claimed)
         finally:
             guard.lock.release()
         if server is not None:
-            server.serve(%(sock)r, %(key)r, boost)  # at once where another bootstrap's agent already serves
-    except BaseException:
-        if server is not None or os.path.exists(claimed):  # after a withdrawal nothing of ours may appear
             try:
-                import traceback
+                server.serve(%(sock)r, %(key)r, boost)  # at once where another bootstrap's agent already serves
+            except BaseException:
+                if installed is not None and not server.running():  # never served (a sandbox's EPERM on
+                    guard = _fp_guard(%(guard)r)  # socket()): the modules we loaded go, as a detach's do
+                    try:
+                        installed["unload"](%(alias)r)
+                    finally:
+                        guard.lock.release()
+                raise
+    except BaseException as exc:
+        if server is not None or os.path.exists(claimed):  # after a withdrawal nothing of ours may appear
+            try:  # written by hand: traceback would import re, linecache, ... into the target, to stay
+                lines, tb = ["Traceback (most recent call last):\\n"], exc.__traceback__
+                while tb is not None:
+                    code = tb.tb_frame.f_code
+                    lines.append('  File "%%s", line %%d, in %%s\\n' %% (code.co_filename, tb.tb_lineno, code.co_name))
+                    tb = tb.tb_next
+                lines.append("%%s: %%s\\n" %% (type(exc).__name__, exc))  # the client shows this line
                 with open(%(log)r, "a") as fh:
-                    traceback.print_exc(file=fh)
+                    fh.write("".join(lines))
             except BaseException:
                 pass
+            finally:
+                lines = tb = code = None  # the frames: freed now, not by the next collection
     finally:
         _fp_unboost(boost)  # the listener restored it at its first answer or deadline; any other exit: here
         _fp_close(reserve[:1])  # 3.8 aborts when a thread exits with no free fd: free one first

@@ -149,15 +149,18 @@ class Workspace:
 
     # ------------------------------------------------------------------ the agent socket
 
-    def op_connect(self, name: str, timeout: float, nofd: str = "") -> Reply:
+    def op_connect(self, name: str, timeout: float, nofd: str = "", log: str = "") -> Reply:
         """Connect to the agent socket ``name``; a link or anything but a socket is refused, not followed.
 
-        ``nofd``: when nobody answers, also say whether that name exists (an attempt's ``<ticket>.nofd``:
-        the wait's other question, in the same round trip)."""
-        if nofd:
+        ``nofd``, ``log``: when nobody answers, also say whether these names exist (an attempt's
+        ``<ticket>.nofd``; the log the bootstrap writes when its agent failed to start): the wait's other
+        questions, in the same round trip."""
+        if nofd or log:
             reply, fds = self.op_connect(name, timeout)
             if reply["state"] != "connected":
-                reply["nofd"] = self.op_lexists(nofd)[0]["exists"]
+                for key, other in (("nofd", nofd), ("log", log)):
+                    if other:
+                        reply[key] = self.op_lexists(other)[0]["exists"]
             return reply, fds
         try:
             info = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)

@@ -50,6 +50,8 @@ class TicketView(Protocol):
 
     def log_tail(self, size: int) -> str | None: ...
 
+    def failed(self) -> bool: ...
+
 
 class AgentWait:
     """One wait for the agent of ``pid``: ``connect(timeout)`` tries the socket once (peer-checked)."""
@@ -74,6 +76,12 @@ class AgentWait:
             from .bootstrap import RESERVED_FDS
 
             return ticket.no_fds_message(self.pid, RESERVED_FDS)
+        if self.tickets.failed():
+            # the agent thread ran and stopped (socket() forbidden by a seccomp sandbox, ...): it wrote why;
+            # waiting out --timeout twice (a minute) would only delay the same answer
+            why = self.agent_error(quiet=True)
+            if why is not None:  # (an empty log is being written: the next poll reads it)
+                return "the agent failed to start in pid %d: %s" % (self.pid, why)
         return None
 
     def until(self, deadline: float) -> AgentConnection | None:
@@ -123,14 +131,14 @@ class AgentWait:
             % (extra, self.agent_error())
         )
 
-    def agent_error(self) -> str:
-        """The last line the agent wrote to its log (escaped: the target wrote it), or why there is none."""
+    def agent_error(self, quiet: bool = False) -> str | None:
+        """The last line the agent wrote to its log (escaped: the target wrote it), or why there is none
+        (``quiet``: None instead)."""
         text = self.tickets.log_tail(LOG_TAIL)
-        if text is None:
-            return "it left no log"
-        lines = text.splitlines()
-        last = next((line.strip() for line in reversed(lines) if line.strip()), "its log is empty")
-        return safe_line(last[:300])
+        lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+        if not lines:
+            return None if quiet else "it left no log" if text is None else "its log is empty"
+        return safe_line(lines[-1][:300])
 
 
 def closed_by_agent(exc: ProtocolError) -> bool:
