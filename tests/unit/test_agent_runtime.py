@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
+import stat
 import subprocess
 import sys
 import threading
@@ -176,3 +178,28 @@ def test_bootstrap_runs_once_per_ticket_and_loads_without_the_import_system(tmp_
     assert "_flight_profiler" not in proc.stderr and "__future__" not in proc.stderr, proc.stderr
     assert not os.path.exists(bootstrap.ticket_path(sock, claim))
     assert not os.path.exists(bootstrap.ticket_path(sock, claim) + ticket.CLAIMED_SUFFIX)
+
+
+def test_the_agent_socket_is_made_private_without_the_process_umask(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The umask is the whole process's: set around bind, a file the program's threads made meanwhile
+    would have kept our 0177 for good."""
+    from flight_profiler.agent import server
+
+    calls: list[int] = []
+    real = os.umask
+
+    def recorded(mask: int) -> int:
+        calls.append(mask)
+        return real(mask)
+
+    monkeypatch.setattr(os, "umask", recorded)
+    directory = tmp_path / "private"
+    directory.mkdir(mode=0o700)
+    listener = server._listen(str(directory / "agent.sock"))
+    try:
+        assert calls == []
+        assert stat.S_IMODE(os.stat(directory / "agent.sock").st_mode) == 0o600
+    finally:
+        listener.close()

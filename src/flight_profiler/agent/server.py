@@ -189,16 +189,15 @@ def _listen(path: str) -> Any:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     except OSError as exc:  # the client shows the log's last line: say what was refused (a seccomp sandbox's EPERM)
         raise RuntimeError("the process may not make a Unix socket (socket(): %s)" % exc) from None
-    old_umask = os.umask(0o177)
     try:
-        try:
-            sock.bind(path)
-            sock.listen(8)
-        except OSError as exc:
-            sock.close()
-            raise RuntimeError("cannot listen on %s: %s" % (path, exc)) from None
-    finally:
-        os.umask(old_umask)
+        sock.bind(path)
+        # 0600 by chmod, not by a umask around bind: the umask is the whole process's, and a file the
+        # program's threads made meanwhile would have kept ours; until then the directory (0700) is the bar
+        os.chmod(path, 0o600)
+        sock.listen(8)
+    except OSError as exc:
+        sock.close()
+        raise RuntimeError("cannot listen on %s: %s" % (path, exc)) from None
     return sock
 
 
