@@ -50,6 +50,14 @@ class ElfImage(NamedTuple):
     e_type: int
     first_load_vaddr: int  # page-aligned p_vaddr of the lowest PT_LOAD segment
     symbols: Dict[str, ElfSymbol]
+    segments: Tuple[Tuple[int, int, int], ...] = ()  # PT_LOAD (p_vaddr, p_offset, p_filesz): where bytes lie
+
+    def file_offset(self, vaddr: int) -> int | None:
+        """Where the byte the image loads at link-time address ``vaddr`` lies in the file, if it does."""
+        for start, offset, size in self.segments:
+            if start <= vaddr < start + size:
+                return offset + vaddr - start
+        return None
 
     def load_bias(self, offset0_map_start: int) -> int:
         """Runtime bias, given where the file's offset-0 mapping starts.
@@ -129,6 +137,7 @@ def _parse(f: BinaryIO, path: str, names: FrozenSet[str], proofs: List[Tuple[int
     phentsize, phnum, shentsize, shnum = ehdr[9], ehdr[10], ehdr[11], ehdr[12]
 
     loads: List[int] = []
+    segments: List[Tuple[int, int, int]] = []
     if phoff and phnum:
         raw = _read_at(f, phoff, phentsize * phnum)
         proofs.append((phoff, raw))
@@ -136,6 +145,7 @@ def _parse(f: BinaryIO, path: str, names: FrozenSet[str], proofs: List[Tuple[int
             ph = _PHDR.unpack_from(raw, i * phentsize)
             if ph[0] == _PT_LOAD:
                 loads.append(ph[3] & ~0xFFF)
+                segments.append((ph[3], ph[2], ph[5]))
     first_load = min(loads) if loads else 0
 
     symbols: Dict[str, ElfSymbol] = {}
@@ -151,7 +161,7 @@ def _parse(f: BinaryIO, path: str, names: FrozenSet[str], proofs: List[Tuple[int
             for sh in sections:
                 if sh[1] == wanted_type and 0 < sh[6] < len(sections):
                     _scan_table(f, sh, sections[sh[6]], missing, symbols, proofs)
-    return ElfImage(path, e_type, first_load, symbols)
+    return ElfImage(path, e_type, first_load, symbols, tuple(segments))
 
 
 # (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns, names) -> (image, proofs). Keyed by the identity

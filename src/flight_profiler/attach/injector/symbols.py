@@ -107,8 +107,9 @@ def find_python_api(pid: int, maps: Optional[Sequence[procfs.MapEntry]] = None) 
     if maps is None:
         maps = procfs.read_maps(pid)
     for path in _candidate_files(pid, maps):
+        host = _host_path(pid, path, maps)
         try:
-            image = elf.read_symbols(_host_path(pid, path, maps), _API_NAMES)
+            image = elf.read_symbols(host, _API_NAMES)
         except (OSError, elf.ElfError):
             continue
         syms = image.symbols
@@ -123,6 +124,7 @@ def find_python_api(pid: int, maps: Optional[Sequence[procfs.MapEntry]] = None) 
         if not starts:
             continue
         bias = image.load_bias(min(starts))
+        _check_code(pid, path, host, image, bias)
         rt = syms["_PyRuntime"]
         rt_start = rt.value + bias
         rt_end = rt_start + rt.size if rt.size else _mapping_end(maps, rt_start)
@@ -138,6 +140,44 @@ def find_python_api(pid: int, maps: Optional[Sequence[procfs.MapEntry]] = None) 
         f"pid {pid} ({procfs.process_name(pid)}) does not look like a CPython process: none of its mapped files "
         "exports the Python C-API (PyRun_SimpleString)"
     )
+
+
+_CODE_CHECKED = ("PyRun_SimpleString", "Py_AddPendingCall", "PyGILState_Ensure", "PyGILState_Release")
+_CODE_BYTES = 16  # of each function: what the thread will execute, compared with the file's
+
+
+def _check_code(pid: int, path: str, host: str, image: elf.ElfImage, bias: int) -> None:
+    """Refuse unless the functions the injection calls hold, in the target's memory, the code the file
+    we read their addresses from has there.
+
+    Without CAP_SYS_ADMIN ``/proc/<pid>/map_files`` is closed to us and the file is opened by its path:
+    once an upgrade or a redeploy replaced it on disk (a rename: the mapped one is "(deleted)"), the
+    path gives another build's addresses, and a thread sent there crashed the target (SIGSEGV). The
+    comparison holds in containers too, where overlayfs makes the inodes in maps and stat() differ.
+    """
+    try:
+        fd = os.open(host, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TargetError(f"pid {pid}: cannot read {path} again to check its code: {exc.strerror}") from None
+    try:
+        for name in _CODE_CHECKED:
+            symbol = image.symbols[name]
+            size = min(_CODE_BYTES, symbol.size or _CODE_BYTES)
+            offset = image.file_offset(symbol.value)
+            on_disk = os.pread(fd, size, offset) if offset is not None else b""
+            try:
+                in_memory = _sys.try_read(pid, symbol.value + bias, size)
+            except OSError as exc:
+                raise TargetError(f"pid {pid}: cannot read its memory: {exc.strerror}") from None
+            if len(on_disk) != size or in_memory != on_disk:
+                raise TargetError(
+                    f"pid {pid}: the code of {name} in its memory is not what {path.replace(' (deleted)', '')} "
+                    "holds on disk: the file was replaced since the process started (an upgrade, a redeploy?); "
+                    "refused, since calling it by that file's addresses would crash the process. As root, the "
+                    "mapped file itself is read (/proc/PID/map_files)"
+                )
+    finally:
+        os.close(fd)
 
 
 def _mapping_end(maps: Sequence[procfs.MapEntry], addr: int) -> int:
