@@ -130,10 +130,11 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
         return conn
     if not options.force:
         check_remote_debug_allowed(target.pid)
-    from . import bootstrap, procfs
+    from . import bootstrap, headroom, procfs
 
     procfs.check_attachable(target.pid)  # zombie, stopped, or another tracer: say so before touching it
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
+    headroom.check(target.pid, options.force)  # an attach close to a cgroup's memory limit got the target OOM-killed
     if _first_sweep(target):
         _remove_stale(helper, target)
     # a log left by an earlier attempt (its client killed) would read as this attempt's agent failing

@@ -37,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the agent to start, and for its goodbye on detach (default 30; a stuck GIL "
         "is reported after about 3 s)",
     )
-    parser.add_argument("--force", action="store_true", help="attach even if the target opted out of remote debugging")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="attach even if the target opted out of remote debugging or is close to its cgroup's memory limit",
+    )
     parser.add_argument("--debug", action="store_true", help="explain each attach step on stderr")
     parser.add_argument("--version", action="version", version="flight_profiler %s" % __version__)
     return parser

@@ -1,0 +1,176 @@
+"""How much memory the target's cgroup lets it take before the OOM killer picks it (client side).
+
+An attach adds ~4-5 MB to the target (our modules, the agent's thread and buffers), a command a few
+more (a heap walk ~6 MB). In a container run close to its memory limit that was enough: the kernel's
+OOM killer ended the target in the middle of the attach (seen: a 3.12 target 2 MB under its limit,
+killed, and the client said "pid N exited while we waited for the agent"). So before anything is
+injected the client reads the target's memory cgroup, and every ancestor's (each limit applies to its
+whole subtree), and refuses when less than ``NEEDED`` is left, unless ``--force``.
+
+"Used" is the working set as the kernel's reclaim sees it: usage minus the inactive file cache (clean
+page cache is dropped before anything is killed). Swap is not counted as room. Read-only, from the
+cgroup file systems mounted in our own mount namespace; a target whose cgroup we cannot see there (in
+another cgroup namespace's subtree, no memory controller) is not refused: nothing is known.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only for mypy: a --cmd's start-up pays ~3 ms for importing it
+    from typing import NamedTuple, Optional
+else:
+    from ..named import NamedTuple
+
+NEEDED = 16 << 20  # bytes: what an attach and a heavy command add (~5 + ~6 MB), with a margin
+_READ_LIMIT = 1 << 16  # a cgroup file is a line or a short table: never read more
+_UNLIMITED = 1 << 62  # v1 writes "no limit" as the largest page-aligned long; v2 as "max"
+
+
+class Headroom(NamedTuple):
+    left: int  # bytes before the tightest limit
+    limit: int  # that limit
+    used: int  # what counts against it (working set)
+    where: str  # the cgroup directory that has it
+
+
+def check(pid: int, force: bool) -> None:
+    """Refuse (TargetError) when the target has less than NEEDED under a memory limit; ``force`` skips it."""
+    if force:
+        return
+    room = headroom(pid)
+    if room is None or room.left >= NEEDED:
+        return
+    from ..errors import TargetError
+
+    raise TargetError(
+        "pid %d has %s left under its cgroup's memory limit (%s of %s used, %s): attaching adds about 5 MB "
+        "and a command more, which could get it OOM-killed; use --force to attach anyway"
+        % (pid, _mb(room.left), _mb(room.used), _mb(room.limit), room.where)
+    )
+
+
+def headroom(pid: int) -> Optional[Headroom]:
+    """The tightest memory limit over the target's cgroup and its ancestors, or None where none is known."""
+    try:
+        lines = _read("/proc/%d/cgroup" % pid).splitlines()
+        mounts = _cgroup_mounts()
+    except OSError:
+        return None
+    tightest: Optional[Headroom] = None
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        version = 2 if hierarchy == "0" and controllers == "" else 1
+        if version == 1 and "memory" not in controllers.split(","):
+            continue
+        for mount_root, mount_point in mounts.get(version, ()):
+            directory = _directory(mount_root, mount_point, path)
+            if directory is not None and os.path.isdir(directory):
+                found = _tightest(directory, mount_point, version)
+                if found is not None and (tightest is None or found.left < tightest.left):
+                    tightest = found
+                break
+    return tightest
+
+
+def _cgroup_mounts() -> dict[int, list[tuple[str, str]]]:
+    """Our mount namespace's cgroup file systems: version -> [(root within the hierarchy, mount point)];
+    for version 1, only hierarchies with the memory controller."""
+    mounts: dict[int, list[tuple[str, str]]] = {}
+    for line in _read("/proc/self/mountinfo").splitlines():
+        fields = line.split(" - ", 1)
+        if len(fields) != 2:
+            continue
+        before, after = fields[0].split(), fields[1].split()
+        if len(before) < 5 or len(after) < 3:
+            continue
+        kind, options = after[0], after[2].split(",")
+        if kind == "cgroup2":
+            mounts.setdefault(2, []).append((_unescape(before[3]), _unescape(before[4])))
+        elif kind == "cgroup" and "memory" in options:
+            mounts.setdefault(1, []).append((_unescape(before[3]), _unescape(before[4])))
+    return mounts
+
+
+def _directory(mount_root: str, mount_point: str, path: str) -> Optional[str]:
+    """Where ``path`` (as /proc/<pid>/cgroup names it) lies under a mount of the hierarchy's ``mount_root``."""
+    if not path.startswith("/") or "/../" in path + "/" or "\\" in path:
+        return None  # not a path of our namespace's view, or one we will not compose
+    root = mount_root.rstrip("/")
+    if root and path != root and not path.startswith(root + "/"):
+        return None
+    return mount_point.rstrip("/") + path[len(root) :]
+
+
+def _tightest(directory: str, mount_point: str, version: int) -> Optional[Headroom]:
+    """The least room over ``directory`` and its ancestors up to the mount point."""
+    tightest: Optional[Headroom] = None
+    top = mount_point.rstrip("/") or "/"
+    while True:
+        found = _level(directory, version)
+        if found is not None and (tightest is None or found.left < tightest.left):
+            tightest = found
+        if directory == top or not directory.startswith(top):
+            return tightest
+        directory = os.path.dirname(directory)
+
+
+def _level(directory: str, version: int) -> Optional[Headroom]:
+    names = ("memory.max", "memory.current") if version == 2 else ("memory.limit_in_bytes", "memory.usage_in_bytes")
+    try:
+        limit_text = _read(os.path.join(directory, names[0])).strip()
+        usage = int(_read(os.path.join(directory, names[1])).strip())
+    except (OSError, ValueError):
+        return None
+    if limit_text == "max":
+        return None
+    try:
+        limit = int(limit_text)
+    except ValueError:
+        return None
+    if limit >= _UNLIMITED:
+        return None
+    used = max(0, usage - _inactive_file(directory, version))
+    return Headroom(limit - used, limit, used, directory)
+
+
+def _inactive_file(directory: str, version: int) -> int:
+    """Clean page cache the kernel drops before it kills anything (v1: the hierarchy's total)."""
+    key = "inactive_file" if version == 2 else "total_inactive_file"
+    try:
+        for line in _read(os.path.join(directory, "memory.stat")).splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _read(path: str) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return os.read(fd, _READ_LIMIT).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
+def _unescape(text: str) -> str:
+    """mountinfo writes space, tab, newline and backslash in octal (``\\040``)."""
+    if "\\" not in text:
+        return text
+    out, index = [], 0
+    while index < len(text):
+        if text[index] == "\\" and text[index + 1 : index + 4].isdigit():
+            out.append(chr(int(text[index + 1 : index + 4], 8)))
+            index += 4
+        else:
+            out.append(text[index])
+            index += 1
+    return "".join(out)
+
+
+def _mb(count: int) -> str:
+    return "%.1f MB" % (count / float(1 << 20))

@@ -1,0 +1,114 @@
+"""A target close to its cgroup's memory limit is refused before anything is injected (issue 15's "the
+target comes first"): a 3.12 target 2 MB under its limit was OOM-killed by the attach, and the client
+said "pid N exited while we waited for the agent".
+
+A real memory cgroup (v1 or v2, whichever this host mounts with the memory controller) is made under
+the test's own, the target is moved into it and the limit set just above what it uses; once the limit
+is raised the same attach works. Skipped where no memory cgroup can be made (not root, no controller).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Tuple
+
+import pytest
+
+from flight_profiler.attach import headroom
+from interpreters import find_interpreters
+from support import RunningTarget, cli, start_target, user_name, wait_until
+
+PYTHON = find_interpreters()[-1][1]
+pytestmark = pytest.mark.any_interpreter  # the check is the client's: one interpreter shows it
+
+
+def _own_memory_cgroup() -> Tuple[str, int] | None:
+    """(directory, version) of this process's memory cgroup, in our mount namespace."""
+    with open("/proc/self/cgroup") as fh:
+        lines = fh.read().splitlines()
+    mounts = headroom._cgroup_mounts()
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        version = 2 if hierarchy == "0" and controllers == "" else 1
+        if version == 1 and "memory" not in controllers.split(","):
+            continue
+        for root, point in mounts.get(version, ()):
+            directory = headroom._directory(root, point, path)
+            if directory and os.path.isdir(directory):
+                if version == 2 and "memory" not in _text(os.path.join(directory, "cgroup.controllers")).split():
+                    continue
+                return directory, version
+    return None
+
+
+def _text(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(value)
+
+
+@pytest.fixture
+def cgroup() -> Iterator[Tuple[str, int, str]]:
+    """A child memory cgroup of ours: (its directory, version, the limit file's name)."""
+    own = _own_memory_cgroup() if os.geteuid() == 0 else None
+    if own is None:
+        pytest.skip("no memory cgroup of ours to make a child in (needs root and the memory controller)")
+    parent, version = own
+    directory = os.path.join(parent, user_name("fphead"))
+    try:
+        if os.path.isdir(directory):
+            os.rmdir(directory)  # a leftover of a killed run (empty: its processes are gone)
+        os.mkdir(directory)
+        if version == 2:
+            _write(os.path.join(parent, "cgroup.subtree_control"), "+memory")
+    except OSError as exc:
+        pytest.skip("cannot make a memory cgroup under %s: %s" % (parent, exc))
+    limit = "memory.max" if version == 2 else "memory.limit_in_bytes"
+    if not os.path.exists(os.path.join(directory, limit)):
+        os.rmdir(directory)
+        pytest.skip("the memory controller is not enabled for children of %s" % parent)
+    yield directory, version, limit
+    for pid in _text(os.path.join(directory, "cgroup.procs")).split():
+        try:
+            _write(os.path.join(parent, "cgroup.procs"), pid)
+        except OSError:
+            pass
+    wait_until(lambda: not _text(os.path.join(directory, "cgroup.procs")).split(), timeout=10)
+    os.rmdir(directory)
+
+
+def _usage(directory: str, version: int) -> int:
+    return int(_text(os.path.join(directory, "memory.current" if version == 2 else "memory.usage_in_bytes")))
+
+
+def test_a_target_close_to_its_memory_limit_is_refused_and_left_alone(cgroup: Tuple[str, int, str]) -> None:
+    directory, version, limit = cgroup
+    target: RunningTarget = start_target(PYTHON, "service_target.py", "sleep")
+    try:
+        _write(os.path.join(directory, "cgroup.procs"), str(target.pid))
+        tasks = len(os.listdir("/proc/%d/task" % target.pid))
+        _write(os.path.join(directory, limit), str(_usage(directory, version) + (4 << 20)))
+        refused = cli(target.pid, "getglobal __main__ __name__", timeout=60)
+        assert refused.returncode != 0
+        error = " ".join(refused.errors) or refused.stderr
+        assert "left under its cgroup's memory limit" in error and "use --force to attach anyway" in error, (
+            refused.stdout,
+            refused.stderr,
+        )
+        assert directory in error
+        assert target.proc.poll() is None and len(os.listdir("/proc/%d/task" % target.pid)) == tasks
+        _write(os.path.join(directory, limit), str(1 << 30))
+        answer = cli(target.pid, "getglobal __main__ __name__", timeout=60)
+        assert answer.returncode == 0, (answer.stdout, answer.stderr)
+        assert cli(target.pid, "detach").returncode == 0
+        assert target.proc.poll() is None
+    finally:
+        target.stop()
