@@ -198,6 +198,35 @@ def test_a_sandbox_that_forbids_sockets_is_said_at_once_and_left_as_it_was(name:
         target.stop()
 
 
+@pytest.mark.parametrize(("name", "python"), FD_INTERPRETERS, ids=[i for i, _ in FD_INTERPRETERS])
+def test_an_address_space_limit_too_close_is_refused_and_forced_says_why(name: str, python: str) -> None:
+    """RLIMIT_AS 2 MB away: our thread's 8 MB stack cannot be reserved. The client refuses before it
+    injects; with --force the bootstrap cannot start the thread and says so at once (it used to be
+    "the main thread reached no safe point" after --timeout)."""
+    target = start_target(python, "hostile_target.py", "aslimit")
+    try:
+        tasks = _tasks(target.pid)
+        command = ["--cmd", "getglobal __main__ X", "--json", "--timeout", "60"]
+        for extra in ([], ["--force"]):
+            proc = subprocess.run(
+                [sys.executable, "-m", "flight_profiler", str(target.pid), *command, *extra],
+                capture_output=True,
+                text=True,
+                timeout=50,  # well inside one --timeout
+                check=False,
+            )
+            lines = [line for line in proc.stdout.splitlines() if line.strip()]
+            assert proc.returncode != 0 and len(lines) == 1, (proc.stdout, proc.stderr)
+            expected = "can't start new thread" if extra else "of address space left under its RLIMIT_AS"
+            assert expected in lines[0], lines
+            assert "Traceback" not in proc.stderr
+        assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=10)
+        assert [n for n in _our_files(target.pid) if ".boot-" not in n] == []
+        assert _healthy(target)
+    finally:
+        target.stop()
+
+
 # ------------------------------------------------------------------ GIL held in native code
 
 

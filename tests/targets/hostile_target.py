@@ -14,6 +14,7 @@ Usage: hostile_target.py SCENARIO [ARG]
                  then prints "modules N NAMES"
   nosocket       a seccomp filter makes socket() fail with EPERM, as a sandboxed service's may (x86-64);
                  SIGUSR2 prints "modules N NAMES"
+  aslimit        RLIMIT_AS (ulimit -v) set 40 MB above its size, then filled to 2 MB short of it
 Prints "ready <port or fd count>" when ready, and "released" (gilheld) once the GIL is free again.
 SIGUSR1 makes the process exit 0 (proves the main thread still runs Python and handles signals).
 Stdlib only (gevent for its scenario); Python 3.8+.
@@ -154,6 +155,24 @@ def no_sockets():
     return code
 
 
+def address_space_limit():
+    """Its address space limited, and nearly all of it in use: a new thread's stack (8 MB) no longer fits."""
+    import resource
+
+    with open("/proc/self/status") as fh:
+        size = next(int(line.split()[1]) for line in fh if line.startswith("VmSize:")) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (size + (40 << 20), resource.getrlimit(resource.RLIMIT_AS)[1]))
+    held = []
+    while True:
+        try:
+            held.append(bytearray(1 << 20))
+        except MemoryError:
+            break
+    del held[-2:]
+    print("ready %d" % len(held), flush=True)
+    return held
+
+
 def eventlet_server():
     import warnings
 
@@ -192,6 +211,8 @@ def main():
         held = nofd()
     elif scenario == "nosocket":
         no_sockets()
+    elif scenario == "aslimit":
+        held = address_space_limit()
     elif scenario == "gilonusr2":
         hold_gil_on_usr2(sys.argv[2])
     elif scenario == "gilheld":

@@ -206,6 +206,23 @@ def _fp_unboost(boost):
             sys.setswitchinterval(boost[1])
     except BaseException:
         pass
+def _fp_log(exc):
+    # why no agent came, for the client (it shows the last line); written by hand: traceback would
+    # import re, linecache, ... into the target, to stay
+    lines = tb = code = None
+    try:
+        lines, tb = ["Traceback (most recent call last):\\n"], exc.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            lines.append('  File "%%s", line %%d, in %%s\\n' %% (code.co_filename, tb.tb_lineno, code.co_name))
+            tb = tb.tb_next
+        lines.append("%%s: %%s\\n" %% (type(exc).__name__, exc))
+        with open(%(log)r, "a") as fh:
+            fh.write("".join(lines))
+    except BaseException:
+        pass
+    finally:
+        lines = tb = code = exc = None  # the frames: freed now, not by the next collection
 def _fp_agent(reserve, boost):
     claimed, server = %(ticket)r + ".claimed", None
     try:
@@ -235,19 +252,7 @@ def _fp_agent(reserve, boost):
                 raise
     except BaseException as exc:
         if server is not None or os.path.exists(claimed):  # after a withdrawal nothing of ours may appear
-            try:  # written by hand: traceback would import re, linecache, ... into the target, to stay
-                lines, tb = ["Traceback (most recent call last):\\n"], exc.__traceback__
-                while tb is not None:
-                    code = tb.tb_frame.f_code
-                    lines.append('  File "%%s", line %%d, in %%s\\n' %% (code.co_filename, tb.tb_lineno, code.co_name))
-                    tb = tb.tb_next
-                lines.append("%%s: %%s\\n" %% (type(exc).__name__, exc))  # the client shows this line
-                with open(%(log)r, "a") as fh:
-                    fh.write("".join(lines))
-            except BaseException:
-                pass
-            finally:
-                lines = tb = code = None  # the frames: freed now, not by the next collection
+            _fp_log(exc)
     finally:
         _fp_unboost(boost)  # the listener restored it at its first answer or deadline; any other exit: here
         _fp_close(reserve[:1])  # 3.8 aborts when a thread exits with no free fd: free one first
@@ -282,9 +287,10 @@ def _fp_start():
             threading.Thread(target=_fp_agent, args=(reserve, boost), name="flight_profiler-agent", daemon=True).start()
         else:
             start(_fp_agent, (reserve, boost))
-    except BaseException:
+    except BaseException as exc:  # no thread (RLIMIT_AS, RLIMIT_NPROC, a cgroup's pids.max): say why
         _fp_unboost(boost)
         _fp_close(reserve)
+        _fp_log(exc)
 try:
     _fp_start()
 except BaseException:

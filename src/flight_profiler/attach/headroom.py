@@ -36,19 +36,46 @@ class Headroom(NamedTuple):
 
 
 def check(pid: int, force: bool) -> None:
-    """Refuse (TargetError) when the target has less than NEEDED under a memory limit; ``force`` skips it."""
+    """Refuse (TargetError) when the target has less than NEEDED under a memory limit, or too little
+    address space under RLIMIT_AS for our thread; ``force`` skips both."""
     if force:
-        return
-    room = headroom(pid)
-    if room is None or room.left >= NEEDED:
         return
     from ..errors import TargetError
 
-    raise TargetError(
-        "pid %d has %s left under its cgroup's memory limit (%s of %s used, %s): attaching adds about 5 MB "
-        "and a command more, which could get it OOM-killed; use --force to attach anyway"
-        % (pid, _mb(room.left), _mb(room.used), _mb(room.limit), room.where)
-    )
+    room = headroom(pid)
+    if room is not None and room.left < NEEDED:
+        raise TargetError(
+            "pid %d has %s left under its cgroup's memory limit (%s of %s used, %s): attaching adds about 5 MB "
+            "and a command more, which could get it OOM-killed; use --force to attach anyway"
+            % (pid, _mb(room.left), _mb(room.used), _mb(room.limit), room.where)
+        )
+    space = address_space(pid)
+    if space is not None and space[0] < space[1]:
+        raise TargetError(
+            "pid %d has %s of address space left under its RLIMIT_AS (ulimit -v): the agent's thread alone "
+            "reserves %s (its stack) and our modules take more, which the program's next allocations would "
+            "miss (MemoryError); use --force to attach anyway" % (pid, _mb(space[0]), _mb(space[1] - NEEDED))
+        )
+
+
+def address_space(pid: int) -> Optional[tuple[int, int]]:
+    """(address space left under the soft RLIMIT_AS, what an attach needs of it), or None without a limit.
+
+    A new thread reserves its whole stack (RLIMIT_STACK's soft limit, the default for pthreads; 8 MB
+    where that is unlimited) as address space at once."""
+    try:
+        limits = _read("/proc/%d/limits" % pid).splitlines()
+        status = _read("/proc/%d/status" % pid).splitlines()
+    except OSError:
+        return None
+    values = {line[:26].strip(): line[26:].split() for line in limits[1:]}
+    space = values.get("Max address space", ["unlimited"])[0]
+    stack = values.get("Max stack size", ["unlimited"])[0]
+    size = next((line.split()[1] for line in status if line.startswith("VmSize:")), None)
+    if not space.isdigit() or size is None or not size.isdigit():
+        return None
+    thread_stack = int(stack) if stack.isdigit() else 8 << 20
+    return int(space) - int(size) * 1024, thread_stack + NEEDED
 
 
 def headroom(pid: int) -> Optional[Headroom]:
