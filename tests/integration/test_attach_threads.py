@@ -224,7 +224,7 @@ def test_the_listener_binds_over_a_stale_socket(tmp_path: object) -> None:
     os.unlink(path)
     # too long for a socket: the bind's error, not swallowed, said with the path (the client shows the agent's
     # last log line when it could not start)
-    with pytest.raises(RuntimeError, match="cannot listen on .*aaaa.sock: AF_UNIX path too long"):
+    with pytest.raises(RuntimeError, match=r"cannot listen on .*aaaa\.sock: AF_UNIX path too long"):
         _listen(os.path.join(directory, "a" * 120 + ".sock"))
 
 

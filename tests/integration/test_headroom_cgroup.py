@@ -9,7 +9,10 @@ is raised the same attach works. Skipped where no memory cgroup can be made (not
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from typing import Iterator, Tuple
 
 import pytest
@@ -104,6 +107,16 @@ def test_a_target_close_to_its_memory_limit_is_refused_and_left_alone(cgroup: Tu
             refused.stderr,
         )
         assert directory in error
+        # ps says the same of it, before anyone tries
+        listed = subprocess.run(
+            [sys.executable, "-m", "flight_profiler", "ps", str(target.pid), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        [entry] = json.loads(listed.stdout.splitlines()[-1])["result"]["processes"]
+        assert entry["attachable"] is False and "left under its cgroup's memory limit" in entry["reason"], entry
         assert target.proc.poll() is None and len(os.listdir("/proc/%d/task" % target.pid)) == tasks
         _write(os.path.join(directory, limit), str(1 << 30))
         answer = cli(target.pid, "getglobal __main__ __name__", timeout=60)

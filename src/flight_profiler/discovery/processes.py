@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..attach import paths, procfs
+from ..attach import headroom, paths, procfs
 from ..attach.target import SUPPORTED, Target, check_remote_debug_allowed, inspect, supported_range
 from ..errors import FlightProfilerError
 
@@ -219,6 +219,7 @@ def _why_not(
         (inspected or _inspect_once(pid))()
         procfs.check_attachable(pid)
         check_remote_debug_allowed(pid)
+        headroom.check(pid, force=False)  # what the attach would refuse: too close to a memory limit
     except FlightProfilerError as exc:
         return str(exc)
     return None
