@@ -125,3 +125,74 @@ def test_a_target_close_to_its_memory_limit_is_refused_and_left_alone(cgroup: Tu
         assert target.proc.poll() is None
     finally:
         target.stop()
+
+
+@pytest.fixture
+def freezer() -> Iterator[Tuple[str, int]]:
+    """A child freezer cgroup of ours (v1 ``freezer.state`` or v2 ``cgroup.freeze``): (directory, version)."""
+    own = headroom.cgroup_dirs(os.getpid(), "freezer") if os.geteuid() == 0 else []
+    if not own:
+        pytest.skip("no freezer cgroup of ours to make a child in (needs root)")
+    parent, _, version = own[0]
+    directory = os.path.join(parent, user_name("fphfrz"))
+    try:
+        if os.path.isdir(directory):
+            os.rmdir(directory)
+        os.mkdir(directory)
+    except OSError as exc:
+        pytest.skip("cannot make a cgroup under %s: %s" % (parent, exc))
+    yield directory, version
+    _freeze(directory, version, False)
+    for pid in _text(os.path.join(directory, "cgroup.procs")).split():
+        try:
+            _write(os.path.join(parent, "cgroup.procs"), pid)
+        except OSError:
+            pass
+    wait_until(lambda: not _text(os.path.join(directory, "cgroup.procs")).split(), timeout=10)
+    os.rmdir(directory)
+
+
+def _freeze(directory: str, version: int, frozen: bool) -> None:
+    if version == 1:
+        _write(os.path.join(directory, "freezer.state"), "FROZEN" if frozen else "THAWED")
+    else:
+        _write(os.path.join(directory, "cgroup.freeze"), "1" if frozen else "0")
+
+
+def _ps_reason(pid: int) -> object:
+    listed = subprocess.run(
+        [sys.executable, "-m", "flight_profiler", "ps", str(pid), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    [entry] = json.loads(listed.stdout.splitlines()[-1])["result"]["processes"]
+    return entry["reason"]
+
+
+def test_a_frozen_target_is_said_to_be_frozen_at_once(freezer: Tuple[str, int]) -> None:
+    """docker pause: a frozen process cannot even stop for ptrace; the attach waited out --timeout and said
+    "did not stop within the timeout (uninterruptible sleep?)", and a running agent could not answer."""
+    directory, version = freezer
+    fresh = start_target(PYTHON, "service_target.py", "sleep")
+    attached = start_target(PYTHON, "service_target.py", "sleep")
+    try:
+        assert cli(attached.pid, "getglobal __main__ __name__", timeout=60).returncode == 0  # its agent runs
+        for target in (fresh, attached):
+            _write(os.path.join(directory, "cgroup.procs"), str(target.pid))
+        _freeze(directory, version, True)
+        assert wait_until(lambda: headroom.frozen(fresh.pid) is not None, timeout=10)
+        for target in (fresh, attached):
+            refused = cli(target.pid, "getglobal __main__ __name__", "--timeout", "60", timeout=50)
+            error = " ".join(refused.errors) or refused.stderr
+            assert refused.returncode != 0 and "is frozen by its cgroup's freezer (%s" % directory in error, error
+            assert "is frozen" in str(_ps_reason(target.pid))
+        _freeze(directory, version, False)
+        for target in (fresh, attached):
+            assert cli(target.pid, "getglobal __main__ __name__", timeout=60).returncode == 0
+            assert cli(target.pid, "detach").returncode == 0
+    finally:
+        _freeze(directory, version, False)
+        fresh.stop()
+        attached.stop()

@@ -31,7 +31,7 @@ from contextlib import nullcontext
 
 from ..errors import AttachError, InjectionError, PermissionDeniedError, ProtocolError, TargetError
 from ..render.safe import safe_line
-from . import paths, privsep, ticket
+from . import headroom, paths, privsep, ticket
 from .connection import AgentConnection, check_peer, peer_of
 from .privsep import Helper
 from .target import Target, check_credentials, check_remote_debug_allowed, inspect, start_time
@@ -84,6 +84,7 @@ def _connect(pid: int, options: AttachOptions) -> AgentConnection:
     except PermissionDeniedError as denied:
         return _armed_agent(pid, options, denied)
     check_credentials(target, options.force)
+    headroom.check_not_frozen(pid)  # not even a running agent answers: the handshake waited out --timeout
     with privsep.start(target, paths.private_dir(target)) as helper:
         if helper.call("open_dir", create=False)[0]["exists"]:
             existing = _connect_once(helper, target, options.timeout, running=True)
@@ -130,7 +131,7 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
         return conn
     if not options.force:
         check_remote_debug_allowed(target.pid)
-    from . import bootstrap, headroom, procfs
+    from . import bootstrap, procfs
 
     procfs.check_attachable(target.pid)  # zombie, stopped, or another tracer: say so before touching it
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd

@@ -1,4 +1,5 @@
-"""How much memory the target's cgroup lets it take before the OOM killer picks it (client side).
+"""What the target's cgroups and limits leave us: memory before the OOM killer, address space for our
+thread, and whether a freezer holds it (client side).
 
 An attach adds ~4-5 MB to the target (our modules, the agent's thread and buffers), a command a few
 more (a heap walk ~6 MB). In a container run close to its memory limit that was enough: the kernel's
@@ -80,31 +81,68 @@ def address_space(pid: int) -> Optional[tuple[int, int]]:
 
 def headroom(pid: int) -> Optional[Headroom]:
     """The tightest memory limit over the target's cgroup and its ancestors, or None where none is known."""
+    tightest: Optional[Headroom] = None
+    for directory, mount_point, version in cgroup_dirs(pid, "memory"):
+        found = _tightest(directory, mount_point, version)
+        if found is not None and (tightest is None or found.left < tightest.left):
+            tightest = found
+    return tightest
+
+
+def frozen(pid: int) -> Optional[str]:
+    """The cgroup directory whose freezer holds the target (``docker pause``, a v1 ``freezer.state`` of
+    FROZEN or FREEZING, v2 ``cgroup.events`` frozen 1), or None. A frozen process cannot even stop for
+    ptrace: an attach waited out --timeout on it."""
+    for directory, _, version in cgroup_dirs(pid, "freezer"):
+        try:
+            if version == 1:
+                state = _read(os.path.join(directory, "freezer.state")).strip()
+                if state in ("FROZEN", "FREEZING"):
+                    return directory
+            elif "frozen 1" in _read(os.path.join(directory, "cgroup.events")).splitlines():
+                return directory
+        except OSError:
+            continue
+    return None
+
+
+def check_not_frozen(pid: int) -> None:
+    where = frozen(pid)
+    if where is not None:
+        from ..errors import TargetError
+
+        raise TargetError(
+            "pid %d is frozen by its cgroup's freezer (%s: docker pause, a frozen pod?): none of its threads "
+            "runs, nor can stop for us, until it is thawed" % (pid, where)
+        )
+
+
+def cgroup_dirs(pid: int, controller: str) -> list[tuple[str, str, int]]:
+    """(directory, its mount point, version) of each hierarchy that holds ``pid`` and, for version 1,
+    has ``controller``, as mounted in our namespace; empty where none can be seen."""
     try:
         lines = _read("/proc/%d/cgroup" % pid).splitlines()
-        mounts = _cgroup_mounts()
+        mounts = _cgroup_mounts(controller)
     except OSError:
-        return None
-    tightest: Optional[Headroom] = None
+        return []
+    found = []
     for line in lines:
         hierarchy, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
         version = 2 if hierarchy == "0" and controllers == "" else 1
-        if version == 1 and "memory" not in controllers.split(","):
+        if version == 1 and controller not in controllers.split(","):
             continue
         for mount_root, mount_point in mounts.get(version, ()):
             directory = _directory(mount_root, mount_point, path)
             if directory is not None and os.path.isdir(directory):
-                found = _tightest(directory, mount_point, version)
-                if found is not None and (tightest is None or found.left < tightest.left):
-                    tightest = found
+                found.append((directory, mount_point, version))
                 break
-    return tightest
+    return found
 
 
-def _cgroup_mounts() -> dict[int, list[tuple[str, str]]]:
+def _cgroup_mounts(controller: str = "memory") -> dict[int, list[tuple[str, str]]]:
     """Our mount namespace's cgroup file systems: version -> [(root within the hierarchy, mount point)];
-    for version 1, only hierarchies with the memory controller."""
+    for version 1, only hierarchies with ``controller``."""
     mounts: dict[int, list[tuple[str, str]]] = {}
     for line in _read("/proc/self/mountinfo").splitlines():
         fields = line.split(" - ", 1)
@@ -116,7 +154,7 @@ def _cgroup_mounts() -> dict[int, list[tuple[str, str]]]:
         kind, options = after[0], after[2].split(",")
         if kind == "cgroup2":
             mounts.setdefault(2, []).append((_unescape(before[3]), _unescape(before[4])))
-        elif kind == "cgroup" and "memory" in options:
+        elif kind == "cgroup" and controller in options:
             mounts.setdefault(1, []).append((_unescape(before[3]), _unescape(before[4])))
     return mounts
 

@@ -117,7 +117,7 @@ def describe(pid: int, caller: Caller) -> PythonProcess | None:
     uid = _first_int(status.get("Uid", ""))
     inspected = _inspect_once(pid, maps)
     agent = version is not None and agent_running(pid, inspected)
-    reason = None if agent else _why_not(pid, version, uid, caller, inspected)
+    reason = _frozen(pid) if agent else _why_not(pid, version, uid, caller, inspected)
     return PythonProcess(
         pid=pid,
         ppid=_first_int(status.get("PPid", "")),
@@ -219,7 +219,17 @@ def _why_not(
         (inspected or _inspect_once(pid))()
         procfs.check_attachable(pid)
         check_remote_debug_allowed(pid)
+        headroom.check_not_frozen(pid)
         headroom.check(pid, force=False)  # what the attach would refuse: too close to a memory limit
+    except FlightProfilerError as exc:
+        return str(exc)
+    return None
+
+
+def _frozen(pid: int) -> str | None:
+    """A frozen process's agent cannot answer either."""
+    try:
+        headroom.check_not_frozen(pid)
     except FlightProfilerError as exc:
         return str(exc)
     return None
