@@ -196,3 +196,50 @@ def test_a_frozen_target_is_said_to_be_frozen_at_once(freezer: Tuple[str, int]) 
         _freeze(directory, version, False)
         fresh.stop()
         attached.stop()
+
+
+@pytest.fixture
+def cpu_cgroup() -> Iterator[Tuple[str, int]]:
+    """A child CPU cgroup of ours: (directory, version)."""
+    own = headroom.cgroup_dirs(os.getpid(), "cpu") if os.geteuid() == 0 else []
+    if not own:
+        pytest.skip("no cpu cgroup of ours to make a child in (needs root)")
+    parent, _, version = own[0]
+    directory = os.path.join(parent, user_name("fphcpu"))
+    try:
+        if os.path.isdir(directory):
+            os.rmdir(directory)
+        os.mkdir(directory)
+        if version == 2:
+            _write(os.path.join(parent, "cgroup.subtree_control"), "+cpu")
+    except OSError as exc:
+        pytest.skip("cannot make a cpu cgroup under %s: %s" % (parent, exc))
+    yield directory, version
+    for pid in _text(os.path.join(directory, "cgroup.procs")).split():
+        try:
+            _write(os.path.join(parent, "cgroup.procs"), pid)
+        except OSError:
+            pass
+    wait_until(lambda: not _text(os.path.join(directory, "cgroup.procs")).split(), timeout=10)
+    os.rmdir(directory)
+
+
+def test_a_heap_walk_under_a_cpu_quota_takes_a_quarter_of_it(cpu_cgroup: Tuple[str, int]) -> None:
+    """A pod limited to half a CPU: the walk's 4 ms slices with 1 ms pauses took ~80 % of a CPU, charged to
+    the program's cgroup, whose threads then all waited for the next period; now it pauses 28 ms."""
+    directory, version = cpu_cgroup
+    target = start_target(PYTHON, "service_target.py", "sleep")
+    try:
+        _write(os.path.join(directory, "cgroup.procs"), str(target.pid))
+        if version == 2:
+            _write(os.path.join(directory, "cpu.max"), "50000 100000")
+        else:
+            _write(os.path.join(directory, "cpu.cfs_period_us"), "100000")
+            _write(os.path.join(directory, "cpu.cfs_quota_us"), "50000")
+        result = cli(target.pid, "mem summary", timeout=120)
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        pacing = result.results[-1]["pacing"]
+        assert pacing["cpu_quota"] == 0.5 and pacing["pause_ms"] == 28.0, pacing
+        assert cli(target.pid, "detach").returncode == 0
+    finally:
+        target.stop()

@@ -34,6 +34,7 @@ import time
 from itertools import islice
 from types import ModuleType
 
+from . import cpuquota
 from .context import AGENT_THREAD_IDS
 from .describe import module_of
 from .realthreads import thread_frames
@@ -62,6 +63,10 @@ BATCH_TIME = 0.001  # seconds of work per batch at most: the clock is looked at 
 # stopped it with the GIL held for 50 ms (bench/RESULTS-mem.md).
 SLICE_BUDGET = 0.004
 SLICE_PAUSE = 0.001
+# Under a CPU quota (a pod's CPU limit) the walk's CPU is charged to the program's cgroup, and a spent
+# quota stops every thread of it until the next period: the pause then grows so that the walk takes at
+# most this share of the quota (half a CPU: 4 ms slices, 28 ms pauses; services/cpuquota).
+QUOTA_SHARE = 0.25
 # One step of a walk handles at most this many references: a gc.get_referents call (and
 # freeing its result) touches every object it returns, scattered over the heap, in one C call
 # that holds the GIL (~1 ms per 5000 on a VM; ~4 ms per 20000 measured). A container with more
@@ -100,6 +105,7 @@ class Pacer:
         "budget",
         "cancelled",
         "collections",
+        "cpus",
         "deadline",
         "longest",
         "longest_cpu",
@@ -113,8 +119,13 @@ class Pacer:
 
     def __init__(self, cancelled: Event, budget: float | None = None, pause: float | None = None) -> None:
         self.cancelled = cancelled
-        self.budget = SLICE_BUDGET if budget is None else budget
-        self.pause = SLICE_PAUSE if pause is None else pause
+        self.cpus = cpuquota.quota() if pause is None else None  # a pause given (tests) is kept as it is
+        self.budget, self.pause = cpuquota.paced(
+            SLICE_BUDGET if budget is None else budget,
+            SLICE_PAUSE if pause is None else pause,
+            self.cpus,
+            QUOTA_SHARE,
+        )
         self.longest = self.longest_cpu = self.longest_gc = 0.0
         self.longest_where = ""  # the function that ended the longest slice (a diagnostic)
         self.slices = self.collections = 0
@@ -176,6 +187,9 @@ class Pacer:
             "longest_cpu_ms": round(self.longest_cpu * 1000, 3),
             "longest_where": self.longest_where,
         }
+        if self.cpus is not None:
+            report["cpu_quota"] = round(self.cpus, 3)
+            report["pause_ms"] = round(self.pause * 1000, 3)
         if self.collections:
             report["collections"] = self.collections
             report["longest_collection_ms"] = round(self.longest_gc * 1000, 3)
