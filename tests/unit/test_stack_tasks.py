@@ -19,7 +19,7 @@ import pytest
 
 from agent_threads import in_thread
 from flight_profiler.commands.stack import agent as stack_agent
-from flight_profiler.services import usercode
+from flight_profiler.services import cpuquota, usercode
 
 
 def _no_heap_scan(*args: Any) -> Any:
@@ -67,13 +67,20 @@ def test_no_task_anywhere_costs_no_heap_scan(monkeypatch: pytest.MonkeyPatch) ->
 
 
 class _Emitted:
-    """The one thing ``stack -a`` asks of its job context."""
+    """What ``stack -a`` asks of its job context."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.waits: list[float] = []
 
     def emit(self, event: dict[str, Any]) -> None:
         self.events.append(event)
+
+    def wait(self, seconds: float) -> bool:
+        """The pause between two slices of reading; never cancelled here."""
+        self.waits.append(seconds)
+        time.sleep(seconds)
+        return False
 
 
 def _hostile_tasks(loop: asyncio.AbstractEventLoop, stop: threading.Event) -> list[asyncio.Task[Any]]:
@@ -205,3 +212,15 @@ def test_places_past_n_and_tasks_past_the_reading_time_are_counted(
     monkeypatch.setattr(stack_agent, "READ_SECONDS", -1.0)
     none = _tasks_answer({})
     assert none["loops"] == [] and none["not_shown"] == none["not_read"] == 32
+
+
+def test_tasks_are_read_in_slices_paced_to_a_cpu_quota(
+    crowded_loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading 50,000 tasks took up to 2 s of a CPU at a stretch: under a pod's CPU limit, all of the quota."""
+    monkeypatch.setattr(stack_agent, "SLICE_BUDGET", 0.00005)
+    monkeypatch.setattr(cpuquota, "quota", lambda: 0.05)
+    ctx = _Emitted()
+    assert in_thread(lambda: stack_agent.run({}, ctx), agent=True) is None  # type: ignore[arg-type]
+    assert ctx.waits and ctx.waits == pytest.approx([0.00395] * len(ctx.waits))  # 1 on, 79 off
+    assert "not_read" not in ctx.events[0]

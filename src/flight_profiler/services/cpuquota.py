@@ -128,7 +128,7 @@ def _unescape(text: str) -> str:
 def paced(budget: float, pause: float, cpus: Optional[float], share: float) -> Tuple[float, float]:
     """(budget, pause) of a walk's slices so that it takes at most ``share`` of ``cpus`` (and never a
     shorter pause than ``pause``)."""
-    if cpus is None:
+    if cpus is None or budget <= 0 or cpus <= 0:
         return budget, pause
     duty = min(budget / (budget + pause), share * cpus)
     return budget, max(pause, budget * (1.0 / duty - 1.0))
