@@ -81,7 +81,8 @@ def measure(src: str, python: str, cgroup: str, version: int) -> dict:
         pacing = cli(src, proc.pid, "mem summary").get("pacing", {})
         seconds = time.monotonic() - started
         walk = [item["v"] for item in gaps(src, proc.pid)]
-        cli(src, proc.pid, "detach")
+        env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
+        subprocess.run([sys.executable, "-m", "flight_profiler", str(proc.pid), "--cmd", "detach"], env=env, check=True)
         return {"idle": idle, "walk": walk, "seconds": seconds, "pacing": pacing}
     finally:
         proc.kill()
