@@ -255,3 +255,25 @@ def test_a_star_pattern_over_megabytes_is_matched_in_c() -> None:
 
     huge = "mod.Huge" + "x" * 5_000_000
     assert glob_match("mod.Huge*", huge) and glob_match("*x*x", huge) and not glob_match("*Huge*y", huge)
+
+
+def test_a_search_stopped_at_its_bound_says_how_many_modules_it_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More loaded modules than the bound: the search said "N match(es) in 20000 modules", and nothing
+    told that others were never looked at."""
+    from flight_profiler.commands.sc import agent as sc_agent
+    from flight_profiler.commands.sc.client import SPEC as SC
+
+    monkeypatch.setattr(sc_agent, "MAX_MODULES", 3)
+    found = sc_agent.search(
+        {"pattern": "*", "limit": 5, "detail": False}, "class", sc_agent._classes, sc_agent._describe_class
+    )
+    assert found["modules"] == 3 and found["not_searched"] == len(sys.modules) - 3
+    rendered = SC.render(found)
+    assert "(%d more loaded, not searched: the search's bound)" % found["not_searched"] in str(rendered)
+    with pytest.raises(CommandFailed, match=r"3 modules searched, \d+ more not \(the bound\)"):
+        sc_agent.search(
+            {"pattern": "NoSuchClassAnywhere", "limit": 5, "detail": False},
+            "class",
+            sc_agent._classes,
+            sc_agent._describe_class,
+        )

@@ -61,11 +61,16 @@ def search(
                 match = describe(module_name, name, obj, kind, bool(request.get("detail", DEFAULTS["detail"])))
                 found.append(_cut(match))
     if not total:
+        unsearched = len(sys.modules) - len(modules) if len(modules) >= MAX_MODULES else 0
         raise CommandFailed(
-            "no loaded %s matches %r (%d modules searched; nothing is imported)" % (what, pattern, len(modules))
+            "no loaded %s matches %r (%d modules searched%s; nothing is imported)"
+            % (what, pattern, len(modules), ", %d more not (the bound)" % unsearched if unsearched > 0 else "")
         )
     found.sort(key=lambda match: match["name"])
-    return {"pattern": pattern, "matches": found, "total": total, "shown": len(found), "modules": len(modules)}
+    result = {"pattern": pattern, "matches": found, "total": total, "shown": len(found), "modules": len(modules)}
+    if len(modules) >= MAX_MODULES and len(sys.modules) > len(modules):  # the bound said, not a silent cut
+        result["not_searched"] = len(sys.modules) - len(modules)
+    return result
 
 
 # characters kept of what a match holds: a name the target made (a class can be named with megabytes; a

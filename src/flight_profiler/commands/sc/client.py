@@ -69,6 +69,8 @@ def render_matches(event: dict[str, Any]) -> RenderableType:
         text.append("\n")
     more = event["total"] - event["shown"]
     summary = "%d match(es) in %d modules" % (event["total"], event["modules"])
+    if event.get("not_searched"):
+        summary += " (%d more loaded, not searched: the search's bound)" % event["not_searched"]
     text.append(summary + ("; %d not shown (raise -n or narrow the pattern)" % more if more else ""), style="dim")
     return text
 
