@@ -277,3 +277,18 @@ def test_a_search_stopped_at_its_bound_says_how_many_modules_it_left(monkeypatch
             sc_agent._classes,
             sc_agent._describe_class,
         )
+
+
+def test_a_search_runs_in_slices_and_stops_when_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """20,000 modules took 3 s of a CPU at a stretch, under a pod's CPU limit all of its quota."""
+    from flight_profiler.commands.sc import agent as sc_agent
+    from flight_profiler.services import cpuquota
+
+    monkeypatch.setattr(cpuquota, "SLICE_BUDGET", 0.0)
+    monkeypatch.setattr(cpuquota, "quota", lambda: None)
+    waits: list[float] = []
+    request: Any = {"pattern": "*", "limit": 5, "detail": False}
+    found = sc_agent.search(request, "class", sc_agent._classes, sc_agent._describe_class, wait=waits.append)  # type: ignore[arg-type]
+    assert len(waits) == found["modules"] and set(waits) == {cpuquota.SLICE_PAUSE}
+    stopped = sc_agent.search(request, "class", sc_agent._classes, sc_agent._describe_class, wait=lambda _: True)
+    assert stopped["total"] == 0  # cancelled at its first pause: no "no loaded class matches" error either

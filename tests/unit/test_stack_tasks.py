@@ -218,7 +218,7 @@ def test_tasks_are_read_in_slices_paced_to_a_cpu_quota(
     crowded_loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Reading 50,000 tasks took up to 2 s of a CPU at a stretch: under a pod's CPU limit, all of the quota."""
-    monkeypatch.setattr(stack_agent, "SLICE_BUDGET", 0.00005)
+    monkeypatch.setattr(cpuquota, "SLICE_BUDGET", 0.00005)
     monkeypatch.setattr(cpuquota, "quota", lambda: 0.05)
     ctx = _Emitted()
     assert in_thread(lambda: stack_agent.run({}, ctx), agent=True) is None  # type: ignore[arg-type]

@@ -16,14 +16,21 @@ Stdlib only, Python 3.8 syntax.
 from __future__ import annotations
 
 import os
+from time import monotonic
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Tuple
+    from typing import Callable, Dict, List, Optional, Tuple
 
     Mounts = Dict[int, List[Tuple[str, str]]]
 
 _READ_LIMIT = 1 << 16
+# A job's long loop (reading every asyncio task, searching every module) works in slices as a heap walk
+# does (services/heapwalk: SLICE_BUDGET, SLICE_PAUSE, QUOTA_SHARE), so the program's threads get the GIL
+# at each pause, and under a CPU quota the loop takes at most a quarter of it.
+SLICE_BUDGET = 0.004
+SLICE_PAUSE = 0.001
+QUOTA_SHARE = 0.25
 
 
 def quota(proc: str = "/proc/self") -> Optional[float]:
@@ -132,3 +139,24 @@ def paced(budget: float, pause: float, cpus: Optional[float], share: float) -> T
         return budget, pause
     duty = min(budget / (budget + pause), share * cpus)
     return budget, max(pause, budget * (1.0 / duty - 1.0))
+
+
+class Slices:
+    """A loop's pacing: ``tick()`` between two short steps pauses once SLICE_BUDGET is spent."""
+
+    __slots__ = ("budget", "ends", "pause", "wait")
+
+    def __init__(self, wait: Callable[[float], bool]) -> None:
+        """``wait(seconds)``: the job's sleep, True when it was cancelled meanwhile (``JobContext.wait``)."""
+        self.budget, self.pause = paced(SLICE_BUDGET, SLICE_PAUSE, quota(), QUOTA_SHARE)
+        self.wait = wait
+        self.ends = monotonic() + self.budget
+
+    def tick(self) -> bool:
+        """False when the job was cancelled during a pause."""
+        if monotonic() < self.ends:
+            return True
+        if self.wait(self.pause):
+            return False
+        self.ends = monotonic() + self.budget
+        return True

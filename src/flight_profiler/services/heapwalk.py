@@ -61,12 +61,12 @@ BATCH_TIME = 0.001  # seconds of work per batch at most: the clock is looked at 
 # referrers). The pause also keeps a busy target's CPU share, and keeps a walk on a thread
 # of real-time priority under the kernel's 95 % real-time budget, whose throttling once
 # stopped it with the GIL held for 50 ms (bench/RESULTS-mem.md).
-SLICE_BUDGET = 0.004
-SLICE_PAUSE = 0.001
+SLICE_BUDGET = cpuquota.SLICE_BUDGET  # 4 ms
+SLICE_PAUSE = cpuquota.SLICE_PAUSE  # 1 ms
 # Under a CPU quota (a pod's CPU limit) the walk's CPU is charged to the program's cgroup, and a spent
 # quota stops every thread of it until the next period: the pause then grows so that the walk takes at
 # most this share of the quota (half a CPU: 4 ms slices, 28 ms pauses; services/cpuquota).
-QUOTA_SHARE = 0.25
+QUOTA_SHARE = cpuquota.QUOTA_SHARE  # a quarter
 # One step of a walk handles at most this many references: a gc.get_referents call (and
 # freeing its result) touches every object it returns, scattered over the heap, in one C call
 # that holds the GIL (~1 ms per 5000 on a VM; ~4 ms per 20000 measured). A container with more

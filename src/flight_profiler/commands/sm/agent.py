@@ -33,7 +33,7 @@ MAX_DEFAULT = 40  # characters of a default value shown
 
 
 def run(request: SearchRequest, ctx: JobContext) -> None:
-    ctx.emit(search(request, "function or method", _functions, _describe, owners=True))
+    ctx.emit(search(request, "function or method", _functions, _describe, owners=True, wait=ctx.wait))
 
 
 def _functions(module_name: str, module: types.ModuleType) -> Iterator[tuple[str, Any, str]]:

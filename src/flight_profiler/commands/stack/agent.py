@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 FRAME_LIMIT = 64
 TASKS_BYTES = 1 << 20  # stack -a: no new place is kept once the descriptions take about this much
 ALIKE_NAMED = 5  # stack -a: names of the other tasks at one place sent with it
-SLICE_BUDGET, SLICE_PAUSE, QUOTA_SHARE = 0.004, 0.001, 0.25  # stack -a reads tasks paced as heap walks are
 # the run loop is below every frame of the task it runs: a deep task puts it far from the top
 LOOP_SEARCH_DEPTH = 5000
 # one task's methods (a Task subclass's are the program's code): a real one takes microseconds, and a
@@ -57,19 +56,15 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
     deadline = time.monotonic() + READ_SECONDS
     # in slices with pauses, as a heap walk: the GIL handed over, and under a CPU quota (a pod's limit)
     # a quarter of it at most, whose spending would stop every thread of the program (services/cpuquota)
-    budget, pause = cpuquota.paced(SLICE_BUDGET, SLICE_PAUSE, cpuquota.quota(), QUOTA_SHARE)
-    slice_ends = time.monotonic() + budget
+    slices = cpuquota.Slices(ctx.wait)
     for task in listed:
         # every task is read (a task stuck somewhere else among 50,000 alike is the one wanted), but only
         # one of each place is kept: 50,000 sleeping tasks once made an answer over the protocol's 4 MB
         # and +70 MB in the target while they were described
-        now = time.monotonic()
-        if allowance.left_ms <= 0 or now > deadline:
+        if allowance.left_ms <= 0 or time.monotonic() > deadline:
             break
-        if now > slice_ends:
-            if ctx.wait(pause):
-                return  # cancelled (Ctrl-C, detach): nobody waits for the answer
-            slice_ends = time.monotonic() + budget
+        if not slices.tick():
+            return  # cancelled (Ctrl-C, detach): nobody waits for the answer
         loop, described = _read_task(task, allowance)
         read += 1
         places.add(loop, described, allowance)
