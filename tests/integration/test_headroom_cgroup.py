@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from typing import Iterator, Tuple
@@ -242,4 +243,41 @@ def test_a_heap_walk_under_a_cpu_quota_takes_a_quarter_of_it(cpu_cgroup: Tuple[s
         assert pacing["cpu_quota"] == 0.5 and pacing["pause_ms"] == 28.0, pacing
         assert cli(target.pid, "detach").returncode == 0
     finally:
+        target.stop()
+
+
+def test_a_target_the_oom_killer_ends_is_said_to_have_been_oom_killed(cgroup: Tuple[str, int, str]) -> None:
+    """A leak in a container: the target dies under a running watch; "pid N exited" said nothing of why."""
+    directory, version, limit = cgroup
+    target = start_target(PYTHON, "hostile_target.py", "oom")
+    watch = None
+    try:
+        _write(os.path.join(directory, "cgroup.procs"), str(target.pid))
+        _write(os.path.join(directory, limit), str(1 << 30))
+        watch = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flight_profiler",
+                str(target.pid),
+                "--json",
+                "--cmd",
+                "watch __main__ tick -n 100000",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert watch.stdout is not None
+        assert '"kind": "start"' in watch.stdout.readline()
+        _write(os.path.join(directory, limit), str(_usage(directory, version) + (32 << 20)))
+        os.kill(target.pid, signal.SIGUSR2)
+        out, err = watch.communicate(timeout=60)
+        error = json.loads(out.splitlines()[-1]).get("error", "") if out.strip() else err
+        assert "pid %d exited - the kernel's OOM killer ran in its cgroup meanwhile (" % target.pid in error, (out, err)
+        assert target.proc.wait(10) == -signal.SIGKILL
+    finally:
+        if watch is not None and watch.poll() is None:
+            watch.kill()
+            watch.wait(10)
         target.stop()

@@ -15,6 +15,7 @@ Usage: hostile_target.py SCENARIO [ARG]
   nosocket       a seccomp filter makes socket() fail with EPERM, as a sandboxed service's may (x86-64);
                  SIGUSR2 prints "modules N NAMES"
   aslimit        RLIMIT_AS (ulimit -v) set 40 MB above its size, then filled to 2 MB short of it
+  oom            calls tick() in a loop; SIGUSR2 makes it allocate (and touch) 1 MB at a time without end
 Prints "ready <port or fd count>" when ready, and "released" (gilheld) once the GIL is free again.
 SIGUSR1 makes the process exit 0 (proves the main thread still runs Python and handles signals).
 Stdlib only (gevent for its scenario); Python 3.8+.
@@ -173,6 +174,27 @@ def address_space_limit():
     return held
 
 
+GROW = []
+
+
+def tick():
+    return len(GROW)
+
+
+def grow_on_usr2():
+    """Until the OOM killer comes: what a leak does in a container with a memory limit."""
+
+    def grow(signum, frame):
+        while True:
+            GROW.append(bytearray(1 << 20))  # bytearray(n) is zero-filled: its pages are touched
+
+    signal.signal(signal.SIGUSR2, grow)
+    print("ready 0", flush=True)
+    while True:
+        tick()
+        time.sleep(0.02)
+
+
 def eventlet_server():
     import warnings
 
@@ -191,34 +213,29 @@ def eventlet_server():
     eventlet.serve(server, handler)
 
 
+# scenarios that run the process themselves, never returning
+OWN_LOOP = {"gevent": gevent_server, "eventlet": eventlet_server, "busy2": busy2, "oom": grow_on_usr2}
+# scenarios that set the process up (what they return is kept), then sleep in the main loop below
+SET_UP = {
+    "plain": lambda: print("ready 0", flush=True),
+    "patched": patched,
+    "nofd": nofd,
+    "nosocket": no_sockets,
+    "aslimit": address_space_limit,
+    "gilonusr2": lambda: hold_gil_on_usr2(sys.argv[2]),
+    "gilheld": lambda: gilheld(sys.argv[2]),
+}
+
+
 def main():
     scenario = sys.argv[1]
     signal.signal(signal.SIGUSR1, on_usr1)
-    if scenario == "gevent":
-        gevent_server()
+    if scenario in OWN_LOOP:
+        OWN_LOOP[scenario]()
         return
-    if scenario == "eventlet":
-        eventlet_server()
-        return
-    if scenario == "busy2":
-        busy2()
-    held = None
-    if scenario == "plain":
-        print("ready 0", flush=True)
-    elif scenario == "patched":
-        patched()
-    elif scenario == "nofd":
-        held = nofd()
-    elif scenario == "nosocket":
-        no_sockets()
-    elif scenario == "aslimit":
-        held = address_space_limit()
-    elif scenario == "gilonusr2":
-        hold_gil_on_usr2(sys.argv[2])
-    elif scenario == "gilheld":
-        gilheld(sys.argv[2])
+    held = SET_UP[scenario]()
     while True:
-        time.sleep(0.05 if held is None else 0.06)
+        time.sleep(0.06 if isinstance(held, list) else 0.05)
 
 
 if __name__ == "__main__":

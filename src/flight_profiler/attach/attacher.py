@@ -146,7 +146,7 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
     helper.call("ticket_issue", name=claim)  # the bootstrap claims it; see attach/ticket
     wall_deadline = time.time() + (deadline - time.monotonic())
     source = bootstrap.source(paths.socket_in_target(target), wall_deadline, claim, size)
-    attempt = _Attempt(claim, source)
+    attempt = _Attempt(claim, source, headroom.oom_kills(target.pid))
     try:
         if (
             target.version >= (3, 14)
@@ -476,11 +476,13 @@ def _job_control_stopped(pid: int) -> bool:
 
 
 class _Attempt:
-    """One injection attempt: its claim ticket's name and the bootstrap that carries it."""
+    """One injection attempt: its claim ticket's name, the bootstrap that carries it, and the OOM kills its
+    memory cgroups had counted before it (``headroom.oom_kills``)."""
 
-    def __init__(self, ticket_name: str, source: str) -> None:
+    def __init__(self, ticket_name: str, source: str, oom: dict[str, int] | None = None) -> None:
         self.ticket = ticket_name
         self.source = source
+        self.oom = oom or {}
 
 
 def _inject_with_ptrace(
@@ -724,4 +726,5 @@ def _waiter(helper: Helper, target: Target, attempt: _Attempt, watch_gil: bool =
         tickets.connect,
         tickets,
         (lambda: _holder_tid(target)) if watch_gil else lambda: None,
+        lambda: headroom.oom_note(attempt.oom),
     )

@@ -89,6 +89,47 @@ def headroom(pid: int) -> Optional[Headroom]:
     return tightest
 
 
+def oom_kills(pid: int) -> dict[str, int]:
+    """Each memory cgroup directory of the target (its own and every ancestor) -> the OOM kills counted
+    there so far: read before an attach or a command, compared once the target is gone (``oom_note``)."""
+    counts: dict[str, int] = {}
+    for directory, mount_point, version in cgroup_dirs(pid, "memory"):
+        top = mount_point.rstrip("/") or "/"
+        while True:
+            count = _oom_count(directory, version)
+            if count is not None:
+                counts[directory] = count
+            if directory == top or not directory.startswith(top):
+                break
+            directory = os.path.dirname(directory)
+    return counts
+
+
+def oom_note(before: dict[str, int]) -> str:
+    """ ", killed by the kernel's OOM killer (its cgroup ...)" when a count of ``before`` grew; else ""."""
+    for directory, count in before.items():
+        now = _oom_count(directory, 2 if os.path.exists(os.path.join(directory, "memory.events")) else 1)
+        if now is not None and now > count:
+            return " - the kernel's OOM killer ran in its cgroup meanwhile (%s: oom_kill %d -> %d)" % (
+                directory,
+                count,
+                now,
+            )
+    return ""
+
+
+def _oom_count(directory: str, version: int) -> Optional[int]:
+    name = "memory.events" if version == 2 else "memory.oom_control"
+    try:
+        for line in _read(os.path.join(directory, name)).splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def frozen(pid: int) -> Optional[str]:
     """The cgroup directory whose freezer holds the target (``docker pause``, a v1 ``freezer.state`` of
     FROZEN or FREEZING, v2 ``cgroup.events`` frozen 1), or None. A frozen process cannot even stop for

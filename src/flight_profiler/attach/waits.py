@@ -62,16 +62,18 @@ class AgentWait:
         connect: Callable[[float], AgentConnection | None],
         tickets: TicketView,
         gil_holder: Callable[[], int | None] = lambda: None,
+        gone_note: Callable[[], str] = lambda: "",
     ) -> None:
         self.pid = pid
         self.connect = connect
         self.tickets = tickets
         self.gil_holder = gil_holder
+        self.gone_note = gone_note  # what else is known of a target that exited (the OOM killer ran)
 
     def known_failure(self) -> str | None:
         """Why the agent cannot come, when that is already known."""
         if target_gone(self.pid):
-            return "pid %d exited while we waited for the agent" % self.pid
+            return "pid %d exited while we waited for the agent%s" % (self.pid, self.gone_note())
         if self.tickets.refused_for_fds():
             from .bootstrap import RESERVED_FDS
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from ..attach import headroom
 from ..attach.attacher import AttachOptions, connect, existing_agent
 from ..attach.connection import AgentConnection, Cancelled, ConnectionLost, NoAnswer
 from ..commands.spec import CommandSpec, LocalContext, split_command
@@ -51,6 +52,7 @@ class Runner:
         self.time_limit: float | None = None
         # why the agent went away ("pid N exited", ...); None while it is there or not attached yet
         self.lost: str | None = None
+        self._oom: dict[str, int] = {}  # the target's memory cgroups' OOM kills when we attached
         # the last command's results reported a failed expression, filter or statement
         self.failed = False
         self.interrupted = False  # the last command was stopped with Ctrl-C
@@ -61,6 +63,7 @@ class Runner:
         if self._conn is None:
             started = time.monotonic()
             self._conn = connect(self.pid, self.attach_options)
+            self._oom = headroom.oom_kills(self.pid)  # a few small files: said if it dies of an OOM kill
             self.attach_options.log("attached to pid %d in %.0f ms" % (self.pid, (time.monotonic() - started) * 1000))
         return self._conn
 
@@ -167,6 +170,8 @@ class Runner:
         """Forget the dead connection and say why it died, in the words the user needs."""
         self.close()
         self.lost = _why_lost(self.pid)
+        if self.lost == "pid %d exited" % self.pid:
+            self.lost += headroom.oom_note(self._oom)
         return AgentLost(self.lost)
 
     def reattach(self) -> None:
