@@ -259,6 +259,65 @@ def user_name(base: str) -> str:
     return "%s_%s%s" % (base, checkout, worker)  # at most 5 + 1 + 4 + 2 characters of [a-z0-9_]
 
 
+class MadeUser:
+    """A user a test made (``made_user``)."""
+
+    def __init__(self, name: str) -> None:
+        import pwd
+
+        entry = pwd.getpwnam(name)
+        self.name, self.uid, self.gid = name, entry.pw_uid, entry.pw_gid
+
+
+@contextlib.contextmanager
+def made_user(base: str) -> Iterator[MadeUser]:
+    """A real user for the block (``useradd``, no home); on the way out every process of it is killed,
+    its private directory removed and the user deleted. Skips where root, setpriv or useradd is missing."""
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("useradd"):
+        pytest.skip("needs root, setpriv and useradd")
+    name = user_name(base)
+    subprocess.run(["userdel", name], capture_output=True, check=False)  # a leftover of a killed run
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True, capture_output=True)
+    made = MadeUser(name)
+    try:
+        yield made
+    finally:
+        for pid in [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]:
+            with contextlib.suppress(OSError):
+                if os.stat("/proc/%d" % pid).st_uid == made.uid:
+                    os.kill(pid, signal.SIGKILL)  # every process of this user is one the test started
+        shutil.rmtree("/tmp/flight_profiler-%d" % made.uid, ignore_errors=True)
+        subprocess.run(["userdel", name], capture_output=True, check=False)
+
+
+def as_user(user: MadeUser) -> list[str]:
+    """``setpriv`` as the user, with CAP_DAC_READ_SEARCH only (our interpreters live under root's 0700
+    home): no CAP_SYS_ADMIN, CAP_SYS_PTRACE or any other privilege."""
+    return [
+        "setpriv",
+        "--reuid=%d" % user.uid,
+        "--regid=%d" % user.gid,
+        "--clear-groups",
+        "--inh-caps=+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+    ]
+
+
+def target_modules(target: RunningTarget) -> set[str]:
+    """The target's sys.modules, printed by its SIGUSR2 handler (hostile_target.py: busy2, nosocket)."""
+    assert target.proc.stdout is not None
+    os.kill(target.pid, signal.SIGUSR2)
+    while True:
+        line = target.proc.stdout.readline()
+        assert line, "target exited"
+        if line.startswith("modules "):
+            return set(line.split()[2].split(","))
+
+
 HOGS_ENV = "FP_TEST_HOGS"
 
 

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import sys
-from typing import Dict, Iterator, List, NamedTuple, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
 from flight_profiler.attach import paths
 from flight_profiler.attach.target import inspect
 from interpreters import find_interpreters
-from support import TARGETS, user_name, wait_until
+from support import TARGETS, MadeUser, as_user, made_user, wait_until
 
 ARM_VERSIONS = ("3.8", "3.12", "3.15")
 INTERPRETERS = [(i, p) for i, p in find_interpreters() if i in ARM_VERSIONS]
@@ -133,67 +131,35 @@ def test_armed_agent_answers_without_any_injection(interp: str, python: str, how
 # ---------------------------------------------------------------------- ptrace forbidden by the kernel
 
 
-class User(NamedTuple):
-    name: str
-    uid: int
-    gid: int
-
-
 @pytest.fixture(scope="module")
-def user() -> Iterator[User]:
-    if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("useradd"):
-        pytest.skip("needs root, setpriv and useradd")
-    name = user_name("fph12a")
-    subprocess.run(["userdel", name], capture_output=True, check=False)  # a leftover of a killed run
-    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True, capture_output=True)
-    entry = pwd.getpwnam(name)
-    made = User(name, entry.pw_uid, entry.pw_gid)
-    yield made
-    for pid in [int(e) for e in os.listdir("/proc") if e.isdigit()]:
-        try:
-            if os.stat("/proc/%d" % pid).st_uid == made.uid:
-                os.kill(pid, signal.SIGKILL)  # every process of this user is one this module started
-        except OSError:
-            pass
-    shutil.rmtree("/tmp/flight_profiler-%d" % made.uid, ignore_errors=True)
-    subprocess.run(["userdel", name], capture_output=True, check=False)
-
-
-def _as(user: User) -> List[str]:
-    """The user, with CAP_DAC_READ_SEARCH only because the interpreters live under root's 0700 home."""
-    return [
-        "setpriv",
-        "--reuid=%d" % user.uid,
-        "--regid=%d" % user.gid,
-        "--clear-groups",
-        "--inh-caps=+dac_read_search",
-        "--ambient-caps=+dac_read_search",
-    ]
+def user() -> Iterator[MadeUser]:
+    with made_user("fph12a") as made:
+        yield made
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(("interp", "python"), INTERPRETERS, ids=IDS)
-def test_armed_agent_answers_where_ptrace_is_forbidden(interp: str, python: str, user: User) -> None:
+def test_armed_agent_answers_where_ptrace_is_forbidden(interp: str, python: str, user: MadeUser) -> None:
     """A non-dumpable application and a client of its own (unprivileged) user: no ptrace, no /proc maps."""
-    armed = App([*_as(user), python, *ARM, APP, "wait", "nodump"], _env())
-    unarmed = App([*_as(user), python, APP, "wait", "nodump"], _env())
+    armed = App([*as_user(user), python, *ARM, APP, "wait", "nodump"], _env())
+    unarmed = App([*as_user(user), python, APP, "wait", "nodump"], _env())
     try:
-        refused = cli(unarmed.pid, "getglobal __main__ MODE", prefix=_as(user))
+        refused = cli(unarmed.pid, "getglobal __main__ MODE", prefix=as_user(user))
         said = refused.stdout + refused.stderr
         assert refused.returncode != 0 and "cannot read" in said and "no pre-armed agent" in said, said
         # read from outside: py-spy's own word was "Failed to get process executable name. Check that the
         # process is running." about a process that runs; the attach's reason is given instead
-        outside = cli(unarmed.pid, "stack", prefix=_as(user))
+        outside = cli(unarmed.pid, "stack", prefix=as_user(user))
         error = json.loads(outside.stdout.splitlines()[-1])["error"] if outside.stdout else outside.stderr
         assert outside.returncode != 0 and error.startswith("cannot read /proc/%d/maps: " % unarmed.pid), error
         assert error in json.loads(refused.stdout.splitlines()[-1])["error"], (error, refused.stdout)  # the same reason
         assert wait_until(lambda: os.path.exists(armed.socket()), timeout=30)
-        assert _value(cli(armed.pid, "getglobal __main__ MODE", prefix=_as(user))) == "wait"
+        assert _value(cli(armed.pid, "getglobal __main__ MODE", prefix=as_user(user))) == "wait"
         for command in READ_ONLY:
-            answer = cli(armed.pid, command, prefix=_as(user))
+            answer = cli(armed.pid, command, prefix=as_user(user))
             assert answer.returncode == 0, (command, answer.stdout[-1000:], answer.stderr[-1000:])
         # py-spy may not read it (needs ptrace rights): stack asks the armed agent instead, and says so
-        stacks = cli(armed.pid, "stack", prefix=_as(user))
+        stacks = cli(armed.pid, "stack", prefix=as_user(user))
         assert stacks.returncode == 0, stacks.stderr[-2000:]
         [result] = [json.loads(line)["result"] for line in stacks.stdout.splitlines()]
         assert result["from"] == "agent", result
@@ -201,11 +167,11 @@ def test_armed_agent_answers_where_ptrace_is_forbidden(interp: str, python: str,
         assert main["frames"][-1]["file"].endswith("armed_app.py"), main  # the app's own loop, innermost last
         assert not [t for t in result["threads"] if t["name"].startswith("flight_profiler")], result  # not ours
         # what only reading from outside gives (C frames) is refused in one line, the session goes on
-        outside = cli(armed.pid, "stack --native", prefix=_as(user))
+        outside = cli(armed.pid, "stack --native", prefix=as_user(user))
         assert outside.returncode != 0 and "Traceback" not in outside.stdout + outside.stderr
-        assert cli(armed.pid, "detach", prefix=_as(user)).returncode == 0
+        assert cli(armed.pid, "detach", prefix=as_user(user)).returncode == 0
         assert wait_until(lambda: os.path.exists(armed.socket()), timeout=30)
-        assert _value(cli(armed.pid, "getglobal __main__ MODE", prefix=_as(user))) == "wait"
+        assert _value(cli(armed.pid, "getglobal __main__ MODE", prefix=as_user(user))) == "wait"
         assert armed.proc.poll() is None and unarmed.proc.poll() is None
     finally:
         armed.stop()

@@ -9,6 +9,7 @@ is raised the same attach works. Skipped where no memory cgroup can be made (not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,26 +27,6 @@ PYTHON = find_interpreters()[-1][1]
 pytestmark = pytest.mark.any_interpreter  # the check is the client's: one interpreter shows it
 
 
-def _own_memory_cgroup() -> Tuple[str, int] | None:
-    """(directory, version) of this process's memory cgroup, in our mount namespace."""
-    with open("/proc/self/cgroup") as fh:
-        lines = fh.read().splitlines()
-    mounts = headroom._cgroup_mounts()
-    for line in lines:
-        hierarchy, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
-        version = 2 if hierarchy == "0" and controllers == "" else 1
-        if version == 1 and "memory" not in controllers.split(","):
-            continue
-        for root, point in mounts.get(version, ()):
-            directory = headroom._directory(root, point, path)
-            if directory and os.path.isdir(directory):
-                if version == 2 and "memory" not in _text(os.path.join(directory, "cgroup.controllers")).split():
-                    continue
-                return directory, version
-    return None
-
-
 def _text(path: str) -> str:
     try:
         with open(path) as fh:
@@ -59,34 +40,46 @@ def _write(path: str, value: str) -> None:
         fh.write(value)
 
 
-@pytest.fixture
-def cgroup() -> Iterator[Tuple[str, int, str]]:
-    """A child memory cgroup of ours: (its directory, version, the limit file's name)."""
-    own = _own_memory_cgroup() if os.geteuid() == 0 else None
-    if own is None:
-        pytest.skip("no memory cgroup of ours to make a child in (needs root and the memory controller)")
-    parent, version = own
-    directory = os.path.join(parent, user_name("fphead"))
+@contextlib.contextmanager
+def _child_cgroup(controller: str, base: str, needs: Tuple[str, str]) -> Iterator[Tuple[str, int]]:
+    """A child of our own ``controller`` cgroup (v1, or v2 with the controller enabled for children):
+    (directory, version); ``needs``: the file it must have (v1, v2), else the test is skipped. Its
+    processes go back to the parent, and it is removed, on the way out."""
+    own = [found for found in headroom.cgroup_dirs(os.getpid(), controller) if found[2] == 1 or _has(found, controller)]
+    if os.geteuid() != 0 or not own:
+        pytest.skip("no %s cgroup of ours to make a child in (needs root and the controller)" % controller)
+    parent, _, version = own[0]
+    directory = os.path.join(parent, user_name(base))
     try:
         if os.path.isdir(directory):
             os.rmdir(directory)  # a leftover of a killed run (empty: its processes are gone)
         os.mkdir(directory)
-        if version == 2:
-            _write(os.path.join(parent, "cgroup.subtree_control"), "+memory")
+        if version == 2 and controller != "freezer":  # v2's freezer is core, not a controller
+            _write(os.path.join(parent, "cgroup.subtree_control"), "+" + controller)
     except OSError as exc:
-        pytest.skip("cannot make a memory cgroup under %s: %s" % (parent, exc))
-    limit = "memory.max" if version == 2 else "memory.limit_in_bytes"
-    if not os.path.exists(os.path.join(directory, limit)):
+        pytest.skip("cannot make a %s cgroup under %s: %s" % (controller, parent, exc))
+    if not os.path.exists(os.path.join(directory, needs[version - 1])):
         os.rmdir(directory)
-        pytest.skip("the memory controller is not enabled for children of %s" % parent)
-    yield directory, version, limit
-    for pid in _text(os.path.join(directory, "cgroup.procs")).split():
-        try:
-            _write(os.path.join(parent, "cgroup.procs"), pid)
-        except OSError:
-            pass
-    wait_until(lambda: not _text(os.path.join(directory, "cgroup.procs")).split(), timeout=10)
-    os.rmdir(directory)
+        pytest.skip("the %s controller is not enabled for children of %s" % (controller, parent))
+    try:
+        yield directory, version
+    finally:
+        for pid in _text(os.path.join(directory, "cgroup.procs")).split():
+            with contextlib.suppress(OSError):
+                _write(os.path.join(parent, "cgroup.procs"), pid)
+        wait_until(lambda: not _text(os.path.join(directory, "cgroup.procs")).split(), timeout=10)
+        os.rmdir(directory)
+
+
+def _has(found: Tuple[str, str, int], controller: str) -> bool:
+    return controller == "freezer" or controller in _text(os.path.join(found[0], "cgroup.controllers")).split()
+
+
+@pytest.fixture
+def cgroup() -> Iterator[Tuple[str, int, str]]:
+    """A child memory cgroup of ours: (its directory, version, the limit file's name)."""
+    with _child_cgroup("memory", "fphead", ("memory.limit_in_bytes", "memory.max")) as (directory, version):
+        yield directory, version, "memory.max" if version == 2 else "memory.limit_in_bytes"
 
 
 def _usage(directory: str, version: int) -> int:
@@ -131,26 +124,9 @@ def test_a_target_close_to_its_memory_limit_is_refused_and_left_alone(cgroup: Tu
 @pytest.fixture
 def freezer() -> Iterator[Tuple[str, int]]:
     """A child freezer cgroup of ours (v1 ``freezer.state`` or v2 ``cgroup.freeze``): (directory, version)."""
-    own = headroom.cgroup_dirs(os.getpid(), "freezer") if os.geteuid() == 0 else []
-    if not own:
-        pytest.skip("no freezer cgroup of ours to make a child in (needs root)")
-    parent, _, version = own[0]
-    directory = os.path.join(parent, user_name("fphfrz"))
-    try:
-        if os.path.isdir(directory):
-            os.rmdir(directory)
-        os.mkdir(directory)
-    except OSError as exc:
-        pytest.skip("cannot make a cgroup under %s: %s" % (parent, exc))
-    yield directory, version
-    _freeze(directory, version, False)
-    for pid in _text(os.path.join(directory, "cgroup.procs")).split():
-        try:
-            _write(os.path.join(parent, "cgroup.procs"), pid)
-        except OSError:
-            pass
-    wait_until(lambda: not _text(os.path.join(directory, "cgroup.procs")).split(), timeout=10)
-    os.rmdir(directory)
+    with _child_cgroup("freezer", "fphfrz", ("freezer.state", "cgroup.freeze")) as made:
+        yield made
+        _freeze(made[0], made[1], False)
 
 
 def _freeze(directory: str, version: int, frozen: bool) -> None:
@@ -202,27 +178,8 @@ def test_a_frozen_target_is_said_to_be_frozen_at_once(freezer: Tuple[str, int]) 
 @pytest.fixture
 def cpu_cgroup() -> Iterator[Tuple[str, int]]:
     """A child CPU cgroup of ours: (directory, version)."""
-    own = headroom.cgroup_dirs(os.getpid(), "cpu") if os.geteuid() == 0 else []
-    if not own:
-        pytest.skip("no cpu cgroup of ours to make a child in (needs root)")
-    parent, _, version = own[0]
-    directory = os.path.join(parent, user_name("fphcpu"))
-    try:
-        if os.path.isdir(directory):
-            os.rmdir(directory)
-        os.mkdir(directory)
-        if version == 2:
-            _write(os.path.join(parent, "cgroup.subtree_control"), "+cpu")
-    except OSError as exc:
-        pytest.skip("cannot make a cpu cgroup under %s: %s" % (parent, exc))
-    yield directory, version
-    for pid in _text(os.path.join(directory, "cgroup.procs")).split():
-        try:
-            _write(os.path.join(parent, "cgroup.procs"), pid)
-        except OSError:
-            pass
-    wait_until(lambda: not _text(os.path.join(directory, "cgroup.procs")).split(), timeout=10)
-    os.rmdir(directory)
+    with _child_cgroup("cpu", "fphcpu", ("cpu.cfs_quota_us", "cpu.max")) as made:
+        yield made
 
 
 def test_a_heap_walk_under_a_cpu_quota_takes_a_quarter_of_it(cpu_cgroup: Tuple[str, int]) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
-from support import TARGETS, RunningTarget, agent_threads, cli, start_target, wait_until
+from support import TARGETS, RunningTarget, agent_threads, cli, start_target, target_modules, wait_until
 
 INTERPRETERS = find_interpreters()
 IDS = [i for i, _ in INTERPRETERS]
@@ -156,24 +156,13 @@ def test_no_free_fds(name: str, python: str, where: str) -> None:
 # ------------------------------------------------------------------ a sandbox that forbids sockets
 
 
-def _modules(target: RunningTarget) -> set[str]:
-    """The target's sys.modules, printed by its SIGUSR2 handler."""
-    assert target.proc.stdout is not None
-    os.kill(target.pid, signal.SIGUSR2)
-    while True:
-        line = target.proc.stdout.readline()
-        assert line, "target exited"
-        if line.startswith("modules "):
-            return set(line.split()[2].split(","))
-
-
 @pytest.mark.parametrize(("name", "python"), FD_INTERPRETERS, ids=[i for i, _ in FD_INTERPRETERS])
 def test_a_sandbox_that_forbids_sockets_is_said_at_once_and_left_as_it_was(name: str, python: str) -> None:
     """seccomp makes socket() fail (EPERM): the agent's thread could not listen and wrote why, but the
     client waited out --timeout twice (a minute) before it read that, and our modules stayed loaded."""
     target = start_target(python, "hostile_target.py", "nosocket")
     try:
-        modules, tasks = _modules(target), _tasks(target.pid)
+        modules, tasks = target_modules(target), _tasks(target.pid)
         command = "getglobal __main__ X"
         proc = subprocess.run(
             [sys.executable, "-m", "flight_profiler", str(target.pid), "--cmd", command, "--json", "--timeout", "60"],
@@ -188,7 +177,7 @@ def test_a_sandbox_that_forbids_sockets_is_said_at_once_and_left_as_it_was(name:
         assert "may not make a Unix socket (socket(): [Errno 1] Operation not permitted)" in lines[0], lines
         assert "Traceback" not in proc.stderr
         assert wait_until(lambda: _tasks(target.pid) == tasks, timeout=10), "our thread is still there"
-        after = _modules(target)
+        after = target_modules(target)
         assert [name for name in after if "flight_profiler" in name] == [], "our modules stayed loaded"
         # extension modules cannot be unloaded: the agent's own (_json, _socket, ...) stay if the target lacked them
         assert {name for name in after - modules if not name.startswith("_")} == set(), after - modules

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
-import signal
 import subprocess
 import sys
-from typing import Iterator, List, NamedTuple
+from typing import Iterator, List
 
 import pytest
 
 from flight_profiler.attach import elf
-from support import user_name, wait_until
+from support import MadeUser, as_user, made_user, wait_until
 
 STATIC_PYTHON = "/usr/bin/python3.11"  # Debian's: the C-API is in the executable itself
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
@@ -38,41 +36,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class User(NamedTuple):
-    name: str
-    uid: int
-    gid: int
-
-
 @pytest.fixture(scope="module")
-def user() -> Iterator[User]:
-    name = user_name("fph14r")
-    subprocess.run(["userdel", name], capture_output=True, check=False)  # a leftover of a killed run
-    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True, capture_output=True)
-    entry = pwd.getpwnam(name)
-    made = User(name, entry.pw_uid, entry.pw_gid)
-    yield made
-    for pid in [int(e) for e in os.listdir("/proc") if e.isdigit()]:
-        try:
-            if os.stat("/proc/%d" % pid).st_uid == made.uid:
-                os.kill(pid, signal.SIGKILL)  # every process of this user is one this module started
-        except OSError:
-            pass
-    shutil.rmtree("/tmp/flight_profiler-%d" % made.uid, ignore_errors=True)
-    subprocess.run(["userdel", name], capture_output=True, check=False)
-
-
-def _as(user: User) -> List[str]:
-    """The user, with CAP_DAC_READ_SEARCH only (our client lives under root's 0700 home): no CAP_SYS_ADMIN,
-    so /proc/<pid>/map_files is closed to it."""
-    return [
-        "setpriv",
-        "--reuid=%d" % user.uid,
-        "--regid=%d" % user.gid,
-        "--clear-groups",
-        "--inh-caps=+dac_read_search",
-        "--ambient-caps=+dac_read_search",
-    ]
+def user() -> Iterator[MadeUser]:
+    with made_user("fph14r") as made:
+        yield made
 
 
 def _other_build(path: str) -> bytes:
@@ -94,7 +61,7 @@ def _cli(pid: int, prefix: List[str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.timeout(300)
-def test_a_binary_replaced_on_disk_is_refused_not_crashed(user: User, tmp_path: str) -> None:
+def test_a_binary_replaced_on_disk_is_refused_not_crashed(user: MadeUser, tmp_path: str) -> None:
     directory = os.path.join(str(tmp_path), "deploy")
     os.mkdir(directory)
     os.chmod(str(tmp_path), 0o755)
@@ -104,7 +71,7 @@ def test_a_binary_replaced_on_disk_is_refused_not_crashed(user: User, tmp_path: 
     script = os.path.join(directory, "app.py")
     with open(script, "w") as fh:
         fh.write("LOOP = 1\n" + LOOP)
-    proc = subprocess.Popen([*_as(user), binary, script], stdout=subprocess.PIPE, text=True, cwd="/")
+    proc = subprocess.Popen([*as_user(user), binary, script], stdout=subprocess.PIPE, text=True, cwd="/")
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
         tasks = len(os.listdir("/proc/%d/task" % proc.pid))
@@ -113,7 +80,7 @@ def test_a_binary_replaced_on_disk_is_refused_not_crashed(user: User, tmp_path: 
         os.chmod(binary + ".new", 0o755)
         os.rename(binary + ".new", binary)  # as an upgrade does: the running one is now "(deleted)"
 
-        refused = _cli(proc.pid, _as(user))
+        refused = _cli(proc.pid, as_user(user))
         error = json.loads(refused.stdout.splitlines()[-1])["error"] if refused.stdout else refused.stderr
         assert refused.returncode != 0, (refused.stdout, refused.stderr)
         assert "the code of PyRun_SimpleString in its memory is not what %s holds on disk" % binary in error, error

@@ -24,7 +24,7 @@ from flight_profiler.attach.attacher import AttachOptions, existing_agent
 from flight_profiler.cli.output import Output
 from flight_profiler.cli.runner import Runner
 from interpreters import find_interpreters
-from support import RunningTarget, cpu_hogs, fd_count, start_target, wait_until
+from support import cpu_hogs, fd_count, start_target, target_modules, wait_until
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -58,17 +58,6 @@ def _rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def _modules(target: RunningTarget) -> set[str]:
-    """The target's sys.modules, printed by its SIGUSR2 handler."""
-    assert target.proc.stdout is not None
-    os.kill(target.pid, signal.SIGUSR2)
-    while True:
-        line = target.proc.stdout.readline()
-        assert line, "target exited"
-        if line.startswith("modules "):
-            return set(line.split()[2].split(","))
 
 
 def slope(values: list[int]) -> float:
@@ -118,15 +107,15 @@ def test_repeated_attach_detach_cycles(name: str, python: str) -> None:
     env = dict(os.environ, PYTHONFAULTHANDLER="1", MALLOC_ARENA_MAX="1")
     target = start_target(python, "hostile_target.py", "busy2", env=env)  # two CPU-bound threads
     try:
-        baseline, baseline_fds = _modules(target), fd_count(target.pid)
+        baseline, baseline_fds = target_modules(target), fd_count(target.pid)
         rss: list[int] = []
         for cycle in range(WARMUP + CYCLES):
             _cycle(target.pid, cycle)
             if cycle == 0:
-                added = _modules(target) - baseline
+                added = target_modules(target) - baseline
                 assert added <= ALLOWED_MODULES, added
             if cycle >= WARMUP:
-                _modules(target)  # after the target's own full collection (its SIGUSR2 handler)
+                target_modules(target)  # after the target's own full collection (its SIGUSR2 handler)
                 rss.append(_rss_kib(target.pid))
         growth = slope(rss)
         print(
@@ -134,7 +123,7 @@ def test_repeated_attach_detach_cycles(name: str, python: str) -> None:
             % (name, growth, CYCLES, rss[0], rss[-1], " ".join(map(str, rss[::20])))
         )
         assert growth < MAX_SLOPE_KIB, "RSS grows %.1f KiB per cycle: %s" % (growth, rss)
-        assert _modules(target) == baseline | added  # no module more than after the first cycle
+        assert target_modules(target) == baseline | added  # no module more than after the first cycle
         # the last agent's threads close their descriptors just after detach answers: wait for that
         assert wait_until(lambda: fd_count(target.pid) <= baseline_fds, timeout=15), (
             baseline_fds,

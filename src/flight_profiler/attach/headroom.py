@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 
+from ..services import cgroups
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing only for mypy: a --cmd's start-up pays ~3 ms for importing it
     from typing import NamedTuple, Optional
@@ -25,7 +27,6 @@ else:
     from ..named import NamedTuple
 
 NEEDED = 16 << 20  # bytes: what an attach and a heavy command add (~5 + ~6 MB), with a margin
-_READ_LIMIT = 1 << 16  # a cgroup file is a line or a short table: never read more
 _UNLIMITED = 1 << 62  # v1 writes "no limit" as the largest page-aligned long; v2 as "max"
 
 
@@ -65,8 +66,8 @@ def address_space(pid: int) -> Optional[tuple[int, int]]:
     A new thread reserves its whole stack (RLIMIT_STACK's soft limit, the default for pthreads; 8 MB
     where that is unlimited) as address space at once."""
     try:
-        limits = _read("/proc/%d/limits" % pid).splitlines()
-        status = _read("/proc/%d/status" % pid).splitlines()
+        limits = cgroups.read("/proc/%d/limits" % pid).splitlines()
+        status = cgroups.read("/proc/%d/status" % pid).splitlines()
     except OSError:
         return None
     values = {line[:26].strip(): line[26:].split() for line in limits[1:]}
@@ -81,27 +82,25 @@ def address_space(pid: int) -> Optional[tuple[int, int]]:
 
 def headroom(pid: int) -> Optional[Headroom]:
     """The tightest memory limit over the target's cgroup and its ancestors, or None where none is known."""
-    tightest: Optional[Headroom] = None
-    for directory, mount_point, version in cgroup_dirs(pid, "memory"):
-        found = _tightest(directory, mount_point, version)
-        if found is not None and (tightest is None or found.left < tightest.left):
-            tightest = found
-    return tightest
+    found = [tightest(directory, top, version) for directory, top, version in cgroup_dirs(pid, "memory")]
+    return min((room for room in found if room is not None), key=lambda room: room.left, default=None)
+
+
+def tightest(directory: str, top: str, version: int) -> Optional[Headroom]:
+    """The least room over ``directory`` and its ancestors up to ``top``: each limit bounds its subtree."""
+    found = [_level(level, version) for level in cgroups.climb(directory, top)]
+    return min((room for room in found if room is not None), key=lambda room: room.left, default=None)
 
 
 def oom_kills(pid: int) -> dict[str, int]:
     """Each memory cgroup directory of the target (its own and every ancestor) -> the OOM kills counted
     there so far: read before an attach or a command, compared once the target is gone (``oom_note``)."""
     counts: dict[str, int] = {}
-    for directory, mount_point, version in cgroup_dirs(pid, "memory"):
-        top = mount_point.rstrip("/") or "/"
-        while True:
-            count = _oom_count(directory, version)
+    for directory, top, version in cgroup_dirs(pid, "memory"):
+        for level in cgroups.climb(directory, top):
+            count = _oom_count(level, version)
             if count is not None:
-                counts[directory] = count
-            if directory == top or not directory.startswith(top):
-                break
-            directory = os.path.dirname(directory)
+                counts[level] = count
     return counts
 
 
@@ -121,7 +120,7 @@ def oom_note(before: dict[str, int]) -> str:
 def _oom_count(directory: str, version: int) -> Optional[int]:
     name = "memory.events" if version == 2 else "memory.oom_control"
     try:
-        for line in _read(os.path.join(directory, name)).splitlines():
+        for line in cgroups.read(os.path.join(directory, name)).splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill":
                 return int(value)
@@ -137,10 +136,10 @@ def frozen(pid: int) -> Optional[str]:
     for directory, _, version in cgroup_dirs(pid, "freezer"):
         try:
             if version == 1:
-                state = _read(os.path.join(directory, "freezer.state")).strip()
+                state = cgroups.read(os.path.join(directory, "freezer.state")).strip()
                 if state in ("FROZEN", "FREEZING"):
                     return directory
-            elif "frozen 1" in _read(os.path.join(directory, "cgroup.events")).splitlines():
+            elif "frozen 1" in cgroups.read(os.path.join(directory, "cgroup.events")).splitlines():
                 return directory
         except OSError:
             continue
@@ -159,75 +158,16 @@ def check_not_frozen(pid: int) -> None:
 
 
 def cgroup_dirs(pid: int, controller: str) -> list[tuple[str, str, int]]:
-    """(directory, its mount point, version) of each hierarchy that holds ``pid`` and, for version 1,
-    has ``controller``, as mounted in our namespace; empty where none can be seen."""
-    try:
-        lines = _read("/proc/%d/cgroup" % pid).splitlines()
-        mounts = _cgroup_mounts(controller)
-    except OSError:
-        return []
-    found = []
-    for line in lines:
-        hierarchy, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
-        version = 2 if hierarchy == "0" and controllers == "" else 1
-        if version == 1 and controller not in controllers.split(","):
-            continue
-        for mount_root, mount_point in mounts.get(version, ()):
-            directory = _directory(mount_root, mount_point, path)
-            if directory is not None and os.path.isdir(directory):
-                found.append((directory, mount_point, version))
-                break
-    return found
-
-
-def _cgroup_mounts(controller: str = "memory") -> dict[int, list[tuple[str, str]]]:
-    """Our mount namespace's cgroup file systems: version -> [(root within the hierarchy, mount point)];
-    for version 1, only hierarchies with ``controller``."""
-    mounts: dict[int, list[tuple[str, str]]] = {}
-    for line in _read("/proc/self/mountinfo").splitlines():
-        fields = line.split(" - ", 1)
-        if len(fields) != 2:
-            continue
-        before, after = fields[0].split(), fields[1].split()
-        if len(before) < 5 or len(after) < 3:
-            continue
-        kind, options = after[0], after[2].split(",")
-        if kind == "cgroup2":
-            mounts.setdefault(2, []).append((_unescape(before[3]), _unescape(before[4])))
-        elif kind == "cgroup" and controller in options:
-            mounts.setdefault(1, []).append((_unescape(before[3]), _unescape(before[4])))
-    return mounts
-
-
-def _directory(mount_root: str, mount_point: str, path: str) -> Optional[str]:
-    """Where ``path`` (as /proc/<pid>/cgroup names it) lies under a mount of the hierarchy's ``mount_root``."""
-    if not path.startswith("/") or "/../" in path + "/" or "\\" in path:
-        return None  # not a path of our namespace's view, or one we will not compose
-    root = mount_root.rstrip("/")
-    if root and path != root and not path.startswith(root + "/"):
-        return None
-    return mount_point.rstrip("/") + path[len(root) :]
-
-
-def _tightest(directory: str, mount_point: str, version: int) -> Optional[Headroom]:
-    """The least room over ``directory`` and its ancestors up to the mount point."""
-    tightest: Optional[Headroom] = None
-    top = mount_point.rstrip("/") or "/"
-    while True:
-        found = _level(directory, version)
-        if found is not None and (tightest is None or found.left < tightest.left):
-            tightest = found
-        if directory == top or not directory.startswith(top):
-            return tightest
-        directory = os.path.dirname(directory)
+    """(directory, its mount point, version) of each of the target's hierarchies with ``controller``, as
+    mounted in our namespace (``services/cgroups``)."""
+    return cgroups.dirs("/proc/%d/cgroup" % pid, "/proc/self/mountinfo", controller)
 
 
 def _level(directory: str, version: int) -> Optional[Headroom]:
     names = ("memory.max", "memory.current") if version == 2 else ("memory.limit_in_bytes", "memory.usage_in_bytes")
     try:
-        limit_text = _read(os.path.join(directory, names[0])).strip()
-        usage = int(_read(os.path.join(directory, names[1])).strip())
+        limit_text = cgroups.read(os.path.join(directory, names[0])).strip()
+        usage = int(cgroups.read(os.path.join(directory, names[1])).strip())
     except (OSError, ValueError):
         return None
     if limit_text == "max":
@@ -246,36 +186,13 @@ def _inactive_file(directory: str, version: int) -> int:
     """Clean page cache the kernel drops before it kills anything (v1: the hierarchy's total)."""
     key = "inactive_file" if version == 2 else "total_inactive_file"
     try:
-        for line in _read(os.path.join(directory, "memory.stat")).splitlines():
+        for line in cgroups.read(os.path.join(directory, "memory.stat")).splitlines():
             name, _, value = line.partition(" ")
             if name == key:
                 return int(value)
     except (OSError, ValueError):
         pass
     return 0
-
-
-def _read(path: str) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        return os.read(fd, _READ_LIMIT).decode("utf-8", "replace")
-    finally:
-        os.close(fd)
-
-
-def _unescape(text: str) -> str:
-    """mountinfo writes space, tab, newline and backslash in octal (``\\040``)."""
-    if "\\" not in text:
-        return text
-    out, index = [], 0
-    while index < len(text):
-        if text[index] == "\\" and text[index + 1 : index + 4].isdigit():
-            out.append(chr(int(text[index + 1 : index + 4], 8)))
-            index += 4
-        else:
-            out.append(text[index])
-            index += 1
-    return "".join(out)
 
 
 def _mb(count: int) -> str:
