@@ -59,3 +59,17 @@ def test_source_shows_a_function_loaded_from_an_archive(archive: str) -> None:
     (event,) = events
     assert event["file"] == "%s/pkg/%s.py" % (archive, MODULE)
     assert [line.rstrip("\n") for line in event["lines"]] == TEXT.splitlines() and event["status"] == "matches"
+
+
+def test_an_archive_with_a_huge_directory_is_refused_before_it_is_read(
+    archive: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zipfile keeps a ZipInfo per entry of the archive (~500 bytes each) in the target, for one member's
+    source: a zipapp of 200,000 files cost ~100 MB there."""
+    from flight_profiler.services import location
+
+    monkeypatch.setattr(location, "MAX_DIRECTORY", 100)  # this archive's directory is ~160 bytes
+    with pytest.raises(CommandFailed, match=r"its directory of 3 entries \(\d+ bytes\) is more than the 100 bytes"):
+        read_source_file("%s/pkg/%s.py" % (archive, MODULE), 1000)
+    monkeypatch.setattr(location, "MAX_DIRECTORY", 1000)
+    assert read_source_file("%s/pkg/%s.py" % (archive, MODULE), 1000) == TEXT.encode()

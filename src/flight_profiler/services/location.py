@@ -71,14 +71,51 @@ def _from_archive(path: str, limit: int) -> bytes:
         if not stat.S_ISREG(mode):
             raise CommandFailed("cannot read %s: not a directory, not an archive" % path)
         break
+    member_name = "/".join(parts)
+    _check_directory(head, member_name)
     import zipfile  # only for a module loaded from an archive
 
     try:
-        with zipfile.ZipFile(head) as archive, archive.open("/".join(parts)) as member:
+        with zipfile.ZipFile(head) as archive, archive.open(member_name) as member:
             data: bytes = member.read(limit + 1)
             return data
     except (OSError, KeyError, zipfile.BadZipFile, RuntimeError) as exc:
-        raise CommandFailed("cannot read %s from the archive %s: %s" % ("/".join(parts), head, exc)) from None
+        raise CommandFailed("cannot read %s from the archive %s: %s" % (member_name, head, exc)) from None
+
+
+MAX_DIRECTORY = 4 << 20  # bytes of an archive's central directory read in the target (~40,000 entries)
+_EOCD = b"PK\x05\x06"  # the end of central directory record's signature; the record is 22 bytes and more
+
+
+def _check_directory(archive: str, member: str) -> None:
+    """Refuse an archive whose central directory is over MAX_DIRECTORY before zipfile reads all of it:
+    it keeps one ZipInfo per entry (~500 bytes), in the target, for one member's source. Read from the
+    end record (its last 64 KiB: the record, and a comment of up to 65,535 bytes before it)."""
+    try:
+        with open(archive, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - (1 << 16) - 22))
+            tail = fh.read()
+    except OSError as exc:
+        raise CommandFailed("cannot read %s from the archive %s: %s" % (member, archive, exc.strerror or exc)) from None
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) < at + 22:
+        return  # no end record: zipfile says what is wrong
+    entries = int.from_bytes(tail[at + 10 : at + 12], "little")
+    directory = int.from_bytes(tail[at + 12 : at + 16], "little")
+    if directory > MAX_DIRECTORY or entries == 0xFFFF or directory == 0xFFFFFFFF:  # zip64: larger still
+        raise CommandFailed(
+            "cannot read %s from the archive %s: its directory of %s entries (%s bytes) is more than the %s bytes "
+            "read in the target for one file"
+            % (
+                member,
+                archive,
+                "65,535+" if entries == 0xFFFF else f"{entries:,}",
+                "4 GB+" if directory == 0xFFFFFFFF else f"{directory:,}",
+                f"{MAX_DIRECTORY:,}",
+            )
+        )
 
 
 MAX_WRAPPED = 32  # a __wrapped__ chain longer than this is a cycle
