@@ -187,6 +187,30 @@ def test_a_sandbox_that_forbids_sockets_is_said_at_once_and_left_as_it_was(name:
         target.stop()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading a seccomp filter needs CAP_SYS_ADMIN")
+@pytest.mark.parametrize(("name", "python"), FD_INTERPRETERS, ids=[i for i, _ in FD_INTERPRETERS])
+def test_a_seccomp_filter_that_would_kill_at_our_socket_is_refused(name: str, python: str) -> None:
+    """systemd's SystemCallFilter=~@network-io with no error number: the agent's socket() killed the
+    target (SIGSYS). As root the client reads the filter and runs it on the calls it would make."""
+    killer = start_target(python, "hostile_target.py", "socketkill")
+    harmless = start_target(python, "hostile_target.py", "mountkill")
+    try:
+        tasks = _tasks(killer.pid)
+        refused = cli(killer.pid, "getglobal __main__ X", "--timeout", "60", timeout=50)
+        error = " ".join(refused.errors) or refused.stderr
+        assert refused.returncode != 0, (refused.stdout, refused.stderr)
+        assert "seccomp filter would kill the process at socket(AF_UNIX)" in error and "nothing was injected" in error
+        assert killer.proc.poll() is None and _tasks(killer.pid) == tasks
+        assert [n for n in _our_files(killer.pid) if ".boot-" not in n] == []
+        assert _healthy(killer)
+        # a filter that kills at a call we never make is no reason to refuse
+        _attach_and_detach(harmless)
+        assert _healthy(harmless)
+    finally:
+        killer.stop()
+        harmless.stop()
+
+
 @pytest.mark.parametrize(("name", "python"), FD_INTERPRETERS, ids=[i for i, _ in FD_INTERPRETERS])
 def test_an_address_space_limit_too_close_is_refused_and_forced_says_why(name: str, python: str) -> None:
     """RLIMIT_AS 2 MB away: our thread's 8 MB stack cannot be reserved. The client refuses before it

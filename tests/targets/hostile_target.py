@@ -14,6 +14,8 @@ Usage: hostile_target.py SCENARIO [ARG]
                  then prints "modules N NAMES"
   nosocket       a seccomp filter makes socket() fail with EPERM, as a sandboxed service's may (x86-64);
                  SIGUSR2 prints "modules N NAMES"
+  socketkill     a seccomp filter kills the process at socket() (systemd's SystemCallFilter=~@network-io)
+  mountkill      a seccomp filter kills the process at mount(), a call we never make
   aslimit        RLIMIT_AS (ulimit -v) set 40 MB above its size, then filled to 2 MB short of it
   oom            calls tick() in a loop; SIGUSR2 makes it allocate (and touch) 1 MB at a time without end
 Prints "ready <port or fd count>" when ready, and "released" (gilheld) once the GIL is free again.
@@ -130,16 +132,20 @@ def busy2():
         counter += 1
 
 
-def no_sockets():
-    """Forbid socket() to every thread from now on: seccomp, a filter of five BPF instructions."""
+SECCOMP_ACTIONS = {"eperm": 0x00050000 | 1, "kill": 0x80000000}  # SECCOMP_RET_ERRNO | EPERM, KILL_PROCESS
+SYSCALLS = {"socket": 41, "mount": 165}  # x86-64
+
+
+def no_sockets(call="socket", action="eperm"):
+    """Forbid one system call to every thread from now on (seccomp: a filter of four BPF instructions):
+    refused with EPERM, or the process killed."""
     import ctypes
     import struct
 
-    socket_nr, eperm = 41, 1  # x86-64
     program = [
         (0x20, 0, 0, 0),  # load the system call's number
-        (0x15, 0, 1, socket_nr),  # socket()? then the next, else skip it
-        (0x06, 0, 0, 0x00050000 | eperm),  # SECCOMP_RET_ERRNO | EPERM
+        (0x15, 0, 1, SYSCALLS[call]),  # that call? then the next, else skip it
+        (0x06, 0, 0, SECCOMP_ACTIONS[action]),
         (0x06, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
     ]
     code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *step) for step in program))
@@ -221,6 +227,8 @@ SET_UP = {
     "patched": patched,
     "nofd": nofd,
     "nosocket": no_sockets,
+    "socketkill": lambda: no_sockets("socket", "kill"),
+    "mountkill": lambda: no_sockets("mount", "kill"),
     "aslimit": address_space_limit,
     "gilonusr2": lambda: hold_gil_on_usr2(sys.argv[2]),
     "gilheld": lambda: gilheld(sys.argv[2]),

@@ -136,6 +136,7 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
     procfs.check_attachable(target.pid)  # zombie, stopped, or another tracer: say so before touching it
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
     headroom.check(target.pid, options.force)  # an attach close to a cgroup's memory limit got the target OOM-killed
+    _check_seccomp(target.pid, options.force)
     if _first_sweep(target):
         _remove_stale(helper, target)
     # a log left by an earlier attempt (its client killed) would read as this attempt's agent failing
@@ -308,6 +309,22 @@ def _take_lock(helper: Helper, target: Target, deadline: float, options: AttachO
         if helper.call("lock_inode", name=paths.lock_name(target))[0]["inode"] == os.fstat(fd).st_ino:
             return fd
         os.close(fd)
+
+
+def _check_seccomp(pid: int, force: bool) -> None:
+    """Refuse, unless ``force``, a target whose seccomp filter would kill it at a call the attach makes
+    (as root only: reading the filter needs CAP_SYS_ADMIN; attach/injector/seccomp.py)."""
+    if force:
+        return
+    from .injector import arch, seccomp
+
+    machine = arch.current()
+    found = seccomp.fatal_call(pid, machine.SECCOMP_CALLS, machine.AUDIT_ARCH)
+    if found is not None:
+        raise TargetError(
+            "pid %d's seccomp filter would %s at %s, which the attach makes it call: refused, nothing was "
+            "injected (--force attaches anyway, and the filter decides)" % (pid, found[1], found[0])
+        )
 
 
 def _forget_attempt(helper: Helper, target: Target, attempt: _Attempt) -> None:

@@ -60,6 +60,8 @@ class Arch(Protocol):
     NAME: str
     NR_MMAP: int
     NR_MUNMAP: int
+    AUDIT_ARCH: int  # seccomp_data.arch of a native call
+    SECCOMP_CALLS: Tuple[Tuple[str, int, Tuple[int, ...]], ...]  # what an attach makes the target call
     SYSCALL_RET: bytes
     SIGRETURN: Tuple[bytes, ...]
     STATE_ENTERED: int

@@ -32,6 +32,51 @@ NR_MUNMAP = 11
 NR_NANOSLEEP = 35
 NR_CLOCK_NANOSLEEP = 230
 
+AUDIT_ARCH = 0xC000003E  # AUDIT_ARCH_X86_64: seccomp_data.arch of a native call
+_AT_FDCWD = 2**64 - 100
+# The calls an attach makes the target make, with the arguments a filter may test (seccomp.fatal_call):
+# the injection's, then the bootstrap's and the agent's (glibc's spelling on x86-64: clone3 before clone,
+# pipe2, openat, newfstatat). Unknown values (descriptors, addresses) are 0.
+SECCOMP_CALLS: Tuple[Tuple[str, int, Tuple[int, ...]], ...] = (
+    ("mmap of an r-x page (the injection)", NR_MMAP, (0, 4096, 0x5, 0x100022, 2**64 - 1, 0)),
+    ("munmap", NR_MUNMAP, (0, 4096)),
+    ("rt_sigreturn", 15, ()),
+    ("socket(AF_UNIX)", 41, (1, 0x80001, 0)),
+    ("bind", 49, ()),
+    ("listen", 50, (0, 8)),
+    ("accept4", 288, (0, 0, 0, 0x80000)),
+    ("getsockopt(SO_PEERCRED)", 55, (0, 1, 17)),
+    ("clone3 (a thread)", 435, ()),
+    ("clone (a thread)", 56, (0x3D0F00,)),
+    ("set_robust_list", 273, ()),
+    ("rseq", 334, ()),
+    ("futex", 202, ()),
+    ("mmap (memory)", NR_MMAP, (0, 1 << 20, 0x3, 0x22, 2**64 - 1, 0)),
+    ("mprotect", 10, (0, 4096, 0)),
+    ("madvise", 28, (0, 0, 4)),
+    ("rt_sigprocmask", 14, ()),
+    ("pipe2", 293, (0, 0x80000)),
+    ("rename", 82, ()),
+    ("unlink", 87, ()),
+    ("openat", 257, (_AT_FDCWD, 0, 0x80000)),
+    ("read", 0, ()),
+    ("write", 1, ()),
+    ("close", 3, ()),
+    ("newfstatat", 262, (_AT_FDCWD,)),
+    ("fstat", 5, ()),
+    ("lseek", 8, ()),
+    ("ioctl(TCGETS)", 16, (0, 0x5401)),
+    ("chmod", 90, (0, 0o600)),
+    ("mkdir", 83, (0, 0o700)),
+    ("sendto", 44, ()),
+    ("recvfrom", 45, ()),
+    ("poll", 7, ()),
+    ("clock_nanosleep", NR_CLOCK_NANOSLEEP, ()),
+    ("getpid", 39, ()),
+    ("gettid", 186, ()),
+    ("exit (a thread's end)", 60, ()),
+)
+
 # A ``syscall; ret`` sequence: with rsp at our frame, the ``ret`` lands in a sigreturn gadget.
 SYSCALL_RET = bytes.fromhex("0f05c3")
 # glibc's and musl's __restore_rt (mov rax, 15; syscall), then the shorter encoding.
