@@ -136,7 +136,7 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
     procfs.check_attachable(target.pid)  # zombie, stopped, or another tracer: say so before touching it
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
     headroom.check(target.pid, options.force)  # an attach close to a cgroup's memory limit got the target OOM-killed
-    _check_seccomp(target.pid, options.force)
+    _check_seccomp(target.pid, options)
     if _first_sweep(target):
         _remove_stale(helper, target)
     # a log left by an earlier attempt (its client killed) would read as this attempt's agent failing
@@ -311,13 +311,17 @@ def _take_lock(helper: Helper, target: Target, deadline: float, options: AttachO
         os.close(fd)
 
 
-def _check_seccomp(pid: int, force: bool) -> None:
-    """Refuse, unless ``force``, a target whose seccomp filter would kill it at a call the attach makes
+def _check_seccomp(pid: int, options: AttachOptions) -> None:
+    """Refuse, unless ``--force``, a target whose seccomp filter would kill it at a call the attach makes
     (as root only: reading the filter needs CAP_SYS_ADMIN; attach/injector/seccomp.py)."""
-    if force:
+    if options.force:
         return
+    from . import procfs
     from .injector import arch, seccomp
 
+    if os.geteuid() != 0 and procfs.read_status(pid).get("Seccomp") == "2":
+        options.log("pid %d runs under a seccomp filter we may not read (not root): not checked" % pid)
+        return
     machine = arch.current()
     found = seccomp.fatal_call(pid, machine.SECCOMP_CALLS, machine.AUDIT_ARCH)
     if found is not None:
