@@ -27,7 +27,7 @@ from . import sys as _sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for mypy only: typing costs the first attach's start-up ~3 ms
-    from typing import List, Optional, Sequence, Tuple
+    from typing import Callable, List, Optional, Sequence, Tuple
 
     Program = List[Tuple[int, int, int, int]]
     Call = Tuple[str, int, Tuple[int, ...]]
@@ -44,10 +44,16 @@ ACTION = 0xFFFF0000
 _FATAL = {KILL_PROCESS: "kill the process", KILL_THREAD: "kill the thread", TRAP: "send SIGSYS"}
 
 
-def fatal_call(pid: int, calls: Sequence[Call], audit_arch: int) -> Optional[Tuple[str, str]]:
+def fatal_call(
+    pid: int, calls: Sequence[Call], audit_arch: int, log: Callable[[str], None] = lambda message: None
+) -> Optional[Tuple[str, str]]:
     """(the call, what the filter would do) for the first of ``calls`` a filter of ``pid`` answers
-    fatally; None when none is, or when the filters cannot be read (not filtered, not root)."""
-    programs = filters(pid)
+    fatally; None when none is, or when the filters cannot be read (``log`` is told why)."""
+    try:
+        programs = filters(pid)
+    except OSError as exc:
+        log("pid %d runs under a seccomp filter we could not read (%s): not checked" % (pid, exc.strerror))
+        return None
     for name, nr, args in calls:
         worst = None
         for program in programs:
@@ -61,22 +67,22 @@ def fatal_call(pid: int, calls: Sequence[Call], audit_arch: int) -> Optional[Tup
 
 def filters(pid: int) -> List[Program]:
     """The seccomp filters of ``pid``'s main thread (its other threads share them when the program set
-    them with TSYNC, or before it started threads), newest first; [] when it has none or we may not see."""
+    them with TSYNC, or before it started threads), newest first; [] when it has none. OSError when it
+    has some we may not read (no CAP_SYS_ADMIN: a container's root with CAP_SYS_PTRACE only)."""
     try:
-        if read_status(pid).get("Seccomp", "0").strip() != "2" or os.geteuid() != 0:
+        if read_status(pid).get("Seccomp", "0").strip() != "2":
             return []
     except Exception:  # noqa: BLE001 - gone, unreadable: the attach's own checks say so
         return []
-    try:
-        _sys.seize(pid)
-    except OSError:
-        return []
+    if os.geteuid() != 0:
+        raise OSError(errno.EPERM, "not root")
+    _sys.seize(pid)  # OSError: the injection's own seize will say why
     try:
         _sys.interrupt(pid)
         _sys.wait_stop(pid, time.monotonic() + STOP_WAIT)
         return _copy(pid)
-    except (OSError, _sys.Gone, _sys.Timeout):
-        return []
+    except (_sys.Gone, _sys.Timeout):
+        return []  # gone, or it did not stop (uninterruptible): the injection meets the same
     finally:
         try:
             _sys.detach(pid)  # registers untouched: the thread goes on, an interrupted call restarts
