@@ -35,7 +35,7 @@ class RunningTarget:
         """How the target ended (if it did) and the end of its stderr: for failure messages."""
         code = self.proc.poll()
         if code is None:
-            said = "still running"
+            said = "still running; its threads: %s" % threads_of(self.pid)
         elif code < 0:
             said = "killed by %s" % signal.Signals(-code).name
         else:
@@ -70,6 +70,25 @@ class RunningTarget:
         if self.stderr:
             with contextlib.suppress(OSError):
                 os.unlink(self.stderr)
+
+
+def threads_of(pid: int, most: int = 20) -> str:
+    """Each thread's name, state and kernel wait channel: what a target that no longer answers is doing."""
+    found = []
+    try:
+        tids = sorted(os.listdir("/proc/%d/task" % pid), key=int)
+    except OSError as exc:
+        return "unreadable (%s)" % exc.strerror
+    for tid in tids[:most]:
+        with contextlib.suppress(OSError, IndexError):
+            base = "/proc/%d/task/%s/" % (pid, tid)
+            with open(base + "stat") as fh:
+                stat = fh.read()
+            with open(base + "wchan") as fh:
+                wchan = fh.read().strip()
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            found.append("%s %s %s (%s)" % (tid, name, stat[stat.rindex(")") + 2], wchan or "-"))
+    return ", ".join(found) + (", and %d more" % (len(tids) - most) if len(tids) > most else "")
 
 
 def start_target(
