@@ -238,3 +238,30 @@ def test_a_target_the_oom_killer_ends_is_said_to_have_been_oom_killed(cgroup: Tu
             watch.kill()
             watch.wait(10)
         target.stop()
+
+
+def test_a_target_at_its_cgroups_task_limit_is_refused(cgroup_pids: Tuple[str, int]) -> None:
+    """pids.max reached: our thread could not start (the attach waited out --timeout), and had it started
+    it would have taken the place of the program's next thread."""
+    directory, _ = cgroup_pids
+    target = start_target(PYTHON, "service_target.py", "sleep")
+    try:
+        _write(os.path.join(directory, "cgroup.procs"), str(target.pid))
+        current = int(_text(os.path.join(directory, "pids.current")))
+        _write(os.path.join(directory, "pids.max"), str(current + 1))
+        refused = cli(target.pid, "getglobal __main__ __name__", timeout=60)
+        error = " ".join(refused.errors) or refused.stderr
+        assert refused.returncode != 0 and "'s cgroup allows 1 more task(s) (pids.max %d" % (current + 1) in error, (
+            error
+        )
+        _write(os.path.join(directory, "pids.max"), "max")
+        assert cli(target.pid, "getglobal __main__ __name__", timeout=60).returncode == 0
+        assert cli(target.pid, "detach").returncode == 0
+    finally:
+        target.stop()
+
+
+@pytest.fixture
+def cgroup_pids() -> Iterator[Tuple[str, int]]:
+    with _child_cgroup("pids", "fphpid", ("pids.max", "pids.max")) as made:
+        yield made

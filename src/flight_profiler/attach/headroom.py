@@ -1,5 +1,5 @@
-"""What the target's cgroups and limits leave us: memory before the OOM killer, address space for our
-thread, and whether a freezer holds it (client side).
+"""What the target's cgroups and limits leave us: memory before the OOM killer, tasks under pids.max and
+address space for our threads, and whether a freezer holds it (client side).
 
 An attach adds ~4-5 MB to the target (our modules, the agent's thread and buffers), a command a few
 more (a heap walk ~6 MB). In a container run close to its memory limit that was enough: the kernel's
@@ -27,6 +27,7 @@ else:
     from ..named import NamedTuple
 
 NEEDED = 16 << 20  # bytes: what an attach and a heavy command add (~5 + ~6 MB), with a margin
+TASKS_NEEDED = 3  # the agent's thread, a job's, the watchdog's
 _UNLIMITED = 1 << 62  # v1 writes "no limit" as the largest page-aligned long; v2 as "max"
 
 
@@ -51,6 +52,13 @@ def check(pid: int, force: bool) -> None:
             "and a command more, which could get it OOM-killed; use --force to attach anyway"
             % (pid, _mb(room.left), _mb(room.used), _mb(room.limit), room.where)
         )
+    tasks = task_room(pid)
+    if tasks is not None and tasks[0] < TASKS_NEEDED:
+        raise TargetError(
+            "pid %d's cgroup allows %d more task(s) (pids.max %d, %s): the agent needs a thread of its own, and "
+            "the program's next thread or process would be refused; use --force to attach anyway"
+            % (pid, max(0, tasks[0]), tasks[1], tasks[2])
+        )
     space = address_space(pid)
     if space is not None and space[0] < space[1]:
         raise TargetError(
@@ -58,6 +66,21 @@ def check(pid: int, force: bool) -> None:
             "reserves %s (its stack) and our modules take more, which the program's next allocations would "
             "miss (MemoryError); use --force to attach anyway" % (pid, _mb(space[0]), _mb(space[1] - NEEDED))
         )
+
+
+def task_room(pid: int) -> Optional[tuple[int, int, str]]:
+    """(tasks left, the limit, where) under the tightest ``pids.max`` over the target's cgroups, or None."""
+    tightest: Optional[tuple[int, int, str]] = None
+    for directory, top, _ in cgroup_dirs(pid, "pids"):
+        for level in cgroups.climb(directory, top):
+            try:
+                limit = cgroups.read(os.path.join(level, "pids.max")).strip()
+                current = int(cgroups.read(os.path.join(level, "pids.current")).strip())
+            except (OSError, ValueError):
+                continue
+            if limit.isdigit() and (tightest is None or int(limit) - current < tightest[0]):
+                tightest = (int(limit) - current, int(limit), level)
+    return tightest
 
 
 def address_space(pid: int) -> Optional[tuple[int, int]]:
