@@ -254,6 +254,16 @@ def test_a_target_at_its_cgroups_task_limit_is_refused(cgroup_pids: Tuple[str, i
         assert refused.returncode != 0 and "'s cgroup allows 1 more task(s) (pids.max %d" % (current + 1) in error, (
             error
         )
+        # forced: the agent's thread takes the last task, and its session has none; then a job has none
+        # (both were "lost the connection to the agent", the session dropped)
+        forced = cli(target.pid, "getglobal __main__ __name__", "--force", timeout=60)
+        said = " ".join(forced.errors) or forced.stderr
+        assert forced.returncode != 0 and "could not start a thread for this session (RuntimeError" in said, said
+        _write(os.path.join(directory, "pids.max"), str(int(_text(os.path.join(directory, "pids.current"))) + 1))
+        assert cli(target.pid, "getglobal __main__ __name__", timeout=60).returncode == 0  # a quick one: no thread
+        job = cli(target.pid, "watch __main__ main_body -n 1", timeout=60)
+        said = " ".join(job.errors) or job.stderr
+        assert job.returncode != 0 and "could not start a thread for watch (job 1)" in said, said
         _write(os.path.join(directory, "pids.max"), "max")
         assert cli(target.pid, "getglobal __main__ __name__", timeout=60).returncode == 0
         assert cli(target.pid, "detach").returncode == 0

@@ -143,9 +143,23 @@ class Session:
             try:
                 self.start()
                 return
-            except Exception:  # noqa: BLE001, S110 - no thread left for it (a limit): the session ends
-                pass
+            except Exception as exc:  # noqa: BLE001 - no thread left for it (a limit): the session ends, saying why
+                self._say_no_thread("this session", exc)
         self._end()
+
+    def _say_no_thread(self, what: str, exc: BaseException, job: int | None = None) -> None:
+        """No thread could be started (pids.max, ulimit -u or -v reached since we attached): said to the client."""
+        error = (
+            "the agent could not start a thread for %s (%s: %s): the process is at a limit of its threads or "
+            "memory (pids.max, ulimit -u, ulimit -v)" % (what, type(exc).__name__, exc)
+        )
+        message: dict[str, Any] = {"type": "error", "error": error}
+        if job is not None:
+            message = {"type": "end", "job": job, "status": END_ERROR, "error": error}
+        try:
+            self.channel.send(message)
+        except (ChannelClosed, OSError):
+            pass
 
     def _first_steps(self, wait: float) -> bool:
         """The handshake if it comes within ``wait``; False: the session is over."""
@@ -274,7 +288,12 @@ class Session:
         )
         with self.lock:
             self.jobs[job_id] = (ctx, thread)
-        thread.start()
+        try:
+            thread.start()
+        except Exception as exc:  # noqa: BLE001 - no thread to spare: this command fails, the session goes on
+            with self.lock:
+                self.jobs.pop(job_id, None)
+            self._say_no_thread("%s (job %d)" % (msg["command"], job_id), exc, job_id)
 
     def _run_quick(self, msg: dict[str, Any]) -> None:
         """Run a short command here and send its events and end in one write.

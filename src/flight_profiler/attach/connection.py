@@ -32,6 +32,7 @@ else:
     from ..named import NamedTuple
 
 HELLO_TIMEOUT = 5.0
+LAST_WORDS_WAIT = 0.2  # seconds to read what an agent that closed on us sent last
 
 
 class Cancelled(Exception):
@@ -170,7 +171,18 @@ class AgentConnection:
         try:
             self.channel.send(msg)
         except ChannelClosed as exc:
+            said = self._last_words()
+            if said:  # it closed after telling why (no thread left for our session): that, not "lost"
+                raise ProtocolError(said) from None
             raise ConnectionLost("lost the connection to the agent: %s" % exc) from None
+
+    def _last_words(self) -> str | None:
+        """An error the agent sent before it closed the connection, if one is waiting to be read."""
+        try:
+            msg = self.reader.recv(time.monotonic() + LAST_WORDS_WAIT)
+        except (Deadline, ChannelClosed, FrameError, OSError):
+            return None
+        return str(msg["error"]) if msg.get("type") == "error" and msg.get("error") else None
 
     def events(self, job: int, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield the job's events until it ends; raise CommandError when it failed.
