@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import Iterator, Tuple
 
 import pytest
@@ -275,3 +276,36 @@ def test_a_target_at_its_cgroups_task_limit_is_refused(cgroup_pids: Tuple[str, i
 def cgroup_pids() -> Iterator[Tuple[str, int]]:
     with _child_cgroup("pids", "fphpid", ("pids.max", "pids.max")) as made:
         yield made
+
+
+def _status(pid: int) -> dict[str, str]:
+    with open("/proc/%d/status" % pid) as fh:
+        return {key: value.strip() for key, _, value in (line.partition(":") for line in fh)}
+
+
+def test_a_seccomp_read_that_meets_a_frozen_thread_never_leaves_it_stopped(
+    freezer: Tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The filter is read while the main thread is stopped; one that stops only after the wait gave up
+    (frozen, uninterruptible) must not stay in a ptrace stop for as long as the client lives (a shell)."""
+    from flight_profiler.attach.injector import seccomp
+
+    if os.geteuid() != 0:
+        pytest.skip("reading a seccomp filter needs root")
+    directory, version = freezer
+    target = start_target(PYTHON, "hostile_target.py", "mountkill")  # a filter (Seccomp: 2) that never bites us
+    try:
+        _write(os.path.join(directory, "cgroup.procs"), str(target.pid))
+        _freeze(directory, version, True)
+        assert wait_until(lambda: headroom.frozen(target.pid) is not None, timeout=10)
+        monkeypatch.setattr(seccomp, "STOP_WAIT", 0.2)
+        assert seccomp.filters(target.pid) == []  # it did not stop in time: nothing read
+        _freeze(directory, version, False)
+        assert wait_until(lambda: _status(target.pid)["TracerPid"] == "0", timeout=10), _status(target.pid)
+        time.sleep(0.5)  # a pending stop would have been taken by now
+        status = _status(target.pid)
+        assert status["TracerPid"] == "0" and not status["State"].startswith("t"), status
+        assert target.healthy()
+    finally:
+        _freeze(directory, version, False)
+        target.stop()

@@ -20,6 +20,7 @@ import ctypes
 import errno
 import os
 import struct
+import threading
 import time
 
 from ..procfs import read_status
@@ -27,7 +28,7 @@ from . import sys as _sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for mypy only: typing costs the first attach's start-up ~3 ms
-    from typing import Callable, List, Optional, Sequence, Tuple
+    from typing import Any, Callable, List, Optional, Sequence, Tuple
 
     Program = List[Tuple[int, int, int, int]]
     Call = Tuple[str, int, Tuple[int, ...]]
@@ -76,18 +77,38 @@ def filters(pid: int) -> List[Program]:
         return []
     if os.geteuid() != 0:
         raise OSError(errno.EPERM, "not root")
-    _sys.seize(pid)  # OSError: the injection's own seize will say why
+    # on a thread of its own, as the injector's tracer: a ptrace attachment belongs to the thread that
+    # made it, and when that thread ends the kernel detaches whatever it still holds; so a target thread
+    # that stops only after our wait gave up is never left stopped for as long as a shell lives
+    found: List[Any] = []
+    tracer = threading.Thread(target=_read_on_own_thread, args=(pid, found), name="flight-profiler-seccomp")
+    tracer.daemon = True
+    tracer.start()
+    tracer.join()
+    if found and isinstance(found[0], OSError):
+        raise found[0]
+    return found[0] if found else []
+
+
+def _read_on_own_thread(pid: int, found: List[Any]) -> None:
+    try:
+        _sys.seize(pid)  # OSError: the injection's own seize will say why
+    except OSError as exc:
+        found.append(exc)
+        return
     try:
         _sys.interrupt(pid)
         _sys.wait_stop(pid, time.monotonic() + STOP_WAIT)
-        return _copy(pid)
+        found.append(_copy(pid))
+    except OSError as exc:
+        found.append(exc)
     except (_sys.Gone, _sys.Timeout):
-        return []  # gone, or it did not stop (uninterruptible): the injection meets the same
+        found.append([])  # gone, or it did not stop (uninterruptible): the injection meets the same
     finally:
         try:
             _sys.detach(pid)  # registers untouched: the thread goes on, an interrupted call restarts
         except OSError:
-            pass
+            pass  # not in a stop yet: this thread's end detaches it
 
 
 def _copy(tid: int) -> List[Program]:
