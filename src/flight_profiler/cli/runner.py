@@ -169,9 +169,7 @@ class Runner:
     def _lose(self) -> AgentLost:
         """Forget the dead connection and say why it died, in the words the user needs."""
         self.close()
-        self.lost = _why_lost(self.pid)
-        if self.lost == "pid %d exited" % self.pid:
-            self.lost += headroom.oom_note(self._oom)
+        self.lost = _why_lost(self.pid, self._oom)
         return AgentLost(self.lost)
 
     def reattach(self) -> None:
@@ -263,9 +261,10 @@ def _exited_soon(pid: int, wait: float = 0.5) -> bool:
     return True
 
 
-def _why_lost(pid: int) -> str:
+def _why_lost(pid: int, oom: dict[str, int] | None = None) -> str:
+    """``oom``: the target's memory cgroups' OOM kills when we attached (``headroom.oom_kills``)."""
     if _exited_soon(pid):
-        return "pid %d exited" % pid
+        return "pid %d exited%s" % (pid, headroom.oom_note(oom or {}))
     # A detach by another client shuts each session before the agent's listener closes: for a
     # moment the detaching agent itself still answers. Only one that still answers after
     # DETACH_SETTLE seconds is a new agent.
