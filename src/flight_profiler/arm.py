@@ -10,10 +10,10 @@ Arming starts one daemon thread, ``flight_profiler-agent``, which loads the same
 in-target modules an injected agent loads (from one bundle, under the private
 alias ``_flight_profiler``, without the import system) and listens on the very
 socket an injection would create: ``/tmp/flight_profiler-<uid>/agent-<pid ns>-<pid>-<start>.sock``
-in a private 0700 directory, peer uid checked. ``flight_profiler <pid>`` finds it
-as it finds any running agent (the reuse check comes before anything else) and
-never ptraces the target. Sessions and job threads start only when a client
-connects, as with an injected agent. ``detach`` removes everything the session
+(``/dev/shm/...`` where ``/tmp`` is read-only or missing, ``attach/places``) in a private
+0700 directory, peer uid checked. ``flight_profiler <pid>`` finds it as it finds any running
+agent (the reuse check comes before anything else) and never ptraces the target. Sessions and
+job threads start only when a client connects, as with an injected agent. ``detach`` removes everything the session
 did, unloads our modules and closes the socket; the thread then arms again (the
 application asked to stay reachable), reloading on the next connection's behalf.
 
@@ -47,7 +47,10 @@ def socket_path() -> "str":
         text = fh.read()
     start = int(text[text.rfind(b")") + 2 :].split()[19])
     pid_ns = os.stat("/proc/self/ns/pid").st_ino
-    return "/tmp/flight_profiler-%d/agent-%d-%d-%d.sock" % (os.getuid(), pid_ns, os.getpid(), start)
+    from .attach.places import placed  # /dev/shm where our /tmp is read-only, as the client's helper decides
+
+    directory = placed("/tmp/flight_profiler-%d" % os.getuid())
+    return "%s/agent-%d-%d-%d.sock" % (directory, pid_ns, os.getpid(), start)
 
 
 def arm() -> "str":

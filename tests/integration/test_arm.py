@@ -128,6 +128,27 @@ def test_armed_agent_answers_without_any_injection(interp: str, python: str, how
         app.stop()
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("interp", "python"), INTERPRETERS, ids=IDS)
+def test_an_application_whose_tmp_is_read_only_arms_under_dev_shm(interp: str, python: str, tmp_path: str) -> None:
+    """readOnlyRootFilesystem: the armed agent and the client both choose /dev/shm (attach/places)."""
+    if os.path.realpath(SRC).startswith("/tmp/"):
+        pytest.skip("the checkout is under /tmp, which this test hides under a read-only tmpfs")
+    mounts = "mount -t tmpfs -o ro tmpfs /tmp && mount -t tmpfs -o mode=1777 tmpfs /dev/shm"
+    wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c", mounts + ' && exec "$@"', "sh"]
+    app = App([*wrap, python, *ARM, APP, "wait"], _env())
+    phases = os.path.join(str(tmp_path), "phases")
+    try:
+        shm = "/proc/%d/root/dev/shm/flight_profiler-%d" % (app.pid, os.getuid())
+        assert wait_until(lambda: os.path.exists(app.socket()), timeout=30)
+        assert os.path.dirname(app.socket()) == shm
+        assert _value(cli(app.pid, "getglobal __main__ MODE", FLIGHT_PROFILER_TEST_PHASE_LOG=phases)) == "wait"
+        assert not os.path.exists(phases), "the injector ran: the client did not find the armed agent"
+        assert app.proc.poll() is None
+    finally:
+        app.stop()
+
+
 # ---------------------------------------------------------------------- ptrace forbidden by the kernel
 
 

@@ -28,6 +28,7 @@ import pytest
 
 from flight_profiler.attach import attacher, paths, privsep
 from flight_profiler.attach.target import Target, inspect
+from flight_profiler.discovery import processes
 from flight_profiler.errors import AttachError
 from interpreters import find_interpreters
 from support import TARGETS, agent_threads, cli, user_name, wait_until
@@ -483,12 +484,16 @@ def test_two_pid_namespaces_sharing_tmp(users: tuple[User, User]) -> None:
             proc.stop()
 
 
-def _private_tmp(options: str) -> tuple[str, ...]:
+def _private_tmp(options: str, shm: str = "") -> tuple[str, ...]:
+    """A tmpfs mounted with ``options`` on the target's /tmp (and with ``shm`` on its /dev/shm), in a mount
+    namespace of its own: nothing of the test's lands on the host's."""
     checkout = os.path.realpath(os.path.dirname(__file__))
-    if checkout.startswith("/tmp/"):  # (a clone made there fails these three, and only these)
+    if checkout.startswith("/tmp/"):  # (a clone made there fails these tests, and only these)
         pytest.skip("the checkout is under /tmp, which this test hides under a tmpfs in the target's namespace")
-    script = 'mount -t tmpfs -o %s tmpfs /tmp && exec "$@"' % options
-    return ("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh")
+    script = "mount -t tmpfs -o %s tmpfs /tmp" % options
+    if shm:
+        script += " && mount -t tmpfs -o %s tmpfs /dev/shm" % shm
+    return ("unshare", "-m", "--propagation", "private", "sh", "-c", script + ' && exec "$@"', "sh")
 
 
 def test_private_tmp_target_attaches_and_detaches(users: tuple[User, User]) -> None:
@@ -508,12 +513,40 @@ def test_private_tmp_target_attaches_and_detaches(users: tuple[User, User]) -> N
         target.stop()
 
 
-@pytest.mark.parametrize(
-    ("options", "reason"), [("ro", "Read-only file system"), ("size=64k,mode=1777", "No space left on device")]
-)
-def test_read_only_or_full_tmp_says_why_at_once(users: tuple[User, User], options: str, reason: str) -> None:
+def test_a_read_only_tmp_puts_the_agent_under_dev_shm(users: tuple[User, User]) -> None:
+    """readOnlyRootFilesystem, docker --read-only: /tmp read-only, /dev/shm still a writable tmpfs."""
     user = users[0]
-    target = start_as(user, USER_PYTHON, "event", wrap=_private_tmp(options))
+    target = start_as(user, USER_PYTHON, "event", wrap=_private_tmp("ro", shm="mode=1777"))
+    try:
+        name = paths.socket_name(inspect(target.pid))
+        result = cli(target.pid, "getglobal sys argv")
+        assert result.returncode == 0, result.stdout
+        shm = "/proc/%d/root/dev/shm/flight_profiler-%d" % (target.pid, user.uid)
+        assert stat.S_ISSOCK(os.lstat(os.path.join(shm, name)).st_mode)
+        assert stat.S_IMODE(os.lstat(shm).st_mode) == 0o700
+        assert os.listdir("/proc/%d/root/tmp" % target.pid) == []
+        assert paths.agent_socket(target.pid) == os.path.join(shm, name)
+        assert processes.agent_running(target.pid), "ps does not see the agent under /dev/shm"
+        again = cli(target.pid, "getglobal sys argv", "--debug")  # the next client finds it there: no injection
+        assert again.returncode == 0 and "reusing the agent" in again.stderr, again.stderr
+        assert cli(target.pid, "detach").returncode == 0
+        assert os.listdir(shm) == [paths.lock_name(inspect(target.pid))]
+        assert agent_threads(target.pid) == []
+        assert target.alive_and_running()
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize(
+    ("options", "shm", "reason"),
+    [
+        ("ro", "ro", "Read-only file system, and so is /dev/shm"),
+        ("size=64k,mode=1777", "", "No space left on device"),  # full, not read-only: no move (see places)
+    ],
+)
+def test_read_only_or_full_tmp_says_why_at_once(users: tuple[User, User], options: str, shm: str, reason: str) -> None:
+    user = users[0]
+    target = start_as(user, USER_PYTHON, "event", wrap=_private_tmp(options, shm))
     try:
         result = cli(target.pid, "getglobal sys argv")
         assert result.returncode != 0
@@ -810,7 +843,7 @@ def test_a_dead_shared_helper_fails_only_the_attaches_using_it(users: tuple[User
                 assert helpers[2].call("lexists", name="x")[0] == {"exists": False}
                 with privsep.start(inspect(procs[0][0].pid), _private_dir(users[0])) as again:  # a fresh one
                     assert again.connector_pid != helpers[0].connector_pid
-                    assert again.call("open_dir", create=False)[0] == {"exists": True}
+                    assert again.call("open_dir", create=False)[0]["exists"] is True
             finally:
                 for helper in helpers:
                     helper.close()

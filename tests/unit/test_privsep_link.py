@@ -15,7 +15,7 @@ from flight_profiler.attach.privsep import Refused, Workspace
 @pytest.fixture
 def workspace(tmp_path: Path):  # type: ignore[no-untyped-def]
     space = Workspace(str(tmp_path / "flight_profiler-test"), in_process=True)
-    assert space.op_open_dir(create=True)[0] == {"exists": True}
+    assert space.op_open_dir(create=True)[0]["exists"] is True
     yield space
     space.close()
 

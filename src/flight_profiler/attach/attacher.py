@@ -146,7 +146,7 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
     claim = ticket.new_name(paths.stem(target))  # this attempt's own: a late bootstrap of a killed one can't take it
     helper.call("ticket_issue", name=claim)  # the bootstrap claims it; see attach/ticket
     wall_deadline = time.time() + (deadline - time.monotonic())
-    source = bootstrap.source(paths.socket_in_target(target), wall_deadline, claim, size)
+    source = bootstrap.source(paths.in_directory(helper.directory, target), wall_deadline, claim, size)
     attempt = _Attempt(claim, source, headroom.oom_kills(target.pid))
     try:
         if (
@@ -676,7 +676,7 @@ def _remote_exec_allowed(target: Target) -> bool:
 def _remote_exec(helper: Helper, target: Target, source: str, options: AttachOptions) -> bool:
     """PEP 768: the target's own interpreter (same major.minor) asks it to run a file; kept until detach."""
     name = helper.call("write_script", prefix=paths.stem(target), text=source + "\n")[0]["name"]
-    in_target = "%s/%s" % (paths.private_dir(target), name)
+    in_target = "%s/%s" % (helper.directory, name)
     result = helper.call("remote_exec", exe=target.exe, pid=target.pid, script=in_target)[0]
     if result.get("rc") != 0:
         options.log("remote_exec failed: %s" % result.get("error"))

@@ -1,7 +1,8 @@
 """Where the agent's files live (client side).
 
 ``/tmp/flight_profiler-<uid>/agent-<pidns>-<pid>-<start>.sock`` inside the
-target's mount namespace: one private (0700) directory per user, one name per
+target's mount namespace (``/dev/shm/...`` where that ``/tmp`` is read-only or
+missing: ``places``): one private (0700) directory per user, one name per
 process. The name carries the pid namespace's inode and the process start time,
 so two processes with the same pid in different pid namespaces sharing one
 ``/tmp`` never share a socket, and a name outlives its process only as a stale
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 
+from . import places
 from .target import Target
 
 # agent-<pid namespace inode>-<pid in that namespace>-<start time>.<suffix>
@@ -26,9 +28,10 @@ NAME = re.compile(r"^agent-(\d{1,20})-(\d{1,10})-(\d{1,20})\.")
 SUFFIXES = (".sock", ".sock.log", ".bundle", ".lock")  # and .boot-*.py (3.14 bootstrap scripts)
 
 
-def private_dir(target: Target) -> str:
-    """The directory as the target sees it."""
-    return "/tmp/flight_profiler-%d" % target.uid
+def private_dir(target: Target, base: str = places.FIRST) -> str:
+    """The directory as the target sees it, under ``base``; the privsep helper moves it to the base the
+    target's mounts call for (``places``: /dev/shm where /tmp is read-only or missing)."""
+    return "%s/flight_profiler-%d" % (base, target.uid)
 
 
 def stem(target: Target) -> str:
@@ -43,8 +46,13 @@ def lock_name(target: Target) -> str:
     return stem(target) + ".lock"
 
 
-def socket_in_target(target: Target) -> str:
-    return "%s/%s" % (private_dir(target), socket_name(target))
+def socket_in_target(target: Target, base: str = places.FIRST) -> str:
+    return in_directory(private_dir(target, base), target)
+
+
+def in_directory(directory: str, target: Target) -> str:
+    """The agent socket's path in ``directory`` (as the target sees it)."""
+    return "%s/%s" % (directory, socket_name(target))
 
 
 def from_client(target: Target, path: str) -> str:
@@ -67,4 +75,8 @@ def agent_socket(pid: int) -> str:
     from .target import inspect
 
     target = inspect(pid)
+    for base in places.BASES:
+        path = from_client(target, socket_in_target(target, base))
+        if os.path.lexists(path):
+            return path
     return from_client(target, socket_in_target(target))

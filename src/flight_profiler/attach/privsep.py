@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import AttachError, TargetError
-from . import ticket
+from . import places, ticket
 from .target import Target
 
 # A client reusing an agent as the target's own user runs the Workspace in-process and needs neither the
@@ -117,7 +117,11 @@ class Workspace:
     # ------------------------------------------------------------------ the directory
 
     def op_open_dir(self, create: bool) -> Reply:
-        """Open (and, with ``create``, make) the private directory; refuse one that is not ours and private."""
+        """Open (and, with ``create``, make) the private directory; refuse one that is not ours and private.
+
+        Under ``/dev/shm`` where the target's ``/tmp`` is missing or read-only (``places``): the reply
+        says which, and the client names the agent's socket and files from it."""
+        self.directory = places.placed(self.directory)
         parent, name = os.path.split(self.directory)
         parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -129,7 +133,7 @@ class Workspace:
             try:
                 fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
             except FileNotFoundError:
-                return {"exists": False}, []
+                return {"exists": False, "directory": self.directory}, []
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise Refused("%s is not a directory (a link?): refused; remove it" % self.directory) from None
@@ -145,7 +149,7 @@ class Workspace:
             )
         self.close()
         self.dir_fd = fd
-        return {"exists": True}, []
+        return {"exists": True, "directory": self.directory}, []
 
     # ------------------------------------------------------------------ the agent socket
 
@@ -536,8 +540,12 @@ def _recv(sock: _socket.socket) -> Reply:
 class Helper:
     """The client's handle on a Workspace: in a dropped helper process, or in-process."""
 
-    def __init__(self, target: Target, workspace: Workspace | None, sock: _socket.socket | None, child: int) -> None:
+    def __init__(
+        self, target: Target, workspace: Workspace | None, sock: _socket.socket | None, child: int, directory: str
+    ) -> None:
         self.target = target
+        # as the target sees it; open_dir's reply may move it from /tmp to /dev/shm (see places)
+        self.directory = directory
         self._workspace = workspace
         self._sock = sock
         self._child = child
@@ -554,6 +562,12 @@ class Helper:
 
     def call(self, op: str, **args: Any) -> Reply:
         """Run ``op``; OSError and Refused come back as AttachError with the helper's message."""
+        reply, fds = self._call(op, args)
+        if op == "open_dir":
+            self.directory = str(reply.get("directory") or self.directory)
+        return reply, fds
+
+    def _call(self, op: str, args: dict[str, Any]) -> Reply:
         if self._workspace is not None:
             try:
                 return self._workspace.dispatch(op, args)
@@ -608,7 +622,7 @@ def start(target: Target, directory: str) -> Helper:
     while ``sharing`` is in effect, a session on the helper process of the group's targets in that
     directory with the same credentials; else a helper process of its own."""
     if _no_boundary(target):
-        return Helper(target, Workspace(directory, in_process=True), None, 0)
+        return Helper(target, Workspace(directory, in_process=True), None, 0, directory)
     if _sharing_depth:
         key = _share_key(target, directory)
         if key is not None:
@@ -747,7 +761,7 @@ class _SharedHelper(Helper):
     helper keeps a Workspace per session, so nothing of one attach's state serves another's."""
 
     def __init__(self, target: Target, directory: str, shared: _Shared) -> None:
-        super().__init__(target, None, None, 0)
+        super().__init__(target, None, None, 0, directory)
         self._shared: _Shared | None = shared
         self._directory = directory
         self._number = shared.new_session()
@@ -756,7 +770,7 @@ class _SharedHelper(Helper):
     def connector_pid(self) -> int:
         return self._shared.pid if self._shared is not None else 0
 
-    def call(self, op: str, **args: Any) -> Reply:
+    def _call(self, op: str, args: dict[str, Any]) -> Reply:
         shared = self._shared
         if shared is None:
             raise AttachError(WENT_AWAY)
@@ -811,7 +825,7 @@ def _fork_helper(target: Target, directory: str, shared: bool = False) -> Helper
     for fd in (mnt_fd, root_fd):
         os.close(fd)
     parent_end.settimeout(REPLY_TIMEOUT)
-    helper = Helper(target, None, parent_end, pid)
+    helper = Helper(target, None, parent_end, pid, directory)
     try:
         ready, _ = _recv(parent_end)
     except (OSError, EOFError, ValueError):
@@ -975,7 +989,10 @@ def _describe(directory: str, op: str, exc: OSError) -> str:
         "lock": "create the attach lock in %s" % directory,
     }.get(op, "use %s" % directory)
     where = "" if directory.startswith("/proc") else " (in the target's mount namespace)"
-    return "cannot %s%s: %s" % (what, where, exc.strerror or exc)
+    also = ""
+    if exc.errno == errno.EROFS and os.path.dirname(directory) == places.FIRST:
+        also = ", and so is %s" % places.BASES[1]  # we only stay in a read-only /tmp when both are
+    return "cannot %s%s: %s%s" % (what, where, exc.strerror or exc, also)
 
 
 def _close_all(fds: list[int]) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..attach import headroom, paths, procfs
+from ..attach import headroom, paths, places, procfs
 from ..attach.target import SUPPORTED, Target, check_remote_debug_allowed, inspect, supported_range
 from ..errors import FlightProfilerError
 
@@ -253,11 +253,17 @@ def _yama_obstacle(caller: Caller) -> str | None:
 def agent_running(pid: int, inspected: Callable[[], Target] | None = None) -> bool:
     """Whether our agent's socket is there for ``pid`` (attaching would reuse it, no injection)."""
     try:
-        target = (inspected or _inspect_once(pid))()  # lstat: a planted link is not an agent
-        mode = os.lstat(paths.from_client(target, paths.socket_in_target(target))).st_mode
-    except (FlightProfilerError, OSError):
+        target = (inspected or _inspect_once(pid))()
+    except FlightProfilerError:
         return False
-    return stat.S_ISSOCK(mode)
+    for base in places.BASES:  # /dev/shm where the target's /tmp is read-only (attach/places)
+        try:
+            mode = os.lstat(paths.from_client(target, paths.socket_in_target(target, base))).st_mode
+        except OSError:
+            continue
+        if stat.S_ISSOCK(mode):  # lstat: a planted link is not an agent
+            return True
+    return False
 
 
 def _mapped_version(pid: int) -> tuple[bool, tuple[int, int] | None, str | None]:
