@@ -3,7 +3,8 @@
 The stand-in, written by this test onto PATH, implements what the transport uses:
 ``get pods -o json`` and ``get pod NAME -o json`` (from a state file), ``exec -i`` (the command
 runs in the "pod": its own pid and mount namespaces, entered with nsenter, with a clean
-environment), ``cp`` (into the pod's root) and ``debug --target --profile=general`` (an "ephemeral
+environment, in the image's WORKDIR when FAKE_KUBE_WORKDIR names one; its standard input
+passed on) and ``debug --target --profile=general`` (an "ephemeral
 container": a process in the pod's pid namespace with a mount namespace of its own and a private
 tmpfs on /tmp, as another image's container would have). Each pod is ``unshare --pid --fork --mount-proc`` around a prefork server, so pid 1
 is its master in every pod. Everything above kubectl is the production code path.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -25,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from flight_profiler.attach import paths
+from flight_profiler.attach.target import inspect
 from json_schemas import problems
 from support import TARGETS, CliResult
 
@@ -110,14 +114,10 @@ KUBECTL = textwrap.dedent(
         cut = args.index("--")
         pid = container_pid(namespace, args[0], container)
         env = {{"PATH": "/usr/local/bin:/usr/bin:/bin"}}
-        os.execvpe("nsenter", ["nsenter", "-t", str(pid), "-p", "-m", "--", *args[cut + 1 :]], env)
-    elif verb == "cp":
-        container = option("-c")
-        source, destination = args
-        where, _, path = destination.partition(":")
-        namespace, _, name = where.partition("/")
-        shutil.copy(source, "/proc/%d/root%s" % (container_pid(namespace, name, container), path))
-    else:
+        workdir = os.environ.get("FAKE_KUBE_WORKDIR")  # cd'd into inside the pod
+        chdir = ["sh", "-c", 'cd "$0" && exec "$@"', workdir] if workdir else []
+        os.execvpe("nsenter", ["nsenter", "-t", str(pid), "-p", "-m", "--", *chdir, *args[cut + 1 :]], env)
+    else:  # cp among them: --copy sends its zipapp over exec's stdin, never to a file of a fixed name
         sys.exit("stand-in kubectl: %s is not implemented" % verb)
     """
 )
@@ -136,9 +136,15 @@ class Cluster:
         self.env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ["PATH"])
         self.env["FAKE_KUBE_STATE"] = os.path.join(directory, "pods.json")
 
-    def start(self, namespace: str, name: str, app: str) -> None:
-        launcher = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, os.path.join(TARGETS, "ps_prefork.py")],
+    def start(
+        self, namespace: str, name: str, app: str, mounts: str = "mount -t tmpfs -o mode=1777 tmpfs /tmp"
+    ) -> None:
+        """A pod running a prefork server; ``mounts``: run in its mount namespace first (a /tmp of its own)."""
+        if os.path.realpath(SRC).startswith("/tmp/") or os.path.realpath(TARGETS).startswith("/tmp/"):
+            pytest.skip("the checkout is under /tmp, which each pod hides under a tmpfs of its own")
+        pod = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, os.path.join(TARGETS, "ps_prefork.py")]
+        launcher = subprocess.Popen(  # mounted before the pid namespace is made: the server is its pid 1, as before
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", mounts + ' && exec "$@"', "sh", *pod],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -262,8 +268,13 @@ def test_a_pod_that_is_gone_fails_alone(cluster: Cluster) -> None:
     assert error["target"]["pod"] == {"namespace": "shop", "name": "web-1"}
 
 
+def _client_files(directory: str) -> set[str]:
+    """What a client run from a zipapp could leave there: the archive, or its unpacked mkdtemp directory."""
+    return {n for n in os.listdir(directory) if n == "flight_profiler.pyz" or re.match(r"flight_profiler-\w{8}$", n)}
+
+
 def test_copied_in_as_one_file_with_a_bare_python(cluster: Cluster) -> None:
-    """--copy: kubectl cp a zipapp, run it with the pod's own python3 (no rich, no flight_profiler)."""
+    """--copy: a zipapp over exec's stdin, run by the pod's own python3 (no rich, no flight_profiler), and gone."""
     bare = shutil.which("python3", path="/usr/bin")
     if bare is None:
         pytest.skip("no /usr/bin/python3")
@@ -284,7 +295,51 @@ def test_copied_in_as_one_file_with_a_bare_python(cluster: Cluster) -> None:
     [record] = [r for r in checked(result) if "result" in r]
     assert record["result"]["value"]["v"] == "master"
     assert record["target"]["pid"] == 1 and record["target"]["pod"]["name"] == "web-2"
-    assert os.path.exists("/proc/%d/root/tmp/flight_profiler.pyz" % cluster.pid1("web-2"))
+    assert _client_files("/proc/%d/root/tmp" % cluster.pid1("web-2")) == set()  # nothing of the client is left
+
+
+def test_copy_imports_nothing_from_the_pods_working_directory(cluster: Cluster) -> None:
+    """The image's WORKDIR is often the application's, writable by its user: its hashlib.py is not ours to run."""
+    bare = shutil.which("python3", path="/usr/bin")
+    if bare is None:
+        pytest.skip("no /usr/bin/python3")
+    workdir = "/proc/%d/root/tmp/app" % cluster.pid1("web-1")  # /tmp/app in the pod
+    os.mkdir(workdir)
+    marker = "/proc/%d/root/tmp/planted-code-ran" % cluster.pid1("web-1")
+    for module in ("hashlib", "zipfile", "shutil", "tempfile", "stat"):
+        with open(os.path.join(workdir, module + ".py"), "w") as fh:
+            fh.write(
+                "open('/tmp/planted-code-ran', 'a').write(%r)\nraise SystemExit('planted %s ran')\n" % (module, module)
+            )
+    env = dict(cluster.env, FAKE_KUBE_WORKDIR="/tmp/app")
+    argv = [sys.executable, "-m", "flight_profiler", "k8s", "-n", "shop", "web-1", "--copy"]
+    argv += ["--remote-command", bare, "--json", "--", "1", "--cmd", "getglobal __main__ STATE -e \"target['role']\""]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert not os.path.exists(marker), "planted code ran"
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    [record] = [r for r in CliResult(proc.returncode, proc.stdout, proc.stderr).records if "result" in r]
+    assert record["result"]["value"]["v"] == "master"
+
+
+def test_copy_into_a_pod_whose_tmp_is_read_only(cluster: Cluster) -> None:
+    """readOnlyRootFilesystem: the client unpacks under /dev/shm, and the agent's directory goes there too."""
+    bare = shutil.which("python3", path="/usr/bin")
+    if bare is None:
+        pytest.skip("no /usr/bin/python3")
+    cluster.start(
+        "shop", "ro-0", "ro", mounts="mount -t tmpfs -o ro tmpfs /tmp && mount -t tmpfs -o mode=1777 tmpfs /dev/shm"
+    )
+    words = ["-n", "shop", "ro-0", "--copy", "--remote-command", bare, "--json", "--", "1"]
+    result = cluster.k8s(*words, "--cmd", "getglobal __main__ STATE -e \"target['role']\"")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    [record] = [r for r in checked(result) if "result" in r]
+    assert record["result"]["value"]["v"] == "master"
+    root = "/proc/%d/root" % cluster.pid1("ro-0")
+    assert os.listdir(root + "/dev/shm") == ["flight_profiler-0"] and os.listdir(root + "/tmp") == []
+    detached = cluster.k8s(*words, "--cmd", "detach")  # the client's own command, relayed from the pod
+    assert detached.returncode == 0, (detached.stdout, detached.stderr)
+    assert "pod shop/ro-0: pid 1: detached" in detached.stderr, detached.stderr
+    assert os.listdir(root + "/dev/shm/flight_profiler-0") == [paths.lock_name(inspect(cluster.pid1("ro-0")))]
 
 
 def test_bad_remote_commands_never_reach_a_pod(cluster: Cluster) -> None:
@@ -315,7 +370,8 @@ def test_bad_remote_commands_never_reach_a_pod(cluster: Cluster) -> None:
 
 
 HOSTILE = (
-    "import json\n"
+    "import json, sys\n"
+    "sys.stderr.write('noise\\n' * 50000)\n"  # more than a pipe holds, before any answer: drained beside stdout
     "print('[' * 100000 + ']' * 100000)\n"  # nesting deeper than the JSON parser's stack
     "print('not json \\x1b[2J')\n"
     "target = {'pid': 7, 'ppid': 1, 'role': '\\x1b[31mevil', 'rank': 'x'}\n"
@@ -349,9 +405,9 @@ def test_from_an_ephemeral_debug_container(cluster: Cluster) -> None:
     assert debugger.startswith("shop_web-0_flight-profiler-")
     with open(os.path.join(cluster.env["FAKE_KUBE_STATE"] + ".d", debugger)) as fh:
         sleeper = json.load(fh)["pid"]
-    # the zipapp went into the debug container's own /tmp, not the app container's
-    assert os.path.exists("/proc/%d/root/tmp/flight_profiler.pyz" % sleeper)
+    # the debug container has a /tmp of its own; the client left nothing there
     assert os.stat("/proc/%d/root/tmp" % sleeper).st_dev != os.stat("/proc/%d/root/tmp" % cluster.pid1("web-0")).st_dev
+    assert os.listdir("/proc/%d/root/tmp" % sleeper) == []
     again = cluster.k8s(*words, *command)
     assert again.returncode == 0, (again.stdout, again.stderr)
     assert os.listdir(cluster.env["FAKE_KUBE_STATE"] + ".d") == [debugger]  # reused, not a second one
@@ -363,3 +419,18 @@ def test_from_an_ephemeral_debug_container(cluster: Cluster) -> None:
     ended = cluster.k8s(*words, *command)
     assert ended.returncode == 1
     assert "cannot be restarted" in ended.stdout + ended.stderr and "Traceback" not in ended.stderr
+
+
+def test_the_archive_runs_as_a_file_too() -> None:
+    """The bytes --copy sends are a zipapp: saved, `python3 flight_profiler.pyz` runs it and leaves nothing."""
+    from flight_profiler.fleet.zipapp import archive
+
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        pytest.skip("needs root and unshare (a /tmp of its own)")
+    script = "mount -t tmpfs -o mode=1777 tmpfs /tmp && cat > /tmp/fp.pyz && %s /tmp/fp.pyz ps --json; echo rc=$?; ls -A /tmp"
+    argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script % shlex.quote(sys.executable)]
+    env = {"PATH": os.environ["PATH"]}  # no PYTHONPATH: the archive's own package is what runs
+    proc = subprocess.run(argv, input=archive(), capture_output=True, env=env, timeout=60, check=False)
+    lines = proc.stdout.decode().splitlines()
+    assert lines[-2:] == ["rc=0", "fp.pyz"], (lines[-5:], proc.stderr[-2000:])  # nothing else left in /tmp
+    assert any(json.loads(line)["result"] for line in lines[:-2]), lines[:-2]

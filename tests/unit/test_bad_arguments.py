@@ -262,8 +262,13 @@ def test_k8s_checks_the_pods_command_line_as_the_pod_will_read_it() -> None:
 
     line = "getglobal m x -e [c.host for c in target if c.status=='error']"
     _, spec, request = _remote_words(["--all", "--cmd", line])  # was refused here: "unrecognized arguments"
-    assert spec.name == "getglobal" and request["expr"] == "[c.host for c in target if c.status=='error']"
-    assert _remote_words(["--all", "--cmd", "timetunnel -l"])[1].name == "tt"
+    assert spec is not None and spec.name == "getglobal"
+    assert request["expr"] == "[c.host for c in target if c.status=='error']"
+    tt = _remote_words(["--all", "--cmd", "timetunnel -l"])[1]
+    assert tt is not None and tt.name == "tt"
+    assert _remote_words(["--all", "--cmd", "detach"])[1] is None  # the client's own, not an agent command
+    with pytest.raises(UsageError, match="detach"):
+        _remote_words(["--all", "--cmd", "detach now"])
     with pytest.raises(UsageError, match="unknown command"):
         _remote_words(["--all", "--cmd", "nosuchcommand -x"])
     with pytest.raises(UsageError, match="--cmd: is empty"):

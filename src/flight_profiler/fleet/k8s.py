@@ -4,8 +4,10 @@ Runs our client inside each pod through the user's own ``kubectl exec -i`` (thei
 auth plugins, RBAC and audit log; no listener, no tunnel, nothing cluster-wide of ours), with
 ``--json`` on the wire, and merges what comes back exactly like a local group (``fleet/merge``):
 every target is named by its pod. The client in the pod is ``flight_profiler`` from the image
-(``--remote-command``), or with ``--copy`` a single-file zipapp of this install copied in with
-``kubectl cp`` first (``fleet/zipapp``). At most ``--concurrency`` pods at a time.
+(``--remote-command``), or with ``--copy`` a zipapp of this install sent over the exec's standard
+input to the pod's ``python3`` and unpacked into a private directory there for that run
+(``fleet/zipapp``: no file at a name another user could plant or rewrite). At most
+``--concurrency`` pods at a time.
 
 With ``--debug-image IMAGE`` the client runs in an ephemeral debug container instead of the
 application's own (``kubectl debug --target=CONTAINER --profile=general``): it shares the
@@ -21,17 +23,16 @@ rendered through the commands' own renderers and ``safe_line`` like a local targ
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import json
-import os
 import shlex
-import shutil
 import subprocess
 import threading
 import time
 from typing import Any
 
-from ..cli.runner import parse_command
+from ..cli.runner import check_detach, parse_command
 from ..cli.subcommands import Subcommand, add_output_options, make_output
 from ..commands.spec import CommandSpec, number, split_command
 from ..errors import FlightProfilerError, ProtocolError, UsageError
@@ -42,7 +43,8 @@ from .select import Target
 from .sink import Sink
 
 MAX_LINE = 8 << 20  # bytes of one JSON line from a pod
-REMOTE_ZIPAPP = "/tmp/flight_profiler.pyz"
+TAIL_BYTES = 64 << 10  # of what a pod's client writes to stderr: the last of it is kept, for its errors and notes
+MAX_NOTES = 50  # a pod's notes relayed after a detach (one per target in it, as a rule)
 GET_TIMEOUT = 60.0
 DEBUG_COMMAND = ("sleep", "infinity")  # keeps the debug container for later calls
 
@@ -59,7 +61,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pods worked on at a time (default %d)" % DEFAULT_CONCURRENCY,
     )
     parser.add_argument(
-        "--copy", action="store_true", help="copy this flight_profiler into each pod as one file (kubectl cp) first"
+        "--copy",
+        action="store_true",
+        help="send this flight_profiler to each pod's python3 over kubectl exec's stdin (nothing is left in the pod)",
     )
     parser.add_argument(
         "--remote-command",
@@ -101,14 +105,17 @@ def _run(args: argparse.Namespace) -> int:
         if not pods:
             raise UsageError("k8s: no running pod matches -l %s" % safe_line(args.selector))
         program = shlex.split(args.remote_command) if args.remote_command != "flight_profiler" or not args.copy else []
-        zipapp = _zipapp() if args.copy else None
-        if zipapp is not None:
-            program = [*(program or ["python3"]), REMOTE_ZIPAPP]
+        zipapp = None
+        if args.copy:
+            from .zipapp import archive, loader_words
+
+            zipapp = archive()
+            program = [*(program or ["python3"]), *loader_words(zipapp)]
     except FlightProfilerError as exc:
         output.error("k8s", str(exc))
         return exc.exit_code
     sink = Sink(output)
-    sink.begin(spec.name, merger_for(spec.name, request), [])
+    sink.begin(_named(spec), merger_for(spec.name, request) if spec is not None else None, [])
     failed: set[int] = set()
     gate = threading.BoundedSemaphore(args.concurrency)
     threads = [
@@ -117,21 +124,18 @@ def _run(args: argparse.Namespace) -> int:
         )
         for index, pod in enumerate(pods)
     ]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)  # short waits: Ctrl-C reaches us
-    finally:
-        if zipapp is not None:
-            shutil.rmtree(os.path.dirname(zipapp), ignore_errors=True)  # our private temporary directory
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)  # short waits: Ctrl-C reaches us
     sink.end(failed)
     return 1 if failed else 0
 
 
-def _remote_words(words: list[str]) -> tuple[list[str], CommandSpec, dict[str, Any]]:
-    """The pod's command line (always ``--json``), checked here first: a bad one never reaches a pod."""
+def _remote_words(words: list[str]) -> tuple[list[str], CommandSpec | None, dict[str, Any]]:
+    """The pod's command line (always ``--json``), checked here first: a bad one never reaches a pod.
+    The spec is None for ``detach``, which is no command of an agent's but the client's own."""
     from . import wants_fleet
     from .cli import fleet_parser
 
@@ -143,9 +147,14 @@ def _remote_words(words: list[str]) -> tuple[list[str], CommandSpec, dict[str, A
     name, rest = split_command(parsed.cmd)  # as the pod's flight_profiler will read it (seeds' syntax, aliases)
     if not name:
         raise UsageError("unknown command ''; 'help' lists them")
-    spec, request = parse_command(name, rest)
-    if spec.interactive and not request.get("source"):
-        raise UsageError("%s is interactive: give -c CODE" % spec.name)
+    spec: CommandSpec | None = None
+    request: dict[str, Any] = {}
+    if name == "detach":  # the agents we started in the pods, removed from there too
+        check_detach(rest)
+    else:
+        spec, request = parse_command(name, rest)
+        if spec.interactive and not request.get("source"):
+            raise UsageError("%s is interactive: give -c CODE" % spec.name)
     if not wants_fleet(words) and parsed.target is None:
         raise UsageError("k8s: say which processes in each pod: a pid, --tree PID, --select PATTERN or --all")
     if not wants_fleet(words):  # one pid: as a group of one, so its lines carry their target
@@ -194,12 +203,6 @@ class Kubectl:
         """Where our client runs: the debug container when there is one, else the chosen container."""
         chosen = self._debuggers.get(pod) or self.container
         return ["-c", chosen] if chosen else []
-
-    def copy(self, pod: tuple[str, str], local: str, remote: str) -> None:
-        argv = [self.program, "cp", *self._container(pod), local, "%s/%s:%s" % (pod[0], pod[1], remote)]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=GET_TIMEOUT, check=False)
-        if proc.returncode != 0:
-            raise FlightProfilerError("kubectl cp failed: %s" % _last_line(proc.stderr))
 
     def exec_argv(self, pod: tuple[str, str], command: list[str]) -> list[str]:
         return [self.program, "exec", "-i", *self._ns(pod[0]), pod[1], *self._container(pod), "--", *command]
@@ -300,8 +303,8 @@ def _one_pod(
     pod: tuple[str, str],
     index: int,
     command: list[str],
-    zipapp: str | None,
-    spec: CommandSpec,
+    zipapp: bytes | None,
+    spec: CommandSpec | None,
     sink: Sink,
     gate: threading.BoundedSemaphore,
     failed: set[int],
@@ -310,15 +313,13 @@ def _one_pod(
     with gate:
         try:
             kube.ensure_debugger(pod)
-            if zipapp is not None:
-                kube.copy(pod, zipapp, REMOTE_ZIPAPP)
-            _exec(kube, pod, index, command, spec, sink, failed)
+            _exec(kube, pod, index, command, zipapp, spec, sink, failed)
         except FlightProfilerError as exc:
             failed.add(whole_pod.key)
-            sink.error(whole_pod, spec.name, str(exc))
+            sink.error(whole_pod, _named(spec), str(exc))
         except OSError as exc:
             failed.add(whole_pod.key)
-            sink.error(whole_pod, spec.name, "kubectl exec failed: %s" % exc)
+            sink.error(whole_pod, _named(spec), "kubectl exec failed: %s" % exc)
 
 
 def _exec(
@@ -326,14 +327,18 @@ def _exec(
     pod: tuple[str, str],
     index: int,
     command: list[str],
-    spec: CommandSpec,
+    sent: bytes | None,
+    spec: CommandSpec | None,
     sink: Sink,
     failed: set[int],
 ) -> None:
-    proc = subprocess.Popen(
-        kube.exec_argv(pod, command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    """Run ``command`` in the pod, ``sent`` on its standard input (the zipapp of --copy), and hand its lines on."""
+    stdin = subprocess.DEVNULL if sent is None else subprocess.PIPE
+    proc = subprocess.Popen(kube.exec_argv(pod, command), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
+    if sent is not None:
+        _send_in_background(proc, sent)
+    stderr = _Tail(proc.stderr)  # drained beside stdout: a pod with much to say there must not block on it
     seen = 0
     try:
         while True:
@@ -346,17 +351,68 @@ def _exec(
     finally:
         if proc.poll() is None and seen == 0:
             proc.kill()
-        stderr = proc.stderr.read(64 << 10).decode("utf-8", "replace")
         proc.wait()
+    said = stderr.lines()
+    last = said[-1] if said else "no message"
+    if spec is None and proc.returncode == 0:  # detach answers in notes only: relay them with their pod
+        for line in said[-MAX_NOTES:]:
+            sink.output.note("pod %s/%s: %s" % (pod[0], pod[1], safe_line(line)))
+        return
     if seen == 0:
-        raise FlightProfilerError(
-            "no answer from flight_profiler in the pod (exit %d): %s" % (proc.returncode, _last_line(stderr))
-        )
+        raise FlightProfilerError("no answer from flight_profiler in the pod (exit %d): %s" % (proc.returncode, last))
     if proc.returncode not in (0, 1):  # 1: a target failed, and said so in its own line
-        raise FlightProfilerError("kubectl exec ended with status %d: %s" % (proc.returncode, _last_line(stderr)))
+        raise FlightProfilerError("kubectl exec ended with status %d: %s" % (proc.returncode, last))
 
 
-def _record(raw: bytes, pod: tuple[str, str], index: int, spec: CommandSpec, sink: Sink, failed: set[int]) -> int:
+class _Tail:
+    """The last ``TAIL_BYTES`` of a stream, read to its end on a thread of its own."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._kept: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._thread = threading.Thread(target=self._drain, name="k8s-stderr", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        try:
+            for line in iter(lambda: self._stream.readline(TAIL_BYTES), b""):
+                self._kept.append(line)
+                self._size += len(line)
+                while self._size > TAIL_BYTES and len(self._kept) > 1:
+                    self._size -= len(self._kept.popleft())
+        except (OSError, ValueError):
+            pass
+
+    def lines(self) -> list[str]:
+        """What was kept, once the stream ended (the process was waited for: at most a moment more)."""
+        self._thread.join(5.0)
+        text = b"".join(list(self._kept)).decode("utf-8", "replace")
+        return [line for line in text.splitlines() if line.strip()]
+
+
+def _send_in_background(proc: subprocess.Popen[bytes], data: bytes) -> None:
+    """Write ``data`` to ``proc``'s standard input and close it, beside our reading of its output: a pod
+    that answers before reading it all (no python3 there) must not leave us blocked on a full pipe."""
+
+    def send() -> None:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(data)
+        except OSError:
+            pass  # it ended first: what it printed says why
+        finally:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+
+    threading.Thread(target=send, name="k8s-send", daemon=True).start()
+
+
+def _record(
+    raw: bytes, pod: tuple[str, str], index: int, spec: CommandSpec | None, sink: Sink, failed: set[int]
+) -> int:
     """One line from the pod, handed to the sink with its target; 1 when it was one of ours."""
     try:
         record = json.loads(raw)
@@ -367,9 +423,9 @@ def _record(raw: bytes, pod: tuple[str, str], index: int, spec: CommandSpec, sin
     target = _target(record.get("target"), pod, index)
     if "error" in record:
         failed.add(target.key)
-        sink.error(target, spec.name, str(record["error"]))
+        sink.error(target, _named(spec), str(record["error"]))
     elif isinstance(record.get("result"), dict):
-        sink.result(target, spec.name, record["result"], _rendered(spec, record["result"], sink))
+        sink.result(target, _named(spec), record["result"], _rendered(spec, record["result"], sink))
     return 1
 
 
@@ -388,8 +444,12 @@ def _target(raw: Any, pod: tuple[str, str], index: int) -> Target:
     return Target(pid, integer("ppid", -1), role, None if rank < 0 else rank, pod=pod, key=(index + 1) << 32 | pid)
 
 
-def _rendered(spec: CommandSpec, event: dict[str, Any], sink: Sink) -> Any:
-    if sink.output.as_json:
+def _named(spec: CommandSpec | None) -> str:
+    return spec.name if spec is not None else "detach"
+
+
+def _rendered(spec: CommandSpec | None, event: dict[str, Any], sink: Sink) -> Any:
+    if sink.output.as_json or spec is None:
         return None
     try:
         return spec.render(rich_proof(event))
@@ -397,12 +457,6 @@ def _rendered(spec: CommandSpec, event: dict[str, Any], sink: Sink) -> Any:
         from rich.text import Text
 
         return Text("(a malformed %s result from the pod)" % spec.name, style="red")
-
-
-def _zipapp() -> str:
-    from .zipapp import build
-
-    return build()
 
 
 def _last_line(text: str) -> str:
