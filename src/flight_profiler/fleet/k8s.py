@@ -44,6 +44,7 @@ from .sink import Sink
 
 MAX_LINE = 8 << 20  # bytes of one JSON line from a pod
 TAIL_BYTES = 64 << 10  # of what a pod's client writes to stderr: the last of it is kept, for its errors and notes
+EXIT_WAIT = 10.0  # seconds for kubectl to exit once the pod's output ended
 MAX_NOTES = 50  # a pod's notes relayed after a detach (one per target in it, as a rule)
 GET_TIMEOUT = 60.0
 DEBUG_COMMAND = ("sleep", "infinity")  # keeps the debug container for later calls
@@ -348,8 +349,13 @@ def _exec(
             if len(raw) > MAX_LINE:
                 raise ProtocolError("the pod sent a line over %d bytes" % MAX_LINE)
             seen += _record(raw, pod, index, spec, sink, failed)
+        # its output ended: kubectl is exiting. It was killed here when it had printed no line, which
+        # a detach (notes on stderr only) never does: its status could then be lost to the kill
+        proc.wait(EXIT_WAIT)
+    except subprocess.TimeoutExpired:
+        raise FlightProfilerError("kubectl exec did not end within %g s of the pod's last output" % EXIT_WAIT) from None
     finally:
-        if proc.poll() is None and seen == 0:
+        if proc.poll() is None:
             proc.kill()
         proc.wait()
     said = stderr.lines()
