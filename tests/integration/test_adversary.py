@@ -48,16 +48,47 @@ def test_commands_that_walk_sys_modules_run_none_of_its_objects_code(target: Run
     _alive_and_answering(target.pid)
 
 
-def test_a_module_getattr_that_never_returns_is_stopped_at_the_budget(target: RunningTarget) -> None:
-    """``blockmod.__getattr__`` loops for good: the lookup ran it on the session's thread without a budget."""
+def test_a_module_getattr_that_never_returns_is_not_called(target: RunningTarget) -> None:
+    """``blockmod.__getattr__`` loops for good: the lookup ran it on the session's thread without a budget,
+    then within one; a module's __getattr__ is no longer called at all (see the lazy modules below)."""
     started = time.monotonic()
     result = client(target.pid, "getglobal blockmod x", timeout=60)
+    assert result.returncode == 1, result.stdout
+    assert result.errors and "computes missing names in its __getattr__" in result.errors[0], result.errors
+    assert time.monotonic() - started < 5
+    _alive_and_answering(target.pid)
+
+
+def test_a_metaclass_getattr_that_never_returns_is_stopped_at_the_budget(target: RunningTarget) -> None:
+    started = time.monotonic()
+    result = client(target.pid, "getglobal __main__ Blocked x", timeout=60)
     took = time.monotonic() - started
     assert result.returncode == 1, result.stdout
     assert result.errors and "ran over the budget of 5000 ms" in result.errors[0], result.errors
     assert took < 30, took
-    result = client(target.pid, "getglobal blockmod x --budget-ms 300", timeout=60)  # the lookup's budget too
+    result = client(target.pid, "getglobal __main__ Blocked x --budget-ms 300", timeout=60)  # the lookup's budget
     assert result.returncode == 1 and "ran over the budget of 300 ms" in result.errors[0], result.errors
+    _alive_and_answering(target.pid)
+
+
+def test_a_lazy_module_is_never_imported_by_a_lookup(target: RunningTarget) -> None:
+    """importlib.util.LazyLoader's module runs its import at its first attribute read, and a lazy package
+    (transformers, lazy_loader) imports a submodule in its __getattr__: each lookup ran the program's
+    import on our thread (side effects, seconds with the import lock held) where the program never did."""
+    refusals = {
+        "getglobal lazyloaded value": "imported lazily",
+        "vmtool -a getInstances -c lazyloaded Thing": "imported lazily",
+        "watch lazyloaded value -n 1": "imported lazily",
+        "source lazyloaded value": "imported lazily",
+        "getglobal lazypkg models": "computes missing names in its __getattr__",
+        "trace lazypkg models -n 1": "computes missing names in its __getattr__",
+    }
+    for command, reason in refusals.items():
+        result = client(target.pid, command)
+        assert result.returncode == 1 and len(result.errors) == 1, (command, result.stdout)
+        assert reason in result.errors[0], (command, result.errors)
+    ran = client(target.pid, "getglobal __main__ LAZY_RAN")
+    assert ran.results[0]["value"]["len"] == 0, ran.results  # none of the program's code ran
     _alive_and_answering(target.pid)
 
 

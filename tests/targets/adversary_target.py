@@ -149,6 +149,51 @@ class _FakeModule(types.ModuleType):
 sys.modules["blockmod"] = _FakeModule("blockmod")
 
 
+class BlockMeta(type):
+    def __getattr__(cls, name):  # a missing class attribute: blocks in Python
+        while True:
+            time.sleep(0.01)
+
+
+class Blocked(metaclass=BlockMeta):
+    pass
+
+
+# modules whose missing names run the program's code: what ran is recorded in LAZY_RAN
+LAZY_RAN = []
+
+
+class _LazyLoaded:  # a loader for importlib.util.LazyLoader: its exec_module is the "import"
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        LAZY_RAN.append("import of " + module.__name__)
+        module.Thing = type("Thing", (), {})
+        module.value = 1
+
+
+def _lazy_module(name):
+    import importlib.util
+
+    loader = importlib.util.LazyLoader(_LazyLoaded())
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
+    sys.modules[name] = module
+    loader.exec_module(module)  # nothing runs until the module's first attribute read
+
+
+_lazy_module("lazyloaded")
+
+
+class _LazyPackage(types.ModuleType):  # transformers' and lazy_loader's shape: submodules on first use
+    def __getattr__(self, name):
+        LAZY_RAN.append("getattr " + name)
+        raise AttributeError(name)
+
+
+sys.modules["lazypkg"] = _LazyPackage("lazypkg")
+
+
 def _forever(self):
     while True:  # in Python, but reached where no budget was set: it held the session's thread for good
         time.sleep(0.01)

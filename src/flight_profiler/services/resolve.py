@@ -1,7 +1,10 @@
 """Find modules, classes and attributes named by the user (runs in the target).
 
 A lookup never imports a module the target has not loaded: a diagnostic tool
-must not run someone's import-time side effects behind their back.
+must not run someone's import-time side effects behind their back. That covers
+modules in ``sys.modules`` that import on first use: one ``importlib.util.LazyLoader``
+has not loaded yet, and names a module computes in its ``__getattr__`` (PEP 562, and
+the ModuleType subclasses of lazy packages such as transformers): refused, not called.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ def _lookup(owner: Any, name: str, what: str, owner_label: str, budget_ms: float
     namespace = _namespace(owner)
     if name in namespace:
         return namespace[name]
+    if is_a(owner, types.ModuleType):
+        _refuse_computed(owner, name, what, owner_label, namespace)
     # the owner's code may run (a module's __getattr__, a descriptor): bounded like a repr, so that one
     # that never returns cannot hold the session's thread
     budget = usercode.CAPTURE_BUDGET_MS if budget_ms is None else budget_ms
@@ -93,6 +98,35 @@ def _lookup(owner: Any, name: str, what: str, owner_label: str, budget_ms: float
     raise CommandFailed(
         "%s %r not found in %s%s%s" % (what, name, owner_label, _suggest(name, list(namespace)), _elsewhere())
     )
+
+
+# importlib.util.LazyLoader's module class until its first attribute read runs the real import
+_LAZY_MODULE = ("importlib.util._LazyModule",)
+
+
+def _refuse_computed(module: types.ModuleType, name: str, what: str, label: str, namespace: dict[str, Any]) -> None:
+    """A name missing from a module's dict that the module's own code would compute: a module that
+    LazyLoader has not loaded yet, a PEP 562 ``__getattr__``, a ModuleType subclass's ``__getattr__``
+    (transformers' and lazy_loader's lazy packages). That code is usually an import: a read of ours
+    would run it (side effects, seconds with the import lock held) where the program never did.
+    Plain modules fall through: getattr finds nothing more there, and runs nothing of theirs."""
+    kind = type(module)
+    if type_name(kind) in _LAZY_MODULE:
+        raise CommandFailed(
+            "module %s is imported lazily (importlib.util.LazyLoader) and the program has not used it yet:"
+            " reading %s would run its import; not done" % (label, name)
+        )
+    computes = "__getattr__" in namespace or any(
+        hook in TYPE_DICT(klass)
+        for klass in TYPE_MRO(kind)
+        if klass is not types.ModuleType and klass is not object
+        for hook in ("__getattr__", "__getattribute__")
+    )
+    if computes:
+        raise CommandFailed(
+            "%s %r is not set in %s: the module computes missing names in its __getattr__ (often a lazy"
+            " import), which we do not call" % (what, name, label)
+        )
 
 
 def _elsewhere() -> str:
