@@ -87,6 +87,11 @@ def test_a_lazy_module_is_never_imported_by_a_lookup(target: RunningTarget) -> N
         result = client(target.pid, command)
         assert result.returncode == 1 and len(result.errors) == 1, (command, result.stdout)
         assert reason in result.errors[0], (command, result.errors)
+    # values that hold them: a repr or isinstance() asked them for __loader__, __file__ or __class__
+    every = client(target.pid, "vmtool -a getInstances -c types ModuleType -n 2000")
+    assert every.returncode == 0, every.stdout[-2000:]
+    assert "<module 'lazyloaded' (imported lazily, not loaded yet)>" in every.stdout
+    assert client(target.pid, "getglobal sys modules -x 2").returncode == 0
     ran = client(target.pid, "getglobal __main__ LAZY_RAN")
     assert ran.results[0]["value"]["len"] == 0, ran.results  # none of the program's code ran
     _alive_and_answering(target.pid)

@@ -35,9 +35,11 @@ Node shapes (``t`` is always the type name):
 
 from __future__ import annotations
 
+import sys
+
 from ..protocol.requests import RENDER_DEFAULTS
 from . import usercode
-from .describe import TYPE_DICT, TYPE_MRO, class_name, instance_dict, module_of, short, type_name
+from .describe import TYPE_DICT, TYPE_MRO, class_name, instance_dict, is_a, module_of, module_text, short, type_name
 from .describe import describe_error as _describe
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -59,6 +61,7 @@ _SCALARS = (bool, int, float, type(None))
 _BYTES = (bytes, bytearray, memoryview)
 # Types whose capture runs none of the program's code (their items may: each is looked at in turn).
 # Compared by id: ``type(obj) in a_set`` would hash the type, and a metaclass may define __hash__.
+_MODULE_TYPE = type(sys)  # types is not imported at every start
 _PLAIN = frozenset(map(id, _SCALARS + _BYTES + (str, dict, list, tuple, set, frozenset)))
 
 
@@ -145,6 +148,11 @@ def _capture(obj: Any, options: CaptureOptions, depth: int, seen: set[int], item
 
 
 def _capture_any(obj: Any, options: CaptureOptions, depth: int, seen: set[int], item: bool = False) -> dict[str, Any]:
+    if is_a(obj, _MODULE_TYPE) and (depth <= 0 or type(obj) is not _MODULE_TYPE):
+        # described from its dict, not by repr() (which asks a module for __loader__ and __file__: a PEP 562
+        # __getattr__ runs for a missing one) nor, for a module subclass, by isinstance() below (which asks
+        # for __class__): a LazyLoader module answers any such question by running its import
+        return {"t": _type_name(obj), "r": module_text(obj)}
     if isinstance(obj, _SCALARS):
         return _scalar(obj)
     if isinstance(obj, str):

@@ -91,6 +91,26 @@ def instance_dict(obj: Any) -> Optional[dict]:  # type: ignore[type-arg]
     return None
 
 
+def module_text(module: Any) -> str:
+    """A module as its repr reads (``<module 'x' from '/x.py'>``), made from its own dict: the repr and
+    getattr would ask it for ``__loader__``, ``__spec__`` and ``__file__``, which a lazily imported module
+    answers by running its import (``importlib.util.LazyLoader``; a PEP 562 ``__getattr__``)."""
+    names = MODULE_DICT(module)
+    name = names.get("__name__")
+    label = repr(short(str.__str__(name))) if is_a(name, str) else "?"
+    if type_name(type(module)) == "importlib.util._LazyModule":
+        return "<module %s (imported lazily, not loaded yet)>" % label
+    path = names.get("__file__")
+    if is_a(path, str):
+        return "<module %s from %r>" % (label, short(str.__str__(path)))
+    spec = names.get("__spec__")
+    own = instance_dict(spec) if spec is not None else None
+    origin = own.get("origin") if own is not None else None
+    if origin in ("built-in", "frozen"):
+        return "<module %s (%s)>" % (label, origin)
+    return "<module %s>" % label
+
+
 def module_of(kind: type) -> str:
     """A class's ``__module__`` from its own dict (type's getter), "" where there is none or not a str."""
     try:
