@@ -73,3 +73,17 @@ def test_console_multiline(shell: pexpect.spawn) -> None:
     shell.expect_exact("ZeroDivisionError")
     shell.sendline("exit()")
     shell.expect_exact(PROMPT)
+
+
+def test_a_script_on_stdin_runs_in_one_session(target: RunningTarget) -> None:
+    """No terminal, commands on stdin (a runbook, an agent's batch): each answers in order, in one session."""
+    from support import cli
+
+    script = "# checks\ngetglobal __main__ CONFIG -e target['name']\n\ngetglobal __main__ NOPE\nconsole\nmodule /x.py\n"
+    result = cli(target.pid, None, "--debug", input=script)
+    assert result.returncode == 1, result.stdout  # one lookup failed, the rest ran
+    assert [r["command"] for r in result.records] == ["getglobal", "getglobal", None, "module"]  # in order
+    assert result.results[0]["value"]["v"] == "svc" and result.results[1]["path"] == "/x.py"
+    assert len(result.errors) == 2 and "'NOPE' not found" in result.errors[0], result.errors
+    assert "give -c CODE" in result.errors[1]
+    assert result.stderr.count("attached to pid") == 1, result.stderr  # one connection for the whole script

@@ -62,10 +62,56 @@ def test_console_with_piped_input_runs_that_input(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_shell_needs_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal, and no command on it either
     assert cli_main.main(["4242"]) == 2
-    assert "no terminal for the shell" in capsys.readouterr().err
+    assert "no terminal for the shell and no command on stdin" in capsys.readouterr().err
     assert cli_main.main(["4242", "--json"]) == 2
+
+
+class Script(Once):
+    """A Runner for run_batch: ``failing`` lines fail, ``detach`` raises Detached(confirmed)."""
+
+    def __init__(self, failing: tuple[str, ...] = (), confirmed: bool = True) -> None:
+        super().__init__()
+        self.failing, self.confirmed = failing, confirmed
+        self.output = Recorder()
+
+    def execute(self, line: str) -> bool:
+        self.lines.append(line)
+        if line == "detach":
+            raise Detached(self.confirmed)
+        return line not in self.failing
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def error(self, command: object, message: str) -> None:
+        self.errors.append(message)
+
+
+def test_a_script_on_stdin_runs_every_command_in_one_session() -> None:
+    runner = Script(failing=("nosuch",))
+    script = "# a runbook\n  stack -a  \n\nnosuch\nconsole\nconsole -c 1\ngetglobal m x\nexit\nstack\n"
+    assert cli_main.run_batch(runner, io.StringIO(script)) == 1  # type: ignore[arg-type]  # one failed
+    assert runner.lines == ["stack -a", "nosuch", "console -c 1", "getglobal m x"]  # exit ended it
+    assert runner.output.errors == ["console reads its input from the terminal: in a script, give -c CODE"]
+    assert runner.closed
+
+
+@pytest.mark.parametrize(("confirmed", "status"), [(True, 0), (False, 1)])
+def test_a_detach_ends_the_script(confirmed: bool, status: int) -> None:
+    runner = Script(confirmed=confirmed)
+    assert cli_main.run_batch(runner, io.StringIO("stack\ndetach\nstack\n")) == status  # type: ignore[arg-type]
+    assert runner.lines == ["stack", "detach"]  # nothing re-attaches after it
+
+
+def test_a_line_past_the_bound_stops_the_script() -> None:
+    runner = Script()
+    script = "stack\n" + "x" * (cli_main.MAX_SCRIPT_LINE + 5) + "\nstack\n"
+    assert cli_main.run_batch(runner, io.StringIO(script)) == 2  # type: ignore[arg-type]
+    assert runner.lines == ["stack"] and "over" in runner.output.errors[0]
 
 
 @pytest.mark.parametrize(("bad", "said"), [("abc", "'abc' is not a pid (or 'demo')"), ("0", "'0' is not a pid")])

@@ -6,6 +6,7 @@ import argparse
 import gc
 import os
 import sys
+from typing import TextIO
 
 from .. import __version__
 from ..attach.attacher import AttachOptions
@@ -27,7 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tree PID, --select PATTERN, -p PID,PID or --all: one command over a group ('--all --help').",
     )
     parser.add_argument("target", help="pid of the Python process, 'demo', or one of: ps, install-skills, mcp")
-    parser.add_argument("--cmd", type=_command_line, help='run one command and exit (e.g. --cmd "stack")')
+    parser.add_argument(
+        "--cmd",
+        type=_command_line,
+        help='run one command and exit (e.g. --cmd "stack"); without it and with no terminal, '
+        "the commands on stdin, one per line, in one session",
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON lines (for scripts and AI agents)")
     parser.add_argument("--no-color", action="store_true", help="plain text output (NO_COLOR is honoured too)")
     parser.add_argument(
@@ -83,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     options = AttachOptions(timeout=args.timeout, force=args.force, log=output.note if args.debug else _quiet)
     runner = Runner(pid, output, options)
     if args.cmd is None:
-        if args.json or not sys.stdin.isatty():
-            output.error(None, 'no terminal for the shell: use --cmd "<command>"')
+        if not sys.stdin.isatty():  # a script on stdin (a runbook, an agent's batch): one session for all
+            return run_batch(runner, sys.stdin)
+        if args.json:
+            output.error(None, 'no terminal for the shell: use --cmd "<command>", or give commands on stdin')
             return 2
         from .shell import run_shell
 
@@ -115,6 +123,61 @@ def run_once(runner: Runner, line: str) -> int:
     if runner.interrupted:
         return 130
     return 0 if ok else 1
+
+
+MAX_SCRIPT_LINE = 1 << 20  # characters of one line of a script on stdin
+
+
+def run_batch(runner: Runner, stream: TextIO) -> int:
+    """The commands of a script on stdin, one per line, in one session (one attach) and in order, as
+    the shell would run them: blank lines and ``#`` comments skipped, ``exit``/``quit`` and ``detach``
+    end it. Each command reports as with ``--cmd`` (a ``--json`` line per result or error); a failed one
+    does not stop the rest. Exit status: 0 all done, 1 any failed (or a detach not confirmed), 2 no
+    command at all or a line past 1 MiB (it and the rest not run), 130 Ctrl-C."""
+    failed, commands = False, 0
+    try:
+        for line in iter(lambda: stream.readline(MAX_SCRIPT_LINE + 1), ""):
+            if len(line) > MAX_SCRIPT_LINE:
+                runner.output.error(
+                    None, "a line of the script on stdin is over %d characters: stopped" % MAX_SCRIPT_LINE
+                )
+                return 2
+            command = line.strip()
+            if not command or command.startswith("#"):
+                continue
+            commands += 1
+            if command.split()[:1] in (["quit"], ["exit"]):
+                break
+            if _needs_a_terminal(command):
+                runner.output.error(None, "%s reads its input from the terminal: in a script, give -c CODE" % command)
+                failed = True
+                continue
+            try:
+                failed |= not runner.execute(command)
+            except Detached as done:
+                return 0 if done.confirmed and not failed else 1
+            if runner.interrupted:
+                return 130
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        runner.close()
+    if not commands:  # `flight_profiler PID` where stdin is no terminal (ssh without -t, a CI job)
+        runner.output.error(None, 'no terminal for the shell and no command on stdin: use --cmd "<command>"')
+        return 2
+    return 1 if failed else 0
+
+
+def _needs_a_terminal(command: str) -> bool:
+    """``console`` without ``-c``: in a script its input would be the script's next lines."""
+    from ..commands.spec import split_command
+    from .runner import parse_command
+
+    try:
+        spec, request = parse_command(*split_command(command))
+    except FlightProfilerError:
+        return False  # help, detach, or a mistake that running it reports
+    return bool(spec.interactive and not request.get("source"))
 
 
 def _console_from_stdin(line: str) -> str:
