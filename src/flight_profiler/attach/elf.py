@@ -70,7 +70,18 @@ class ElfImage(NamedTuple):
         return offset0_map_start - self.first_load_vaddr
 
 
+# Most bytes one header table or symbol/string table may take: libpython's largest (.symtab of a
+# debug build) is a few MB. The sizes come from the file, which may be the target user's own build:
+# 2**40 made read() ask for a terabyte (MemoryError, a traceback as root), 65535 x 65535 program
+# headers for 4 GB.
+MAX_TABLE = 256 << 20
+
+
 def _read_at(f: BinaryIO, offset: int, size: int) -> bytes:
+    if size > MAX_TABLE or offset + size > os.fstat(f.fileno()).st_size:
+        raise ElfError(
+            "a table of %d bytes at offset %d: past the file's end or over %d MiB" % (size, offset, MAX_TABLE >> 20)
+        )
     f.seek(offset)
     data = f.read(size)
     if len(data) != size:
@@ -196,7 +207,10 @@ def read_symbols(path: str, names: Collection[str]) -> ElfImage:
         image = _cached(f, key)
         if image is None:
             proofs: List[Tuple[int, bytes]] = []
-            image = _parse(f, path, wanted, proofs)
+            try:
+                image = _parse(f, path, wanted, proofs)
+            except struct.error as exc:  # entry sizes smaller than the entries they claim to hold
+                raise ElfError("%s is a malformed ELF file: %s" % (path, exc)) from None
             with _cache_lock:
                 _cache[key] = (image, tuple(proofs))
                 while len(_cache) > _CACHE_SIZE:
