@@ -3,7 +3,9 @@
 The kernel shows a peer outside the agent's pid namespace as pid 0. Root's client
 reaches a containerised target from the host through a helper that dropped to the
 target's uid, so the agent lets in its own uid (or root) from outside its
-namespace; inside it, the pid a client claims must be its SO_PEERCRED pid.
+namespace when the hello carries a descriptor of the agent's mount namespace (which
+only a process that sees the target can open); inside it, the pid a client claims
+must be its SO_PEERCRED pid.
 """
 
 from __future__ import annotations
@@ -28,12 +30,17 @@ pytestmark = pytest.mark.skipif(
 )
 
 _HELLO = r"""
-import socket, sys
+import os, socket, sys
 sock = socket.socket(socket.AF_UNIX)
 sock.settimeout(10)
 sock.connect(sys.argv[1])
+hello = b'{"type":"hello","protocol":1}\n'
 try:
-    sock.sendall(b'{"type":"hello","protocol":1}\n')
+    if len(sys.argv) > 2:  # a descriptor of this file goes with the hello (SCM_RIGHTS)
+        fd = os.open(sys.argv[2], os.O_RDONLY)
+        sock.sendmsg([hello], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))])
+    else:
+        sock.sendall(hello)
 except BrokenPipeError:
     pass  # refused at accept: the answer is queued for us anyway
 print(sock.recv(4096).decode().strip())
@@ -95,12 +102,18 @@ def _only_child(pid: int) -> int:
     raise AssertionError("unshare started no child")
 
 
-def _hello_as(user: pwd.struct_passwd, socket_path: str, enter_pid: int | None) -> str:
+def _hello_as(
+    user: pwd.struct_passwd, socket_path: str, enter_pid: int | None, proof: str = "", sibling: bool = False
+) -> str:
+    """The agent's first answer to a hello sent as ``user``: from the host (``enter_pid`` None), from inside
+    the target's pid namespace, or (``sibling``) from a pid namespace and /proc of its own, as another
+    container of a pod; ``proof``: a file whose descriptor goes with the hello."""
     drop = ["setpriv", "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid), "--clear-groups"]
     enter = ["nsenter", "--target", str(enter_pid), "--pid"] if enter_pid else []
-    proc = subprocess.run(
-        [*enter, *drop, PYTHON, "-c", _HELLO, socket_path], capture_output=True, text=True, timeout=30, check=False
-    )
+    if sibling:
+        enter = ["unshare", "--pid", "--fork", "--mount-proc"]
+    argv = [*enter, *drop, PYTHON, "-c", _HELLO, socket_path, *([proof] if proof else [])]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -111,10 +124,26 @@ def test_root_from_the_host_and_the_targets_user_get_in(user: pwd.struct_passwd,
     info = inspect(namespaced)
     socket_path = paths.from_client(info, paths.socket_in_target(info))
 
-    outside = _hello_as(user, socket_path, enter_pid=None)
-    assert '"type": "hello"' in outside or '"type":"hello"' in outside, outside  # own uid, from outside
+    # own uid, from outside: it sees the target, so it can show it shares the target's mount namespace
+    outside = _hello_as(user, socket_path, enter_pid=None, proof="/proc/%d/ns/mnt" % namespaced)
+    assert '"type": "hello"' in outside or '"type":"hello"' in outside, outside
 
     inside = _hello_as(user, socket_path, enter_pid=namespaced)
     assert '"type": "hello"' in inside or '"type":"hello"' in inside, inside  # the same user, inside: fine
 
+    assert cli(namespaced, "getglobal __main__ CONFIG").returncode == 0  # the agent is unharmed
+
+
+def test_its_own_user_in_another_container_is_refused(user: pwd.struct_passwd, namespaced: int) -> None:
+    """A process of the target's uid in a pid namespace and /proc of its own (another container of a pod,
+    sharing the pod's /dev/shm where the socket is when /tmp is read-only) reaches the socket but cannot
+    see the target: it was let in as a pid-0 peer like root's client from the host."""
+    assert cli(namespaced, "getglobal __main__ CONFIG").returncode == 0
+    info = inspect(namespaced)
+    socket_path = paths.from_client(info, paths.socket_in_target(info))
+    for said in (
+        _hello_as(user, socket_path, enter_pid=None),  # no descriptor at all
+        _hello_as(user, socket_path, enter_pid=None, sibling=True, proof="/proc/self/ns/mnt"),  # its own
+    ):
+        assert '"type":"error"' in said.replace(" ", "") and "descriptor of its mount namespace" in said, said
     assert cli(namespaced, "getglobal __main__ CONFIG").returncode == 0  # the agent is unharmed

@@ -225,9 +225,9 @@ def _peer_allowed(conn: Any) -> bool:
     The kernel reports pid 0 for a peer outside our pid namespace. That is how our
     client reaches a containerised target: its connect() is made by a helper that
     dropped to our uid (it never touches our files as root), from the host's pid
-    namespace. A process of our own uid could already signal us and read our /proc
-    files, so refusing it from outside would protect nothing; a peer in our
-    namespace must also be the pid its hello claims (the session checks that).
+    namespace. Such a peer must then show, with its hello, that it sees our mount
+    namespace (``session._shares_our_mount_ns``); a peer in our namespace must be
+    the pid its hello claims (``session._claimed_pid_consistent``).
     """
     creds = conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
     uid = int.from_bytes(creds[4:8], sys.byteorder)

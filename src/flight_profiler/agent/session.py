@@ -221,6 +221,9 @@ class Session:
         self.thread.target = _ended
 
     def _handshake(self, wait: float | None) -> bool:
+        if _peer_pid(self.channel.sock) == 0 and not _shares_our_mount_ns(self.channel, wait):
+            self.channel.send({"type": "error", "error": OUTSIDER})
+            return False
         msg = self.channel.recv(wait)
         if msg.get("type") != "hello" or msg.get("protocol") != PROTOCOL_VERSION:
             self.channel.send(
@@ -502,6 +505,35 @@ def _package() -> str:
 
 
 _PID_NS: list[str] = []
+
+
+OUTSIDER = (
+    "a client outside the target's pid namespace must send a descriptor of its mount namespace with its"
+    " hello (flight_profiler as root or as the target's user, where it sees the target's pid, does)"
+)
+
+
+def _peer_pid(sock: Any) -> int:
+    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    return int.from_bytes(creds[0:4], sys.byteorder)
+
+
+def _shares_our_mount_ns(channel: Any, wait: float | None) -> bool:
+    """A peer the kernel shows as pid 0 is outside our pid namespace: root's client from the host (through
+    a helper in our mount namespace), or a process of our uid in another container of a Kubernetes pod,
+    whose /dev/shm (our socket's directory where /tmp is read-only) it shares, though it can neither see
+    nor signal us. Only the first can open our /proc/<pid>/ns/mnt, and sends it along its hello."""
+    fds = channel.recv_first_with_fds(wait, 2)
+    try:
+        if len(fds) != 1:
+            return False
+        theirs, ours = os.fstat(fds[0]), os.stat("/proc/self/ns/mnt")
+        return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+    except OSError:
+        return False  # no /proc here: we cannot tell, so we do not let it in
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _claimed_pid_consistent(sock: Any, msg: dict[str, Any]) -> bool:

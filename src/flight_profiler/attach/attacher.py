@@ -468,7 +468,9 @@ def _handshake(
         sock.close()
         raise TargetError("pid %d is stopped (job control); resume it with: kill -CONT %d" % (target.pid, target.pid))
     try:
-        return AgentConnection.from_socket(sock, timeout=timeout, connector_pid=helper.connector_pid)
+        return AgentConnection.from_socket(
+            sock, timeout=timeout, connector_pid=helper.connector_pid, target_pid=target.pid
+        )
     except OSError:
         return None
     except ProtocolError as exc:

@@ -128,32 +128,46 @@ class AgentConnection:
 
     @classmethod
     def from_socket(
-        cls, sock: _socket.socket, timeout: float = HELLO_TIMEOUT, connector_pid: int | None = None
+        cls,
+        sock: _socket.socket,
+        timeout: float = HELLO_TIMEOUT,
+        connector_pid: int | None = None,
+        target_pid: int | None = None,
     ) -> AgentConnection:
         """Shake hands on a socket already connected (by the helper that works as the target's user).
 
         The caller has checked who answers (``check_peer``) before handing it here. ``connector_pid``
-        is the process that called connect(): the agent compares it with SO_PEERCRED.
+        is the process that called connect(): the agent compares it with SO_PEERCRED. ``target_pid``:
+        where that process is outside the target's pid namespace, the hello carries a descriptor of the
+        target's mount namespace, which the agent requires of such a peer (``mount_ns_proof``).
         """
         deadline = time.monotonic() + timeout
         sock.settimeout(timeout)
         conn = cls(sock)
         try:
-            conn._hello(deadline, connector_pid)
+            conn._hello(deadline, connector_pid, target_pid)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    def _hello(self, deadline: float, connector_pid: int | None = None) -> None:
+    def _hello(self, deadline: float, connector_pid: int | None = None, target_pid: int | None = None) -> None:
         claimed = os.getpid() if connector_pid is None else connector_pid
+        hello = {"type": "hello", "protocol": PROTOCOL_VERSION, "pid": claimed, "pidns": _pid_ns()}
+        proof = mount_ns_proof(target_pid) if target_pid is not None else -1
         try:
-            self.channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "pid": claimed, "pidns": _pid_ns()})
+            if proof >= 0:
+                self.channel.send_with_fd(hello, proof)
+            else:
+                self.channel.send(hello)
             reply = self.reader.recv(deadline)
         except Deadline:
             raise ProtocolError("the agent did not answer the handshake in time") from None
         except (ChannelClosed, FrameError) as exc:
             raise ProtocolError("the agent did not answer the handshake: %s" % exc) from None
+        finally:
+            if proof >= 0:
+                os.close(proof)  # the agent got its own copy with the hello
         if reply.get("type") == "error":
             raise ProtocolError("the agent refused us: %s" % reply.get("error"))
         if reply.get("type") != "hello" or reply.get("protocol") != PROTOCOL_VERSION:
@@ -254,6 +268,22 @@ class AgentConnection:
 
     def close(self) -> None:
         self.channel.close()
+
+
+def mount_ns_proof(target_pid: int) -> int:
+    """A descriptor of ``target_pid``'s mount namespace when we are outside its pid namespace, else -1.
+
+    The agent sees such a client as pid 0 and cannot tell it from a process of the target's uid in
+    another container of a Kubernetes pod, which shares the pod's ``/dev/shm`` (where the agent's
+    socket is when ``/tmp`` is read-only) but not the target's mount namespace. Only a process that
+    can see the target (root, or its user in an enclosing pid namespace) can open this file.
+    """
+    try:
+        if os.stat("/proc/self/ns/pid").st_ino == os.stat("/proc/%d/ns/pid" % target_pid).st_ino:
+            return -1
+        return os.open("/proc/%d/ns/mnt" % target_pid, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1  # the agent then refuses us if it needs the proof: its one-line error says so
 
 
 def _pid_ns() -> str:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import _json
 import _socket
 import _thread
+import os
+import sys
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -105,6 +107,40 @@ class Channel:
                 self.sock.sendall(data)
             except OSError as exc:
                 raise ChannelClosed(str(exc)) from exc
+
+    def send_with_fd(self, msg: Message, fd: int) -> None:
+        """``send``, with ``fd`` passed along its first byte (SCM_RIGHTS; the client's hello only)."""
+        data = encode(msg) + b"\n"
+        rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))]
+        with self._send_lock:
+            try:
+                sent = self.sock.sendmsg([data], rights)
+                self.sock.sendall(data[sent:])
+            except OSError as exc:
+                raise ChannelClosed(str(exc)) from exc
+
+    def recv_first_with_fds(self, timeout: Optional[float], most: int) -> list[int]:
+        """The first bytes into the buffer, and the descriptors sent along them (at most ``most``: the
+        kernel closes any past our room); the caller closes those it gets."""
+        self.sock.settimeout(timeout)
+        self._timeout = timeout
+        try:
+            data, ancillary, _flags, _ = self.sock.recvmsg(65536, _socket.CMSG_SPACE(4 * most))
+        except SocketTimeout:
+            raise
+        except OSError as exc:
+            raise ChannelClosed(str(exc)) from exc
+        fds: list[int] = []
+        for level, kind, payload in ancillary:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                usable = len(payload) - len(payload) % 4
+                fds.extend(int.from_bytes(payload[at : at + 4], sys.byteorder) for at in range(0, usable, 4))
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            raise ChannelClosed("peer closed the connection")
+        self._buf += data
+        return fds
 
     def recv(self, timeout: Optional[float] = None) -> Message:
         """Return the next message; raise ``socket.timeout`` when none came in time."""
