@@ -513,10 +513,11 @@ def test_private_tmp_target_attaches_and_detaches(users: tuple[User, User]) -> N
         target.stop()
 
 
-def test_a_read_only_tmp_puts_the_agent_under_dev_shm(users: tuple[User, User]) -> None:
+@pytest.mark.parametrize("tmp", ["ro", "mode=0755"])  # read-only; root's and not the target user's to write
+def test_a_read_only_tmp_puts_the_agent_under_dev_shm(users: tuple[User, User], tmp: str) -> None:
     """readOnlyRootFilesystem, docker --read-only: /tmp read-only, /dev/shm still a writable tmpfs."""
     user = users[0]
-    target = start_as(user, USER_PYTHON, "event", wrap=_private_tmp("ro", shm="mode=1777"))
+    target = start_as(user, USER_PYTHON, "event", wrap=_private_tmp(tmp, shm="mode=1777"))
     try:
         name = paths.socket_name(inspect(target.pid))
         result = cli(target.pid, "getglobal sys argv")
