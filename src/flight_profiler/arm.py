@@ -10,7 +10,7 @@ Arming starts one daemon thread, ``flight_profiler-agent``, which loads the same
 in-target modules an injected agent loads (from one bundle, under the private
 alias ``_flight_profiler``, without the import system) and listens on the very
 socket an injection would create: ``/tmp/flight_profiler-<uid>/agent-<pid ns>-<pid>-<start>.sock``
-(``/dev/shm/...`` where ``/tmp`` is read-only or missing, ``attach/places``) in a private
+(``/dev/shm/...`` where ``/tmp`` is not usable, ``attach/places``) in a private
 0700 directory, peer uid checked. ``flight_profiler <pid>`` finds it as it finds any running
 agent (the reuse check comes before anything else) and never ptraces the target. Sessions and
 job threads start only when a client connects, as with an injected agent. ``detach`` removes everything the session

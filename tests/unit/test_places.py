@@ -1,4 +1,4 @@
-"""Where the private directory goes (attach/places): /tmp unless it is read-only or missing."""
+"""Where the private directory goes (attach/places): /tmp unless it is read-only, missing or not writable."""
 
 from __future__ import annotations
 

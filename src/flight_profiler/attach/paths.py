@@ -30,7 +30,7 @@ SUFFIXES = (".sock", ".sock.log", ".bundle", ".lock")  # and .boot-*.py (3.14 bo
 
 def private_dir(target: Target, base: str = places.FIRST) -> str:
     """The directory as the target sees it, under ``base``; the privsep helper moves it to the base the
-    target's mounts call for (``places``: /dev/shm where /tmp is read-only or missing)."""
+    target's mounts call for (``places``: /dev/shm where /tmp is read-only, missing or not writable)."""
     return "%s/flight_profiler-%d" % (base, target.uid)
 
 

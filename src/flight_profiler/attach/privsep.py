@@ -119,7 +119,7 @@ class Workspace:
     def op_open_dir(self, create: bool) -> Reply:
         """Open (and, with ``create``, make) the private directory; refuse one that is not ours and private.
 
-        Under ``/dev/shm`` where the target's ``/tmp`` is missing or read-only (``places``): the reply
+        Under ``/dev/shm`` where the target's ``/tmp`` is missing, read-only or not writable (``places``): the reply
         says which, and the client names the agent's socket and files from it."""
         self.directory = places.placed(self.directory)
         parent, name = os.path.split(self.directory)
