@@ -6,7 +6,6 @@ import argparse
 import gc
 import os
 import sys
-from typing import TextIO
 
 from .. import __version__
 from ..attach.attacher import AttachOptions
@@ -16,6 +15,10 @@ from ..fleet import wants_fleet
 from .output import Output
 from .registry import SUBCOMMAND_NAMES
 from .runner import Detached, Runner
+
+TYPE_CHECKING = False  # typing costs every --cmd's start-up (issue 14): names for mypy only
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 def build_parser() -> argparse.ArgumentParser:
