@@ -57,9 +57,10 @@ class Group:
         self.proc.stdout.close()
 
 
-def fleet(*words: str, timeout: float = 90.0) -> CliResult:
+def fleet(*words: str, timeout: float = 90.0, script: str | None = None) -> CliResult:
+    """``flight_profiler WORDS``; ``script``: commands on its stdin (no --cmd)."""
     argv = [sys.executable, "-m", "flight_profiler", *words]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, input=script)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -119,6 +120,19 @@ def test_tree_finds_the_master_and_every_worker_and_each_line_carries_its_target
     assert targets[prefork.master]["result"]["value"]["v"] == "master"
     summary = fleet_line(result)
     assert sorted(summary["ok"]) == sorted([prefork.master, *prefork.workers]) and summary["failed"] == []
+
+
+def test_a_script_on_stdin_runs_each_command_over_the_group(prefork: Group) -> None:
+    script = "getglobal __main__ STATE -e \"target['role']\"\n# next\nmodule /x.py\ndetach\nmodule /y.py\n"
+    result = fleet("--tree", str(prefork.master), "--json", script=script)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    members = {prefork.master, *prefork.workers}
+    done = [(r["command"], r["target"]["pid"]) for r in result.records if "result" in r]
+    assert {pid for command, pid in done if command == "getglobal"} == members
+    assert {pid for command, pid in done if command == "module"} == members  # each member, in order
+    assert [r["fleet"]["ok"] for r in result.records if "fleet" in r][-1]  # the detach's own summary
+    assert "/y.py" not in result.stdout  # the detach ended the script: nothing attached again
+    assert "detached" in result.stderr
 
 
 def test_ranks_are_read_from_the_environment(ranks: Group) -> None:

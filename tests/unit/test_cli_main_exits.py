@@ -94,7 +94,7 @@ class Recorder:
 def test_a_script_on_stdin_runs_every_command_in_one_session() -> None:
     runner = Script(failing=("nosuch",))
     script = "# a runbook\n  stack -a  \n\nnosuch\nconsole\nconsole -c 1\ngetglobal m x\nexit\nstack\n"
-    assert cli_main.run_batch(runner, io.StringIO(script)) == 1  # type: ignore[arg-type]  # one failed
+    assert cli_main.run_batch(runner, io.StringIO(script), runner.output) == 1  # type: ignore[arg-type]  # one failed
     assert runner.lines == ["stack -a", "nosuch", "console -c 1", "getglobal m x"]  # exit ended it
     assert runner.output.errors == ["console reads its input from the terminal: in a script, give -c CODE"]
     assert runner.closed
@@ -103,14 +103,14 @@ def test_a_script_on_stdin_runs_every_command_in_one_session() -> None:
 @pytest.mark.parametrize(("confirmed", "status"), [(True, 0), (False, 1)])
 def test_a_detach_ends_the_script(confirmed: bool, status: int) -> None:
     runner = Script(confirmed=confirmed)
-    assert cli_main.run_batch(runner, io.StringIO("stack\ndetach\nstack\n")) == status  # type: ignore[arg-type]
+    assert cli_main.run_batch(runner, io.StringIO("stack\ndetach\nstack\n"), runner.output) == status  # type: ignore[arg-type]
     assert runner.lines == ["stack", "detach"]  # nothing re-attaches after it
 
 
 def test_a_line_past_the_bound_stops_the_script() -> None:
     runner = Script()
     script = "stack\n" + "x" * (cli_main.MAX_SCRIPT_LINE + 5) + "\nstack\n"
-    assert cli_main.run_batch(runner, io.StringIO(script)) == 2  # type: ignore[arg-type]
+    assert cli_main.run_batch(runner, io.StringIO(script), runner.output) == 2  # type: ignore[arg-type]
     assert runner.lines == ["stack"] and "over" in runner.output.errors[0]
 
 

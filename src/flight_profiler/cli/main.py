@@ -18,7 +18,14 @@ from .runner import Detached, Runner
 
 TYPE_CHECKING = False  # typing costs every --cmd's start-up (issue 14): names for mypy only
 if TYPE_CHECKING:
-    from typing import TextIO
+    from typing import Protocol, TextIO
+
+    class Batchable(Protocol):
+        """What ``run_batch`` needs: one target's Runner, or a group's Fleet."""
+
+        def execute(self, line: str) -> bool: ...
+
+        def close(self) -> None: ...
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(pid, output, options)
     if args.cmd is None:
         if not sys.stdin.isatty():  # a script on stdin (a runbook, an agent's batch): one session for all
-            return run_batch(runner, sys.stdin)
+            return run_batch(runner, sys.stdin, output)
         if args.json:
             output.error(None, 'no terminal for the shell: use --cmd "<command>", or give commands on stdin')
             return 2
@@ -131,42 +138,44 @@ def run_once(runner: Runner, line: str) -> int:
 MAX_SCRIPT_LINE = 1 << 20  # characters of one line of a script on stdin
 
 
-def run_batch(runner: Runner, stream: TextIO) -> int:
+def run_batch(runner: Batchable, stream: TextIO, output: Output) -> int:
     """The commands of a script on stdin, one per line, in one session (one attach) and in order, as
     the shell would run them: blank lines and ``#`` comments skipped, ``exit``/``quit`` and ``detach``
     end it. Each command reports as with ``--cmd`` (a ``--json`` line per result or error); a failed one
     does not stop the rest. Exit status: 0 all done, 1 any failed (or a detach not confirmed), 2 no
-    command at all or a line past 1 MiB (it and the rest not run), 130 Ctrl-C."""
+    command at all or a line past 1 MiB (it and the rest not run), 130 Ctrl-C. ``runner``: one target's
+    Runner, or a group's Fleet (``fleet/cli.py``)."""
     failed, commands = False, 0
     try:
         for line in iter(lambda: stream.readline(MAX_SCRIPT_LINE + 1), ""):
             if len(line) > MAX_SCRIPT_LINE:
-                runner.output.error(
-                    None, "a line of the script on stdin is over %d characters: stopped" % MAX_SCRIPT_LINE
-                )
+                output.error(None, "a line on stdin is over %d characters: stopped there" % MAX_SCRIPT_LINE)
                 return 2
             command = line.strip()
             if not command or command.startswith("#"):
                 continue
             commands += 1
-            if command.split()[:1] in (["quit"], ["exit"]):
+            first = command.split()[:1]
+            if first in (["quit"], ["exit"]):
                 break
             if _needs_a_terminal(command):
-                runner.output.error(None, "%s reads its input from the terminal: in a script, give -c CODE" % command)
+                output.error(None, "%s reads its input from the terminal: in a script, give -c CODE" % command)
                 failed = True
                 continue
             try:
                 failed |= not runner.execute(command)
-            except Detached as done:
+            except Detached as done:  # one target's detach
                 return 0 if done.confirmed and not failed else 1
-            if runner.interrupted:
+            if getattr(runner, "interrupted", False):
                 return 130
+            if first == ["detach"]:  # a group's: the next command would attach again
+                return 1 if failed else 0
     except KeyboardInterrupt:
         return 130
     finally:
         runner.close()
     if not commands:  # `flight_profiler PID` where stdin is no terminal (ssh without -t, a CI job)
-        runner.output.error(None, 'no terminal for the shell and no command on stdin: use --cmd "<command>"')
+        output.error(None, 'no terminal for the shell and no command on stdin: use --cmd "<command>"')
         return 2
     return 1 if failed else 0
 

@@ -60,8 +60,12 @@ def main(words: list[str]) -> int:
     options = AttachOptions(timeout=args.timeout, force=args.force, log=output.note if args.debug else _quiet)
     fleet = Fleet(targets, Sink(output), options, args.concurrency)
     if args.cmd is None:
-        if args.json or not sys.stdin.isatty():
-            output.error(None, 'no terminal for the shell: use --cmd "<command>"')
+        if not sys.stdin.isatty():  # a script on stdin: each command over the group, in order
+            from ..cli.main import run_batch
+
+            return run_batch(fleet, sys.stdin, output)
+        if args.json:
+            output.error(None, 'no terminal for the shell: use --cmd "<command>", or give commands on stdin')
             return 2
         from .shell import run_group_shell
 
