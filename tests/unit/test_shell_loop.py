@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from prompt_toolkit.document import Document
-from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.renderer import CPR_Support
 
 from flight_profiler.cli import shell
@@ -196,14 +196,52 @@ def test_console_reports_errors_and_returns_when_the_agent_is_lost() -> None:
 
 
 def test_history_is_private(tmp_path: Any) -> None:
+    os.chmod(str(tmp_path), 0o700)
     path = str(tmp_path / "h")
-    assert isinstance(shell.private_history(path), FileHistory)
+    assert isinstance(shell.private_history(path), shell.HeldFileHistory)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     os.chmod(path, 0o644)
     shell.private_history(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     os.symlink(path, str(tmp_path / "link"))
     assert isinstance(shell.private_history(str(tmp_path / "link")), InMemoryHistory)
+    os.link(path, str(tmp_path / "hard"))  # a file with another name (a hard link to someone's file)
+    assert isinstance(shell.private_history(path), InMemoryHistory)
+
+
+def test_history_in_a_directory_others_may_write_is_kept_in_memory(tmp_path: Any) -> None:
+    os.chmod(str(tmp_path), 0o777)
+    assert isinstance(shell.private_history(str(tmp_path / "h")), InMemoryHistory)
+    assert not os.path.exists(str(tmp_path / "h"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the directory to another user")
+def test_root_keeps_no_history_in_another_users_directory(tmp_path: Any) -> None:
+    """sudo with the user's HOME: root wrote the history where that user can swap it for a link."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    os.chown(str(home), 65534, 65534)
+    assert isinstance(shell.private_history(str(home / ".flight_profiler_history")), InMemoryHistory)
+    assert os.listdir(str(home)) == []
+
+
+def test_history_is_written_and_read_through_its_descriptor_only(tmp_path: Any) -> None:
+    """A swap of the name for a link after the open leaves the linked file untouched."""
+    os.chmod(str(tmp_path), 0o700)
+    path, victim = str(tmp_path / "h"), str(tmp_path / "victim")
+    with open(victim, "w") as fh:
+        fh.write("precious\n")
+    with open(path, "w") as fh:
+        fh.write("\n# earlier\n+stack -a\n\n# later\n+watch m f\n+  -n 2\n")
+    history = shell.private_history(path)
+    assert list(history.load_history_strings()) == ["watch m f\n  -n 2", "stack -a"]  # newest first
+    os.rename(path, path + ".old")
+    os.symlink(victim, path)
+    history.store_string("getglobal m x")
+    with open(victim) as fh:
+        assert fh.read() == "precious\n"
+    with open(path + ".old") as fh:
+        assert fh.read().endswith("+getglobal m x\n")
 
 
 def test_tab_completes_command_names_and_options_through_prompt_toolkit() -> None:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import codeop
+import datetime
 import os
 import shlex
+import stat
 from collections.abc import Iterable
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
-from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.history import History, InMemoryHistory
 from prompt_toolkit.renderer import CPR_Support
 
 from ..commands.console.client import SPEC as CONSOLE
@@ -211,19 +213,61 @@ def run_console(runner: Runner) -> None:
 def private_history(path: str) -> History:
     """The history file, readable by its owner only (the commands typed can hold secrets).
 
-    Created 0600, or narrowed to 0600 if it exists wider; a link there is refused
-    (O_NOFOLLOW) and the session keeps its history in memory instead.
+    Kept on disk only in a directory of ours that no one else may write (as root under ``sudo``
+    with the user's ``HOME``, that user could otherwise swap the name for a link between our check
+    and a later open: prompt_toolkit's FileHistory opens it by name for every line, following
+    links, so root appended to whatever file the link named), as a regular file of ours with no
+    other name (a hard link to another file), created 0600 or narrowed to it. Then read and written
+    only through the descriptor opened here. Anything else: the session keeps it in memory.
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        directory = os.stat(os.path.dirname(path) or ".")
+        if directory.st_uid != os.geteuid() or directory.st_mode & 0o022:
+            return InMemoryHistory()
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError:
         return InMemoryHistory()
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
         os.close(fd)
-    return FileHistory(path)
+        return InMemoryHistory()
+    if info.st_mode & 0o077:
+        os.fchmod(fd, 0o600)
+    return HeldFileHistory(fd)
+
+
+class HeldFileHistory(History):
+    """FileHistory's format, through one descriptor kept open: never reopened by name."""
+
+    TAIL = 4 << 20  # bytes read back at the start: the newest entries of a history grown large
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        super().__init__()
+
+    def load_history_strings(self) -> Iterable[str]:
+        size = os.fstat(self.fd).st_size
+        start = max(0, size - self.TAIL)
+        data = os.pread(self.fd, size - start, start)
+        strings: list[str] = []
+        entry: list[str] = []
+        for raw in data.splitlines(keepends=True)[1 if start else 0 :]:  # a cut first line is dropped
+            line = raw.decode("utf-8", errors="replace")
+            if line.startswith("+"):
+                entry.append(line[1:])
+            elif entry:
+                strings.append("".join(entry)[:-1])
+                entry = []
+        if entry:
+            strings.append("".join(entry)[:-1])
+        return reversed(strings)  # newest first, as History wants them
+
+    def store_string(self, string: str) -> None:
+        text = "\n# %s\n" % datetime.datetime.now() + "".join("+%s\n" % line for line in string.split("\n"))
+        try:
+            os.write(self.fd, text.encode("utf-8", errors="replace"))
+        except OSError:
+            pass  # a full disk: the line stays in this session's memory
 
 
 def _needs_more(source: str) -> bool:
