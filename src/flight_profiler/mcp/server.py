@@ -493,9 +493,23 @@ def _perf(tools: Tools, add: Adder) -> None:
 
 
 def private_output_dir() -> str:
-    """``$XDG_CACHE_HOME/flight_profiler`` (or ``~/.cache/…``): ours and 0700, never a shared, predictable /tmp name."""
+    """``$XDG_CACHE_HOME/flight_profiler`` (or ``~/.cache/…``): ours and 0700, never a shared, predictable /tmp name.
+
+    The way there is vetted before anything is made on it (``outfile.vet_path``): as root under
+    ``sudo`` with a user's ``HOME``, makedirs made root's directories wherever that user's links led
+    (``~/.cache`` -> ``/etc``) before the write itself was refused."""
+    from ..commands.outfile import vet_path
+    from ..errors import UsageError
+
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    directory = os.path.join(base, "flight_profiler")
+    directory = os.path.join(os.path.abspath(base), "flight_profiler")
+    existing = directory
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    try:
+        vet_path(os.path.join(existing, "-"))  # nobody but root and us can change what it resolves to
+    except UsageError as exc:
+        raise OSError(str(exc)) from None
     os.makedirs(directory, mode=0o700, exist_ok=True)
     info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
