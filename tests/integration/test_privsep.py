@@ -541,7 +541,8 @@ def test_a_read_only_tmp_puts_the_agent_under_dev_shm(users: tuple[User, User], 
 @pytest.mark.parametrize(
     ("options", "shm", "reason"),
     [
-        ("ro", "ro", "Read-only file system, and so is /dev/shm"),
+        ("ro", "ro", "Read-only file system (and /dev/shm is read-only, missing or not writable either)"),
+        ("mode=0755", "ro", "Permission denied (and /dev/shm is read-only, missing or not writable either)"),
         ("size=64k,mode=1777", "", "No space left on device"),  # full, not read-only: no move (see places)
     ],
 )

@@ -990,8 +990,9 @@ def _describe(directory: str, op: str, exc: OSError) -> str:
     }.get(op, "use %s" % directory)
     where = "" if directory.startswith("/proc") else " (in the target's mount namespace)"
     also = ""
-    if exc.errno == errno.EROFS and os.path.dirname(directory) == places.FIRST:
-        also = ", and so is %s" % places.BASES[1]  # we only stay in a read-only /tmp when both are
+    unusable = (errno.EROFS, errno.EACCES, errno.ENOENT)  # what makes places move the directory, when it can
+    if op == "open_dir" and exc.errno in unusable and os.path.dirname(directory) == places.FIRST:
+        also = " (and %s is read-only, missing or not writable either)" % places.BASES[1]  # else it would be used
     return "cannot %s%s: %s%s" % (what, where, exc.strerror or exc, also)
 
 
