@@ -541,8 +541,7 @@ def _claimed_pid_consistent(sock: Any, msg: dict[str, Any]) -> bool:
     claimed = msg.get("pid")
     if not isinstance(claimed, int) or not msg.get("pidns"):
         return True  # an older client, or one that could not tell its namespace
-    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
-    if int.from_bytes(creds[0:4], sys.byteorder) == claimed:
+    if _peer_pid(sock) == claimed:
         return True  # the usual case, in whatever namespace: no readlink (a system call lets go of the GIL)
     if not _PID_NS:
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 
 from . import places
 from .target import Target
@@ -75,8 +76,18 @@ def agent_socket(pid: int) -> str:
     from .target import inspect
 
     target = inspect(pid)
+    return socket_seen(target) or from_client(target, socket_in_target(target))
+
+
+def socket_seen(target: Target) -> str | None:
+    """Where an agent socket of ``target`` is, as reachable from here: under /tmp, or /dev/shm where the
+    target's /tmp is not usable (``places``); None where neither holds one. lstat only: a planted link
+    is not an agent."""
     for base in places.BASES:
         path = from_client(target, socket_in_target(target, base))
-        if os.path.lexists(path):
-            return path
-    return from_client(target, socket_in_target(target))
+        try:
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                return path
+        except OSError:
+            continue
+    return None

@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..attach import headroom, paths, places, procfs
+from ..attach import headroom, paths, procfs
 from ..attach.target import SUPPORTED, Target, check_remote_debug_allowed, inspect, supported_range
 from ..errors import FlightProfilerError
 
@@ -256,14 +255,7 @@ def agent_running(pid: int, inspected: Callable[[], Target] | None = None) -> bo
         target = (inspected or _inspect_once(pid))()
     except FlightProfilerError:
         return False
-    for base in places.BASES:  # /dev/shm where the target's /tmp is read-only (attach/places)
-        try:
-            mode = os.lstat(paths.from_client(target, paths.socket_in_target(target, base))).st_mode
-        except OSError:
-            continue
-        if stat.S_ISSOCK(mode):  # lstat: a planted link is not an agent
-            return True
-    return False
+    return paths.socket_seen(target) is not None
 
 
 def _mapped_version(pid: int) -> tuple[bool, tuple[int, int] | None, str | None]:

@@ -141,18 +141,18 @@ def _contained(fn: Callable[..., Any], args: tuple[Any, ...], obj: Any, options:
 
 
 def _capture(obj: Any, options: CaptureOptions, depth: int, seen: set[int], item: bool = False) -> dict[str, Any]:
-    if id(type(obj)) in _PLAIN:
+    if id(type(obj)) in _PLAIN:  # (scalars, strings, containers: the common values pay for no test below)
         return _capture_any(obj, options, depth, seen, item)
+    if is_a(obj, _MODULE_TYPE) and (depth <= 0 or type(obj) is not _MODULE_TYPE):
+        # described from its dict, not by repr() (which asks a module for __loader__ and __file__: a PEP 562
+        # __getattr__ runs for a missing one) nor, for a module subclass, by isinstance() in _capture_any
+        # (which asks for __class__): a LazyLoader module answers any such question by running its import
+        return {"t": _type_name(obj), "r": module_text(obj)}
     node: dict[str, Any] = _contained(_capture_any, (obj, options, depth, seen, item), obj, options)
     return node
 
 
 def _capture_any(obj: Any, options: CaptureOptions, depth: int, seen: set[int], item: bool = False) -> dict[str, Any]:
-    if is_a(obj, _MODULE_TYPE) and (depth <= 0 or type(obj) is not _MODULE_TYPE):
-        # described from its dict, not by repr() (which asks a module for __loader__ and __file__: a PEP 562
-        # __getattr__ runs for a missing one) nor, for a module subclass, by isinstance() below (which asks
-        # for __class__): a LazyLoader module answers any such question by running its import
-        return {"t": _type_name(obj), "r": module_text(obj)}
     if isinstance(obj, _SCALARS):
         return _scalar(obj)
     if isinstance(obj, str):
