@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -116,14 +117,21 @@ def start_target(
     running = RunningTarget(proc, stderr=err_path)
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("ready"):
-            words = line.split()
-            running.port = int(words[1]) if len(words) > 1 else 0
-            return running
+    # a target that never prints (hung before its first line) is killed at the deadline, which ends the
+    # readline; waited for there until the test's own timeout, it was left running after the run
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("ready"):
+                words = line.split()
+                running.port = int(words[1]) if len(words) > 1 else 0
+                return running
+    finally:
+        killer.cancel()
     proc.kill()
     proc.wait()
     why = running.why()
@@ -177,6 +185,32 @@ def agent_threads(pid: int) -> list[str]:
         for t in pyspy.dump(pid)
         if (t.get("thread_name") or "").startswith("flight_profiler")
     ]
+
+
+# gevent and eventlet, each in a venv of its own (tests/integration/test_green.py, test_hostile_env.py): the
+# interpreters they are tried on (gevent's oldest and a recent one; eventlet on one)
+GREEN_VERSIONS = (("gevent", ("3.8", "3.12")), ("eventlet", ("3.12",)))
+
+
+def green_interpreters(interpreters: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(library, interpreter name, python) for each library on each of its interpreters found."""
+    return [
+        (library, name, python) for library, wanted in GREEN_VERSIONS for name, python in interpreters if name in wanted
+    ]
+
+
+def green_python(library: str, name: str, python: str) -> str:
+    """A venv of ``python`` with ``library`` (made once, under bench/.venvs like the torch env), or a skip."""
+    import pytest
+
+    script = os.path.join(TARGETS, "ensure_gevent_env.sh")
+    venv = os.path.join(os.path.dirname(HERE), "bench", ".venvs", library + name.replace(".", ""))
+    proc = subprocess.run(
+        ["bash", script, python, venv, library], capture_output=True, text=True, timeout=600, check=False
+    )
+    if proc.returncode != 0:
+        pytest.skip("%s could not be installed for %s: %s" % (library, name, (proc.stderr or proc.stdout)[-300:]))
+    return os.path.join(venv, "bin", "python")
 
 
 def fd_count(pid: int) -> int:

@@ -19,7 +19,17 @@ import pytest
 
 from flight_profiler.attach.paths import agent_socket
 from interpreters import find_interpreters
-from support import TARGETS, RunningTarget, agent_threads, cli, start_target, target_modules, wait_until
+from support import (
+    TARGETS,
+    RunningTarget,
+    agent_threads,
+    cli,
+    green_interpreters,
+    green_python,
+    start_target,
+    target_modules,
+    wait_until,
+)
 
 INTERPRETERS = find_interpreters()
 IDS = [i for i, _ in INTERPRETERS]
@@ -306,30 +316,13 @@ def test_gil_held_then_released_starts_no_agent(name: str, python: str) -> None:
 
 # ------------------------------------------------------------------ gevent
 
-GREEN = [
-    (library, name, python)
-    for library, wanted in (("gevent", ("3.8", "3.12")), ("eventlet", ("3.12",)))
-    for name, python in INTERPRETERS
-    if name in wanted
-]
-
-
-def _green_python(library: str, name: str, python: str) -> str:
-    """A venv of ``python`` with ``library`` (made once, under bench/.venvs like the torch env)."""
-    script = os.path.join(TARGETS, "ensure_gevent_env.sh")
-    venv = os.path.join(REPO, "bench", ".venvs", library + name.replace(".", ""))
-    proc = subprocess.run(
-        ["bash", script, python, venv, library], capture_output=True, text=True, timeout=600, check=False
-    )
-    if proc.returncode != 0:
-        pytest.skip("%s could not be installed for %s: %s" % (library, name, (proc.stderr or proc.stdout)[-300:]))
-    return os.path.join(venv, "bin", "python")
+GREEN = green_interpreters(INTERPRETERS)
 
 
 @pytest.mark.parametrize(("library", "name", "python"), GREEN, ids=["%s-%s" % (lib, n) for lib, n, _ in GREEN])
 def test_green_server_with_a_handler_that_never_yields(library: str, name: str, python: str) -> None:
     """gevent/eventlet: the agent runs on real OS threads and sockets, and answers while every greenlet is stuck."""
-    target = start_target(_green_python(library, name, python), "hostile_target.py", library)
+    target = start_target(green_python(library, name, python), "hostile_target.py", library)
     try:
         tasks = _tasks(target.pid)
         with socket.create_connection(("127.0.0.1", target.port), timeout=5):
