@@ -63,24 +63,31 @@ def arm() -> "str":
     path = socket_path()
     bundle = collect(os.path.dirname(os.path.abspath(__file__)))  # read now: the install may change later
     _armed.append(path)
-    import threading  # the application's own threading (it is loaded by nearly every one anyway)
+    # a real OS thread, and real sleeps and locks in it, whatever the application patched before it armed:
+    # gevent's threading.Thread is a greenlet, whose accept() stopped every greenlet of the application
+    # (it never printed its first line), and gevent's sleep made a hub in our thread (services/realthreads)
+    import threading  # noqa: F401 - unpatched, realthreads starts a threading.Thread: py-spy and stack show its name
 
-    thread = threading.Thread(target=_serve_forever, args=(bundle, ALIAS, GUARD, path), name="flight_profiler-agent")
-    thread.daemon = True
-    thread.start()
+    from .services import realthreads
+
+    _real.append(realthreads)
+    realthreads.Thread(_serve_forever, "flight_profiler-agent", (bundle, ALIAS, GUARD, path)).start()
     return path
+
+
+_real: "List[Any]" = []  # services.realthreads, imported when arming (kept here: -m forgets our modules)
 
 
 def _serve_forever(bundle: "Dict[str, Tuple[str, str, bool]]", alias: "str", guard: "str", path: "str") -> None:
     """Load the agent, serve until a detach, arm again; never lets an exception reach the application."""
-    import time
+    sleep = _real[0].sleep
 
     failures = 0
     while failures < 3 and not sys.is_finalizing():
         try:
             loaded = _load_guarded(dict(bundle), alias, guard)  # a copy: unload empties the one it was given
             if loaded is None:
-                time.sleep(0.5)  # an injected agent runs here (a client came while we re-armed): its turn
+                sleep(0.5)  # an injected agent runs here (a client came while we re-armed): its turn
                 continue
             package, unload = loaded
             package._fp_load(alias + ".agent.server").serve(path, "<flight_profiler armed %s>" % path)
@@ -89,7 +96,7 @@ def _serve_forever(bundle: "Dict[str, Tuple[str, str, bool]]", alias: "str", gua
         except BaseException:  # noqa: BLE001 - reported in the agent's log, never to the application
             failures += 1
             _log(path)
-        time.sleep(0.05)
+        sleep(0.05)
 
 
 def _load_guarded(bundle: "Dict[str, Tuple[str, str, bool]]", alias: "str", guard: "str") -> "Optional[Any]":
@@ -112,7 +119,7 @@ def _after_detach(package: "Any", alias: "str", guard: "str", unload: "Any") -> 
 
     end = time.monotonic() + 5.0
     while sys.modules.get(alias) is package and time.monotonic() < end:
-        time.sleep(0.01)
+        _real[0].sleep(0.01)
     if sys.modules.get(alias) is package:  # the listener failed without a detach: unload it ourselves
         lock = _guard(guard)
         try:
@@ -123,13 +130,11 @@ def _after_detach(package: "Any", alias: "str", guard: "str", unload: "Any") -> 
 
 def _guard(key: "str") -> "Any":
     """The bootstrap's process-wide loader lock (``attach/bootstrap``), taken; the same protocol, the same key."""
-    import _thread
-
     while True:
         guard = sys.modules.get(key)
         if guard is None:
             fresh = type(sys)(key)
-            fresh.lock = _thread.allocate_lock()  # type: ignore[attr-defined]
+            fresh.lock = _real[0].allocate_lock()  # type: ignore[attr-defined]  # as the bootstrap's: an original
             fresh.pid = os.getpid()  # type: ignore[attr-defined]  # a forked child's bootstrap tells a stale one by it
             guard = sys.modules.setdefault(key, fresh)
         guard.lock.acquire()
@@ -146,6 +151,7 @@ def _log(path: "str") -> None:
     there by path would append to whatever file of ours that user's link points at.
     """
     try:
+        import posix  # its own open: eventlet patches os.open and os.fdopen
         import stat
         import traceback
 
@@ -153,7 +159,7 @@ def _log(path: "str") -> None:
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
             return
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        with os.fdopen(os.open(path + ".log", flags, 0o600), "a") as fh:
+        with open(posix.open(path + ".log", flags, 0o600), "a") as fh:
             traceback.print_exc(file=fh)
     except BaseException:  # noqa: BLE001, S110 - nowhere else to say it without touching the app's streams
         pass

@@ -154,11 +154,12 @@ def serve(path: str, bundle_key: str, boost: Boost | None = None) -> None:
         _bundle_key = bundle_key
         _server = Server(path)
         server = _server
-    AGENT_THREAD_IDS.add(realthreads.get_ident())
+    mine = realthreads.idents()
+    AGENT_THREAD_IDS.update(mine)
     try:
         server.accept_loop(boost)
     finally:
-        AGENT_THREAD_IDS.discard(realthreads.get_ident())
+        AGENT_THREAD_IDS.difference_update(mine)
 
 
 def _left(boost: Boost) -> float:

@@ -104,7 +104,7 @@ def _not_run_while_stuck(job_id: int, command: str, stuck: list[int]) -> dict[st
 
 class Session:
     def __init__(self, sock: Any, server: Server) -> None:
-        self.channel = Channel(sock)
+        self.channel = Channel(sock, realthreads.allocate_lock())
         self.server = server
         self.jobs: dict[int, tuple[JobContext, realthreads.Thread]] = {}
         self.state: dict[str, Any] = {}
@@ -197,7 +197,8 @@ class Session:
             pass
 
     def _run(self) -> None:
-        AGENT_THREAD_IDS.add(realthreads.get_ident())
+        mine = realthreads.idents()
+        AGENT_THREAD_IDS.update(mine)
         superseded = False
         try:
             if self.greeted or self._handshake(None):
@@ -209,7 +210,7 @@ class Session:
         finally:
             if not superseded:
                 self._end()
-            AGENT_THREAD_IDS.discard(realthreads.get_ident())
+            AGENT_THREAD_IDS.difference_update(mine)
 
     def _end(self) -> None:
         self.first_handled.set()
@@ -364,7 +365,8 @@ class Session:
             self._end()
 
     def _run_job(self, ctx: JobContext, command: str, request: dict[str, Any]) -> None:
-        AGENT_THREAD_IDS.add(realthreads.get_ident())
+        mine = realthreads.idents()
+        AGENT_THREAD_IDS.update(mine)
         try:
             if _user_code(command, request) is not None:
                 end = self._run_buffered(ctx, command, request)
@@ -375,7 +377,7 @@ class Session:
         finally:
             with self.lock:
                 self.jobs.pop(ctx.job_id, None)
-            AGENT_THREAD_IDS.discard(realthreads.get_ident())
+            AGENT_THREAD_IDS.difference_update(mine)
         try:
             self.channel.send(end)
         except (ChannelClosed, OSError):

@@ -73,7 +73,7 @@ SWITCH_BOOST_MAX_THREADS = 64
 FORSAKE_WAIT = 3.0
 
 _BODY = """
-import sys, os, _thread
+import sys, os, posix, _thread
 def _fp_close(fds):
     for fd in fds:
         try:
@@ -140,7 +140,7 @@ def _fp_load(alias, claimed):
         _fp_forsake(alias)
     if alias not in sys.modules:  # under the guard: absent, or loaded completely by an earlier bootstrap
         try:
-            fd = os.open(%(bundle)r, os.O_RDONLY)
+            fd = posix.open(%(bundle)r, os.O_RDONLY)  # posix: eventlet patches os.open and os.read
         except OSError:
             if not os.path.exists(claimed):
                 return None, None  # withdrawn meanwhile, and the bundle with it
@@ -148,7 +148,7 @@ def _fp_load(alias, claimed):
         try:  # open, one read, close: every system call lets go of the GIL (no io layer: it adds four)
             data, got = [], 0
             while got != %(size)d:  # the size the client wrote: no read of the end of the file
-                chunk = os.read(fd, %(size)d + 1 - got if got <= %(size)d else 1 << 20)
+                chunk = posix.read(fd, %(size)d + 1 - got if got <= %(size)d else 1 << 20)
                 if not chunk:
                     break
                 data.append(chunk)

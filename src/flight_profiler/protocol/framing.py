@@ -88,12 +88,17 @@ class FrameError(Exception):
 
 
 class Channel:
-    """A message channel over a connected socket; ``send`` is thread-safe."""
+    """A message channel over a connected socket; ``send`` is thread-safe.
 
-    def __init__(self, sock: Any) -> None:
+    ``send_lock``: the lock that makes it so; the agent passes an original one (``realthreads``), since
+    in a gevent-patched target ``_thread.allocate_lock`` makes a greenlet lock, and an OS thread of ours
+    that waits on one runs a hub of its own (an epoll and an eventfd descriptor the target keeps).
+    """
+
+    def __init__(self, sock: Any, send_lock: Any = None) -> None:
         self.sock = sock
         self._buf = bytearray()
-        self._send_lock = _thread.allocate_lock()
+        self._send_lock = _thread.allocate_lock() if send_lock is None else send_lock
         self._timeout: Optional[float] = sock.gettimeout()  # a field read; settimeout only on a change (recv)
 
     def send(self, msg: Message) -> None:

@@ -97,7 +97,7 @@ class CallProbe:
         self.only_errors = only_errors
         self.bucket = TokenBucket(rate)
         self.outbox = Outbox()
-        self.lock = threading.Lock()
+        self.lock = realthreads.allocate_lock()  # never a greenlet lock (services/realthreads)
         self.accepted = 0
         self.pending = 0  # admitted calls whose result is not in the outbox yet
         self.internal_errors = 0

@@ -10,6 +10,7 @@ process's (``services/cpuquota``: cpu). Read-only, small files, bounded reads. S
 from __future__ import annotations
 
 import os
+import posix
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
 if TYPE_CHECKING:
@@ -78,9 +79,11 @@ def under(root: str, point: str, path: str) -> Optional[str]:
 
 
 def read(path: str) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # posix's own: eventlet's patched os.open and os.read make a hub in the agent's thread (an epoll the
+    # target keeps); gevent does not patch them
+    fd = posix.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        return os.read(fd, READ_LIMIT).decode("utf-8", "replace")
+        return posix.read(fd, READ_LIMIT).decode("utf-8", "replace")
     finally:
         os.close(fd)
 

@@ -34,7 +34,7 @@ import time
 from itertools import islice
 from types import ModuleType
 
-from . import cpuquota
+from . import cpuquota, realthreads
 from .context import AGENT_THREAD_IDS
 from .describe import module_of
 from .realthreads import thread_frames
@@ -204,10 +204,12 @@ def _caller() -> str:
     return "" if frame is None else "%s:%d" % (frame.f_code.co_name, frame.f_lineno)
 
 
-# the clocks and the sleep of every Pacer (a test replaces them)
+# the clocks and the sleep of every Pacer (a test replaces them). The sleep is the original one: in a
+# gevent-patched target time.sleep is gevent's, which made a hub in our thread for the first pause
+# (an epoll and an eventfd descriptor, never closed: two more after every mem or vmtool)
 _clock = time.perf_counter
 _cpu = time.thread_time
-_sleep = time.sleep
+_sleep = realthreads.sleep
 
 
 class Walk:

@@ -66,9 +66,9 @@ its own.
 from __future__ import annotations
 
 import sys
-import threading
 import types
 
+from . import realthreads
 from .context import CommandFailed, on_detach
 
 TYPE_CHECKING = False  # typing is not imported at run time: each import costs the target a GIL round trip
@@ -91,7 +91,9 @@ _WRAPPER = "_fp_wrapper"
 # call a hooked __repr__ or property): probes never record calls made meanwhile
 OWN_WORK: set[int] = set()
 
-_lock = threading.RLock()
+# the C RLock from _thread: threading's is Python code (a person may hook it), and gevent's patching makes
+# it a greenlet lock, on which an OS thread of ours that waits runs a hub of its own (services/realthreads)
+_lock = realthreads.RLock()
 _slots: dict[int, _Slot] = {}  # id(function) -> its patch; the slot keeps the function alive
 # id(stand-in code) -> (stand-in, the code it stands in for), for the functions nested hooks switch:
 # such a function hooked on its own must get its real code back, not the nested hook's stand-in
@@ -134,7 +136,7 @@ def after_fork() -> None:
     if _lock.acquire(timeout=0.2):  # our threads and the program's hold it for microseconds
         _lock.release()
     else:
-        _lock = threading.RLock()
+        _lock = realthreads.RLock()
 
 
 def install(func: types.FunctionType, probe: Any, nested: list[Path] | None = None) -> Handle:
@@ -802,7 +804,7 @@ def _disarm(hook: _Hook, wrapper: types.CodeType) -> None:
             if slot is not None and slot.direct is hook:
                 slot._set(hook.generic)  # only func.__code__: the nested stand-ins are not touched
     finally:
-        if _lock._is_owned():  # type: ignore[attr-defined]
+        if _lock._is_owned():
             _lock.release()
 
 

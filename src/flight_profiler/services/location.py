@@ -11,6 +11,7 @@ caller see the hook, however it reaches the function.
 from __future__ import annotations
 
 import os
+import posix
 import stat
 import sys
 import types
@@ -30,7 +31,7 @@ def read_source_file(path: str, limit: int) -> bytes | None:
     is not a regular file. A code object's file name is the program's to set: a FIFO would block
     the open or the read in C for good (nothing of ours can stop that), /dev/zero never ends."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        fd = posix.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)  # not eventlet's (cgroups)
     except NotADirectoryError:
         return _from_archive(path, limit)  # ARCHIVE/member: imported from a zip (zipapp, lib.zip on the path)
     except OSError as exc:
@@ -40,7 +41,7 @@ def read_source_file(path: str, limit: int) -> bytes | None:
             return None
         chunks, got = [], 0
         while got <= limit:
-            chunk = os.read(fd, min(limit + 1 - got, 1 << 20))
+            chunk = posix.read(fd, min(limit + 1 - got, 1 << 20))
             if not chunk:
                 break
             chunks.append(chunk)

@@ -13,8 +13,9 @@ inside traced invocations; the others run at the hook's plain cost.
 
 from __future__ import annotations
 
-import threading
 from time import perf_counter
+
+from . import realthreads
 
 
 class TokenBucket:
@@ -35,7 +36,7 @@ class TokenBucket:
         self.next_ok = 0.0
         self.skipped_total = 0
         self._reported = 0  # skipped_total when ``take_skipped`` last ran
-        self._lock = threading.Lock()
+        self._lock = realthreads.allocate_lock()
 
     def take(self) -> bool:
         if self.rate <= 0:
@@ -77,7 +78,7 @@ class TimeBudget:
         self.stamp = perf_counter()
         self.next_ok = 0.0
         self.refused = 0
-        self._lock = threading.Lock()
+        self._lock = realthreads.allocate_lock()
 
     def allow(self) -> bool:
         if self.share <= 0:

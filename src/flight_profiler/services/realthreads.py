@@ -80,6 +80,22 @@ sleep: Callable[[float], None] = _original("time", "sleep", time.sleep)
 RLock: Callable[[], Any] = _thread.RLock  # the C type; it can tell whether this thread holds it (_is_owned)
 
 
+def idents() -> Tuple[int, ...]:
+    """The ids this thread goes by: its own, and in a gevent- or eventlet-patched target the one
+    ``threading.get_ident`` gives it there (its greenlet's: ``id(greenlet.getcurrent())``, read from
+    greenlet's C function, not through the patched one). The hooks compare ``threading.get_ident()``,
+    as ``threading._active`` is keyed by it; an agent thread known by its own id only was taken for the
+    program's (a hooked function our thread called was recorded as the program's call)."""
+    own = get_ident()
+    threading: Any = sys.modules.get("threading")
+    patched = getattr(threading, "get_ident", None)
+    current = getattr(sys.modules.get("greenlet"), "getcurrent", None)
+    if patched is None or _builtin(patched) or not _builtin(current):
+        return (own,)
+    green = id(current())  # type: ignore[misc]  # C: this thread's main greenlet, made on first use
+    return (own,) if green == own else (own, green)
+
+
 def patch_notes() -> List[str]:
     """What the target monkeypatched that the agent works around (for the hello's ``notes``)."""
     notes: List[str] = []

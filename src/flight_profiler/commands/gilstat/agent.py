@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 
+from ...services import realthreads
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.describe import short
 from .model import DEFAULTS
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 # The names jobs running now (one per measuring client): bounded by the clients.
 _RUNNING: set[JobContext] = set()
-_LOCK = threading.Lock()
+_LOCK = realthreads.allocate_lock()
 
 
 def run(request: dict[str, Any], ctx: JobContext) -> None:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 TOOL_IDS = (4, 3)  # sys.monitoring ids no standard tool claims (0 debugger, 1 coverage, 2 profiler, 5 optimizer)
 TOOL_NAME = "flight_profiler line"
-_monitoring_lock = threading.Lock()
+_monitoring_lock = realthreads.allocate_lock()
 _active_tools: dict[int, Callable[[], None]] = {}  # tool id -> its undo, for detach
 
 
@@ -55,7 +55,7 @@ class LineProbe:
         self.limit = int(request["limit"])
         self.bucket = TokenBucket(float(request.get("rate", DEFAULTS["rate"])))
         self.outbox = Outbox()
-        self.lock = threading.Lock()
+        self.lock = realthreads.allocate_lock()
         self.accepted = 0
         self.closed = False
         self.full = realthreads.Event()  # set on the program's threads: never threading's (services/callprobe)

@@ -34,9 +34,9 @@ import time
 from functools import partial
 from itertools import chain, repeat
 from operator import methodcaller
-from threading import Lock, get_ident
+from threading import get_ident
 
-from ...services import hooks
+from ...services import hooks, realthreads
 from ...services.callexpr import CallExpression
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
 from ...services.hooks import OWN_WORK
@@ -284,7 +284,7 @@ class MonitorProbe:
         self.enter: Callable[[Any, Any], Any] = _stamp
         self.retired: list[list[Any]] = []  # [list, items already counted, is_failed, drains left]
         self.stats = Stats()
-        self.lock = Lock()  # job thread only: drain vs swap
+        self.lock = realthreads.allocate_lock()  # job thread only: drain vs swap
         self.guard: Guard | None = None
         self.is_method = is_method
         self.expression: CallExpression | None = None

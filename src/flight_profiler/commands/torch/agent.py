@@ -203,7 +203,7 @@ class _OneShot:
     def __init__(self, start: Callable[[], Any], stop: Callable[[Any], Any]) -> None:
         self.start = start
         self.stop = stop
-        self.lock = threading.Lock()
+        self.lock = realthreads.allocate_lock()
         self.claimed = False
         self.done = realthreads.Event()  # set on the program's threads: never threading's (services/callprobe)
         self.result: Any = None

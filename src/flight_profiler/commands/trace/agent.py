@@ -97,7 +97,7 @@ class TraceProbe:
         self.budget_told = 0  # refusals already reported with a tree
         self.bucket = TokenBucket(float(request.get("rate", DEFAULTS["rate"])))
         self.outbox = Outbox()
-        self.lock = threading.Lock()
+        self.lock = realthreads.allocate_lock()
         self.shown = 0
         self.below_entrance = 0
         self.busy_thread = 0  # invocations not traced: the thread already had a profiler we cannot restore
@@ -655,7 +655,7 @@ class Monitor:
     def __init__(self, tool: int) -> None:
         self.tool = tool
         self.runs: dict[int, TraceRun] = {}
-        self.lock = threading.Lock()
+        self.lock = realthreads.allocate_lock()
         self.closed = False
 
     @classmethod

@@ -22,6 +22,7 @@ import time
 from ...services import (
     capture_repr,  # noqa: F401 - compiled now, in the job's thread, never in a hooked call
     hooks,
+    realthreads,
 )
 from ...services.callprobe import CallProbe, exception_info, serve, thread_info
 from ...services.capture import CaptureOptions, capture
@@ -47,7 +48,7 @@ class Store:
     """The records, oldest first; thread-safe; bounded by count and bytes."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = realthreads.allocate_lock()
         self.records: dict[int, dict[str, Any]] = {}
         self.live: dict[int, tuple[Any, ...]] = {}  # index -> what a replay needs
         self.next_index = FIRST_INDEX
