@@ -84,6 +84,9 @@ def test_thread_b_names_both_deadlocks_and_their_cycles(target: RunningTarget) -
     one, two = waits["Task-2"], waits["Task-3"]  # task_one, task_two: created second and third
     assert [h["name"] for h in one["holders"]] == ["Task-3"] and [h["name"] for h in two["holders"]] == ["Task-2"]
     assert one["on"]["type"] == "asyncio.locks.Lock" and one["owner"] == "frame"
+    # the task that made the lock has it in a variable, not in a with-block: not a holder
+    handed = waits["lock-waiter"]
+    assert [h["name"] for h in handed["holders"]] == ["lock-holder"] and handed["owner"] == "frame", handed
     cycles = sorted(sorted(node["name"] for node in cycle) for cycle in graph["cycles"])
     assert cycles == [["Task-2", "Task-3"], ["dl-first", "dl-second"]], graph["cycles"]
     text = client(target.pid, "thread -b", "--no-color", json_output=False).stdout

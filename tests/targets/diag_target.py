@@ -93,14 +93,34 @@ async def task_two():
             pass
 
 
+async def hold_it(lock):
+    async with lock:
+        await asyncio.sleep(3600)
+
+
+async def wait_on(lock):
+    async with lock:
+        pass
+
+
+async def lock_owner():
+    """Makes a lock and hands it to a holder and a waiter: a variable of its own, never held by it."""
+    lock = asyncio.Lock()
+    holder = asyncio.create_task(hold_it(lock), name="lock-holder")
+    await asyncio.sleep(0.05)
+    waiter = asyncio.create_task(wait_on(lock), name="lock-waiter")
+    await asyncio.gather(holder, waiter)
+
+
 async def loop_main():
     global ALOCK_A, ALOCK_B
     ALOCK_A, ALOCK_B = asyncio.Lock(), asyncio.Lock()
     one = asyncio.ensure_future(task_one())
     two = asyncio.ensure_future(task_two())
+    owner = asyncio.create_task(lock_owner(), name="lock-owner")
     await asyncio.sleep(0.3)
     tasks_locked.set()
-    await asyncio.gather(one, two)
+    await asyncio.gather(one, two, owner)
 
 
 def run_loop():

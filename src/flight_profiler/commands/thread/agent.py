@@ -314,7 +314,11 @@ def _with_holders(
         return []
     direct = gc.get_referrers(obj)
     exits = [ref for ref in direct if _bound_exit_of(ref, obj)]
-    containers = direct + (gc.get_referrers(*exits) if exits else [])
+    # a frame or coroutine that refers to the lock itself holds it only when the lock is on its value
+    # stack (3.14's with-block keeps it there); one that merely has it in a variable (the task that made
+    # the lock and handed it to the others) was named as its holder
+    containers = [ref for ref in direct if id(ref) in owners and _on_value_stack(ref, obj)]
+    containers += gc.get_referrers(*exits) if exits else []
     found: list[str] = []
     for ref in containers:
         holder = owners.get(id(ref))
@@ -322,6 +326,36 @@ def _with_holders(
             found.append(holder)
     del direct, exits, containers
     return found
+
+
+def _on_value_stack(ref: Any, obj: Any) -> bool:
+    """Whether a frame or coroutine refers to ``obj`` more often than its plain variables do: the rest are
+    on its value stack (what the collector visits of a frame: those variables, cells, and the stack)."""
+    import gc
+
+    kind = type(ref)
+    frame = (
+        ref
+        if kind is types.FrameType
+        else ref.cr_frame
+        if kind is types.CoroutineType
+        else ref.gi_frame
+        if kind is types.GeneratorType
+        else ref.ag_frame
+        if kind is types.AsyncGeneratorType
+        else None
+    )
+    if frame is None:
+        return True  # another kind of referrer: taken as holding it, as before
+    seen = sum(1 for item in gc.get_referents(ref) if item is obj)
+    code = frame.f_code
+    plain = [name for name in code.co_varnames if name not in code.co_cellvars]  # a cell holds its value
+    try:
+        variables = frame.f_locals
+        named = sum(1 for name in plain if variables.get(name) is obj)
+    except Exception:  # noqa: BLE001 - a hostile mapping: count it as held, as before
+        return True
+    return seen > named
 
 
 def _bound_exit_of(ref: Any, obj: Any) -> bool:
