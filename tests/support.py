@@ -213,6 +213,25 @@ def green_python(library: str, name: str, python: str) -> str:
     return os.path.join(venv, "bin", "python")
 
 
+def wheel_dir(package: str, name: str, python: str) -> str:
+    """A directory with ``package`` for ``python`` (PYTHONPATH; made once under bench/.venvs by the pip of
+    the test's interpreter: Debian's 3.14 and 3.15 have none), or a skip."""
+    import pytest
+
+    script = os.path.join(TARGETS, "ensure_wheel_dir.sh")
+    where = os.path.join(os.path.dirname(HERE), "bench", ".venvs", "%s-%s" % (package, name.replace(".", "")))
+    proc = subprocess.run(
+        ["bash", script, python, where, package, sys.executable],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.skip("%s could not be installed for %s: %s" % (package, name, (proc.stderr or proc.stdout)[-300:]))
+    return where
+
+
 def fd_count(pid: int) -> int:
     return len(os.listdir("/proc/%d/fd" % pid))
 

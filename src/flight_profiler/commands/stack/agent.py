@@ -19,11 +19,12 @@ from __future__ import annotations
 import sys
 import threading  # callprobe imports it anyway
 import time
+from itertools import islice
 
 from ...services import cpuquota, hooks, realthreads, usercode
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
-from ...services.describe import class_name, is_a, safe_repr, short, thread_fields
+from ...services.describe import TYPE_MRO, class_name, instance_dict, is_a, safe_repr, short, thread_fields
 from ...services.location import resolve
 from .model import DEFAULTS, READ_SECONDS, TASKS_SHOWN
 
@@ -37,6 +38,7 @@ TASKS_BYTES = 1 << 20  # stack -a: no new place is kept once the descriptions ta
 ALIKE_NAMED = 5  # stack -a: names of the other tasks at one place sent with it
 # the run loop is below every frame of the task it runs: a deep task puts it far from the top
 LOOP_SEARCH_DEPTH = 5000
+LOCALS_SEARCHED = 1000  # a frame's variables looked at for a loop (a module's frame: its globals)
 # one task's methods (a Task subclass's are the program's code): a real one takes microseconds, and a
 # fifth of the command's budget leaves the others read after one that hangs
 TASK_READ_MS = 1000.0
@@ -207,8 +209,8 @@ def _tasks_of_running_loops(module: Any) -> list[Any]:
     """The tasks of every loop a thread is running, the loop found in that thread's stack.
 
     Not the heap: ``gc.get_objects()`` held the GIL ~12 ms per million objects and built a list as
-    large, for a command that shows a few tasks. A loop no thread runs (or one whose run loop has
-    no Python frame, such as uvloop's) is not found; its tasks are not running either.
+    large, for a command that shows a few tasks. A loop no thread runs is not found; its tasks are not
+    running either.
     """
     all_tasks = getattr(module, "all_tasks", None)
     tasks: list[Any] = []
@@ -221,26 +223,63 @@ def _tasks_of_running_loops(module: Any) -> list[Any]:
 
 
 def _running_loops() -> list[Any]:
-    """Loops found as ``self`` in frames of asyncio's own run loop (matched by code object, so the
-    program's code never runs), at most LOOP_SEARCH_DEPTH frames out from each thread's innermost."""
+    """The loops the threads run, from their frames, at most LOOP_SEARCH_DEPTH frames out from each
+    thread's innermost (the run loop is below every frame of the task it runs), the program's code never
+    run: ``self`` of asyncio's own run loop (matched by code object); else ``self._loop`` of
+    ``asyncio.Runner.run`` (``asyncio.run``, ``uvloop.run``: uvloop's run loop is compiled, and has no
+    frame, so a uvloop service on 3.14+ showed "no pending asyncio tasks"); else a loop held by a local
+    variable of a frame that waits in the loop's C code (``loop.run_until_complete(main())``)."""
     base = getattr(sys.modules.get("asyncio.base_events"), "BaseEventLoop", None)
     codes = (
         [getattr(base.__dict__.get(name), "__code__", None) for name in ("run_forever", "_run_once")]
         if is_a(base, type)
         else []
     )
+    runner = getattr(sys.modules.get("asyncio.runners"), "Runner", None)
+    runner_run = getattr(vars(runner).get("run"), "__code__", None) if is_a(runner, type) else None
+    abstract = getattr(sys.modules.get("asyncio.events"), "AbstractEventLoop", None)
     loops: dict[int, Any] = {}
-    frame: Any
-    for frame in sys._current_frames().values():
-        depth = 0
-        while frame is not None and depth < LOOP_SEARCH_DEPTH:
-            if any(frame.f_code is code for code in codes):
-                loop = frame.f_locals.get("self")
-                if loop is not None:
-                    loops[id(loop)] = loop
-                break
-            frame, depth = frame.f_back, depth + 1
+    for top in realthreads.thread_frames().values():  # not this frame's own (see thread_frames)
+        loop = _loop_in_frames(top, codes, runner_run, abstract)
+        if loop is not None:
+            loops[id(loop)] = loop
     return list(loops.values())
+
+
+def _loop_in_frames(top: Any, codes: list[Any], runner_run: Any, abstract: Any) -> Any:
+    """The loop one thread runs, from its frames (see ``_running_loops``), or None."""
+    frame = top
+    depth = 0
+    held = None
+    while frame is not None and depth < LOOP_SEARCH_DEPTH:
+        code = frame.f_code
+        if any(code is known for known in codes):
+            return frame.f_locals.get("self")
+        if code is runner_run:
+            found = (instance_dict(frame.f_locals.get("self")) or {}).get("_loop")
+            if _is_loop(found, abstract):
+                return found
+        if held is None and abstract is not None:
+            held = _loop_held_by(frame, abstract)
+        frame, depth = frame.f_back, depth + 1
+    return held
+
+
+def _loop_held_by(frame: Any, abstract: Any) -> Any:
+    """A running event loop among a frame's first LOCALS_SEARCHED local variables (the module's globals
+    for a module's frame), found by type: nothing of the program's runs."""
+    try:
+        values = list(islice(frame.f_locals.values(), LOCALS_SEARCHED))  # a dict, or 3.13+'s proxy
+    except RuntimeError:  # a module's globals, changed by its thread meanwhile
+        return None
+    for value in values:
+        if _is_loop(value, abstract) and _running(value):
+            return value
+    return None
+
+
+def _is_loop(value: Any, abstract: Any) -> bool:
+    return abstract is not None and abstract in TYPE_MRO(type(value))
 
 
 def _listed_tasks(allowance: usercode.Allowance) -> list[Any]:
