@@ -126,6 +126,10 @@ def test_calls_of_ours_are_not_the_applications(green: tuple[str, str]) -> None:
         calls = [json.loads(line)["result"] for line in out.splitlines() if '"kind": "call"' in line]
         arguments = [_first_argument(call) for call in calls]
         assert arguments and set(arguments) == {-2}, arguments  # rare(-2), never our rare(-1)
+        # a greenlet that is no threading.Thread was "Thread-<its id>"
+        names = {call["thread"] for call in calls}
+        expected = "greenlet Greenlet odd_one_out" if library == "gevent" else "greenlet GreenThread"
+        assert names == {expected}, names
     finally:
         if watch is not None and watch.poll() is None:
             watch.kill()

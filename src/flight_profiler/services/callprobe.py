@@ -17,15 +17,17 @@ everything on its path is built to be cheap and never to raise:
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import types
 from collections import deque
 
 from . import realthreads
 from .callexpr import CallExpression
 from .context import AGENT_THREAD_IDS
+from .describe import class_name, error_message, instance_dict, short, thread_fields, type_name
 from .describe import describe_error as _describe_error
-from .describe import error_message, thread_fields, type_name
 from .hooks import HOOK_FILE, OWN_WORK
 from .ratelimit import TokenBucket
 from .usercode import FAILED, Guard, unwatch_regions
@@ -297,6 +299,36 @@ def thread_info(ident: int) -> dict[str, Any]:
     """Name and daemon flag of a thread, without creating a dummy Thread object for it."""
     thread = threading._active.get(ident)  # type: ignore[attr-defined]
     if thread is None:
-        return {"thread": "Thread-%d" % ident, "tid": ident, "daemon": None}
+        return {"thread": _greenlet_name(ident) or "Thread-%d" % ident, "tid": ident, "daemon": None}
     name, daemon, _ = thread_fields(thread)
     return {"thread": name, "tid": ident, "daemon": daemon}
+
+
+def _greenlet_name(ident: int) -> str | None:
+    """In a gevent- or eventlet-patched program a thread id is a greenlet's (``id(getcurrent())``), and one
+    that is no ``threading.Thread`` had no name ("Thread-139812625001312"): the greenlet's class and the
+    function it runs (``gevent.spawn(handler)``: "greenlet Greenlet handler"), read from its instance
+    dict, nothing of the program's run. Only for the greenlet running here, which is the one ``ident``
+    names while a call is recorded."""
+    getcurrent: Any = getattr(sys.modules.get("greenlet"), "getcurrent", None)
+    if type(getcurrent) is not _BUILTIN:
+        return None
+    current = getcurrent()  # C
+    if id(current) != ident:
+        return None
+    attrs = instance_dict(current) or {}
+    run = attrs.get("_run", attrs.get("run"))
+    name = _function_name(run)
+    return "greenlet %s%s" % (class_name(type(current)), " " + name if name else "")
+
+
+def _function_name(run: Any) -> str | None:
+    """The qualified name of a plain function or bound method, read from the function itself."""
+    if type(run) is types.MethodType:
+        run = run.__func__
+    if type(run) is types.FunctionType:
+        return short(run.__qualname__)
+    return None
+
+
+_BUILTIN: Any = type(len)  # C functions (greenlet.getcurrent)
