@@ -38,6 +38,7 @@ TASKS_BYTES = 1 << 20  # stack -a: no new place is kept once the descriptions ta
 ALIKE_NAMED = 5  # stack -a: names of the other tasks at one place sent with it
 # the run loop is below every frame of the task it runs: a deep task puts it far from the top
 LOOP_SEARCH_DEPTH = 5000
+_TASKS_BY_LOOP = sys.version_info >= (3, 14)
 LOCALS_SEARCHED = 1000  # a frame's variables looked at for a loop (a module's frame: its globals)
 # one task's methods (a Task subclass's are the program's code): a real one takes microseconds, and a
 # fifth of the command's budget leaves the others read after one that hangs
@@ -199,8 +200,11 @@ def _all_tasks() -> list[Any]:
     eager = getattr(module, "_eager_tasks", None)
     if eager is not None:
         tasks.extend(list(eager))
-    if not tasks:  # 3.14+: C tasks live in per-thread lists that only all_tasks(loop) reads
-        tasks = _tasks_of_running_loops(module)
+    # 3.14+: C tasks live in per-thread lists that only all_tasks(loop) reads (the registries hold the Python
+    # tasks only); before, the registries hold every task, and the frames are not searched: reading a frame's
+    # variables there (f_locals) writes a dict of them into the frame of the program's thread
+    if _TASKS_BY_LOOP:
+        tasks.extend(_tasks_of_running_loops(module))
     unique = {id(task): task for task in tasks if not task.done()}
     return list(unique.values())
 
