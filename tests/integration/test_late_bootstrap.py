@@ -153,10 +153,10 @@ def test_a_main_thread_that_parked_after_the_call_was_queued_runs_the_bootstrap_
 
 # In a fresh interpreter: BOOTSTRAPS sources with live tickets, exec'd by as many threads at once.
 CONCURRENT = r"""
-import json, os, sys, threading, time
+import json, os, posix, sys, threading, time
 sources, bundle_path, sock, tickets = json.loads(sys.argv[1])
 real_open = open
-real_os_open = os.open  # the bootstrap opens the bundle with os.open (no io layer)
+real_os_open = posix.open  # the bootstrap opens the bundle with posix.open (no io layer; eventlet patches os.open)
 state = {"inside": 0, "most": 0, "opened": 0}
 lock = threading.Lock()
 
@@ -176,7 +176,7 @@ def holding_open(file, *args, **kwargs):
         with lock:
             state["inside"] -= 1
 
-os.open = holding_open
+posix.open = holding_open
 barrier = threading.Barrier(len(sources))
 def run(source):
     barrier.wait()
@@ -193,7 +193,7 @@ def settled():
 deadline = time.time() + 60
 while not settled() and time.time() < deadline:
     time.sleep(0.02)
-os.open = real_os_open
+posix.open = real_os_open
 server = sys.modules.get("_flight_profiler.agent.server")
 guard = sys.modules.get("_flight_profiler._guard")
 print(json.dumps({
