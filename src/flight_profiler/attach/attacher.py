@@ -131,9 +131,10 @@ def _attach_locked(helper: Helper, target: Target, deadline: float, options: Att
         return conn
     if not options.force:
         check_remote_debug_allowed(target.pid)
-    from . import bootstrap, procfs
+    from . import bootstrap, procfs, ptrace
 
     procfs.check_attachable(target.pid)  # zombie, stopped, or another tracer: say so before touching it
+    ptrace.refuse_free_threaded(target.pid)  # a renamed free-threaded build: its name told nothing (target.py)
     ticket.check_free_fds(target.pid, bootstrap.RESERVED_FDS)  # 3.8 aborts if our thread exits without a free fd
     headroom.check(target.pid, options.force)  # an attach close to a cgroup's memory limit got the target OOM-killed
     _check_seccomp(target.pid, options)

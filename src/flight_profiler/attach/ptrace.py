@@ -8,7 +8,16 @@ from flight_profiler.attach.injector import (
     PythonApi,
     find_python_api,
     inject,
+    refuse_free_threaded,
     wrap_bootstrap,
 )
 
-__all__ = ["MODES", "InjectionReport", "PythonApi", "find_python_api", "inject", "wrap_bootstrap"]
+__all__ = [
+    "MODES",
+    "InjectionReport",
+    "PythonApi",
+    "find_python_api",
+    "inject",
+    "refuse_free_threaded",
+    "wrap_bootstrap",
+]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .machine import ON_CLIENT_DEATH, RECOVERY, TRANSITIONS, Phase
 from .session import MODES, InjectionReport, inject, wrap_bootstrap
-from .symbols import PythonApi, find_python_api
+from .symbols import PythonApi, find_python_api, refuse_free_threaded
 
 __all__ = [
     "MODES",
@@ -24,5 +24,6 @@ __all__ = [
     "PythonApi",
     "find_python_api",
     "inject",
+    "refuse_free_threaded",
     "wrap_bootstrap",
 ]

@@ -31,6 +31,11 @@ _API_NAMES = (
     "PyGILState_Release",
     "_PyRuntime",
 )
+# Exported only by free-threaded builds (Py_DECREF of an object another thread owns): the file's name
+# says so ("python3.14t", attach/target) unless the build was renamed or copied, as into a container's
+# /usr/local/bin/python; then only its exports do. Looked up with the API, in the same pass.
+_FREE_THREADED = ("_Py_DecRefShared", "_Py_MergeZeroLocalRefcount")
+_LOOKED_UP = _API_NAMES + _FREE_THREADED
 _SCAN_LIMIT = 8 << 20  # bytes of one executable mapping we read looking for a gadget
 _LOW = 0x10000  # stay clear of mmap_min_addr and the zero page
 _USER_TOP = 0x7FFF_FFFF_F000
@@ -109,12 +114,13 @@ def find_python_api(pid: int, maps: Optional[Sequence[procfs.MapEntry]] = None) 
     for path in _candidate_files(pid, maps):
         host = _host_path(pid, path, maps)
         try:
-            image = elf.read_symbols(host, _API_NAMES)
+            image = elf.read_symbols(host, _LOOKED_UP)
         except (OSError, elf.ElfError):
             continue
         syms = image.symbols
         if "PyRun_SimpleString" not in syms:
             continue
+        _refuse_free_threaded(pid, path, syms)
         missing = [n for n in _API_NAMES if n not in syms]
         if missing:
             raise TargetError(
@@ -140,6 +146,30 @@ def find_python_api(pid: int, maps: Optional[Sequence[procfs.MapEntry]] = None) 
         f"pid {pid} ({procfs.process_name(pid)}) does not look like a CPython process: none of its mapped files "
         "exports the Python C-API (PyRun_SimpleString)"
     )
+
+
+def refuse_free_threaded(pid: int) -> None:
+    """Raise TargetError when the file that exports ``pid``'s C-API is a free-threaded build; read-only, and
+    silent where the files cannot be read (the attach then says why when it needs them)."""
+    maps = procfs.read_maps(pid)
+    for path in _candidate_files(pid, maps):
+        try:
+            syms = elf.read_symbols(_host_path(pid, path, maps), _LOOKED_UP).symbols
+        except (OSError, elf.ElfError):
+            continue
+        if "PyRun_SimpleString" in syms:
+            _refuse_free_threaded(pid, path, syms)
+            return
+
+
+def _refuse_free_threaded(pid: int, path: str, syms: Dict[str, elf.ElfSymbol]) -> None:
+    found = [name for name in _FREE_THREADED if name in syms]
+    if found:
+        raise TargetError(
+            f"pid {pid} runs a free-threaded build of Python ({os.path.basename(path)} exports {found[0]}); "
+            "attaching to free-threaded builds is not supported yet (docs/platforms.md); 'stack' still works "
+            "from outside"
+        )
 
 
 _CODE_CHECKED = ("PyRun_SimpleString", "Py_AddPendingCall", "PyGILState_Ensure", "PyGILState_Release")
