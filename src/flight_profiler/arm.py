@@ -57,6 +57,11 @@ def arm() -> "str":
     """Start listening for flight_profiler in this process (once); returns the socket path."""
     if _armed:
         return _armed[0]
+    gil_enabled = getattr(sys, "_is_gil_enabled", None)  # 3.13+
+    if gil_enabled is not None and not gil_enabled():
+        # as an attach refuses one (attach/target, injector/symbols): our walks and hooks read the program's
+        # objects as one thread at a time would, which only the GIL makes true (PYTHON_GIL=1 turns it on)
+        raise RuntimeError("a free-threaded build running without the GIL is not supported yet (docs/platforms.md)")
     from .attach.bootstrap import ALIAS, GUARD
     from .attach.bundle import collect
 

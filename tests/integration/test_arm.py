@@ -240,3 +240,20 @@ def test_a_failure_is_never_logged_through_another_users_directory(tmp_path: str
     with open(path + ".log") as fh:
         assert "the agent could not listen" in fh.read()
     assert os.stat(path + ".log").st_mode & 0o777 == 0o600
+
+
+@pytest.mark.timeout(120)
+def test_a_free_threaded_build_without_the_gil_runs_unarmed() -> None:
+    """As an attach refuses such a build, arming does: the application runs, and says once why it is not armed
+    (no free-threaded CPython is packaged here: ``sys._is_gil_enabled`` answers as one without the GIL)."""
+    python = dict(INTERPRETERS).get("3.15") or dict(INTERPRETERS).get("3.12") or sys.executable
+    script = (
+        "import sys; sys._is_gil_enabled = lambda: False; sys.argv = ['arm', %r, 'report', 'x']; "
+        "import runpy; runpy.run_module('flight_profiler.arm', run_name='__main__')" % APP
+    )
+    result = subprocess.run(
+        [python, "-c", script], capture_output=True, text=True, timeout=60, env=_env(), cwd=TARGETS, check=False
+    )
+    assert result.returncode == 7, result.stderr  # the application's own exit status
+    assert result.stderr.startswith("flight_profiler.arm: not armed: a free-threaded build running without the GIL")
+    assert json.loads(result.stdout)["threads"] == [], result.stdout  # no listener started
