@@ -39,6 +39,7 @@ ALIKE_NAMED = 5  # stack -a: names of the other tasks at one place sent with it
 # the run loop is below every frame of the task it runs: a deep task puts it far from the top
 LOOP_SEARCH_DEPTH = 5000
 _TASKS_BY_LOOP = sys.version_info >= (3, 14)
+HELD_SEARCH_FRAMES = 32  # the outermost frames of a thread whose variables are read for a loop
 LOCALS_SEARCHED = 1000  # a frame's variables looked at for a loop (a module's frame: its globals)
 # one task's methods (a Task subclass's are the program's code): a real one takes microseconds, and a
 # fifth of the command's budget leaves the others read after one that hangs
@@ -251,11 +252,12 @@ def _running_loops() -> list[Any]:
 
 
 def _loop_in_frames(top: Any, codes: list[Any], runner_run: Any, abstract: Any) -> Any:
-    """The loop one thread runs, from its frames (see ``_running_loops``), or None."""
+    """The loop one thread runs, from its frames (see ``_running_loops``), or None. Every frame's code is
+    compared; the variables are read only in the outermost HELD_SEARCH_FRAMES frames, where the code that
+    started the loop waits in it (a thread of thousands of deep stacks costs no more than that)."""
     frame = top
-    depth = 0
-    held = None
-    while frame is not None and depth < LOOP_SEARCH_DEPTH:
+    chain: list[Any] = []
+    while frame is not None and len(chain) < LOOP_SEARCH_DEPTH:
         code = frame.f_code
         if any(code is known for known in codes):
             return frame.f_locals.get("self")
@@ -263,10 +265,15 @@ def _loop_in_frames(top: Any, codes: list[Any], runner_run: Any, abstract: Any) 
             found = (instance_dict(frame.f_locals.get("self")) or {}).get("_loop")
             if _is_loop(found, abstract):
                 return found
-        if held is None and abstract is not None:
-            held = _loop_held_by(frame, abstract)
-        frame, depth = frame.f_back, depth + 1
-    return held
+        chain.append(frame)
+        frame = frame.f_back
+    if abstract is None:
+        return None
+    for outer in reversed(chain[-HELD_SEARCH_FRAMES:]):
+        held = _loop_held_by(outer, abstract)
+        if held is not None:
+            return held
+    return None
 
 
 def _loop_held_by(frame: Any, abstract: Any) -> Any:
