@@ -22,6 +22,7 @@ from typing import Iterator
 import pytest
 
 from interpreters import find_interpreters
+from json_schemas import problems
 from support import RunningTarget, cli, green_interpreters, green_python, start_target, wait_until
 
 GREEN = green_interpreters(find_interpreters())
@@ -93,6 +94,26 @@ def test_commands_leave_no_hub_and_no_descriptor(green: tuple[str, str]) -> None
         # made in our thread stayed (2 more after each heap walk)
         assert wait_until(lambda: _descriptors(target.pid) == before, timeout=10), (before, _descriptors(target.pid))
     finally:
+        target.stop()
+
+
+def test_what_lists_threads_and_tasks_says_greenlets_are_not_in_it(green: tuple[str, str]) -> None:
+    """thread -b and stack -a see OS threads and asyncio tasks: under the patch they say that the greenlets
+    (a waiter on a held lock here) are not among them, rather than "no thread is waiting"."""
+    library, python = green
+    target = start_target(python, "green_target.py", library)
+    try:
+        for command in ("thread -b", "stack -a"):
+            result = cli(target.pid, command, timeout=120)
+            assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+            assert result.results[0]["greenlets"] == library, result.results
+            for line in result.stdout.splitlines():
+                record = json.loads(line)
+                assert problems(record) == [], (command, problems(record))
+            text = cli(target.pid, command, "--no-color", json_output=False, timeout=120)
+            assert "%s: its " % library in text.stdout and "greenlets are not" in text.stdout, text.stdout
+    finally:
+        cli(target.pid, "detach")
         target.stop()
 
 

@@ -96,6 +96,17 @@ def idents() -> Tuple[int, ...]:
     return (own,) if green == own else (own, green)
 
 
+def green_library() -> Optional[str]:
+    """ "gevent" or "eventlet" when it patched the target's threads: its greenlets are no OS threads, and
+    what lists threads and asyncio tasks (thread -b, stack -a) does not list them; None otherwise."""
+    if _builtin(_thread.start_new_thread):
+        return None
+    for library, module in (("gevent", "gevent.monkey"), ("eventlet", "eventlet.patcher")):
+        if module in sys.modules:
+            return library
+    return None
+
+
 def patch_notes() -> List[str]:
     """What the target monkeypatched that the agent works around (for the hello's ``notes``)."""
     notes: List[str] = []

@@ -73,6 +73,9 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         read += 1
         places.add(loop, described, allowance)
     found: dict[str, Any] = {"loops": places.loops(), "threads": _loop_threads()}
+    green = realthreads.green_library()
+    if green is not None:
+        found["greenlets"] = green  # its suspended greenlets are not listed: said, not implied absent
     if places.left_out + len(listed) - read:
         found["not_shown"] = places.left_out + len(listed) - read
     if read < len(listed):

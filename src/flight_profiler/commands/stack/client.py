@@ -244,6 +244,12 @@ def _tasks_text(event: dict[str, Any]) -> Text:
     text = Text()
     if not event["loops"]:
         text.append("no pending asyncio tasks in the target\n", style="yellow")
+    if event.get("greenlets"):
+        text.append(
+            "%s: its suspended greenlets are not listed, only asyncio tasks (watch and trace name the greenlet of each"
+            " call)\n" % safe_line(event["greenlets"]),
+            style="yellow",
+        )
     for loop in event["loops"]:
         tasks = loop["tasks"]
         count = len(tasks) + sum(task.get("alike", 0) for task in tasks)

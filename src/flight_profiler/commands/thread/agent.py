@@ -82,15 +82,17 @@ def run(request: ThreadRequest, ctx: JobContext) -> None:
         for wait in waits:
             wait["stuck"] = _identity(wait) in before
     cycles = _cycles(waits, nodes)  # turns the holders' keys into their descriptions too
-    ctx.emit(
-        {
-            "threads": sum(1 for key in nodes if key.startswith("thread:")),
-            "tasks": sum(1 for key in nodes if key.startswith("task:")),
-            "interval_ms": int(interval * 1000),
-            "waits": [_public(wait) for wait in waits],
-            "cycles": cycles,
-        }
-    )
+    graph = {
+        "threads": sum(1 for key in nodes if key.startswith("thread:")),
+        "tasks": sum(1 for key in nodes if key.startswith("task:")),
+        "interval_ms": int(interval * 1000),
+        "waits": [_public(wait) for wait in waits],
+        "cycles": cycles,
+    }
+    green = realthreads.green_library()
+    if green is not None:
+        graph["greenlets"] = green  # its greenlets' waits are not in the graph: said, not implied absent
+    ctx.emit(graph)
 
 
 def _contained_snapshot() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:

@@ -41,6 +41,14 @@ def render_blocking(event: dict[str, Any]) -> RenderableType:
     if event.get("interval_ms"):
         text.append("; stuck: the same wait in two snapshots %d ms apart" % event["interval_ms"], style="dim")
     text.append("\n")
+    if event.get("greenlets"):
+        from ...render.safe import safe_line
+
+        text.append(
+            "%s: its greenlets are not in this graph, only OS threads and asyncio tasks\n"
+            % safe_line(event["greenlets"]),
+            style="yellow",
+        )
     for cycle in event["cycles"]:
         names = [node_label(node) for node in cycle]
         text.append("DEADLOCK: %s -> %s\n" % (" -> ".join(names), names[0]), style="bold red")
