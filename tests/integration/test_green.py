@@ -29,7 +29,8 @@ GREEN = green_interpreters(find_interpreters())
 IDS = ["%s-%s" % (library, name) for library, name, _ in GREEN]
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
 # every command whose agent half sleeps, waits, walks the heap or hooks (the heap walks pause with a
-# sleep between slices: a gevent sleep made a hub in our thread, 2 descriptors a command)
+# sleep between slices: a gevent sleep made a hub in our thread, 2 descriptors a command), and console
+# lines that use the patched API (our thread closes the hub they made before it ends)
 COMMANDS = (
     "mem summary --limit 3",
     "vmtool -a getInstances -c __main__ Box -n 2",
@@ -41,6 +42,9 @@ COMMANDS = (
     "tt -t __main__ work -n 2",
     "stack -a",
     "thread -b",
+    # the program's own patched API, run in our thread by the person: the library makes a hub there
+    "console -c \"__import__('time').sleep(0.01)\"",
+    "console -c \"__import__('time').sleep(0.01)\"",
 )
 
 

@@ -107,6 +107,33 @@ def green_library() -> Optional[str]:
     return None
 
 
+def release_green_hub() -> None:
+    """Close the hub gevent or eventlet made for this thread of ours, if it made one, before the thread ends.
+
+    The program's code run here (a console line, an expression) that used the patched API (a
+    ``time.sleep``, a socket) made one: an epoll and an eventfd descriptor that the process kept after
+    the thread ended, two more after every such console line. gevent's ``Hub.destroy`` is its own way
+    for hubs of other threads; eventlet's hub is dropped from its thread-local and its poller closed.
+    """
+    if _builtin(_thread.start_new_thread):
+        return  # not patched: nothing made a hub here
+    hub_local: Any = sys.modules.get("gevent._hub_local")
+    try:
+        hub = hub_local.get_hub_if_exists() if hub_local is not None else None
+        if hub is not None:
+            hub.destroy(True)
+    except Exception:  # noqa: BLE001, S110 - an odd gevent: what it made stays
+        pass
+    local: Any = getattr(sys.modules.get("eventlet.hubs"), "_threadlocal", None)
+    try:
+        hub = local.__dict__.pop("hub", None) if local is not None else None
+        closer = getattr(getattr(hub, "poll", None), "close", None)
+        if closer is not None:
+            closer()
+    except Exception:  # noqa: BLE001, S110 - an odd eventlet: what it made stays
+        pass
+
+
 def patch_notes() -> List[str]:
     """What the target monkeypatched that the agent works around (for the hello's ``notes``)."""
     notes: List[str] = []
@@ -199,6 +226,7 @@ class Thread:
         except BaseException:  # noqa: BLE001, S110 - the target's stderr is not ours to write to
             pass
         finally:
+            release_green_hub()
             self._done.set()
 
     def is_current(self) -> bool:
