@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Make sure DIR holds PACKAGE's wheel for PYTHON's version, importable with PYTHONPATH=DIR
-# (tests/integration/test_uvloop.py): for interpreters without a venv module or pip of their own
+# Make sure DIR holds PACKAGE's wheels (and its dependencies') for PYTHON's version, importable with PYTHONPATH=DIR
+# (tests/integration/test_uvloop.py, test_trio.py): for interpreters without a venv module or pip of their own
 # (Debian's 3.14 and 3.15), installed by the pip of PIP_PYTHON (the test's own interpreter).
 #
 #   tests/targets/ensure_wheel_dir.sh PYTHON DIR PACKAGE PIP_PYTHON
@@ -21,6 +21,6 @@ if [ -d "$dir" ] && PYTHONPATH="$dir" "$python" -c "import $package" 2>/dev/null
     exit 0
 fi
 rm -rf "$dir"
-"$pip_python" -m pip install --quiet --disable-pip-version-check --no-deps --target "$dir" \
+"$pip_python" -m pip install --quiet --disable-pip-version-check --target "$dir" \
     --only-binary=:all: --python-version "$version" --implementation cp "$package"
 PYTHONPATH="$dir" "$python" -c "import $package"

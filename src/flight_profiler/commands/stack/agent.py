@@ -24,7 +24,7 @@ from itertools import islice
 from ...services import cpuquota, hooks, realthreads, usercode
 from ...services.callprobe import CallProbe, describe_error, serve, thread_info
 from ...services.context import AGENT_THREAD_IDS, CommandFailed, JobContext
-from ...services.describe import TYPE_MRO, class_name, instance_dict, is_a, safe_repr, short, thread_fields
+from ...services.describe import TYPE_DICT, TYPE_MRO, class_name, instance_dict, is_a, safe_repr, short, thread_fields
 from ...services.location import resolve
 from .model import DEFAULTS, READ_SECONDS, TASKS_SHOWN
 
@@ -54,7 +54,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
         ctx.emit(_thread_stacks())
         return
     allowance = usercode.Allowance(usercode.AGENT_BUDGET_MS, TASK_READ_MS)
-    listed = _listed_tasks(allowance)
+    listed = _listed_tasks(allowance) + _trio_tasks()
     places = _Places(int(request.get("tasks") or TASKS_SHOWN))
     read = 0
     deadline = time.monotonic() + READ_SECONDS
@@ -69,7 +69,7 @@ def run(request: dict[str, Any], ctx: JobContext) -> None:
             break
         if not slices.tick():
             return  # cancelled (Ctrl-C, detach): nobody waits for the answer
-        loop, described = _read_task(task, allowance)
+        loop, described = _read_trio_task(task, allowance) if type(task) is tuple else _read_task(task, allowance)
         read += 1
         places.add(loop, described, allowance)
     found: dict[str, Any] = {"loops": places.loops(), "threads": _loop_threads()}
@@ -113,6 +113,8 @@ class _Places:
         self.size += _size_of(described)
         self.entries[place] = described
         holder = self.by_loop.get(id(loop))
+        if holder is None and type(loop) is _TrioRun:  # trio's run: its label, read by us
+            holder = self.by_loop[id(loop)] = {"loop": loop.label, "running": True, "tasks": []}
         if holder is None:  # the loop's repr once per loop, not per task: it is the program's code (a budget each)
             running, _, _ = allowance.call("the loop's is_running()", _running, (loop,))
             holder = self.by_loop[id(loop)] = {"loop": safe_repr(loop), "running": running is True, "tasks": []}
@@ -453,6 +455,91 @@ def _loop_threads() -> dict[str, str]:
     """Which thread runs which loop, found through the running-loop holder of each thread."""
     active = getattr(sys.modules.get("threading"), "_active", {})
     return {str(ident): thread_fields(thread)[0] for ident, thread in list(active.items())}
+
+
+# ------------------------------------------------------------------ trio
+
+
+class _TrioRun:
+    """One ``trio.run`` in progress: its runner, and the label its tasks are shown under."""
+
+    __slots__ = ("label", "runner")
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.label = "<trio run at 0x%x>" % id(runner)
+
+
+def _trio_tasks() -> list[Any]:
+    """(run, task) for every task of every ``trio.run`` a thread is in, found as the ``runner`` variable of
+    that call's frame (trio keeps its run state in a thread-local no other thread can read), read through
+    the classes' own slots: nothing of the program's runs. Empty where trio is not loaded."""
+    module: Any = sys.modules.get("trio._core._run")
+    run = getattr(module, "run", None) if module is not None else None
+    code = getattr(getattr(run, "__wrapped__", run), "__code__", None)
+    if code is None:
+        return []
+    found: list[Any] = []
+    for top in realthreads.thread_frames().values():
+        frame, depth = top, 0
+        while frame is not None and depth < LOOP_SEARCH_DEPTH:
+            if frame.f_code is code:
+                runner = frame.f_locals.get("runner")
+                tasks = _member(runner, "tasks")
+                if isinstance(tasks, (set, frozenset)):
+                    trio_run = _TrioRun(runner)
+                    found.extend((trio_run, task) for task in list(tasks))
+                break
+            frame, depth = frame.f_back, depth + 1
+    return found
+
+
+def _member(obj: Any, name: str) -> Any:
+    """An attribute kept in a ``__slots__`` member of ``obj``'s class, or in its instance dict; None if neither:
+    read by the member descriptor (C) or the dict, never by getattr (a property would be the program's)."""
+    for kind in TYPE_MRO(type(obj)):
+        slot = TYPE_DICT(kind).get(name)
+        if type(slot) is _MEMBER:
+            try:
+                return slot.__get__(obj)
+            except AttributeError:  # declared, never set
+                return None
+    return (instance_dict(obj) or {}).get(name)
+
+
+_MEMBER: Any = type(vars(_TrioRun)["label"])  # member_descriptor
+
+
+def _read_trio_task(pair: tuple[Any, Any], allowance: usercode.Allowance) -> tuple[Any, dict[str, Any]]:
+    """A trio task's run and description, within the command's budget (its coroutine may await the program's
+    own awaitables, whose attributes are read)."""
+    trio_run, task = pair
+    value, error, overran = allowance.call("trio task %s" % _label(task), _describe_trio, (task,))
+    if not overran and error is None:
+        return trio_run, value
+    why = "its own code ran over the budget" if overran or error is None else "it raised %s" % describe_error(error)
+    return trio_run, _unread(task, why)
+
+
+def _describe_trio(task: Any) -> dict[str, Any]:
+    coro = _member(task, "coro")
+    frames, _ = _await_chain(coro)
+    name = _member(task, "name")
+    children: list[Any] = []
+    for nursery in _member(task, "_child_nurseries") or ():
+        children.extend(_member(nursery, "_children") or ())
+    return {
+        "name": short(name) if isinstance(name, str) else _label(task),
+        "coro": _coro_name(coro) if coro is not None else "?",
+        "frames": frames,
+        # a nursery's owner waits for its children (each name once: five "sleeper" children are one name)
+        "awaits": list(dict.fromkeys(_trio_name(child) for child in children)),
+    }
+
+
+def _trio_name(task: Any) -> str:
+    name = _member(task, "name")
+    return short(name) if isinstance(name, str) else _label(task)
 
 
 # ------------------------------------------------------------------ stack module [class] method

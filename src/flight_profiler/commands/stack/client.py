@@ -113,9 +113,9 @@ MAIN_FORMS = (
 )
 OVERVIEW = (
     "every thread's stack with names and who holds the GIL, read **from outside** (py-spy, shipped with us): works "
-    "without injection, even when the GIL is stuck. `-a` shows each asyncio task's whole await chain, down to the "
-    "innermost coroutine, and which task awaits which (via the agent); tasks waiting at the same place are one entry "
-    "that counts them, the odd ones out first. With `module [class] method` (the first "
+    "without injection, even when the GIL is stuck. `-a` shows each asyncio (or trio) task's whole await chain, "
+    "down to the innermost coroutine, and which task awaits which (via the agent); tasks waiting at the same "
+    "place are one entry that counts them, the odd ones out first. With `module [class] method` (the first "
     "positional decides): who calls it, the Python stack leading to each of the next `-n` calls, with thread and cost"
 )
 
