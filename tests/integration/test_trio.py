@@ -47,3 +47,13 @@ def test_stack_a_lists_the_trio_tasks_and_their_nurseries(target: RunningTarget)
     assert "acquire" in waiting, waiting  # down to trio's lock
     text = cli(target.pid, "stack -a", "--no-color", json_output=False).stdout
     assert "Loop <trio run at 0x" in text and "in hold_it" in text, text
+
+
+def test_thread_b_says_trio_tasks_are_not_in_its_graph(target: RunningTarget) -> None:
+    """Not "no thread or task is waiting" while a trio task waits on a held trio.Lock."""
+    result = cli(target.pid, "thread -b", timeout=120)
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
+    assert problems(json.loads(result.stdout.splitlines()[0])) == []
+X
+    text = cli(target.pid, "thread -b", "--no-color", json_output=False).stdout
+    assert "10 trio task(s): their waits are not in this graph" in text, text

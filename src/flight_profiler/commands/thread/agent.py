@@ -92,7 +92,17 @@ def run(request: ThreadRequest, ctx: JobContext) -> None:
     green = realthreads.green_library()
     if green is not None:
         graph["greenlets"] = green  # its greenlets' waits are not in the graph: said, not implied absent
+    trio = _trio_count()
+    if trio:
+        graph["trio_tasks"] = trio  # nor are trio tasks' (stack -a shows where each waits)
     ctx.emit(graph)
+
+
+def _trio_count() -> int:
+    """The tasks of the trio runs in progress (read by their slots: stack/agent)."""
+    from ..stack.agent import _trio_tasks
+
+    return len(_trio_tasks())
 
 
 def _contained_snapshot() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:

@@ -49,6 +49,12 @@ def render_blocking(event: dict[str, Any]) -> RenderableType:
             % safe_line(event["greenlets"]),
             style="yellow",
         )
+    if event.get("trio_tasks"):
+        text.append(
+            "%d trio task(s): their waits are not in this graph ('stack -a' shows where each waits)\n"
+            % event["trio_tasks"],
+            style="yellow",
+        )
     for cycle in event["cycles"]:
         names = [node_label(node) for node in cycle]
         text.append("DEADLOCK: %s -> %s\n" % (" -> ".join(names), names[0]), style="bold red")
