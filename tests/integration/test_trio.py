@@ -54,6 +54,7 @@ def test_thread_b_says_trio_tasks_are_not_in_its_graph(target: RunningTarget) ->
     result = cli(target.pid, "thread -b", timeout=120)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
     assert problems(json.loads(result.stdout.splitlines()[0])) == []
-X
+    # main, 5 sleepers, the holder, the waiter, and trio's own two (<init>, the run_sync_soon task)
+    assert result.results[0]["trio_tasks"] == 10, result.results
     text = cli(target.pid, "thread -b", "--no-color", json_output=False).stdout
     assert "10 trio task(s): their waits are not in this graph" in text, text
